@@ -1,0 +1,28 @@
+"""Identifier linkage: normalising NHS numbers, names, dates and postcodes, and keyed subject tokens."""
+
+from __future__ import annotations
+
+from gateway.linkage.normalise import (
+    NormalisedSubject,
+    is_valid_nhs_number,
+    nhs_check_digit,
+    normalise_date,
+    normalise_name,
+    normalise_nhs_number,
+    normalise_postcode,
+    normalise_subject,
+)
+from gateway.linkage.tokens import TOKEN_ROUTES, SubjectTokeniser
+
+__all__ = [
+    "TOKEN_ROUTES",
+    "NormalisedSubject",
+    "SubjectTokeniser",
+    "is_valid_nhs_number",
+    "nhs_check_digit",
+    "normalise_date",
+    "normalise_name",
+    "normalise_nhs_number",
+    "normalise_postcode",
+    "normalise_subject",
+]
