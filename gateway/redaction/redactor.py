@@ -1,0 +1,271 @@
+"""The redactor: turns one agency's records into what one caller may see, with a manifest of every field.
+
+Order of protections for each record: protected record categories (never content outside the owning
+agency), handling codes (police intelligence only with P, or C with its conditions), the disclosure
+level, whole-record rules, then field rules. Third-party identities are pseudonymised outside the MASH
+at every level. Anything without a rule is withheld.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from gateway.domain import (
+    DisclosedField,
+    DisclosedRecord,
+    DisclosureLevel,
+    FieldDisclosure,
+    ManifestEntry,
+    Record,
+)
+from gateway.keyring import Keyring
+from gateway.redaction import operators as ops
+from gateway.redaction.rules import FieldRule, RecordRule, RedactionRules
+
+FULL = FieldDisclosure.FULL
+REDACTED = FieldDisclosure.REDACTED
+WITHHELD = FieldDisclosure.WITHHELD
+
+# Manifest reasons. They name rules and categories, never values, and the one used for protected records
+# is deliberately generic so it gives nothing away about which service holds the record.
+REASON_NO_RULE = "no redaction rule"
+REASON_NOT_DISCLOSABLE = "not disclosable to this requester"
+REASON_OUTSIDE_MASH = "third-party identity pseudonymised outside the MASH"
+REASON_CONDITIONS = "handling conditions travel with the record"
+REASON_EXISTENCE_ONLY = "existence only"
+REASON_WRONG_AGENCY = "record does not belong to the answering agency"
+REASON_HANDLING_MISSING = "no handling code: not shared outside the owning agency"
+REASON_HANDLING_OTHER = "handling code does not permit sharing outside the owning agency"
+REASON_CONDITIONS_MISSING = "handling code C without conditions: not shared outside the owning agency"
+
+GENERIC_CATEGORY = "withheld"
+"""The category shown for every part of a protected record that is withheld."""
+
+WITHHELD_RECORD_DOMAIN = "withheld-record"
+"""Pseudonym domain of protected record ids, so auditors holding the key can still tell which record."""
+
+# At PERTINENT, a third-party identity outside the MASH may follow its field rule only when that rule
+# reveals nothing of the identity; any other rule is overridden by the safeguarding pseudonym.
+_SAFE_FOR_THIRD_PARTIES = frozenset({"drop", "replace", "pseudonymise", "agency_summary"})
+
+
+@dataclass(frozen=True, slots=True)
+class RedactionContext:
+    """Who is asking and what they were granted for one agency's records."""
+
+    agency: str  # the agency whose records these are
+    level: DisclosureLevel
+    role: str
+    requester_agency: str  # the caller's home agency ("hub" for MASH-wide roles)
+    inside_mash: bool
+    disclosure_date: date  # age bands are computed at this date
+
+
+@dataclass(frozen=True, slots=True)
+class RedactionResult:
+    """The records a caller may see, and one manifest entry per input field plus one per input record."""
+
+    records: tuple[DisclosedRecord, ...]
+    manifest: tuple[ManifestEntry, ...]
+
+
+def format_timestamp(moment: datetime) -> str:
+    """An RFC 3339 timestamp in UTC (a naive time is taken to be UTC already)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class Redactor:
+    """Applies redaction rules and the safeguarding protections; stateless apart from its rules and keys."""
+
+    __slots__ = ("_keys", "_rules")
+
+    def __init__(self, rules: RedactionRules, pseudonym_keys: Keyring) -> None:
+        self._rules = rules
+        self._keys = pseudonym_keys
+
+    @property
+    def rules(self) -> RedactionRules:
+        return self._rules
+
+    def redact(self, records: Sequence[Record], ctx: RedactionContext) -> RedactionResult:
+        """Redact one agency's records for the caller in `ctx`; every field lands in the manifest once."""
+        out: list[DisclosedRecord] = []
+        manifest: list[ManifestEntry] = []
+        sg = self._rules.safeguarding
+        field_rules = self._rules.field_rules(ctx.agency)
+        record_rules = self._rules.record_rules(ctx.agency)
+        date_rule = field_rules.get("record.date")
+        outside_mash = not ctx.inside_mash
+        level = ctx.level
+        for record in records:
+            owner = record.agency == ctx.requester_agency
+            if record.category in sg.protected_record_categories and not owner:
+                self._withhold_generic(record, manifest)
+                continue
+            if record.agency != ctx.agency:
+                self._withhold(record, manifest, REASON_WRONG_AGENCY)
+                continue
+            if level < DisclosureLevel.PERTINENT:
+                self._withhold(record, manifest, f"level {level.name}: content not disclosed")
+                continue
+            conditions: tuple[str, ...] = ()
+            if record.category in sg.handling_code_record_categories and not owner:
+                verdict = _handling_verdict(record, sg.handling_code_field, sg.handling_conditions_field)
+                if isinstance(verdict, str):
+                    self._withhold(record, manifest, verdict)
+                    continue
+                conditions = verdict
+            if level == DisclosureLevel.PERTINENT:
+                record_rule = record_rules.get(record.category)
+                if record_rule is not None:
+                    out.append(self._existence_only(record, record_rule, manifest))
+                    continue
+            out.append(
+                self._disclose(record, ctx, field_rules, date_rule, conditions, outside_mash, manifest)
+            )
+        return RedactionResult(tuple(out), tuple(manifest))
+
+    # -- one record ----------------------------------------------------------------------------------------
+
+    def _disclose(
+        self,
+        record: Record,
+        ctx: RedactionContext,
+        field_rules: Mapping[str, FieldRule],
+        date_rule: FieldRule | None,
+        conditions: tuple[str, ...],
+        outside_mash: bool,
+        manifest: list[ManifestEntry],
+    ) -> DisclosedRecord:
+        sg = self._rules.safeguarding
+        keys = self._keys
+        record_id = record.record_id
+        full = ctx.level >= DisclosureLevel.FULL
+        on = ctx.disclosure_date
+        summary = record.summary
+        pseudo_categories = sg.pseudonymise_outside_mash if outside_mash else frozenset()
+        conditions_field = sg.handling_conditions_field if conditions else None
+        all_full = True
+        fields: list[DisclosedField] = []
+        record_entry_index = len(manifest)
+        manifest.append(ManifestEntry(record_id, "", record.category, FULL))  # replaced below
+        for f in record.fields:
+            category = f.category
+            if category in pseudo_categories and (
+                full
+                or (rule := field_rules.get(category)) is None
+                or rule.operator not in _SAFE_FOR_THIRD_PARTIES
+            ):
+                pseudonym = ops.pseudonymise(f.value, domain=sg.pseudonym_domain, keys=keys)
+                disclosed = DisclosedField(
+                    f.name, category, pseudonym, REDACTED, "pseudonymise", REASON_OUTSIDE_MASH
+                )
+            elif full:
+                disclosed = DisclosedField(f.name, category, f.value, FULL)
+            elif category == conditions_field:
+                disclosed = DisclosedField(f.name, category, f.value, FULL, "", REASON_CONDITIONS)
+            else:
+                rule = field_rules.get(category)
+                if rule is None:
+                    disclosed = DisclosedField(f.name, category, "", WITHHELD, "", REASON_NO_RULE)
+                else:
+                    value = rule.apply(f.value, summary, on, keys)
+                    if value is None:
+                        disclosed = DisclosedField(f.name, category, "", WITHHELD, rule.operator,
+                                                   f"dropped by {rule.source}")
+                    elif rule.operator == "keep":
+                        disclosed = DisclosedField(f.name, category, value, FULL)
+                    else:
+                        disclosed = DisclosedField(f.name, category, value, REDACTED, rule.operator)
+            if disclosed.disclosure is not FULL:
+                all_full = False
+            fields.append(disclosed)
+            manifest.append(ManifestEntry(
+                record_id, f.name, category, disclosed.disclosure, disclosed.operator, disclosed.reason
+            ))
+        if full:
+            occurred = format_timestamp(record.occurred_at)
+        else:
+            occurred = _occurred_at_pertinent(record.occurred_at, date_rule, on, keys)
+            if date_rule is None or date_rule.operator != "keep":
+                all_full = False
+        manifest[record_entry_index] = ManifestEntry(
+            record_id, "", record.category, FULL if all_full else REDACTED, "",
+            REASON_CONDITIONS if conditions else "",
+        )
+        return DisclosedRecord(
+            record_id=record_id,
+            record_type=record.record_type,
+            category=record.category,
+            kind=record.kind,
+            occurred_at=occurred,
+            summary=summary,
+            fields=tuple(fields),
+            conditions=conditions,
+        )
+
+    def _existence_only(
+        self, record: Record, rule: RecordRule, manifest: list[ManifestEntry]
+    ) -> DisclosedRecord:
+        manifest.append(ManifestEntry(record.record_id, "", record.category, REDACTED, rule.operator,
+                                      f"{REASON_EXISTENCE_ONLY} ({rule.source})"))
+        for f in record.fields:
+            manifest.append(ManifestEntry(record.record_id, f.name, f.category, WITHHELD, rule.operator,
+                                          REASON_EXISTENCE_ONLY))
+        return DisclosedRecord(
+            record_id=record.record_id,
+            record_type=record.record_type,
+            category=record.category,
+            kind=record.kind,
+            occurred_at="",
+            summary=ops.existence_only(record.agency, self._rules.contact_for(record.agency)),
+        )
+
+    @staticmethod
+    def _withhold(record: Record, manifest: list[ManifestEntry], reason: str) -> None:
+        manifest.append(ManifestEntry(record.record_id, "", record.category, WITHHELD, "", reason))
+        for f in record.fields:
+            manifest.append(ManifestEntry(record.record_id, f.name, f.category, WITHHELD, "", reason))
+
+    def _withhold_generic(self, record: Record, manifest: list[ManifestEntry]) -> None:
+        # Nothing about the record may show which service holds it: not its id (agencies may build ids
+        # from the service), type, category, summary, field names or field categories.
+        opaque_id = ops.pseudonymise(f"{record.agency}/{record.record_id}", domain=WITHHELD_RECORD_DOMAIN,
+                                     keys=self._keys)
+        manifest.append(ManifestEntry(opaque_id, "", GENERIC_CATEGORY, WITHHELD, "", REASON_NOT_DISCLOSABLE))
+        for i in range(1, len(record.fields) + 1):
+            manifest.append(
+                ManifestEntry(opaque_id, f"field-{i}", GENERIC_CATEGORY, WITHHELD, "", REASON_NOT_DISCLOSABLE)
+            )
+
+
+def _handling_verdict(record: Record, code_field: str, conditions_field: str) -> tuple[str, ...] | str:
+    """The conditions to attach (empty for P) if the record may leave its agency, else why it may not."""
+    codes = {f.value.strip().upper() for f in record.fields if f.category == code_field}
+    if not codes:
+        return REASON_HANDLING_MISSING
+    if len(codes) > 1:
+        return REASON_HANDLING_OTHER
+    code = codes.pop()
+    if code == "P":
+        return ()
+    if code == "C":
+        conditions = tuple(f.value.strip() for f in record.fields
+                           if f.category == conditions_field and f.value.strip())
+        return conditions if conditions else REASON_CONDITIONS_MISSING
+    return REASON_HANDLING_OTHER
+
+
+def _occurred_at_pertinent(moment: datetime, rule: FieldRule | None, on: date, keys: Keyring) -> str:
+    """occurred_at at PERTINENT follows the record.date rule: kept, generalised to year/month, or withheld."""
+    if rule is None:
+        return ""
+    if rule.operator == "keep":
+        return format_timestamp(moment)
+    if rule.operator == "generalise_date" and rule.params.get("to") in ("year", "month"):
+        return rule.apply(format_timestamp(moment), "", on, keys) or ""
+    return ""
