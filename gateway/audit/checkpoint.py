@@ -1,0 +1,219 @@
+"""Ed25519-signed checkpoints (tree size, root, timestamp, key id) and the checkpoint signing-key directory.
+
+Key directory layout: ``<kid>.key`` (PKCS#8 PEM private key, mode 0600), ``<kid>.pub`` (SubjectPublicKeyInfo
+PEM) and a file ``active`` naming the key id that signs new checkpoints. Rotation adds a new pair and
+switches ``active``; old ``.pub`` files stay so old checkpoints still verify.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from gateway.audit.encoding import EncodingError, format_timestamp, parse_timestamp
+from gateway.errors import GatewayError
+
+CHECKPOINT_ORIGIN = "mash-gateway audit checkpoint v1"
+_KEY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+ACTIVE_FILE = "active"
+
+
+class CheckpointKeyError(GatewayError):
+    """The checkpoint key directory is missing, unreadable, or lacks the key asked for."""
+
+
+class CheckpointSignatureError(GatewayError):
+    """A checkpoint's signature does not verify, or is by a key we do not know."""
+
+
+def validate_key_id(key_id: str) -> str:
+    """Return `key_id` if it is a safe file-name-like id (letters, digits, '.', '_', '-'); else raise."""
+    if not _KEY_ID.match(key_id):
+        raise CheckpointKeyError(f"invalid checkpoint key id {key_id!r}: use letters, digits, '.', '_', '-'")
+    return key_id
+
+
+@dataclass(frozen=True, slots=True)
+class SignedCheckpoint:
+    """A signed statement that the log had `tree_size` entries with head `root_hash` at `timestamp`."""
+
+    tree_size: int
+    root_hash: bytes
+    timestamp: datetime
+    key_id: str
+    signature: bytes
+
+    def body(self) -> bytes:
+        """The exact bytes that were signed."""
+        return checkpoint_body(self.tree_size, self.root_hash, self.timestamp, self.key_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tree_size": self.tree_size,
+            "root_hash": self.root_hash.hex(),
+            "timestamp": format_timestamp(self.timestamp),
+            "key_id": self.key_id,
+            "signature": base64.b64encode(self.signature).decode(),
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> SignedCheckpoint:
+        try:
+            return cls(
+                tree_size=int(doc["tree_size"]),
+                root_hash=bytes.fromhex(str(doc["root_hash"])),
+                timestamp=parse_timestamp(str(doc["timestamp"])),
+                key_id=str(doc["key_id"]),
+                signature=base64.b64decode(str(doc["signature"]), validate=True),
+            )
+        except (KeyError, ValueError, TypeError, EncodingError) as exc:
+            raise CheckpointSignatureError(f"malformed checkpoint: {exc}") from exc
+
+
+def checkpoint_body(tree_size: int, root_hash: bytes, timestamp: datetime, key_id: str) -> bytes:
+    """The signed text: origin line, size, base64 root, RFC 3339 timestamp and key id, one per line."""
+    return (
+        f"{CHECKPOINT_ORIGIN}\n{tree_size}\n{base64.b64encode(root_hash).decode()}\n"
+        f"{format_timestamp(timestamp)}\n{key_id}\n"
+    ).encode()
+
+
+def _public_pem(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def key_fingerprint(key: Ed25519PublicKey) -> str:
+    """SHA-256 of the raw public key, hex; what auditors compare out of band."""
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()
+
+
+class CheckpointSigner:
+    """Signs checkpoints with one Ed25519 key under its key id."""
+
+    def __init__(self, key_id: str, private_key: Ed25519PrivateKey) -> None:
+        self.key_id = validate_key_id(key_id)
+        self._key = private_key
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        return self._key.public_key()
+
+    def sign(self, tree_size: int, root_hash: bytes, timestamp: datetime) -> SignedCheckpoint:
+        body = checkpoint_body(tree_size, root_hash, timestamp, self.key_id)
+        return SignedCheckpoint(tree_size, root_hash, timestamp, self.key_id, self._key.sign(body))
+
+    @classmethod
+    def generate(cls, key_id: str = "cp1") -> CheckpointSigner:
+        """A signer with a fresh in-memory key (tests and benchmarks)."""
+        return cls(key_id, Ed25519PrivateKey.generate())
+
+
+class PublicKeys(Mapping[str, Ed25519PublicKey]):
+    """Every checkpoint verification key by key id, current and retired."""
+
+    def __init__(self, keys: Mapping[str, Ed25519PublicKey]) -> None:
+        self._keys = dict(keys)
+
+    def __getitem__(self, key_id: str) -> Ed25519PublicKey:
+        return self._keys[key_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def verify(self, checkpoint: SignedCheckpoint) -> None:
+        """Raise CheckpointSignatureError unless `checkpoint` is signed by the key its key id names."""
+        key = self._keys.get(checkpoint.key_id)
+        if key is None:
+            raise CheckpointSignatureError(f"checkpoint signed by unknown key id {checkpoint.key_id!r}")
+        try:
+            key.verify(checkpoint.signature, checkpoint.body())
+        except InvalidSignature:
+            raise CheckpointSignatureError(
+                f"checkpoint at tree size {checkpoint.tree_size} has a bad signature") from None
+
+    def pem(self, key_id: str) -> bytes:
+        return _public_pem(self._keys[key_id])
+
+    @classmethod
+    def from_pem(cls, pems: Mapping[str, bytes]) -> PublicKeys:
+        keys: dict[str, Ed25519PublicKey] = {}
+        for kid, pem in pems.items():
+            try:
+                key = serialization.load_pem_public_key(pem)
+            except ValueError as exc:
+                raise CheckpointKeyError(f"public key {kid!r} is not PEM: {exc}") from exc
+            if not isinstance(key, Ed25519PublicKey):
+                raise CheckpointKeyError(f"public key {kid!r} is not an Ed25519 key")
+            keys[validate_key_id(kid)] = key
+        return cls(keys)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.chmod(path, 0o600)
+
+
+def generate_signing_key(directory: Path, key_id: str, *, activate: bool = True) -> CheckpointSigner:
+    """Create `<key_id>.key` (0600) and `<key_id>.pub` in `directory`; make it the active key if asked."""
+    validate_key_id(key_id)
+    directory.mkdir(parents=True, exist_ok=True)
+    key_path = directory / f"{key_id}.key"
+    if key_path.exists() or (directory / f"{key_id}.pub").exists():
+        raise CheckpointKeyError(f"checkpoint key {key_id!r} already exists")
+    key = Ed25519PrivateKey.generate()
+    _write_private(key_path, key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (directory / f"{key_id}.pub").write_bytes(_public_pem(key.public_key()))
+    if activate:
+        (directory / ACTIVE_FILE).write_text(key_id + "\n")
+    return CheckpointSigner(key_id, key)
+
+
+def rotate_signing_key(directory: Path, new_key_id: str) -> CheckpointSigner:
+    """Add a new key and make it active; retired keys' public halves stay for verification."""
+    return generate_signing_key(directory, new_key_id, activate=True)
+
+
+def load_signer(directory: Path) -> CheckpointSigner:
+    """The active signing key named by `<directory>/active`."""
+    try:
+        key_id = validate_key_id((directory / ACTIVE_FILE).read_text().strip())
+        path = directory / f"{key_id}.key"
+        if path.stat().st_mode & 0o077:
+            raise CheckpointKeyError(f"checkpoint key {path.name} must be readable by its owner only (0600)")
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except OSError as exc:
+        raise CheckpointKeyError(f"cannot read the active checkpoint key: {exc.strerror}") from exc
+    except (ValueError, TypeError) as exc:
+        raise CheckpointKeyError(f"checkpoint key is malformed: {exc}") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise CheckpointKeyError("checkpoint key is not an Ed25519 key")
+    return CheckpointSigner(key_id, key)
+
+
+def load_public_keys(directory: Path) -> PublicKeys:
+    """Every `<kid>.pub` in `directory`."""
+    try:
+        pems = {p.name[:-4]: p.read_bytes() for p in sorted(directory.glob("*.pub"))}
+    except OSError as exc:
+        raise CheckpointKeyError(f"cannot read checkpoint public keys: {exc.strerror}") from exc
+    if not directory.is_dir():
+        raise CheckpointKeyError(f"checkpoint key directory {directory.name!r} does not exist")
+    return PublicKeys.from_pem(pems)

@@ -1,0 +1,183 @@
+"""The audit log: durable appends with receipts, an in-memory Merkle tree for proofs, and signed checkpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from datetime import timedelta
+
+import structlog
+
+from gateway.audit.checkpoint import CheckpointSigner, SignedCheckpoint
+from gateway.audit.encoding import EncodingError
+from gateway.audit.merkle import MerkleTree, ProofError
+from gateway.audit.store import CheckpointConflict, DisclosureStore, PendingEntry, StoreError
+from gateway.domain import AuditEvent, AuditReceipt, Clock
+from gateway.errors import AuditUnavailable, GatewayError
+
+_log = structlog.get_logger("gateway.audit")
+_TICK = timedelta(microseconds=1)
+
+
+class CheckpointUnavailable(GatewayError):
+    """A checkpoint could not be made: no signing key, or the store refused it."""
+
+
+class AuditLog:
+    """Appends audit events durably and keeps the Merkle tree of the whole log in memory.
+
+    The tree is rebuilt from the store's leaf hashes on open and caught up from rows other processes
+    appended before each checkpoint or proof, so several gateways can share one PostgreSQL log.
+    """
+
+    def __init__(self, store: DisclosureStore, signer: CheckpointSigner | None, clock: Clock,
+                 tree: MerkleTree, checkpoint_interval: float | None) -> None:
+        self.store = store
+        self._signer = signer
+        self._clock = clock
+        self._tree = tree
+        self._interval = checkpoint_interval
+        self._receipts: dict[int, bytes] = {}  # our own receipts not yet contiguous with the tree
+        self._tree_lock = asyncio.Lock()
+        self._checkpoint_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, store: DisclosureStore, signer: CheckpointSigner | None, clock: Clock, *,
+                   checkpoint_interval: float | None = 60.0) -> AuditLog:
+        """Load the tree from `store`. Without a `signer` the log can append and prove but not checkpoint."""
+        if checkpoint_interval is not None and checkpoint_interval <= 0:
+            raise ValueError("checkpoint_interval must be positive (or None for no idle checkpoints)")
+        try:
+            tree = MerkleTree(await store.leaf_hashes(0))
+        except StoreError as exc:
+            raise AuditUnavailable(f"cannot load the audit log: {exc}") from exc
+        return cls(store, signer, clock, tree, checkpoint_interval)
+
+    @property
+    def size(self) -> int:
+        """Entries in the in-memory tree (may trail the store until the next `sync`)."""
+        return self._tree.size
+
+    async def append(self, events: Sequence[AuditEvent]) -> list[AuditReceipt]:
+        """Durably store `events` in order; returns their receipts only after the commit.
+
+        Raises AuditUnavailable if the store did not take them, in which case none of them counts as logged.
+        """
+        if not events:
+            return []
+        try:
+            pending = [PendingEntry.from_event(event) for event in events]
+        except EncodingError as exc:
+            raise AuditUnavailable(f"cannot encode an audit event: {exc}") from exc
+        try:
+            receipts = await self.store.append(pending)
+        except AuditUnavailable:
+            raise
+        except Exception as exc:  # fail closed on anything the store lets through
+            raise AuditUnavailable(f"the audit store failed: {exc}") from exc
+        if len(receipts) != len(events):
+            raise AuditUnavailable("the audit store returned the wrong number of receipts")
+        for receipt in receipts:
+            self._receipts[receipt.index] = receipt.leaf_hash
+        self._advance()
+        return receipts
+
+    def _advance(self) -> None:
+        tree, waiting = self._tree, self._receipts
+        while tree.size in waiting:
+            tree.append(waiting.pop(tree.size))
+        # Receipts below the tree size were already taken in by `sync`.
+        for index in [i for i in waiting if i < tree.size]:
+            del waiting[index]
+
+    async def sync(self) -> int:
+        """Take in entries appended by other processes (or not yet applied); returns the tree size."""
+        async with self._tree_lock:
+            self._advance()
+            try:
+                leaves = await self.store.leaf_hashes(self._tree.size)
+            except StoreError as exc:
+                raise AuditUnavailable(f"cannot read the audit log: {exc}") from exc
+            self._tree.extend(leaves)
+            self._advance()
+            return self._tree.size
+
+    async def _covering(self, size: int) -> None:
+        if size > self._tree.size:
+            await self.sync()
+        if size > self._tree.size:
+            raise ProofError(f"tree size {size} is larger than the log ({self._tree.size})")
+
+    async def root(self, size: int | None = None) -> bytes:
+        if size is None:
+            await self.sync()
+        else:
+            await self._covering(size)
+        return self._tree.root(size)
+
+    async def leaf_hash(self, index: int) -> bytes:
+        await self._covering(index + 1)
+        return self._tree.leaf(index)
+
+    async def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
+        await self._covering(tree_size)
+        return self._tree.inclusion_proof(index, tree_size)
+
+    async def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        await self._covering(size2)
+        return self._tree.consistency_proof(size1, size2)
+
+    async def checkpoint(self) -> SignedCheckpoint:
+        """Sign and store a checkpoint of the whole log now; timestamps strictly increase."""
+        if self._signer is None:
+            raise CheckpointUnavailable("this audit log has no checkpoint signing key")
+        async with self._checkpoint_lock:
+            for _attempt in range(5):
+                try:
+                    size = await self.sync()
+                    latest = await self.store.latest_checkpoint()
+                except StoreError as exc:
+                    raise CheckpointUnavailable(f"cannot read the audit store: {exc}") from exc
+                now = self._clock.now()
+                if latest is not None and now <= latest.timestamp:
+                    # Clocks may stall or step back; the next checkpoint must still be strictly later.
+                    now = latest.timestamp + _TICK
+                checkpoint = self._signer.sign(size, self._tree.root(size), now)
+                try:
+                    await self.store.add_checkpoint(checkpoint)
+                except CheckpointConflict:
+                    continue  # another process checkpointed meanwhile; catch up and try again
+                except StoreError as exc:
+                    raise CheckpointUnavailable(f"cannot store the checkpoint: {exc}") from exc
+                return checkpoint
+            raise CheckpointUnavailable("could not store a checkpoint after several attempts")
+
+    async def latest_checkpoint(self) -> SignedCheckpoint | None:
+        return await self.store.latest_checkpoint()
+
+    def start(self) -> None:
+        """Start emitting a checkpoint every `checkpoint_interval` seconds, even when nothing was appended."""
+        if self._interval is None or self._signer is None:
+            raise CheckpointUnavailable("idle checkpoints need a signing key and an interval")
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(self._interval), name="audit-checkpoints")
+
+    async def _run(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                checkpoint = await self.checkpoint()
+            except GatewayError as exc:
+                _log.warning("audit_checkpoint_failed", error=str(exc))
+            else:
+                _log.info("audit_checkpoint", tree_size=checkpoint.tree_size, key_id=checkpoint.key_id)
+
+    async def aclose(self) -> None:
+        """Stop the idle checkpoint task (the store stays open; its owner closes it)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

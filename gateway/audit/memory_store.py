@@ -1,0 +1,93 @@
+"""An in-memory `DisclosureStore` for unit tests elsewhere; not durable, so never used by a running gateway."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from gateway.audit.checkpoint import SignedCheckpoint
+from gateway.audit.encoding import entry_bytes
+from gateway.audit.merkle import leaf_hash
+from gateway.audit.store import (
+    CheckpointConflict,
+    EntryFilter,
+    EntryMeta,
+    PendingEntry,
+    StoredEntry,
+    StoreUnavailable,
+)
+from gateway.domain import AuditReceipt
+
+
+class MemoryStore:
+    """Keeps entries and checkpoints in lists; `unavailable = True` makes every call fail like a dead store."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[StoredEntry, EntryMeta]] = []
+        self.checkpoint_rows: list[SignedCheckpoint] = []
+        self.unavailable = False
+        self._lock = asyncio.Lock()
+
+    def _check(self) -> None:
+        if self.unavailable:
+            raise StoreUnavailable("the in-memory audit store is marked unavailable")
+
+    async def append(self, entries: Sequence[PendingEntry]) -> list[AuditReceipt]:
+        async with self._lock:
+            self._check()
+            receipts = []
+            start = len(self.rows)
+            for offset, pending in enumerate(entries):
+                data = entry_bytes(start + offset, pending.event_json)
+                digest = leaf_hash(data)
+                self.rows.append((StoredEntry(start + offset, digest, data), pending.meta))
+                receipts.append(AuditReceipt(start + offset, digest))
+            return receipts
+
+    async def size(self) -> int:
+        self._check()
+        return len(self.rows)
+
+    async def leaf_hashes(self, start: int) -> list[bytes]:
+        self._check()
+        return [row.leaf_hash for row, _ in self.rows[start:]]
+
+    async def get_entry(self, index: int) -> StoredEntry | None:
+        self._check()
+        return self.rows[index][0] if 0 <= index < len(self.rows) else None
+
+    async def scan(self, start: int, limit: int) -> list[StoredEntry]:
+        self._check()
+        return [row for row, _ in self.rows[max(start, 0):max(start, 0) + limit]]
+
+    async def find(self, where: EntryFilter, *, start: int, limit: int) -> list[StoredEntry]:
+        self._check()
+        out: list[StoredEntry] = []
+        for row, meta in self.rows[max(start, 0):]:
+            if where.matches(meta):
+                out.append(row)
+                if len(out) >= limit:
+                    break
+        return out
+
+    async def add_checkpoint(self, checkpoint: SignedCheckpoint) -> None:
+        async with self._lock:
+            self._check()
+            latest = self.checkpoint_rows[-1] if self.checkpoint_rows else None
+            if latest is not None and (checkpoint.timestamp <= latest.timestamp
+                                       or checkpoint.tree_size < latest.tree_size):
+                raise CheckpointConflict("checkpoint is not later than the latest stored one")
+            if checkpoint.tree_size > len(self.rows):
+                raise CheckpointConflict("checkpoint covers entries the store does not hold")
+            self.checkpoint_rows.append(checkpoint)
+
+    async def latest_checkpoint(self) -> SignedCheckpoint | None:
+        self._check()
+        return self.checkpoint_rows[-1] if self.checkpoint_rows else None
+
+    async def checkpoints(self) -> list[SignedCheckpoint]:
+        self._check()
+        return list(self.checkpoint_rows)
+
+    async def close(self) -> None:
+        return None

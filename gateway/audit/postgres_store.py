@@ -1,0 +1,308 @@
+"""The PostgreSQL `DisclosureStore` (psycopg 3, async): one totally ordered log shared by several gateways.
+
+Appends from one process are group-committed by a single writer task. Across processes, every append
+transaction takes a transaction-scoped advisory lock and assigns indices from ``max(idx) + 1`` inside it,
+so indices are gapless and never forked, and commits become visible in index order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg import pq
+
+from gateway.audit.checkpoint import SignedCheckpoint
+from gateway.audit.encoding import EncodingError, entry_bytes, format_timestamp, parse_timestamp
+from gateway.audit.merkle import leaf_hash
+from gateway.audit.migrations import MIGRATIONS_TABLE, load_migrations
+from gateway.audit.store import (
+    CheckpointConflict,
+    EntryFilter,
+    PendingEntry,
+    StoredEntry,
+    StoreError,
+    StoreUnavailable,
+)
+from gateway.domain import AuditReceipt
+
+_MAX_BATCH = 4096
+_ENTRY_COLUMNS = ("idx, leaf_hash, data, occurred_at, kind, agency, purpose, role, user_id, case_reference, "
+                  "status")
+
+_Request = tuple[Sequence[PendingEntry], "asyncio.Future[list[AuditReceipt]]"]
+
+
+def _lock_key(schema: str, purpose: str) -> int:
+    digest = hashlib.sha256(f"mash-audit:{purpose}:{schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _row_to_checkpoint(row: tuple[Any, ...]) -> SignedCheckpoint:
+    return SignedCheckpoint(int(row[0]), bytes(row[1]), parse_timestamp(row[2]), str(row[3]), bytes(row[4]))
+
+
+class PostgresStore:
+    """Audit entries and checkpoints in PostgreSQL tables in the connection's current schema."""
+
+    def __init__(self, conninfo: str, schema: str, pool_size: int) -> None:
+        self._conninfo = conninfo
+        self._append_lock = _lock_key(schema, "append")
+        self._idle: list[psycopg.AsyncConnection[Any]] = []
+        self._slots = asyncio.Semaphore(pool_size)
+        self._writer_conn: psycopg.AsyncConnection[Any] | None = None
+        self._queue: asyncio.Queue[_Request | None] = asyncio.Queue()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @classmethod
+    async def open(cls, conninfo: str, *, pool_size: int = 4) -> PostgresStore:
+        """Connect, apply pending migrations (serialised across processes) and start the writer."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"cannot connect to the PostgreSQL audit store: {exc}") from exc
+        try:
+            cur = await conn.execute("SELECT current_schema()")
+            row = await cur.fetchone()
+            if row is None or row[0] is None:
+                raise StoreUnavailable("the PostgreSQL search_path names no existing schema")
+            schema = str(row[0])
+            await cls._migrate(conn, schema)
+        except psycopg.Error as exc:
+            await conn.close()
+            raise StoreUnavailable(f"cannot prepare the PostgreSQL audit store: {exc}") from exc
+        store = cls(conninfo, schema, pool_size)
+        store._idle.append(conn)
+        store._writer_task = asyncio.create_task(store._writer_loop(), name="audit-postgres-writer")
+        return store
+
+    @staticmethod
+    async def _migrate(conn: psycopg.AsyncConnection[Any], schema: str) -> None:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(schema, "migrate"),))
+            await conn.execute(f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (version INTEGER PRIMARY KEY, "
+                               "name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+            cur = await conn.execute("SELECT version FROM audit_schema_migrations")
+            applied = {r[0] for r in await cur.fetchall()}
+            for migration in load_migrations("postgresql"):
+                if migration.version in applied:
+                    continue
+                await conn.execute(migration.sql.encode())
+                await conn.execute("INSERT INTO audit_schema_migrations (version, name) VALUES (%s, %s)",
+                                   (migration.version, migration.name))
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+
+    @asynccontextmanager
+    async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        if self._closed:
+            raise StoreUnavailable("the PostgreSQL audit store is closed")
+        async with self._slots:
+            try:
+                conn = self._idle.pop() if self._idle else await self._connect()
+            except psycopg.Error as exc:
+                raise StoreUnavailable(f"cannot connect to the PostgreSQL audit store: {exc}") from exc
+            healthy = False
+            try:
+                yield conn
+                healthy = conn.info.transaction_status == pq.TransactionStatus.IDLE
+            except psycopg.Error as exc:
+                raise StoreUnavailable(f"the PostgreSQL audit store failed: {exc}") from exc
+            except EncodingError as exc:
+                raise StoreError(f"the PostgreSQL audit store holds a malformed value: {exc}") from exc
+            finally:
+                if healthy and not conn.closed and not self._closed:
+                    self._idle.append(conn)
+                else:
+                    await conn.close()
+
+    # -- group-committing writer ----------------------------------------------------------------------
+
+    async def _writer_loop(self) -> None:
+        while True:
+            first = await self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            count = len(first[0])
+            stop = False
+            while count < _MAX_BATCH and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+                count += len(item[0])
+            try:
+                results = await self._commit(batch)
+            except Exception as exc:  # every failure must reach the waiting callers as unavailability
+                error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(
+                    f"the PostgreSQL audit store did not commit: {exc}")
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+            else:
+                for (_, future), receipts in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(receipts)
+            if stop:
+                return
+
+    async def _commit(self, batch: list[_Request]) -> list[list[AuditReceipt]]:
+        conn = self._writer_conn
+        if conn is None or conn.closed:
+            conn = self._writer_conn = await self._connect()
+            # Explicit although it is the server default: commit returns only once the WAL is flushed.
+            await conn.execute("SET synchronous_commit = on")
+        try:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._append_lock,))
+                cur = await conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit_entries")
+                row = await cur.fetchone()
+                next_index = int(row[0]) if row else 0
+                results: list[list[AuditReceipt]] = []
+                async with conn.cursor() as cur2:
+                    async with cur2.copy(f"COPY audit_entries ({_ENTRY_COLUMNS}) FROM STDIN") as copy:
+                        tokens: list[tuple[str, int]] = []
+                        for entries, _ in batch:
+                            receipts = []
+                            for pending in entries:
+                                data = entry_bytes(next_index, pending.event_json)
+                                digest = leaf_hash(data)
+                                m = pending.meta
+                                await copy.write_row((next_index, digest, data, m.occurred_at, m.kind, m.agency,
+                                                      m.purpose, m.role, m.user, m.case_reference, m.status))
+                                tokens.extend((t, next_index) for t in m.subject_tokens)
+                                receipts.append(AuditReceipt(next_index, digest))
+                                next_index += 1
+                            results.append(receipts)
+                    if tokens:
+                        async with cur2.copy("COPY audit_subject_tokens (token, idx) FROM STDIN") as copy:
+                            for token_row in tokens:
+                                await copy.write_row(token_row)
+            return results
+        except psycopg.Error as exc:
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()
+            self._writer_conn = None
+            raise StoreUnavailable(f"the PostgreSQL audit store did not commit: {exc}") from exc
+
+    # -- the port ------------------------------------------------------------------------------------
+
+    async def append(self, entries: Sequence[PendingEntry]) -> list[AuditReceipt]:
+        if self._closed or self._writer_task is None or self._writer_task.done():
+            raise StoreUnavailable("the PostgreSQL audit store is closed")
+        if not entries:
+            return []
+        future: asyncio.Future[list[AuditReceipt]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((list(entries), future))
+        return await future
+
+    async def size(self) -> int:
+        async with self._conn() as conn:
+            cur = await conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit_entries")
+            row = await cur.fetchone()
+            return int(row[0]) if row else 0
+
+    async def leaf_hashes(self, start: int) -> list[bytes]:
+        async with self._conn() as conn:
+            cur = await conn.execute("SELECT idx, leaf_hash FROM audit_entries WHERE idx >= %s ORDER BY idx",
+                                     (start,))
+            rows = await cur.fetchall()
+        for offset, (idx, _) in enumerate(rows):
+            if idx != start + offset:
+                raise StoreError(f"audit log has a gap at index {start + offset}")
+        return [bytes(h) for _, h in rows]
+
+    async def get_entry(self, index: int) -> StoredEntry | None:
+        async with self._conn() as conn:
+            cur = await conn.execute("SELECT idx, leaf_hash, data FROM audit_entries WHERE idx = %s", (index,))
+            row = await cur.fetchone()
+        return None if row is None else StoredEntry(int(row[0]), bytes(row[1]), bytes(row[2]))
+
+    async def scan(self, start: int, limit: int) -> list[StoredEntry]:
+        async with self._conn() as conn:
+            cur = await conn.execute("SELECT idx, leaf_hash, data FROM audit_entries WHERE idx >= %s "
+                                     "ORDER BY idx LIMIT %s", (start, limit))
+            rows = await cur.fetchall()
+        return [StoredEntry(int(i), bytes(h), bytes(d)) for i, h, d in rows]
+
+    async def find(self, where: EntryFilter, *, start: int, limit: int) -> list[StoredEntry]:
+        clauses = ["idx >= %s"]
+        params: list[Any] = [start]
+        if where.since is not None:
+            clauses.append("occurred_at >= %s")
+            params.append(format_timestamp(where.since))
+        if where.until is not None:
+            clauses.append("occurred_at < %s")
+            params.append(format_timestamp(where.until))
+        for column, value in where.columns():
+            clauses.append(f"{column} = %s")  # column names come from a fixed list, never from input
+            params.append(value)
+        if where.subject_tokens:
+            clauses.append("idx IN (SELECT idx FROM audit_subject_tokens WHERE token = ANY(%s))")
+            params.append(sorted(where.subject_tokens))
+        sql = (f"SELECT idx, leaf_hash, data FROM audit_entries WHERE {' AND '.join(clauses)} "  # noqa: S608
+               "ORDER BY idx LIMIT %s")
+        params.append(limit)
+        async with self._conn() as conn:
+            cur = await conn.execute(sql.encode(), params)
+            rows = await cur.fetchall()
+        return [StoredEntry(int(i), bytes(h), bytes(d)) for i, h, d in rows]
+
+    async def add_checkpoint(self, checkpoint: SignedCheckpoint) -> None:
+        ts = format_timestamp(checkpoint.timestamp)
+        async with self._conn() as conn, conn.transaction():
+            # The append lock also orders checkpoints, so their timestamps and sizes never go back.
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._append_lock,))
+            cur = await conn.execute("SELECT tree_size, ts FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
+            latest = await cur.fetchone()
+            conflict = ""
+            if latest is not None and (ts <= latest[1] or checkpoint.tree_size < latest[0]):
+                conflict = "checkpoint is not later than the latest stored one"
+            else:
+                cur = await conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit_entries")
+                row = await cur.fetchone()
+                if row is None or checkpoint.tree_size > int(row[0]):
+                    conflict = "checkpoint covers entries the store does not hold"
+            if not conflict:
+                await conn.execute(
+                    "INSERT INTO audit_checkpoints (tree_size, root_hash, ts, key_id, signature) "
+                    "VALUES (%s, %s, %s, %s, %s)",
+                    (checkpoint.tree_size, checkpoint.root_hash, ts, checkpoint.key_id, checkpoint.signature))
+        if conflict:
+            raise CheckpointConflict(conflict)
+
+    async def latest_checkpoint(self) -> SignedCheckpoint | None:
+        async with self._conn() as conn:
+            cur = await conn.execute("SELECT tree_size, root_hash, ts, key_id, signature FROM audit_checkpoints "
+                                     "ORDER BY seq DESC LIMIT 1")
+            row = await cur.fetchone()
+            return None if row is None else _row_to_checkpoint(row)
+
+    async def checkpoints(self) -> list[SignedCheckpoint]:
+        async with self._conn() as conn:
+            cur = await conn.execute("SELECT tree_size, root_hash, ts, key_id, signature FROM audit_checkpoints "
+                                     "ORDER BY seq")
+            return [_row_to_checkpoint(r) for r in await cur.fetchall()]
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer_task is not None:
+            self._queue.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await self._writer_task
+        for conn in [*self._idle, *([self._writer_conn] if self._writer_conn else [])]:
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()
+        self._idle.clear()
+        self._writer_conn = None

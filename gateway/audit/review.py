@@ -1,0 +1,316 @@
+"""Auditor use cases, transport-free: list and read entries, checkpoints, proofs, subject access, export.
+
+`verify_export` checks an exported bundle offline, with no database: the bundle holds every entry's
+canonical bytes, every checkpoint and the checkpoint public keys, plus a manifest of file digests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from collections.abc import AsyncIterator, Collection, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gateway.audit.checkpoint import (
+    CheckpointKeyError,
+    CheckpointSignatureError,
+    PublicKeys,
+    SignedCheckpoint,
+    key_fingerprint,
+)
+from gateway.audit.encoding import EncodingError, decode_entry, format_timestamp
+from gateway.audit.log import AuditLog
+from gateway.audit.merkle import ProofError
+from gateway.audit.store import EntryFilter, StoredEntry, StoreError
+from gateway.audit.verify import LogVerifier, Problem, VerifyReport, verify_store
+from gateway.domain import AuditEvent
+from gateway.errors import FieldViolation, InvalidRequest, NotFound
+
+BUNDLE_FORMAT = "mash-gateway-audit-export"
+BUNDLE_VERSION = 1
+ENTRIES_FILE = "entries.txt"
+CHECKPOINTS_FILE = "checkpoints.jsonl"
+MANIFEST_FILE = "manifest.json"
+_PAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One decoded entry: where it is, its leaf hash, what it says, and its exact stored bytes."""
+
+    index: int
+    leaf_hash: bytes
+    event: AuditEvent
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class InclusionProof:
+    """Proof that entry `index` is in the tree of `tree_size` entries with head `root_hash`."""
+
+    index: int
+    tree_size: int
+    leaf_hash: bytes
+    path: tuple[bytes, ...]
+    root_hash: bytes
+    checkpoint: SignedCheckpoint | None  # the signed checkpoint for this tree size, if there is one
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistencyProof:
+    """Proof that the tree of `size1` entries is a prefix of the tree of `size2` entries."""
+
+    size1: int
+    size2: int
+    root1: bytes
+    root2: bytes
+    path: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportSummary:
+    """What an export wrote."""
+
+    path: Path
+    entries: int
+    checkpoints: int
+    root_hash: bytes
+    key_fingerprints: dict[str, str]
+
+
+def _decode(row: StoredEntry) -> AuditRecord:
+    try:
+        decoded = decode_entry(row.data)
+    except EncodingError as exc:
+        raise StoreError(f"entry {row.index} is malformed ({exc}); run `audit verify`") from exc
+    return AuditRecord(row.index, row.leaf_hash, decoded.event, row.data)
+
+
+class AuditReview:
+    """What auditors may do with the log; `log` gives proofs, `keys` verify checkpoints."""
+
+    def __init__(self, log: AuditLog, keys: PublicKeys) -> None:
+        self.log = log
+        self.store = log.store
+        self.keys = keys
+
+    async def list_entries(self, where: EntryFilter | None = None, *, limit: int | None = None,
+                           start: int = 0) -> AsyncIterator[AuditRecord]:
+        """Entries matching `where` in index order, fetched page by page."""
+        where = where or EntryFilter()
+        if where.since is not None and where.until is not None and where.since >= where.until:
+            raise InvalidRequest([FieldViolation("until", "must be later than since")])
+        if limit is not None and limit < 0:
+            raise InvalidRequest([FieldViolation("limit", "must not be negative")])
+        remaining = limit
+        while remaining is None or remaining > 0:
+            page = _PAGE if remaining is None else min(_PAGE, remaining)
+            rows = await self.store.find(where, start=start, limit=page)
+            for row in rows:
+                yield _decode(row)
+            if remaining is not None:
+                remaining -= len(rows)
+            if len(rows) < page:
+                return
+            start = rows[-1].index + 1
+
+    async def get_entry(self, index: int) -> AuditRecord:
+        if index < 0:
+            raise InvalidRequest([FieldViolation("index", "must not be negative")])
+        row = await self.store.get_entry(index)
+        if row is None:
+            raise NotFound(f"no audit entry {index}")
+        return _decode(row)
+
+    async def latest_checkpoint(self) -> SignedCheckpoint:
+        checkpoint = await self.store.latest_checkpoint()
+        if checkpoint is None:
+            raise NotFound("the audit log has no checkpoint yet")
+        return checkpoint
+
+    async def inclusion_proof(self, index: int, tree_size: int | None = None) -> InclusionProof:
+        """Prove entry `index` against `tree_size` (default: the latest checkpoint that covers it)."""
+        checkpoint = await self.store.latest_checkpoint()
+        if tree_size is None:
+            if checkpoint is not None and index < checkpoint.tree_size:
+                tree_size = checkpoint.tree_size
+            else:
+                tree_size = await self.log.sync()
+        if not 0 <= index < tree_size:
+            raise InvalidRequest([FieldViolation("index", f"must be in 0..{tree_size - 1} for tree size "
+                                                          f"{tree_size}")])
+        try:
+            path = await self.log.inclusion_proof(index, tree_size)
+        except ProofError as exc:
+            raise InvalidRequest([FieldViolation("tree_size", str(exc))]) from exc
+        return InclusionProof(
+            index=index, tree_size=tree_size, leaf_hash=await self.log.leaf_hash(index), path=tuple(path),
+            root_hash=await self.log.root(tree_size),
+            checkpoint=checkpoint if checkpoint is not None and checkpoint.tree_size == tree_size else None)
+
+    async def consistency_proof(self, size1: int, size2: int | None = None) -> ConsistencyProof:
+        """Prove the log of `size1` entries is a prefix of the log of `size2` (default: now)."""
+        if size2 is None:
+            size2 = await self.log.sync()
+        if not 0 < size1 <= size2:
+            raise InvalidRequest([FieldViolation("size1", f"need 0 < size1 <= size2 (size2 is {size2})")])
+        try:
+            path = await self.log.consistency_proof(size1, size2)
+        except ProofError as exc:
+            raise InvalidRequest([FieldViolation("size2", str(exc))]) from exc
+        return ConsistencyProof(size1, size2, await self.log.root(size1), await self.log.root(size2),
+                                tuple(path))
+
+    async def subject_access(self, tokens: Collection[str]) -> AsyncIterator[AuditRecord]:
+        """Every entry about the person whose subject tokens (under every key id) are `tokens`."""
+        wanted = frozenset(t for t in tokens if t)
+        if not wanted:
+            raise InvalidRequest([FieldViolation("subject", "no subject token could be computed")])
+        async for record in self.list_entries(EntryFilter(subject_tokens=wanted)):
+            yield record
+
+    async def verify(self) -> VerifyReport:
+        return await verify_store(self.store, self.keys)
+
+    async def export(self, dest: Path) -> ExportSummary:
+        """Write a self-contained bundle: a directory, or a tar file if `dest` ends in `.tar`."""
+        checkpoints = await self.store.checkpoints()
+        size = await self.store.size()
+        checkpoints = [cp for cp in checkpoints if cp.tree_size <= size]
+        entries = io.BytesIO()
+        verifier = LogVerifier([], PublicKeys({}))
+        start = 0
+        while start < size:
+            rows = await self.store.scan(start, min(5000, size - start))
+            if not rows:
+                break
+            for row in rows:
+                entries.write(b"%d\t%s\t" % (row.index, row.leaf_hash.hex().encode()) + row.data + b"\n")
+            verifier.feed(rows)
+            start = rows[-1].index + 1
+        root = verifier.finish().root_hash
+        files: dict[str, bytes] = {
+            ENTRIES_FILE: entries.getvalue(),
+            CHECKPOINTS_FILE: b"".join(json.dumps(cp.to_dict(), sort_keys=True).encode() + b"\n"
+                                       for cp in checkpoints),
+        }
+        fingerprints = {}
+        for kid in sorted(self.keys):
+            files[f"keys/{kid}.pub"] = self.keys.pem(kid)
+            fingerprints[kid] = key_fingerprint(self.keys[kid])
+        manifest = {
+            "format": BUNDLE_FORMAT,
+            "version": BUNDLE_VERSION,
+            "created_at": format_timestamp(datetime.now(UTC)),
+            "entries": start,
+            "checkpoints": len(checkpoints),
+            "root_hash": root.hex(),
+            "key_fingerprints": fingerprints,
+            "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
+        }
+        files[MANIFEST_FILE] = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
+        _write_bundle(dest, files)
+        return ExportSummary(dest, start, len(checkpoints), root, fingerprints)
+
+
+def _write_bundle(dest: Path, files: dict[str, bytes]) -> None:
+    if dest.exists() and (dest.is_file() or any(dest.iterdir())):
+        raise InvalidRequest([FieldViolation("path", "export destination already exists and is not empty")])
+    if dest.name.endswith(".tar"):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(dest, "w") as tar:
+            for name, data in sorted(files.items()):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                info.mode = 0o644
+                tar.addfile(info, io.BytesIO(data))
+        return
+    for name, data in files.items():
+        path = dest / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+def read_chunks(path: Path, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
+    """The bytes of an exported tar bundle in chunks, for streaming it to a client."""
+    with path.open("rb") as fh:
+        while chunk := fh.read(chunk_size):
+            yield chunk
+
+
+def _read_bundle(path: Path) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    if path.is_dir():
+        for item in path.rglob("*"):
+            if item.is_file():
+                files[item.relative_to(path).as_posix()] = item.read_bytes()
+        return files
+    with tarfile.open(path, "r") as tar:
+        # Read members into memory only; nothing from the archive is written to disk.
+        for member in tar.getmembers():
+            if member.isfile():
+                fh = tar.extractfile(member)
+                if fh is not None:
+                    files[member.name] = fh.read()
+    return files
+
+
+def _bundle_problem(message: str) -> VerifyReport:
+    return VerifyReport(ok=False, entries=0, checkpoints=0, tree_size=0, root_hash=b"",
+                        first_bad_entry=None, first_bad_checkpoint=None, suspect_range=None,
+                        problems=(Problem("bundle", message),))
+
+
+def _parse_entries(blob: bytes) -> Iterator[StoredEntry]:
+    for number, line in enumerate(blob.split(b"\n")[:-1] if blob else []):
+        parts = line.split(b"\t", 2)
+        if len(parts) != 3:
+            raise ValueError(f"line {number + 1} of {ENTRIES_FILE} is malformed")
+        yield StoredEntry(int(parts[0]), bytes.fromhex(parts[1].decode()), parts[2])
+
+
+def verify_export(path: Path, *, trusted_keys: PublicKeys | None = None) -> VerifyReport:
+    """Verify a bundle written by `AuditReview.export` offline.
+
+    With `trusted_keys` (obtained out of band) the checkpoints must verify under those keys; otherwise the
+    bundle's own keys are used and their fingerprints must be compared by the auditor.
+    """
+    try:
+        files = _read_bundle(path)
+    except (OSError, tarfile.TarError) as exc:
+        return _bundle_problem(f"cannot read the bundle: {exc}")
+    try:
+        manifest: dict[str, Any] = json.loads(files[MANIFEST_FILE])
+        if manifest.get("format") != BUNDLE_FORMAT or manifest.get("version") != BUNDLE_VERSION:
+            return _bundle_problem("not an audit export bundle of a known version")
+        listed: dict[str, str] = manifest["files"]
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return _bundle_problem("the bundle has no readable manifest.json")
+    for name, digest in sorted(listed.items()):
+        if name not in files:
+            return _bundle_problem(f"{name} is missing from the bundle")
+        if hashlib.sha256(files[name]).hexdigest() != digest:
+            return _bundle_problem(f"{name} does not match the manifest")
+    extra = sorted(set(files) - set(listed) - {MANIFEST_FILE})
+    if extra:
+        return _bundle_problem(f"unexpected files in the bundle: {', '.join(extra)}")
+    try:
+        bundle_keys = PublicKeys.from_pem({name[5:-4]: data for name, data in files.items()
+                                           if name.startswith("keys/") and name.endswith(".pub")})
+        checkpoints = [SignedCheckpoint.from_dict(json.loads(line))
+                       for line in files.get(CHECKPOINTS_FILE, b"").splitlines() if line.strip()]
+        rows = list(_parse_entries(files.get(ENTRIES_FILE, b"")))
+    except (CheckpointKeyError, CheckpointSignatureError, ValueError, TypeError) as exc:
+        return _bundle_problem(f"the bundle is malformed: {exc}")
+    verifier = LogVerifier(checkpoints, trusted_keys if trusted_keys is not None else bundle_keys)
+    verifier.feed(rows)
+    report = verifier.finish()
+    if report.ok and (report.entries != manifest.get("entries") or report.root_hash.hex() !=
+                      manifest.get("root_hash")):
+        return _bundle_problem("the manifest's entry count or root does not match the entries")
+    return report

@@ -1,0 +1,372 @@
+"""The embedded SQLite `DisclosureStore`: WAL, synchronous=FULL, one writer thread doing group commit.
+
+Concurrent appends queue up for the writer thread, which takes everything waiting and commits it in one
+transaction (one fsync), so throughput grows with concurrency while each caller still returns only after
+its own entries are durable. Reads run on a small thread pool with their own connections (WAL lets them
+proceed while the writer commits), so the event loop never blocks on SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+from gateway.audit.checkpoint import SignedCheckpoint
+from gateway.audit.encoding import EncodingError, entry_bytes, format_timestamp, parse_timestamp
+from gateway.audit.merkle import leaf_hash
+from gateway.audit.migrations import MIGRATIONS_TABLE, load_migrations
+from gateway.audit.store import (
+    CheckpointConflict,
+    EntryFilter,
+    PendingEntry,
+    StoredEntry,
+    StoreError,
+    StoreUnavailable,
+    StoreUrlError,
+)
+from gateway.domain import AuditReceipt
+
+T = TypeVar("T")
+_MAX_BATCH = 4096  # entries per group commit; bounds transaction size under a burst
+
+
+def path_from_url(url: str) -> Path:
+    """`sqlite:///relative/path` or `sqlite:////absolute/path` → a Path."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite" or parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:
+        raise StoreUrlError("SQLite audit store URL must look like sqlite:///path/to/audit.sqlite")
+    return Path(unquote(parts.path[1:]))
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power loss, and an append must
+    # only return once its entry would survive that. Group commit keeps the fsync cost per batch.
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=10000")
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
+                 "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+    applied = {row[0] for row in conn.execute("SELECT version FROM audit_schema_migrations")}
+    for migration in load_migrations("sqlite"):
+        if migration.version in applied:
+            continue
+        now = format_timestamp(datetime.now(UTC))
+        # executescript runs the script and the bookkeeping row in one explicit transaction.
+        conn.executescript(
+            "BEGIN IMMEDIATE;\n" + migration.sql +
+            f"\nINSERT INTO {MIGRATIONS_TABLE} VALUES ({migration.version}, '{migration.name}', '{now}');"
+            "\nCOMMIT;"
+        )
+
+
+class _Append:
+    __slots__ = ("entries", "future", "loop")
+
+    def __init__(self, entries: Sequence[PendingEntry], future: asyncio.Future[list[AuditReceipt]],
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.entries = entries
+        self.future = future
+        self.loop = loop
+
+
+class _Call:
+    __slots__ = ("fn", "future", "loop")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any],
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.fn = fn
+        self.future = future
+        self.loop = loop
+
+
+def _resolve(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], result: Any,
+             error: BaseException | None) -> None:
+    def settle() -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    with contextlib.suppress(RuntimeError):  # the loop closed while we committed; nobody is waiting
+        loop.call_soon_threadsafe(settle)
+
+
+def _row_to_checkpoint(row: tuple[Any, ...]) -> SignedCheckpoint:
+    return SignedCheckpoint(int(row[0]), bytes(row[1]), parse_timestamp(row[2]), str(row[3]), bytes(row[4]))
+
+
+class SqliteStore:
+    """Audit entries and checkpoints in one SQLite file."""
+
+    def __init__(self, path: Path, writer: sqlite3.Connection, readers: int = 2) -> None:
+        self.path = path
+        self._writer_conn = writer
+        self._queue: queue.SimpleQueue[_Append | _Call | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._writer_loop, name="audit-sqlite-writer", daemon=True)
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="audit-sqlite-reader")
+        self._closed = False
+        self._thread.start()
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteStore:
+        """Open or create the database at `path`, applying any pending migrations."""
+        def setup() -> sqlite3.Connection:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = _connect(path)
+            try:
+                _migrate(conn)
+            except BaseException:
+                conn.close()
+                raise
+            return conn
+
+        try:
+            conn = await asyncio.to_thread(setup)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(f"cannot open the SQLite audit store: {exc}") from exc
+        return cls(path, conn)
+
+    # -- writer thread -------------------------------------------------------------------------------
+
+    def _writer_loop(self) -> None:
+        conn = self._writer_conn
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            batch: list[_Append] = []
+            calls: list[_Call] = []
+            count = 0
+            stop = False
+            while True:
+                if isinstance(item, _Append):
+                    batch.append(item)
+                    count += len(item.entries)
+                else:
+                    calls.append(item)
+                if count >= _MAX_BATCH:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+            if batch:
+                self._commit_appends(conn, batch)
+            for call in calls:
+                try:
+                    result = call.fn(conn)
+                except BaseException as exc:  # hand every failure to the waiting caller
+                    with contextlib.suppress(sqlite3.Error):
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                    _resolve(call.loop, call.future, None, exc)
+                else:
+                    _resolve(call.loop, call.future, result, None)
+            if stop:
+                break
+        conn.close()
+
+    def _commit_appends(self, conn: sqlite3.Connection, batch: list[_Append]) -> None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            (next_index,) = conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit_entries").fetchone()
+            rows = []
+            tokens: list[tuple[str, int]] = []
+            results: list[list[AuditReceipt]] = []
+            for request in batch:
+                receipts = []
+                for pending in request.entries:
+                    data = entry_bytes(next_index, pending.event_json)
+                    digest = leaf_hash(data)
+                    m = pending.meta
+                    rows.append((next_index, digest, data, m.occurred_at, m.kind, m.agency, m.purpose, m.role,
+                                 m.user, m.case_reference, m.status))
+                    tokens.extend((token, next_index) for token in m.subject_tokens)
+                    receipts.append(AuditReceipt(next_index, digest))
+                    next_index += 1
+                results.append(receipts)
+            conn.executemany("INSERT INTO audit_entries VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+            if tokens:
+                conn.executemany("INSERT OR IGNORE INTO audit_subject_tokens VALUES (?,?)", tokens)
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            error = StoreUnavailable(f"the SQLite audit store did not commit: {exc}")
+            for request in batch:
+                _resolve(request.loop, request.future, None, error)
+            return
+        for request, receipts in zip(batch, results, strict=True):
+            _resolve(request.loop, request.future, receipts, None)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise StoreUnavailable("the SQLite audit store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Call(fn, future, loop))
+        return await future
+
+    # -- readers -------------------------------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path)
+            self._local.conn = conn
+            with self._reader_lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise StoreUnavailable("the SQLite audit store is closed")
+
+        def run() -> T:
+            return fn(self._reader())
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, run)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot read the SQLite audit store: {exc}") from exc
+
+    # -- the port ------------------------------------------------------------------------------------
+
+    async def append(self, entries: Sequence[PendingEntry]) -> list[AuditReceipt]:
+        if self._closed:
+            raise StoreUnavailable("the SQLite audit store is closed")
+        if not entries:
+            return []
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[AuditReceipt]] = loop.create_future()
+        self._queue.put(_Append(list(entries), future, loop))
+        return await future
+
+    async def size(self) -> int:
+        def q(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit_entries").fetchone()[0])
+        return await self._read(q)
+
+    async def leaf_hashes(self, start: int) -> list[bytes]:
+        def q(conn: sqlite3.Connection) -> list[bytes]:
+            rows = conn.execute("SELECT idx, leaf_hash FROM audit_entries WHERE idx >= ? ORDER BY idx",
+                                (start,)).fetchall()
+            for offset, (idx, _) in enumerate(rows):
+                if idx != start + offset:
+                    raise StoreError(f"audit log has a gap at index {start + offset}")
+            return [bytes(h) for _, h in rows]
+        return await self._read(q)
+
+    async def get_entry(self, index: int) -> StoredEntry | None:
+        def q(conn: sqlite3.Connection) -> StoredEntry | None:
+            row = conn.execute("SELECT idx, leaf_hash, data FROM audit_entries WHERE idx = ?",
+                               (index,)).fetchone()
+            return None if row is None else StoredEntry(row[0], bytes(row[1]), bytes(row[2]))
+        return await self._read(q)
+
+    async def scan(self, start: int, limit: int) -> list[StoredEntry]:
+        def q(conn: sqlite3.Connection) -> list[StoredEntry]:
+            rows = conn.execute("SELECT idx, leaf_hash, data FROM audit_entries WHERE idx >= ? "
+                                "ORDER BY idx LIMIT ?", (start, limit)).fetchall()
+            return [StoredEntry(i, bytes(h), bytes(d)) for i, h, d in rows]
+        return await self._read(q)
+
+    async def find(self, where: EntryFilter, *, start: int, limit: int) -> list[StoredEntry]:
+        clauses = ["idx >= ?"]
+        params: list[Any] = [start]
+        if where.since is not None:
+            clauses.append("occurred_at >= ?")
+            params.append(format_timestamp(where.since))
+        if where.until is not None:
+            clauses.append("occurred_at < ?")
+            params.append(format_timestamp(where.until))
+        for column, value in where.columns():
+            clauses.append(f"{column} = ?")  # column names come from a fixed list, never from input
+            params.append(value)
+        if where.subject_tokens:
+            tokens = sorted(where.subject_tokens)
+            marks = ",".join("?" * len(tokens))
+            clauses.append(f"idx IN (SELECT idx FROM audit_subject_tokens WHERE token IN ({marks}))")  # noqa: S608
+            params.extend(tokens)
+        sql = (f"SELECT idx, leaf_hash, data FROM audit_entries WHERE {' AND '.join(clauses)} "  # noqa: S608
+               "ORDER BY idx LIMIT ?")
+        params.append(limit)
+
+        def q(conn: sqlite3.Connection) -> list[StoredEntry]:
+            return [StoredEntry(i, bytes(h), bytes(d)) for i, h, d in conn.execute(sql, params).fetchall()]
+        return await self._read(q)
+
+    async def add_checkpoint(self, checkpoint: SignedCheckpoint) -> None:
+        def w(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            latest = conn.execute("SELECT tree_size, ts FROM audit_checkpoints ORDER BY seq DESC LIMIT 1"
+                                  ).fetchone()
+            ts = format_timestamp(checkpoint.timestamp)
+            if latest is not None and (ts <= latest[1] or checkpoint.tree_size < latest[0]):
+                conn.execute("ROLLBACK")
+                raise CheckpointConflict("checkpoint is not later than the latest stored one")
+            (size,) = conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit_entries").fetchone()
+            if checkpoint.tree_size > size:
+                conn.execute("ROLLBACK")
+                raise CheckpointConflict("checkpoint covers entries the store does not hold")
+            conn.execute("INSERT INTO audit_checkpoints (tree_size, root_hash, ts, key_id, signature) "
+                         "VALUES (?,?,?,?,?)", (checkpoint.tree_size, checkpoint.root_hash, ts,
+                                                checkpoint.key_id, checkpoint.signature))
+            conn.execute("COMMIT")
+
+        try:
+            await self._write(w)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot store the checkpoint: {exc}") from exc
+
+    async def latest_checkpoint(self) -> SignedCheckpoint | None:
+        def q(conn: sqlite3.Connection) -> SignedCheckpoint | None:
+            row = conn.execute("SELECT tree_size, root_hash, ts, key_id, signature FROM audit_checkpoints "
+                               "ORDER BY seq DESC LIMIT 1").fetchone()
+            return None if row is None else _row_to_checkpoint(row)
+        return await self._read(q)
+
+    async def checkpoints(self) -> list[SignedCheckpoint]:
+        def q(conn: sqlite3.Connection) -> list[SignedCheckpoint]:
+            rows = conn.execute("SELECT tree_size, root_hash, ts, key_id, signature FROM audit_checkpoints "
+                                "ORDER BY seq").fetchall()
+            return [_row_to_checkpoint(r) for r in rows]
+        try:
+            return await self._read(q)
+        except (ValueError, EncodingError) as exc:
+            raise StoreError(f"a stored checkpoint is malformed: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        await asyncio.to_thread(self._thread.join)
+        await asyncio.to_thread(self._pool.shutdown, True)
+        with self._reader_lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()

@@ -1,0 +1,196 @@
+"""Full verification of an audit log: every entry's bytes, position and leaf, the tree, and every checkpoint.
+
+Each stored entry's leaf hash is recomputed from its canonical bytes and checked against the stored hash
+and the index the entry claims for itself; the recomputed tree must match every signed checkpoint. This
+finds altered, deleted, reordered and inserted entries and altered checkpoints, and names the first bad
+entry (and checkpoint). An attacker who rewrites every later entry consistently is still caught by the
+checkpoints, but can then only be located to the range between two checkpoints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from gateway.audit.checkpoint import CheckpointSignatureError, PublicKeys, SignedCheckpoint
+from gateway.audit.encoding import SCHEMA_VERSION
+from gateway.audit.merkle import MerkleTree
+from gateway.audit.store import DisclosureStore, StoredEntry
+
+_MAX_PROBLEMS = 100
+_BATCH = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with the log, located by entry index and/or checkpoint position (0 = oldest)."""
+
+    kind: str  # altered | missing | moved | malformed | truncated | bad_signature | root_mismatch | order
+    message: str
+    entry: int | None = None
+    checkpoint: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """The outcome of verifying a whole log."""
+
+    ok: bool
+    entries: int
+    checkpoints: int
+    tree_size: int
+    root_hash: bytes
+    first_bad_entry: int | None
+    first_bad_checkpoint: int | None
+    suspect_range: tuple[int, int] | None  # [start, end) when only a checkpoint root locates the damage
+    problems: tuple[Problem, ...]
+    seconds: float = 0.0
+    key_ids: tuple[str, ...] = field(default=())
+
+    def summary(self) -> str:
+        if self.ok:
+            return (f"OK: {self.entries} entries and {self.checkpoints} checkpoints verify; "
+                    f"root {self.root_hash.hex()}")
+        where = []
+        if self.first_bad_entry is not None:
+            where.append(f"first bad entry {self.first_bad_entry}")
+        elif self.suspect_range is not None:
+            where.append(f"damage within entries {self.suspect_range[0]}..{self.suspect_range[1] - 1}")
+        if self.first_bad_checkpoint is not None:
+            where.append(f"first bad checkpoint #{self.first_bad_checkpoint}")
+        return f"FAILED: {'; '.join(where)}: {self.problems[0].message}"
+
+
+class LogVerifier:
+    """Feeds stored rows in index order through the checks; `finish` returns the report."""
+
+    def __init__(self, checkpoints: Sequence[SignedCheckpoint], keys: PublicKeys) -> None:
+        self._tree = MerkleTree()
+        self._checkpoints = list(checkpoints)
+        self._keys = keys
+        self._problems: list[Problem] = []
+        self._first_bad_entry: int | None = None
+        self._first_bad_checkpoint: int | None = None
+        self._suspect: tuple[int, int] | None = None
+        self._expected = 0
+        self._started = time.perf_counter()
+        # Checkpoints whose root we compare when the tree reaches their size, smallest size first.
+        self._by_size = sorted(range(len(self._checkpoints)), key=lambda i: self._checkpoints[i].tree_size)
+        self._next_cp = 0
+        self._last_good_size = 0
+        self._check_checkpoint_sequence()
+        self._compare_roots()
+
+    def _problem(self, problem: Problem) -> None:
+        if problem.entry is not None and (self._first_bad_entry is None or problem.entry < self._first_bad_entry):
+            self._first_bad_entry = problem.entry
+        if problem.checkpoint is not None and (self._first_bad_checkpoint is None
+                                               or problem.checkpoint < self._first_bad_checkpoint):
+            self._first_bad_checkpoint = problem.checkpoint
+        if len(self._problems) < _MAX_PROBLEMS:
+            self._problems.append(problem)
+
+    def _check_checkpoint_sequence(self) -> None:
+        previous: SignedCheckpoint | None = None
+        for position, cp in enumerate(self._checkpoints):
+            try:
+                self._keys.verify(cp)
+            except CheckpointSignatureError as exc:
+                self._problem(Problem("bad_signature", f"checkpoint #{position}: {exc}", checkpoint=position))
+            if previous is not None and (cp.timestamp <= previous.timestamp or cp.tree_size < previous.tree_size):
+                self._problem(Problem("order", f"checkpoint #{position} is not later than the one before it",
+                                      checkpoint=position))
+            previous = cp
+
+    def _compare_roots(self) -> None:
+        size = self._tree.size
+        while self._next_cp < len(self._by_size):
+            position = self._by_size[self._next_cp]
+            cp = self._checkpoints[position]
+            if cp.tree_size > size:
+                return
+            if self._tree.root(cp.tree_size) != cp.root_hash:
+                if self._first_bad_entry is None and self._suspect is None:
+                    self._suspect = (self._last_good_size, cp.tree_size)
+                self._problem(Problem(
+                    "root_mismatch",
+                    f"checkpoint #{position} (tree size {cp.tree_size}) does not match the entries",
+                    checkpoint=position))
+            elif self._suspect is None:
+                self._last_good_size = cp.tree_size
+            self._next_cp += 1
+
+    def feed(self, rows: Iterable[StoredEntry]) -> None:
+        sha = hashlib.sha256
+        tree = self._tree
+        loads = json.loads
+        for row in rows:
+            index, data = row.index, row.data
+            if index != self._expected:
+                if index > self._expected:
+                    self._problem(Problem("missing", f"entries {self._expected}..{index - 1} are missing",
+                                          entry=self._expected))
+                else:
+                    self._problem(Problem("order", f"entry {index} appears out of order", entry=index))
+            self._expected = index + 1
+            digest = sha(b"\x00" + data).digest()
+            if digest != row.leaf_hash:
+                self._problem(Problem("altered", f"entry {index} does not match its leaf hash", entry=index))
+            try:
+                doc = loads(data)
+                claimed = doc["index"]
+                version = doc["v"]
+                if not isinstance(doc["event"], dict):
+                    raise TypeError("event is not an object")
+            except (ValueError, KeyError, TypeError) as exc:
+                self._problem(Problem("malformed", f"entry {index} is not a valid entry: {exc}", entry=index))
+            else:
+                if claimed != index:
+                    where = min(claimed, index) if isinstance(claimed, int) else index
+                    self._problem(Problem("moved", f"entry at index {index} was written as entry {claimed}",
+                                          entry=where))
+                elif version != SCHEMA_VERSION:
+                    self._problem(Problem("malformed", f"entry {index} has unknown schema version {version}",
+                                          entry=index))
+            tree.append(digest)
+            if self._next_cp < len(self._by_size) and \
+                    self._checkpoints[self._by_size[self._next_cp]].tree_size == tree.size:
+                self._compare_roots()
+
+    def finish(self) -> VerifyReport:
+        size = self._tree.size
+        for position in self._by_size[self._next_cp:]:
+            cp = self._checkpoints[position]
+            self._problem(Problem("truncated", f"checkpoint #{position} vouches for {cp.tree_size} entries but "
+                                  f"the log holds {size}", entry=size, checkpoint=position))
+        ok = not self._problems
+        return VerifyReport(
+            ok=ok,
+            entries=size,
+            checkpoints=len(self._checkpoints),
+            tree_size=size,
+            root_hash=self._tree.root(),
+            first_bad_entry=self._first_bad_entry,
+            first_bad_checkpoint=self._first_bad_checkpoint,
+            suspect_range=None if self._first_bad_entry is not None else self._suspect,
+            problems=tuple(self._problems),
+            seconds=time.perf_counter() - self._started,
+            key_ids=tuple(sorted({cp.key_id for cp in self._checkpoints})),
+        )
+
+
+async def verify_store(store: DisclosureStore, keys: PublicKeys, *, batch: int = _BATCH) -> VerifyReport:
+    """Verify everything `store` holds against the checkpoint verification `keys`."""
+    checkpoints = await store.checkpoints()
+    verifier = LogVerifier(checkpoints, keys)
+    start = 0
+    while True:
+        rows = await store.scan(start, batch)
+        if not rows:
+            break
+        verifier.feed(rows)
+        start = rows[-1].index + 1
+    return verifier.finish()
