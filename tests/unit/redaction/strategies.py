@@ -1,0 +1,263 @@
+"""Hypothesis strategies and catalogue helpers for redaction tests, reusable by wire-level tests.
+
+Generated values are planted canaries: every value in one generated answer is distinct, and no
+restricted value can occur by chance inside another value, so a search of the serialised output for a
+value finds it only if that value leaked.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from hypothesis import strategies as st
+
+from gateway.domain import AGENCIES, DisclosureLevel, Field, Record, RecordKind
+from gateway.redaction import RedactionContext, RedactionRules, load_rules
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+CATALOGUE_PATH = REPO_ROOT / "docs" / "catalogue.md"
+SHIPPED_RULES_PATH = REPO_ROOT / "policies" / "redaction.yaml"
+
+UNLISTED_FIELD_CATEGORY = "unlisted.category"
+"""A field category no rule speaks about, to check that such fields are withheld (fail closed)."""
+
+CANARY_PREFIX = "cnry"
+MIN_SEARCHABLE_LENGTH = 6
+"""Values shorter than this (handling codes such as ``P``) are too short to search the output for."""
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogueCategory:
+    """One record category of docs/catalogue.md with its record type, kind and fields."""
+
+    agency: str
+    category: str
+    kind: RecordKind
+    record_type: str
+    fields: tuple[tuple[str, str], ...]  # (field name, field category)
+
+
+@dataclass(frozen=True, slots=True)
+class Catalogue:
+    """The agencies, field categories and record categories of docs/catalogue.md."""
+
+    agencies: tuple[str, ...]
+    field_categories: frozenset[str]
+    categories: tuple[CatalogueCategory, ...]
+    protected: frozenset[str]
+
+    @property
+    def record_categories(self) -> frozenset[str]:
+        return frozenset(c.category for c in self.categories)
+
+    def of_agency(self, agency: str) -> tuple[CatalogueCategory, ...]:
+        return tuple(c for c in self.categories if c.agency == agency)
+
+
+_FIELD_ROW = re.compile(r"^\| `([a-z_]+\.[a-z_]+)` \|", re.MULTILINE)
+_RECORD_ROW = re.compile(
+    r"^\| `([a-z]+)\.([a-z_]+)` \| (event|state|involvement) \| `([a-z_]+)` \| (.+?) \|$", re.MULTILINE
+)
+_FIELD_SPEC = re.compile(r"([a-z_0-9]+)(?: \([^)]*\))?: ([a-z_]+\.[a-z_]+)")
+
+
+@functools.cache
+def load_catalogue(path: Path = CATALOGUE_PATH) -> Catalogue:
+    """Parse the catalogue's field-category table and record-category tables."""
+    text = path.read_text(encoding="utf-8")
+    field_section = text.split("## Field categories", 1)[1].split("## Record categories", 1)[0]
+    field_categories = frozenset(_FIELD_ROW.findall(field_section))
+    categories = []
+    for agency, name, kind, record_type, spec in _RECORD_ROW.findall(text):
+        fields = tuple((m.group(1), m.group(2)) for m in _FIELD_SPEC.finditer(spec))
+        categories.append(CatalogueCategory(agency, f"{agency}.{name}", RecordKind(kind), record_type, fields))
+    protected = frozenset(("health.sexual_health", "housing.refuge"))
+    return Catalogue(AGENCIES, field_categories, tuple(categories), protected)
+
+
+@functools.cache
+def shipped_rules() -> RedactionRules:
+    """The shipped policies/redaction.yaml, validated against the catalogue's names."""
+    cat = load_catalogue()
+    return load_rules(
+        SHIPPED_RULES_PATH,
+        agencies=cat.agencies,
+        field_categories=cat.field_categories,
+        record_categories=cat.record_categories,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    """A role of the contract's vocabulary, its home agency and whether it works inside the MASH."""
+
+    name: str
+    home_agency: str
+    inside_mash: bool
+
+
+ROLES: tuple[Role, ...] = (
+    *(Role(f"mash_researcher_{a}", a, True) for a in AGENCIES),
+    Role("mash_manager", "hub", True),
+    Role("mash_social_worker", "hub", True),
+    Role("social_worker", "csc", False),
+    Role("early_help_worker", "csc", False),
+    Role("police_officer", "police", False),
+    Role("health_visitor", "health", False),
+    Role("school_dsl", "education", False),
+    Role("housing_officer", "housing", False),
+    Role("probation_officer", "probation", False),
+)
+
+# Canary text: letters (some non-ASCII) and spaces only, so no date, postcode, NHS number or hex digest
+# can appear inside it, and it cannot appear inside them.
+_CANARY_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ éßÆЖ"
+_canary_body = st.text(alphabet=_CANARY_ALPHABET, min_size=2, max_size=12)
+_POSTCODE_LETTERS = "ABDEFGHJLNPRSTUWXYZ"
+
+# Field values are dated before 2020 and record times from 2020 on, so a held date never reappears by
+# chance inside a released timestamp.
+_FIELD_DATES = st.dates(min_value=date(1990, 1, 1), max_value=date(2019, 12, 31))
+_RECORD_TIMES = st.datetimes(
+    min_value=datetime(2020, 1, 1), max_value=datetime(2023, 12, 31), timezones=st.just(UTC)
+)
+DISCLOSURE_DATES = st.dates(min_value=date(2024, 1, 1), max_value=date(2028, 12, 31))
+
+
+@st.composite
+def postcodes(draw: st.DrawFn) -> str:
+    """Valid UK postcodes whose area has two letters, so one can never sit inside another."""
+    area = draw(st.text(alphabet=_POSTCODE_LETTERS, min_size=2, max_size=2))
+    district = str(draw(st.integers(1, 9))) + draw(st.sampled_from(["", "0", "1", "A", "W"]))
+    sector = str(draw(st.integers(0, 9)))
+    unit = draw(st.text(alphabet=_POSTCODE_LETTERS, min_size=2, max_size=2))
+    space = draw(st.sampled_from([" ", ""]))
+    return f"{area}{district}{space}{sector}{unit}"
+
+
+@st.composite
+def nhs_numbers(draw: st.DrawFn) -> str:
+    """Ten-digit NHS numbers with a valid check digit."""
+    while True:
+        digits = draw(st.lists(st.integers(0, 9), min_size=9, max_size=9))
+        check = 11 - sum(d * (10 - i) for i, d in enumerate(digits)) % 11
+        if check != 10:
+            return "".join(map(str, digits)) + str(0 if check == 11 else check)
+
+
+def canary(body: str, serial: int) -> str:
+    """A planted value: the prefix, random letters, and a serial that makes it unique in the answer."""
+    return f"{CANARY_PREFIX}{body}#{serial}#"
+
+
+@st.composite
+def field_value(draw: st.DrawFn, category: str, serial: int) -> str:
+    """A value typical for `category`, or (sometimes) a canary that an operator must cope with."""
+    if draw(st.integers(0, 9)) == 0:
+        return canary(draw(_canary_body), serial)
+    if category in ("person.date_of_birth", "record.date"):
+        return draw(_FIELD_DATES).isoformat()
+    if category == "person.postcode":
+        return draw(postcodes())
+    if category == "person.nhs_number":
+        return draw(nhs_numbers())
+    if category == "police.handling_code":
+        return draw(st.sampled_from(["P", "C", "C", "P", "X", "", "p", " C "]))
+    return canary(draw(_canary_body), serial)
+
+
+@st.composite
+def records_for(draw: st.DrawFn, agency: str, serials: list[int], used: set[str]) -> Record:
+    """One record of a catalogue category of `agency`, its fields filled with distinct values."""
+    catalogue = load_catalogue()
+    cat = draw(st.sampled_from(catalogue.of_agency(agency)))
+    specs = list(cat.fields)
+    if draw(st.integers(0, 4)) == 0:
+        extra = draw(st.sampled_from([UNLISTED_FIELD_CATEGORY, *sorted(catalogue.field_categories)]))
+        specs.append(("extra_field", extra))
+    fields = []
+    for name, category in specs:
+        serials[0] += 1
+        value = draw(field_value(category, serials[0]))
+        if value in used and len(value) >= MIN_SEARCHABLE_LENGTH:
+            value = canary("dup", serials[0])
+        used.add(value)
+        fields.append(Field(name, category, value))
+    serials[0] += 1
+    # Record ids and summaries name the category, as an agency system might, so a leak of them for a
+    # protected record is caught by a search for the category name.
+    record_id = f"{cat.category}-{serials[0]}"
+    summary = f"summary of {cat.record_type} {serials[0]}"
+    occurred = draw(_RECORD_TIMES)
+    return Record(agency, record_id, cat.record_type, cat.category, cat.kind, occurred, summary, tuple(fields))
+
+
+@st.composite
+def answers(draw: st.DrawFn, agency: str, *, max_records: int = 6) -> list[Record]:
+    """One agency's answer: a few records with values distinct across the whole answer."""
+    serials = [0]
+    used: set[str] = set()
+    count = draw(st.integers(0, max_records))
+    return [draw(records_for(agency, serials, used)) for _ in range(count)]
+
+
+@st.composite
+def contexts(
+    draw: st.DrawFn, agency: str, levels: Sequence[DisclosureLevel] = tuple(DisclosureLevel)
+) -> RedactionContext:
+    """A caller (role, home agency, inside or outside the MASH) granted some level for `agency`."""
+    role = draw(st.sampled_from(ROLES))
+    return RedactionContext(
+        agency=agency,
+        level=draw(st.sampled_from(tuple(levels))),
+        role=role.name,
+        requester_agency=role.home_agency,
+        inside_mash=role.inside_mash,
+        disclosure_date=draw(DISCLOSURE_DATES),
+    )
+
+
+def searchable(value: str) -> bool:
+    """Whether a held value is long enough that finding it in the output means it leaked."""
+    return len(value) >= MIN_SEARCHABLE_LENGTH
+
+
+def handling_code_releases(record: Record, rules: RedactionRules) -> bool:
+    """The contract's handling-code rule, stated independently: P, or C with non-empty conditions."""
+    sg = rules.safeguarding
+    codes = {f.value.strip().upper() for f in record.fields if f.category == sg.handling_code_field}
+    if codes == {"P"}:
+        return True
+    if codes == {"C"}:
+        return any(f.value.strip() for f in record.fields if f.category == sg.handling_conditions_field)
+    return False
+
+
+def may_see_in_full(record: Record, field: Field, ctx: RedactionContext, rules: RedactionRules) -> bool:
+    """An oracle, written from the specification rather than the code: may this caller see the value?"""
+    sg = rules.safeguarding
+    owner = record.agency == ctx.requester_agency
+    if record.category in sg.protected_record_categories and not owner:
+        return False
+    if record.agency != ctx.agency or ctx.level < DisclosureLevel.PERTINENT:
+        return False
+    if record.category in sg.handling_code_record_categories and not owner:
+        if not handling_code_releases(record, rules):
+            return False
+        if field.category == sg.handling_conditions_field and any(
+            f.value.strip().upper() == "C" for f in record.fields if f.category == sg.handling_code_field
+        ):
+            return True  # conditions travel with the record
+    if not ctx.inside_mash and field.category in sg.pseudonymise_outside_mash:
+        return False
+    if ctx.level == DisclosureLevel.FULL:
+        return True
+    if rules.record_rule_for(ctx.agency, record.category) is not None:
+        return False
+    rule = rules.rule_for(ctx.agency, field.category)
+    return rule is not None and rule.operator == "keep"
