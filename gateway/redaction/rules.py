@@ -370,7 +370,10 @@ class _Compiler:
         for key in _HANDLING_KEYS:
             if key not in handling:
                 self.error(handling_node, f"handling_codes: missing {key!r}")
-        if any(k not in outside for k in _OUTSIDE_MASH_KEYS) or any(k not in handling for k in _HANDLING_KEYS):
+        incomplete = any(k not in outside for k in _OUTSIDE_MASH_KEYS) or any(
+            k not in handling for k in _HANDLING_KEYS
+        )
+        if incomplete:
             return None
         outside_fields = self.name_list(
             outside["field_categories"][1], "pseudonymise_outside_mash field_categories",

@@ -75,7 +75,8 @@ def load_catalogue(path: Path = CATALOGUE_PATH) -> Catalogue:
     categories = []
     for agency, name, kind, record_type, spec in _RECORD_ROW.findall(text):
         fields = tuple((m.group(1), m.group(2)) for m in _FIELD_SPEC.finditer(spec))
-        categories.append(CatalogueCategory(agency, f"{agency}.{name}", RecordKind(kind), record_type, fields))
+        category = CatalogueCategory(agency, f"{agency}.{name}", RecordKind(kind), record_type, fields)
+        categories.append(category)
     protected = frozenset(("health.sexual_health", "housing.refuge"))
     return Catalogue(AGENCIES, field_categories, tuple(categories), protected)
 
@@ -194,7 +195,9 @@ def records_for(draw: st.DrawFn, agency: str, serials: list[int], used: set[str]
     record_id = f"{cat.category}-{serials[0]}"
     summary = f"summary of {cat.record_type} {serials[0]}"
     occurred = draw(_RECORD_TIMES)
-    return Record(agency, record_id, cat.record_type, cat.category, cat.kind, occurred, summary, tuple(fields))
+    return Record(
+        agency, record_id, cat.record_type, cat.category, cat.kind, occurred, summary, tuple(fields)
+    )
 
 
 @st.composite

@@ -60,7 +60,9 @@ def test_agency_summary_releases_the_records_own_summary() -> None:
 def test_existence_only_names_the_agency_and_its_contact() -> None:
     """existence_only says the subject is known and whom to call, and nothing else."""
     contact = AgencyContact("health", team="Health MASH nurse", phone="020 7946 0102")
-    assert existence_only("health", contact) == "Known to health: yes. Contact: Health MASH nurse, 020 7946 0102."
+    assert existence_only("health", contact) == (
+        "Known to health: yes. Contact: Health MASH nurse, 020 7946 0102."
+    )
     assert existence_only("health", None) == "Known to health: yes."
 
 
@@ -101,7 +103,8 @@ def test_mask_rejects_bad_parameters() -> None:
 
 def test_pseudonym_is_deterministic_within_a_key_and_domain() -> None:
     """The same value, key and domain give the same pseudonym."""
-    assert pseudonymise("Jane Doe", domain="person", keys=KEYS) == pseudonymise("Jane Doe", domain="person", keys=KEYS)
+    first = pseudonymise("Jane Doe", domain="person", keys=KEYS)
+    assert pseudonymise("Jane Doe", domain="person", keys=KEYS) == first
 
 
 def test_pseudonym_differs_with_another_domain_or_key() -> None:
