@@ -1,0 +1,184 @@
+"""`policy check`'s deeper findings on a loaded snapshot: dead or over-broad rules, gaps and expiring agreements.
+
+Errors here block activation on reload (a line granting more than any agreement covers; a protected
+category disclosed beyond its readers); warnings are reported but do not.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from itertools import product
+
+from gateway.domain import DisclosureLevel
+from gateway.errors import Finding
+from gateway.policy.index import level_of
+from gateway.policy.rules import Effect, PolicyLine
+from gateway.policy.snapshot import PolicySnapshot
+
+EXPIRY_WARNING = timedelta(days=30)
+WARNING = "warning"
+
+
+def lint(snapshot: PolicySnapshot, today: date) -> list[Finding]:
+    """Every finding about a snapshot that loading alone does not catch, sorted by file and line."""
+    found = (
+        _shadowed_lines(snapshot)
+        + _beyond_agreements(snapshot, today)
+        + _protected_exposure(snapshot)
+        + _redaction_gaps(snapshot)
+        + _unassertable_roles(snapshot)
+        + _purposes_without_basis(snapshot)
+        + _agreement_expiry(snapshot, today)
+    )
+    return sorted(found, key=lambda f: (f.file, f.line, f.message))
+
+
+def _concrete(snapshot: PolicySnapshot, line: PolicyLine) -> tuple[list[str], list[str], list[str]]:
+    index, vocab = snapshot.index, snapshot.vocabulary
+    roles = [r for r in index.role_descendants.get(line.role, ()) if not vocab.roles[r].group]
+    purposes = [p for p in index.purpose_descendants.get(line.purpose, ()) if not vocab.purposes[p].group]
+    categories = [c for c in index.category_descendants.get(line.category, ())
+                  if not vocab.record_categories[c].group]
+    return roles, purposes, categories
+
+
+def _shadowed_lines(snapshot: PolicySnapshot) -> list[Finding]:
+    """Allow lines that never take effect at their own level: a deny caps every request they match."""
+    found = []
+    cells = snapshot.index.cells
+    for line in snapshot.lines:
+        if line.effect is not Effect.ALLOW:
+            continue
+        roles, purposes, categories = _concrete(snapshot, line)
+        if not (roles and purposes and categories):
+            found.append(Finding(line.file, line.line, "rule can never match: no assertable role, citable "
+                                 "purpose and record category fall under it", WARNING))
+            continue
+        caps = [cells[(r, p, c)][2] for r, p, c in product(roles, purposes, categories)]
+        if all(cap <= line.level for cap in caps):
+            best = max(cap - 1 for cap in caps)
+            found.append(Finding(line.file, line.line, f"rule is shadowed by a deny: it never grants "
+                                 f"{line.level.name} (at most {DisclosureLevel(max(best, 0)).name})", WARNING))
+    return found
+
+
+def _covered(snapshot: PolicySnapshot, today: date) -> set[tuple[str, str, str]]:
+    """(requesting agency, purpose, category) triples some agreement not yet expired covers."""
+    index, vocab = snapshot.index, snapshot.vocabulary
+    covered: set[tuple[str, str, str]] = set()
+    for agreement in vocab.agreements.values():
+        if agreement.valid_until < today:
+            continue
+        purposes = {d for p in agreement.purposes for d in index.purpose_descendants.get(p, ())}
+        categories = {d for c in agreement.categories for d in index.category_descendants.get(c, ())
+                      if vocab.record_categories[d].agency in agreement.parties}
+        covered.update(product(agreement.parties, purposes, categories))
+    return covered
+
+
+def _beyond_agreements(snapshot: PolicySnapshot, today: date) -> list[Finding]:
+    """Allow lines that decide a disclosure no agreement in force (or yet to come) covers."""
+    vocab = snapshot.vocabulary
+    covered = _covered(snapshot, today)
+    first_gap: dict[str, tuple[str, str, str]] = {}
+    for (role, purpose, category), cell in snapshot.index.cells.items():
+        if level_of(cell) is DisclosureLevel.NONE or vocab.roles[role].group or vocab.purposes[purpose].group:
+            continue
+        if vocab.record_categories[category].group:
+            continue
+        if (vocab.roles[role].agency, purpose, category) in covered:
+            continue
+        for line in cell[1]:
+            first_gap.setdefault(line.where, (role, purpose, category))
+    found = []
+    for where, (role, purpose, category) in first_gap.items():
+        file, _, number = where.rpartition(":")
+        found.append(Finding(file, int(number), f"rule grants more than any agreement allows: no agreement "
+                             f"covers {role} ({vocab.roles[role].agency}) seeing {category} for {purpose}"))
+    return found
+
+
+def _protected_exposure(snapshot: PolicySnapshot) -> list[Finding]:
+    """Protected categories disclosed above EXISTS to anyone who is not one of their readers."""
+    vocab = snapshot.vocabulary
+    found = []
+    for category in vocab.record_categories.values():
+        if not category.protected:
+            continue
+        file, line = vocab.where("category", category.name)
+        for (role, purpose, name), cell in snapshot.index.cells.items():
+            if name != category.name or role in category.protected_readers or vocab.roles[role].group:
+                continue
+            if level_of(cell) > DisclosureLevel.EXISTS:
+                lines = ", ".join(ln.where for ln in cell[1])
+                found.append(Finding(file, line, f"protected category {category.name} is disclosed at "
+                                     f"{level_of(cell).name} to {role} for {purpose} (by {lines}); only "
+                                     f"{', '.join(category.protected_readers) or 'its readers'} may see more "
+                                     "than EXISTS"))
+    return found
+
+
+def _redaction_gaps(snapshot: PolicySnapshot) -> list[Finding]:
+    """Field categories an agency holds that have no redaction rule (they will always be withheld)."""
+    vocab = snapshot.vocabulary
+    rules = snapshot.redaction
+    if rules is None:  # pragma: no cover - only without the redaction package
+        return []
+    found = []
+    seen: set[tuple[str, str]] = set()
+    for category in vocab.record_categories.values():
+        for field_name, field_category in category.fields.items():
+            key = (category.agency, field_category)
+            if key in seen or rules.covers(category.agency, field_category):
+                continue
+            seen.add(key)
+            file, line = vocab.where("category", category.name)
+            found.append(Finding(file, line, f"{category.agency} holds {field_category} (field {field_name} "
+                                 f"of {category.name}) but redaction.yaml has no rule for it, so it is always "
+                                 "withheld at PERTINENT", WARNING))
+    return found
+
+
+def _unassertable_roles(snapshot: PolicySnapshot) -> list[Finding]:
+    vocab = snapshot.vocabulary
+    bound = {r for roles in vocab.bindings.values() for r in roles}
+    found = []
+    for role in vocab.roles.values():
+        if not role.group and role.name not in bound:
+            file, line = vocab.where("role", role.name)
+            found.append(Finding(file, line, f"no certificate may assert role {role.name!r} "
+                                 "(add it to bindings.yaml or remove it)", WARNING))
+    return found
+
+
+def _purposes_without_basis(snapshot: PolicySnapshot) -> list[Finding]:
+    vocab = snapshot.vocabulary
+    found = []
+    for purpose in vocab.purposes.values():
+        if not purpose.group and not purpose.legal_bases:
+            file, line = vocab.where("purpose", purpose.name)
+            found.append(Finding(file, line, f"purpose {purpose.name!r} has no legal basis, so no request "
+                                 "can cite it (list its legal_bases, or mark it `group: true`)", WARNING))
+    return found
+
+
+def _agreement_expiry(snapshot: PolicySnapshot, today: date) -> list[Finding]:
+    vocab = snapshot.vocabulary
+    found = []
+    for agreement in vocab.agreements.values():
+        file, line = vocab.where("agreement", agreement.name)
+        if agreement.valid_until < today:
+            found.append(Finding(file, line, f"agreement {agreement.name!r} expired on "
+                                 f"{agreement.valid_until.isoformat()}", WARNING))
+        elif agreement.valid_until - today <= EXPIRY_WARNING:
+            found.append(Finding(file, line, f"agreement {agreement.name!r} expires on "
+                                 f"{agreement.valid_until.isoformat()}, within 30 days", WARNING))
+    return found
+
+
+def is_blocking(finding: Finding) -> bool:
+    """True for findings that must stop a snapshot being activated."""
+    return finding.severity != WARNING
+
+
+__all__ = ["EXPIRY_WARNING", "WARNING", "is_blocking", "lint"]

@@ -1,0 +1,187 @@
+"""Holding the active policy snapshot and replacing it safely: validate, test, audit, then swap atomically."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from gateway.domain import AuditEvent, AuditKind, Clock, SystemClock
+from gateway.errors import Finding, GatewayError, PolicyError
+from gateway.policy.checks import is_blocking, lint
+from gateway.policy.policy_tests import failures_as_findings, load_test_cases, run_suite
+from gateway.policy.snapshot import PolicySnapshot, load_snapshot
+from gateway.policy.sources import content_hash
+
+EventSink = Callable[[AuditEvent], Awaitable[object]]
+_REASON_FINDINGS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadOutcome:
+    """What a reload did: whether a new snapshot is active, which version serves now, and why not."""
+
+    activated: bool
+    version: str  # the version active after the reload
+    attempted_version: str  # content hash of the directory that was tried ("" if unreadable)
+    previous_version: str
+    findings: tuple[Finding, ...] = ()  # blocking problems (rejected) or warnings (activated)
+    unchanged: bool = False  # the directory holds the version already active; nothing was done
+
+
+def validate(directory: Path, today: date) -> tuple[PolicySnapshot | None, list[Finding]]:
+    """Build a snapshot and run its lint checks and policy tests; the snapshot is None if anything blocks."""
+    try:
+        snapshot = load_snapshot(directory)
+    except PolicyError as exc:
+        return None, list(exc.findings) or [Finding(str(directory), 0, str(exc))]
+    findings = lint(snapshot, today)
+    suite = load_test_cases(directory)
+    findings += failures_as_findings(run_suite(snapshot, suite, today=today), suite)
+    if any(is_blocking(f) for f in findings):
+        return None, [f for f in findings if is_blocking(f)]
+    return snapshot, findings
+
+
+class PolicyHolder:
+    """The active snapshot for the whole gateway. Reading `current` is one attribute read; swaps are atomic."""
+
+    def __init__(self, snapshot: PolicySnapshot, *, on_event: EventSink | None = None,
+                 clock: Clock | None = None) -> None:
+        self._current = snapshot
+        self._on_event = on_event
+        self._clock: Clock = clock or SystemClock()
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_directory(cls, directory: Path, *, on_event: EventSink | None = None,
+                       clock: Clock | None = None) -> PolicyHolder:
+        """Load, check and test the first snapshot; PolicyError if it cannot serve."""
+        clock = clock or SystemClock()
+        snapshot, findings = validate(directory, clock.now().date())
+        if snapshot is None:
+            raise PolicyError(findings, f"the policy at {directory.name} cannot be activated")
+        return cls(snapshot, on_event=on_event, clock=clock)
+
+    @property
+    def current(self) -> PolicySnapshot:
+        return self._current
+
+    @property
+    def version(self) -> str:
+        return self._current.version
+
+    async def reload(self, directory: Path | None = None, *, trigger: str = "manual", caller: str = "",
+                     user: str = "") -> ReloadOutcome:
+        """Build, check and test the policy at `directory` (default: the active one's); swap only if all pass.
+
+        The activation is audited before the swap: if the audit entry cannot be written, the old
+        snapshot stays active. A refusal is audited too and keeps the last good snapshot serving.
+        """
+        async with self._lock:
+            directory = Path(directory) if directory is not None else self._current.directory
+            previous = self._current
+            try:
+                attempted = await asyncio.to_thread(content_hash, directory)
+            except OSError:
+                attempted = ""
+            if attempted and attempted == previous.version:
+                return ReloadOutcome(False, previous.version, attempted, previous.version, unchanged=True)
+            today = self._clock.now().date()
+            snapshot, findings = await asyncio.to_thread(validate, directory, today)
+            base = AuditEvent(kind=AuditKind.POLICY_REJECTED, occurred_at=self._clock.now(), caller=caller,
+                              user=user, details={"trigger": trigger, "previous_version": previous.version})
+            if snapshot is None:
+                reason = _summary(findings)
+                await self._emit(AuditEvent(
+                    kind=AuditKind.POLICY_REJECTED, occurred_at=base.occurred_at, caller=caller, user=user,
+                    policy_version=attempted, reason=reason,
+                    details={**base.details, "findings": str(len(findings))},
+                ), swallow=True)
+                return ReloadOutcome(False, previous.version, attempted, previous.version, tuple(findings))
+            try:
+                await self._emit(AuditEvent(
+                    kind=AuditKind.POLICY_ACTIVATION, occurred_at=base.occurred_at, caller=caller, user=user,
+                    policy_version=snapshot.version, reason=f"activated {len(snapshot.lines)} policy lines",
+                    details={**base.details, "warnings": str(len(findings))},
+                ), swallow=False)
+            except Exception as exc:
+                note = Finding(str(directory), 0, f"the activation could not be audited ({exc.__class__.__name__});"
+                               " the previous policy stays active")
+                return ReloadOutcome(False, previous.version, snapshot.version, previous.version, (note,))
+            self._current = snapshot
+            return ReloadOutcome(True, snapshot.version, snapshot.version, previous.version, tuple(findings))
+
+    async def _emit(self, event: AuditEvent, *, swallow: bool) -> None:
+        if self._on_event is None:
+            return
+        if swallow:
+            # A refusal changes nothing, so failing to audit it must not turn into a failed reload call.
+            with contextlib.suppress(GatewayError):
+                await self._on_event(event)
+        else:
+            await self._on_event(event)
+
+
+def _summary(findings: list[Finding]) -> str:
+    text = "; ".join(str(f) for f in findings[:_REASON_FINDINGS])
+    if len(findings) > _REASON_FINDINGS:
+        text += f"; and {len(findings) - _REASON_FINDINGS} more"
+    return f"refused: {text}"
+
+
+class PolicyWatcher:
+    """Polls a policy directory's content hash and reloads when it has changed and settled."""
+
+    def __init__(self, holder: PolicyHolder, directory: Path, *, interval: float = 2.0,
+                 on_outcome: Callable[[ReloadOutcome], None] | None = None) -> None:
+        if interval <= 0:
+            raise ValueError("the polling interval must be positive")
+        self._holder = holder
+        self._directory = Path(directory)
+        self._interval = interval
+        self._on_outcome = on_outcome
+        self._attempted = holder.version  # never retry a version already tried (or active)
+        self._candidate = ""
+        self._task: asyncio.Task[None] | None = None
+
+    async def check_once(self) -> ReloadOutcome | None:
+        """One poll: reload if the content changed since the last poll and has stayed the same since."""
+        try:
+            seen = await asyncio.to_thread(content_hash, self._directory)
+        except OSError:
+            return None
+        if seen == self._attempted:
+            self._candidate = ""
+            return None
+        if seen != self._candidate:
+            # Editors write files in steps; wait one more interval for the content to settle.
+            self._candidate = seen
+            return None
+        self._attempted = seen
+        self._candidate = ""
+        outcome = await self._holder.reload(self._directory, trigger="watch")
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
+        return outcome
+
+    async def run(self) -> None:
+        """Poll until cancelled."""
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.check_once()
+
+    def start(self) -> asyncio.Task[None]:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self.run(), name="policy-watcher")
+        return self._task
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -1,0 +1,218 @@
+"""Policy tests: IG officers' plain-sentence YAML cases (who, why, what -> expected level and fields)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from gateway.domain import DisclosureLevel, Field, FieldDisclosure, Record
+from gateway.errors import Finding
+from gateway.keyring import Keyring
+from gateway.policy.snapshot import PolicySnapshot
+from gateway.policy.sources import LineDict, LineList, SourceError, load_yaml
+
+TESTS_DIR = "tests"
+_CASE_KEYS = {"name", "role", "purpose", "agency", "category", "expect", "record", "visible", "redacted",
+              "withheld", "disclosed_on"}
+_OUTCOMES = {"visible": FieldDisclosure.FULL, "redacted": FieldDisclosure.REDACTED,
+             "withheld": FieldDisclosure.WITHHELD}
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyTestCase:
+    """One expectation: this role, for this purpose, sees this agency's category at this level."""
+
+    file: str
+    line: int
+    name: str
+    role: str
+    purpose: str
+    agency: str
+    category: str
+    expect: DisclosureLevel
+    record: tuple[tuple[str, str], ...] = ()  # sample record: (field name, value)
+    fields: tuple[tuple[str, FieldDisclosure], ...] = ()  # expected disclosure per field name
+    on: date | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyTestResult:
+    """The outcome of one case; `problems` is empty when it passed."""
+
+    case: PolicyTestCase
+    problems: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyTestSuite:
+    """Every case read from a policy directory's tests, plus problems that stopped a case being read."""
+
+    cases: tuple[PolicyTestCase, ...]
+    findings: tuple[Finding, ...] = field(default_factory=tuple)
+
+
+def load_test_cases(directory: Path) -> PolicyTestSuite:
+    """Read every tests/*.yaml file of a policy directory (no snapshot needed; names are checked when run)."""
+    folder = directory / TESTS_DIR
+    cases: list[PolicyTestCase] = []
+    findings: list[Finding] = []
+    if not folder.is_dir():
+        return PolicyTestSuite((), ())
+    for path in sorted(folder.glob("*.y*ml")):
+        rel = f"{TESTS_DIR}/{path.name}"
+        try:
+            doc = load_yaml(path, rel)
+        except SourceError as exc:
+            findings.append(exc.finding)
+            continue
+        items = doc.get("tests")
+        if not isinstance(items, LineList):
+            findings.append(Finding(rel, doc.line, "a test file holds `tests:`, a list of cases"))
+            continue
+        for i, item in enumerate(items):
+            case = _parse_case(item, rel, items.line_of(i), findings)
+            if case is not None:
+                cases.append(case)
+    return PolicyTestSuite(tuple(cases), tuple(findings))
+
+
+def _parse_case(item: object, rel: str, line: int, findings: list[Finding]) -> PolicyTestCase | None:
+    if not isinstance(item, LineDict):
+        findings.append(Finding(rel, line, "each test is a mapping with name, role, purpose, agency, "
+                                "category and expect"))
+        return None
+    before = len(findings)
+    for key in item:
+        if key not in _CASE_KEYS:
+            findings.append(Finding(rel, item.line_of(key), f"unknown key {key!r} in a test "
+                                    f"(expected one of: {', '.join(sorted(_CASE_KEYS))})"))
+    texts: dict[str, str] = {}
+    for key in ("name", "role", "purpose", "agency", "category", "expect"):
+        value = item.get(key)
+        if not isinstance(value, str) or not value.strip():
+            findings.append(Finding(rel, item.line_of(key), f"the test needs {key!r} as text"))
+        else:
+            texts[key] = value.strip()
+    expect = DisclosureLevel.NONE
+    if "expect" in texts:
+        try:
+            expect = DisclosureLevel.parse(texts["expect"])
+        except ValueError:
+            findings.append(Finding(rel, item.line_of("expect"), "expect must be NONE, EXISTS, PERTINENT or FULL"))
+    record: list[tuple[str, str]] = []
+    raw_record = item.get("record")
+    if raw_record is not None:
+        fields = raw_record.get("fields") if isinstance(raw_record, LineDict) else None
+        if not isinstance(fields, LineDict):
+            findings.append(Finding(rel, item.line_of("record"), "record needs `fields:`, a mapping of field "
+                                    "names to sample values"))
+        else:
+            record = [(str(k), str(v)) for k, v in fields.items()]
+    expected: list[tuple[str, FieldDisclosure]] = []
+    for key, outcome in _OUTCOMES.items():
+        names = item.get(key)
+        if names is None:
+            continue
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            findings.append(Finding(rel, item.line_of(key), f"{key} must be a list of field names"))
+            continue
+        expected += [(n, outcome) for n in names]
+    if expected and not record:
+        findings.append(Finding(rel, line, "visible / redacted / withheld need a sample `record`"))
+    on: date | None = None
+    if "disclosed_on" in item:
+        raw_on = item["disclosed_on"]
+        on = raw_on if isinstance(raw_on, date) else None
+        if on is None:
+            findings.append(Finding(rel, item.line_of("disclosed_on"), "disclosed_on must be a date YYYY-MM-DD"))
+    if len(findings) > before:
+        return None
+    return PolicyTestCase(rel, line, texts["name"], texts["role"], texts["purpose"], texts["agency"],
+                          texts["category"], expect, tuple(record), tuple(expected), on)
+
+
+def run_case(snapshot: PolicySnapshot, case: PolicyTestCase, pseudonym_keys: Keyring | None = None,
+             today: date | None = None) -> PolicyTestResult:
+    """Check one case against a snapshot: its level and, with a sample record, each field's fate."""
+    problems: list[str] = []
+    for kind, name, known in (("role", case.role, snapshot.roles), ("purpose", case.purpose, snapshot.purposes),
+                              ("agency", case.agency, snapshot.agencies),
+                              ("category", case.category, snapshot.record_categories)):
+        if name not in known:
+            problems.append(f"undeclared {kind} {name!r}")
+    if problems:
+        return PolicyTestResult(case, tuple(problems))
+    decision = snapshot.decide(case.role, case.purpose, case.agency, case.category)
+    if decision.level != case.expect:
+        lines = ", ".join((*decision.allowed_by, *decision.denied_by)) or "no matching line"
+        problems.append(f"expected {case.expect.name}, got {decision.level.name} (decided by {lines})")
+    if case.record:
+        problems += _check_fields(snapshot, case, decision.level, pseudonym_keys or Keyring.generate(),
+                                  case.on or today or datetime.now(UTC).date())
+    return PolicyTestResult(case, tuple(problems))
+
+
+def _check_fields(snapshot: PolicySnapshot, case: PolicyTestCase, level: DisclosureLevel, keys: Keyring,
+                  on: date) -> list[str]:
+    from gateway.redaction import RedactionContext, Redactor
+
+    category = snapshot.record_categories[case.category]
+    problems: list[str] = []
+    fields = []
+    for name, value in case.record:
+        field_category = category.fields.get(name)
+        if field_category is None:
+            problems.append(f"sample record field {name!r} is not a field of {case.category}")
+            continue
+        fields.append(Field(name, field_category, value))
+    if problems:
+        return problems
+    assert category.kind is not None  # record categories always have a kind
+    record = Record(case.agency, "sample-1", category.record_type, category.name, category.kind,
+                    datetime(on.year, on.month, on.day, tzinfo=UTC), "", tuple(fields))
+    role = snapshot.roles[case.role]
+    ctx = RedactionContext(agency=case.agency, level=level, role=case.role, requester_agency=role.agency,
+                           inside_mash=role.inside_mash, disclosure_date=on)
+    result = Redactor(snapshot.redaction, keys).redact([record], ctx)
+    got = {m.field: m.disclosure for m in result.manifest if m.field}
+    # A record withheld as a whole (a protected service) hides even its field names from the manifest.
+    whole = FieldDisclosure.WITHHELD if any(
+        not m.field and m.disclosure is FieldDisclosure.WITHHELD for m in result.manifest) else None
+    for name, want in case.fields:
+        have = got.get(name, whole)
+        if have is None:
+            problems.append(f"field {name!r} is not in the sample record")
+        elif have is not want:
+            problems.append(f"field {name!r}: expected {_word(want)}, got {_word(have)}")
+    return problems
+
+
+def _word(disclosure: FieldDisclosure) -> str:
+    return {v: k for k, v in _OUTCOMES.items()}[disclosure]
+
+
+def run_suite(snapshot: PolicySnapshot, suite: PolicyTestSuite, pseudonym_keys: Keyring | None = None,
+              today: date | None = None) -> tuple[PolicyTestResult, ...]:
+    """Run every case of a suite against a snapshot, with one throwaway pseudonym key for all of them."""
+    keys = pseudonym_keys or Keyring.generate()
+    return tuple(run_case(snapshot, c, keys, today) for c in suite.cases)
+
+
+def failures_as_findings(results: Sequence[PolicyTestResult], suite: PolicyTestSuite) -> list[Finding]:
+    """Failed cases and unreadable cases as file:line findings."""
+    found = list(suite.findings)
+    for result in results:
+        for problem in result.problems:
+            found.append(Finding(result.case.file, result.case.line, f"{result.case.name}: {problem}"))
+    return found
+

@@ -1,0 +1,207 @@
+"""An immutable, validated policy snapshot: vocabularies, lines, redaction rules and the decision index."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gateway.domain import DisclosureLevel
+from gateway.errors import Finding, PolicyError
+from gateway.policy.casbin_model import MODEL_FILE, build_enforcer, check_model
+from gateway.policy.index import NOTHING, Decision, DecisionIndex, build_index
+from gateway.policy.rules import ANY, Effect, PolicyLine, load_lines
+from gateway.policy.sources import content_hash
+from gateway.policy.vocabulary import (
+    Agency,
+    Agreement,
+    FieldCategory,
+    LegalBasis,
+    Purpose,
+    RecordCategory,
+    Role,
+    Vocabulary,
+    load_vocabulary,
+)
+
+if TYPE_CHECKING:
+    import casbin
+
+    from gateway.redaction import RedactionRules
+
+REDACTION_FILE = "redaction.yaml"
+
+_EMPTY: Mapping[str, Mapping[str, Decision]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class MatchingLines:
+    """Every policy line that matches one request cell, for explaining a decision."""
+
+    allows: tuple[PolicyLine, ...]
+    denies: tuple[PolicyLine, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class PolicySnapshot:
+    """One loaded policy directory. Immutable; decisions are plain lookups in a precomputed index."""
+
+    version: str
+    directory: Path
+    vocabulary: Vocabulary
+    lines: tuple[PolicyLine, ...]
+    index: DecisionIndex
+    redaction: RedactionRules
+    model_text: str
+    _enforcer: list[casbin.Enforcer] = field(default_factory=list, repr=False)
+
+    # -- vocabularies -----------------------------------------------------------------------------
+    @property
+    def agencies(self) -> Mapping[str, Agency]:
+        return self.vocabulary.agencies
+
+    @property
+    def roles(self) -> Mapping[str, Role]:
+        return self.vocabulary.roles
+
+    @property
+    def purposes(self) -> Mapping[str, Purpose]:
+        return self.vocabulary.purposes
+
+    @property
+    def legal_bases(self) -> Mapping[str, LegalBasis]:
+        return self.vocabulary.legal_bases
+
+    @property
+    def record_categories(self) -> Mapping[str, RecordCategory]:
+        return self.vocabulary.record_categories
+
+    @property
+    def field_categories(self) -> Mapping[str, FieldCategory]:
+        return self.vocabulary.field_categories
+
+    @property
+    def agreements(self) -> Mapping[str, Agreement]:
+        return self.vocabulary.agreements
+
+    @property
+    def bindings(self) -> Mapping[str, frozenset[str]]:
+        return self.vocabulary.bindings
+
+    # -- decisions (hot path) ---------------------------------------------------------------------
+    def decide(self, role: str, purpose: str, agency: str, category: str) -> Decision:
+        """The decision for one cell; NONE for any name the vocabularies do not declare."""
+        found = self.index.decisions.get((role, purpose, category), NOTHING)
+        if found is not NOTHING and self.vocabulary.record_categories[category].agency != agency:
+            return NOTHING
+        return found
+
+    def decisions_for(self, role: str, purpose: str) -> Mapping[str, Mapping[str, Decision]]:
+        """Every agency's record categories and their decisions for one query; empty for unknown names."""
+        return self.index.by_query.get((role, purpose), _EMPTY)
+
+    # -- names and hierarchies --------------------------------------------------------------------
+    def roles_for(self, identity: str) -> frozenset[str]:
+        """The roles a certificate identity may assert (none if it is not bound)."""
+        return self.vocabulary.bindings.get(identity, frozenset())
+
+    def purpose_within(self, purpose: str, ancestor: str) -> bool:
+        """True when `purpose` is `ancestor` or sits below it."""
+        return ancestor in self.index.purpose_ancestors.get(purpose, ())
+
+    def category_within(self, category: str, ancestor: str) -> bool:
+        """True when `category` is `ancestor` or sits below it."""
+        return ancestor in self.index.category_ancestors.get(category, ())
+
+    def role_within(self, role: str, ancestor: str) -> bool:
+        """True when `role` is `ancestor` or a member of it, directly or through groups."""
+        return ancestor in self.index.role_ancestors.get(role, ())
+
+    def is_category(self, name: str) -> bool:
+        return name in self.vocabulary.record_categories
+
+    def agreement_allows(self, agreement_id: str, agency: str, category: str, purpose: str, on: date) -> bool:
+        """True when the agreement exists, is in force on `on`, and covers the agency, category and purpose."""
+        agreement = self.vocabulary.agreements.get(agreement_id)
+        if agreement is None or not agreement.in_force(on) or agency not in agreement.parties:
+            return False
+        return (any(self.purpose_within(purpose, p) for p in agreement.purposes)
+                and any(self.category_within(category, c) for c in agreement.categories))
+
+    # -- explanation and cross-checking (off the hot path) ----------------------------------------
+    def matching_lines(self, role: str, purpose: str, agency: str, category: str) -> MatchingLines:
+        """Every line that matches a cell, whatever its level, in file order."""
+        roles = self.index.role_ancestors.get(role, frozenset()) | {ANY}
+        purposes = self.index.purpose_ancestors.get(purpose, frozenset()) | {ANY}
+        categories = self.index.category_ancestors.get(category, frozenset())
+        found = [ln for ln in self.lines if ln.role in roles and ln.purpose in purposes
+                 and ln.category in categories and ln.agency == agency]
+        return MatchingLines(tuple(ln for ln in found if ln.effect is Effect.ALLOW),
+                             tuple(ln for ln in found if ln.effect is Effect.DENY))
+
+    def enforcer(self) -> casbin.Enforcer:
+        """A real Casbin enforcer over this snapshot (built on first use; slow, for checks and tests)."""
+        if not self._enforcer:
+            vocab = self.vocabulary
+            self._enforcer.append(build_enforcer(
+                self.model_text, (ln.casbin_row() for ln in self.lines),
+                [(n, p) for n, r in vocab.roles.items() for p in r.member_of],
+                [(n, p.parent) for n, p in vocab.purposes.items() if p.parent],
+                [(n, c.parent) for n, c in vocab.record_categories.items() if c.parent],
+            ))
+        return self._enforcer[0]
+
+    def line_at(self, where: str) -> PolicyLine | None:
+        for ln in self.lines:
+            if ln.where == where:
+                return ln
+        return None
+
+
+def _load_redaction(directory: Path, vocab: Vocabulary, findings: list[Finding]) -> Any:
+    try:
+        from gateway.redaction import load_rules
+    except ImportError:  # pragma: no cover - only while the redaction package is being written
+        return None
+    path = directory / REDACTION_FILE
+    if not path.is_file():
+        findings.append(Finding(REDACTION_FILE, 0, "file is missing"))
+        return None
+    try:
+        return load_rules(
+            path,
+            agencies=[a for a, v in vocab.agencies.items() if v.holds_records],
+            field_categories=list(vocab.field_categories),
+            record_categories=list(vocab.record_categories),
+        )
+    except PolicyError as exc:
+        findings.extend(exc.findings or [Finding(REDACTION_FILE, 0, str(exc))])
+        return None
+
+
+def load_snapshot(directory: Path) -> PolicySnapshot:
+    """Load and validate a policy directory; raise PolicyError listing every problem as file:line."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise PolicyError([Finding(str(directory), 0, "policy directory not found")])
+    version = content_hash(directory)
+    findings: list[Finding] = check_model(directory)
+    vocab = load_vocabulary(directory, findings)
+    lines = load_lines(directory, vocab, findings)
+    redaction = _load_redaction(directory, vocab, findings)
+    errors = [f for f in findings if f.severity == "error"]
+    if errors:
+        raise PolicyError(errors, f"{len(errors)} problem(s) in the policy at {directory.name}")
+    index = build_index(vocab, lines)
+    model_text = (directory / MODEL_FILE).read_text(encoding="utf-8")
+    if content_hash(directory) != version:
+        raise PolicyError([Finding(str(directory), 0, "policy files changed while loading; load again")])
+    return PolicySnapshot(version=version, directory=directory, vocabulary=vocab, lines=tuple(lines),
+                          index=index, redaction=redaction, model_text=model_text)
+
+
+def cell_level(snapshot: PolicySnapshot, role: str, purpose: str, category: str) -> DisclosureLevel:
+    """The level of a cell by role, purpose and category alone (the agency follows from the category)."""
+    return snapshot.index.decisions.get((role, purpose, category), NOTHING).level

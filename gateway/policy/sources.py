@@ -1,0 +1,145 @@
+"""Reading policy files so that every value keeps the file:line it came from, for precise findings."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.errors import Finding
+
+# Every file that makes up a policy snapshot; the content hash (the policy version) covers all of them.
+POLICY_SUFFIXES = (".conf", ".csv", ".yaml", ".yml")
+
+
+class LineDict(dict[str, Any]):
+    """A YAML mapping that remembers the line of each key (1-based) and of itself."""
+
+    line: int
+    key_lines: dict[str, int]
+
+    def line_of(self, key: str) -> int:
+        return self.key_lines.get(key, self.line)
+
+
+class LineList(list[Any]):
+    """A YAML sequence that remembers the line of each item (1-based) and of itself."""
+
+    line: int
+    item_lines: list[int]
+
+    def line_of(self, index: int) -> int:
+        return self.item_lines[index] if index < len(self.item_lines) else self.line
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A safe loader whose mappings and sequences carry line numbers."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
+    result = LineDict()
+    result.line = node.start_mark.line + 1
+    result.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str):
+            key = str(key)
+        if key in result:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.key_lines[key] = key_node.start_mark.line + 1
+    return result
+
+
+def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> LineList:
+    result = LineList(loader.construct_object(child, deep=True) for child in node.value)
+    result.line = node.start_mark.line + 1
+    result.item_lines = [child.start_mark.line + 1 for child in node.value]
+    return result
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+class SourceError(Exception):
+    """A file could not be read or parsed at all; carries the finding that says where."""
+
+    def __init__(self, finding: Finding) -> None:
+        self.finding = finding
+        super().__init__(str(finding))
+
+
+def load_yaml(path: Path, rel: str) -> LineDict:
+    """Parse a YAML file whose top level must be a mapping; SourceError with file:line otherwise."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceError(Finding(rel, 0, f"cannot read file: {exc}")) from exc
+    try:
+        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 0
+        raise SourceError(Finding(rel, line, f"YAML syntax error: {exc.problem or exc}")) from exc
+    except yaml.YAMLError as exc:
+        raise SourceError(Finding(rel, 0, f"YAML error: {exc}")) from exc
+    if data is None:
+        empty = LineDict()
+        empty.line, empty.key_lines = 1, {}
+        return empty
+    if not isinstance(data, LineDict):
+        raise SourceError(Finding(rel, 1, "the top level must be a mapping"))
+    return data
+
+
+@dataclass(frozen=True, slots=True)
+class CsvRow:
+    """One non-blank, non-comment line of a Casbin policy file, split into trimmed cells."""
+
+    file: str
+    line: int
+    cells: tuple[str, ...]
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+def read_csv_rows(path: Path, rel: str) -> Iterator[CsvRow]:
+    """Yield the rows of a Casbin CSV file the way Casbin's file adapter splits them (comma, trimmed)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceError(Finding(rel, 0, f"cannot read file: {exc}")) from exc
+    for number, raw in enumerate(text.splitlines(), start=1):
+        stripped = raw.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        yield CsvRow(rel, number, tuple(cell.strip() for cell in stripped.split(",")))
+
+
+def policy_files(directory: Path) -> list[Path]:
+    """Every file that belongs to a policy directory, in a stable order."""
+    return sorted(
+        p for p in directory.rglob("*")
+        if p.is_file() and p.suffix in POLICY_SUFFIXES and not any(part.startswith(".") for part in
+                                                                   p.relative_to(directory).parts)
+    )
+
+
+def content_hash(directory: Path) -> str:
+    """The policy version: SHA-256 over every policy file's relative path and bytes, as ``sha256:<hex>``."""
+    digest = hashlib.sha256()
+    for path in policy_files(directory):
+        rel = path.relative_to(directory).as_posix().encode()
+        data = path.read_bytes()
+        # Length-prefixed so that no two different directories can produce the same byte stream.
+        digest.update(len(rel).to_bytes(8, "big") + rel + len(data).to_bytes(8, "big") + data)
+    return "sha256:" + digest.hexdigest()

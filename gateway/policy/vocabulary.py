@@ -1,0 +1,581 @@
+"""The policy vocabularies (agencies, roles, purposes, legal bases, categories, agreements, bindings) as data."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from types import MappingProxyType
+
+from gateway.domain import RecordKind
+from gateway.errors import Finding
+from gateway.policy.sources import LineDict, LineList, SourceError, load_yaml
+
+NAME = re.compile(r"[a-z][a-z0-9_]*")
+CATEGORY_NAME = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
+AGREEMENT_ID = re.compile(r"[a-z0-9][a-z0-9-]*")
+IDENTITY = re.compile(r"spiffe://[a-z0-9.-]+(/[A-Za-z0-9._-]+)+")
+_RETENTION = re.compile(r"(\d+) (day|days|month|months|year|years)")
+_DAYS_PER = {"day": 1, "month": 31, "year": 366}
+
+# Hierarchies deeper than this would be cut short by Casbin's role manager (10 levels), so the
+# decision index and Casbin could disagree; such hierarchies are refused.
+MAX_HIERARCHY_DEPTH = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Agency:
+    """A partner organisation; `holds_records` is false for the hub, which only asks."""
+
+    name: str
+    title: str
+    holds_records: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    """A role a practitioner acts in; groups are roles that only collect others and no one asserts."""
+
+    name: str
+    agency: str
+    inside_mash: bool
+    description: str
+    member_of: tuple[str, ...] = ()
+    group: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Purpose:
+    """Why information is asked for; a group purpose only collects others and cannot be cited."""
+
+    name: str
+    description: str
+    parent: str = ""
+    legal_bases: tuple[str, ...] = ()
+    retention: str = ""
+    retention_days: int = 0
+    dpv: str = ""
+    group: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LegalBasis:
+    """A lawful basis for processing, with the legislation it comes from."""
+
+    name: str
+    title: str
+    uri: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCategory:
+    """A category of records an agency holds (or a group of them, such as the agency's own root)."""
+
+    name: str
+    agency: str
+    parent: str
+    description: str
+    kind: RecordKind | None = None
+    record_type: str = ""
+    fields: Mapping[str, str] = field(default_factory=dict)
+    group: bool = False
+    protected: bool = False
+    protected_readers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FieldCategory:
+    """A kind of value inside records; redaction rules speak about these."""
+
+    name: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class Agreement:
+    """A signed data-sharing agreement: who may share what, for which purposes, and when."""
+
+    name: str
+    title: str
+    parties: frozenset[str]
+    purposes: frozenset[str]
+    categories: frozenset[str]
+    valid_from: date
+    valid_until: date
+
+    def in_force(self, on: date) -> bool:
+        return self.valid_from <= on <= self.valid_until
+
+
+@dataclass(frozen=True, slots=True)
+class Vocabulary:
+    """Every declared name of a policy directory, with where each was declared."""
+
+    agencies: Mapping[str, Agency]
+    roles: Mapping[str, Role]
+    purposes: Mapping[str, Purpose]
+    legal_bases: Mapping[str, LegalBasis]
+    record_categories: Mapping[str, RecordCategory]
+    field_categories: Mapping[str, FieldCategory]
+    agreements: Mapping[str, Agreement]
+    bindings: Mapping[str, frozenset[str]]
+    declared_at: Mapping[tuple[str, str], str]  # (kind, name) -> "file:line"
+
+    def where(self, kind: str, name: str) -> tuple[str, int]:
+        """The (file, line) where a name was declared, or ("", 0)."""
+        text = self.declared_at.get((kind, name), "")
+        if not text:
+            return "", 0
+        file, _, line = text.rpartition(":")
+        return file, int(line)
+
+
+VOCABULARY_FILES = {
+    "agencies": "vocabulary/agencies.yaml",
+    "roles": "vocabulary/roles.yaml",
+    "purposes": "vocabulary/purposes.yaml",
+    "legal_bases": "vocabulary/legal_bases.yaml",
+    "record_categories": "vocabulary/record_categories.yaml",
+    "field_categories": "vocabulary/field_categories.yaml",
+    "agreements": "agreements.yaml",
+    "bindings": "bindings.yaml",
+}
+
+
+class _Reader:
+    """Shared helpers for reading typed values out of line-numbered YAML, collecting findings."""
+
+    def __init__(self, findings: list[Finding]) -> None:
+        self.findings = findings
+        self.declared_at: dict[tuple[str, str], str] = {}
+
+    def error(self, file: str, line: int, message: str) -> None:
+        self.findings.append(Finding(file, line, message))
+
+    def section(self, doc: LineDict, key: str, file: str) -> LineDict:
+        value = doc.get(key)
+        if value is None:
+            self.error(file, doc.line, f"missing top-level key {key!r}")
+            return _empty(doc.line)
+        if not isinstance(value, LineDict):
+            self.error(file, doc.line_of(key), f"{key!r} must be a mapping of names to entries")
+            return _empty(doc.line)
+        for extra in doc:
+            if extra != key:
+                self.error(file, doc.line_of(extra), f"unknown top-level key {extra!r}")
+        return value
+
+    def entries(
+        self, section: LineDict, file: str, kind: str, pattern: re.Pattern[str], allowed: set[str],
+    ) -> Iterable[tuple[str, LineDict, int]]:
+        for name, entry in section.items():
+            line = section.line_of(name)
+            if not pattern.fullmatch(name):
+                self.error(file, line, f"{kind} name {name!r} is not a valid name ({pattern.pattern})")
+                continue
+            if entry is None:
+                entry = _empty(line)
+            if not isinstance(entry, LineDict):
+                self.error(file, line, f"{kind} {name!r} must be a mapping")
+                continue
+            for key in entry:
+                if key not in allowed:
+                    self.error(file, entry.line_of(key), f"unknown key {key!r} in {kind} {name!r} "
+                               f"(expected one of: {', '.join(sorted(allowed))})")
+            self.declared_at[(kind, name)] = f"{file}:{line}"
+            yield name, entry, line
+
+    def text(self, entry: LineDict, key: str, file: str, *, required: bool = False) -> str:
+        value = entry.get(key)
+        if value is None:
+            if required:
+                self.error(file, entry.line, f"missing {key!r}")
+            return ""
+        if not isinstance(value, str):
+            self.error(file, entry.line_of(key), f"{key!r} must be text")
+            return ""
+        return value.strip()
+
+    def flag(self, entry: LineDict, key: str, file: str, *, required: bool = False) -> bool:
+        value = entry.get(key)
+        if value is None:
+            if required:
+                self.error(file, entry.line, f"missing {key!r} (true or false)")
+            return False
+        if not isinstance(value, bool):
+            self.error(file, entry.line_of(key), f"{key!r} must be true or false")
+            return False
+        return value
+
+    def names(self, entry: LineDict, key: str, file: str) -> list[tuple[str, int]]:
+        value = entry.get(key)
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [(value.strip(), entry.line_of(key))]
+        if not isinstance(value, LineList) or not all(isinstance(v, str) for v in value):
+            self.error(file, entry.line_of(key), f"{key!r} must be a list of names")
+            return []
+        return [(v.strip(), value.line_of(i)) for i, v in enumerate(value)]
+
+    def day(self, entry: LineDict, key: str, file: str) -> date | None:
+        value = entry.get(key)
+        if isinstance(value, date):
+            return value
+        if isinstance(value, str):
+            try:
+                return date.fromisoformat(value)
+            except ValueError:
+                pass
+        self.error(file, entry.line_of(key), f"{key!r} must be a date YYYY-MM-DD")
+        return None
+
+
+def _empty(line: int) -> LineDict:
+    result = LineDict()
+    result.line, result.key_lines = line, {}
+    return result
+
+
+def _check_refs(
+    reader: _Reader, refs: Iterable[tuple[str, str, int]], known: Mapping[str, object] | set[str], what: str,
+) -> None:
+    for name, file, line in refs:
+        if name not in known:
+            reader.error(file, line, f"undeclared {what} {name!r}")
+
+
+def _hierarchy_problems(
+    parents: Mapping[str, Iterable[str]], kind: str, where: Callable[[str], tuple[str, int]],
+) -> list[Finding]:
+    """Cycles and over-deep chains in a child -> parents hierarchy."""
+    findings: list[Finding] = []
+    depth: dict[str, int] = {}
+    visiting: set[str] = set()
+
+    def visit(node: str) -> int:
+        if node in depth:
+            return depth[node]
+        if node in visiting:
+            file, line = where(node)
+            findings.append(Finding(file, line, f"{kind} hierarchy has a cycle through {node!r}"))
+            depth[node] = 0
+            return 0
+        visiting.add(node)
+        best = 0
+        for parent in parents.get(node, ()):
+            best = max(best, 1 + visit(parent))
+        visiting.discard(node)
+        depth[node] = best
+        return best
+
+    for node in sorted(parents):
+        if visit(node) > MAX_HIERARCHY_DEPTH and not any(node in f.message for f in findings):
+            file, line = where(node)
+            findings.append(Finding(file, line, f"{kind} {node!r} sits {depth[node]} levels deep; "
+                                    f"at most {MAX_HIERARCHY_DEPTH} are supported"))
+    return findings
+
+
+def load_vocabulary(directory: Path, findings: list[Finding]) -> Vocabulary:
+    """Read every vocabulary file of `directory`, appending a Finding for each problem."""
+    reader = _Reader(findings)
+    docs: dict[str, LineDict] = {}
+    for key, rel in VOCABULARY_FILES.items():
+        path = directory / rel
+        if not path.is_file():
+            reader.error(rel, 0, "file is missing")
+            docs[key] = _empty(1)
+            continue
+        try:
+            docs[key] = load_yaml(path, rel)
+        except SourceError as exc:
+            findings.append(exc.finding)
+            docs[key] = _empty(1)
+
+    agencies = _agencies(reader, docs["agencies"])
+    legal_bases = _legal_bases(reader, docs["legal_bases"])
+    field_categories = _field_categories(reader, docs["field_categories"])
+    roles = _roles(reader, docs["roles"], agencies)
+    purposes = _purposes(reader, docs["purposes"], legal_bases)
+    categories = _record_categories(reader, docs["record_categories"], agencies, field_categories, roles)
+    agreements = _agreements(reader, docs["agreements"], agencies, purposes, categories)
+    bindings = _bindings(reader, docs["bindings"], roles)
+    return Vocabulary(
+        agencies=MappingProxyType(agencies), roles=MappingProxyType(roles),
+        purposes=MappingProxyType(purposes), legal_bases=MappingProxyType(legal_bases),
+        record_categories=MappingProxyType(categories), field_categories=MappingProxyType(field_categories),
+        agreements=MappingProxyType(agreements), bindings=MappingProxyType(bindings),
+        declared_at=MappingProxyType(reader.declared_at),
+    )
+
+
+def _agencies(reader: _Reader, doc: LineDict) -> dict[str, Agency]:
+    file = VOCABULARY_FILES["agencies"]
+    result = {}
+    for name, entry, _ in reader.entries(reader.section(doc, "agencies", file), file, "agency", NAME,
+                                         {"title", "holds_records"}):
+        result[name] = Agency(name, reader.text(entry, "title", file, required=True),
+                              reader.flag(entry, "holds_records", file, required=True))
+    return result
+
+
+def _legal_bases(reader: _Reader, doc: LineDict) -> dict[str, LegalBasis]:
+    file = VOCABULARY_FILES["legal_bases"]
+    result = {}
+    for name, entry, _ in reader.entries(reader.section(doc, "legal_bases", file), file, "legal basis", NAME,
+                                         {"title", "uri"}):
+        uri = reader.text(entry, "uri", file, required=True)
+        if uri and not uri.startswith("https://"):
+            reader.error(file, entry.line_of("uri"), f"legal basis {name!r}: uri must be an https:// link "
+                         "to the legislation")
+        result[name] = LegalBasis(name, reader.text(entry, "title", file, required=True), uri)
+    return result
+
+
+def _field_categories(reader: _Reader, doc: LineDict) -> dict[str, FieldCategory]:
+    file = VOCABULARY_FILES["field_categories"]
+    result = {}
+    for name, entry, _ in reader.entries(reader.section(doc, "field_categories", file), file,
+                                         "field category", CATEGORY_NAME, {"description"}):
+        result[name] = FieldCategory(name, reader.text(entry, "description", file, required=True))
+    return result
+
+
+def _roles(reader: _Reader, doc: LineDict, agencies: Mapping[str, Agency]) -> dict[str, Role]:
+    file = VOCABULARY_FILES["roles"]
+    result: dict[str, Role] = {}
+    refs: list[tuple[str, str, int]] = []
+    for key in ("roles", "groups"):
+        if key not in doc:
+            reader.error(file, doc.line, f"missing top-level key {key!r}")
+    for extra in doc:
+        if extra not in ("roles", "groups"):
+            reader.error(file, doc.line_of(extra), f"unknown top-level key {extra!r}")
+    raw_groups, raw_roles = doc.get("groups"), doc.get("roles")
+    groups = raw_groups if isinstance(raw_groups, LineDict) else _empty(doc.line)
+    roles = raw_roles if isinstance(raw_roles, LineDict) else _empty(doc.line)
+    for section, is_group in ((roles, False), (groups, True)):
+        allowed = {"description", "member_of"} | (set() if is_group else {"agency", "inside_mash"})
+        for name, entry, line in reader.entries(section, file, "role", NAME, allowed):
+            if name in result:
+                reader.error(file, line, f"role {name!r} is declared twice")
+                continue
+            member_of = reader.names(entry, "member_of", file)
+            refs += [(m, file, ln) for m, ln in member_of]
+            agency = "" if is_group else reader.text(entry, "agency", file, required=True)
+            if agency and agency not in agencies:
+                reader.error(file, entry.line_of("agency"), f"undeclared agency {agency!r}")
+            result[name] = Role(
+                name=name, agency=agency,
+                inside_mash=False if is_group else reader.flag(entry, "inside_mash", file, required=True),
+                description=reader.text(entry, "description", file, required=True),
+                member_of=tuple(m for m, _ in member_of), group=is_group,
+            )
+    for name, role in result.items():
+        for parent in role.member_of:
+            if parent in result and not result[parent].group:
+                file_, line_text = reader.declared_at[("role", name)].rsplit(":", 1)
+                reader.error(file_, int(line_text), f"role {name!r} is a member of {parent!r}, which is not a group")
+    _check_refs(reader, refs, result, "role")
+    reader.findings += _hierarchy_problems(
+        {n: [p for p in r.member_of if p in result] for n, r in result.items()}, "role",
+        lambda n: _split(reader.declared_at.get(("role", n), f"{file}:0")),
+    )
+    return result
+
+
+def _split(where: str) -> tuple[str, int]:
+    file, _, line = where.rpartition(":")
+    return file, int(line)
+
+
+def _purposes(reader: _Reader, doc: LineDict, legal_bases: Mapping[str, LegalBasis]) -> dict[str, Purpose]:
+    file = VOCABULARY_FILES["purposes"]
+    result: dict[str, Purpose] = {}
+    parents: list[tuple[str, str, int]] = []
+    allowed = {"description", "parent", "legal_bases", "retention", "dpv", "group"}
+    for name, entry, _ in reader.entries(reader.section(doc, "purposes", file), file, "purpose", NAME, allowed):
+        parent = reader.text(entry, "parent", file)
+        if parent:
+            parents.append((parent, file, entry.line_of("parent")))
+        bases = reader.names(entry, "legal_bases", file)
+        _check_refs(reader, [(b, file, ln) for b, ln in bases], legal_bases, "legal basis")
+        retention = reader.text(entry, "retention", file)
+        days = 0
+        if retention:
+            match = _RETENTION.fullmatch(retention)
+            if match is None:
+                reader.error(file, entry.line_of("retention"), f"purpose {name!r}: retention must read like "
+                             "'6 years', '18 months' or '90 days'")
+            else:
+                days = int(match.group(1)) * _DAYS_PER[match.group(2).rstrip("s")]
+        dpv = reader.text(entry, "dpv", file)
+        if dpv and not (dpv.startswith("dpv:") or dpv.startswith("https://w3id.org/dpv")):
+            reader.error(file, entry.line_of("dpv"), f"purpose {name!r}: dpv must be a W3C DPV term "
+                         "such as 'dpv:ServiceProvision'")
+        result[name] = Purpose(
+            name=name, description=reader.text(entry, "description", file, required=True), parent=parent,
+            legal_bases=tuple(b for b, _ in bases), retention=retention, retention_days=days, dpv=dpv,
+            group=reader.flag(entry, "group", file),
+        )
+    _check_refs(reader, parents, result, "purpose")
+    reader.findings += _hierarchy_problems(
+        {n: [p.parent] if p.parent in result else [] for n, p in result.items()}, "purpose",
+        lambda n: _split(reader.declared_at.get(("purpose", n), f"{file}:0")),
+    )
+    return result
+
+
+def _record_categories(
+    reader: _Reader, doc: LineDict, agencies: Mapping[str, Agency],
+    field_categories: Mapping[str, FieldCategory], roles: Mapping[str, Role],
+) -> dict[str, RecordCategory]:
+    file = VOCABULARY_FILES["record_categories"]
+    result: dict[str, RecordCategory] = {}
+    # Every agency that holds records is the root of its own categories, so a line can grant "police".
+    for holder in agencies.values():
+        if holder.holds_records:
+            result[holder.name] = RecordCategory(holder.name, holder.name, "", f"everything {holder.title} "
+                                                 "holds", group=True)
+            reader.declared_at[("category", holder.name)] = reader.declared_at.get(("agency", holder.name), "")
+    parents: list[tuple[str, str, int]] = []
+    allowed = {"description", "parent", "kind", "record_type", "fields", "group", "protected", "readers"}
+    for name, entry, line in reader.entries(reader.section(doc, "record_categories", file), file,
+                                            "category", CATEGORY_NAME, allowed):
+        if name in result:
+            reader.error(file, line, f"category {name!r} is declared twice (agency roots are implicit)")
+            continue
+        agency = name.split(".", 1)[0]
+        if agency not in agencies or not agencies[agency].holds_records:
+            reader.error(file, line, f"category {name!r} must start with the name of an agency that holds "
+                         "records")
+            continue
+        parent = reader.text(entry, "parent", file) or agency
+        if parent != agency and not parent.startswith(agency + "."):
+            reader.error(file, entry.line_of("parent"), f"category {name!r} cannot sit under {parent!r}, "
+                         f"which belongs to another agency")
+        parents.append((parent, file, entry.line_of("parent")))
+        group = reader.flag(entry, "group", file)
+        kind: RecordKind | None = None
+        kind_text = reader.text(entry, "kind", file, required=not group)
+        if kind_text:
+            try:
+                kind = RecordKind(kind_text)
+            except ValueError:
+                reader.error(file, entry.line_of("kind"), f"kind must be one of "
+                             f"{', '.join(k.value for k in RecordKind)}")
+        fields: dict[str, str] = {}
+        raw_fields = entry.get("fields")
+        if raw_fields is not None:
+            if not isinstance(raw_fields, LineDict):
+                reader.error(file, entry.line_of("fields"), "fields must map field names to field categories")
+            else:
+                for field_name, field_category in raw_fields.items():
+                    if not isinstance(field_category, str) or field_category not in field_categories:
+                        reader.error(file, raw_fields.line_of(field_name),
+                                     f"undeclared field category {field_category!r} for field {field_name!r}")
+                    else:
+                        fields[field_name] = field_category
+        elif not group:
+            reader.error(file, line, f"category {name!r} lists no fields")
+        protected = reader.flag(entry, "protected", file)
+        readers = reader.names(entry, "readers", file)
+        _check_refs(reader, [(r, file, ln) for r, ln in readers], roles, "role")
+        if readers and not protected:
+            reader.error(file, entry.line_of("readers"), "readers only make sense on a protected category")
+        result[name] = RecordCategory(
+            name=name, agency=agency, parent=parent, description=reader.text(entry, "description", file,
+                                                                             required=True),
+            kind=kind, record_type=reader.text(entry, "record_type", file, required=not group),
+            fields=MappingProxyType(fields), group=group, protected=protected,
+            protected_readers=tuple(r for r, _ in readers),
+        )
+    _check_refs(reader, parents, result, "category")
+    reader.findings += _hierarchy_problems(
+        {n: [c.parent] if c.parent in result else [] for n, c in result.items()}, "category",
+        lambda n: _split(reader.declared_at.get(("category", n), "") or f"{file}:0"),
+    )
+    return result
+
+
+def _agreements(
+    reader: _Reader, doc: LineDict, agencies: Mapping[str, Agency], purposes: Mapping[str, Purpose],
+    categories: Mapping[str, RecordCategory],
+) -> dict[str, Agreement]:
+    file = VOCABULARY_FILES["agreements"]
+    result = {}
+    allowed = {"title", "parties", "purposes", "categories", "valid_from", "valid_until"}
+    for name, entry, _line in reader.entries(reader.section(doc, "agreements", file), file, "agreement",
+                                            AGREEMENT_ID, allowed):
+        lists = {}
+        for key, known, what in (("parties", agencies, "agency"), ("purposes", purposes, "purpose"),
+                                 ("categories", categories, "category")):
+            names = reader.names(entry, key, file)
+            if not names:
+                reader.error(file, entry.line_of(key), f"agreement {name!r} must list its {key}")
+            _check_refs(reader, [(n, file, ln) for n, ln in names], known, what)
+            lists[key] = frozenset(n for n, _ in names)
+        start = reader.day(entry, "valid_from", file)
+        end = reader.day(entry, "valid_until", file)
+        if start is None or end is None:
+            continue
+        if end < start:
+            reader.error(file, entry.line_of("valid_until"), f"agreement {name!r} ends before it starts")
+        result[name] = Agreement(name, reader.text(entry, "title", file, required=True), lists["parties"],
+                                 lists["purposes"], lists["categories"], start, end)
+    return result
+
+
+def _bindings(reader: _Reader, doc: LineDict, roles: Mapping[str, Role]) -> dict[str, frozenset[str]]:
+    file = VOCABULARY_FILES["bindings"]
+    section = reader.section(doc, "bindings", file)
+    result: dict[str, frozenset[str]] = {}
+    for identity, value in section.items():
+        line = section.line_of(identity)
+        if not IDENTITY.fullmatch(identity):
+            reader.error(file, line, f"{identity!r} is not a certificate identity (spiffe://<domain>/...)")
+            continue
+        holder = _empty(line)
+        holder["roles"] = value
+        holder.key_lines["roles"] = line
+        names = reader.names(holder, "roles", file)
+        if isinstance(value, LineList):
+            names = [(n, value.line_of(i)) for i, (n, _) in enumerate(names)]
+        for role, role_line in names:
+            if role not in roles:
+                reader.error(file, role_line, f"undeclared role {role!r}")
+            elif roles[role].group:
+                reader.error(file, role_line, f"{role!r} is a group; a certificate can only assert roles")
+        result[identity] = frozenset(n for n, _ in names)
+    return result
+
+
+def ancestors(start: str, parents: Callable[[str], Iterable[str]]) -> frozenset[str]:
+    """`start` and everything above it in a hierarchy given by `parents`."""
+    seen = {start}
+    todo = [start]
+    while todo:
+        for parent in parents(todo.pop()):
+            if parent not in seen:
+                seen.add(parent)
+                todo.append(parent)
+    return frozenset(seen)
+
+
+def role_parents(vocab: Vocabulary) -> Callable[[str], Iterable[str]]:
+    return lambda n: vocab.roles[n].member_of if n in vocab.roles else ()
+
+
+def purpose_parents(vocab: Vocabulary) -> Callable[[str], Iterable[str]]:
+    return lambda n: (vocab.purposes[n].parent,) if n in vocab.purposes and vocab.purposes[n].parent else ()
+
+
+def category_parents(vocab: Vocabulary) -> Callable[[str], Iterable[str]]:
+    def parents(n: str) -> Iterable[str]:
+        c = vocab.record_categories.get(n)
+        return (c.parent,) if c is not None and c.parent else ()
+    return parents
+
