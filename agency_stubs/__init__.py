@@ -1,0 +1,36 @@
+"""Six simulated agency nodes (police, health, csc, education, housing, probation) over a synthetic world."""
+
+from __future__ import annotations
+
+from agency_stubs import cast
+from agency_stubs.catalogue import CATALOGUE, CATEGORIES, FIELD_CATEGORIES, MASH_CONTACTS, CategorySpec
+from agency_stubs.dataset import (
+    MATCH_BY_NAME_AND_DATE_OF_BIRTH,
+    MATCH_BY_NHS_NUMBER,
+    AgencyDataset,
+    PersonEntry,
+    PersonMatchResult,
+)
+from agency_stubs.records import make_record
+from agency_stubs.world import DEFAULT_AS_OF, DEFAULT_SEED, Household, Person, World, build_world
+
+__all__ = [
+    "CATALOGUE",
+    "CATEGORIES",
+    "DEFAULT_AS_OF",
+    "DEFAULT_SEED",
+    "FIELD_CATEGORIES",
+    "MASH_CONTACTS",
+    "MATCH_BY_NAME_AND_DATE_OF_BIRTH",
+    "MATCH_BY_NHS_NUMBER",
+    "AgencyDataset",
+    "CategorySpec",
+    "Household",
+    "Person",
+    "PersonEntry",
+    "PersonMatchResult",
+    "World",
+    "build_world",
+    "cast",
+    "make_record",
+]

@@ -1,0 +1,254 @@
+"""A simulated agency node: a grpc.aio server implementing AgencyService (Lookup, Describe) over one dataset."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import structlog
+from google.protobuf.timestamp_pb2 import Timestamp
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from agency_stubs.dataset import (
+    MATCH_BY_NAME_AND_DATE_OF_BIRTH,
+    MATCH_BY_NHS_NUMBER,
+    AgencyDataset,
+    PersonMatchResult,
+)
+from gateway.domain import AgencyContact, Record, RecordKind, SubjectIdentifiers
+from gateway.generated.mash.gateway.v1 import agency_service_pb2 as agency_pb
+from gateway.generated.mash.gateway.v1 import agency_service_pb2_grpc as agency_grpc
+from gateway.generated.mash.gateway.v1 import common_pb2 as common_pb
+from gateway.linkage import normalise_date, normalise_nhs_number, normalise_subject
+
+SERVICE_NAME = "mash.gateway.v1.AgencyService"
+
+_KINDS = {
+    RecordKind.INVOLVEMENT: common_pb.RECORD_KIND_INVOLVEMENT,
+    RecordKind.STATE: common_pb.RECORD_KIND_STATE,
+    RecordKind.EVENT: common_pb.RECORD_KIND_EVENT,
+}
+_METHODS = {
+    MATCH_BY_NHS_NUMBER: agency_pb.MATCH_METHOD_NHS_NUMBER,
+    MATCH_BY_NAME_AND_DATE_OF_BIRTH: agency_pb.MATCH_METHOD_NAME_AND_DATE_OF_BIRTH,
+}
+# Where grpc puts a TLS peer's identities: every SAN, and (when there is exactly one) its SPIFFE ID.
+_SAN_KEYS = ("x509_subject_alternative_name", "peer_spiffe_id")
+
+
+def record_to_proto(record: Record) -> common_pb.Record:
+    ts = Timestamp()
+    ts.FromDatetime(record.occurred_at)
+    return common_pb.Record(
+        agency=record.agency, record_id=record.record_id, record_type=record.record_type,
+        category=record.category, kind=_KINDS[record.kind], occurred_at=ts, summary=record.summary,
+        fields=[common_pb.Field(name=f.name, category=f.category, value=f.value) for f in record.fields],
+    )
+
+
+def contact_to_proto(contact: AgencyContact) -> common_pb.AgencyContact:
+    return common_pb.AgencyContact(agency=contact.agency, team=contact.team, phone=contact.phone,
+                                   email=contact.email)
+
+
+def match_to_proto(match: PersonMatchResult) -> agency_pb.PersonMatch:
+    return agency_pb.PersonMatch(
+        person_ref=match.person_ref, method=_METHODS[match.method],
+        records=[record_to_proto(r) for r in match.records],
+        known_in_existence_categories=match.known_in_existence_categories,
+    )
+
+
+def peer_spiffe_ids(context: Any) -> frozenset[str]:
+    """The SPIFFE URIs in the verified peer certificate of a call (empty without mutual TLS)."""
+    auth = context.auth_context() or {}
+    ids: set[str] = set()
+    for key in _SAN_KEYS:
+        for raw in auth.get(key, ()):
+            value = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+            if value.startswith("spiffe://"):
+                ids.add(value)
+    return frozenset(ids)
+
+
+def _subject_from_proto(msg: common_pb.SubjectIdentifiers) -> SubjectIdentifiers:
+    return SubjectIdentifiers(
+        nhs_number=msg.nhs_number, given_name=msg.given_name, family_name=msg.family_name,
+        date_of_birth=msg.date_of_birth, postcode=msg.postcode, address_line=msg.address_line,
+    )
+
+
+def validate_lookup(dataset: AgencyDataset, request: agency_pb.LookupRequest) -> list[str]:
+    """What is wrong with a lookup request, one "field: problem" line each; empty if it may be answered."""
+    problems: list[str] = []
+    asked = [*request.categories, *request.existence_categories]
+    if not asked:
+        problems.append("categories: no record category requested")
+    for field_name in ("categories", "existence_categories"):
+        for category in dataset.unknown_categories(getattr(request, field_name)):
+            problems.append(f"{field_name}: {dataset.agency} holds no record category {category!r}")
+    subject = _subject_from_proto(request.subject)
+    if subject.nhs_number.strip():
+        try:
+            normalise_nhs_number(subject.nhs_number)
+        except ValueError as exc:
+            problems.append(f"subject.nhs_number: {exc}")
+    if subject.date_of_birth.strip():
+        try:
+            normalise_date(subject.date_of_birth)
+        except ValueError as exc:
+            problems.append(f"subject.date_of_birth: {exc}")
+    if not normalise_subject(subject).usable and not any(p.startswith("subject.") for p in problems):
+        problems.append("subject: no usable identifiers; give an NHS number, or given name, family name and "
+                        "date of birth")
+    return problems
+
+
+class AgencyNodeServicer(agency_grpc.AgencyServiceServicer):
+    """Answers lookups from one agency dataset; only allowed callers (by certificate identity) if configured."""
+
+    def __init__(
+        self,
+        dataset: AgencyDataset,
+        *,
+        allowed_callers: Collection[str] | None = None,
+        latency: float = 0.0,
+        logger: Any = None,
+    ) -> None:
+        self.dataset = dataset
+        self.allowed_callers = frozenset(allowed_callers) if allowed_callers is not None else None
+        self.latency = latency
+        self._log = logger if logger is not None else structlog.get_logger("agency_stubs.node")
+
+    async def _check_caller(self, context: Any, rpc: str, request_id: str) -> None:
+        if self.allowed_callers is None:
+            return
+        ids = peer_spiffe_ids(context)
+        if not ids & self.allowed_callers:
+            # Certificate identities are not personal data, so the refusal can name who was refused.
+            self._log.warning("caller_refused", agency=self.dataset.agency, rpc=rpc, request_id=request_id,
+                              caller=sorted(ids))
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"this {self.dataset.agency} node does not answer that caller")
+
+    async def Lookup(self, request: agency_pb.LookupRequest, context: Any) -> agency_pb.LookupResponse:
+        started = time.perf_counter()
+        dataset = self.dataset
+        await self._check_caller(context, "Lookup", request.request_id)
+        problems = validate_lookup(dataset, request)
+        if problems:
+            self._log.info("lookup_rejected", agency=dataset.agency, request_id=request.request_id,
+                           problems=len(problems))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
+        matches = dataset.lookup(_subject_from_proto(request.subject), tuple(request.categories),
+                                 tuple(request.existence_categories))
+        self._log.info(
+            "lookup", agency=dataset.agency, request_id=request.request_id, purpose=request.purpose,
+            categories=len(request.categories), existence_categories=len(request.existence_categories),
+            matches=len(matches), records=sum(len(m.records) for m in matches),
+            methods=sorted({m.method for m in matches}),
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        return agency_pb.LookupResponse(
+            agency=dataset.agency, matches=[match_to_proto(m) for m in matches],
+            mash_contact=contact_to_proto(dataset.mash_contact),
+        )
+
+    async def Describe(
+        self, request: agency_pb.DescribeRequest, context: Any
+    ) -> agency_pb.DescribeResponse:
+        dataset = self.dataset
+        await self._check_caller(context, "Describe", "")
+        self._log.info("describe", agency=dataset.agency, record_categories=len(dataset.catalogue))
+        return agency_pb.DescribeResponse(
+            agency=dataset.agency,
+            record_categories=[
+                agency_pb.RecordCategory(category=s.category, kind=_KINDS[s.kind], description=s.description,
+                                         field_categories=list(s.field_categories))
+                for s in dataset.catalogue
+            ],
+            mash_contact=contact_to_proto(dataset.mash_contact),
+        )
+
+
+@dataclass
+class RunningNode:
+    """A started agency node server."""
+
+    agency: str
+    host: str
+    port: int
+    server: grpc.aio.Server
+    servicer: AgencyNodeServicer
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    def replace_dataset(self, dataset: AgencyDataset) -> None:
+        """Serve `dataset` from the next call on (tests plant records this way)."""
+        if dataset.agency != self.agency:
+            raise ValueError(f"a {dataset.agency} dataset cannot be served by the {self.agency} node")
+        self.servicer.dataset = dataset
+
+    async def stop(self, grace: float | None = None) -> None:
+        await self.server.stop(grace)
+
+
+async def serve_node(
+    dataset: AgencyDataset,
+    *,
+    credentials: grpc.ServerCredentials | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    allowed_callers: Collection[str] | None = None,
+    latency: float = 0.0,
+    logger: Any = None,
+) -> RunningNode:
+    """Start a node for `dataset` on host:port (0 picks a free port); insecure when `credentials` is None.
+
+    With `allowed_callers`, only peers whose certificate carries one of those SPIFFE URIs get answers;
+    an insecure node given `allowed_callers` therefore refuses everyone.
+    """
+    servicer = AgencyNodeServicer(dataset, allowed_callers=allowed_callers, latency=latency, logger=logger)
+    server = grpc.aio.server()
+    agency_grpc.add_AgencyServiceServicer_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    bound = server.add_secure_port(bind, credentials) if credentials is not None else server.add_insecure_port(bind)
+    if bound == 0:
+        raise OSError(f"could not bind the {dataset.agency} node to {bind}")
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return RunningNode(dataset.agency, host, bound, server, servicer)
+
+
+async def serve_world(
+    datasets: Mapping[str, AgencyDataset] | Iterable[AgencyDataset],
+    *,
+    credentials_for: Callable[[str], grpc.ServerCredentials | None] | None = None,
+    host: str = "127.0.0.1",
+    allowed_callers: Collection[str] | None = None,
+    latency: Mapping[str, float] | None = None,
+) -> dict[str, RunningNode]:
+    """Start one node per dataset on free ports; `credentials_for(agency)` gives each node its credentials."""
+    items = list(datasets.values()) if isinstance(datasets, Mapping) else list(datasets)
+    nodes: dict[str, RunningNode] = {}
+    try:
+        for ds in items:
+            creds = credentials_for(ds.agency) if credentials_for is not None else None
+            nodes[ds.agency] = await serve_node(ds, credentials=creds, host=host, allowed_callers=allowed_callers,
+                                                latency=(latency or {}).get(ds.agency, 0.0))
+    except BaseException:
+        await asyncio.gather(*(n.stop(None) for n in nodes.values()))
+        raise
+    return nodes
