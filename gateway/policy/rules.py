@@ -129,11 +129,18 @@ def parse_line(row: CsvRow, agency_of_file: str, vocab: Vocabulary, findings: li
     return PolicyLine(row.file, row.line, role, agency, category, purpose, level, effect)
 
 
-def load_lines(directory: Path, vocab: Vocabulary, findings: list[Finding]) -> list[PolicyLine]:
-    """Every valid policy line of every agency file, in file then line order; problems go to `findings`."""
+def load_lines(
+    directory: Path, vocab: Vocabulary, findings: list[Finding], unreadable: list[Finding] | None = None,
+) -> list[PolicyLine]:
+    """Every valid policy line of every agency file, in file then line order; problems go to `findings`.
+
+    Files that cannot be read at all are also listed in `unreadable`.
+    """
+    unreadable = unreadable if unreadable is not None else []
     folder = directory / AGENCY_DIR
     if not folder.is_dir():
         findings.append(Finding(AGENCY_DIR, 0, "the folder of agency policy files is missing"))
+        unreadable.append(findings[-1])
         return []
     lines: list[PolicyLine] = []
     seen: dict[tuple[str, ...], str] = {}
@@ -153,6 +160,7 @@ def load_lines(directory: Path, vocab: Vocabulary, findings: list[Finding]) -> l
             rows = list(read_csv_rows(path, rel))
         except SourceError as exc:
             findings.append(exc.finding)
+            unreadable.append(exc.finding)
             continue
         for row in rows:
             parsed = parse_line(row, agency, vocab, findings)

@@ -160,7 +160,8 @@ class PolicySnapshot:
         return None
 
 
-def _load_redaction(directory: Path, vocab: Vocabulary, findings: list[Finding]) -> Any:
+def _load_redaction(directory: Path, vocab: Vocabulary, findings: list[Finding],
+                    unreadable: list[Finding]) -> Any:
     try:
         from gateway.redaction import load_rules
     except ImportError:  # pragma: no cover - only while the redaction package is being written
@@ -168,6 +169,7 @@ def _load_redaction(directory: Path, vocab: Vocabulary, findings: list[Finding])
     path = directory / REDACTION_FILE
     if not path.is_file():
         findings.append(Finding(REDACTION_FILE, 0, "file is missing"))
+        unreadable.append(findings[-1])
         return None
     try:
         return load_rules(
@@ -181,19 +183,28 @@ def _load_redaction(directory: Path, vocab: Vocabulary, findings: list[Finding])
         return None
 
 
+class PolicyUnreadable(PolicyError):
+    """A policy directory, or one of its files, is missing or cannot be parsed at all."""
+
+
 def load_snapshot(directory: Path) -> PolicySnapshot:
-    """Load and validate a policy directory; raise PolicyError listing every problem as file:line."""
+    """Load and validate a policy directory; raise PolicyError listing every problem as file:line.
+
+    The error is a PolicyUnreadable when some file is missing or cannot be parsed at all.
+    """
     directory = Path(directory)
     if not directory.is_dir():
-        raise PolicyError([Finding(str(directory), 0, "policy directory not found")])
+        raise PolicyUnreadable([Finding(str(directory), 0, "policy directory not found")])
     version = content_hash(directory)
     findings: list[Finding] = check_model(directory)
-    vocab = load_vocabulary(directory, findings)
-    lines = load_lines(directory, vocab, findings)
-    redaction = _load_redaction(directory, vocab, findings)
+    unreadable = [f for f in findings if f.line == 0]
+    vocab = load_vocabulary(directory, findings, unreadable)
+    lines = load_lines(directory, vocab, findings, unreadable)
+    redaction = _load_redaction(directory, vocab, findings, unreadable)
     errors = [f for f in findings if f.severity == "error"]
     if errors:
-        raise PolicyError(errors, f"{len(errors)} problem(s) in the policy at {directory.name}")
+        summary = f"{len(errors)} problem(s) in the policy at {directory.name}"
+        raise (PolicyUnreadable if unreadable else PolicyError)(errors, summary)
     index = build_index(vocab, lines)
     model_text = (directory / MODEL_FILE).read_text(encoding="utf-8")
     if content_hash(directory) != version:

@@ -279,20 +279,28 @@ def _hierarchy_problems(
     return findings
 
 
-def load_vocabulary(directory: Path, findings: list[Finding]) -> Vocabulary:
-    """Read every vocabulary file of `directory`, appending a Finding for each problem."""
+def load_vocabulary(
+    directory: Path, findings: list[Finding], unreadable: list[Finding] | None = None,
+) -> Vocabulary:
+    """Read every vocabulary file of `directory`, appending a Finding for each problem.
+
+    Files that are missing or cannot be parsed at all are also listed in `unreadable`.
+    """
+    unreadable = unreadable if unreadable is not None else []
     reader = _Reader(findings)
     docs: dict[str, LineDict] = {}
     for key, rel in VOCABULARY_FILES.items():
         path = directory / rel
         if not path.is_file():
             reader.error(rel, 0, "file is missing")
+            unreadable.append(findings[-1])
             docs[key] = _empty(1)
             continue
         try:
             docs[key] = load_yaml(path, rel)
         except SourceError as exc:
             findings.append(exc.finding)
+            unreadable.append(exc.finding)
             docs[key] = _empty(1)
 
     agencies = _agencies(reader, docs["agencies"])

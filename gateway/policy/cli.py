@@ -1,0 +1,261 @@
+"""`mash-gateway policy check|test|explain|diff|matrix`: the IG officer's tools for a policy directory."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from itertools import groupby
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from gateway.domain import DisclosureLevel
+from gateway.errors import Finding, PolicyError
+from gateway.policy.casbin_model import enforce_level
+from gateway.policy.checks import is_blocking, lint
+from gateway.policy.diff import concrete_cells, diff_snapshots, materialise
+from gateway.policy.policy_tests import failures_as_findings, load_test_cases, run_suite
+from gateway.policy.snapshot import PolicySnapshot, PolicyUnreadable, load_snapshot
+
+DEFAULT_DIR = Path("policies")
+CLEAN, FINDINGS, UNLOADABLE = 0, 1, 2
+_LETTER = {DisclosureLevel.NONE: "·", DisclosureLevel.EXISTS: "E", DisclosureLevel.PERTINENT: "P",
+           DisclosureLevel.FULL: "F"}
+_STYLE = {DisclosureLevel.NONE: "dim", DisclosureLevel.EXISTS: "yellow", DisclosureLevel.PERTINENT: "cyan",
+          DisclosureLevel.FULL: "green"}
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `policy` command group to the top-level parser."""
+    policy = sub.add_parser("policy", help="check, test, explain, diff and tabulate access policies")
+    actions = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
+
+    check = actions.add_parser("check", help="report every problem in a policy directory as file:line")
+    check.add_argument("directory", nargs="?", type=Path, default=DEFAULT_DIR)
+    check.add_argument("--strict", action="store_true", help="warnings count as findings too")
+    check.add_argument("--today", type=date.fromisoformat, default=None,
+                       help="judge agreement expiry as of this date (YYYY-MM-DD)")
+    check.add_argument("--verify", type=int, default=0, metavar="N",
+                       help="also cross-check N decisions against Casbin's own enforcer (slow)")
+    check.set_defaults(func=run_check)
+
+    test = actions.add_parser("test", help="run the policy tests in DIR/tests/*.yaml")
+    test.add_argument("directory", nargs="?", type=Path, default=DEFAULT_DIR)
+    test.add_argument("-v", "--verbose", action="store_true", help="list passing tests too")
+    test.set_defaults(func=run_test)
+
+    explain = actions.add_parser("explain", help="the level one request gets, and the lines that decided it")
+    explain.add_argument("directory", nargs="?", type=Path, default=DEFAULT_DIR)
+    explain.add_argument("--role", required=True)
+    explain.add_argument("--purpose", required=True)
+    explain.add_argument("--agency", required=True)
+    explain.add_argument("--category", required=True)
+    explain.set_defaults(func=run_explain)
+
+    diff = actions.add_parser("diff", help="every (role, purpose, agency, category) whose level changes")
+    diff.add_argument("old", help="a policy directory, or a git revision such as HEAD~1:policies")
+    diff.add_argument("new", help="a policy directory, or a git revision such as HEAD:policies")
+    diff.set_defaults(func=run_diff)
+
+    matrix = actions.add_parser("matrix", help="the effective-access matrix as a table, or CSV")
+    matrix.add_argument("directory", nargs="?", type=Path, default=DEFAULT_DIR)
+    matrix.add_argument("--csv", type=Path, default=None, metavar="FILE",
+                        help="write every cell with its level and deciding lines ('-' for standard output)")
+    matrix.add_argument("--purpose", action="append", default=None, help="only these purposes")
+    matrix.add_argument("--role", action="append", default=None, help="only these roles")
+    matrix.set_defaults(func=run_matrix)
+
+
+def _console() -> Console:
+    return Console(file=sys.stdout, width=160, highlight=False, soft_wrap=True)
+
+
+def _print_findings(console: Console, findings: Sequence[Finding]) -> None:
+    for f in findings:
+        tag = "" if is_blocking(f) else "warning: "
+        console.print(f"{f.file}:{f.line}: {tag}{f.message}", markup=False)
+
+
+def _load(console: Console, directory: Path) -> PolicySnapshot | int:
+    """The snapshot, or the exit code after printing why it could not be loaded."""
+    try:
+        return load_snapshot(directory)
+    except PolicyUnreadable as exc:
+        _print_findings(console, exc.findings)
+        console.print(f"could not load the policy at {directory}", markup=False)
+        return UNLOADABLE
+    except PolicyError as exc:
+        _print_findings(console, exc.findings)
+        console.print(f"{len(exc.findings)} finding(s); the policy cannot be activated", markup=False)
+        return FINDINGS
+
+
+def run_check(args: argparse.Namespace) -> int:
+    console = _console()
+    loaded = _load(console, args.directory)
+    if isinstance(loaded, int):
+        return loaded
+    today = args.today or datetime.now(UTC).date()
+    findings = lint(loaded, today)
+    if args.verify:
+        findings += verify_against_casbin(loaded, args.verify)
+    _print_findings(console, findings)
+    errors = [f for f in findings if is_blocking(f)]
+    warnings = len(findings) - len(errors)
+    console.print(f"policy {loaded.version}: {len(loaded.lines)} lines, {len(errors)} error(s), "
+                  f"{warnings} warning(s)", markup=False)
+    return FINDINGS if errors or (args.strict and findings) else CLEAN
+
+
+def verify_against_casbin(snapshot: PolicySnapshot, limit: int) -> list[Finding]:
+    """Compare up to `limit` cells (spread evenly) with Casbin's enforce(); findings for any disagreement."""
+    cells = list(concrete_cells(snapshot))
+    step = max(1, len(cells) // max(limit, 1))
+    enforcer = snapshot.enforcer()
+    found = []
+    for role, purpose, agency, category in cells[::step][:limit]:
+        want = enforce_level(enforcer, role, purpose, agency, category)
+        have = snapshot.decide(role, purpose, agency, category).level
+        if want != have:
+            found.append(Finding("model.conf", 0, f"decision index gives {have.name} but Casbin gives "
+                                 f"{want.name} for {role}, {purpose}, {agency}, {category}"))
+    return found
+
+
+def run_test(args: argparse.Namespace) -> int:
+    console = _console()
+    loaded = _load(console, args.directory)
+    if isinstance(loaded, int):
+        return loaded
+    suite = load_test_cases(args.directory)
+    results = run_suite(loaded, suite)
+    failed = [r for r in results if not r.passed]
+    if args.verbose:
+        table = Table("result", "test", "where", title=f"policy tests in {args.directory}")
+        for r in results:
+            table.add_row("[green]pass[/]" if r.passed else "[red]FAIL[/]", r.case.name, r.case.where)
+        console.print(table)
+    _print_findings(console, failures_as_findings(failed, suite))
+    console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed"
+                  + (f", {len(suite.findings)} unreadable" if suite.findings else ""), markup=False)
+    return FINDINGS if failed or suite.findings else CLEAN
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    console = _console()
+    loaded = _load(console, args.directory)
+    if isinstance(loaded, int):
+        return loaded
+    unknown = [f"undeclared {kind} {name!r}" for kind, name, known in (
+        ("role", args.role, loaded.roles), ("purpose", args.purpose, loaded.purposes),
+        ("agency", args.agency, loaded.agencies), ("category", args.category, loaded.record_categories))
+        if name not in known]
+    if unknown:
+        for text in unknown:
+            console.print(text, markup=False)
+        return FINDINGS
+    decision = loaded.decide(args.role, args.purpose, args.agency, args.category)
+    matching = loaded.matching_lines(args.role, args.purpose, args.agency, args.category)
+    console.print(f"{args.role} asking {args.agency} about {args.category} for {args.purpose}: "
+                  f"[bold {_STYLE[decision.level]}]{decision.level.name}[/]")
+    if not matching.allows and not matching.denies:
+        console.print("no policy line matches: nothing is granted by default")
+    table = Table("", "line", "effect", "level", "rule", title="matching policy lines")
+    deciding = set(decision.allowed_by) | set(decision.denied_by)
+    for line in sorted((*matching.allows, *matching.denies), key=lambda ln: (ln.file, ln.line)):
+        mark = "decided" if line.where in deciding else ""
+        table.add_row(mark, line.where, line.effect.value, line.level.name, line.text())
+    if matching.allows or matching.denies:
+        console.print(table)
+    if decision.denied_by:
+        console.print(f"capped by deny {', '.join(decision.denied_by)}: a deny at a level forbids that "
+                      "level and every level above it", markup=False)
+    elif decision.allowed_by:
+        console.print(f"granted by {', '.join(decision.allowed_by)}", markup=False)
+    console.print(f"policy version {loaded.version}", markup=False)
+    return CLEAN
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    console = _console()
+    try:
+        with materialise(args.old) as old_dir, materialise(args.new) as new_dir:
+            old = _load(console, old_dir)
+            new = _load(console, new_dir)
+    except PolicyUnreadable as exc:
+        _print_findings(console, exc.findings)
+        return UNLOADABLE
+    if isinstance(old, int) or isinstance(new, int):
+        return UNLOADABLE
+    changes, vocab_changes = diff_snapshots(old, new)
+    console.print(f"old {args.old} ({old.version})\nnew {args.new} ({new.version})", markup=False)
+    for change in vocab_changes:
+        console.print(f"{'+' if change.added else '-'} {change.kind}: {change.name}", markup=False)
+    if not changes:
+        console.print("no effective access changes")
+        return CLEAN if not vocab_changes else FINDINGS
+    widened = sum(1 for c in changes if c.widened)
+    console.print(f"{len(changes)} change(s): {widened} wider, {len(changes) - widened} narrower")
+    for (role, purpose), group in groupby(changes, key=lambda c: (c.role, c.purpose)):
+        table = Table("agency", "category", "old", "", "new", "old lines", "new lines",
+                      title=f"{role} for {purpose}", title_justify="left")
+        for c in group:
+            arrow = "[red]▲[/]" if c.widened else "[green]▼[/]"
+            table.add_row(c.agency, c.category, c.old.name, arrow, c.new.name, ", ".join(c.old_by),
+                          ", ".join(c.new_by))
+        console.print(table)
+    return FINDINGS
+
+
+def run_matrix(args: argparse.Namespace) -> int:
+    console = _console()
+    loaded = _load(console, args.directory)
+    if isinstance(loaded, int):
+        return loaded
+    cells = [c for c in concrete_cells(loaded)
+             if (not args.role or c[0] in args.role) and (not args.purpose or c[1] in args.purpose)]
+    if args.csv is not None:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["role", "purpose", "agency", "category", "level", "allowed_by", "denied_by"])
+        for role, purpose, agency, category in cells:
+            d = loaded.decide(role, purpose, agency, category)
+            writer.writerow([role, purpose, agency, category, d.level.name, " ".join(d.allowed_by),
+                             " ".join(d.denied_by)])
+        if str(args.csv) == "-":
+            sys.stdout.write(buffer.getvalue())
+        else:
+            args.csv.write_text(buffer.getvalue(), encoding="utf-8")
+            console.print(f"wrote {len(cells)} rows to {args.csv}", markup=False)
+        return CLEAN
+    holding = [a for a, v in loaded.agencies.items() if v.holds_records]
+    order = {a: [c for c, v in loaded.record_categories.items() if v.agency == a and not v.group]
+             for a in holding}
+    table = Table("role", "purpose", *holding, title=f"effective access ({loaded.version[:19]}…)")
+    for (role, purpose), group in groupby(cells, key=lambda c: (c[0], c[1])):
+        levels = {c[3]: loaded.decide(*c).level for c in group}
+        row = []
+        for agency in holding:
+            row.append("".join(f"[{_STYLE[levels[c]]}]{_LETTER[levels[c]]}[/]" for c in order[agency]))
+        table.add_row(role, purpose, *row)
+    console.print(table)
+    console.print("one letter per record category, in catalogue order: F full, P pertinent, E exists, · none")
+    return CLEAN
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the policy commands alone (``python -m gateway.policy.cli policy check``), as the full CLI would."""
+    parser = argparse.ArgumentParser(prog="mash-gateway")
+    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
