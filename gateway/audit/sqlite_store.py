@@ -107,8 +107,13 @@ def _resolve(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], resul
         loop.call_soon_threadsafe(settle)
 
 
+def _blob(value: Any) -> bytes:
+    # A tampered row may hold TEXT where BLOB was written (e.g. after SQL replace()); read it as its bytes.
+    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+
 def _row_to_checkpoint(row: tuple[Any, ...]) -> SignedCheckpoint:
-    return SignedCheckpoint(int(row[0]), bytes(row[1]), parse_timestamp(row[2]), str(row[3]), bytes(row[4]))
+    return SignedCheckpoint(int(row[0]), _blob(row[1]), parse_timestamp(row[2]), str(row[3]), _blob(row[4]))
 
 
 class SqliteStore:
@@ -277,21 +282,21 @@ class SqliteStore:
             for offset, (idx, _) in enumerate(rows):
                 if idx != start + offset:
                     raise StoreError(f"audit log has a gap at index {start + offset}")
-            return [bytes(h) for _, h in rows]
+            return [_blob(h) for _, h in rows]
         return await self._read(q)
 
     async def get_entry(self, index: int) -> StoredEntry | None:
         def q(conn: sqlite3.Connection) -> StoredEntry | None:
             row = conn.execute("SELECT idx, leaf_hash, data FROM audit_entries WHERE idx = ?",
                                (index,)).fetchone()
-            return None if row is None else StoredEntry(row[0], bytes(row[1]), bytes(row[2]))
+            return None if row is None else StoredEntry(row[0], _blob(row[1]), _blob(row[2]))
         return await self._read(q)
 
     async def scan(self, start: int, limit: int) -> list[StoredEntry]:
         def q(conn: sqlite3.Connection) -> list[StoredEntry]:
             rows = conn.execute("SELECT idx, leaf_hash, data FROM audit_entries WHERE idx >= ? "
                                 "ORDER BY idx LIMIT ?", (start, limit)).fetchall()
-            return [StoredEntry(i, bytes(h), bytes(d)) for i, h, d in rows]
+            return [StoredEntry(i, _blob(h), _blob(d)) for i, h, d in rows]
         return await self._read(q)
 
     async def find(self, where: EntryFilter, *, start: int, limit: int) -> list[StoredEntry]:
@@ -316,7 +321,7 @@ class SqliteStore:
         params.append(limit)
 
         def q(conn: sqlite3.Connection) -> list[StoredEntry]:
-            return [StoredEntry(i, bytes(h), bytes(d)) for i, h, d in conn.execute(sql, params).fetchall()]
+            return [StoredEntry(i, _blob(h), _blob(d)) for i, h, d in conn.execute(sql, params).fetchall()]
         return await self._read(q)
 
     async def add_checkpoint(self, checkpoint: SignedCheckpoint) -> None:

@@ -1,0 +1,448 @@
+"""`mash-gateway audit …`: the auditors' commands (list, show, verify, prove, checkpoint, subject-access, export).
+
+Exit codes: 0 success, 1 verification failed, 2 usage error or the store or keys cannot be opened.
+Readable tables by default; `--json` prints JSON (one object per line for listings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from gateway.audit.checkpoint import (
+    CheckpointKeyError,
+    PublicKeys,
+    SignedCheckpoint,
+    key_fingerprint,
+    load_public_keys,
+    load_signer,
+)
+from gateway.audit.encoding import event_to_dict, format_timestamp
+from gateway.audit.log import AuditLog
+from gateway.audit.merkle import ProofError, verify_consistency, verify_inclusion
+from gateway.audit.review import AuditRecord, AuditReview, verify_export
+from gateway.audit.sqlite_store import path_from_url
+from gateway.audit.store import DisclosureStore, EntryFilter, open_store
+from gateway.audit.verify import VerifyReport
+from gateway.domain import AuditKind, SubjectIdentifiers, SystemClock
+from gateway.errors import GatewayError, InvalidRequest
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """The command line does not say enough to run the command."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Defaults:
+    store: str | None
+    keys: Path | None
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], *,
+             default_store: str | None = None, default_keys: Path | None = None) -> None:
+    """Add the `audit` command group. Without defaults, `--store`/`--keys` or `--state-dir` must be given."""
+    defaults = _Defaults(default_store, default_keys)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--state-dir", type=Path, help="gateway state directory (audit.sqlite, keys/)")
+    common.add_argument("--store", help="audit store URL: sqlite:///path or postgresql://…")
+    common.add_argument("--keys", type=Path, help="checkpoint key directory (<kid>.pub, <kid>.key, active)")
+    common.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+    audit = subparsers.add_parser("audit", help="review, verify and export the audit log")
+    sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+
+    p = sub.add_parser("list", parents=[common], help="list entries, optionally filtered")
+    p.add_argument("--since", help="inclusive start time (ISO 8601; UTC if no offset)")
+    p.add_argument("--until", help="exclusive end time (ISO 8601; UTC if no offset)")
+    for name in ("agency", "purpose", "role", "user", "status"):
+        p.add_argument(f"--{name}", default="")
+    p.add_argument("--case", dest="case_reference", default="", help="case reference")
+    p.add_argument("--kind", default="", choices=["", *(k.value for k in AuditKind)])
+    p.add_argument("--token", action="append", default=[], help="subject token (repeatable)")
+    p.add_argument("--limit", type=int, default=200, help="at most this many entries (0: all)")
+    p.set_defaults(func=_runner(defaults, _cmd_list))
+
+    p = sub.add_parser("show", parents=[common], help="show one entry in full")
+    p.add_argument("index", type=int)
+    p.set_defaults(func=_runner(defaults, _cmd_show))
+
+    p = sub.add_parser("verify", parents=[common], help="verify every entry and checkpoint")
+    p.set_defaults(func=_runner(defaults, _cmd_verify))
+
+    p = sub.add_parser("prove", parents=[common], help="inclusion proof of an entry, or a consistency proof")
+    p.add_argument("index", type=int, nargs="?", help="entry index for an inclusion proof")
+    p.add_argument("--tree-size", type=int, help="tree size to prove against (default: latest checkpoint)")
+    p.add_argument("--consistency", type=int, nargs="+", metavar="SIZE",
+                   help="consistency proof from SIZE1 to SIZE2 (default: current size)")
+    p.set_defaults(func=_runner(defaults, _cmd_prove))
+
+    p = sub.add_parser("checkpoint", parents=[common], help="sign and store a checkpoint now")
+    p.set_defaults(func=_runner(defaults, _cmd_checkpoint))
+
+    p = sub.add_parser("subject-access", parents=[common], help="every entry about one person")
+    for name in ("nhs-number", "given-name", "family-name", "date-of-birth", "postcode"):
+        p.add_argument(f"--{name}", default="")
+    p.add_argument("--token", action="append", default=[], help="subject token (repeatable), instead of "
+                                                                  "identifiers")
+    p.add_argument("--token-keys", type=Path, help="subject-token key ring (default keys/subject-token.json)")
+    p.set_defaults(func=_runner(defaults, _cmd_subject_access))
+
+    p = sub.add_parser("export", parents=[common], help="write a self-contained, verifiable bundle")
+    p.add_argument("dest", type=Path, help="new directory, or a file ending in .tar")
+    p.set_defaults(func=_runner(defaults, _cmd_export))
+
+    p = sub.add_parser("verify-export", parents=[common], help="verify an exported bundle offline")
+    p.add_argument("bundle", type=Path)
+    p.set_defaults(func=_runner(defaults, _cmd_verify_export))
+
+
+# -- plumbing -------------------------------------------------------------------------------------------
+
+_Command = Callable[[argparse.Namespace, _Defaults, Console], Coroutine[Any, Any, int]]
+
+
+def _runner(defaults: _Defaults, command: _Command) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        # Piped output gets a wide console so table cells are not folded mid-word.
+        console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+        try:
+            return asyncio.run(command(args, defaults, console))
+        except UsageError as exc:
+            Console(stderr=True).print(f"[red]error:[/red] {exc}")
+            return EXIT_USAGE
+        except GatewayError as exc:
+            Console(stderr=True).print(f"[red]error:[/red] {exc}")
+            return EXIT_USAGE
+
+    return run
+
+
+def _store_url(args: argparse.Namespace, defaults: _Defaults) -> str:
+    if args.store:
+        return str(args.store)
+    if args.state_dir is not None:
+        return f"sqlite:///{args.state_dir / 'audit.sqlite'}"
+    if defaults.store:
+        return defaults.store
+    raise UsageError("say which audit store to use: --store URL or --state-dir DIR")
+
+
+def _keys_dir(args: argparse.Namespace, defaults: _Defaults) -> Path:
+    if args.keys is not None:
+        return Path(args.keys)
+    if args.state_dir is not None:
+        return Path(args.state_dir) / "keys" / "checkpoint"
+    if defaults.keys is not None:
+        return defaults.keys
+    raise UsageError("say where the checkpoint keys are: --keys DIR or --state-dir DIR")
+
+
+def _public_keys(args: argparse.Namespace, defaults: _Defaults, *, required: bool) -> PublicKeys:
+    try:
+        return load_public_keys(_keys_dir(args, defaults))
+    except (UsageError, CheckpointKeyError):
+        if required:
+            raise
+        return PublicKeys({})
+
+
+async def _open_store(args: argparse.Namespace, defaults: _Defaults) -> DisclosureStore:
+    url = _store_url(args, defaults)
+    if url.startswith("sqlite:") and not await asyncio.to_thread(path_from_url(url).exists):
+        # Opening would create an empty log; an auditor asking about a missing file made a mistake.
+        raise UsageError("the audit store file does not exist")
+    return await open_store(url)
+
+
+def _entry_json(record: AuditRecord) -> dict[str, Any]:
+    return {"index": record.index, "leaf_hash": record.leaf_hash.hex(), "event": event_to_dict(record.event)}
+
+
+def _print_json(console: Console, value: object) -> None:
+    console.out(json.dumps(value, sort_keys=True, ensure_ascii=False), highlight=False)
+
+
+def _checkpoint_json(cp: SignedCheckpoint) -> dict[str, Any]:
+    return cp.to_dict()
+
+
+async def _print_records(console: Console, records: AsyncIterator[AuditRecord], as_json: bool,
+                         title: str) -> int:
+    if as_json:
+        count = 0
+        async for record in records:
+            _print_json(console, _entry_json(record))
+            count += 1
+        return count
+    table = Table(title=title)
+    for column in ("#", "time (UTC)", "kind", "agency", "status", "level", "role", "user", "purpose", "case"):
+        table.add_column(column)
+    count = 0
+    async for record in records:
+        e = record.event
+        table.add_row(str(record.index), format_timestamp(e.occurred_at)[:19].replace("T", " "), e.kind.value,
+                      e.agency, e.status, e.level, e.role, e.user, e.purpose, e.case_reference)
+        count += 1
+    console.print(table)
+    console.print(f"{count} entr{'y' if count == 1 else 'ies'}")
+    return count
+
+
+def _parse_time(text: str | None, name: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--{name} must be an ISO 8601 date or time, e.g. 2026-11-26T09:00") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+async def _with_review(args: argparse.Namespace, defaults: _Defaults,
+                       use: Callable[[AuditReview], Awaitable[int]], *, keys_required: bool = False) -> int:
+    keys = _public_keys(args, defaults, required=keys_required)
+    store = await _open_store(args, defaults)
+    try:
+        log = await AuditLog.open(store, None, SystemClock(), checkpoint_interval=None)
+        return await use(AuditReview(log, keys))
+    finally:
+        await store.close()
+
+
+def _print_report(console: Console, report: VerifyReport, as_json: bool) -> int:
+    if as_json:
+        _print_json(console, {
+            "ok": report.ok, "entries": report.entries, "checkpoints": report.checkpoints,
+            "root_hash": report.root_hash.hex(), "first_bad_entry": report.first_bad_entry,
+            "first_bad_checkpoint": report.first_bad_checkpoint,
+            "suspect_range": list(report.suspect_range) if report.suspect_range else None,
+            "problems": [{"kind": p.kind, "message": p.message, "entry": p.entry, "checkpoint": p.checkpoint}
+                         for p in report.problems],
+            "seconds": round(report.seconds, 3), "summary": report.summary(),
+        })
+    else:
+        console.print(("[green]" if report.ok else "[red]") + report.summary() + "[/]", highlight=False)
+        if not report.ok:
+            table = Table(title="problems")
+            for column in ("kind", "entry", "checkpoint", "detail"):
+                table.add_column(column)
+            for p in report.problems[:20]:
+                table.add_row(p.kind, "" if p.entry is None else str(p.entry),
+                              "" if p.checkpoint is None else f"#{p.checkpoint}", p.message)
+            console.print(table)
+        else:
+            console.print(f"checked in {report.seconds:.2f} s; checkpoint keys: {', '.join(report.key_ids) or '-'}")
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+# -- commands -------------------------------------------------------------------------------------------
+
+async def _cmd_list(args: argparse.Namespace, defaults: _Defaults, console: Console) -> int:
+    if args.limit < 0:
+        raise UsageError("--limit must not be negative")
+    where = EntryFilter(
+        since=_parse_time(args.since, "since"), until=_parse_time(args.until, "until"), kind=args.kind,
+        agency=args.agency, purpose=args.purpose, role=args.role, user=args.user,
+        case_reference=args.case_reference, status=args.status, subject_tokens=frozenset(args.token))
+
+    async def use(review: AuditReview) -> int:
+        await _print_records(console, review.list_entries(where, limit=args.limit or None), args.json,
+                             "audit entries")
+        return EXIT_OK
+    return await _with_review(args, defaults, use)
+
+
+async def _cmd_show(args: argparse.Namespace, defaults: _Defaults, console: Console) -> int:
+    async def use(review: AuditReview) -> int:
+        record = await review.get_entry(args.index)
+        if args.json:
+            _print_json(console, {**_entry_json(record), "canonical_entry": record.data.decode()})
+            return EXIT_OK
+        table = Table(title=f"audit entry {record.index}", show_header=False)
+        table.add_column("field")
+        table.add_column("value")
+        table.add_row("leaf hash", record.leaf_hash.hex())
+        for key, value in event_to_dict(record.event).items():
+            if key == "manifest":
+                value = "\n".join(f"{m['record_id']} {m['field'] or '(record)'} [{m['category']}] "
+                                  f"{m['disclosure']} {m['operator']} {m['reason']}".rstrip() for m in value)
+            elif isinstance(value, list):
+                value = "\n".join(value)
+            elif isinstance(value, dict):
+                value = "\n".join(f"{k}={v}" for k, v in sorted(value.items()))
+            table.add_row(key, str(value))
+        console.print(table)
+        return EXIT_OK
+    return await _with_review(args, defaults, use)
+
+
+async def _cmd_verify(args: argparse.Namespace, defaults: _Defaults, console: Console) -> int:
+    async def use(review: AuditReview) -> int:
+        return _print_report(console, await review.verify(), args.json)
+    return await _with_review(args, defaults, use, keys_required=True)
+
+
+async def _cmd_prove(args: argparse.Namespace, defaults: _Defaults, console: Console) -> int:
+    if (args.index is None) == (args.consistency is None):
+        raise UsageError("give an entry INDEX for an inclusion proof, or --consistency SIZE1 [SIZE2]")
+    if args.consistency is not None and len(args.consistency) > 2:
+        raise UsageError("--consistency takes SIZE1 and optionally SIZE2")
+
+    async def use(review: AuditReview) -> int:
+        if args.index is not None:
+            proof = await review.inclusion_proof(args.index, args.tree_size)
+            signed = proof.checkpoint
+            try:
+                verify_inclusion(proof.index, proof.tree_size, proof.leaf_hash, proof.path, proof.root_hash)
+                if signed is not None:
+                    review.keys.verify(signed)
+                ok = True
+            except (ProofError, GatewayError):
+                ok = False
+            doc: dict[str, Any] = {
+                "type": "inclusion", "index": proof.index, "tree_size": proof.tree_size,
+                "leaf_hash": proof.leaf_hash.hex(), "path": [p.hex() for p in proof.path],
+                "root_hash": proof.root_hash.hex(), "verified": ok,
+                "checkpoint": None if signed is None else _checkpoint_json(signed),
+            }
+        else:
+            size1 = args.consistency[0]
+            size2 = args.consistency[1] if len(args.consistency) > 1 else None
+            cproof = await review.consistency_proof(size1, size2)
+            try:
+                verify_consistency(cproof.size1, cproof.size2, cproof.root1, cproof.root2, cproof.path)
+                ok = True
+            except ProofError:
+                ok = False
+            doc = {"type": "consistency", "size1": cproof.size1, "size2": cproof.size2,
+                   "root1": cproof.root1.hex(), "root2": cproof.root2.hex(),
+                   "path": [p.hex() for p in cproof.path], "verified": ok}
+        if args.json:
+            _print_json(console, doc)
+        else:
+            table = Table(title=f"{doc['type']} proof", show_header=False)
+            table.add_column("field")
+            table.add_column("value")
+            for key, value in doc.items():
+                if key == "checkpoint":
+                    value = "none for this tree size (root is unsigned)" if value is None else \
+                        f"signed by {value['key_id']} at {value['timestamp']}"
+                elif key == "path":
+                    value = "\n".join(value) or "(empty)"
+                table.add_row(key, str(value))
+            console.print(table)
+        return EXIT_OK if ok else EXIT_FAILED
+    return await _with_review(args, defaults, use)
+
+
+async def _cmd_checkpoint(args: argparse.Namespace, defaults: _Defaults, console: Console) -> int:
+    signer = load_signer(_keys_dir(args, defaults))
+    store = await _open_store(args, defaults)
+    try:
+        log = await AuditLog.open(store, signer, SystemClock(), checkpoint_interval=None)
+        cp = await log.checkpoint()
+    finally:
+        await store.close()
+    if args.json:
+        _print_json(console, _checkpoint_json(cp))
+    else:
+        console.print(f"checkpoint: tree size {cp.tree_size}, root {cp.root_hash.hex()}, "
+                      f"{format_timestamp(cp.timestamp)}, key {cp.key_id}", highlight=False)
+    return EXIT_OK
+
+
+def _subject_tokens(args: argparse.Namespace) -> frozenset[str]:
+    subject = SubjectIdentifiers(nhs_number=args.nhs_number, given_name=args.given_name,
+                                 family_name=args.family_name, date_of_birth=args.date_of_birth,
+                                 postcode=args.postcode)
+    tokens = set(args.token)
+    if not subject.is_empty():
+        # Imported here: only subject access needs the linkage module and its key ring.
+        from gateway.keyring import load_keyring
+        from gateway.linkage import SubjectTokeniser
+
+        ring_path = args.token_keys
+        if ring_path is None:
+            if args.state_dir is None:
+                raise UsageError("give --token-keys FILE or --state-dir DIR to compute subject tokens")
+            ring_path = Path(args.state_dir) / "keys" / "subject-token.json"
+        tokens.update(SubjectTokeniser(load_keyring(ring_path)).all_tokens(subject))
+    if not tokens:
+        raise UsageError("give the person's identifiers (e.g. --nhs-number) or --token")
+    return frozenset(tokens)
+
+
+async def _cmd_subject_access(args: argparse.Namespace, defaults: _Defaults, console: Console) -> int:
+    tokens = _subject_tokens(args)
+
+    async def use(review: AuditReview) -> int:
+        try:
+            await _print_records(console, review.subject_access(tokens), args.json, "entries about this person")
+        except InvalidRequest as exc:
+            raise UsageError(str(exc)) from exc
+        return EXIT_OK
+    return await _with_review(args, defaults, use)
+
+
+async def _cmd_export(args: argparse.Namespace, defaults: _Defaults, console: Console) -> int:
+    async def use(review: AuditReview) -> int:
+        summary = await review.export(args.dest)
+        doc = {"path": str(summary.path), "entries": summary.entries, "checkpoints": summary.checkpoints,
+               "root_hash": summary.root_hash.hex(), "key_fingerprints": summary.key_fingerprints}
+        if args.json:
+            _print_json(console, doc)
+        else:
+            console.print(f"exported {summary.entries} entries and {summary.checkpoints} checkpoints to "
+                          f"{summary.path}; root {summary.root_hash.hex()}", highlight=False)
+            for kid, fingerprint in summary.key_fingerprints.items():
+                console.print(f"  key {kid}: sha256 {fingerprint}", highlight=False)
+        return EXIT_OK
+    return await _with_review(args, defaults, use, keys_required=True)
+
+
+async def _cmd_verify_export(args: argparse.Namespace, defaults: _Defaults, console: Console) -> int:
+    trusted: PublicKeys | None = None
+    if args.keys is not None or args.state_dir is not None or defaults.keys is not None:
+        trusted = _public_keys(args, defaults, required=True)
+    if not args.bundle.exists():
+        raise UsageError("the bundle does not exist")
+    report = verify_export(args.bundle, trusted_keys=trusted)
+    code = _print_report(console, report, args.json)
+    if trusted is None and not args.json:
+        console.print("[yellow]checked with the bundle's own keys; compare their fingerprints with the "
+                      "gateway's published ones (or pass --keys)[/yellow]")
+        try:
+            for kid, key in sorted(_bundle_keys(args.bundle).items()):
+                console.print(f"  key {kid}: sha256 {key_fingerprint(key)}", highlight=False)
+        except GatewayError:
+            pass
+    return code
+
+
+def _bundle_keys(bundle: Path) -> PublicKeys:
+    if bundle.is_dir():
+        return load_public_keys(bundle / "keys")
+    import tarfile
+
+    with tarfile.open(bundle) as tar:
+        pems = {}
+        for member in tar.getmembers():
+            if member.isfile() and member.name.startswith("keys/") and member.name.endswith(".pub"):
+                fh = tar.extractfile(member)
+                if fh is not None:
+                    pems[member.name[5:-4]] = fh.read()
+    return PublicKeys.from_pem(pems)

@@ -1,0 +1,183 @@
+"""The `audit` CLI commands, called in-process against a SQLite store in a temporary state directory."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gateway.audit.checkpoint import generate_signing_key, load_signer
+from gateway.audit.cli import register
+from gateway.audit.log import AuditLog
+from gateway.audit.store import open_store
+from gateway.domain import AuditEvent, SubjectIdentifiers
+from gateway.keyring import Keyring, save_keyring
+from gateway.testing import FixedClock
+
+EventFactory = Callable[..., AuditEvent]
+CHILD = SubjectIdentifiers(nhs_number="9434765919", given_name="Amelia", family_name="Price",
+                           date_of_birth="2015-03-02")
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    parser = argparse.ArgumentParser(prog="mash-gateway")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["audit", *argv])
+    code = args.func(args)
+    return code, capsys.readouterr().out
+
+
+@pytest.fixture
+def state(tmp_path: Path, event: EventFactory) -> Path:
+    """A state directory with keys and a SQLite log of 10 entries and one checkpoint."""
+    from gateway.linkage import SubjectTokeniser
+
+    keys = tmp_path / "keys"
+    generate_signing_key(keys / "checkpoint", "cp1")
+    ring = Keyring.generate("t1")
+    save_keyring(ring, keys / "subject-token.json")
+    child_tokens = SubjectTokeniser(ring).tokens(CHILD)
+
+    async def fill() -> None:
+        store = await open_store(f"sqlite:///{tmp_path / 'audit.sqlite'}")
+        log = await AuditLog.open(store, load_signer(keys / "checkpoint"), FixedClock(), checkpoint_interval=None)
+        await log.append([event(i, subject_tokens=child_tokens if i in (2, 5) else ()) for i in range(10)])
+        await log.checkpoint()
+        await store.close()
+
+    asyncio.run(fill())
+    return tmp_path
+
+
+def test_list_prints_a_table_of_entries(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`audit list` shows the entries in a table and counts them."""
+    code, out = _run(capsys, "list", "--state-dir", str(state))
+    assert code == 0
+    assert "10 entries" in out
+    assert "police" in out
+
+
+def test_list_json_filters_by_agency(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`audit list --json --agency health` prints one JSON object per matching entry."""
+    code, out = _run(capsys, "list", "--state-dir", str(state), "--agency", "health", "--json")
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["index"] for r in rows] == [1, 4, 7]
+    assert all(r["event"]["agency"] == "health" for r in rows)
+
+
+def test_show_prints_one_entry(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`audit show 3 --json` gives the entry, its leaf hash and canonical bytes."""
+    code, out = _run(capsys, "show", "3", "--state-dir", str(state), "--json")
+    doc = json.loads(out)
+    assert code == 0
+    assert doc["index"] == 3
+    assert doc["event"]["request_id"] == "req-3"
+    assert json.loads(doc["canonical_entry"])["index"] == 3
+
+
+def test_show_missing_entry_exits_2(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Asking for an entry that does not exist is a usage error."""
+    code, _ = _run(capsys, "show", "99", "--state-dir", str(state))
+    assert code == 2
+
+
+def test_verify_passes_on_an_untouched_log(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`audit verify` exits 0 and says OK for an intact log."""
+    code, out = _run(capsys, "verify", "--state-dir", str(state))
+    assert code == 0
+    assert "OK: 10 entries" in out
+
+
+def test_verify_names_the_first_changed_entry(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Changing one byte of one stored entry makes `audit verify` exit 1 and name that entry."""
+    with sqlite3.connect(state / "audit.sqlite") as conn:
+        conn.execute("UPDATE audit_entries SET data = replace(data, 'req-6', 'req-9') WHERE idx = 6")
+    code, out = _run(capsys, "verify", "--state-dir", str(state))
+    assert code == 1
+    assert "first bad entry 6" in out
+    code, out = _run(capsys, "verify", "--state-dir", str(state), "--json")
+    assert json.loads(out)["first_bad_entry"] == 6
+
+
+def test_prove_inclusion_and_consistency(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`audit prove` gives a verified inclusion proof against the checkpoint, and a consistency proof."""
+    code, out = _run(capsys, "prove", "4", "--state-dir", str(state), "--json")
+    doc = json.loads(out)
+    assert code == 0
+    assert doc["verified"] is True
+    assert doc["checkpoint"]["tree_size"] == 10
+    code, out = _run(capsys, "prove", "--consistency", "3", "10", "--state-dir", str(state), "--json")
+    assert code == 0
+    assert json.loads(out)["verified"] is True
+
+
+def test_prove_needs_an_index_or_consistency(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`audit prove` with neither an index nor --consistency is a usage error."""
+    code, _ = _run(capsys, "prove", "--state-dir", str(state))
+    assert code == 2
+
+
+def test_checkpoint_command_signs_a_new_checkpoint(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`audit checkpoint` stores a new signed checkpoint for the current size."""
+    code, out = _run(capsys, "checkpoint", "--state-dir", str(state), "--json")
+    assert code == 0
+    assert json.loads(out)["tree_size"] == 10
+    code, out = _run(capsys, "verify", "--state-dir", str(state), "--json")
+    assert json.loads(out)["checkpoints"] == 2
+
+
+def test_subject_access_from_identifiers(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`audit subject-access` with a person's identifiers lists the entries carrying their tokens."""
+    code, out = _run(capsys, "subject-access", "--state-dir", str(state), "--nhs-number", "943 476 5919",
+                     "--json")
+    assert code == 0
+    assert [json.loads(line)["index"] for line in out.splitlines()] == [2, 5]
+
+
+def test_subject_access_without_identifiers_exits_2(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Subject access with nothing to search for is a usage error."""
+    code, _ = _run(capsys, "subject-access", "--state-dir", str(state))
+    assert code == 2
+
+
+def test_export_then_verify_export(state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`audit export` writes a bundle that `audit verify-export` accepts, with or without trusted keys."""
+    bundle = tmp_path / "out.tar"
+    code, _ = _run(capsys, "export", str(bundle), "--state-dir", str(state))
+    assert code == 0
+    code, out = _run(capsys, "verify-export", str(bundle))
+    assert code == 0
+    assert "fingerprints" in out
+    code, _ = _run(capsys, "verify-export", str(bundle), "--keys", str(state / "keys" / "checkpoint"))
+    assert code == 0
+
+
+def test_verify_export_of_a_damaged_bundle_exits_1(state: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A bundle whose files were changed fails verify-export with exit code 1."""
+    bundle = tmp_path / "out"
+    _run(capsys, "export", str(bundle), "--state-dir", str(state))
+    (bundle / "entries.txt").write_bytes((bundle / "entries.txt").read_bytes()[:-10])
+    code, _ = _run(capsys, "verify-export", str(bundle))
+    assert code == 1
+
+
+def test_missing_store_or_location_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No store named, or a store file that does not exist, is exit code 2."""
+    assert _run(capsys, "list")[0] == 2
+    assert _run(capsys, "list", "--store", f"sqlite:///{tmp_path / 'nope.sqlite'}")[0] == 2
+    assert not (tmp_path / "nope.sqlite").exists()
+    assert _run(capsys, "verify", "--store", "mysql://x")[0] == 2
+
+
+def test_verify_without_keys_exits_2(state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Verification needs the checkpoint public keys; a missing key directory is exit code 2."""
+    code, _ = _run(capsys, "verify", "--store", f"sqlite:///{state / 'audit.sqlite'}", "--keys",
+                   str(tmp_path / "none"))
+    assert code == 2

@@ -1,0 +1,179 @@
+"""The AuditLog over the in-memory store: receipts, failing closed, checkpoints, proofs and reopening."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+
+import pytest
+
+from gateway.audit.checkpoint import CheckpointSigner, PublicKeys
+from gateway.audit.encoding import encode_event, entry_bytes
+from gateway.audit.log import AuditLog, CheckpointUnavailable
+from gateway.audit.memory_store import MemoryStore
+from gateway.audit.merkle import leaf_hash, verify_consistency, verify_inclusion
+from gateway.domain import AuditEvent
+from gateway.errors import AuditUnavailable
+from gateway.testing import FixedClock
+
+EventFactory = Callable[..., AuditEvent]
+
+
+async def _log(store: MemoryStore | None = None, *, interval: float | None = None,
+               clock: FixedClock | None = None) -> tuple[AuditLog, MemoryStore, CheckpointSigner]:
+    store = store or MemoryStore()
+    signer = CheckpointSigner.generate("cp1")
+    log = await AuditLog.open(store, signer, clock or FixedClock(), checkpoint_interval=interval)
+    return log, store, signer
+
+
+async def test_append_returns_receipts_with_index_and_leaf_hash(event: EventFactory) -> None:
+    """Each receipt names the entry's index and the RFC 6962 hash of its stored bytes."""
+    log, store, _ = await _log()
+    events = [event(i) for i in range(3)]
+    receipts = await log.append(events)
+    assert [r.index for r in receipts] == [0, 1, 2]
+    for receipt, ev in zip(receipts, events, strict=True):
+        assert receipt.leaf_hash == leaf_hash(entry_bytes(receipt.index, encode_event(ev)))
+    assert await store.size() == 3
+
+
+async def test_store_failure_raises_audit_unavailable_and_stores_nothing(event: EventFactory) -> None:
+    """If the store cannot take the entries the caller gets AuditUnavailable and the log is unchanged."""
+    log, store, _ = await _log()
+    await log.append([event(0)])
+    store.unavailable = True
+    with pytest.raises(AuditUnavailable):
+        await log.append([event(1), event(2)])
+    store.unavailable = False
+    assert await store.size() == 1
+    assert log.size == 1
+
+
+async def test_unencodable_event_fails_closed(event: EventFactory) -> None:
+    """An event that cannot be encoded is refused as AuditUnavailable, and nothing is stored."""
+    log, store, _ = await _log()
+    with pytest.raises(AuditUnavailable, match="encode"):
+        await log.append([event(0), event(1, occurred_at=datetime(2026, 1, 1))])
+    assert await store.size() == 0
+
+
+async def test_concurrent_appends_get_distinct_contiguous_indices(event: EventFactory) -> None:
+    """Many concurrent appenders never share or skip an index."""
+    log, _, _ = await _log()
+    results = await asyncio.gather(*(log.append([event(i), event(i + 100)]) for i in range(20)))
+    indices = sorted(r.index for batch in results for r in batch)
+    assert indices == list(range(40))
+    assert log.size == 40
+
+
+async def test_checkpoint_signs_the_current_tree(event: EventFactory) -> None:
+    """A checkpoint records the size and root of the log and verifies under the signer's key."""
+    log, store, signer = await _log()
+    await log.append([event(i) for i in range(5)])
+    cp = await log.checkpoint()
+    assert cp.tree_size == 5
+    assert cp.root_hash == await log.root(5)
+    PublicKeys({"cp1": signer.public_key}).verify(cp)
+    assert await store.latest_checkpoint() == cp
+
+
+async def test_checkpoint_timestamps_strictly_increase_even_if_the_clock_stands_still(
+        event: EventFactory) -> None:
+    """With a clock that does not move, successive checkpoints still get strictly later times."""
+    log, store, _ = await _log(clock=FixedClock())
+    first = await log.checkpoint()
+    second = await log.checkpoint()
+    assert second.timestamp > first.timestamp
+    assert [c.timestamp for c in await store.checkpoints()] == [first.timestamp, second.timestamp]
+
+
+async def test_idle_log_still_emits_scheduled_checkpoints() -> None:
+    """With nothing appended, the background task keeps emitting checkpoints at the interval."""
+    log, store, _ = await _log(interval=0.02)
+    log.start()
+    try:
+        for _ in range(100):
+            if len(await store.checkpoints()) >= 2:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await log.aclose()
+    checkpoints = await store.checkpoints()
+    assert len(checkpoints) >= 2
+    assert all(cp.tree_size == 0 for cp in checkpoints)
+
+
+async def test_checkpoint_without_a_signing_key_is_refused() -> None:
+    """A read-only log (no signer) cannot checkpoint or start the schedule."""
+    log = await AuditLog.open(MemoryStore(), None, FixedClock(), checkpoint_interval=None)
+    with pytest.raises(CheckpointUnavailable):
+        await log.checkpoint()
+    with pytest.raises(CheckpointUnavailable):
+        log.start()
+
+
+async def test_receipt_verifies_against_a_later_checkpoint(event: EventFactory) -> None:
+    """A receipt plus an inclusion proof verifies against a later signed checkpoint's root."""
+    log, _, _ = await _log()
+    receipt = (await log.append([event(0), event(1), event(2)]))[1]
+    await log.append([event(3)])
+    cp = await log.checkpoint()
+    proof = await log.inclusion_proof(receipt.index, cp.tree_size)
+    verify_inclusion(receipt.index, cp.tree_size, receipt.leaf_hash, proof, cp.root_hash)
+
+
+async def test_consistency_between_checkpoints_verifies(event: EventFactory) -> None:
+    """The log at an earlier checkpoint is provably a prefix of the log at a later one."""
+    log, _, _ = await _log()
+    await log.append([event(i) for i in range(3)])
+    old = await log.checkpoint()
+    await log.append([event(i) for i in range(3, 11)])
+    new = await log.checkpoint()
+    proof = await log.consistency_proof(old.tree_size, new.tree_size)
+    verify_consistency(old.tree_size, new.tree_size, old.root_hash, new.root_hash, proof)
+
+
+async def test_reopened_log_rebuilds_the_same_tree(event: EventFactory) -> None:
+    """Opening a log on an existing store reproduces the tree (same size and root)."""
+    log, store, _ = await _log()
+    await log.append([event(i) for i in range(9)])
+    again = await AuditLog.open(store, None, FixedClock(), checkpoint_interval=None)
+    assert again.size == 9
+    assert await again.root() == await log.root()
+
+
+async def test_log_catches_up_with_entries_appended_by_another_writer(event: EventFactory) -> None:
+    """Entries another process appended to the shared store are taken in before proving or checkpointing."""
+    log_a, store, _ = await _log()
+    log_b = await AuditLog.open(store, None, FixedClock(), checkpoint_interval=None)
+    await log_a.append([event(0)])
+    await log_b.append([event(1), event(2)])
+    await log_a.append([event(3)])
+    cp = await log_a.checkpoint()
+    assert cp.tree_size == 4
+    assert cp.root_hash == await log_b.root(4)
+
+
+async def test_non_positive_checkpoint_interval_is_refused() -> None:
+    """A zero or negative interval is a configuration error."""
+    with pytest.raises(ValueError, match="checkpoint_interval"):
+        await AuditLog.open(MemoryStore(), None, FixedClock(), checkpoint_interval=0)
+
+
+async def test_failed_idle_checkpoint_does_not_stop_the_schedule(event: EventFactory) -> None:
+    """If the store is down for one tick the task keeps running and checkpoints again afterwards."""
+    log, store, _ = await _log(interval=0.02)
+    store.unavailable = True
+    log.start()
+    try:
+        await asyncio.sleep(0.05)
+        store.unavailable = False
+        for _ in range(100):
+            if await store.checkpoints():
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await log.aclose()
+    assert await store.checkpoints()
