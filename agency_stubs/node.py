@@ -36,8 +36,8 @@ _METHODS = {
     MATCH_BY_NHS_NUMBER: agency_pb.MATCH_METHOD_NHS_NUMBER,
     MATCH_BY_NAME_AND_DATE_OF_BIRTH: agency_pb.MATCH_METHOD_NAME_AND_DATE_OF_BIRTH,
 }
-# Where grpc puts a TLS peer's identities: every SAN, and (when there is exactly one) its SPIFFE ID.
-_SAN_KEYS = ("x509_subject_alternative_name", "peer_spiffe_id")
+# Where grpc puts a TLS peer's identities: every SAN, the URI SANs, and (if there is one) its SPIFFE ID.
+_SAN_KEYS = ("x509_subject_alternative_name", "peer_uri", "peer_spiffe_id")
 
 
 def record_to_proto(record: Record) -> common_pb.Record:
