@@ -11,6 +11,7 @@ from agency_stubs.dataset import (
     PersonEntry,
     PersonMatchResult,
 )
+from agency_stubs.node import AgencyNodeServicer, RunningNode, peer_spiffe_ids, serve_node, serve_world
 from agency_stubs.records import make_record
 from agency_stubs.world import DEFAULT_AS_OF, DEFAULT_SEED, Household, Person, World, build_world
 
@@ -24,13 +25,18 @@ __all__ = [
     "MATCH_BY_NAME_AND_DATE_OF_BIRTH",
     "MATCH_BY_NHS_NUMBER",
     "AgencyDataset",
+    "AgencyNodeServicer",
     "CategorySpec",
     "Household",
     "Person",
     "PersonEntry",
     "PersonMatchResult",
+    "RunningNode",
     "World",
     "build_world",
     "cast",
     "make_record",
+    "peer_spiffe_ids",
+    "serve_node",
+    "serve_world",
 ]
