@@ -219,7 +219,9 @@ class _Generator:
         return f"{given} {rng.choice(names.FAMILY_NAMES)}"
 
     def _staff(self, role: str, phone_block: int) -> str:
-        return f"{self.rng.choice(names.STAFF_NAMES)}, {role}, 020 7946 {phone_block:02d}{self.rng.randrange(100):02d}"
+        # 020 7946 0000-0999 is Ofcom's range for drama, so no generated number can ring anyone.
+        number = f"020 7946 0{phone_block % 10}{self.rng.randrange(100):02d}"
+        return f"{self.rng.choice(names.STAFF_NAMES)}, {role}, {number}"
 
     def age(self, pid: int) -> int:
         return _age(self.people[pid].date_of_birth, self.as_of)
