@@ -126,8 +126,8 @@ def normalise_name(text: str) -> str:
 # ---------------------------------------------------------------------------------------------------------
 # Dates
 
-_ISO_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
-_UK_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
+_ISO_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})", re.ASCII)
+_UK_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})", re.ASCII)
 
 
 def normalise_date(text: str, *, today: date | None = None) -> date:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -62,7 +63,9 @@ async def police(pki: PkiLayout, world: World) -> AsyncIterator[RunningNode]:
 async def stub(pki: PkiLayout, police: RunningNode) -> AsyncIterator[agency_grpc.AgencyServiceAsyncStub]:
     """A client stub holding the gateway's certificate."""
     channel = _channel(pki, police, pki.gateway())
-    yield agency_grpc.AgencyServiceStub(channel)  # type: ignore[misc]
+    # The generated stub's overloads resolve differently by channel type; the async stub is what this is.
+    stub: Any = agency_grpc.AgencyServiceStub(channel)
+    yield stub
     await channel.close()
 
 

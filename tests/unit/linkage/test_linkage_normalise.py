@@ -159,7 +159,8 @@ def test_dates_in_iso_and_uk_forms_are_accepted(text: str, expected: date) -> No
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("", "empty"), ("2017/05/14", "YYYY-MM-DD"), ("14-05-2017", "YYYY-MM-DD"), ("2017-5-14", "YYYY-MM-DD"),
+    [("", "empty"), ("2017/05/14", "YYYY-MM-DD"), ("\uff12\uff10\uff11\uff17-05-14", "YYYY-MM-DD"),
+     ("14-05-2017", "YYYY-MM-DD"), ("2017-5-14", "YYYY-MM-DD"),
      ("2023-02-29", "real calendar date"), ("31/04/2020", "real calendar date"), ("2020-13-01", "real")],
 )
 def test_malformed_or_impossible_dates_are_rejected(text: str, message: str) -> None:

@@ -1,0 +1,32 @@
+"""The `python -m agency_stubs` entry point's argument handling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agency_stubs.__main__ import main, node_credentials
+
+
+def test_unknown_agency_is_rejected_by_the_parser() -> None:
+    """--agency must name one of the six agencies."""
+    with pytest.raises(SystemExit) as info:
+        main(["--agency", "fire"])
+    assert info.value.code == 2
+
+
+def test_tls_dir_without_a_ca_fails_before_serving(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A TLS directory without ca.pem exits with status 2 and says what is missing."""
+    assert main(["--agency", "police", "--tls-dir", str(tmp_path)]) == 2
+    assert "ca.pem" in capsys.readouterr().err
+
+
+def test_node_credentials_read_the_pki_layout(tmp_path: Path) -> None:
+    """Credentials come from ca.pem and nodes/<agency>.pem/.key as `pki init` writes them."""
+    from gateway.pki import init_pki
+
+    init_pki(tmp_path)
+    assert node_credentials(tmp_path, "housing") is not None
+    with pytest.raises(FileNotFoundError):
+        node_credentials(tmp_path / "missing", "housing")
