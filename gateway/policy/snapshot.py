@@ -201,10 +201,12 @@ def load_snapshot(directory: Path) -> PolicySnapshot:
     vocab = load_vocabulary(directory, findings, unreadable)
     lines = load_lines(directory, vocab, findings, unreadable)
     redaction = _load_redaction(directory, vocab, findings, unreadable)
+    if unreadable:
+        # Everything else found would only be an echo of the missing or unparsable files.
+        raise PolicyUnreadable(unreadable, f"cannot read the policy at {directory.name}")
     errors = [f for f in findings if f.severity == "error"]
     if errors:
-        summary = f"{len(errors)} problem(s) in the policy at {directory.name}"
-        raise (PolicyUnreadable if unreadable else PolicyError)(errors, summary)
+        raise PolicyError(errors, f"{len(errors)} problem(s) in the policy at {directory.name}")
     index = build_index(vocab, lines)
     model_text = (directory / MODEL_FILE).read_text(encoding="utf-8")
     if content_hash(directory) != version:

@@ -1,0 +1,145 @@
+"""A broken policy directory is refused with a PolicyError whose findings name file and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import PolicyCopy, append, edit
+
+from gateway.errors import Finding, PolicyError
+from gateway.policy import load_snapshot
+from gateway.policy.snapshot import PolicyUnreadable
+
+
+def findings_of(directory: Path) -> list[Finding]:
+    with pytest.raises(PolicyError) as caught:
+        load_snapshot(directory)
+    return list(caught.value.findings)
+
+
+def messages_at(findings: list[Finding], file: str, line: int) -> list[str]:
+    return [f.message for f in findings if f.file == file and f.line == line]
+
+
+def test_every_bad_line_is_reported_at_its_line(policy_copy: PolicyCopy) -> None:
+    """Undeclared role or purpose, unknown category, malformed cells and misplaced lines each get a finding."""
+    findings = findings_of(policy_copy("undeclared_names"))
+    police = "agencies/police.csv"
+    assert messages_at(findings, police, 2) == []
+    assert messages_at(findings, police, 3) == ["undeclared role 'police_sergeant'"]
+    assert messages_at(findings, police, 4) == ["rule can never match: unknown category 'police.traffic'"]
+    assert messages_at(findings, police, 5) == ["undeclared purpose 'neighbourhood_watch'"]
+    assert "has 7 cells" in messages_at(findings, police, 6)[0]
+    assert "EXISTS, PERTINENT or FULL" in messages_at(findings, police, 7)[0]
+    assert "belongs in agencies/health.csv" in messages_at(findings, police, 8)[0]
+    assert "review effect is reserved" in messages_at(findings, police, 9)[0]
+    assert "only allowed in deny lines" in messages_at(findings, police, 10)[0]
+
+
+def test_yaml_syntax_error_makes_the_policy_unreadable(policy_copy: PolicyCopy) -> None:
+    """A half-written YAML file is reported with its line and as unreadable, not as a policy finding."""
+    with pytest.raises(PolicyUnreadable) as caught:
+        load_snapshot(policy_copy("syntax_error"))
+    [finding] = [f for f in caught.value.findings if f.file == "vocabulary/roles.yaml"]
+    assert finding.line > 1
+    assert "YAML syntax error" in finding.message
+
+
+def test_missing_directory_is_unreadable(tmp_path: Path) -> None:
+    """Loading a directory that does not exist raises PolicyUnreadable."""
+    with pytest.raises(PolicyUnreadable):
+        load_snapshot(tmp_path / "nowhere")
+
+
+def test_missing_vocabulary_file_is_unreadable(policy_copy: PolicyCopy) -> None:
+    """A missing vocabulary file is named in the error."""
+    directory = policy_copy()
+    (directory / "vocabulary" / "purposes.yaml").unlink()
+    with pytest.raises(PolicyUnreadable) as caught:
+        load_snapshot(directory)
+    assert any(f.file == "vocabulary/purposes.yaml" and "missing" in f.message for f in caught.value.findings)
+
+
+def test_changed_model_is_refused(policy_copy: PolicyCopy) -> None:
+    """A model.conf whose matcher differs from the implemented one is refused: the index would disagree."""
+    directory = policy_copy()
+    edit(directory / "model.conf", "some(where (p.eft == allow)) && !some(where (p.eft == deny))",
+         "some(where (p.eft == allow))")
+    findings = findings_of(directory)
+    assert any(f.file == "model.conf" and "differs" in f.message and "e.e" in f.message for f in findings)
+
+
+def test_duplicate_lines_are_refused(policy_copy: PolicyCopy) -> None:
+    """The same rule twice is reported at the second copy, naming the first."""
+    directory = policy_copy()
+    line = append(directory / "agencies" / "csc.csv",
+                  "p, role:mash_staff, agency:csc, cat:csc, purpose:safeguarding, PERTINENT, allow\n")
+    findings = findings_of(directory)
+    assert messages_at(findings, "agencies/csc.csv", line) == ["duplicate of agencies/csc.csv:5"]
+
+
+def test_level_none_and_g_lines_are_refused(policy_copy: PolicyCopy) -> None:
+    """NONE grants nothing and hierarchy lines belong in the vocabularies, so both are findings."""
+    directory = policy_copy()
+    line = append(directory / "agencies" / "csc.csv",
+                  "p, role:social_worker, agency:csc, cat:csc, purpose:s47_enquiry, NONE, allow\n"
+                  "g, role:social_worker, role:mash_staff\n")
+    findings = findings_of(directory)
+    assert "level NONE grants nothing" in messages_at(findings, "agencies/csc.csv", line)[0]
+    assert "only 'p' lines" in messages_at(findings, "agencies/csc.csv", line + 1)[0]
+
+
+def test_file_for_an_unknown_agency_is_refused(policy_copy: PolicyCopy) -> None:
+    """A policy file must be named after an agency that holds records."""
+    directory = policy_copy()
+    (directory / "agencies" / "hub.csv").write_text("# the hub holds no records\n")
+    assert any(f.file == "agencies/hub.csv" for f in findings_of(directory))
+
+
+@pytest.mark.parametrize(("file", "old", "new", "expected"), [
+    ("vocabulary/roles.yaml", "member_of: [operational]\n  early_help_worker",
+     "member_of: [operatives]\n  early_help_worker", "undeclared role 'operatives'"),
+    ("vocabulary/roles.yaml", "  housing_officer:\n    agency: housing", "  housing_officer:\n    agency: council",
+     "undeclared agency 'council'"),
+    ("vocabulary/purposes.yaml", "parent: child_protection", "parent: protection", "undeclared purpose 'protection'"),
+    ("vocabulary/record_categories.yaml", "      dash_risk: record.risk", "      dash_risk: record.danger",
+     "undeclared field category 'record.danger'"),
+    ("agreements.yaml", "purposes: [housing_management]", "purposes: [tenancy]", "undeclared purpose 'tenancy'"),
+    ("agreements.yaml", "valid_until: 2027-12-31\n  early", "valid_until: 2025-12-31\n  early", "ends before it starts"),
+    ("bindings.yaml", "[auditor]", "[auditor, mash_staff]", "is a group"),
+    ("bindings.yaml", "[policy_admin]", "[policy_admin, root]", "undeclared role 'root'"),
+])
+def test_vocabulary_problems_are_reported(
+    policy_copy: PolicyCopy, file: str, old: str, new: str, expected: str
+) -> None:
+    """Each vocabulary mistake is reported in the file that holds it."""
+    directory = policy_copy()
+    edit(directory / file, old, new)
+    findings = findings_of(directory)
+    assert any(f.file == file and expected in f.message and f.line > 0 for f in findings), findings
+
+
+def test_purpose_cycle_is_refused(policy_copy: PolicyCopy) -> None:
+    """A purpose hierarchy with a cycle cannot be indexed and is refused."""
+    directory = policy_copy()
+    edit(directory / "vocabulary" / "purposes.yaml", "  safeguarding:\n    group: true\n",
+         "  safeguarding:\n    group: true\n    parent: s47_enquiry\n")
+    assert any("cycle" in f.message for f in findings_of(directory))
+
+
+def test_too_deep_hierarchy_is_refused(policy_copy: PolicyCopy) -> None:
+    """Casbin's role manager stops at ten levels, so deeper hierarchies are refused rather than mis-indexed."""
+    directory = policy_copy()
+    chain = "".join(f"  g{i}:\n    description: level {i}\n" + (f"    member_of: [g{i + 1}]\n" if i < 11 else "")
+                    for i in range(12))
+    edit(directory / "vocabulary" / "roles.yaml", "groups:\n", "groups:\n" + chain)
+    assert any("levels deep" in f.message for f in findings_of(directory))
+
+
+def test_redaction_errors_stop_the_snapshot(policy_copy: PolicyCopy) -> None:
+    """A redaction rule file with an unknown operator is refused with the policy."""
+    directory = policy_copy()
+    edit(directory / "redaction.yaml", "person.phone: drop", "person.phone: shred")
+    findings = findings_of(directory)
+    assert any(f.file.endswith("redaction.yaml") for f in findings)
