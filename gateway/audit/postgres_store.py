@@ -44,7 +44,10 @@ def _lock_key(schema: str, purpose: str) -> int:
 
 
 def _row_to_checkpoint(row: tuple[Any, ...]) -> SignedCheckpoint:
-    return SignedCheckpoint(int(row[0]), bytes(row[1]), parse_timestamp(row[2]), str(row[3]), bytes(row[4]))
+    try:
+        return SignedCheckpoint(int(row[0]), bytes(row[1]), parse_timestamp(row[2]), str(row[3]), bytes(row[4]))
+    except (EncodingError, ValueError, TypeError) as exc:
+        raise StoreError(f"a stored checkpoint is malformed: {exc}") from exc
 
 
 class PostgresStore:
@@ -122,6 +125,35 @@ class PostgresStore:
                     self._idle.append(conn)
                 else:
                     await conn.close()
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read query; a pooled connection the server has dropped is replaced once, transparently."""
+        if self._closed:
+            raise StoreUnavailable("the PostgreSQL audit store is closed")
+        for attempt in range(2):
+            async with self._slots:
+                pooled = bool(self._idle)
+                try:
+                    conn = self._idle.pop() if pooled else await self._connect()
+                except psycopg.Error as exc:
+                    raise StoreUnavailable(f"cannot connect to the PostgreSQL audit store: {exc}") from exc
+                try:
+                    cur = await conn.execute(sql.encode(), params)
+                    rows = await cur.fetchall()
+                except psycopg.OperationalError as exc:
+                    await conn.close()
+                    if pooled and attempt == 0:
+                        continue  # reads are idempotent; a stale pooled connection is not an outage
+                    raise StoreUnavailable(f"the PostgreSQL audit store failed: {exc}") from exc
+                except psycopg.Error as exc:
+                    await conn.close()
+                    raise StoreUnavailable(f"the PostgreSQL audit store failed: {exc}") from exc
+                if self._closed:
+                    await conn.close()
+                else:
+                    self._idle.append(conn)
+                return rows
+        raise StoreUnavailable("the PostgreSQL audit store failed")
 
     # -- group-committing writer ----------------------------------------------------------------------
 
@@ -206,32 +238,23 @@ class PostgresStore:
         return await future
 
     async def size(self) -> int:
-        async with self._conn() as conn:
-            cur = await conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit_entries")
-            row = await cur.fetchone()
-            return int(row[0]) if row else 0
+        rows = await self._fetch("SELECT coalesce(max(idx) + 1, 0) FROM audit_entries")
+        return int(rows[0][0])
 
     async def leaf_hashes(self, start: int) -> list[bytes]:
-        async with self._conn() as conn:
-            cur = await conn.execute("SELECT idx, leaf_hash FROM audit_entries WHERE idx >= %s ORDER BY idx",
-                                     (start,))
-            rows = await cur.fetchall()
+        rows = await self._fetch("SELECT idx, leaf_hash FROM audit_entries WHERE idx >= %s ORDER BY idx", (start,))
         for offset, (idx, _) in enumerate(rows):
             if idx != start + offset:
                 raise StoreError(f"audit log has a gap at index {start + offset}")
         return [bytes(h) for _, h in rows]
 
     async def get_entry(self, index: int) -> StoredEntry | None:
-        async with self._conn() as conn:
-            cur = await conn.execute("SELECT idx, leaf_hash, data FROM audit_entries WHERE idx = %s", (index,))
-            row = await cur.fetchone()
-        return None if row is None else StoredEntry(int(row[0]), bytes(row[1]), bytes(row[2]))
+        rows = await self._fetch("SELECT idx, leaf_hash, data FROM audit_entries WHERE idx = %s", (index,))
+        return StoredEntry(int(rows[0][0]), bytes(rows[0][1]), bytes(rows[0][2])) if rows else None
 
     async def scan(self, start: int, limit: int) -> list[StoredEntry]:
-        async with self._conn() as conn:
-            cur = await conn.execute("SELECT idx, leaf_hash, data FROM audit_entries WHERE idx >= %s "
-                                     "ORDER BY idx LIMIT %s", (start, limit))
-            rows = await cur.fetchall()
+        rows = await self._fetch("SELECT idx, leaf_hash, data FROM audit_entries WHERE idx >= %s "
+                                 "ORDER BY idx LIMIT %s", (start, limit))
         return [StoredEntry(int(i), bytes(h), bytes(d)) for i, h, d in rows]
 
     async def find(self, where: EntryFilter, *, start: int, limit: int) -> list[StoredEntry]:
@@ -252,9 +275,7 @@ class PostgresStore:
         sql = (f"SELECT idx, leaf_hash, data FROM audit_entries WHERE {' AND '.join(clauses)} "  # noqa: S608
                "ORDER BY idx LIMIT %s")
         params.append(limit)
-        async with self._conn() as conn:
-            cur = await conn.execute(sql.encode(), params)
-            rows = await cur.fetchall()
+        rows = await self._fetch(sql, params)
         return [StoredEntry(int(i), bytes(h), bytes(d)) for i, h, d in rows]
 
     async def add_checkpoint(self, checkpoint: SignedCheckpoint) -> None:
@@ -281,17 +302,14 @@ class PostgresStore:
             raise CheckpointConflict(conflict)
 
     async def latest_checkpoint(self) -> SignedCheckpoint | None:
-        async with self._conn() as conn:
-            cur = await conn.execute("SELECT tree_size, root_hash, ts, key_id, signature FROM audit_checkpoints "
-                                     "ORDER BY seq DESC LIMIT 1")
-            row = await cur.fetchone()
-            return None if row is None else _row_to_checkpoint(row)
+        rows = await self._fetch("SELECT tree_size, root_hash, ts, key_id, signature FROM audit_checkpoints "
+                                 "ORDER BY seq DESC LIMIT 1")
+        return _row_to_checkpoint(rows[0]) if rows else None
 
     async def checkpoints(self) -> list[SignedCheckpoint]:
-        async with self._conn() as conn:
-            cur = await conn.execute("SELECT tree_size, root_hash, ts, key_id, signature FROM audit_checkpoints "
-                                     "ORDER BY seq")
-            return [_row_to_checkpoint(r) for r in await cur.fetchall()]
+        rows = await self._fetch("SELECT tree_size, root_hash, ts, key_id, signature FROM audit_checkpoints "
+                                 "ORDER BY seq")
+        return [_row_to_checkpoint(r) for r in rows]
 
     async def close(self) -> None:
         if self._closed:

@@ -257,6 +257,8 @@ class SqliteStore:
             return await asyncio.get_running_loop().run_in_executor(self._pool, run)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot read the SQLite audit store: {exc}") from exc
+        except EncodingError as exc:
+            raise StoreError(f"the SQLite audit store holds a malformed value: {exc}") from exc
 
     # -- the port ------------------------------------------------------------------------------------
 
@@ -359,10 +361,7 @@ class SqliteStore:
             rows = conn.execute("SELECT tree_size, root_hash, ts, key_id, signature FROM audit_checkpoints "
                                 "ORDER BY seq").fetchall()
             return [_row_to_checkpoint(r) for r in rows]
-        try:
-            return await self._read(q)
-        except (ValueError, EncodingError) as exc:
-            raise StoreError(f"a stored checkpoint is malformed: {exc}") from exc
+        return await self._read(q)
 
     async def close(self) -> None:
         if self._closed:

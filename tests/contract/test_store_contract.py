@@ -1,0 +1,347 @@
+"""The DisclosureStore conformance suite: every store (SQLite, PostgreSQL, memory) must pass all of it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from conftest import Backend
+
+from gateway.audit.checkpoint import CheckpointSigner, PublicKeys
+from gateway.audit.encoding import decode_entry, encode_event, entry_bytes
+from gateway.audit.log import AuditLog
+from gateway.audit.merkle import MerkleTree, leaf_hash, verify_inclusion
+from gateway.audit.store import CheckpointConflict, EntryFilter, PendingEntry, StoreUnavailable
+from gateway.audit.verify import verify_store
+from gateway.domain import AuditEvent, AuditKind
+from gateway.errors import AuditUnavailable
+from gateway.testing import FixedClock
+
+EventFactory = Callable[..., AuditEvent]
+
+
+def _pending(events: list[AuditEvent]) -> list[PendingEntry]:
+    return [PendingEntry.from_event(e) for e in events]
+
+
+async def test_append_assigns_the_next_indices_and_hashes_the_entry(backend: Backend, event: EventFactory) -> None:
+    """Appends get contiguous indices from 0 and receipts whose leaf hash is that of the stored bytes."""
+    store = await backend.open()
+    first = await store.append(_pending([event(0), event(1)]))
+    second = await store.append(_pending([event(2)]))
+    assert [r.index for r in first + second] == [0, 1, 2]
+    for receipt in first + second:
+        row = await store.get_entry(receipt.index)
+        assert row is not None
+        assert row.data == entry_bytes(receipt.index, encode_event(event(receipt.index)))
+        assert row.leaf_hash == receipt.leaf_hash == leaf_hash(row.data)
+    assert await store.size() == 3
+
+
+async def test_empty_append_stores_nothing(backend: Backend) -> None:
+    """Appending no entries returns no receipts and leaves the log alone."""
+    store = await backend.open()
+    assert await store.append([]) == []
+    assert await store.size() == 0
+
+
+async def test_concurrent_appends_never_share_or_skip_an_index(backend: Backend, event: EventFactory) -> None:
+    """Sixty-four concurrent appenders get distinct, gapless indices."""
+    store = await backend.open()
+    batches = await asyncio.gather(*(store.append(_pending([event(i)])) for i in range(64)))
+    assert sorted(r.index for b in batches for r in b) == list(range(64))
+    assert len(await store.leaf_hashes(0)) == 64
+
+
+async def test_entries_survive_reopening(backend: Backend, event: EventFactory) -> None:
+    """A second handle on the same store sees the same entries and leaf hashes."""
+    store = await backend.open()
+    receipts = await store.append(_pending([event(i) for i in range(5)]))
+    again = await backend.open()
+    assert await again.leaf_hashes(0) == [r.leaf_hash for r in receipts]
+    assert await again.leaf_hashes(3) == [r.leaf_hash for r in receipts[3:]]
+
+
+async def test_scan_returns_rows_in_index_order(backend: Backend, event: EventFactory) -> None:
+    """scan pages through rows from a start index, in order."""
+    store = await backend.open()
+    await store.append(_pending([event(i) for i in range(7)]))
+    assert [r.index for r in await store.scan(2, 3)] == [2, 3, 4]
+    assert [r.index for r in await store.scan(5, 100)] == [5, 6]
+    assert await store.scan(7, 10) == []
+    assert await store.get_entry(7) is None
+
+
+@pytest.mark.parametrize(("where", "expected"), [
+    (EntryFilter(agency="csc"), [2, 5, 8]),
+    (EntryFilter(purpose="s47_enquiry", case_reference="CASE-1"), [1, 5, 9]),
+    (EntryFilter(role="social_worker", user="user-2", status="MATCH"), [2, 5, 8]),
+    (EntryFilter(kind="refusal"), [9]),
+    (EntryFilter(status="PERMISSION_DENIED"), [9]),
+    (EntryFilter(subject_tokens=frozenset({f"nhs:k1:{3:064x}", f"ndob:k1:{4:064x}"})), [3, 4, 8]),
+], ids=["agency", "purpose+case", "role+user+status", "kind", "status", "tokens"])
+async def test_find_applies_filters(backend: Backend, event: EventFactory, where: EntryFilter,
+                                    expected: list[int]) -> None:
+    """find returns exactly the matching entries, in index order."""
+    store = await backend.open()
+    events = [event(i) for i in range(9)]
+    events.append(event(9, kind=AuditKind.REFUSAL, status="PERMISSION_DENIED"))
+    await store.append(_pending(events))
+    assert [r.index for r in await store.find(where, start=0, limit=100)] == expected
+
+
+async def test_find_by_time_range_with_start_and_limit(backend: Backend, event: EventFactory) -> None:
+    """Time bounds are inclusive at the start and exclusive at the end; start and limit page."""
+    store = await backend.open()
+    events = [event(i) for i in range(10)]
+    await store.append(_pending(events))
+    t0 = events[0].occurred_at
+    where = EntryFilter(since=t0 + timedelta(seconds=2), until=t0 + timedelta(seconds=8))
+    assert [r.index for r in await store.find(where, start=0, limit=100)] == [2, 3, 4, 5, 6, 7]
+    assert [r.index for r in await store.find(where, start=4, limit=2)] == [4, 5]
+
+
+async def test_checkpoints_are_kept_in_order_and_latest_is_last(backend: Backend, event: EventFactory) -> None:
+    """Checkpoints come back oldest first with every field intact."""
+    store = await backend.open()
+    await store.append(_pending([event(0), event(1)]))
+    signer = CheckpointSigner.generate("cp1")
+    clock = FixedClock()
+    a = signer.sign(1, b"\x01" * 32, clock.now())
+    b = signer.sign(2, b"\x02" * 32, clock.now() + timedelta(microseconds=1))
+    assert await store.latest_checkpoint() is None
+    await store.add_checkpoint(a)
+    await store.add_checkpoint(b)
+    assert await store.checkpoints() == [a, b]
+    assert await store.latest_checkpoint() == b
+
+
+async def test_checkpoint_not_later_than_the_latest_is_refused(backend: Backend, event: EventFactory) -> None:
+    """A checkpoint with an equal or earlier time, a smaller size, or a size beyond the log is refused."""
+    store = await backend.open()
+    await store.append(_pending([event(0), event(1)]))
+    signer = CheckpointSigner.generate("cp1")
+    now = FixedClock().now()
+    await store.add_checkpoint(signer.sign(2, b"\x01" * 32, now))
+    for bad in (signer.sign(2, b"\x01" * 32, now), signer.sign(1, b"\x01" * 32, now + timedelta(seconds=1)),
+                signer.sign(3, b"\x01" * 32, now + timedelta(seconds=1))):
+        with pytest.raises(CheckpointConflict):
+            await store.add_checkpoint(bad)
+    assert len(await store.checkpoints()) == 1
+
+
+async def test_closed_store_refuses_appends_as_unavailable(backend: Backend, event: EventFactory) -> None:
+    """After close, an append raises StoreUnavailable, which is an AuditUnavailable."""
+    if backend.name == "memory":
+        pytest.skip("the in-memory store has nothing to close; its `unavailable` switch is tested in unit tests")
+    store = await backend.open()
+    await store.close()
+    with pytest.raises(StoreUnavailable) as info:
+        await store.append(_pending([event(0)]))
+    assert isinstance(info.value, AuditUnavailable)
+
+
+async def test_migrations_are_recorded(sql_backend: Backend) -> None:
+    """Opening a SQL store applies the numbered migrations and records them in the schema table."""
+    await sql_backend.open()
+    await sql_backend.open()  # a second open finds nothing left to apply
+    assert sql_backend.sql is not None
+    rows = sql_backend.sql("SELECT version, name FROM audit_schema_migrations ORDER BY version", ())
+    assert rows == [(1, "initial")]
+
+
+async def test_two_writers_produce_one_log_that_verifies(backend: Backend, event: EventFactory) -> None:
+    """Two logs on separate handles of one store append concurrently; the result is gapless and verifies."""
+    store_a, store_b = await backend.open(), await backend.open()
+    signer = CheckpointSigner.generate("cp1")
+    log_a = await AuditLog.open(store_a, signer, FixedClock(), checkpoint_interval=None)
+    log_b = await AuditLog.open(store_b, signer, FixedClock(), checkpoint_interval=None)
+
+    async def writer(log: AuditLog, offset: int) -> None:
+        for i in range(25):
+            await log.append([event(offset + i)])
+
+    await asyncio.gather(*(writer(log, k * 100) for k, log in enumerate([log_a, log_b, log_a, log_b])))
+    cp_a = await log_a.checkpoint()
+    cp_b = await log_b.checkpoint()
+    assert cp_a.tree_size == cp_b.tree_size == 100
+    assert cp_a.root_hash == cp_b.root_hash
+    report = await verify_store(store_a, PublicKeys({"cp1": signer.public_key}))
+    assert report.ok, report.summary()
+    assert report.entries == 100
+
+
+async def test_log_reopened_on_the_store_proves_old_receipts(backend: Backend, event: EventFactory) -> None:
+    """A receipt from one log handle verifies against a checkpoint made by a freshly opened one."""
+    store = await backend.open()
+    log = await AuditLog.open(store, None, FixedClock(), checkpoint_interval=None)
+    receipt = (await log.append([event(i) for i in range(6)]))[4]
+    signer = CheckpointSigner.generate("cp1")
+    reopened = await AuditLog.open(await backend.open(), signer, FixedClock(), checkpoint_interval=None)
+    cp = await reopened.checkpoint()
+    proof = await reopened.inclusion_proof(receipt.index, cp.tree_size)
+    verify_inclusion(receipt.index, cp.tree_size, receipt.leaf_hash, proof, cp.root_hash)
+
+
+async def test_stored_entries_decode_to_the_appended_events(backend: Backend, event: EventFactory) -> None:
+    """What comes back out of the store decodes to exactly what went in."""
+    store = await backend.open()
+    events = [event(i, details={"k": "v"}) for i in range(3)]
+    await store.append(_pending(events))
+    assert [decode_entry(r.data).event for r in await store.scan(0, 10)] == events
+
+
+# -- tampering: verification must fail and say where --------------------------------------------------------
+
+
+async def _filled(backend: Backend, event: EventFactory) -> tuple[PublicKeys, AuditLog]:
+    store = await backend.open()
+    signer = CheckpointSigner.generate("cp1")
+    clock = FixedClock()
+    log = await AuditLog.open(store, signer, clock, checkpoint_interval=None)
+    await log.append([event(i) for i in range(6)])
+    await log.checkpoint()
+    clock.advance(60)
+    await log.append([event(i) for i in range(6, 10)])
+    await log.checkpoint()
+    keys = PublicKeys({"cp1": signer.public_key})
+    assert (await verify_store(store, keys)).ok
+    return keys, log
+
+
+def _shift(sql: Callable[..., list[tuple[object, ...]]], from_index: int, by: int) -> None:
+    # Two steps through negative indices so the primary key is never violated mid-update.
+    sql("UPDATE audit_entries SET idx = -idx - 1 WHERE idx >= ?", (from_index,))
+    sql("UPDATE audit_entries SET idx = -idx - 1 + ? WHERE idx < 0", (by,))
+
+
+async def test_altered_entry_is_named(sql_backend: Backend, event: EventFactory) -> None:
+    """Changing bytes of one stored entry fails verification at that entry."""
+    keys, log = await _filled(sql_backend, event)
+    sql = sql_backend.sql
+    assert sql is not None
+    (data,) = sql("SELECT data FROM audit_entries WHERE idx = 7", ())[0]
+    sql("UPDATE audit_entries SET data = ? WHERE idx = 7", (bytes(data).replace(b"user-1", b"user-2"),))
+    report = await verify_store(log.store, keys)
+    assert not report.ok
+    assert report.first_bad_entry == 7
+    assert report.problems[0].kind == "altered"
+
+
+async def test_deleted_entry_is_named(sql_backend: Backend, event: EventFactory) -> None:
+    """Deleting an entry, leaving a gap, fails at the missing index."""
+    keys, log = await _filled(sql_backend, event)
+    assert sql_backend.sql is not None
+    sql_backend.sql("DELETE FROM audit_entries WHERE idx = 3", ())
+    report = await verify_store(log.store, keys)
+    assert not report.ok
+    assert report.first_bad_entry == 3
+
+
+async def test_deleted_and_renumbered_entry_is_named(sql_backend: Backend, event: EventFactory) -> None:
+    """Deleting an entry and renumbering the later ones to hide the gap fails at that index."""
+    keys, log = await _filled(sql_backend, event)
+    sql = sql_backend.sql
+    assert sql is not None
+    sql("DELETE FROM audit_entries WHERE idx = 4", ())
+    _shift(sql, 5, -1)
+    report = await verify_store(log.store, keys)
+    assert not report.ok
+    assert report.first_bad_entry == 4
+    assert report.first_bad_checkpoint == 0
+
+
+async def test_truncated_log_is_named(sql_backend: Backend, event: EventFactory) -> None:
+    """Deleting the newest entries fails: a checkpoint vouches for more entries than remain."""
+    keys, log = await _filled(sql_backend, event)
+    assert sql_backend.sql is not None
+    sql_backend.sql("DELETE FROM audit_entries WHERE idx >= 8", ())
+    report = await verify_store(log.store, keys)
+    assert not report.ok
+    assert report.first_bad_entry == 8
+    assert report.first_bad_checkpoint == 1
+
+
+async def test_reordered_entries_are_named(sql_backend: Backend, event: EventFactory) -> None:
+    """Swapping two whole rows (with their leaf hashes) fails at the earlier position."""
+    keys, log = await _filled(sql_backend, event)
+    sql = sql_backend.sql
+    assert sql is not None
+    sql("UPDATE audit_entries SET idx = -1 WHERE idx = 2", ())
+    sql("UPDATE audit_entries SET idx = 2 WHERE idx = 5", ())
+    sql("UPDATE audit_entries SET idx = 5 WHERE idx = -1", ())
+    report = await verify_store(log.store, keys)
+    assert not report.ok
+    assert report.first_bad_entry == 2
+    assert any(p.kind == "moved" for p in report.problems)
+
+
+async def test_inserted_entry_is_named(sql_backend: Backend, event: EventFactory) -> None:
+    """A forged, well-formed entry slipped in (later rows renumbered) fails at the inserted position."""
+    keys, log = await _filled(sql_backend, event)
+    sql = sql_backend.sql
+    assert sql is not None
+    _shift(sql, 4, 1)
+    forged = entry_bytes(4, encode_event(event(4, user="someone-else")))
+    sql("INSERT INTO audit_entries VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        (4, leaf_hash(forged), forged, "2026-11-26T09:00:04.000000Z", "disclosure", "police", "s47_enquiry",
+         "social_worker", "someone-else", "CASE-0", "MATCH"))
+    report = await verify_store(log.store, keys)
+    assert not report.ok
+    assert report.first_bad_entry == 4
+
+
+async def test_consistently_rewritten_entry_is_caught_by_the_checkpoint(sql_backend: Backend,
+                                                                        event: EventFactory) -> None:
+    """Rewriting an entry together with its leaf hash is caught by the checkpoint root and located to a range."""
+    keys, log = await _filled(sql_backend, event)
+    sql = sql_backend.sql
+    assert sql is not None
+    forged = entry_bytes(7, encode_event(event(7, user="someone-else")))
+    sql("UPDATE audit_entries SET data = ?, leaf_hash = ? WHERE idx = 7", (forged, leaf_hash(forged)))
+    report = await verify_store(log.store, keys)
+    assert not report.ok
+    assert report.first_bad_checkpoint == 1
+    assert report.suspect_range == (6, 10)
+
+
+async def test_altered_checkpoint_is_named(sql_backend: Backend, event: EventFactory) -> None:
+    """Changing a stored checkpoint's size or root breaks its signature; the checkpoint is named."""
+    keys, log = await _filled(sql_backend, event)
+    sql = sql_backend.sql
+    assert sql is not None
+    (seq,) = sql("SELECT min(seq) FROM audit_checkpoints", ())[0]
+    sql("UPDATE audit_checkpoints SET root_hash = ? WHERE seq = ?", (b"\x00" * 32, seq))
+    report = await verify_store(log.store, keys)
+    assert not report.ok
+    assert report.first_bad_checkpoint == 0
+    assert report.first_bad_entry is None
+    assert any(p.kind == "bad_signature" for p in report.problems)
+
+
+async def test_verification_uses_every_key_after_rotation(backend: Backend, event: EventFactory) -> None:
+    """Checkpoints signed before and after a key rotation all verify with both public keys."""
+    store = await backend.open()
+    old, new = CheckpointSigner.generate("cp1"), CheckpointSigner.generate("cp2")
+    log = await AuditLog.open(store, old, FixedClock(), checkpoint_interval=None)
+    await log.append([event(0)])
+    await log.checkpoint()
+    rotated = await AuditLog.open(store, new, FixedClock(), checkpoint_interval=None)
+    await rotated.append([event(1)])
+    await rotated.checkpoint()
+    keys = PublicKeys({"cp1": old.public_key, "cp2": new.public_key})
+    report = await verify_store(store, keys)
+    assert report.ok, report.summary()
+    assert report.key_ids == ("cp1", "cp2")
+    only_new = await verify_store(store, PublicKeys({"cp2": new.public_key}))
+    assert only_new.first_bad_checkpoint == 0
+
+
+def test_checkpoint_dataclass_is_frozen() -> None:
+    """Signed checkpoints cannot be changed in place after signing."""
+    cp = CheckpointSigner.generate("cp1").sign(0, MerkleTree().root(), FixedClock().now())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cp.tree_size = 5  # type: ignore[misc]

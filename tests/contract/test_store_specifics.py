@@ -1,0 +1,129 @@
+"""Behaviour particular to one store: URLs, durability settings, failures mid-run, several processes."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import pytest
+from conftest import POSTGRES_URL, postgres_url
+
+from gateway.audit.checkpoint import CheckpointSigner, PublicKeys
+from gateway.audit.log import AuditLog
+from gateway.audit.sqlite_store import SqliteStore, path_from_url
+from gateway.audit.store import PendingEntry, StoreUnavailable, StoreUrlError, open_store
+from gateway.audit.verify import verify_store
+from gateway.domain import AuditEvent
+from gateway.errors import AuditUnavailable
+from gateway.testing import FixedClock
+
+EventFactory = Callable[..., AuditEvent]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("url", ["mysql://x/y", "sqlite:relative", "sqlite://host/x", "sqlite:///", ""])
+async def test_unsupported_or_malformed_urls_are_refused(url: str) -> None:
+    """open_store names the accepted URL forms when given anything else."""
+    with pytest.raises(StoreUrlError):
+        await open_store(url)
+
+
+def test_sqlite_url_paths() -> None:
+    """sqlite:///a/b is relative and sqlite:////a/b is absolute."""
+    assert path_from_url("sqlite:///state/audit.sqlite") == Path("state/audit.sqlite")
+    assert path_from_url("sqlite:////var/lib/mash/audit.sqlite") == Path("/var/lib/mash/audit.sqlite")
+
+
+async def test_sqlite_store_uses_wal_and_full_sync(tmp_path: Path) -> None:
+    """The SQLite file is in WAL mode, and the store's connections fsync every commit (synchronous=FULL)."""
+    store = await SqliteStore.open(tmp_path / "a.sqlite")
+    try:
+        mode = await store._read(lambda c: c.execute("PRAGMA journal_mode").fetchone()[0])
+        sync = await store._read(lambda c: c.execute("PRAGMA synchronous").fetchone()[0])
+    finally:
+        await store.close()
+    assert mode == "wal"
+    assert sync == 2  # FULL
+
+
+async def test_sqlite_store_that_cannot_be_created_is_unavailable(tmp_path: Path) -> None:
+    """A path that cannot hold a database gives StoreUnavailable, not a raw sqlite3 error."""
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreUnavailable):
+        await open_store(f"sqlite:///{tmp_path / 'file' / 'audit.sqlite'}")
+
+
+async def test_unreachable_postgres_is_unavailable() -> None:
+    """A PostgreSQL server that does not answer gives StoreUnavailable (an AuditUnavailable)."""
+    with pytest.raises(AuditUnavailable):
+        await open_store("postgresql://postgres@127.0.0.1:1/test?connect_timeout=2")
+
+
+@pytest.mark.postgres
+async def test_postgres_connection_lost_mid_run_fails_closed_then_recovers(
+        postgres_schema: str, event: EventFactory) -> None:
+    """When the server drops the writer's connection, that append fails as unavailable; later ones recover."""
+    url = postgres_url(postgres_schema)
+    store = await open_store(url)
+    try:
+        await store.append([PendingEntry.from_event(event(0))])
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                          (postgres_schema,))
+        with pytest.raises(StoreUnavailable):
+            await store.append([PendingEntry.from_event(event(1))])
+        receipts = await store.append([PendingEntry.from_event(event(2))])
+        assert receipts[0].index == 1
+        assert await store.size() == 2
+    finally:
+        await store.close()
+
+
+_WRITER = textwrap.dedent("""
+    import asyncio, sys
+    from datetime import UTC, datetime
+    from gateway.audit.log import AuditLog
+    from gateway.audit.store import open_store
+    from gateway.domain import AuditEvent, AuditKind, SystemClock
+
+    async def main(url: str, name: str) -> None:
+        store = await open_store(url)
+        log = await AuditLog.open(store, None, SystemClock(), checkpoint_interval=None)
+        async def one(i: int) -> None:
+            await log.append([AuditEvent(kind=AuditKind.DISCLOSURE, occurred_at=datetime.now(UTC),
+                                         request_id=f"{name}-{i}")])
+        for start in range(0, 200, 20):
+            await asyncio.gather(*(one(i) for i in range(start, start + 20)))
+        await store.close()
+
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
+""")
+
+
+@pytest.mark.postgres
+async def test_two_gateway_processes_append_to_one_postgres_log_that_verifies(postgres_schema: str) -> None:
+    """Two separate processes appending concurrently produce one gapless log whose checkpoint verifies."""
+    url = postgres_url(postgres_schema)
+    store = await open_store(url)  # migrate once up front so both writers start appending at once
+    try:
+        procs = [await asyncio.create_subprocess_exec(sys.executable, "-c", _WRITER, url, name, cwd=ROOT,
+                                                      stderr=subprocess.PIPE)
+                 for name in ("gw-a", "gw-b")]
+        for proc in procs:
+            _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+            assert proc.returncode == 0, err.decode()
+        signer = CheckpointSigner.generate("cp1")
+        log = await AuditLog.open(store, signer, FixedClock(), checkpoint_interval=None)
+        checkpoint = await log.checkpoint()
+        assert checkpoint.tree_size == 400
+        report = await verify_store(store, PublicKeys({"cp1": signer.public_key}))
+        assert report.ok, report.summary()
+        writers = {row.data.split(b'"request_id":"')[1][:4] for row in await store.scan(0, 400)}
+        assert writers == {b"gw-a", b"gw-b"}
+    finally:
+        await store.close()
