@@ -113,7 +113,7 @@ def _police() -> dict[CastMember, list[Record]]:
 
 def _gp(member: CastMember, ref_suffix: str, practice: str, since: str) -> Record:
     return make_record(
-        "health.gp_registration", f"HLT-GP-{ref_suffix}", at(_D(since)), f"Registered with {practice}.",
+        "health.gp_registration", f"HLT-GP-{ref_suffix}", at(_D(since)), "Registered with a GP practice.",
         {
             "practice": practice, "registered_since": since, "gp": "Dr Ananya Rao, 020 7946 0730",
             "home_address": member.address_line, "postcode": member.postcode,
@@ -210,7 +210,7 @@ def _csc() -> dict[CastMember, list[Record]]:
         },
     )
     referral = make_record(
-        "csc.referral", "CSC-RF-C0001", at(_D("2026-09-10"), 9, 20), "Referral from a member of the public.",
+        "csc.referral", "CSC-RF-C0001", at(_D("2026-09-10"), 9, 20), "Referral received.",
         {
             "referral_date": "2026-09-10",
             "referrer": f"{KAI_REFERRER}, neighbour at 25 Larch Road, 07700 900461",
@@ -236,7 +236,7 @@ def _education() -> dict[CastMember, list[Record]]:
 
     def enrolment(member: CastMember, rid: str) -> Record:
         return make_record(
-            "education.enrolment", rid, at(_D("2021-09-06")), f"On roll at {KAI_SCHOOL}, Year 5.",
+            "education.enrolment", rid, at(_D("2021-09-06")), "On a school roll, Year 5.",
             {
                 "school": KAI_SCHOOL, "year_group": "Year 5", "date_of_birth": member.date_of_birth,
                 "home_address": member.address_line, "postcode": member.postcode, "dsl_contact": dsl,

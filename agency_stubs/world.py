@@ -248,7 +248,7 @@ class _Generator:
                 since = self._past(max(p.date_of_birth + timedelta(days=30), self._date_within(365 * 15)))
                 practice = rng.choice(names.GP_PRACTICES)
                 self._add(make_record(
-                    "health.gp_registration", self._id("health", "GP"), at(since), f"Registered with {practice}.",
+                    "health.gp_registration", self._id("health", "GP"), at(since), "Registered with a GP practice.",
                     {"practice": practice, "registered_since": since.isoformat(),
                      "gp": self._staff("GP", 7), "home_address": p.address_line, "postcode": p.postcode},
                 ), pid)
@@ -338,7 +338,7 @@ class _Generator:
                 year_group = "Reception" if year == 0 else f"Year {min(year, 13)}"
                 self._add(make_record(
                     "education.enrolment", self._id("education", "EN"), at(date(self.as_of.year - (year > 0), 9, 4)),
-                    f"On roll at {school}, {year_group}.",
+                    f"On a school roll, {year_group}.",
                     {"school": school, "year_group": year_group, "date_of_birth": p.date_of_birth.isoformat(),
                      "home_address": p.address_line, "postcode": p.postcode,
                      "dsl_contact": self._staff("Designated Safeguarding Lead", 3)},

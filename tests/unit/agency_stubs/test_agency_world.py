@@ -111,3 +111,27 @@ def test_with_dataset_replaces_one_agency_only(world: World) -> None:
     assert changed.dataset("csc") is smaller.dataset("csc")
     assert changed.dataset("police") is world.dataset("police")
     assert world.dataset("csc") is not smaller.dataset("csc")
+
+
+_NEVER_IN_SUMMARY = frozenset({
+    "person.address", "person.postcode", "person.phone", "household.member", "third_party.identity",
+    "service.name", "location.protected", "record.detail", "police.handling_conditions", "health.clinical",
+    "education.school",
+})
+
+
+def test_summaries_never_repeat_identifying_or_withheld_field_values(world: World) -> None:
+    """A summary reaches operational staff, so it never contains names, places, services or narrative."""
+    by_given: dict[str, set[str]] = {}
+    for given, family in [(p.given_name, p.family_name) for p in world.people] + [
+        (m.given_name, m.family_name) for m in CAST
+    ]:
+        by_given.setdefault(given.lower(), set()).add(f"{given} {family}".lower())
+    for ds in world.datasets.values():
+        for record in ds.records():
+            summary = record.summary.lower()
+            for f in record.fields:
+                if f.category in _NEVER_IN_SUMMARY and len(f.value) >= 4:
+                    assert f.value.lower() not in summary, (record.record_id, f.name)
+            for word in set(summary.replace(".", " ").replace(";", " ").split()):
+                assert not any(name in summary for name in by_given.get(word, ())), record.record_id
