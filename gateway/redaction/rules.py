@@ -250,6 +250,8 @@ class _Compiler:
         self, node: Node, what: str, allowed: tuple[str, ...] | None = None
     ) -> dict[str, tuple[Node, Node]]:
         """The entries of a mapping node by key; reports non-mappings, non-text keys and duplicate keys."""
+        if isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:null":
+            return {}  # a heading with everything under it commented out
         if not isinstance(node, MappingNode):
             self.error(node, f"{what} must be a mapping of names to values")
             return {}

@@ -173,10 +173,13 @@ def field_value(draw: st.DrawFn, category: str, serial: int) -> str:
 
 
 @st.composite
-def records_for(draw: st.DrawFn, agency: str, serials: list[int], used: set[str]) -> Record:
-    """One record of a catalogue category of `agency`, its fields filled with distinct values."""
+def records_for(
+    draw: st.DrawFn, agency: str, serials: list[int], used: set[str], categories: Sequence[str] = ()
+) -> Record:
+    """One record of a catalogue category of `agency` (or of `categories`), with distinct field values."""
     catalogue = load_catalogue()
-    cat = draw(st.sampled_from(catalogue.of_agency(agency)))
+    choices = [c for c in catalogue.of_agency(agency) if not categories or c.category in categories]
+    cat = draw(st.sampled_from(choices))
     specs = list(cat.fields)
     if draw(st.integers(0, 4)) == 0:
         extra = draw(st.sampled_from([UNLISTED_FIELD_CATEGORY, *sorted(catalogue.field_categories)]))
@@ -264,3 +267,68 @@ def may_see_in_full(record: Record, field: Field, ctx: RedactionContext, rules: 
         return False
     rule = rules.rule_for(ctx.agency, field.category)
     return rule is not None and rule.operator == "keep"
+
+
+# -- random rule files -----------------------------------------------------------------------------------
+
+SAFEGUARDING_BLOCK = """\
+safeguarding:
+  pseudonymise_outside_mash:
+    field_categories: [third_party.identity, household.member]
+    domain: person
+  protected_record_categories: [health.sexual_health, housing.refuge]
+  handling_codes:
+    record_categories: [police.intelligence]
+    code_field: police.handling_code
+    conditions_field: police.handling_conditions
+"""
+
+_BAND_CHOICES = ("[0, 18]", "[0, 1, 5, 11, 16, 18, 25]", "[0, 13, 16]")
+
+
+@st.composite
+def operator_specs(draw: st.DrawFn) -> str:
+    """One valid operator with parameters, written as the rule file writes it."""
+    operator = draw(st.sampled_from(
+        ["keep", "drop", "agency_summary", "replace", "mask", "pseudonymise", "generalise_date",
+         "generalise_postcode"]
+    ))
+    if operator == "replace":
+        return '{operator: replace, text: "[withheld]"}'
+    if operator == "mask":
+        first, last = draw(st.integers(0, 4)), draw(st.integers(0, 4))
+        char = draw(st.sampled_from(["*", "#"]))
+        return f"{{operator: mask, keep_first: {first}, keep_last: {last}, char: '{char}'}}"
+    if operator == "pseudonymise":
+        return f"{{operator: pseudonymise, domain: {draw(st.sampled_from(['person', 'other', 'a.b']))}}}"
+    if operator == "generalise_date":
+        to = draw(st.sampled_from(["year", "month", "age_band"]))
+        bands = f", bands: {draw(st.sampled_from(_BAND_CHOICES))}" if to == "age_band" else ""
+        return f"{{operator: generalise_date, to: {to}{bands}}}"
+    if operator == "generalise_postcode":
+        return f"{{operator: generalise_postcode, to: {draw(st.sampled_from(['area', 'district', 'sector']))}}}"
+    return operator
+
+
+@st.composite
+def rule_documents(draw: st.DrawFn) -> str:
+    """A valid rule file with random operators for random agencies and categories (some left without a rule)."""
+    catalogue = load_catalogue()
+    lines = ["version: 1", SAFEGUARDING_BLOCK.rstrip("\n"), "default:", "  fields:"]
+    for category in sorted(catalogue.field_categories):
+        if draw(st.integers(0, 9)) > 0:
+            lines.append(f"    {category}: {draw(operator_specs())}")
+    lines.append("agencies:")
+    for agency in catalogue.agencies:
+        lines.append(f"  {agency}:")
+        lines.append("    fields:")
+        own = draw(st.lists(st.sampled_from(sorted(catalogue.field_categories)), max_size=4, unique=True))
+        lines.extend(f"      {category}: {draw(operator_specs())}" for category in own)
+        if not own:
+            lines[-1] = "    fields: {}"
+        existence = draw(st.lists(st.sampled_from([c.category for c in catalogue.of_agency(agency)]),
+                                  max_size=2, unique=True))
+        if existence:
+            lines.append("    records:")
+            lines.extend(f"      {category}: existence_only" for category in existence)
+    return "\n".join(lines) + "\n"
