@@ -1,0 +1,142 @@
+"""Wiring: `open_dependencies(settings)` and `build_server(settings, deps)` assemble one gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import grpc
+import grpc.aio
+import structlog
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from gateway.api.agency_client import GrpcAgencyTransport
+from gateway.api.hub_servicer import HubServicer
+from gateway.api.tls import gateway_client_credentials, gateway_server_credentials
+from gateway.audit import AuditLog, IdentifierSealer, open_store
+from gateway.audit.checkpoint import load_signer
+from gateway.domain import AuditEvent, AuditKind, Clock, SystemClock
+from gateway.generated.mash.gateway.v1 import hub_service_pb2, hub_service_pb2_grpc
+from gateway.keys import KeyPaths, load_keys
+from gateway.linkage import SubjectTokeniser
+from gateway.policy import PolicyHolder, PolicyWatcher
+from gateway.service.ports import AgencyTransport
+from gateway.service.query import QueryService
+from gateway.settings import Settings
+
+log = structlog.get_logger("gateway.app")
+
+
+@dataclass
+class Dependencies:
+    """Everything the servicers need, opened once per gateway process."""
+
+    policy: PolicyHolder
+    audit: AuditLog
+    transport: AgencyTransport
+    query: QueryService
+    clock: Clock
+    watcher: PolicyWatcher | None = None
+
+    async def aclose(self) -> None:
+        if self.watcher is not None:
+            await self.watcher.stop()
+        await self.transport.close()
+        await self.audit.aclose()
+
+
+async def open_dependencies(
+    settings: Settings, *, clock: Clock | None = None, transport: AgencyTransport | None = None
+) -> Dependencies:
+    """Open the audit log, load keys and policy, and connect to the agency nodes (inside the loop)."""
+    clock = clock or SystemClock()
+    key_paths = KeyPaths(settings.keys_dir)
+    keys = load_keys(key_paths)
+    store = await open_store(settings.audit_store_url)
+    audit = await AuditLog.open(store, load_signer(key_paths.checkpoint), clock,
+                                checkpoint_interval=settings.checkpoint_interval)
+    on_event = _audit_sink(audit)
+    try:
+        holder = await asyncio.to_thread(
+            PolicyHolder.from_directory, settings.policy_dir, on_event=on_event, clock=clock
+        )
+        # The first activation is audited like every later one.
+        await on_event(AuditEvent(
+            kind=AuditKind.POLICY_ACTIVATION, occurred_at=clock.now(), policy_version=holder.version,
+            reason=f"activated {len(holder.current.lines)} policy lines", details={"trigger": "startup"},
+        ))
+    except BaseException:
+        await audit.aclose()
+        raise
+    if transport is None:
+        transport = GrpcAgencyTransport.connect(
+            settings.agency_endpoints, gateway_client_credentials(settings.pki),
+            trust_domain=settings.trust_domain,
+        )
+    query = QueryService(
+        policy=holder, transport=transport, audit=audit,
+        tokeniser=SubjectTokeniser(keys.subject_token), sealer=IdentifierSealer(keys.sealing),
+        pseudonym_keys=keys.pseudonym, clock=clock, default_timeout=settings.default_timeout,
+        audit_margin=settings.audit_margin,
+    )
+    watcher = None
+    if settings.policy_watch_interval:
+        watcher = PolicyWatcher(holder, settings.policy_dir, interval=settings.policy_watch_interval)
+    return Dependencies(policy=holder, audit=audit, transport=transport, query=query, clock=clock,
+                        watcher=watcher)
+
+
+def _audit_sink(audit: AuditLog) -> Callable[[AuditEvent], Awaitable[None]]:
+    async def on_event(event: AuditEvent) -> None:
+        await audit.append([event])
+
+    return on_event
+
+
+class GatewayServer:
+    """A running (or ready to run) gateway: a grpc.aio server plus its dependencies."""
+
+    def __init__(self, server: grpc.aio.Server, port: int, deps: Dependencies,
+                 health_servicer: HealthServicer) -> None:
+        self.server = server
+        self.port = port
+        self.deps = deps
+        self._health = health_servicer
+
+    async def start(self) -> None:
+        await self.server.start()
+        self.deps.audit.start()
+        if self.deps.watcher is not None:
+            self.deps.watcher.start()
+        for service in ("", hub_service_pb2.DESCRIPTOR.services_by_name["HubService"].full_name):
+            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        log.info("gateway serving", port=self.port, policy_version=self.deps.policy.current.version)
+
+    async def stop(self, grace: float | None = 1.0) -> None:
+        with contextlib.suppress(Exception):
+            await self._health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        await self.deps.aclose()
+
+
+def build_server(settings: Settings, deps: Dependencies) -> GatewayServer:
+    """A grpc.aio server with mTLS (client certificates required), health and optional reflection."""
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    hub_service_pb2_grpc.add_HubServiceServicer_to_server(HubServicer(deps.query), server)
+    health_servicer = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if settings.reflection:
+        names = [
+            hub_service_pb2.DESCRIPTOR.services_by_name["HubService"].full_name,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ]
+        reflection.enable_server_reflection(names, server)
+    port = server.add_secure_port(settings.listen, gateway_server_credentials(settings.pki))
+    if port == 0:
+        raise OSError(f"could not listen on {settings.listen}")
+    return GatewayServer(server, port, deps, health_servicer)

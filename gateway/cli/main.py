@@ -1,0 +1,39 @@
+"""Entry point of the `mash-gateway` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from gateway import __version__
+from gateway.cli import demo_cmd, keys_cmd, pki_cmd, serve_cmd
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mash-gateway",
+        description="Privacy-preserving information-sharing gateway for Multi-Agency Safeguarding Hubs.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve_cmd.register(sub)
+    demo_cmd.register(sub)
+    pki_cmd.register(sub)
+    keys_cmd.register(sub)
+    from gateway.policy.cli import register as register_policy
+    register_policy(sub)
+    from gateway.audit.cli import register as register_audit
+    register_audit(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""`mash-gateway serve`: run a gateway from a settings file until SIGINT/SIGTERM; SIGHUP reloads policy."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from pathlib import Path
+
+import structlog
+
+from gateway.app import build_server, open_dependencies
+from gateway.errors import GatewayError
+from gateway.logs import configure_logging
+from gateway.settings import Settings
+
+log = structlog.get_logger("gateway.serve")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", type=Path, required=True, help="settings file (TOML)")
+    serve.add_argument("--listen", help="override [gateway] listen, e.g. 127.0.0.1:8443")
+    serve.add_argument("--reflection", action="store_true", help="enable gRPC server reflection (development)")
+    serve.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides: dict[str, object] = {}
+    if args.listen:
+        overrides["listen"] = args.listen
+    if args.reflection:
+        overrides["reflection"] = True
+    try:
+        settings = Settings.from_toml(args.config, **overrides)
+    except GatewayError as exc:
+        print(f"error: {exc}")
+        return 2
+    configure_logging(settings.log_level)
+    try:
+        asyncio.run(_serve(settings))
+    except GatewayError as exc:
+        log.error("gateway failed to start", error=str(exc))
+        return 2
+    return 0
+
+
+async def _serve(settings: Settings) -> None:
+    deps = await open_dependencies(settings)
+    server = build_server(settings, deps)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    reloads: set[asyncio.Task[object]] = set()
+
+    def reload_policy() -> None:
+        task: asyncio.Task[object] = loop.create_task(deps.policy.reload(settings.policy_dir, trigger="SIGHUP"))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload_policy)
+    await stop.wait()
+    log.info("gateway stopping")
+    await server.stop(5.0)

@@ -1,0 +1,1 @@
+"""The demo partnership: six simulated agency nodes and a gateway on loopback with mTLS, and the MASH story."""

@@ -1,0 +1,1 @@
+"""The service layer: one use case per module (query, screening), transport-free and gRPC-free."""

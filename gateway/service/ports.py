@@ -1,0 +1,148 @@
+"""The ports the service layer depends on, as Protocols: agency transport, audit sink, policy source."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Protocol
+
+from gateway.domain import AgencyContact, AuditEvent, AuditReceipt, DisclosureLevel, Record, SubjectIdentifiers
+from gateway.redaction import RedactionRules
+
+
+@dataclass(frozen=True, slots=True)
+class LookupCommand:
+    """What the gateway asks one agency node: only categories policy lets it disclose."""
+
+    request_id: str
+    subject: SubjectIdentifiers
+    categories: tuple[str, ...]
+    existence_categories: tuple[str, ...]
+    purpose: str
+    legal_basis: str
+
+
+@dataclass(frozen=True, slots=True)
+class PersonMatch:
+    """One person an agency node matched, with the records it returned."""
+
+    person_ref: str
+    method: str
+    records: tuple[Record, ...]
+    known_in_existence_categories: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LookupResult:
+    """An agency node's answer."""
+
+    agency: str
+    matches: tuple[PersonMatch, ...]
+    contact: AgencyContact
+
+
+class AgencyTransport(Protocol):
+    """Reaches agency nodes. Raises AgencyUnavailable, AgencyTimedOut or AgencyRejected on failure."""
+
+    async def lookup(self, agency: str, command: LookupCommand, *, timeout: float) -> LookupResult: ...
+
+    async def close(self) -> None: ...
+
+
+class AuditSink(Protocol):
+    """Where audit events go; returns only once they are durably stored (else AuditUnavailable)."""
+
+    async def append(self, events: Sequence[AuditEvent]) -> list[AuditReceipt]: ...
+
+
+class DecisionView(Protocol):
+    @property
+    def level(self) -> DisclosureLevel: ...
+
+    @property
+    def allowed_by(self) -> tuple[str, ...]: ...
+
+    @property
+    def denied_by(self) -> tuple[str, ...]: ...
+
+
+class PolicyView(Protocol):
+    """The parts of a policy snapshot the service layer reads."""
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def redaction(self) -> RedactionRules: ...
+
+    @property
+    def roles(self) -> Mapping[str, RoleView]: ...
+
+    @property
+    def purposes(self) -> Mapping[str, PurposeView]: ...
+
+    @property
+    def legal_bases(self) -> Mapping[str, object]: ...
+
+    @property
+    def agreements(self) -> Mapping[str, AgreementView]: ...
+
+    def is_category(self, name: str) -> bool: ...
+
+    def roles_for(self, identity: str) -> frozenset[str]: ...
+
+    def decisions_for(self, role: str, purpose: str) -> Mapping[str, Mapping[str, DecisionView]]: ...
+
+    def purpose_within(self, purpose: str, ancestor: str) -> bool: ...
+
+    def category_within(self, category: str, ancestor: str) -> bool: ...
+
+
+class PolicySource(Protocol):
+    """Holds the active policy snapshot; each request pins one snapshot for its whole life."""
+
+    @property
+    def current(self) -> PolicyView: ...
+
+
+def categories_within(view: PolicyView, category: str, ancestors: Collection[str]) -> bool:
+    """True when `category` is any of `ancestors` or below one of them."""
+    return any(view.category_within(category, a) for a in ancestors)
+
+
+def is_in_force(valid_from: date, valid_until: date, on: date) -> bool:
+    return valid_from <= on <= valid_until
+
+
+class PurposeView(Protocol):
+    @property
+    def legal_bases(self) -> Collection[str]: ...
+
+    @property
+    def group(self) -> bool: ...
+
+
+class AgreementView(Protocol):
+    @property
+    def parties(self) -> Collection[str]: ...
+
+    @property
+    def purposes(self) -> Collection[str]: ...
+
+    @property
+    def categories(self) -> Collection[str]: ...
+
+    @property
+    def valid_from(self) -> date: ...
+
+    @property
+    def valid_until(self) -> date: ...
+
+
+class RoleView(Protocol):
+    @property
+    def agency(self) -> str: ...
+
+    @property
+    def inside_mash(self) -> bool: ...

@@ -1,0 +1,409 @@
+"""The hub query use case: validate, decide per agency × category, fan out, redact, audit, answer."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date
+
+import structlog
+
+from gateway.audit.sealing import IdentifierSealer
+from gateway.domain import (
+    AGENCIES,
+    AgencyContact,
+    AnswerStatus,
+    AuditEvent,
+    AuditKind,
+    AuditReceipt,
+    Clock,
+    DisclosedRecord,
+    DisclosureLevel,
+    ManifestEntry,
+    Record,
+)
+from gateway.errors import (
+    AgencyRejected,
+    AgencyTimedOut,
+    AgencyUnavailable,
+    GatewayError,
+    InvalidRequest,
+    RequestRefused,
+)
+from gateway.keyring import Keyring
+from gateway.linkage import SubjectTokeniser
+from gateway.redaction import RedactionContext, Redactor
+from gateway.service.ports import AgencyTransport, AuditSink, LookupCommand, PolicySource, PolicyView
+from gateway.service.validation import Caller, QueryCommand, check_caller, check_request, ensure_request_id
+
+__all__ = ["AgencyOutcome", "Caller", "QueryCommand", "QueryResult", "QueryService", "ScreenOutcome",
+           "ScreenResult"]
+
+log = structlog.get_logger("gateway.query")
+
+
+@dataclass(frozen=True, slots=True)
+class AgencyOutcome:
+    """One agency's part of an answer, as released to the caller."""
+
+    agency: str
+    status: AnswerStatus
+    level: DisclosureLevel
+    records: tuple[DisclosedRecord, ...] = ()
+    contact: AgencyContact | None = None
+    categories: tuple[str, ...] = ()
+    detail: str = ""
+    receipt: AuditReceipt | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    request_id: str
+    policy_version: str
+    answers: tuple[AgencyOutcome, ...]
+
+
+class ScreenResult(enum.Enum):
+    OPEN = "OPEN"
+    CLOSED = "CLOSED"
+    NOT_KNOWN = "NOT_KNOWN"
+    UNAVAILABLE = "UNAVAILABLE"
+    WITHHELD = "WITHHELD"
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenOutcome:
+    request_id: str
+    result: ScreenResult
+    policy_version: str
+    case_status: str = ""
+    allocated_team: str = ""
+    allocated_worker: str = ""
+    contact: AgencyContact | None = None
+    receipt: AuditReceipt | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _AgencyPlan:
+    """What policy lets this caller see from one agency for this request."""
+
+    agency: str
+    levels: dict[str, DisclosureLevel]  # record category → level (EXISTS and above only)
+    rules: tuple[str, ...]
+
+    @property
+    def content(self) -> tuple[str, ...]:
+        return tuple(c for c, lvl in self.levels.items() if lvl >= DisclosureLevel.PERTINENT)
+
+    @property
+    def existence(self) -> tuple[str, ...]:
+        return tuple(c for c, lvl in self.levels.items() if lvl == DisclosureLevel.EXISTS)
+
+    @property
+    def level(self) -> DisclosureLevel:
+        return max(self.levels.values(), default=DisclosureLevel.NONE)
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """A validated request pinned to one policy snapshot."""
+
+    caller: Caller
+    command: QueryCommand
+    policy: PolicyView
+    plans: tuple[_AgencyPlan, ...]
+    tokens: tuple[str, ...]
+    sealed: str
+    today: date
+    inside_mash: bool
+    requester_agency: str
+    deadline: float  # event-loop time by which every agency call must be done
+    base_event: AuditEvent = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    outcome: AgencyOutcome
+    event: AuditEvent
+
+
+class QueryService:
+    """Runs hub queries and referral screening under the active policy snapshot."""
+
+    def __init__(
+        self,
+        *,
+        policy: PolicySource,
+        transport: AgencyTransport,
+        audit: AuditSink,
+        tokeniser: SubjectTokeniser,
+        sealer: IdentifierSealer,
+        pseudonym_keys: Keyring,
+        clock: Clock,
+        agencies: Sequence[str] = AGENCIES,
+        default_timeout: float = 5.0,
+        audit_margin: float = 0.1,
+    ) -> None:
+        self._policy = policy
+        self._transport = transport
+        self._audit = audit
+        self._tokeniser = tokeniser
+        self._sealer = sealer
+        self._pseudonym_keys = pseudonym_keys
+        self._clock = clock
+        self._agencies = tuple(agencies)
+        self._default_timeout = default_timeout
+        self._audit_margin = audit_margin
+        self._redactors: dict[str, Redactor] = {}
+
+    # -- public use cases ---------------------------------------------------------------------------
+
+    async def query(self, caller: Caller, command: QueryCommand, *, timeout: float | None) -> QueryResult:
+        """Ask every agency at once; every answer is audited before any is returned."""
+        request = await self._prepare(caller, command, timeout)
+        answers = await asyncio.gather(*(self._answer(request, plan) for plan in request.plans))
+        receipts = await self._audit.append([a.event for a in answers])
+        outcomes = tuple(replace(a.outcome, receipt=r) for a, r in zip(answers, receipts, strict=True))
+        log.info("query answered", request_id=request.command.request_id,
+                 statuses={o.agency: o.status.value for o in outcomes})
+        return QueryResult(request.command.request_id, request.policy.version, outcomes)
+
+    async def stream(
+        self, caller: Caller, command: QueryCommand, *, timeout: float | None
+    ) -> AsyncIterator[tuple[str, str, AgencyOutcome]]:
+        """Yield (request id, policy version, answer) per agency as each answers, each audited first."""
+        request = await self._prepare(caller, command, timeout)
+        tasks = [asyncio.ensure_future(self._answer(request, plan)) for plan in request.plans]
+        try:
+            for next_done in asyncio.as_completed(tasks):
+                answer = await next_done
+                (receipt,) = await self._audit.append([answer.event])
+                yield request.command.request_id, request.policy.version, replace(answer.outcome,
+                                                                                   receipt=receipt)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def screen(self, caller: Caller, command: QueryCommand, *, timeout: float | None) -> ScreenOutcome:
+        """Is the child open to children's social care, and if so who holds the case?"""
+        command = replace(command, categories=("csc.case",))
+        request = await self._prepare(caller, command, timeout, only_agency="csc")
+        (plan,) = request.plans
+        answer = await self._answer(request, plan)
+        (receipt,) = await self._audit.append([answer.event])
+        outcome = answer.outcome
+        base = ScreenOutcome(request.command.request_id, ScreenResult.WITHHELD, request.policy.version,
+                             contact=outcome.contact, receipt=receipt, detail=outcome.detail)
+        if outcome.status in (AnswerStatus.UNAVAILABLE, AnswerStatus.TIMED_OUT, AnswerStatus.REJECTED):
+            return replace(base, result=ScreenResult.UNAVAILABLE)
+        if outcome.status is AnswerStatus.WITHHELD or plan.level < DisclosureLevel.PERTINENT:
+            return replace(base, result=ScreenResult.WITHHELD,
+                           detail="policy does not allow this role to see case status for this purpose")
+        if outcome.status is AnswerStatus.NO_MATCH:
+            return replace(base, result=ScreenResult.NOT_KNOWN)
+        cases = [r for r in outcome.records if r.category == "csc.case"]
+        for record in cases:
+            values = {f.name: f.value for f in record.fields}
+            if values.get("case_status") == "open":
+                return replace(
+                    base, result=ScreenResult.OPEN, case_status="open",
+                    allocated_team=values.get("allocated_team", ""),
+                    allocated_worker=values.get("allocated_worker", ""),
+                )
+        return replace(base, result=ScreenResult.CLOSED, case_status="closed" if cases else "")
+
+    # -- steps ----------------------------------------------------------------------------------------
+
+    async def _prepare(
+        self, caller: Caller, command: QueryCommand, timeout: float | None, only_agency: str = ""
+    ) -> _Request:
+        """Validate and plan; on refusal write a refusal entry first, then raise."""
+        loop = asyncio.get_running_loop()
+        budget = self._default_timeout if timeout is None else timeout
+        deadline = loop.time() + max(0.0, budget - self._audit_margin)
+        policy = self._policy.current
+        now = self._clock.now()
+        base = AuditEvent(
+            kind=AuditKind.DISCLOSURE, occurred_at=now, request_id=command.request_id,
+            caller=caller.identity, user=caller.user, role=caller.role, purpose=command.purpose,
+            legal_basis=command.legal_basis, agreement=command.agreement,
+            case_reference=command.case_reference, policy_version=policy.version,
+        )
+        try:
+            command = replace(command, request_id=ensure_request_id(command.request_id))
+            base = replace(base, request_id=command.request_id)
+            tokens = self._tokeniser.tokens(command.subject)
+            sealed = (
+                "" if command.subject.is_empty()
+                else self._sealer.seal(command.subject, aad=command.request_id.encode())
+            )
+            base = replace(base, subject_tokens=tokens, sealed_identifiers=sealed)
+            check_caller(policy, caller)
+            check_request(policy, caller, command, now.date())
+        except (InvalidRequest, RequestRefused) as exc:
+            await self._audit_refusal(base, exc)
+            raise
+        role = policy.roles[caller.role]
+        plans = self._plan(policy, caller, command, now.date(), only_agency)
+        return _Request(
+            caller=caller, command=command, policy=policy, plans=plans, tokens=tokens, sealed=sealed,
+            today=now.date(), inside_mash=role.inside_mash, requester_agency=caller.agency,
+            deadline=deadline, base_event=base,
+        )
+
+    async def _audit_refusal(self, base: AuditEvent, exc: GatewayError) -> None:
+        if isinstance(exc, InvalidRequest):
+            status, reason = "INVALID_ARGUMENT", str(exc)
+        else:
+            assert isinstance(exc, RequestRefused)
+            status, reason = "PERMISSION_DENIED", f"{exc.code}: {exc.reason}"
+        await self._audit.append([replace(base, kind=AuditKind.REFUSAL, status=status, reason=reason)])
+        log.info("request refused", request_id=base.request_id, status=status)
+
+    def _plan(
+        self, policy: PolicyView, caller: Caller, command: QueryCommand, today: date, only_agency: str
+    ) -> tuple[_AgencyPlan, ...]:
+        """Per agency, the level for each record category: policy, capped by agreement and request."""
+        agreement = policy.agreements[command.agreement]
+        decisions = policy.decisions_for(caller.role, command.purpose)
+        plans = []
+        for agency in self._agencies:
+            if only_agency and agency != only_agency:
+                continue
+            levels: dict[str, DisclosureLevel] = {}
+            rules: list[str] = []
+            party = agency in agreement.parties
+            for category, decision in decisions.get(agency, {}).items():
+                if decision.level <= DisclosureLevel.NONE or not party:
+                    continue
+                if not any(policy.category_within(category, c) for c in agreement.categories):
+                    continue
+                if command.categories and not any(
+                    policy.category_within(category, c) for c in command.categories
+                ):
+                    continue
+                levels[category] = decision.level
+                rules += [f"{category}: {r}" for r in (*decision.allowed_by, *decision.denied_by)]
+            plans.append(_AgencyPlan(agency, levels, tuple(rules)))
+        return tuple(plans)
+
+    async def _answer(self, request: _Request, plan: _AgencyPlan) -> _Answer:
+        """Ask one agency (if policy allows anything) and turn its answer into an outcome + audit event."""
+        event = replace(request.base_event, agency=plan.agency, level=plan.level.name,
+                        deciding_rules=plan.rules, occurred_at=self._clock.now())
+        if plan.level <= DisclosureLevel.NONE:
+            return self._finish(event, AgencyOutcome(
+                plan.agency, AnswerStatus.WITHHELD, DisclosureLevel.NONE,
+                detail="policy allows nothing from this agency for this role, purpose and agreement",
+            ))
+        remaining = request.deadline - asyncio.get_running_loop().time()
+        command = LookupCommand(
+            request_id=request.command.request_id, subject=request.command.subject,
+            categories=plan.content, existence_categories=plan.existence,
+            purpose=request.command.purpose, legal_basis=request.command.legal_basis,
+        )
+        try:
+            if remaining <= 0:
+                raise AgencyTimedOut("no time left before the caller's deadline")
+            result = await self._transport.lookup(plan.agency, command, timeout=remaining)
+        except AgencyTimedOut:
+            return self._finish(event, AgencyOutcome(plan.agency, AnswerStatus.TIMED_OUT, plan.level,
+                                                     detail="the agency did not answer within the deadline"))
+        except AgencyUnavailable:
+            return self._finish(event, AgencyOutcome(plan.agency, AnswerStatus.UNAVAILABLE, plan.level,
+                                                     detail="the agency node could not be reached"))
+        except AgencyRejected as exc:
+            return self._finish(event, AgencyOutcome(plan.agency, AnswerStatus.REJECTED, plan.level,
+                                                     detail=f"the agency node refused the lookup: {exc}"))
+
+        allowed = set(plan.content)
+        records: list[Record] = []
+        dropped = 0
+        known = False
+        for match in result.matches:
+            known = known or match.known_in_existence_categories
+            for record in match.records:
+                # Defence in depth: a node that returns more than was asked must not cause a leak.
+                if record.category in allowed and record.agency == plan.agency:
+                    records.append(record)
+                else:
+                    dropped += 1
+        if dropped:
+            log.warning("agency returned records outside the requested categories",
+                        request_id=request.command.request_id, agency=plan.agency, dropped=dropped)
+        if not records and not known:
+            return self._finish(event, AgencyOutcome(
+                plan.agency, AnswerStatus.NO_MATCH, plan.level,
+                detail="no records in the categories this caller may see",
+            ))
+        disclosed, manifest = self._redact(request, plan, records)
+        return self._finish(
+            replace(event, manifest=manifest),
+            AgencyOutcome(
+                plan.agency, AnswerStatus.MATCH, plan.level, records=disclosed, contact=result.contact,
+                categories=tuple(sorted({r.category for r in disclosed})),
+                detail="" if disclosed else "known to this agency; contact them for more",
+            ),
+        )
+
+    def _redact(
+        self, request: _Request, plan: _AgencyPlan, records: list[Record]
+    ) -> tuple[tuple[DisclosedRecord, ...], tuple[ManifestEntry, ...]]:
+        redactor = self._redactor(request.policy)
+        out: list[DisclosedRecord] = []
+        manifest: list[ManifestEntry] = []
+        for level in (DisclosureLevel.FULL, DisclosureLevel.PERTINENT):
+            group = [r for r in records if plan.levels[r.category] == level]
+            if not group:
+                continue
+            ctx = RedactionContext(
+                agency=plan.agency, level=level, role=request.caller.role,
+                requester_agency=request.requester_agency, inside_mash=request.inside_mash,
+                disclosure_date=request.today,
+            )
+            result = redactor.redact(group, ctx)
+            out += result.records
+            manifest += result.manifest
+        out.sort(key=lambda r: (r.occurred_at, r.record_id), reverse=True)
+        return tuple(out), tuple(manifest)
+
+    def _redactor(self, policy: PolicyView) -> Redactor:
+        redactor = self._redactors.get(policy.version)
+        if redactor is None:
+            redactor = Redactor(policy.redaction, self._pseudonym_keys)
+            self._redactors = {policy.version: redactor}  # only the active snapshot's is kept
+        return redactor
+
+    @staticmethod
+    def _finish(event: AuditEvent, outcome: AgencyOutcome) -> _Answer:
+        event = replace(
+            event, status=outcome.status.value, level=outcome.level.name, categories=outcome.categories,
+            payload_digest=payload_digest(outcome), reason=outcome.detail,
+        )
+        return _Answer(outcome, event)
+
+
+def payload_digest(outcome: AgencyOutcome) -> str:
+    """SHA-256 over a canonical encoding of exactly what the caller receives for one agency."""
+    doc = {
+        "agency": outcome.agency,
+        "status": outcome.status.value,
+        "level": outcome.level.name,
+        "contact": None if outcome.contact is None else [
+            outcome.contact.agency, outcome.contact.team, outcome.contact.phone, outcome.contact.email
+        ],
+        "records": [
+            [r.record_id, r.record_type, r.category, r.kind.value, r.occurred_at, r.summary,
+             [[f.name, f.category, f.value, f.disclosure.value, f.operator, f.reason] for f in r.fields],
+             list(r.conditions)]
+            for r in outcome.records
+        ],
+    }
+    encoded = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
+    return "sha256:" + hashlib.sha256(encoded).hexdigest()
+

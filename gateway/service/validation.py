@@ -1,0 +1,183 @@
+"""Checking a hub request against the vocabularies and the agreement it cites, before anything is asked."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import date
+
+from gateway.domain import SubjectIdentifiers
+from gateway.errors import FieldViolation, InvalidRequest, RequestRefused
+from gateway.linkage import normalise_date, normalise_nhs_number, normalise_postcode
+from gateway.service.ports import PolicyView
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+_CASE_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9/_.-]{0,63}")
+_USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9@._-]{0,127}")
+_MAX_NAME = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is asking: the certificate identity and the practitioner it acts for."""
+
+    identity: str  # SPIFFE URI from the client certificate
+    agency: str  # requesting organisation, from the certificate identity
+    user: str
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueryCommand:
+    """A hub question as the service layer sees it."""
+
+    request_id: str
+    subject: SubjectIdentifiers
+    purpose: str
+    legal_basis: str
+    agreement: str
+    case_reference: str
+    categories: tuple[str, ...] = ()
+
+
+def ensure_request_id(request_id: str) -> str:
+    """The caller's request id if well formed, a fresh one if empty; InvalidRequest otherwise."""
+    if not request_id:
+        return f"req-{uuid.uuid4().hex}"
+    if not _REQUEST_ID.fullmatch(request_id):
+        raise InvalidRequest([FieldViolation(
+            "request_id", "must be 1-64 characters of letters, digits and . _ : - starting with a letter or digit"
+        )])
+    return request_id
+
+
+def check_caller(policy: PolicyView, caller: Caller) -> None:
+    """The practitioner's user id and role are present and the certificate may assert the role."""
+    violations = []
+    if not caller.user:
+        violations.append(FieldViolation("metadata.x-mash-user", "the practitioner's user id is required"))
+    elif not _USER.fullmatch(caller.user):
+        violations.append(FieldViolation("metadata.x-mash-user", "must be 1-128 characters of letters, "
+                                         "digits and @ . _ -"))
+    if not caller.role:
+        violations.append(FieldViolation("metadata.x-mash-role", "the practitioner's role is required"))
+    if violations:
+        raise InvalidRequest(violations)
+    if caller.role not in policy.roles_for(caller.identity):
+        raise RequestRefused(
+            f"certificate {caller.identity} may not assert role {caller.role!r}",
+            code="ROLE_NOT_BOUND", field="metadata.x-mash-role",
+        )
+
+
+def _check_subject(subject: SubjectIdentifiers, today: date) -> list[FieldViolation]:
+    """Identifier problems, described without echoing the values (they are personal data)."""
+    violations: list[FieldViolation] = []
+    nhs_ok = dob_ok = False
+    if subject.nhs_number:
+        try:
+            normalise_nhs_number(subject.nhs_number)
+            nhs_ok = True
+        except ValueError as exc:
+            violations.append(FieldViolation("subject.nhs_number", str(exc)))
+    if subject.date_of_birth:
+        try:
+            born = normalise_date(subject.date_of_birth)
+            if born > today:
+                violations.append(FieldViolation("subject.date_of_birth", "is in the future"))
+            else:
+                dob_ok = True
+        except ValueError as exc:
+            violations.append(FieldViolation("subject.date_of_birth", str(exc)))
+    if subject.postcode:
+        try:
+            normalise_postcode(subject.postcode)
+        except ValueError as exc:
+            violations.append(FieldViolation("subject.postcode", str(exc)))
+    for name in ("given_name", "family_name", "address_line"):
+        value = getattr(subject, name)
+        if len(value) > _MAX_NAME:
+            violations.append(FieldViolation(f"subject.{name}", f"is longer than {_MAX_NAME} characters"))
+        elif any(ord(ch) < 32 for ch in value):
+            violations.append(FieldViolation(f"subject.{name}", "contains control characters"))
+    names_ok = bool(subject.given_name.strip() and subject.family_name.strip())
+    if not violations and not (nhs_ok or (names_ok and dob_ok)):
+        violations.append(FieldViolation(
+            "subject", "give a valid NHS number, or given name, family name and date of birth"
+        ))
+    return violations
+
+
+def check_request(
+    policy: PolicyView, caller: Caller, command: QueryCommand, today: date
+) -> None:
+    """Raise InvalidRequest (all field problems at once) or RequestRefused; return if the request may go on."""
+    violations: list[FieldViolation] = []
+    purpose = policy.purposes.get(command.purpose) if command.purpose else None
+    if not command.purpose:
+        violations.append(FieldViolation("purpose", "is required"))
+    elif purpose is None:
+        violations.append(FieldViolation("purpose", f"{command.purpose!r} is not in the purpose vocabulary"))
+    elif purpose.group:
+        violations.append(FieldViolation(
+            "purpose", f"{command.purpose!r} is a group of purposes; cite the specific purpose"
+        ))
+    if not command.legal_basis:
+        violations.append(FieldViolation("legal_basis", "is required"))
+    elif command.legal_basis not in policy.legal_bases:
+        violations.append(FieldViolation(
+            "legal_basis", f"{command.legal_basis!r} is not in the legal-basis vocabulary"
+        ))
+    elif purpose is not None and command.legal_basis not in purpose.legal_bases:
+        violations.append(FieldViolation(
+            "legal_basis", f"{command.legal_basis!r} is not a legal basis allowed for purpose {command.purpose!r}"
+        ))
+    agreement = policy.agreements.get(command.agreement) if command.agreement else None
+    if not command.agreement:
+        violations.append(FieldViolation("agreement", "the data-sharing agreement is required"))
+    elif agreement is None:
+        violations.append(FieldViolation("agreement", f"{command.agreement!r} is not a known agreement"))
+    elif today < agreement.valid_from:
+        violations.append(FieldViolation(
+            "agreement", f"{command.agreement!r} is not in force until {agreement.valid_from.isoformat()}"
+        ))
+    elif today > agreement.valid_until:
+        violations.append(FieldViolation(
+            "agreement", f"{command.agreement!r} expired on {agreement.valid_until.isoformat()}"
+        ))
+    if not command.case_reference:
+        violations.append(FieldViolation("case_reference", "is required"))
+    elif not _CASE_REFERENCE.fullmatch(command.case_reference):
+        violations.append(FieldViolation(
+            "case_reference", "must be 1-64 characters of letters, digits and / _ . -"
+        ))
+    for i, category in enumerate(command.categories):
+        if not policy.is_category(category):
+            violations.append(FieldViolation(f"categories[{i}]", f"{category!r} is not a known category"))
+    violations += _check_subject(command.subject, today)
+    if violations:
+        raise InvalidRequest(violations)
+
+    assert agreement is not None  # no violations means the agreement was found
+    if not any(policy.purpose_within(command.purpose, p) for p in agreement.purposes):
+        raise RequestRefused(
+            f"agreement {command.agreement!r} does not cover purpose {command.purpose!r}",
+            code="AGREEMENT_PURPOSE", field="purpose",
+        )
+    if caller.agency not in agreement.parties:
+        raise RequestRefused(
+            f"requesting organisation {caller.agency!r} is not a party to agreement {command.agreement!r}",
+            code="AGREEMENT_PARTY", field="agreement",
+        )
+    for i, category in enumerate(command.categories):
+        # A wider category ("health") is fine when the agreement covers part of it; disclosure is
+        # still capped per category by the agreement later.
+        if not any(
+            policy.category_within(category, c) or policy.category_within(c, category)
+            for c in agreement.categories
+        ):
+            raise RequestRefused(
+                f"agreement {command.agreement!r} does not cover category {category!r}",
+                code="AGREEMENT_CATEGORY", field=f"categories[{i}]",
+            )
