@@ -1,0 +1,96 @@
+"""The log verifier on its own: what it accepts, and how it reports each kind of damage."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from datetime import timedelta
+
+from gateway.audit.checkpoint import CheckpointSigner, PublicKeys, SignedCheckpoint
+from gateway.audit.encoding import encode_event, entry_bytes
+from gateway.audit.merkle import MerkleTree, leaf_hash
+from gateway.audit.store import StoredEntry
+from gateway.audit.verify import LogVerifier
+from gateway.domain import AuditEvent
+from gateway.testing import FixedClock
+
+EventFactory = Callable[..., AuditEvent]
+SIGNER = CheckpointSigner.generate("cp1")
+KEYS = PublicKeys({"cp1": SIGNER.public_key})
+
+
+def _rows(event: EventFactory, n: int) -> list[StoredEntry]:
+    rows = []
+    for i in range(n):
+        data = entry_bytes(i, encode_event(event(i)))
+        rows.append(StoredEntry(i, leaf_hash(data), data))
+    return rows
+
+
+def _checkpoints(rows: list[StoredEntry], *sizes: int) -> list[SignedCheckpoint]:
+    tree = MerkleTree(r.leaf_hash for r in rows)
+    now = FixedClock().now()
+    return [SIGNER.sign(size, tree.root(size), now + timedelta(seconds=k)) for k, size in enumerate(sizes)]
+
+
+def test_empty_log_without_checkpoints_verifies() -> None:
+    """Nothing stored is a valid (empty) log with the empty root."""
+    report = LogVerifier([], KEYS).finish()
+    assert report.ok
+    assert report.root_hash == MerkleTree().root()
+
+
+def test_intact_log_verifies_in_batches(event: EventFactory) -> None:
+    """Rows fed in several batches verify against checkpoints at sizes inside and at batch edges."""
+    rows = _rows(event, 20)
+    verifier = LogVerifier(_checkpoints(rows, 3, 7, 20), KEYS)
+    for start in range(0, 20, 7):
+        verifier.feed(rows[start:start + 7])
+    report = verifier.finish()
+    assert report.ok, report.summary()
+    assert report.summary().startswith("OK: 20 entries and 3 checkpoints")
+
+
+def test_garbage_entry_is_reported_as_malformed(event: EventFactory) -> None:
+    """An entry that is not an entry envelope is named as malformed (and its hash still checked)."""
+    rows = _rows(event, 3)
+    rows[1] = StoredEntry(1, leaf_hash(b"junk"), b"junk")
+    verifier = LogVerifier([], KEYS)
+    verifier.feed(rows)
+    report = verifier.finish()
+    assert report.first_bad_entry == 1
+    assert report.problems[0].kind == "malformed"
+
+
+def test_checkpoints_going_back_in_time_are_reported(event: EventFactory) -> None:
+    """A checkpoint that is not later than its predecessor is named, even if each one is validly signed."""
+    rows = _rows(event, 4)
+    first, second = _checkpoints(rows, 2, 4)
+    second = SIGNER.sign(second.tree_size, second.root_hash, first.timestamp)
+    verifier = LogVerifier([first, second], KEYS)
+    verifier.feed(rows)
+    report = verifier.finish()
+    assert not report.ok
+    assert report.first_bad_checkpoint == 1
+    assert report.problems[0].kind == "order"
+
+
+def test_entry_changed_in_place_is_named_even_without_checkpoints(event: EventFactory) -> None:
+    """With no checkpoint at all, an entry whose bytes no longer match its leaf hash is still named."""
+    rows = _rows(event, 5)
+    rows[3] = dataclasses.replace(rows[3], data=rows[3].data.replace(b"req-3", b"req-X"))
+    verifier = LogVerifier([], KEYS)
+    verifier.feed(rows)
+    report = verifier.finish()
+    assert report.first_bad_entry == 3
+    assert "first bad entry 3" in report.summary()
+
+
+def test_problem_list_is_bounded(event: EventFactory) -> None:
+    """A wholly corrupted log reports the first bad entry and a bounded list of problems."""
+    rows = [dataclasses.replace(r, leaf_hash=b"\x00" * 32) for r in _rows(event, 300)]
+    verifier = LogVerifier([], KEYS)
+    verifier.feed(rows)
+    report = verifier.finish()
+    assert report.first_bad_entry == 0
+    assert len(report.problems) == 100
