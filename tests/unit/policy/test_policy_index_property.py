@@ -57,7 +57,7 @@ def random_policies(draw: st.DrawFn) -> RandomPolicy:
 
     purposes: dict[str, Purpose] = {}
     for i in range(draw(st.integers(1, 5))):
-        parent = draw(st.sampled_from([""] + list(purposes)))
+        parent = draw(st.sampled_from(["", *list(purposes)]))
         purposes[f"pur{i}"] = Purpose(f"pur{i}", "purpose", parent)
 
     agencies = {"a0": Agency("a0", "A0", True), "a1": Agency("a1", "A1", True)}

@@ -106,7 +106,8 @@ def test_file_for_an_unknown_agency_is_refused(policy_copy: PolicyCopy) -> None:
     ("vocabulary/record_categories.yaml", "      dash_risk: record.risk", "      dash_risk: record.danger",
      "undeclared field category 'record.danger'"),
     ("agreements.yaml", "purposes: [housing_management]", "purposes: [tenancy]", "undeclared purpose 'tenancy'"),
-    ("agreements.yaml", "valid_until: 2027-12-31\n  early", "valid_until: 2025-12-31\n  early", "ends before it starts"),
+    ("agreements.yaml", "valid_until: 2027-12-31\n  early", "valid_until: 2025-12-31\n  early",
+     "ends before it starts"),
     ("bindings.yaml", "[auditor]", "[auditor, mash_staff]", "is a group"),
     ("bindings.yaml", "[policy_admin]", "[policy_admin, root]", "undeclared role 'root'"),
 ])

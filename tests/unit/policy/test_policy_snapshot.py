@@ -39,11 +39,14 @@ def test_decide_reports_level_and_deciding_lines(shipped: PolicySnapshot) -> Non
     """A capped decision names the allow that granted and the deny that capped it, as file:line."""
     decision = shipped.decide("mash_manager", "s47_enquiry", "health", "health.sexual_health")
     assert decision.level is DisclosureLevel.EXISTS
-    assert decision.allowed_by and all(w.startswith("agencies/health.csv:") for w in decision.allowed_by)
-    assert decision.denied_by and all(w.startswith("agencies/health.csv:") for w in decision.denied_by)
+    assert decision.allowed_by
+    assert all(w.startswith("agencies/health.csv:") for w in decision.allowed_by)
+    assert decision.denied_by
+    assert all(w.startswith("agencies/health.csv:") for w in decision.denied_by)
     for where in (*decision.allowed_by, *decision.denied_by):
         line = shipped.line_at(where)
-        assert line is not None and line.role in ("mash_manager", "mash_staff")
+        assert line is not None
+        assert line.role in ("mash_manager", "mash_staff")
 
 
 def test_uncapped_decision_has_no_denied_by(shipped: PolicySnapshot) -> None:
@@ -66,7 +69,8 @@ def test_unknown_or_mismatched_names_get_nothing(
     """Any undeclared name, or a category asked of the wrong agency, is decided NONE (fail closed)."""
     decision = shipped.decide(role, purpose, agency, category)
     assert decision.level is DisclosureLevel.NONE
-    assert decision.allowed_by == () and decision.denied_by == ()
+    assert decision.allowed_by == ()
+    assert decision.denied_by == ()
 
 
 def test_decisions_for_covers_every_agency_and_record_category(shipped: PolicySnapshot) -> None:
@@ -109,7 +113,8 @@ def test_hierarchies(shipped: PolicySnapshot) -> None:
 
 def test_vocabularies_hold_the_contract_names(shipped: PolicySnapshot) -> None:
     """Roles carry home agency and inside_mash; purposes their legal bases; legal bases their URIs."""
-    assert shipped.roles["mash_manager"].agency == "hub" and shipped.roles["mash_manager"].inside_mash
+    assert shipped.roles["mash_manager"].agency == "hub"
+    assert shipped.roles["mash_manager"].inside_mash
     assert shipped.roles["housing_officer"].agency == "housing"
     assert not shipped.roles["housing_officer"].inside_mash
     assert set(shipped.purposes["s47_enquiry"].legal_bases) == {"children_act_1989_s47", "dpa_2018_sch1_para18"}

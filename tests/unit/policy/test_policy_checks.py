@@ -1,0 +1,104 @@
+"""`policy check`'s deeper findings: dead and over-broad rules, protected exposure, gaps and expiry."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from conftest import PolicyCopy, append, edit
+
+from gateway.errors import Finding
+from gateway.policy import PolicySnapshot, is_blocking, lint, load_snapshot
+
+TODAY = date(2026, 11, 26)
+
+
+def at(findings: list[Finding], file: str, line: int | None = None) -> list[Finding]:
+    return [f for f in findings if f.file == file and (line is None or f.line == line)]
+
+
+def test_shipped_policy_has_only_the_expired_agreement_warning(shipped: PolicySnapshot) -> None:
+    """The shipped policy is clean apart from the expired 2024 agreement, kept for reviewing old disclosures."""
+    findings = lint(shipped, TODAY)
+    assert [f.message for f in findings] == ["agreement 'mash-isa-2024' expired on 2025-03-31"]
+    assert not any(is_blocking(f) for f in findings)
+
+
+def test_line_beyond_every_agreement_is_a_blocking_error(policy_copy: PolicyCopy) -> None:
+    """Granting probation risk assessments for tenancy management exceeds every agreement."""
+    findings = lint(load_snapshot(policy_copy("lint_findings")), TODAY)
+    [finding] = at(findings, "agencies/probation.csv", 6)
+    assert "grants more than any agreement allows" in finding.message
+    assert "probation.risk for housing_management" in finding.message
+    assert is_blocking(finding)
+
+
+def test_allow_capped_by_a_deny_everywhere_is_reported_as_shadowed(policy_copy: PolicyCopy) -> None:
+    """A FULL grant that a deny at PERTINENT always caps never takes effect at its own level."""
+    findings = lint(load_snapshot(policy_copy("lint_findings")), TODAY)
+    [finding] = at(findings, "agencies/probation.csv", 7)
+    assert finding.message == "rule is shadowed by a deny: it never grants FULL (at most EXISTS)"
+    assert not is_blocking(finding)
+
+
+def test_partly_capped_grant_is_not_shadowed(shipped: PolicySnapshot) -> None:
+    """The MASH manager's FULL on health is capped only for sexual health, so it is not reported."""
+    findings = lint(shipped, TODAY)
+    assert not any("shadowed" in f.message for f in findings)
+
+
+def test_protected_category_beyond_its_readers_is_a_blocking_error(policy_copy: PolicyCopy) -> None:
+    """Removing the cap for the MASH manager exposes sexual health above EXISTS, which check refuses."""
+    directory = policy_copy()
+    edit(directory / "agencies" / "health.csv",
+         "p, role:mash_manager, agency:health, cat:health.sexual_health, purpose:*, PERTINENT, deny\n", "")
+    findings = lint(load_snapshot(directory), TODAY)
+    exposed = [f for f in findings if "protected category health.sexual_health" in f.message]
+    assert exposed
+    assert all(is_blocking(f) for f in exposed)
+    assert all(f.file == "vocabulary/record_categories.yaml" and f.line > 0 for f in exposed)
+    assert any("to mash_manager for s47_enquiry" in f.message for f in exposed)
+
+
+def test_field_category_without_redaction_rule_is_reported(policy_copy: PolicyCopy) -> None:
+    """A field category no redaction rule covers is reported where the category that holds it is declared."""
+    directory = policy_copy()
+    edit(directory / "vocabulary" / "field_categories.yaml", "field_categories:\n",
+         'field_categories:\n  record.tattoo:\n    description: "a distinguishing mark"\n')
+    edit(directory / "vocabulary" / "record_categories.yaml", "      arrest_date: record.date\n",
+         "      arrest_date: record.date\n      marks: record.tattoo\n")
+    findings = lint(load_snapshot(directory), TODAY)
+    [gap] = [f for f in findings if "record.tattoo" in f.message]
+    assert gap.file == "vocabulary/record_categories.yaml"
+    assert "police holds record.tattoo (field marks of police.arrest)" in gap.message
+
+
+def test_role_no_certificate_may_assert_is_reported(policy_copy: PolicyCopy) -> None:
+    """A declared role that no binding lists is reported at its declaration."""
+    directory = policy_copy()
+    edit(directory / "bindings.yaml", "[mash_researcher_probation, probation_officer]", "[mash_researcher_probation]")
+    findings = lint(load_snapshot(directory), TODAY)
+    [finding] = [f for f in findings if "probation_officer" in f.message]
+    assert finding.file == "vocabulary/roles.yaml"
+    assert finding.message.startswith("no certificate may assert role 'probation_officer'")
+
+
+def test_purpose_without_legal_basis_is_reported(policy_copy: PolicyCopy) -> None:
+    """A citable purpose with no legal basis is reported at its declaration."""
+    directory = policy_copy()
+    line = append(directory / "vocabulary" / "purposes.yaml",
+                  "  case_review:\n    parent: safeguarding\n    description: Reviewing a closed case.\n")
+    findings = lint(load_snapshot(directory), TODAY)
+    assert [f.message[:40] for f in at(findings, "vocabulary/purposes.yaml", line)] == [
+        "purpose 'case_review' has no legal basis"]
+
+
+def test_agreement_expiring_within_thirty_days_is_reported() -> None:
+    """An agreement ending within 30 days is a warning; one ending later is not."""
+    from conftest import SHIPPED
+
+    snapshot = load_snapshot(SHIPPED)
+    soon = [f for f in lint(snapshot, date(2027, 12, 10)) if "expires on 2027-12-31" in f.message]
+    assert {f.message.split("'")[1] for f in soon} == {"mash-isa-2026", "early-help-isa-2026",
+                                                       "housing-partnership-2026"}
+    assert all(f.file == "agreements.yaml" and not is_blocking(f) for f in soon)
+    assert not [f for f in lint(snapshot, date(2027, 11, 1)) if "expires" in f.message]

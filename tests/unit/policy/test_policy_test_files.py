@@ -1,0 +1,105 @@
+"""IG officers' YAML policy tests: read with file:line, run against a snapshot, failures explained."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import PolicyCopy, append
+
+from gateway.domain import DisclosureLevel, FieldDisclosure
+from gateway.policy import PolicySnapshot, load_test_cases, run_case, run_suite
+from gateway.policy.policy_tests import PolicyTestCase, failures_as_findings
+
+SAMPLE = (("incident_date", "2026-05-20"), ("perpetrator", "Sample Person"), ("narrative", "Sample text"))
+
+
+def case(**overrides: object) -> PolicyTestCase:
+    base: dict[str, object] = dict(file="tests/x.yaml", line=3, name="A sample case", role="social_worker",
+                                   purpose="s47_enquiry", agency="police", category="police.domestic_abuse",
+                                   expect=DisclosureLevel.PERTINENT)
+    base.update(overrides)
+    return PolicyTestCase(**base)  # type: ignore[arg-type]
+
+
+def test_every_shipped_case_is_read_with_its_line(policy_copy: PolicyCopy) -> None:
+    """Each case in the shipped tests carries the file and line of its `- name:` item."""
+    suite = load_test_cases(policy_copy())
+    assert suite.findings == ()
+    assert len(suite.cases) >= 40
+    first = next(c for c in suite.cases if c.file == "tests/mash_researchers.yaml")
+    assert first.line == 4
+    assert first.name == "The police MASH researcher sees police records in full when screening"
+
+
+def test_wrong_level_names_expected_actual_and_deciding_lines(shipped: PolicySnapshot) -> None:
+    """A failing level expectation says what was expected, what was granted and which lines decided."""
+    result = run_case(shipped, case(expect=DisclosureLevel.FULL))
+    assert not result.passed
+    [problem] = result.problems
+    assert problem.startswith("expected FULL, got PERTINENT (decided by agencies/police.csv:")
+
+
+def test_undeclared_names_fail_the_case(shipped: PolicySnapshot) -> None:
+    """A case naming an undeclared role fails with that reason instead of passing as NONE."""
+    result = run_case(shipped, case(role="chief_constable", expect=DisclosureLevel.NONE))
+    assert result.problems == ("undeclared role 'chief_constable'",)
+
+
+def test_sample_record_fields_are_checked_through_the_redactor(shipped: PolicySnapshot) -> None:
+    """Visible, redacted and withheld expectations are checked against the real redaction manifest."""
+    good = case(record=SAMPLE, fields=(("incident_date", FieldDisclosure.FULL),
+                                       ("perpetrator", FieldDisclosure.REDACTED)))
+    assert run_case(shipped, good).passed
+    wrong = case(record=SAMPLE, fields=(("perpetrator", FieldDisclosure.FULL),))
+    assert run_case(shipped, wrong).problems == ("field 'perpetrator': expected visible, got redacted",)
+    unknown = case(record=(("shoe_size", "9"),))
+    assert run_case(shipped, unknown).problems == (
+        "sample record field 'shoe_size' is not a field of police.domestic_abuse",)
+
+
+def test_malformed_cases_are_findings_at_their_line(tmp_path: Path) -> None:
+    """A case missing keys, with an unknown key or a bad level is reported at file:line and not run."""
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "bad.yaml").write_text(
+        "tests:\n"
+        "  - name: No purpose given\n"
+        "    role: social_worker\n"
+        "    agency: police\n"
+        "    category: police.crime\n"
+        "    expect: FULL\n"
+        "  - name: A level that does not exist\n"
+        "    role: social_worker\n"
+        "    purpose: s47_enquiry\n"
+        "    agency: police\n"
+        "    category: police.crime\n"
+        "    expect: SOME\n"
+        "    colour: blue\n"
+    )
+    suite = load_test_cases(tmp_path)
+    assert suite.cases == ()
+    where = sorted((f.line, f.message) for f in suite.findings)
+    assert where[0][0] == 2
+    assert "'purpose'" in where[0][1]
+    assert (12, "expect must be NONE, EXISTS, PERTINENT or FULL") in where
+    assert any(line == 13 and "unknown key 'colour'" in msg for line, msg in where)
+
+
+def test_failures_become_findings_naming_file_line_and_test(policy_copy: PolicyCopy, shipped: PolicySnapshot) -> None:
+    """A failing case turns into `file:line: name: problem`."""
+    directory = policy_copy("failing_test")
+    suite = load_test_cases(directory)
+    results = run_suite(shipped, suite)
+    [finding] = failures_as_findings([r for r in results if not r.passed], suite)
+    assert str(finding).startswith("tests/zz_failing.yaml:3: A housing officer managing a tenancy sees GP "
+                                   "registrations in full: expected FULL, got NONE")
+
+
+def test_appending_a_case_extends_the_suite(policy_copy: PolicyCopy) -> None:
+    """A new case appended to a test file is picked up with the right line."""
+    directory = policy_copy()
+    line = append(directory / "tests" / "purposes.yaml",
+                  "  - name: An early-help worker sees tenancy records\n"
+                  "    role: early_help_worker\n    purpose: early_help\n    agency: housing\n"
+                  "    category: housing.tenancy\n    expect: PERTINENT\n")
+    suite = load_test_cases(directory)
+    assert any(c.line == line and c.name == "An early-help worker sees tenancy records" for c in suite.cases)
