@@ -44,7 +44,6 @@ DOMAIN_PATTERN = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 # UK postcode: outward code (area letters, district digit, optional digit or letter) and inward code
 # (sector digit, two unit letters). The space is optional on input.
 _POSTCODE = re.compile(r"^([A-Z]{1,2})([0-9][A-Z0-9]?)\s*([0-9])([A-Z]{2})$")
-_WHITESPACE = re.compile(r"\s+")
 
 
 def keep(value: str) -> str:
@@ -80,7 +79,9 @@ def mask(value: str, *, keep_first: int = 0, keep_last: int = 0, char: str = "*"
 
 def normalise_for_pseudonym(value: str) -> str:
     """The form of a value that is pseudonymised: NFKC, case-folded, whitespace collapsed."""
-    return _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", value).casefold()).strip()
+    if not value.isascii():  # NFKC leaves ASCII as it is, so most values skip it
+        value = unicodedata.normalize("NFKC", value)
+    return " ".join(value.casefold().split())
 
 
 def _pseudonym(key_id: str, key: bytes, value: str, domain: str) -> str:

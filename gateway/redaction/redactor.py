@@ -8,7 +8,7 @@ at every level. Anything without a rule is withheld.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -21,8 +21,9 @@ from gateway.domain import (
     Record,
 )
 from gateway.keyring import Keyring
+from gateway.redaction import constructors as build
 from gateway.redaction import operators as ops
-from gateway.redaction.rules import FieldRule, RecordRule, RedactionRules
+from gateway.redaction.rules import FieldRule, RecordRule, RedactionRules, Transform
 
 FULL = FieldDisclosure.FULL
 REDACTED = FieldDisclosure.REDACTED
@@ -78,14 +79,27 @@ def format_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-class Redactor:
-    """Applies redaction rules and the safeguarding protections; stateless apart from its rules and keys."""
+# A field plan says, per field category, what happens to a field for one kind of caller:
+# (action, operator, reason, transform). Plans are built once per (agency, level, inside/outside the MASH)
+# so redacting a field is one dictionary read and one branch.
+_KEEP, _WITHHOLD, _TRANSFORM, _PSEUDONYMISE = range(4)
+_Step = tuple[int, str, str, "Transform | None"]
+_Plan = dict[str, _Step]
+_KEEP_STEP: _Step = (_KEEP, "", "", None)
+_NO_RULE_STEP: _Step = (_WITHHOLD, "", REASON_NO_RULE, None)
+_SAFEGUARD_STEP: _Step = (_PSEUDONYMISE, "pseudonymise", REASON_OUTSIDE_MASH, None)
+_CONDITIONS_STEP: _Step = (_KEEP, "", REASON_CONDITIONS, None)
 
-    __slots__ = ("_keys", "_rules")
+
+class Redactor:
+    """Applies redaction rules and safeguarding protections; keeps nothing between calls but field plans."""
+
+    __slots__ = ("_keys", "_plans", "_rules")
 
     def __init__(self, rules: RedactionRules, pseudonym_keys: Keyring) -> None:
         self._rules = rules
         self._keys = pseudonym_keys
+        self._plans: dict[tuple[str, bool, bool], tuple[_Plan, _Step]] = {}
 
     @property
     def rules(self) -> RedactionRules:
@@ -96,11 +110,11 @@ class Redactor:
         out: list[DisclosedRecord] = []
         manifest: list[ManifestEntry] = []
         sg = self._rules.safeguarding
-        field_rules = self._rules.field_rules(ctx.agency)
         record_rules = self._rules.record_rules(ctx.agency)
-        date_rule = field_rules.get("record.date")
-        outside_mash = not ctx.inside_mash
         level = ctx.level
+        full = level >= DisclosureLevel.FULL
+        plan, default_step = self._plan(ctx.agency, full, not ctx.inside_mash)
+        date_rule = self._rules.rule_for(ctx.agency, "record.date")
         for record in records:
             owner = record.agency == ctx.requester_agency
             if record.category in sg.protected_record_categories and not owner:
@@ -112,100 +126,114 @@ class Redactor:
             if level < DisclosureLevel.PERTINENT:
                 self._withhold(record, manifest, f"level {level.name}: content not disclosed")
                 continue
+            record_plan = plan
             conditions: tuple[str, ...] = ()
             if record.category in sg.handling_code_record_categories and not owner:
                 verdict = _handling_verdict(record, sg.handling_code_field, sg.handling_conditions_field)
                 if isinstance(verdict, str):
                     self._withhold(record, manifest, verdict)
                     continue
-                conditions = verdict
-            if level == DisclosureLevel.PERTINENT:
+                if verdict:
+                    # The conditions must travel with the information, whatever the field rule says.
+                    conditions = verdict
+                    record_plan = {**plan, sg.handling_conditions_field: _CONDITIONS_STEP}
+            if not full:
                 record_rule = record_rules.get(record.category)
                 if record_rule is not None:
                     out.append(self._existence_only(record, record_rule, manifest))
                     continue
-            out.append(
-                self._disclose(record, ctx, field_rules, date_rule, conditions, outside_mash, manifest)
-            )
+            if full:
+                occurred = format_timestamp(record.occurred_at)
+                occurred_full = True
+            else:
+                occurred = _occurred_at_pertinent(
+                    record.occurred_at, date_rule, ctx.disclosure_date, self._keys
+                )
+                occurred_full = date_rule is not None and date_rule.operator == "keep"
+            out.append(self._disclose(record, ctx.disclosure_date, record_plan, default_step, conditions,
+                                      occurred, occurred_full, manifest))
         return RedactionResult(tuple(out), tuple(manifest))
+
+    def _plan(self, agency: str, full: bool, outside_mash: bool) -> tuple[_Plan, _Step]:
+        """The field plan for one kind of caller, and the step for categories it does not name."""
+        key = (agency, full, outside_mash)
+        cached = self._plans.get(key)
+        if cached is not None:
+            return cached
+        rules = self._rules.field_rules(agency)
+        sg = self._rules.safeguarding
+        plan: _Plan = {}
+        if full:
+            default_step = _KEEP_STEP
+        else:
+            default_step = _NO_RULE_STEP
+            for category, rule in rules.items():
+                if rule.operator == "keep":
+                    plan[category] = _KEEP_STEP
+                elif rule.operator == "drop":
+                    plan[category] = (_WITHHOLD, "drop", f"dropped by {rule.source}", None)
+                else:
+                    plan[category] = (_TRANSFORM, rule.operator, "", rule.apply)
+        if outside_mash:
+            for category in sg.pseudonymise_outside_mash:
+                own = rules.get(category)
+                if full or own is None or own.operator not in _SAFE_FOR_THIRD_PARTIES:
+                    plan[category] = _SAFEGUARD_STEP
+        result = (plan, default_step)
+        if agency in self._rules.agencies:  # bounded: only agencies the rules declare are cached
+            self._plans[key] = result
+        return result
 
     # -- one record ----------------------------------------------------------------------------------------
 
     def _disclose(
         self,
         record: Record,
-        ctx: RedactionContext,
-        field_rules: Mapping[str, FieldRule],
-        date_rule: FieldRule | None,
+        on: date,
+        plan: _Plan,
+        default_step: _Step,
         conditions: tuple[str, ...],
-        outside_mash: bool,
+        occurred: str,
+        occurred_full: bool,
         manifest: list[ManifestEntry],
     ) -> DisclosedRecord:
-        sg = self._rules.safeguarding
         keys = self._keys
+        domain = self._rules.safeguarding.pseudonym_domain
         record_id = record.record_id
-        full = ctx.level >= DisclosureLevel.FULL
-        on = ctx.disclosure_date
         summary = record.summary
-        pseudo_categories = sg.pseudonymise_outside_mash if outside_mash else frozenset()
-        conditions_field = sg.handling_conditions_field if conditions else None
-        all_full = True
+        all_full = occurred_full
         fields: list[DisclosedField] = []
-        record_entry_index = len(manifest)
-        manifest.append(ManifestEntry(record_id, "", record.category, FULL))  # replaced below
+        entries: list[ManifestEntry] = []
+        add_field = fields.append
+        add_entry = entries.append
+        new_field = build.disclosed_field
+        new_entry = build.manifest_entry
+        get_step = plan.get
         for f in record.fields:
             category = f.category
-            if category in pseudo_categories and (
-                full
-                or (rule := field_rules.get(category)) is None
-                or rule.operator not in _SAFE_FOR_THIRD_PARTIES
-            ):
-                pseudonym = ops.pseudonymise(f.value, domain=sg.pseudonym_domain, keys=keys)
-                disclosed = DisclosedField(
-                    f.name, category, pseudonym, REDACTED, "pseudonymise", REASON_OUTSIDE_MASH
-                )
-            elif full:
-                disclosed = DisclosedField(f.name, category, f.value, FULL)
-            elif category == conditions_field:
-                disclosed = DisclosedField(f.name, category, f.value, FULL, "", REASON_CONDITIONS)
+            action, operator, reason, transform = get_step(category, default_step)
+            if action == _KEEP:
+                value, disclosure = f.value, FULL
+            elif action == _WITHHOLD:
+                value, disclosure = "", WITHHELD
+            elif action == _TRANSFORM:
+                assert transform is not None
+                released = transform(f.value, summary, on, keys)
+                value, disclosure = ("", WITHHELD) if released is None else (released, REDACTED)
             else:
-                rule = field_rules.get(category)
-                if rule is None:
-                    disclosed = DisclosedField(f.name, category, "", WITHHELD, "", REASON_NO_RULE)
-                else:
-                    value = rule.apply(f.value, summary, on, keys)
-                    if value is None:
-                        disclosed = DisclosedField(f.name, category, "", WITHHELD, rule.operator,
-                                                   f"dropped by {rule.source}")
-                    elif rule.operator == "keep":
-                        disclosed = DisclosedField(f.name, category, value, FULL)
-                    else:
-                        disclosed = DisclosedField(f.name, category, value, REDACTED, rule.operator)
-            if disclosed.disclosure is not FULL:
+                value, disclosure = ops.pseudonymise(f.value, domain=domain, keys=keys), REDACTED
+            if disclosure is not FULL:
                 all_full = False
-            fields.append(disclosed)
-            manifest.append(ManifestEntry(
-                record_id, f.name, category, disclosed.disclosure, disclosed.operator, disclosed.reason
-            ))
-        if full:
-            occurred = format_timestamp(record.occurred_at)
-        else:
-            occurred = _occurred_at_pertinent(record.occurred_at, date_rule, on, keys)
-            if date_rule is None or date_rule.operator != "keep":
-                all_full = False
-        manifest[record_entry_index] = ManifestEntry(
+            add_field(new_field(f.name, category, value, disclosure, operator, reason))
+            add_entry(new_entry(record_id, f.name, category, disclosure, operator, reason))
+        manifest.append(new_entry(
             record_id, "", record.category, FULL if all_full else REDACTED, "",
             REASON_CONDITIONS if conditions else "",
-        )
-        return DisclosedRecord(
-            record_id=record_id,
-            record_type=record.record_type,
-            category=record.category,
-            kind=record.kind,
-            occurred_at=occurred,
-            summary=summary,
-            fields=tuple(fields),
-            conditions=conditions,
+        ))
+        manifest.extend(entries)
+        return build.disclosed_record(
+            record_id, record.record_type, record.category, record.kind, occurred, summary, tuple(fields),
+            conditions,
         )
 
     def _existence_only(

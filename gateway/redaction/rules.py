@@ -105,6 +105,11 @@ class RedactionRules:
         """A whole-record rule (such as existence only) for `record_category` at `agency`, if any."""
         return self._records.get(agency, {}).get(record_category)
 
+    @property
+    def agencies(self) -> frozenset[str]:
+        """The agencies the rules were validated against (each has at least the default rules)."""
+        return frozenset(self._fields)
+
     def contact_for(self, agency: str) -> AgencyContact | None:
         """The agency's MASH contact as written in the rules, if any."""
         return self._contacts.get(agency)

@@ -9,6 +9,8 @@ from datetime import UTC, date, datetime
 import pytest
 
 from gateway.domain import (
+    DisclosedField,
+    DisclosedRecord,
     DisclosureLevel,
     Field,
     FieldDisclosure,
@@ -28,6 +30,7 @@ from gateway.redaction import (
     pseudonymise,
     verify_pseudonym,
 )
+from gateway.redaction import constructors as build
 from tests.unit.redaction.strategies import SHIPPED_RULES_PATH, load_catalogue, shipped_rules
 
 KEYS = Keyring("k1", {"k1": bytes(range(32))})
@@ -469,3 +472,15 @@ def test_redaction_is_deterministic() -> None:
     context = ctx("police", DisclosureLevel.PERTINENT)
     redactor = Redactor(shipped_rules(), KEYS)
     assert redactor.redact([domestic_abuse()], context) == redactor.redact([domestic_abuse()], context)
+
+
+def test_fast_constructors_build_the_same_frozen_objects() -> None:
+    """The redactor's slot-writing builders give objects equal to the dataclass constructors, still frozen."""
+    made = build.disclosed_field("n", "c", "v", FULL, "op", "why")
+    assert made == DisclosedField("n", "c", "v", FULL, "op", "why")
+    entry = build.manifest_entry("r", "f", "c", WITHHELD, "", "why")
+    assert entry == ManifestEntry("r", "f", "c", WITHHELD, "", "why")
+    rec = build.disclosed_record("r", "t", "c", RecordKind.STATE, "2025", "s", (made,), ("cond",))
+    assert rec == DisclosedRecord("r", "t", "c", RecordKind.STATE, "2025", "s", (made,), ("cond",))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.value = "changed"  # type: ignore[misc]
