@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from conftest import Backend
+from store_backends import Backend
 
 from gateway.audit.checkpoint import CheckpointSigner, PublicKeys
 from gateway.audit.encoding import decode_entry, encode_event, entry_bytes

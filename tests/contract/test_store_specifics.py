@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import POSTGRES_URL, postgres_url
+from store_backends import POSTGRES_URL, postgres_url
 
 from gateway.audit.checkpoint import CheckpointSigner, PublicKeys
 from gateway.audit.log import AuditLog
