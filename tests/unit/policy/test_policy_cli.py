@@ -1,0 +1,179 @@
+"""`mash-gateway policy check|test|explain|diff|matrix` on the shipped policy and on broken fixtures."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import SHIPPED, PolicyCopy
+
+from gateway.policy.cli import CLEAN, FINDINGS, UNLOADABLE, main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(["policy", *argv])
+    return code, capsys.readouterr().out
+
+
+def test_check_on_the_shipped_policy_is_clean(capsys: pytest.CaptureFixture[str]) -> None:
+    """The shipped policy checks clean, reporting only the expired agreement as a warning."""
+    code, out = run(capsys, "check", str(SHIPPED), "--today", "2026-11-26")
+    assert code == CLEAN
+    assert "agreements.yaml:28: warning: agreement 'mash-isa-2024' expired on 2025-03-31" in out
+    assert "0 error(s), 1 warning(s)" in out
+
+
+def test_check_strict_counts_warnings(capsys: pytest.CaptureFixture[str]) -> None:
+    """With --strict, the expired agreement warning makes the check fail."""
+    code, _ = run(capsys, "check", str(SHIPPED), "--today", "2026-11-26", "--strict")
+    assert code == FINDINGS
+
+
+def test_check_reports_bad_lines_as_file_line_message(capsys: pytest.CaptureFixture[str], policy_copy: PolicyCopy) -> None:
+    """Undeclared names and malformed lines are printed as file:line: message, exit 1."""
+    code, out = run(capsys, "check", str(policy_copy("undeclared_names")))
+    assert code == FINDINGS
+    assert "agencies/police.csv:3: undeclared role 'police_sergeant'" in out
+    assert "agencies/police.csv:4: rule can never match: unknown category 'police.traffic'" in out
+
+
+def test_check_reports_lint_findings(capsys: pytest.CaptureFixture[str], policy_copy: PolicyCopy) -> None:
+    """Rules beyond every agreement and shadowed rules are reported by check, exit 1."""
+    code, out = run(capsys, "check", str(policy_copy("lint_findings")), "--today", "2026-11-26")
+    assert code == FINDINGS
+    assert "agencies/probation.csv:6: rule grants more than any agreement allows" in out
+    assert "agencies/probation.csv:7: warning: rule is shadowed by a deny" in out
+
+
+def test_check_cannot_load_exits_2(capsys: pytest.CaptureFixture[str], policy_copy: PolicyCopy, tmp_path: Path) -> None:
+    """An unparsable file or a missing directory exits 2."""
+    code, out = run(capsys, "check", str(policy_copy("syntax_error")))
+    assert code == UNLOADABLE
+    assert "vocabulary/roles.yaml:" in out
+    assert "YAML syntax error" in out
+    code, _ = run(capsys, "check", str(tmp_path / "missing"))
+    assert code == UNLOADABLE
+
+
+def test_check_verify_cross_checks_with_casbin(capsys: pytest.CaptureFixture[str]) -> None:
+    """--verify N compares N decisions with Casbin's enforcer and finds no disagreement."""
+    code, out = run(capsys, "check", str(SHIPPED), "--today", "2026-11-26", "--verify", "40")
+    assert code == CLEAN
+    assert "decision index gives" not in out
+
+
+def test_test_runs_the_shipped_tests(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every shipped policy test passes."""
+    code, out = run(capsys, "test", str(SHIPPED), "-v")
+    assert code == CLEAN
+    assert " 0 failed" in out
+    assert "An early-help worker cannot see police intelligence" in out
+
+
+def test_test_names_the_failing_case(capsys: pytest.CaptureFixture[str], policy_copy: PolicyCopy) -> None:
+    """A failing case is printed at file:line with its sentence and exit 1."""
+    code, out = run(capsys, "test", str(policy_copy("failing_test")))
+    assert code == FINDINGS
+    assert "tests/zz_failing.yaml:3: A housing officer managing a tenancy sees GP registrations in full: " \
+           "expected FULL, got NONE" in out
+    assert "1 failed" in out
+
+
+def test_test_cannot_load_exits_2(capsys: pytest.CaptureFixture[str], policy_copy: PolicyCopy) -> None:
+    """The tests cannot run against a policy that cannot be read."""
+    code, _ = run(capsys, "test", str(policy_copy("syntax_error")))
+    assert code == UNLOADABLE
+
+
+def test_explain_names_the_deny_that_won(capsys: pytest.CaptureFixture[str]) -> None:
+    """Explain prints the level, every matching line, and which deny capped the answer."""
+    code, out = run(capsys, "explain", str(SHIPPED), "--role", "mash_manager", "--purpose", "s47_enquiry",
+                    "--agency", "health", "--category", "health.sexual_health")
+    assert code == CLEAN
+    assert "health.sexual_health for s47_enquiry: EXISTS" in out
+    deny = next(line for line in out.splitlines() if "sexual_health, purpose:*, PERTINENT, deny" in line)
+    assert "decided" in deny
+    assert "capped by deny agencies/health.csv:" in out
+
+
+def test_explain_with_no_matching_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """A request no line matches is explained as nothing granted by default."""
+    code, out = run(capsys, "explain", str(SHIPPED), "--role", "auditor", "--purpose", "s47_enquiry",
+                    "--agency", "police", "--category", "police.crime")
+    assert code == CLEAN
+    assert "NONE" in out
+    assert "nothing is granted by default" in out
+
+
+def test_explain_rejects_undeclared_names(capsys: pytest.CaptureFixture[str]) -> None:
+    """An undeclared name is reported and exits 1."""
+    code, out = run(capsys, "explain", str(SHIPPED), "--role", "janitor", "--purpose", "s47_enquiry",
+                    "--agency", "police", "--category", "police.crime")
+    assert code == FINDINGS
+    assert "undeclared role 'janitor'" in out
+
+
+def test_diff_of_identical_directories_is_empty(capsys: pytest.CaptureFixture[str], policy_copy: PolicyCopy) -> None:
+    """Two copies of the same policy differ in nothing."""
+    code, out = run(capsys, "diff", str(SHIPPED), str(policy_copy()))
+    assert code == CLEAN
+    assert "no effective access changes" in out
+
+
+def test_diff_lists_each_changed_cell_grouped(capsys: pytest.CaptureFixture[str], policy_copy: PolicyCopy) -> None:
+    """A widened and a narrowed rule show up as old -> new per role and purpose, exit 1."""
+    code, out = run(capsys, "diff", str(SHIPPED), str(policy_copy("widened")))
+    assert code == FINDINGS
+    assert "housing_officer for s47_enquiry" in out
+    assert "police_officer for s47_enquiry" in out
+    attendance = next(line for line in out.splitlines() if "education.attendance" in line and "EXISTS" in line)
+    assert attendance.index("EXISTS") < attendance.index("PERTINENT")
+    enrolment = [line for line in out.splitlines() if "education.enrolment" in line]
+    assert any("PERTINENT" in line and "NONE" in line for line in enrolment)
+    # housing_officer gains attendance for s47_enquiry only (child_protection); police_officer loses
+    # enrolment under the four safeguarding purposes (it had nothing for housing management).
+    assert "5 change(s): 1 wider, 4 narrower" in out
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_diff_between_git_revisions(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`diff HEAD~1:policies HEAD:policies` reads both revisions from git."""
+    repo = tmp_path / "repo"
+    shutil.copytree(SHIPPED, repo / "policies")
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@example.org", "add", "policies")
+    git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "-m", "one")
+    shutil.copytree(Path(__file__).parent / "fixtures" / "widened", repo / "policies", dirs_exist_ok=True)
+    git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "-am", "two")
+    monkeypatch.chdir(repo)
+    code, out = run(capsys, "diff", "HEAD~1:policies", "HEAD:policies")
+    assert code == FINDINGS
+    assert "5 change(s): 1 wider, 4 narrower" in out
+    code, out = run(capsys, "diff", "no-such-rev:policies", "HEAD:policies")
+    assert code == UNLOADABLE
+    assert "git could not read it" in out
+
+
+def test_matrix_table_and_csv(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """The matrix prints one letter per category, and its CSV has every cell with its deciding lines."""
+    code, out = run(capsys, "matrix", str(SHIPPED), "--purpose", "housing_management", "--role", "housing_officer")
+    assert code == CLEAN
+    row = next(line for line in out.splitlines() if line.startswith("│ housing_officer"))
+    assert "PPP··" in row  # tenancy, arrears, asb pertinent; homelessness and refuge nothing
+    target = tmp_path / "matrix.csv"
+    code, _ = run(capsys, "matrix", str(SHIPPED), "--csv", str(target))
+    assert code == CLEAN
+    rows = list(csv.DictReader(target.open()))
+    assert len(rows) == 17 * 5 * 32  # assertable roles x citable purposes x record categories
+    cell = next(r for r in rows if r["role"] == "mash_manager" and r["purpose"] == "s47_enquiry"
+                and r["category"] == "health.sexual_health")
+    assert cell["level"] == "EXISTS"
+    assert cell["denied_by"].startswith("agencies/health.csv:")
