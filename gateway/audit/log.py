@@ -32,8 +32,10 @@ class AuditLog:
     """
 
     def __init__(self, store: DisclosureStore, signer: CheckpointSigner | None, clock: Clock,
-                 tree: MerkleTree, checkpoint_interval: float | None) -> None:
+                 tree: MerkleTree, checkpoint_interval: float | None,
+                 append_timeout: float | None = None) -> None:
         self.store = store
+        self._append_timeout = append_timeout
         self._signer = signer
         self._clock = clock
         self._tree = tree
@@ -45,15 +47,21 @@ class AuditLog:
 
     @classmethod
     async def open(cls, store: DisclosureStore, signer: CheckpointSigner | None, clock: Clock, *,
-                   checkpoint_interval: float | None = 60.0) -> AuditLog:
-        """Load the tree from `store`. Without a `signer` the log can append and prove but not checkpoint."""
+                   checkpoint_interval: float | None = 60.0, append_timeout: float | None = None) -> AuditLog:
+        """Load the tree from `store`. Without a `signer` the log can append and prove but not checkpoint.
+
+        With `append_timeout`, an append the store has not confirmed within that many seconds raises
+        AuditUnavailable (the entry may still land later; it is then logged but nothing was disclosed).
+        """
         if checkpoint_interval is not None and checkpoint_interval <= 0:
             raise ValueError("checkpoint_interval must be positive (or None for no idle checkpoints)")
+        if append_timeout is not None and append_timeout <= 0:
+            raise ValueError("append_timeout must be positive (or None to wait for the store)")
         try:
             tree = MerkleTree(await store.leaf_hashes(0))
         except StoreError as exc:
             raise AuditUnavailable(f"cannot load the audit log: {exc}") from exc
-        return cls(store, signer, clock, tree, checkpoint_interval)
+        return cls(store, signer, clock, tree, checkpoint_interval, append_timeout)
 
     @property
     def size(self) -> int:
@@ -72,7 +80,9 @@ class AuditLog:
         except EncodingError as exc:
             raise AuditUnavailable(f"cannot encode an audit event: {exc}") from exc
         try:
-            receipts = await self.store.append(pending)
+            receipts = await asyncio.wait_for(self.store.append(pending), self._append_timeout)
+        except TimeoutError as exc:
+            raise AuditUnavailable("the audit store did not confirm the entries in time") from exc
         except AuditUnavailable:
             raise
         except Exception as exc:  # fail closed on anything the store lets through

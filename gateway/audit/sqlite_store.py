@@ -263,7 +263,7 @@ class SqliteStore:
     # -- the port ------------------------------------------------------------------------------------
 
     async def append(self, entries: Sequence[PendingEntry]) -> list[AuditReceipt]:
-        if self._closed:
+        if self._closed or not self._thread.is_alive():
             raise StoreUnavailable("the SQLite audit store is closed")
         if not entries:
             return []

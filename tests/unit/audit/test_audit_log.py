@@ -177,3 +177,18 @@ async def test_failed_idle_checkpoint_does_not_stop_the_schedule(event: EventFac
     finally:
         await log.aclose()
     assert await store.checkpoints()
+
+
+class _StalledStore(MemoryStore):
+    """A store whose appends never complete, like a database that stopped answering."""
+
+    async def append(self, entries):  # type: ignore[no-untyped-def]
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_append_to_a_stalled_store_times_out_as_unavailable(event: EventFactory) -> None:
+    """With an append timeout, a store that does not answer yields AuditUnavailable instead of hanging."""
+    log = await AuditLog.open(_StalledStore(), None, FixedClock(), checkpoint_interval=None, append_timeout=0.05)
+    with pytest.raises(AuditUnavailable, match="in time"):
+        await log.append([event(0)])
