@@ -1,0 +1,200 @@
+"""The query use case without a network: planning, fail-closed auditing and defence in depth."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from conftest import make_service
+
+from agency_stubs import make_record
+from gateway.domain import AgencyContact, AnswerStatus, AuditKind, DisclosureLevel, SubjectIdentifiers
+from gateway.errors import AgencyUnavailable, AuditUnavailable, InvalidRequest, RequestRefused
+from gateway.keyring import Keyring
+from gateway.policy import PolicyHolder
+from gateway.service.ports import LookupCommand, LookupResult, PersonMatch
+from gateway.service.query import Caller, QueryCommand
+
+KAI = SubjectIdentifiers(nhs_number="9990000018", given_name="Kai", family_name="Mercer",
+                         date_of_birth="2017-05-14")
+POLICE_RESEARCHER = Caller("spiffe://mash.local/agency/police/system/case-system", "police", "r.1",
+                           "mash_researcher_police")
+HOUSING_OFFICER = Caller("spiffe://mash.local/agency/housing/system/housing-system", "housing", "h.1",
+                         "housing_officer")
+SCREENING = QueryCommand("req-1", KAI, "safeguarding_screening", "dpa_2018_sch1_para18", "mash-isa-2026",
+                         "MASH-1")
+
+
+def contact(agency: str) -> AgencyContact:
+    return AgencyContact(agency, team=f"{agency} MASH desk")
+
+
+def nobody(agency: str, command: LookupCommand) -> LookupResult:
+    return LookupResult(agency, (), contact(agency))
+
+
+def police_record(category: str = "police.domestic_abuse", record_id: str = "P-1"):  # type: ignore[no-untyped-def]
+    values = {
+        "police.domestic_abuse": {"incident_date": "2026-09-01", "dash_risk": "high", "child_present": "yes",
+                                  "location_postcode": "E8 3PR", "perpetrator": "Dean Ashby",
+                                  "narrative": "NARRATIVE-SECRET", "officer_in_case": "DC Shaw"},
+        "police.marac": {"referral_date": "2026-09-02", "risk_level": "high", "victim": "Jodie Mercer",
+                         "actions": "safety plan"},
+    }[category]
+    return make_record(category, record_id, datetime(2026, 9, 1, tzinfo=UTC), "An incident.", values)
+
+
+async def test_every_agency_answer_is_audited_with_tokens_and_sealed_identifiers_only(
+    holder: PolicyHolder, keys: dict[str, Keyring]
+) -> None:
+    """One disclosure entry per agency, carrying subject tokens and sealed identifiers, never raw ones."""
+    service, _, sink = make_service(holder, keys, nobody)
+    result = await service.query(POLICE_RESEARCHER, SCREENING, timeout=5)
+    assert [o.status for o in result.answers] == [AnswerStatus.NO_MATCH] * 6
+    assert [e.kind for e in sink.events] == [AuditKind.DISCLOSURE] * 6
+    for event in sink.events:
+        assert event.subject_tokens
+        assert all(t.startswith(("nhs:", "ndob:")) for t in event.subject_tokens)
+        assert event.sealed_identifiers.startswith("k1:")
+        text = repr(event)
+        assert all(v not in text for v in (KAI.nhs_number, KAI.family_name, KAI.date_of_birth))
+
+
+async def test_a_refusal_is_audited_before_it_is_raised(holder: PolicyHolder, keys: dict[str, Keyring]) -> None:
+    """An invalid request leaves exactly one refusal entry and never reaches the transport."""
+    service, transport, sink = make_service(holder, keys, nobody)
+    bad = QueryCommand("req-2", KAI, "", "dpa_2018_sch1_para18", "mash-isa-2026", "MASH-1")
+    with pytest.raises(InvalidRequest, match="purpose"):
+        await service.query(POLICE_RESEARCHER, bad, timeout=5)
+    assert [(e.kind, e.status) for e in sink.events] == [(AuditKind.REFUSAL, "INVALID_ARGUMENT")]
+    assert transport.calls == []
+
+
+async def test_a_refusal_that_cannot_be_audited_becomes_unavailable(
+    holder: PolicyHolder, keys: dict[str, Keyring]
+) -> None:
+    """If even the refusal cannot be recorded the caller is told the service is unavailable."""
+    service, _, sink = make_service(holder, keys, nobody)
+    sink.fail = True
+    wrong_role = Caller(POLICE_RESEARCHER.identity, "police", "r.1", "mash_manager")
+    with pytest.raises(AuditUnavailable):
+        await service.query(wrong_role, SCREENING, timeout=5)
+
+
+async def test_no_answer_is_released_when_the_audit_store_fails(holder: PolicyHolder, keys: dict[str, Keyring]) -> None:
+    """Fail closed: agencies answered, but the audit append failed, so the call raises and returns nothing."""
+    def answer(agency: str, command: LookupCommand) -> LookupResult:
+        records = (police_record(),) if agency == "police" else ()
+        return LookupResult(agency, (PersonMatch("P1", "nhs_number", records, False),), contact(agency))
+
+    service, transport, sink = make_service(holder, keys, answer)
+    sink.fail = True
+    with pytest.raises(AuditUnavailable):
+        await service.query(POLICE_RESEARCHER, SCREENING, timeout=5)
+    assert transport.calls, "agencies were asked"
+
+
+async def test_records_outside_the_requested_categories_are_dropped(
+    holder: PolicyHolder, keys: dict[str, Keyring]
+) -> None:
+    """A node that returns a category it was not asked for cannot cause a disclosure."""
+    def answer(agency: str, command: LookupCommand) -> LookupResult:
+        if agency != "police":
+            return nobody(agency, command)
+        extra = police_record("police.marac", "P-EXTRA")
+        return LookupResult(agency, (PersonMatch("P1", "nhs_number", (police_record(), extra), False),),
+                            contact(agency))
+
+    only_da = QueryCommand("req-3", KAI, "safeguarding_screening", "dpa_2018_sch1_para18", "mash-isa-2026",
+                           "MASH-1", categories=("police.domestic_abuse",))
+    service, transport, _ = make_service(holder, keys, answer)
+    result = await service.query(POLICE_RESEARCHER, only_da, timeout=5)
+    police = next(o for o in result.answers if o.agency == "police")
+    assert [r.record_id for r in police.records] == ["P-1"]
+    asked = next(c for a, c, _ in transport.calls if a == "police")
+    assert asked.categories == ("police.domestic_abuse",)
+
+
+async def test_agencies_with_nothing_disclosable_are_withheld_and_not_asked(
+    holder: PolicyHolder, keys: dict[str, Keyring]
+) -> None:
+    """Under the housing agreement only housing is asked; every other agency is WITHHELD, uncontacted."""
+    service, transport, _ = make_service(holder, keys, nobody)
+    command = QueryCommand("req-4", KAI, "housing_management", "uk_gdpr_6_1_e", "housing-partnership-2026", "H-1")
+    result = await service.query(HOUSING_OFFICER, command, timeout=5)
+    statuses = {o.agency: o.status for o in result.answers}
+    assert statuses.pop("housing") is AnswerStatus.NO_MATCH
+    assert set(statuses.values()) == {AnswerStatus.WITHHELD}
+    assert [a for a, _, _ in transport.calls] == ["housing"]
+    assert set(transport.calls[0][1].categories) <= {"housing.tenancy", "housing.arrears", "housing.asb"}
+
+
+async def test_a_person_known_only_outside_the_allowed_categories_is_no_match(
+    holder: PolicyHolder, keys: dict[str, Keyring]
+) -> None:
+    """A match with no records in the allowed categories does not reveal that the agency knows the person."""
+    def answer(agency: str, command: LookupCommand) -> LookupResult:
+        return LookupResult(agency, (PersonMatch("X1", "nhs_number", (), False),), contact(agency))
+
+    service, _, _ = make_service(holder, keys, answer)
+    result = await service.query(POLICE_RESEARCHER, SCREENING, timeout=5)
+    assert {o.status for o in result.answers} == {AnswerStatus.NO_MATCH}
+    assert all(o.contact is None and not o.records for o in result.answers)
+
+
+async def test_an_unreachable_agency_is_unavailable_and_the_rest_still_answer(
+    holder: PolicyHolder, keys: dict[str, Keyring]
+) -> None:
+    """Transport failures become that agency's status; the query itself succeeds."""
+    def answer(agency: str, command: LookupCommand) -> LookupResult:
+        if agency == "probation":
+            raise AgencyUnavailable("down")
+        return nobody(agency, command)
+
+    service, _, sink = make_service(holder, keys, answer)
+    result = await service.query(POLICE_RESEARCHER, SCREENING, timeout=5)
+    statuses = {o.agency: o.status for o in result.answers}
+    assert statuses["probation"] is AnswerStatus.UNAVAILABLE
+    assert [e.status for e in sink.events if e.agency == "probation"] == ["UNAVAILABLE"]
+
+
+async def test_each_agency_call_gets_the_callers_remaining_time_less_the_audit_margin(
+    holder: PolicyHolder, keys: dict[str, Keyring]
+) -> None:
+    """The deadline handed to each agency never exceeds what the caller has left."""
+    service, transport, _ = make_service(holder, keys, nobody)
+    await service.query(POLICE_RESEARCHER, SCREENING, timeout=2.0)
+    assert transport.calls
+    assert all(0 < timeout <= 2.0 - 0.1 for _, _, timeout in transport.calls)
+
+
+async def test_a_role_not_bound_to_the_certificate_is_refused(holder: PolicyHolder, keys: dict[str, Keyring]) -> None:
+    """Roles come from the caller binding file: anything else is refused with ROLE_NOT_BOUND."""
+    service, _, sink = make_service(holder, keys, nobody)
+    caller = Caller("spiffe://mash.local/agency/police/system/case-system", "police", "r.1", "social_worker")
+    with pytest.raises(RequestRefused) as refused:
+        await service.query(caller, SCREENING, timeout=5)
+    assert refused.value.code == "ROLE_NOT_BOUND"
+    assert sink.events[0].kind is AuditKind.REFUSAL
+
+
+async def test_an_existence_only_decision_asks_for_existence_and_returns_no_content(
+    holder: PolicyHolder, keys: dict[str, Keyring]
+) -> None:
+    """Where policy grants EXISTS, the node is asked only whether records exist, and only the contact returns."""
+    def answer(agency: str, command: LookupCommand) -> LookupResult:
+        known = bool(command.existence_categories)
+        return LookupResult(agency, (PersonMatch("X1", "nhs_number", (), known),), contact(agency))
+
+    service, transport, _ = make_service(holder, keys, answer)
+    police_officer = Caller("spiffe://mash.local/agency/police/system/case-system", "police", "pc.1",
+                            "police_officer")
+    result = await service.query(police_officer, SCREENING, timeout=5)
+    exists_only = [o for o in result.answers if o.level is DisclosureLevel.EXISTS]
+    assert exists_only, "the shipped policy grants some agency EXISTS only to a police officer"
+    for outcome in exists_only:
+        asked = next(c for a, c, _ in transport.calls if a == outcome.agency)
+        assert asked.categories == ()
+        assert outcome.status is AnswerStatus.MATCH
+        assert outcome.records == ()
+        assert outcome.contact is not None
