@@ -106,11 +106,13 @@ class AuditLog:
         """Take in entries appended by other processes (or not yet applied); returns the tree size."""
         async with self._tree_lock:
             self._advance()
+            start = self._tree.size
             try:
-                leaves = await self.store.leaf_hashes(self._tree.size)
+                leaves = await self.store.leaf_hashes(start)
             except StoreError as exc:
                 raise AuditUnavailable(f"cannot read the audit log: {exc}") from exc
-            self._tree.extend(leaves)
+            # Our own appends may have advanced the tree while we read; take in only what is still new.
+            self._tree.extend(leaves[self._tree.size - start:])
             self._advance()
             return self._tree.size
 

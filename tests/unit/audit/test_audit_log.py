@@ -12,7 +12,8 @@ from gateway.audit.checkpoint import CheckpointSigner, PublicKeys
 from gateway.audit.encoding import encode_event, entry_bytes
 from gateway.audit.log import AuditLog, CheckpointUnavailable
 from gateway.audit.memory_store import MemoryStore
-from gateway.audit.merkle import leaf_hash, verify_consistency, verify_inclusion
+from gateway.audit.merkle import MerkleTree, leaf_hash, verify_consistency, verify_inclusion
+from gateway.audit.store import PendingEntry
 from gateway.domain import AuditEvent
 from gateway.errors import AuditUnavailable
 from gateway.testing import FixedClock
@@ -192,3 +193,33 @@ async def test_append_to_a_stalled_store_times_out_as_unavailable(event: EventFa
     log = await AuditLog.open(_StalledStore(), None, FixedClock(), checkpoint_interval=None, append_timeout=0.05)
     with pytest.raises(AuditUnavailable, match="in time"):
         await log.append([event(0)])
+
+
+class _SlowReadStore(MemoryStore):
+    """A store whose leaf-hash reads pause until released, so appends can land in the middle of one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def leaf_hashes(self, start: int) -> list[bytes]:
+        await self.release.wait()
+        return await super().leaf_hashes(start)
+
+
+async def test_appends_during_a_catch_up_are_not_counted_twice(event: EventFactory) -> None:
+    """Entries this log appends while it is reading the store for a catch-up are taken in exactly once."""
+    store = _SlowReadStore()
+    store.release.set()
+    log = await AuditLog.open(store, CheckpointSigner.generate("cp1"), FixedClock(), checkpoint_interval=None)
+    store.release.clear()
+    syncing = asyncio.create_task(log.sync())
+    await asyncio.sleep(0)  # the catch-up is now waiting on the store
+    await log.append([event(0), event(1)])
+    store.release.set()
+    await syncing
+    await store.append([PendingEntry.from_event(event(2))])  # written by "another process"
+    await log.append([event(3)])
+    await log.sync()
+    assert log.size == 4
+    assert await log.root() == MerkleTree(await MemoryStore.leaf_hashes(store, 0)).root()
