@@ -386,7 +386,9 @@ class _Compiler:
             outside["field_categories"][1], "pseudonymise_outside_mash field_categories",
             self.field_categories, "field category",
         )
-        domain = self.param_value("domain", _OPERATOR_PARAMS["pseudonymise"]["domain"], outside["domain"][1])
+        domain = self.param_value(
+            _OPERATOR_PARAMS["pseudonymise"]["domain"], outside["domain"][1], "pseudonymise_outside_mash domain"
+        )
         protected = self.name_list(
             entries["protected_record_categories"][1], "protected_record_categories",
             self.record_categories, "record category",
@@ -504,7 +506,7 @@ class _Compiler:
                 self.error(pkey, f"{what}: {operator} has no parameter {pname!r} (parameters: {allowed})")
                 ok = False
                 continue
-            value = self.param_value(pname, spec[pname], pnode, what=f"{what}: {operator}")
+            value = self.param_value(spec[pname], pnode, f"{what}: {operator} parameter {pname!r}")
             if value is None:
                 ok = False
             else:
@@ -524,9 +526,8 @@ class _Compiler:
             return None
         return FieldRule(operator, MappingProxyType(params), self.where(node), _transform(operator, params))
 
-    def param_value(self, name: str, spec: _Param, node: Node, *, what: str = "") -> object | None:
+    def param_value(self, spec: _Param, node: Node, label: str) -> object | None:
         """A validated parameter value, or None (with a finding) when it is bad."""
-        label = f"{what} {name}".strip()
         if spec.kind == "bands":
             if not isinstance(node, SequenceNode):
                 self.error(node, f"{label} must be a list of ages, e.g. [0, 1, 5, 11, 16, 18]")
