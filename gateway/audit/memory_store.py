@@ -20,17 +20,21 @@ from gateway.domain import AuditReceipt
 
 
 class MemoryStore:
-    """Keeps entries and checkpoints in lists; `unavailable = True` makes every call fail like a dead store."""
+    """Keeps entries and checkpoints in lists; `unavailable = True` makes every call fail like a dead store.
+
+    Closing it also makes every later call fail, as with the durable stores.
+    """
 
     def __init__(self) -> None:
         self.rows: list[tuple[StoredEntry, EntryMeta]] = []
         self.checkpoint_rows: list[SignedCheckpoint] = []
         self.unavailable = False
+        self.closed = False
         self._lock = asyncio.Lock()
 
     def _check(self) -> None:
-        if self.unavailable:
-            raise StoreUnavailable("the in-memory audit store is marked unavailable")
+        if self.unavailable or self.closed:
+            raise StoreUnavailable("the in-memory audit store is unavailable or closed")
 
     async def append(self, entries: Sequence[PendingEntry]) -> list[AuditReceipt]:
         async with self._lock:
@@ -90,4 +94,4 @@ class MemoryStore:
         return list(self.checkpoint_rows)
 
     async def close(self) -> None:
-        return None
+        self.closed = True
