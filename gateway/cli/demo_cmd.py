@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                       help="fresh state directory for the demo (wiped first if an earlier demo made it)")
     demo.add_argument("--policy-dir", type=Path, default=None,
                       help="policy directory (default: ./policies)")
+    demo.add_argument("--audit-store", default="",
+                      help="audit store URL (default: sqlite:///<state dir>/audit.sqlite); postgresql://… works too")
     demo.add_argument("--log-file", type=Path, default=None,
                       help="where the JSON application logs go (default: <state dir>/gateway.log)")
     demo.set_defaults(func=run)
@@ -51,17 +53,18 @@ def run(args: argparse.Namespace) -> int:
     with log_path.open("w") as log_stream:
         configure_logging("info", log_stream)
         try:
-            return asyncio.run(_run(args.state_dir, policy_dir, console))
+            return asyncio.run(_run(args.state_dir, policy_dir, args.audit_store, console))
         except GatewayError as exc:
             console.print(f"[red]error:[/red] the demo could not start: {exc}")
             return 2
 
 
-async def _run(state_dir: Path, policy_dir: Path, console: Console) -> int:
+async def _run(state_dir: Path, policy_dir: Path, audit_store: str, console: Console) -> int:
     console.rule("[bold blue]MASH Gateway demo")
     console.print("Starting six agency nodes (police, health, children's social care, education, housing, "
-                  "probation) and the gateway on loopback, every hop over mutual TLS, audit log in SQLite…")
-    async with Partnership(state_dir, policy_dir) as partnership:
+                  "probation) and the gateway on loopback, every hop over mutual TLS, audit log in "
+                  f"{'PostgreSQL' if audit_store.startswith('postgresql') else 'SQLite'}…")
+    async with Partnership(state_dir, policy_dir, audit_store=audit_store) as partnership:
         console.print(f"Gateway listening on {partnership.address}; nodes on "
                       + ", ".join(f"{a} :{n.port}" for a, n in partnership.nodes.items()))
         report = await play(partnership, console)
