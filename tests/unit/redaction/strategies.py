@@ -306,13 +306,14 @@ def operator_specs(draw: st.DrawFn) -> str:
         bands = f", bands: {draw(st.sampled_from(_BAND_CHOICES))}" if to == "age_band" else ""
         return f"{{operator: generalise_date, to: {to}{bands}}}"
     if operator == "generalise_postcode":
-        return f"{{operator: generalise_postcode, to: {draw(st.sampled_from(['area', 'district', 'sector']))}}}"
+        to = draw(st.sampled_from(["area", "district", "sector"]))
+        return f"{{operator: generalise_postcode, to: {to}}}"
     return operator
 
 
 @st.composite
 def rule_documents(draw: st.DrawFn) -> str:
-    """A valid rule file with random operators for random agencies and categories (some left without a rule)."""
+    """A valid rule file: random operators for random agencies and categories, some left without a rule."""
     catalogue = load_catalogue()
     lines = ["version: 1", SAFEGUARDING_BLOCK.rstrip("\n"), "default:", "  fields:"]
     for category in sorted(catalogue.field_categories):

@@ -1,4 +1,4 @@
-"""Properties of the redactor over generated records, callers and rule files: no leaks, a complete manifest."""
+"""Properties of the redactor over generated records, callers and rule files: no leaks, full manifest."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def check_answer(records: list[Record], ctx: RedactionContext, rules: RedactionR
 @PROPERTY_SETTINGS
 @given(data=st.data())
 def test_shipped_rules_never_leak_what_the_caller_may_not_see(data: st.DataObject) -> None:
-    """For any answer and any caller, the shipped rules release no restricted value; the manifest is complete."""
+    """For any answer and caller, the shipped rules release no restricted value; the manifest is complete."""
     agency = data.draw(st.sampled_from(AGENCIES))
     records = data.draw(answers(agency))
     ctx = data.draw(contexts(agency))
@@ -109,7 +109,9 @@ def test_shipped_rules_never_leak_what_the_caller_may_not_see(data: st.DataObjec
 
 @PROPERTY_SETTINGS
 @given(data=st.data(), document=rule_documents())
-def test_any_valid_rule_file_never_leaks_what_the_caller_may_not_see(data: st.DataObject, document: str) -> None:
+def test_any_valid_rule_file_never_leaks_what_the_caller_may_not_see(
+    data: st.DataObject, document: str
+) -> None:
     """Whatever operators a valid rule file chooses, the redactor releases only what those rules allow."""
     catalogue = load_catalogue()
     rules = parse_rules(
@@ -131,7 +133,9 @@ def protected_answers(draw: st.DrawFn) -> tuple[list[Record], RedactionContext]:
     outsiders = [r for r in ROLES if r.home_agency != agency]
     ctx = draw(contexts(agency))
     role = draw(st.sampled_from(outsiders))
-    ctx = dataclasses.replace(ctx, role=role.name, requester_agency=role.home_agency, inside_mash=role.inside_mash)
+    ctx = dataclasses.replace(
+        ctx, role=role.name, requester_agency=role.home_agency, inside_mash=role.inside_mash
+    )
     serials, used = [0], set[str]()
     records = []
     for _ in range(draw(st.integers(1, 4))):
