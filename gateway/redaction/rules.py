@@ -215,6 +215,8 @@ _OPERATOR_PARAMS: dict[str, dict[str, _Param]] = {
     "existence_only": {},
 }
 
+_BAD = object()  # a value the safe loader would not construct
+
 _TOP_KEYS = ("version", "safeguarding", "default", "agencies")
 _AGENCY_KEYS = ("contact", "fields", "records")
 _CONTACT_KEYS = ("team", "phone", "email")
@@ -275,8 +277,13 @@ class _Compiler:
             entries[key] = (key_node, value_node)
         return entries
 
-    def scalar(self, node: Node) -> Any:
-        return self.loader.construct_object(node, deep=True)
+    def scalar(self, node: Node, label: str) -> Any:
+        """The plain value of a node, or _BAD (with a finding) for a tag the safe loader refuses."""
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.YAMLError:
+            self.error(node, f"{label}: unsupported YAML tag or value")
+            return _BAD
 
     def text(self, node: Node, what: str, *, allow_empty: bool = False) -> str | None:
         if not isinstance(node, ScalarNode) or node.tag != "tag:yaml.org,2002:str":
@@ -533,14 +540,17 @@ class _Compiler:
                 self.error(node, f"{label} must be a list of ages, e.g. [0, 1, 5, 11, 16, 18]")
                 return None
             try:
-                return ops.AgeBands.from_edges(self.scalar(node))
+                edges = self.scalar(node, label)
+                return None if edges is _BAD else ops.AgeBands.from_edges(edges)
             except ValueError as exc:
                 self.error(node, f"{label}: {exc}")
                 return None
         if not isinstance(node, ScalarNode):
             self.error(node, f"{label} must be a single value")
             return None
-        value = self.scalar(node)
+        value = self.scalar(node, label)
+        if value is _BAD:
+            return None
         if spec.kind == "count":
             if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > 64:
                 self.error(node, f"{label} must be a whole number from 0 to 64")

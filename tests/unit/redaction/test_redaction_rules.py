@@ -171,6 +171,10 @@ def test_an_unreadable_file_is_a_policy_error(tmp_path: Path) -> None:
         ("person.date_of_birth: {operator: generalise_date, to: age_band, bands: 18}", "must be a list"),
         ("person.shoe_size: keep", "field category 'person.shoe_size' is not declared"),
         ("person.postcode: [keep]", "must be a mapping"),
+        ("service.name: {operator: mask, keep_last: !!python/int 4}", "unsupported YAML tag"),
+        ("person.date_of_birth: {operator: generalise_date, to: age_band, bands: [0, !!python/int 5]}",
+         "unsupported YAML tag"),
+        ("service.name: {operator: replace, text: !!binary aGVsbG8=}", "must be text"),
     ],
 )
 def test_a_bad_field_rule_is_rejected_at_its_line(rule: str, message: str) -> None:
