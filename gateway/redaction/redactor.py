@@ -116,7 +116,9 @@ class Redactor:
         plan, default_step = self._plan(ctx.agency, full, not ctx.inside_mash)
         date_rule = self._rules.rule_for(ctx.agency, "record.date")
         for record in records:
-            owner = record.agency == ctx.requester_agency
+            # The owner is the agency the category belongs to (police.intelligence → police): a record that
+            # claims another agency cannot make its reader an owner of a protected category.
+            owner = record.agency == ctx.requester_agency and record.category.startswith(record.agency + ".")
             if record.category in sg.protected_record_categories and not owner:
                 self._withhold_generic(record, manifest)
                 continue

@@ -244,10 +244,20 @@ def handling_code_releases(record: Record, rules: RedactionRules) -> bool:
     return False
 
 
+def is_owner(record: Record, ctx: RedactionContext) -> bool:
+    """Whether the caller's agency owns the record: it holds it and the record's category is under it."""
+    return record.agency == ctx.requester_agency and record.category.startswith(record.agency + ".")
+
+
+def is_withheld_generically(record: Record, ctx: RedactionContext, rules: RedactionRules) -> bool:
+    """Whether the record is a protected one the caller may not even see named."""
+    return record.category in rules.safeguarding.protected_record_categories and not is_owner(record, ctx)
+
+
 def may_see_in_full(record: Record, field: Field, ctx: RedactionContext, rules: RedactionRules) -> bool:
     """An oracle, written from the specification rather than the code: may this caller see the value?"""
     sg = rules.safeguarding
-    owner = record.agency == ctx.requester_agency
+    owner = is_owner(record, ctx)
     if record.category in sg.protected_record_categories and not owner:
         return False
     if record.agency != ctx.agency or ctx.level < DisclosureLevel.PERTINENT:

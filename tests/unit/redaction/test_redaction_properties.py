@@ -31,6 +31,7 @@ from tests.unit.redaction.strategies import (
     ROLES,
     answers,
     contexts,
+    is_withheld_generically,
     load_catalogue,
     may_see_in_full,
     records_for,
@@ -49,13 +50,6 @@ PROPERTY_SETTINGS = settings(max_examples=200, deadline=None, suppress_health_ch
 def serialise(result: RedactionResult) -> str:
     """Everything the redactor hands back, as text (the wire-level test does the same with protobuf bytes)."""
     return json.dumps(dataclasses.asdict(result), default=str, ensure_ascii=False)
-
-
-def is_withheld_generically(record: Record, ctx: RedactionContext, rules: RedactionRules) -> bool:
-    return (
-        record.category in rules.safeguarding.protected_record_categories
-        and record.agency != ctx.requester_agency
-    )
 
 
 def check_answer(records: list[Record], ctx: RedactionContext, rules: RedactionRules) -> None:

@@ -343,6 +343,15 @@ def test_a_sexual_health_record_is_never_released_outside_health(
     assert verify_pseudonym(opaque, f"health/{rec.record_id}", "withheld-record", KEYS)
 
 
+def test_a_protected_record_claiming_another_agency_does_not_make_its_reader_an_owner() -> None:
+    """A sexual-health record labelled as csc's is still withheld from csc: the category names its owner."""
+    forged = dataclasses.replace(sexual_health(), agency="csc")
+    result = redact([forged], ctx("csc", DisclosureLevel.FULL, "mash_researcher_csc", "csc", True))
+    assert result.records == ()
+    assert "Riverside" not in serialised(result)
+    assert {m.category for m in result.manifest} == {GENERIC_CATEGORY}
+
+
 def test_a_refuge_placement_is_never_released_outside_housing() -> None:
     """Outside housing a refuge placement is not returned and nothing in the answer gives it away."""
     result = redact([refuge()], ctx("housing", DisclosureLevel.FULL, "mash_manager", "hub", True))
