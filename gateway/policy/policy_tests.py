@@ -12,6 +12,7 @@ from gateway.errors import Finding
 from gateway.keyring import Keyring
 from gateway.policy.snapshot import PolicySnapshot
 from gateway.policy.sources import LineDict, LineList, SourceError, load_yaml
+from gateway.redaction import RedactionContext, Redactor
 
 TESTS_DIR = "tests"
 _CASE_KEYS = {"name", "role", "purpose", "agency", "category", "expect", "record", "visible", "redacted",
@@ -164,7 +165,6 @@ def run_case(snapshot: PolicySnapshot, case: PolicyTestCase, pseudonym_keys: Key
 
 def _check_fields(snapshot: PolicySnapshot, case: PolicyTestCase, level: DisclosureLevel, keys: Keyring,
                   on: date) -> list[str]:
-    from gateway.redaction import RedactionContext, Redactor
 
     category = snapshot.record_categories[case.category]
     problems: list[str] = []

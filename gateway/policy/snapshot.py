@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gateway.domain import DisclosureLevel
 from gateway.errors import Finding, PolicyError
@@ -25,11 +25,10 @@ from gateway.policy.vocabulary import (
     Vocabulary,
     load_vocabulary,
 )
+from gateway.redaction import RedactionRules, load_rules
 
 if TYPE_CHECKING:
     import casbin
-
-    from gateway.redaction import RedactionRules
 
 REDACTION_FILE = "redaction.yaml"
 
@@ -161,11 +160,7 @@ class PolicySnapshot:
 
 
 def _load_redaction(directory: Path, vocab: Vocabulary, findings: list[Finding],
-                    unreadable: list[Finding]) -> Any:
-    try:
-        from gateway.redaction import load_rules
-    except ImportError:  # pragma: no cover - only while the redaction package is being written
-        return None
+                    unreadable: list[Finding]) -> RedactionRules | None:
     path = directory / REDACTION_FILE
     if not path.is_file():
         findings.append(Finding(REDACTION_FILE, 0, "file is missing"))
@@ -207,6 +202,7 @@ def load_snapshot(directory: Path) -> PolicySnapshot:
     errors = [f for f in findings if f.severity == "error"]
     if errors:
         raise PolicyError(errors, f"{len(errors)} problem(s) in the policy at {directory.name}")
+    assert redaction is not None  # no errors means the redaction rules loaded
     index = build_index(vocab, lines)
     model_text = (directory / MODEL_FILE).read_text(encoding="utf-8")
     if content_hash(directory) != version:

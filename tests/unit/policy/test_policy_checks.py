@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from conftest import PolicyCopy, append, edit
+from policy_helpers import PolicyCopy, append, edit
 
 from gateway.errors import Finding
 from gateway.policy import PolicySnapshot, is_blocking, lint, load_snapshot
@@ -94,7 +94,7 @@ def test_purpose_without_legal_basis_is_reported(policy_copy: PolicyCopy) -> Non
 
 def test_agreement_expiring_within_thirty_days_is_reported() -> None:
     """An agreement ending within 30 days is a warning; one ending later is not."""
-    from conftest import SHIPPED
+    from policy_helpers import SHIPPED
 
     snapshot = load_snapshot(SHIPPED)
     soon = [f for f in lint(snapshot, date(2027, 12, 10)) if "expires on 2027-12-31" in f.message]

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import SHIPPED, PolicyCopy
+from policy_helpers import SHIPPED, PolicyCopy
 
 from gateway.policy.cli import CLEAN, FINDINGS, UNLOADABLE, main
 

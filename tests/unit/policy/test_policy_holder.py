@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PolicyCopy, append, edit
+from policy_helpers import PolicyCopy, append, edit
 
 from gateway.domain import AuditEvent, AuditKind, DisclosureLevel
 from gateway.errors import AuditUnavailable

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import PolicyCopy, append, edit
+from policy_helpers import PolicyCopy, append, edit
 
 from gateway.errors import Finding, PolicyError
 from gateway.policy import load_snapshot

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import casbin
 import pytest
-from conftest import SHIPPED, PolicyCopy, edit
+from policy_helpers import SHIPPED, PolicyCopy, edit
 
 from gateway.domain import DisclosureLevel
 from gateway.policy import PolicySnapshot, load_snapshot

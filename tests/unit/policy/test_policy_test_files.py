@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import PolicyCopy, append
+from policy_helpers import PolicyCopy, append
 
 from gateway.domain import DisclosureLevel, FieldDisclosure
 from gateway.policy import PolicySnapshot, load_test_cases, run_case, run_suite
