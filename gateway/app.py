@@ -15,12 +15,21 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from gateway.api.agency_client import GrpcAgencyTransport
+from gateway.api.audit_servicer import AuditServicer
 from gateway.api.hub_servicer import HubServicer
+from gateway.api.policy_servicer import PolicyServicer
 from gateway.api.tls import gateway_client_credentials, gateway_server_credentials
-from gateway.audit import AuditLog, IdentifierSealer, open_store
+from gateway.audit import AuditLog, AuditReview, IdentifierSealer, load_public_keys, open_store
 from gateway.audit.checkpoint import load_signer
 from gateway.domain import AuditEvent, AuditKind, Clock, SystemClock
-from gateway.generated.mash.gateway.v1 import hub_service_pb2, hub_service_pb2_grpc
+from gateway.generated.mash.gateway.v1 import (
+    audit_service_pb2,
+    audit_service_pb2_grpc,
+    hub_service_pb2,
+    hub_service_pb2_grpc,
+    policy_service_pb2,
+    policy_service_pb2_grpc,
+)
 from gateway.keys import KeyPaths, load_keys
 from gateway.linkage import SubjectTokeniser
 from gateway.policy import PolicyHolder, PolicyWatcher
@@ -29,6 +38,12 @@ from gateway.service.query import QueryService
 from gateway.settings import Settings
 
 log = structlog.get_logger("gateway.app")
+
+SERVICE_NAMES = (
+    hub_service_pb2.DESCRIPTOR.services_by_name["HubService"].full_name,
+    audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+    policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
+)
 
 
 @dataclass
@@ -40,6 +55,8 @@ class Dependencies:
     transport: AgencyTransport
     query: QueryService
     clock: Clock
+    review: AuditReview
+    tokeniser: SubjectTokeniser
     watcher: PolicyWatcher | None = None
 
     async def aclose(self) -> None:
@@ -47,6 +64,7 @@ class Dependencies:
             await self.watcher.stop()
         await self.transport.close()
         await self.audit.aclose()
+        await self.audit.store.close()
 
 
 async def open_dependencies(
@@ -57,8 +75,13 @@ async def open_dependencies(
     key_paths = KeyPaths(settings.keys_dir)
     keys = load_keys(key_paths)
     store = await open_store(settings.audit_store_url)
-    audit = await AuditLog.open(store, load_signer(key_paths.checkpoint), clock,
-                                checkpoint_interval=settings.checkpoint_interval)
+    try:
+        audit = await AuditLog.open(store, load_signer(key_paths.checkpoint), clock,
+                                    checkpoint_interval=settings.checkpoint_interval,
+                                    append_timeout=settings.audit_append_timeout)
+    except BaseException:
+        await store.close()
+        raise
     on_event = _audit_sink(audit)
     try:
         holder = await asyncio.to_thread(
@@ -71,23 +94,26 @@ async def open_dependencies(
         ))
     except BaseException:
         await audit.aclose()
+        await store.close()
         raise
     if transport is None:
         transport = GrpcAgencyTransport.connect(
             settings.agency_endpoints, gateway_client_credentials(settings.pki),
             trust_domain=settings.trust_domain,
         )
+    tokeniser = SubjectTokeniser(keys.subject_token)
     query = QueryService(
         policy=holder, transport=transport, audit=audit,
-        tokeniser=SubjectTokeniser(keys.subject_token), sealer=IdentifierSealer(keys.sealing),
+        tokeniser=tokeniser, sealer=IdentifierSealer(keys.sealing),
         pseudonym_keys=keys.pseudonym, clock=clock, default_timeout=settings.default_timeout,
         audit_margin=settings.audit_margin,
     )
     watcher = None
     if settings.policy_watch_interval:
         watcher = PolicyWatcher(holder, settings.policy_dir, interval=settings.policy_watch_interval)
+    review = AuditReview(audit, load_public_keys(key_paths.checkpoint))
     return Dependencies(policy=holder, audit=audit, transport=transport, query=query, clock=clock,
-                        watcher=watcher)
+                        review=review, tokeniser=tokeniser, watcher=watcher)
 
 
 def _audit_sink(audit: AuditLog) -> Callable[[AuditEvent], Awaitable[None]]:
@@ -112,7 +138,7 @@ class GatewayServer:
         self.deps.audit.start()
         if self.deps.watcher is not None:
             self.deps.watcher.start()
-        for service in ("", hub_service_pb2.DESCRIPTOR.services_by_name["HubService"].full_name):
+        for service in ("", *SERVICE_NAMES):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
         log.info("gateway serving", port=self.port, policy_version=self.deps.policy.current.version)
 
@@ -127,11 +153,15 @@ def build_server(settings: Settings, deps: Dependencies) -> GatewayServer:
     """A grpc.aio server with mTLS (client certificates required), health and optional reflection."""
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     hub_service_pb2_grpc.add_HubServiceServicer_to_server(HubServicer(deps.query), server)
+    audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
+        AuditServicer(deps.review, deps.policy, deps.tokeniser), server)
+    policy_service_pb2_grpc.add_PolicyServiceServicer_to_server(
+        PolicyServicer(deps.policy, settings.policy_dir), server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if settings.reflection:
         names = [
-            hub_service_pb2.DESCRIPTOR.services_by_name["HubService"].full_name,
+            *SERVICE_NAMES,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ]

@@ -29,6 +29,7 @@ class Settings:
     trust_domain: str = DEFAULT_TRUST_DOMAIN
     default_timeout: float = 5.0  # seconds, when the caller sets no deadline
     audit_margin: float = 0.1  # seconds kept back from the caller's deadline to audit and reply
+    audit_append_timeout: float = 5.0  # a stalled audit store fails closed after this many seconds
     reflection: bool = False  # gRPC server reflection; on in development only
     checkpoint_interval: float = 60.0  # seconds between signed checkpoints, also when idle
     policy_watch_interval: float | None = 2.0  # seconds between policy directory checks; None = off

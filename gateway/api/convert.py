@@ -7,9 +7,11 @@ from typing import Protocol
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from gateway.audit import AuditRecord, EntryFilter, SignedCheckpoint, VerifyReport
 from gateway.domain import (
     AgencyContact,
     AnswerStatus,
+    AuditKind,
     AuditReceipt,
     DisclosedField,
     DisclosedRecord,
@@ -20,9 +22,13 @@ from gateway.domain import (
     RecordKind,
     SubjectIdentifiers,
 )
+from gateway.errors import Finding
 from gateway.generated.mash.gateway.v1 import agency_service_pb2 as agency_pb
+from gateway.generated.mash.gateway.v1 import audit_service_pb2 as audit_pb
 from gateway.generated.mash.gateway.v1 import common_pb2 as common_pb
 from gateway.generated.mash.gateway.v1 import hub_service_pb2 as hub_pb
+from gateway.generated.mash.gateway.v1 import policy_service_pb2 as policy_pb
+from gateway.policy import PolicyLine
 from gateway.service.ports import LookupCommand, LookupResult, PersonMatch
 from gateway.service.query import AgencyOutcome, QueryCommand, ScreenOutcome
 
@@ -219,3 +225,95 @@ def lookup_result_from_proto(msg: agency_pb.LookupResponse, agency: str) -> Look
         for m in msg.matches
     )
     return LookupResult(agency=agency, matches=matches, contact=contact_from_proto(msg.mash_contact, agency))
+
+
+# -- audit -----------------------------------------------------------------------------------------
+
+_AUDIT_KINDS = {
+    AuditKind.DISCLOSURE: audit_pb.AUDIT_ENTRY_KIND_DISCLOSURE,
+    AuditKind.REFUSAL: audit_pb.AUDIT_ENTRY_KIND_REFUSAL,
+    AuditKind.POLICY_ACTIVATION: audit_pb.AUDIT_ENTRY_KIND_POLICY_ACTIVATION,
+    AuditKind.POLICY_REJECTED: audit_pb.AUDIT_ENTRY_KIND_POLICY_REJECTED,
+}
+_AUDIT_KINDS_BACK = {v: k for k, v in _AUDIT_KINDS.items()}
+
+
+def audit_record_to_proto(record: AuditRecord) -> audit_pb.AuditEntry:
+    event = record.event
+    level = DisclosureLevel[event.level] if event.level in DisclosureLevel.__members__ else None
+    return audit_pb.AuditEntry(
+        index=record.index, leaf_hash=record.leaf_hash, canonical_entry=record.data,
+        kind=_AUDIT_KINDS[event.kind], occurred_at=_timestamp(event.occurred_at), request_id=event.request_id,
+        caller=event.caller, user=event.user, role=event.role, purpose=event.purpose,
+        legal_basis=event.legal_basis, agreement=event.agreement, case_reference=event.case_reference,
+        subject_tokens=list(event.subject_tokens), sealed_identifiers=event.sealed_identifiers,
+        agency=event.agency, status=event.status,
+        level=_LEVELS[level] if level is not None else common_pb.DISCLOSURE_LEVEL_UNSPECIFIED,
+        categories=list(event.categories),
+        manifest=[
+            audit_pb.AuditManifestEntry(record_id=m.record_id, field=m.field, category=m.category,
+                                        disclosure=_DISCLOSURES[m.disclosure], operator=m.operator,
+                                        reason=m.reason)
+            for m in event.manifest
+        ],
+        payload_digest=event.payload_digest, policy_version=event.policy_version,
+        deciding_rules=list(event.deciding_rules), reason=event.reason, details=dict(event.details),
+    )
+
+
+def checkpoint_to_proto(checkpoint: SignedCheckpoint) -> audit_pb.SignedCheckpoint:
+    return audit_pb.SignedCheckpoint(
+        tree_size=checkpoint.tree_size, root_hash=checkpoint.root_hash,
+        timestamp=_timestamp(checkpoint.timestamp), key_id=checkpoint.key_id, signature=checkpoint.signature,
+        signed_body=checkpoint.body(),
+    )
+
+
+def entry_filter_from_proto(msg: audit_pb.ListEntriesRequest) -> EntryFilter:
+    return EntryFilter(
+        since=msg.since.ToDatetime(tzinfo=UTC) if msg.HasField("since") else None,
+        until=msg.until.ToDatetime(tzinfo=UTC) if msg.HasField("until") else None,
+        kind=_AUDIT_KINDS_BACK[msg.kind].value if msg.kind in _AUDIT_KINDS_BACK else "",
+        agency=msg.agency, purpose=msg.purpose, role=msg.role, user=msg.user,
+        case_reference=msg.case_reference, status=msg.status, subject_tokens=frozenset(msg.subject_tokens),
+    )
+
+
+def verify_report_to_proto(report: VerifyReport) -> audit_pb.VerifyLogResponse:
+    response = audit_pb.VerifyLogResponse(
+        ok=report.ok, entries=report.entries, checkpoints=report.checkpoints, root_hash=report.root_hash,
+        summary=report.summary(),
+        problems=[
+            audit_pb.VerifyProblem(kind=p.kind, message=p.message, entry_index=p.entry,
+                                   checkpoint_position=p.checkpoint)
+            for p in report.problems
+        ],
+    )
+    if report.first_bad_entry is not None:
+        response.first_bad_entry = report.first_bad_entry
+    if report.first_bad_checkpoint is not None:
+        response.first_bad_checkpoint = report.first_bad_checkpoint
+    return response
+
+
+# -- policy ----------------------------------------------------------------------------------------
+
+_EFFECTS = {"allow": policy_pb.POLICY_EFFECT_ALLOW, "deny": policy_pb.POLICY_EFFECT_DENY,
+            "review": policy_pb.POLICY_EFFECT_REVIEW}
+
+
+def level_to_proto(level: DisclosureLevel) -> common_pb.DisclosureLevel.ValueType:
+    return _LEVELS[level]
+
+
+def policy_rule_to_proto(line: PolicyLine, *, deciding: bool) -> policy_pb.PolicyRule:
+    return policy_pb.PolicyRule(
+        location=line.where, role=line.role, agency=line.agency, category=line.category, purpose=line.purpose,
+        level=_LEVELS[line.level], effect=_EFFECTS.get(line.effect.value, policy_pb.POLICY_EFFECT_UNSPECIFIED),
+        deciding=deciding,
+    )
+
+
+def finding_to_proto(finding: Finding) -> policy_pb.PolicyFinding:
+    return policy_pb.PolicyFinding(file=finding.file, line=finding.line, message=finding.message,
+                                   severity=finding.severity)

@@ -1,0 +1,138 @@
+"""AuditService servicer: for certificates bound to the auditor role only; translate, delegate, map errors."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc.aio
+
+from gateway.api.convert import (
+    audit_record_to_proto,
+    checkpoint_to_proto,
+    entry_filter_from_proto,
+    subject_from_proto,
+    verify_report_to_proto,
+)
+from gateway.api.errors import abort
+from gateway.api.identity import caller_from_context, require_binding
+from gateway.audit import AuditReview, read_chunks
+from gateway.errors import FieldViolation, GatewayError, InvalidRequest
+from gateway.generated.mash.gateway.v1 import audit_service_pb2 as audit_pb
+from gateway.generated.mash.gateway.v1 import audit_service_pb2_grpc as audit_grpc
+from gateway.linkage import SubjectTokeniser
+from gateway.service.ports import PolicySource
+
+AUDITOR_ROLE = "auditor"
+Context = grpc.aio.ServicerContext
+
+
+class AuditServicer(audit_grpc.AuditServiceServicer):
+    def __init__(self, review: AuditReview, policy: PolicySource, tokeniser: SubjectTokeniser) -> None:
+        self._review = review
+        self._policy = policy
+        self._tokeniser = tokeniser
+
+    def _authorise(self, context: Context) -> None:  # type: ignore[type-arg]
+        require_binding(self._policy.current, caller_from_context(context), AUDITOR_ROLE)
+
+    async def ListEntries(
+        self, request: audit_pb.ListEntriesRequest, context: Context  # type: ignore[type-arg]
+    ) -> AsyncIterator[audit_pb.ListEntriesResponse]:
+        try:
+            self._authorise(context)
+            async for record in self._review.list_entries(entry_filter_from_proto(request),
+                                                          limit=request.limit or None,
+                                                          start=request.start_index):
+                yield audit_pb.ListEntriesResponse(entry=audit_record_to_proto(record))
+        except GatewayError as exc:
+            await abort(context, exc)
+
+    async def GetEntry(
+        self, request: audit_pb.GetEntryRequest, context: Context  # type: ignore[type-arg]
+    ) -> audit_pb.GetEntryResponse:
+        try:
+            self._authorise(context)
+            record = await self._review.get_entry(request.index)
+        except GatewayError as exc:
+            await abort(context, exc)
+        return audit_pb.GetEntryResponse(entry=audit_record_to_proto(record))
+
+    async def GetLatestCheckpoint(
+        self, request: audit_pb.GetLatestCheckpointRequest, context: Context  # type: ignore[type-arg]
+    ) -> audit_pb.GetLatestCheckpointResponse:
+        try:
+            self._authorise(context)
+            checkpoint = await self._review.latest_checkpoint()
+        except GatewayError as exc:
+            await abort(context, exc)
+        return audit_pb.GetLatestCheckpointResponse(checkpoint=checkpoint_to_proto(checkpoint))
+
+    async def GetInclusionProof(
+        self, request: audit_pb.GetInclusionProofRequest, context: Context  # type: ignore[type-arg]
+    ) -> audit_pb.GetInclusionProofResponse:
+        try:
+            self._authorise(context)
+            proof = await self._review.inclusion_proof(request.index, request.tree_size or None)
+        except GatewayError as exc:
+            await abort(context, exc)
+        response = audit_pb.GetInclusionProofResponse(
+            index=proof.index, tree_size=proof.tree_size, leaf_hash=proof.leaf_hash, path=list(proof.path),
+            root_hash=proof.root_hash,
+        )
+        if proof.checkpoint is not None:
+            response.checkpoint.CopyFrom(checkpoint_to_proto(proof.checkpoint))
+        return response
+
+    async def GetConsistencyProof(
+        self, request: audit_pb.GetConsistencyProofRequest, context: Context  # type: ignore[type-arg]
+    ) -> audit_pb.GetConsistencyProofResponse:
+        try:
+            self._authorise(context)
+            proof = await self._review.consistency_proof(request.first_tree_size,
+                                                         request.second_tree_size or None)
+        except GatewayError as exc:
+            await abort(context, exc)
+        return audit_pb.GetConsistencyProofResponse(
+            first_tree_size=proof.size1, second_tree_size=proof.size2, first_root_hash=proof.root1,
+            second_root_hash=proof.root2, path=list(proof.path),
+        )
+
+    async def VerifyLog(
+        self, request: audit_pb.VerifyLogRequest, context: Context  # type: ignore[type-arg]
+    ) -> audit_pb.VerifyLogResponse:
+        try:
+            self._authorise(context)
+            report = await self._review.verify()
+        except GatewayError as exc:
+            await abort(context, exc)
+        return verify_report_to_proto(report)
+
+    async def SubjectAccess(
+        self, request: audit_pb.SubjectAccessRequest, context: Context  # type: ignore[type-arg]
+    ) -> AsyncIterator[audit_pb.SubjectAccessResponse]:
+        try:
+            self._authorise(context)
+            tokens = self._tokeniser.all_tokens(subject_from_proto(request.subject))
+            if not tokens:
+                raise InvalidRequest([FieldViolation(
+                    "subject", "give a valid NHS number, or given name, family name and date of birth"
+                )])
+            async for record in self._review.subject_access(tokens):
+                yield audit_pb.SubjectAccessResponse(entry=audit_record_to_proto(record))
+        except GatewayError as exc:
+            await abort(context, exc)
+
+    async def Export(
+        self, request: audit_pb.ExportRequest, context: Context  # type: ignore[type-arg]
+    ) -> AsyncIterator[audit_pb.ExportResponse]:
+        try:
+            self._authorise(context)
+            with tempfile.TemporaryDirectory() as tmp:
+                bundle = Path(tmp) / "audit-export.tar"
+                await self._review.export(bundle)
+                for chunk in read_chunks(bundle):
+                    yield audit_pb.ExportResponse(chunk=chunk)
+        except GatewayError as exc:
+            await abort(context, exc)

@@ -1,0 +1,148 @@
+"""AuditService and PolicyService over real mTLS: who may call them, and what they return."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC
+from pathlib import Path
+
+import grpc
+import pytest
+from hub_helpers import SCREENING, error_reason, subject
+
+from agency_stubs import World
+from agency_stubs.cast import KAI_MERCER
+from gateway.api.tls import client_credentials
+from gateway.audit import PublicKeys, SignedCheckpoint, load_public_keys, verify_inclusion
+from gateway.demo.partnership import Partnership
+from gateway.generated.mash.gateway.v1 import audit_service_pb2 as audit_pb
+from gateway.generated.mash.gateway.v1 import audit_service_pb2_grpc as audit_grpc
+from gateway.generated.mash.gateway.v1 import common_pb2
+from gateway.generated.mash.gateway.v1 import policy_service_pb2 as policy_pb
+from gateway.generated.mash.gateway.v1 import policy_service_pb2_grpc as policy_grpc
+
+
+def audit_stub(
+    partnership: Partnership, agency: str = "hub", system: str = "audit-console"
+) -> audit_grpc.AuditServiceAsyncStub:
+    return audit_grpc.AuditServiceStub(partnership.channel(client_credentials(partnership.pki, agency, system)))
+
+
+def policy_stub(
+    partnership: Partnership, agency: str = "hub", system: str = "policy-admin"
+) -> policy_grpc.PolicyServiceAsyncStub:
+    return policy_grpc.PolicyServiceStub(partnership.channel(client_credentials(partnership.pki, agency, system)))
+
+
+ADMIN = (("x-mash-user", "ig.officer.1"),)
+
+
+async def _query_kai(partnership: Partnership) -> None:
+    client = partnership.client("police", "case-system", user="r.1", role="mash_researcher_police")
+    await client.query(subject=subject(), **SCREENING)
+
+
+async def test_an_auditor_lists_entries_and_proves_one_against_a_signed_checkpoint(partnership: Partnership) -> None:
+    """Auditors stream entries, fetch the latest checkpoint and an inclusion proof that verifies offline."""
+    await _query_kai(partnership)
+    stub = audit_stub(partnership)
+    entries = [m.entry async for m in stub.ListEntries(audit_pb.ListEntriesRequest(agency="police"), timeout=10)]
+    assert entries
+    assert all(e.agency == "police" for e in entries)
+    assert partnership.gateway is not None
+    await partnership.gateway.deps.audit.checkpoint()
+    latest = (await stub.GetLatestCheckpoint(audit_pb.GetLatestCheckpointRequest(), timeout=10)).checkpoint
+    proof = await stub.GetInclusionProof(audit_pb.GetInclusionProofRequest(index=entries[0].index), timeout=10)
+    assert proof.tree_size == latest.tree_size
+    verify_inclusion(proof.index, proof.tree_size, proof.leaf_hash, list(proof.path), latest.root_hash)
+    keys: PublicKeys = load_public_keys(partnership.state_dir / "keys" / "checkpoint")
+    keys.verify(SignedCheckpoint(latest.tree_size, latest.root_hash, latest.timestamp.ToDatetime(tzinfo=UTC),
+                                 latest.key_id, latest.signature))
+
+
+async def test_subject_access_over_grpc_finds_the_childs_entries(partnership: Partnership) -> None:
+    """Identifiers in, every entry about that person out, found through keyed tokens."""
+    await _query_kai(partnership)
+    stub = audit_stub(partnership)
+    request = audit_pb.SubjectAccessRequest(subject=common_pb2.SubjectIdentifiers(nhs_number=KAI_MERCER.nhs_number))
+    found = [m.entry async for m in stub.SubjectAccess(request, timeout=10)]
+    assert len(found) == 6
+    assert all(e.subject_tokens and e.sealed_identifiers for e in found)
+    report = await stub.VerifyLog(audit_pb.VerifyLogRequest(), timeout=10)
+    assert report.ok, report.summary
+
+
+async def test_only_auditor_certificates_may_use_the_audit_service(partnership: Partnership) -> None:
+    """A police case system reading the audit log is refused with PERMISSION_DENIED."""
+    stub = audit_stub(partnership, "police", "case-system")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GetEntry(audit_pb.GetEntryRequest(index=0), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert error_reason(caught.value) == "ROLE_NOT_BOUND"
+
+
+async def test_a_missing_entry_is_not_found(partnership: Partnership) -> None:
+    """Asking for an entry past the end of the log is NOT_FOUND."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await audit_stub(partnership).GetEntry(audit_pb.GetEntryRequest(index=10_000), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_explain_names_the_deciding_policy_lines(partnership: Partnership) -> None:
+    """PolicyService explains a decision with the file:line that decided it."""
+    stub = policy_stub(partnership, "csc", "case-system")
+    reply = await stub.ExplainDecision(policy_pb.ExplainDecisionRequest(
+        role="social_worker", purpose="s47_enquiry", agency="health", category="health.attendance"), timeout=10)
+    assert reply.level == common_pb2.DISCLOSURE_LEVEL_PERTINENT
+    assert reply.allowed_by
+    assert all(".csv:" in rule for rule in reply.allowed_by)
+    assert any(r.deciding for r in reply.matching_rules)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.ExplainDecision(policy_pb.ExplainDecisionRequest(
+            role="wizard", purpose="s47_enquiry", agency="health", category="health.attendance"), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_only_policy_admins_may_reload(partnership: Partnership) -> None:
+    """ReloadPolicy is refused for a certificate not bound to policy_admin."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await policy_stub(partnership, "police", "case-system").ReloadPolicy(policy_pb.ReloadPolicyRequest(),
+                                                                              timeout=10)
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_a_broken_policy_is_refused_on_reload_and_the_last_good_one_keeps_serving(
+    tmp_path: Path, policy_dir: Path, shared_world: World
+) -> None:
+    """A syntax error is refused (audited), queries keep working on the old version; a fix then activates."""
+    live = tmp_path / "policies"
+    shutil.copytree(policy_dir, live)
+    async with Partnership(tmp_path / "state", live, world=shared_world) as partnership:
+        admin = policy_stub(partnership)
+        before = (await admin.GetPolicyVersion(policy_pb.GetPolicyVersionRequest(), timeout=10)).policy_version
+        police = live / "agencies" / "police.csv"
+        good = police.read_text()
+        police.write_text(good + "p, role:police_officer, agency:police, cat:police, purpose:safeguarding, FULLY\n")
+        refused = await admin.ReloadPolicy(policy_pb.ReloadPolicyRequest(), metadata=ADMIN, timeout=30)
+        assert not refused.activated
+        assert refused.policy_version == before
+        assert any(f.file.endswith("police.csv") and f.line > 0 for f in refused.findings)
+
+        client = partnership.client("police", "case-system", user="r.1", role="mash_researcher_police")
+        response = await client.query(subject=subject(), **SCREENING)
+        assert response.policy_version == before
+
+        police.write_text(good + "# reviewed by the police IG officer\n")
+        activated = await admin.ReloadPolicy(policy_pb.ReloadPolicyRequest(), metadata=ADMIN, timeout=30)
+        assert activated.activated
+        assert activated.policy_version != before
+        response = await client.query(subject=subject(), **SCREENING)
+        assert response.policy_version == activated.policy_version
+
+        entries = [m.entry async for m in audit_stub(partnership).ListEntries(audit_pb.ListEntriesRequest(),
+                                                                              timeout=10)]
+        kinds = [e.kind for e in entries]
+        assert audit_pb.AUDIT_ENTRY_KIND_POLICY_REJECTED in kinds
+        assert kinds.count(audit_pb.AUDIT_ENTRY_KIND_POLICY_ACTIVATION) == 2
+        rejected = next(e for e in entries if e.kind == audit_pb.AUDIT_ENTRY_KIND_POLICY_REJECTED)
+        assert rejected.user == "ig.officer.1"
