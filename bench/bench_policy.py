@@ -53,7 +53,8 @@ def write_policy(target: Path, lines: int, seed: int = 7) -> None:
     roles_text = (target / "vocabulary" / "roles.yaml").read_text(encoding="utf-8")
     synthetic_roles = "".join(
         f"  bench_role_{i}:\n    agency: {AGENCIES[i % 6]}\n    inside_mash: false\n"
-        f"    description: synthetic role\n    member_of: [{rng.choice(groups)}]\n" for i in range(n_roles)
+        f"    description: synthetic role\n    member_of: [{rng.choice(groups)}]\n"
+        for i in range(n_roles)
     )
     roles_text = roles_text.replace("\ngroups:\n", "\n" + synthetic_roles + "\ngroups:\n", 1)
     (target / "vocabulary" / "roles.yaml").write_text(roles_text, encoding="utf-8")
@@ -61,12 +62,16 @@ def write_policy(target: Path, lines: int, seed: int = 7) -> None:
     with (target / "vocabulary" / "purposes.yaml").open("a", encoding="utf-8") as out:
         for i in range(n_purposes):
             parent = rng.choice(purposes)
-            out.write(f"  bench_purpose_{i}:\n    parent: {parent}\n    description: synthetic purpose\n"
-                      "    legal_bases: [uk_gdpr_6_1_e]\n")
+            out.write(
+                f"  bench_purpose_{i}:\n    parent: {parent}\n    description: synthetic purpose\n"
+                "    legal_bases: [uk_gdpr_6_1_e]\n"
+            )
             purposes.append(f"bench_purpose_{i}")
     snapshot = load_snapshot(target)  # the shipped lines, to learn the categories
-    categories = {a: [a, *(c for c, v in snapshot.record_categories.items() if v.agency == a and c != a)]
-                  for a in AGENCIES}
+    categories = {
+        a: [a, *(c for c, v in snapshot.record_categories.items() if v.agency == a and c != a)]
+        for a in AGENCIES
+    }
     all_roles = [*snapshot.roles, *(f"bench_role_{i}" for i in range(n_roles)), *groups]
     remaining = lines - len(snapshot.lines)
     seen = {ln.casbin_row() for ln in snapshot.lines}
@@ -74,8 +79,14 @@ def write_policy(target: Path, lines: int, seed: int = 7) -> None:
     while remaining > 0:
         agency = rng.choice(AGENCIES)
         deny = rng.random() < 0.15
-        row = (f"role:{rng.choice(all_roles)}", f"agency:{agency}", f"cat:{rng.choice(categories[agency])}",
-               f"purpose:{rng.choice(purposes)}", rng.choice(LEVELS), "deny" if deny else "allow")
+        row = (
+            f"role:{rng.choice(all_roles)}",
+            f"agency:{agency}",
+            f"cat:{rng.choice(categories[agency])}",
+            f"purpose:{rng.choice(purposes)}",
+            rng.choice(LEVELS),
+            "deny" if deny else "allow",
+        )
         if row in seen:
             continue
         seen.add(row)
@@ -151,14 +162,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--enforce-calls", type=int, default=5, help="enforce() calls per size (slow)")
     parser.add_argument("--builds", type=int, default=3, help="snapshot builds per size (best is kept)")
     args = parser.parse_args(argv)
-    results = [bench_size(int(s), args.queries, args.enforce_calls, args.builds) for s in args.sizes.split(",")]
-    table = Table("policy lines", "decision set p50 (µs)", "p99 (µs)", "enforce() per call (ms)",
-                  "enforce() for one full set (ms)", "snapshot build (s)", "policy check (s)",
-                  title="policy engine")
+    results = [
+        bench_size(int(s), args.queries, args.enforce_calls, args.builds) for s in args.sizes.split(",")
+    ]
+    table = Table(
+        "policy lines",
+        "decision set p50 (µs)",
+        "p99 (µs)",
+        "enforce() per call (ms)",
+        "enforce() for one full set (ms)",
+        "snapshot build (s)",
+        "policy check (s)",
+        title="policy engine",
+    )
     for r in results:
-        table.add_row(f"{r['lines']:,}", f"{r['decision_set_p50_us']:.1f}", f"{r['decision_set_p99_us']:.1f}",
-                      f"{r['enforce_per_call_ms']:.2f}", f"{r['enforce_full_set_estimate_ms']:,.0f}",
-                      f"{r['snapshot_build_s']:.2f}", f"{r['policy_check_s']:.2f}")
+        table.add_row(
+            f"{r['lines']:,}",
+            f"{r['decision_set_p50_us']:.1f}",
+            f"{r['decision_set_p99_us']:.1f}",
+            f"{r['enforce_per_call_ms']:.2f}",
+            f"{r['enforce_full_set_estimate_ms']:,.0f}",
+            f"{r['snapshot_build_s']:.2f}",
+            f"{r['policy_check_s']:.2f}",
+        )
     Console(width=120).print(table)
     print(json.dumps({"benchmark": "policy", "results": results}))
     return 0

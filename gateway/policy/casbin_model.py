@@ -1,4 +1,4 @@
-"""The Casbin model that defines what policy lines mean, and building a real Casbin enforcer from a snapshot."""
+"""The Casbin model that defines what policy lines mean, and building a real Casbin enforcer from it."""
 
 from __future__ import annotations
 
@@ -54,10 +54,19 @@ def check_model(directory: Path) -> list[Finding]:
         for key, assertion in model.model.get(sec, {}).items():
             found[(sec, key)] = _normalise(assertion.value)
     if found != {k: _normalise(v) for k, v in CANONICAL_MODEL.items()}:
-        differing = sorted(f"{s}.{k}" for s, k in set(found) | set(CANONICAL_MODEL)
-                           if found.get((s, k)) != _normalise(CANONICAL_MODEL.get((s, k), "")))
-        return [Finding(MODEL_FILE, 1, "the model differs from the one this gateway implements "
-                        f"(sections {', '.join(differing)}); the decision index would not match Casbin")]
+        differing = sorted(
+            f"{s}.{k}"
+            for s, k in set(found) | set(CANONICAL_MODEL)
+            if found.get((s, k)) != _normalise(CANONICAL_MODEL.get((s, k), ""))
+        )
+        return [
+            Finding(
+                MODEL_FILE,
+                1,
+                "the model differs from the one this gateway implements "
+                f"(sections {', '.join(differing)}); the decision index would not match Casbin",
+            )
+        ]
     return []
 
 
@@ -99,7 +108,11 @@ def build_enforcer(
 
 
 def enforce_level(
-    enforcer: casbin.Enforcer, role: str, purpose: str, agency: str, category: str,
+    enforcer: casbin.Enforcer,
+    role: str,
+    purpose: str,
+    agency: str,
+    category: str,
 ) -> DisclosureLevel:
     """The highest level Casbin allows: the definition the decision index must agree with."""
     granted = DisclosureLevel.NONE

@@ -1,4 +1,4 @@
-"""`policy check`'s deeper findings on a loaded snapshot: dead or over-broad rules, gaps and expiring agreements.
+"""`policy check`'s findings on a loaded snapshot: dead or over-broad rules, gaps and expiring agreements.
 
 Errors here block activation on reload (a line granting more than any agreement covers; a protected
 category disclosed beyond its readers); warnings are reported but do not.
@@ -37,8 +37,9 @@ def _concrete(snapshot: PolicySnapshot, line: PolicyLine) -> tuple[list[str], li
     index, vocab = snapshot.index, snapshot.vocabulary
     roles = [r for r in index.role_descendants.get(line.role, ()) if not vocab.roles[r].group]
     purposes = [p for p in index.purpose_descendants.get(line.purpose, ()) if not vocab.purposes[p].group]
-    categories = [c for c in index.category_descendants.get(line.category, ())
-                  if not vocab.record_categories[c].group]
+    categories = [
+        c for c in index.category_descendants.get(line.category, ()) if not vocab.record_categories[c].group
+    ]
     return roles, purposes, categories
 
 
@@ -51,14 +52,28 @@ def _shadowed_lines(snapshot: PolicySnapshot) -> list[Finding]:
             continue
         roles, purposes, categories = _concrete(snapshot, line)
         if not (roles and purposes and categories):
-            found.append(Finding(line.file, line.line, "rule can never match: no assertable role, citable "
-                                 "purpose and record category fall under it", WARNING))
+            found.append(
+                Finding(
+                    line.file,
+                    line.line,
+                    "rule can never match: no assertable role, citable "
+                    "purpose and record category fall under it",
+                    WARNING,
+                )
+            )
             continue
         caps = [cells[(r, p, c)][2] for r, p, c in product(roles, purposes, categories)]
         if all(cap <= line.level for cap in caps):
             best = max(cap - 1 for cap in caps)
-            found.append(Finding(line.file, line.line, f"rule is shadowed by a deny: it never grants "
-                                 f"{line.level.name} (at most {DisclosureLevel(max(best, 0)).name})", WARNING))
+            found.append(
+                Finding(
+                    line.file,
+                    line.line,
+                    f"rule is shadowed by a deny: it never grants "
+                    f"{line.level.name} (at most {DisclosureLevel(max(best, 0)).name})",
+                    WARNING,
+                )
+            )
     return found
 
 
@@ -70,8 +85,12 @@ def _covered(snapshot: PolicySnapshot, today: date) -> set[tuple[str, str, str]]
         if agreement.valid_until < today:
             continue
         purposes = {d for p in agreement.purposes for d in index.purpose_descendants.get(p, ())}
-        categories = {d for c in agreement.categories for d in index.category_descendants.get(c, ())
-                      if vocab.record_categories[d].agency in agreement.parties}
+        categories = {
+            d
+            for c in agreement.categories
+            for d in index.category_descendants.get(c, ())
+            if vocab.record_categories[d].agency in agreement.parties
+        }
         covered.update(product(agreement.parties, purposes, categories))
     return covered
 
@@ -93,8 +112,14 @@ def _beyond_agreements(snapshot: PolicySnapshot, today: date) -> list[Finding]:
     found = []
     for where, (role, purpose, category) in first_gap.items():
         file, _, number = where.rpartition(":")
-        found.append(Finding(file, int(number), f"rule grants more than any agreement allows: no agreement "
-                             f"covers {role} ({vocab.roles[role].agency}) seeing {category} for {purpose}"))
+        found.append(
+            Finding(
+                file,
+                int(number),
+                f"rule grants more than any agreement allows: no agreement "
+                f"covers {role} ({vocab.roles[role].agency}) seeing {category} for {purpose}",
+            )
+        )
     return found
 
 
@@ -111,10 +136,16 @@ def _protected_exposure(snapshot: PolicySnapshot) -> list[Finding]:
                 continue
             if level_of(cell) > DisclosureLevel.EXISTS:
                 lines = ", ".join(ln.where for ln in cell[1])
-                found.append(Finding(file, line, f"protected category {category.name} is disclosed at "
-                                     f"{level_of(cell).name} to {role} for {purpose} (by {lines}); only "
-                                     f"{', '.join(category.protected_readers) or 'its readers'} may see more "
-                                     "than EXISTS"))
+                found.append(
+                    Finding(
+                        file,
+                        line,
+                        f"protected category {category.name} is disclosed at "
+                        f"{level_of(cell).name} to {role} for {purpose} (by {lines}); only "
+                        f"{', '.join(category.protected_readers) or 'its readers'} may see more "
+                        "than EXISTS",
+                    )
+                )
     return found
 
 
@@ -131,9 +162,16 @@ def _redaction_gaps(snapshot: PolicySnapshot) -> list[Finding]:
                 continue
             seen.add(key)
             file, line = vocab.where("category", category.name)
-            found.append(Finding(file, line, f"{category.agency} holds {field_category} (field {field_name} "
-                                 f"of {category.name}) but redaction.yaml has no rule for it, so it is always "
-                                 "withheld at PERTINENT", WARNING))
+            found.append(
+                Finding(
+                    file,
+                    line,
+                    f"{category.agency} holds {field_category} (field {field_name} "
+                    f"of {category.name}) but redaction.yaml has no rule for it, so it is always "
+                    "withheld at PERTINENT",
+                    WARNING,
+                )
+            )
     return found
 
 
@@ -144,8 +182,14 @@ def _unassertable_roles(snapshot: PolicySnapshot) -> list[Finding]:
     for role in vocab.roles.values():
         if not role.group and role.name not in bound:
             file, line = vocab.where("role", role.name)
-            found.append(Finding(file, line, f"no certificate may assert role {role.name!r} "
-                                 "(add it to bindings.yaml or remove it)", WARNING))
+            found.append(
+                Finding(
+                    file,
+                    line,
+                    f"no certificate may assert role {role.name!r} (add it to bindings.yaml or remove it)",
+                    WARNING,
+                )
+            )
     return found
 
 
@@ -155,8 +199,15 @@ def _purposes_without_basis(snapshot: PolicySnapshot) -> list[Finding]:
     for purpose in vocab.purposes.values():
         if not purpose.group and not purpose.legal_bases:
             file, line = vocab.where("purpose", purpose.name)
-            found.append(Finding(file, line, f"purpose {purpose.name!r} has no legal basis, so no request "
-                                 "can cite it (list its legal_bases, or mark it `group: true`)", WARNING))
+            found.append(
+                Finding(
+                    file,
+                    line,
+                    f"purpose {purpose.name!r} has no legal basis, so no request "
+                    "can cite it (list its legal_bases, or mark it `group: true`)",
+                    WARNING,
+                )
+            )
     return found
 
 
@@ -166,11 +217,24 @@ def _agreement_expiry(snapshot: PolicySnapshot, today: date) -> list[Finding]:
     for agreement in vocab.agreements.values():
         file, line = vocab.where("agreement", agreement.name)
         if agreement.valid_until < today:
-            found.append(Finding(file, line, f"agreement {agreement.name!r} expired on "
-                                 f"{agreement.valid_until.isoformat()}", WARNING))
+            found.append(
+                Finding(
+                    file,
+                    line,
+                    f"agreement {agreement.name!r} expired on {agreement.valid_until.isoformat()}",
+                    WARNING,
+                )
+            )
         elif agreement.valid_until - today <= EXPIRY_WARNING:
-            found.append(Finding(file, line, f"agreement {agreement.name!r} expires on "
-                                 f"{agreement.valid_until.isoformat()}, within 30 days", WARNING))
+            found.append(
+                Finding(
+                    file,
+                    line,
+                    f"agreement {agreement.name!r} expires on "
+                    f"{agreement.valid_until.isoformat()}, within 30 days",
+                    WARNING,
+                )
+            )
     return found
 
 

@@ -24,10 +24,18 @@ from gateway.policy.snapshot import PolicySnapshot, PolicyUnreadable, load_snaps
 
 DEFAULT_DIR = Path("policies")
 CLEAN, FINDINGS, UNLOADABLE = 0, 1, 2
-_LETTER = {DisclosureLevel.NONE: "·", DisclosureLevel.EXISTS: "E", DisclosureLevel.PERTINENT: "P",
-           DisclosureLevel.FULL: "F"}
-_STYLE = {DisclosureLevel.NONE: "dim", DisclosureLevel.EXISTS: "yellow", DisclosureLevel.PERTINENT: "cyan",
-          DisclosureLevel.FULL: "green"}
+_LETTER = {
+    DisclosureLevel.NONE: "·",
+    DisclosureLevel.EXISTS: "E",
+    DisclosureLevel.PERTINENT: "P",
+    DisclosureLevel.FULL: "F",
+}
+_STYLE = {
+    DisclosureLevel.NONE: "dim",
+    DisclosureLevel.EXISTS: "yellow",
+    DisclosureLevel.PERTINENT: "cyan",
+    DisclosureLevel.FULL: "green",
+}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,10 +46,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     check = actions.add_parser("check", help="report every problem in a policy directory as file:line")
     check.add_argument("directory", nargs="?", type=Path, default=DEFAULT_DIR)
     check.add_argument("--strict", action="store_true", help="warnings count as findings too")
-    check.add_argument("--today", type=date.fromisoformat, default=None,
-                       help="judge agreement expiry as of this date (YYYY-MM-DD)")
-    check.add_argument("--verify", type=int, default=0, metavar="N",
-                       help="also cross-check N decisions against Casbin's own enforcer (slow)")
+    check.add_argument(
+        "--today",
+        type=date.fromisoformat,
+        default=None,
+        help="judge agreement expiry as of this date (YYYY-MM-DD)",
+    )
+    check.add_argument(
+        "--verify",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also cross-check N decisions against Casbin's own enforcer (slow)",
+    )
     check.set_defaults(func=run_check)
 
     test = actions.add_parser("test", help="run the policy tests in DIR/tests/*.yaml")
@@ -64,8 +81,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     matrix = actions.add_parser("matrix", help="the effective-access matrix as a table, or CSV")
     matrix.add_argument("directory", nargs="?", type=Path, default=DEFAULT_DIR)
-    matrix.add_argument("--csv", type=Path, default=None, metavar="FILE",
-                        help="write every cell with its level and deciding lines ('-' for standard output)")
+    matrix.add_argument(
+        "--csv",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write every cell with its level and deciding lines ('-' for standard output)",
+    )
     matrix.add_argument("--purpose", action="append", default=None, help="only these purposes")
     matrix.add_argument("--role", action="append", default=None, help="only these roles")
     matrix.set_defaults(func=run_matrix)
@@ -107,8 +129,10 @@ def run_check(args: argparse.Namespace) -> int:
     _print_findings(console, findings)
     errors = [f for f in findings if is_blocking(f)]
     warnings = len(findings) - len(errors)
-    console.print(f"policy {loaded.version}: {len(loaded.lines)} lines, {len(errors)} error(s), "
-                  f"{warnings} warning(s)", markup=False)
+    console.print(
+        f"policy {loaded.version}: {len(loaded.lines)} lines, {len(errors)} error(s), {warnings} warning(s)",
+        markup=False,
+    )
     return FINDINGS if errors or (args.strict and findings) else CLEAN
 
 
@@ -122,8 +146,14 @@ def verify_against_casbin(snapshot: PolicySnapshot, limit: int) -> list[Finding]
         want = enforce_level(enforcer, role, purpose, agency, category)
         have = snapshot.decide(role, purpose, agency, category).level
         if want != have:
-            found.append(Finding("model.conf", 0, f"decision index gives {have.name} but Casbin gives "
-                                 f"{want.name} for {role}, {purpose}, {agency}, {category}"))
+            found.append(
+                Finding(
+                    "model.conf",
+                    0,
+                    f"decision index gives {have.name} but Casbin gives "
+                    f"{want.name} for {role}, {purpose}, {agency}, {category}",
+                )
+            )
     return found
 
 
@@ -141,8 +171,11 @@ def run_test(args: argparse.Namespace) -> int:
             table.add_row("[green]pass[/]" if r.passed else "[red]FAIL[/]", r.case.name, r.case.where)
         console.print(table)
     _print_findings(console, failures_as_findings(failed, suite))
-    console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed"
-                  + (f", {len(suite.findings)} unreadable" if suite.findings else ""), markup=False)
+    console.print(
+        f"{len(results) - len(failed)} passed, {len(failed)} failed"
+        + (f", {len(suite.findings)} unreadable" if suite.findings else ""),
+        markup=False,
+    )
     return FINDINGS if failed or suite.findings else CLEAN
 
 
@@ -151,18 +184,26 @@ def run_explain(args: argparse.Namespace) -> int:
     loaded = _load(console, args.directory)
     if isinstance(loaded, int):
         return loaded
-    unknown = [f"undeclared {kind} {name!r}" for kind, name, known in (
-        ("role", args.role, loaded.roles), ("purpose", args.purpose, loaded.purposes),
-        ("agency", args.agency, loaded.agencies), ("category", args.category, loaded.record_categories))
-        if name not in known]
+    unknown = [
+        f"undeclared {kind} {name!r}"
+        for kind, name, known in (
+            ("role", args.role, loaded.roles),
+            ("purpose", args.purpose, loaded.purposes),
+            ("agency", args.agency, loaded.agencies),
+            ("category", args.category, loaded.record_categories),
+        )
+        if name not in known
+    ]
     if unknown:
         for text in unknown:
             console.print(text, markup=False)
         return FINDINGS
     decision = loaded.decide(args.role, args.purpose, args.agency, args.category)
     matching = loaded.matching_lines(args.role, args.purpose, args.agency, args.category)
-    console.print(f"{args.role} asking {args.agency} about {args.category} for {args.purpose}: "
-                  f"[bold {_STYLE[decision.level]}]{decision.level.name}[/]")
+    console.print(
+        f"{args.role} asking {args.agency} about {args.category} for {args.purpose}: "
+        f"[bold {_STYLE[decision.level]}]{decision.level.name}[/]"
+    )
     if not matching.allows and not matching.denies:
         console.print("no policy line matches: nothing is granted by default")
     table = Table("", "line", "effect", "level", "rule", title="matching policy lines")
@@ -173,8 +214,11 @@ def run_explain(args: argparse.Namespace) -> int:
     if matching.allows or matching.denies:
         console.print(table)
     if decision.denied_by:
-        console.print(f"capped by deny {', '.join(decision.denied_by)}: a deny at a level forbids that "
-                      "level and every level above it", markup=False)
+        console.print(
+            f"capped by deny {', '.join(decision.denied_by)}: a deny at a level forbids that "
+            "level and every level above it",
+            markup=False,
+        )
     elif decision.allowed_by:
         console.print(f"granted by {', '.join(decision.allowed_by)}", markup=False)
     console.print(f"policy version {loaded.version}", markup=False)
@@ -202,12 +246,22 @@ def run_diff(args: argparse.Namespace) -> int:
     widened = sum(1 for c in changes if c.widened)
     console.print(f"{len(changes)} change(s): {widened} wider, {len(changes) - widened} narrower")
     for (role, purpose), group in groupby(changes, key=lambda c: (c.role, c.purpose)):
-        table = Table("agency", "category", "old", "", "new", "old lines", "new lines",
-                      title=f"{role} for {purpose}", title_justify="left")
+        table = Table(
+            "agency",
+            "category",
+            "old",
+            "",
+            "new",
+            "old lines",
+            "new lines",
+            title=f"{role} for {purpose}",
+            title_justify="left",
+        )
         for c in group:
             arrow = "[red]▲[/]" if c.widened else "[green]▼[/]"
-            table.add_row(c.agency, c.category, c.old.name, arrow, c.new.name, ", ".join(c.old_by),
-                          ", ".join(c.new_by))
+            table.add_row(
+                c.agency, c.category, c.old.name, arrow, c.new.name, ", ".join(c.old_by), ", ".join(c.new_by)
+            )
         console.print(table)
     return FINDINGS
 
@@ -217,16 +271,20 @@ def run_matrix(args: argparse.Namespace) -> int:
     loaded = _load(console, args.directory)
     if isinstance(loaded, int):
         return loaded
-    cells = [c for c in concrete_cells(loaded)
-             if (not args.role or c[0] in args.role) and (not args.purpose or c[1] in args.purpose)]
+    cells = [
+        c
+        for c in concrete_cells(loaded)
+        if (not args.role or c[0] in args.role) and (not args.purpose or c[1] in args.purpose)
+    ]
     if args.csv is not None:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["role", "purpose", "agency", "category", "level", "allowed_by", "denied_by"])
         for role, purpose, agency, category in cells:
             d = loaded.decide(role, purpose, agency, category)
-            writer.writerow([role, purpose, agency, category, d.level.name, " ".join(d.allowed_by),
-                             " ".join(d.denied_by)])
+            writer.writerow(
+                [role, purpose, agency, category, d.level.name, " ".join(d.allowed_by), " ".join(d.denied_by)]
+            )
         if str(args.csv) == "-":
             sys.stdout.write(buffer.getvalue())
         else:
@@ -234,8 +292,9 @@ def run_matrix(args: argparse.Namespace) -> int:
             console.print(f"wrote {len(cells)} rows to {args.csv}", markup=False)
         return CLEAN
     holding = [a for a, v in loaded.agencies.items() if v.holds_records]
-    order = {a: [c for c, v in loaded.record_categories.items() if v.agency == a and not v.group]
-             for a in holding}
+    order = {
+        a: [c for c, v in loaded.record_categories.items() if v.agency == a and not v.group] for a in holding
+    }
     table = Table("role", "purpose", *holding, title=f"effective access ({loaded.version[:19]}…)")
     for (role, purpose), group in groupby(cells, key=lambda c: (c[0], c[1])):
         levels = {c[3]: loaded.decide(*c).level for c in group}
@@ -249,7 +308,7 @@ def run_matrix(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the policy commands alone (``python -m gateway.policy.cli policy check``), as the full CLI would."""
+    """Run only the policy commands (``python -m gateway.policy.cli policy check``), as the full CLI would."""
     parser = argparse.ArgumentParser(prog="mash-gateway")
     register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
     args = parser.parse_args(argv)

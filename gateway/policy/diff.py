@@ -55,7 +55,9 @@ def concrete_cells(snapshot: PolicySnapshot) -> Iterator[tuple[str, str, str, st
                 yield role, purpose, category.agency, category.name
 
 
-def diff_snapshots(old: PolicySnapshot, new: PolicySnapshot) -> tuple[list[LevelChange], list[VocabularyChange]]:
+def diff_snapshots(
+    old: PolicySnapshot, new: PolicySnapshot
+) -> tuple[list[LevelChange], list[VocabularyChange]]:
     """Level changes over the union of both snapshots' cells, and vocabulary names added or removed."""
     changes: list[LevelChange] = []
     seen: set[tuple[str, str, str, str]] = set()
@@ -65,15 +67,35 @@ def diff_snapshots(old: PolicySnapshot, new: PolicySnapshot) -> tuple[list[Level
                 continue
             seen.add(cell)
             role, purpose, agency, category = cell
-            before = old.decide(role, purpose, agency, category) if category in old.record_categories else NOTHING
-            after = new.decide(role, purpose, agency, category) if category in new.record_categories else NOTHING
+            before = (
+                old.decide(role, purpose, agency, category) if category in old.record_categories else NOTHING
+            )
+            after = (
+                new.decide(role, purpose, agency, category) if category in new.record_categories else NOTHING
+            )
             if before.level != after.level:
-                changes.append(LevelChange(role, purpose, agency, category, before.level, after.level,
-                                           (*before.allowed_by, *before.denied_by),
-                                           (*after.allowed_by, *after.denied_by)))
+                changes.append(
+                    LevelChange(
+                        role,
+                        purpose,
+                        agency,
+                        category,
+                        before.level,
+                        after.level,
+                        (*before.allowed_by, *before.denied_by),
+                        (*after.allowed_by, *after.denied_by),
+                    )
+                )
     vocab_changes: list[VocabularyChange] = []
-    for kind in ("agencies", "roles", "purposes", "legal_bases", "record_categories", "field_categories",
-                 "agreements"):
+    for kind in (
+        "agencies",
+        "roles",
+        "purposes",
+        "legal_bases",
+        "record_categories",
+        "field_categories",
+        "agreements",
+    ):
         before_names = set(getattr(old.vocabulary, kind))
         after_names = set(getattr(new.vocabulary, kind))
         vocab_changes += [VocabularyChange(kind, n, True) for n in sorted(after_names - before_names)]
@@ -84,7 +106,7 @@ def diff_snapshots(old: PolicySnapshot, new: PolicySnapshot) -> tuple[list[Level
 
 @contextmanager
 def materialise(spec: str, *, cwd: Path | None = None) -> Iterator[Path]:
-    """A policy directory from a path, or from a git revision written ``REV:path`` (e.g. ``HEAD~1:policies``)."""
+    """A policy directory from a path, or from a git revision written ``REV:path`` (``HEAD~1:policies``)."""
     as_path = Path(spec)
     if as_path.is_dir():
         yield as_path
@@ -94,7 +116,9 @@ def materialise(spec: str, *, cwd: Path | None = None) -> Iterator[Path]:
         raise PolicyUnreadable([Finding(spec, 0, "not a directory, nor a git revision written REV:path")])
     inner_path = PurePosixPath(inner or ".")
     if inner_path.is_absolute() or ".." in inner_path.parts:
-        raise PolicyUnreadable([Finding(spec, 0, "the path after ':' must be relative to the repository root")])
+        raise PolicyUnreadable(
+            [Finding(spec, 0, "the path after ':' must be relative to the repository root")]
+        )
     top = _git(["rev-parse", "--show-toplevel"], cwd, spec).strip()
     data = _git_bytes(["archive", "--format=tar", revision, "--", inner_path.as_posix()], Path(top), spec)
     with tempfile.TemporaryDirectory(prefix="policy-") as tmp:
@@ -113,7 +137,9 @@ def _git_bytes(args: list[str], cwd: Path | None, spec: str) -> bytes:
         raise PolicyUnreadable([Finding(spec, 0, f"cannot run git: {exc}")]) from exc
     if done.returncode != 0:
         message = done.stderr.decode(errors="replace").strip().splitlines()
-        raise PolicyUnreadable([Finding(spec, 0, f"git could not read it: {message[-1] if message else 'error'}")])
+        raise PolicyUnreadable(
+            [Finding(spec, 0, f"git could not read it: {message[-1] if message else 'error'}")]
+        )
     return done.stdout
 
 

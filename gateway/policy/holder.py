@@ -47,18 +47,20 @@ def validate(directory: Path, today: date) -> tuple[PolicySnapshot | None, list[
 
 
 class PolicyHolder:
-    """The active snapshot for the whole gateway. Reading `current` is one attribute read; swaps are atomic."""
+    """The active snapshot for the whole gateway. `current` is one attribute read; swaps are atomic."""
 
-    def __init__(self, snapshot: PolicySnapshot, *, on_event: EventSink | None = None,
-                 clock: Clock | None = None) -> None:
+    def __init__(
+        self, snapshot: PolicySnapshot, *, on_event: EventSink | None = None, clock: Clock | None = None
+    ) -> None:
         self._current = snapshot
         self._on_event = on_event
         self._clock: Clock = clock or SystemClock()
         self._lock = asyncio.Lock()
 
     @classmethod
-    def from_directory(cls, directory: Path, *, on_event: EventSink | None = None,
-                       clock: Clock | None = None) -> PolicyHolder:
+    def from_directory(
+        cls, directory: Path, *, on_event: EventSink | None = None, clock: Clock | None = None
+    ) -> PolicyHolder:
         """Load, check and test the first snapshot; PolicyError if it cannot serve."""
         clock = clock or SystemClock()
         snapshot, findings = validate(directory, clock.now().date())
@@ -74,8 +76,9 @@ class PolicyHolder:
     def version(self) -> str:
         return self._current.version
 
-    async def reload(self, directory: Path | None = None, *, trigger: str = "manual", caller: str = "",
-                     user: str = "") -> ReloadOutcome:
+    async def reload(
+        self, directory: Path | None = None, *, trigger: str = "manual", caller: str = "", user: str = ""
+    ) -> ReloadOutcome:
         """Build, check and test the policy at `directory` (default: the active one's); swap only if all pass.
 
         The activation is audited before the swap: if the audit entry cannot be written, the old
@@ -92,25 +95,48 @@ class PolicyHolder:
                 return ReloadOutcome(False, previous.version, attempted, previous.version, unchanged=True)
             today = self._clock.now().date()
             snapshot, findings = await asyncio.to_thread(validate, directory, today)
-            base = AuditEvent(kind=AuditKind.POLICY_REJECTED, occurred_at=self._clock.now(), caller=caller,
-                              user=user, details={"trigger": trigger, "previous_version": previous.version})
+            base = AuditEvent(
+                kind=AuditKind.POLICY_REJECTED,
+                occurred_at=self._clock.now(),
+                caller=caller,
+                user=user,
+                details={"trigger": trigger, "previous_version": previous.version},
+            )
             if snapshot is None:
                 reason = _summary(findings)
-                await self._emit(AuditEvent(
-                    kind=AuditKind.POLICY_REJECTED, occurred_at=base.occurred_at, caller=caller, user=user,
-                    policy_version=attempted, reason=reason,
-                    details={**base.details, "findings": str(len(findings))},
-                ), swallow=True)
+                await self._emit(
+                    AuditEvent(
+                        kind=AuditKind.POLICY_REJECTED,
+                        occurred_at=base.occurred_at,
+                        caller=caller,
+                        user=user,
+                        policy_version=attempted,
+                        reason=reason,
+                        details={**base.details, "findings": str(len(findings))},
+                    ),
+                    swallow=True,
+                )
                 return ReloadOutcome(False, previous.version, attempted, previous.version, tuple(findings))
             try:
-                await self._emit(AuditEvent(
-                    kind=AuditKind.POLICY_ACTIVATION, occurred_at=base.occurred_at, caller=caller, user=user,
-                    policy_version=snapshot.version, reason=f"activated {len(snapshot.lines)} policy lines",
-                    details={**base.details, "warnings": str(len(findings))},
-                ), swallow=False)
+                await self._emit(
+                    AuditEvent(
+                        kind=AuditKind.POLICY_ACTIVATION,
+                        occurred_at=base.occurred_at,
+                        caller=caller,
+                        user=user,
+                        policy_version=snapshot.version,
+                        reason=f"activated {len(snapshot.lines)} policy lines",
+                        details={**base.details, "warnings": str(len(findings))},
+                    ),
+                    swallow=False,
+                )
             except Exception as exc:
-                note = Finding(str(directory), 0, f"the activation could not be audited ({exc.__class__.__name__});"
-                               " the previous policy stays active")
+                note = Finding(
+                    str(directory),
+                    0,
+                    f"the activation could not be audited ({exc.__class__.__name__});"
+                    " the previous policy stays active",
+                )
                 return ReloadOutcome(False, previous.version, snapshot.version, previous.version, (note,))
             self._current = snapshot
             return ReloadOutcome(True, snapshot.version, snapshot.version, previous.version, tuple(findings))
@@ -136,8 +162,14 @@ def _summary(findings: list[Finding]) -> str:
 class PolicyWatcher:
     """Polls a policy directory's content hash and reloads when it has changed and settled."""
 
-    def __init__(self, holder: PolicyHolder, directory: Path, *, interval: float = 2.0,
-                 on_outcome: Callable[[ReloadOutcome], None] | None = None) -> None:
+    def __init__(
+        self,
+        holder: PolicyHolder,
+        directory: Path,
+        *,
+        interval: float = 2.0,
+        on_outcome: Callable[[ReloadOutcome], None] | None = None,
+    ) -> None:
         if interval <= 0:
             raise ValueError("the polling interval must be positive")
         self._holder = holder

@@ -70,7 +70,9 @@ def level_of(cell: Cell) -> DisclosureLevel:
     return DisclosureLevel(max(0, min(cell[0], cell[2] - 1)))
 
 
-def _descendants(names: Iterable[str], parents_of: Mapping[str, frozenset[str]]) -> dict[str, tuple[str, ...]]:
+def _descendants(
+    names: Iterable[str], parents_of: Mapping[str, frozenset[str]]
+) -> dict[str, tuple[str, ...]]:
     """For each name, every name at or below it (names whose ancestors include it)."""
     below: dict[str, list[str]] = {n: [] for n in names}
     for name, above in parents_of.items():
@@ -121,8 +123,11 @@ def build_index(vocab: Vocabulary, lines: Iterable[PolicyLine]) -> DecisionIndex
         pushed: dict[Key, Cell] = {}
         for key, cell in stage.items():
             for name in below.get(key[axis], ()):
-                target: Key = (name, key[1], key[2]) if axis == 0 else (
-                    (key[0], name, key[2]) if axis == 1 else (key[0], key[1], name))
+                target: Key = (
+                    (name, key[1], key[2])
+                    if axis == 0
+                    else ((key[0], name, key[2]) if axis == 1 else (key[0], key[1], name))
+                )
                 existing = pushed.get(target)
                 pushed[target] = cell if existing is None else _merge(existing, cell)
         stage = pushed
@@ -137,8 +142,11 @@ def build_index(vocab: Vocabulary, lines: Iterable[PolicyLine]) -> DecisionIndex
         key = (int(level), allowed, denied)
         found = interned.get(key)
         if found is None:
-            found = interned[key] = Decision(level, allowed, denied) if (allowed or denied) else (
-                NOTHING if level is DisclosureLevel.NONE else Decision(level))
+            found = interned[key] = (
+                Decision(level, allowed, denied)
+                if (allowed or denied)
+                else (NOTHING if level is DisclosureLevel.NONE else Decision(level))
+            )
         return found
 
     decisions = {key: decision(cell) for key, cell in stage.items()}
@@ -150,15 +158,20 @@ def build_index(vocab: Vocabulary, lines: Iterable[PolicyLine]) -> DecisionIndex
             per_agency: dict[str, dict[str, Decision]] = {a: {} for a in holding}
             for category in record_categories:
                 per_agency[category.agency][category.name] = decisions.get(
-                    (role, purpose, category.name), NOTHING)
+                    (role, purpose, category.name), NOTHING
+                )
             by_query[(role, purpose)] = MappingProxyType(
-                {a: MappingProxyType(v) for a, v in per_agency.items()})
+                {a: MappingProxyType(v) for a, v in per_agency.items()}
+            )
     return DecisionIndex(
-        decisions=MappingProxyType(decisions), cells=MappingProxyType(stage),
+        decisions=MappingProxyType(decisions),
+        cells=MappingProxyType(stage),
         by_query=MappingProxyType(by_query),
-        role_ancestors=MappingProxyType(role_anc), purpose_ancestors=MappingProxyType(purpose_anc),
+        role_ancestors=MappingProxyType(role_anc),
+        purpose_ancestors=MappingProxyType(purpose_anc),
         category_ancestors=MappingProxyType(cat_anc),
-        role_descendants=MappingProxyType(role_below), purpose_descendants=MappingProxyType(purpose_below),
+        role_descendants=MappingProxyType(role_below),
+        purpose_descendants=MappingProxyType(purpose_below),
         category_descendants=MappingProxyType(cat_below),
     )
 

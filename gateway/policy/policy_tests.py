@@ -15,10 +15,24 @@ from gateway.policy.sources import LineDict, LineList, SourceError, load_yaml
 from gateway.redaction import RedactionContext, Redactor
 
 TESTS_DIR = "tests"
-_CASE_KEYS = {"name", "role", "purpose", "agency", "category", "expect", "record", "visible", "redacted",
-              "withheld", "disclosed_on"}
-_OUTCOMES = {"visible": FieldDisclosure.FULL, "redacted": FieldDisclosure.REDACTED,
-             "withheld": FieldDisclosure.WITHHELD}
+_CASE_KEYS = {
+    "name",
+    "role",
+    "purpose",
+    "agency",
+    "category",
+    "expect",
+    "record",
+    "visible",
+    "redacted",
+    "withheld",
+    "disclosed_on",
+}
+_OUTCOMES = {
+    "visible": FieldDisclosure.FULL,
+    "redacted": FieldDisclosure.REDACTED,
+    "withheld": FieldDisclosure.WITHHELD,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,14 +103,20 @@ def load_test_cases(directory: Path) -> PolicyTestSuite:
 
 def _parse_case(item: object, rel: str, line: int, findings: list[Finding]) -> PolicyTestCase | None:
     if not isinstance(item, LineDict):
-        findings.append(Finding(rel, line, "each test is a mapping with name, role, purpose, agency, "
-                                "category and expect"))
+        findings.append(
+            Finding(rel, line, "each test is a mapping with name, role, purpose, agency, category and expect")
+        )
         return None
     before = len(findings)
     for key in item:
         if key not in _CASE_KEYS:
-            findings.append(Finding(rel, item.line_of(key), f"unknown key {key!r} in a test "
-                                    f"(expected one of: {', '.join(sorted(_CASE_KEYS))})"))
+            findings.append(
+                Finding(
+                    rel,
+                    item.line_of(key),
+                    f"unknown key {key!r} in a test (expected one of: {', '.join(sorted(_CASE_KEYS))})",
+                )
+            )
     texts: dict[str, str] = {}
     for key in ("name", "role", "purpose", "agency", "category", "expect"):
         value = item.get(key)
@@ -109,14 +129,21 @@ def _parse_case(item: object, rel: str, line: int, findings: list[Finding]) -> P
         try:
             expect = DisclosureLevel.parse(texts["expect"])
         except ValueError:
-            findings.append(Finding(rel, item.line_of("expect"), "expect must be NONE, EXISTS, PERTINENT or FULL"))
+            findings.append(
+                Finding(rel, item.line_of("expect"), "expect must be NONE, EXISTS, PERTINENT or FULL")
+            )
     record: list[tuple[str, str]] = []
     raw_record = item.get("record")
     if raw_record is not None:
         fields = raw_record.get("fields") if isinstance(raw_record, LineDict) else None
         if not isinstance(fields, LineDict):
-            findings.append(Finding(rel, item.line_of("record"), "record needs `fields:`, a mapping of field "
-                                    "names to sample values"))
+            findings.append(
+                Finding(
+                    rel,
+                    item.line_of("record"),
+                    "record needs `fields:`, a mapping of field names to sample values",
+                )
+            )
         else:
             record = [(str(k), str(v)) for k, v in fields.items()]
     expected: list[tuple[str, FieldDisclosure]] = []
@@ -135,20 +162,40 @@ def _parse_case(item: object, rel: str, line: int, findings: list[Finding]) -> P
         raw_on = item["disclosed_on"]
         on = raw_on if isinstance(raw_on, date) else None
         if on is None:
-            findings.append(Finding(rel, item.line_of("disclosed_on"), "disclosed_on must be a date YYYY-MM-DD"))
+            findings.append(
+                Finding(rel, item.line_of("disclosed_on"), "disclosed_on must be a date YYYY-MM-DD")
+            )
     if len(findings) > before:
         return None
-    return PolicyTestCase(rel, line, texts["name"], texts["role"], texts["purpose"], texts["agency"],
-                          texts["category"], expect, tuple(record), tuple(expected), on)
+    return PolicyTestCase(
+        rel,
+        line,
+        texts["name"],
+        texts["role"],
+        texts["purpose"],
+        texts["agency"],
+        texts["category"],
+        expect,
+        tuple(record),
+        tuple(expected),
+        on,
+    )
 
 
-def run_case(snapshot: PolicySnapshot, case: PolicyTestCase, pseudonym_keys: Keyring | None = None,
-             today: date | None = None) -> PolicyTestResult:
+def run_case(
+    snapshot: PolicySnapshot,
+    case: PolicyTestCase,
+    pseudonym_keys: Keyring | None = None,
+    today: date | None = None,
+) -> PolicyTestResult:
     """Check one case against a snapshot: its level and, with a sample record, each field's fate."""
     problems: list[str] = []
-    for kind, name, known in (("role", case.role, snapshot.roles), ("purpose", case.purpose, snapshot.purposes),
-                              ("agency", case.agency, snapshot.agencies),
-                              ("category", case.category, snapshot.record_categories)):
+    for kind, name, known in (
+        ("role", case.role, snapshot.roles),
+        ("purpose", case.purpose, snapshot.purposes),
+        ("agency", case.agency, snapshot.agencies),
+        ("category", case.category, snapshot.record_categories),
+    ):
         if name not in known:
             problems.append(f"undeclared {kind} {name!r}")
     if problems:
@@ -158,13 +205,19 @@ def run_case(snapshot: PolicySnapshot, case: PolicyTestCase, pseudonym_keys: Key
         lines = ", ".join((*decision.allowed_by, *decision.denied_by)) or "no matching line"
         problems.append(f"expected {case.expect.name}, got {decision.level.name} (decided by {lines})")
     if case.record:
-        problems += _check_fields(snapshot, case, decision.level, pseudonym_keys or Keyring.generate(),
-                                  case.on or today or datetime.now(UTC).date())
+        problems += _check_fields(
+            snapshot,
+            case,
+            decision.level,
+            pseudonym_keys or Keyring.generate(),
+            case.on or today or datetime.now(UTC).date(),
+        )
     return PolicyTestResult(case, tuple(problems))
 
 
-def _check_fields(snapshot: PolicySnapshot, case: PolicyTestCase, level: DisclosureLevel, keys: Keyring,
-                  on: date) -> list[str]:
+def _check_fields(
+    snapshot: PolicySnapshot, case: PolicyTestCase, level: DisclosureLevel, keys: Keyring, on: date
+) -> list[str]:
 
     category = snapshot.record_categories[case.category]
     problems: list[str] = []
@@ -178,16 +231,33 @@ def _check_fields(snapshot: PolicySnapshot, case: PolicyTestCase, level: Disclos
     if problems:
         return problems
     assert category.kind is not None  # record categories always have a kind
-    record = Record(case.agency, "sample-1", category.record_type, category.name, category.kind,
-                    datetime(on.year, on.month, on.day, tzinfo=UTC), "", tuple(fields))
+    record = Record(
+        case.agency,
+        "sample-1",
+        category.record_type,
+        category.name,
+        category.kind,
+        datetime(on.year, on.month, on.day, tzinfo=UTC),
+        "",
+        tuple(fields),
+    )
     role = snapshot.roles[case.role]
-    ctx = RedactionContext(agency=case.agency, level=level, role=case.role, requester_agency=role.agency,
-                           inside_mash=role.inside_mash, disclosure_date=on)
+    ctx = RedactionContext(
+        agency=case.agency,
+        level=level,
+        role=case.role,
+        requester_agency=role.agency,
+        inside_mash=role.inside_mash,
+        disclosure_date=on,
+    )
     result = Redactor(snapshot.redaction, keys).redact([record], ctx)
     got = {m.field: m.disclosure for m in result.manifest if m.field}
     # A record withheld as a whole (a protected service) hides even its field names from the manifest.
-    whole = FieldDisclosure.WITHHELD if any(
-        not m.field and m.disclosure is FieldDisclosure.WITHHELD for m in result.manifest) else None
+    whole = (
+        FieldDisclosure.WITHHELD
+        if any(not m.field and m.disclosure is FieldDisclosure.WITHHELD for m in result.manifest)
+        else None
+    )
     for name, want in case.fields:
         have = got.get(name, whole)
         if have is None:
@@ -201,8 +271,12 @@ def _word(disclosure: FieldDisclosure) -> str:
     return {v: k for k, v in _OUTCOMES.items()}[disclosure]
 
 
-def run_suite(snapshot: PolicySnapshot, suite: PolicyTestSuite, pseudonym_keys: Keyring | None = None,
-              today: date | None = None) -> tuple[PolicyTestResult, ...]:
+def run_suite(
+    snapshot: PolicySnapshot,
+    suite: PolicyTestSuite,
+    pseudonym_keys: Keyring | None = None,
+    today: date | None = None,
+) -> tuple[PolicyTestResult, ...]:
     """Run every case of a suite against a snapshot, with one throwaway pseudonym key for all of them."""
     keys = pseudonym_keys or Keyring.generate()
     return tuple(run_case(snapshot, c, keys, today) for c in suite.cases)
@@ -215,4 +289,3 @@ def failures_as_findings(results: Sequence[PolicyTestResult], suite: PolicyTestS
         for problem in result.problems:
             found.append(Finding(result.case.file, result.case.line, f"{result.case.name}: {problem}"))
     return found
-

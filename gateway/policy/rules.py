@@ -42,8 +42,14 @@ class PolicyLine:
         return f"{self.file}:{self.line}"
 
     def casbin_row(self) -> tuple[str, str, str, str, str, str]:
-        return (ROLE + self.role, AGENCY + self.agency, CATEGORY + self.category, PURPOSE + self.purpose,
-                self.level.name, self.effect.value)
+        return (
+            ROLE + self.role,
+            AGENCY + self.agency,
+            CATEGORY + self.category,
+            PURPOSE + self.purpose,
+            self.level.name,
+            self.effect.value,
+        )
 
     def text(self) -> str:
         return "p, " + ", ".join(self.casbin_row())
@@ -53,19 +59,33 @@ def _strip(cell: str, prefix: str, what: str, row: CsvRow, findings: list[Findin
     if not cell.startswith(prefix):
         findings.append(Finding(row.file, row.line, f"{what} must be written {prefix}<name>, got {cell!r}"))
         return None
-    return cell[len(prefix):]
+    return cell[len(prefix) :]
 
 
-def parse_line(row: CsvRow, agency_of_file: str, vocab: Vocabulary, findings: list[Finding]) -> PolicyLine | None:
+def parse_line(
+    row: CsvRow, agency_of_file: str, vocab: Vocabulary, findings: list[Finding]
+) -> PolicyLine | None:
     """Validate one row of an agency's policy file; append findings and return None if it is unusable."""
     before = len(findings)
     if row.cells[0] != "p":
-        findings.append(Finding(row.file, row.line, f"only 'p' lines belong in an agency policy file (got "
-                                f"{row.cells[0]!r}); hierarchies are declared in the vocabulary files"))
+        findings.append(
+            Finding(
+                row.file,
+                row.line,
+                f"only 'p' lines belong in an agency policy file (got "
+                f"{row.cells[0]!r}); hierarchies are declared in the vocabulary files",
+            )
+        )
         return None
     if len(row.cells) != 7:
-        findings.append(Finding(row.file, row.line, "a policy line has 7 cells: p, role:<role>, agency:<agency>, "
-                                f"cat:<category>, purpose:<purpose>, <LEVEL>, allow|deny (got {len(row.cells)})"))
+        findings.append(
+            Finding(
+                row.file,
+                row.line,
+                "a policy line has 7 cells: p, role:<role>, agency:<agency>, "
+                f"cat:<category>, purpose:<purpose>, <LEVEL>, allow|deny (got {len(row.cells)})",
+            )
+        )
         return None
     _, role_cell, agency_cell, cat_cell, purpose_cell, level_cell, effect_cell = row.cells
     role = _strip(role_cell, ROLE, "the role", row, findings)
@@ -78,46 +98,80 @@ def parse_line(row: CsvRow, agency_of_file: str, vocab: Vocabulary, findings: li
     except ValueError:
         findings.append(Finding(row.file, row.line, f"the effect must be allow or deny, got {effect_cell!r}"))
     if effect is Effect.REVIEW:
-        findings.append(Finding(row.file, row.line, "the review effect is reserved for the reviewer workflow "
-                                "and is not supported yet"))
+        findings.append(
+            Finding(
+                row.file,
+                row.line,
+                "the review effect is reserved for the reviewer workflow and is not supported yet",
+            )
+        )
     level: DisclosureLevel | None = None
     try:
         level = DisclosureLevel.parse(level_cell)
         if level_cell != level.name:
             raise ValueError(level_cell)
         if level is DisclosureLevel.NONE:
-            findings.append(Finding(row.file, row.line, "level NONE grants nothing; write a deny line at EXISTS "
-                                    "to withhold even existence"))
+            findings.append(
+                Finding(
+                    row.file,
+                    row.line,
+                    "level NONE grants nothing; write a deny line at EXISTS to withhold even existence",
+                )
+            )
     except ValueError:
-        findings.append(Finding(row.file, row.line, f"the level must be EXISTS, PERTINENT or FULL, got "
-                                f"{level_cell!r}"))
+        findings.append(
+            Finding(row.file, row.line, f"the level must be EXISTS, PERTINENT or FULL, got {level_cell!r}")
+        )
     if role is not None:
         if role == ANY:
             if effect is not Effect.DENY:
-                findings.append(Finding(row.file, row.line, "'role:*' is only allowed in deny lines; a grant "
-                                        "names the role it is for"))
+                findings.append(
+                    Finding(
+                        row.file,
+                        row.line,
+                        "'role:*' is only allowed in deny lines; a grant names the role it is for",
+                    )
+                )
         elif role not in vocab.roles:
             findings.append(Finding(row.file, row.line, f"undeclared role {role!r}"))
     if purpose is not None:
         if purpose == ANY:
             if effect is not Effect.DENY:
-                findings.append(Finding(row.file, row.line, "'purpose:*' is only allowed in deny lines; a grant "
-                                        "names the purpose it is for"))
+                findings.append(
+                    Finding(
+                        row.file,
+                        row.line,
+                        "'purpose:*' is only allowed in deny lines; a grant names the purpose it is for",
+                    )
+                )
         elif purpose not in vocab.purposes:
             findings.append(Finding(row.file, row.line, f"undeclared purpose {purpose!r}"))
     if agency is not None:
         if agency not in vocab.agencies:
             findings.append(Finding(row.file, row.line, f"undeclared agency {agency!r}"))
         elif agency != agency_of_file:
-            findings.append(Finding(row.file, row.line, f"this file holds {agency_of_file}'s rules; a line about "
-                                    f"{agency!r} belongs in {AGENCY_DIR}/{agency}.csv"))
+            findings.append(
+                Finding(
+                    row.file,
+                    row.line,
+                    f"this file holds {agency_of_file}'s rules; a line about "
+                    f"{agency!r} belongs in {AGENCY_DIR}/{agency}.csv",
+                )
+            )
     if category is not None:
         known = vocab.record_categories.get(category)
         if known is None:
-            findings.append(Finding(row.file, row.line, f"rule can never match: unknown category {category!r}"))
+            findings.append(
+                Finding(row.file, row.line, f"rule can never match: unknown category {category!r}")
+            )
         elif agency is not None and known.agency != agency:
-            findings.append(Finding(row.file, row.line, f"rule can never match: category {category!r} belongs "
-                                    f"to {known.agency}, not {agency}"))
+            findings.append(
+                Finding(
+                    row.file,
+                    row.line,
+                    f"rule can never match: category {category!r} belongs to {known.agency}, not {agency}",
+                )
+            )
     if len(findings) > before:
         return None
     assert role is not None
@@ -130,7 +184,10 @@ def parse_line(row: CsvRow, agency_of_file: str, vocab: Vocabulary, findings: li
 
 
 def load_lines(
-    directory: Path, vocab: Vocabulary, findings: list[Finding], unreadable: list[Finding] | None = None,
+    directory: Path,
+    vocab: Vocabulary,
+    findings: list[Finding],
+    unreadable: list[Finding] | None = None,
 ) -> list[PolicyLine]:
     """Every valid policy line of every agency file, in file then line order; problems go to `findings`.
 
@@ -153,8 +210,14 @@ def load_lines(
             continue
         agency = path.stem
         if agency not in vocab.agencies or not vocab.agencies[agency].holds_records:
-            findings.append(Finding(rel, 0, f"{agency!r} is not an agency that holds records; name the file "
-                                    "after the agency whose records it governs"))
+            findings.append(
+                Finding(
+                    rel,
+                    0,
+                    f"{agency!r} is not an agency that holds records; name the file "
+                    "after the agency whose records it governs",
+                )
+            )
             continue
         try:
             rows = list(read_csv_rows(path, rel))

@@ -122,12 +122,13 @@ class PolicySnapshot:
         return name in self.vocabulary.record_categories
 
     def agreement_allows(self, agreement_id: str, agency: str, category: str, purpose: str, on: date) -> bool:
-        """True when the agreement exists, is in force on `on`, and covers the agency, category and purpose."""
+        """True when the agreement exists, is in force on `on` and covers the agency, category and purpose."""
         agreement = self.vocabulary.agreements.get(agreement_id)
         if agreement is None or not agreement.in_force(on) or agency not in agreement.parties:
             return False
-        return (any(self.purpose_within(purpose, p) for p in agreement.purposes)
-                and any(self.category_within(category, c) for c in agreement.categories))
+        return any(self.purpose_within(purpose, p) for p in agreement.purposes) and any(
+            self.category_within(category, c) for c in agreement.categories
+        )
 
     # -- explanation and cross-checking (off the hot path) ----------------------------------------
     def matching_lines(self, role: str, purpose: str, agency: str, category: str) -> MatchingLines:
@@ -135,21 +136,32 @@ class PolicySnapshot:
         roles = self.index.role_ancestors.get(role, frozenset()) | {ANY}
         purposes = self.index.purpose_ancestors.get(purpose, frozenset()) | {ANY}
         categories = self.index.category_ancestors.get(category, frozenset())
-        found = [ln for ln in self.lines if ln.role in roles and ln.purpose in purposes
-                 and ln.category in categories and ln.agency == agency]
-        return MatchingLines(tuple(ln for ln in found if ln.effect is Effect.ALLOW),
-                             tuple(ln for ln in found if ln.effect is Effect.DENY))
+        found = [
+            ln
+            for ln in self.lines
+            if ln.role in roles
+            and ln.purpose in purposes
+            and ln.category in categories
+            and ln.agency == agency
+        ]
+        return MatchingLines(
+            tuple(ln for ln in found if ln.effect is Effect.ALLOW),
+            tuple(ln for ln in found if ln.effect is Effect.DENY),
+        )
 
     def enforcer(self) -> casbin.Enforcer:
         """A real Casbin enforcer over this snapshot (built on first use; slow, for checks and tests)."""
         if not self._enforcer:
             vocab = self.vocabulary
-            self._enforcer.append(build_enforcer(
-                self.model_text, (ln.casbin_row() for ln in self.lines),
-                [(n, p) for n, r in vocab.roles.items() for p in r.member_of],
-                [(n, p.parent) for n, p in vocab.purposes.items() if p.parent],
-                [(n, c.parent) for n, c in vocab.record_categories.items() if c.parent],
-            ))
+            self._enforcer.append(
+                build_enforcer(
+                    self.model_text,
+                    (ln.casbin_row() for ln in self.lines),
+                    [(n, p) for n, r in vocab.roles.items() for p in r.member_of],
+                    [(n, p.parent) for n, p in vocab.purposes.items() if p.parent],
+                    [(n, c.parent) for n, c in vocab.record_categories.items() if c.parent],
+                )
+            )
         return self._enforcer[0]
 
     def line_at(self, where: str) -> PolicyLine | None:
@@ -159,8 +171,9 @@ class PolicySnapshot:
         return None
 
 
-def _load_redaction(directory: Path, vocab: Vocabulary, findings: list[Finding],
-                    unreadable: list[Finding]) -> RedactionRules | None:
+def _load_redaction(
+    directory: Path, vocab: Vocabulary, findings: list[Finding], unreadable: list[Finding]
+) -> RedactionRules | None:
     path = directory / REDACTION_FILE
     if not path.is_file():
         findings.append(Finding(REDACTION_FILE, 0, "file is missing"))
@@ -207,8 +220,15 @@ def load_snapshot(directory: Path) -> PolicySnapshot:
     model_text = (directory / MODEL_FILE).read_text(encoding="utf-8")
     if content_hash(directory) != version:
         raise PolicyError([Finding(str(directory), 0, "policy files changed while loading; load again")])
-    return PolicySnapshot(version=version, directory=directory, vocabulary=vocab, lines=tuple(lines),
-                          index=index, redaction=redaction, model_text=model_text)
+    return PolicySnapshot(
+        version=version,
+        directory=directory,
+        vocabulary=vocab,
+        lines=tuple(lines),
+        index=index,
+        redaction=redaction,
+        model_text=model_text,
+    )
 
 
 def cell_level(snapshot: PolicySnapshot, role: str, purpose: str, category: str) -> DisclosureLevel:

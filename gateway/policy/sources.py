@@ -53,9 +53,7 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
         if not isinstance(key, str):
             key = str(key)
         if key in result:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         result[key] = loader.construct_object(value_node, deep=True)
         result.key_lines[key] = key_node.start_mark.line + 1
     return result
@@ -132,9 +130,11 @@ def read_csv_rows(path: Path, rel: str) -> Iterator[CsvRow]:
 def policy_files(directory: Path) -> list[Path]:
     """Every file that belongs to a policy directory, in a stable order."""
     return sorted(
-        p for p in directory.rglob("*")
-        if p.is_file() and p.suffix in POLICY_SUFFIXES and not any(part.startswith(".") for part in
-                                                                   p.relative_to(directory).parts)
+        p
+        for p in directory.rglob("*")
+        if p.is_file()
+        and p.suffix in POLICY_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(directory).parts)
     )
 
 

@@ -1,4 +1,4 @@
-"""The policy vocabularies (agencies, roles, purposes, legal bases, categories, agreements, bindings) as data."""
+"""The policy vocabularies (agencies, roles, purposes, legal bases, categories, agreements, bindings)."""
 
 from __future__ import annotations
 
@@ -168,7 +168,12 @@ class _Reader:
         return value
 
     def entries(
-        self, section: LineDict, file: str, kind: str, pattern: re.Pattern[str], allowed: set[str],
+        self,
+        section: LineDict,
+        file: str,
+        kind: str,
+        pattern: re.Pattern[str],
+        allowed: set[str],
     ) -> Iterable[tuple[str, LineDict, int]]:
         for name, entry in section.items():
             line = section.line_of(name)
@@ -182,8 +187,12 @@ class _Reader:
                 continue
             for key in entry:
                 if key not in allowed:
-                    self.error(file, entry.line_of(key), f"unknown key {key!r} in {kind} {name!r} "
-                               f"(expected one of: {', '.join(sorted(allowed))})")
+                    self.error(
+                        file,
+                        entry.line_of(key),
+                        f"unknown key {key!r} in {kind} {name!r} "
+                        f"(expected one of: {', '.join(sorted(allowed))})",
+                    )
             self.declared_at[(kind, name)] = f"{file}:{line}"
             yield name, entry, line
 
@@ -240,7 +249,10 @@ def _empty(line: int) -> LineDict:
 
 
 def _check_refs(
-    reader: _Reader, refs: Iterable[tuple[str, str, int]], known: Mapping[str, object] | set[str], what: str,
+    reader: _Reader,
+    refs: Iterable[tuple[str, str, int]],
+    known: Mapping[str, object] | set[str],
+    what: str,
 ) -> None:
     for name, file, line in refs:
         if name not in known:
@@ -248,7 +260,9 @@ def _check_refs(
 
 
 def _hierarchy_problems(
-    parents: Mapping[str, Iterable[str]], kind: str, where: Callable[[str], tuple[str, int]],
+    parents: Mapping[str, Iterable[str]],
+    kind: str,
+    where: Callable[[str], tuple[str, int]],
 ) -> list[Finding]:
     """Cycles and over-deep chains in a child -> parents hierarchy."""
     findings: list[Finding] = []
@@ -274,13 +288,21 @@ def _hierarchy_problems(
     for node in sorted(parents):
         if visit(node) > MAX_HIERARCHY_DEPTH and not any(node in f.message for f in findings):
             file, line = where(node)
-            findings.append(Finding(file, line, f"{kind} {node!r} sits {depth[node]} levels deep; "
-                                    f"at most {MAX_HIERARCHY_DEPTH} are supported"))
+            findings.append(
+                Finding(
+                    file,
+                    line,
+                    f"{kind} {node!r} sits {depth[node]} levels deep; "
+                    f"at most {MAX_HIERARCHY_DEPTH} are supported",
+                )
+            )
     return findings
 
 
 def load_vocabulary(
-    directory: Path, findings: list[Finding], unreadable: list[Finding] | None = None,
+    directory: Path,
+    findings: list[Finding],
+    unreadable: list[Finding] | None = None,
 ) -> Vocabulary:
     """Read every vocabulary file of `directory`, appending a Finding for each problem.
 
@@ -312,10 +334,14 @@ def load_vocabulary(
     agreements = _agreements(reader, docs["agreements"], agencies, purposes, categories)
     bindings = _bindings(reader, docs["bindings"], roles)
     return Vocabulary(
-        agencies=MappingProxyType(agencies), roles=MappingProxyType(roles),
-        purposes=MappingProxyType(purposes), legal_bases=MappingProxyType(legal_bases),
-        record_categories=MappingProxyType(categories), field_categories=MappingProxyType(field_categories),
-        agreements=MappingProxyType(agreements), bindings=MappingProxyType(bindings),
+        agencies=MappingProxyType(agencies),
+        roles=MappingProxyType(roles),
+        purposes=MappingProxyType(purposes),
+        legal_bases=MappingProxyType(legal_bases),
+        record_categories=MappingProxyType(categories),
+        field_categories=MappingProxyType(field_categories),
+        agreements=MappingProxyType(agreements),
+        bindings=MappingProxyType(bindings),
         declared_at=MappingProxyType(reader.declared_at),
     )
 
@@ -323,22 +349,30 @@ def load_vocabulary(
 def _agencies(reader: _Reader, doc: LineDict) -> dict[str, Agency]:
     file = VOCABULARY_FILES["agencies"]
     result = {}
-    for name, entry, _ in reader.entries(reader.section(doc, "agencies", file), file, "agency", NAME,
-                                         {"title", "holds_records"}):
-        result[name] = Agency(name, reader.text(entry, "title", file, required=True),
-                              reader.flag(entry, "holds_records", file, required=True))
+    for name, entry, _ in reader.entries(
+        reader.section(doc, "agencies", file), file, "agency", NAME, {"title", "holds_records"}
+    ):
+        result[name] = Agency(
+            name,
+            reader.text(entry, "title", file, required=True),
+            reader.flag(entry, "holds_records", file, required=True),
+        )
     return result
 
 
 def _legal_bases(reader: _Reader, doc: LineDict) -> dict[str, LegalBasis]:
     file = VOCABULARY_FILES["legal_bases"]
     result = {}
-    for name, entry, _ in reader.entries(reader.section(doc, "legal_bases", file), file, "legal basis", NAME,
-                                         {"title", "uri"}):
+    for name, entry, _ in reader.entries(
+        reader.section(doc, "legal_bases", file), file, "legal basis", NAME, {"title", "uri"}
+    ):
         uri = reader.text(entry, "uri", file, required=True)
         if uri and not uri.startswith("https://"):
-            reader.error(file, entry.line_of("uri"), f"legal basis {name!r}: uri must be an https:// link "
-                         "to the legislation")
+            reader.error(
+                file,
+                entry.line_of("uri"),
+                f"legal basis {name!r}: uri must be an https:// link to the legislation",
+            )
         result[name] = LegalBasis(name, reader.text(entry, "title", file, required=True), uri)
     return result
 
@@ -346,8 +380,9 @@ def _legal_bases(reader: _Reader, doc: LineDict) -> dict[str, LegalBasis]:
 def _field_categories(reader: _Reader, doc: LineDict) -> dict[str, FieldCategory]:
     file = VOCABULARY_FILES["field_categories"]
     result = {}
-    for name, entry, _ in reader.entries(reader.section(doc, "field_categories", file), file,
-                                         "field category", CATEGORY_NAME, {"description"}):
+    for name, entry, _ in reader.entries(
+        reader.section(doc, "field_categories", file), file, "field category", CATEGORY_NAME, {"description"}
+    ):
         result[name] = FieldCategory(name, reader.text(entry, "description", file, required=True))
     return result
 
@@ -377,19 +412,24 @@ def _roles(reader: _Reader, doc: LineDict, agencies: Mapping[str, Agency]) -> di
             if agency and agency not in agencies:
                 reader.error(file, entry.line_of("agency"), f"undeclared agency {agency!r}")
             result[name] = Role(
-                name=name, agency=agency,
+                name=name,
+                agency=agency,
                 inside_mash=False if is_group else reader.flag(entry, "inside_mash", file, required=True),
                 description=reader.text(entry, "description", file, required=True),
-                member_of=tuple(m for m, _ in member_of), group=is_group,
+                member_of=tuple(m for m, _ in member_of),
+                group=is_group,
             )
     for name, role in result.items():
         for parent in role.member_of:
             if parent in result and not result[parent].group:
                 file_, line_text = reader.declared_at[("role", name)].rsplit(":", 1)
-                reader.error(file_, int(line_text), f"role {name!r} is a member of {parent!r}, which is not a group")
+                reader.error(
+                    file_, int(line_text), f"role {name!r} is a member of {parent!r}, which is not a group"
+                )
     _check_refs(reader, refs, result, "role")
     reader.findings += _hierarchy_problems(
-        {n: [p for p in r.member_of if p in result] for n, r in result.items()}, "role",
+        {n: [p for p in r.member_of if p in result] for n, r in result.items()},
+        "role",
         lambda n: _split(reader.declared_at.get(("role", n), f"{file}:0")),
     )
     return result
@@ -405,7 +445,9 @@ def _purposes(reader: _Reader, doc: LineDict, legal_bases: Mapping[str, LegalBas
     result: dict[str, Purpose] = {}
     parents: list[tuple[str, str, int]] = []
     allowed = {"description", "parent", "legal_bases", "retention", "dpv", "group"}
-    for name, entry, _ in reader.entries(reader.section(doc, "purposes", file), file, "purpose", NAME, allowed):
+    for name, entry, _ in reader.entries(
+        reader.section(doc, "purposes", file), file, "purpose", NAME, allowed
+    ):
         parent = reader.text(entry, "parent", file)
         if parent:
             parents.append((parent, file, entry.line_of("parent")))
@@ -416,55 +458,78 @@ def _purposes(reader: _Reader, doc: LineDict, legal_bases: Mapping[str, LegalBas
         if retention:
             match = _RETENTION.fullmatch(retention)
             if match is None:
-                reader.error(file, entry.line_of("retention"), f"purpose {name!r}: retention must read like "
-                             "'6 years', '18 months' or '90 days'")
+                reader.error(
+                    file,
+                    entry.line_of("retention"),
+                    f"purpose {name!r}: retention must read like '6 years', '18 months' or '90 days'",
+                )
             else:
                 days = int(match.group(1)) * _DAYS_PER[match.group(2).rstrip("s")]
         dpv = reader.text(entry, "dpv", file)
         if dpv and not (dpv.startswith("dpv:") or dpv.startswith("https://w3id.org/dpv")):
-            reader.error(file, entry.line_of("dpv"), f"purpose {name!r}: dpv must be a W3C DPV term "
-                         "such as 'dpv:ServiceProvision'")
+            reader.error(
+                file,
+                entry.line_of("dpv"),
+                f"purpose {name!r}: dpv must be a W3C DPV term such as 'dpv:ServiceProvision'",
+            )
         result[name] = Purpose(
-            name=name, description=reader.text(entry, "description", file, required=True), parent=parent,
-            legal_bases=tuple(b for b, _ in bases), retention=retention, retention_days=days, dpv=dpv,
+            name=name,
+            description=reader.text(entry, "description", file, required=True),
+            parent=parent,
+            legal_bases=tuple(b for b, _ in bases),
+            retention=retention,
+            retention_days=days,
+            dpv=dpv,
             group=reader.flag(entry, "group", file),
         )
     _check_refs(reader, parents, result, "purpose")
     reader.findings += _hierarchy_problems(
-        {n: [p.parent] if p.parent in result else [] for n, p in result.items()}, "purpose",
+        {n: [p.parent] if p.parent in result else [] for n, p in result.items()},
+        "purpose",
         lambda n: _split(reader.declared_at.get(("purpose", n), f"{file}:0")),
     )
     return result
 
 
 def _record_categories(
-    reader: _Reader, doc: LineDict, agencies: Mapping[str, Agency],
-    field_categories: Mapping[str, FieldCategory], roles: Mapping[str, Role],
+    reader: _Reader,
+    doc: LineDict,
+    agencies: Mapping[str, Agency],
+    field_categories: Mapping[str, FieldCategory],
+    roles: Mapping[str, Role],
 ) -> dict[str, RecordCategory]:
     file = VOCABULARY_FILES["record_categories"]
     result: dict[str, RecordCategory] = {}
     # Every agency that holds records is the root of its own categories, so a line can grant "police".
     for holder in agencies.values():
         if holder.holds_records:
-            result[holder.name] = RecordCategory(holder.name, holder.name, "", f"everything {holder.title} "
-                                                 "holds", group=True)
-            reader.declared_at[("category", holder.name)] = reader.declared_at.get(("agency", holder.name), "")
+            result[holder.name] = RecordCategory(
+                holder.name, holder.name, "", f"everything {holder.title} holds", group=True
+            )
+            reader.declared_at[("category", holder.name)] = reader.declared_at.get(
+                ("agency", holder.name), ""
+            )
     parents: list[tuple[str, str, int]] = []
     allowed = {"description", "parent", "kind", "record_type", "fields", "group", "protected", "readers"}
-    for name, entry, line in reader.entries(reader.section(doc, "record_categories", file), file,
-                                            "category", CATEGORY_NAME, allowed):
+    for name, entry, line in reader.entries(
+        reader.section(doc, "record_categories", file), file, "category", CATEGORY_NAME, allowed
+    ):
         if name in result:
             reader.error(file, line, f"category {name!r} is declared twice (agency roots are implicit)")
             continue
         agency = name.split(".", 1)[0]
         if agency not in agencies or not agencies[agency].holds_records:
-            reader.error(file, line, f"category {name!r} must start with the name of an agency that holds "
-                         "records")
+            reader.error(
+                file, line, f"category {name!r} must start with the name of an agency that holds records"
+            )
             continue
         parent = reader.text(entry, "parent", file) or agency
         if parent != agency and not parent.startswith(agency + "."):
-            reader.error(file, entry.line_of("parent"), f"category {name!r} cannot sit under {parent!r}, "
-                         f"which belongs to another agency")
+            reader.error(
+                file,
+                entry.line_of("parent"),
+                f"category {name!r} cannot sit under {parent!r}, which belongs to another agency",
+            )
         parents.append((parent, file, entry.line_of("parent")))
         group = reader.flag(entry, "group", file)
         kind: RecordKind | None = None
@@ -473,8 +538,11 @@ def _record_categories(
             try:
                 kind = RecordKind(kind_text)
             except ValueError:
-                reader.error(file, entry.line_of("kind"), f"kind must be one of "
-                             f"{', '.join(k.value for k in RecordKind)}")
+                reader.error(
+                    file,
+                    entry.line_of("kind"),
+                    f"kind must be one of {', '.join(k.value for k in RecordKind)}",
+                )
         fields: dict[str, str] = {}
         raw_fields = entry.get("fields")
         if raw_fields is not None:
@@ -483,8 +551,11 @@ def _record_categories(
             else:
                 for field_name, field_category in raw_fields.items():
                     if not isinstance(field_category, str) or field_category not in field_categories:
-                        reader.error(file, raw_fields.line_of(field_name),
-                                     f"undeclared field category {field_category!r} for field {field_name!r}")
+                        reader.error(
+                            file,
+                            raw_fields.line_of(field_name),
+                            f"undeclared field category {field_category!r} for field {field_name!r}",
+                        )
                     else:
                         fields[field_name] = field_category
         elif not group:
@@ -495,32 +566,45 @@ def _record_categories(
         if readers and not protected:
             reader.error(file, entry.line_of("readers"), "readers only make sense on a protected category")
         result[name] = RecordCategory(
-            name=name, agency=agency, parent=parent, description=reader.text(entry, "description", file,
-                                                                             required=True),
-            kind=kind, record_type=reader.text(entry, "record_type", file, required=not group),
-            fields=MappingProxyType(fields), group=group, protected=protected,
+            name=name,
+            agency=agency,
+            parent=parent,
+            description=reader.text(entry, "description", file, required=True),
+            kind=kind,
+            record_type=reader.text(entry, "record_type", file, required=not group),
+            fields=MappingProxyType(fields),
+            group=group,
+            protected=protected,
             protected_readers=tuple(r for r, _ in readers),
         )
     _check_refs(reader, parents, result, "category")
     reader.findings += _hierarchy_problems(
-        {n: [c.parent] if c.parent in result else [] for n, c in result.items()}, "category",
+        {n: [c.parent] if c.parent in result else [] for n, c in result.items()},
+        "category",
         lambda n: _split(reader.declared_at.get(("category", n), "") or f"{file}:0"),
     )
     return result
 
 
 def _agreements(
-    reader: _Reader, doc: LineDict, agencies: Mapping[str, Agency], purposes: Mapping[str, Purpose],
+    reader: _Reader,
+    doc: LineDict,
+    agencies: Mapping[str, Agency],
+    purposes: Mapping[str, Purpose],
     categories: Mapping[str, RecordCategory],
 ) -> dict[str, Agreement]:
     file = VOCABULARY_FILES["agreements"]
     result = {}
     allowed = {"title", "parties", "purposes", "categories", "valid_from", "valid_until"}
-    for name, entry, _line in reader.entries(reader.section(doc, "agreements", file), file, "agreement",
-                                            AGREEMENT_ID, allowed):
+    for name, entry, _line in reader.entries(
+        reader.section(doc, "agreements", file), file, "agreement", AGREEMENT_ID, allowed
+    ):
         lists = {}
-        for key, known, what in (("parties", agencies, "agency"), ("purposes", purposes, "purpose"),
-                                 ("categories", categories, "category")):
+        for key, known, what in (
+            ("parties", agencies, "agency"),
+            ("purposes", purposes, "purpose"),
+            ("categories", categories, "category"),
+        ):
             names = reader.names(entry, key, file)
             if not names:
                 reader.error(file, entry.line_of(key), f"agreement {name!r} must list its {key}")
@@ -532,8 +616,15 @@ def _agreements(
             continue
         if end < start:
             reader.error(file, entry.line_of("valid_until"), f"agreement {name!r} ends before it starts")
-        result[name] = Agreement(name, reader.text(entry, "title", file, required=True), lists["parties"],
-                                 lists["purposes"], lists["categories"], start, end)
+        result[name] = Agreement(
+            name,
+            reader.text(entry, "title", file, required=True),
+            lists["parties"],
+            lists["purposes"],
+            lists["categories"],
+            start,
+            end,
+        )
     return result
 
 
@@ -585,5 +676,5 @@ def category_parents(vocab: Vocabulary) -> Callable[[str], Iterable[str]]:
     def parents(n: str) -> Iterable[str]:
         c = vocab.record_categories.get(n)
         return (c.parent,) if c is not None and c.parent else ()
-    return parents
 
+    return parents

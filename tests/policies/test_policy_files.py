@@ -35,7 +35,7 @@ def test_policy_test_files_are_readable() -> None:
 
 @pytest.mark.parametrize("case", SUITE.cases, ids=lambda c: f"{c.where} {c.name}")
 def test_policy_case(case: PolicyTestCase, snapshot: PolicySnapshot, pseudonym_keys: Keyring) -> None:
-    """One IG officer's expectation holds for the shipped policy (the test id is its file:line and sentence)."""
+    """One IG officer's expectation holds for the shipped policy (the id is its file:line and sentence)."""
     result = run_case(snapshot, case, pseudonym_keys)
     if not result.passed:
         pytest.fail(f"{case.where}: {case.name}: " + "; ".join(result.problems), pytrace=False)

@@ -1,4 +1,4 @@
-"""Fixtures for the policy engine tests: the shipped policy, and writable copies of it with broken overlays."""
+"""Fixtures for the policy engine tests: the shipped policy, and writable copies with broken overlays."""
 
 from __future__ import annotations
 

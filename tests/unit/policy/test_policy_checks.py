@@ -17,7 +17,7 @@ def at(findings: list[Finding], file: str, line: int | None = None) -> list[Find
 
 
 def test_shipped_policy_has_only_the_expired_agreement_warning(shipped: PolicySnapshot) -> None:
-    """The shipped policy is clean apart from the expired 2024 agreement, kept for reviewing old disclosures."""
+    """The shipped policy is clean but for the expired 2024 agreement, kept for reviewing old disclosures."""
     findings = lint(shipped, TODAY)
     assert [f.message for f in findings] == ["agreement 'mash-isa-2024' expired on 2025-03-31"]
     assert not any(is_blocking(f) for f in findings)
@@ -49,8 +49,11 @@ def test_partly_capped_grant_is_not_shadowed(shipped: PolicySnapshot) -> None:
 def test_protected_category_beyond_its_readers_is_a_blocking_error(policy_copy: PolicyCopy) -> None:
     """Removing the cap for the MASH manager exposes sexual health above EXISTS, which check refuses."""
     directory = policy_copy()
-    edit(directory / "agencies" / "health.csv",
-         "p, role:mash_manager, agency:health, cat:health.sexual_health, purpose:*, PERTINENT, deny\n", "")
+    edit(
+        directory / "agencies" / "health.csv",
+        "p, role:mash_manager, agency:health, cat:health.sexual_health, purpose:*, PERTINENT, deny\n",
+        "",
+    )
     findings = lint(load_snapshot(directory), TODAY)
     exposed = [f for f in findings if "protected category health.sexual_health" in f.message]
     assert exposed
@@ -62,10 +65,16 @@ def test_protected_category_beyond_its_readers_is_a_blocking_error(policy_copy: 
 def test_field_category_without_redaction_rule_is_reported(policy_copy: PolicyCopy) -> None:
     """A field category no redaction rule covers is reported where the category that holds it is declared."""
     directory = policy_copy()
-    edit(directory / "vocabulary" / "field_categories.yaml", "field_categories:\n",
-         'field_categories:\n  record.tattoo:\n    description: "a distinguishing mark"\n')
-    edit(directory / "vocabulary" / "record_categories.yaml", "      arrest_date: record.date\n",
-         "      arrest_date: record.date\n      marks: record.tattoo\n")
+    edit(
+        directory / "vocabulary" / "field_categories.yaml",
+        "field_categories:\n",
+        'field_categories:\n  record.tattoo:\n    description: "a distinguishing mark"\n',
+    )
+    edit(
+        directory / "vocabulary" / "record_categories.yaml",
+        "      arrest_date: record.date\n",
+        "      arrest_date: record.date\n      marks: record.tattoo\n",
+    )
     findings = lint(load_snapshot(directory), TODAY)
     [gap] = [f for f in findings if "record.tattoo" in f.message]
     assert gap.file == "vocabulary/record_categories.yaml"
@@ -75,7 +84,11 @@ def test_field_category_without_redaction_rule_is_reported(policy_copy: PolicyCo
 def test_role_no_certificate_may_assert_is_reported(policy_copy: PolicyCopy) -> None:
     """A declared role that no binding lists is reported at its declaration."""
     directory = policy_copy()
-    edit(directory / "bindings.yaml", "[mash_researcher_probation, probation_officer]", "[mash_researcher_probation]")
+    edit(
+        directory / "bindings.yaml",
+        "[mash_researcher_probation, probation_officer]",
+        "[mash_researcher_probation]",
+    )
     findings = lint(load_snapshot(directory), TODAY)
     [finding] = [f for f in findings if "probation_officer" in f.message]
     assert finding.file == "vocabulary/roles.yaml"
@@ -85,11 +98,14 @@ def test_role_no_certificate_may_assert_is_reported(policy_copy: PolicyCopy) -> 
 def test_purpose_without_legal_basis_is_reported(policy_copy: PolicyCopy) -> None:
     """A citable purpose with no legal basis is reported at its declaration."""
     directory = policy_copy()
-    line = append(directory / "vocabulary" / "purposes.yaml",
-                  "  case_review:\n    parent: safeguarding\n    description: Reviewing a closed case.\n")
+    line = append(
+        directory / "vocabulary" / "purposes.yaml",
+        "  case_review:\n    parent: safeguarding\n    description: Reviewing a closed case.\n",
+    )
     findings = lint(load_snapshot(directory), TODAY)
     assert [f.message[:40] for f in at(findings, "vocabulary/purposes.yaml", line)] == [
-        "purpose 'case_review' has no legal basis"]
+        "purpose 'case_review' has no legal basis"
+    ]
 
 
 def test_agreement_expiring_within_thirty_days_is_reported() -> None:
@@ -98,7 +114,10 @@ def test_agreement_expiring_within_thirty_days_is_reported() -> None:
 
     snapshot = load_snapshot(SHIPPED)
     soon = [f for f in lint(snapshot, date(2027, 12, 10)) if "expires on 2027-12-31" in f.message]
-    assert {f.message.split("'")[1] for f in soon} == {"mash-isa-2026", "early-help-isa-2026",
-                                                       "housing-partnership-2026"}
+    assert {f.message.split("'")[1] for f in soon} == {
+        "mash-isa-2026",
+        "early-help-isa-2026",
+        "housing-partnership-2026",
+    }
     assert all(f.file == "agreements.yaml" and not is_blocking(f) for f in soon)
     assert not [f for f in lint(snapshot, date(2027, 11, 1)) if "expires" in f.message]

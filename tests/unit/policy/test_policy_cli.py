@@ -32,7 +32,9 @@ def test_check_strict_counts_warnings(capsys: pytest.CaptureFixture[str]) -> Non
     assert code == FINDINGS
 
 
-def test_check_reports_bad_lines_as_file_line_message(capsys: pytest.CaptureFixture[str], policy_copy: PolicyCopy) -> None:
+def test_check_reports_bad_lines_as_file_line_message(
+    capsys: pytest.CaptureFixture[str], policy_copy: PolicyCopy
+) -> None:
     """Undeclared names and malformed lines are printed as file:line: message, exit 1."""
     code, out = run(capsys, "check", str(policy_copy("undeclared_names")))
     assert code == FINDINGS
@@ -48,7 +50,9 @@ def test_check_reports_lint_findings(capsys: pytest.CaptureFixture[str], policy_
     assert "agencies/probation.csv:7: warning: rule is shadowed by a deny" in out
 
 
-def test_check_cannot_load_exits_2(capsys: pytest.CaptureFixture[str], policy_copy: PolicyCopy, tmp_path: Path) -> None:
+def test_check_cannot_load_exits_2(
+    capsys: pytest.CaptureFixture[str], policy_copy: PolicyCopy, tmp_path: Path
+) -> None:
     """An unparsable file or a missing directory exits 2."""
     code, out = run(capsys, "check", str(policy_copy("syntax_error")))
     assert code == UNLOADABLE
@@ -77,8 +81,10 @@ def test_test_names_the_failing_case(capsys: pytest.CaptureFixture[str], policy_
     """A failing case is printed at file:line with its sentence and exit 1."""
     code, out = run(capsys, "test", str(policy_copy("failing_test")))
     assert code == FINDINGS
-    assert "tests/zz_failing.yaml:3: A housing officer managing a tenancy sees GP registrations in full: " \
-           "expected FULL, got NONE" in out
+    assert (
+        "tests/zz_failing.yaml:3: A housing officer managing a tenancy sees GP registrations in full: "
+        "expected FULL, got NONE" in out
+    )
     assert "1 failed" in out
 
 
@@ -90,8 +96,19 @@ def test_test_cannot_load_exits_2(capsys: pytest.CaptureFixture[str], policy_cop
 
 def test_explain_names_the_deny_that_won(capsys: pytest.CaptureFixture[str]) -> None:
     """Explain prints the level, every matching line, and which deny capped the answer."""
-    code, out = run(capsys, "explain", str(SHIPPED), "--role", "mash_manager", "--purpose", "s47_enquiry",
-                    "--agency", "health", "--category", "health.sexual_health")
+    code, out = run(
+        capsys,
+        "explain",
+        str(SHIPPED),
+        "--role",
+        "mash_manager",
+        "--purpose",
+        "s47_enquiry",
+        "--agency",
+        "health",
+        "--category",
+        "health.sexual_health",
+    )
     assert code == CLEAN
     assert "health.sexual_health for s47_enquiry: EXISTS" in out
     deny = next(line for line in out.splitlines() if "sexual_health, purpose:*, PERTINENT, deny" in line)
@@ -101,8 +118,19 @@ def test_explain_names_the_deny_that_won(capsys: pytest.CaptureFixture[str]) -> 
 
 def test_explain_with_no_matching_line(capsys: pytest.CaptureFixture[str]) -> None:
     """A request no line matches is explained as nothing granted by default."""
-    code, out = run(capsys, "explain", str(SHIPPED), "--role", "auditor", "--purpose", "s47_enquiry",
-                    "--agency", "police", "--category", "police.crime")
+    code, out = run(
+        capsys,
+        "explain",
+        str(SHIPPED),
+        "--role",
+        "auditor",
+        "--purpose",
+        "s47_enquiry",
+        "--agency",
+        "police",
+        "--category",
+        "police.crime",
+    )
     assert code == CLEAN
     assert "NONE" in out
     assert "nothing is granted by default" in out
@@ -110,26 +138,43 @@ def test_explain_with_no_matching_line(capsys: pytest.CaptureFixture[str]) -> No
 
 def test_explain_rejects_undeclared_names(capsys: pytest.CaptureFixture[str]) -> None:
     """An undeclared name is reported and exits 1."""
-    code, out = run(capsys, "explain", str(SHIPPED), "--role", "janitor", "--purpose", "s47_enquiry",
-                    "--agency", "police", "--category", "police.crime")
+    code, out = run(
+        capsys,
+        "explain",
+        str(SHIPPED),
+        "--role",
+        "janitor",
+        "--purpose",
+        "s47_enquiry",
+        "--agency",
+        "police",
+        "--category",
+        "police.crime",
+    )
     assert code == FINDINGS
     assert "undeclared role 'janitor'" in out
 
 
-def test_diff_of_identical_directories_is_empty(capsys: pytest.CaptureFixture[str], policy_copy: PolicyCopy) -> None:
+def test_diff_of_identical_directories_is_empty(
+    capsys: pytest.CaptureFixture[str], policy_copy: PolicyCopy
+) -> None:
     """Two copies of the same policy differ in nothing."""
     code, out = run(capsys, "diff", str(SHIPPED), str(policy_copy()))
     assert code == CLEAN
     assert "no effective access changes" in out
 
 
-def test_diff_lists_each_changed_cell_grouped(capsys: pytest.CaptureFixture[str], policy_copy: PolicyCopy) -> None:
+def test_diff_lists_each_changed_cell_grouped(
+    capsys: pytest.CaptureFixture[str], policy_copy: PolicyCopy
+) -> None:
     """A widened and a narrowed rule show up as old -> new per role and purpose, exit 1."""
     code, out = run(capsys, "diff", str(SHIPPED), str(policy_copy("widened")))
     assert code == FINDINGS
     assert "housing_officer for s47_enquiry" in out
     assert "police_officer for s47_enquiry" in out
-    attendance = next(line for line in out.splitlines() if "education.attendance" in line and "EXISTS" in line)
+    attendance = next(
+        line for line in out.splitlines() if "education.attendance" in line and "EXISTS" in line
+    )
     assert attendance.index("EXISTS") < attendance.index("PERTINENT")
     enrolment = [line for line in out.splitlines() if "education.enrolment" in line]
     assert any("PERTINENT" in line and "NONE" in line for line in enrolment)
@@ -139,8 +184,9 @@ def test_diff_lists_each_changed_cell_grouped(capsys: pytest.CaptureFixture[str]
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
-def test_diff_between_git_revisions(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_diff_between_git_revisions(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`diff HEAD~1:policies HEAD:policies` reads both revisions from git."""
     repo = tmp_path / "repo"
     shutil.copytree(SHIPPED, repo / "policies")
@@ -164,7 +210,9 @@ def test_diff_between_git_revisions(capsys: pytest.CaptureFixture[str], tmp_path
 
 def test_matrix_table_and_csv(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """The matrix prints one letter per category, and its CSV has every cell with its deciding lines."""
-    code, out = run(capsys, "matrix", str(SHIPPED), "--purpose", "housing_management", "--role", "housing_officer")
+    code, out = run(
+        capsys, "matrix", str(SHIPPED), "--purpose", "housing_management", "--role", "housing_officer"
+    )
     assert code == CLEAN
     row = next(line for line in out.splitlines() if line.startswith("│ housing_officer"))
     assert "PPP··" in row  # tenancy, arrears, asb pertinent; homelessness and refuge nothing
@@ -173,7 +221,12 @@ def test_matrix_table_and_csv(capsys: pytest.CaptureFixture[str], tmp_path: Path
     assert code == CLEAN
     rows = list(csv.DictReader(target.open()))
     assert len(rows) == 17 * 5 * 32  # assertable roles x citable purposes x record categories
-    cell = next(r for r in rows if r["role"] == "mash_manager" and r["purpose"] == "s47_enquiry"
-                and r["category"] == "health.sexual_health")
+    cell = next(
+        r
+        for r in rows
+        if r["role"] == "mash_manager"
+        and r["purpose"] == "s47_enquiry"
+        and r["category"] == "health.sexual_health"
+    )
     assert cell["level"] == "EXISTS"
     assert cell["denied_by"].startswith("agencies/health.csv:")

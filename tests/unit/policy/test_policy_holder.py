@@ -1,4 +1,4 @@
-"""Safe hot reload: a new snapshot is swapped in only after it loads, passes its checks and tests, and is audited."""
+"""Safe hot reload: a new snapshot is swapped in only once it loads, passes checks and tests, is audited."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from gateway.errors import AuditUnavailable
 from gateway.policy import PolicyHolder, PolicyWatcher, content_hash
 
 CELL = ("housing_officer", "s47_enquiry", "education", "education.attendance")
-WIDER = "p, role:housing_officer, agency:education, cat:education.attendance, purpose:child_protection, " \
-        "PERTINENT, allow\n"
+WIDER = (
+    "p, role:housing_officer, agency:education, cat:education.attendance, purpose:child_protection, "
+    "PERTINENT, allow\n"
+)
 
 
 class Recorder:
@@ -49,7 +51,9 @@ async def test_valid_change_is_activated_and_audited(policy_copy: PolicyCopy, re
     old = holder.version
     assert holder.current.decide(*CELL).level is DisclosureLevel.EXISTS
     new_dir = widened(policy_copy)
-    outcome = await holder.reload(new_dir, trigger="admin", caller="spiffe://mash.local/agency/hub/system/policy-admin")
+    outcome = await holder.reload(
+        new_dir, trigger="admin", caller="spiffe://mash.local/agency/hub/system/policy-admin"
+    )
     assert outcome.activated
     assert not outcome.unchanged
     assert outcome.previous_version == old
@@ -73,16 +77,23 @@ async def test_unchanged_directory_is_not_reactivated(policy_copy: PolicyCopy, r
     assert recorder.events == []
 
 
-@pytest.mark.parametrize("breakage", ["syntax error", "undeclared name", "failing policy test", "over-broad rule"])
+@pytest.mark.parametrize(
+    "breakage", ["syntax error", "undeclared name", "failing policy test", "over-broad rule"]
+)
 async def test_broken_policy_is_refused_and_the_last_good_one_keeps_serving(
     policy_copy: PolicyCopy, recorder: Recorder, breakage: str
 ) -> None:
-    """A syntax error, undeclared name, failing test or blocking check is refused, audited, and changes nothing."""
+    """A syntax error, undeclared name, failing test or blocking check is refused and audited; no change."""
     good = policy_copy()
     holder = PolicyHolder.from_directory(good, on_event=recorder)
     before = holder.current
-    bad = policy_copy({"syntax error": "syntax_error", "failing policy test": "failing_test",
-                       "over-broad rule": "lint_findings"}.get(breakage))
+    bad = policy_copy(
+        {
+            "syntax error": "syntax_error",
+            "failing policy test": "failing_test",
+            "over-broad rule": "lint_findings",
+        }.get(breakage)
+    )
     if breakage == "undeclared name":
         edit(bad / "agencies" / "csc.csv", "role:mash_researcher_csc", "role:mash_researcher_cs")
     outcome = await holder.reload(bad)
@@ -98,7 +109,9 @@ async def test_broken_policy_is_refused_and_the_last_good_one_keeps_serving(
     assert str(outcome.findings[0]) in event.reason
 
 
-async def test_activation_that_cannot_be_audited_is_not_activated(policy_copy: PolicyCopy, recorder: Recorder) -> None:
+async def test_activation_that_cannot_be_audited_is_not_activated(
+    policy_copy: PolicyCopy, recorder: Recorder
+) -> None:
     """If the activation entry cannot be written, the previous snapshot stays active."""
     holder = PolicyHolder.from_directory(policy_copy(), on_event=recorder)
     before = holder.current
@@ -192,8 +205,10 @@ async def test_watcher_reloads_a_settled_change_once(policy_copy: PolicyCopy, re
     assert outcome is not None
     assert outcome.activated
     assert holder.current.decide(*CELL).level is DisclosureLevel.PERTINENT
-    append(directory / "agencies" / "education.csv", "p, role:nobody, agency:education, cat:education, "
-           "purpose:s47_enquiry, FULL, allow\n")
+    append(
+        directory / "agencies" / "education.csv",
+        "p, role:nobody, agency:education, cat:education, purpose:s47_enquiry, FULL, allow\n",
+    )
     await watcher.check_once()
     refused = await watcher.check_once()
     assert refused is not None

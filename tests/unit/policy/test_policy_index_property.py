@@ -29,7 +29,8 @@ e = some(where (p.eft == allow)) && !some(where (p.eft == deny))
 [matchers]
 m = {m}
 """.format(
-    r=CANONICAL_MODEL[("r", "r")], p=CANONICAL_MODEL[("p", "p")],
+    r=CANONICAL_MODEL[("r", "r")],
+    p=CANONICAL_MODEL[("p", "p")],
     m=CANONICAL_MODEL[("m", "m")].replace("p_", "p.").replace("r_", "r."),
 )
 LEVELS = [DisclosureLevel.EXISTS, DisclosureLevel.PERTINENT, DisclosureLevel.FULL]
@@ -48,7 +49,7 @@ def random_policies(draw: st.DrawFn) -> RandomPolicy:
     groups = [f"grp{i}" for i in range(n_groups)]
     roles: dict[str, Role] = {}
     for i, name in enumerate(groups):
-        above = groups[i + 1:]
+        above = groups[i + 1 :]
         parents = draw(st.lists(st.sampled_from(above), max_size=2, unique=True)) if above else []
         roles[name] = Role(name, "", False, "group", tuple(parents), group=True)
     for i in range(draw(st.integers(1, 5))):
@@ -61,7 +62,9 @@ def random_policies(draw: st.DrawFn) -> RandomPolicy:
         purposes[f"pur{i}"] = Purpose(f"pur{i}", "purpose", parent)
 
     agencies = {"a0": Agency("a0", "A0", True), "a1": Agency("a1", "A1", True)}
-    categories: dict[str, RecordCategory] = {a: RecordCategory(a, a, "", "root", group=True) for a in agencies}
+    categories: dict[str, RecordCategory] = {
+        a: RecordCategory(a, a, "", "root", group=True) for a in agencies
+    }
     for agency in agencies:
         for i in range(draw(st.integers(1, 4))):
             same = [c for c in categories if categories[c].agency == agency]
@@ -78,15 +81,28 @@ def random_policies(draw: st.DrawFn) -> RandomPolicy:
         role = draw(st.sampled_from(role_names + ([ANY] if wildcard_ok else [])))
         purpose = draw(st.sampled_from(purpose_names + ([ANY] if wildcard_ok else [])))
         category = draw(st.sampled_from(list(categories)))
-        line = PolicyLine(f"agencies/{categories[category].agency}.csv", number, role, categories[category].agency,
-                          category, purpose, draw(st.sampled_from(LEVELS)), effect)
+        line = PolicyLine(
+            f"agencies/{categories[category].agency}.csv",
+            number,
+            role,
+            categories[category].agency,
+            category,
+            purpose,
+            draw(st.sampled_from(LEVELS)),
+            effect,
+        )
         if line.casbin_row() not in seen:
             seen.add(line.casbin_row())
             lines.append(line)
     vocab = Vocabulary(
-        agencies=MappingProxyType(agencies), roles=MappingProxyType(roles), purposes=MappingProxyType(purposes),
-        legal_bases=MappingProxyType({}), record_categories=MappingProxyType(categories),
-        field_categories=MappingProxyType({}), agreements=MappingProxyType({}), bindings=MappingProxyType({}),
+        agencies=MappingProxyType(agencies),
+        roles=MappingProxyType(roles),
+        purposes=MappingProxyType(purposes),
+        legal_bases=MappingProxyType({}),
+        record_categories=MappingProxyType(categories),
+        field_categories=MappingProxyType({}),
+        agreements=MappingProxyType({}),
+        bindings=MappingProxyType({}),
         declared_at=MappingProxyType({}),
     )
     return RandomPolicy(vocab, tuple(lines))
@@ -95,7 +111,8 @@ def random_policies(draw: st.DrawFn) -> RandomPolicy:
 def _enforcer(policy: RandomPolicy):  # type: ignore[no-untyped-def]
     vocab = policy.vocab
     return build_enforcer(
-        MODEL_TEXT, (ln.casbin_row() for ln in policy.lines),
+        MODEL_TEXT,
+        (ln.casbin_row() for ln in policy.lines),
         [(n, p) for n, r in vocab.roles.items() for p in r.member_of],
         [(n, p.parent) for n, p in vocab.purposes.items() if p.parent],
         [(n, c.parent) for n, c in vocab.record_categories.items() if c.parent],
@@ -105,7 +122,7 @@ def _enforcer(policy: RandomPolicy):  # type: ignore[no-untyped-def]
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(random_policies())
 def test_index_matches_casbin_on_every_cell(policy: RandomPolicy) -> None:
-    """For every declared role, purpose and category, the index level is the highest level enforce() allows."""
+    """For every declared role, purpose and category, the index level is the highest enforce() allows."""
     index = build_index(policy.vocab, policy.lines)
     enforcer = _enforcer(policy)
     for role in policy.vocab.roles:
@@ -120,7 +137,7 @@ def test_index_matches_casbin_on_every_cell(policy: RandomPolicy) -> None:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(random_policies(), st.data())
 def test_deciding_lines_are_the_matching_extremes(policy: RandomPolicy, data: st.DataObject) -> None:
-    """allowed_by holds the matching allow lines at the top allow level; denied_by the lowest denies that capped."""
+    """allowed_by: the matching allows at the top allow level; denied_by: the lowest denies that capped."""
     index = build_index(policy.vocab, policy.lines)
     role = data.draw(st.sampled_from(list(policy.vocab.roles)))
     purpose = data.draw(st.sampled_from(list(policy.vocab.purposes)))
@@ -128,8 +145,9 @@ def test_deciding_lines_are_the_matching_extremes(policy: RandomPolicy, data: st
     role_up = index.role_ancestors[role] | {ANY}
     purpose_up = index.purpose_ancestors[purpose] | {ANY}
     cat_up = index.category_ancestors[category]
-    matching = [ln for ln in policy.lines
-                if ln.role in role_up and ln.purpose in purpose_up and ln.category in cat_up]
+    matching = [
+        ln for ln in policy.lines if ln.role in role_up and ln.purpose in purpose_up and ln.category in cat_up
+    ]
     allows = [ln for ln in matching if ln.effect is Effect.ALLOW]
     denies = [ln for ln in matching if ln.effect is Effect.DENY]
     top = max((ln.level for ln in allows), default=DisclosureLevel.NONE)
@@ -144,14 +162,20 @@ def test_deciding_lines_are_the_matching_extremes(policy: RandomPolicy, data: st
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(random_policies(), st.data())
-def test_mismatched_or_unknown_requests_are_refused_by_both(policy: RandomPolicy, data: st.DataObject) -> None:
+def test_mismatched_or_unknown_requests_are_refused_by_both(
+    policy: RandomPolicy, data: st.DataObject
+) -> None:
     """A category asked of another agency, or an undeclared name, is NONE for Casbin and the index alike."""
     index = build_index(policy.vocab, policy.lines)
     enforcer = _enforcer(policy)
     role = data.draw(st.sampled_from([*policy.vocab.roles, "stranger"]))
     purpose = data.draw(st.sampled_from([*policy.vocab.purposes, "whim"]))
     category = data.draw(st.sampled_from([*policy.vocab.record_categories, "a0.unknown"]))
-    owner = policy.vocab.record_categories[category].agency if category in policy.vocab.record_categories else "a0"
+    owner = (
+        policy.vocab.record_categories[category].agency
+        if category in policy.vocab.record_categories
+        else "a0"
+    )
     other = "a1" if owner == "a0" else "a0"
     assert enforce_level(enforcer, role, purpose, other, category) is DisclosureLevel.NONE
     want = enforce_level(enforcer, role, purpose, owner, category)

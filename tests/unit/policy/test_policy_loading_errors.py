@@ -23,7 +23,7 @@ def messages_at(findings: list[Finding], file: str, line: int) -> list[str]:
 
 
 def test_every_bad_line_is_reported_at_its_line(policy_copy: PolicyCopy) -> None:
-    """Undeclared role or purpose, unknown category, malformed cells and misplaced lines each get a finding."""
+    """Undeclared role or purpose, unknown category, malformed cells and misplaced lines are each reported."""
     findings = findings_of(policy_copy("undeclared_names"))
     police = "agencies/police.csv"
     assert messages_at(findings, police, 2) == []
@@ -64,8 +64,11 @@ def test_missing_vocabulary_file_is_unreadable(policy_copy: PolicyCopy) -> None:
 def test_changed_model_is_refused(policy_copy: PolicyCopy) -> None:
     """A model.conf whose matcher differs from the implemented one is refused: the index would disagree."""
     directory = policy_copy()
-    edit(directory / "model.conf", "some(where (p.eft == allow)) && !some(where (p.eft == deny))",
-         "some(where (p.eft == allow))")
+    edit(
+        directory / "model.conf",
+        "some(where (p.eft == allow)) && !some(where (p.eft == deny))",
+        "some(where (p.eft == allow))",
+    )
     findings = findings_of(directory)
     assert any(f.file == "model.conf" and "differs" in f.message and "e.e" in f.message for f in findings)
 
@@ -73,8 +76,10 @@ def test_changed_model_is_refused(policy_copy: PolicyCopy) -> None:
 def test_duplicate_lines_are_refused(policy_copy: PolicyCopy) -> None:
     """The same rule twice is reported at the second copy, naming the first."""
     directory = policy_copy()
-    line = append(directory / "agencies" / "csc.csv",
-                  "p, role:mash_staff, agency:csc, cat:csc, purpose:safeguarding, PERTINENT, allow\n")
+    line = append(
+        directory / "agencies" / "csc.csv",
+        "p, role:mash_staff, agency:csc, cat:csc, purpose:safeguarding, PERTINENT, allow\n",
+    )
     findings = findings_of(directory)
     assert messages_at(findings, "agencies/csc.csv", line) == ["duplicate of agencies/csc.csv:5"]
 
@@ -82,9 +87,11 @@ def test_duplicate_lines_are_refused(policy_copy: PolicyCopy) -> None:
 def test_level_none_and_g_lines_are_refused(policy_copy: PolicyCopy) -> None:
     """NONE grants nothing and hierarchy lines belong in the vocabularies, so both are findings."""
     directory = policy_copy()
-    line = append(directory / "agencies" / "csc.csv",
-                  "p, role:social_worker, agency:csc, cat:csc, purpose:s47_enquiry, NONE, allow\n"
-                  "g, role:social_worker, role:mash_staff\n")
+    line = append(
+        directory / "agencies" / "csc.csv",
+        "p, role:social_worker, agency:csc, cat:csc, purpose:s47_enquiry, NONE, allow\n"
+        "g, role:social_worker, role:mash_staff\n",
+    )
     findings = findings_of(directory)
     assert "level NONE grants nothing" in messages_at(findings, "agencies/csc.csv", line)[0]
     assert "only 'p' lines" in messages_at(findings, "agencies/csc.csv", line + 1)[0]
@@ -97,20 +104,49 @@ def test_file_for_an_unknown_agency_is_refused(policy_copy: PolicyCopy) -> None:
     assert any(f.file == "agencies/hub.csv" for f in findings_of(directory))
 
 
-@pytest.mark.parametrize(("file", "old", "new", "expected"), [
-    ("vocabulary/roles.yaml", "member_of: [operational]\n  early_help_worker",
-     "member_of: [operatives]\n  early_help_worker", "undeclared role 'operatives'"),
-    ("vocabulary/roles.yaml", "  housing_officer:\n    agency: housing", "  housing_officer:\n    agency: council",
-     "undeclared agency 'council'"),
-    ("vocabulary/purposes.yaml", "parent: child_protection", "parent: protection", "undeclared purpose 'protection'"),
-    ("vocabulary/record_categories.yaml", "      dash_risk: record.risk", "      dash_risk: record.danger",
-     "undeclared field category 'record.danger'"),
-    ("agreements.yaml", "purposes: [housing_management]", "purposes: [tenancy]", "undeclared purpose 'tenancy'"),
-    ("agreements.yaml", "valid_until: 2027-12-31\n  early", "valid_until: 2025-12-31\n  early",
-     "ends before it starts"),
-    ("bindings.yaml", "[auditor]", "[auditor, mash_staff]", "is a group"),
-    ("bindings.yaml", "[policy_admin]", "[policy_admin, root]", "undeclared role 'root'"),
-])
+@pytest.mark.parametrize(
+    ("file", "old", "new", "expected"),
+    [
+        (
+            "vocabulary/roles.yaml",
+            "member_of: [operational]\n  early_help_worker",
+            "member_of: [operatives]\n  early_help_worker",
+            "undeclared role 'operatives'",
+        ),
+        (
+            "vocabulary/roles.yaml",
+            "  housing_officer:\n    agency: housing",
+            "  housing_officer:\n    agency: council",
+            "undeclared agency 'council'",
+        ),
+        (
+            "vocabulary/purposes.yaml",
+            "parent: child_protection",
+            "parent: protection",
+            "undeclared purpose 'protection'",
+        ),
+        (
+            "vocabulary/record_categories.yaml",
+            "      dash_risk: record.risk",
+            "      dash_risk: record.danger",
+            "undeclared field category 'record.danger'",
+        ),
+        (
+            "agreements.yaml",
+            "purposes: [housing_management]",
+            "purposes: [tenancy]",
+            "undeclared purpose 'tenancy'",
+        ),
+        (
+            "agreements.yaml",
+            "valid_until: 2027-12-31\n  early",
+            "valid_until: 2025-12-31\n  early",
+            "ends before it starts",
+        ),
+        ("bindings.yaml", "[auditor]", "[auditor, mash_staff]", "is a group"),
+        ("bindings.yaml", "[policy_admin]", "[policy_admin, root]", "undeclared role 'root'"),
+    ],
+)
 def test_vocabulary_problems_are_reported(
     policy_copy: PolicyCopy, file: str, old: str, new: str, expected: str
 ) -> None:
@@ -124,16 +160,21 @@ def test_vocabulary_problems_are_reported(
 def test_purpose_cycle_is_refused(policy_copy: PolicyCopy) -> None:
     """A purpose hierarchy with a cycle cannot be indexed and is refused."""
     directory = policy_copy()
-    edit(directory / "vocabulary" / "purposes.yaml", "  safeguarding:\n    group: true\n",
-         "  safeguarding:\n    group: true\n    parent: s47_enquiry\n")
+    edit(
+        directory / "vocabulary" / "purposes.yaml",
+        "  safeguarding:\n    group: true\n",
+        "  safeguarding:\n    group: true\n    parent: s47_enquiry\n",
+    )
     assert any("cycle" in f.message for f in findings_of(directory))
 
 
 def test_too_deep_hierarchy_is_refused(policy_copy: PolicyCopy) -> None:
-    """Casbin's role manager stops at ten levels, so deeper hierarchies are refused rather than mis-indexed."""
+    """Casbin's role manager stops at ten levels, so deeper hierarchies are refused, not mis-indexed."""
     directory = policy_copy()
-    chain = "".join(f"  g{i}:\n    description: level {i}\n" + (f"    member_of: [g{i + 1}]\n" if i < 11 else "")
-                    for i in range(12))
+    chain = "".join(
+        f"  g{i}:\n    description: level {i}\n" + (f"    member_of: [g{i + 1}]\n" if i < 11 else "")
+        for i in range(12)
+    )
     edit(directory / "vocabulary" / "roles.yaml", "groups:\n", "groups:\n" + chain)
     assert any("levels deep" in f.message for f in findings_of(directory))
 

@@ -1,4 +1,4 @@
-"""The shipped policy loads into a snapshot whose lookups, vocabularies and agreements behave as documented."""
+"""The shipped policy loads into a snapshot whose lookups, vocabularies and agreements work as documented."""
 
 from __future__ import annotations
 
@@ -57,12 +57,15 @@ def test_uncapped_decision_has_no_denied_by(shipped: PolicySnapshot) -> None:
     assert len(decision.allowed_by) == 1
 
 
-@pytest.mark.parametrize(("role", "purpose", "agency", "category"), [
-    ("no_such_role", "s47_enquiry", "police", "police.crime"),
-    ("social_worker", "no_such_purpose", "police", "police.crime"),
-    ("social_worker", "s47_enquiry", "police", "police.no_such_category"),
-    ("social_worker", "s47_enquiry", "health", "police.crime"),
-])
+@pytest.mark.parametrize(
+    ("role", "purpose", "agency", "category"),
+    [
+        ("no_such_role", "s47_enquiry", "police", "police.crime"),
+        ("social_worker", "no_such_purpose", "police", "police.crime"),
+        ("social_worker", "s47_enquiry", "police", "police.no_such_category"),
+        ("social_worker", "s47_enquiry", "health", "police.crime"),
+    ],
+)
 def test_unknown_or_mismatched_names_get_nothing(
     shipped: PolicySnapshot, role: str, purpose: str, agency: str, category: str
 ) -> None:
@@ -117,29 +120,51 @@ def test_vocabularies_hold_the_contract_names(shipped: PolicySnapshot) -> None:
     assert shipped.roles["mash_manager"].inside_mash
     assert shipped.roles["housing_officer"].agency == "housing"
     assert not shipped.roles["housing_officer"].inside_mash
-    assert set(shipped.purposes["s47_enquiry"].legal_bases) == {"children_act_1989_s47", "dpa_2018_sch1_para18"}
-    assert shipped.legal_bases["children_act_1989_s47"].uri == "https://www.legislation.gov.uk/ukpga/1989/41/section/47"
+    assert set(shipped.purposes["s47_enquiry"].legal_bases) == {
+        "children_act_1989_s47",
+        "dpa_2018_sch1_para18",
+    }
+    assert (
+        shipped.legal_bases["children_act_1989_s47"].uri
+        == "https://www.legislation.gov.uk/ukpga/1989/41/section/47"
+    )
     assert shipped.purposes["s47_enquiry"].retention_days > 0
     assert shipped.record_categories["health.sexual_health"].protected
     assert shipped.record_categories["police.domestic_abuse"].fields["perpetrator"] == "third_party.identity"
     assert "person.postcode" in shipped.field_categories
     assert {a for a, v in shipped.agencies.items() if v.holds_records} == {
-        "police", "health", "csc", "education", "housing", "probation"}
+        "police",
+        "health",
+        "csc",
+        "education",
+        "housing",
+        "probation",
+    }
 
 
-@pytest.mark.parametrize(("agreement", "agency", "category", "purpose", "on", "allowed"), [
-    ("mash-isa-2026", "police", "police.intelligence", "s47_enquiry", date(2026, 6, 1), True),
-    ("mash-isa-2026", "police", "police.intelligence", "housing_management", date(2026, 6, 1), False),
-    ("mash-isa-2026", "police", "police.intelligence", "s47_enquiry", date(2028, 1, 1), False),
-    ("mash-isa-2024", "police", "police.crime", "s47_enquiry", date(2026, 6, 1), False),
-    ("mash-isa-2024", "police", "police.crime", "s47_enquiry", date(2024, 6, 1), True),
-    ("early-help-isa-2026", "health", "health.maternity", "early_help", date(2026, 6, 1), True),
-    ("early-help-isa-2026", "health", "health.mental_health", "early_help", date(2026, 6, 1), False),
-    ("early-help-isa-2026", "police", "police.crime", "early_help", date(2026, 6, 1), False),
-    ("housing-partnership-2026", "housing", "housing.asb", "housing_management", date(2026, 6, 1), True),
-    ("housing-partnership-2026", "housing", "housing.refuge", "housing_management", date(2026, 6, 1), False),
-    ("no-such-agreement", "housing", "housing.asb", "housing_management", date(2026, 6, 1), False),
-])
+@pytest.mark.parametrize(
+    ("agreement", "agency", "category", "purpose", "on", "allowed"),
+    [
+        ("mash-isa-2026", "police", "police.intelligence", "s47_enquiry", date(2026, 6, 1), True),
+        ("mash-isa-2026", "police", "police.intelligence", "housing_management", date(2026, 6, 1), False),
+        ("mash-isa-2026", "police", "police.intelligence", "s47_enquiry", date(2028, 1, 1), False),
+        ("mash-isa-2024", "police", "police.crime", "s47_enquiry", date(2026, 6, 1), False),
+        ("mash-isa-2024", "police", "police.crime", "s47_enquiry", date(2024, 6, 1), True),
+        ("early-help-isa-2026", "health", "health.maternity", "early_help", date(2026, 6, 1), True),
+        ("early-help-isa-2026", "health", "health.mental_health", "early_help", date(2026, 6, 1), False),
+        ("early-help-isa-2026", "police", "police.crime", "early_help", date(2026, 6, 1), False),
+        ("housing-partnership-2026", "housing", "housing.asb", "housing_management", date(2026, 6, 1), True),
+        (
+            "housing-partnership-2026",
+            "housing",
+            "housing.refuge",
+            "housing_management",
+            date(2026, 6, 1),
+            False,
+        ),
+        ("no-such-agreement", "housing", "housing.asb", "housing_management", date(2026, 6, 1), False),
+    ],
+)
 def test_agreement_allows(
     shipped: PolicySnapshot, agreement: str, agency: str, category: str, purpose: str, on: date, allowed: bool
 ) -> None:
@@ -180,6 +205,8 @@ def test_index_agrees_with_casbin_on_sampled_shipped_cells(shipped: PolicySnapsh
 def test_snapshot_directory_and_lines(shipped: PolicySnapshot) -> None:
     """Every line knows its file and line, and every agency has its own file."""
     files = {line.file for line in shipped.lines}
-    assert files == {f"agencies/{a}.csv" for a in ("police", "health", "csc", "education", "housing", "probation")}
+    assert files == {
+        f"agencies/{a}.csv" for a in ("police", "health", "csc", "education", "housing", "probation")
+    }
     assert all(line.line > 0 for line in shipped.lines)
     assert isinstance(shipped.directory, Path)

@@ -14,9 +14,16 @@ SAMPLE = (("incident_date", "2026-05-20"), ("perpetrator", "Sample Person"), ("n
 
 
 def case(**overrides: object) -> PolicyTestCase:
-    base: dict[str, object] = dict(file="tests/x.yaml", line=3, name="A sample case", role="social_worker",
-                                   purpose="s47_enquiry", agency="police", category="police.domestic_abuse",
-                                   expect=DisclosureLevel.PERTINENT)
+    base: dict[str, object] = dict(
+        file="tests/x.yaml",
+        line=3,
+        name="A sample case",
+        role="social_worker",
+        purpose="s47_enquiry",
+        agency="police",
+        category="police.domestic_abuse",
+        expect=DisclosureLevel.PERTINENT,
+    )
     base.update(overrides)
     return PolicyTestCase(**base)  # type: ignore[arg-type]
 
@@ -47,14 +54,17 @@ def test_undeclared_names_fail_the_case(shipped: PolicySnapshot) -> None:
 
 def test_sample_record_fields_are_checked_through_the_redactor(shipped: PolicySnapshot) -> None:
     """Visible, redacted and withheld expectations are checked against the real redaction manifest."""
-    good = case(record=SAMPLE, fields=(("incident_date", FieldDisclosure.FULL),
-                                       ("perpetrator", FieldDisclosure.REDACTED)))
+    good = case(
+        record=SAMPLE,
+        fields=(("incident_date", FieldDisclosure.FULL), ("perpetrator", FieldDisclosure.REDACTED)),
+    )
     assert run_case(shipped, good).passed
     wrong = case(record=SAMPLE, fields=(("perpetrator", FieldDisclosure.FULL),))
     assert run_case(shipped, wrong).problems == ("field 'perpetrator': expected visible, got redacted",)
     unknown = case(record=(("shoe_size", "9"),))
     assert run_case(shipped, unknown).problems == (
-        "sample record field 'shoe_size' is not a field of police.domestic_abuse",)
+        "sample record field 'shoe_size' is not a field of police.domestic_abuse",
+    )
 
 
 def test_malformed_cases_are_findings_at_their_line(tmp_path: Path) -> None:
@@ -84,22 +94,28 @@ def test_malformed_cases_are_findings_at_their_line(tmp_path: Path) -> None:
     assert any(line == 13 and "unknown key 'colour'" in msg for line, msg in where)
 
 
-def test_failures_become_findings_naming_file_line_and_test(policy_copy: PolicyCopy, shipped: PolicySnapshot) -> None:
+def test_failures_become_findings_naming_file_line_and_test(
+    policy_copy: PolicyCopy, shipped: PolicySnapshot
+) -> None:
     """A failing case turns into `file:line: name: problem`."""
     directory = policy_copy("failing_test")
     suite = load_test_cases(directory)
     results = run_suite(shipped, suite)
     [finding] = failures_as_findings([r for r in results if not r.passed], suite)
-    assert str(finding).startswith("tests/zz_failing.yaml:3: A housing officer managing a tenancy sees GP "
-                                   "registrations in full: expected FULL, got NONE")
+    assert str(finding).startswith(
+        "tests/zz_failing.yaml:3: A housing officer managing a tenancy sees GP "
+        "registrations in full: expected FULL, got NONE"
+    )
 
 
 def test_appending_a_case_extends_the_suite(policy_copy: PolicyCopy) -> None:
     """A new case appended to a test file is picked up with the right line."""
     directory = policy_copy()
-    line = append(directory / "tests" / "purposes.yaml",
-                  "  - name: An early-help worker sees tenancy records\n"
-                  "    role: early_help_worker\n    purpose: early_help\n    agency: housing\n"
-                  "    category: housing.tenancy\n    expect: PERTINENT\n")
+    line = append(
+        directory / "tests" / "purposes.yaml",
+        "  - name: An early-help worker sees tenancy records\n"
+        "    role: early_help_worker\n    purpose: early_help\n    agency: housing\n"
+        "    category: housing.tenancy\n    expect: PERTINENT\n",
+    )
     suite = load_test_cases(directory)
     assert any(c.line == line and c.name == "An early-help worker sees tenancy records" for c in suite.cases)
