@@ -15,6 +15,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from gateway.domain import AgencyContact
 from gateway.keyring import Keyring
@@ -111,6 +112,48 @@ def verify_pseudonym(token: str, value: str, domain: str, keys: Keyring) -> bool
         return False
     expected = _pseudonym(key_id, keys.keys[key_id], value, domain)
     return hmac.compare_digest(expected.encode(), token.encode())
+
+
+class Pseudonymiser:
+    """Keyed pseudonyms with one key ring, its HMAC key schedules prepared once for speed.
+
+    Gives exactly what `pseudonymise` and `verify_pseudonym` give (RFC 2104 HMAC-SHA256, computed from
+    saved inner and outer hash states instead of re-deriving them for every value).
+    """
+
+    __slots__ = ("_active_id", "_domains", "_states")
+
+    def __init__(self, keys: Keyring) -> None:
+        self._active_id = keys.active_id
+        self._states = {key_id: _hmac_states(key) for key_id, key in keys.keys.items()}
+        self._domains: set[str] = set()
+
+    def pseudonym(self, value: str, domain: str) -> str:
+        """The pseudonym of `value` in `domain` with the active key, as `pseudonymise` would make it."""
+        if domain not in self._domains:
+            if not DOMAIN_PATTERN.match(domain):
+                raise ValueError("pseudonym domain must be a short lower-case name")
+            self._domains.add(domain)
+        inner, outer = self._states[self._active_id]
+        message = _PSEUDONYM_LABEL + domain.encode() + b"\x00" + normalise_for_pseudonym(value).encode()
+        h = inner.copy()
+        h.update(message)
+        o = outer.copy()
+        o.update(h.digest())
+        return f"{PSEUDONYM_PREFIX}:{self._active_id}:{o.digest()[:PSEUDONYM_DIGEST_BYTES].hex()}"
+
+
+def _hmac_states(key: bytes) -> tuple[Any, Any]:
+    """SHA-256 states after absorbing key XOR ipad and key XOR opad (RFC 2104)."""
+    if len(key) > _SHA256_BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_SHA256_BLOCK, b"\x00")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+    return inner, outer
+
+
+_SHA256_BLOCK = 64
 
 
 @dataclass(frozen=True, slots=True)

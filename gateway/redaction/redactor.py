@@ -94,11 +94,12 @@ _CONDITIONS_STEP: _Step = (_KEEP, "", REASON_CONDITIONS, None)
 class Redactor:
     """Applies redaction rules and safeguarding protections; keeps nothing between calls but field plans."""
 
-    __slots__ = ("_keys", "_plans", "_rules")
+    __slots__ = ("_keys", "_plans", "_pseudonyms", "_rules")
 
     def __init__(self, rules: RedactionRules, pseudonym_keys: Keyring) -> None:
         self._rules = rules
         self._keys = pseudonym_keys
+        self._pseudonyms = ops.Pseudonymiser(pseudonym_keys)
         self._plans: dict[tuple[str, bool, bool], tuple[_Plan, _Step]] = {}
 
     @property
@@ -149,7 +150,7 @@ class Redactor:
                 occurred_full = True
             else:
                 occurred = _occurred_at_pertinent(
-                    record.occurred_at, date_rule, ctx.disclosure_date, self._keys
+                    record.occurred_at, date_rule, ctx.disclosure_date, self._pseudonyms
                 )
                 occurred_full = date_rule is not None and date_rule.operator == "keep"
             out.append(self._disclose(record, ctx.disclosure_date, record_plan, default_step, conditions,
@@ -199,7 +200,7 @@ class Redactor:
         occurred_full: bool,
         manifest: list[ManifestEntry],
     ) -> DisclosedRecord:
-        keys = self._keys
+        pseudonyms = self._pseudonyms
         domain = self._rules.safeguarding.pseudonym_domain
         record_id = record.record_id
         summary = record.summary
@@ -220,10 +221,10 @@ class Redactor:
                 value, disclosure = "", WITHHELD
             elif action == _TRANSFORM:
                 assert transform is not None
-                released = transform(f.value, summary, on, keys)
+                released = transform(f.value, summary, on, pseudonyms)
                 value, disclosure = ("", WITHHELD) if released is None else (released, REDACTED)
             else:
-                value, disclosure = ops.pseudonymise(f.value, domain=domain, keys=keys), REDACTED
+                value, disclosure = pseudonyms.pseudonym(f.value, domain), REDACTED
             if disclosure is not FULL:
                 all_full = False
             add_field(new_field(f.name, category, value, disclosure, operator, reason))
@@ -264,8 +265,7 @@ class Redactor:
     def _withhold_generic(self, record: Record, manifest: list[ManifestEntry]) -> None:
         # Nothing about the record may show which service holds it: not its id (agencies may build ids
         # from the service), type, category, summary, field names or field categories.
-        opaque_id = ops.pseudonymise(f"{record.agency}/{record.record_id}", domain=WITHHELD_RECORD_DOMAIN,
-                                     keys=self._keys)
+        opaque_id = self._pseudonyms.pseudonym(f"{record.agency}/{record.record_id}", WITHHELD_RECORD_DOMAIN)
         manifest.append(ManifestEntry(opaque_id, "", GENERIC_CATEGORY, WITHHELD, "", REASON_NOT_DISCLOSABLE))
         for i in range(1, len(record.fields) + 1):
             manifest.append(
@@ -290,12 +290,14 @@ def _handling_verdict(record: Record, code_field: str, conditions_field: str) ->
     return REASON_HANDLING_OTHER
 
 
-def _occurred_at_pertinent(moment: datetime, rule: FieldRule | None, on: date, keys: Keyring) -> str:
+def _occurred_at_pertinent(
+    moment: datetime, rule: FieldRule | None, on: date, pseudonyms: ops.Pseudonymiser
+) -> str:
     """occurred_at at PERTINENT follows the record.date rule: kept, generalised to year/month, or withheld."""
     if rule is None:
         return ""
     if rule.operator == "keep":
         return format_timestamp(moment)
     if rule.operator == "generalise_date" and rule.params.get("to") in ("year", "month"):
-        return rule.apply(format_timestamp(moment), "", on, keys) or ""
+        return rule.apply(format_timestamp(moment), "", on, pseudonyms) or ""
     return ""

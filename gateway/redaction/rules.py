@@ -18,11 +18,10 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from gateway.domain import AgencyContact
 from gateway.errors import Finding, PolicyError
-from gateway.keyring import Keyring
 from gateway.redaction import operators as ops
 
-Transform = Callable[[str, str, date, Keyring], "str | None"]
-"""A compiled field operator: (held value, record summary, disclosure date, pseudonym keys) → released
+Transform = Callable[[str, str, date, ops.Pseudonymiser], "str | None"]
+"""A compiled field operator: (held value, record summary, disclosure date, pseudonymiser) → released
 value, or None when the field is withheld."""
 
 FIELD_OPERATORS = (
@@ -394,7 +393,9 @@ class _Compiler:
             self.field_categories, "field category",
         )
         domain = self.param_value(
-            _OPERATOR_PARAMS["pseudonymise"]["domain"], outside["domain"][1], "pseudonymise_outside_mash domain"
+            _OPERATOR_PARAMS["pseudonymise"]["domain"],
+            outside["domain"][1],
+            "pseudonymise_outside_mash domain",
         )
         protected = self.name_list(
             entries["protected_record_categories"][1], "protected_record_categories",
@@ -590,26 +591,30 @@ class _Compiler:
 def _transform(operator: str, params: Mapping[str, object]) -> Transform:
     """Bind an operator to its validated parameters once, so applying it is a single call."""
     if operator == "keep":
-        return lambda value, summary, on, keys: value
+        return lambda value, summary, on, pseudonyms: value
     if operator == "drop":
-        return lambda value, summary, on, keys: None
+        return lambda value, summary, on, pseudonyms: None
     if operator == "agency_summary":
-        return lambda value, summary, on, keys: summary
+        return lambda value, summary, on, pseudonyms: summary
     if operator == "replace":
         text = str(params["text"])
-        return lambda value, summary, on, keys: text
+        return lambda value, summary, on, pseudonyms: text
     if operator == "mask":
         first, last, char = int(str(params["keep_first"])), int(str(params["keep_last"])), str(params["char"])
-        return lambda value, summary, on, keys: ops.mask(value, keep_first=first, keep_last=last, char=char)
+        return lambda value, summary, on, pseudonyms: ops.mask(
+            value, keep_first=first, keep_last=last, char=char
+        )
     if operator == "pseudonymise":
         domain = str(params["domain"])
-        return lambda value, summary, on, keys: ops.pseudonymise(value, domain=domain, keys=keys)
+        return lambda value, summary, on, pseudonyms: pseudonyms.pseudonym(value, domain)
     if operator == "generalise_date":
         to = str(params["to"])
         bands = params.get("bands")
         age_bands = bands if isinstance(bands, ops.AgeBands) else ops.DEFAULT_AGE_BANDS
-        return lambda value, summary, on, keys: ops.generalise_date(value, to=to, on=on, bands=age_bands)
+        return lambda value, summary, on, pseudonyms: ops.generalise_date(
+            value, to=to, on=on, bands=age_bands
+        )
     if operator == "generalise_postcode":
         granularity = str(params["to"])
-        return lambda value, summary, on, keys: ops.generalise_postcode(value, to=granularity)
+        return lambda value, summary, on, pseudonyms: ops.generalise_postcode(value, to=granularity)
     raise AssertionError(f"unhandled operator {operator}")  # pragma: no cover

@@ -15,6 +15,7 @@ from gateway.redaction import (
     REDACTED_DATE,
     REDACTED_POSTCODE,
     AgeBands,
+    Pseudonymiser,
     age_on,
     agency_summary,
     drop,
@@ -166,6 +167,22 @@ def test_verify_pseudonym_rejects_another_value_or_domain(token_value: str, valu
 def test_verify_pseudonym_rejects_malformed_tokens_and_unknown_key_ids(token: str) -> None:
     """Garbled tokens and unknown key ids never verify (and never raise)."""
     assert not verify_pseudonym(token, "Jane Doe", "person", KEYS)
+
+
+@pytest.mark.parametrize("key", [b"", b"k", bytes(range(32)), bytes(64), bytes(range(65)), b"x" * 200])
+@pytest.mark.parametrize("value", ["Jane Doe", "  ZOË smith ", ""])
+def test_the_prepared_pseudonymiser_agrees_with_pseudonymise(key: bytes, value: str) -> None:
+    """The prepared pseudonymiser gives exactly the reference HMAC pseudonym, whatever the key length."""
+    ring = Keyring("kx", {"kx": key})
+    fast = Pseudonymiser(ring).pseudonym(value, "person")
+    assert fast == pseudonymise(value, domain="person", keys=ring)
+    assert verify_pseudonym(fast, value, "person", ring)
+
+
+def test_the_prepared_pseudonymiser_rejects_a_malformed_domain() -> None:
+    """The fast pseudonymiser validates domains like pseudonymise does."""
+    with pytest.raises(ValueError, match="domain"):
+        Pseudonymiser(KEYS).pseudonym("x", "Has Spaces")
 
 
 def test_pseudonymise_rejects_a_malformed_domain() -> None:
