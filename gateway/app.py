@@ -117,8 +117,16 @@ async def open_dependencies(
 
 
 def _audit_sink(audit: AuditLog) -> Callable[[AuditEvent], Awaitable[None]]:
+    """Policy activations and refusals go to the audit log first, then to the application log."""
+
     async def on_event(event: AuditEvent) -> None:
         await audit.append([event])
+        if event.kind is AuditKind.POLICY_REJECTED:
+            log.warning("policy refused; the last good policy keeps serving", attempted_version=event.policy_version,
+                        findings=event.reason, trigger=event.details.get("trigger", ""))
+        else:
+            log.info("policy activated", policy_version=event.policy_version, reason=event.reason,
+                     trigger=event.details.get("trigger", ""))
 
     return on_event
 

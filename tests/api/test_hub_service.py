@@ -280,3 +280,14 @@ async def test_health_checking_reports_the_hub_service_serving(partnership: Part
         health_pb2.HealthCheckRequest(service="mash.gateway.v1.HubService"), timeout=5
     )
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_reflection_lists_the_gateway_services_in_development(partnership: Partnership) -> None:
+    """With reflection on (development), a client can discover the Hub, Audit and Policy services."""
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    channel = partnership.client("police", "case-system", user="u", role="r").channel
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    call = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+    names = {s.name async for reply in call for s in reply.list_services_response.service}
+    assert {"mash.gateway.v1.HubService", "mash.gateway.v1.AuditService", "mash.gateway.v1.PolicyService"} <= names
