@@ -40,5 +40,5 @@ def test_a_missing_required_setting_is_named(tmp_path: Path) -> None:
 
 def test_a_malformed_file_is_a_settings_error(tmp_path: Path) -> None:
     """Broken TOML is reported as a settings error with the file name."""
-    with pytest.raises(SettingsError, match="gateway.toml"):
+    with pytest.raises(SettingsError, match=r"gateway\.toml"):
         Settings.from_toml(_write(tmp_path, "[gateway\n"))
