@@ -285,3 +285,12 @@ def test_an_invalid_postcode_becomes_the_redacted_marker(value: str) -> None:
     """A value that is not a postcode is never released, at any granularity."""
     for to in ("area", "district", "sector"):
         assert generalise_postcode(value, to=to) == REDACTED_POSTCODE
+
+
+def test_the_public_api_is_pinned() -> None:
+    """The names the policy and service layers build on stay exported."""
+    import gateway.redaction as redaction
+
+    assert {"load_rules", "parse_rules", "RedactionRules", "RedactionContext", "RedactionResult", "Redactor",
+            "verify_pseudonym", "pseudonymise", "Pseudonymiser"} <= set(redaction.__all__)
+    assert all(hasattr(redaction, name) for name in redaction.__all__)

@@ -362,8 +362,7 @@ def test_a_refuge_placement_is_never_released_outside_housing() -> None:
 
 
 def test_the_owning_agency_sees_its_protected_records_under_its_level() -> None:
-    """Health's own researcher sees a sexual-health attendance in full; a health visitor at PERTINENT
-    sees it redacted (service name replaced, notes dropped)."""
+    """Health's researcher sees a sexual-health attendance in full; a health visitor, redacted."""
     researcher = ctx("health", DisclosureLevel.FULL, "mash_researcher_health", "health", True)
     full = redact([sexual_health()], researcher)
     assert by_name(full)["clinic"] == ("Riverside Sexual Health Clinic", FULL, "")

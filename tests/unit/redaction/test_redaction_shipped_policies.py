@@ -50,8 +50,7 @@ def snapshot() -> PolicySnapshot:
 def test_protected_records_reveal_nothing_outside_their_agency_for_any_role_and_purpose(
     snapshot: PolicySnapshot, category: str
 ) -> None:
-    """Whatever level the shipped policies grant any role for any purpose, a sexual-health attendance or a
-    refuge placement is neither returned nor named to anyone outside the agency that holds it."""
+    """At any level the shipped policies grant, no outside role or purpose gets or sees named the record."""
     record = PROTECTED_RECORDS[category]
     redactor = Redactor(snapshot.redaction, KEYS)
     checked = 0
