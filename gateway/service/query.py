@@ -6,6 +6,7 @@ import asyncio
 import enum
 import hashlib
 import json
+import traceback
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -293,6 +294,23 @@ class QueryService:
         return tuple(plans)
 
     async def _answer(self, request: _Request, plan: _AgencyPlan) -> _Answer:
+        """One agency's outcome and audit event; a fault of ours withholds that agency's answer, not the rest."""
+        try:
+            return await self._ask(request, plan)
+        except Exception as exc:
+            where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+            # The exception's message may quote record content, so only its type and location are logged.
+            log.error("internal error while answering for an agency", request_id=request.command.request_id,
+                      agency=plan.agency, error_type=type(exc).__name__,
+                      location=f"{where.filename}:{where.lineno}" if where else "")
+            event = replace(request.base_event, agency=plan.agency, level=plan.level.name,
+                            deciding_rules=plan.rules, occurred_at=self._clock.now())
+            return self._finish(event, AgencyOutcome(
+                plan.agency, AnswerStatus.UNAVAILABLE, plan.level,
+                detail="the gateway could not process this agency's answer; nothing from it was disclosed",
+            ))
+
+    async def _ask(self, request: _Request, plan: _AgencyPlan) -> _Answer:
         """Ask one agency (if policy allows anything) and turn its answer into an outcome + audit event."""
         event = replace(request.base_event, agency=plan.agency, level=plan.level.name,
                         deciding_rules=plan.rules, occurred_at=self._clock.now())

@@ -198,3 +198,25 @@ async def test_an_existence_only_decision_asks_for_existence_and_returns_no_cont
         assert outcome.status is AnswerStatus.MATCH
         assert outcome.records == ()
         assert outcome.contact is not None
+
+
+async def test_a_fault_while_processing_one_agency_withholds_only_that_agency(
+    holder: PolicyHolder, keys: dict[str, Keyring]
+) -> None:
+    """A malformed answer that breaks processing fails closed for that agency; the others still answer."""
+    broken = make_record("police.domestic_abuse", "P-BAD", datetime(2026, 9, 1, tzinfo=UTC), "x",
+                         {"incident_date": "2026-09-01", "dash_risk": "high", "child_present": "yes",
+                          "location_postcode": "E8 3PR", "perpetrator": "SECRET-PERSON", "narrative": "SECRET",
+                          "officer_in_case": "DC Shaw"})
+    object.__setattr__(broken, "fields", None)  # not iterable: redaction cannot process it
+
+    def answer(agency: str, command: LookupCommand) -> LookupResult:
+        records = (broken,) if agency == "police" else ()
+        return LookupResult(agency, (PersonMatch("P1", "nhs_number", records, bool(records)),), contact(agency))
+
+    service, _, sink = make_service(holder, keys, answer)
+    result = await service.query(POLICE_RESEARCHER, SCREENING, timeout=5)
+    police = next(o for o in result.answers if o.agency == "police")
+    assert police.status is AnswerStatus.UNAVAILABLE
+    assert police.records == ()
+    assert len(sink.events) == 6
