@@ -15,7 +15,7 @@ from gateway.api.convert import (
     subject_from_proto,
     verify_report_to_proto,
 )
-from gateway.api.errors import abort
+from gateway.api.errors import abort, abort_internal
 from gateway.api.identity import caller_from_context, require_binding
 from gateway.audit import AuditReview, read_chunks
 from gateway.errors import FieldViolation, GatewayError, InvalidRequest
@@ -48,6 +48,8 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
                 yield audit_pb.ListEntriesResponse(entry=audit_record_to_proto(record))
         except GatewayError as exc:
             await abort(context, exc)
+        except Exception as exc:
+            await abort_internal(context, exc)
 
     async def GetEntry(
         self, request: audit_pb.GetEntryRequest, context: Context  # type: ignore[type-arg]
@@ -57,6 +59,8 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
             record = await self._review.get_entry(request.index)
         except GatewayError as exc:
             await abort(context, exc)
+        except Exception as exc:
+            await abort_internal(context, exc)
         return audit_pb.GetEntryResponse(entry=audit_record_to_proto(record))
 
     async def GetLatestCheckpoint(
@@ -67,6 +71,8 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
             checkpoint = await self._review.latest_checkpoint()
         except GatewayError as exc:
             await abort(context, exc)
+        except Exception as exc:
+            await abort_internal(context, exc)
         return audit_pb.GetLatestCheckpointResponse(checkpoint=checkpoint_to_proto(checkpoint))
 
     async def GetInclusionProof(
@@ -77,6 +83,8 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
             proof = await self._review.inclusion_proof(request.index, request.tree_size or None)
         except GatewayError as exc:
             await abort(context, exc)
+        except Exception as exc:
+            await abort_internal(context, exc)
         response = audit_pb.GetInclusionProofResponse(
             index=proof.index, tree_size=proof.tree_size, leaf_hash=proof.leaf_hash, path=list(proof.path),
             root_hash=proof.root_hash,
@@ -94,6 +102,8 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
                                                          request.second_tree_size or None)
         except GatewayError as exc:
             await abort(context, exc)
+        except Exception as exc:
+            await abort_internal(context, exc)
         return audit_pb.GetConsistencyProofResponse(
             first_tree_size=proof.size1, second_tree_size=proof.size2, first_root_hash=proof.root1,
             second_root_hash=proof.root2, path=list(proof.path),
@@ -107,6 +117,8 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
             report = await self._review.verify()
         except GatewayError as exc:
             await abort(context, exc)
+        except Exception as exc:
+            await abort_internal(context, exc)
         return verify_report_to_proto(report)
 
     async def SubjectAccess(
@@ -123,6 +135,8 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
                 yield audit_pb.SubjectAccessResponse(entry=audit_record_to_proto(record))
         except GatewayError as exc:
             await abort(context, exc)
+        except Exception as exc:
+            await abort_internal(context, exc)
 
     async def Export(
         self, request: audit_pb.ExportRequest, context: Context  # type: ignore[type-arg]
@@ -136,3 +150,5 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
                     yield audit_pb.ExportResponse(chunk=chunk)
         except GatewayError as exc:
             await abort(context, exc)
+        except Exception as exc:
+            await abort_internal(context, exc)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import traceback
 from typing import NoReturn
 
 import grpc
 import grpc.aio
+import structlog
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -13,6 +15,8 @@ from grpc_status import rpc_status
 from gateway.errors import AuditUnavailable, GatewayError, InvalidRequest, NotFound, PolicyError, RequestRefused
 
 ERROR_DOMAIN = "mash.gateway"
+
+log = structlog.get_logger("gateway.api")
 
 
 def _pack(message: error_details_pb2.BadRequest | error_details_pb2.ErrorInfo) -> any_pb2.Any:
@@ -47,6 +51,15 @@ def to_status(exc: GatewayError) -> status_pb2.Status:
     if isinstance(exc, PolicyError):
         return status_pb2.Status(code=code_pb2.FAILED_PRECONDITION, message=str(exc))
     return status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
+
+
+async def abort_internal(context: grpc.aio.ServicerContext[object, object], exc: Exception) -> NoReturn:
+    """An unexpected fault: log where it happened (its message may quote data, so not that) and say INTERNAL."""
+    where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    log.error("unexpected error", error_type=type(exc).__name__,
+              location=f"{where.filename}:{where.lineno}" if where else "")
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+    raise AssertionError("abort returned")  # pragma: no cover - context.abort always raises
 
 
 async def abort(context: grpc.aio.ServicerContext[object, object], exc: GatewayError) -> NoReturn:

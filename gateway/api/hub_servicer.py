@@ -8,7 +8,7 @@ import grpc.aio
 import structlog
 
 from gateway.api.convert import answer_to_proto, query_from_proto, screen_from_proto, screen_to_proto
-from gateway.api.errors import abort
+from gateway.api.errors import abort, abort_internal
 from gateway.api.identity import caller_from_context
 from gateway.errors import GatewayError
 from gateway.generated.mash.gateway.v1 import hub_service_pb2 as hub_pb
@@ -30,6 +30,8 @@ class HubServicer(hub_grpc.HubServiceServicer):
             )
         except GatewayError as exc:
             await abort(context, exc)
+        except Exception as exc:
+            await abort_internal(context, exc)
         return hub_pb.QueryResponse(
             request_id=result.request_id, policy_version=result.policy_version,
             answers=[answer_to_proto(a) for a in result.answers],
@@ -48,6 +50,8 @@ class HubServicer(hub_grpc.HubServiceServicer):
                 )
         except GatewayError as exc:
             await abort(context, exc)
+        except Exception as exc:
+            await abort_internal(context, exc)
 
     async def ScreenReferral(
         self, request: hub_pb.ScreenReferralRequest, context: Context
@@ -59,4 +63,6 @@ class HubServicer(hub_grpc.HubServiceServicer):
             )
         except GatewayError as exc:
             await abort(context, exc)
+        except Exception as exc:
+            await abort_internal(context, exc)
         return screen_to_proto(outcome)

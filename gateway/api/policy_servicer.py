@@ -8,7 +8,7 @@ from pathlib import Path
 import grpc.aio
 
 from gateway.api.convert import finding_to_proto, level_to_proto, policy_rule_to_proto
-from gateway.api.errors import abort
+from gateway.api.errors import abort, abort_internal
 from gateway.api.identity import caller_from_context, require_binding
 from gateway.errors import FieldViolation, GatewayError, InvalidRequest, RequestRefused
 from gateway.generated.mash.gateway.v1 import policy_service_pb2 as policy_pb
@@ -37,6 +37,8 @@ class PolicyServicer(policy_grpc.PolicyServiceServicer):
             self._require_any_binding(context)
         except GatewayError as exc:
             await abort(context, exc)
+        except Exception as exc:
+            await abort_internal(context, exc)
         snapshot = self._holder.current
         return policy_pb.GetPolicyVersionResponse(policy_version=snapshot.version, policy_lines=len(snapshot.lines))
 
@@ -60,6 +62,8 @@ class PolicyServicer(policy_grpc.PolicyServiceServicer):
                 raise InvalidRequest(violations)
         except GatewayError as exc:
             await abort(context, exc)
+        except Exception as exc:
+            await abort_internal(context, exc)
         decision = snapshot.decide(request.role, request.purpose, request.agency, request.category)
         lines = snapshot.matching_lines(request.role, request.purpose, request.agency, request.category)
         deciding = set(decision.allowed_by) | set(decision.denied_by)
@@ -78,6 +82,8 @@ class PolicyServicer(policy_grpc.PolicyServiceServicer):
             require_binding(self._holder.current, caller, ADMIN_ROLE)
         except GatewayError as exc:
             await abort(context, exc)
+        except Exception as exc:
+            await abort_internal(context, exc)
         outcome = await self._holder.reload(self._policy_dir, trigger="admin RPC", caller=caller.identity,
                                             user=caller.user)
         return policy_pb.ReloadPolicyResponse(

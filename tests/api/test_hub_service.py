@@ -291,3 +291,21 @@ async def test_reflection_lists_the_gateway_services_in_development(partnership:
     call = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
     names = {s.name async for reply in call for s in reply.list_services_response.service}
     assert {"mash.gateway.v1.HubService", "mash.gateway.v1.AuditService", "mash.gateway.v1.PolicyService"} <= names
+
+
+async def test_an_unexpected_fault_is_internal_and_does_not_echo_its_message(
+    partnership: Partnership, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug surfaces as INTERNAL with a fixed message; whatever the exception said stays out of the reply."""
+    assert partnership.gateway is not None
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("Kai Mercer 943 476 5919")
+
+    monkeypatch.setattr(partnership.gateway.deps.query, "query", broken)
+    with structlog.testing.capture_logs() as captured, pytest.raises(grpc.aio.AioRpcError) as caught:
+        await researcher(partnership).query(subject=subject(), **SCREENING)
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert caught.value.details() == "internal error"
+    assert "Mercer" not in repr(captured)
+    assert any(e.get("error_type") == "RuntimeError" for e in captured)
