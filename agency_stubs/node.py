@@ -10,7 +10,6 @@ from typing import Any
 
 import grpc
 import structlog
-from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from agency_stubs.dataset import (
@@ -19,40 +18,19 @@ from agency_stubs.dataset import (
     AgencyDataset,
     PersonMatchResult,
 )
-from gateway.domain import AgencyContact, Record, RecordKind, SubjectIdentifiers
+from gateway.api.convert import contact_to_proto, kind_to_proto, record_to_proto, subject_from_proto
 from gateway.generated.mash.gateway.v1 import agency_service_pb2 as agency_pb
 from gateway.generated.mash.gateway.v1 import agency_service_pb2_grpc as agency_grpc
-from gateway.generated.mash.gateway.v1 import common_pb2 as common_pb
 from gateway.linkage import normalise_date, normalise_nhs_number, normalise_subject
 
 SERVICE_NAME = "mash.gateway.v1.AgencyService"
 
-_KINDS = {
-    RecordKind.INVOLVEMENT: common_pb.RECORD_KIND_INVOLVEMENT,
-    RecordKind.STATE: common_pb.RECORD_KIND_STATE,
-    RecordKind.EVENT: common_pb.RECORD_KIND_EVENT,
-}
 _METHODS = {
     MATCH_BY_NHS_NUMBER: agency_pb.MATCH_METHOD_NHS_NUMBER,
     MATCH_BY_NAME_AND_DATE_OF_BIRTH: agency_pb.MATCH_METHOD_NAME_AND_DATE_OF_BIRTH,
 }
 # Where grpc puts a TLS peer's identities: every SAN, the URI SANs, and (if there is one) its SPIFFE ID.
 _SAN_KEYS = ("x509_subject_alternative_name", "peer_uri", "peer_spiffe_id")
-
-
-def record_to_proto(record: Record) -> common_pb.Record:
-    ts = Timestamp()
-    ts.FromDatetime(record.occurred_at)
-    return common_pb.Record(
-        agency=record.agency, record_id=record.record_id, record_type=record.record_type,
-        category=record.category, kind=_KINDS[record.kind], occurred_at=ts, summary=record.summary,
-        fields=[common_pb.Field(name=f.name, category=f.category, value=f.value) for f in record.fields],
-    )
-
-
-def contact_to_proto(contact: AgencyContact) -> common_pb.AgencyContact:
-    return common_pb.AgencyContact(agency=contact.agency, team=contact.team, phone=contact.phone,
-                                   email=contact.email)
 
 
 def match_to_proto(match: PersonMatchResult) -> agency_pb.PersonMatch:
@@ -75,13 +53,6 @@ def peer_spiffe_ids(context: Any) -> frozenset[str]:
     return frozenset(ids)
 
 
-def _subject_from_proto(msg: common_pb.SubjectIdentifiers) -> SubjectIdentifiers:
-    return SubjectIdentifiers(
-        nhs_number=msg.nhs_number, given_name=msg.given_name, family_name=msg.family_name,
-        date_of_birth=msg.date_of_birth, postcode=msg.postcode, address_line=msg.address_line,
-    )
-
-
 def validate_lookup(dataset: AgencyDataset, request: agency_pb.LookupRequest) -> list[str]:
     """What is wrong with a lookup request, one "field: problem" line each; empty if it may be answered."""
     problems: list[str] = []
@@ -91,7 +62,7 @@ def validate_lookup(dataset: AgencyDataset, request: agency_pb.LookupRequest) ->
     for field_name in ("categories", "existence_categories"):
         for category in dataset.unknown_categories(getattr(request, field_name)):
             problems.append(f"{field_name}: {dataset.agency} holds no record category {category!r}")
-    subject = _subject_from_proto(request.subject)
+    subject = subject_from_proto(request.subject)
     if subject.nhs_number.strip():
         try:
             normalise_nhs_number(subject.nhs_number)
@@ -146,7 +117,7 @@ class AgencyNodeServicer(agency_grpc.AgencyServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
         if self.latency > 0:
             await asyncio.sleep(self.latency)
-        matches = dataset.lookup(_subject_from_proto(request.subject), tuple(request.categories),
+        matches = dataset.lookup(subject_from_proto(request.subject), tuple(request.categories),
                                  tuple(request.existence_categories))
         self._log.info(
             "lookup", agency=dataset.agency, request_id=request.request_id, purpose=request.purpose,
@@ -169,7 +140,7 @@ class AgencyNodeServicer(agency_grpc.AgencyServiceServicer):
         return agency_pb.DescribeResponse(
             agency=dataset.agency,
             record_categories=[
-                agency_pb.RecordCategory(category=s.category, kind=_KINDS[s.kind], description=s.description,
+                agency_pb.RecordCategory(category=s.category, kind=kind_to_proto(s.kind), description=s.description,
                                          field_categories=list(s.field_categories))
                 for s in dataset.catalogue
             ],

@@ -178,6 +178,10 @@ def screen_to_proto(outcome: ScreenOutcome) -> hub_pb.ScreenReferralResponse:
     )
 
 
+def kind_to_proto(kind: RecordKind) -> common_pb.RecordKind.ValueType:
+    return _KINDS[kind]
+
+
 def _timestamp(when: datetime) -> Timestamp:
     ts = Timestamp()
     ts.FromDatetime(when.astimezone(UTC))
