@@ -43,6 +43,8 @@ def _fresh(state_dir: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     console = Console()
+    if not console.is_terminal and console.width < 110:
+        console = Console(width=110)  # piped output (CI logs): keep the tables readable
     policy_dir = args.policy_dir or Path("policies")
     if not (policy_dir / "model.conf").exists():
         console.print(f"[red]error:[/red] no policy found at {policy_dir}; run from the repository or pass "

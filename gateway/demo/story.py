@@ -147,22 +147,23 @@ async def play(partnership: Partnership, console: Console) -> StoryReport:
     )
     console.print(_answers_table("Query as social_worker (s47 enquiry)", operational.answers))
     police_answer = next(a for a in operational.answers if a.agency == "police")
-    example = Table(title="What the researcher saw and what the social worker got (police records)",
+    example = Table(title="One police record: what the researcher saw and what the social worker got",
                     title_justify="left")
-    for column in ("field", "researcher saw", "social worker got", "how"):
+    example.add_column("field", no_wrap=True, min_width=17)
+    for column in ("researcher saw", "social worker got"):
         example.add_column(column, overflow="ellipsis", no_wrap=True, max_width=30)
+    example.add_column("how", no_wrap=True, min_width=19)
     full_police = {r.record_id: r for r in by_agency["police"].records}
     shown = 0
     for record in police_answer.records:
         source = full_police.get(record.record_id)
-        if source is None:
+        if source is None or shown:
             continue
         originals = {f.name: f.value for f in source.fields}
         for f in record.fields:
-            if DISCLOSURE[f.disclosure] != "FULL" and shown < 8:
-                example.add_row(f.name, originals.get(f.name, ""), f.value or "—",
-                                f.operator or f.reason or DISCLOSURE[f.disclosure])
-                shown += 1
+            example.add_row(f.name, originals.get(f.name, ""), f.value or "—",
+                            f.operator or f.reason or DISCLOSURE[f.disclosure].lower())
+            shown += DISCLOSURE[f.disclosure] != "FULL"
     console.print(example)
     operational_values = _values(operational.answers)
     narrative = [v for v in _narratives(by_agency["police"]) if v]
