@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from gateway.api.tls import channel_credentials
 from gateway.audit import decode_entry, load_public_keys, verify_inclusion
 from gateway.demo.partnership import HubClient, Partnership
 from gateway.domain import AuditKind
+from gateway.generated.mash.gateway.v1 import common_pb2
 from gateway.generated.mash.gateway.v1 import hub_service_pb2 as hub_pb
 from gateway.pki import PkiLayout, init_pki
 
@@ -309,3 +311,28 @@ async def test_an_unexpected_fault_is_internal_and_does_not_echo_its_message(
     assert caught.value.details() == "internal error"
     assert "Mercer" not in repr(captured)
     assert any(e.get("error_type") == "RuntimeError" for e in captured)
+
+
+async def test_two_gateways_with_different_policies_run_side_by_side(
+    tmp_path: Path, policy_dir: Path, shared_world: World
+) -> None:
+    """No process-wide configuration: two gateways in one process each answer under their own policy."""
+    stricter = tmp_path / "stricter"
+    shutil.copytree(policy_dir, stricter)
+    health = stricter / "agencies" / "health.csv"
+    health.write_text("\n".join(
+        line for line in health.read_text().splitlines() if not line.startswith("p, role:social_worker,")
+    ) + "\n")
+    shutil.rmtree(stricter / "tests")  # its tests describe the shipped grants
+    (stricter / "tests").mkdir()
+    async with Partnership(tmp_path / "a", policy_dir, world=shared_world) as shipped, \
+            Partnership(tmp_path / "b", stricter, world=shared_world) as strict:
+        answers = []
+        for partnership in (shipped, strict):
+            client = partnership.client("csc", "case-system", user="sw.1", role="social_worker")
+            response = await client.query(subject=subject(), **S47)
+            answers.append({a.agency: a for a in response.answers}["health"])
+    assert answers[0].level == common_pb2.DISCLOSURE_LEVEL_PERTINENT
+    assert answers[1].level < answers[0].level
+    assert answers[0].records
+    assert not answers[1].records
