@@ -26,7 +26,7 @@ from gateway.demo.partnership import HubClient, Partnership
 from gateway.logs import configure_logging
 
 ROOT = Path(__file__).resolve().parents[1]
-REQUEST = {"purpose": "safeguarding_screening", "legal_basis": "dpa_2018_sch1_para18",
+REQUEST: dict[str, Any] = {"purpose": "safeguarding_screening", "legal_basis": "dpa_2018_sch1_para18",
            "agreement": "mash-isa-2026", "case_reference": "BENCH-1"}
 
 
