@@ -39,7 +39,16 @@ from gateway.keyring import Keyring
 from gateway.linkage import SubjectTokeniser
 from gateway.redaction import RedactionContext, Redactor
 from gateway.service.ports import AgencyTransport, AuditSink, LookupCommand, PolicySource, PolicyView
-from gateway.service.validation import Caller, QueryCommand, check_caller, check_request, ensure_request_id
+from gateway.service.validation import (
+    INVALID,
+    Caller,
+    QueryCommand,
+    auditable,
+    check_caller,
+    check_request,
+    ensure_request_id,
+    new_request_id,
+)
 
 __all__ = ["AgencyOutcome", "Caller", "QueryCommand", "QueryResult", "QueryService", "ScreenOutcome",
            "ScreenResult"]
@@ -148,6 +157,7 @@ class QueryService:
         clock: Clock,
         agencies: Sequence[str] = AGENCIES,
         default_timeout: float = 5.0,
+        max_timeout: float = 30.0,
         audit_margin: float = 0.1,
     ) -> None:
         self._policy = policy
@@ -159,6 +169,7 @@ class QueryService:
         self._clock = clock
         self._agencies = tuple(agencies)
         self._default_timeout = default_timeout
+        self._max_timeout = max_timeout
         self._audit_margin = audit_margin
         self._redactors: dict[str, Redactor] = {}
 
@@ -225,25 +236,29 @@ class QueryService:
     ) -> _Request:
         """Validate and plan; on refusal write a refusal entry first, then raise."""
         loop = asyncio.get_running_loop()
-        budget = self._default_timeout if timeout is None else timeout
+        budget = self._default_timeout if timeout is None else min(timeout, self._max_timeout)
         deadline = loop.time() + max(0.0, budget - self._audit_margin)
         policy = self._policy.current
         now = self._clock.now()
+        try:
+            request_id, bad_request_id = ensure_request_id(command.request_id), None
+        except InvalidRequest as exc:
+            request_id, bad_request_id = new_request_id(), exc
+        command = replace(command, request_id=request_id)
+        tokens = self._tokeniser.tokens(command.subject)
+        sealed = "" if command.subject.is_empty() else self._sealer.seal(command.subject,
+                                                                         aad=request_id.encode())
+        safe = auditable(policy, caller, command)
         base = AuditEvent(
-            kind=AuditKind.DISCLOSURE, occurred_at=now, request_id=command.request_id,
-            caller=caller.identity, user=caller.user, role=caller.role, purpose=command.purpose,
-            legal_basis=command.legal_basis, agreement=command.agreement,
-            case_reference=command.case_reference, policy_version=policy.version,
+            kind=AuditKind.DISCLOSURE, occurred_at=now, request_id=request_id, caller=caller.identity,
+            user=safe["user"], role=safe["role"], purpose=safe["purpose"], legal_basis=safe["legal_basis"],
+            agreement=safe["agreement"], case_reference=safe["case_reference"], subject_tokens=tokens,
+            sealed_identifiers=sealed, policy_version=policy.version,
+            details={"request_id": INVALID} if bad_request_id else {},
         )
         try:
-            command = replace(command, request_id=ensure_request_id(command.request_id))
-            base = replace(base, request_id=command.request_id)
-            tokens = self._tokeniser.tokens(command.subject)
-            sealed = (
-                "" if command.subject.is_empty()
-                else self._sealer.seal(command.subject, aad=command.request_id.encode())
-            )
-            base = replace(base, subject_tokens=tokens, sealed_identifiers=sealed)
+            if bad_request_id is not None:
+                raise bad_request_id
             check_caller(policy, caller)
             check_request(policy, caller, command, now.date())
         except (InvalidRequest, RequestRefused) as exc:
@@ -344,7 +359,9 @@ class QueryService:
         dropped = 0
         known = False
         for match in result.matches:
-            known = known or match.known_in_existence_categories
+            # Only an answer to a question we asked counts: existence in categories we did not ask about
+            # is not the caller's to learn.
+            known = known or (bool(plan.existence) and match.known_in_existence_categories)
             for record in match.records:
                 # Defence in depth: a node that returns more than was asked must not cause a leak.
                 if record.category in allowed and record.agency == plan.agency:

@@ -41,15 +41,45 @@ class QueryCommand:
     categories: tuple[str, ...] = ()
 
 
+INVALID = "<invalid>"
+UNDECLARED = "<undeclared>"
+
+
+def new_request_id() -> str:
+    return f"req-{uuid.uuid4().hex}"
+
+
 def ensure_request_id(request_id: str) -> str:
     """The caller's request id if well formed, a fresh one if empty; InvalidRequest otherwise."""
     if not request_id:
-        return f"req-{uuid.uuid4().hex}"
+        return new_request_id()
     if not _REQUEST_ID.fullmatch(request_id):
         raise InvalidRequest([FieldViolation(
             "request_id", "must be 1-64 characters of letters, digits and . _ : - starting with a letter or digit"
         )])
     return request_id
+
+
+def auditable(policy: PolicyView, caller: Caller, command: QueryCommand) -> dict[str, str]:
+    """What an audit entry may record of a request before it is validated.
+
+    Caller-supplied text is kept only when it is a declared vocabulary name or matches its strict
+    format; anything else could be personal data (or simply huge), so the entry says it was invalid.
+    """
+    def declared(value: str, names: object) -> str:
+        return value if not value or value in names else UNDECLARED  # type: ignore[operator]
+
+    def formatted(value: str, pattern: re.Pattern[str]) -> str:
+        return value if not value or pattern.fullmatch(value) else INVALID
+
+    return {
+        "user": formatted(caller.user, _USER),
+        "role": declared(caller.role, policy.roles),
+        "purpose": declared(command.purpose, policy.purposes),
+        "legal_basis": declared(command.legal_basis, policy.legal_bases),
+        "agreement": declared(command.agreement, policy.agreements),
+        "case_reference": formatted(command.case_reference, _CASE_REFERENCE),
+    }
 
 
 def check_caller(policy: PolicyView, caller: Caller) -> None:
@@ -66,7 +96,8 @@ def check_caller(policy: PolicyView, caller: Caller) -> None:
         raise InvalidRequest(violations)
     if caller.role not in policy.roles_for(caller.identity):
         raise RequestRefused(
-            f"certificate {caller.identity} may not assert role {caller.role!r}",
+            f"certificate {caller.identity} may not assert "
+            + (f"role {caller.role!r}" if caller.role in policy.roles else "that role (it is not declared)"),
             code="ROLE_NOT_BOUND", field="metadata.x-mash-role",
         )
 
@@ -118,16 +149,16 @@ def check_request(
     if not command.purpose:
         violations.append(FieldViolation("purpose", "is required"))
     elif purpose is None:
-        violations.append(FieldViolation("purpose", f"{command.purpose!r} is not in the purpose vocabulary"))
+        violations.append(FieldViolation("purpose", "is not in the purpose vocabulary"))
     elif purpose.group:
         violations.append(FieldViolation(
-            "purpose", f"{command.purpose!r} is a group of purposes; cite the specific purpose"
+            "purpose", f"{command.purpose!r} is a group of purposes; cite a specific purpose within it"
         ))
     if not command.legal_basis:
         violations.append(FieldViolation("legal_basis", "is required"))
     elif command.legal_basis not in policy.legal_bases:
         violations.append(FieldViolation(
-            "legal_basis", f"{command.legal_basis!r} is not in the legal-basis vocabulary"
+            "legal_basis", "is not in the legal-basis vocabulary"
         ))
     elif purpose is not None and command.legal_basis not in purpose.legal_bases:
         violations.append(FieldViolation(
@@ -137,7 +168,7 @@ def check_request(
     if not command.agreement:
         violations.append(FieldViolation("agreement", "the data-sharing agreement is required"))
     elif agreement is None:
-        violations.append(FieldViolation("agreement", f"{command.agreement!r} is not a known agreement"))
+        violations.append(FieldViolation("agreement", "is not a known data-sharing agreement"))
     elif today < agreement.valid_from:
         violations.append(FieldViolation(
             "agreement", f"{command.agreement!r} is not in force until {agreement.valid_from.isoformat()}"
@@ -154,7 +185,7 @@ def check_request(
         ))
     for i, category in enumerate(command.categories):
         if not policy.is_category(category):
-            violations.append(FieldViolation(f"categories[{i}]", f"{category!r} is not a known category"))
+            violations.append(FieldViolation(f"categories[{i}]", "is not a known record category"))
     violations += _check_subject(command.subject, today)
     if violations:
         raise InvalidRequest(violations)

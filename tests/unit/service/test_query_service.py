@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from conftest import make_service
+import structlog
+from service_helpers import make_service
 
 from agency_stubs import make_record
 from gateway.domain import AgencyContact, AnswerStatus, AuditKind, DisclosureLevel, SubjectIdentifiers
@@ -220,3 +221,50 @@ async def test_a_fault_while_processing_one_agency_withholds_only_that_agency(
     assert police.status is AnswerStatus.UNAVAILABLE
     assert police.records == ()
     assert len(sink.events) == 6
+
+
+async def test_a_refusal_records_no_caller_text_that_failed_validation(
+    holder: PolicyHolder, keys: dict[str, Keyring]
+) -> None:
+    """Free text that fails validation (it may be personal data, or huge) never reaches the audit entry."""
+    service, _, sink = make_service(holder, keys, nobody)
+    leaky = "Kai Mercer 9990000018"
+    caller = Caller(POLICE_RESEARCHER.identity, "police", leaky, leaky)
+    command = QueryCommand(leaky, KAI, leaky, leaky, leaky, leaky + "A" * 100_000)
+    with structlog.testing.capture_logs() as captured, pytest.raises(InvalidRequest) as refused:
+        await service.query(caller, command, timeout=5)
+    (event,) = sink.events
+    assert event.kind is AuditKind.REFUSAL
+    assert "Mercer" not in repr(event)
+    assert "Mercer" not in repr(captured)
+    assert "Mercer" not in str(refused.value)
+    assert (event.user, event.role, event.purpose, event.case_reference) == (
+        "<invalid>", "<undeclared>", "<undeclared>", "<invalid>")
+    assert event.request_id.startswith("req-")
+    assert event.details["request_id"] == "<invalid>"
+    assert event.subject_tokens, "the refusal can still be found by subject access"
+
+
+async def test_a_callers_deadline_is_capped(holder: PolicyHolder, keys: dict[str, Keyring]) -> None:
+    """A caller cannot hold agency calls open longer than the gateway's maximum."""
+    service, transport, _ = make_service(holder, keys, nobody)
+    await service.query(POLICE_RESEARCHER, SCREENING, timeout=3600)
+    assert all(timeout <= 30 for _, _, timeout in transport.calls)
+
+
+async def test_an_existence_flag_for_categories_not_asked_about_is_ignored(
+    holder: PolicyHolder, keys: dict[str, Keyring]
+) -> None:
+    """A node claiming 'known' when asked no existence question cannot turn NO_MATCH into MATCH."""
+    def answer(agency: str, command: LookupCommand) -> LookupResult:
+        return LookupResult(agency, (PersonMatch("X1", "nhs_number", (), True),), contact(agency))
+
+    service, transport, _ = make_service(holder, keys, answer)
+    result = await service.query(POLICE_RESEARCHER, SCREENING, timeout=5)
+    checked = 0
+    for outcome in result.answers:
+        asked = next((c for a, c, _ in transport.calls if a == outcome.agency), None)
+        if asked is not None and not asked.existence_categories:
+            assert outcome.status is AnswerStatus.NO_MATCH, outcome.agency
+            checked += 1
+    assert checked, "some agency was asked for content only"

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime
 
-from conftest import make_service
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from service_helpers import make_service
 
 from agency_stubs import CATEGORIES
 from gateway.api.convert import answer_to_proto
