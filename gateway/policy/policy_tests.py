@@ -11,10 +11,11 @@ from gateway.domain import DisclosureLevel, Field, FieldDisclosure, Record
 from gateway.errors import Finding
 from gateway.keyring import Keyring
 from gateway.policy.snapshot import PolicySnapshot
-from gateway.policy.sources import LineDict, LineList, SourceError, load_yaml
+from gateway.policy.sources import LineDict, LineList, SourceError, load_yaml, policy_files
 from gateway.redaction import RedactionContext, Redactor
 
 TESTS_DIR = "tests"
+_TEST_SUFFIXES = (".yaml", ".yml")
 _CASE_KEYS = {
     "name",
     "role",
@@ -77,13 +78,16 @@ class PolicyTestSuite:
 
 
 def load_test_cases(directory: Path) -> PolicyTestSuite:
-    """Read every tests/*.yaml file of a policy directory (no snapshot needed; names are checked when run)."""
+    """Read every tests/*.yaml file of a policy directory (no snapshot needed; names are checked when run).
+
+    Only files the policy version covers are read, so a hidden scratch file can never decide a reload.
+    """
     folder = directory / TESTS_DIR
     cases: list[PolicyTestCase] = []
     findings: list[Finding] = []
     if not folder.is_dir():
         return PolicyTestSuite((), ())
-    for path in sorted(folder.glob("*.y*ml")):
+    for path in (p for p in policy_files(directory) if p.parent == folder and p.suffix in _TEST_SUFFIXES):
         rel = f"{TESTS_DIR}/{path.name}"
         try:
             doc = load_yaml(path, rel)

@@ -7,7 +7,7 @@ from pathlib import Path
 from policy_helpers import PolicyCopy, append
 
 from gateway.domain import DisclosureLevel, FieldDisclosure
-from gateway.policy import PolicySnapshot, load_test_cases, run_case, run_suite
+from gateway.policy import PolicySnapshot, content_hash, load_test_cases, run_case, run_suite
 from gateway.policy.policy_tests import PolicyTestCase, failures_as_findings
 
 SAMPLE = (("incident_date", "2026-05-20"), ("perpetrator", "Sample Person"), ("narrative", "Sample text"))
@@ -119,3 +119,21 @@ def test_appending_a_case_extends_the_suite(policy_copy: PolicyCopy) -> None:
     )
     suite = load_test_cases(directory)
     assert any(c.line == line and c.name == "An early-help worker sees tenancy records" for c in suite.cases)
+
+
+def test_hidden_test_files_are_not_read(policy_copy: PolicyCopy) -> None:
+    """A dotfile in tests/ is outside the policy version, so its cases are never run."""
+    directory = policy_copy()
+    before = content_hash(directory)
+    (directory / "tests" / ".scratch.yaml").write_text(
+        "tests:\n"
+        "  - name: A scratch note that contradicts the policy\n"
+        "    role: auditor\n    purpose: s47_enquiry\n    agency: police\n"
+        "    category: police.crime\n    expect: FULL\n",
+        encoding="utf-8",
+    )
+    assert content_hash(directory) == before
+    suite = load_test_cases(directory)
+    assert suite.findings == ()
+    assert all(not c.file.startswith("tests/.") for c in suite.cases)
+    assert not any(c.name.startswith("A scratch note") for c in suite.cases)
