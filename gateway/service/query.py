@@ -24,6 +24,7 @@ from gateway.domain import (
     Clock,
     DisclosedRecord,
     DisclosureLevel,
+    FieldDisclosure,
     ManifestEntry,
     Record,
 )
@@ -100,23 +101,19 @@ class ScreenOutcome:
 
 @dataclass(frozen=True, slots=True)
 class _AgencyPlan:
-    """What policy lets this caller see from one agency for this request."""
+    """What this request may learn from one agency: content of some categories, existence for the rest."""
 
     agency: str
-    levels: dict[str, DisclosureLevel]  # record category → level (EXISTS and above only)
+    content: dict[str, DisclosureLevel]  # record category → PERTINENT or FULL, within the requested categories
+    existence: tuple[str, ...]  # every other category the caller may at least know exists
     rules: tuple[str, ...]
-
-    @property
-    def content(self) -> tuple[str, ...]:
-        return tuple(c for c, lvl in self.levels.items() if lvl >= DisclosureLevel.PERTINENT)
-
-    @property
-    def existence(self) -> tuple[str, ...]:
-        return tuple(c for c, lvl in self.levels.items() if lvl == DisclosureLevel.EXISTS)
+    requested: bool = True  # False when the request's categories do not touch this agency
 
     @property
     def level(self) -> DisclosureLevel:
-        return max(self.levels.values(), default=DisclosureLevel.NONE)
+        if self.content:
+            return max(self.content.values())
+        return DisclosureLevel.EXISTS if self.existence else DisclosureLevel.NONE
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,21 +210,32 @@ class QueryService:
                              contact=outcome.contact, receipt=receipt, detail=outcome.detail)
         if outcome.status in (AnswerStatus.UNAVAILABLE, AnswerStatus.TIMED_OUT, AnswerStatus.REJECTED):
             return replace(base, result=ScreenResult.UNAVAILABLE)
-        if outcome.status is AnswerStatus.WITHHELD or plan.level < DisclosureLevel.PERTINENT:
-            return replace(base, result=ScreenResult.WITHHELD,
-                           detail="policy does not allow this role to see case status for this purpose")
         if outcome.status is AnswerStatus.NO_MATCH:
             return replace(base, result=ScreenResult.NOT_KNOWN)
-        cases = [r for r in outcome.records if r.category == "csc.case"]
-        for record in cases:
-            values = {f.name: f.value for f in record.fields}
-            if values.get("case_status") == "open":
+        if outcome.status is AnswerStatus.WITHHELD or "csc.case" not in plan.content:
+            return replace(base, result=ScreenResult.WITHHELD,
+                           detail="policy does not allow this role to see case status for this purpose")
+        # Only a case status released as held counts: a withheld or transformed status must never be
+        # read as "not open", or a referral could go down the wrong route.
+        statuses = []
+        for record in (r for r in outcome.records if r.category == "csc.case"):
+            held = {f.name: f for f in record.fields if f.disclosure is FieldDisclosure.FULL}
+            status = held["case_status"].value.strip().casefold() if "case_status" in held else ""
+            statuses.append(status)
+            if status == "open":
                 return replace(
                     base, result=ScreenResult.OPEN, case_status="open",
-                    allocated_team=values.get("allocated_team", ""),
-                    allocated_worker=values.get("allocated_worker", ""),
+                    allocated_team=held["allocated_team"].value if "allocated_team" in held else "",
+                    allocated_worker=held["allocated_worker"].value if "allocated_worker" in held else "",
                 )
-        return replace(base, result=ScreenResult.CLOSED, case_status="closed" if cases else "")
+        if statuses and all(s == "closed" for s in statuses):
+            return replace(base, result=ScreenResult.CLOSED, case_status="closed")
+        if statuses:
+            return replace(base, result=ScreenResult.WITHHELD,
+                           detail="known to children's social care; the case status was not released to "
+                                  "this caller: contact them")
+        return replace(base, result=ScreenResult.CLOSED,
+                       detail="known to children's social care, with no case record")
 
     # -- steps ----------------------------------------------------------------------------------------
 
@@ -284,28 +292,40 @@ class QueryService:
     def _plan(
         self, policy: PolicyView, caller: Caller, command: QueryCommand, today: date, only_agency: str
     ) -> tuple[_AgencyPlan, ...]:
-        """Per agency, the level for each record category: policy, capped by agreement and request."""
+        """Per agency: policy levels capped by the agreement; content only for the requested categories.
+
+        Existence is asked about every category the caller may know of at an agency the request touches,
+        never only the requested ones: otherwise a request for a single protected category (sexual
+        health, a refuge) would turn "known to health" into "known to the sexual-health service".
+        """
         agreement = policy.agreements[command.agreement]
         decisions = policy.decisions_for(caller.role, command.purpose)
         plans = []
         for agency in self._agencies:
             if only_agency and agency != only_agency:
                 continue
-            levels: dict[str, DisclosureLevel] = {}
+            cells = decisions.get(agency, {})
+            touched = not command.categories or any(
+                policy.category_within(c, wanted) or policy.category_within(wanted, c)
+                for c in cells for wanted in command.categories
+            )
+            allowed: dict[str, DisclosureLevel] = {}
             rules: list[str] = []
-            party = agency in agreement.parties
-            for category, decision in decisions.get(agency, {}).items():
-                if decision.level <= DisclosureLevel.NONE or not party:
-                    continue
-                if not any(policy.category_within(category, c) for c in agreement.categories):
-                    continue
-                if command.categories and not any(
-                    policy.category_within(category, c) for c in command.categories
-                ):
-                    continue
-                levels[category] = decision.level
-                rules += [f"{category}: {r}" for r in (*decision.allowed_by, *decision.denied_by)]
-            plans.append(_AgencyPlan(agency, levels, tuple(rules)))
+            if touched and agency in agreement.parties:
+                for category, decision in cells.items():
+                    if decision.level <= DisclosureLevel.NONE:
+                        continue
+                    if not any(policy.category_within(category, c) for c in agreement.categories):
+                        continue
+                    allowed[category] = decision.level
+                    rules += [f"{category}: {r}" for r in (*decision.allowed_by, *decision.denied_by)]
+            content = {
+                c: level for c, level in allowed.items()
+                if level >= DisclosureLevel.PERTINENT
+                and (not command.categories or any(policy.category_within(c, w) for w in command.categories))
+            }
+            existence = tuple(c for c in allowed if c not in content)
+            plans.append(_AgencyPlan(agency, content, existence, tuple(rules), requested=touched))
         return tuple(plans)
 
     async def _answer(self, request: _Request, plan: _AgencyPlan) -> _Answer:
@@ -332,12 +352,13 @@ class QueryService:
         if plan.level <= DisclosureLevel.NONE:
             return self._finish(event, AgencyOutcome(
                 plan.agency, AnswerStatus.WITHHELD, DisclosureLevel.NONE,
-                detail="policy allows nothing from this agency for this role, purpose and agreement",
+                detail="policy allows nothing from this agency for this role, purpose and agreement"
+                if plan.requested else "none of this agency's categories was requested",
             ))
         remaining = request.deadline - asyncio.get_running_loop().time()
         command = LookupCommand(
             request_id=request.command.request_id, subject=request.command.subject,
-            categories=plan.content, existence_categories=plan.existence,
+            categories=tuple(plan.content), existence_categories=plan.existence,
             purpose=request.command.purpose, legal_basis=request.command.legal_basis,
         )
         try:
@@ -393,7 +414,7 @@ class QueryService:
         out: list[DisclosedRecord] = []
         manifest: list[ManifestEntry] = []
         for level in (DisclosureLevel.FULL, DisclosureLevel.PERTINENT):
-            group = [r for r in records if plan.levels[r.category] == level]
+            group = [r for r in records if plan.content[r.category] == level]
             if not group:
                 continue
             ctx = RedactionContext(

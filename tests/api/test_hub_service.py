@@ -336,3 +336,19 @@ async def test_two_gateways_with_different_policies_run_side_by_side(
     assert answers[1].level < answers[0].level
     assert answers[0].records
     assert not answers[1].records
+
+
+async def test_asking_about_a_protected_category_does_not_reveal_who_uses_it(partnership: Partnership) -> None:
+    """Jodie has a sexual-health attendance, Kai has none; both are known to health: asked only about sexual
+    health, their answers are the same (existence is answered for the agency, never for the service)."""
+    from agency_stubs.cast import JODIE_MERCER
+
+    client = partnership.client("csc", "case-system", user="sw.1", role="social_worker")
+    protected, agency = "health.sexual_health", "health"
+    answers = []
+    for person in (JODIE_MERCER, KAI_MERCER):
+        response = await client.query(subject=subject(person), categories=[protected], **S47)
+        answer = {a.agency: a for a in response.answers}[agency]
+        assert not answer.records
+        answers.append((answer.status, answer.level, tuple(answer.categories)))
+    assert answers[0] == answers[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -14,7 +15,7 @@ from gateway.errors import AgencyUnavailable, AuditUnavailable, InvalidRequest, 
 from gateway.keyring import Keyring
 from gateway.policy import PolicyHolder
 from gateway.service.ports import LookupCommand, LookupResult, PersonMatch
-from gateway.service.query import Caller, QueryCommand
+from gateway.service.query import Caller, QueryCommand, ScreenResult
 
 KAI = SubjectIdentifiers(nhs_number="9990000018", given_name="Kai", family_name="Mercer",
                          date_of_birth="2017-05-14")
@@ -268,3 +269,54 @@ async def test_an_existence_flag_for_categories_not_asked_about_is_ignored(
             assert outcome.status is AnswerStatus.NO_MATCH, outcome.agency
             checked += 1
     assert checked, "some agency was asked for content only"
+
+
+def _csc_case(status_fields: dict[str, str]):  # type: ignore[no-untyped-def]
+    values = {"case_status": "open", "legal_status": "child_in_need", "allocated_team": "Team 2",
+              "allocated_worker": "S. Okafor", "opened": "2026-01-05", **status_fields}
+    record = make_record("csc.case", "C-1", datetime(2026, 1, 5, tzinfo=UTC), "Open case.", values)
+    if "case_status" not in status_fields or status_fields["case_status"] != "<absent>":
+        return record
+    return replace(record, fields=tuple(f for f in record.fields if f.name != "case_status"))
+
+
+MANAGER = Caller("spiffe://mash.local/agency/hub/system/mash-console", "hub", "m.1", "mash_manager")
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [({}, ScreenResult.OPEN), ({"case_status": "Open "}, ScreenResult.OPEN),
+     ({"case_status": "closed"}, ScreenResult.CLOSED), ({"case_status": "<absent>"}, ScreenResult.WITHHELD)],
+    ids=["open", "open in other case", "closed", "status not released"],
+)
+async def test_screening_reads_only_a_case_status_released_as_held(
+    holder: PolicyHolder, keys: dict[str, Keyring], fields: dict[str, str], expected: ScreenResult
+) -> None:
+    """OPEN or CLOSED only from a status released in full; a missing status is never read as 'not open'."""
+    def answer(agency: str, command: LookupCommand) -> LookupResult:
+        return LookupResult(agency, (PersonMatch("C1", "nhs_number", (_csc_case(fields),), False),),
+                            contact(agency))
+
+    service, _, _ = make_service(holder, keys, answer)
+    outcome = await service.screen(MANAGER, SCREENING, timeout=5)
+    assert outcome.result is expected
+    if expected is ScreenResult.OPEN:
+        assert (outcome.allocated_team, outcome.allocated_worker) == ("Team 2", "S. Okafor")
+
+
+async def test_asking_about_one_protected_category_asks_existence_across_the_agency(
+    holder: PolicyHolder, keys: dict[str, Keyring]
+) -> None:
+    """Filtering to sexual health cannot turn 'known to health' into 'known to the sexual-health service'."""
+    service, transport, _ = make_service(holder, keys, nobody)
+    social_worker = Caller("spiffe://mash.local/agency/csc/system/case-system", "csc", "sw.1", "social_worker")
+    command = QueryCommand("req-p", KAI, "s47_enquiry", "children_act_1989_s47", "mash-isa-2026", "MASH-1",
+                           categories=("health.sexual_health",))
+    result = await service.query(social_worker, command, timeout=5)
+    (asked,) = [c for a, c, _ in transport.calls if a == "health"]
+    assert asked.categories == ()
+    assert len(asked.existence_categories) > 1
+    assert "health.sexual_health" not in {c for o in result.answers for c in o.categories}
+    untouched = {o.agency: o for o in result.answers if o.agency != "health"}
+    assert {o.status for o in untouched.values()} == {AnswerStatus.WITHHELD}
+    assert all("requested" in o.detail for o in untouched.values())
