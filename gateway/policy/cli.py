@@ -288,7 +288,11 @@ def run_matrix(args: argparse.Namespace) -> int:
         if str(args.csv) == "-":
             sys.stdout.write(buffer.getvalue())
         else:
-            args.csv.write_text(buffer.getvalue(), encoding="utf-8")
+            try:
+                args.csv.write_text(buffer.getvalue(), encoding="utf-8")
+            except OSError as exc:
+                console.print(f"cannot write {args.csv}: {exc.strerror or exc}", markup=False)
+                return UNLOADABLE
             console.print(f"wrote {len(cells)} rows to {args.csv}", markup=False)
         return CLEAN
     holding = [a for a, v in loaded.agencies.items() if v.holds_records]

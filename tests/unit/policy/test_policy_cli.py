@@ -230,3 +230,14 @@ def test_matrix_table_and_csv(capsys: pytest.CaptureFixture[str], tmp_path: Path
     )
     assert cell["level"] == "EXISTS"
     assert cell["denied_by"].startswith("agencies/health.csv:")
+
+
+def test_matrix_csv_to_an_unwritable_path_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Writing the CSV into a folder that does not exist says so and exits 2, without a traceback."""
+    target = tmp_path / "no-such-folder" / "matrix.csv"
+    code, out = run(capsys, "matrix", str(SHIPPED), "--csv", str(target))
+    assert code == UNLOADABLE
+    assert f"cannot write {target}" in out
+    assert not target.exists()
