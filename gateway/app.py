@@ -33,6 +33,7 @@ from gateway.generated.mash.gateway.v1 import (
 from gateway.keys import KeyPaths, load_keys
 from gateway.linkage import SubjectTokeniser
 from gateway.policy import PolicyHolder, PolicyWatcher
+from gateway.service.access import AccessGuard
 from gateway.service.ports import AgencyTransport
 from gateway.service.query import QueryService
 from gateway.settings import Settings
@@ -106,7 +107,7 @@ async def open_dependencies(
         policy=holder, transport=transport, audit=audit,
         tokeniser=tokeniser, sealer=IdentifierSealer(keys.sealing),
         pseudonym_keys=keys.pseudonym, clock=clock, default_timeout=settings.default_timeout,
-        audit_margin=settings.audit_margin,
+        max_timeout=settings.max_timeout, audit_margin=settings.audit_margin,
     )
     watcher = None
     if settings.policy_watch_interval:
@@ -161,10 +162,11 @@ def build_server(settings: Settings, deps: Dependencies) -> GatewayServer:
     """A grpc.aio server with mTLS (client certificates required), health and optional reflection."""
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     hub_service_pb2_grpc.add_HubServiceServicer_to_server(HubServicer(deps.query), server)
+    guard = AccessGuard(deps.policy, deps.audit, deps.clock)
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
-        AuditServicer(deps.review, deps.policy, deps.tokeniser), server)
+        AuditServicer(deps.review, guard, deps.tokeniser), server)
     policy_service_pb2_grpc.add_PolicyServiceServicer_to_server(
-        PolicyServicer(deps.policy, settings.policy_dir), server)
+        PolicyServicer(deps.policy, settings.policy_dir, guard), server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if settings.reflection:

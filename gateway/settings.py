@@ -28,6 +28,7 @@ class Settings:
     agency_endpoints: Mapping[str, str] = field(default_factory=dict)
     trust_domain: str = DEFAULT_TRUST_DOMAIN
     default_timeout: float = 5.0  # seconds, when the caller sets no deadline
+    max_timeout: float = 30.0  # seconds; longer caller deadlines are cut to this
     audit_margin: float = 0.1  # seconds kept back from the caller's deadline to audit and reply
     audit_append_timeout: float = 5.0  # a stalled audit store fails closed after this many seconds
     reflection: bool = False  # gRPC server reflection; on in development only

@@ -16,32 +16,32 @@ from gateway.api.convert import (
     verify_report_to_proto,
 )
 from gateway.api.errors import abort, abort_internal
-from gateway.api.identity import caller_from_context, require_binding
+from gateway.api.identity import caller_from_context
 from gateway.audit import AuditReview, read_chunks
 from gateway.errors import FieldViolation, GatewayError, InvalidRequest
 from gateway.generated.mash.gateway.v1 import audit_service_pb2 as audit_pb
 from gateway.generated.mash.gateway.v1 import audit_service_pb2_grpc as audit_grpc
 from gateway.linkage import SubjectTokeniser
-from gateway.service.ports import PolicySource
+from gateway.service.access import AccessGuard
 
 AUDITOR_ROLE = "auditor"
 Context = grpc.aio.ServicerContext
 
 
 class AuditServicer(audit_grpc.AuditServiceServicer):
-    def __init__(self, review: AuditReview, policy: PolicySource, tokeniser: SubjectTokeniser) -> None:
+    def __init__(self, review: AuditReview, guard: AccessGuard, tokeniser: SubjectTokeniser) -> None:
         self._review = review
-        self._policy = policy
+        self._guard = guard
         self._tokeniser = tokeniser
 
-    def _authorise(self, context: Context) -> None:  # type: ignore[type-arg]
-        require_binding(self._policy.current, caller_from_context(context), AUDITOR_ROLE)
+    async def _authorise(self, context: Context, rpc: str) -> None:  # type: ignore[type-arg]
+        await self._guard.require(caller_from_context(context), AUDITOR_ROLE, rpc)
 
     async def ListEntries(
         self, request: audit_pb.ListEntriesRequest, context: Context  # type: ignore[type-arg]
     ) -> AsyncIterator[audit_pb.ListEntriesResponse]:
         try:
-            self._authorise(context)
+            await self._authorise(context, "ListEntries")
             async for record in self._review.list_entries(entry_filter_from_proto(request),
                                                           limit=request.limit or None,
                                                           start=request.start_index):
@@ -55,7 +55,7 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
         self, request: audit_pb.GetEntryRequest, context: Context  # type: ignore[type-arg]
     ) -> audit_pb.GetEntryResponse:
         try:
-            self._authorise(context)
+            await self._authorise(context, "GetEntry")
             record = await self._review.get_entry(request.index)
         except GatewayError as exc:
             await abort(context, exc)
@@ -67,7 +67,7 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
         self, request: audit_pb.GetLatestCheckpointRequest, context: Context  # type: ignore[type-arg]
     ) -> audit_pb.GetLatestCheckpointResponse:
         try:
-            self._authorise(context)
+            await self._authorise(context, "GetLatestCheckpoint")
             checkpoint = await self._review.latest_checkpoint()
         except GatewayError as exc:
             await abort(context, exc)
@@ -79,7 +79,7 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
         self, request: audit_pb.GetInclusionProofRequest, context: Context  # type: ignore[type-arg]
     ) -> audit_pb.GetInclusionProofResponse:
         try:
-            self._authorise(context)
+            await self._authorise(context, "GetInclusionProof")
             proof = await self._review.inclusion_proof(request.index, request.tree_size or None)
         except GatewayError as exc:
             await abort(context, exc)
@@ -97,7 +97,7 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
         self, request: audit_pb.GetConsistencyProofRequest, context: Context  # type: ignore[type-arg]
     ) -> audit_pb.GetConsistencyProofResponse:
         try:
-            self._authorise(context)
+            await self._authorise(context, "GetConsistencyProof")
             proof = await self._review.consistency_proof(request.first_tree_size,
                                                          request.second_tree_size or None)
         except GatewayError as exc:
@@ -113,7 +113,7 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
         self, request: audit_pb.VerifyLogRequest, context: Context  # type: ignore[type-arg]
     ) -> audit_pb.VerifyLogResponse:
         try:
-            self._authorise(context)
+            await self._authorise(context, "VerifyLog")
             report = await self._review.verify()
         except GatewayError as exc:
             await abort(context, exc)
@@ -125,7 +125,7 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
         self, request: audit_pb.SubjectAccessRequest, context: Context  # type: ignore[type-arg]
     ) -> AsyncIterator[audit_pb.SubjectAccessResponse]:
         try:
-            self._authorise(context)
+            await self._authorise(context, "SubjectAccess")
             tokens = self._tokeniser.all_tokens(subject_from_proto(request.subject))
             if not tokens:
                 raise InvalidRequest([FieldViolation(
@@ -142,7 +142,7 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
         self, request: audit_pb.ExportRequest, context: Context  # type: ignore[type-arg]
     ) -> AsyncIterator[audit_pb.ExportResponse]:
         try:
-            self._authorise(context)
+            await self._authorise(context, "Export")
             with tempfile.TemporaryDirectory() as tmp:
                 bundle = Path(tmp) / "audit-export.tar"
                 await self._review.export(bundle)

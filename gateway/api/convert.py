@@ -118,7 +118,8 @@ def contact_to_proto(contact: AgencyContact | None) -> common_pb.AgencyContact |
 
 
 def contact_from_proto(msg: common_pb.AgencyContact, agency: str) -> AgencyContact:
-    return AgencyContact(agency=msg.agency or agency, team=msg.team, phone=msg.phone, email=msg.email)
+    """The contact a node sent, always labelled with the agency we asked: a node cannot speak for another."""
+    return AgencyContact(agency=agency, team=msg.team, phone=msg.phone, email=msg.email)
 
 
 def receipt_to_proto(receipt: AuditReceipt | None) -> hub_pb.AuditReceipt | None:

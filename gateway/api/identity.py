@@ -7,7 +7,6 @@ import structlog
 
 from gateway.errors import RequestRefused
 from gateway.pki import identity_from_pem
-from gateway.service.ports import PolicyView
 from gateway.service.validation import Caller
 
 USER_METADATA = "x-mash-user"
@@ -38,11 +37,3 @@ def caller_from_context(context: grpc.aio.ServicerContext[object, object]) -> Ca
     return Caller(identity=identity, agency=agency, user=_metadata(context, USER_METADATA),
                   role=_metadata(context, ROLE_METADATA))
 
-
-def require_binding(policy: PolicyView, caller: Caller, role: str) -> None:
-    """The caller's certificate must be bound to `role` (auditors, policy administrators)."""
-    if role not in policy.roles_for(caller.identity):
-        raise RequestRefused(
-            f"certificate {caller.identity or '(no identity)'} is not bound to the {role} role",
-            code="ROLE_NOT_BOUND",
-        )

@@ -9,32 +9,28 @@ import grpc.aio
 
 from gateway.api.convert import finding_to_proto, level_to_proto, policy_rule_to_proto
 from gateway.api.errors import abort, abort_internal
-from gateway.api.identity import caller_from_context, require_binding
-from gateway.errors import FieldViolation, GatewayError, InvalidRequest, RequestRefused
+from gateway.api.identity import caller_from_context
+from gateway.errors import FieldViolation, GatewayError, InvalidRequest
 from gateway.generated.mash.gateway.v1 import policy_service_pb2 as policy_pb
 from gateway.generated.mash.gateway.v1 import policy_service_pb2_grpc as policy_grpc
 from gateway.policy import PolicyHolder
+from gateway.service.access import AccessGuard
 
 ADMIN_ROLE = "policy_admin"
 Context = grpc.aio.ServicerContext
 
 
 class PolicyServicer(policy_grpc.PolicyServiceServicer):
-    def __init__(self, holder: PolicyHolder, policy_dir: Path) -> None:
+    def __init__(self, holder: PolicyHolder, policy_dir: Path, guard: AccessGuard) -> None:
         self._holder = holder
         self._policy_dir = policy_dir
-
-    def _require_any_binding(self, context: Context) -> None:  # type: ignore[type-arg]
-        caller = caller_from_context(context)
-        if not self._holder.current.roles_for(caller.identity):
-            raise RequestRefused(f"certificate {caller.identity or '(no identity)'} is not bound to any role",
-                                 code="ROLE_NOT_BOUND")
+        self._guard = guard
 
     async def GetPolicyVersion(
         self, request: policy_pb.GetPolicyVersionRequest, context: Context  # type: ignore[type-arg]
     ) -> policy_pb.GetPolicyVersionResponse:
         try:
-            self._require_any_binding(context)
+            await self._guard.require_any(caller_from_context(context), "GetPolicyVersion")
         except GatewayError as exc:
             await abort(context, exc)
         except Exception as exc:
@@ -47,7 +43,7 @@ class PolicyServicer(policy_grpc.PolicyServiceServicer):
     ) -> policy_pb.ExplainDecisionResponse:
         snapshot = self._holder.current
         try:
-            self._require_any_binding(context)
+            await self._guard.require_any(caller_from_context(context), "ExplainDecision")
             violations = [
                 FieldViolation(name, f"{value!r} is not declared")
                 for name, value, known in (
@@ -79,7 +75,7 @@ class PolicyServicer(policy_grpc.PolicyServiceServicer):
     ) -> policy_pb.ReloadPolicyResponse:
         caller = caller_from_context(context)
         try:
-            require_binding(self._holder.current, caller, ADMIN_ROLE)
+            await self._guard.require(caller, ADMIN_ROLE, "ReloadPolicy")
         except GatewayError as exc:
             await abort(context, exc)
         except Exception as exc:

@@ -37,6 +37,7 @@ ENTRIES_FILE = "entries.txt"
 CHECKPOINTS_FILE = "checkpoints.jsonl"
 MANIFEST_FILE = "manifest.json"
 _PAGE = 500
+_MAX_INDEX = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,8 @@ class AuditReview:
             raise InvalidRequest([FieldViolation("until", "must be later than since")])
         if limit is not None and limit < 0:
             raise InvalidRequest([FieldViolation("limit", "must not be negative")])
+        if start > _MAX_INDEX:
+            return  # no store holds that many entries (and SQL integers stop at 2**63 - 1)
         remaining = limit
         while remaining is None or remaining > 0:
             page = _PAGE if remaining is None else min(_PAGE, remaining)
@@ -122,6 +125,8 @@ class AuditReview:
     async def get_entry(self, index: int) -> AuditRecord:
         if index < 0:
             raise InvalidRequest([FieldViolation("index", "must not be negative")])
+        if index > _MAX_INDEX:
+            raise NotFound(f"no audit entry {index}")
         row = await self.store.get_entry(index)
         if row is None:
             raise NotFound(f"no audit entry {index}")

@@ -136,7 +136,12 @@ def issue_certificate(
     server: bool = False,
     client: bool = True,
 ) -> IssuedCertificate:
-    """Issue a leaf certificate whose identity is the URI SAN `spiffe_id`."""
+    """Issue a leaf certificate whose identity is the URI SAN `spiffe_id`.
+
+    A server certificate must name its DNS names: TLS name checks would otherwise fall back to the CN.
+    """
+    if server and not dns_names:
+        raise ValueError("a server certificate needs at least one DNS name")
     ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
     ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):

@@ -44,7 +44,7 @@ def identity_from_pem(pem: bytes) -> CallerIdentity:
     try:
         cert = x509.load_pem_x509_certificate(pem)
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (ValueError, x509.ExtensionNotFound) as exc:
+    except (ValueError, x509.ExtensionNotFound, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
         raise RequestRefused("client certificate has no usable subject alternative name",
                              code="NO_IDENTITY") from exc
     uris = [u for u in san.get_values_for_type(x509.UniformResourceIdentifier) if u.startswith("spiffe://")]

@@ -14,7 +14,7 @@ from gateway.service.ports import PolicyView
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _CASE_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9/_.-]{0,63}")
-_USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9@._-]{0,127}")
+USER_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9@._-]{0,127}")
 _MAX_NAME = 100
 
 
@@ -73,7 +73,7 @@ def auditable(policy: PolicyView, caller: Caller, command: QueryCommand) -> dict
         return value if not value or pattern.fullmatch(value) else INVALID
 
     return {
-        "user": formatted(caller.user, _USER),
+        "user": formatted(caller.user, USER_PATTERN),
         "role": declared(caller.role, policy.roles),
         "purpose": declared(command.purpose, policy.purposes),
         "legal_basis": declared(command.legal_basis, policy.legal_bases),
@@ -87,7 +87,7 @@ def check_caller(policy: PolicyView, caller: Caller) -> None:
     violations = []
     if not caller.user:
         violations.append(FieldViolation("metadata.x-mash-user", "the practitioner's user id is required"))
-    elif not _USER.fullmatch(caller.user):
+    elif not USER_PATTERN.fullmatch(caller.user):
         violations.append(FieldViolation("metadata.x-mash-user", "must be 1-128 characters of letters, "
                                          "digits and @ . _ -"))
     if not caller.role:

@@ -13,8 +13,9 @@ from hub_helpers import SCREENING, error_reason, subject
 from agency_stubs import World
 from agency_stubs.cast import KAI_MERCER
 from gateway.api.tls import client_credentials
-from gateway.audit import PublicKeys, SignedCheckpoint, load_public_keys, verify_inclusion
+from gateway.audit import PublicKeys, SignedCheckpoint, decode_entry, load_public_keys, verify_inclusion
 from gateway.demo.partnership import Partnership
+from gateway.domain import AuditKind
 from gateway.generated.mash.gateway.v1 import audit_service_pb2 as audit_pb
 from gateway.generated.mash.gateway.v1 import audit_service_pb2_grpc as audit_grpc
 from gateway.generated.mash.gateway.v1 import common_pb2
@@ -72,13 +73,35 @@ async def test_subject_access_over_grpc_finds_the_childs_entries(partnership: Pa
     assert report.ok, report.summary
 
 
+async def _refusals(partnership: Partnership) -> list[tuple[str, str, str]]:
+    assert partnership.gateway is not None
+    rows = await partnership.gateway.deps.audit.store.scan(0, 1000)
+    events = [decode_entry(r.data).event for r in rows]
+    return [(e.caller, e.status, e.details.get("rpc", "")) for e in events if e.kind is AuditKind.REFUSAL]
+
+
 async def test_only_auditor_certificates_may_use_the_audit_service(partnership: Partnership) -> None:
-    """A police case system reading the audit log is refused with PERMISSION_DENIED."""
+    """A police case system reading the audit log is refused with PERMISSION_DENIED, and that is audited."""
     stub = audit_stub(partnership, "police", "case-system")
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.GetEntry(audit_pb.GetEntryRequest(index=0), timeout=10)
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert error_reason(caught.value) == "ROLE_NOT_BOUND"
+    assert await _refusals(partnership) == [
+        ("spiffe://mash.local/agency/police/system/case-system", "PERMISSION_DENIED", "GetEntry")]
+
+
+async def test_an_entry_index_beyond_any_log_is_not_found(partnership: Partnership) -> None:
+    """Huge indexes (up to 2**64 - 1) are answered NOT_FOUND or INVALID_ARGUMENT, never INTERNAL."""
+    stub = audit_stub(partnership)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GetEntry(audit_pb.GetEntryRequest(index=2**64 - 1), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    listed = [m async for m in stub.ListEntries(audit_pb.ListEntriesRequest(start_index=2**64 - 1), timeout=10)]
+    assert listed == []
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GetInclusionProof(audit_pb.GetInclusionProofRequest(index=2**64 - 1), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_a_missing_entry_is_not_found(partnership: Partnership) -> None:
@@ -104,11 +127,12 @@ async def test_explain_names_the_deciding_policy_lines(partnership: Partnership)
 
 
 async def test_only_policy_admins_may_reload(partnership: Partnership) -> None:
-    """ReloadPolicy is refused for a certificate not bound to policy_admin."""
+    """ReloadPolicy is refused for a certificate not bound to policy_admin, and the refusal is audited."""
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await policy_stub(partnership, "police", "case-system").ReloadPolicy(policy_pb.ReloadPolicyRequest(),
                                                                               timeout=10)
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert [rpc for _, _, rpc in await _refusals(partnership)] == ["ReloadPolicy"]
 
 
 async def test_a_broken_policy_is_refused_on_reload_and_the_last_good_one_keeps_serving(

@@ -66,3 +66,9 @@ def test_malformed_spiffe_ids_are_rejected(uri: str) -> None:
     """Only the identity shapes the gateway issues are accepted."""
     with pytest.raises(ValueError, match="SPIFFE"):
         parse_spiffe_id(uri)
+
+
+def test_a_server_certificate_without_a_dns_name_is_not_issued() -> None:
+    """TLS name checks fall back to the CN when there is no DNS SAN, so the CA refuses to issue one."""
+    with pytest.raises(ValueError, match="DNS name"):
+        issue_certificate(make_ca(), "spiffe://mash.local/agency/police/node", server=True)
