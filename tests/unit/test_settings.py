@@ -42,3 +42,11 @@ def test_a_malformed_file_is_a_settings_error(tmp_path: Path) -> None:
     """Broken TOML is reported as a settings error with the file name."""
     with pytest.raises(SettingsError, match=r"gateway\.toml"):
         Settings.from_toml(_write(tmp_path, "[gateway\n"))
+
+
+def test_the_example_settings_file_in_the_docs_loads() -> None:
+    """docs/gateway.example.toml stays a valid settings file as settings change."""
+    example = Path(__file__).resolve().parents[2] / "docs" / "gateway.example.toml"
+    settings = Settings.from_toml(example)
+    assert settings.max_timeout == 30.0
+    assert set(settings.agency_endpoints) == {"police", "health", "csc", "education", "housing", "probation"}
