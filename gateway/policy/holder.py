@@ -9,12 +9,22 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import structlog
+
 from gateway.domain import AuditEvent, AuditKind, Clock, SystemClock
 from gateway.errors import Finding, GatewayError, PolicyError
 from gateway.policy.checks import is_blocking, lint
 from gateway.policy.policy_tests import failures_as_findings, load_test_cases, run_suite
-from gateway.policy.snapshot import PolicySnapshot, load_snapshot
+from gateway.policy.snapshot import (
+    PolicyReadError,
+    PolicySnapshot,
+    ensure_unchanged,
+    load_copy,
+    read_consistently,
+)
 from gateway.policy.sources import content_hash
+
+_log = structlog.get_logger("gateway.policy")
 
 EventSink = Callable[[AuditEvent], Awaitable[object]]
 _REASON_FINDINGS = 5
@@ -33,17 +43,34 @@ class ReloadOutcome:
 
 
 def validate(directory: Path, today: date) -> tuple[PolicySnapshot | None, list[Finding]]:
-    """Build a snapshot and run its lint checks and policy tests; the snapshot is None if anything blocks."""
+    """Build a snapshot and run its lint checks and policy tests; the snapshot is None if anything blocks.
+
+    The policy and its tests come from one read of the directory, so they are always the same version.
+    """
+    snapshot, findings, _ = _validate(Path(directory), today)
+    return snapshot, findings
+
+
+def _validate(directory: Path, today: date) -> tuple[PolicySnapshot | None, list[Finding], bool]:
+    """`validate`, also saying whether a refusal came from reading the files rather than from their content."""
     try:
-        snapshot = load_snapshot(directory)
+        with read_consistently(directory) as (copy, version):
+            snapshot = load_copy(copy, version, directory)
+            suite = load_test_cases(copy)
+        ensure_unchanged(directory, version)
+    except PolicyReadError as exc:
+        return None, list(exc.findings) or [Finding(directory.name, 0, str(exc))], True
     except PolicyError as exc:
-        return None, list(exc.findings) or [Finding(str(directory), 0, str(exc))]
+        return None, list(exc.findings) or [Finding(directory.name, 0, str(exc))], False
+    except OSError as exc:
+        # Anything else the file system throws mid-load is just as passing as a vanished file.
+        reason = exc.strerror or exc.__class__.__name__
+        return None, [Finding(directory.name, 0, f"could not be read ({reason}); load again")], True
     findings = lint(snapshot, today)
-    suite = load_test_cases(directory)
     findings += failures_as_findings(run_suite(snapshot, suite, today=today), suite)
     if any(is_blocking(f) for f in findings):
-        return None, [f for f in findings if is_blocking(f)]
-    return snapshot, findings
+        return None, [f for f in findings if is_blocking(f)], False
+    return snapshot, findings, False
 
 
 class PolicyHolder:
@@ -201,10 +228,15 @@ class PolicyWatcher:
         return outcome
 
     async def run(self) -> None:
-        """Poll until cancelled."""
+        """Poll until cancelled; a poll that fails is logged and the next one goes ahead."""
         while True:
             await asyncio.sleep(self._interval)
-            await self.check_once()
+            try:
+                await self.check_once()
+            except Exception as exc:
+                # The watcher must outlive any one bad poll, or policy changes would silently stop
+                # being picked up. Only the exception's type is logged: messages may quote file content.
+                _log.warning("policy watch poll failed; will poll again", error=exc.__class__.__name__)
 
     def start(self) -> asyncio.Task[None]:
         if self._task is None or self._task.done():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -13,7 +15,7 @@ from gateway.errors import Finding, PolicyError
 from gateway.policy.casbin_model import MODEL_FILE, build_enforcer, check_model
 from gateway.policy.index import NOTHING, Decision, DecisionIndex, build_index
 from gateway.policy.rules import ANY, Effect, PolicyLine, load_lines
-from gateway.policy.sources import content_hash
+from gateway.policy.sources import content_hash, read_tree, tree_hash
 from gateway.policy.vocabulary import (
     Agency,
     Agreement,
@@ -195,20 +197,79 @@ class PolicyUnreadable(PolicyError):
     """A policy directory, or one of its files, is missing or cannot be parsed at all."""
 
 
-def load_snapshot(directory: Path) -> PolicySnapshot:
-    """Load and validate a policy directory; raise PolicyError listing every problem as file:line.
+class PolicyReadError(PolicyUnreadable):
+    """A policy file vanished or changed while being read (a checkout writes files in steps); try again."""
 
-    The error is a PolicyUnreadable when some file is missing or cannot be parsed at all.
+
+def _read_failure(directory: Path, exc: OSError) -> PolicyReadError:
+    name = Path(exc.filename).name if isinstance(exc.filename, str) else directory.name
+    if isinstance(exc.filename, str):
+        with contextlib.suppress(ValueError):
+            name = Path(exc.filename).relative_to(directory).as_posix()
+    reason = exc.strerror or exc.__class__.__name__
+    return PolicyReadError(
+        [Finding(name, 0, f"could not be read ({reason}); the files may be changing, load again")],
+        f"cannot read the policy at {directory.name}",
+    )
+
+
+@contextlib.contextmanager
+def read_consistently(directory: Path) -> Iterator[tuple[Path, str]]:
+    """A private copy of every policy file, each read exactly once, and the version of those very bytes.
+
+    Loading from the copy means the snapshot, its tests and its version always come from the same
+    bytes, however the directory changes meanwhile. PolicyReadError if a file cannot be read.
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise PolicyUnreadable([Finding(str(directory), 0, "policy directory not found")])
-    version = content_hash(directory)
-    findings: list[Finding] = check_model(directory)
+    try:
+        files = read_tree(directory)
+        holder = tempfile.TemporaryDirectory(prefix="policy-")
+        root = Path(holder.name)
+        for rel, data in files.items():
+            target = root / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+    except OSError as exc:
+        raise _read_failure(directory, exc) from exc
+    with holder:
+        yield root, tree_hash(files)
+
+
+def ensure_unchanged(directory: Path, version: str) -> None:
+    """PolicyReadError unless `directory` still holds `version` (so a half-written checkout is not served)."""
+    try:
+        now = content_hash(directory)
+    except OSError as exc:
+        raise _read_failure(Path(directory), exc) from exc
+    if now != version:
+        raise PolicyReadError(
+            [Finding(Path(directory).name, 0, "policy files changed while loading; load again")],
+            f"the policy at {Path(directory).name} changed while loading",
+        )
+
+
+def load_snapshot(directory: Path) -> PolicySnapshot:
+    """Load and validate a policy directory; raise PolicyError listing every problem as file:line.
+
+    The error is a PolicyUnreadable when some file is missing or cannot be parsed at all, and more
+    precisely a PolicyReadError when a file could not be read or changed while loading.
+    """
+    directory = Path(directory)
+    with read_consistently(directory) as (copy, version):
+        snapshot = load_copy(copy, version, directory)
+    ensure_unchanged(directory, version)
+    return snapshot
+
+
+def load_copy(copy: Path, version: str, directory: Path) -> PolicySnapshot:
+    """Load the snapshot from a `read_consistently` copy; `directory` is where the files really live."""
+    findings: list[Finding] = check_model(copy)
     unreadable = [f for f in findings if f.line == 0]
-    vocab = load_vocabulary(directory, findings, unreadable)
-    lines = load_lines(directory, vocab, findings, unreadable)
-    redaction = _load_redaction(directory, vocab, findings, unreadable)
+    vocab = load_vocabulary(copy, findings, unreadable)
+    lines = load_lines(copy, vocab, findings, unreadable)
+    redaction = _load_redaction(copy, vocab, findings, unreadable)
     if unreadable:
         # Everything else found would only be an echo of the missing or unparsable files.
         raise PolicyUnreadable(unreadable, f"cannot read the policy at {directory.name}")
@@ -217,9 +278,7 @@ def load_snapshot(directory: Path) -> PolicySnapshot:
         raise PolicyError(errors, f"{len(errors)} problem(s) in the policy at {directory.name}")
     assert redaction is not None  # no errors means the redaction rules loaded
     index = build_index(vocab, lines)
-    model_text = (directory / MODEL_FILE).read_text(encoding="utf-8")
-    if content_hash(directory) != version:
-        raise PolicyError([Finding(str(directory), 0, "policy files changed while loading; load again")])
+    model_text = (copy / MODEL_FILE).read_text(encoding="utf-8")
     return PolicySnapshot(
         version=version,
         directory=directory,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,12 +138,21 @@ def policy_files(directory: Path) -> list[Path]:
     )
 
 
-def content_hash(directory: Path) -> str:
-    """The policy version: SHA-256 over every policy file's relative path and bytes, as ``sha256:<hex>``."""
+def read_tree(directory: Path) -> dict[str, bytes]:
+    """Every policy file's bytes by relative path, each read once, in `policy_files` order; OSError if one fails."""
+    return {path.relative_to(directory).as_posix(): path.read_bytes() for path in policy_files(directory)}
+
+
+def tree_hash(files: Mapping[str, bytes]) -> str:
+    """The policy version of files read by `read_tree`: SHA-256 over paths and bytes, as ``sha256:<hex>``."""
     digest = hashlib.sha256()
-    for path in policy_files(directory):
-        rel = path.relative_to(directory).as_posix().encode()
-        data = path.read_bytes()
+    for rel_text, data in files.items():
+        rel = rel_text.encode()
         # Length-prefixed so that no two different directories can produce the same byte stream.
         digest.update(len(rel).to_bytes(8, "big") + rel + len(data).to_bytes(8, "big") + data)
     return "sha256:" + digest.hexdigest()
+
+
+def content_hash(directory: Path) -> str:
+    """The policy version: SHA-256 over every policy file's relative path and bytes, as ``sha256:<hex>``."""
+    return tree_hash(read_tree(directory))

@@ -235,3 +235,74 @@ async def test_watcher_task_runs_until_stopped(policy_copy: PolicyCopy, recorder
     assert [e.kind for e in recorder.events] == [AuditKind.POLICY_ACTIVATION]
     with pytest.raises(ValueError, match="positive"):
         PolicyWatcher(holder, directory, interval=0)
+
+
+def vanishing(monkeypatch: pytest.MonkeyPatch, name: str, times: int) -> None:
+    """Make reading the policy file `name` fail as if it were mid-rewrite, `times` times."""
+    real = Path.read_bytes
+    left = {"n": times}
+
+    def read_bytes(self: Path) -> bytes:
+        if self.name == name and left["n"] > 0:
+            left["n"] -= 1
+            raise FileNotFoundError(2, "No such file or directory", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+
+
+async def test_file_vanishing_mid_reload_is_an_audited_refusal(
+    policy_copy: PolicyCopy, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A policy file missing part-way through a reload is refused and audited, not raised."""
+    directory = policy_copy()
+    holder = PolicyHolder.from_directory(directory, on_event=recorder)
+    before = holder.current
+    append(directory / "agencies" / "education.csv", WIDER)
+    vanishing(monkeypatch, "probation.csv", 2)
+    outcome = await holder.reload(trigger="sighup")
+    assert not outcome.activated
+    assert holder.current is before
+    [finding] = outcome.findings
+    assert finding.file == "agencies/probation.csv"
+    assert "could not be read" in finding.message
+    [event] = recorder.events
+    assert event.kind is AuditKind.POLICY_REJECTED
+    assert "agencies/probation.csv" in event.reason
+
+
+async def test_watcher_keeps_polling_after_a_poll_fails(
+    policy_copy: PolicyCopy, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected error in one poll is logged and the watcher goes on to pick up the change."""
+    directory = policy_copy()
+    holder = PolicyHolder.from_directory(directory, on_event=recorder)
+    watcher = PolicyWatcher(holder, directory, interval=0.01)
+    real_reload = holder.reload
+    failures = {"n": 0}
+
+    async def flaky_reload(*args: object, **kwargs: object) -> object:
+        if failures["n"] == 0:
+            failures["n"] += 1
+            raise FileNotFoundError(2, "No such file or directory", "probation.csv")
+        return await real_reload(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(holder, "reload", flaky_reload)
+    task = watcher.start()
+    try:
+        append(directory / "agencies" / "education.csv", WIDER)
+        for _ in range(500):
+            if failures["n"] or task.done():
+                break
+            await asyncio.sleep(0.01)
+        append(directory / "agencies" / "education.csv", "# a later edit\n")
+        for _ in range(500):
+            if recorder.events or task.done():
+                break
+            await asyncio.sleep(0.01)
+        assert not task.done()
+    finally:
+        await watcher.stop()
+    assert failures["n"] == 1
+    assert [e.kind for e in recorder.events] == [AuditKind.POLICY_ACTIVATION]
+    assert holder.current.decide(*CELL).level is DisclosureLevel.PERTINENT
