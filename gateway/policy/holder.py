@@ -40,6 +40,9 @@ class ReloadOutcome:
     previous_version: str
     findings: tuple[Finding, ...] = ()  # blocking problems (rejected) or warnings (activated)
     unchanged: bool = False  # the directory holds the version already active; nothing was done
+    # Refused for a passing reason, not for what the policy says: a file vanished or changed while it
+    # was read, or the audit log could not take the entry. The same version should be tried again.
+    retry: bool = False
 
 
 def validate(directory: Path, today: date) -> tuple[PolicySnapshot | None, list[Finding]]:
@@ -121,7 +124,7 @@ class PolicyHolder:
             if attempted and attempted == previous.version:
                 return ReloadOutcome(False, previous.version, attempted, previous.version, unchanged=True)
             today = self._clock.now().date()
-            snapshot, findings = await asyncio.to_thread(validate, directory, today)
+            snapshot, findings, unreadable = await asyncio.to_thread(_validate, directory, today)
             base = AuditEvent(
                 kind=AuditKind.POLICY_REJECTED,
                 occurred_at=self._clock.now(),
@@ -131,7 +134,7 @@ class PolicyHolder:
             )
             if snapshot is None:
                 reason = _summary(findings)
-                await self._emit(
+                audited = await self._emit(
                     AuditEvent(
                         kind=AuditKind.POLICY_REJECTED,
                         occurred_at=base.occurred_at,
@@ -143,7 +146,14 @@ class PolicyHolder:
                     ),
                     swallow=True,
                 )
-                return ReloadOutcome(False, previous.version, attempted, previous.version, tuple(findings))
+                return ReloadOutcome(
+                    False,
+                    previous.version,
+                    attempted,
+                    previous.version,
+                    tuple(findings),
+                    retry=unreadable or not audited,
+                )
             try:
                 await self._emit(
                     AuditEvent(
@@ -164,19 +174,25 @@ class PolicyHolder:
                     f"the activation could not be audited ({exc.__class__.__name__});"
                     " the previous policy stays active",
                 )
-                return ReloadOutcome(False, previous.version, snapshot.version, previous.version, (note,))
+                return ReloadOutcome(
+                    False, previous.version, snapshot.version, previous.version, (note,), retry=True
+                )
             self._current = snapshot
             return ReloadOutcome(True, snapshot.version, snapshot.version, previous.version, tuple(findings))
 
-    async def _emit(self, event: AuditEvent, *, swallow: bool) -> None:
+    async def _emit(self, event: AuditEvent, *, swallow: bool) -> bool:
+        """Write one audit event; False if it could not be written and `swallow` kept that quiet."""
         if self._on_event is None:
-            return
+            return True
         if swallow:
             # A refusal changes nothing, so failing to audit it must not turn into a failed reload call.
-            with contextlib.suppress(GatewayError):
+            try:
                 await self._on_event(event)
+            except GatewayError:
+                return False
         else:
             await self._on_event(event)
+        return True
 
 
 def _summary(findings: list[Finding]) -> str:
@@ -203,7 +219,9 @@ class PolicyWatcher:
         self._directory = Path(directory)
         self._interval = interval
         self._on_outcome = on_outcome
-        self._attempted = holder.version  # never retry a version already tried (or active)
+        # The last version refused for what it says (or the active one): never tried again. A version
+        # refused for a passing reason (unreadable mid-change, audit log down) is not remembered.
+        self._attempted = holder.version
         self._candidate = ""
         self._task: asyncio.Task[None] | None = None
 
@@ -220,9 +238,10 @@ class PolicyWatcher:
             # Editors write files in steps; wait one more interval for the content to settle.
             self._candidate = seen
             return None
-        self._attempted = seen
         self._candidate = ""
         outcome = await self._holder.reload(self._directory, trigger="watch")
+        if not outcome.retry:
+            self._attempted = seen
         if self._on_outcome is not None:
             self._on_outcome(outcome)
         return outcome

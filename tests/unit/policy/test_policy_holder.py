@@ -237,13 +237,15 @@ async def test_watcher_task_runs_until_stopped(policy_copy: PolicyCopy, recorder
         PolicyWatcher(holder, directory, interval=0)
 
 
-def vanishing(monkeypatch: pytest.MonkeyPatch, name: str, times: int) -> None:
-    """Make reading the policy file `name` fail as if it were mid-rewrite, `times` times."""
+def vanishing(monkeypatch: pytest.MonkeyPatch, name: str, times: int, *, after: int = 0) -> None:
+    """Make reading the policy file `name` fail as if it were mid-rewrite, `times` times after `after` reads."""
     real = Path.read_bytes
-    left = {"n": times}
+    left = {"skip": after, "n": times}
 
     def read_bytes(self: Path) -> bytes:
-        if self.name == name and left["n"] > 0:
+        if self.name == name and left["skip"] > 0:
+            left["skip"] -= 1
+        elif self.name == name and left["n"] > 0:
             left["n"] -= 1
             raise FileNotFoundError(2, "No such file or directory", str(self))
         return real(self)
@@ -306,3 +308,54 @@ async def test_watcher_keeps_polling_after_a_poll_fails(
     assert failures["n"] == 1
     assert [e.kind for e in recorder.events] == [AuditKind.POLICY_ACTIVATION]
     assert holder.current.decide(*CELL).level is DisclosureLevel.PERTINENT
+
+
+async def test_watcher_retries_a_version_whose_activation_could_not_be_audited(
+    policy_copy: PolicyCopy, recorder: Recorder
+) -> None:
+    """A good policy refused only because the audit log was down is activated once the log is back."""
+    directory = policy_copy()
+    holder = PolicyHolder.from_directory(directory, on_event=recorder)
+    watcher = PolicyWatcher(holder, directory, interval=0.01)
+    append(directory / "agencies" / "education.csv", WIDER)
+    recorder.fail = True
+    assert await watcher.check_once() is None  # changed, not yet settled
+    failed = await watcher.check_once()
+    assert failed is not None
+    assert not failed.activated
+    assert failed.retry
+    recorder.fail = False
+    outcomes = [await watcher.check_once() for _ in range(3)]
+    assert any(o is not None and o.activated for o in outcomes)
+    assert holder.version == content_hash(directory)
+    assert [e.kind for e in recorder.events] == [AuditKind.POLICY_ACTIVATION]
+
+
+async def test_watcher_retries_a_version_that_could_not_be_read(
+    policy_copy: PolicyCopy, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version refused because a file vanished mid-read is tried again, and activated, on a later poll."""
+    directory = policy_copy()
+    holder = PolicyHolder.from_directory(directory, on_event=recorder)
+    watcher = PolicyWatcher(holder, directory, interval=0.01)
+    append(directory / "agencies" / "education.csv", WIDER)
+    assert await watcher.check_once() is None
+    # Read once by the watcher's poll and once for the version the reload tries; then it vanishes.
+    vanishing(monkeypatch, "probation.csv", 1, after=2)
+    failed = await watcher.check_once()
+    assert failed is not None
+    assert failed.retry
+    assert not failed.activated
+    outcomes = [await watcher.check_once() for _ in range(3)]
+    assert any(o is not None and o.activated for o in outcomes)
+    assert [e.kind for e in recorder.events] == [AuditKind.POLICY_REJECTED, AuditKind.POLICY_ACTIVATION]
+
+
+async def test_refusal_for_the_policy_itself_is_not_marked_for_retry(
+    policy_copy: PolicyCopy, recorder: Recorder
+) -> None:
+    """A policy refused for its own findings, with the refusal audited, is not to be tried again."""
+    holder = PolicyHolder.from_directory(policy_copy(), on_event=recorder)
+    outcome = await holder.reload(policy_copy("failing_test"))
+    assert not outcome.activated
+    assert not outcome.retry
