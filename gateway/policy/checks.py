@@ -124,7 +124,10 @@ def _beyond_agreements(snapshot: PolicySnapshot, today: date) -> list[Finding]:
 
 
 def _protected_exposure(snapshot: PolicySnapshot) -> list[Finding]:
-    """Protected categories disclosed above EXISTS to anyone who is not one of their readers."""
+    """Protected categories disclosed above EXISTS to anyone who is not one of their readers.
+
+    Categories below a protected one are protected too (the vocabulary loader passes protection down).
+    """
     vocab = snapshot.vocabulary
     found = []
     for category in vocab.record_categories.values():
@@ -134,6 +137,8 @@ def _protected_exposure(snapshot: PolicySnapshot) -> list[Finding]:
         for (role, purpose, name), cell in snapshot.index.cells.items():
             if name != category.name or role in category.protected_readers or vocab.roles[role].group:
                 continue
+            if vocab.purposes[purpose].group:
+                continue  # reported for each purpose below it that a request can cite
             if level_of(cell) > DisclosureLevel.EXISTS:
                 lines = ", ".join(ln.where for ln in cell[1])
                 found.append(

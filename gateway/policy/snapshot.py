@@ -80,6 +80,11 @@ class PolicySnapshot:
         return self.vocabulary.record_categories
 
     @property
+    def protected_categories(self) -> frozenset[str]:
+        """Every protected record category, including each category below a protected one."""
+        return frozenset(n for n, c in self.vocabulary.record_categories.items() if c.protected)
+
+    @property
     def field_categories(self) -> Mapping[str, FieldCategory]:
         return self.vocabulary.field_categories
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from types import MappingProxyType
@@ -510,6 +510,8 @@ def _record_categories(
                 ("agency", holder.name), ""
             )
     parents: list[tuple[str, str, int]] = []
+    unprotected: dict[str, int] = {}  # categories that say `protected: false` outright
+    reader_lines: dict[str, int] = {}
     allowed = {"description", "parent", "kind", "record_type", "fields", "group", "protected", "readers"}
     for name, entry, line in reader.entries(
         reader.section(doc, "record_categories", file), file, "category", CATEGORY_NAME, allowed
@@ -561,10 +563,12 @@ def _record_categories(
         elif not group:
             reader.error(file, line, f"category {name!r} lists no fields")
         protected = reader.flag(entry, "protected", file)
+        if entry.get("protected") is False:
+            unprotected[name] = entry.line_of("protected")
         readers = reader.names(entry, "readers", file)
         _check_refs(reader, [(r, file, ln) for r, ln in readers], roles, "role")
-        if readers and not protected:
-            reader.error(file, entry.line_of("readers"), "readers only make sense on a protected category")
+        if readers:
+            reader_lines[name] = entry.line_of("readers")
         result[name] = RecordCategory(
             name=name,
             agency=agency,
@@ -583,6 +587,48 @@ def _record_categories(
         "category",
         lambda n: _split(reader.declared_at.get(("category", n), "") or f"{file}:0"),
     )
+    return _inherit_protection(reader, result, unprotected, reader_lines)
+
+
+def _inherit_protection(
+    reader: _Reader,
+    categories: dict[str, RecordCategory],
+    unprotected: Mapping[str, int],
+    reader_lines: Mapping[str, int],
+) -> dict[str, RecordCategory]:
+    """Every category below a protected one is protected too, read only by readers all of them allow.
+
+    Otherwise a sub-category (clinic notes under sexual health) would escape the protection.
+    """
+    file = VOCABULARY_FILES["record_categories"]
+    result = dict(categories)
+    for name, category in categories.items():
+        above = [
+            categories[a]
+            for a in ancestors(name, lambda n: (categories[n].parent,) if n in categories else ())
+            if a in categories and categories[a].protected
+        ]
+        if name in reader_lines and not above:
+            reader.error(file, reader_lines[name], "readers only make sense on a protected category")
+        if not above or (len(above) == 1 and above[0] is category):
+            continue
+        guards = [c for c in above if c is not category]
+        if name in unprotected:
+            reader.error(
+                file,
+                unprotected[name],
+                f"category {name!r} sits under protected {guards[0].name!r}, so it is protected too",
+            )
+        allowed = set.intersection(*(set(c.protected_readers) for c in guards))
+        own = category.protected_readers
+        for extra in (r for r in own if r not in allowed):
+            reader.error(
+                file,
+                reader_lines.get(name, 0),
+                f"reader {extra!r} of {name!r} is not a reader of the protected category above it",
+            )
+        readers = tuple(r for r in (own or guards[0].protected_readers) if r in allowed)
+        result[name] = replace(category, protected=True, protected_readers=readers)
     return result
 
 

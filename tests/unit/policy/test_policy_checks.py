@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
+import pytest
 from policy_helpers import PolicyCopy, append, edit
 
-from gateway.errors import Finding
+from gateway.errors import Finding, PolicyError
 from gateway.policy import PolicySnapshot, is_blocking, lint, load_snapshot
 
 TODAY = date(2026, 11, 26)
@@ -121,3 +123,67 @@ def test_agreement_expiring_within_thirty_days_is_reported() -> None:
     }
     assert all(f.file == "agreements.yaml" and not is_blocking(f) for f in soon)
     assert not [f for f in lint(snapshot, date(2027, 11, 1)) if "expires" in f.message]
+
+
+SUB_CATEGORY = """  health.sexual_health_notes:
+    parent: health.sexual_health
+    description: Clinic notes of sexual-health attendances.
+    kind: event
+    record_type: sexual_health_note
+    fields:
+      clinic: service.name
+      notes: record.detail
+"""
+
+
+def with_sub_category(policy_copy: PolicyCopy, extra: str = "") -> Path:
+    """A copy of the shipped policy with a sub-category under sexual health (plus `extra` keys on it)."""
+    directory = policy_copy()
+    edit(
+        directory / "vocabulary" / "record_categories.yaml",
+        "      notes: record.detail\n\n  # csc",
+        "      notes: record.detail\n" + SUB_CATEGORY + extra + "\n  # csc",
+    )
+    return directory
+
+
+def test_category_below_a_protected_one_is_protected_with_its_readers(policy_copy: PolicyCopy) -> None:
+    """A sub-category of a protected category inherits the protection and the readers."""
+    snapshot = load_snapshot(with_sub_category(policy_copy))
+    notes = snapshot.record_categories["health.sexual_health_notes"]
+    assert notes.protected
+    assert notes.protected_readers == ("mash_researcher_health",)
+    assert "health.sexual_health_notes" in snapshot.protected_categories
+    assert {"health.sexual_health", "housing.refuge"} <= snapshot.protected_categories
+
+
+def test_grant_on_a_sub_category_of_a_protected_one_is_a_blocking_error(policy_copy: PolicyCopy) -> None:
+    """Granting an outsider FULL on a child of sexual health is refused like a grant on sexual health."""
+    directory = with_sub_category(policy_copy)
+    edit(
+        directory / "vocabulary" / "roles.yaml",
+        "  # Neither: they never see records.",
+        "  camhs_worker:\n    agency: health\n    inside_mash: false\n    description: A CAMHS practitioner.\n\n"
+        "  # Neither: they never see records.",
+    )
+    edit(directory / "bindings.yaml", "health_visitor]", "health_visitor, camhs_worker]")
+    append(
+        directory / "agencies" / "health.csv",
+        "p, role:camhs_worker, agency:health, cat:health.sexual_health_notes, purpose:safeguarding, FULL, allow\n",
+    )
+    findings = lint(load_snapshot(directory), TODAY)
+    exposed = [f for f in findings if "protected category health.sexual_health_notes" in f.message]
+    assert any("FULL to camhs_worker" in f.message for f in exposed)
+    assert all(is_blocking(f) for f in exposed)
+
+
+def test_sub_category_cannot_widen_or_drop_the_protection_above_it(policy_copy: PolicyCopy) -> None:
+    """A child of a protected category may not say `protected: false` nor add readers of its own."""
+    directory = with_sub_category(
+        policy_copy, "    protected: false\n    readers: [mash_researcher_health, mash_manager]\n"
+    )
+    with pytest.raises(PolicyError) as caught:
+        load_snapshot(directory)
+    messages = [f.message for f in caught.value.findings]
+    assert any("sits under protected 'health.sexual_health'" in m for m in messages)
+    assert any("reader 'mash_manager' of 'health.sexual_health_notes'" in m for m in messages)
