@@ -25,6 +25,7 @@ def lint(snapshot: PolicySnapshot, today: date) -> list[Finding]:
         _shadowed_lines(snapshot)
         + _beyond_agreements(snapshot, today)
         + _protected_exposure(snapshot)
+        + _grants_to_roles_without_records(snapshot)
         + _redaction_gaps(snapshot)
         + _unassertable_roles(snapshot)
         + _purposes_without_basis(snapshot)
@@ -151,6 +152,31 @@ def _protected_exposure(snapshot: PolicySnapshot) -> list[Finding]:
                         "than EXISTS",
                     )
                 )
+    return found
+
+
+def _grants_to_roles_without_records(snapshot: PolicySnapshot) -> list[Finding]:
+    """Allow lines that reach a role marked `sees_records: false`, directly or through a group."""
+    vocab = snapshot.vocabulary
+    found = []
+    for line in snapshot.lines:
+        if line.effect is not Effect.ALLOW:
+            continue
+        reached = [
+            r
+            for r in snapshot.index.role_descendants.get(line.role, ())
+            if r in vocab.roles and not vocab.roles[r].sees_records
+        ]
+        if reached:
+            via = "" if reached == [line.role] else f" (through {line.role})"
+            found.append(
+                Finding(
+                    line.file,
+                    line.line,
+                    f"rule grants {line.level.name} to {', '.join(reached)}{via}, which must never see "
+                    "records (sees_records: false in vocabulary/roles.yaml)",
+                )
+            )
     return found
 
 

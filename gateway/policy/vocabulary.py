@@ -44,6 +44,7 @@ class Role:
     description: str
     member_of: tuple[str, ...] = ()
     group: bool = False
+    sees_records: bool = True  # false for roles (auditor, policy administrator) no line may grant anything
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,7 +402,9 @@ def _roles(reader: _Reader, doc: LineDict, agencies: Mapping[str, Agency]) -> di
     groups = raw_groups if isinstance(raw_groups, LineDict) else _empty(doc.line)
     roles = raw_roles if isinstance(raw_roles, LineDict) else _empty(doc.line)
     for section, is_group in ((roles, False), (groups, True)):
-        allowed = {"description", "member_of"} | (set() if is_group else {"agency", "inside_mash"})
+        allowed = {"description", "member_of"} | (
+            set() if is_group else {"agency", "inside_mash", "sees_records"}
+        )
         for name, entry, line in reader.entries(section, file, "role", NAME, allowed):
             if name in result:
                 reader.error(file, line, f"role {name!r} is declared twice")
@@ -418,6 +421,7 @@ def _roles(reader: _Reader, doc: LineDict, agencies: Mapping[str, Agency]) -> di
                 description=reader.text(entry, "description", file, required=True),
                 member_of=tuple(m for m, _ in member_of),
                 group=is_group,
+                sees_records=is_group or "sees_records" not in entry or reader.flag(entry, "sees_records", file),
             )
     for name, role in result.items():
         for parent in role.member_of:

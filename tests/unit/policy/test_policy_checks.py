@@ -187,3 +187,37 @@ def test_sub_category_cannot_widen_or_drop_the_protection_above_it(policy_copy: 
     messages = [f.message for f in caught.value.findings]
     assert any("sits under protected 'health.sexual_health'" in m for m in messages)
     assert any("reader 'mash_manager' of 'health.sexual_health_notes'" in m for m in messages)
+
+
+def test_roles_that_never_see_records_are_marked(shipped: PolicySnapshot) -> None:
+    """The auditor and the policy administrator are declared as roles that never see records."""
+    assert not shipped.roles["auditor"].sees_records
+    assert not shipped.roles["policy_admin"].sees_records
+    assert shipped.roles["social_worker"].sees_records
+
+
+def test_grant_to_a_role_that_never_sees_records_is_a_blocking_error(policy_copy: PolicyCopy) -> None:
+    """An allow line giving the auditor anything is refused at its line."""
+    directory = policy_copy()
+    line = append(
+        directory / "agencies" / "probation.csv",
+        "p, role:auditor, agency:probation, cat:probation, purpose:safeguarding, FULL, allow\n",
+    )
+    [finding] = [f for f in lint(load_snapshot(directory), TODAY) if "must never see records" in f.message]
+    assert (finding.file, finding.line) == ("agencies/probation.csv", line)
+    assert is_blocking(finding)
+    assert "FULL to auditor" in finding.message
+
+
+def test_grant_reaching_such_a_role_through_a_group_is_a_blocking_error(policy_copy: PolicyCopy) -> None:
+    """Putting the policy administrator in a group that is granted EXISTS is refused at the group's line."""
+    directory = policy_copy()
+    edit(
+        directory / "vocabulary" / "roles.yaml",
+        "    sees_records: false\n    description: May ask",
+        "    sees_records: false\n    member_of: [operational]\n    description: May ask",
+    )
+    findings = [f for f in lint(load_snapshot(directory), TODAY) if "must never see records" in f.message]
+    assert findings
+    assert all(is_blocking(f) for f in findings)
+    assert any("EXISTS to policy_admin (through operational)" in f.message for f in findings)
