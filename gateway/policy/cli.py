@@ -24,6 +24,9 @@ from gateway.policy.snapshot import PolicySnapshot, PolicyUnreadable, load_snaps
 
 DEFAULT_DIR = Path("policies")
 CLEAN, FINDINGS, UNLOADABLE = 0, 1, 2
+# A question no request could ask (undeclared names, a group, a category of another agency) is a usage
+# error, like a policy that cannot be loaded: there is no answer to give.
+UNANSWERABLE = UNLOADABLE
 _LETTER = {
     DisclosureLevel.NONE: "·",
     DisclosureLevel.EXISTS: "E",
@@ -184,20 +187,12 @@ def run_explain(args: argparse.Namespace) -> int:
     loaded = _load(console, args.directory)
     if isinstance(loaded, int):
         return loaded
-    unknown = [
-        f"undeclared {kind} {name!r}"
-        for kind, name, known in (
-            ("role", args.role, loaded.roles),
-            ("purpose", args.purpose, loaded.purposes),
-            ("agency", args.agency, loaded.agencies),
-            ("category", args.category, loaded.record_categories),
-        )
-        if name not in known
-    ]
-    if unknown:
-        for text in unknown:
+    problems = loaded.request_problems(args.role, args.purpose, args.agency, args.category)
+    if problems:
+        for _, text in problems:
             console.print(text, markup=False)
-        return FINDINGS
+        console.print("no request can be made as written, so there is nothing to explain", markup=False)
+        return UNANSWERABLE
     decision = loaded.decide(args.role, args.purpose, args.agency, args.category)
     matching = loaded.matching_lines(args.role, args.purpose, args.agency, args.category)
     console.print(

@@ -138,6 +138,37 @@ class PolicySnapshot:
         )
 
     # -- explanation and cross-checking (off the hot path) ----------------------------------------
+    def request_problems(self, role: str, purpose: str, agency: str, category: str) -> tuple[tuple[str, str], ...]:
+        """Why a request could never be made as written, as (field, message) pairs; empty if it can.
+
+        Undeclared names, a group role or purpose (never asserted nor cited), a group category (no record
+        belongs to it) and a category of another agency would all get a vacuous NONE from `decide`.
+        """
+        vocab = self.vocabulary
+        found: list[tuple[str, str]] = []
+        for kind, name, known in (
+            ("role", role, vocab.roles),
+            ("purpose", purpose, vocab.purposes),
+            ("agency", agency, vocab.agencies),
+            ("category", category, vocab.record_categories),
+        ):
+            if name not in known:
+                found.append((kind, f"undeclared {kind} {name!r}"))
+        if role in vocab.roles and vocab.roles[role].group:
+            found.append(("role", f"{role!r} is a group of roles; no certificate asserts it, name one of its roles"))
+        if purpose in vocab.purposes and vocab.purposes[purpose].group:
+            found.append(
+                ("purpose", f"{purpose!r} is a group of purposes; no request cites it, name one below it")
+            )
+        held = vocab.record_categories.get(category)
+        if held is not None and held.group:
+            found.append(
+                ("category", f"{category!r} is a group of categories; no record belongs to it, name one below it")
+            )
+        if held is not None and agency in vocab.agencies and held.agency != agency:
+            found.append(("category", f"category {category!r} is held by {held.agency}, not by {agency}"))
+        return tuple(found)
+
     def matching_lines(self, role: str, purpose: str, agency: str, category: str) -> MatchingLines:
         """Every line that matches a cell, whatever its level, in file order."""
         roles = self.index.role_ancestors.get(role, frozenset()) | {ANY}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from policy_helpers import SHIPPED, PolicyCopy
 
-from gateway.policy.cli import CLEAN, FINDINGS, UNLOADABLE, main
+from gateway.policy.cli import CLEAN, FINDINGS, UNANSWERABLE, UNLOADABLE, main
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
@@ -137,7 +137,7 @@ def test_explain_with_no_matching_line(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_explain_rejects_undeclared_names(capsys: pytest.CaptureFixture[str]) -> None:
-    """An undeclared name is reported and exits 1."""
+    """An undeclared name is reported and exits 2: there is no request to explain."""
     code, out = run(
         capsys,
         "explain",
@@ -151,7 +151,7 @@ def test_explain_rejects_undeclared_names(capsys: pytest.CaptureFixture[str]) ->
         "--category",
         "police.crime",
     )
-    assert code == FINDINGS
+    assert code == UNANSWERABLE
     assert "undeclared role 'janitor'" in out
 
 
@@ -241,3 +241,56 @@ def test_matrix_csv_to_an_unwritable_path_is_a_clear_error(
     assert code == UNLOADABLE
     assert f"cannot write {target}" in out
     assert not target.exists()
+
+
+@pytest.mark.parametrize(
+    ("role", "purpose", "agency", "category", "expected"),
+    [
+        ("mash_manager", "s47_enquiry", "police", "health.sexual_health", "held by health, not by police"),
+        ("operational", "s47_enquiry", "police", "police.crime", "'operational' is a group of roles"),
+        ("social_worker", "child_protection", "police", "police.crime", "'child_protection' is a group"),
+        ("social_worker", "s47_enquiry", "police", "police", "'police' is a group of categories"),
+    ],
+)
+def test_explain_refuses_a_question_no_request_could_ask(
+    capsys: pytest.CaptureFixture[str], role: str, purpose: str, agency: str, category: str, expected: str
+) -> None:
+    """A category of another agency, or a group role, purpose or category, is refused with exit 2."""
+    code, out = run(
+        capsys,
+        "explain",
+        str(SHIPPED),
+        "--role",
+        role,
+        "--purpose",
+        purpose,
+        "--agency",
+        agency,
+        "--category",
+        category,
+    )
+    assert code == UNANSWERABLE
+    assert expected in out
+    assert "nothing to explain" in out
+
+
+def test_test_reports_cases_no_request_could_make(capsys: pytest.CaptureFixture[str], policy_copy: PolicyCopy) -> None:
+    """Cases naming another agency's category or a group role fail with a clear reason instead of passing."""
+    directory = policy_copy()
+    (directory / "tests" / "vacuous.yaml").write_text(
+        "tests:\n"
+        "  - name: A MASH manager cannot see sexual-health records at all\n"
+        "    role: mash_manager\n    purpose: s47_enquiry\n    agency: police\n"
+        "    category: health.sexual_health\n    expect: NONE\n"
+        "  - name: Operational staff never see more than EXISTS of domestic abuse\n"
+        "    role: operational\n    purpose: child_protection\n    agency: police\n"
+        "    category: police.domestic_abuse\n    expect: EXISTS\n",
+        encoding="utf-8",
+    )
+    code, out = run(capsys, "test", str(directory))
+    assert code == FINDINGS
+    assert "tests/vacuous.yaml:2: A MASH manager cannot see sexual-health records at all: category" in out
+    assert "held by health, not by police" in out
+    assert "'operational' is a group of roles" in out
+    assert "'child_protection' is a group of purposes" in out
+    assert "2 failed" in out

@@ -210,3 +210,14 @@ def test_snapshot_directory_and_lines(shipped: PolicySnapshot) -> None:
     }
     assert all(line.line > 0 for line in shipped.lines)
     assert isinstance(shipped.directory, Path)
+
+
+def test_request_problems_name_questions_no_request_could_ask(shipped: PolicySnapshot) -> None:
+    """request_problems flags another agency's category and group names, and passes a real request."""
+    assert shipped.request_problems("social_worker", "s47_enquiry", "police", "police.crime") == ()
+    assert shipped.request_problems("mash_manager", "s47_enquiry", "police", "health.sexual_health") == (
+        ("category", "category 'health.sexual_health' is held by health, not by police"),
+    )
+    fields = [f for f, _ in shipped.request_problems("mash_staff", "safeguarding", "health", "health")]
+    assert fields == ["role", "purpose", "category"]
+    assert [f for f, _ in shipped.request_problems("janitor", "s47_enquiry", "police", "police.crime")] == ["role"]
