@@ -28,6 +28,7 @@ _CASE_KEYS = {
     "redacted",
     "withheld",
     "disclosed_on",
+    "agreement",
 }
 _OUTCOMES = {
     "visible": FieldDisclosure.FULL,
@@ -51,6 +52,7 @@ class PolicyTestCase:
     record: tuple[tuple[str, str], ...] = ()  # sample record: (field name, value)
     fields: tuple[tuple[str, FieldDisclosure], ...] = ()  # expected disclosure per field name
     on: date | None = None
+    agreement: str = ""  # the agreement the request cites; "" judges the policy lines alone
 
     @property
     def where(self) -> str:
@@ -169,6 +171,13 @@ def _parse_case(item: object, rel: str, line: int, findings: list[Finding]) -> P
             findings.append(
                 Finding(rel, item.line_of("disclosed_on"), "disclosed_on must be a date YYYY-MM-DD")
             )
+    agreement = ""
+    if "agreement" in item:
+        raw_agreement = item["agreement"]
+        if not isinstance(raw_agreement, str) or not raw_agreement.strip():
+            findings.append(Finding(rel, item.line_of("agreement"), "agreement must be an agreement id"))
+        else:
+            agreement = raw_agreement.strip()
     if len(findings) > before:
         return None
     return PolicyTestCase(
@@ -183,6 +192,7 @@ def _parse_case(item: object, rel: str, line: int, findings: list[Finding]) -> P
         tuple(record),
         tuple(expected),
         on,
+        agreement,
     )
 
 
@@ -197,19 +207,38 @@ def run_case(
     if problems:
         # A case no real request could make would pass or fail vacuously; it is reported instead.
         return PolicyTestResult(case, tuple(problems))
+    on = case.on or today or datetime.now(UTC).date()
+    if case.agreement and case.agreement not in snapshot.agreements:
+        return PolicyTestResult(case, (f"undeclared agreement {case.agreement!r}",))
     decision = snapshot.decide(case.role, case.purpose, case.agency, case.category)
-    if decision.level != case.expect:
+    level = decision.level
+    refusal = _agreement_refusal(snapshot, case, on) if case.agreement else ""
+    if refusal:
+        level = DisclosureLevel.NONE
+        if case.expect is not DisclosureLevel.NONE:
+            problems.append(f"expected {case.expect.name}, got NONE ({refusal})")
+    elif level != case.expect:
         lines = ", ".join((*decision.allowed_by, *decision.denied_by)) or "no matching line"
-        problems.append(f"expected {case.expect.name}, got {decision.level.name} (decided by {lines})")
+        problems.append(f"expected {case.expect.name}, got {level.name} (decided by {lines})")
     if case.record:
-        problems += _check_fields(
-            snapshot,
-            case,
-            decision.level,
-            pseudonym_keys or Keyring.generate(),
-            case.on or today or datetime.now(UTC).date(),
-        )
+        problems += _check_fields(snapshot, case, level, pseudonym_keys or Keyring.generate(), on)
     return PolicyTestResult(case, tuple(problems))
+
+
+def _agreement_refusal(snapshot: PolicySnapshot, case: PolicyTestCase, on: date) -> str:
+    """Why a request citing the case's agreement gets nothing, as the gateway would refuse it; "" if it would not."""
+    agreement = snapshot.agreements[case.agreement]
+    requester = snapshot.roles[case.role].agency
+    if not agreement.in_force(on):
+        return f"agreement {agreement.name!r} is not in force on {on.isoformat()}"
+    if not any(snapshot.purpose_within(case.purpose, p) for p in agreement.purposes):
+        return f"agreement {agreement.name!r} does not cover purpose {case.purpose!r}"
+    for party in (requester, case.agency):
+        if party not in agreement.parties:
+            return f"{party} is not a party to agreement {agreement.name!r}"
+    if not snapshot.agreement_allows(agreement.name, case.agency, case.category, case.purpose, on):
+        return f"agreement {agreement.name!r} does not cover category {case.category!r}"
+    return ""
 
 
 def _check_fields(

@@ -221,3 +221,24 @@ def test_grant_reaching_such_a_role_through_a_group_is_a_blocking_error(policy_c
     assert findings
     assert all(is_blocking(f) for f in findings)
     assert any("EXISTS to policy_admin (through operational)" in f.message for f in findings)
+
+
+def test_the_mash_agreement_does_not_cover_early_help(shipped: PolicySnapshot) -> None:
+    """Early help runs only under its own agreement, although it sits under safeguarding."""
+    on = date(2026, 6, 1)
+    assert not shipped.agreement_allows("mash-isa-2026", "csc", "csc.case", "early_help", on)
+    assert shipped.agreement_allows("early-help-isa-2026", "csc", "csc.case", "early_help", on)
+    for purpose in ("safeguarding_screening", "s47_enquiry", "s17_assessment"):
+        assert shipped.agreement_allows("mash-isa-2026", "police", "police.crime", purpose, on)
+
+
+def test_early_help_grant_beyond_the_early_help_agreement_is_a_blocking_error(policy_copy: PolicyCopy) -> None:
+    """Granting homelessness records for early help, which only the MASH agreement's categories cover, is refused."""
+    directory = policy_copy()
+    line = append(
+        directory / "agencies" / "housing.csv",
+        "p, role:early_help_worker, agency:housing, cat:housing.homelessness, purpose:early_help, PERTINENT, allow\n",
+    )
+    [finding] = at(lint(load_snapshot(directory), TODAY), "agencies/housing.csv", line)
+    assert is_blocking(finding)
+    assert "no agreement covers early_help_worker (csc) seeing housing.homelessness for early_help" in finding.message

@@ -22,7 +22,7 @@ def test_check_on_the_shipped_policy_is_clean(capsys: pytest.CaptureFixture[str]
     """The shipped policy checks clean, reporting only the expired agreement as a warning."""
     code, out = run(capsys, "check", str(SHIPPED), "--today", "2026-11-26")
     assert code == CLEAN
-    assert "agreements.yaml:28: warning: agreement 'mash-isa-2024' expired on 2025-03-31" in out
+    assert "agreements.yaml:30: warning: agreement 'mash-isa-2024' expired on 2025-03-31" in out
     assert "0 error(s), 1 warning(s)" in out
 
 
@@ -74,7 +74,7 @@ def test_test_runs_the_shipped_tests(capsys: pytest.CaptureFixture[str]) -> None
     code, out = run(capsys, "test", str(SHIPPED), "-v")
     assert code == CLEAN
     assert " 0 failed" in out
-    assert "An early-help worker cannot see police intelligence" in out
+    assert "An early-help request citing the MASH agreement is refused" in out
 
 
 def test_test_names_the_failing_case(capsys: pytest.CaptureFixture[str], policy_copy: PolicyCopy) -> None:
@@ -179,8 +179,9 @@ def test_diff_lists_each_changed_cell_grouped(
     enrolment = [line for line in out.splitlines() if "education.enrolment" in line]
     assert any("PERTINENT" in line and "NONE" in line for line in enrolment)
     # housing_officer gains attendance for s47_enquiry only (child_protection); police_officer loses
-    # enrolment under the four safeguarding purposes (it had nothing for housing management).
-    assert "5 change(s): 1 wider, 4 narrower" in out
+    # enrolment under the three statutory safeguarding purposes (it had nothing for early help or
+    # housing management).
+    assert "4 change(s): 1 wider, 3 narrower" in out
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
@@ -202,7 +203,7 @@ def test_diff_between_git_revisions(
     monkeypatch.chdir(repo)
     code, out = run(capsys, "diff", "HEAD~1:policies", "HEAD:policies")
     assert code == FINDINGS
-    assert "5 change(s): 1 wider, 4 narrower" in out
+    assert "4 change(s): 1 wider, 3 narrower" in out
     code, out = run(capsys, "diff", "no-such-rev:policies", "HEAD:policies")
     assert code == UNLOADABLE
     assert "git could not read it" in out

@@ -78,7 +78,7 @@ def test_duplicate_lines_are_refused(policy_copy: PolicyCopy) -> None:
     directory = policy_copy()
     line = append(
         directory / "agencies" / "csc.csv",
-        "p, role:mash_staff, agency:csc, cat:csc, purpose:safeguarding, PERTINENT, allow\n",
+        "p, role:mash_staff, agency:csc, cat:csc, purpose:statutory_safeguarding, PERTINENT, allow\n",
     )
     findings = findings_of(directory)
     assert messages_at(findings, "agencies/csc.csv", line) == ["duplicate of agencies/csc.csv:5"]

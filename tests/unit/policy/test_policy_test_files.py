@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 from policy_helpers import PolicyCopy, append
@@ -137,3 +138,26 @@ def test_hidden_test_files_are_not_read(policy_copy: PolicyCopy) -> None:
     assert suite.findings == ()
     assert all(not c.file.startswith("tests/.") for c in suite.cases)
     assert not any(c.name.startswith("A scratch note") for c in suite.cases)
+
+
+def test_case_citing_an_agreement_is_judged_as_the_gateway_would(shipped: PolicySnapshot) -> None:
+    """With `agreement`, a request the agreement does not cover gets NONE, and the reason is named."""
+    on = date(2026, 6, 1)
+    early_help = dict(
+        role="early_help_worker",
+        purpose="early_help",
+        agency="education",
+        category="education.attendance",
+        on=on,
+    )
+    covered = case(**early_help, agreement="early-help-isa-2026", expect=DisclosureLevel.PERTINENT)
+    assert run_case(shipped, covered).passed
+    refused = case(**early_help, agreement="mash-isa-2026", expect=DisclosureLevel.PERTINENT)
+    assert run_case(shipped, refused).problems == (
+        "expected PERTINENT, got NONE (agreement 'mash-isa-2026' does not cover purpose 'early_help')",
+    )
+    assert run_case(shipped, case(**early_help, agreement="mash-isa-2026", expect=DisclosureLevel.NONE)).passed
+    expired = case(agreement="mash-isa-2024", on=on, expect=DisclosureLevel.PERTINENT)
+    assert "is not in force on 2026-06-01" in run_case(shipped, expired).problems[0]
+    unknown = case(agreement="no-such-isa")
+    assert run_case(shipped, unknown).problems == ("undeclared agreement 'no-such-isa'",)
