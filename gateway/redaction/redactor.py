@@ -120,7 +120,7 @@ class Redactor:
             # The owner is the agency the category belongs to (police.intelligence → police): a record that
             # claims another agency cannot make its reader an owner of a protected category.
             owner = record.agency == ctx.requester_agency and record.category.startswith(record.agency + ".")
-            if record.category in sg.protected_record_categories and not owner:
+            if _within(record.category, sg.protected_record_categories) and not owner:
                 self._withhold_generic(record, manifest)
                 continue
             if record.agency != ctx.agency:
@@ -131,7 +131,7 @@ class Redactor:
                 continue
             record_plan = plan
             conditions: tuple[str, ...] = ()
-            if record.category in sg.handling_code_record_categories and not owner:
+            if _within(record.category, sg.handling_code_record_categories) and not owner:
                 verdict = _handling_verdict(record, sg.handling_code_field, sg.handling_conditions_field)
                 if isinstance(verdict, str):
                     self._withhold(record, manifest, verdict)
@@ -271,6 +271,18 @@ class Redactor:
             manifest.append(
                 ManifestEntry(opaque_id, f"field-{i}", GENERIC_CATEGORY, WITHHELD, "", REASON_NOT_DISCLOSABLE)
             )
+
+
+def _within(category: str, roots: frozenset[str]) -> bool:
+    """`category` is one of `roots` or below one (categories nest by dotted name: a.b below a)."""
+    if category in roots:
+        return True
+    parent, _, _ = category.rpartition(".")
+    while parent:
+        if parent in roots:
+            return True
+        parent, _, _ = parent.rpartition(".")
+    return False
 
 
 def _handling_verdict(record: Record, code_field: str, conditions_field: str) -> tuple[str, ...] | str:

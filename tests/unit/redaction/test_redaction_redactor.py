@@ -492,3 +492,21 @@ def test_fast_constructors_build_the_same_frozen_objects() -> None:
     assert rec == DisclosedRecord("r", "t", "c", RecordKind.STATE, "2025", "s", (made,), ("cond",))
     with pytest.raises(dataclasses.FrozenInstanceError):
         made.value = "changed"  # type: ignore[misc]
+
+
+def test_a_category_below_a_protected_one_is_protected_too() -> None:
+    """A sub-category of sexual health (added later by an IG officer) is withheld generically like its parent."""
+    from datetime import UTC, date, datetime
+
+    from gateway.domain import DisclosureLevel, Field, Record, RecordKind
+    from gateway.keyring import Keyring
+    from gateway.redaction import RedactionContext, Redactor
+    from tests.unit.redaction.strategies import shipped_rules
+
+    record = Record("health", "H-1", "sexual_health_note", "health.sexual_health.notes", RecordKind.EVENT,
+                    datetime(2026, 1, 1, tzinfo=UTC), "Clinic visit.",
+                    (Field("clinic", "service.name", "Riverside Sexual Health Clinic"),))
+    ctx = RedactionContext("health", DisclosureLevel.FULL, "mash_manager", "hub", True, date(2026, 11, 26))
+    result = Redactor(shipped_rules(), Keyring.generate()).redact([record], ctx)
+    assert result.records == ()
+    assert "Riverside" not in repr(result)
