@@ -18,7 +18,7 @@ from gateway.domain import DisclosureLevel
 from gateway.errors import Finding, PolicyError
 from gateway.policy.casbin_model import enforce_level
 from gateway.policy.checks import is_blocking, lint
-from gateway.policy.diff import concrete_cells, diff_snapshots, materialise
+from gateway.policy.diff import CHANGED, NARROWER, WIDER, concrete_cells, diff_settings, diff_snapshots, materialise
 from gateway.policy.policy_tests import failures_as_findings, load_test_cases, run_suite
 from gateway.policy.snapshot import PolicySnapshot, PolicyUnreadable, load_snapshot
 
@@ -33,6 +33,7 @@ _LETTER = {
     DisclosureLevel.PERTINENT: "P",
     DisclosureLevel.FULL: "F",
 }
+_MARK = {WIDER: "▲", NARROWER: "▼", CHANGED: "•"}
 _STYLE = {
     DisclosureLevel.NONE: "dim",
     DisclosureLevel.EXISTS: "yellow",
@@ -232,12 +233,28 @@ def run_diff(args: argparse.Namespace) -> int:
     if isinstance(old, int) or isinstance(new, int):
         return UNLOADABLE
     changes, vocab_changes = diff_snapshots(old, new)
+    settings = diff_settings(old, new)
     console.print(f"old {args.old} ({old.version})\nnew {args.new} ({new.version})", markup=False)
     for change in vocab_changes:
         console.print(f"{'+' if change.added else '-'} {change.kind}: {change.name}", markup=False)
+    if settings:
+        wider = sum(1 for setting in settings if setting.widened)
+        narrower = sum(1 for setting in settings if setting.direction == NARROWER)
+        console.print(
+            f"{len(settings)} other change(s): {wider} wider, {narrower} narrower, "
+            f"{len(settings) - wider - narrower} to review",
+            markup=False,
+        )
+        for setting in settings:
+            console.print(
+                f"{_MARK[setting.direction]} {setting.area} {setting.subject}: {setting.change}", markup=False
+            )
+    anything = bool(changes or vocab_changes or settings)
     if not changes:
         console.print("no effective access changes")
-        return CLEAN if not vocab_changes else FINDINGS
+        if not anything:
+            console.print("nothing else changes either", markup=False)
+        return FINDINGS if anything else CLEAN
     widened = sum(1 for c in changes if c.widened)
     console.print(f"{len(changes)} change(s): {widened} wider, {len(changes) - widened} narrower")
     for (role, purpose), group in groupby(changes, key=lambda c: (c.role, c.purpose)):
