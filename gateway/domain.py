@@ -164,6 +164,7 @@ class AuditKind(enum.Enum):
     REFUSAL = "refusal"  # a request refused before or instead of any disclosure
     POLICY_ACTIVATION = "policy_activation"
     POLICY_REJECTED = "policy_rejected"
+    AUDIT_ACCESS = "audit_access"  # an auditor read the log (who looked, at what, about whom)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,12 +37,25 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
     async def _authorise(self, context: Context, rpc: str) -> None:  # type: ignore[type-arg]
         await self._guard.require(caller_from_context(context), AUDITOR_ROLE, rpc)
 
+    async def _record(self, context: Context, rpc: str, *, subject_tokens: tuple[str, ...] = (),  # type: ignore[type-arg]
+                      details: dict[str, str] | None = None) -> None:
+        """Reads that show disclosures are themselves audited, before any result is returned."""
+        await self._guard.record_access(caller_from_context(context), rpc, subject_tokens=subject_tokens,
+                                        details=details)
+
     async def ListEntries(
         self, request: audit_pb.ListEntriesRequest, context: Context  # type: ignore[type-arg]
     ) -> AsyncIterator[audit_pb.ListEntriesResponse]:
         try:
             await self._authorise(context, "ListEntries")
-            async for record in self._review.list_entries(entry_filter_from_proto(request),
+            where = entry_filter_from_proto(request)
+            await self._record(context, "ListEntries", subject_tokens=tuple(where.subject_tokens), details={
+                name: value for name, value in (
+                    ("agency", where.agency), ("purpose", where.purpose), ("role", where.role),
+                    ("user", where.user), ("case_reference", where.case_reference), ("status", where.status),
+                    ("kind", where.kind)) if value
+            })
+            async for record in self._review.list_entries(where,
                                                           limit=request.limit or None,
                                                           start=request.start_index):
                 yield audit_pb.ListEntriesResponse(entry=audit_record_to_proto(record))
@@ -56,6 +69,7 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
     ) -> audit_pb.GetEntryResponse:
         try:
             await self._authorise(context, "GetEntry")
+            await self._record(context, "GetEntry", details={"index": str(request.index)})
             record = await self._review.get_entry(request.index)
         except GatewayError as exc:
             await abort(context, exc)
@@ -131,6 +145,7 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
                 raise InvalidRequest([FieldViolation(
                     "subject", "give a valid NHS number, or given name, family name and date of birth"
                 )])
+            await self._record(context, "SubjectAccess", subject_tokens=tokens)
             async for record in self._review.subject_access(tokens):
                 yield audit_pb.SubjectAccessResponse(entry=audit_record_to_proto(record))
         except GatewayError as exc:
@@ -143,6 +158,7 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
     ) -> AsyncIterator[audit_pb.ExportResponse]:
         try:
             await self._authorise(context, "Export")
+            await self._record(context, "Export")
             with tempfile.TemporaryDirectory() as tmp:
                 bundle = Path(tmp) / "audit-export.tar"
                 await self._review.export(bundle)

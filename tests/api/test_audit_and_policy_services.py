@@ -44,12 +44,16 @@ async def _query_kai(partnership: Partnership) -> None:
 
 
 async def test_an_auditor_lists_entries_and_proves_one_against_a_signed_checkpoint(partnership: Partnership) -> None:
-    """Auditors stream entries, fetch the latest checkpoint and an inclusion proof that verifies offline."""
+    """Auditors stream entries (the read itself is audited), then prove one against a signed checkpoint."""
     await _query_kai(partnership)
     stub = audit_stub(partnership)
     entries = [m.entry async for m in stub.ListEntries(audit_pb.ListEntriesRequest(agency="police"), timeout=10)]
     assert entries
     assert all(e.agency == "police" for e in entries)
+    reads = [m.entry async for m in stub.ListEntries(
+        audit_pb.ListEntriesRequest(kind=audit_pb.AUDIT_ENTRY_KIND_AUDIT_ACCESS), timeout=10)]
+    assert [(e.details["rpc"], e.details.get("agency")) for e in reads] == [
+        ("ListEntries", "police"), ("ListEntries", None)]
     assert partnership.gateway is not None
     await partnership.gateway.deps.audit.checkpoint()
     latest = (await stub.GetLatestCheckpoint(audit_pb.GetLatestCheckpointRequest(), timeout=10)).checkpoint
@@ -67,8 +71,12 @@ async def test_subject_access_over_grpc_finds_the_childs_entries(partnership: Pa
     stub = audit_stub(partnership)
     request = audit_pb.SubjectAccessRequest(subject=common_pb2.SubjectIdentifiers(nhs_number=KAI_MERCER.nhs_number))
     found = [m.entry async for m in stub.SubjectAccess(request, timeout=10)]
-    assert len(found) == 6
-    assert all(e.subject_tokens and e.sealed_identifiers for e in found)
+    disclosures = [e for e in found if e.kind == audit_pb.AUDIT_ENTRY_KIND_DISCLOSURE]
+    assert len(disclosures) == 6
+    assert all(e.subject_tokens and e.sealed_identifiers for e in disclosures)
+    (search,) = [e for e in found if e.kind == audit_pb.AUDIT_ENTRY_KIND_AUDIT_ACCESS]
+    assert (search.caller, search.details["rpc"]) == ("spiffe://mash.local/agency/hub/system/audit-console",
+                                                      "SubjectAccess")
     report = await stub.VerifyLog(audit_pb.VerifyLogRequest(), timeout=10)
     assert report.ok, report.summary
 

@@ -37,6 +37,8 @@ class _AuditEntryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AuditE
     """A policy snapshot became active."""
     AUDIT_ENTRY_KIND_POLICY_REJECTED: _AuditEntryKind.ValueType  # 4
     """A policy snapshot was rejected and the previous one stayed active."""
+    AUDIT_ENTRY_KIND_AUDIT_ACCESS: _AuditEntryKind.ValueType  # 5
+    """An auditor read the log through AuditService: who looked, with which RPC, and about whom."""
 
 class AuditEntryKind(_AuditEntryKind, metaclass=_AuditEntryKindEnumTypeWrapper):
     """What an audit entry records."""
@@ -50,6 +52,8 @@ AUDIT_ENTRY_KIND_POLICY_ACTIVATION: AuditEntryKind.ValueType  # 3
 """A policy snapshot became active."""
 AUDIT_ENTRY_KIND_POLICY_REJECTED: AuditEntryKind.ValueType  # 4
 """A policy snapshot was rejected and the previous one stayed active."""
+AUDIT_ENTRY_KIND_AUDIT_ACCESS: AuditEntryKind.ValueType  # 5
+"""An auditor read the log through AuditService: who looked, with which RPC, and about whom."""
 Global___AuditEntryKind: _TypeAlias = AuditEntryKind  # noqa: Y015
 
 @_typing.final
