@@ -45,14 +45,10 @@ class PolicyServicer(policy_grpc.PolicyServiceServicer):
         try:
             await self._guard.require_any(caller_from_context(context), "ExplainDecision")
             violations = [
-                FieldViolation(name, f"{value!r} is not declared")
-                for name, value, known in (
-                    ("role", request.role, request.role in snapshot.roles),
-                    ("purpose", request.purpose, request.purpose in snapshot.purposes),
-                    ("agency", request.agency, request.agency in snapshot.agencies),
-                    ("category", request.category, snapshot.is_category(request.category)),
+                FieldViolation(field, message)
+                for field, message in snapshot.request_problems(
+                    request.role, request.purpose, request.agency, request.category
                 )
-                if not known
             ]
             if violations:
                 raise InvalidRequest(violations)
