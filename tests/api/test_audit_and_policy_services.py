@@ -132,6 +132,10 @@ async def test_explain_names_the_deciding_policy_lines(partnership: Partnership)
         await stub.ExplainDecision(policy_pb.ExplainDecisionRequest(
             role="wizard", purpose="s47_enquiry", agency="health", category="health.attendance"), timeout=10)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.aio.AioRpcError) as caught:  # another agency's category would be a vacuous NONE
+        await stub.ExplainDecision(policy_pb.ExplainDecisionRequest(
+            role="social_worker", purpose="s47_enquiry", agency="police", category="health.attendance"), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_only_policy_admins_may_reload(partnership: Partnership) -> None:
