@@ -43,8 +43,14 @@ def parse_timestamp(text: str) -> datetime:
 
 def canonical_json(value: object) -> bytes:
     """Canonical JSON bytes: sorted keys, no whitespace, UTF-8 (not ASCII-escaped), no floats expected."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # Lone surrogates (e.g. a file name decoded with surrogateescape) have no UTF-8 form.
+        raise EncodingError(f"text is not valid Unicode and cannot be stored as UTF-8: {exc.reason}") from exc
+    except (TypeError, ValueError) as exc:
+        raise EncodingError(f"value cannot be encoded as canonical JSON: {exc}") from exc
 
 
 def _str_tuple(values: Any, name: str) -> list[str]:

@@ -43,6 +43,12 @@ def _lock_key(schema: str, purpose: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+def _refused_content(exc: BaseException) -> bool:
+    """Whether a failed append was refused for what it held (not lost connectivity, whose outcome is unknown)."""
+    cause = exc.__cause__ if isinstance(exc, StoreUnavailable) else exc
+    return isinstance(cause, psycopg.DataError | psycopg.IntegrityError | psycopg.ProgrammingError)
+
+
 def _row_to_checkpoint(row: tuple[Any, ...]) -> SignedCheckpoint:
     try:
         return SignedCheckpoint(int(row[0]), bytes(row[1]), parse_timestamp(row[2]), str(row[3]), bytes(row[4]))
@@ -172,20 +178,30 @@ class PostgresStore:
                     break
                 batch.append(item)
                 count += len(item[0])
-            try:
-                results = await self._commit(batch)
-            except Exception as exc:  # every failure must reach the waiting callers as unavailability
-                error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(
-                    f"the PostgreSQL audit store did not commit: {exc}")
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-            else:
-                for (_, future), receipts in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(receipts)
+            await self._commit_group(batch)
             if stop:
                 return
+
+    async def _commit_group(self, batch: list[_Request]) -> None:
+        """Commit `batch` in one transaction; if the database refused its content, commit each request alone."""
+        try:
+            results = await self._commit(batch)
+        except Exception as exc:  # every failure must reach the waiting callers as unavailability
+            if len(batch) > 1 and _refused_content(exc):
+                # The transaction was rolled back before commit because of some entry's content: retrying
+                # each request on its own cannot duplicate anything and confines the failure to its caller.
+                for request in batch:
+                    await self._commit_group([request])
+                return
+            error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(
+                f"the PostgreSQL audit store did not commit: {exc}")
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+        else:
+            for (_, future), receipts in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(receipts)
 
     async def _commit(self, batch: list[_Request]) -> list[list[AuditReceipt]]:
         conn = self._writer_conn

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from gateway.audit.checkpoint import SignedCheckpoint
-from gateway.audit.encoding import encode_event, format_timestamp
+from gateway.audit.encoding import EncodingError, encode_event, format_timestamp
 from gateway.domain import AuditEvent, AuditReceipt
 from gateway.errors import AuditUnavailable, GatewayError
 
@@ -50,7 +50,8 @@ class EntryMeta:
 
     @classmethod
     def from_event(cls, event: AuditEvent) -> EntryMeta:
-        return cls(
+        """The filter columns of `event`; raises EncodingError if one holds a NUL (no SQL text column can)."""
+        meta = cls(
             occurred_at=format_timestamp(event.occurred_at),
             kind=event.kind.value,
             agency=event.agency,
@@ -61,6 +62,13 @@ class EntryMeta:
             status=event.status,
             subject_tokens=tuple(dict.fromkeys(event.subject_tokens)),
         )
+        # Checked here, before any store sees it, so one bad entry cannot fail a group commit for others.
+        for name, value in (("agency", meta.agency), ("purpose", meta.purpose), ("role", meta.role),
+                            ("user", meta.user), ("case_reference", meta.case_reference),
+                            ("status", meta.status), *(("subject_tokens", t) for t in meta.subject_tokens)):
+            if "\x00" in value:
+                raise EncodingError(f"audit event {name} must not contain NUL characters")
+        return meta
 
 
 @dataclass(frozen=True, slots=True)

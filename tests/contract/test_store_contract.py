@@ -343,3 +343,13 @@ def test_checkpoint_dataclass_is_frozen() -> None:
     cp = CheckpointSigner.generate("cp1").sign(0, MerkleTree().root(), FixedClock().now())
     with pytest.raises(dataclasses.FrozenInstanceError):
         cp.tree_size = 5  # type: ignore[misc]
+
+
+async def test_an_entry_with_nul_in_a_filter_column_fails_alone(backend: Backend, event: EventFactory) -> None:
+    """Appends racing with one whose filter column holds a NUL all succeed; only that one is unavailable."""
+    log = await AuditLog.open(await backend.open(), None, FixedClock(), checkpoint_interval=None)
+    results = await asyncio.gather(log.append([event(1)]), log.append([event(2, case_reference="CASE\x00X")]),
+                                   log.append([event(3)]), return_exceptions=True)
+    assert isinstance(results[1], AuditUnavailable)
+    assert [type(r) for r in (results[0], results[2])] == [list, list]
+    assert await log.store.size() == 2

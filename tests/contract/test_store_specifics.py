@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -125,5 +126,22 @@ async def test_two_gateway_processes_append_to_one_postgres_log_that_verifies(po
         assert report.ok, report.summary()
         writers = {row.data.split(b'"request_id":"')[1][:4] for row in await store.scan(0, 400)}
         assert writers == {b"gw-a", b"gw-b"}
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_entry_the_database_refuses_fails_only_its_own_append(
+        postgres_schema: str, event: EventFactory) -> None:
+    """A group commit that the database refuses because of one entry is retried without it."""
+    store = await open_store(postgres_url(postgres_schema))
+    try:
+        good = PendingEntry.from_event(event(0))
+        bad = PendingEntry(good.event_json, dataclasses.replace(good.meta, user="u\x00"))  # bypasses the check
+        results = await asyncio.gather(store.append([good]), store.append([bad]), store.append([good]),
+                                       return_exceptions=True)
+        assert isinstance(results[1], StoreUnavailable)
+        assert [type(r) for r in (results[0], results[2])] == [list, list]
+        assert await store.size() == 2
     finally:
         await store.close()

@@ -20,6 +20,7 @@ from gateway.audit.encoding import (
     format_timestamp,
     parse_timestamp,
 )
+from gateway.audit.store import PendingEntry
 from gateway.domain import AuditEvent, AuditKind
 
 EventFactory = Callable[..., AuditEvent]
@@ -121,3 +122,18 @@ def test_any_event_round_trips(reason: str, user: str, tokens: list[str], detail
                           occurred_at=datetime(2020, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros),
                           reason=reason, user=user, subject_tokens=tuple(tokens), details=details)
     assert decode_entry(entry_bytes(1, encode_event(original))).event == original
+
+
+def test_lone_surrogates_are_an_encoding_error(event: EventFactory) -> None:
+    """Text that is not valid Unicode (a lone surrogate, e.g. from a mis-decoded file name) is an EncodingError."""
+    with pytest.raises(EncodingError, match="UTF-8"):
+        encode_event(event(0, reason="bad-\udcff-name.csv"))
+
+
+@pytest.mark.parametrize("field", ["user", "role", "purpose", "agency", "case_reference", "status"])
+def test_nul_in_a_filter_column_is_an_encoding_error(event: EventFactory, field: str) -> None:
+    """A NUL character in a value copied to a filter column is refused up front (databases cannot index it)."""
+    with pytest.raises(EncodingError, match="NUL"):
+        PendingEntry.from_event(event(0, **{field: "CASE\x00X"}))
+    with pytest.raises(EncodingError, match="NUL"):
+        PendingEntry.from_event(event(0, subject_tokens=("nhs:k1:\x00",)))

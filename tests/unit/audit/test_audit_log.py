@@ -60,6 +60,14 @@ async def test_unencodable_event_fails_closed(event: EventFactory) -> None:
     assert await store.size() == 0
 
 
+async def test_event_that_is_not_valid_unicode_fails_closed(event: EventFactory) -> None:
+    """An event holding a lone surrogate is refused as AuditUnavailable (not a raw UnicodeEncodeError)."""
+    log, store, _ = await _log()
+    with pytest.raises(AuditUnavailable, match="encode"):
+        await log.append([event(0, reason="bad-\udcff-name.csv")])
+    assert await store.size() == 0
+
+
 async def test_concurrent_appends_get_distinct_contiguous_indices(event: EventFactory) -> None:
     """Many concurrent appenders never share or skip an index."""
     log, _, _ = await _log()
