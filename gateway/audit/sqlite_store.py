@@ -57,20 +57,40 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _statements(script: str) -> list[str]:
+    """Split a migration script into complete SQL statements (executescript would commit our transaction)."""
+    statements: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if any(line.strip() and not line.strip().startswith("--") for line in current.splitlines()):
+        raise sqlite3.ProgrammingError("a migration script ends with an incomplete statement")
+    return statements
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
-                 "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
-    applied = {row[0] for row in conn.execute("SELECT version FROM audit_schema_migrations")}
-    for migration in load_migrations("sqlite"):
-        if migration.version in applied:
-            continue
-        now = format_timestamp(datetime.now(UTC))
-        # executescript runs the script and the bookkeeping row in one explicit transaction.
-        conn.executescript(
-            "BEGIN IMMEDIATE;\n" + migration.sql +
-            f"\nINSERT INTO {MIGRATIONS_TABLE} VALUES ({migration.version}, '{migration.name}', '{now}');"
-            "\nCOMMIT;"
-        )
+    # Everything, including reading which migrations are applied, happens under one write lock, so
+    # processes opening a new file at the same moment apply each migration exactly once.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
+                     "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+        applied = {row[0] for row in conn.execute(f"SELECT version FROM {MIGRATIONS_TABLE}")}  # noqa: S608
+        for migration in load_migrations("sqlite"):
+            if migration.version in applied:
+                continue
+            for statement in _statements(migration.sql):
+                conn.execute(statement)
+            conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} VALUES (?, ?, ?)",  # noqa: S608
+                         (migration.version, migration.name, format_timestamp(datetime.now(UTC))))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 class _Append:

@@ -145,3 +145,14 @@ async def test_postgres_entry_the_database_refuses_fails_only_its_own_append(
         assert await store.size() == 2
     finally:
         await store.close()
+
+
+async def test_concurrent_first_opens_of_a_new_sqlite_file_all_succeed(tmp_path: Path) -> None:
+    """Several gateways opening (and so migrating) one new SQLite file at the same moment all succeed."""
+    for trial in range(5):
+        url = f"sqlite:///{tmp_path / f'new{trial}.sqlite'}"
+        stores = await asyncio.gather(*(open_store(url) for _ in range(4)), return_exceptions=True)
+        for store in stores:
+            if not isinstance(store, BaseException):
+                await store.close()
+        assert [s for s in stores if isinstance(s, BaseException)] == []
