@@ -150,7 +150,7 @@ class AuditLog:
                 try:
                     size = await self.sync()
                     latest = await self.store.latest_checkpoint()
-                except StoreError as exc:
+                except (StoreError, AuditUnavailable) as exc:
                     raise CheckpointUnavailable(f"cannot read the audit store: {exc}") from exc
                 now = self._clock.now()
                 if latest is not None and now <= latest.timestamp:

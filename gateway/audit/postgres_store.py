@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import pq
@@ -31,6 +30,7 @@ from gateway.audit.store import (
 )
 from gateway.domain import AuditReceipt
 
+T = TypeVar("T")
 _MAX_BATCH = 4096
 _ENTRY_COLUMNS = ("idx, leaf_hash, data, occurred_at, kind, agency, purpose, role, user_id, case_reference, "
                   "status")
@@ -83,9 +83,12 @@ class PostgresStore:
                 raise StoreUnavailable("the PostgreSQL search_path names no existing schema")
             schema = str(row[0])
             await cls._migrate(conn, schema)
-        except psycopg.Error as exc:
-            await conn.close()
-            raise StoreUnavailable(f"cannot prepare the PostgreSQL audit store: {exc}") from exc
+        except BaseException as exc:
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()
+            if isinstance(exc, psycopg.Error):
+                raise StoreUnavailable(f"cannot prepare the PostgreSQL audit store: {exc}") from exc
+            raise
         store = cls(conninfo, schema, pool_size)
         store._idle.append(conn)
         store._writer_task = asyncio.create_task(store._writer_loop(), name="audit-postgres-writer")
@@ -109,31 +112,19 @@ class PostgresStore:
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
 
-    @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        if self._closed:
-            raise StoreUnavailable("the PostgreSQL audit store is closed")
-        async with self._slots:
-            try:
-                conn = self._idle.pop() if self._idle else await self._connect()
-            except psycopg.Error as exc:
-                raise StoreUnavailable(f"cannot connect to the PostgreSQL audit store: {exc}") from exc
-            healthy = False
-            try:
-                yield conn
-                healthy = conn.info.transaction_status == pq.TransactionStatus.IDLE
-            except psycopg.Error as exc:
-                raise StoreUnavailable(f"the PostgreSQL audit store failed: {exc}") from exc
-            except EncodingError as exc:
-                raise StoreError(f"the PostgreSQL audit store holds a malformed value: {exc}") from exc
-            finally:
-                if healthy and not conn.closed and not self._closed:
-                    self._idle.append(conn)
-                else:
-                    await conn.close()
+    async def _drop_idle(self) -> None:
+        """Close every pooled connection: after one was lost the others are likely dead too (server restart)."""
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()
 
-    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Run a read query; a pooled connection the server has dropped is replaced once, transparently."""
+    async def _run(self, work: Callable[[psycopg.AsyncConnection[Any], list[bool]], Awaitable[T]]) -> T:
+        """Run `work` on a pooled connection; if the pool's connection proves dead at the first statement
+        (so nothing was done), drop the pool and run it once more on a fresh connection.
+
+        `work` sets ``started[0] = True`` once its first statement has succeeded.
+        """
         if self._closed:
             raise StoreUnavailable("the PostgreSQL audit store is closed")
         for attempt in range(2):
@@ -143,23 +134,37 @@ class PostgresStore:
                     conn = self._idle.pop() if pooled else await self._connect()
                 except psycopg.Error as exc:
                     raise StoreUnavailable(f"cannot connect to the PostgreSQL audit store: {exc}") from exc
+                started = [False]
                 try:
-                    cur = await conn.execute(sql.encode(), params)
-                    rows = await cur.fetchall()
+                    result = await work(conn, started)
                 except psycopg.OperationalError as exc:
-                    await conn.close()
-                    if pooled and attempt == 0:
-                        continue  # reads are idempotent; a stale pooled connection is not an outage
+                    with contextlib.suppress(psycopg.Error):
+                        await conn.close()
+                    await self._drop_idle()
+                    if pooled and not started[0] and attempt == 0:
+                        continue  # a stale pooled connection is not an outage; nothing was sent yet
                     raise StoreUnavailable(f"the PostgreSQL audit store failed: {exc}") from exc
-                except psycopg.Error as exc:
-                    await conn.close()
-                    raise StoreUnavailable(f"the PostgreSQL audit store failed: {exc}") from exc
-                if self._closed:
+                except BaseException as exc:
+                    with contextlib.suppress(psycopg.Error):
+                        await conn.close()
+                    if isinstance(exc, psycopg.Error):
+                        raise StoreUnavailable(f"the PostgreSQL audit store failed: {exc}") from exc
+                    if isinstance(exc, EncodingError):
+                        raise StoreError(f"the PostgreSQL audit store holds a malformed value: {exc}") from exc
+                    raise
+                if self._closed or conn.info.transaction_status != pq.TransactionStatus.IDLE:
                     await conn.close()
                 else:
                     self._idle.append(conn)
-                return rows
+                return result
         raise StoreUnavailable("the PostgreSQL audit store failed")
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read query; a pooled connection the server has dropped is replaced once, transparently."""
+        async def work(conn: psycopg.AsyncConnection[Any], started: list[bool]) -> list[tuple[Any, ...]]:
+            cur = await conn.execute(sql.encode(), params)
+            return await cur.fetchall()
+        return await self._run(work)
 
     # -- group-committing writer ----------------------------------------------------------------------
 
@@ -204,43 +209,57 @@ class PostgresStore:
                     future.set_result(receipts)
 
     async def _commit(self, batch: list[_Request]) -> list[list[AuditReceipt]]:
-        conn = self._writer_conn
-        if conn is None or conn.closed:
-            conn = self._writer_conn = await self._connect()
-            # Explicit although it is the server default: commit returns only once the WAL is flushed.
-            await conn.execute("SET synchronous_commit = on")
-        try:
-            async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._append_lock,))
-                cur = await conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit_entries")
-                row = await cur.fetchone()
-                next_index = int(row[0]) if row else 0
-                results: list[list[AuditReceipt]] = []
-                async with conn.cursor() as cur2:
-                    async with cur2.copy(f"COPY audit_entries ({_ENTRY_COLUMNS}) FROM STDIN") as copy:
-                        tokens: list[tuple[str, int]] = []
-                        for entries, _ in batch:
-                            receipts = []
-                            for pending in entries:
-                                data = entry_bytes(next_index, pending.event_json)
-                                digest = leaf_hash(data)
-                                m = pending.meta
-                                await copy.write_row((next_index, digest, data, m.occurred_at, m.kind, m.agency,
-                                                      m.purpose, m.role, m.user, m.case_reference, m.status))
-                                tokens.extend((t, next_index) for t in m.subject_tokens)
-                                receipts.append(AuditReceipt(next_index, digest))
-                                next_index += 1
-                            results.append(receipts)
-                    if tokens:
-                        async with cur2.copy("COPY audit_subject_tokens (token, idx) FROM STDIN") as copy:
-                            for token_row in tokens:
-                                await copy.write_row(token_row)
-            return results
-        except psycopg.Error as exc:
-            with contextlib.suppress(psycopg.Error):
-                await conn.close()
-            self._writer_conn = None
-            raise StoreUnavailable(f"the PostgreSQL audit store did not commit: {exc}") from exc
+        for attempt in range(2):
+            conn = self._writer_conn
+            reused = conn is not None and not conn.closed
+            started = [False]
+            try:
+                if conn is None or conn.closed:
+                    conn = self._writer_conn = await self._connect()
+                    # Explicit although it is the server default: commit returns once the WAL is flushed.
+                    await conn.execute("SET synchronous_commit = on")
+                return await self._insert(conn, batch, started)
+            except psycopg.Error as exc:
+                if conn is not None:
+                    with contextlib.suppress(psycopg.Error):
+                        await conn.close()
+                self._writer_conn = None
+                if (isinstance(exc, psycopg.OperationalError) and reused and not started[0]
+                        and attempt == 0):
+                    await self._drop_idle()
+                    continue  # the connection died while idle; nothing of this batch was sent
+                raise StoreUnavailable(f"the PostgreSQL audit store did not commit: {exc}") from exc
+        raise StoreUnavailable("the PostgreSQL audit store did not commit")
+
+    async def _insert(self, conn: psycopg.AsyncConnection[Any], batch: list[_Request],
+                      started: list[bool]) -> list[list[AuditReceipt]]:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._append_lock,))
+            started[0] = True
+            cur = await conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit_entries")
+            row = await cur.fetchone()
+            next_index = int(row[0]) if row else 0
+            results: list[list[AuditReceipt]] = []
+            async with conn.cursor() as cur2:
+                async with cur2.copy(f"COPY audit_entries ({_ENTRY_COLUMNS}) FROM STDIN") as copy:
+                    tokens: list[tuple[str, int]] = []
+                    for entries, _ in batch:
+                        receipts = []
+                        for pending in entries:
+                            data = entry_bytes(next_index, pending.event_json)
+                            digest = leaf_hash(data)
+                            m = pending.meta
+                            await copy.write_row((next_index, digest, data, m.occurred_at, m.kind, m.agency,
+                                                  m.purpose, m.role, m.user, m.case_reference, m.status))
+                            tokens.extend((t, next_index) for t in m.subject_tokens)
+                            receipts.append(AuditReceipt(next_index, digest))
+                            next_index += 1
+                        results.append(receipts)
+                if tokens:
+                    async with cur2.copy("COPY audit_subject_tokens (token, idx) FROM STDIN") as copy:
+                        for token_row in tokens:
+                            await copy.write_row(token_row)
+        return results
 
     # -- the port ------------------------------------------------------------------------------------
 
@@ -296,24 +315,27 @@ class PostgresStore:
 
     async def add_checkpoint(self, checkpoint: SignedCheckpoint) -> None:
         ts = format_timestamp(checkpoint.timestamp)
-        async with self._conn() as conn, conn.transaction():
-            # The append lock also orders checkpoints, so their timestamps and sizes never go back.
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._append_lock,))
-            cur = await conn.execute("SELECT tree_size, ts FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
-            latest = await cur.fetchone()
-            conflict = ""
-            if latest is not None and (ts <= latest[1] or checkpoint.tree_size < latest[0]):
-                conflict = "checkpoint is not later than the latest stored one"
-            else:
+
+        async def work(conn: psycopg.AsyncConnection[Any], started: list[bool]) -> str:
+            async with conn.transaction():
+                # The append lock also orders checkpoints, so their timestamps and sizes never go back.
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._append_lock,))
+                started[0] = True
+                cur = await conn.execute("SELECT tree_size, ts FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
+                latest = await cur.fetchone()
+                if latest is not None and (ts <= latest[1] or checkpoint.tree_size < latest[0]):
+                    return "checkpoint is not later than the latest stored one"
                 cur = await conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit_entries")
                 row = await cur.fetchone()
                 if row is None or checkpoint.tree_size > int(row[0]):
-                    conflict = "checkpoint covers entries the store does not hold"
-            if not conflict:
+                    return "checkpoint covers entries the store does not hold"
                 await conn.execute(
                     "INSERT INTO audit_checkpoints (tree_size, root_hash, ts, key_id, signature) "
                     "VALUES (%s, %s, %s, %s, %s)",
                     (checkpoint.tree_size, checkpoint.root_hash, ts, checkpoint.key_id, checkpoint.signature))
+                return ""
+
+        conflict = await self._run(work)
         if conflict:
             raise CheckpointConflict(conflict)
 

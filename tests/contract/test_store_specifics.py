@@ -15,7 +15,8 @@ import pytest
 from store_backends import POSTGRES_URL, postgres_url
 
 from gateway.audit.checkpoint import CheckpointSigner, PublicKeys
-from gateway.audit.log import AuditLog
+from gateway.audit.log import AuditLog, CheckpointUnavailable
+from gateway.audit.postgres_store import PostgresStore
 from gateway.audit.sqlite_store import SqliteStore, path_from_url
 from gateway.audit.store import PendingEntry, StoreUnavailable, StoreUrlError, open_store
 from gateway.audit.verify import verify_store
@@ -65,30 +66,67 @@ async def test_unreachable_postgres_is_unavailable() -> None:
         await open_store("postgresql://postgres@127.0.0.1:1/test?connect_timeout=2")
 
 
+def _terminate(application_name: str) -> None:
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                      (application_name,))
+
+
 @pytest.mark.postgres
-async def test_postgres_connection_lost_mid_run_fails_closed_then_recovers(
+async def test_postgres_connections_lost_while_idle_are_replaced_transparently(
         postgres_schema: str, event: EventFactory) -> None:
-    """When the server drops the writer's connection, that append fails as unavailable; later ones recover."""
-    url = postgres_url(postgres_schema)
-    store = await open_store(url)
+    """After the server dropped every connection (e.g. a restart), appends, checkpoints and reads all work."""
+    store = await open_store(postgres_url(postgres_schema))
     try:
-        await store.append([PendingEntry.from_event(event(0))])
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
-                          (postgres_schema,))
-        with pytest.raises(StoreUnavailable):
-            await store.append([PendingEntry.from_event(event(1))])
-        receipts = await store.append([PendingEntry.from_event(event(2))])
+        signer = CheckpointSigner.generate("cp1")
+        log = await AuditLog.open(store, signer, FixedClock(), checkpoint_interval=None)
+        await asyncio.gather(*(store.size() for _ in range(4)))  # several pooled connections
+        await log.append([event(0)])
+        _terminate(postgres_schema)
+        receipts = await log.append([event(1)])
         assert receipts[0].index == 1
+        _terminate(postgres_schema)
+        assert (await log.checkpoint()).tree_size == 2
+        _terminate(postgres_schema)
         assert await store.size() == 2
     finally:
         await store.close()
 
 
+@pytest.mark.postgres
+async def test_postgres_checkpoint_while_the_server_is_down_is_checkpoint_unavailable(
+        postgres_schema: str, event: EventFactory) -> None:
+    """A checkpoint that cannot reach the store raises CheckpointUnavailable, not a disclosure-path error."""
+    store = await PostgresStore.open(postgres_url(postgres_schema))
+    try:
+        log = await AuditLog.open(store, CheckpointSigner.generate("cp1"), FixedClock(), checkpoint_interval=None)
+        await log.append([event(0)])
+        store._conninfo = "postgresql://postgres@127.0.0.1:1/test?connect_timeout=2"  # the server "goes away"
+        _terminate(postgres_schema)
+        with pytest.raises(CheckpointUnavailable):
+            await log.checkpoint()
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_open_with_no_schema_on_the_search_path_closes_its_connection(postgres_schema: str) -> None:
+    """A refused open leaves no connection behind, even while the caller still holds the error."""
+    name = f"{postgres_schema}_leak"
+    url = f"{POSTGRES_URL}?options=-csearch_path%3D{postgres_schema}_missing&application_name={name}"
+    with pytest.raises(StoreUnavailable, match="search_path") as info:
+        await open_store(url)
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        (count,) = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                                 (name,)).fetchone() or (0,)
+    assert info.value is not None
+    assert count == 0
+
+
 _WRITER = textwrap.dedent("""
     import asyncio, sys
     from datetime import UTC, datetime
-    from gateway.audit.log import AuditLog
+    from gateway.audit.log import AuditLog, CheckpointUnavailable
     from gateway.audit.store import open_store
     from gateway.domain import AuditEvent, AuditKind, SystemClock
 
