@@ -13,6 +13,7 @@ import contextlib
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ from gateway.domain import AuditReceipt
 
 T = TypeVar("T")
 _MAX_BATCH = 4096  # entries per group commit; bounds transaction size under a burst
+_WAL_ATTEMPTS = 500  # about five seconds of retries
 
 
 def path_from_url(url: str) -> Path:
@@ -49,7 +51,17 @@ def path_from_url(url: str) -> Path:
 
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
-    conn.execute("PRAGMA journal_mode=WAL")
+    for attempt in range(_WAL_ATTEMPTS):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            # Switching a new file to WAL needs an exclusive lock and SQLite does not wait for it (no busy
+            # handler), so connections opening a new file at the same moment retry briefly.
+            if "locked" not in str(exc) or attempt == _WAL_ATTEMPTS - 1:
+                conn.close()
+                raise
+            time.sleep(0.01)
     # FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power loss, and an append must
     # only return once its entry would survive that. Group commit keeps the fsync cost per batch.
     conn.execute("PRAGMA synchronous=FULL")
