@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -183,13 +182,23 @@ class AuditLog:
                 checkpoint = await self.checkpoint()
             except GatewayError as exc:
                 _log.warning("audit_checkpoint_failed", error=str(exc))
+            except Exception as exc:  # a bug or an unexpected store error must not end the schedule for good
+                # Only the exception type: an unexpected message could quote stored content.
+                _log.error("audit_checkpoint_failed", error_type=type(exc).__name__, unexpected=True)
             else:
                 _log.info("audit_checkpoint", tree_size=checkpoint.tree_size, key_id=checkpoint.key_id)
 
     async def aclose(self) -> None:
         """Stop the idle checkpoint task (the store stays open; its owner closes it)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # our caller is being cancelled, not just the task we stopped
+        except Exception as exc:  # the task already failed; closing must still succeed
+            _log.error("audit_checkpoint_task_failed", error_type=type(exc).__name__)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 import pytest
+import structlog
 
 from gateway.audit.checkpoint import CheckpointSigner, PublicKeys
 from gateway.audit.encoding import encode_event, entry_bytes
@@ -186,6 +187,37 @@ async def test_failed_idle_checkpoint_does_not_stop_the_schedule(event: EventFac
     finally:
         await log.aclose()
     assert await store.checkpoints()
+
+
+class _BuggyOnceStore(MemoryStore):
+    """A store whose first checkpoint read fails with a plain bug (not a GatewayError)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 1
+
+    async def latest_checkpoint(self):  # type: ignore[no-untyped-def]
+        if self.failures:
+            self.failures -= 1
+            raise ValueError("a leaf hash is 32 bytes")
+        return await super().latest_checkpoint()
+
+
+async def test_unexpected_error_in_an_idle_checkpoint_does_not_stop_the_schedule() -> None:
+    """A checkpoint that fails with an unexpected exception is logged; the task keeps going and closes cleanly."""
+    store = _BuggyOnceStore()
+    log, _, _ = await _log(store, interval=0.02)
+    with structlog.testing.capture_logs() as logs:
+        log.start()
+        try:
+            for _ in range(100):
+                if await store.checkpoints():
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            await log.aclose()
+    assert await store.checkpoints()
+    assert any(entry["event"] == "audit_checkpoint_failed" for entry in logs)
 
 
 class _StalledStore(MemoryStore):
