@@ -217,8 +217,8 @@ async def _with_review(args: argparse.Namespace, defaults: _Defaults,
     keys = _public_keys(args, defaults, required=keys_required)
     store = await _open_store(args, defaults)
     try:
-        log = await AuditLog.open(store, None, SystemClock(), checkpoint_interval=None)
-        return await use(AuditReview(log, keys))
+        # No AuditLog up front: verify, export and listing must work on exactly the damage they report.
+        return await use(AuditReview(store, keys))
     finally:
         await store.close()
 

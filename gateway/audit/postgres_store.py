@@ -18,7 +18,7 @@ from psycopg import pq
 
 from gateway.audit.checkpoint import SignedCheckpoint
 from gateway.audit.encoding import EncodingError, entry_bytes, format_timestamp, parse_timestamp
-from gateway.audit.merkle import leaf_hash
+from gateway.audit.merkle import HASH_SIZE, leaf_hash
 from gateway.audit.migrations import MIGRATIONS_TABLE, load_migrations
 from gateway.audit.store import (
     CheckpointConflict,
@@ -278,10 +278,14 @@ class PostgresStore:
 
     async def leaf_hashes(self, start: int) -> list[bytes]:
         rows = await self._fetch("SELECT idx, leaf_hash FROM audit_entries WHERE idx >= %s ORDER BY idx", (start,))
-        for offset, (idx, _) in enumerate(rows):
+        hashes = []
+        for offset, (idx, value) in enumerate(rows):
             if idx != start + offset:
                 raise StoreError(f"audit log has a gap at index {start + offset}")
-        return [bytes(h) for _, h in rows]
+            if len(value) != HASH_SIZE:
+                raise StoreError(f"the stored leaf hash of entry {idx} is not {HASH_SIZE} bytes")
+            hashes.append(bytes(value))
+        return hashes
 
     async def get_entry(self, index: int) -> StoredEntry | None:
         rows = await self._fetch("SELECT idx, leaf_hash, data FROM audit_entries WHERE idx = %s", (index,))

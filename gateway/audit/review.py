@@ -6,6 +6,7 @@ canonical bytes, every checkpoint and the checkpoint public keys, plus a manifes
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -26,9 +27,9 @@ from gateway.audit.checkpoint import (
 from gateway.audit.encoding import EncodingError, decode_entry, format_timestamp
 from gateway.audit.log import AuditLog
 from gateway.audit.merkle import ProofError
-from gateway.audit.store import EntryFilter, StoredEntry, StoreError
+from gateway.audit.store import DisclosureStore, EntryFilter, StoredEntry, StoreError
 from gateway.audit.verify import LogVerifier, Problem, VerifyReport, verify_store
-from gateway.domain import AuditEvent
+from gateway.domain import AuditEvent, SystemClock
 from gateway.errors import FieldViolation, InvalidRequest, NotFound
 
 BUNDLE_FORMAT = "mash-gateway-audit-export"
@@ -93,12 +94,25 @@ def _decode(row: StoredEntry) -> AuditRecord:
 
 
 class AuditReview:
-    """What auditors may do with the log; `log` gives proofs, `keys` verify checkpoints."""
+    """What auditors may do with the log; `keys` verify checkpoints.
 
-    def __init__(self, log: AuditLog, keys: PublicKeys) -> None:
-        self.log = log
-        self.store = log.store
+    Given a running `AuditLog`, proofs come from its tree. Given only a store (the auditors' CLI), listing,
+    verification and export read the store as it is, so they work on a damaged log and report the damage;
+    the tree for proofs is loaded on first use, and loading refuses a log that fails its own checks.
+    """
+
+    def __init__(self, source: AuditLog | DisclosureStore, keys: PublicKeys) -> None:
+        self._log = source if isinstance(source, AuditLog) else None
+        self.store: DisclosureStore = source.store if isinstance(source, AuditLog) else source
         self.keys = keys
+        self._log_lock = asyncio.Lock()
+
+    async def log(self) -> AuditLog:
+        """The audit log whose tree proofs come from; opened read-only on first use if none was given."""
+        async with self._log_lock:
+            if self._log is None:
+                self._log = await AuditLog.open(self.store, None, SystemClock(), checkpoint_interval=None)
+            return self._log
 
     async def list_entries(self, where: EntryFilter | None = None, *, limit: int | None = None,
                            start: int = 0) -> AsyncIterator[AuditRecord]:
@@ -140,36 +154,37 @@ class AuditReview:
 
     async def inclusion_proof(self, index: int, tree_size: int | None = None) -> InclusionProof:
         """Prove entry `index` against `tree_size` (default: the latest checkpoint that covers it)."""
+        log = await self.log()
         checkpoint = await self.store.latest_checkpoint()
         if tree_size is None:
             if checkpoint is not None and index < checkpoint.tree_size:
                 tree_size = checkpoint.tree_size
             else:
-                tree_size = await self.log.sync()
+                tree_size = await log.sync()
         if not 0 <= index < tree_size:
             raise InvalidRequest([FieldViolation("index", f"must be in 0..{tree_size - 1} for tree size "
                                                           f"{tree_size}")])
         try:
-            path = await self.log.inclusion_proof(index, tree_size)
+            path = await log.inclusion_proof(index, tree_size)
         except ProofError as exc:
             raise InvalidRequest([FieldViolation("tree_size", str(exc))]) from exc
         return InclusionProof(
-            index=index, tree_size=tree_size, leaf_hash=await self.log.leaf_hash(index), path=tuple(path),
-            root_hash=await self.log.root(tree_size),
+            index=index, tree_size=tree_size, leaf_hash=await log.leaf_hash(index), path=tuple(path),
+            root_hash=await log.root(tree_size),
             checkpoint=checkpoint if checkpoint is not None and checkpoint.tree_size == tree_size else None)
 
     async def consistency_proof(self, size1: int, size2: int | None = None) -> ConsistencyProof:
         """Prove the log of `size1` entries is a prefix of the log of `size2` (default: now)."""
+        log = await self.log()
         if size2 is None:
-            size2 = await self.log.sync()
+            size2 = await log.sync()
         if not 0 < size1 <= size2:
             raise InvalidRequest([FieldViolation("size1", f"need 0 < size1 <= size2 (size2 is {size2})")])
         try:
-            path = await self.log.consistency_proof(size1, size2)
+            path = await log.consistency_proof(size1, size2)
         except ProofError as exc:
             raise InvalidRequest([FieldViolation("size2", str(exc))]) from exc
-        return ConsistencyProof(size1, size2, await self.log.root(size1), await self.log.root(size2),
-                                tuple(path))
+        return ConsistencyProof(size1, size2, await log.root(size1), await log.root(size2), tuple(path))
 
     async def subject_access(self, tokens: Collection[str]) -> AsyncIterator[AuditRecord]:
         """Every entry about the person whose subject tokens (under every key id) are `tokens`."""

@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 from gateway.audit.checkpoint import SignedCheckpoint
 from gateway.audit.encoding import EncodingError, entry_bytes, format_timestamp, parse_timestamp
-from gateway.audit.merkle import leaf_hash
+from gateway.audit.merkle import HASH_SIZE, leaf_hash
 from gateway.audit.migrations import MIGRATIONS_TABLE, load_migrations
 from gateway.audit.store import (
     CheckpointConflict,
@@ -145,7 +145,23 @@ def _blob(value: Any) -> bytes:
 
 
 def _row_to_checkpoint(row: tuple[Any, ...]) -> SignedCheckpoint:
-    return SignedCheckpoint(int(row[0]), _blob(row[1]), parse_timestamp(row[2]), str(row[3]), _blob(row[4]))
+    try:
+        return SignedCheckpoint(int(row[0]), _blob(row[1]), parse_timestamp(row[2]), str(row[3]), _blob(row[4]))
+    except (EncodingError, ValueError, TypeError) as exc:
+        raise StoreError(f"a stored checkpoint is malformed: {exc}") from exc
+
+
+def _leaf_hashes(rows: list[tuple[Any, Any]], start: int) -> list[bytes]:
+    """Stored leaf hashes of consecutive rows from `start`; a gap or a hash of the wrong size is a StoreError."""
+    hashes = []
+    for offset, (idx, value) in enumerate(rows):
+        if idx != start + offset:
+            raise StoreError(f"audit log has a gap at index {start + offset}")
+        digest = _blob(value)
+        if len(digest) != HASH_SIZE:
+            raise StoreError(f"the stored leaf hash of entry {idx} is not {HASH_SIZE} bytes")
+        hashes.append(digest)
+    return hashes
 
 
 class SqliteStore:
@@ -313,10 +329,7 @@ class SqliteStore:
         def q(conn: sqlite3.Connection) -> list[bytes]:
             rows = conn.execute("SELECT idx, leaf_hash FROM audit_entries WHERE idx >= ? ORDER BY idx",
                                 (start,)).fetchall()
-            for offset, (idx, _) in enumerate(rows):
-                if idx != start + offset:
-                    raise StoreError(f"audit log has a gap at index {start + offset}")
-            return [_blob(h) for _, h in rows]
+            return _leaf_hashes(rows, start)
         return await self._read(q)
 
     async def get_entry(self, index: int) -> StoredEntry | None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from gateway.audit.checkpoint import CheckpointSignatureError, PublicKeys, SignedCheckpoint
 from gateway.audit.encoding import SCHEMA_VERSION
 from gateway.audit.merkle import MerkleTree
-from gateway.audit.store import DisclosureStore, StoredEntry
+from gateway.audit.store import DisclosureStore, StoredEntry, StoreError
 
 _MAX_PROBLEMS = 100
 _BATCH = 5000
@@ -93,9 +93,11 @@ class LogVerifier:
         self._first_bad_checkpoint: int | None = None
         self._suspect: tuple[int, int] | None = None
         self._expected = 0
+        self._aligned = True  # every row so far sat at its expected index, so tree position == index
         self._started = time.perf_counter()
         # Checkpoints whose root we compare when the tree reaches their size, smallest size first.
-        self._by_size = sorted(range(len(self._checkpoints)), key=lambda i: self._checkpoints[i].tree_size)
+        self._by_size = sorted((i for i, cp in enumerate(self._checkpoints) if cp.tree_size >= 0),
+                               key=lambda i: self._checkpoints[i].tree_size)
         self._next_cp = 0
         self._last_good_size = 0
         self._check_checkpoint_sequence()
@@ -110,9 +112,17 @@ class LogVerifier:
         if len(self._problems) < _MAX_PROBLEMS:
             self._problems.append(problem)
 
+    def report_problem(self, problem: Problem) -> None:
+        """Add a problem found outside the verifier (e.g. rows the store could not read)."""
+        self._problem(problem)
+
     def _check_checkpoint_sequence(self) -> None:
         previous: SignedCheckpoint | None = None
         for position, cp in enumerate(self._checkpoints):
+            if cp.tree_size < 0:
+                self._problem(Problem("malformed", f"checkpoint #{position} claims a negative tree size",
+                                      checkpoint=position))
+                continue
             try:
                 self._keys.verify(cp)
             except CheckpointSignatureError as exc:
@@ -140,12 +150,26 @@ class LogVerifier:
                 self._last_good_size = cp.tree_size
             self._next_cp += 1
 
+    def _blame_moved(self, index: int, claimed: int, digest: bytes, batch: list[bytes]) -> int:
+        """Which index to name for a row at `index` written as entry `claimed`.
+
+        A row claiming a later position, or a byte-identical copy of the entry already at `claimed` (a replay),
+        is itself the bad row. A different entry claiming an earlier position means rows were shifted by an
+        insertion at or after `claimed`, so the damage starts there.
+        """
+        if claimed > index or not self._aligned:
+            return index
+        size = self._tree.size
+        earlier = self._tree.leaf(claimed) if claimed < size else batch[claimed - size]
+        return index if earlier == digest else claimed
+
     def feed(self, rows: Iterable[StoredEntry]) -> None:
         sha = hashlib.sha256
         digests: list[bytes] = []
         for row in rows:
             index, data = row.index, row.data
             if index != self._expected:
+                self._aligned = False
                 if index > self._expected:
                     self._problem(Problem("missing", f"entries {self._expected}..{index - 1} are missing",
                                           entry=self._expected))
@@ -161,7 +185,7 @@ class LogVerifier:
                 self._problem(Problem("malformed", f"entry {index} is not a valid entry", entry=index))
             elif claimed != index:
                 self._problem(Problem("moved", f"entry at index {index} was written as entry {claimed}",
-                                      entry=min(claimed, index)))
+                                      entry=self._blame_moved(index, claimed, digest, digests)))
             elif version != SCHEMA_VERSION:
                 self._problem(Problem("malformed", f"entry {index} has unknown schema version {version}",
                                       entry=index))
@@ -193,8 +217,16 @@ class LogVerifier:
 
 async def verify_store(store: DisclosureStore, keys: PublicKeys, *, batch: int = _BATCH) -> VerifyReport:
     """Verify everything `store` holds against the checkpoint verification `keys`."""
-    checkpoints = await store.checkpoints()
+    unreadable: Problem | None = None
+    try:
+        checkpoints = await store.checkpoints()
+    except StoreError as exc:
+        # Damaged checkpoint rows are something to report, not a reason to stop checking the entries.
+        checkpoints = []
+        unreadable = Problem("malformed", f"the stored checkpoints cannot be read: {exc}", checkpoint=0)
     verifier = LogVerifier(checkpoints, keys)
+    if unreadable is not None:
+        verifier.report_problem(unreadable)
     start = 0
     while True:
         rows = await store.scan(start, batch)

@@ -14,7 +14,7 @@ from gateway.audit.checkpoint import CheckpointSigner, PublicKeys
 from gateway.audit.encoding import decode_entry, encode_event, entry_bytes
 from gateway.audit.log import AuditLog
 from gateway.audit.merkle import MerkleTree, leaf_hash, verify_inclusion
-from gateway.audit.store import CheckpointConflict, EntryFilter, PendingEntry, StoreUnavailable
+from gateway.audit.store import CheckpointConflict, EntryFilter, PendingEntry, StoreError, StoreUnavailable
 from gateway.audit.verify import verify_store
 from gateway.domain import AuditEvent, AuditKind
 from gateway.errors import AuditUnavailable
@@ -353,3 +353,14 @@ async def test_an_entry_with_nul_in_a_filter_column_fails_alone(backend: Backend
     assert isinstance(results[1], AuditUnavailable)
     assert [type(r) for r in (results[0], results[2])] == [list, list]
     assert await log.store.size() == 2
+
+
+async def test_a_stored_leaf_hash_of_the_wrong_length_is_a_store_error(sql_backend: Backend,
+                                                                       event: EventFactory) -> None:
+    """Reading leaf hashes refuses a stored hash that is not 32 bytes with StoreError (not ValueError)."""
+    store = await sql_backend.open()
+    await store.append(_pending([event(0), event(1)]))
+    assert sql_backend.sql is not None
+    sql_backend.sql("UPDATE audit_entries SET leaf_hash = ? WHERE idx = 1", (b"\x00",))
+    with pytest.raises(StoreError, match="entry 1"):
+        await store.leaf_hashes(0)

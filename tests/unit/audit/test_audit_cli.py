@@ -181,3 +181,44 @@ def test_verify_without_keys_exits_2(state: Path, tmp_path: Path, capsys: pytest
     code, _ = _run(capsys, "verify", "--store", f"sqlite:///{state / 'audit.sqlite'}", "--keys",
                    str(tmp_path / "none"))
     assert code == 2
+
+
+def _sql(state: Path, statement: str, params: tuple[object, ...] = ()) -> None:
+    with sqlite3.connect(state / "audit.sqlite") as conn:
+        conn.execute(statement, params)
+
+
+@pytest.mark.parametrize("damage", [
+    "DELETE FROM audit_entries WHERE idx = 3",
+    "UPDATE audit_entries SET leaf_hash = X'00' WHERE idx = 3",
+])
+def test_verify_reports_a_deleted_or_mangled_entry_instead_of_crashing(
+        state: Path, capsys: pytest.CaptureFixture[str], damage: str) -> None:
+    """A gap or a leaf hash of the wrong length is reported by `audit verify` (exit 1), naming entry 3."""
+    _sql(state, damage)
+    code, out = _run(capsys, "verify", "--state-dir", str(state), "--json")
+    assert code == 1
+    assert json.loads(out)["first_bad_entry"] == 3
+
+
+def test_export_of_a_log_with_a_gap_still_works_and_the_bundle_names_it(
+        state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Exporting a damaged log succeeds, so the damage can be shown to others; verify-export names it."""
+    _sql(state, "DELETE FROM audit_entries WHERE idx = 3")
+    code, _ = _run(capsys, "export", str(tmp_path / "bundle"), "--state-dir", str(state))
+    assert code == 0
+    code, out = _run(capsys, "verify-export", str(tmp_path / "bundle"), "--json")
+    assert code == 1
+    assert json.loads(out)["first_bad_entry"] == 3
+
+
+@pytest.mark.parametrize("tree_size", [-1, "ten"])
+def test_verify_reports_a_checkpoint_with_an_impossible_tree_size(
+        state: Path, capsys: pytest.CaptureFixture[str], tree_size: object) -> None:
+    """A stored checkpoint whose tree size is negative or not a number is a problem verify reports (exit 1)."""
+    _sql(state, "UPDATE audit_checkpoints SET tree_size = ?", (tree_size,))
+    code, out = _run(capsys, "verify", "--state-dir", str(state), "--json")
+    doc = json.loads(out)
+    assert code == 1
+    assert doc["ok"] is False
+    assert any(p["kind"] == "malformed" and "checkpoint" in p["message"] for p in doc["problems"])

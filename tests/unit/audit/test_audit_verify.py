@@ -94,3 +94,26 @@ def test_problem_list_is_bounded(event: EventFactory) -> None:
     report = verifier.finish()
     assert report.first_bad_entry == 0
     assert len(report.problems) == 100
+
+
+def test_a_copied_entry_is_blamed_where_it_was_copied_to(event: EventFactory) -> None:
+    """An old entry replayed at the end of the log is reported at the copy's index, not the original's."""
+    rows = _rows(event, 10)
+    rows.append(StoredEntry(10, rows[3].leaf_hash, rows[3].data))
+    verifier = LogVerifier(_checkpoints(rows[:10], 10), KEYS)
+    verifier.feed(rows)
+    report = verifier.finish()
+    assert report.first_bad_entry == 10
+    assert [(p.kind, p.entry) for p in report.problems] == [("moved", 10)]
+
+
+def test_a_checkpoint_with_a_negative_tree_size_is_malformed(event: EventFactory) -> None:
+    """A checkpoint claiming a negative size is named as malformed, not an exception."""
+    rows = _rows(event, 3)
+    (good,) = _checkpoints(rows, 3)
+    bad = SIGNER.sign(-1, good.root_hash, good.timestamp + timedelta(seconds=1))
+    verifier = LogVerifier([good, bad], KEYS)
+    verifier.feed(rows)
+    report = verifier.finish()
+    assert report.first_bad_checkpoint == 1
+    assert [p.kind for p in report.problems] == ["malformed"]
