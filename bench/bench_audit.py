@@ -90,7 +90,28 @@ async def bench_verify(path: Path, entries: int) -> dict[str, Any]:
         if not report.ok:
             raise SystemExit(f"verification unexpectedly failed: {report.summary()}")
         return {"entries": report.entries, "checkpoints": report.checkpoints, "seconds": report.seconds,
-                "per_s": report.entries / report.seconds}
+                "per_s": report.entries / report.seconds, "open_s": await _time_open(store, signer)}
+    finally:
+        await store.close()
+
+
+async def _time_open(store: DisclosureStore, signer: CheckpointSigner) -> float:
+    """Seconds for AuditLog.open to load the tree (hashing every entry's bytes) and check the checkpoint."""
+    started = time.perf_counter()
+    await AuditLog.open(store, signer, SystemClock(), checkpoint_interval=None)
+    return time.perf_counter() - started
+
+
+async def bench_open(path: Path, entries: int) -> dict[str, Any]:
+    """Fill a SQLite log with `entries` entries in large batches and one checkpoint, then time opening it."""
+    store = await open_store(f"sqlite:///{path}")
+    try:
+        signer = CheckpointSigner.generate("cp1")
+        log = await AuditLog.open(store, signer, SystemClock(), checkpoint_interval=None)
+        for start in range(0, entries, 4000):
+            await log.append([_event(i) for i in range(start, min(entries, start + 4000))])
+        await log.checkpoint()
+        return {"entries": entries, "open_s": await _time_open(store, signer)}
     finally:
         await store.close()
 
@@ -145,6 +166,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.postgres:
             results["postgres"] = await _postgres(args.postgres, args.seconds, args.writers)
         results["verify"] = await bench_verify(Path(tmp) / "verify.sqlite", args.verify_entries)
+        if args.open_entries:
+            results["open"] = await bench_open(Path(tmp) / "open.sqlite", args.open_entries)
     results["proof"] = bench_proofs(args.tree_size, args.proof_samples)
     return results
 
@@ -172,6 +195,11 @@ def _table(results: dict[str, Any]) -> Table:
         "entries/s", TARGETS["verify_entries_per_s"])
     row(f"inclusion proof p99 at {results['proof']['tree_size']:,} entries", results["proof"]["p99_ms"], "ms",
         TARGETS["inclusion_proof_p99_ms"], higher_is_better=False)
+    table.add_row(f"AuditLog.open ({results['verify']['entries']:,} entries)",
+                  f"{results['verify']['open_s']:.2f} s", "-", "-")
+    if "open" in results:
+        table.add_row(f"AuditLog.open ({results['open']['entries']:,} entries)",
+                      f"{results['open']['open_s']:.2f} s", "-", "-")
     return table
 
 
@@ -182,6 +210,8 @@ def main() -> None:
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test",
                         help="PostgreSQL URL ('' to skip); a temporary schema is created and dropped")
     parser.add_argument("--verify-entries", type=int, default=100_000)
+    parser.add_argument("--open-entries", type=int, default=0,
+                        help="also time AuditLog.open on a log of this many entries (0: skip; 1000000 takes minutes)")
     parser.add_argument("--tree-size", type=int, default=1_000_000)
     parser.add_argument("--proof-samples", type=int, default=10_000)
     args = parser.parse_args()

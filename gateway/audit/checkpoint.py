@@ -100,15 +100,26 @@ def key_fingerprint(key: Ed25519PublicKey) -> str:
 
 
 class CheckpointSigner:
-    """Signs checkpoints with one Ed25519 key under its key id."""
+    """Signs checkpoints with one Ed25519 key under its key id.
 
-    def __init__(self, key_id: str, private_key: Ed25519PrivateKey) -> None:
+    It also carries the public keys of its key directory (`verification_keys`, retired keys included), so
+    the log can check the checkpoints already stored before it signs anything after them.
+    """
+
+    def __init__(self, key_id: str, private_key: Ed25519PrivateKey, *,
+                 verification_keys: Mapping[str, Ed25519PublicKey] | None = None) -> None:
         self.key_id = validate_key_id(key_id)
         self._key = private_key
+        self._verification_keys = dict(verification_keys or {})
 
     @property
     def public_key(self) -> Ed25519PublicKey:
         return self._key.public_key()
+
+    @property
+    def public_keys(self) -> PublicKeys:
+        """Every key that may have signed this log's checkpoints: the directory's keys and this signer's own."""
+        return PublicKeys({**self._verification_keys, self.key_id: self.public_key})
 
     def sign(self, tree_size: int, root_hash: bytes, timestamp: datetime) -> SignedCheckpoint:
         body = checkpoint_body(tree_size, root_hash, timestamp, self.key_id)
@@ -192,7 +203,7 @@ def rotate_signing_key(directory: Path, new_key_id: str) -> CheckpointSigner:
 
 
 def load_signer(directory: Path) -> CheckpointSigner:
-    """The active signing key named by `<directory>/active`."""
+    """The active signing key named by `<directory>/active`, knowing every `<kid>.pub` in `directory`."""
     try:
         key_id = validate_key_id((directory / ACTIVE_FILE).read_text().strip())
         path = directory / f"{key_id}.key"
@@ -205,7 +216,7 @@ def load_signer(directory: Path) -> CheckpointSigner:
         raise CheckpointKeyError(f"checkpoint key is malformed: {exc}") from exc
     if not isinstance(key, Ed25519PrivateKey):
         raise CheckpointKeyError("checkpoint key is not an Ed25519 key")
-    return CheckpointSigner(key_id, key)
+    return CheckpointSigner(key_id, key, verification_keys=load_public_keys(directory))
 
 
 def load_public_keys(directory: Path) -> PublicKeys:

@@ -8,15 +8,17 @@ from datetime import timedelta
 
 import structlog
 
-from gateway.audit.checkpoint import CheckpointSigner, SignedCheckpoint
+from gateway.audit.checkpoint import CheckpointSignatureError, CheckpointSigner, PublicKeys, SignedCheckpoint
 from gateway.audit.encoding import EncodingError
 from gateway.audit.merkle import MerkleTree, ProofError
 from gateway.audit.store import CheckpointConflict, DisclosureStore, PendingEntry, StoreError
+from gateway.audit.verify import LogVerifier, checked_leaf
 from gateway.domain import AuditEvent, AuditReceipt, Clock
 from gateway.errors import AuditUnavailable, GatewayError
 
 _log = structlog.get_logger("gateway.audit")
 _TICK = timedelta(microseconds=1)
+_LOAD_BATCH = 5000  # rows per read while loading or catching up
 
 
 class CheckpointUnavailable(GatewayError):
@@ -26,16 +28,21 @@ class CheckpointUnavailable(GatewayError):
 class AuditLog:
     """Appends audit events durably and keeps the Merkle tree of the whole log in memory.
 
-    The tree is rebuilt from the store's leaf hashes on open and caught up from rows other processes
-    appended before each checkpoint or proof, so several gateways can share one PostgreSQL log.
+    The tree is rebuilt on open by hashing every stored entry's bytes (never trusting the stored leaf hash
+    column) and checked against the latest stored checkpoint; rows other processes appended are taken in
+    the same way before each checkpoint or proof, so several gateways can share one PostgreSQL log. A
+    checkpoint is signed only if the latest stored one verifies and is a prefix of the tree being signed.
     """
 
     def __init__(self, store: DisclosureStore, signer: CheckpointSigner | None, clock: Clock,
                  tree: MerkleTree, checkpoint_interval: float | None,
-                 append_timeout: float | None = None) -> None:
+                 append_timeout: float | None = None, *, keys: PublicKeys | None = None,
+                 seen: SignedCheckpoint | None = None) -> None:
         self.store = store
         self._append_timeout = append_timeout
         self._signer = signer
+        self._keys = keys
+        self._seen = seen  # the newest checkpoint this log has verified or signed
         self._clock = clock
         self._tree = tree
         self._interval = checkpoint_interval
@@ -46,8 +53,14 @@ class AuditLog:
 
     @classmethod
     async def open(cls, store: DisclosureStore, signer: CheckpointSigner | None, clock: Clock, *,
-                   checkpoint_interval: float | None = 60.0, append_timeout: float | None = None) -> AuditLog:
-        """Load the tree from `store`. Without a `signer` the log can append and prove but not checkpoint.
+                   checkpoint_interval: float | None = 60.0, append_timeout: float | None = None,
+                   keys: PublicKeys | None = None) -> AuditLog:
+        """Load and check the tree from `store`. Without a `signer` the log can append and prove but not checkpoint.
+
+        Every entry's leaf hash is recomputed from its bytes, and the latest stored checkpoint must verify
+        under `keys` (default: the signer's key directory; with neither, only its root is compared) and match
+        the tree at its size. If not, this raises AuditUnavailable naming the first bad entry (or checkpoint):
+        a gateway must not append to, or sign, a log that does not match its own checkpoints.
 
         With `append_timeout`, an append the store has not confirmed within that many seconds raises
         AuditUnavailable (the entry may still land later; it is then logged but nothing was disclosed).
@@ -56,11 +69,24 @@ class AuditLog:
             raise ValueError("checkpoint_interval must be positive (or None for no idle checkpoints)")
         if append_timeout is not None and append_timeout <= 0:
             raise ValueError("append_timeout must be positive (or None to wait for the store)")
+        if keys is None and signer is not None:
+            keys = signer.public_keys
         try:
-            tree = MerkleTree(await store.leaf_hashes(0))
+            # The checkpoint first: it can only cover rows that exist, so the scan below reaches its size.
+            latest = await store.latest_checkpoint()
+            verifier = LogVerifier([latest] if latest is not None else [], keys)
+            start = 0
+            while rows := await store.scan(start, _LOAD_BATCH):
+                verifier.feed(rows)
+                start = rows[-1].index + 1
         except StoreError as exc:
             raise AuditUnavailable(f"cannot load the audit log: {exc}") from exc
-        return cls(store, signer, clock, tree, checkpoint_interval, append_timeout)
+        report = verifier.finish()
+        if not report.ok:
+            raise AuditUnavailable(f"the audit log does not match its own checks ({report.summary()}); "
+                                   "run `mash-gateway audit verify` for the full report")
+        return cls(store, signer, clock, verifier.tree, checkpoint_interval, append_timeout, keys=keys,
+                   seen=latest)
 
     @property
     def size(self) -> int:
@@ -107,13 +133,23 @@ class AuditLog:
             self._advance()
             start = self._tree.size
             try:
-                leaves = await self.store.leaf_hashes(start)
+                leaves = await self._read_leaves(start)
             except StoreError as exc:
                 raise AuditUnavailable(f"cannot read the audit log: {exc}") from exc
             # Our own appends may have advanced the tree while we read; take in only what is still new.
             self._tree.extend(leaves[self._tree.size - start:])
             self._advance()
             return self._tree.size
+
+    async def _read_leaves(self, start: int) -> list[bytes]:
+        """Leaf hashes of the stored entries from `start` on, recomputed from their bytes and checked."""
+        leaves: list[bytes] = []
+        while rows := await self.store.scan(start + len(leaves), _LOAD_BATCH):
+            for row in rows:
+                if row.index != start + len(leaves):
+                    raise StoreError(f"audit log has a gap at index {start + len(leaves)}")
+                leaves.append(checked_leaf(row))
+        return leaves
 
     async def _covering(self, size: int) -> None:
         if size > self._tree.size:
@@ -141,16 +177,23 @@ class AuditLog:
         return self._tree.consistency_proof(size1, size2)
 
     async def checkpoint(self) -> SignedCheckpoint:
-        """Sign and store a checkpoint of the whole log now; timestamps strictly increase."""
+        """Sign and store a checkpoint of the whole log now; timestamps strictly increase.
+
+        Refuses (CheckpointUnavailable) unless the latest stored checkpoint verifies, is not older than any
+        this log has seen, and its root is the tree's root at its size: the log never vouches for a history
+        that contradicts an earlier signed one.
+        """
         if self._signer is None:
             raise CheckpointUnavailable("this audit log has no checkpoint signing key")
         async with self._checkpoint_lock:
             for _attempt in range(5):
                 try:
-                    size = await self.sync()
+                    # Latest first: it only covers stored rows, so the sync below takes all of them in.
                     latest = await self.store.latest_checkpoint()
+                    size = await self.sync()
                 except (StoreError, AuditUnavailable) as exc:
                     raise CheckpointUnavailable(f"cannot read the audit store: {exc}") from exc
+                self._check_latest(latest, size)
                 now = self._clock.now()
                 if latest is not None and now <= latest.timestamp:
                     # Clocks may stall or step back; the next checkpoint must still be strictly later.
@@ -162,8 +205,29 @@ class AuditLog:
                     continue  # another process checkpointed meanwhile; catch up and try again
                 except StoreError as exc:
                     raise CheckpointUnavailable(f"cannot store the checkpoint: {exc}") from exc
+                self._seen = checkpoint
                 return checkpoint
             raise CheckpointUnavailable("could not store a checkpoint after several attempts")
+
+    def _check_latest(self, latest: SignedCheckpoint | None, size: int) -> None:
+        """Raise CheckpointUnavailable unless `latest` is a trustworthy prefix of the tree of `size` entries."""
+        seen = self._seen
+        if seen is not None and (latest is None or latest.timestamp < seen.timestamp):
+            raise CheckpointUnavailable("refusing to sign: checkpoints this log already saw were removed "
+                                        "from the store; run `mash-gateway audit verify`")
+        if latest is None:
+            return
+        try:
+            if self._keys is not None:
+                self._keys.verify(latest)
+        except CheckpointSignatureError as exc:
+            raise CheckpointUnavailable(f"refusing to sign: the latest stored checkpoint does not verify "
+                                        f"({exc}); run `mash-gateway audit verify`") from exc
+        if not 0 <= latest.tree_size <= size or self._tree.root(latest.tree_size) != latest.root_hash:
+            raise CheckpointUnavailable(
+                f"refusing to sign: the log does not match the latest stored checkpoint (tree size "
+                f"{latest.tree_size}); run `mash-gateway audit verify`")
+        self._seen = latest
 
     async def latest_checkpoint(self) -> SignedCheckpoint | None:
         return await self.store.latest_checkpoint()

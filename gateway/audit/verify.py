@@ -81,10 +81,23 @@ def _envelope(data: bytes) -> tuple[int | None, int | None]:
     return int(number), int(version)
 
 
+def checked_leaf(row: StoredEntry) -> bytes:
+    """The leaf hash recomputed from `row`'s bytes; raises StoreError unless it matches the stored hash and
+    the row sits at the index it was written with."""
+    digest = hashlib.sha256(b"\x00" + row.data).digest()
+    if digest != row.leaf_hash:
+        raise StoreError(f"entry {row.index} does not match its leaf hash")
+    claimed, version = _envelope(row.data)
+    if claimed != row.index or version != SCHEMA_VERSION:
+        raise StoreError(f"entry {row.index} is not a valid entry written at that index")
+    return digest
+
+
 class LogVerifier:
     """Feeds stored rows in index order through the checks; `finish` returns the report."""
 
-    def __init__(self, checkpoints: Sequence[SignedCheckpoint], keys: PublicKeys) -> None:
+    def __init__(self, checkpoints: Sequence[SignedCheckpoint], keys: PublicKeys | None) -> None:
+        """With `keys` None the checkpoints' signatures are not checked (only their roots against the entries)."""
         self._tree = MerkleTree()
         self._checkpoints = list(checkpoints)
         self._keys = keys
@@ -112,6 +125,11 @@ class LogVerifier:
         if len(self._problems) < _MAX_PROBLEMS:
             self._problems.append(problem)
 
+    @property
+    def tree(self) -> MerkleTree:
+        """The tree of leaf hashes recomputed from the entry bytes fed so far."""
+        return self._tree
+
     def report_problem(self, problem: Problem) -> None:
         """Add a problem found outside the verifier (e.g. rows the store could not read)."""
         self._problem(problem)
@@ -124,7 +142,8 @@ class LogVerifier:
                                       checkpoint=position))
                 continue
             try:
-                self._keys.verify(cp)
+                if self._keys is not None:
+                    self._keys.verify(cp)
             except CheckpointSignatureError as exc:
                 self._problem(Problem("bad_signature", f"checkpoint #{position}: {exc}", checkpoint=position))
             if previous is not None and (cp.timestamp <= previous.timestamp or cp.tree_size < previous.tree_size):

@@ -12,7 +12,7 @@ from store_backends import Backend
 
 from gateway.audit.checkpoint import CheckpointSigner, PublicKeys
 from gateway.audit.encoding import decode_entry, encode_event, entry_bytes
-from gateway.audit.log import AuditLog
+from gateway.audit.log import AuditLog, CheckpointUnavailable
 from gateway.audit.merkle import MerkleTree, leaf_hash, verify_inclusion
 from gateway.audit.store import CheckpointConflict, EntryFilter, PendingEntry, StoreError, StoreUnavailable
 from gateway.audit.verify import verify_store
@@ -327,10 +327,10 @@ async def test_verification_uses_every_key_after_rotation(backend: Backend, even
     log = await AuditLog.open(store, old, FixedClock(), checkpoint_interval=None)
     await log.append([event(0)])
     await log.checkpoint()
-    rotated = await AuditLog.open(store, new, FixedClock(), checkpoint_interval=None)
+    keys = PublicKeys({"cp1": old.public_key, "cp2": new.public_key})
+    rotated = await AuditLog.open(store, new, FixedClock(), checkpoint_interval=None, keys=keys)
     await rotated.append([event(1)])
     await rotated.checkpoint()
-    keys = PublicKeys({"cp1": old.public_key, "cp2": new.public_key})
     report = await verify_store(store, keys)
     assert report.ok, report.summary()
     assert report.key_ids == ("cp1", "cp2")
@@ -364,3 +364,64 @@ async def test_a_stored_leaf_hash_of_the_wrong_length_is_a_store_error(sql_backe
     sql_backend.sql("UPDATE audit_entries SET leaf_hash = ? WHERE idx = 1", (b"\x00",))
     with pytest.raises(StoreError, match="entry 1"):
         await store.leaf_hashes(0)
+
+
+# -- a log that does not match its own checkpoints is neither opened nor signed -------------------------------
+
+
+async def test_log_whose_entry_was_rewritten_with_its_leaf_hash_is_not_opened(sql_backend: Backend,
+                                                                               event: EventFactory) -> None:
+    """A consistent rewrite (entry bytes and leaf hash) under a checkpoint fails open, so it is never re-signed."""
+    keys, log = await _filled(sql_backend, event)
+    assert sql_backend.sql is not None
+    (data,) = sql_backend.sql("SELECT data FROM audit_entries WHERE idx = 3", ())[0]
+    forged = bytes(data).replace(b"user-0", b"user-X")
+    sql_backend.sql("UPDATE audit_entries SET data = ?, leaf_hash = ? WHERE idx = 3", (forged, leaf_hash(forged)))
+    signer = CheckpointSigner.generate("cp1")
+    with pytest.raises(AuditUnavailable, match="checkpoint"):
+        await AuditLog.open(await sql_backend.open(), signer, FixedClock(), checkpoint_interval=None, keys=keys)
+    assert len(await log.store.checkpoints()) == 2
+
+
+async def test_log_whose_stored_leaf_hash_was_changed_is_not_opened(sql_backend: Backend,
+                                                                    event: EventFactory) -> None:
+    """Only the leaf hash column changed: open recomputes leaves from the bytes and names the entry."""
+    keys, _ = await _filled(sql_backend, event)
+    assert sql_backend.sql is not None
+    sql_backend.sql("UPDATE audit_entries SET leaf_hash = ? WHERE idx = 3", (b"\x11" * 32,))
+    with pytest.raises(AuditUnavailable, match="first bad entry 3"):
+        await AuditLog.open(await sql_backend.open(), None, FixedClock(), checkpoint_interval=None, keys=keys)
+
+
+async def test_log_whose_latest_checkpoint_is_forged_is_not_opened_or_signed(sql_backend: Backend,
+                                                                             event: EventFactory) -> None:
+    """A latest checkpoint that does not verify stops open, and stops a log already open from signing."""
+    keys, log = await _filled(sql_backend, event)
+    assert sql_backend.sql is not None
+    sql_backend.sql("UPDATE audit_checkpoints SET signature = ? WHERE tree_size = 10", (b"\x00" * 64,))
+    with pytest.raises(AuditUnavailable, match="signature"):
+        await AuditLog.open(await sql_backend.open(), None, FixedClock(), checkpoint_interval=None, keys=keys)
+    with pytest.raises(CheckpointUnavailable, match="does not verify"):
+        await log.checkpoint()
+
+
+async def test_open_log_refuses_to_sign_after_its_checkpoints_were_deleted(sql_backend: Backend,
+                                                                           event: EventFactory) -> None:
+    """Deleting the newest stored checkpoints under a running log makes its next checkpoint refuse."""
+    _, log = await _filled(sql_backend, event)
+    assert sql_backend.sql is not None
+    sql_backend.sql("DELETE FROM audit_checkpoints WHERE tree_size = 10", ())
+    with pytest.raises(CheckpointUnavailable, match="removed"):
+        await log.checkpoint()
+
+
+async def test_entries_another_writer_stored_with_a_wrong_leaf_hash_are_not_taken_in(
+        sql_backend: Backend, event: EventFactory) -> None:
+    """Catching up recomputes leaves too: a row whose stored hash does not match its bytes stops the checkpoint."""
+    _, log = await _filled(sql_backend, event)
+    other = await sql_backend.open()
+    await other.append(_pending([event(10)]))
+    assert sql_backend.sql is not None
+    sql_backend.sql("UPDATE audit_entries SET leaf_hash = ? WHERE idx = 10", (b"\x22" * 32,))
+    with pytest.raises(CheckpointUnavailable, match="entry 10"):
+        await log.checkpoint()

@@ -116,3 +116,14 @@ def test_missing_key_directory_is_a_clear_error(tmp_path: Path) -> None:
         load_signer(tmp_path / "nope")
     with pytest.raises(CheckpointKeyError, match="does not exist"):
         load_public_keys(tmp_path / "nope")
+
+
+def test_loaded_signer_knows_every_public_key_of_its_directory(tmp_path: Path) -> None:
+    """After rotation the active signer can still verify checkpoints signed with the retired key."""
+    old = generate_signing_key(tmp_path, "cp1")
+    cp = old.sign(3, b"\x01" * 32, WHEN)
+    rotate_signing_key(tmp_path, "cp2")
+    signer = load_signer(tmp_path)
+    assert signer.key_id == "cp2"
+    assert sorted(signer.public_keys) == ["cp1", "cp2"]
+    signer.public_keys.verify(cp)

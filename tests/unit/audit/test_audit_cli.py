@@ -222,3 +222,17 @@ def test_verify_reports_a_checkpoint_with_an_impossible_tree_size(
     assert code == 1
     assert doc["ok"] is False
     assert any(p["kind"] == "malformed" and "checkpoint" in p["message"] for p in doc["problems"])
+
+
+def test_checkpoint_command_refuses_to_sign_a_rewritten_log(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`audit checkpoint` on a log rewritten with matching leaf hashes fails and stores no new checkpoint."""
+    from gateway.audit.merkle import leaf_hash
+
+    with sqlite3.connect(state / "audit.sqlite") as conn:
+        (data,) = conn.execute("SELECT data FROM audit_entries WHERE idx = 3").fetchone()
+        forged = bytes(data).replace(b"user-0", b"user-X")
+        conn.execute("UPDATE audit_entries SET data = ?, leaf_hash = ? WHERE idx = 3", (forged, leaf_hash(forged)))
+    code, _ = _run(capsys, "checkpoint", "--state-dir", str(state))
+    assert code == 2
+    with sqlite3.connect(state / "audit.sqlite") as conn:
+        assert conn.execute("SELECT count(*) FROM audit_checkpoints").fetchone() == (1,)

@@ -190,11 +190,11 @@ async def test_failed_idle_checkpoint_does_not_stop_the_schedule(event: EventFac
 
 
 class _BuggyOnceStore(MemoryStore):
-    """A store whose first checkpoint read fails with a plain bug (not a GatewayError)."""
+    """A store whose checkpoint reads fail with a plain bug (not a GatewayError) while `failures` lasts."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.failures = 1
+        self.failures = 0
 
     async def latest_checkpoint(self):  # type: ignore[no-untyped-def]
         if self.failures:
@@ -207,6 +207,7 @@ async def test_unexpected_error_in_an_idle_checkpoint_does_not_stop_the_schedule
     """A checkpoint that fails with an unexpected exception is logged; the task keeps going and closes cleanly."""
     store = _BuggyOnceStore()
     log, _, _ = await _log(store, interval=0.02)
+    store.failures = 1
     with structlog.testing.capture_logs() as logs:
         log.start()
         try:
