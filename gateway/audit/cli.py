@@ -29,13 +29,13 @@ from gateway.audit.checkpoint import (
 )
 from gateway.audit.encoding import event_to_dict, format_timestamp
 from gateway.audit.log import AuditLog
-from gateway.audit.merkle import ProofError, verify_consistency, verify_inclusion
+from gateway.audit.merkle import ProofError
 from gateway.audit.review import AuditRecord, AuditReview, verify_export
 from gateway.audit.sqlite_store import path_from_url
 from gateway.audit.store import DisclosureStore, EntryFilter, open_store
 from gateway.audit.verify import VerifyReport
 from gateway.domain import AuditKind, SubjectIdentifiers, SystemClock
-from gateway.errors import GatewayError, InvalidRequest
+from gateway.errors import AuditUnavailable, GatewayError, InvalidRequest
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -303,34 +303,13 @@ async def _cmd_prove(args: argparse.Namespace, defaults: _Defaults, console: Con
         raise UsageError("--consistency takes SIZE1 and optionally SIZE2")
 
     async def use(review: AuditReview) -> int:
-        if args.index is not None:
-            proof = await review.inclusion_proof(args.index, args.tree_size)
-            signed = proof.checkpoint
-            try:
-                verify_inclusion(proof.index, proof.tree_size, proof.leaf_hash, proof.path, proof.root_hash)
-                if signed is not None:
-                    review.keys.verify(signed)
-                ok = True
-            except (ProofError, GatewayError):
-                ok = False
-            doc: dict[str, Any] = {
-                "type": "inclusion", "index": proof.index, "tree_size": proof.tree_size,
-                "leaf_hash": proof.leaf_hash.hex(), "path": [p.hex() for p in proof.path],
-                "root_hash": proof.root_hash.hex(), "verified": ok,
-                "checkpoint": None if signed is None else _checkpoint_json(signed),
-            }
-        else:
-            size1 = args.consistency[0]
-            size2 = args.consistency[1] if len(args.consistency) > 1 else None
-            cproof = await review.consistency_proof(size1, size2)
-            try:
-                verify_consistency(cproof.size1, cproof.size2, cproof.root1, cproof.root2, cproof.path)
-                ok = True
-            except ProofError:
-                ok = False
-            doc = {"type": "consistency", "size1": cproof.size1, "size2": cproof.size2,
-                   "root1": cproof.root1.hex(), "root2": cproof.root2.hex(),
-                   "path": [p.hex() for p in cproof.path], "verified": ok}
+        try:
+            doc = await (_inclusion_doc(review, args.index, args.tree_size) if args.index is not None
+                         else _consistency_doc(review, args.consistency))
+        except AuditUnavailable as exc:
+            # The log failed its own checks on loading: nothing it could prove would mean anything.
+            doc = {"type": "inclusion" if args.index is not None else "consistency", "verified": False,
+                   "reason": str(exc)}
         if args.json:
             _print_json(console, doc)
         else:
@@ -338,15 +317,46 @@ async def _cmd_prove(args: argparse.Namespace, defaults: _Defaults, console: Con
             table.add_column("field")
             table.add_column("value")
             for key, value in doc.items():
-                if key == "checkpoint":
+                if key.startswith("checkpoint"):
                     value = "none for this tree size (root is unsigned)" if value is None else \
                         f"signed by {value['key_id']} at {value['timestamp']}"
                 elif key == "path":
                     value = "\n".join(value) or "(empty)"
                 table.add_row(key, str(value))
             console.print(table)
-        return EXIT_OK if ok else EXIT_FAILED
-    return await _with_review(args, defaults, use)
+        return EXIT_OK if doc["verified"] else EXIT_FAILED
+    return await _with_review(args, defaults, use, keys_required=True)
+
+
+async def _inclusion_doc(review: AuditReview, index: int, tree_size: int | None) -> dict[str, Any]:
+    proof = await review.inclusion_proof(index, tree_size)
+    reason = ""
+    try:
+        proof.verify(review.keys)  # entry bytes → leaf → path → the signed checkpoint's root
+    except ProofError as exc:
+        reason = str(exc)
+    return {
+        "type": "inclusion", "index": proof.index, "tree_size": proof.tree_size,
+        "leaf_hash": proof.leaf_hash.hex(), "path": [p.hex() for p in proof.path],
+        "root_hash": proof.root_hash.hex(), "verified": not reason, "reason": reason,
+        "checkpoint": None if proof.checkpoint is None else _checkpoint_json(proof.checkpoint),
+    }
+
+
+async def _consistency_doc(review: AuditReview, sizes: list[int]) -> dict[str, Any]:
+    proof = await review.consistency_proof(sizes[0], sizes[1] if len(sizes) > 1 else None)
+    reason = ""
+    try:
+        proof.verify(review.keys)  # between the two signed checkpoints' roots
+    except ProofError as exc:
+        reason = str(exc)
+    return {
+        "type": "consistency", "size1": proof.size1, "size2": proof.size2, "root1": proof.root1.hex(),
+        "root2": proof.root2.hex(), "path": [p.hex() for p in proof.path], "verified": not reason,
+        "reason": reason,
+        "checkpoint1": None if proof.checkpoint1 is None else _checkpoint_json(proof.checkpoint1),
+        "checkpoint2": None if proof.checkpoint2 is None else _checkpoint_json(proof.checkpoint2),
+    }
 
 
 async def _cmd_checkpoint(args: argparse.Namespace, defaults: _Defaults, console: Console) -> int:

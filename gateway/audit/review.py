@@ -26,7 +26,7 @@ from gateway.audit.checkpoint import (
 )
 from gateway.audit.encoding import EncodingError, decode_entry, format_timestamp
 from gateway.audit.log import AuditLog
-from gateway.audit.merkle import ProofError
+from gateway.audit.merkle import ProofError, leaf_hash, verify_consistency, verify_inclusion
 from gateway.audit.store import DisclosureStore, EntryFilter, StoredEntry, StoreError
 from gateway.audit.verify import LogVerifier, Problem, VerifyReport, verify_store
 from gateway.domain import AuditEvent, SystemClock
@@ -53,7 +53,11 @@ class AuditRecord:
 
 @dataclass(frozen=True, slots=True)
 class InclusionProof:
-    """Proof that entry `index` is in the tree of `tree_size` entries with head `root_hash`."""
+    """Proof that entry `index` is in the tree of `tree_size` entries with head `root_hash`.
+
+    `leaf_hash` is recomputed from `entry` (the stored entry bytes), and `checkpoint` is a stored signed
+    checkpoint of that tree size, if there is one; `verify` checks the proof against it.
+    """
 
     index: int
     tree_size: int
@@ -61,17 +65,49 @@ class InclusionProof:
     path: tuple[bytes, ...]
     root_hash: bytes
     checkpoint: SignedCheckpoint | None  # the signed checkpoint for this tree size, if there is one
+    entry: bytes = b""  # the canonical entry bytes the leaf hash was computed from
+
+    def verify(self, keys: PublicKeys) -> None:
+        """Raise ProofError unless the entry bytes, through the path, lead to a root signed under `keys`."""
+        if self.entry and leaf_hash(self.entry) != self.leaf_hash:
+            raise ProofError(f"entry {self.index}'s bytes do not hash to the proof's leaf hash")
+        signed = _check_signed(self.checkpoint, self.tree_size, keys)
+        if signed.root_hash != self.root_hash:
+            raise ProofError(f"the log's root at tree size {self.tree_size} is not the signed checkpoint's root")
+        verify_inclusion(self.index, self.tree_size, self.leaf_hash, self.path, signed.root_hash)
 
 
 @dataclass(frozen=True, slots=True)
 class ConsistencyProof:
-    """Proof that the tree of `size1` entries is a prefix of the tree of `size2` entries."""
+    """Proof that the tree of `size1` entries is a prefix of the tree of `size2` entries.
+
+    `checkpoint1` and `checkpoint2` are stored signed checkpoints of those sizes, if there are any;
+    `verify` checks the proof between their signed roots.
+    """
 
     size1: int
     size2: int
     root1: bytes
     root2: bytes
     path: tuple[bytes, ...]
+    checkpoint1: SignedCheckpoint | None = None
+    checkpoint2: SignedCheckpoint | None = None
+
+    def verify(self, keys: PublicKeys) -> None:
+        """Raise ProofError unless the path proves the signed checkpoint of `size1` a prefix of that of `size2`."""
+        first = _check_signed(self.checkpoint1, self.size1, keys)
+        second = _check_signed(self.checkpoint2, self.size2, keys)
+        verify_consistency(self.size1, self.size2, first.root_hash, second.root_hash, self.path)
+
+
+def _check_signed(checkpoint: SignedCheckpoint | None, tree_size: int, keys: PublicKeys) -> SignedCheckpoint:
+    if checkpoint is None or checkpoint.tree_size != tree_size:
+        raise ProofError(f"there is no signed checkpoint at tree size {tree_size}, so its root is unsigned")
+    try:
+        keys.verify(checkpoint)
+    except CheckpointSignatureError as exc:
+        raise ProofError(f"the checkpoint at tree size {tree_size} does not verify: {exc}") from exc
+    return checkpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +147,8 @@ class AuditReview:
         """The audit log whose tree proofs come from; opened read-only on first use if none was given."""
         async with self._log_lock:
             if self._log is None:
-                self._log = await AuditLog.open(self.store, None, SystemClock(), checkpoint_interval=None)
+                self._log = await AuditLog.open(self.store, None, SystemClock(), checkpoint_interval=None,
+                                                keys=self.keys or None)
             return self._log
 
     async def list_entries(self, where: EntryFilter | None = None, *, limit: int | None = None,
@@ -152,13 +189,26 @@ class AuditReview:
             raise NotFound("the audit log has no checkpoint yet")
         return checkpoint
 
+    async def _signed_at(self, tree_size: int, latest: SignedCheckpoint | None) -> SignedCheckpoint | None:
+        """The newest stored checkpoint of exactly `tree_size` entries, if any."""
+        if latest is not None and latest.tree_size == tree_size:
+            return latest
+        for checkpoint in reversed(await self.store.checkpoints()):
+            if checkpoint.tree_size == tree_size:
+                return checkpoint
+        return None
+
     async def inclusion_proof(self, index: int, tree_size: int | None = None) -> InclusionProof:
-        """Prove entry `index` against `tree_size` (default: the latest checkpoint that covers it)."""
+        """Prove entry `index` against `tree_size` (default: the latest checkpoint that covers it).
+
+        The leaf hash is recomputed from the stored entry bytes, not taken from the tree, so a proof for an
+        entry changed after the tree was loaded does not verify.
+        """
         log = await self.log()
-        checkpoint = await self.store.latest_checkpoint()
+        latest = await self.store.latest_checkpoint()
         if tree_size is None:
-            if checkpoint is not None and index < checkpoint.tree_size:
-                tree_size = checkpoint.tree_size
+            if latest is not None and index < latest.tree_size:
+                tree_size = latest.tree_size
             else:
                 tree_size = await log.sync()
         if not 0 <= index < tree_size:
@@ -168,23 +218,30 @@ class AuditReview:
             path = await log.inclusion_proof(index, tree_size)
         except ProofError as exc:
             raise InvalidRequest([FieldViolation("tree_size", str(exc))]) from exc
+        row = await self.store.get_entry(index)
+        if row is None:
+            raise NotFound(f"no audit entry {index}")
         return InclusionProof(
-            index=index, tree_size=tree_size, leaf_hash=await log.leaf_hash(index), path=tuple(path),
-            root_hash=await log.root(tree_size),
-            checkpoint=checkpoint if checkpoint is not None and checkpoint.tree_size == tree_size else None)
+            index=index, tree_size=tree_size, leaf_hash=leaf_hash(row.data), path=tuple(path),
+            root_hash=await log.root(tree_size), checkpoint=await self._signed_at(tree_size, latest),
+            entry=row.data)
 
     async def consistency_proof(self, size1: int, size2: int | None = None) -> ConsistencyProof:
-        """Prove the log of `size1` entries is a prefix of the log of `size2` (default: now)."""
+        """Prove the log of `size1` entries is a prefix of the log of `size2` (default: the latest checkpoint's
+        size, or the current size if there is none), with the signed checkpoints of both sizes if stored."""
         log = await self.log()
+        latest = await self.store.latest_checkpoint()
         if size2 is None:
-            size2 = await log.sync()
+            size2 = latest.tree_size if latest is not None and latest.tree_size >= size1 else await log.sync()
         if not 0 < size1 <= size2:
             raise InvalidRequest([FieldViolation("size1", f"need 0 < size1 <= size2 (size2 is {size2})")])
         try:
             path = await log.consistency_proof(size1, size2)
         except ProofError as exc:
             raise InvalidRequest([FieldViolation("size2", str(exc))]) from exc
-        return ConsistencyProof(size1, size2, await log.root(size1), await log.root(size2), tuple(path))
+        return ConsistencyProof(size1, size2, await log.root(size1), await log.root(size2), tuple(path),
+                                checkpoint1=await self._signed_at(size1, latest),
+                                checkpoint2=await self._signed_at(size2, latest))
 
     async def subject_access(self, tokens: Collection[str]) -> AsyncIterator[AuditRecord]:
         """Every entry about the person whose subject tokens (under every key id) are `tokens`."""

@@ -105,16 +105,61 @@ def test_verify_names_the_first_changed_entry(state: Path, capsys: pytest.Captur
     assert json.loads(out)["first_bad_entry"] == 6
 
 
-def test_prove_inclusion_and_consistency(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`audit prove` gives a verified inclusion proof against the checkpoint, and a consistency proof."""
+def _extend(state: Path, event: EventFactory, start: int, stop: int) -> None:
+    """Append entries start..stop-1 to the state's log and checkpoint it (as the gateway would)."""
+    async def fill() -> None:
+        store = await open_store(f"sqlite:///{state / 'audit.sqlite'}")
+        clock = FixedClock()
+        clock.advance(3600)
+        log = await AuditLog.open(store, load_signer(state / "keys" / "checkpoint"), clock,
+                                  checkpoint_interval=None)
+        await log.append([event(i) for i in range(start, stop)])
+        await log.checkpoint()
+        await store.close()
+
+    asyncio.run(fill())
+
+
+def test_prove_inclusion_and_consistency(state: Path, event: EventFactory,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """`audit prove` verifies an inclusion proof and a consistency proof against signed checkpoints."""
     code, out = _run(capsys, "prove", "4", "--state-dir", str(state), "--json")
     doc = json.loads(out)
     assert code == 0
     assert doc["verified"] is True
     assert doc["checkpoint"]["tree_size"] == 10
-    code, out = _run(capsys, "prove", "--consistency", "3", "10", "--state-dir", str(state), "--json")
+    _extend(state, event, 10, 15)
+    code, out = _run(capsys, "prove", "--consistency", "10", "--state-dir", str(state), "--json")
+    doc = json.loads(out)
     assert code == 0
-    assert json.loads(out)["verified"] is True
+    assert (doc["verified"], doc["size2"], doc["checkpoint2"]["tree_size"]) == (True, 15, 15)
+
+
+def test_prove_consistency_from_an_unsigned_size_is_not_verified(state: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A consistency proof from a size no checkpoint signed proves nothing: exit 1, and the reason says so."""
+    code, out = _run(capsys, "prove", "--consistency", "3", "10", "--state-dir", str(state), "--json")
+    doc = json.loads(out)
+    assert code == 1
+    assert doc["verified"] is False
+    assert "no signed checkpoint at tree size 3" in doc["reason"]
+
+
+@pytest.mark.parametrize("rewrite_leaf", [True, False])
+def test_prove_does_not_verify_an_entry_rewritten_in_the_database(
+        state: Path, capsys: pytest.CaptureFixture[str], rewrite_leaf: bool) -> None:
+    """An entry rewritten under a signed checkpoint (with or without its leaf hash) is never 'verified'."""
+    from gateway.audit.merkle import leaf_hash
+
+    with sqlite3.connect(state / "audit.sqlite") as conn:
+        (data,) = conn.execute("SELECT data FROM audit_entries WHERE idx = 3").fetchone()
+        forged = bytes(data).replace(b"user-0", b"user-X")
+        conn.execute("UPDATE audit_entries SET data = ?, leaf_hash = ? WHERE idx = 3",
+                     (forged if rewrite_leaf else data, leaf_hash(forged) if rewrite_leaf else b"\x11" * 32))
+    code, out = _run(capsys, "prove", "3", "--state-dir", str(state), "--json")
+    doc = json.loads(out)
+    assert code == 1
+    assert doc["verified"] is False
 
 
 def test_prove_needs_an_index_or_consistency(state: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,10 +14,10 @@ import pytest
 from gateway.audit.checkpoint import CheckpointSigner, PublicKeys
 from gateway.audit.log import AuditLog
 from gateway.audit.memory_store import MemoryStore
-from gateway.audit.merkle import verify_consistency, verify_inclusion
+from gateway.audit.merkle import ProofError, leaf_hash, verify_consistency, verify_inclusion
 from gateway.audit.review import AuditReview, read_chunks, verify_export
 from gateway.audit.sealing import IdentifierSealer
-from gateway.audit.store import EntryFilter
+from gateway.audit.store import EntryFilter, StoredEntry
 from gateway.domain import AuditEvent, AuditKind, SubjectIdentifiers
 from gateway.errors import InvalidRequest, NotFound
 from gateway.keyring import Keyring
@@ -100,6 +100,30 @@ async def test_inclusion_proof_defaults_to_the_latest_signed_checkpoint(event: E
     uncovered = await review.inclusion_proof(12)
     assert uncovered.tree_size == 13
     assert uncovered.checkpoint is None
+
+
+async def test_inclusion_proof_of_an_entry_changed_after_loading_does_not_verify(event: EventFactory) -> None:
+    """The proof's leaf is hashed from the stored bytes: an entry rewritten under a running log fails to verify."""
+    review, _, store = await _review(event)
+    (await review.inclusion_proof(4)).verify(review.keys)
+    row, meta = store.rows[4]
+    forged = row.data.replace(b"req-4", b"req-X")
+    store.rows[4] = (StoredEntry(4, leaf_hash(forged), forged), meta)
+    proof = await review.inclusion_proof(4)
+    with pytest.raises(ProofError):
+        proof.verify(review.keys)
+
+
+async def test_proofs_against_unsigned_sizes_or_unknown_keys_do_not_verify(event: EventFactory) -> None:
+    """Without a signed checkpoint at the proven size, or with keys that did not sign it, verify refuses."""
+    review, log, _ = await _review(event)
+    await log.append([event(12)])
+    with pytest.raises(ProofError, match="no signed checkpoint"):
+        (await review.inclusion_proof(12)).verify(review.keys)
+    with pytest.raises(ProofError, match="no signed checkpoint at tree size 5"):
+        (await review.consistency_proof(5, 12)).verify(review.keys)
+    with pytest.raises(ProofError, match="does not verify"):
+        (await review.inclusion_proof(3)).verify(PublicKeys({"cp1": CheckpointSigner.generate().public_key}))
 
 
 async def test_inclusion_proof_outside_the_tree_is_invalid(event: EventFactory) -> None:
