@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import sys
+import tarfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -223,16 +224,17 @@ async def _with_review(args: argparse.Namespace, defaults: _Defaults,
         await store.close()
 
 
-def _print_report(console: Console, report: VerifyReport, as_json: bool) -> int:
+def _print_report(console: Console, report: VerifyReport, as_json: bool,
+                  extra: dict[str, Any] | None = None) -> int:
     if as_json:
-        _print_json(console, {
+        _print_json(console, {**(extra or {}),
             "ok": report.ok, "entries": report.entries, "checkpoints": report.checkpoints,
             "root_hash": report.root_hash.hex(), "first_bad_entry": report.first_bad_entry,
             "first_bad_checkpoint": report.first_bad_checkpoint,
             "suspect_range": list(report.suspect_range) if report.suspect_range else None,
             "problems": [{"kind": p.kind, "message": p.message, "entry": p.entry, "checkpoint": p.checkpoint}
                          for p in report.problems],
-            "seconds": round(report.seconds, 3), "summary": report.summary(),
+            "seconds": round(report.seconds, 3), "summary": report.summary(), "uncovered": report.uncovered,
         })
     else:
         console.print(("[green]" if report.ok else "[red]") + report.summary() + "[/]", highlight=False)
@@ -412,12 +414,16 @@ async def _cmd_export(args: argparse.Namespace, defaults: _Defaults, console: Co
     async def use(review: AuditReview) -> int:
         summary = await review.export(args.dest)
         doc = {"path": str(summary.path), "entries": summary.entries, "checkpoints": summary.checkpoints,
-               "root_hash": summary.root_hash.hex(), "key_fingerprints": summary.key_fingerprints}
+               "root_hash": summary.root_hash.hex(), "key_fingerprints": summary.key_fingerprints,
+               "left_out": summary.left_out}
         if args.json:
             _print_json(console, doc)
         else:
             console.print(f"exported {summary.entries} entries and {summary.checkpoints} checkpoints to "
                           f"{summary.path}; root {summary.root_hash.hex()}", highlight=False)
+            if summary.left_out:
+                console.print(f"[yellow]{summary.left_out} newer entries are not covered by a checkpoint yet and "
+                              "were left out; run `audit checkpoint` first to include them[/yellow]")
             for kid, fingerprint in summary.key_fingerprints.items():
                 console.print(f"  key {kid}: sha256 {fingerprint}", highlight=False)
         return EXIT_OK
@@ -431,23 +437,27 @@ async def _cmd_verify_export(args: argparse.Namespace, defaults: _Defaults, cons
     if not args.bundle.exists():
         raise UsageError("the bundle does not exist")
     report = verify_export(args.bundle, trusted_keys=trusted)
-    code = _print_report(console, report, args.json)
-    if trusted is None and not args.json:
-        console.print("[yellow]checked with the bundle's own keys; compare their fingerprints with the "
-                      "gateway's published ones (or pass --keys)[/yellow]")
+    used = trusted
+    if used is None:
         try:
-            for kid, key in sorted(_bundle_keys(args.bundle).items()):
-                console.print(f"  key {kid}: sha256 {key_fingerprint(key)}", highlight=False)
-        except GatewayError:
-            pass
+            used = _bundle_keys(args.bundle)
+        except (GatewayError, OSError, tarfile.TarError):
+            used = PublicKeys({})
+    fingerprints = {kid: key_fingerprint(key) for kid, key in sorted(used.items())}
+    code = _print_report(console, report, args.json,
+                         {"keys_trusted": trusted is not None, "key_fingerprints": fingerprints})
+    if not args.json:
+        if trusted is None:
+            console.print("[yellow]checked with the bundle's own keys; compare their fingerprints with the "
+                          "gateway's published ones (or pass --keys)[/yellow]")
+        for kid, fingerprint in fingerprints.items():
+            console.print(f"  key {kid}: sha256 {fingerprint}", highlight=False)
     return code
 
 
 def _bundle_keys(bundle: Path) -> PublicKeys:
     if bundle.is_dir():
         return load_public_keys(bundle / "keys")
-    import tarfile
-
     with tarfile.open(bundle) as tar:
         pems = {}
         for member in tar.getmembers():

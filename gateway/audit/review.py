@@ -25,7 +25,7 @@ from gateway.audit.checkpoint import (
     key_fingerprint,
 )
 from gateway.audit.encoding import EncodingError, decode_entry, format_timestamp
-from gateway.audit.log import AuditLog
+from gateway.audit.log import AuditLog, CheckpointUnavailable
 from gateway.audit.merkle import ProofError, leaf_hash, verify_consistency, verify_inclusion
 from gateway.audit.store import DisclosureStore, EntryFilter, StoredEntry, StoreError
 from gateway.audit.verify import LogVerifier, Problem, VerifyReport, verify_store
@@ -119,6 +119,7 @@ class ExportSummary:
     checkpoints: int
     root_hash: bytes
     key_fingerprints: dict[str, str]
+    left_out: int = 0  # entries after the newest checkpoint, not exported because no signature covers them
 
 
 def _decode(row: StoredEntry) -> AuditRecord:
@@ -251,26 +252,49 @@ class AuditReview:
         async for record in self.list_entries(EntryFilter(subject_tokens=wanted)):
             yield record
 
+    async def _fresh_checkpoint(self) -> SignedCheckpoint | None:
+        """Checkpoint now if this review has a running log with a signing key, so recent entries are covered."""
+        if self._log is None or not self._log.can_checkpoint:
+            return None
+        try:
+            return await self._log.checkpoint()
+        except CheckpointUnavailable:
+            return None  # e.g. the store contradicts the latest checkpoint: the verification will say so
+
     async def verify(self) -> VerifyReport:
-        return await verify_store(self.store, self.keys)
+        """Verify the log. With a signing log, as of a checkpoint made now (later appends are not part of it);
+        otherwise everything stored, and entries after the newest checkpoint count as not verified."""
+        fresh = await self._fresh_checkpoint()
+        return await verify_store(self.store, self.keys, up_to=None if fresh is None else fresh.tree_size)
 
     async def export(self, dest: Path) -> ExportSummary:
-        """Write a self-contained bundle: a directory, or a tar file if `dest` ends in `.tar`."""
+        """Write a self-contained bundle (a directory, or a tar file if `dest` ends in `.tar`) of the log up to its
+        newest signed checkpoint, so every exported entry is covered by a signature.
+
+        With a signing log a checkpoint is made first; otherwise entries after the newest checkpoint are left
+        out (counted in `left_out`). Damage is exported as stored, for `verify_export` to report.
+        """
+        await self._fresh_checkpoint()
         checkpoints = await self.store.checkpoints()
-        size = await self.store.size()
+        if not checkpoints:
+            raise NotFound("the audit log has no signed checkpoint yet; make one (`mash-gateway audit checkpoint`) "
+                           "before exporting")
+        size = max(0, checkpoints[-1].tree_size)
         checkpoints = [cp for cp in checkpoints if cp.tree_size <= size]
         entries = io.BytesIO()
-        verifier = LogVerifier([], PublicKeys({}))
+        verifier = LogVerifier([], None, require_coverage=False)
         start = 0
         while start < size:
-            rows = await self.store.scan(start, min(5000, size - start))
+            rows = [row for row in await self.store.scan(start, min(5000, size - start)) if row.index < size]
             if not rows:
                 break
             for row in rows:
                 entries.write(b"%d\t%s\t" % (row.index, row.leaf_hash.hex().encode()) + row.data + b"\n")
             verifier.feed(rows)
             start = rows[-1].index + 1
-        root = verifier.finish().root_hash
+        report = verifier.finish()
+        root, written = report.root_hash, report.entries
+        left_out = max(0, await self.store.size() - size)
         files: dict[str, bytes] = {
             ENTRIES_FILE: entries.getvalue(),
             CHECKPOINTS_FILE: b"".join(json.dumps(cp.to_dict(), sort_keys=True).encode() + b"\n"
@@ -284,7 +308,7 @@ class AuditReview:
             "format": BUNDLE_FORMAT,
             "version": BUNDLE_VERSION,
             "created_at": format_timestamp(datetime.now(UTC)),
-            "entries": start,
+            "entries": written,
             "checkpoints": len(checkpoints),
             "root_hash": root.hex(),
             "key_fingerprints": fingerprints,
@@ -292,7 +316,7 @@ class AuditReview:
         }
         files[MANIFEST_FILE] = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
         _write_bundle(dest, files)
-        return ExportSummary(dest, start, len(checkpoints), root, fingerprints)
+        return ExportSummary(dest, written, len(checkpoints), root, fingerprints, left_out)
 
 
 def _write_bundle(dest: Path, files: dict[str, bytes]) -> None:

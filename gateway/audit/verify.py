@@ -27,7 +27,8 @@ _BATCH = 5000
 class Problem:
     """One thing wrong with the log, located by entry index and/or checkpoint position (0 = oldest)."""
 
-    kind: str  # altered | missing | moved | malformed | truncated | bad_signature | root_mismatch | order
+    # altered | missing | moved | malformed | truncated | bad_signature | root_mismatch | order | uncovered
+    kind: str
     message: str
     entry: int | None = None
     checkpoint: int | None = None
@@ -48,6 +49,7 @@ class VerifyReport:
     problems: tuple[Problem, ...]
     seconds: float = 0.0
     key_ids: tuple[str, ...] = field(default=())
+    uncovered: int = 0  # entries after the newest checkpoint: no signature vouches for them
 
     def summary(self) -> str:
         if self.ok:
@@ -60,6 +62,8 @@ class VerifyReport:
             where.append(f"damage within entries {self.suspect_range[0]}..{self.suspect_range[1] - 1}")
         if self.first_bad_checkpoint is not None:
             where.append(f"first bad checkpoint #{self.first_bad_checkpoint}")
+        if not where:
+            return f"FAILED: {self.problems[0].message}"
         return f"FAILED: {'; '.join(where)}: {self.problems[0].message}"
 
 
@@ -96,8 +100,14 @@ def checked_leaf(row: StoredEntry) -> bytes:
 class LogVerifier:
     """Feeds stored rows in index order through the checks; `finish` returns the report."""
 
-    def __init__(self, checkpoints: Sequence[SignedCheckpoint], keys: PublicKeys | None) -> None:
-        """With `keys` None the checkpoints' signatures are not checked (only their roots against the entries)."""
+    def __init__(self, checkpoints: Sequence[SignedCheckpoint], keys: PublicKeys | None, *,
+                 require_coverage: bool = True) -> None:
+        """With `keys` None the checkpoints' signatures are not checked (only their roots against the entries).
+
+        With `require_coverage`, entries no checkpoint covers (all of them if there is no checkpoint) are a
+        problem: nothing signed vouches for them, so they cannot be called verified.
+        """
+        self._require_coverage = require_coverage
         self._tree = MerkleTree()
         self._checkpoints = list(checkpoints)
         self._keys = keys
@@ -218,6 +228,13 @@ class LogVerifier:
             cp = self._checkpoints[position]
             self._problem(Problem("truncated", f"checkpoint #{position} vouches for {cp.tree_size} entries but "
                                   f"the log holds {size}", entry=size, checkpoint=position))
+        sizes = [self._checkpoints[i].tree_size for i in self._by_size]
+        covered = min(max(sizes, default=0), size)
+        if self._require_coverage and not sizes:
+            self._problem(Problem("uncovered", f"no signed checkpoint: nothing vouches for the {size} entries"))
+        elif self._require_coverage and covered < size:
+            self._problem(Problem("uncovered", f"entries {covered}..{size - 1} are not covered by any signed "
+                                  "checkpoint yet"))
         ok = not self._problems
         return VerifyReport(
             ok=ok,
@@ -231,14 +248,22 @@ class LogVerifier:
             problems=tuple(self._problems),
             seconds=time.perf_counter() - self._started,
             key_ids=tuple(sorted({cp.key_id for cp in self._checkpoints})),
+            uncovered=size - covered,
         )
 
 
-async def verify_store(store: DisclosureStore, keys: PublicKeys, *, batch: int = _BATCH) -> VerifyReport:
-    """Verify everything `store` holds against the checkpoint verification `keys`."""
+async def verify_store(store: DisclosureStore, keys: PublicKeys, *, batch: int = _BATCH,
+                       up_to: int | None = None) -> VerifyReport:
+    """Verify everything `store` holds against the checkpoint verification `keys`.
+
+    With `up_to`, only the first `up_to` entries and the checkpoints of at most that size are checked: the
+    log as of a checkpoint just made, whatever is appended while verification runs.
+    """
     unreadable: Problem | None = None
     try:
         checkpoints = await store.checkpoints()
+        if up_to is not None:
+            checkpoints = [cp for cp in checkpoints if cp.tree_size <= up_to]
     except StoreError as exc:
         # Damaged checkpoint rows are something to report, not a reason to stop checking the entries.
         checkpoints = []
@@ -247,8 +272,10 @@ async def verify_store(store: DisclosureStore, keys: PublicKeys, *, batch: int =
     if unreadable is not None:
         verifier.report_problem(unreadable)
     start = 0
-    while True:
-        rows = await store.scan(start, batch)
+    while up_to is None or start < up_to:
+        rows = await store.scan(start, batch if up_to is None else min(batch, up_to - start))
+        if up_to is not None:
+            rows = [row for row in rows if row.index < up_to]
         if not rows:
             break
         verifier.feed(rows)

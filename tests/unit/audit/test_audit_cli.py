@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.audit.checkpoint import generate_signing_key, load_signer
+from gateway.audit.checkpoint import generate_signing_key, key_fingerprint, load_signer
 from gateway.audit.cli import register
 from gateway.audit.log import AuditLog
 from gateway.audit.store import open_store
@@ -201,6 +201,35 @@ def test_export_then_verify_export(state: Path, tmp_path: Path, capsys: pytest.C
     assert "fingerprints" in out
     code, _ = _run(capsys, "verify-export", str(bundle), "--keys", str(state / "keys" / "checkpoint"))
     assert code == 0
+
+
+def test_verify_export_json_names_the_keys_and_whether_they_were_trusted(
+        state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """verify-export --json gives the fingerprints of the keys used and says if they came from --keys."""
+    bundle = tmp_path / "out"
+    _run(capsys, "export", str(bundle), "--state-dir", str(state))
+    fingerprint = key_fingerprint(load_signer(state / "keys" / "checkpoint").public_key)
+    for extra, trusted in (((), False), (("--keys", str(state / "keys" / "checkpoint")), True)):
+        code, out = _run(capsys, "verify-export", str(bundle), "--json", *extra)
+        doc = json.loads(out)
+        assert code == 0
+        assert (doc["keys_trusted"], doc["key_fingerprints"]) == (trusted, {"cp1": fingerprint})
+
+
+def test_verify_counts_entries_after_the_last_checkpoint_as_not_verified(
+        state: Path, event: EventFactory, capsys: pytest.CaptureFixture[str]) -> None:
+    """Entries appended after the newest checkpoint make `audit verify` exit 1 with an 'uncovered' problem."""
+    async def more() -> None:
+        store = await open_store(f"sqlite:///{state / 'audit.sqlite'}")
+        log = await AuditLog.open(store, None, FixedClock(), checkpoint_interval=None)
+        await log.append([event(10), event(11)])
+        await store.close()
+
+    asyncio.run(more())
+    code, out = _run(capsys, "verify", "--state-dir", str(state), "--json")
+    doc = json.loads(out)
+    assert code == 1
+    assert (doc["uncovered"], [p["kind"] for p in doc["problems"]]) == (2, ["uncovered"])
 
 
 def test_verify_export_of_a_damaged_bundle_exits_1(state: Path, tmp_path: Path,

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from gateway.audit.checkpoint import CheckpointSigner, PublicKeys
+from gateway.audit.encoding import encode_event, entry_bytes
 from gateway.audit.log import AuditLog
 from gateway.audit.memory_store import MemoryStore
-from gateway.audit.merkle import ProofError, leaf_hash, verify_consistency, verify_inclusion
+from gateway.audit.merkle import MerkleTree, ProofError, leaf_hash, verify_consistency, verify_inclusion
 from gateway.audit.review import AuditReview, read_chunks, verify_export
 from gateway.audit.sealing import IdentifierSealer
 from gateway.audit.store import EntryFilter, StoredEntry
@@ -226,6 +227,87 @@ async def test_bundle_with_an_edited_entry_fails_and_names_it(event: EventFactor
     report = verify_export(bundle)
     assert not report.ok
     assert report.first_bad_entry == 7
+
+
+def _reseal(bundle: Path, entries: bytes | None = None, checkpoints: bytes | None = None) -> None:
+    """Rewrite a bundle's entries/checkpoints and make its manifest match, as a forger would."""
+    import hashlib
+
+    if entries is not None:
+        (bundle / "entries.txt").write_bytes(entries)
+    if checkpoints is not None:
+        (bundle / "checkpoints.jsonl").write_bytes(checkpoints)
+    lines = (bundle / "entries.txt").read_bytes().split(b"\n")[:-1]
+    tree = MerkleTree(bytes.fromhex(line.split(b"\t")[1].decode()) for line in lines)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest.update(entries=len(lines), root_hash=tree.root().hex())
+    for name in manifest["files"]:
+        manifest["files"][name] = hashlib.sha256((bundle / name).read_bytes()).hexdigest()
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _forged_line(index: int, event: AuditEvent) -> bytes:
+    data = entry_bytes(index, encode_event(event))
+    return b"%d\t%s\t" % (index, leaf_hash(data).hex().encode()) + data + b"\n"
+
+
+async def test_export_leaves_out_entries_no_checkpoint_covers(event: EventFactory, tmp_path: Path) -> None:
+    """Without a signing key the bundle ends at the newest checkpoint; later entries are counted as left out."""
+    review, log, store = await _review(event)
+    await log.append([event(i) for i in range(12, 15)])
+    summary = await AuditReview(store, review.keys).export(tmp_path / "b")
+    assert (summary.entries, summary.left_out) == (12, 3)
+    assert verify_export(tmp_path / "b").ok
+
+
+async def test_export_from_a_signing_log_checkpoints_first(event: EventFactory, tmp_path: Path) -> None:
+    """A review over the gateway's own (signing) log checkpoints before exporting, so nothing is left out."""
+    review, log, _ = await _review(event)
+    await log.append([event(i) for i in range(12, 15)])
+    summary = await review.export(tmp_path / "b")
+    assert (summary.entries, summary.left_out) == (15, 0)
+    assert verify_export(tmp_path / "b", trusted_keys=review.keys).ok
+
+
+async def test_export_without_any_checkpoint_is_refused(event: EventFactory, tmp_path: Path) -> None:
+    """There is nothing signed to export before the first checkpoint."""
+    store = MemoryStore()
+    await (await AuditLog.open(store, None, FixedClock(), checkpoint_interval=None)).append([event(0)])
+    with pytest.raises(NotFound, match="checkpoint"):
+        await AuditReview(store, PublicKeys({})).export(tmp_path / "b")
+
+
+async def test_bundle_with_entries_appended_after_its_checkpoint_is_not_verified(
+        event: EventFactory, tmp_path: Path) -> None:
+    """Well-formed entries added to a bundle after its last checkpoint are reported as uncovered."""
+    review, _, _ = await _review(event)
+    await review.export(tmp_path / "b")
+    entries = (tmp_path / "b" / "entries.txt").read_bytes() + _forged_line(12, event(12, user="someone"))
+    _reseal(tmp_path / "b", entries=entries)
+    report = verify_export(tmp_path / "b", trusted_keys=review.keys)
+    assert not report.ok
+    assert [p.kind for p in report.problems] == ["uncovered"]
+
+
+async def test_bundle_with_its_checkpoints_removed_is_not_verified(event: EventFactory, tmp_path: Path) -> None:
+    """A bundle whose entries were all forged and whose checkpoints were dropped is not verified."""
+    review, _, _ = await _review(event)
+    await review.export(tmp_path / "b")
+    forged = b"".join(_forged_line(i, event(i, user="someone")) for i in range(12))
+    _reseal(tmp_path / "b", entries=forged, checkpoints=b"")
+    report = verify_export(tmp_path / "b", trusted_keys=review.keys)
+    assert not report.ok
+    assert "no signed checkpoint" in report.summary()
+
+
+async def test_verify_from_a_signing_log_checkpoints_first(event: EventFactory) -> None:
+    """The gateway's own review verifies as of a checkpoint made now; a store-only review flags newer entries."""
+    review, log, store = await _review(event)
+    await log.append([event(i) for i in range(12, 15)])
+    assert not (await AuditReview(store, review.keys).verify()).ok
+    report = await review.verify()
+    assert report.ok, report.summary()
+    assert report.entries == 15
 
 
 async def test_bundle_with_file_not_matching_manifest_fails(event: EventFactory, tmp_path: Path) -> None:

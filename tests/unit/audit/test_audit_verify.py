@@ -33,11 +33,33 @@ def _checkpoints(rows: list[StoredEntry], *sizes: int) -> list[SignedCheckpoint]
     return [SIGNER.sign(size, tree.root(size), now + timedelta(seconds=k)) for k, size in enumerate(sizes)]
 
 
-def test_empty_log_without_checkpoints_verifies() -> None:
-    """Nothing stored is a valid (empty) log with the empty root."""
-    report = LogVerifier([], KEYS).finish()
-    assert report.ok
+def test_empty_log_verifies_once_a_checkpoint_vouches_for_it() -> None:
+    """An empty log verifies with the empty root only when a signed checkpoint of size 0 vouches for it."""
+    assert not LogVerifier([], KEYS).finish().ok
+    report = LogVerifier(_checkpoints([], 0), KEYS).finish()
+    assert report.ok, report.summary()
     assert report.root_hash == MerkleTree().root()
+
+
+def test_entries_after_the_last_checkpoint_are_not_verified(event: EventFactory) -> None:
+    """Entries no checkpoint covers are an 'uncovered' problem: nothing signed vouches for them."""
+    rows = _rows(event, 8)
+    verifier = LogVerifier(_checkpoints(rows, 5), KEYS)
+    verifier.feed(rows)
+    report = verifier.finish()
+    assert not report.ok
+    assert (report.uncovered, report.first_bad_entry) == (3, None)
+    assert [p.kind for p in report.problems] == ["uncovered"]
+    assert "entries 5..7 are not covered" in report.summary()
+
+
+def test_entries_without_any_checkpoint_are_not_verified(event: EventFactory) -> None:
+    """A log (or bundle) with entries but no checkpoint at all is not verified."""
+    verifier = LogVerifier([], KEYS)
+    verifier.feed(_rows(event, 3))
+    report = verifier.finish()
+    assert not report.ok
+    assert "no signed checkpoint" in report.summary()
 
 
 def test_intact_log_verifies_in_batches(event: EventFactory) -> None:
@@ -104,7 +126,7 @@ def test_a_copied_entry_is_blamed_where_it_was_copied_to(event: EventFactory) ->
     verifier.feed(rows)
     report = verifier.finish()
     assert report.first_bad_entry == 10
-    assert [(p.kind, p.entry) for p in report.problems] == [("moved", 10)]
+    assert [(p.kind, p.entry) for p in report.problems] == [("moved", 10), ("uncovered", None)]
 
 
 def test_a_checkpoint_with_a_negative_tree_size_is_malformed(event: EventFactory) -> None:
