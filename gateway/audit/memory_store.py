@@ -74,6 +74,10 @@ class MemoryStore:
                     break
         return out
 
+    async def entry_meta(self, start: int, end: int) -> dict[int, EntryMeta]:
+        self._check()
+        return {row.index: meta for row, meta in self.rows[max(start, 0):max(end, 0)]}
+
     async def add_checkpoint(self, checkpoint: SignedCheckpoint) -> None:
         async with self._lock:
             self._check()

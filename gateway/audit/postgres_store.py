@@ -21,12 +21,15 @@ from gateway.audit.encoding import EncodingError, entry_bytes, format_timestamp,
 from gateway.audit.merkle import HASH_SIZE, leaf_hash
 from gateway.audit.migrations import MIGRATIONS_TABLE, load_migrations
 from gateway.audit.store import (
+    META_SQL,
     CheckpointConflict,
     EntryFilter,
+    EntryMeta,
     PendingEntry,
     StoredEntry,
     StoreError,
     StoreUnavailable,
+    entry_meta_from_rows,
 )
 from gateway.domain import AuditReceipt
 
@@ -316,6 +319,12 @@ class PostgresStore:
         params.append(limit)
         rows = await self._fetch(sql, params)
         return [StoredEntry(int(i), bytes(h), bytes(d)) for i, h, d in rows]
+
+    async def entry_meta(self, start: int, end: int) -> dict[int, EntryMeta]:
+        rows = await self._fetch(META_SQL.format(p="%s"), (start, end))
+        tokens = await self._fetch("SELECT idx, token FROM audit_subject_tokens WHERE idx >= %s AND idx < %s",
+                                   (start, end))
+        return entry_meta_from_rows(rows, [(t[0], t[1]) for t in tokens])
 
     async def add_checkpoint(self, checkpoint: SignedCheckpoint) -> None:
         ts = format_timestamp(checkpoint.timestamp)

@@ -26,13 +26,16 @@ from gateway.audit.encoding import EncodingError, entry_bytes, format_timestamp,
 from gateway.audit.merkle import HASH_SIZE, leaf_hash
 from gateway.audit.migrations import MIGRATIONS_TABLE, load_migrations
 from gateway.audit.store import (
+    META_SQL,
     CheckpointConflict,
     EntryFilter,
+    EntryMeta,
     PendingEntry,
     StoredEntry,
     StoreError,
     StoreUnavailable,
     StoreUrlError,
+    entry_meta_from_rows,
 )
 from gateway.domain import AuditReceipt
 
@@ -369,6 +372,14 @@ class SqliteStore:
 
         def q(conn: sqlite3.Connection) -> list[StoredEntry]:
             return [StoredEntry(i, _blob(h), _blob(d)) for i, h, d in conn.execute(sql, params).fetchall()]
+        return await self._read(q)
+
+    async def entry_meta(self, start: int, end: int) -> dict[int, EntryMeta]:
+        def q(conn: sqlite3.Connection) -> dict[int, EntryMeta]:
+            rows = conn.execute(META_SQL.format(p="?"), (start, end)).fetchall()
+            tokens = conn.execute("SELECT idx, token FROM audit_subject_tokens WHERE idx >= ? AND idx < ?",
+                                  (start, end)).fetchall()
+            return entry_meta_from_rows(rows, tokens)
         return await self._read(q)
 
     async def add_checkpoint(self, checkpoint: SignedCheckpoint) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway.audit.checkpoint import SignedCheckpoint
 from gateway.audit.encoding import EncodingError, encode_event, format_timestamp
@@ -69,6 +69,21 @@ class EntryMeta:
             if "\x00" in value:
                 raise EncodingError(f"audit event {name} must not contain NUL characters")
         return meta
+
+
+# Filter columns of a range of entries, for `entry_meta`; {p} is the driver's placeholder.
+META_SQL = ("SELECT idx, occurred_at, kind, agency, purpose, role, user_id, case_reference, status "
+            "FROM audit_entries WHERE idx >= {p} AND idx < {p} ORDER BY idx")
+
+
+def entry_meta_from_rows(rows: list[tuple[Any, ...]], tokens: list[tuple[Any, Any]]) -> dict[int, EntryMeta]:
+    """EntryMeta per index from filter-column rows and (idx, token) rows, for the SQL stores' `entry_meta`."""
+    by_index: dict[int, list[str]] = {}
+    for idx, token in tokens:
+        by_index.setdefault(idx, []).append(token)
+    # Values are taken as the driver returns them: a tampered non-text value then simply fails to compare equal.
+    return {idx: EntryMeta(at, kind, agency, purpose, role, user, case, status, tuple(by_index.get(idx, ())))
+            for idx, at, kind, agency, purpose, role, user, case, status in rows}
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +170,14 @@ class DisclosureStore(Protocol):
 
     async def find(self, where: EntryFilter, *, start: int, limit: int) -> list[StoredEntry]:
         """Up to `limit` entries matching `where` with index >= `start`, in index order."""
+        ...
+
+    async def entry_meta(self, start: int, end: int) -> dict[int, EntryMeta]:
+        """The stored filter columns and subject tokens of the entries with `start <= index < end`, as stored.
+
+        Verification compares them with the entry bytes, since `find` (and so listing and subject access)
+        trusts them.
+        """
         ...
 
     async def add_checkpoint(self, checkpoint: SignedCheckpoint) -> None:

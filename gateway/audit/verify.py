@@ -9,15 +9,19 @@ checkpoints, but can then only be located to the range between two checkpoints.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import json
+import operator
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gateway.audit.checkpoint import CheckpointSignatureError, PublicKeys, SignedCheckpoint
 from gateway.audit.encoding import SCHEMA_VERSION
 from gateway.audit.merkle import MerkleTree
-from gateway.audit.store import DisclosureStore, StoredEntry, StoreError
+from gateway.audit.store import DisclosureStore, EntryMeta, StoredEntry, StoreError
 
 _MAX_PROBLEMS = 100
 _BATCH = 5000
@@ -83,6 +87,14 @@ def _envelope(data: bytes) -> tuple[int | None, int | None]:
     if not sep or not number.isdigit() or not version.isdigit():
         return None, None
     return int(number), int(version)
+
+
+_META_FIELDS = ("occurred_at", "kind", "agency", "purpose", "role", "user", "case_reference", "status")
+
+
+_stored_columns = operator.attrgetter(*_META_FIELDS)
+_event_columns = operator.itemgetter(*_META_FIELDS)
+_DECODER = json.JSONDecoder()
 
 
 def checked_leaf(row: StoredEntry) -> bytes:
@@ -222,6 +234,32 @@ class LogVerifier:
         self._tree.extend(digests)
         self._compare_roots()
 
+    def check_meta(self, rows: Iterable[StoredEntry], metas: Mapping[int, EntryMeta]) -> None:
+        """Compare each entry's stored filter columns and subject tokens with those rebuilt from its bytes.
+
+        Listing and subject access search those columns, so a changed user id or a deleted token row would
+        hide an entry from them without touching the signed bytes.
+        """
+        decode = _DECODER.raw_decode
+        for row in rows:
+            stored = metas.get(row.index)
+            if stored is None:
+                continue  # a missing entry is reported by `feed`
+            try:
+                event = decode(row.data.decode("utf-8"))[0]["event"]
+                same = _stored_columns(stored) == _event_columns(event)
+                same_tokens = set(stored.subject_tokens) == set(event["subject_tokens"])
+            except (ValueError, TypeError, KeyError, IndexError):
+                continue  # a malformed entry is reported by `feed`
+            if same and same_tokens:
+                continue
+            differing = [name for name in _META_FIELDS if getattr(stored, name) != event.get(name)]
+            if not same_tokens:
+                differing.append("subject tokens")
+            if differing:
+                self._problem(Problem("altered", f"entry {row.index}'s stored {', '.join(differing)} do not match "
+                                      "the entry (listing and subject access would mislead)", entry=row.index))
+
     def finish(self) -> VerifyReport:
         size = self._tree.size
         for position in self._by_size[self._next_cp:]:
@@ -271,13 +309,27 @@ async def verify_store(store: DisclosureStore, keys: PublicKeys, *, batch: int =
     verifier = LogVerifier(checkpoints, keys)
     if unreadable is not None:
         verifier.report_problem(unreadable)
-    start = 0
-    while up_to is None or start < up_to:
+
+    async def read(start: int) -> tuple[list[StoredEntry], dict[int, EntryMeta]]:
+        if up_to is not None and start >= up_to:
+            return [], {}
         rows = await store.scan(start, batch if up_to is None else min(batch, up_to - start))
-        if up_to is not None:
-            rows = [row for row in rows if row.index < up_to]
-        if not rows:
-            break
-        verifier.feed(rows)
-        start = rows[-1].index + 1
+        rows = [row for row in rows if up_to is None or row.index < up_to]
+        return rows, (await store.entry_meta(rows[0].index, rows[-1].index + 1) if rows else {})
+
+    # Read the next batch while hashing and checking this one, so the store's I/O overlaps the CPU work.
+    pending = asyncio.ensure_future(read(0))
+    try:
+        while True:
+            rows, metas = await pending
+            if not rows:
+                break
+            pending = asyncio.ensure_future(read(rows[-1].index + 1))
+            verifier.feed(rows)
+            verifier.check_meta(rows, metas)
+    finally:
+        if not pending.done():
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
     return verifier.finish()

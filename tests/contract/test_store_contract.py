@@ -148,7 +148,7 @@ async def test_migrations_are_recorded(sql_backend: Backend) -> None:
     await sql_backend.open()  # a second open finds nothing left to apply
     assert sql_backend.sql is not None
     rows = sql_backend.sql("SELECT version, name FROM audit_schema_migrations ORDER BY version", ())
-    assert rows == [(1, "initial")]
+    assert rows == [(1, "initial"), (2, "subject_token_index")]
 
 
 async def test_two_writers_produce_one_log_that_verifies(backend: Backend, event: EventFactory) -> None:
@@ -299,7 +299,9 @@ async def test_consistently_rewritten_entry_is_caught_by_the_checkpoint(sql_back
     sql = sql_backend.sql
     assert sql is not None
     forged = entry_bytes(7, encode_event(event(7, user="someone-else")))
-    sql("UPDATE audit_entries SET data = ?, leaf_hash = ? WHERE idx = 7", (forged, leaf_hash(forged)))
+    # Consistent down to the filter column, so only the checkpoint can tell.
+    sql("UPDATE audit_entries SET data = ?, leaf_hash = ?, user_id = ? WHERE idx = 7",
+        (forged, leaf_hash(forged), "someone-else"))
     report = await verify_store(log.store, keys)
     assert not report.ok
     assert report.first_bad_checkpoint == 1
@@ -425,3 +427,24 @@ async def test_entries_another_writer_stored_with_a_wrong_leaf_hash_are_not_take
     sql_backend.sql("UPDATE audit_entries SET leaf_hash = ? WHERE idx = 10", (b"\x22" * 32,))
     with pytest.raises(CheckpointUnavailable, match="entry 10"):
         await log.checkpoint()
+
+
+@pytest.mark.parametrize("damage", [
+    ("DELETE FROM audit_subject_tokens WHERE idx = 2", 2, "subject tokens"),
+    ("UPDATE audit_subject_tokens SET idx = 9 WHERE idx = 3", 3, "subject tokens"),
+    ("UPDATE audit_entries SET user_id = 'nobody', agency = 'none' WHERE idx = 7", 7, "agency, user"),
+    ("UPDATE audit_entries SET occurred_at = '2020-01-01T00:00:00.000000Z' WHERE idx = 5", 5, "occurred_at"),
+])
+async def test_filter_columns_or_token_rows_not_matching_the_entry_are_named(
+        sql_backend: Backend, event: EventFactory, damage: tuple[str, int, str]) -> None:
+    """Changed filter columns or moved/deleted subject-token rows (which listing and subject access trust) fail
+    verification at that entry, naming what differs."""
+    statement, index, what = damage
+    keys, log = await _filled(sql_backend, event)
+    assert sql_backend.sql is not None
+    sql_backend.sql(statement, ())
+    report = await verify_store(log.store, keys)
+    assert not report.ok
+    assert report.first_bad_entry == index
+    assert report.problems[0].kind == "altered"
+    assert what in report.problems[0].message
