@@ -193,8 +193,23 @@ def generate_signing_key(directory: Path, key_id: str, *, activate: bool = True)
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     (directory / f"{key_id}.pub").write_bytes(_public_pem(key.public_key()))
     if activate:
-        (directory / ACTIVE_FILE).write_text(key_id + "\n")
+        _replace_file(directory / ACTIVE_FILE, (key_id + "\n").encode())
     return CheckpointSigner(key_id, key)
+
+
+def _replace_file(path: Path, data: bytes) -> None:
+    """Write `path` atomically: a gateway starting meanwhile reads the old or the new content, never a part."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
 
 
 def rotate_signing_key(directory: Path, new_key_id: str) -> CheckpointSigner:

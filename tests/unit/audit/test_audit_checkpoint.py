@@ -127,3 +127,14 @@ def test_loaded_signer_knows_every_public_key_of_its_directory(tmp_path: Path) -
     assert signer.key_id == "cp2"
     assert sorted(signer.public_keys) == ["cp1", "cp2"]
     signer.public_keys.verify(cp)
+
+
+def test_switching_the_active_key_replaces_the_file_rather_than_rewriting_it(tmp_path: Path) -> None:
+    """Rotation writes a new `active` file and renames it into place, so no reader sees it half-written."""
+    generate_signing_key(tmp_path, "cp1")
+    os.link(tmp_path / "active", tmp_path / "active-before")
+    rotate_signing_key(tmp_path, "cp2")
+    assert (tmp_path / "active-before").read_text() == "cp1\n"
+    assert (tmp_path / "active").read_text() == "cp2\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["active", "active-before", "cp1.key", "cp1.pub",
+                                                          "cp2.key", "cp2.pub"]
