@@ -81,7 +81,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], *,
     p.add_argument("index", type=int)
     p.set_defaults(func=_runner(defaults, _cmd_show))
 
-    p = sub.add_parser("verify", parents=[common], help="verify every entry and checkpoint")
+    trusted = argparse.ArgumentParser(add_help=False)
+    trusted.add_argument("--trusted-checkpoint", type=Path, action="append", default=[], metavar="FILE",
+                         help="a checkpoint you kept (JSON, as printed by `checkpoint --json`); the log must "
+                              "still hold and match it (repeatable)")
+
+    p = sub.add_parser("verify", parents=[common, trusted], help="verify every entry and checkpoint")
     p.set_defaults(func=_runner(defaults, _cmd_verify))
 
     p = sub.add_parser("prove", parents=[common], help="inclusion proof of an entry, or a consistency proof")
@@ -106,7 +111,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], *,
     p.add_argument("dest", type=Path, help="new directory, or a file ending in .tar")
     p.set_defaults(func=_runner(defaults, _cmd_export))
 
-    p = sub.add_parser("verify-export", parents=[common], help="verify an exported bundle offline")
+    p = sub.add_parser("verify-export", parents=[common, trusted], help="verify an exported bundle offline")
     p.add_argument("bundle", type=Path)
     p.set_defaults(func=_runner(defaults, _cmd_verify_export))
 
@@ -292,9 +297,21 @@ async def _cmd_show(args: argparse.Namespace, defaults: _Defaults, console: Cons
     return await _with_review(args, defaults, use)
 
 
+def _trusted_checkpoints(args: argparse.Namespace) -> list[SignedCheckpoint]:
+    checkpoints = []
+    for path in args.trusted_checkpoint:
+        try:
+            checkpoints.append(SignedCheckpoint.from_dict(json.loads(Path(path).read_text())))
+        except (OSError, ValueError, AttributeError, GatewayError) as exc:
+            raise UsageError(f"--trusted-checkpoint {path}: not a readable checkpoint ({exc})") from exc
+    return checkpoints
+
+
 async def _cmd_verify(args: argparse.Namespace, defaults: _Defaults, console: Console) -> int:
+    trusted = _trusted_checkpoints(args)
+
     async def use(review: AuditReview) -> int:
-        return _print_report(console, await review.verify(), args.json)
+        return _print_report(console, await review.verify(trusted), args.json)
     return await _with_review(args, defaults, use, keys_required=True)
 
 
@@ -436,7 +453,7 @@ async def _cmd_verify_export(args: argparse.Namespace, defaults: _Defaults, cons
         trusted = _public_keys(args, defaults, required=True)
     if not args.bundle.exists():
         raise UsageError("the bundle does not exist")
-    report = verify_export(args.bundle, trusted_keys=trusted)
+    report = verify_export(args.bundle, trusted_keys=trusted, trusted_checkpoints=_trusted_checkpoints(args))
     used = trusted
     if used is None:
         try:

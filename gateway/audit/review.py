@@ -11,7 +11,7 @@ import hashlib
 import io
 import json
 import tarfile
-from collections.abc import AsyncIterator, Collection, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -261,11 +261,13 @@ class AuditReview:
         except CheckpointUnavailable:
             return None  # e.g. the store contradicts the latest checkpoint: the verification will say so
 
-    async def verify(self) -> VerifyReport:
+    async def verify(self, trusted: Sequence[SignedCheckpoint] = ()) -> VerifyReport:
         """Verify the log. With a signing log, as of a checkpoint made now (later appends are not part of it);
-        otherwise everything stored, and entries after the newest checkpoint count as not verified."""
+        otherwise everything stored, and entries after the newest checkpoint count as not verified. The log
+        must also hold and match the `trusted` checkpoints the auditor kept."""
         fresh = await self._fresh_checkpoint()
-        return await verify_store(self.store, self.keys, up_to=None if fresh is None else fresh.tree_size)
+        return await verify_store(self.store, self.keys, up_to=None if fresh is None else fresh.tree_size,
+                                  trusted=trusted)
 
     async def export(self, dest: Path) -> ExportSummary:
         """Write a self-contained bundle (a directory, or a tar file if `dest` ends in `.tar`) of the log up to its
@@ -375,11 +377,13 @@ def _parse_entries(blob: bytes) -> Iterator[StoredEntry]:
         yield StoredEntry(int(parts[0]), bytes.fromhex(parts[1].decode()), parts[2])
 
 
-def verify_export(path: Path, *, trusted_keys: PublicKeys | None = None) -> VerifyReport:
+def verify_export(path: Path, *, trusted_keys: PublicKeys | None = None,
+                  trusted_checkpoints: Sequence[SignedCheckpoint] = ()) -> VerifyReport:
     """Verify a bundle written by `AuditReview.export` offline.
 
     With `trusted_keys` (obtained out of band) the checkpoints must verify under those keys; otherwise the
-    bundle's own keys are used and their fingerprints must be compared by the auditor.
+    bundle's own keys are used and their fingerprints must be compared by the auditor. The bundle must also
+    hold and match every one of `trusted_checkpoints` (checkpoints the auditor kept).
     """
     try:
         files = _read_bundle(path)
@@ -408,7 +412,8 @@ def verify_export(path: Path, *, trusted_keys: PublicKeys | None = None) -> Veri
         rows = list(_parse_entries(files.get(ENTRIES_FILE, b"")))
     except (CheckpointKeyError, CheckpointSignatureError, ValueError, TypeError) as exc:
         return _bundle_problem(f"the bundle is malformed: {exc}")
-    verifier = LogVerifier(checkpoints, trusted_keys if trusted_keys is not None else bundle_keys)
+    verifier = LogVerifier(checkpoints, trusted_keys if trusted_keys is not None else bundle_keys,
+                           trusted=trusted_checkpoints)
     verifier.feed(rows)
     report = verifier.finish()
     if report.ok and (report.entries != manifest.get("entries") or report.root_hash.hex() !=

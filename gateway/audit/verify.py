@@ -113,13 +113,18 @@ class LogVerifier:
     """Feeds stored rows in index order through the checks; `finish` returns the report."""
 
     def __init__(self, checkpoints: Sequence[SignedCheckpoint], keys: PublicKeys | None, *,
-                 require_coverage: bool = True) -> None:
+                 require_coverage: bool = True, trusted: Sequence[SignedCheckpoint] = ()) -> None:
         """With `keys` None the checkpoints' signatures are not checked (only their roots against the entries).
 
         With `require_coverage`, entries no checkpoint covers (all of them if there is no checkpoint) are a
         problem: nothing signed vouches for them, so they cannot be called verified.
+
+        `trusted` are checkpoints the auditor kept outside the store: the log must still hold at least their
+        entries and match their roots, which exposes deletions and rewrites an attacker also covered by
+        replacing the stored checkpoints.
         """
         self._require_coverage = require_coverage
+        self._trusted = list(trusted)
         self._tree = MerkleTree()
         self._checkpoints = list(checkpoints)
         self._keys = keys
@@ -260,6 +265,31 @@ class LogVerifier:
                 self._problem(Problem("altered", f"entry {row.index}'s stored {', '.join(differing)} do not match "
                                       "the entry (listing and subject access would mislead)", entry=row.index))
 
+    def _check_trusted(self, size: int) -> list[int]:
+        """Check the auditor's own checkpoints against the whole tree; returns the sizes they vouch for."""
+        vouched = []
+        for cp in self._trusted:
+            label = f"your trusted checkpoint (tree size {cp.tree_size})"
+            try:
+                if self._keys is not None:
+                    self._keys.verify(cp)
+            except CheckpointSignatureError as exc:
+                self._problem(Problem("bad_signature", f"{label}: {exc}"))
+                continue
+            if cp.tree_size < 0:
+                self._problem(Problem("malformed", f"{label} claims a negative tree size"))
+            elif cp.tree_size > size:
+                self._problem(Problem("truncated", f"{label} vouches for {cp.tree_size} entries but the log holds "
+                                      f"{size}: entries were removed", entry=size))
+            elif self._tree.root(cp.tree_size) != cp.root_hash:
+                if self._first_bad_entry is None and self._suspect is None:
+                    self._suspect = (0, cp.tree_size)
+                self._problem(Problem("root_mismatch", f"the log does not match {label}: its history was "
+                                      "rewritten since"))
+            else:
+                vouched.append(cp.tree_size)
+        return vouched
+
     def finish(self) -> VerifyReport:
         size = self._tree.size
         for position in self._by_size[self._next_cp:]:
@@ -267,6 +297,7 @@ class LogVerifier:
             self._problem(Problem("truncated", f"checkpoint #{position} vouches for {cp.tree_size} entries but "
                                   f"the log holds {size}", entry=size, checkpoint=position))
         sizes = [self._checkpoints[i].tree_size for i in self._by_size]
+        sizes += self._check_trusted(size)
         covered = min(max(sizes, default=0), size)
         if self._require_coverage and not sizes:
             self._problem(Problem("uncovered", f"no signed checkpoint: nothing vouches for the {size} entries"))
@@ -291,11 +322,12 @@ class LogVerifier:
 
 
 async def verify_store(store: DisclosureStore, keys: PublicKeys, *, batch: int = _BATCH,
-                       up_to: int | None = None) -> VerifyReport:
+                       up_to: int | None = None, trusted: Sequence[SignedCheckpoint] = ()) -> VerifyReport:
     """Verify everything `store` holds against the checkpoint verification `keys`.
 
     With `up_to`, only the first `up_to` entries and the checkpoints of at most that size are checked: the
-    log as of a checkpoint just made, whatever is appended while verification runs.
+    log as of a checkpoint just made, whatever is appended while verification runs. `trusted` are
+    checkpoints the auditor kept (see `LogVerifier`).
     """
     unreadable: Problem | None = None
     try:
@@ -306,7 +338,7 @@ async def verify_store(store: DisclosureStore, keys: PublicKeys, *, batch: int =
         # Damaged checkpoint rows are something to report, not a reason to stop checking the entries.
         checkpoints = []
         unreadable = Problem("malformed", f"the stored checkpoints cannot be read: {exc}", checkpoint=0)
-    verifier = LogVerifier(checkpoints, keys)
+    verifier = LogVerifier(checkpoints, keys, trusted=trusted)
     if unreadable is not None:
         verifier.report_problem(unreadable)
 

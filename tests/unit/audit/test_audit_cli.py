@@ -310,3 +310,30 @@ def test_checkpoint_command_refuses_to_sign_a_rewritten_log(state: Path, capsys:
     assert code == 2
     with sqlite3.connect(state / "audit.sqlite") as conn:
         assert conn.execute("SELECT count(*) FROM audit_checkpoints").fetchone() == (1,)
+
+
+def test_a_kept_checkpoint_exposes_entries_deleted_with_the_checkpoints_after_them(
+        state: Path, event: EventFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Deleting the newest entries together with the checkpoints covering them passes plain verification, but
+    not --trusted-checkpoint with a checkpoint the auditor kept (for verify and verify-export alike)."""
+    _extend(state, event, 10, 15)
+    kept = tmp_path / "kept.json"
+    kept.write_text(json.dumps(json.loads(_run(capsys, "prove", "12", "--state-dir", str(state), "--json")[1])
+                               ["checkpoint"]))
+    _sql(state, "DELETE FROM audit_entries WHERE idx >= 10")
+    _sql(state, "DELETE FROM audit_subject_tokens WHERE idx >= 10")
+    _sql(state, "DELETE FROM audit_checkpoints WHERE tree_size = 15")
+    assert _run(capsys, "verify", "--state-dir", str(state))[0] == 0
+    code, out = _run(capsys, "verify", "--state-dir", str(state), "--trusted-checkpoint", str(kept), "--json")
+    assert code == 1
+    assert [p["kind"] for p in json.loads(out)["problems"]] == ["truncated"]
+    _run(capsys, "export", str(tmp_path / "bundle"), "--state-dir", str(state))
+    code, _ = _run(capsys, "verify-export", str(tmp_path / "bundle"), "--trusted-checkpoint", str(kept))
+    assert code == 1
+
+
+def test_an_unreadable_trusted_checkpoint_is_a_usage_error(state: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """A --trusted-checkpoint file that is not a checkpoint exits 2."""
+    (tmp_path / "cp.json").write_text("{}")
+    assert _run(capsys, "verify", "--state-dir", str(state), "--trusted-checkpoint", str(tmp_path / "cp.json"))[0] == 2

@@ -139,3 +139,18 @@ def test_a_checkpoint_with_a_negative_tree_size_is_malformed(event: EventFactory
     report = verifier.finish()
     assert report.first_bad_checkpoint == 1
     assert [p.kind for p in report.problems] == ["malformed"]
+
+
+def test_a_trusted_checkpoint_the_log_no_longer_matches_is_named(event: EventFactory) -> None:
+    """A kept checkpoint whose root the (rewritten) log no longer has is a root mismatch; a matching one is fine."""
+    rows = _rows(event, 6)
+    (kept,) = _checkpoints(rows, 4)
+    rewritten = rows[:2] + _rows(lambda n: event(n, user="someone-else"), 6)[2:]
+    checkpoints = _checkpoints(rewritten, 6)
+    for feed, ok in ((rows, True), (rewritten, False)):
+        verifier = LogVerifier(_checkpoints(feed, 6) if ok else checkpoints, KEYS, trusted=[kept])
+        verifier.feed(feed)
+        report = verifier.finish()
+        assert report.ok is ok, report.summary()
+    assert [p.kind for p in report.problems] == ["root_mismatch"]
+    assert report.suspect_range == (0, 4)
