@@ -49,6 +49,7 @@ from gateway.service.validation import (
     check_request,
     ensure_request_id,
     new_request_id,
+    sealable,
 )
 
 __all__ = ["AgencyOutcome", "Caller", "QueryCommand", "QueryResult", "QueryService", "ScreenOutcome",
@@ -254,8 +255,8 @@ class QueryService:
             request_id, bad_request_id = new_request_id(), exc
         command = replace(command, request_id=request_id)
         tokens = self._tokeniser.tokens(command.subject)
-        sealed = "" if command.subject.is_empty() else self._sealer.seal(command.subject,
-                                                                         aad=request_id.encode())
+        sealed = (self._sealer.seal(command.subject, aad=request_id.encode())
+                  if not command.subject.is_empty() and sealable(command.subject) else "")
         safe = auditable(policy, caller, command)
         base = AuditEvent(
             kind=AuditKind.DISCLOSURE, occurred_at=now, request_id=request_id, caller=caller.identity,

@@ -102,6 +102,18 @@ def check_caller(policy: PolicyView, caller: Caller) -> None:
         )
 
 
+_MAX_IDENTIFIER = 32  # NHS number, date of birth and postcode, with generous room for spacing
+
+
+def sealable(subject: SubjectIdentifiers) -> bool:
+    """Whether the identifiers are small enough to seal into an audit entry (oversized input is refused
+    anyway, and must not bloat the permanent log)."""
+    return (
+        all(len(v) <= _MAX_NAME for v in (subject.given_name, subject.family_name, subject.address_line))
+        and all(len(v) <= _MAX_IDENTIFIER for v in (subject.nhs_number, subject.date_of_birth, subject.postcode))
+    )
+
+
 def _check_subject(subject: SubjectIdentifiers, today: date) -> list[FieldViolation]:
     """Identifier problems, described without echoing the values (they are personal data)."""
     violations: list[FieldViolation] = []
@@ -126,6 +138,9 @@ def _check_subject(subject: SubjectIdentifiers, today: date) -> list[FieldViolat
             normalise_postcode(subject.postcode)
         except ValueError as exc:
             violations.append(FieldViolation("subject.postcode", str(exc)))
+    for name in ("nhs_number", "date_of_birth", "postcode"):
+        if len(getattr(subject, name)) > _MAX_IDENTIFIER:
+            violations.append(FieldViolation(f"subject.{name}", f"is longer than {_MAX_IDENTIFIER} characters"))
     for name in ("given_name", "family_name", "address_line"):
         value = getattr(subject, name)
         if len(value) > _MAX_NAME:

@@ -320,3 +320,16 @@ async def test_asking_about_one_protected_category_asks_existence_across_the_age
     untouched = {o.agency: o for o in result.answers if o.agency != "health"}
     assert {o.status for o in untouched.values()} == {AnswerStatus.WITHHELD}
     assert all("requested" in o.detail for o in untouched.values())
+
+
+async def test_oversized_identifiers_are_refused_and_not_sealed_into_the_log(
+    holder: PolicyHolder, keys: dict[str, Keyring]
+) -> None:
+    """A 100 kB 'address' is INVALID_ARGUMENT, and the permanent refusal entry does not carry it sealed."""
+    service, _, sink = make_service(holder, keys, nobody)
+    huge = SubjectIdentifiers(nhs_number=KAI.nhs_number, address_line="x" * 100_000)
+    with pytest.raises(InvalidRequest, match=r"subject\.address_line"):
+        await service.query(POLICE_RESEARCHER, replace(SCREENING, subject=huge), timeout=5)
+    (event,) = sink.events
+    assert event.sealed_identifiers == ""
+    assert event.subject_tokens, "the refusal can still be found by NHS number"
