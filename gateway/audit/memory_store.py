@@ -15,6 +15,7 @@ from gateway.audit.store import (
     PendingEntry,
     StoredEntry,
     StoreUnavailable,
+    meta_mismatches,
 )
 from gateway.domain import AuditReceipt
 
@@ -74,9 +75,10 @@ class MemoryStore:
                     break
         return out
 
-    async def entry_meta(self, start: int, end: int) -> dict[int, EntryMeta]:
+    async def metadata_mismatches(self, start: int, end: int) -> dict[int, tuple[str, ...]]:
         self._check()
-        return {row.index: meta for row, meta in self.rows[max(start, 0):max(end, 0)]}
+        found = ((row.index, meta_mismatches(row.data, meta)) for row, meta in self.rows[max(start, 0):max(end, 0)])
+        return {index: differing for index, differing in found if differing}
 
     async def add_checkpoint(self, checkpoint: SignedCheckpoint) -> None:
         async with self._lock:

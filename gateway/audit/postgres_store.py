@@ -21,15 +21,17 @@ from gateway.audit.encoding import EncodingError, entry_bytes, format_timestamp,
 from gateway.audit.merkle import HASH_SIZE, leaf_hash
 from gateway.audit.migrations import MIGRATIONS_TABLE, load_migrations
 from gateway.audit.store import (
+    META_COLUMNS,
     META_SQL,
+    META_TOKENS_SQL,
+    TOKENS,
     CheckpointConflict,
     EntryFilter,
-    EntryMeta,
     PendingEntry,
     StoredEntry,
     StoreError,
     StoreUnavailable,
-    entry_meta_from_rows,
+    mismatches_from_rows,
 )
 from gateway.domain import AuditReceipt
 
@@ -37,6 +39,30 @@ T = TypeVar("T")
 _MAX_BATCH = 4096
 _ENTRY_COLUMNS = ("idx, leaf_hash, data, occurred_at, kind, agency, purpose, role, user_id, case_reference, "
                   "status")
+
+
+def _mismatch_sql() -> str:
+    """The query behind `metadata_mismatches`: entries of an index range whose copies disagree with their JSON.
+
+    It mirrors `store.meta_mismatches` exactly: each column is compared as JSON (so a JSON number never equals
+    a text column), and the token rows, as a JSON array, must contain and be contained in the event's token
+    array (set equality; containment is by type, so non-string elements never match). The lateral subquery
+    is kept apart (OFFSET 0) so each entry's JSON is parsed once, not once per column.
+    """
+    columns = [f"d.ev -> '{name}' IS DISTINCT FROM to_jsonb(e.{column})" for name, column in META_COLUMNS]
+    tokens = (f"CASE WHEN NOT d.ev ? '{TOKENS}' THEN d.st <> '[]'::jsonb "
+              f"WHEN jsonb_typeof(d.ev -> '{TOKENS}') <> 'array' THEN true "
+              f"ELSE NOT ((d.ev -> '{TOKENS}') @> d.st AND d.st @> (d.ev -> '{TOKENS}')) END")
+    return (f"SELECT e.idx, {', '.join(columns)}, {tokens} FROM audit_entries e "  # noqa: S608 (fixed text)
+            "CROSS JOIN LATERAL (SELECT convert_from(e.data, 'UTF8')::jsonb -> 'event' AS ev, "
+            "(SELECT coalesce(jsonb_agg(t.token), '[]'::jsonb) FROM audit_subject_tokens t WHERE t.idx = e.idx) "
+            "AS st OFFSET 0) d "
+            f"WHERE e.idx >= %s AND e.idx < %s AND jsonb_typeof(d.ev) = 'object' AND ({' OR '.join(columns)} "
+            f"OR {tokens}) ORDER BY e.idx")
+
+
+_MISMATCH_SQL = _mismatch_sql()
+_MISMATCH_NAMES = (*(name for name, _ in META_COLUMNS), TOKENS)
 
 _Request = tuple[Sequence[PendingEntry], "asyncio.Future[list[AuditReceipt]]"]
 
@@ -320,11 +346,26 @@ class PostgresStore:
         rows = await self._fetch(sql, params)
         return [StoredEntry(int(i), bytes(h), bytes(d)) for i, h, d in rows]
 
-    async def entry_meta(self, start: int, end: int) -> dict[int, EntryMeta]:
-        rows = await self._fetch(META_SQL.format(p="%s"), (start, end))
-        tokens = await self._fetch("SELECT idx, token FROM audit_subject_tokens WHERE idx >= %s AND idx < %s",
-                                   (start, end))
-        return entry_meta_from_rows(rows, [(t[0], t[1]) for t in tokens])
+    async def metadata_mismatches(self, start: int, end: int) -> dict[int, tuple[str, ...]]:
+        async def work(conn: psycopg.AsyncConnection[Any], started: list[bool]) -> dict[int, tuple[str, ...]]:
+            try:
+                async with conn.transaction():
+                    # The planner's cost guess for this query triggers JIT compilation, which takes longer
+                    # than running it.
+                    await conn.execute("SET LOCAL jit = off")
+                    started[0] = True
+                    cur = await conn.execute(_MISMATCH_SQL.encode(), (start, end))
+                    rows = await cur.fetchall()
+            except psycopg.DataError:
+                # Some entry in the range is not UTF-8 JSON that jsonb accepts (jsonb refuses \u0000 anywhere,
+                # e.g. in details): compare this range in Python instead, entry by entry.
+                cur = await conn.execute(META_SQL.format(p="%s").encode(), (start, end))
+                entries = await cur.fetchall()
+                cur = await conn.execute(META_TOKENS_SQL.format(p="%s").encode(), (start, end))
+                return mismatches_from_rows(entries, [(t[0], t[1]) for t in await cur.fetchall()])
+            return {int(row[0]): tuple(name for name, differs in zip(_MISMATCH_NAMES, row[1:], strict=True)
+                                       if differs) for row in rows}
+        return await self._run(work)
 
     async def add_checkpoint(self, checkpoint: SignedCheckpoint) -> None:
         ts = format_timestamp(checkpoint.timestamp)

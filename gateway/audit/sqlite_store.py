@@ -26,22 +26,48 @@ from gateway.audit.encoding import EncodingError, entry_bytes, format_timestamp,
 from gateway.audit.merkle import HASH_SIZE, leaf_hash
 from gateway.audit.migrations import MIGRATIONS_TABLE, load_migrations
 from gateway.audit.store import (
-    META_SQL,
+    META_COLUMNS,
+    TOKENS,
     CheckpointConflict,
     EntryFilter,
-    EntryMeta,
     PendingEntry,
     StoredEntry,
     StoreError,
     StoreUnavailable,
     StoreUrlError,
-    entry_meta_from_rows,
 )
 from gateway.domain import AuditReceipt
 
 T = TypeVar("T")
 _MAX_BATCH = 4096  # entries per group commit; bounds transaction size under a burst
 _WAL_ATTEMPTS = 500  # about five seconds of retries
+
+
+def _mismatch_sql() -> str:
+    """The query behind `metadata_mismatches`: entries of an index range whose copies disagree with their JSON.
+
+    It mirrors `store.meta_mismatches` exactly. Columns are compared without affinity (unary +), so a JSON
+    number never equals a text column. The token rows are set-compared by joining the event's token array with
+    them: every array element must be a string with a row, and the entry must have no more rows than distinct
+    matched tokens. The CASEs keep the JSON functions away from bytes that are not JSON (they would raise);
+    such entries, and those without an event object, are left out.
+    """
+    doc = "CAST(e.data AS TEXT)"
+    path = f"'$.event.{TOKENS}'"
+    columns = [f"+e.{column} IS NOT json_extract({doc}, '$.event.{name}')" for name, column in META_COLUMNS]
+    tokens = (f"CASE WHEN coalesce(json_type({doc}, {path}), 'array') <> 'array' THEN 1 "  # noqa: S608
+              "ELSE (SELECT count(t.idx) <> count(j.key) OR count(DISTINCT t.token) <> "
+              "(SELECT count(*) FROM audit_subject_tokens s WHERE s.idx = e.idx) "
+              f"FROM json_each(CASE WHEN json_type({doc}, {path}) = 'array' THEN {doc} -> {path} END) j "
+              "LEFT JOIN audit_subject_tokens t ON t.token = j.value AND t.idx = e.idx AND j.type = 'text') END")
+    return (f"SELECT e.idx, {', '.join(columns)}, {tokens} FROM audit_entries e "  # noqa: S608 (fixed text)
+            f"WHERE e.idx >= ? AND e.idx < ? AND CASE WHEN json_valid({doc}) THEN "
+            f"CASE WHEN json_type({doc}, '$.event') = 'object' THEN {' OR '.join(columns)} OR {tokens} END END "
+            "ORDER BY e.idx")
+
+
+_MISMATCH_SQL = _mismatch_sql()
+_MISMATCH_NAMES = (*(name for name, _ in META_COLUMNS), TOKENS)
 
 
 def path_from_url(url: str) -> Path:
@@ -374,12 +400,10 @@ class SqliteStore:
             return [StoredEntry(i, _blob(h), _blob(d)) for i, h, d in conn.execute(sql, params).fetchall()]
         return await self._read(q)
 
-    async def entry_meta(self, start: int, end: int) -> dict[int, EntryMeta]:
-        def q(conn: sqlite3.Connection) -> dict[int, EntryMeta]:
-            rows = conn.execute(META_SQL.format(p="?"), (start, end)).fetchall()
-            tokens = conn.execute("SELECT idx, token FROM audit_subject_tokens WHERE idx >= ? AND idx < ?",
-                                  (start, end)).fetchall()
-            return entry_meta_from_rows(rows, tokens)
+    async def metadata_mismatches(self, start: int, end: int) -> dict[int, tuple[str, ...]]:
+        def q(conn: sqlite3.Connection) -> dict[int, tuple[str, ...]]:
+            return {row[0]: tuple(name for name, differs in zip(_MISMATCH_NAMES, row[1:], strict=True) if differs)
+                    for row in conn.execute(_MISMATCH_SQL, (start, end))}
         return await self._read(q)
 
     async def add_checkpoint(self, checkpoint: SignedCheckpoint) -> None:

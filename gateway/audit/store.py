@@ -1,12 +1,14 @@
 """The `DisclosureStore` port: where audit entries and checkpoints are durably kept, and its errors.
 
 A store assigns each appended entry the next index, wraps it with `encoding.entry_bytes`, hashes it with
-`merkle.leaf_hash` and commits the batch atomically before returning receipts. Stores never decode or
-interpret entries beyond the filter columns handed to them in `EntryMeta`.
+`merkle.leaf_hash` and commits the batch atomically before returning receipts. Stores keep copies of an
+entry's filterable fields (`EntryMeta`) beside its bytes, and compare those copies with the bytes when
+verification asks (`metadata_mismatches`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -71,19 +73,59 @@ class EntryMeta:
         return meta
 
 
-# Filter columns of a range of entries, for `entry_meta`; {p} is the driver's placeholder.
-META_SQL = ("SELECT idx, occurred_at, kind, agency, purpose, role, user_id, case_reference, status "
-            "FROM audit_entries WHERE idx >= {p} AND idx < {p} ORDER BY idx")
+META_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("occurred_at", "occurred_at"), ("kind", "kind"), ("agency", "agency"), ("purpose", "purpose"),
+    ("role", "role"), ("user", "user_id"), ("case_reference", "case_reference"), ("status", "status"))
+"""(field of the entry's event JSON and of `EntryMeta`, SQL column) for each copied filter column, in the
+order `metadata_mismatches` names them; the subject tokens follow as ``"subject_tokens"``."""
+
+TOKENS = "subject_tokens"
+
+# Filter columns of a range of entries; {p} is the driver's placeholder.
+META_SQL = ("SELECT e.idx, e.data, e.occurred_at, e.kind, e.agency, e.purpose, e.role, e.user_id, "
+            "e.case_reference, e.status FROM audit_entries e WHERE e.idx >= {p} AND e.idx < {p} ORDER BY e.idx")
+META_TOKENS_SQL = "SELECT idx, token FROM audit_subject_tokens WHERE idx >= {p} AND idx < {p}"
+
+_ABSENT = object()
 
 
-def entry_meta_from_rows(rows: list[tuple[Any, ...]], tokens: list[tuple[Any, Any]]) -> dict[int, EntryMeta]:
-    """EntryMeta per index from filter-column rows and (idx, token) rows, for the SQL stores' `entry_meta`."""
+def meta_mismatches(data: bytes, meta: EntryMeta) -> tuple[str, ...]:
+    """Which of `meta`'s fields (names as in `META_COLUMNS`, then ``"subject_tokens"``) differ from the entry
+    `data`; empty if they all match or if `data` is not a JSON entry with an event object at all.
+
+    A field the event lacks differs; the subject tokens compare as sets (the store keeps each token once) and
+    differ unless the event's are a list of strings. This is the reference for the SQL stores' queries.
+    """
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return ()  # not an entry at all: verification reports it as malformed or altered
+    event = doc.get("event") if isinstance(doc, dict) else None
+    if not isinstance(event, dict):
+        return ()
+    differing = [name for name, _ in META_COLUMNS if event.get(name, _ABSENT) != getattr(meta, name)]
+    tokens = event.get(TOKENS, [])
+    if (not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens)
+            or set(tokens) != set(meta.subject_tokens)):
+        differing.append(TOKENS)
+    return tuple(differing)
+
+
+def mismatches_from_rows(rows: list[tuple[Any, ...]], tokens: list[tuple[Any, Any]]) -> dict[int, tuple[str, ...]]:
+    """`metadata_mismatches` computed in Python from `META_SQL` and `META_TOKENS_SQL` rows (idx, data, columns…)
+    and (idx, token) rows, for a SQL store whose database cannot compare some entry itself."""
     by_index: dict[int, list[str]] = {}
     for idx, token in tokens:
-        by_index.setdefault(idx, []).append(token)
-    # Values are taken as the driver returns them: a tampered non-text value then simply fails to compare equal.
-    return {idx: EntryMeta(at, kind, agency, purpose, role, user, case, status, tuple(by_index.get(idx, ())))
-            for idx, at, kind, agency, purpose, role, user, case, status in rows}
+        by_index.setdefault(int(idx), []).append(token)
+    out: dict[int, tuple[str, ...]] = {}
+    for idx, data, at, kind, agency, purpose, role, user, case, status in rows:
+        # Values are taken as the driver returns them: a tampered non-text value then fails to compare equal.
+        meta = EntryMeta(at, kind, agency, purpose, role, user, case, status, tuple(by_index.get(int(idx), ())))
+        raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        differing = meta_mismatches(raw, meta)
+        if differing:
+            out[int(idx)] = differing
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,11 +214,12 @@ class DisclosureStore(Protocol):
         """Up to `limit` entries matching `where` with index >= `start`, in index order."""
         ...
 
-    async def entry_meta(self, start: int, end: int) -> dict[int, EntryMeta]:
-        """The stored filter columns and subject tokens of the entries with `start <= index < end`, as stored.
+    async def metadata_mismatches(self, start: int, end: int) -> dict[int, tuple[str, ...]]:
+        """Entries with `start <= index < end` whose stored filter columns or subject-token rows disagree with
+        their own bytes, each mapped to the names of what disagrees (as `meta_mismatches` names them).
 
-        Verification compares them with the entry bytes, since `find` (and so listing and subject access)
-        trusts them.
+        Verification reports these, since `find` (and so listing and subject access) trusts the copies. Entries
+        that are not JSON with an event object are left out (verification reports them otherwise).
         """
         ...
 

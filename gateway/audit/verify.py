@@ -12,19 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
-import operator
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.audit.checkpoint import CheckpointSignatureError, PublicKeys, SignedCheckpoint
 from gateway.audit.encoding import SCHEMA_VERSION
 from gateway.audit.merkle import MerkleTree
-from gateway.audit.store import DisclosureStore, EntryMeta, StoredEntry, StoreError
+from gateway.audit.store import DisclosureStore, StoredEntry, StoreError
 
 _MAX_PROBLEMS = 100
 _BATCH = 5000
+_AHEAD = 2  # batches read and compared ahead of the one being hashed
+_Batch = tuple[list[StoredEntry], "asyncio.Future[dict[int, tuple[str, ...]]] | Exception | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,14 +88,6 @@ def _envelope(data: bytes) -> tuple[int | None, int | None]:
     if not sep or not number.isdigit() or not version.isdigit():
         return None, None
     return int(number), int(version)
-
-
-_META_FIELDS = ("occurred_at", "kind", "agency", "purpose", "role", "user", "case_reference", "status")
-
-
-_stored_columns = operator.attrgetter(*_META_FIELDS)
-_event_columns = operator.itemgetter(*_META_FIELDS)
-_DECODER = json.JSONDecoder()
 
 
 def checked_leaf(row: StoredEntry) -> bytes:
@@ -239,31 +232,18 @@ class LogVerifier:
         self._tree.extend(digests)
         self._compare_roots()
 
-    def check_meta(self, rows: Iterable[StoredEntry], metas: Mapping[int, EntryMeta]) -> None:
-        """Compare each entry's stored filter columns and subject tokens with those rebuilt from its bytes.
+    def report_meta_mismatches(self, mismatches: Mapping[int, Sequence[str]]) -> None:
+        """Report entries whose stored filter columns or subject-token rows disagree with their own bytes (as
+        found by the store's `metadata_mismatches`), naming what differs but never the values.
 
-        Listing and subject access search those columns, so a changed user id or a deleted token row would
+        Listing and subject access search those copies, so a changed user id or a deleted token row would
         hide an entry from them without touching the signed bytes.
         """
-        decode = _DECODER.raw_decode
-        for row in rows:
-            stored = metas.get(row.index)
-            if stored is None:
-                continue  # a missing entry is reported by `feed`
-            try:
-                event = decode(row.data.decode("utf-8"))[0]["event"]
-                same = _stored_columns(stored) == _event_columns(event)
-                same_tokens = set(stored.subject_tokens) == set(event["subject_tokens"])
-            except (ValueError, TypeError, KeyError, IndexError):
-                continue  # a malformed entry is reported by `feed`
-            if same and same_tokens:
-                continue
-            differing = [name for name in _META_FIELDS if getattr(stored, name) != event.get(name)]
-            if not same_tokens:
-                differing.append("subject tokens")
+        for index in sorted(mismatches):
+            differing = ["subject tokens" if name == "subject_tokens" else name for name in mismatches[index]]
             if differing:
-                self._problem(Problem("altered", f"entry {row.index}'s stored {', '.join(differing)} do not match "
-                                      "the entry (listing and subject access would mislead)", entry=row.index))
+                self._problem(Problem("altered", f"entry {index}'s stored {', '.join(differing)} do not match "
+                                      "the entry (listing and subject access would mislead)", entry=index))
 
     def _check_trusted(self, size: int) -> list[int]:
         """Check the auditor's own checkpoints against the whole tree; returns the sizes they vouch for."""
@@ -321,6 +301,11 @@ class LogVerifier:
         )
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 async def verify_store(store: DisclosureStore, keys: PublicKeys, *, batch: int = _BATCH,
                        up_to: int | None = None, trusted: Sequence[SignedCheckpoint] = ()) -> VerifyReport:
     """Verify everything `store` holds against the checkpoint verification `keys`.
@@ -342,26 +327,46 @@ async def verify_store(store: DisclosureStore, keys: PublicKeys, *, batch: int =
     if unreadable is not None:
         verifier.report_problem(unreadable)
 
-    async def read(start: int) -> tuple[list[StoredEntry], dict[int, EntryMeta]]:
+    async def scan(start: int) -> list[StoredEntry]:
         if up_to is not None and start >= up_to:
-            return [], {}
+            return []
         rows = await store.scan(start, batch if up_to is None else min(batch, up_to - start))
-        rows = [row for row in rows if up_to is None or row.index < up_to]
-        return rows, (await store.entry_meta(rows[0].index, rows[-1].index + 1) if rows else {})
+        return [row for row in rows if up_to is None or row.index < up_to]
 
-    # Read the next batch while hashing and checking this one, so the store's I/O overlaps the CPU work.
-    pending = asyncio.ensure_future(read(0))
+    # A producer reads batches and has the store compare each one's filter columns with its bytes, staying up
+    # to _AHEAD batches in front, so the database's work overlaps the hashing here instead of alternating.
+    ready: asyncio.Queue[_Batch] = asyncio.Queue(maxsize=_AHEAD)
+
+    async def produce() -> None:
+        start = 0
+        try:
+            while rows := await scan(start):
+                compared = asyncio.ensure_future(store.metadata_mismatches(rows[0].index, rows[-1].index + 1))
+                # Retrieved here too, so a comparison left behind when verification stops early is not logged.
+                compared.add_done_callback(_retrieve)
+                await ready.put((rows, compared))
+                start = rows[-1].index + 1
+        except Exception as exc:  # handed to the consumer, which raises it as before
+            await ready.put(([], exc))
+        else:
+            await ready.put(([], None))
+
+    producer = asyncio.ensure_future(produce())
     try:
         while True:
-            rows, metas = await pending
-            if not rows:
+            rows, compared = await ready.get()
+            if isinstance(compared, Exception):
+                raise compared
+            if compared is None:
                 break
-            pending = asyncio.ensure_future(read(rows[-1].index + 1))
             verifier.feed(rows)
-            verifier.check_meta(rows, metas)
+            verifier.report_meta_mismatches(await compared)
     finally:
-        if not pending.done():
-            pending.cancel()
-            with contextlib.suppress(BaseException):
-                await pending
+        producer.cancel()
+        with contextlib.suppress(BaseException):
+            await producer
+        while not ready.empty():
+            _, queued = ready.get_nowait()
+            if isinstance(queued, asyncio.Future):
+                queued.cancel()
     return verifier.finish()

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable
 from datetime import timedelta
 
+import pytest
+
 from gateway.audit.checkpoint import CheckpointSigner, PublicKeys, SignedCheckpoint
 from gateway.audit.encoding import encode_event, entry_bytes
+from gateway.audit.memory_store import MemoryStore
 from gateway.audit.merkle import MerkleTree, leaf_hash
-from gateway.audit.store import StoredEntry
-from gateway.audit.verify import LogVerifier
+from gateway.audit.store import PendingEntry, StoredEntry, StoreUnavailable
+from gateway.audit.verify import LogVerifier, verify_store
 from gateway.domain import AuditEvent
 from gateway.testing import FixedClock
 
@@ -154,3 +158,64 @@ def test_a_trusted_checkpoint_the_log_no_longer_matches_is_named(event: EventFac
         assert report.ok is ok, report.summary()
     assert [p.kind for p in report.problems] == ["root_mismatch"]
     assert report.suspect_range == (0, 4)
+
+
+def test_metadata_mismatches_are_reported_in_index_order_naming_fields_only(event: EventFactory) -> None:
+    """Each entry the store names is one 'altered' problem, in index order, naming the fields (tokens in words)."""
+    rows = _rows(event, 6)
+    verifier = LogVerifier(_checkpoints(rows, 6), KEYS)
+    verifier.feed(rows)
+    verifier.report_meta_mismatches({4: ("subject_tokens",), 1: ("agency", "user"), 5: ()})
+    report = verifier.finish()
+    assert not report.ok
+    assert report.first_bad_entry == 1
+    assert [(p.kind, p.entry) for p in report.problems] == [("altered", 1), ("altered", 4)]
+    assert "entry 1's stored agency, user do not match" in report.problems[0].message
+    assert "entry 4's stored subject tokens do not match" in report.problems[1].message
+
+
+class _FailingStore(MemoryStore):
+    """A memory store whose `fail` method starts failing once `after` calls of it have succeeded."""
+
+    def __init__(self, fail: str, after: int) -> None:
+        super().__init__()
+        self.fail, self.after, self.calls = fail, after, 0
+
+    def _maybe_fail(self, name: str) -> None:
+        if name == self.fail:
+            self.calls += 1
+            if self.calls > self.after:
+                raise StoreUnavailable("the store went away")
+
+    async def scan(self, start: int, limit: int) -> list[StoredEntry]:
+        self._maybe_fail("scan")
+        return await super().scan(start, limit)
+
+    async def metadata_mismatches(self, start: int, end: int) -> dict[int, tuple[str, ...]]:
+        self._maybe_fail("metadata_mismatches")
+        return await super().metadata_mismatches(start, end)
+
+
+@pytest.mark.parametrize("fail", ["scan", "metadata_mismatches"])
+async def test_a_store_failing_during_verification_raises_instead_of_hanging(event: EventFactory, fail: str) -> None:
+    """A store error in the middle of reading (or comparing) batches reaches the caller as that error."""
+    store = _FailingStore(fail, after=2)
+    await store.append([PendingEntry.from_event(event(i)) for i in range(20)])
+    with pytest.raises(StoreUnavailable, match="went away"):
+        await asyncio.wait_for(verify_store(store, KEYS, batch=3), timeout=5)
+
+
+async def test_verification_up_to_a_size_ignores_later_metadata(event: EventFactory) -> None:
+    """With `up_to`, damaged copies of entries beyond it are not part of the answer; within it they are."""
+    store = MemoryStore()
+    await store.append([PendingEntry.from_event(event(i)) for i in range(10)])
+    tree = MerkleTree(row.leaf_hash for row, _ in store.rows)
+    await store.add_checkpoint(SIGNER.sign(6, tree.root(6), FixedClock().now()))
+    row, meta = store.rows[8]
+    store.rows[8] = (row, dataclasses.replace(meta, user="nobody"))
+    report = await verify_store(store, KEYS, batch=4, up_to=6)
+    assert report.ok, report.summary()
+    row, meta = store.rows[5]
+    store.rows[5] = (row, dataclasses.replace(meta, case_reference="CASE-X"))
+    report = await verify_store(store, KEYS, batch=4, up_to=6)
+    assert [(p.kind, p.entry) for p in report.problems] == [("altered", 5)]
