@@ -326,17 +326,7 @@ class PostgresStore:
         return [StoredEntry(int(i), bytes(h), bytes(d)) for i, h, d in rows]
 
     async def find(self, where: EntryFilter, *, start: int, limit: int) -> list[StoredEntry]:
-        clauses = ["idx >= %s"]
-        params: list[Any] = [start]
-        if where.since is not None:
-            clauses.append("occurred_at >= %s")
-            params.append(format_timestamp(where.since))
-        if where.until is not None:
-            clauses.append("occurred_at < %s")
-            params.append(format_timestamp(where.until))
-        for column, value in where.columns():
-            clauses.append(f"{column} = %s")  # column names come from a fixed list, never from input
-            params.append(value)
+        clauses, params = where.sql_criteria(start, "%s")
         if where.subject_tokens:
             clauses.append("idx IN (SELECT idx FROM audit_subject_tokens WHERE token = ANY(%s))")
             params.append(sorted(where.subject_tokens))

@@ -376,17 +376,7 @@ class SqliteStore:
         return await self._read(q)
 
     async def find(self, where: EntryFilter, *, start: int, limit: int) -> list[StoredEntry]:
-        clauses = ["idx >= ?"]
-        params: list[Any] = [start]
-        if where.since is not None:
-            clauses.append("occurred_at >= ?")
-            params.append(format_timestamp(where.since))
-        if where.until is not None:
-            clauses.append("occurred_at < ?")
-            params.append(format_timestamp(where.until))
-        for column, value in where.columns():
-            clauses.append(f"{column} = ?")  # column names come from a fixed list, never from input
-            params.append(value)
+        clauses, params = where.sql_criteria(start, "?")
         if where.subject_tokens:
             tokens = sorted(where.subject_tokens)
             marks = ",".join("?" * len(tokens))

@@ -184,6 +184,21 @@ class EntryFilter:
                  ("status", self.status)]
         return [(col, val) for col, val in pairs if val]
 
+    def sql_criteria(self, start: int, mark: str) -> tuple[list[str], list[Any]]:
+        """WHERE clauses and parameters for everything but subject tokens, with `mark` as placeholder."""
+        clauses = [f"idx >= {mark}"]
+        params: list[Any] = [start]
+        if self.since is not None:
+            clauses.append(f"occurred_at >= {mark}")
+            params.append(format_timestamp(self.since))
+        if self.until is not None:
+            clauses.append(f"occurred_at < {mark}")
+            params.append(format_timestamp(self.until))
+        for column, value in self.columns():
+            clauses.append(f"{column} = {mark}")  # column names come from a fixed list, never from input
+            params.append(value)
+        return clauses, params
+
 
 class DisclosureStore(Protocol):
     """Durable, append-only storage of audit entries and signed checkpoints."""
