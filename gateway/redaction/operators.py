@@ -35,6 +35,7 @@ PSEUDONYM_DIGEST_BYTES = 16  # 128 bits of the HMAC: collisions are negligible, 
 # Domain separation: the constant label keeps these MACs apart from any other use of the same key, and
 # the NUL separators cannot occur in a domain (validated) so domain and value never run into each other.
 _PSEUDONYM_LABEL = b"mash-gateway/pseudonym/v1\x00"
+_SCOPED_LABEL = b"mash-gateway/scoped-pseudonym/v1\x00"
 
 DATE_GRANULARITIES = ("year", "month", "age_band")
 POSTCODE_GRANULARITIES = ("area", "district", "sector")
@@ -85,32 +86,41 @@ def normalise_for_pseudonym(value: str) -> str:
     return " ".join(value.casefold().split())
 
 
-def _pseudonym(key_id: str, key: bytes, value: str, domain: str) -> str:
-    message = _PSEUDONYM_LABEL + domain.encode() + b"\x00" + normalise_for_pseudonym(value).encode()
+def _message(value: str, domain: str, scope: str) -> bytes:
+    """What is MACed; a scoped pseudonym has its own label, so it can never equal an unscoped one."""
+    if scope:
+        return (_SCOPED_LABEL + domain.encode() + b"\x00" + scope.encode() + b"\x00"
+                + normalise_for_pseudonym(value).encode())
+    return _PSEUDONYM_LABEL + domain.encode() + b"\x00" + normalise_for_pseudonym(value).encode()
+
+
+def _pseudonym(key_id: str, key: bytes, value: str, domain: str, scope: str = "") -> str:
+    message = _message(value, domain, scope)
     digest = hmac.new(key, message, hashlib.sha256).digest()[:PSEUDONYM_DIGEST_BYTES]
     return f"{PSEUDONYM_PREFIX}:{key_id}:{digest.hex()}"
 
 
-def pseudonymise(value: str, *, domain: str, keys: Keyring) -> str:
+def pseudonymise(value: str, *, domain: str, keys: Keyring, scope: str = "") -> str:
     """A keyed pseudonym ``pn:<key id>:<hex>`` of `value` in `domain`, made with the ring's active key.
 
     The same value gives the same pseudonym within one domain and key, so a reader can tell that two
     records name the same person without learning who; another domain or key gives another pseudonym.
+    A `scope` (such as one request) gives pseudonyms that agree only within that scope.
     """
     if not DOMAIN_PATTERN.match(domain):
         raise ValueError("pseudonym domain must be a short lower-case name")
-    return _pseudonym(keys.active_id, keys.active, value, domain)
+    return _pseudonym(keys.active_id, keys.active, value, domain, scope)
 
 
-def verify_pseudonym(token: str, value: str, domain: str, keys: Keyring) -> bool:
-    """Whether `token` is the pseudonym of `value` in `domain` under any key in `keys` (old ids too)."""
+def verify_pseudonym(token: str, value: str, domain: str, keys: Keyring, scope: str = "") -> bool:
+    """Whether `token` is the pseudonym of `value` in `domain` (and `scope`) under any key in `keys`."""
     prefix = PSEUDONYM_PREFIX + ":"
     if not token.startswith(prefix):
         return False
     key_id, sep, _ = token[len(prefix) :].rpartition(":")
     if not sep or key_id not in keys.keys or not DOMAIN_PATTERN.match(domain):
         return False
-    expected = _pseudonym(key_id, keys.keys[key_id], value, domain)
+    expected = _pseudonym(key_id, keys.keys[key_id], value, domain, scope)
     return hmac.compare_digest(expected.encode(), token.encode())
 
 
@@ -121,12 +131,22 @@ class Pseudonymiser:
     saved inner and outer hash states instead of re-deriving them for every value).
     """
 
-    __slots__ = ("_active_id", "_domains", "_states")
+    __slots__ = ("_active_id", "_domains", "_scope", "_states")
 
     def __init__(self, keys: Keyring) -> None:
         self._active_id = keys.active_id
         self._states = {key_id: _hmac_states(key) for key_id, key in keys.keys.items()}
         self._domains: set[str] = set()
+        self._scope = ""
+
+    def scoped(self, scope: str) -> Pseudonymiser:
+        """The same key ring, giving pseudonyms that agree only within `scope` (e.g. one request)."""
+        if not scope:
+            return self
+        other: Pseudonymiser = object.__new__(Pseudonymiser)
+        other._active_id, other._states, other._domains, other._scope = (
+            self._active_id, self._states, self._domains, scope)
+        return other
 
     def pseudonym(self, value: str, domain: str) -> str:
         """The pseudonym of `value` in `domain` with the active key, as `pseudonymise` would make it."""
@@ -135,7 +155,7 @@ class Pseudonymiser:
                 raise ValueError("pseudonym domain must be a short lower-case name")
             self._domains.add(domain)
         inner, outer = self._states[self._active_id]
-        message = _PSEUDONYM_LABEL + domain.encode() + b"\x00" + normalise_for_pseudonym(value).encode()
+        message = _message(value, domain, self._scope)
         h = inner.copy()
         h.update(message)
         o = outer.copy()

@@ -62,6 +62,8 @@ class RedactionContext:
     requester_agency: str  # the caller's home agency ("hub" for MASH-wide roles)
     inside_mash: bool
     disclosure_date: date  # age bands are computed at this date
+    # Pseudonyms agree only within this scope (e.g. the request id); empty means stable across requests.
+    pseudonym_scope: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +118,7 @@ class Redactor:
         full = level >= DisclosureLevel.FULL
         plan, default_step = self._plan(ctx.agency, full, not ctx.inside_mash)
         date_rule = self._rules.rule_for(ctx.agency, "record.date")
+        pseudonyms = self._pseudonyms.scoped(ctx.pseudonym_scope)
         for record in records:
             # The owner is the agency the category belongs to (police.intelligence → police): a record that
             # claims another agency cannot make its reader an owner of a protected category.
@@ -149,12 +152,10 @@ class Redactor:
                 occurred = format_timestamp(record.occurred_at)
                 occurred_full = True
             else:
-                occurred = _occurred_at_pertinent(
-                    record.occurred_at, date_rule, ctx.disclosure_date, self._pseudonyms
-                )
+                occurred = _occurred_at_pertinent(record.occurred_at, date_rule, ctx.disclosure_date, pseudonyms)
                 occurred_full = date_rule is not None and date_rule.operator == "keep"
             out.append(self._disclose(record, ctx.disclosure_date, record_plan, default_step, conditions,
-                                      occurred, occurred_full, manifest))
+                                      occurred, occurred_full, manifest, pseudonyms))
         return RedactionResult(tuple(out), tuple(manifest))
 
     def _plan(self, agency: str, full: bool, outside_mash: bool) -> tuple[_Plan, _Step]:
@@ -199,8 +200,8 @@ class Redactor:
         occurred: str,
         occurred_full: bool,
         manifest: list[ManifestEntry],
+        pseudonyms: ops.Pseudonymiser,
     ) -> DisclosedRecord:
-        pseudonyms = self._pseudonyms
         domain = self._rules.safeguarding.pseudonym_domain
         record_id = record.record_id
         summary = record.summary

@@ -422,6 +422,9 @@ class QueryService:
                 agency=plan.agency, level=level, role=request.caller.role,
                 requester_agency=request.requester_agency, inside_mash=request.inside_mash,
                 disclosure_date=request.today,
+                # Outside the MASH a pseudonym links people within one answer, never across requests,
+                # so nobody can build a dictionary of pseudonyms to identities over time.
+                pseudonym_scope="" if request.inside_mash else request.command.request_id,
             )
             result = redactor.redact(group, ctx)
             out += result.records

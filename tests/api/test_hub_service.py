@@ -352,3 +352,20 @@ async def test_asking_about_a_protected_category_does_not_reveal_who_uses_it(par
         assert not answer.records
         answers.append((answer.status, answer.level, tuple(answer.categories)))
     assert answers[0] == answers[1]
+
+
+async def test_pseudonyms_outside_the_mash_link_people_within_an_answer_but_not_across_requests(
+    partnership: Partnership,
+) -> None:
+    """The perpetrator has one pseudonym across one answer's records, and a different one in the next answer."""
+    client = partnership.client("csc", "case-system", user="sw.1", role="social_worker")
+
+    async def perpetrators() -> set[str]:
+        response = await client.query(subject=subject(), categories=["police.domestic_abuse"], **S47)
+        police = {a.agency: a for a in response.answers}["police"]
+        return {f.value for r in police.records for f in r.fields if f.name == "perpetrator"}
+
+    first, second = await perpetrators(), await perpetrators()
+    assert len(first) == 1, "the same perpetrator in two incidents shares one pseudonym within an answer"
+    assert len(second) == 1
+    assert first != second

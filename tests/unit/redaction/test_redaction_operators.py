@@ -294,3 +294,20 @@ def test_the_public_api_is_pinned() -> None:
     assert {"load_rules", "parse_rules", "RedactionRules", "RedactionContext", "RedactionResult", "Redactor",
             "verify_pseudonym", "pseudonymise", "Pseudonymiser"} <= set(redaction.__all__)
     assert all(hasattr(redaction, name) for name in redaction.__all__)
+
+
+def test_scoped_pseudonyms_agree_within_a_scope_and_differ_across_scopes() -> None:
+    """Scoped (per-request) pseudonyms link a person within one answer but not across answers."""
+    from gateway.keyring import Keyring
+    from gateway.redaction import Pseudonymiser, pseudonymise, verify_pseudonym
+
+    keys = Keyring.generate("k1")
+    one = pseudonymise("Dean Ashby", domain="person", keys=keys, scope="req-1")
+    assert one == pseudonymise("dean  ASHBY", domain="person", keys=keys, scope="req-1")
+    assert one != pseudonymise("Dean Ashby", domain="person", keys=keys, scope="req-2")
+    assert one != pseudonymise("Dean Ashby", domain="person", keys=keys)
+    assert Pseudonymiser(keys).scoped("req-1").pseudonym("Dean Ashby", "person") == one
+    assert Pseudonymiser(keys).scoped("").pseudonym("Dean Ashby", "person") == pseudonymise(
+        "Dean Ashby", domain="person", keys=keys)
+    assert verify_pseudonym(one, "Dean Ashby", "person", keys, scope="req-1")
+    assert not verify_pseudonym(one, "Dean Ashby", "person", keys)
