@@ -398,6 +398,16 @@ class QueryService:
                 plan.agency, AnswerStatus.NO_MATCH, plan.level,
                 detail="no records in the categories this caller may see",
             ))
+        if len(result.matches) > 1:
+            # Several people fit the identifiers (same name and date of birth): releasing their records
+            # together could put one family's history in another's file. Say "known" and stop there.
+            log.info("ambiguous match withheld", request_id=request.command.request_id, agency=plan.agency,
+                     people=len(result.matches))
+            return self._finish(event, AgencyOutcome(
+                plan.agency, AnswerStatus.MATCH, DisclosureLevel.EXISTS, contact=result.contact,
+                detail=f"{len(result.matches)} people match these identifiers, so no records were released; "
+                       "give an NHS number or contact the agency",
+            ))
         disclosed, manifest = self._redact(request, plan, records)
         return self._finish(
             replace(event, manifest=manifest),

@@ -333,3 +333,28 @@ async def test_oversized_identifiers_are_refused_and_not_sealed_into_the_log(
     (event,) = sink.events
     assert event.sealed_identifiers == ""
     assert event.subject_tokens, "the refusal can still be found by NHS number"
+
+
+async def test_when_several_people_match_no_records_are_released(
+    holder: PolicyHolder, keys: dict[str, Keyring]
+) -> None:
+    """Two people with the same name and date of birth: 'known', with the contact, but nobody's records."""
+    def answer(agency: str, command: LookupCommand) -> LookupResult:
+        if agency != "police":
+            return nobody(agency, command)
+        return LookupResult(agency, (
+            PersonMatch("P1", "name_and_date_of_birth", (police_record(record_id="P-1"),), False),
+            PersonMatch("P2", "name_and_date_of_birth", (police_record(record_id="P-2"),), False),
+        ), contact(agency))
+
+    service, _, sink = make_service(holder, keys, answer)
+    by_name = replace(SCREENING, subject=SubjectIdentifiers(given_name="Kai", family_name="Mercer",
+                                                            date_of_birth="2017-05-14"))
+    result = await service.query(POLICE_RESEARCHER, by_name, timeout=5)
+    police = next(o for o in result.answers if o.agency == "police")
+    assert police.status is AnswerStatus.MATCH
+    assert police.level is DisclosureLevel.EXISTS
+    assert police.records == ()
+    assert police.contact is not None
+    assert "2 people match" in police.detail
+    assert next(e for e in sink.events if e.agency == "police").level == "EXISTS"
