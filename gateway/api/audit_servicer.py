@@ -15,10 +15,10 @@ from gateway.api.convert import (
     subject_from_proto,
     verify_report_to_proto,
 )
-from gateway.api.errors import abort, abort_internal
+from gateway.api.errors import errors_as_status
 from gateway.api.identity import caller_from_context
 from gateway.audit import AuditReview, read_chunks
-from gateway.errors import FieldViolation, GatewayError, InvalidRequest
+from gateway.errors import FieldViolation, InvalidRequest
 from gateway.generated.mash.gateway.v1 import audit_service_pb2 as audit_pb
 from gateway.generated.mash.gateway.v1 import audit_service_pb2_grpc as audit_grpc
 from gateway.linkage import SubjectTokeniser
@@ -46,7 +46,7 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
     async def ListEntries(
         self, request: audit_pb.ListEntriesRequest, context: Context  # type: ignore[type-arg]
     ) -> AsyncIterator[audit_pb.ListEntriesResponse]:
-        try:
+        async with errors_as_status(context):
             await self._authorise(context, "ListEntries")
             where = entry_filter_from_proto(request)
             await self._record(context, "ListEntries", subject_tokens=tuple(where.subject_tokens), details={
@@ -59,46 +59,30 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
                                                           limit=request.limit or None,
                                                           start=request.start_index):
                 yield audit_pb.ListEntriesResponse(entry=audit_record_to_proto(record))
-        except GatewayError as exc:
-            await abort(context, exc)
-        except Exception as exc:
-            await abort_internal(context, exc)
 
     async def GetEntry(
         self, request: audit_pb.GetEntryRequest, context: Context  # type: ignore[type-arg]
     ) -> audit_pb.GetEntryResponse:
-        try:
+        async with errors_as_status(context):
             await self._authorise(context, "GetEntry")
             await self._record(context, "GetEntry", details={"index": str(request.index)})
             record = await self._review.get_entry(request.index)
-        except GatewayError as exc:
-            await abort(context, exc)
-        except Exception as exc:
-            await abort_internal(context, exc)
         return audit_pb.GetEntryResponse(entry=audit_record_to_proto(record))
 
     async def GetLatestCheckpoint(
         self, request: audit_pb.GetLatestCheckpointRequest, context: Context  # type: ignore[type-arg]
     ) -> audit_pb.GetLatestCheckpointResponse:
-        try:
+        async with errors_as_status(context):
             await self._authorise(context, "GetLatestCheckpoint")
             checkpoint = await self._review.latest_checkpoint()
-        except GatewayError as exc:
-            await abort(context, exc)
-        except Exception as exc:
-            await abort_internal(context, exc)
         return audit_pb.GetLatestCheckpointResponse(checkpoint=checkpoint_to_proto(checkpoint))
 
     async def GetInclusionProof(
         self, request: audit_pb.GetInclusionProofRequest, context: Context  # type: ignore[type-arg]
     ) -> audit_pb.GetInclusionProofResponse:
-        try:
+        async with errors_as_status(context):
             await self._authorise(context, "GetInclusionProof")
             proof = await self._review.inclusion_proof(request.index, request.tree_size or None)
-        except GatewayError as exc:
-            await abort(context, exc)
-        except Exception as exc:
-            await abort_internal(context, exc)
         response = audit_pb.GetInclusionProofResponse(
             index=proof.index, tree_size=proof.tree_size, leaf_hash=proof.leaf_hash, path=list(proof.path),
             root_hash=proof.root_hash,
@@ -110,14 +94,10 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
     async def GetConsistencyProof(
         self, request: audit_pb.GetConsistencyProofRequest, context: Context  # type: ignore[type-arg]
     ) -> audit_pb.GetConsistencyProofResponse:
-        try:
+        async with errors_as_status(context):
             await self._authorise(context, "GetConsistencyProof")
             proof = await self._review.consistency_proof(request.first_tree_size,
                                                          request.second_tree_size or None)
-        except GatewayError as exc:
-            await abort(context, exc)
-        except Exception as exc:
-            await abort_internal(context, exc)
         return audit_pb.GetConsistencyProofResponse(
             first_tree_size=proof.size1, second_tree_size=proof.size2, first_root_hash=proof.root1,
             second_root_hash=proof.root2, path=list(proof.path),
@@ -126,19 +106,15 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
     async def VerifyLog(
         self, request: audit_pb.VerifyLogRequest, context: Context  # type: ignore[type-arg]
     ) -> audit_pb.VerifyLogResponse:
-        try:
+        async with errors_as_status(context):
             await self._authorise(context, "VerifyLog")
             report = await self._review.verify()
-        except GatewayError as exc:
-            await abort(context, exc)
-        except Exception as exc:
-            await abort_internal(context, exc)
         return verify_report_to_proto(report)
 
     async def SubjectAccess(
         self, request: audit_pb.SubjectAccessRequest, context: Context  # type: ignore[type-arg]
     ) -> AsyncIterator[audit_pb.SubjectAccessResponse]:
-        try:
+        async with errors_as_status(context):
             await self._authorise(context, "SubjectAccess")
             tokens = self._tokeniser.all_tokens(subject_from_proto(request.subject))
             if not tokens:
@@ -148,15 +124,11 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
             await self._record(context, "SubjectAccess", subject_tokens=tokens)
             async for record in self._review.subject_access(tokens):
                 yield audit_pb.SubjectAccessResponse(entry=audit_record_to_proto(record))
-        except GatewayError as exc:
-            await abort(context, exc)
-        except Exception as exc:
-            await abort_internal(context, exc)
 
     async def Export(
         self, request: audit_pb.ExportRequest, context: Context  # type: ignore[type-arg]
     ) -> AsyncIterator[audit_pb.ExportResponse]:
-        try:
+        async with errors_as_status(context):
             await self._authorise(context, "Export")
             await self._record(context, "Export")
             with tempfile.TemporaryDirectory() as tmp:
@@ -164,7 +136,3 @@ class AuditServicer(audit_grpc.AuditServiceServicer):
                 await self._review.export(bundle)
                 for chunk in read_chunks(bundle):
                     yield audit_pb.ExportResponse(chunk=chunk)
-        except GatewayError as exc:
-            await abort(context, exc)
-        except Exception as exc:
-            await abort_internal(context, exc)

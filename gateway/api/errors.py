@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import traceback
+from collections.abc import AsyncIterator
 from typing import NoReturn
 
 import grpc
@@ -51,6 +53,19 @@ def to_status(exc: GatewayError) -> status_pb2.Status:
     if isinstance(exc, PolicyError):
         return status_pb2.Status(code=code_pb2.FAILED_PRECONDITION, message=str(exc))
     return status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
+
+
+@contextlib.asynccontextmanager
+async def errors_as_status(context: grpc.aio.ServicerContext[object, object]) -> AsyncIterator[None]:
+    """Inside a servicer: our errors become their status codes, anything unexpected becomes INTERNAL."""
+    try:
+        yield
+    except grpc.aio.AbortError:
+        raise
+    except GatewayError as exc:
+        await abort(context, exc)
+    except Exception as exc:
+        await abort_internal(context, exc)
 
 
 async def abort_internal(context: grpc.aio.ServicerContext[object, object], exc: Exception) -> NoReturn:

@@ -8,9 +8,9 @@ from pathlib import Path
 import grpc.aio
 
 from gateway.api.convert import finding_to_proto, level_to_proto, policy_rule_to_proto
-from gateway.api.errors import abort, abort_internal
+from gateway.api.errors import errors_as_status
 from gateway.api.identity import caller_from_context
-from gateway.errors import FieldViolation, GatewayError, InvalidRequest
+from gateway.errors import FieldViolation, InvalidRequest
 from gateway.generated.mash.gateway.v1 import policy_service_pb2 as policy_pb
 from gateway.generated.mash.gateway.v1 import policy_service_pb2_grpc as policy_grpc
 from gateway.policy import PolicyHolder
@@ -29,12 +29,8 @@ class PolicyServicer(policy_grpc.PolicyServiceServicer):
     async def GetPolicyVersion(
         self, request: policy_pb.GetPolicyVersionRequest, context: Context  # type: ignore[type-arg]
     ) -> policy_pb.GetPolicyVersionResponse:
-        try:
+        async with errors_as_status(context):
             await self._guard.require_any(caller_from_context(context), "GetPolicyVersion")
-        except GatewayError as exc:
-            await abort(context, exc)
-        except Exception as exc:
-            await abort_internal(context, exc)
         snapshot = self._holder.current
         return policy_pb.GetPolicyVersionResponse(policy_version=snapshot.version, policy_lines=len(snapshot.lines))
 
@@ -42,7 +38,7 @@ class PolicyServicer(policy_grpc.PolicyServiceServicer):
         self, request: policy_pb.ExplainDecisionRequest, context: Context  # type: ignore[type-arg]
     ) -> policy_pb.ExplainDecisionResponse:
         snapshot = self._holder.current
-        try:
+        async with errors_as_status(context):
             await self._guard.require_any(caller_from_context(context), "ExplainDecision")
             violations = [
                 FieldViolation(field, message)
@@ -52,10 +48,6 @@ class PolicyServicer(policy_grpc.PolicyServiceServicer):
             ]
             if violations:
                 raise InvalidRequest(violations)
-        except GatewayError as exc:
-            await abort(context, exc)
-        except Exception as exc:
-            await abort_internal(context, exc)
         decision = snapshot.decide(request.role, request.purpose, request.agency, request.category)
         lines = snapshot.matching_lines(request.role, request.purpose, request.agency, request.category)
         deciding = set(decision.allowed_by) | set(decision.denied_by)
@@ -70,12 +62,8 @@ class PolicyServicer(policy_grpc.PolicyServiceServicer):
         self, request: policy_pb.ReloadPolicyRequest, context: Context  # type: ignore[type-arg]
     ) -> policy_pb.ReloadPolicyResponse:
         caller = caller_from_context(context)
-        try:
+        async with errors_as_status(context):
             await self._guard.require(caller, ADMIN_ROLE, "ReloadPolicy")
-        except GatewayError as exc:
-            await abort(context, exc)
-        except Exception as exc:
-            await abort_internal(context, exc)
         outcome = await self._holder.reload(self._policy_dir, trigger="admin RPC", caller=caller.identity,
                                             user=caller.user)
         return policy_pb.ReloadPolicyResponse(
