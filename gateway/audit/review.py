@@ -313,14 +313,13 @@ class AuditReview:
             verifier = LogVerifier([], None, require_coverage=False)
             start = 0
             while start < size:
-                rows = [row for row in await self.store.scan(start, min(5000, size - start)) if row.index < size]
+                rows = [row for row in await self.store.scan(start, min(_PAGE, size - start)) if row.index < size]
                 if not rows:
                     break
-                blob = b"".join(b"%d\t%s\t" % (row.index, row.leaf_hash.hex().encode()) + row.data + b"\n"
-                                for row in rows)
-                await asyncio.to_thread(_spool, spool, digest, blob)
+                await asyncio.to_thread(_spool, spool, digest, rows)
                 verifier.feed(rows)
                 start = rows[-1].index + 1
+                del rows  # one page in memory at a time, not two while the next is fetched
             report = verifier.finish()
             files: dict[str, bytes] = {
                 CHECKPOINTS_FILE: b"".join(json.dumps(cp.to_dict(), sort_keys=True).encode() + b"\n"
@@ -376,9 +375,11 @@ class _Bundle:
         self.entries_file.close()
 
 
-def _spool(spool: IO[bytes], digest: Any, blob: bytes) -> None:
-    spool.write(blob)
-    digest.update(blob)
+def _spool(spool: IO[bytes], digest: Any, rows: Sequence[StoredEntry]) -> None:
+    for row in rows:
+        line = b"%d\t%s\t" % (row.index, row.leaf_hash.hex().encode()) + row.data + b"\n"
+        spool.write(line)
+        digest.update(line)
 
 
 def _tar_pieces(bundle: _Bundle) -> Iterator[bytes]:
