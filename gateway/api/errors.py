@@ -15,6 +15,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from gateway.errors import AuditUnavailable, GatewayError, InvalidRequest, NotFound, PolicyError, RequestRefused
+from gateway.service.access import clip
 
 ERROR_DOMAIN = "mash.gateway"
 _MAX_FIELD, _MAX_DESCRIPTION, _MAX_MESSAGE, _MAX_VIOLATIONS = 128, 256, 2048, 20
@@ -28,10 +29,6 @@ def _pack(message: error_details_pb2.BadRequest | error_details_pb2.ErrorInfo) -
     return packed
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def to_status(exc: GatewayError) -> status_pb2.Status:
     """The rich status for one of our errors; its message never carries personal data.
 
@@ -40,19 +37,19 @@ def to_status(exc: GatewayError) -> status_pb2.Status:
     """
     if isinstance(exc, InvalidRequest):
         violations = [
-            error_details_pb2.BadRequest.FieldViolation(field=_clip(v.field, _MAX_FIELD),
-                                                        description=_clip(v.description, _MAX_DESCRIPTION))
+            error_details_pb2.BadRequest.FieldViolation(field=clip(v.field, _MAX_FIELD),
+                                                        description=clip(v.description, _MAX_DESCRIPTION))
             for v in exc.violations[:_MAX_VIOLATIONS]
         ]
         text = "; ".join(f"{v.field}: {v.description}" for v in violations)
         bad = error_details_pb2.BadRequest(field_violations=violations)
         return status_pb2.Status(code=code_pb2.INVALID_ARGUMENT,
-                                 message=_clip(f"invalid request: {text}", _MAX_MESSAGE), details=[_pack(bad)])
+                                 message=clip(f"invalid request: {text}", _MAX_MESSAGE), details=[_pack(bad)])
     if isinstance(exc, RequestRefused):
         info = error_details_pb2.ErrorInfo(reason=exc.code, domain=ERROR_DOMAIN,
-                                           metadata={"field": _clip(exc.field, _MAX_FIELD)} if exc.field else {})
+                                           metadata={"field": clip(exc.field, _MAX_FIELD)} if exc.field else {})
         return status_pb2.Status(code=code_pb2.PERMISSION_DENIED,
-                                 message=_clip(f"refused: {exc.reason}", _MAX_MESSAGE), details=[_pack(info)])
+                                 message=clip(f"refused: {exc.reason}", _MAX_MESSAGE), details=[_pack(info)])
     if isinstance(exc, AuditUnavailable):
         info = error_details_pb2.ErrorInfo(reason="AUDIT_UNAVAILABLE", domain=ERROR_DOMAIN)
         return status_pb2.Status(

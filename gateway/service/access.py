@@ -18,7 +18,8 @@ _MAX_FIELDS = 8
 T = TypeVar("T")
 
 
-def _clip(text: str, limit: int) -> str:
+def clip(text: str, limit: int) -> str:
+    """`text`, cut to at most `limit` characters (the cut marked)."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -26,10 +27,10 @@ def refusal_reason(exc: InvalidRequest | RequestRefused) -> str:
     """What a refusal entry says: the code and reason, or only the names of the bad fields (their
     descriptions may quote the values sent), clipped to a fixed size."""
     if isinstance(exc, RequestRefused):
-        return _clip(f"{exc.code}: {exc.reason}", MAX_REASON)
-    names = list(dict.fromkeys(_clip(v.field, 64) for v in exc.violations))
+        return clip(f"{exc.code}: {exc.reason}", MAX_REASON)
+    names = list(dict.fromkeys(clip(v.field, 64) for v in exc.violations))
     more = f" and {len(names) - _MAX_FIELDS} more" if len(names) > _MAX_FIELDS else ""
-    return _clip("invalid request: " + ", ".join(names[:_MAX_FIELDS]) + more, MAX_REASON)
+    return clip("invalid request: " + ", ".join(names[:_MAX_FIELDS]) + more, MAX_REASON)
 
 
 def audited_user(caller: Caller) -> str:
@@ -53,8 +54,8 @@ class Refusals:
             kind=AuditKind.REFUSAL, occurred_at=self._clock.now(), caller=caller.identity,
             user=audited_user(caller), status=status, reason=refusal_reason(exc),
             policy_version=self._policy.current.version,
-            details={"rpc": _clip(rpc, MAX_DETAIL),
-                     **{_clip(k, MAX_DETAIL): _clip(v, MAX_DETAIL) for k, v in (details or {}).items()}},
+            details={"rpc": clip(rpc, MAX_DETAIL),
+                     **{clip(k, MAX_DETAIL): clip(v, MAX_DETAIL) for k, v in (details or {}).items()}},
         )])
         raise exc
 

@@ -312,8 +312,7 @@ async def test_export_streams_a_verifiable_bundle_in_chunks_while_other_calls_ar
 
 
 async def test_export_memory_does_not_grow_with_the_log(partnership: Partnership) -> None:
-    """Streaming an export holds a page of entries at a time, not the whole log: peak memory stays well
-    below the bundle's size."""
+    """Streaming an export holds a page of entries at a time, so peak memory stays far below the bundle's size."""
     assert partnership.gateway is not None
     audit = partnership.gateway.deps.audit
     note = "n" * 4000
