@@ -16,24 +16,20 @@ from grpc_reflection.v1alpha import reflection
 
 from gateway.api.agency_client import GrpcAgencyTransport
 from gateway.api.audit_servicer import AuditServicer
+from gateway.api.calls import CallHandlers
 from gateway.api.hub_servicer import HubServicer
 from gateway.api.policy_servicer import PolicyServicer
 from gateway.api.tls import gateway_client_credentials, gateway_server_credentials
 from gateway.audit import AuditLog, AuditReview, IdentifierSealer, load_public_keys, open_store
 from gateway.audit.checkpoint import load_signer
 from gateway.domain import AuditEvent, AuditKind, Clock, SystemClock
-from gateway.generated.mash.gateway.v1 import (
-    audit_service_pb2,
-    audit_service_pb2_grpc,
-    hub_service_pb2,
-    hub_service_pb2_grpc,
-    policy_service_pb2,
-    policy_service_pb2_grpc,
-)
+from gateway.generated.mash.gateway.v1 import audit_service_pb2, hub_service_pb2, policy_service_pb2
 from gateway.keys import KeyPaths, load_keys
 from gateway.linkage import SubjectTokeniser
 from gateway.policy import PolicyHolder, PolicyWatcher
 from gateway.service.access import AccessGuard
+from gateway.service.audit_reads import AuditReads
+from gateway.service.policy_admin import PolicyAdmin
 from gateway.service.ports import AgencyTransport
 from gateway.service.query import QueryService
 from gateway.settings import Settings
@@ -161,12 +157,13 @@ class GatewayServer:
 def build_server(settings: Settings, deps: Dependencies) -> GatewayServer:
     """A grpc.aio server with mTLS (client certificates required), health and optional reflection."""
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    hub_service_pb2_grpc.add_HubServiceServicer_to_server(HubServicer(deps.query), server)
     guard = AccessGuard(deps.policy, deps.audit, deps.clock)
-    audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
-        AuditServicer(deps.review, guard, deps.tokeniser), server)
-    policy_service_pb2_grpc.add_PolicyServiceServicer_to_server(
-        PolicyServicer(deps.policy, settings.policy_dir, guard), server)
+    handlers = CallHandlers(guard.refusals)
+    handlers.add(server, hub_service_pb2.DESCRIPTOR.services_by_name["HubService"], HubServicer(deps.query))
+    handlers.add(server, audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"],
+                 AuditServicer(AuditReads(deps.review, guard, deps.tokeniser, deps.policy)))
+    handlers.add(server, policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"],
+                 PolicyServicer(PolicyAdmin(deps.policy, settings.policy_dir, guard)))
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if settings.reflection:

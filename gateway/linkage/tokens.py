@@ -66,3 +66,11 @@ class SubjectTokeniser:
                 digest = hmac.new(key, message, hashlib.sha256).hexdigest()
                 out.append(f"{route}:{kid}:{digest}")
         return tuple(out)
+
+    def text_token(self, label: str, text: str) -> str:
+        """A keyed "<label>:<key id>:<hex>" token of free text typed into a search (an audit filter), so
+        the log can show what was searched for without keeping the text; its own route keeps it apart
+        from subject tokens."""
+        kid = self._keyring.active_id
+        digest = hmac.new(self._keyring.get(kid), _encode(f"text/{label}", (text,)), hashlib.sha256).hexdigest()
+        return f"{label}:{kid}:{digest}"
