@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gateway.linkage.normalise import (
+    MAX_NAME_LENGTH,
     NormalisedSubject,
     is_valid_nhs_number,
     nhs_check_digit,
@@ -15,6 +16,7 @@ from gateway.linkage.normalise import (
 from gateway.linkage.tokens import TOKEN_ROUTES, SubjectTokeniser
 
 __all__ = [
+    "MAX_NAME_LENGTH",
     "TOKEN_ROUTES",
     "NormalisedSubject",
     "SubjectTokeniser",
