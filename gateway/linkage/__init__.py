@@ -13,11 +13,10 @@ from gateway.linkage.normalise import (
     normalise_postcode,
     normalise_subject,
 )
-from gateway.linkage.tokens import TOKEN_ROUTES, SubjectTokeniser
+from gateway.linkage.tokens import SubjectTokeniser
 
 __all__ = [
     "MAX_NAME_LENGTH",
-    "TOKEN_ROUTES",
     "NormalisedSubject",
     "SubjectTokeniser",
     "is_valid_nhs_number",

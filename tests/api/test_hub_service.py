@@ -24,7 +24,7 @@ from gateway.generated.mash.gateway.v1 import hub_service_pb2 as hub_pb
 from gateway.pki import PkiLayout, init_pki
 
 MATCH, NO_MATCH = hub_pb.ANSWER_STATUS_MATCH, hub_pb.ANSWER_STATUS_NO_MATCH
-AGENCIES = ["police", "health", "csc", "education", "housing", "probation"]
+AGENCIES = ["police", "health", "csc", "education", "housing", "probation"]  # as vocabulary/agencies.yaml declares them
 
 
 def researcher(partnership: Partnership, agency: str = "police", system: str = "case-system") -> HubClient:
