@@ -15,12 +15,13 @@ from gateway.service.ports import PolicyView
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _CASE_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9/_.-]{0,63}")
 USER_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9@._-]{0,127}")
-_MAX_NAME = MAX_NAME_LENGTH
-_MAX_IDENTIFIER = 32  # NHS number, date of birth and postcode, with generous room for spacing
+_NAME_FIELDS = ("given_name", "family_name", "address_line")
+# Lengths are checked before anything is normalised; NHS number, date of birth and postcode get generous
+# room for spacing.
+_LENGTH_LIMITS = {**dict.fromkeys(_NAME_FIELDS, MAX_NAME_LENGTH),
+                  **dict.fromkeys(("nhs_number", "date_of_birth", "postcode"), 32)}
 MAX_CATEGORIES = 64  # more than the whole shipped vocabulary; a longer list is refused unread
 _LISTED_UNKNOWN_CATEGORIES = 5  # past this, unknown categories are counted in one violation, not listed
-_NAME_FIELDS = ("given_name", "family_name", "address_line")
-_IDENTIFIER_FIELDS = ("nhs_number", "date_of_birth", "postcode")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +109,8 @@ def check_caller(policy: PolicyView, caller: Caller) -> None:
 
 
 def _oversized(subject: SubjectIdentifiers) -> list[str]:
-    """The identifier fields longer than their limit; checked before any identifier is normalised."""
-    return [
-        *(name for name in _NAME_FIELDS if len(getattr(subject, name)) > _MAX_NAME),
-        *(name for name in _IDENTIFIER_FIELDS if len(getattr(subject, name)) > _MAX_IDENTIFIER),
-    ]
+    """The identifier fields longer than their limit."""
+    return [name for name, limit in _LENGTH_LIMITS.items() if len(getattr(subject, name)) > limit]
 
 
 def sealable(subject: SubjectIdentifiers) -> bool:
@@ -128,12 +126,8 @@ def within_limits(subject: SubjectIdentifiers) -> SubjectIdentifiers:
 
 def _check_subject(subject: SubjectIdentifiers, today: date) -> list[FieldViolation]:
     """Identifier problems, described without echoing the values (they are personal data)."""
-    too_long = _oversized(subject)
-    violations = [
-        FieldViolation(f"subject.{name}",
-                       f"is longer than {_MAX_NAME if name in _NAME_FIELDS else _MAX_IDENTIFIER} characters")
-        for name in too_long
-    ]
+    violations = [FieldViolation(f"subject.{name}", f"is longer than {_LENGTH_LIMITS[name]} characters")
+                  for name in _oversized(subject)]
     subject = within_limits(subject)
     nhs_ok = dob_ok = False
     if subject.nhs_number:
