@@ -106,11 +106,23 @@ async def test_an_unrequested_malformed_record_is_dropped_before_it_is_read(rig:
     assert PROTECTED_ID not in repr((result, rig.sink.events, captured))
 
 
-async def test_a_malformed_requested_record_is_rejected_without_quoting_it(rig: Rig) -> None:
-    """A kindless record in an asked category makes health REJECTED with a detail that quotes nothing of it."""
+def far_future(category: str) -> common_pb.Record:
+    record = common_pb.Record(agency="health", record_id=PROTECTED_ID, record_type="attendance", category=category,
+                              kind=common_pb.RECORD_KIND_EVENT, summary="Attended clinic.")
+    record.occurred_at.seconds = 10**12
+    return record
+
+
+@pytest.mark.parametrize(("malformed", "reason"), [(kindless, "a record has no record kind"),
+                                                   (far_future, "a record has an impossible timestamp")],
+                         ids=["no kind", "impossible timestamp"])
+async def test_a_malformed_requested_record_is_rejected_without_quoting_it(
+    rig: Rig, malformed: Callable[[str], common_pb.Record], reason: str
+) -> None:
+    """A malformed record in an asked category makes health REJECTED with a detail that quotes nothing of it."""
     def answer(request: agency_pb.LookupRequest) -> agency_pb.LookupResponse:
         assert request.categories, "the social worker may see some health content under s47"
-        return one_person(kindless(request.categories[0]))
+        return one_person(malformed(request.categories[0]))
 
     rig.node.answer = answer
     with structlog.testing.capture_logs() as captured:
@@ -121,4 +133,5 @@ async def test_a_malformed_requested_record_is_rejected_without_quoting_it(rig: 
     (event,) = [e for e in rig.sink.events if e.agency == "health"]
     assert (event.kind, event.status) == (AuditKind.DISCLOSURE, "REJECTED")
     assert PROTECTED_ID not in repr((result, rig.sink.events, captured))
-    assert any(e.get("reason") == "a record has no record kind" for e in captured)
+    assert str(10**12) not in health.detail + event.reason
+    assert any(e.get("reason") == reason for e in captured)
