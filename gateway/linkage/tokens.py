@@ -10,9 +10,6 @@ from gateway.domain import SubjectIdentifiers
 from gateway.keyring import Keyring
 from gateway.linkage.normalise import NormalisedSubject, normalise_subject
 
-TOKEN_ROUTES: tuple[str, ...] = ("nhs", "ndob")
-"""Identifier routes a token can come from: the NHS number, or given name + family name + date of birth."""
-
 _DOMAIN = b"mash-gateway/subject-token/v1"
 
 
@@ -42,10 +39,6 @@ class SubjectTokeniser:
 
     def __init__(self, keyring: Keyring) -> None:
         self._keyring = keyring
-
-    @property
-    def active_key_id(self) -> str:
-        return self._keyring.active_id
 
     def tokens(self, subject: SubjectIdentifiers) -> tuple[str, ...]:
         """One token per usable identifier route, with the active key; invalid identifiers are skipped."""
