@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway.audit.backends import open_store
 from gateway.audit.checkpoint import generate_signing_key, key_fingerprint, load_signer
-from gateway.audit.cli import register
 from gateway.audit.log import AuditLog
-from gateway.audit.store import open_store
+from gateway.cli.audit_cmd import register
 from gateway.domain import AuditEvent, SubjectIdentifiers
 from gateway.keyring import Keyring, save_keyring
 from gateway.testing import FixedClock

@@ -20,6 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from gateway.audit.backends import open_store
 from gateway.audit.checkpoint import (
     CheckpointKeyError,
     PublicKeys,
@@ -33,7 +34,7 @@ from gateway.audit.log import AuditLog
 from gateway.audit.merkle import ProofError
 from gateway.audit.review import AuditRecord, AuditReview, verify_export
 from gateway.audit.sqlite_store import path_from_url
-from gateway.audit.store import DisclosureStore, EntryFilter, open_store
+from gateway.audit.store import DisclosureStore, EntryFilter
 from gateway.audit.verify import VerifyReport
 from gateway.domain import AuditKind, SubjectIdentifiers, SystemClock
 from gateway.errors import AuditUnavailable, GatewayError, InvalidRequest
