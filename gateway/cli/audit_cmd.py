@@ -19,6 +19,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from gateway.audit.backends import open_store
 from gateway.audit.checkpoint import (
@@ -122,17 +123,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], *,
 _Command = Callable[[argparse.Namespace, _Defaults, Console], Coroutine[Any, Any, int]]
 
 
+def _console(*, stderr: bool = False) -> Console:
+    """A console that prints every string as it is: entries, paths and messages hold text such as
+    ``[person.address]`` or ``:name:`` that rich would otherwise take for markup or emoji and drop."""
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped output gets a wide console so table cells are not folded mid-word.
+    return Console(stderr=stderr, soft_wrap=True, width=None if stream.isatty() else 200, markup=False,
+                   emoji=False, highlight=False)
+
+
 def _runner(defaults: _Defaults, command: _Command) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        # Piped output gets a wide console so table cells are not folded mid-word.
-        console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
         try:
-            return asyncio.run(command(args, defaults, console))
-        except UsageError as exc:
-            Console(stderr=True).print(f"[red]error:[/red] {exc}")
-            return EXIT_USAGE
-        except GatewayError as exc:
-            Console(stderr=True).print(f"[red]error:[/red] {exc}")
+            return asyncio.run(command(args, defaults, _console()))
+        except (UsageError, GatewayError) as exc:
+            _console(stderr=True).print(Text.assemble(("error:", "red"), f" {exc}"))
             return EXIT_USAGE
 
     return run
@@ -180,7 +185,7 @@ def _entry_json(record: AuditRecord) -> dict[str, Any]:
 
 
 def _print_json(console: Console, value: object) -> None:
-    console.out(json.dumps(value, sort_keys=True, ensure_ascii=False), highlight=False)
+    console.out(json.dumps(value, sort_keys=True, ensure_ascii=False))
 
 
 def _checkpoint_json(cp: SignedCheckpoint) -> dict[str, Any]:
@@ -243,7 +248,7 @@ def _print_report(console: Console, report: VerifyReport, as_json: bool,
             "seconds": round(report.seconds, 3), "summary": report.summary(), "uncovered": report.uncovered,
         })
     else:
-        console.print(("[green]" if report.ok else "[red]") + report.summary() + "[/]", highlight=False)
+        console.print(Text(report.summary(), style="green" if report.ok else "red"))
         if not report.ok:
             table = Table(title="problems")
             for column in ("kind", "entry", "checkpoint", "detail"):
@@ -391,7 +396,7 @@ async def _cmd_checkpoint(args: argparse.Namespace, defaults: _Defaults, console
         _print_json(console, _checkpoint_json(cp))
     else:
         console.print(f"checkpoint: tree size {cp.tree_size}, root {cp.root_hash.hex()}, "
-                      f"{format_timestamp(cp.timestamp)}, key {cp.key_id}", highlight=False)
+                      f"{format_timestamp(cp.timestamp)}, key {cp.key_id}")
     return EXIT_OK
 
 
@@ -438,12 +443,12 @@ async def _cmd_export(args: argparse.Namespace, defaults: _Defaults, console: Co
             _print_json(console, doc)
         else:
             console.print(f"exported {summary.entries} entries and {summary.checkpoints} checkpoints to "
-                          f"{summary.path}; root {summary.root_hash.hex()}", highlight=False)
+                          f"{summary.path}; root {summary.root_hash.hex()}")
             if summary.left_out:
-                console.print(f"[yellow]{summary.left_out} newer entries are not covered by a checkpoint yet and "
-                              "were left out; run `audit checkpoint` first to include them[/yellow]")
+                console.print(Text(f"{summary.left_out} newer entries are not covered by a checkpoint yet and "
+                                   "were left out; run `audit checkpoint` first to include them", style="yellow"))
             for kid, fingerprint in summary.key_fingerprints.items():
-                console.print(f"  key {kid}: sha256 {fingerprint}", highlight=False)
+                console.print(f"  key {kid}: sha256 {fingerprint}")
         return EXIT_OK
     return await _with_review(args, defaults, use, keys_required=True)
 
@@ -466,10 +471,10 @@ async def _cmd_verify_export(args: argparse.Namespace, defaults: _Defaults, cons
                          {"keys_trusted": trusted is not None, "key_fingerprints": fingerprints})
     if not args.json:
         if trusted is None:
-            console.print("[yellow]checked with the bundle's own keys; compare their fingerprints with the "
-                          "gateway's published ones (or pass --keys)[/yellow]")
+            console.print(Text("checked with the bundle's own keys; compare their fingerprints with the "
+                               "gateway's published ones (or pass --keys)", style="yellow"))
         for kid, fingerprint in fingerprints.items():
-            console.print(f"  key {kid}: sha256 {fingerprint}", highlight=False)
+            console.print(f"  key {kid}: sha256 {fingerprint}")
     return code
 
 
