@@ -124,6 +124,28 @@ async def test_postgres_open_with_no_schema_on_the_search_path_closes_its_connec
     assert count == 0
 
 
+def _connections(application_name: str) -> int:
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        (count,) = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                                 (application_name,)).fetchone() or (0,)
+    return int(count)
+
+
+@pytest.mark.postgres
+async def test_postgres_store_uses_at_most_its_pool_size_of_connections_and_closes_them(
+        postgres_schema: str, event: EventFactory) -> None:
+    """Concurrent reads and appends share one pool of `pool_size` connections; closing the store ends them all."""
+    store = await PostgresStore.open(postgres_url(postgres_schema), pool_size=2)
+    try:
+        await asyncio.gather(*(store.size() for _ in range(20)),
+                             *(store.append([PendingEntry.from_event(event(i))]) for i in range(20)))
+        assert 1 <= _connections(postgres_schema) <= 2
+        assert await store.size() == 20
+    finally:
+        await store.close()
+    assert _connections(postgres_schema) == 0
+
+
 _WRITER = textwrap.dedent("""
     import asyncio, sys
     from datetime import UTC, datetime
