@@ -7,9 +7,13 @@ from typing import Any
 from gateway.audit.checkpoint import SignedCheckpoint
 from gateway.audit.encoding import EncodingError, format_timestamp, parse_timestamp
 from gateway.audit.merkle import HASH_SIZE
-from gateway.audit.store import META_COLUMNS, TOKENS, EntryFilter, EntryMeta, StoreError, meta_mismatches
+from gateway.audit.store import META_FIELDS, TOKENS, EntryFilter, EntryMeta, StoreError, meta_mismatches
 
-MISMATCH_NAMES = (*(name for name, _ in META_COLUMNS), TOKENS)
+META_COLUMNS: tuple[tuple[str, str], ...] = tuple(zip(META_FIELDS, (
+    "occurred_at", "kind", "agency", "purpose", "role", "user_id", "case_reference", "status"), strict=True))
+"""(field of `store.META_FIELDS`, SQL column of `audit_entries` holding its copy), in the same order."""
+
+MISMATCH_NAMES = (*META_FIELDS, TOKENS)
 """What each boolean column after the index of a store's mismatch query reports, in order."""
 
 # Filter columns of a range of entries; {p} is the driver's placeholder.

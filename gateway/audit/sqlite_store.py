@@ -26,6 +26,7 @@ from gateway.audit.encoding import EncodingError, entry_bytes, format_timestamp
 from gateway.audit.merkle import leaf_hash
 from gateway.audit.migrations import MIGRATIONS_TABLE, load_migrations
 from gateway.audit.sql import (
+    META_COLUMNS,
     MISMATCH_NAMES,
     as_bytes,
     filter_clauses,
@@ -33,7 +34,6 @@ from gateway.audit.sql import (
     row_to_checkpoint,
 )
 from gateway.audit.store import (
-    META_COLUMNS,
     TOKENS,
     CheckpointConflict,
     EntryFilter,

@@ -74,11 +74,9 @@ class EntryMeta:
         return meta
 
 
-META_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("occurred_at", "occurred_at"), ("kind", "kind"), ("agency", "agency"), ("purpose", "purpose"),
-    ("role", "role"), ("user", "user_id"), ("case_reference", "case_reference"), ("status", "status"))
-"""(field of the entry's event JSON and of `EntryMeta`, SQL column) for each copied filter column, in the
-order `metadata_mismatches` names them; the subject tokens follow as ``"subject_tokens"``."""
+META_FIELDS = ("occurred_at", "kind", "agency", "purpose", "role", "user", "case_reference", "status")
+"""The copied filter fields of the entry's event JSON and of `EntryMeta`, in the order `metadata_mismatches`
+names them; the subject tokens follow as ``"subject_tokens"``."""
 
 TOKENS = "subject_tokens"
 
@@ -86,7 +84,7 @@ _ABSENT = object()
 
 
 def meta_mismatches(data: bytes, meta: EntryMeta) -> tuple[str, ...]:
-    """Which of `meta`'s fields (names as in `META_COLUMNS`, then ``"subject_tokens"``) differ from the entry
+    """Which of `meta`'s fields (names as in `META_FIELDS`, then ``"subject_tokens"``) differ from the entry
     `data`; empty if they all match or if `data` is not a JSON entry with an event object at all.
 
     A field the event lacks differs; the subject tokens compare as sets (the store keeps each token once) and
@@ -99,7 +97,7 @@ def meta_mismatches(data: bytes, meta: EntryMeta) -> tuple[str, ...]:
     event = doc.get("event") if isinstance(doc, dict) else None
     if not isinstance(event, dict):
         return ()
-    differing = [name for name, _ in META_COLUMNS if event.get(name, _ABSENT) != getattr(meta, name)]
+    differing = [name for name in META_FIELDS if event.get(name, _ABSENT) != getattr(meta, name)]
     tokens = event.get(TOKENS, [])
     if (not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens)
             or set(tokens) != set(meta.subject_tokens)):
