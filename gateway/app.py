@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 import grpc.aio
@@ -55,32 +55,32 @@ class Dependencies:
     review: AuditReview
     tokeniser: SubjectTokeniser
     watcher: PolicyWatcher | None = None
+    resources: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+    """Closes what `open_dependencies` opened, newest first: watcher, transport, audit log, audit store."""
 
     async def aclose(self) -> None:
-        if self.watcher is not None:
-            await self.watcher.stop()
-        await self.transport.close()
-        await self.audit.aclose()
-        await self.audit.store.close()
+        await self.resources.aclose()
 
 
 async def open_dependencies(
     settings: Settings, *, clock: Clock | None = None, transport: AgencyTransport | None = None
 ) -> Dependencies:
-    """Open the audit log, load keys and policy, and connect to the agency nodes (inside the loop)."""
+    """Open the audit log, load keys and policy, and connect to the agency nodes (inside the loop).
+
+    If any step fails, everything opened before it is closed again before the error propagates. A given
+    `transport` is closed with the rest, also when opening fails.
+    """
     clock = clock or SystemClock()
     key_paths = KeyPaths(settings.keys_dir)
     keys = load_keys(key_paths)
-    store = await open_store(settings.audit_store_url)
-    try:
+    async with contextlib.AsyncExitStack() as resources:
+        store = await open_store(settings.audit_store_url)
+        resources.push_async_callback(store.close)
         audit = await AuditLog.open(store, load_signer(key_paths.checkpoint), clock,
                                     checkpoint_interval=settings.checkpoint_interval,
                                     append_timeout=settings.audit_append_timeout)
-    except BaseException:
-        await store.close()
-        raise
-    on_event = _audit_sink(audit)
-    try:
+        resources.push_async_callback(audit.aclose)
+        on_event = _audit_sink(audit)
         holder = await asyncio.to_thread(
             PolicyHolder.from_directory, settings.policy_dir, on_event=on_event, clock=clock
         )
@@ -89,28 +89,26 @@ async def open_dependencies(
             kind=AuditKind.POLICY_ACTIVATION, occurred_at=clock.now(), policy_version=holder.version,
             reason=f"activated {len(holder.current.lines)} policy lines", details={"trigger": "startup"},
         ))
-    except BaseException:
-        await audit.aclose()
-        await store.close()
-        raise
-    if transport is None:
-        transport = GrpcAgencyTransport.connect(
-            settings.agency_endpoints, gateway_client_credentials(settings.pki),
-            trust_domain=settings.trust_domain,
+        if transport is None:
+            transport = GrpcAgencyTransport.connect(
+                settings.agency_endpoints, gateway_client_credentials(settings.pki),
+                trust_domain=settings.trust_domain,
+            )
+        resources.push_async_callback(transport.close)
+        tokeniser = SubjectTokeniser(keys.subject_token)
+        query = QueryService(
+            policy=holder, transport=transport, audit=audit,
+            tokeniser=tokeniser, sealer=IdentifierSealer(keys.sealing),
+            pseudonym_keys=keys.pseudonym, clock=clock, default_timeout=settings.default_timeout,
+            max_timeout=settings.max_timeout, audit_margin=settings.audit_margin,
         )
-    tokeniser = SubjectTokeniser(keys.subject_token)
-    query = QueryService(
-        policy=holder, transport=transport, audit=audit,
-        tokeniser=tokeniser, sealer=IdentifierSealer(keys.sealing),
-        pseudonym_keys=keys.pseudonym, clock=clock, default_timeout=settings.default_timeout,
-        max_timeout=settings.max_timeout, audit_margin=settings.audit_margin,
-    )
-    watcher = None
-    if settings.policy_watch_interval:
-        watcher = PolicyWatcher(holder, settings.policy_dir, interval=settings.policy_watch_interval)
-    review = AuditReview(audit, load_public_keys(key_paths.checkpoint))
-    return Dependencies(policy=holder, audit=audit, transport=transport, query=query, clock=clock,
-                        review=review, tokeniser=tokeniser, watcher=watcher)
+        review = AuditReview(audit, load_public_keys(key_paths.checkpoint))
+        watcher = None
+        if settings.policy_watch_interval:
+            watcher = PolicyWatcher(holder, settings.policy_dir, interval=settings.policy_watch_interval)
+            resources.push_async_callback(watcher.stop)
+        return Dependencies(policy=holder, audit=audit, transport=transport, query=query, clock=clock,
+                            review=review, tokeniser=tokeniser, watcher=watcher, resources=resources.pop_all())
 
 
 def _audit_sink(audit: AuditLog) -> Callable[[AuditEvent], Awaitable[None]]:
