@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -17,6 +17,7 @@ from pathlib import Path
 from hypothesis import strategies as st
 
 from gateway.domain import AGENCIES, DisclosureLevel, Field, Record, RecordKind
+from gateway.policy import load_snapshot
 from gateway.redaction import RedactionContext, RedactionRules, load_rules
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -77,8 +78,15 @@ def load_catalogue(path: Path = CATALOGUE_PATH) -> Catalogue:
         fields = tuple((m.group(1), m.group(2)) for m in _FIELD_SPEC.finditer(spec))
         category = CatalogueCategory(agency, f"{agency}.{name}", RecordKind(kind), record_type, fields)
         categories.append(category)
-    protected = frozenset(("health.sexual_health", "housing.refuge"))
+    protected = frozenset(shipped_protection())
     return Catalogue(AGENCIES, field_categories, tuple(categories), protected)
+
+
+@functools.cache
+def shipped_protection() -> Mapping[str, tuple[str, ...]]:
+    """The protected record categories of the shipped vocabulary and the roles that may read each."""
+    vocabulary = load_snapshot(REPO_ROOT / "policies").vocabulary
+    return {name: c.protected_readers for name, c in vocabulary.record_categories.items() if c.protected}
 
 
 @functools.cache
@@ -90,6 +98,7 @@ def shipped_rules() -> RedactionRules:
         agencies=cat.agencies,
         field_categories=cat.field_categories,
         record_categories=cat.record_categories,
+        protected=shipped_protection(),
     )
 
 
@@ -250,31 +259,34 @@ def is_owner(record: Record, ctx: RedactionContext) -> bool:
 
 
 def is_withheld_generically(record: Record, ctx: RedactionContext, rules: RedactionRules) -> bool:
-    """Whether the record is a protected one the caller may not even see named."""
-    return record.category in rules.safeguarding.protected_record_categories and not is_owner(record, ctx)
+    """Whether the record is a protected one the caller, not one of its declared readers, may not see named."""
+    readers = rules.safeguarding.protected_readers.get(record.category)
+    if readers is None:
+        return False
+    genuine = record.agency == ctx.agency and record.category.startswith(record.agency + ".")
+    return not (genuine and ctx.role in readers)
 
 
 def may_see_in_full(record: Record, field: Field, ctx: RedactionContext, rules: RedactionRules) -> bool:
     """An oracle, written from the specification rather than the code: may this caller see the value?"""
     sg = rules.safeguarding
-    owner = is_owner(record, ctx)
-    if record.category in sg.protected_record_categories and not owner:
+    if is_withheld_generically(record, ctx, rules):
         return False
     if record.agency != ctx.agency or ctx.level < DisclosureLevel.PERTINENT:
         return False
-    if record.category in sg.handling_code_record_categories and not owner:
-        if not handling_code_releases(record, rules):
-            return False
-        if field.category == sg.handling_conditions_field and any(
-            f.value.strip().upper() == "C" for f in record.fields if f.category == sg.handling_code_field
-        ):
-            return True  # conditions travel with the record
+    coded = record.category in sg.handling_code_record_categories and not is_owner(record, ctx)
+    if coded and not handling_code_releases(record, rules):
+        return False
+    if ctx.level < DisclosureLevel.FULL and rules.record_rule_for(ctx.agency, record.category) is not None:
+        return False  # existence only releases no field, so there is nothing for handling conditions to govern
+    if coded and field.category == sg.handling_conditions_field and any(
+        f.value.strip().upper() == "C" for f in record.fields if f.category == sg.handling_code_field
+    ):
+        return True  # conditions travel with the record
     if not ctx.inside_mash and field.category in sg.pseudonymise_outside_mash:
         return False
     if ctx.level == DisclosureLevel.FULL:
         return True
-    if rules.record_rule_for(ctx.agency, record.category) is not None:
-        return False
     rule = rules.rule_for(ctx.agency, field.category)
     return rule is not None and rule.operator == "keep"
 
@@ -286,7 +298,6 @@ safeguarding:
   pseudonymise_outside_mash:
     field_categories: [third_party.identity, household.member]
     domain: person
-  protected_record_categories: [health.sexual_health, housing.refuge]
   handling_codes:
     record_categories: [police.intelligence]
     code_field: police.handling_code
