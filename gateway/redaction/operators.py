@@ -124,22 +124,16 @@ def verify_pseudonym(token: str, value: str, domain: str, keys: Keyring, scope: 
 class Pseudonymiser:
     """Keyed pseudonyms with one key ring, as `pseudonymise` makes them, with domains validated once."""
 
-    __slots__ = ("_active", "_active_id", "_domains", "_scope")
+    __slots__ = ("_domains", "_keys", "_scope")
 
     def __init__(self, keys: Keyring, scope: str = "") -> None:
-        self._active_id = keys.active_id
-        self._active = keys.active
-        self._domains: set[str] = set()
+        self._keys = keys
         self._scope = scope
+        self._domains: set[str] = set()
 
     def scoped(self, scope: str) -> Pseudonymiser:
         """The same key ring, giving pseudonyms that agree only within `scope` (e.g. one request)."""
-        if not scope:
-            return self
-        other = Pseudonymiser.__new__(Pseudonymiser)
-        other._active_id, other._active, other._domains, other._scope = (
-            self._active_id, self._active, self._domains, scope)
-        return other
+        return Pseudonymiser(self._keys, scope) if scope else self
 
     def pseudonym(self, value: str, domain: str) -> str:
         """The pseudonym of `value` in `domain` with the active key, as `pseudonymise` would make it."""
@@ -147,7 +141,7 @@ class Pseudonymiser:
             if not DOMAIN_PATTERN.match(domain):
                 raise ValueError("pseudonym domain must be a short lower-case name")
             self._domains.add(domain)
-        return _pseudonym(self._active_id, self._active, value, domain, self._scope)
+        return _pseudonym(self._keys.active_id, self._keys.active, value, domain, self._scope)
 
 
 @dataclass(frozen=True, slots=True)

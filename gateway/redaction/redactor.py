@@ -119,15 +119,14 @@ class Redactor:
         date_rule = self._rules.rule_for(ctx.agency, "record.date")
         pseudonyms = self._pseudonyms.scoped(ctx.pseudonym_scope)
         for record in records:
-            # The owner is the agency the category belongs to (police.intelligence → police): a record that
-            # claims another agency cannot make its reader an owner of the category.
-            owner = record.agency == ctx.requester_agency and record.category.startswith(record.agency + ".")
+            # A category belongs to the agency it is named after (police.intelligence → police): a record
+            # that claims another agency makes no one an owner or a reader of it.
+            genuine = record.category.startswith(record.agency + ".")
             readers = _protected_readers(record.category, sg.protected_readers)
-            if readers is not None and not (
-                ctx.role in readers and record.agency == ctx.agency and record.category.startswith(ctx.agency + ".")
-            ):
+            if readers is not None and not (genuine and record.agency == ctx.agency and ctx.role in readers):
                 self._withhold_generic(record, manifest)
                 continue
+            owner = genuine and record.agency == ctx.requester_agency
             if record.agency != ctx.agency:
                 self._withhold(record, manifest, REASON_WRONG_AGENCY)
                 continue

@@ -75,6 +75,7 @@ class Safeguarding:
 
     @property
     def protected_record_categories(self) -> frozenset[str]:
+        """Every protected record category, whoever its readers."""
         return frozenset(self.protected_readers)
 
 
