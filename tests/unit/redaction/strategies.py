@@ -16,13 +16,23 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
-from gateway.domain import AGENCIES, DisclosureLevel, Field, Record, RecordKind
+from gateway.domain import DisclosureLevel, Field, Record, RecordKind
 from gateway.policy import load_snapshot
+from gateway.policy.vocabulary import Vocabulary
 from gateway.redaction import RedactionContext, RedactionRules, load_rules
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CATALOGUE_PATH = REPO_ROOT / "docs" / "catalogue.md"
 SHIPPED_RULES_PATH = REPO_ROOT / "policies" / "redaction.yaml"
+
+@functools.cache
+def shipped_vocabulary() -> Vocabulary:
+    """The vocabulary of the shipped policies/ directory."""
+    return load_snapshot(REPO_ROOT / "policies").vocabulary
+
+
+AGENCIES = tuple(a.name for a in shipped_vocabulary().agencies.values() if a.holds_records)
+"""The agencies that hold records, in the order the vocabulary declares them."""
 
 UNLISTED_FIELD_CATEGORY = "unlisted.category"
 """A field category no rule speaks about, to check that such fields are withheld (fail closed)."""
@@ -85,8 +95,8 @@ def load_catalogue(path: Path = CATALOGUE_PATH) -> Catalogue:
 @functools.cache
 def shipped_protection() -> Mapping[str, tuple[str, ...]]:
     """The protected record categories of the shipped vocabulary and the roles that may read each."""
-    vocabulary = load_snapshot(REPO_ROOT / "policies").vocabulary
-    return {name: c.protected_readers for name, c in vocabulary.record_categories.items() if c.protected}
+    categories = shipped_vocabulary().record_categories
+    return {name: c.protected_readers for name, c in categories.items() if c.protected}
 
 
 @functools.cache
@@ -104,25 +114,18 @@ def shipped_rules() -> RedactionRules:
 
 @dataclass(frozen=True, slots=True)
 class Role:
-    """A role of the contract's vocabulary, its home agency and whether it works inside the MASH."""
+    """A role of the shipped vocabulary, its home agency and whether it works inside the MASH."""
 
     name: str
     home_agency: str
     inside_mash: bool
 
 
-ROLES: tuple[Role, ...] = (
-    *(Role(f"mash_researcher_{a}", a, True) for a in AGENCIES),
-    Role("mash_manager", "hub", True),
-    Role("mash_social_worker", "hub", True),
-    Role("social_worker", "csc", False),
-    Role("early_help_worker", "csc", False),
-    Role("police_officer", "police", False),
-    Role("health_visitor", "health", False),
-    Role("school_dsl", "education", False),
-    Role("housing_officer", "housing", False),
-    Role("probation_officer", "probation", False),
+ROLES: tuple[Role, ...] = tuple(
+    Role(r.name, r.agency, r.inside_mash) for r in shipped_vocabulary().roles.values() if not r.group and r.sees_records
 )
+"""Every role of the shipped vocabulary that may be granted records."""
+
 
 # Canary text: letters (some non-ASCII) and spaces only, so no date, postcode, NHS number or hex digest
 # can appear inside it, and it cannot appear inside them.

@@ -11,7 +11,6 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.domain import (
-    AGENCIES,
     DisclosedField,
     DisclosedRecord,
     DisclosureLevel,
@@ -31,6 +30,7 @@ from gateway.redaction import (
     parse_rules,
 )
 from tests.unit.redaction.strategies import (
+    AGENCIES,
     ROLES,
     SAFEGUARDING_BLOCK,
     answers,
