@@ -13,8 +13,8 @@ import pytest
 from gateway.domain import DisclosureLevel, Field, FieldDisclosure, Record, RecordKind
 from gateway.keyring import Keyring
 from gateway.policy import PolicySnapshot, load_snapshot
-from gateway.redaction import GENERIC_CATEGORY, RedactionContext, RedactionResult, Redactor
-from tests.unit.redaction.strategies import REPO_ROOT
+from gateway.redaction import GENERIC_CATEGORY, RedactionContext, RedactionResult, Redactor, parse_rules
+from tests.unit.redaction.strategies import REPO_ROOT, SHIPPED_RULES_PATH, load_catalogue
 
 KEYS = Keyring("k1", {"k1": bytes(range(32))})
 ON = date(2026, 11, 26)
@@ -124,3 +124,18 @@ def test_a_sub_category_declared_under_a_protected_one_is_withheld_like_it(tmp_p
     assert_withheld_generically(redact(snapshot, record, "health_visitor", DisclosureLevel.FULL))
     reader = redact(snapshot, record, "mash_researcher_health", DisclosureLevel.FULL)
     assert [r.record_id for r in reader.records] == ["sh-0042"]
+
+
+def test_a_protected_category_without_readers_is_read_by_no_one() -> None:
+    """A category declared protected with no readers is withheld even from the owning agency's researcher."""
+    catalogue = load_catalogue()
+    rules = parse_rules(
+        SHIPPED_RULES_PATH.read_text(encoding="utf-8"),
+        source_name="redaction.yaml",
+        agencies=catalogue.agencies,
+        field_categories=catalogue.field_categories,
+        record_categories=catalogue.record_categories,
+        protected={"health.sexual_health": ()},
+    )
+    ctx = RedactionContext("health", DisclosureLevel.FULL, "mash_researcher_health", "health", True, ON)
+    assert_withheld_generically(Redactor(rules, KEYS).redact([sexual_health()], ctx))
