@@ -25,6 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 CATALOGUE_PATH = REPO_ROOT / "docs" / "catalogue.md"
 SHIPPED_RULES_PATH = REPO_ROOT / "policies" / "redaction.yaml"
 
+
 @functools.cache
 def shipped_vocabulary() -> Vocabulary:
     """The vocabulary of the shipped policies/ directory."""
