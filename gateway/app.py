@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import grpc
 import grpc.aio
@@ -26,6 +27,7 @@ from gateway.domain import AuditEvent, AuditKind, Clock, SystemClock
 from gateway.generated.mash.gateway.v1 import audit_service_pb2, hub_service_pb2, policy_service_pb2
 from gateway.keys import KeyPaths, load_keys
 from gateway.linkage import SubjectTokeniser
+from gateway.metrics import GatewayMetrics, MeteredAuditSink, MeteredTransport
 from gateway.policy import PolicyHolder, PolicyWatcher
 from gateway.service.access import AccessGuard
 from gateway.service.audit_reads import AuditReads
@@ -55,6 +57,7 @@ class Dependencies:
     review: AuditReview
     tokeniser: SubjectTokeniser
     watcher: PolicyWatcher | None = None
+    metrics: GatewayMetrics | None = None
     resources: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
     """Closes what `open_dependencies` opened, newest first: watcher, transport, audit log, audit store."""
 
@@ -95,9 +98,15 @@ async def open_dependencies(
                 trust_domain=settings.trust_domain,
             )
         resources.push_async_callback(transport.close)
+        metrics = None
+        if settings.metrics_listen:
+            metrics = GatewayMetrics()
+            metrics.watch(policy_version=lambda: holder.version, last_checkpoint=lambda: _checkpoint_time(audit),
+                          clock=clock)
         tokeniser = SubjectTokeniser(keys.subject_token)
         query = QueryService(
-            policy=holder, transport=transport, audit=audit,
+            policy=holder, transport=MeteredTransport(transport, metrics) if metrics else transport,
+            audit=MeteredAuditSink(audit, metrics) if metrics else audit,
             tokeniser=tokeniser, sealer=IdentifierSealer(keys.sealing),
             pseudonym_keys=keys.pseudonym, clock=clock, default_timeout=settings.default_timeout,
             max_timeout=settings.max_timeout, audit_margin=settings.audit_margin,
@@ -108,7 +117,13 @@ async def open_dependencies(
             watcher = PolicyWatcher(holder, settings.policy_dir, interval=settings.policy_watch_interval)
             resources.push_async_callback(watcher.stop)
         return Dependencies(policy=holder, audit=audit, transport=transport, query=query, clock=clock,
-                            review=review, tokeniser=tokeniser, watcher=watcher, resources=resources.pop_all())
+                            review=review, tokeniser=tokeniser, watcher=watcher, metrics=metrics,
+                            resources=resources.pop_all())
+
+
+def _checkpoint_time(audit: AuditLog) -> datetime | None:
+    checkpoint = audit.last_checkpoint
+    return checkpoint.timestamp if checkpoint is not None else None
 
 
 def _audit_sink(audit: AuditLog) -> Callable[[AuditEvent], Awaitable[None]]:
@@ -130,14 +145,19 @@ class GatewayServer:
     """A running (or ready to run) gateway: a grpc.aio server plus its dependencies."""
 
     def __init__(self, server: grpc.aio.Server, port: int, deps: Dependencies,
-                 health_servicer: HealthServicer) -> None:
+                 health_servicer: HealthServicer, metrics_listen: str = "") -> None:
         self.server = server
         self.port = port
         self.deps = deps
         self._health = health_servicer
+        self._metrics_listen = metrics_listen
+        self.metrics_port: int | None = None
+        self._stop_metrics: Callable[[], None] | None = None
 
     async def start(self) -> None:
         await self.server.start()
+        if self.deps.metrics is not None and self._metrics_listen:
+            self.metrics_port, self._stop_metrics = self.deps.metrics.serve(self._metrics_listen)
         self.deps.audit.start()
         if self.deps.watcher is not None:
             self.deps.watcher.start()
@@ -149,6 +169,9 @@ class GatewayServer:
         with contextlib.suppress(Exception):
             await self._health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self._stop_metrics is not None:
+            await asyncio.to_thread(self._stop_metrics)
+            self._stop_metrics = None
         await self.deps.aclose()
 
 
@@ -156,7 +179,7 @@ def build_server(settings: Settings, deps: Dependencies) -> GatewayServer:
     """A grpc.aio server with mTLS (client certificates required), health and optional reflection."""
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     guard = AccessGuard(deps.policy, deps.audit, deps.clock)
-    handlers = CallHandlers(guard.refusals)
+    handlers = CallHandlers(guard.refusals, deps.metrics)
     handlers.add(server, hub_service_pb2.DESCRIPTOR.services_by_name["HubService"], HubServicer(deps.query))
     handlers.add(server, audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"],
                  AuditServicer(AuditReads(deps.review, guard, deps.tokeniser, deps.policy)))
@@ -174,4 +197,4 @@ def build_server(settings: Settings, deps: Dependencies) -> GatewayServer:
     port = server.add_secure_port(settings.listen, gateway_server_credentials(settings.pki))
     if port == 0:
         raise OSError(f"could not listen on {settings.listen}")
-    return GatewayServer(server, port, deps, health_servicer)
+    return GatewayServer(server, port, deps, health_servicer, settings.metrics_listen)

@@ -35,6 +35,7 @@ class Settings:
     checkpoint_interval: float = 60.0  # seconds between signed checkpoints, also when idle
     policy_watch_interval: float | None = 2.0  # seconds between policy directory checks; None = off
     log_level: str = "info"
+    metrics_listen: str = ""  # host:port for the Prometheus /metrics endpoint; empty = no metrics
 
     @property
     def pki(self) -> PkiLayout:
