@@ -9,7 +9,7 @@ from pathlib import Path
 from gateway.domain import DisclosureLevel
 from gateway.errors import Finding
 from gateway.policy.casbin_model import AGENCY, CATEGORY, PURPOSE, ROLE
-from gateway.policy.sources import CsvRow, SourceError, read_csv_rows
+from gateway.policy.sources import CsvRow, Location, SourceError, read_csv_rows
 from gateway.policy.vocabulary import Vocabulary
 
 AGENCY_DIR = "agencies"
@@ -38,8 +38,12 @@ class PolicyLine:
     effect: Effect
 
     @property
+    def location(self) -> Location:
+        return Location(self.file, self.line)
+
+    @property
     def where(self) -> str:
-        return f"{self.file}:{self.line}"
+        return str(self.location)
 
     def casbin_row(self) -> tuple[str, str, str, str, str, str]:
         return (

@@ -16,6 +16,23 @@ from gateway.errors import Finding
 POLICY_SUFFIXES = (".conf", ".csv", ".yaml", ".yml")
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class Location:
+    """Where something was written: a file relative to the policy directory and a 1-based line (0: the file)."""
+
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    def finding(self, message: str, severity: str = "error") -> Finding:
+        return Finding(self.file, self.line, message, severity)
+
+
+NOWHERE = Location("", 0)
+
+
 class LineDict(dict[str, Any]):
     """A YAML mapping that remembers the line of each key (1-based) and of itself."""
 
@@ -110,8 +127,8 @@ class CsvRow:
     cells: tuple[str, ...]
 
     @property
-    def where(self) -> str:
-        return f"{self.file}:{self.line}"
+    def location(self) -> Location:
+        return Location(self.file, self.line)
 
 
 def read_csv_rows(path: Path, rel: str) -> Iterator[CsvRow]:

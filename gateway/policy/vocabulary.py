@@ -11,7 +11,7 @@ from types import MappingProxyType
 
 from gateway.domain import RecordKind
 from gateway.errors import Finding
-from gateway.policy.sources import LineDict, LineList, SourceError, load_yaml
+from gateway.policy.sources import NOWHERE, LineDict, LineList, Location, SourceError, load_yaml
 
 NAME = re.compile(r"[a-z][a-z0-9_]*")
 CATEGORY_NAME = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
@@ -122,15 +122,11 @@ class Vocabulary:
     field_categories: Mapping[str, FieldCategory]
     agreements: Mapping[str, Agreement]
     bindings: Mapping[str, frozenset[str]]
-    declared_at: Mapping[tuple[str, str], str]  # (kind, name) -> "file:line"
+    declared_at: Mapping[tuple[str, str], Location]  # (kind, name) -> where it was declared
 
-    def where(self, kind: str, name: str) -> tuple[str, int]:
-        """The (file, line) where a name was declared, or ("", 0)."""
-        text = self.declared_at.get((kind, name), "")
-        if not text:
-            return "", 0
-        file, _, line = text.rpartition(":")
-        return file, int(line)
+    def where(self, kind: str, name: str) -> Location:
+        """Where a name was declared, or NOWHERE."""
+        return self.declared_at.get((kind, name), NOWHERE)
 
 
 VOCABULARY_FILES = {
@@ -150,7 +146,7 @@ class _Reader:
 
     def __init__(self, findings: list[Finding]) -> None:
         self.findings = findings
-        self.declared_at: dict[tuple[str, str], str] = {}
+        self.declared_at: dict[tuple[str, str], Location] = {}
 
     def error(self, file: str, line: int, message: str) -> None:
         self.findings.append(Finding(file, line, message))
@@ -194,7 +190,7 @@ class _Reader:
                         f"unknown key {key!r} in {kind} {name!r} "
                         f"(expected one of: {', '.join(sorted(allowed))})",
                     )
-            self.declared_at[(kind, name)] = f"{file}:{line}"
+            self.declared_at[(kind, name)] = Location(file, line)
             yield name, entry, line
 
     def text(self, entry: LineDict, key: str, file: str, *, required: bool = False) -> str:
@@ -263,7 +259,7 @@ def _check_refs(
 def _hierarchy_problems(
     parents: Mapping[str, Iterable[str]],
     kind: str,
-    where: Callable[[str], tuple[str, int]],
+    where: Callable[[str], Location],
 ) -> list[Finding]:
     """Cycles and over-deep chains in a child -> parents hierarchy."""
     findings: list[Finding] = []
@@ -274,8 +270,7 @@ def _hierarchy_problems(
         if node in depth:
             return depth[node]
         if node in visiting:
-            file, line = where(node)
-            findings.append(Finding(file, line, f"{kind} hierarchy has a cycle through {node!r}"))
+            findings.append(where(node).finding(f"{kind} hierarchy has a cycle through {node!r}"))
             depth[node] = 0
             return 0
         visiting.add(node)
@@ -288,13 +283,9 @@ def _hierarchy_problems(
 
     for node in sorted(parents):
         if visit(node) > MAX_HIERARCHY_DEPTH and not any(node in f.message for f in findings):
-            file, line = where(node)
             findings.append(
-                Finding(
-                    file,
-                    line,
-                    f"{kind} {node!r} sits {depth[node]} levels deep; "
-                    f"at most {MAX_HIERARCHY_DEPTH} are supported",
+                where(node).finding(
+                    f"{kind} {node!r} sits {depth[node]} levels deep; at most {MAX_HIERARCHY_DEPTH} are supported"
                 )
             )
     return findings
@@ -426,22 +417,18 @@ def _roles(reader: _Reader, doc: LineDict, agencies: Mapping[str, Agency]) -> di
     for name, role in result.items():
         for parent in role.member_of:
             if parent in result and not result[parent].group:
-                file_, line_text = reader.declared_at[("role", name)].rsplit(":", 1)
-                reader.error(
-                    file_, int(line_text), f"role {name!r} is a member of {parent!r}, which is not a group"
+                reader.findings.append(
+                    reader.declared_at[("role", name)].finding(
+                        f"role {name!r} is a member of {parent!r}, which is not a group"
+                    )
                 )
     _check_refs(reader, refs, result, "role")
     reader.findings += _hierarchy_problems(
         {n: [p for p in r.member_of if p in result] for n, r in result.items()},
         "role",
-        lambda n: _split(reader.declared_at.get(("role", n), f"{file}:0")),
+        lambda n: reader.declared_at.get(("role", n), Location(file, 0)),
     )
     return result
-
-
-def _split(where: str) -> tuple[str, int]:
-    file, _, line = where.rpartition(":")
-    return file, int(line)
 
 
 def _purposes(reader: _Reader, doc: LineDict, legal_bases: Mapping[str, LegalBasis]) -> dict[str, Purpose]:
@@ -490,7 +477,7 @@ def _purposes(reader: _Reader, doc: LineDict, legal_bases: Mapping[str, LegalBas
     reader.findings += _hierarchy_problems(
         {n: [p.parent] if p.parent in result else [] for n, p in result.items()},
         "purpose",
-        lambda n: _split(reader.declared_at.get(("purpose", n), f"{file}:0")),
+        lambda n: reader.declared_at.get(("purpose", n), Location(file, 0)),
     )
     return result
 
@@ -511,7 +498,7 @@ def _record_categories(
                 holder.name, holder.name, "", f"everything {holder.title} holds", group=True
             )
             reader.declared_at[("category", holder.name)] = reader.declared_at.get(
-                ("agency", holder.name), ""
+                ("agency", holder.name), NOWHERE
             )
     parents: list[tuple[str, str, int]] = []
     unprotected: dict[str, int] = {}  # categories that say `protected: false` outright
@@ -589,7 +576,7 @@ def _record_categories(
     reader.findings += _hierarchy_problems(
         {n: [c.parent] if c.parent in result else [] for n, c in result.items()},
         "category",
-        lambda n: _split(reader.declared_at.get(("category", n), "") or f"{file}:0"),
+        lambda n: reader.declared_at.get(("category", n), Location(file, 0)),
     )
     return _inherit_protection(reader, result, unprotected, reader_lines)
 

@@ -110,8 +110,8 @@ def test_explain_names_the_deny_that_won(capsys: pytest.CaptureFixture[str]) -> 
         "health.sexual_health",
     )
     assert code == CLEAN
-    assert "health.sexual_health for s47_enquiry: EXISTS" in out
-    deny = next(line for line in out.splitlines() if "sexual_health, purpose:*, PERTINENT, deny" in line)
+    assert "health.sexual_health for s47_enquiry: NONE" in out
+    deny = next(line for line in out.splitlines() if "sexual_health, purpose:*, EXISTS, deny" in line)
     assert "decided" in deny
     assert "capped by deny agencies/health.csv:" in out
 
@@ -229,7 +229,7 @@ def test_matrix_table_and_csv(capsys: pytest.CaptureFixture[str], tmp_path: Path
         and r["purpose"] == "s47_enquiry"
         and r["category"] == "health.sexual_health"
     )
-    assert cell["level"] == "EXISTS"
+    assert cell["level"] == "NONE"
     assert cell["denied_by"].startswith("agencies/health.csv:")
 
 
