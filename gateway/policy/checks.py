@@ -6,20 +6,52 @@ category disclosed beyond its readers); warnings are reported but do not.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 from itertools import product
+from pathlib import Path
 
 from gateway.domain import DisclosureLevel
 from gateway.errors import Finding
+from gateway.policy.casbin_model import MODEL_FILE, enforce_level
+from gateway.policy.diff import concrete_cells
 from gateway.policy.index import level_of
 from gateway.policy.rules import Effect, PolicyLine
-from gateway.policy.snapshot import PolicySnapshot
+from gateway.policy.snapshot import PolicySnapshot, ensure_unchanged, load_parts, read_consistently
 
 EXPIRY_WARNING = timedelta(days=30)
 WARNING = "warning"
 
 
-def lint(snapshot: PolicySnapshot, today: date) -> list[Finding]:
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    """Everything `policy check` found in one run: loading problems and lint findings, by file and line."""
+
+    version: str
+    lines: int  # policy lines that loaded
+    findings: tuple[Finding, ...]
+    snapshot: PolicySnapshot  # only the parts that loaded when a finding blocks; never serve from it
+
+
+def check_directory(directory: Path, today: date) -> CheckReport:
+    """Load every part of a policy that can be loaded and lint it, so that one typo hides no other finding.
+
+    PolicyUnreadable when a file is missing or cannot be parsed at all.
+    """
+    directory = Path(directory)
+    with read_consistently(directory) as (copy, version):
+        parts = load_parts(copy, version, directory)
+    ensure_unchanged(directory, version)
+    found = [*parts.findings, *lint(parts.snapshot, today, redaction_gaps=parts.redaction_loaded)]
+    return CheckReport(
+        version,
+        len(parts.snapshot.lines),
+        tuple(sorted(found, key=lambda f: (f.file, f.line, f.message))),
+        parts.snapshot,
+    )
+
+
+def lint(snapshot: PolicySnapshot, today: date, *, redaction_gaps: bool = True) -> list[Finding]:
     """Every finding about a snapshot that loading alone does not catch, sorted by file and line."""
     found = (
         _shadowed_lines(snapshot)
@@ -27,7 +59,7 @@ def lint(snapshot: PolicySnapshot, today: date) -> list[Finding]:
         + _protected_exposure(snapshot)
         + _existence_names_protected(snapshot)
         + _grants_to_roles_without_records(snapshot)
-        + _redaction_gaps(snapshot)
+        + (_redaction_gaps(snapshot) if redaction_gaps else [])
         + _unassertable_roles(snapshot)
         + _purposes_without_basis(snapshot)
         + _agreement_expiry(snapshot, today)
@@ -307,9 +339,38 @@ def _agreement_expiry(snapshot: PolicySnapshot, today: date) -> list[Finding]:
     return found
 
 
+def verify_against_casbin(snapshot: PolicySnapshot, limit: int) -> list[Finding]:
+    """Compare up to `limit` cells (spread evenly) with Casbin's enforce(); findings for any disagreement."""
+    cells = list(concrete_cells(snapshot))
+    step = max(1, len(cells) // max(limit, 1))
+    enforcer = snapshot.enforcer()
+    found = []
+    for role, purpose, agency, category in cells[::step][:limit]:
+        want = enforce_level(enforcer, role, purpose, agency, category)
+        have = snapshot.decide(role, purpose, agency, category).level
+        if want != have:
+            found.append(
+                Finding(
+                    MODEL_FILE,
+                    0,
+                    f"decision index gives {have.name} but Casbin gives "
+                    f"{want.name} for {role}, {purpose}, {agency}, {category}",
+                )
+            )
+    return found
+
+
 def is_blocking(finding: Finding) -> bool:
     """True for findings that must stop a snapshot being activated."""
     return finding.severity != WARNING
 
 
-__all__ = ["EXPIRY_WARNING", "WARNING", "is_blocking", "lint"]
+__all__ = [
+    "EXPIRY_WARNING",
+    "WARNING",
+    "CheckReport",
+    "check_directory",
+    "is_blocking",
+    "lint",
+    "verify_against_casbin",
+]

@@ -12,6 +12,7 @@ from gateway.errors import Finding
 from gateway.keyring import Keyring
 from gateway.policy.snapshot import PolicySnapshot
 from gateway.policy.sources import LineDict, LineList, SourceError, load_yaml, policy_files
+from gateway.policy.vocabulary import undeclared
 from gateway.redaction import RedactionContext, Redactor
 
 TESTS_DIR = "tests"
@@ -209,7 +210,7 @@ def run_case(
         return PolicyTestResult(case, tuple(problems))
     on = case.on or today or datetime.now(UTC).date()
     if case.agreement and case.agreement not in snapshot.agreements:
-        return PolicyTestResult(case, (f"undeclared agreement {case.agreement!r}",))
+        return PolicyTestResult(case, (undeclared("agreement", case.agreement, snapshot.agreements),))
     decision = snapshot.decide(case.role, case.purpose, case.agency, case.category)
     level = decision.level
     refusal = _agreement_refusal(snapshot, case, on) if case.agreement else ""

@@ -10,7 +10,7 @@ from gateway.domain import DisclosureLevel
 from gateway.errors import Finding
 from gateway.policy.casbin_model import AGENCY, CATEGORY, PURPOSE, ROLE
 from gateway.policy.sources import CsvRow, Location, SourceError, read_csv_rows
-from gateway.policy.vocabulary import Vocabulary
+from gateway.policy.vocabulary import Vocabulary, undeclared
 
 AGENCY_DIR = "agencies"
 ANY = "*"
@@ -137,7 +137,7 @@ def parse_line(
                     )
                 )
         elif role not in vocab.roles:
-            findings.append(Finding(row.file, row.line, f"undeclared role {role!r}"))
+            findings.append(Finding(row.file, row.line, undeclared("role", role, vocab.roles)))
     if purpose is not None:
         if purpose == ANY:
             if effect is not Effect.DENY:
@@ -149,10 +149,10 @@ def parse_line(
                     )
                 )
         elif purpose not in vocab.purposes:
-            findings.append(Finding(row.file, row.line, f"undeclared purpose {purpose!r}"))
+            findings.append(Finding(row.file, row.line, undeclared("purpose", purpose, vocab.purposes)))
     if agency is not None:
         if agency not in vocab.agencies:
-            findings.append(Finding(row.file, row.line, f"undeclared agency {agency!r}"))
+            findings.append(Finding(row.file, row.line, undeclared("agency", agency, vocab.agencies)))
         elif agency != agency_of_file:
             findings.append(
                 Finding(
@@ -166,7 +166,11 @@ def parse_line(
         known = vocab.record_categories.get(category)
         if known is None:
             findings.append(
-                Finding(row.file, row.line, f"rule can never match: unknown category {category!r}")
+                Finding(
+                    row.file,
+                    row.line,
+                    "rule can never match: " + undeclared("category", category, vocab.record_categories),
+                )
             )
         elif agency is not None and known.agency != agency:
             findings.append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -245,6 +246,14 @@ def _empty(line: int) -> LineDict:
     return result
 
 
+def undeclared(what: str, name: str, known: Iterable[str]) -> str:
+    """The finding for a name nobody declared, suggesting the closest declared name of that kind."""
+    # A high cutoff: a suggestion should be the typo's fix, not a merely similar name (police.marac
+    # for police.traffic) that a hurried reader might accept.
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.8)
+    return f"undeclared {what} {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+
+
 def _check_refs(
     reader: _Reader,
     refs: Iterable[tuple[str, str, int]],
@@ -253,7 +262,7 @@ def _check_refs(
 ) -> None:
     for name, file, line in refs:
         if name not in known:
-            reader.error(file, line, f"undeclared {what} {name!r}")
+            reader.error(file, line, undeclared(what, name, known))
 
 
 def _hierarchy_problems(
@@ -404,7 +413,7 @@ def _roles(reader: _Reader, doc: LineDict, agencies: Mapping[str, Agency]) -> di
             refs += [(m, file, ln) for m, ln in member_of]
             agency = "" if is_group else reader.text(entry, "agency", file, required=True)
             if agency and agency not in agencies:
-                reader.error(file, entry.line_of("agency"), f"undeclared agency {agency!r}")
+                reader.error(file, entry.line_of("agency"), undeclared("agency", agency, agencies))
             result[name] = Role(
                 name=name,
                 agency=agency,
@@ -547,7 +556,8 @@ def _record_categories(
                         reader.error(
                             file,
                             raw_fields.line_of(field_name),
-                            f"undeclared field category {field_category!r} for field {field_name!r}",
+                            undeclared("field category", str(field_category), field_categories)
+                            + f" for field {field_name!r}",
                         )
                     else:
                         fields[field_name] = field_category
@@ -682,7 +692,7 @@ def _bindings(reader: _Reader, doc: LineDict, roles: Mapping[str, Role]) -> dict
             names = [(n, value.line_of(i)) for i, (n, _) in enumerate(names)]
         for role, role_line in names:
             if role not in roles:
-                reader.error(file, role_line, f"undeclared role {role!r}")
+                reader.error(file, role_line, undeclared("role", role, roles))
             elif roles[role].group:
                 reader.error(file, role_line, f"{role!r} is a group; a certificate can only assert roles")
         result[identity] = frozenset(n for n, _ in names)

@@ -28,13 +28,36 @@ def test_every_bad_line_is_reported_at_its_line(policy_copy: PolicyCopy) -> None
     police = "agencies/police.csv"
     assert messages_at(findings, police, 2) == []
     assert messages_at(findings, police, 3) == ["undeclared role 'police_sergeant'"]
-    assert messages_at(findings, police, 4) == ["rule can never match: unknown category 'police.traffic'"]
+    assert messages_at(findings, police, 4) == ["rule can never match: undeclared category 'police.traffic'"]
     assert messages_at(findings, police, 5) == ["undeclared purpose 'neighbourhood_watch'"]
     assert "has 7 cells" in messages_at(findings, police, 6)[0]
     assert "EXISTS, PERTINENT or FULL" in messages_at(findings, police, 7)[0]
     assert "belongs in agencies/health.csv" in messages_at(findings, police, 8)[0]
     assert "review effect is reserved" in messages_at(findings, police, 9)[0]
     assert "only allowed in deny lines" in messages_at(findings, police, 10)[0]
+
+
+def test_a_typo_is_reported_with_the_closest_declared_name(policy_copy: PolicyCopy) -> None:
+    """A misspelt role in a policy line, and a misspelt purpose in the vocabulary, each suggest the intended name."""
+    directory = policy_copy()
+    edit(
+        directory / "agencies" / "police.csv",
+        "p, role:mash_manager, agency:police,",
+        "p, role:mash_manger, agency:police,",
+    )
+    edit(directory / "vocabulary" / "purposes.yaml", "parent: child_protection", "parent: child_protectoin")
+    findings = findings_of(directory)
+    assert "undeclared role 'mash_manger' (did you mean 'mash_manager'?)" in [f.message for f in findings]
+    assert "undeclared purpose 'child_protectoin' (did you mean 'child_protection'?)" in [
+        f.message for f in findings
+    ]
+
+
+def test_no_suggestion_when_no_declared_name_is_close(policy_copy: PolicyCopy) -> None:
+    """A name unlike any declared one gets no guess that a hurried reader might accept."""
+    findings = findings_of(policy_copy("undeclared_names"))
+    assert messages_at(findings, "agencies/police.csv", 5) == ["undeclared purpose 'neighbourhood_watch'"]
+    assert "did you mean" not in messages_at(findings, "agencies/police.csv", 4)[0]
 
 
 def test_yaml_syntax_error_makes_the_policy_unreadable(policy_copy: PolicyCopy) -> None:
