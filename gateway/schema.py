@@ -31,7 +31,7 @@ def _plain(error: ErrorDetails) -> str:
     if kind == "missing":
         return "is required"
     if kind == "extra_forbidden":
-        return "is not a known setting"
+        return "is not a known key"
     if kind in ("bool_type", "bool_parsing"):
         return "must be true or false"
     if kind in ("string_type", "str_type", "is_instance_of"):
@@ -39,9 +39,15 @@ def _plain(error: ErrorDetails) -> str:
     if kind in ("float_type", "int_type", "float_parsing", "int_parsing"):
         return "must be a number"
     if kind in ("dict_type", "mapping_type", "model_type", "dataclass_type"):
-        return "must be a table of names to values"
+        return "must be a mapping of names to values"
     if kind in ("list_type", "tuple_type"):
         return "must be a list"
+    if kind in ("too_short", "string_too_short"):
+        return "must not be empty"
+    if kind.startswith("date_"):
+        return "must be a date YYYY-MM-DD"
+    if kind == "enum":
+        return f"must be one of {ctx.get('expected')}"
     if kind == "greater_than":
         return f"must be greater than {ctx.get('gt')}"
     if kind == "greater_than_equal":

@@ -10,7 +10,7 @@ from gateway.domain import DisclosureLevel
 from gateway.errors import Finding
 from gateway.policy.casbin_model import AGENCY, CATEGORY, PURPOSE, ROLE
 from gateway.policy.sources import CsvRow, Location, SourceError, read_csv_rows
-from gateway.policy.vocabulary import Vocabulary, undeclared
+from gateway.policy.vocabulary import Vocabulary
 
 AGENCY_DIR = "agencies"
 ANY = "*"
@@ -137,7 +137,7 @@ def parse_line(
                     )
                 )
         elif role not in vocab.roles:
-            findings.append(Finding(row.file, row.line, undeclared("role", role, vocab.roles)))
+            findings.append(Finding(row.file, row.line, vocab.unknown("role", role, vocab.roles)))
     if purpose is not None:
         if purpose == ANY:
             if effect is not Effect.DENY:
@@ -149,10 +149,10 @@ def parse_line(
                     )
                 )
         elif purpose not in vocab.purposes:
-            findings.append(Finding(row.file, row.line, undeclared("purpose", purpose, vocab.purposes)))
+            findings.append(Finding(row.file, row.line, vocab.unknown("purpose", purpose, vocab.purposes)))
     if agency is not None:
         if agency not in vocab.agencies:
-            findings.append(Finding(row.file, row.line, undeclared("agency", agency, vocab.agencies)))
+            findings.append(Finding(row.file, row.line, vocab.unknown("agency", agency, vocab.agencies)))
         elif agency != agency_of_file:
             findings.append(
                 Finding(
@@ -169,7 +169,7 @@ def parse_line(
                 Finding(
                     row.file,
                     row.line,
-                    "rule can never match: " + undeclared("category", category, vocab.record_categories),
+                    "rule can never match: " + vocab.unknown("category", category, vocab.record_categories),
                 )
             )
         elif agency is not None and known.agency != agency:

@@ -180,6 +180,46 @@ def test_vocabulary_problems_are_reported(
     assert any(f.file == file and expected in f.message and f.line > 0 for f in findings), findings
 
 
+def test_every_malformed_vocabulary_value_is_reported_at_its_line_in_one_run(policy_copy: PolicyCopy) -> None:
+    """A quoted flag, an unknown kind, a non-date and a stray key in four files are all reported, each at its line."""
+    directory = policy_copy()
+    vocabulary = directory / "vocabulary"
+    edit(vocabulary / "agencies.yaml", "Police\n    holds_records: true", 'Police\n    holds_records: "yes"')
+    edit(vocabulary / "record_categories.yaml", "    kind: event\n", "    kind: happening\n")
+    edit(directory / "agreements.yaml", "    valid_from: 2026-01-01\n", "    valid_from: next spring\n")
+    edit(vocabulary / "roles.yaml", "    inside_mash: false\n", "    inside_mash: false\n    colour: blue\n")
+    findings = findings_of(directory)
+    assert messages_at(findings, "vocabulary/agencies.yaml", 7) == [
+        "agency 'police': holds_records must be true or false"
+    ]
+    [kind] = messages_at(findings, "vocabulary/record_categories.yaml", 11)
+    assert kind == "category 'police.domestic_abuse': kind must be one of 'involvement', 'state' or 'event'"
+    [day] = messages_at(findings, "agreements.yaml", 13)
+    assert day.endswith(": valid_from must be a date YYYY-MM-DD")
+    [stray] = messages_at(findings, "vocabulary/roles.yaml", 53)
+    assert stray.startswith("role 'social_worker': colour is not a known key (expected one of: agency, ")
+
+
+def test_a_malformed_entry_is_not_also_reported_as_undeclared_where_it_is_used(policy_copy: PolicyCopy) -> None:
+    """A group with a bad description is reported once, not again at every role that is a member of it."""
+    directory = policy_copy()
+    edit(
+        directory / "vocabulary" / "roles.yaml",
+        "  operational:\n    description:",
+        "  operational:\n    description: 7\n    old_description:",
+    )
+    findings = findings_of(directory)
+    roles = [f for f in findings if f.file == "vocabulary/roles.yaml"]
+    assert [f.message for f in roles if "operational" in f.message] == [
+        "role 'operational': description must be text",
+        "role 'operational': old_description is not a known key (expected one of: description, member_of)",
+    ]
+    [first_use] = [f for f in findings if f.file == "agencies/health.csv" and f.line == 10]
+    assert first_use.message == (
+        "role 'operational' cannot be used: its entry at vocabulary/roles.yaml:102 has errors"
+    )
+
+
 def test_purpose_cycle_is_refused(policy_copy: PolicyCopy) -> None:
     """A purpose hierarchy with a cycle cannot be indexed and is refused."""
     directory = policy_copy()
