@@ -56,6 +56,8 @@ def _plain(error: ErrorDetails) -> str:
         return f"must be one of {ctx.get('expected')}"
     if kind == "string_pattern_mismatch":
         return f"must match {ctx.get('pattern')}"
+    if kind == "value_error":  # a validator's own wording
+        return str(error["msg"]).removeprefix("Value error, ")
     return str(error["msg"])
 
 

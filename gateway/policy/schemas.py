@@ -9,9 +9,21 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
 
-from gateway.domain import RecordKind
+from gateway.domain import DisclosureLevel, RecordKind
+from gateway.errors import Finding
+from gateway.policy.sources import LineDict, line_in
+from gateway.schema import problems
+
+
+def _level(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return DisclosureLevel.parse(value)
+    except ValueError:
+        raise ValueError("must be NONE, EXISTS, PERTINENT or FULL") from None
 
 
 def _one_or_many(value: Any) -> Any:
@@ -30,6 +42,17 @@ class Entry(BaseModel):
     """One named entry of a vocabulary file: no unknown keys, and no type coerced behind the reader's back."""
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+def entry_findings(exc: ValidationError, raw: LineDict, file: str, subject: str, schema: type[Entry]) -> list[Finding]:
+    """One finding per schema violation of an entry, at the line of the value it is about."""
+    found = []
+    for problem in problems(exc, lambda keys: line_in(raw, keys)):
+        hint = ""
+        if problem.message == "is not a known key":
+            hint = f" (expected one of: {', '.join(schema.model_fields)})"
+        found.append(Finding(file, problem.line, f"{subject}{problem.key} {problem.message}{hint}"))
+    return found
 
 
 class AgencyEntry(Entry):
@@ -86,3 +109,22 @@ class AgreementEntry(Entry):
     categories: Annotated[Names, Field(min_length=1)]
     valid_from: Day
     valid_until: Day
+
+
+class SampleRecord(Entry):
+    fields: dict[str, Any]  # sample values, compared as text
+
+
+class PolicyTestEntry(Entry):
+    name: Text
+    role: Text
+    purpose: Text
+    agency: Text
+    category: Text
+    expect: Annotated[DisclosureLevel, BeforeValidator(_level)]
+    record: SampleRecord | None = None
+    visible: list[str] = []
+    redacted: list[str] = []
+    withheld: list[str] = []
+    disclosed_on: Day | None = None
+    agreement: Text = ""

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from gateway.domain import RecordKind
 from gateway.errors import Finding
@@ -20,17 +20,19 @@ from gateway.policy.schemas import (
     AgencyEntry,
     AgreementEntry,
     CategoryEntry,
+    Entry,
     FieldCategoryEntry,
     GroupEntry,
     LegalBasisEntry,
     Names,
     PurposeEntry,
     RoleEntry,
+    entry_findings,
 )
 from gateway.policy.sources import NOWHERE, LineDict, LineList, Location, SourceError, line_in, load_yaml
 from gateway.schema import problems
 
-E = TypeVar("E", bound=BaseModel)
+E = TypeVar("E", bound=Entry)
 
 NAME = re.compile(r"[a-z][a-z0-9_]*")
 CATEGORY_NAME = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
@@ -215,10 +217,7 @@ class _Reader:
                 model = schema.model_validate(entry)
             except ValidationError as exc:
                 self.broken.add((kind, name))
-                expected = ", ".join(schema.model_fields)
-                for problem in problems(exc, partial(line_in, entry)):
-                    hint = f" (expected one of: {expected})" if problem.message == "is not a known key" else ""
-                    self.error(file, problem.line, f"{kind} {name!r}: {problem.key} {problem.message}{hint}")
+                self.findings += entry_findings(exc, entry, file, f"{kind} {name!r}: ", schema)
                 continue
             yield name, model, entry, line
 
