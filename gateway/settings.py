@@ -10,7 +10,7 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 from gateway.errors import GatewayError
 from gateway.pki import DEFAULT_TRUST_DOMAIN, PkiLayout
@@ -22,6 +22,10 @@ class SettingsError(GatewayError):
 
 
 Seconds = Annotated[float, Field(gt=0)]
+LogLevel = Annotated[
+    Literal["debug", "info", "warning", "error", "critical"],
+    BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v),  # logging itself ignores case
+]
 _PATHS = ("state_dir", "policy_dir", "pki_dir")
 
 
@@ -43,7 +47,7 @@ class Settings:
     reflection: bool = False  # gRPC server reflection; on in development only
     checkpoint_interval: Seconds = 60.0  # seconds between signed checkpoints, also when idle
     policy_watch_interval: Seconds | None = 2.0  # seconds between policy directory checks; None = off
-    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    log_level: LogLevel = "info"
 
     @property
     def pki(self) -> PkiLayout:
