@@ -46,7 +46,7 @@ class Settings:
     audit_append_timeout: Seconds = 5.0  # a stalled audit store fails closed after this many seconds
     reflection: bool = False  # gRPC server reflection; on in development only
     checkpoint_interval: Seconds = 60.0  # seconds between signed checkpoints, also when idle
-    policy_watch_interval: Seconds | None = 2.0  # seconds between policy directory checks; None = off
+    policy_watch_interval: Annotated[float, Field(ge=0)] | None = 2.0  # seconds between policy checks; 0 or None = off
     log_level: LogLevel = "info"
 
     @property

@@ -92,7 +92,8 @@ def test_a_misspelt_table_is_an_error_not_silently_ignored(tmp_path: Path) -> No
         Settings.from_toml(path)
 
 
-def test_whole_numbers_are_accepted_for_seconds(tmp_path: Path) -> None:
-    """`default_timeout = 2` means two seconds, as a reader would expect."""
-    settings = Settings.from_toml(_write(tmp_path, _REQUIRED + "default_timeout = 2\n"))
+def test_whole_numbers_are_accepted_for_seconds_and_zero_turns_the_policy_watcher_off(tmp_path: Path) -> None:
+    """`default_timeout = 2` means two seconds; `policy_watch_interval = 0` stays the way to turn watching off."""
+    settings = Settings.from_toml(_write(tmp_path, _REQUIRED + "default_timeout = 2\npolicy_watch_interval = 0\n"))
     assert settings.default_timeout == 2.0
+    assert settings.policy_watch_interval == 0
