@@ -161,24 +161,23 @@ def _protected_exposure(snapshot: PolicySnapshot) -> list[Finding]:
     as the vocabulary loader passes protection down).
     """
     vocab = snapshot.vocabulary
-    exposed: dict[tuple[PolicyLine, str], dict[str, list[str]]] = {}
+    exposed: dict[tuple[PolicyLine, str, DisclosureLevel], dict[str, list[str]]] = {}
     for (role, purpose, name), cell in snapshot.index.cells.items():
         category = vocab.record_categories[name]
         if not category.protected or role in category.protected_readers or vocab.roles[role].group:
             continue
-        if vocab.purposes[purpose].group or level_of(cell) <= DisclosureLevel.EXISTS:
+        level = level_of(cell)
+        if vocab.purposes[purpose].group or level <= DisclosureLevel.EXISTS:
             continue  # a group purpose is reported for each purpose below it that a request can cite
         for line in cell[1]:
-            exposed.setdefault((line, name), {}).setdefault(role, []).append(purpose)
+            exposed.setdefault((line, name, level), {}).setdefault(role, []).append(purpose)
     found = []
-    for (line, name), roles in exposed.items():
+    for (line, name, level), roles in exposed.items():
         category = vocab.record_categories[name]
         found.append(
-            Finding(
-                line.file,
-                line.line,
+            line.location.finding(
                 f"protected category {name} (declared at {vocab.where('category', name)}) is disclosed at "
-                f"{line.level.name} to {_who(roles)}; only "
+                f"{level.name} to {_who(roles)}; only "
                 f"{', '.join(category.protected_readers) or 'its readers'} may see more than EXISTS",
             )
         )
@@ -224,12 +223,11 @@ def _existence_names_protected(snapshot: PolicySnapshot) -> list[Finding]:
     for (line, category), roles in exposed.items():
         agency = vocab.record_categories[category].agency
         found.append(
-            Finding(
-                line.file,
-                line.line,
-                f"existence names protected category {category}: the rule grants it EXISTS to roles that "
-                f"see no other {agency} category at EXISTS ({_who(roles)}), so \"known, but no records\" can only "
-                f"mean {category}; cap it at NONE for them (a deny at EXISTS)",
+            line.location.finding(
+                f"existence names protected category {category}: this rule lets roles know of it at EXISTS "
+                f"while they see every other {agency} category they may know of with content ({_who(roles)}), "
+                f"so \"known, but no records\" can only mean {category}; cap it at NONE for them "
+                "(a deny at EXISTS)",
             )
         )
     return found

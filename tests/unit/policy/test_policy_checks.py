@@ -70,6 +70,20 @@ def test_protected_category_beyond_its_readers_is_a_blocking_error_at_the_granti
     )
 
 
+def test_protected_exposure_names_the_level_actually_disclosed(policy_copy: PolicyCopy) -> None:
+    """A FULL grant capped at PERTINENT by a deny is reported as disclosing PERTINENT, not FULL."""
+    directory = policy_copy()
+    edit(
+        directory / "agencies" / "health.csv",
+        "p, role:mash_manager, agency:health, cat:health.sexual_health, purpose:*, EXISTS, deny\n",
+        "p, role:mash_manager, agency:health, cat:health.sexual_health, purpose:*, FULL, deny\n",
+    )
+    findings = lint(load_snapshot(directory), TODAY)
+    [finding] = [f for f in findings if "protected category health.sexual_health" in f.message]
+    assert (finding.file, finding.line) == ("agencies/health.csv", 7)
+    assert "is disclosed at PERTINENT to mash_manager for" in finding.message
+
+
 def test_shipped_policy_never_lets_existence_name_a_protected_service(shipped: PolicySnapshot) -> None:
     """No role that sees every other category of an agency with content learns existence from a protected one."""
     for (role, purpose), per_agency in shipped.index.by_query.items():
