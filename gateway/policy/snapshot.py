@@ -301,11 +301,12 @@ def load_snapshot(directory: Path) -> PolicySnapshot:
 
 def load_copy(copy: Path, version: str, directory: Path) -> PolicySnapshot:
     """Load the snapshot from a `read_consistently` copy; `directory` is where the files really live."""
-    loaded = load_parts(copy, version, directory)
-    errors = [f for f in loaded.findings if f.severity == "error"]
+    vocab, lines, redaction, findings = _read_parts(copy, directory)
+    errors = [f for f in findings if f.severity == "error"]
     if errors:
         raise PolicyError(errors, f"{len(errors)} problem(s) in the policy at {directory.name}")
-    return loaded.snapshot
+    assert redaction is not None  # no errors means the redaction rules loaded
+    return _assemble(copy, version, directory, vocab, lines, redaction)
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +324,14 @@ class LoadedParts:
 
 def load_parts(copy: Path, version: str, directory: Path) -> LoadedParts:
     """Everything loadable from a `read_consistently` copy; PolicyUnreadable if a file cannot be parsed at all."""
+    vocab, lines, redaction, findings = _read_parts(copy, directory)
+    snapshot = _assemble(copy, version, directory, vocab, lines, redaction or _NO_REDACTION)
+    return LoadedParts(snapshot, tuple(findings), redaction is not None)
+
+
+def _read_parts(
+    copy: Path, directory: Path
+) -> tuple[Vocabulary, list[PolicyLine], RedactionRules | None, list[Finding]]:
     findings: list[Finding] = check_model(copy)
     unreadable = [f for f in findings if f.line == 0]
     vocab = load_vocabulary(copy, findings, unreadable)
@@ -331,16 +340,26 @@ def load_parts(copy: Path, version: str, directory: Path) -> LoadedParts:
     if unreadable:
         # Everything else found would only be an echo of the missing or unparsable files.
         raise PolicyUnreadable(unreadable, f"cannot read the policy at {directory.name}")
-    snapshot = PolicySnapshot(
+    return vocab, lines, redaction, findings
+
+
+def _assemble(
+    copy: Path,
+    version: str,
+    directory: Path,
+    vocab: Vocabulary,
+    lines: list[PolicyLine],
+    redaction: RedactionRules,
+) -> PolicySnapshot:
+    return PolicySnapshot(
         version=version,
         directory=directory,
         vocabulary=vocab,
         lines=tuple(lines),
         index=build_index(vocab, lines),
-        redaction=redaction if redaction is not None else _NO_REDACTION,
+        redaction=redaction,
         model_text=(copy / MODEL_FILE).read_text(encoding="utf-8"),
     )
-    return LoadedParts(snapshot, tuple(findings), redaction is not None)
 
 
 # Stands in for redaction rules that failed to load, so the policy lines can still be checked.

@@ -400,7 +400,7 @@ def _roles(reader: _Reader, doc: LineDict, agencies: Mapping[str, Agency]) -> di
             refs += [(m, file, ln) for m, ln in _named(raw, "member_of", entry.member_of)]
             asserted = entry if isinstance(entry, RoleEntry) else None
             agency = asserted.agency if asserted else ""
-            if agency and agency not in agencies:
+            if agency and agency not in reader.known("agency", agencies):
                 reader.error(file, raw.line_of("agency"), undeclared("agency", agency, agencies))
             result[name] = Role(
                 name=name,
@@ -497,6 +497,9 @@ def _record_categories(
             reader.declared_at[("category", holder.name)] = reader.declared_at.get(
                 ("agency", holder.name), NOWHERE
             )
+    # The categories of an agency whose entry is malformed are not reported again, nor where they are used.
+    broken_agencies = {n for k, n in reader.broken if k == "agency"}
+    reader.broken |= {("category", n) for n in broken_agencies}
     parents: list[tuple[str, str, int]] = []
     unprotected: dict[str, int] = {}  # categories that say `protected: false` outright
     reader_lines: dict[str, int] = {}
@@ -506,6 +509,9 @@ def _record_categories(
             reader.error(file, line, f"category {name!r} is declared twice (agency roots are implicit)")
             continue
         agency = name.split(".", 1)[0]
+        if agency in broken_agencies:
+            reader.broken.add(("category", name))
+            continue
         if agency not in agencies or not agencies[agency].holds_records:
             reader.error(
                 file, line, f"category {name!r} must start with the name of an agency that holds records"

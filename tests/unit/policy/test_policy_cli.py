@@ -61,6 +61,28 @@ def test_check_reports_a_typo_and_the_protected_exposure_it_causes_in_one_run(
     assert "disclosed at FULL to mash_manager for s17_assessment, s47_enquiry, safeguarding_screening" in exposure
 
 
+@pytest.mark.parametrize(
+    ("file", "old", "new"),
+    [
+        ("vocabulary/purposes.yaml", "safeguarding:\n    group: true\n", "safeguarding:\n    parent: s47_enquiry\n"),
+        ("vocabulary/roles.yaml", "member_of: [operational]\n  early_help", "member_of: [x]\n  early_help"),
+        ("vocabulary/record_categories.yaml", "    kind: event\n", "    kind: happening\n"),
+        ("agreements.yaml", "    valid_from: 2026-01-01\n", "    valid_from: soon\n"),
+        ("redaction.yaml", "person.phone: drop", "person.phone: shred"),
+        ("bindings.yaml", "[auditor]", "[auditor, mash_staff, 5]"),
+    ],
+)
+def test_check_on_a_broken_vocabulary_reports_findings_and_exits_1(
+    capsys: pytest.CaptureFixture[str], policy_copy: PolicyCopy, file: str, old: str, new: str
+) -> None:
+    """Checking what loaded of a broken policy never crashes: the breakage is reported at its file, exit 1."""
+    directory = policy_copy()
+    edit(directory / file, old, new)
+    code, out = run(capsys, "check", str(directory), "--today", "2026-11-26")
+    assert code == FINDINGS
+    assert any(line.startswith(f"{file}:") for line in out.splitlines())
+
+
 def test_check_reports_lint_findings_beside_a_broken_vocabulary(
     capsys: pytest.CaptureFixture[str], policy_copy: PolicyCopy
 ) -> None:

@@ -220,6 +220,17 @@ def test_a_malformed_entry_is_not_also_reported_as_undeclared_where_it_is_used(p
     )
 
 
+def test_a_malformed_agency_entry_is_not_echoed_by_its_policy_file_and_categories(policy_copy: PolicyCopy) -> None:
+    """A quoted holds_records for police is one finding, not one per police category and policy line."""
+    directory = policy_copy()
+    agencies = directory / "vocabulary" / "agencies.yaml"
+    edit(agencies, "Police\n    holds_records: true", 'Police\n    holds_records: "yes"')
+    findings = findings_of(directory)
+    assert [f for f in findings if f.file.startswith(("agencies/", "vocabulary/", "agreements.yaml"))] == [
+        Finding("vocabulary/agencies.yaml", 7, "agency 'police': holds_records must be true or false")
+    ]
+
+
 def test_purpose_cycle_is_refused(policy_copy: PolicyCopy) -> None:
     """A purpose hierarchy with a cycle cannot be indexed and is refused."""
     directory = policy_copy()
