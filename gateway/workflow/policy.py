@@ -18,6 +18,9 @@ from gateway.workflow.calendar import WEEKDAYS, WorkingCalendar
 
 FILE_NAME = "workflow.yaml"
 STEPS = ("research", "decision")
+PERMISSIONS = ("submit", "view", "view_content", "screen", "rate", "research", "decide", "close", "withdraw",
+               "merge", "purge")
+_SCREENING_KEYS = ("acts_as", "user", "role", "purpose", "legal_basis", "agreement")
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _SUBJECTS = ("child", "adult")
 
@@ -64,14 +67,33 @@ class OwnerNotification:
 
 
 @dataclass(frozen=True, slots=True)
+class ScreeningIdentity:
+    """Whom the gateway acts as when it runs the open-case check on arrival (audited as that caller)."""
+
+    acts_as: str  # a certificate identity bound to `role` in bindings.yaml
+    user: str
+    role: str
+    purpose: str
+    legal_basis: str
+    agreement: str
+
+
+@dataclass(frozen=True, slots=True)
 class WorkflowPolicy:
     """Everything `workflow.yaml` says."""
 
     calendar: WorkingCalendar
     mashes: Mapping[str, MashRules]
     retention_days: int
+    concern_categories: frozenset[str]
+    permissions: Mapping[str, frozenset[str]]  # permission → roles that hold it
+    receivers: Mapping[str, str]  # agency → certificate identity that receives its notices
+    screening: ScreeningIdentity | None = None
     owner_notifications: tuple[OwnerNotification, ...] = ()
     file: str = FILE_NAME
+
+    def allows(self, role: str, permission: str) -> bool:
+        return role in self.permissions.get(permission, frozenset())
 
     def due(self, mash: str, rating: str, step: str, rated_at: datetime) -> datetime | None:
         """When `step` of a referral rated `rating` at `rated_at` is due, or None when the rating has no target."""
@@ -255,9 +277,55 @@ def parse_workflow(doc: LineDict, *, file: str = FILE_NAME, roles: Collection[st
             r.bad(line, f"owner notification names undeclared categories: {', '.join(unknown)}")
             continue
         owners.append(OwnerNotification(agency, tuple(cats)))
+    concern = doc.get("concern_categories", [])
+    if not isinstance(concern, list) or not concern or not all(isinstance(c, str) and _NAME.fullmatch(c)
+                                                                for c in concern):
+        r.bad(doc.line_of("concern_categories"), "concern_categories must list lower-case names")
+        concern = []
+    permissions = _permissions(r, doc, roles)
+    receivers = r.mapping(doc, "receivers")
+    for agency in receivers:
+        if agencies is not None and agency not in agencies:
+            r.bad(receivers.line_of(agency), f"receiver for undeclared agency {agency!r}")
+        elif not isinstance(receivers[agency], str) or not receivers[agency].startswith("spiffe://"):
+            r.bad(receivers.line_of(agency), "a receiver must be a certificate identity (spiffe://…)")
+    screening = _screening(r, doc, roles, mashes)
     if r.findings:
         return None, r.findings
-    return WorkflowPolicy(calendar, mashes, days, tuple(owners), file), []
+    return WorkflowPolicy(calendar, mashes, days, frozenset(concern), permissions,
+                          {str(k): str(v) for k, v in receivers.items()}, screening, tuple(owners), file), []
+
+
+def _permissions(r: _Reader, doc: LineDict, roles: Collection[str] | None) -> dict[str, frozenset[str]]:
+    section = r.mapping(doc, "permissions")
+    found: dict[str, frozenset[str]] = {}
+    for name, holders in section.items():
+        line = section.line_of(name)
+        if name not in PERMISSIONS:
+            r.bad(line, f"unknown permission {name!r}; permissions are {', '.join(PERMISSIONS)}")
+        elif not isinstance(holders, list) or not all(isinstance(h, str) for h in holders):
+            r.bad(line, f"permission {name!r} must list roles")
+        elif roles is not None and (unknown := [h for h in holders if h not in roles]):
+            r.bad(line, f"permission {name!r} names undeclared roles: {', '.join(unknown)}")
+        else:
+            found[name] = frozenset(holders)
+    return found
+
+
+def _screening(r: _Reader, doc: LineDict, roles: Collection[str] | None,
+               mashes: Mapping[str, MashRules]) -> ScreeningIdentity | None:
+    if "screening" not in doc:
+        if any(m.screen_open_case for m in mashes.values()):
+            r.bad(doc.line, "a MASH screens on arrival, so 'screening' must say whom the gateway acts as")
+        return None
+    section = r.mapping(doc, "screening")
+    missing = [k for k in _SCREENING_KEYS if not isinstance(section.get(k), str) or not section[k]]
+    if missing:
+        r.bad(section.line, f"screening needs {', '.join(missing)}")
+        return None
+    if roles is not None and section["role"] not in roles:
+        r.bad(section.line_of("role"), f"screening role {section['role']!r} is not declared")
+    return ScreeningIdentity(**{k: str(section[k]) for k in _SCREENING_KEYS})
 
 
 def load_workflow(directory: Path, *, roles: Collection[str] | None = None,

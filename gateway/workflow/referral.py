@@ -36,6 +36,7 @@ class Action(enum.Enum):
     ROUTE = "route"
     RATE = "rate"
     START_RESEARCH = "start_research"
+    RECORD_ANSWERS = "record_answers"  # a linked research query was answered by some agencies
     COMPLETE_RESEARCH = "complete_research"
     DECIDE = "decide"
     CLOSE = "close"
@@ -50,6 +51,7 @@ TRANSITIONS: dict[Action, tuple[frozenset[State], State | None]] = {
     Action.ROUTE: (frozenset({State.RECEIVED, State.SCREENED}), State.ROUTED),
     Action.RATE: (frozenset({State.SCREENED, State.RATED}), State.RATED),
     Action.START_RESEARCH: (frozenset({State.RATED}), State.RESEARCHING),
+    Action.RECORD_ANSWERS: (frozenset({State.RESEARCHING}), None),
     Action.COMPLETE_RESEARCH: (frozenset({State.RESEARCHING}), None),
     Action.DECIDE: (frozenset({State.RESEARCHING}), State.DECIDED),
     Action.CLOSE: (frozenset({State.ROUTED, State.DECIDED}), State.CLOSED),
