@@ -55,7 +55,7 @@ def test_other_working_patterns_come_from_configuration() -> None:
     assert weekend.add_working_hours(utc(2026, 11, 28, 19), 2) == utc(2026, 11, 29, 9)
 
 
-@pytest.mark.parametrize("start, hours", [
+@pytest.mark.parametrize(("start", "hours"), [
     (datetime(2026, 11, 30, 9), 1.0),  # naive
     (datetime(2026, 11, 30, 9, tzinfo=UTC), -1.0),
 ])
