@@ -18,6 +18,7 @@ from gateway.api.agency_client import GrpcAgencyTransport
 from gateway.api.audit_servicer import AuditServicer
 from gateway.api.hub_servicer import HubServicer
 from gateway.api.policy_servicer import PolicyServicer
+from gateway.api.referral_servicer import ReferralServicer
 from gateway.api.tls import gateway_client_credentials, gateway_server_credentials
 from gateway.audit import AuditLog, AuditReview, IdentifierSealer, load_public_keys, open_store
 from gateway.audit.checkpoint import load_signer
@@ -29,7 +30,10 @@ from gateway.generated.mash.gateway.v1 import (
     hub_service_pb2_grpc,
     policy_service_pb2,
     policy_service_pb2_grpc,
+    referral_service_pb2,
+    referral_service_pb2_grpc,
 )
+from gateway.keyring import Keyring
 from gateway.keys import KeyPaths, load_keys
 from gateway.linkage import SubjectTokeniser
 from gateway.policy import PolicyHolder, PolicyWatcher
@@ -37,6 +41,12 @@ from gateway.service.access import AccessGuard
 from gateway.service.ports import AgencyTransport
 from gateway.service.query import QueryService
 from gateway.settings import Settings
+from gateway.workflow.policy import FILE_NAME as WORKFLOW_FILE
+from gateway.workflow.policy import load_workflow
+from gateway.workflow.screening import HubScreening
+from gateway.workflow.sealing import ContentSealer
+from gateway.workflow.service import ReferralWorkflow
+from gateway.workflow.store import ReferralStore, open_referral_store
 
 log = structlog.get_logger("gateway.app")
 
@@ -44,6 +54,7 @@ SERVICE_NAMES = (
     hub_service_pb2.DESCRIPTOR.services_by_name["HubService"].full_name,
     audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
     policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
+    referral_service_pb2.DESCRIPTOR.services_by_name["ReferralService"].full_name,
 )
 
 
@@ -59,10 +70,14 @@ class Dependencies:
     review: AuditReview
     tokeniser: SubjectTokeniser
     watcher: PolicyWatcher | None = None
+    referrals: ReferralWorkflow | None = None  # None when the policy directory has no workflow.yaml
+    referral_store: ReferralStore | None = None
 
     async def aclose(self) -> None:
         if self.watcher is not None:
             await self.watcher.stop()
+        if self.referral_store is not None:
+            await self.referral_store.close()
         await self.transport.close()
         await self.audit.aclose()
         await self.audit.store.close()
@@ -113,8 +128,29 @@ async def open_dependencies(
     if settings.policy_watch_interval:
         watcher = PolicyWatcher(holder, settings.policy_dir, interval=settings.policy_watch_interval)
     review = AuditReview(audit, load_public_keys(key_paths.checkpoint))
-    return Dependencies(policy=holder, audit=audit, transport=transport, query=query, clock=clock,
+    deps = Dependencies(policy=holder, audit=audit, transport=transport, query=query, clock=clock,
                         review=review, tokeniser=tokeniser, watcher=watcher)
+    try:
+        await _open_referrals(settings, deps, keys.sealing)
+    except BaseException:
+        await deps.aclose()
+        raise
+    return deps
+
+
+async def _open_referrals(settings: Settings, deps: Dependencies, sealing: Keyring) -> None:
+    """The referral workflow, when the policy directory has a workflow.yaml (checked against the policy)."""
+    if not (settings.policy_dir / WORKFLOW_FILE).exists():
+        return
+    view = deps.policy.current
+    workflow = await asyncio.to_thread(
+        load_workflow, settings.policy_dir, roles=set(view.roles), agencies={r.agency for r in view.roles.values()},
+        categories=set(view.vocabulary.record_categories))
+    store = await open_referral_store(settings.referral_store_url, ContentSealer(sealing))
+    screening = HubScreening(deps.query, workflow.screening) if workflow.screening is not None else None
+    deps.referral_store = store
+    deps.referrals = ReferralWorkflow(store=store, workflow=workflow, policy=deps.policy, audit=deps.audit,
+                                      tokeniser=deps.tokeniser, clock=deps.clock, screening=screening)
 
 
 def _audit_sink(audit: AuditLog) -> Callable[[AuditEvent], Awaitable[None]]:
@@ -167,6 +203,9 @@ def build_server(settings: Settings, deps: Dependencies) -> GatewayServer:
         AuditServicer(deps.review, guard, deps.tokeniser), server)
     policy_service_pb2_grpc.add_PolicyServiceServicer_to_server(
         PolicyServicer(deps.policy, settings.policy_dir, guard), server)
+    if deps.referrals is not None:
+        referral_service_pb2_grpc.add_ReferralServiceServicer_to_server(
+            ReferralServicer(deps.referrals, deps.clock), server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if settings.reflection:

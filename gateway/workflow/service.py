@@ -4,8 +4,10 @@ read and list the queue, purge; each step checked against the workflow policy an
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -91,6 +93,7 @@ class ReferralWorkflow:
         self._tokeniser = tokeniser
         self._clock = clock
         self._screening = screening
+        self._notices_written = asyncio.Condition()
 
     @property
     def workflow(self) -> WorkflowPolicy:
@@ -126,6 +129,11 @@ class ReferralWorkflow:
         await self._audit.append([self._event(caller, operation, safe_id, kind=AuditKind.REFUSAL, status=status,
                                               reason=reason)])
         log.info("referral request refused", operation=operation, status=status)
+
+    async def refuse(self, caller: Caller, operation: str, exc: InvalidRequest | RequestRefused) -> None:
+        """Audit and raise a refusal found at the API edge (e.g. an enum number this gateway does not know)."""
+        await self._refuse(caller, operation, "", exc)
+        raise exc
 
     def _authorise(self, caller: Caller, permission: str) -> None:
         policy = self._policy.current
@@ -177,6 +185,9 @@ class ReferralWorkflow:
         except VersionConflict as exc:
             await self._refuse(caller, action.value, referral.referral_id, exc)
             raise
+        if notices:
+            async with self._notices_written:
+                self._notices_written.notify_all()
         log.info("referral moved", referral_id=referral.referral_id, action=action.value, to=target.value)
         return new
 
@@ -427,6 +438,33 @@ class ReferralWorkflow:
         """The caller's certificate identity's notices after `after` (or after what it last acknowledged)."""
         start = await self._store.acknowledged(caller.identity) if after is None else after
         return await self._store.notifications(caller.identity, after=start, limit=limit)
+
+    async def watch(self, caller: Caller, *, after: int | None, poll: float = 1.0,
+                    batch: int = 100) -> AsyncIterator[Notification]:
+        """The caller's notices from `after` (or its last acknowledged one) on, then new ones as they come.
+
+        Notices written by this process wake the watcher at once; those written by another gateway process
+        sharing the store are picked up within `poll` seconds.
+        """
+        if after is not None and after < 0:
+            exc = _violation("after_sequence", "must not be negative")
+            await self._refuse(caller, "watch", "", exc)
+            raise exc
+        if not caller.identity:
+            refused = RequestRefused("an identified client certificate is needed to receive notices",
+                                     code="NO_IDENTITY")
+            await self._refuse(caller, "watch", "", refused)
+            raise refused
+        position = await self._store.acknowledged(caller.identity) if after is None else after
+        while True:
+            found = await self._store.notifications(caller.identity, after=position, limit=batch)
+            for notice in found:
+                position = notice.seq
+                yield notice
+            if len(found) < batch:
+                async with self._notices_written:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._notices_written.wait(), poll)
 
     async def acknowledge(self, caller: Caller, seq: int) -> int:
         if seq < 0:
