@@ -43,6 +43,7 @@ from gateway.service.query import QueryService
 from gateway.settings import Settings
 from gateway.workflow.policy import FILE_NAME as WORKFLOW_FILE
 from gateway.workflow.policy import load_workflow
+from gateway.workflow.research import ResearchLink
 from gateway.workflow.screening import HubScreening
 from gateway.workflow.sealing import ContentSealer
 from gateway.workflow.service import ReferralWorkflow
@@ -197,7 +198,8 @@ class GatewayServer:
 def build_server(settings: Settings, deps: Dependencies) -> GatewayServer:
     """A grpc.aio server with mTLS (client certificates required), health and optional reflection."""
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    hub_service_pb2_grpc.add_HubServiceServicer_to_server(HubServicer(deps.query), server)
+    hub_service_pb2_grpc.add_HubServiceServicer_to_server(
+        HubServicer(deps.query, ResearchLink(deps.referrals, deps.clock)), server)
     guard = AccessGuard(deps.policy, deps.audit, deps.clock)
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
         AuditServicer(deps.review, guard, deps.tokeniser), server)

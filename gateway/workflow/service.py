@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -377,8 +377,20 @@ class ReferralWorkflow:
         return await self._step(caller, "merge", referral, Action.MERGE, replace(referral, merged_into=into),
                                 reason=f"merged_into={into}")
 
-    async def link_research(self, caller: Caller, referral_id: str, agencies: Sequence[str]) -> Referral:
-        """A researcher's query about the referral answered from `agencies`: record them, starting research."""
+    async def research_deadline(self, caller: Caller, referral_id: str) -> datetime | None:
+        """Before a researcher's query linked to a referral: may they research it, and by when must it be done?"""
+        referral = await self._load(caller, "link_research", referral_id, "research")
+        if referral.state not in (State.RATED, State.RESEARCHING):
+            exc = InvalidTransition(referral_id, Action.START_RESEARCH, referral.state,
+                                    "research can only be linked to a referral that is rated or being researched")
+            await self._refuse(caller, "link_research", referral_id, exc)
+            raise exc
+        return referral.research_due if referral.research_completed_at is None else None
+
+    async def link_research(self, caller: Caller, referral_id: str, agencies: Sequence[str],
+                            disclosed: Mapping[str, Sequence[str]] | None = None) -> Referral:
+        """A researcher's query about the referral was answered by `agencies`: record them (starting research),
+        and tell any agency that asked to know when its information in a disclosed category is shared."""
         referral = await self._load(caller, "link_research", referral_id, "research")
         if referral.state is State.RATED:
             referral = await self._move(caller, referral, Action.START_RESEARCH, referral,
@@ -388,11 +400,22 @@ class ReferralWorkflow:
                                     "research can only be linked to a referral that is rated or being researched")
             await self._refuse(caller, "link_research", referral_id, exc)
             raise exc
+        notices = self._owner_notices(referral_id, disclosed or {})
         answered = referral.with_answers(tuple(agencies))
-        if answered.agencies_answered == referral.agencies_answered:
+        if answered.agencies_answered == referral.agencies_answered and not notices:
             return referral
-        return await self._move(caller, referral, Action.RECORD_ANSWERS, answered,
-                                 reason="answered=" + ",".join(answered.agencies_answered))
+        return await self._move(caller, referral, Action.RECORD_ANSWERS, answered, notices=notices,
+                                reason="answered=" + ",".join(answered.agencies_answered))
+
+    def _owner_notices(self, referral_id: str, disclosed: Mapping[str, Sequence[str]]) -> list[Notification]:
+        notices = []
+        now = self._clock.now()
+        for wish in self._workflow.owner_notifications:
+            shared = set(disclosed.get(wish.agency, ())) & set(wish.categories)
+            receiver = self._workflow.receivers.get(wish.agency, "")
+            if shared and receiver:
+                notices.append(Notification(receiver, NoticeKind.OWNER_NOTICE, referral_id, now))
+        return notices
 
     async def get(self, caller: Caller, referral_id: str) -> ReferralView:
         referral = await self._load(caller, "get", referral_id, "view")

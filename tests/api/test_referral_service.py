@@ -10,12 +10,13 @@ from typing import Any
 import grpc
 import pytest
 from google.rpc import error_details_pb2
-from hub_helpers import error_reason, field_violations, rich_status, subject
+from hub_helpers import SCREENING, error_reason, field_violations, rich_status, subject
 
 from agency_stubs.cast import KAI_ALLOCATED_TEAM, KAI_ALLOCATED_WORKER, KAI_MERCER, NOAH_FENWICK
 from gateway.api.tls import client_credentials
 from gateway.demo.partnership import Partnership
 from gateway.generated.mash.gateway.v1 import common_pb2
+from gateway.generated.mash.gateway.v1 import hub_service_pb2 as hub_pb
 from gateway.generated.mash.gateway.v1 import referral_service_pb2 as ref_pb
 from gateway.generated.mash.gateway.v1 import referral_service_pb2_grpc as ref_grpc
 
@@ -202,3 +203,43 @@ async def test_an_offline_receiver_loses_nothing_and_resumes_after_its_acknowled
     third = (await police.call("SubmitReferral", notification())).referral.referral_id
     assert [n.referral_id for n in await asyncio.wait_for(resumed, 5)] == [second, third]
     watch.cancel()
+
+
+async def test_a_researchers_query_is_linked_to_the_referral(partnership: Partnership, police: Client,
+                                                            manager: Client) -> None:
+    """A Query naming a rated referral starts its research and records the agencies that answered."""
+    rid = (await police.call("SubmitReferral", notification(NOAH_FENWICK))).referral.referral_id
+    await manager.call("RateReferral", ref_pb.RateReferralRequest(referral_id=rid, rating="red"))
+    researcher = partnership.client("police", "case-system", user="r.7", role="mash_researcher_police")
+    answer = await researcher.query(subject=subject(NOAH_FENWICK), referral_id=rid,
+                                    **{k: v for k, v in SCREENING.items() if k != "case_reference"})
+    answered = sorted(a.agency for a in answer.answers
+                      if a.status in (hub_pb.ANSWER_STATUS_MATCH, hub_pb.ANSWER_STATUS_NO_MATCH))
+    got = (await manager.call("GetReferral", ref_pb.GetReferralRequest(referral_id=rid)))
+    assert got.referral.state == ref_pb.REFERRAL_STATE_RESEARCHING
+    assert list(got.referral.agencies_answered) == answered
+    assert "health" in answered
+    assert [h.action for h in got.history][-2:] == ["start_research", "record_answers"]
+    health = Client(partnership, "health", "gp-system", "gp-system", "health_visitor")
+    watch = health.stub.WatchNotifications(ref_pb.WatchNotificationsRequest(), metadata=health.metadata, timeout=10)
+    (notice,) = await _take(watch, 1)
+    watch.cancel()
+    assert (notice.kind, notice.referral_id) == (ref_pb.NOTIFICATION_KIND_OWNER_NOTICE, rid)
+
+
+async def test_a_linked_query_about_an_unrated_referral_is_refused(partnership: Partnership,
+                                                                   police: Client) -> None:
+    """Research can only be linked to a rated referral; a malformed id is a field violation."""
+    rid = (await police.call("SubmitReferral", notification(NOAH_FENWICK))).referral.referral_id
+    researcher = partnership.client("police", "case-system", user="r.7", role="mash_researcher_police")
+    base = {k: v for k, v in SCREENING.items() if k != "case_reference"}
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await researcher.query(subject=subject(NOAH_FENWICK), referral_id=rid, **base)
+    assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await researcher.query(subject=subject(NOAH_FENWICK), referral_id="ref-<script>", **base)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert set(field_violations(caught.value)) == {"referral_id"}
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await researcher.query(subject=subject(NOAH_FENWICK), referral_id=rid, case_reference="OTHER-1", **base)
+    assert set(field_violations(caught.value)) == {"case_reference"}
