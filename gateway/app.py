@@ -41,6 +41,7 @@ from gateway.service.access import AccessGuard
 from gateway.service.ports import AgencyTransport
 from gateway.service.query import QueryService
 from gateway.settings import Settings
+from gateway.workflow.package import PertinentInformation
 from gateway.workflow.policy import FILE_NAME as WORKFLOW_FILE
 from gateway.workflow.policy import load_workflow
 from gateway.workflow.research import ResearchLink
@@ -205,9 +206,10 @@ def build_server(settings: Settings, deps: Dependencies) -> GatewayServer:
         AuditServicer(deps.review, guard, deps.tokeniser), server)
     policy_service_pb2_grpc.add_PolicyServiceServicer_to_server(
         PolicyServicer(deps.policy, settings.policy_dir, guard), server)
-    if deps.referrals is not None:
+    if deps.referrals is not None and deps.referral_store is not None:
         referral_service_pb2_grpc.add_ReferralServiceServicer_to_server(
-            ReferralServicer(deps.referrals, deps.clock), server)
+            ReferralServicer(deps.referrals, deps.clock,
+                             PertinentInformation(deps.referrals, deps.referral_store, deps.query)), server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if settings.reflection:

@@ -11,6 +11,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from gateway.api.convert import answer_to_proto
 from gateway.api.errors import ERROR_DOMAIN, errors_as_status
 from gateway.api.identity import caller_from_context
 from gateway.api.referral_convert import (
@@ -26,6 +27,7 @@ from gateway.errors import FieldViolation, InvalidRequest
 from gateway.generated.mash.gateway.v1 import referral_service_pb2 as ref_pb
 from gateway.generated.mash.gateway.v1 import referral_service_pb2_grpc as ref_grpc
 from gateway.service.validation import Caller
+from gateway.workflow.package import PertinentInformation
 from gateway.workflow.referral import InvalidTransition, Referral, VersionConflict
 from gateway.workflow.service import Decision, ReferralView, ReferralWorkflow
 
@@ -57,9 +59,10 @@ async def workflow_errors(context: Context) -> AsyncIterator[None]:
 
 
 class ReferralServicer(ref_grpc.ReferralServiceServicer):
-    def __init__(self, workflow: ReferralWorkflow, clock: Clock) -> None:
+    def __init__(self, workflow: ReferralWorkflow, clock: Clock, packages: PertinentInformation) -> None:
         self._workflow = workflow
         self._clock = clock
+        self._packages = packages
 
     def _view(self, caller: Caller, referral: Referral) -> ref_pb.Referral:
         visible = self._workflow.workflow.allows(caller.role, "view_content")
@@ -157,6 +160,16 @@ class ReferralServicer(ref_grpc.ReferralServiceServicer):
         referral = await self._one("MergeReferral", context, lambda c: self._workflow.merge(
             c, request.referral_id, request.into_referral_id))
         return ref_pb.MergeReferralResponse(referral=referral)
+
+    async def GetPertinentInformation(self, request: ref_pb.GetPertinentInformationRequest,
+                                      context: Context) -> ref_pb.GetPertinentInformationResponse:
+        structlog.contextvars.bind_contextvars(rpc="GetPertinentInformation")
+        async with workflow_errors(context):
+            result = await self._packages.package(caller_from_context(context), request.referral_id,
+                                                  timeout=context.time_remaining())
+        return ref_pb.GetPertinentInformationResponse(request_id=result.request_id,
+                                                      policy_version=result.policy_version,
+                                                      answers=[answer_to_proto(a) for a in result.answers])
 
     async def WatchNotifications(self, request: ref_pb.WatchNotificationsRequest,
                                  context: Context) -> AsyncIterator[ref_pb.WatchNotificationsResponse]:

@@ -39,12 +39,22 @@ class Rating:
 
 
 @dataclass(frozen=True, slots=True)
+class PackageBasis:
+    """The purpose, legal basis and agreement under which a receiving role's package is gathered."""
+
+    purpose: str
+    legal_basis: str
+    agreement: str
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     """An outcome a MASH may decide, and the operational role that receives the pertinent information."""
 
     name: str
     meaning: str
     receiving_role: str = ""  # empty: nothing is routed (e.g. no further action)
+    package: PackageBasis | None = None  # how the receiver's pertinent-information package is asked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +238,16 @@ def _decisions(r: _Reader, mash: LineDict, roles: Collection[str] | None) -> dic
         role = str(body.get("receiving_role", "") or "")
         if role and roles is not None and role not in roles:
             r.bad(line, f"decision {name!r} routes to undeclared role {role!r}")
-        decisions[name] = Decision(name, str(body.get("meaning", "")), role)
+        package = body.get("package")
+        basis = None
+        if package is not None:
+            keys = ("purpose", "legal_basis", "agreement")
+            if not role or not isinstance(package, dict) or not all(isinstance(package.get(k), str) for k in keys):
+                r.bad(line, f"decision {name!r}: a package needs a receiving_role and purpose, legal_basis, "
+                            "agreement")
+            else:
+                basis = PackageBasis(*(str(package[k]) for k in keys))
+        decisions[name] = Decision(name, str(body.get("meaning", "")), role, basis)
     if not decisions:
         r.bad(section.line, "a MASH needs at least one decision")
     return decisions

@@ -130,6 +130,10 @@ class ReferralWorkflow:
                                               reason=reason)])
         log.info("referral request refused", operation=operation, status=status)
 
+    async def audit_refusal(self, caller: Caller, operation: str, referral_id: str, exc: GatewayError) -> None:
+        """Audit a refusal decided outside this class (e.g. by the package use case), without raising."""
+        await self._refuse(caller, operation, referral_id, exc)
+
     async def refuse(self, caller: Caller, operation: str, exc: InvalidRequest | RequestRefused) -> None:
         """Audit and raise a refusal found at the API edge (e.g. an enum number this gateway does not know)."""
         await self._refuse(caller, operation, "", exc)

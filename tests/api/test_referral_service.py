@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -243,3 +244,46 @@ async def test_a_linked_query_about_an_unrated_referral_is_refused(partnership: 
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await researcher.query(subject=subject(NOAH_FENWICK), referral_id=rid, case_reference="OTHER-1", **base)
     assert set(field_violations(caught.value)) == {"case_reference"}
+
+
+async def _decided(police: Client, manager: Client, decision: str = "s47_strategy_discussion") -> str:
+    rid = (await police.call("SubmitReferral", notification(NOAH_FENWICK))).referral.referral_id
+    await manager.call("RateReferral", ref_pb.RateReferralRequest(referral_id=rid, rating="amber"))
+    await manager.call("StartResearch", ref_pb.StartResearchRequest(referral_id=rid))
+    await manager.call("CompleteResearch", ref_pb.CompleteResearchRequest(referral_id=rid))
+    await manager.call("DecideReferral", ref_pb.DecideReferralRequest(
+        referral_id=rid, decision=decision, reason="Needs a strategy discussion", receiving_team="Assessment Team 1"))
+    return rid
+
+
+async def test_the_receivers_package_is_what_a_direct_query_by_that_role_releases(
+        partnership: Partnership, police: Client, manager: Client, csc: Client) -> None:
+    """The social worker's package equals a direct s47 query by a social worker: nothing more is released."""
+    rid = await _decided(police, manager)
+    package = await csc.call("GetPertinentInformation", ref_pb.GetPertinentInformationRequest(referral_id=rid))
+    direct = await partnership.client("csc", "case-system", user="case-system", role="social_worker").query(
+        subject=subject(NOAH_FENWICK), purpose="s47_enquiry", legal_basis="children_act_1989_s47",
+        agreement="mash-isa-2026", case_reference=rid)
+
+    def content(answers: Any) -> list[tuple[str, int, list[str]]]:
+        # Pseudonyms are fresh per request, so only their presence is compared.
+        return sorted((a.agency, a.status, [re.sub(r"pn:\w+:[0-9a-f]+", "pn:…", str(r)) for r in a.records])
+                      for a in answers)
+
+    assert content(package.answers) == content(direct.answers)
+    assert any(a.records for a in package.answers)
+
+
+async def test_only_the_receiving_role_gets_the_package_and_only_after_a_decision(
+        partnership: Partnership, police: Client, manager: Client, csc: Client) -> None:
+    """Another role is PERMISSION_DENIED (NOT_THE_RECEIVER); an undecided referral has no package yet."""
+    rid = await _decided(police, manager)
+    officer = Client(partnership, "police", "case-system", "pc.1234", "police_officer")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await officer.call("GetPertinentInformation", ref_pb.GetPertinentInformationRequest(referral_id=rid))
+    assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert error_reason(caught.value) == "NOT_THE_RECEIVER"
+    undecided = (await police.call("SubmitReferral", notification(NOAH_FENWICK))).referral.referral_id
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await csc.call("GetPertinentInformation", ref_pb.GetPertinentInformationRequest(referral_id=undecided))
+    assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION

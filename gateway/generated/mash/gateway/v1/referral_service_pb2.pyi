@@ -10,6 +10,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from gateway.generated.mash.gateway.v1 import common_pb2 as _common_pb2
+from gateway.generated.mash.gateway.v1 import hub_service_pb2 as _hub_service_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -810,6 +811,51 @@ class MergeReferralResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MergeReferralResponse: _TypeAlias = MergeReferralResponse  # noqa: Y015
+
+@_typing.final
+class GetPertinentInformationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFERRAL_ID_FIELD_NUMBER: _builtins.int
+    referral_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        referral_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["referral_id", b"referral_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPertinentInformationRequest: _TypeAlias = GetPertinentInformationRequest  # noqa: Y015
+
+@_typing.final
+class GetPertinentInformationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    ANSWERS_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    policy_version: _builtins.str
+    @_builtins.property
+    def answers(self) -> _containers.RepeatedCompositeFieldContainer[_hub_service_pb2.AgencyAnswer]: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        policy_version: _builtins.str = ...,
+        answers: _abc.Iterable[_hub_service_pb2.AgencyAnswer] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answers", b"answers", "policy_version", b"policy_version", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPertinentInformationResponse: _TypeAlias = GetPertinentInformationResponse  # noqa: Y015
 
 @_typing.final
 class WatchNotificationsRequest(_message.Message):

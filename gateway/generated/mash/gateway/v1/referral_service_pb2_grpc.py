@@ -97,6 +97,11 @@ class ReferralServiceStub:
                 request_serializer=mash_dot_gateway_dot_v1_dot_referral__service__pb2.MergeReferralRequest.SerializeToString,
                 response_deserializer=mash_dot_gateway_dot_v1_dot_referral__service__pb2.MergeReferralResponse.FromString,
                 _registered_method=True)
+        self.GetPertinentInformation = channel.unary_unary(
+                '/mash.gateway.v1.ReferralService/GetPertinentInformation',
+                request_serializer=mash_dot_gateway_dot_v1_dot_referral__service__pb2.GetPertinentInformationRequest.SerializeToString,
+                response_deserializer=mash_dot_gateway_dot_v1_dot_referral__service__pb2.GetPertinentInformationResponse.FromString,
+                _registered_method=True)
         self.WatchNotifications = channel.unary_stream(
                 '/mash.gateway.v1.ReferralService/WatchNotifications',
                 request_serializer=mash_dot_gateway_dot_v1_dot_referral__service__pb2.WatchNotificationsRequest.SerializeToString,
@@ -197,6 +202,14 @@ class ReferralServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPertinentInformation(self, request, context):
+        """The receiving role's pertinent-information package for a decided referral: the answers a direct query
+        by that role under the decision's purpose gets (the same policy and redaction), audited the same way.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchNotifications(self, request, context):
         """Notices for the calling system (its certificate identity), from after its last acknowledged one,
         then new ones as they arrive. Notices carry references, never record content.
@@ -274,6 +287,11 @@ def add_ReferralServiceServicer_to_server(servicer, server):
                     servicer.MergeReferral,
                     request_deserializer=mash_dot_gateway_dot_v1_dot_referral__service__pb2.MergeReferralRequest.FromString,
                     response_serializer=mash_dot_gateway_dot_v1_dot_referral__service__pb2.MergeReferralResponse.SerializeToString,
+            ),
+            'GetPertinentInformation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPertinentInformation,
+                    request_deserializer=mash_dot_gateway_dot_v1_dot_referral__service__pb2.GetPertinentInformationRequest.FromString,
+                    response_serializer=mash_dot_gateway_dot_v1_dot_referral__service__pb2.GetPertinentInformationResponse.SerializeToString,
             ),
             'WatchNotifications': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchNotifications,
@@ -613,6 +631,33 @@ class ReferralService:
             '/mash.gateway.v1.ReferralService/MergeReferral',
             mash_dot_gateway_dot_v1_dot_referral__service__pb2.MergeReferralRequest.SerializeToString,
             mash_dot_gateway_dot_v1_dot_referral__service__pb2.MergeReferralResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPertinentInformation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mash.gateway.v1.ReferralService/GetPertinentInformation',
+            mash_dot_gateway_dot_v1_dot_referral__service__pb2.GetPertinentInformationRequest.SerializeToString,
+            mash_dot_gateway_dot_v1_dot_referral__service__pb2.GetPertinentInformationResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -58,6 +58,10 @@ class ReferralServiceStub:
     WithdrawReferral: _grpc.UnaryUnaryMultiCallable[_referral_service_pb2.WithdrawReferralRequest, _referral_service_pb2.WithdrawReferralResponse]
     MergeReferral: _grpc.UnaryUnaryMultiCallable[_referral_service_pb2.MergeReferralRequest, _referral_service_pb2.MergeReferralResponse]
     """Folds a duplicate into the referral that carries on."""
+    GetPertinentInformation: _grpc.UnaryUnaryMultiCallable[_referral_service_pb2.GetPertinentInformationRequest, _referral_service_pb2.GetPertinentInformationResponse]
+    """The receiving role's pertinent-information package for a decided referral: the answers a direct query
+    by that role under the decision's purpose gets (the same policy and redaction), audited the same way.
+    """
     WatchNotifications: _grpc.UnaryStreamMultiCallable[_referral_service_pb2.WatchNotificationsRequest, _referral_service_pb2.WatchNotificationsResponse]
     """Notices for the calling system (its certificate identity), from after its last acknowledged one,
     then new ones as they arrive. Notices carry references, never record content.
@@ -95,6 +99,10 @@ class ReferralServiceAsyncStub(ReferralServiceStub):
     WithdrawReferral: _aio.UnaryUnaryMultiCallable[_referral_service_pb2.WithdrawReferralRequest, _referral_service_pb2.WithdrawReferralResponse]  # type: ignore[assignment]
     MergeReferral: _aio.UnaryUnaryMultiCallable[_referral_service_pb2.MergeReferralRequest, _referral_service_pb2.MergeReferralResponse]  # type: ignore[assignment]
     """Folds a duplicate into the referral that carries on."""
+    GetPertinentInformation: _aio.UnaryUnaryMultiCallable[_referral_service_pb2.GetPertinentInformationRequest, _referral_service_pb2.GetPertinentInformationResponse]  # type: ignore[assignment]
+    """The receiving role's pertinent-information package for a decided referral: the answers a direct query
+    by that role under the decision's purpose gets (the same policy and redaction), audited the same way.
+    """
     WatchNotifications: _aio.UnaryStreamMultiCallable[_referral_service_pb2.WatchNotificationsRequest, _referral_service_pb2.WatchNotificationsResponse]  # type: ignore[assignment]
     """Notices for the calling system (its certificate identity), from after its last acknowledged one,
     then new ones as they arrive. Notices carry references, never record content.
@@ -201,6 +209,16 @@ class ReferralServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_referral_service_pb2.MergeReferralResponse, _abc.Awaitable[_referral_service_pb2.MergeReferralResponse]]:
         """Folds a duplicate into the referral that carries on."""
+
+    @_abc_1.abstractmethod
+    def GetPertinentInformation(
+        self,
+        request: _referral_service_pb2.GetPertinentInformationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_referral_service_pb2.GetPertinentInformationResponse, _abc.Awaitable[_referral_service_pb2.GetPertinentInformationResponse]]:
+        """The receiving role's pertinent-information package for a decided referral: the answers a direct query
+        by that role under the decision's purpose gets (the same policy and redaction), audited the same way.
+        """
 
     @_abc_1.abstractmethod
     def WatchNotifications(
