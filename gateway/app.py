@@ -49,6 +49,7 @@ from gateway.workflow.screening import HubScreening
 from gateway.workflow.sealing import ContentSealer
 from gateway.workflow.service import ReferralWorkflow
 from gateway.workflow.store import ReferralStore, open_referral_store
+from gateway.workflow.sweeper import BreachSweeper
 
 log = structlog.get_logger("gateway.app")
 
@@ -74,10 +75,13 @@ class Dependencies:
     watcher: PolicyWatcher | None = None
     referrals: ReferralWorkflow | None = None  # None when the policy directory has no workflow.yaml
     referral_store: ReferralStore | None = None
+    sweeper: BreachSweeper | None = None
 
     async def aclose(self) -> None:
         if self.watcher is not None:
             await self.watcher.stop()
+        if self.sweeper is not None:
+            await self.sweeper.stop()
         if self.referral_store is not None:
             await self.referral_store.close()
         await self.transport.close()
@@ -153,6 +157,8 @@ async def _open_referrals(settings: Settings, deps: Dependencies, sealing: Keyri
     deps.referral_store = store
     deps.referrals = ReferralWorkflow(store=store, workflow=workflow, policy=deps.policy, audit=deps.audit,
                                       tokeniser=deps.tokeniser, clock=deps.clock, screening=screening)
+    if settings.breach_sweep_interval:
+        deps.sweeper = BreachSweeper(deps.referrals, interval=settings.breach_sweep_interval)
 
 
 def _audit_sink(audit: AuditLog) -> Callable[[AuditEvent], Awaitable[None]]:
@@ -185,6 +191,8 @@ class GatewayServer:
         self.deps.audit.start()
         if self.deps.watcher is not None:
             self.deps.watcher.start()
+        if self.deps.sweeper is not None:
+            self.deps.sweeper.start()
         for service in ("", *SERVICE_NAMES):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
         log.info("gateway serving", port=self.port, policy_version=self.deps.policy.current.version)

@@ -26,6 +26,7 @@ class Settings:
     listen: str = "127.0.0.1:0"
     audit_store: str = ""  # default: sqlite:///<state_dir>/audit.sqlite
     referral_store: str = ""  # default: sqlite:///<state_dir>/referrals.sqlite
+    breach_sweep_interval: float | None = 60.0  # seconds between referral deadline-breach sweeps; None = off
     agency_endpoints: Mapping[str, str] = field(default_factory=dict)
     trust_domain: str = DEFAULT_TRUST_DOMAIN
     default_timeout: float = 5.0  # seconds, when the caller sets no deadline

@@ -36,6 +36,7 @@ class Action(enum.Enum):
     ROUTE = "route"
     RATE = "rate"
     START_RESEARCH = "start_research"
+    RECORD_BREACH = "record_breach"  # the gateway saw a running deadline pass
     RECORD_ANSWERS = "record_answers"  # a linked research query was answered by some agencies
     COMPLETE_RESEARCH = "complete_research"
     DECIDE = "decide"
@@ -52,6 +53,7 @@ TRANSITIONS: dict[Action, tuple[frozenset[State], State | None]] = {
     Action.RATE: (frozenset({State.SCREENED, State.RATED}), State.RATED),
     Action.START_RESEARCH: (frozenset({State.RATED}), State.RESEARCHING),
     Action.RECORD_ANSWERS: (frozenset({State.RESEARCHING}), None),
+    Action.RECORD_BREACH: (frozenset({State.RECEIVED, State.SCREENED, State.RATED, State.RESEARCHING}), None),
     Action.COMPLETE_RESEARCH: (frozenset({State.RESEARCHING}), None),
     Action.DECIDE: (frozenset({State.RESEARCHING}), State.DECIDED),
     Action.CLOSE: (frozenset({State.ROUTED, State.DECIDED}), State.CLOSED),
@@ -124,6 +126,7 @@ class Referral:
     decided_at: datetime | None = None
     closed_at: datetime | None = None  # also set when withdrawn or merged: retention counts from here
     merged_into: str = ""
+    breach_recorded_for: datetime | None = None  # the deadline whose breach has been audited
 
     def due(self) -> datetime | None:
         """The next deadline still running: research until it is complete, then the decision."""

@@ -167,7 +167,8 @@ class ReferralWorkflow:
             raise
 
     async def _move(self, caller: Caller, referral: Referral, action: Action, changed: Referral, *,
-                    reason: str, notices: Sequence[Notification] = (), automatic: bool = False) -> Referral:
+                    reason: str, notices: Sequence[Notification] = (), automatic: bool = False,
+                    kind: AuditKind = AuditKind.REFERRAL_TRANSITION) -> Referral:
         """Audit the step, then store it as a compare-and-set; a lost race is audited too."""
         now = self._clock.now()
         target = next_state(referral, action)
@@ -179,7 +180,7 @@ class ReferralWorkflow:
             actor=GATEWAY_ACTOR if automatic else caller.identity, user=caller.user, role=caller.role,
             reason=reason, version=new.version,
         )
-        event = self._event(caller, action.value, referral.referral_id, status=target.value, reason=reason,
+        event = self._event(caller, action.value, referral.referral_id, kind=kind, status=target.value, reason=reason,
                             details={"operation": action.value, "referral_id": referral.referral_id,
                                      "from": referral.state.value, "to": target.value,
                                      "version": str(new.version), "automatic": str(automatic).lower()})
@@ -449,6 +450,33 @@ class ReferralWorkflow:
         page = await self._store.queue(where, limit=limit, offset=offset)
         more = offset + len(page.referrals) < page.total
         return page, str(offset + limit) if more else "", self._workflow.allows(caller.role, "view_content")
+
+    async def record_breaches(self, *, batch: int = 200) -> int:
+        """Audit, once per deadline, every referral whose running deadline has passed; how many were new.
+
+        Run periodically by the gateway; the deadline is stored, so a breach during a restart is still seen.
+        """
+        now = self._clock.now()
+        gateway = Caller(identity=GATEWAY_ACTOR, agency="hub", user=GATEWAY_ACTOR, role="")
+        recorded, offset = 0, 0
+        while True:
+            page = await self._store.queue(QueueFilter(overdue_at=now), limit=batch, offset=offset)
+            for referral in page.referrals:
+                due = referral.due()
+                if due is None or referral.breach_recorded_for == due:
+                    continue
+                step = "research" if referral.research_completed_at is None and referral.research_due else "decision"
+                try:
+                    await self._move(gateway, referral, Action.RECORD_BREACH,
+                                     replace(referral, breach_recorded_for=due), automatic=True,
+                                     reason=f"breach={step}; rating={referral.rating}; due={due.isoformat()}",
+                                     kind=AuditKind.REFERRAL_BREACH)
+                except VersionConflict:
+                    continue  # moved meanwhile; the next sweep looks again
+                recorded += 1
+            offset += len(page.referrals)
+            if offset >= page.total or not page.referrals:
+                return recorded
 
     async def purge(self, caller: Caller) -> list[str]:
         """Delete referrals whose retention has run out since they closed; the purge itself is audited."""

@@ -120,7 +120,7 @@ def parse_time(value: str | None) -> datetime | None:
 
 
 _TIMES = ("received_at", "updated_at", "rated_at", "research_due", "decision_due", "research_completed_at",
-          "decided_at", "closed_at")
+          "decided_at", "closed_at", "breach_recorded_for")
 _TEXTS = ("mash", "source_agency", "referrer", "borough", "screening", "team", "worker", "routing", "rating",
           "decision", "merged_into")
 

@@ -291,3 +291,17 @@ async def test_referrals_received_time_defaults_to_now_and_keeps_a_given_one(rig
     given = datetime(2026, 11, 29, 23, 10, tzinfo=UTC)
     assert (await rig.workflow.submit(POLICE, _submit(received_at=given))).received_at == given
     assert (await rig.workflow.submit(POLICE, _submit())).received_at == MONDAY
+
+
+async def test_a_breach_is_audited_once_per_deadline(rig: Rig) -> None:
+    """When a running deadline passes the sweep audits it once; a later sweep adds nothing."""
+    referral = await rig.workflow.submit(POLICE, _submit())
+    await rig.workflow.rate(MANAGER, referral.referral_id, "red")
+    assert await rig.workflow.record_breaches() == 0
+    rig.clock.advance(5 * 3600)
+    assert await rig.workflow.record_breaches() == 1
+    assert await rig.workflow.record_breaches() == 0
+    breach = rig.sink.events[-1]
+    assert breach.kind is AuditKind.REFERRAL_BREACH
+    assert breach.reason.startswith("breach=research; rating=red")
+    assert (await rig.store.history(referral.referral_id))[-1].action is Action.RECORD_BREACH

@@ -18,6 +18,7 @@ ALLOWED = {
     (S, Action.RATE): RT, (RT, Action.RATE): RT,
     (RT, Action.START_RESEARCH): RS, (RS, Action.RECORD_ANSWERS): RS, (RS, Action.COMPLETE_RESEARCH): RS,
     (RS, Action.DECIDE): D, (D, Action.CLOSE): State.CLOSED, (State.ROUTED, Action.CLOSE): State.CLOSED,
+    **{(s, Action.RECORD_BREACH): s for s in (R, S, RT, RS)},
     **{(s, Action.WITHDRAW): State.WITHDRAWN for s in OPEN},
     **{(s, Action.MERGE): State.MERGED for s in OPEN},
 }
