@@ -359,3 +359,15 @@ def load_workflow(directory: Path, *, roles: Collection[str] | None = None,
     if policy is None:
         raise PolicyError(findings, "the workflow policy cannot be used")
     return policy
+
+
+def check_workflow(directory: Path, *, roles: Collection[str], agencies: Collection[str],
+                   categories: Collection[str]) -> list[Finding]:
+    """`policy check`'s findings about workflow.yaml (none when the directory has no workflow policy)."""
+    if not (directory / FILE_NAME).exists():
+        return []
+    try:
+        load_workflow(directory, roles=roles, agencies=agencies, categories=categories)
+    except PolicyError as exc:
+        return list(exc.findings)
+    return []
