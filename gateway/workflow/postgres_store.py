@@ -97,16 +97,17 @@ class PostgresReferralStore:
             except psycopg.Error as exc:
                 raise ReferralStoreError(f"referral store failed ({type(exc).__name__})") from exc
 
-    async def create(self, referral: Referral, transition: Transition,
+    async def create(self, referral: Referral, history: Sequence[Transition],
                      notifications: Sequence[Notification] = ()) -> None:
-        row, hist = referral_row(referral, self._sealer), history_row(transition)
+        row, hist = referral_row(referral, self._sealer), [history_row(t) for t in history]
         notices = [outbox_row(n) for n in notifications]
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> None:
             try:
                 async with conn.transaction():
                     await conn.execute(_INSERT.encode(), row)
-                    await conn.execute(_HISTORY.encode(), hist)
+                    async with conn.cursor() as cur:
+                        await cur.executemany(_HISTORY.encode(), hist)
                     await _insert_notices(conn, notices)
             except psycopg.errors.UniqueViolation:
                 raise ReferralStoreError("a referral with that id already exists") from None

@@ -166,10 +166,9 @@ class ReferralWorkflow:
             await self._refuse(caller, operation, referral_id, exc)
             raise
 
-    async def _move(self, caller: Caller, referral: Referral, action: Action, changed: Referral, *,
-                    reason: str, notices: Sequence[Notification] = (), automatic: bool = False,
-                    kind: AuditKind = AuditKind.REFERRAL_TRANSITION) -> Referral:
-        """Audit the step, then store it as a compare-and-set; a lost race is audited too."""
+    def _plan(self, caller: Caller, referral: Referral, action: Action, changed: Referral, *, reason: str,
+              automatic: bool, kind: AuditKind) -> tuple[Referral, Transition, AuditEvent]:
+        """The referral after the step, its history entry and its audit entry (nothing written yet)."""
         now = self._clock.now()
         target = next_state(referral, action)
         new = replace(changed, state=target, version=referral.version + 1, updated_at=now)
@@ -184,17 +183,29 @@ class ReferralWorkflow:
                             details={"operation": action.value, "referral_id": referral.referral_id,
                                      "from": referral.state.value, "to": target.value,
                                      "version": str(new.version), "automatic": str(automatic).lower()})
+        return new, transition, event
+
+    async def _move(self, caller: Caller, referral: Referral, action: Action, changed: Referral, *,
+                    reason: str, notices: Sequence[Notification] = (), automatic: bool = False,
+                    kind: AuditKind = AuditKind.REFERRAL_TRANSITION) -> Referral:
+        """Audit the step, then store it as a compare-and-set; a lost race is audited too."""
+        new, transition, event = self._plan(caller, referral, action, changed, reason=reason, automatic=automatic,
+                                            kind=kind)
+        target = new.state
         await self._audit.append([event])
         try:
             await self._store.update(new, transition, notices)
         except VersionConflict as exc:
             await self._refuse(caller, action.value, referral.referral_id, exc)
             raise
+        await self._announce(notices)
+        log.info("referral moved", referral_id=referral.referral_id, action=action.value, to=target.value)
+        return new
+
+    async def _announce(self, notices: Sequence[Notification]) -> None:
         if notices:
             async with self._notices_written:
                 self._notices_written.notify_all()
-        log.info("referral moved", referral_id=referral.referral_id, action=action.value, to=target.value)
-        return new
 
     async def _load(self, caller: Caller, operation: str, referral_id: str, permission: str,
                     violations: Sequence[FieldViolation] = ()) -> Referral:
@@ -253,32 +264,41 @@ class ReferralWorkflow:
             content=Content(command.subject, command.household, command.concern),
             categories=tuple(command.categories), borough=command.borough, version=1, updated_at=now,
         )
-        first = Transition(referral.referral_id, Action.SUBMIT, None, State.RECEIVED, now, caller.identity,
-                           caller.user, caller.role, f"mash={mash.name}", 1)
-        await self._audit.append([self._event(
-            caller, "submit", referral.referral_id, status=State.RECEIVED.value, reason=first.reason,
-            subject_tokens=self._tokeniser.tokens(command.subject), agency=caller.agency,
-            categories=tuple(command.categories))])
-        await self._store.create(referral, first)
-        log.info("referral received", referral_id=referral.referral_id, mash=mash.name)
+        history = [Transition(referral.referral_id, Action.SUBMIT, None, State.RECEIVED, now, caller.identity,
+                              caller.user, caller.role, f"mash={mash.name}", 1)]
+        events = [self._event(caller, "submit", referral.referral_id, status=State.RECEIVED.value,
+                              reason=history[0].reason, subject_tokens=self._tokeniser.tokens(command.subject),
+                              agency=caller.agency, categories=tuple(command.categories))]
+        notices: list[Notification] = []
         if mash.screen_open_case and self._screening is not None:
-            referral = await self._screen_on_arrival(caller, referral)
+            # Screened before anything is stored, so the referral is written once, already screened or
+            # routed: a child open to children's services reaches their team without a second write.
+            referral, step, event, notices = await self._screen_on_arrival(caller, referral)
+            history.append(step)
+            events.append(event)
+        await self._audit.append(events)
+        await self._store.create(referral, history, notices)
+        await self._announce(notices)
+        log.info("referral received", referral_id=referral.referral_id, mash=mash.name, state=referral.state.value)
         return referral
 
-    async def _screen_on_arrival(self, caller: Caller, referral: Referral) -> Referral:
+    async def _screen_on_arrival(self, caller: Caller, referral: Referral) -> tuple[
+            Referral, Transition, AuditEvent, list[Notification]]:
         answer = await self._screening.check(referral.content.subject,  # type: ignore[union-attr]
                                              referral_id=referral.referral_id)
         checked = replace(referral, screening=answer.result.value)
         reason = f"screening={answer.result.value}; screening_request={answer.request_id}"
+        kind = AuditKind.REFERRAL_TRANSITION
         if answer.result is not OpenCase.OPEN:
             # Ambiguous, withheld or unreachable is never read as "not open": a person decides.
-            return await self._move(caller, referral, Action.SCREEN, checked, reason=reason, automatic=True)
+            return (*self._plan(caller, referral, Action.SCREEN, checked, reason=reason, automatic=True, kind=kind),
+                    [])
         receiver = self._workflow.receivers.get("csc", "")
         routed = replace(checked, team=answer.team, worker=answer.worker, routing="automatic")
         notices = [Notification(receiver, NoticeKind.ROUTED, referral.referral_id, self._clock.now(),
                                 team=answer.team, worker=answer.worker)] if receiver else []
-        return await self._move(caller, referral, Action.ROUTE, routed, reason=reason + "; routing=automatic",
-                                notices=notices, automatic=True)
+        return (*self._plan(caller, referral, Action.ROUTE, routed, reason=reason + "; routing=automatic",
+                            automatic=True, kind=kind), notices)
 
     async def screen(self, caller: Caller, referral_id: str) -> Referral:
         """A person marks a referral screened (e.g. an adults' referral, or a re-check after the node was down)."""

@@ -87,9 +87,9 @@ class SqliteReferralStore:
         except sqlite3.Error as exc:
             raise ReferralStoreError(f"referral store failed: {exc}") from exc
 
-    async def create(self, referral: Referral, transition: Transition,
+    async def create(self, referral: Referral, history: Sequence[Transition],
                      notifications: Sequence[Notification] = ()) -> None:
-        row, hist = referral_row(referral, self._sealer), history_row(transition)
+        row, hist = referral_row(referral, self._sealer), [history_row(t) for t in history]
         notices = [outbox_row(n) for n in notifications]
 
         def work(conn: sqlite3.Connection) -> None:
@@ -98,7 +98,7 @@ class SqliteReferralStore:
                 conn.execute(_INSERT, row)
             except sqlite3.IntegrityError:
                 raise ReferralStoreError("a referral with that id already exists") from None
-            conn.execute(_HISTORY, hist)
+            conn.executemany(_HISTORY, hist)
             conn.executemany(_OUTBOX, notices)
             conn.execute("COMMIT")
 

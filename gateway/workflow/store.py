@@ -58,9 +58,10 @@ class QueuePage:
 class ReferralStore(Protocol):
     """Where referrals and their histories live. Every change is a compare-and-set on the version."""
 
-    async def create(self, referral: Referral, transition: Transition,
+    async def create(self, referral: Referral, history: Sequence[Transition],
                      notifications: Sequence[Notification] = ()) -> None:
-        """Insert a new referral (version 1), its first history entry and its notices, atomically.
+        """Insert a new referral, its first history entries (e.g. submitted, then screened) and its notices,
+        atomically.
 
         ReferralStoreError if the id exists.
         """
@@ -116,7 +117,7 @@ def format_time(value: datetime | None) -> str | None:
 def parse_time(value: str | None) -> datetime | None:
     if value is None:
         return None
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return datetime.fromisoformat(value)  # the "Z" suffix makes it UTC; far faster than strptime
 
 
 _TIMES = ("received_at", "updated_at", "rated_at", "research_due", "decision_due", "research_completed_at",

@@ -54,7 +54,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 
 async def _created(store: Any, n: int, **overrides: Any) -> Any:
     referral = make_referral(n, **overrides)
-    await store.create(referral, step(referral, Action.SUBMIT, None))
+    await store.create(referral, [step(referral, Action.SUBMIT, None)])
     return referral
 
 
@@ -63,7 +63,7 @@ async def test_a_created_referral_reads_back_exactly(backend: ReferralBackend) -
     store = await backend.open()
     referral = make_referral(1, rating="red", research_due=T0 + timedelta(hours=4),
                              agencies_answered=("health", "police"))
-    await store.create(referral, step(referral, Action.SUBMIT, None))
+    await store.create(referral, [step(referral, Action.SUBMIT, None)])
     assert await store.get("ref-0001") == referral
 
 
@@ -247,7 +247,7 @@ async def test_the_outbox_keeps_notices_per_receiver_in_order_until_acknowledged
     referral = make_referral(1)
     notices = [Notification(csc, NoticeKind.ROUTED, "ref-0001", T0, team="north", worker="sw.1"),
                Notification(health, NoticeKind.OWNER_NOTICE, "ref-0001", T0)]
-    await store.create(referral, step(referral, Action.SUBMIT, None), notices)
+    await store.create(referral, [step(referral, Action.SUBMIT, None)], notices)
     later = replace(referral, state=State.ROUTED, version=2)
     await store.update(later, step(later, Action.ROUTE, State.RECEIVED),
                        [Notification(csc, NoticeKind.DECISION, "ref-0001", T0 + timedelta(hours=1))])
@@ -264,3 +264,15 @@ async def test_the_outbox_keeps_notices_per_receiver_in_order_until_acknowledged
     other = await backend.open()
     assert await other.acknowledged(csc) == mine[1].seq
     assert await other.acknowledged(health) == 0
+
+
+async def test_a_referral_created_already_screened_keeps_both_steps(backend: ReferralBackend) -> None:
+    """A referral screened on arrival is written once with its submit and screen steps, in order."""
+    store = await backend.open()
+    referral = make_referral(1, state=State.SCREENED, version=2, screening="NOT_OPEN")
+    submitted = step(replace(referral, state=State.RECEIVED, version=1), Action.SUBMIT, None)
+    screened = step(referral, Action.SCREEN, State.RECEIVED)
+    await store.create(referral, [submitted, screened])
+    assert [(h.action, h.version) for h in await store.history("ref-0001")] == [(Action.SUBMIT, 1),
+                                                                                (Action.SCREEN, 2)]
+    assert await store.get("ref-0001") == referral
