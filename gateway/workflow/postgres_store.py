@@ -17,7 +17,6 @@ from gateway.workflow.store import (
     COLUMNS,
     HISTORY_COLUMNS,
     OUTBOX_COLUMNS,
-    QUEUE_ORDER,
     SELECT_COLUMNS,
     TERMINAL_STATES,
     QueueFilter,
@@ -28,6 +27,7 @@ from gateway.workflow.store import (
     history_row,
     notification_from_row,
     outbox_row,
+    page_sql,
     queue_where,
     referral_from_row,
     referral_row,
@@ -163,9 +163,7 @@ class PostgresReferralStore:
             # REPEATABLE READ: the page and the total come from one snapshot.
             async with conn.transaction():
                 await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                cur = await conn.execute(
-                    _pg(f"SELECT {SELECT_COLUMNS} FROM referrals WHERE {clause} "  # noqa: S608 (fixed text)
-                        f"{QUEUE_ORDER} LIMIT ? OFFSET ?").encode(), (*params, limit, offset))
+                cur = await conn.execute(_pg(page_sql(clause)).encode(), (*params, limit, offset))
                 rows = await cur.fetchall()
                 cur = await conn.execute(
                     _pg(f"SELECT count(*) FROM referrals WHERE {clause}").encode(), params)  # noqa: S608

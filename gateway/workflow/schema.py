@@ -12,7 +12,8 @@ _COMMON = (
         state TEXT NOT NULL,
         version INTEGER NOT NULL CHECK (version >= 1),
         received_at TEXT NOT NULL,
-        due_at TEXT,
+        is_open INTEGER NOT NULL,
+        due_key TEXT NOT NULL,
         closed_at TEXT,
         rating TEXT NOT NULL,
         team TEXT NOT NULL,
@@ -20,7 +21,10 @@ _COMMON = (
         doc TEXT NOT NULL,
         sealed TEXT NOT NULL
     )""",
-    "CREATE INDEX IF NOT EXISTS referrals_queue ON referrals (state, due_at, received_at)",
+    # In queue order and covering every queue filter: the open queue is read in index order, and listing
+    # and counting never touch the wide rows.
+    "CREATE INDEX IF NOT EXISTS referrals_queue ON referrals "
+    "(is_open, due_key, received_at, referral_id, state, mash, rating, team, borough)",
     "CREATE INDEX IF NOT EXISTS referrals_closed ON referrals (closed_at)",
     # The primary key makes a second writer of the same version fail even if its compare-and-set slipped.
     """CREATE TABLE IF NOT EXISTS referral_history (

@@ -17,7 +17,6 @@ from gateway.workflow.store import (
     COLUMNS,
     HISTORY_COLUMNS,
     OUTBOX_COLUMNS,
-    QUEUE_ORDER,
     SELECT_COLUMNS,
     TERMINAL_STATES,
     QueueFilter,
@@ -28,6 +27,7 @@ from gateway.workflow.store import (
     history_row,
     notification_from_row,
     outbox_row,
+    page_sql,
     queue_where,
     referral_from_row,
     referral_row,
@@ -143,8 +143,7 @@ class SqliteReferralStore:
 
         def work(conn: sqlite3.Connection) -> tuple[list[Any], int]:
             conn.execute("BEGIN")  # one snapshot for the page and the total
-            rows = conn.execute(f"SELECT {SELECT_COLUMNS} FROM referrals WHERE {clause} "  # noqa: S608
-                                f"{QUEUE_ORDER} LIMIT ? OFFSET ?", (*params, limit, offset)).fetchall()
+            rows = conn.execute(page_sql(clause), (*params, limit, offset)).fetchall()
             (total,) = conn.execute(f"SELECT count(*) FROM referrals WHERE {clause}", params).fetchone()  # noqa: S608
             conn.execute("COMMIT")
             return rows, int(total)

@@ -125,8 +125,9 @@ _TIMES = ("received_at", "updated_at", "rated_at", "research_due", "decision_due
 _TEXTS = ("mash", "source_agency", "referrer", "borough", "screening", "team", "worker", "routing", "rating",
           "decision", "merged_into")
 
-COLUMNS = ("referral_id", "mash", "state", "version", "received_at", "due_at", "closed_at", "rating", "team",
-           "borough", "doc", "sealed")
+COLUMNS = ("referral_id", "mash", "state", "version", "received_at", "is_open", "due_key", "closed_at", "rating",
+           "team", "borough", "doc", "sealed")
+NO_DEADLINE = "~"  # sorts after every time, so referrals without a running deadline come last
 HISTORY_COLUMNS = ("referral_id", "version", "at", "action", "from_state", "to_state", "actor", "user_id",
                    "role", "reason")
 
@@ -139,7 +140,8 @@ def referral_row(referral: Referral, sealer: ContentSealer) -> tuple[Any, ...]:
     doc["agencies_answered"] = list(referral.agencies_answered)
     return (
         referral.referral_id, referral.mash, referral.state.value, referral.version,
-        format_time(referral.received_at), format_time(referral.due()), format_time(referral.closed_at),
+        format_time(referral.received_at), int(not referral.state.terminal),
+        format_time(referral.due()) or NO_DEADLINE, format_time(referral.closed_at),
         referral.rating, referral.team, referral.borough,
         json.dumps(doc, sort_keys=True, separators=(",", ":")),
         sealer.seal(referral.content, referral_id=referral.referral_id),
@@ -196,9 +198,11 @@ def queue_where(where: QueueFilter) -> tuple[str, list[Any]]:
     """The WHERE clause (with ``?`` placeholders) and its parameters for a queue filter."""
     clauses: list[str] = []
     params: list[Any] = []
-    states = where.states or tuple(s for s in State if not s.terminal)
-    clauses.append(f"state IN ({', '.join('?' for _ in states)})")
-    params.extend(s.value for s in states)
+    if where.states:
+        clauses.append(f"state IN ({', '.join('?' for _ in where.states)})")
+        params.extend(s.value for s in where.states)
+    else:
+        clauses.append("is_open = 1")
     if where.mash:
         clauses.append("mash = ?")
         params.append(where.mash)
@@ -211,17 +215,23 @@ def queue_where(where: QueueFilter) -> tuple[str, list[Any]]:
     if where.borough:
         clauses.append("borough = ?")
         params.append(where.borough)
-    if where.due_before is not None:
-        clauses.append("due_at IS NOT NULL AND due_at < ?")
-        params.append(format_time(where.due_before))
-    if where.overdue_at is not None:
-        clauses.append("due_at IS NOT NULL AND due_at < ?")
-        params.append(format_time(where.overdue_at))
+    for before in (where.due_before, where.overdue_at):
+        if before is not None:
+            clauses.append("due_key < ?")
+            params.append(format_time(before))
     return " AND ".join(clauses), params
 
 
 SELECT_COLUMNS = ", ".join(COLUMNS)
-QUEUE_ORDER = "ORDER BY due_at IS NULL, due_at, received_at, referral_id"
+QUEUE_ORDER = "ORDER BY due_key, received_at, referral_id"
+
+
+def page_sql(clause: str) -> str:
+    """A page of the queue: the order is found on the narrow index, then only the page's wide rows are read."""
+    return (f"SELECT {', '.join('r.' + c for c in COLUMNS)} FROM referrals r JOIN ("  # noqa: S608 (fixed text)
+            f"SELECT referral_id AS pick, due_key AS d, received_at AS rcv FROM referrals WHERE {clause} "
+            f"{QUEUE_ORDER} LIMIT ? OFFSET ?) p ON r.referral_id = p.pick "
+            "ORDER BY p.d, p.rcv, p.pick")
 TERMINAL_STATES = tuple(s.value for s in State if s.terminal)
 
 
