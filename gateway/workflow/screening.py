@@ -8,7 +8,7 @@ from typing import Protocol
 
 from gateway.domain import SubjectIdentifiers
 from gateway.errors import GatewayError
-from gateway.service.query import QueryService, ScreenResult
+from gateway.service.query import QueryService
 from gateway.service.validation import Caller, QueryCommand
 from gateway.workflow.policy import ScreeningIdentity
 
@@ -21,6 +21,10 @@ class OpenCase(enum.Enum):
     AMBIGUOUS = "AMBIGUOUS"  # several people matched, or the status was not released
     WITHHELD = "WITHHELD"
     UNAVAILABLE = "UNAVAILABLE"  # the node did not answer, or the check itself failed
+
+
+_RESULTS = {"OPEN": OpenCase.OPEN, "CLOSED": OpenCase.NOT_OPEN, "NOT_KNOWN": OpenCase.NOT_OPEN,
+            "UNAVAILABLE": OpenCase.UNAVAILABLE, "AMBIGUOUS": OpenCase.AMBIGUOUS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +60,8 @@ class HubScreening:
         except GatewayError:
             # A refused or unauditable check is not an answer: leave the referral for a person.
             return OpenCaseAnswer(OpenCase.UNAVAILABLE, request_id=command.request_id)
-        result = {
-            ScreenResult.OPEN: OpenCase.OPEN,
-            ScreenResult.CLOSED: OpenCase.NOT_OPEN,
-            ScreenResult.NOT_KNOWN: OpenCase.NOT_OPEN,
-            ScreenResult.UNAVAILABLE: OpenCase.UNAVAILABLE,
-        }.get(outcome.result, OpenCase.WITHHELD)
+        # Anything not named here (withheld, or a result added later) leaves the referral for a person.
+        result = _RESULTS.get(outcome.result.value, OpenCase.WITHHELD)
         if result is OpenCase.OPEN and not outcome.allocated_team:
             result = OpenCase.AMBIGUOUS  # open, but nobody to route it to: a person must look
         return OpenCaseAnswer(result, outcome.allocated_team, outcome.allocated_worker, outcome.request_id)
