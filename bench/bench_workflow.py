@@ -23,8 +23,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from gateway.audit.backends import open_store
 from gateway.audit.log import AuditLog
-from gateway.audit.store import open_store
 from gateway.domain import SubjectIdentifiers
 from gateway.keyring import Keyring
 from gateway.linkage import SubjectTokeniser
