@@ -223,6 +223,7 @@ def _load_redaction(
             agencies=[a for a, v in vocab.agencies.items() if v.holds_records],
             field_categories=list(vocab.field_categories),
             record_categories=list(vocab.record_categories),
+            protected={n: c.protected_readers for n, c in vocab.record_categories.items() if c.protected},
         )
     except PolicyError as exc:
         findings.extend(exc.findings or [Finding(REDACTION_FILE, 0, str(exc))])
