@@ -5,8 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from gateway.policy.cli import main as policy_main
-
+from gateway.cli.main import main as policy_main
 from gateway.workflow.policy import load_workflow
 from gateway.workflow.policy_tests import run_deadline_tests
 
