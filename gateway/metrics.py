@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 from gateway.domain import AuditEvent, AuditReceipt, Clock
 from gateway.errors import AgencyRejected, AgencyTimedOut, AgencyUnavailable
 from gateway.service.ports import AgencyTransport, AuditSink, LookupCommand, LookupResult
+from gateway.settings import SettingsError
 
 # Hub queries take milliseconds to a few seconds; the default buckets stop at 10 s and start at 5 ms.
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -53,6 +54,8 @@ class GatewayMetrics:
         Returns the bound port and a function that stops the server.
         """
         host, _, port = listen.rpartition(":")
+        if not port.isdigit():
+            raise SettingsError(f"metrics_listen must be host:port, not {listen!r}")
         server, thread = start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.registry)
 
         def stop() -> None:
@@ -96,7 +99,7 @@ class MeteredTransport:
 
     async def lookup(self, agency: str, command: LookupCommand, *, timeout: float) -> LookupResult:
         started = time.perf_counter()
-        status = "error"
+        status = "error"  # cancelled (the caller went away) or a fault of ours
         try:
             result = await self._inner.lookup(agency, command, timeout=timeout)
             status = "ok"

@@ -16,6 +16,8 @@ from agency_stubs import World
 from agency_stubs.cast import KAI_MERCER
 from gateway.demo.partnership import Partnership
 from gateway.generated.mash.gateway.v1 import hub_service_pb2 as hub_pb
+from gateway.metrics import GatewayMetrics
+from gateway.settings import SettingsError
 
 
 async def scrape(partnership: Partnership) -> tuple[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]:
@@ -100,3 +102,9 @@ async def test_metrics_are_off_unless_configured(partnership: Partnership) -> No
     assert partnership.gateway is not None
     assert partnership.gateway.metrics_port is None
     assert partnership.gateway.deps.metrics is None
+
+
+async def test_a_malformed_metrics_address_is_a_settings_error() -> None:
+    """`metrics_listen` without a port number is refused as a settings error, not a crash."""
+    with pytest.raises(SettingsError, match="host:port"):
+        GatewayMetrics().serve("127.0.0.1")
