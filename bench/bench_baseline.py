@@ -221,10 +221,8 @@ def run_matrix(args: argparse.Namespace, tmp: Path, log: IO[str]) -> list[dict[s
                     rs = runs[(concurrency, target)]
                     row[target] = {
                         "queries_per_s": [r["queries_per_s"] for r in rs],
-                        "p50_ms": statistics.median(r["p50_ms"] for r in rs),
-                        "p95_ms": statistics.median(r["p95_ms"] for r in rs),
-                        "p99_ms": statistics.median(r["p99_ms"] for r in rs),
-                        "cpu_ms_per_query": statistics.median(r["cpu_ms_per_query"] for r in rs),
+                        **{key: round(statistics.median(r[key] for r in rs), 2)
+                           for key in ("p50_ms", "p95_ms", "p99_ms", "cpu_ms_per_query")},
                         "errors": sum(sum(r["errors"].values()) for r in rs),
                         "peak_rss_mib": peak[target],
                     }
@@ -250,14 +248,17 @@ def run_soak(args: argparse.Namespace, tmp: Path, log: IO[str]) -> dict[str, Any
             samples.append(result)
             print(f"  soak: {result['queries_per_s']} q/s, errors {result['errors']}, RSS {result['rss_mib']} MiB",
                   file=sys.stderr, flush=True)
-    store = ["--store", args.audit_store] if args.audit_store else []
-    verify = subprocess.run([sys.executable, "-m", "gateway.cli.main", "audit", "verify", "--state-dir",
-                             str(tmp / "state"), *store], capture_output=True, text=True, cwd=ROOT, check=False)
+    # A checkpoint over everything first, as an auditor would take one, so verify covers every entry.
+    audit = [sys.executable, "-m", "gateway.cli.main", "audit"]
+    where = ["--state-dir", str(tmp / "state"), *(["--store", args.audit_store] if args.audit_store else [])]
+    subprocess.run([*audit, "checkpoint", *where], capture_output=True, text=True, cwd=ROOT, check=True)
+    verify = subprocess.run([*audit, "verify", *where], capture_output=True, text=True, cwd=ROOT, check=False)
     warm = samples[0]["rss_mib"]
     return {
         "soak_seconds": args.soak, "concurrency": args.concurrency[-1], "slices": samples,
         "queries": sum(s["queries"] for s in samples),
         "errors": sum(sum(s["errors"].values()) for s in samples),
+        "answers_without_receipt": sum(s["answers_without_receipt"] for s in samples),
         "rss_growth_after_warmup": round((samples[-1]["rss_mib"] - warm) / warm, 3),
         "audit_verify_exit_code": verify.returncode, "audit_verify": verify.stdout.strip()[-500:],
     }
@@ -316,11 +317,11 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
         g, b = r.get("gateway"), r["bare"]
         if g is None:
             table.add_row(str(r["nodes"]), f"{r['latency_ms']:g}", str(r["concurrency"]), "-",
-                          str(statistics.median(b["queries_per_s"])), "-", f"- / {b['p50_ms']}",
+                          f"{statistics.median(b['queries_per_s']):.1f}", "-", f"- / {b['p50_ms']}",
                           f"- / {b['p99_ms']}", f"- / {b['cpu_ms_per_query']}", f"- / {b['peak_rss_mib']}")
             continue
         table.add_row(str(r["nodes"]), f"{r['latency_ms']:g}", str(r["concurrency"]),
-                      str(statistics.median(g["queries_per_s"])), str(statistics.median(b["queries_per_s"])),
+                      f"{statistics.median(g['queries_per_s']):.1f}", f"{statistics.median(b['queries_per_s']):.1f}",
                       str(r["ratio"]), f"{g['p50_ms']} / {b['p50_ms']}", f"{g['p99_ms']} / {b['p99_ms']}",
                       f"{g['cpu_ms_per_query']} / {b['cpu_ms_per_query']}",
                       f"{g['peak_rss_mib']} / {b['peak_rss_mib']}")

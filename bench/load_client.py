@@ -48,17 +48,20 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         await stub.Query(request, metadata=METADATA, timeout=args.timeout)
     latencies: list[float] = []
     errors: dict[str, int] = {}
+    missing_receipts = 0
 
     async def caller(offset: int, stop_at: float) -> None:
         i = offset
         while time.perf_counter() < stop_at:
             started = time.perf_counter()
+            nonlocal missing_receipts
             try:
-                await stub.Query(requests[i % len(requests)], metadata=METADATA, timeout=args.timeout)
+                response = await stub.Query(requests[i % len(requests)], metadata=METADATA, timeout=args.timeout)
             except grpc.aio.AioRpcError as exc:
                 errors[exc.code().name] = errors.get(exc.code().name, 0) + 1
             else:
                 latencies.append(time.perf_counter() - started)
+                missing_receipts += sum(not a.HasField("receipt") for a in response.answers)
             i += 1
 
     started = time.perf_counter()
@@ -68,6 +71,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     latencies.sort()
     return {
         "queries": len(latencies), "errors": errors, "seconds": round(elapsed, 3),
+        "answers_without_receipt": missing_receipts,
         "queries_per_s": round(len(latencies) / elapsed, 1),
         "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
         "p95_ms": round(percentile(latencies, 0.95) * 1000, 2),
