@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from gateway.domain import AGENCIES, DisclosureLevel, Field, Record, RecordKind
+from gateway.domain import DisclosureLevel, Field, Record, RecordKind
 from gateway.keyring import Keyring
+from gateway.partnership import load_plan
 from gateway.redaction import RedactionContext, Redactor, load_rules
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +112,7 @@ def run(iterations: int, budget_s: float) -> list[dict[str, object]]:
     catalogue, field_categories = read_catalogue()
     rules = load_rules(
         ROOT / "policies" / "redaction.yaml",
-        agencies=AGENCIES,
+        agencies=load_plan(ROOT / "policies").record_holders,
         field_categories=field_categories,
         record_categories={c.category for c in catalogue},
     )

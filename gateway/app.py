@@ -32,6 +32,7 @@ from gateway.generated.mash.gateway.v1 import (
 )
 from gateway.keys import KeyPaths, load_keys
 from gateway.linkage import SubjectTokeniser
+from gateway.partnership import missing_endpoints
 from gateway.policy import PolicyHolder, PolicyWatcher
 from gateway.service.access import AccessGuard
 from gateway.service.ports import AgencyTransport
@@ -59,6 +60,7 @@ class Dependencies:
     review: AuditReview
     tokeniser: SubjectTokeniser
     watcher: PolicyWatcher | None = None
+    unserved: tuple[str, ...] = ()  # record-holding agencies with no endpoint at start
 
     async def aclose(self) -> None:
         if self.watcher is not None:
@@ -93,10 +95,13 @@ async def open_dependencies(
             kind=AuditKind.POLICY_ACTIVATION, occurred_at=clock.now(), policy_version=holder.version,
             reason=f"activated {len(holder.current.lines)} policy lines", details={"trigger": "startup"},
         ))
+        unserved = missing_endpoints(holder.current.agencies, settings.agency_endpoints)
     except BaseException:
         await audit.aclose()
         await store.close()
         raise
+    if unserved:
+        log.warning("agencies without an endpoint will answer UNAVAILABLE", agencies=list(unserved))
     if transport is None:
         transport = GrpcAgencyTransport.connect(
             settings.agency_endpoints, gateway_client_credentials(settings.pki),
@@ -114,7 +119,7 @@ async def open_dependencies(
         watcher = PolicyWatcher(holder, settings.policy_dir, interval=settings.policy_watch_interval)
     review = AuditReview(audit, load_public_keys(key_paths.checkpoint))
     return Dependencies(policy=holder, audit=audit, transport=transport, query=query, clock=clock,
-                        review=review, tokeniser=tokeniser, watcher=watcher)
+                        review=review, tokeniser=tokeniser, watcher=watcher, unserved=unserved)
 
 
 def _audit_sink(audit: AuditLog) -> Callable[[AuditEvent], Awaitable[None]]:
@@ -136,11 +141,12 @@ class GatewayServer:
     """A running (or ready to run) gateway: a grpc.aio server plus its dependencies."""
 
     def __init__(self, server: grpc.aio.Server, port: int, deps: Dependencies,
-                 health_servicer: HealthServicer) -> None:
+                 health_servicer: HealthServicer, *, require_all_agencies: bool = False) -> None:
         self.server = server
         self.port = port
         self.deps = deps
         self._health = health_servicer
+        self._require_all_agencies = require_all_agencies
 
     async def start(self) -> None:
         await self.server.start()
@@ -149,6 +155,8 @@ class GatewayServer:
             self.deps.watcher.start()
         for service in ("", *SERVICE_NAMES):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        if self._require_all_agencies and self.deps.unserved:
+            await self._health.set(SERVICE_NAMES[0], health_pb2.HealthCheckResponse.NOT_SERVING)
         log.info("gateway serving", port=self.port, policy_version=self.deps.policy.current.version)
 
     async def stop(self, grace: float | None = 1.0) -> None:
@@ -179,4 +187,4 @@ def build_server(settings: Settings, deps: Dependencies) -> GatewayServer:
     port = server.add_secure_port(settings.listen, gateway_server_credentials(settings.pki))
     if port == 0:
         raise OSError(f"could not listen on {settings.listen}")
-    return GatewayServer(server, port, deps, health_servicer)
+    return GatewayServer(server, port, deps, health_servicer, require_all_agencies=settings.require_all_agencies)

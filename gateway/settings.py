@@ -34,6 +34,7 @@ class Settings:
     reflection: bool = False  # gRPC server reflection; on in development only
     checkpoint_interval: float = 60.0  # seconds between signed checkpoints, also when idle
     policy_watch_interval: float | None = 2.0  # seconds between policy directory checks; None = off
+    require_all_agencies: bool = False  # HubService health NOT_SERVING while a record holder has no endpoint
     log_level: str = "info"
 
     @property

@@ -67,8 +67,18 @@ class DecisionView(Protocol):
     def denied_by(self) -> tuple[str, ...]: ...
 
 
+class AgencyView(Protocol):
+    """A declared agency as the service layer sees it."""
+
+    @property
+    def holds_records(self) -> bool: ...
+
+
 class PolicyView(Protocol):
     """The parts of a policy snapshot the service layer reads."""
+
+    @property
+    def agencies(self) -> Mapping[str, AgencyView]: ...
 
     @property
     def version(self) -> str: ...

@@ -15,7 +15,6 @@ import structlog
 
 from gateway.audit.sealing import IdentifierSealer
 from gateway.domain import (
-    AGENCIES,
     AgencyContact,
     AnswerStatus,
     AuditEvent,
@@ -153,7 +152,7 @@ class QueryService:
         sealer: IdentifierSealer,
         pseudonym_keys: Keyring,
         clock: Clock,
-        agencies: Sequence[str] = AGENCIES,
+        agencies: Sequence[str] | None = None,  # default: the policy's record-holding agencies
         default_timeout: float = 5.0,
         max_timeout: float = 30.0,
         audit_margin: float = 0.1,
@@ -165,7 +164,7 @@ class QueryService:
         self._sealer = sealer
         self._pseudonym_keys = pseudonym_keys
         self._clock = clock
-        self._agencies = tuple(agencies)
+        self._agencies = tuple(agencies) if agencies is not None else None
         self._default_timeout = default_timeout
         self._max_timeout = max_timeout
         self._audit_margin = audit_margin
@@ -302,7 +301,8 @@ class QueryService:
         agreement = policy.agreements[command.agreement]
         decisions = policy.decisions_for(caller.role, command.purpose)
         plans = []
-        for agency in self._agencies:
+        holders = [name for name, agency in policy.agencies.items() if agency.holds_records]
+        for agency in self._agencies if self._agencies is not None else holders:
             if only_agency and agency != only_agency:
                 continue
             cells = decisions.get(agency, {})

@@ -7,7 +7,7 @@ from collections import Counter
 
 from agency_stubs import CATEGORIES, World, build_world
 from agency_stubs.cast import CAST
-from gateway.domain import AGENCIES
+from agency_stubs.catalogue import SIMULATED_AGENCIES
 from gateway.linkage import is_valid_nhs_number, normalise_postcode
 
 
@@ -71,7 +71,7 @@ def test_every_record_category_is_populated_by_generation(world: World) -> None:
 
 def test_agencies_know_realistic_shares_of_the_population(world: World) -> None:
     """Health knows nearly everyone; police, csc and probation know a minority; nobody knows everyone."""
-    share = {a: len(world.dataset(a)) / len(world.people) for a in AGENCIES}
+    share = {a: len(world.dataset(a)) / len(world.people) for a in SIMULATED_AGENCIES}
     assert share["health"] > 0.9
     assert share["police"] < 0.25
     assert share["csc"] < 0.15

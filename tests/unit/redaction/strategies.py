@@ -16,7 +16,8 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
-from gateway.domain import AGENCIES, DisclosureLevel, Field, Record, RecordKind
+from agency_stubs.catalogue import SIMULATED_AGENCIES as AGENCIES
+from gateway.domain import DisclosureLevel, Field, Record, RecordKind
 from gateway.redaction import RedactionContext, RedactionRules, load_rules
 
 REPO_ROOT = Path(__file__).resolve().parents[3]

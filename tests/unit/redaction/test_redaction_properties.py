@@ -9,8 +9,8 @@ from collections import Counter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agency_stubs.catalogue import SIMULATED_AGENCIES as AGENCIES
 from gateway.domain import (
-    AGENCIES,
     DisclosedField,
     DisclosedRecord,
     DisclosureLevel,
