@@ -18,6 +18,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from structlog.testing import capture_logs
 
 from gateway.api.tls import client_credentials
 from gateway.app import GatewayServer, build_server, open_dependencies
@@ -156,6 +157,17 @@ async def test_hub_service_reports_not_serving_while_an_agency_has_no_endpoint(
         overall = await health.Check(health_pb2.HealthCheckRequest(service=""))
     assert hub.status == health_pb2.HealthCheckResponse.NOT_SERVING
     assert overall.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_start_warns_about_each_record_holder_without_an_endpoint(setup: Setup) -> None:
+    """The operator is told at start which agencies will answer UNAVAILABLE; the hub is not among them."""
+    settings = _settings(setup, {"yos": setup.node_address})
+    with capture_logs() as logs:
+        deps = await open_dependencies(settings)
+    await deps.aclose()
+    (warning,) = [e for e in logs if e["log_level"] == "warning"]
+    assert warning["agencies"] == SIX
+    assert deps.unserved == tuple(SIX)
 
 
 async def test_an_endpoint_for_an_undeclared_agency_is_refused_at_start(setup: Setup) -> None:
