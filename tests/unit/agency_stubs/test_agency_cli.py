@@ -9,15 +9,17 @@ import pytest
 from agency_stubs.__main__ import main, node_credentials
 
 
-def test_an_agency_the_policy_does_not_declare_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_agency_the_policy_does_not_declare_is_refused(
+    policy_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """--agency must name an agency of the policy directory; anything else exits 2 and says why."""
-    assert main(["--agency", "fire"]) == 2
+    assert main(["--agency", "fire", "--policy-dir", str(policy_dir)]) == 2
     assert "declares no agency 'fire'" in capsys.readouterr().err
 
 
-def test_an_agency_that_holds_no_records_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_agency_that_holds_no_records_is_refused(policy_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The hub is declared but holds no records, so no node can be run for it."""
-    assert main(["--agency", "hub"]) == 2
+    assert main(["--agency", "hub", "--policy-dir", str(policy_dir)]) == 2
     assert "holds no records" in capsys.readouterr().err
 
 
