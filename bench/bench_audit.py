@@ -21,10 +21,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from gateway.audit.backends import open_store
 from gateway.audit.checkpoint import CheckpointSigner, PublicKeys
 from gateway.audit.log import AuditLog
 from gateway.audit.merkle import MerkleTree, verify_inclusion
-from gateway.audit.store import DisclosureStore, open_store
+from gateway.audit.store import DisclosureStore
 from gateway.audit.verify import verify_store
 from gateway.domain import AuditEvent, AuditKind, FieldDisclosure, ManifestEntry, SystemClock
 

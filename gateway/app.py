@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 import grpc.aio
@@ -16,25 +16,21 @@ from grpc_reflection.v1alpha import reflection
 
 from gateway.api.agency_client import GrpcAgencyTransport
 from gateway.api.audit_servicer import AuditServicer
+from gateway.api.calls import CallHandlers
 from gateway.api.hub_servicer import HubServicer
 from gateway.api.policy_servicer import PolicyServicer
 from gateway.api.tls import gateway_client_credentials, gateway_server_credentials
 from gateway.audit import AuditLog, AuditReview, IdentifierSealer, load_public_keys, open_store
 from gateway.audit.checkpoint import load_signer
 from gateway.domain import AuditEvent, AuditKind, Clock, SystemClock
-from gateway.generated.mash.gateway.v1 import (
-    audit_service_pb2,
-    audit_service_pb2_grpc,
-    hub_service_pb2,
-    hub_service_pb2_grpc,
-    policy_service_pb2,
-    policy_service_pb2_grpc,
-)
+from gateway.generated.mash.gateway.v1 import audit_service_pb2, hub_service_pb2, policy_service_pb2
 from gateway.keys import KeyPaths, load_keys
 from gateway.linkage import SubjectTokeniser
 from gateway.partnership import missing_endpoints
 from gateway.policy import PolicyHolder, PolicyWatcher
 from gateway.service.access import AccessGuard
+from gateway.service.audit_reads import AuditReads
+from gateway.service.policy_admin import PolicyAdmin
 from gateway.service.ports import AgencyTransport
 from gateway.service.query import QueryService
 from gateway.settings import Settings
@@ -61,32 +57,32 @@ class Dependencies:
     tokeniser: SubjectTokeniser
     watcher: PolicyWatcher | None = None
     unserved: tuple[str, ...] = ()  # record-holding agencies with no endpoint at start
+    resources: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+    """Closes what `open_dependencies` opened, newest first: watcher, transport, audit log, audit store."""
 
     async def aclose(self) -> None:
-        if self.watcher is not None:
-            await self.watcher.stop()
-        await self.transport.close()
-        await self.audit.aclose()
-        await self.audit.store.close()
+        await self.resources.aclose()
 
 
 async def open_dependencies(
     settings: Settings, *, clock: Clock | None = None, transport: AgencyTransport | None = None
 ) -> Dependencies:
-    """Open the audit log, load keys and policy, and connect to the agency nodes (inside the loop)."""
+    """Open the audit log, load keys and policy, and connect to the agency nodes (inside the loop).
+
+    If any step fails, everything opened before it is closed again before the error propagates. A given
+    `transport` is closed with the rest, also when opening fails.
+    """
     clock = clock or SystemClock()
     key_paths = KeyPaths(settings.keys_dir)
     keys = load_keys(key_paths)
-    store = await open_store(settings.audit_store_url)
-    try:
+    async with contextlib.AsyncExitStack() as resources:
+        store = await open_store(settings.audit_store_url)
+        resources.push_async_callback(store.close)
         audit = await AuditLog.open(store, load_signer(key_paths.checkpoint), clock,
                                     checkpoint_interval=settings.checkpoint_interval,
                                     append_timeout=settings.audit_append_timeout)
-    except BaseException:
-        await store.close()
-        raise
-    on_event = _audit_sink(audit)
-    try:
+        resources.push_async_callback(audit.aclose)
+        on_event = _audit_sink(audit)
         holder = await asyncio.to_thread(
             PolicyHolder.from_directory, settings.policy_dir, on_event=on_event, clock=clock
         )
@@ -96,30 +92,29 @@ async def open_dependencies(
             reason=f"activated {len(holder.current.lines)} policy lines", details={"trigger": "startup"},
         ))
         unserved = missing_endpoints(holder.current.agencies, settings.agency_endpoints)
-    except BaseException:
-        await audit.aclose()
-        await store.close()
-        raise
-    if unserved:
-        log.warning("agencies without an endpoint will answer UNAVAILABLE", agencies=list(unserved))
-    if transport is None:
-        transport = GrpcAgencyTransport.connect(
-            settings.agency_endpoints, gateway_client_credentials(settings.pki),
-            trust_domain=settings.trust_domain,
+        if unserved:
+            log.warning("agencies without an endpoint will answer UNAVAILABLE", agencies=list(unserved))
+        if transport is None:
+            transport = GrpcAgencyTransport.connect(
+                settings.agency_endpoints, gateway_client_credentials(settings.pki),
+                trust_domain=settings.trust_domain,
+            )
+        resources.push_async_callback(transport.close)
+        tokeniser = SubjectTokeniser(keys.subject_token)
+        query = QueryService(
+            policy=holder, transport=transport, audit=audit,
+            tokeniser=tokeniser, sealer=IdentifierSealer(keys.sealing),
+            pseudonym_keys=keys.pseudonym, clock=clock, default_timeout=settings.default_timeout,
+            max_timeout=settings.max_timeout, audit_margin=settings.audit_margin,
         )
-    tokeniser = SubjectTokeniser(keys.subject_token)
-    query = QueryService(
-        policy=holder, transport=transport, audit=audit,
-        tokeniser=tokeniser, sealer=IdentifierSealer(keys.sealing),
-        pseudonym_keys=keys.pseudonym, clock=clock, default_timeout=settings.default_timeout,
-        max_timeout=settings.max_timeout, audit_margin=settings.audit_margin,
-    )
-    watcher = None
-    if settings.policy_watch_interval:
-        watcher = PolicyWatcher(holder, settings.policy_dir, interval=settings.policy_watch_interval)
-    review = AuditReview(audit, load_public_keys(key_paths.checkpoint))
-    return Dependencies(policy=holder, audit=audit, transport=transport, query=query, clock=clock,
-                        review=review, tokeniser=tokeniser, watcher=watcher, unserved=unserved)
+        review = AuditReview(audit, load_public_keys(key_paths.checkpoint))
+        watcher = None
+        if settings.policy_watch_interval:
+            watcher = PolicyWatcher(holder, settings.policy_dir, interval=settings.policy_watch_interval)
+            resources.push_async_callback(watcher.stop)
+        return Dependencies(policy=holder, audit=audit, transport=transport, query=query, clock=clock,
+                            review=review, tokeniser=tokeniser, watcher=watcher, unserved=unserved,
+                            resources=resources.pop_all())
 
 
 def _audit_sink(audit: AuditLog) -> Callable[[AuditEvent], Awaitable[None]]:
@@ -169,12 +164,13 @@ class GatewayServer:
 def build_server(settings: Settings, deps: Dependencies) -> GatewayServer:
     """A grpc.aio server with mTLS (client certificates required), health and optional reflection."""
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    hub_service_pb2_grpc.add_HubServiceServicer_to_server(HubServicer(deps.query), server)
     guard = AccessGuard(deps.policy, deps.audit, deps.clock)
-    audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
-        AuditServicer(deps.review, guard, deps.tokeniser), server)
-    policy_service_pb2_grpc.add_PolicyServiceServicer_to_server(
-        PolicyServicer(deps.policy, settings.policy_dir, guard), server)
+    handlers = CallHandlers(guard.refusals)
+    handlers.add(server, hub_service_pb2.DESCRIPTOR.services_by_name["HubService"], HubServicer(deps.query))
+    handlers.add(server, audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"],
+                 AuditServicer(AuditReads(deps.review, guard, deps.tokeniser, deps.policy)))
+    handlers.add(server, policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"],
+                 PolicyServicer(PolicyAdmin(deps.policy, settings.policy_dir, guard)))
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if settings.reflection:

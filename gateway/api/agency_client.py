@@ -74,9 +74,11 @@ class GrpcAgencyTransport:
                 raise AgencyRejected(f"{code.name.lower()}") from exc
             raise AgencyUnavailable(f"{agency} could not be reached ({code.name.lower()})") from exc
         try:
-            return lookup_result_from_proto(response, agency)
+            return lookup_result_from_proto(response, agency, command.categories)
         except ValueError as exc:
-            raise AgencyRejected(f"malformed answer: {exc}") from exc
+            # The reason names the fault, never the record: it reaches the log, not the caller.
+            log.warning("agency answer malformed", agency=agency, request_id=command.request_id, reason=str(exc))
+            raise AgencyRejected("malformed answer") from exc
 
     async def close(self) -> None:
         for channel in self._channels:

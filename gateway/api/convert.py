@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime
-from typing import Protocol
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -29,8 +29,10 @@ from gateway.generated.mash.gateway.v1 import common_pb2 as common_pb
 from gateway.generated.mash.gateway.v1 import hub_service_pb2 as hub_pb
 from gateway.generated.mash.gateway.v1 import policy_service_pb2 as policy_pb
 from gateway.policy import PolicyLine
+from gateway.service.fanout import AgencyOutcome
 from gateway.service.ports import LookupCommand, LookupResult, PersonMatch
-from gateway.service.query import AgencyOutcome, QueryCommand, ScreenOutcome
+from gateway.service.screening import ScreenOutcome
+from gateway.service.validation import QueryCommand
 
 _LEVELS = {
     DisclosureLevel.NONE: common_pb.DISCLOSURE_LEVEL_NONE,
@@ -61,22 +63,6 @@ _MATCH_METHODS = {
     agency_pb.MATCH_METHOD_NHS_NUMBER: "nhs_number",
     agency_pb.MATCH_METHOD_NAME_AND_DATE_OF_BIRTH: "name_and_date_of_birth",
 }
-
-
-class _QueryLike(Protocol):
-    """QueryRequest and StreamQueryRequest share these fields."""
-
-    request_id: str
-    purpose: str
-    legal_basis: str
-    agreement: str
-    case_reference: str
-
-    @property
-    def subject(self) -> common_pb.SubjectIdentifiers: ...
-
-    @property
-    def categories(self) -> object: ...
 
 
 def subject_from_proto(msg: common_pb.SubjectIdentifiers) -> SubjectIdentifiers:
@@ -199,13 +185,17 @@ def record_to_proto(record: Record) -> common_pb.Record:
 
 
 def record_from_proto(msg: common_pb.Record) -> Record:
-    """A node's record as a domain Record; raises ValueError when the kind is missing."""
+    """A node's record as a domain Record; ValueError (quoting nothing of the record) when it is malformed."""
     kind = _KINDS_BACK.get(msg.kind)
     if kind is None:
-        raise ValueError(f"record {msg.record_id!r} has no record kind")
+        raise ValueError("a record has no record kind")
+    try:
+        occurred_at = msg.occurred_at.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise ValueError("a record has an impossible timestamp") from None
     return Record(
         agency=msg.agency, record_id=msg.record_id, record_type=msg.record_type, category=msg.category,
-        kind=kind, occurred_at=msg.occurred_at.ToDatetime(tzinfo=UTC), summary=msg.summary,
+        kind=kind, occurred_at=occurred_at, summary=msg.summary,
         fields=tuple(Field(f.name, f.category, f.value) for f in msg.fields),
     )
 
@@ -218,18 +208,25 @@ def lookup_to_proto(command: LookupCommand) -> agency_pb.LookupRequest:
     )
 
 
-def lookup_result_from_proto(msg: agency_pb.LookupResponse, agency: str) -> LookupResult:
-    """A node's answer as a domain LookupResult; raises ValueError on a malformed answer."""
-    matches = tuple(
-        PersonMatch(
+def lookup_result_from_proto(msg: agency_pb.LookupResponse, agency: str, asked: Collection[str]) -> LookupResult:
+    """A node's answer as a domain LookupResult; ValueError on a malformed answer.
+
+    Records of another agency or outside the `asked` categories are counted and dropped before anything
+    of them is decoded, so a fault in a record the caller may not see cannot surface in any answer.
+    """
+    matches = []
+    dropped = 0
+    for m in msg.matches:
+        wanted = [r for r in m.records if r.agency == agency and r.category in asked]
+        dropped += len(m.records) - len(wanted)
+        matches.append(PersonMatch(
             person_ref=m.person_ref,
             method=_MATCH_METHODS.get(m.method, "unspecified"),
-            records=tuple(record_from_proto(r) for r in m.records),
+            records=tuple(record_from_proto(r) for r in wanted),
             known_in_existence_categories=m.known_in_existence_categories,
-        )
-        for m in msg.matches
-    )
-    return LookupResult(agency=agency, matches=matches, contact=contact_from_proto(msg.mash_contact, agency))
+        ))
+    return LookupResult(agency=agency, matches=tuple(matches),
+                        contact=contact_from_proto(msg.mash_contact, agency), dropped=dropped)
 
 
 # -- audit -----------------------------------------------------------------------------------------

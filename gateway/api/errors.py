@@ -15,8 +15,10 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from gateway.errors import AuditUnavailable, GatewayError, InvalidRequest, NotFound, PolicyError, RequestRefused
+from gateway.service.access import clip
 
 ERROR_DOMAIN = "mash.gateway"
+_MAX_FIELD, _MAX_DESCRIPTION, _MAX_MESSAGE, _MAX_VIOLATIONS = 128, 256, 2048, 20
 
 log = structlog.get_logger("gateway.api")
 
@@ -28,19 +30,26 @@ def _pack(message: error_details_pb2.BadRequest | error_details_pb2.ErrorInfo) -
 
 
 def to_status(exc: GatewayError) -> status_pb2.Status:
-    """The rich status for one of our errors; its message never carries personal data."""
+    """The rich status for one of our errors; its message never carries personal data.
+
+    Status and details travel in trailing metadata, which grpc caps (16 KiB by default): a description that
+    quotes a huge bad value would turn the answer into RESOURCE_EXHAUSTED, so every text is clipped.
+    """
     if isinstance(exc, InvalidRequest):
-        bad = error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-            for v in exc.violations
-        ])
-        return status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=f"invalid request: {exc}",
-                                 details=[_pack(bad)])
+        violations = [
+            error_details_pb2.BadRequest.FieldViolation(field=clip(v.field, _MAX_FIELD),
+                                                        description=clip(v.description, _MAX_DESCRIPTION))
+            for v in exc.violations[:_MAX_VIOLATIONS]
+        ]
+        text = "; ".join(f"{v.field}: {v.description}" for v in violations)
+        bad = error_details_pb2.BadRequest(field_violations=violations)
+        return status_pb2.Status(code=code_pb2.INVALID_ARGUMENT,
+                                 message=clip(f"invalid request: {text}", _MAX_MESSAGE), details=[_pack(bad)])
     if isinstance(exc, RequestRefused):
         info = error_details_pb2.ErrorInfo(reason=exc.code, domain=ERROR_DOMAIN,
-                                           metadata={"field": exc.field} if exc.field else {})
-        return status_pb2.Status(code=code_pb2.PERMISSION_DENIED, message=f"refused: {exc.reason}",
-                                 details=[_pack(info)])
+                                           metadata={"field": clip(exc.field, _MAX_FIELD)} if exc.field else {})
+        return status_pb2.Status(code=code_pb2.PERMISSION_DENIED,
+                                 message=clip(f"refused: {exc.reason}", _MAX_MESSAGE), details=[_pack(info)])
     if isinstance(exc, AuditUnavailable):
         info = error_details_pb2.ErrorInfo(reason="AUDIT_UNAVAILABLE", domain=ERROR_DOMAIN)
         return status_pb2.Status(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import grpc.aio
 import structlog
 
-from gateway.errors import RequestRefused
+from gateway.errors import FieldViolation, RequestRefused
 from gateway.pki import identity_from_pem
-from gateway.service.validation import Caller
+from gateway.service.validation import INVALID, Caller
 
 USER_METADATA = "x-mash-user"
 ROLE_METADATA = "x-mash-role"
@@ -15,17 +15,20 @@ ROLE_METADATA = "x-mash-role"
 log = structlog.get_logger("gateway.identity")
 
 
-def _metadata(context: grpc.aio.ServicerContext[object, object], key: str) -> str:
-    for item in context.invocation_metadata() or ():
-        if item[0] == key:
-            value = item[1]
-            return value.decode() if isinstance(value, bytes) else value
-    return ""
+def _metadata(context: grpc.aio.ServicerContext[object, object], key: str) -> list[str]:
+    return [value.decode(errors="replace") if isinstance(value, bytes) else value
+            for name, value in context.invocation_metadata() or () if name == key]
 
 
-def caller_from_context(context: grpc.aio.ServicerContext[object, object]) -> Caller:
-    """The caller as the service layer sees it. An unidentifiable certificate gives an empty identity,
-    which no binding matches, so the request is refused and audited like any other refusal."""
+def caller_from_context(
+    context: grpc.aio.ServicerContext[object, object],
+) -> tuple[Caller, tuple[FieldViolation, ...]]:
+    """The caller as the service layer sees it, and what is wrong with its identity metadata.
+
+    An unidentifiable certificate gives an empty identity, which no binding matches, so the request is
+    refused and audited like any other refusal. A user or role sent more than once is a violation (a
+    proxy may have added one): the caller then carries a marker, never any of the values.
+    """
     identity, agency = "", ""
     pems = list(context.auth_context().get("x509_pem_cert") or ())
     if pems:
@@ -34,6 +37,14 @@ def caller_from_context(context: grpc.aio.ServicerContext[object, object]) -> Ca
             identity, agency = parsed.uri, parsed.agency
         except RequestRefused as exc:
             log.warning("unusable client certificate identity", reason=exc.reason)
-    return Caller(identity=identity, agency=agency, user=_metadata(context, USER_METADATA),
-                  role=_metadata(context, ROLE_METADATA))
-
+    asserted: dict[str, str] = {}
+    violations = []
+    for key in (USER_METADATA, ROLE_METADATA):
+        values = _metadata(context, key)
+        if len(values) > 1:
+            violations.append(FieldViolation(f"metadata.{key}", "must be sent once"))
+            asserted[key] = INVALID
+        else:
+            asserted[key] = values[0] if values else ""
+    return (Caller(identity=identity, agency=agency, user=asserted[USER_METADATA], role=asserted[ROLE_METADATA]),
+            tuple(violations))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gateway.audit.backends import open_store
 from gateway.audit.checkpoint import (
     CheckpointKeyError,
     CheckpointSignatureError,
@@ -34,7 +35,6 @@ from gateway.audit.store import (
     StoreError,
     StoreUnavailable,
     StoreUrlError,
-    open_store,
 )
 from gateway.audit.verify import Problem, VerifyReport, verify_store
 

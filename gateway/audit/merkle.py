@@ -155,11 +155,6 @@ class MerkleTree:
         return path
 
 
-def root_from_leaves(leaves: Sequence[bytes]) -> bytes:
-    """The tree head over already-hashed leaves; a convenience for tests and small trees."""
-    return MerkleTree(leaves).root()
-
-
 def _check_hash(value: bytes, what: str) -> None:
     if len(value) != HASH_SIZE:
         raise ProofError(f"{what} must be {HASH_SIZE} bytes, got {len(value)}")

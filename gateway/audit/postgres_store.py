@@ -14,16 +14,23 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg import pq
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from gateway.audit.checkpoint import SignedCheckpoint
-from gateway.audit.encoding import EncodingError, entry_bytes, format_timestamp, parse_timestamp
-from gateway.audit.merkle import HASH_SIZE, leaf_hash
+from gateway.audit.encoding import EncodingError, entry_bytes, format_timestamp
+from gateway.audit.merkle import leaf_hash
 from gateway.audit.migrations import MIGRATIONS_TABLE, load_migrations
-from gateway.audit.store import (
+from gateway.audit.sql import (
     META_COLUMNS,
     META_SQL,
     META_TOKENS_SQL,
+    MISMATCH_NAMES,
+    filter_clauses,
+    leaf_hashes_from_rows,
+    mismatches_from_rows,
+    row_to_checkpoint,
+)
+from gateway.audit.store import (
     TOKENS,
     CheckpointConflict,
     EntryFilter,
@@ -31,7 +38,6 @@ from gateway.audit.store import (
     StoredEntry,
     StoreError,
     StoreUnavailable,
-    mismatches_from_rows,
 )
 from gateway.domain import AuditReceipt
 
@@ -62,7 +68,6 @@ def _mismatch_sql() -> str:
 
 
 _MISMATCH_SQL = _mismatch_sql()
-_MISMATCH_NAMES = (*(name for name, _ in META_COLUMNS), TOKENS)
 
 _Request = tuple[Sequence[PendingEntry], "asyncio.Future[list[AuditReceipt]]"]
 
@@ -78,29 +83,30 @@ def _refused_content(exc: BaseException) -> bool:
     return isinstance(cause, psycopg.DataError | psycopg.IntegrityError | psycopg.ProgrammingError)
 
 
-def _row_to_checkpoint(row: tuple[Any, ...]) -> SignedCheckpoint:
-    try:
-        return SignedCheckpoint(int(row[0]), bytes(row[1]), parse_timestamp(row[2]), str(row[3]), bytes(row[4]))
-    except (EncodingError, ValueError, TypeError) as exc:
-        raise StoreError(f"a stored checkpoint is malformed: {exc}") from exc
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    # Explicit although it is the server default: a commit returns only once the WAL is flushed.
+    await conn.execute("SET synchronous_commit = on")
 
 
 class PostgresStore:
     """Audit entries and checkpoints in PostgreSQL tables in the connection's current schema."""
 
-    def __init__(self, conninfo: str, schema: str, pool_size: int) -> None:
-        self._conninfo = conninfo
+    def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]], schema: str) -> None:
+        self._pool = pool
         self._append_lock = _lock_key(schema, "append")
-        self._idle: list[psycopg.AsyncConnection[Any]] = []
-        self._slots = asyncio.Semaphore(pool_size)
-        self._writer_conn: psycopg.AsyncConnection[Any] | None = None
         self._queue: asyncio.Queue[_Request | None] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
         self._closed = False
 
     @classmethod
-    async def open(cls, conninfo: str, *, pool_size: int = 4) -> PostgresStore:
-        """Connect, apply pending migrations (serialised across processes) and start the writer."""
+    async def open(cls, conninfo: str, *, pool_size: int = 4, wait_timeout: float = 10.0) -> PostgresStore:
+        """Connect, apply pending migrations (serialised across processes) and start the writer.
+
+        Every call waits at most `wait_timeout` seconds for a pooled connection before the store counts as
+        unavailable.
+        """
+        # A direct first connection, not the pool: an unreachable server fails here at once with its own error
+        # instead of after the pool's reconnection attempts.
         try:
             conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
         except psycopg.Error as exc:
@@ -112,14 +118,22 @@ class PostgresStore:
                 raise StoreUnavailable("the PostgreSQL search_path names no existing schema")
             schema = str(row[0])
             await cls._migrate(conn, schema)
-        except BaseException as exc:
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"cannot prepare the PostgreSQL audit store: {exc}") from exc
+        finally:
             with contextlib.suppress(psycopg.Error):
                 await conn.close()
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+            conninfo, kwargs={"autocommit": True}, min_size=1, max_size=pool_size, open=False,
+            configure=_configure, timeout=wait_timeout, name="mash-audit")
+        try:
+            await pool.open(wait=True, timeout=wait_timeout)
+        except BaseException as exc:
+            await pool.close()
             if isinstance(exc, psycopg.Error):
-                raise StoreUnavailable(f"cannot prepare the PostgreSQL audit store: {exc}") from exc
+                raise StoreUnavailable(f"cannot connect to the PostgreSQL audit store: {exc}") from exc
             raise
-        store = cls(conninfo, schema, pool_size)
-        store._idle.append(conn)
+        store = cls(pool, schema)
         store._writer_task = asyncio.create_task(store._writer_loop(), name="audit-postgres-writer")
         return store
 
@@ -138,54 +152,29 @@ class PostgresStore:
                 await conn.execute("INSERT INTO audit_schema_migrations (version, name) VALUES (%s, %s)",
                                    (migration.version, migration.name))
 
-    async def _connect(self) -> psycopg.AsyncConnection[Any]:
-        return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
-
-    async def _drop_idle(self) -> None:
-        """Close every pooled connection: after one was lost the others are likely dead too (server restart)."""
-        idle, self._idle = self._idle, []
-        for conn in idle:
-            with contextlib.suppress(psycopg.Error):
-                await conn.close()
-
     async def _run(self, work: Callable[[psycopg.AsyncConnection[Any], list[bool]], Awaitable[T]]) -> T:
-        """Run `work` on a pooled connection; if the pool's connection proves dead at the first statement
-        (so nothing was done), drop the pool and run it once more on a fresh connection.
+        """Run `work` on a pooled connection; if that connection proves dead before `work` has done anything,
+        have the pool replace every dead idle connection and run `work` once more.
 
-        `work` sets ``started[0] = True`` once its first statement has succeeded.
+        `work` sets ``started[0] = True`` once its first statement has succeeded; after that a lost connection
+        leaves the outcome unknown, so it is not retried.
         """
         if self._closed:
             raise StoreUnavailable("the PostgreSQL audit store is closed")
         for attempt in range(2):
-            async with self._slots:
-                pooled = bool(self._idle)
-                try:
-                    conn = self._idle.pop() if pooled else await self._connect()
-                except psycopg.Error as exc:
-                    raise StoreUnavailable(f"cannot connect to the PostgreSQL audit store: {exc}") from exc
-                started = [False]
-                try:
-                    result = await work(conn, started)
-                except psycopg.OperationalError as exc:
-                    with contextlib.suppress(psycopg.Error):
-                        await conn.close()
-                    await self._drop_idle()
-                    if pooled and not started[0] and attempt == 0:
-                        continue  # a stale pooled connection is not an outage; nothing was sent yet
+            started = [False]
+            try:
+                async with self._pool.connection() as conn:
+                    return await work(conn, started)
+            except psycopg.OperationalError as exc:
+                if started[0] or attempt or self._closed or isinstance(exc, PoolTimeout | PoolClosed):
                     raise StoreUnavailable(f"the PostgreSQL audit store failed: {exc}") from exc
-                except BaseException as exc:
-                    with contextlib.suppress(psycopg.Error):
-                        await conn.close()
-                    if isinstance(exc, psycopg.Error):
-                        raise StoreUnavailable(f"the PostgreSQL audit store failed: {exc}") from exc
-                    if isinstance(exc, EncodingError):
-                        raise StoreError(f"the PostgreSQL audit store holds a malformed value: {exc}") from exc
-                    raise
-                if self._closed or conn.info.transaction_status != pq.TransactionStatus.IDLE:
-                    await conn.close()
-                else:
-                    self._idle.append(conn)
-                return result
+                # One lost connection usually means all were lost (a server restart).
+                await self._pool.check()
+            except psycopg.Error as exc:
+                raise StoreUnavailable(f"the PostgreSQL audit store failed: {exc}") from exc
+            except EncodingError as exc:
+                raise StoreError(f"the PostgreSQL audit store holds a malformed value: {exc}") from exc
         raise StoreUnavailable("the PostgreSQL audit store failed")
 
     async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -238,27 +227,9 @@ class PostgresStore:
                     future.set_result(receipts)
 
     async def _commit(self, batch: list[_Request]) -> list[list[AuditReceipt]]:
-        for attempt in range(2):
-            conn = self._writer_conn
-            reused = conn is not None and not conn.closed
-            started = [False]
-            try:
-                if conn is None or conn.closed:
-                    conn = self._writer_conn = await self._connect()
-                    # Explicit although it is the server default: commit returns once the WAL is flushed.
-                    await conn.execute("SET synchronous_commit = on")
-                return await self._insert(conn, batch, started)
-            except psycopg.Error as exc:
-                if conn is not None:
-                    with contextlib.suppress(psycopg.Error):
-                        await conn.close()
-                self._writer_conn = None
-                if (isinstance(exc, psycopg.OperationalError) and reused and not started[0]
-                        and attempt == 0):
-                    await self._drop_idle()
-                    continue  # the connection died while idle; nothing of this batch was sent
-                raise StoreUnavailable(f"the PostgreSQL audit store did not commit: {exc}") from exc
-        raise StoreUnavailable("the PostgreSQL audit store did not commit")
+        async def work(conn: psycopg.AsyncConnection[Any], started: list[bool]) -> list[list[AuditReceipt]]:
+            return await self._insert(conn, batch, started)
+        return await self._run(work)
 
     async def _insert(self, conn: psycopg.AsyncConnection[Any], batch: list[_Request],
                       started: list[bool]) -> list[list[AuditReceipt]]:
@@ -307,14 +278,7 @@ class PostgresStore:
 
     async def leaf_hashes(self, start: int) -> list[bytes]:
         rows = await self._fetch("SELECT idx, leaf_hash FROM audit_entries WHERE idx >= %s ORDER BY idx", (start,))
-        hashes = []
-        for offset, (idx, value) in enumerate(rows):
-            if idx != start + offset:
-                raise StoreError(f"audit log has a gap at index {start + offset}")
-            if len(value) != HASH_SIZE:
-                raise StoreError(f"the stored leaf hash of entry {idx} is not {HASH_SIZE} bytes")
-            hashes.append(bytes(value))
-        return hashes
+        return leaf_hashes_from_rows(rows, start)
 
     async def get_entry(self, index: int) -> StoredEntry | None:
         rows = await self._fetch("SELECT idx, leaf_hash, data FROM audit_entries WHERE idx = %s", (index,))
@@ -326,7 +290,7 @@ class PostgresStore:
         return [StoredEntry(int(i), bytes(h), bytes(d)) for i, h, d in rows]
 
     async def find(self, where: EntryFilter, *, start: int, limit: int) -> list[StoredEntry]:
-        clauses, params = where.sql_criteria(start, "%s")
+        clauses, params = filter_clauses(where, start, "%s")
         if where.subject_tokens:
             clauses.append("idx IN (SELECT idx FROM audit_subject_tokens WHERE token = ANY(%s))")
             params.append(sorted(where.subject_tokens))
@@ -353,7 +317,7 @@ class PostgresStore:
                 entries = await cur.fetchall()
                 cur = await conn.execute(META_TOKENS_SQL.format(p="%s").encode(), (start, end))
                 return mismatches_from_rows(entries, [(t[0], t[1]) for t in await cur.fetchall()])
-            return {int(row[0]): tuple(name for name, differs in zip(_MISMATCH_NAMES, row[1:], strict=True)
+            return {int(row[0]): tuple(name for name, differs in zip(MISMATCH_NAMES, row[1:], strict=True)
                                        if differs) for row in rows}
         return await self._run(work)
 
@@ -386,12 +350,12 @@ class PostgresStore:
     async def latest_checkpoint(self) -> SignedCheckpoint | None:
         rows = await self._fetch("SELECT tree_size, root_hash, ts, key_id, signature FROM audit_checkpoints "
                                  "ORDER BY seq DESC LIMIT 1")
-        return _row_to_checkpoint(rows[0]) if rows else None
+        return row_to_checkpoint(rows[0]) if rows else None
 
     async def checkpoints(self) -> list[SignedCheckpoint]:
         rows = await self._fetch("SELECT tree_size, root_hash, ts, key_id, signature FROM audit_checkpoints "
                                  "ORDER BY seq")
-        return [_row_to_checkpoint(r) for r in rows]
+        return [row_to_checkpoint(r) for r in rows]
 
     async def close(self) -> None:
         if self._closed:
@@ -401,8 +365,4 @@ class PostgresStore:
             self._queue.put_nowait(None)
             with contextlib.suppress(Exception):
                 await self._writer_task
-        for conn in [*self._idle, *([self._writer_conn] if self._writer_conn else [])]:
-            with contextlib.suppress(psycopg.Error):
-                await conn.close()
-        self._idle.clear()
-        self._writer_conn = None
+        await self._pool.close()

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import json
 import tarfile
+import tempfile
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from gateway.audit.checkpoint import (
     CheckpointKeyError,
@@ -276,6 +276,30 @@ class AuditReview:
         With a signing log a checkpoint is made first; otherwise entries after the newest checkpoint are left
         out (counted in `left_out`). Damage is exported as stored, for `verify_export` to report.
         """
+        bundle = await self._bundle()
+        try:
+            await asyncio.to_thread(_write_bundle, dest, bundle)
+        finally:
+            bundle.close()
+        return ExportSummary(dest, bundle.entries, bundle.checkpoints, bundle.root_hash, bundle.fingerprints,
+                             bundle.left_out)
+
+    async def export_chunks(self, chunk_size: int = 64 * 1024) -> AsyncIterator[bytes]:
+        """The tar bundle `export` writes, in chunks of at most `chunk_size` bytes, for streaming to a client.
+
+        Entries are spooled to a temporary file and every file operation runs in a worker thread, so a large
+        export neither sits in memory nor holds up the event loop.
+        """
+        bundle = await self._bundle()
+        try:
+            pieces = _rechunk(_tar_pieces(bundle), chunk_size)
+            while chunk := await asyncio.to_thread(next, pieces, b""):
+                yield chunk
+        finally:
+            bundle.close()  # synchronous: this also runs when a client abandons the stream
+
+    async def _bundle(self) -> _Bundle:
+        """Collect the bundle of the log up to its newest signed checkpoint; the entries go to a temporary file."""
         await self._fresh_checkpoint()
         checkpoints = await self.store.checkpoints()
         if not checkpoints:
@@ -283,60 +307,126 @@ class AuditReview:
                            "before exporting")
         size = max(0, checkpoints[-1].tree_size)
         checkpoints = [cp for cp in checkpoints if cp.tree_size <= size]
-        entries = io.BytesIO()
-        verifier = LogVerifier([], None, require_coverage=False)
-        start = 0
-        while start < size:
-            rows = [row for row in await self.store.scan(start, min(5000, size - start)) if row.index < size]
-            if not rows:
-                break
-            for row in rows:
-                entries.write(b"%d\t%s\t" % (row.index, row.leaf_hash.hex().encode()) + row.data + b"\n")
-            verifier.feed(rows)
-            start = rows[-1].index + 1
-        report = verifier.finish()
-        root, written = report.root_hash, report.entries
-        left_out = max(0, await self.store.size() - size)
-        files: dict[str, bytes] = {
-            ENTRIES_FILE: entries.getvalue(),
-            CHECKPOINTS_FILE: b"".join(json.dumps(cp.to_dict(), sort_keys=True).encode() + b"\n"
-                                       for cp in checkpoints),
-        }
-        fingerprints = {}
-        for kid in sorted(self.keys):
-            files[f"keys/{kid}.pub"] = self.keys.pem(kid)
-            fingerprints[kid] = key_fingerprint(self.keys[kid])
-        manifest = {
-            "format": BUNDLE_FORMAT,
-            "version": BUNDLE_VERSION,
-            "created_at": format_timestamp(datetime.now(UTC)),
-            "entries": written,
-            "checkpoints": len(checkpoints),
-            "root_hash": root.hex(),
-            "key_fingerprints": fingerprints,
-            "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
-        }
-        files[MANIFEST_FILE] = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
-        _write_bundle(dest, files)
-        return ExportSummary(dest, written, len(checkpoints), root, fingerprints, left_out)
+        spool = await asyncio.to_thread(tempfile.TemporaryFile)
+        try:
+            digest = hashlib.sha256()
+            verifier = LogVerifier([], None, require_coverage=False)
+            start = 0
+            while start < size:
+                rows = [row for row in await self.store.scan(start, min(_PAGE, size - start)) if row.index < size]
+                if not rows:
+                    break
+                await asyncio.to_thread(_spool, spool, digest, rows)
+                verifier.feed(rows)
+                start = rows[-1].index + 1
+                del rows  # one page in memory at a time, not two while the next is fetched
+            report = verifier.finish()
+            files: dict[str, bytes] = {
+                CHECKPOINTS_FILE: b"".join(json.dumps(cp.to_dict(), sort_keys=True).encode() + b"\n"
+                                           for cp in checkpoints),
+            }
+            fingerprints = {}
+            for kid in sorted(self.keys):
+                files[f"keys/{kid}.pub"] = self.keys.pem(kid)
+                fingerprints[kid] = key_fingerprint(self.keys[kid])
+            digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+            digests[ENTRIES_FILE] = digest.hexdigest()
+            manifest = {
+                "format": BUNDLE_FORMAT,
+                "version": BUNDLE_VERSION,
+                "created_at": format_timestamp(datetime.now(UTC)),
+                "entries": report.entries,
+                "checkpoints": len(checkpoints),
+                "root_hash": report.root_hash.hex(),
+                "key_fingerprints": fingerprints,
+                "files": dict(sorted(digests.items())),
+            }
+            files[MANIFEST_FILE] = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
+            return _Bundle(files=files, entries_file=spool, entries_size=spool.tell(), entries=report.entries,
+                           checkpoints=len(checkpoints), root_hash=report.root_hash, fingerprints=fingerprints,
+                           left_out=max(0, await self.store.size() - size))
+        except BaseException:
+            spool.close()
+            raise
 
 
-def _write_bundle(dest: Path, files: dict[str, bytes]) -> None:
+@dataclass(slots=True)
+class _Bundle:
+    """An export bundle being written: the small files in memory, the entries in a temporary file."""
+
+    files: dict[str, bytes]
+    entries_file: IO[bytes]
+    entries_size: int
+    entries: int
+    checkpoints: int
+    root_hash: bytes
+    fingerprints: dict[str, str]
+    left_out: int
+
+    def names(self) -> list[str]:
+        return sorted([*self.files, ENTRIES_FILE])
+
+    def copy_entries(self, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
+        self.entries_file.seek(0)
+        while chunk := self.entries_file.read(chunk_size):
+            yield chunk
+
+    def close(self) -> None:
+        self.entries_file.close()
+
+
+def _spool(spool: IO[bytes], digest: Any, rows: Sequence[StoredEntry]) -> None:
+    for row in rows:
+        line = b"%d\t%s\t" % (row.index, row.leaf_hash.hex().encode()) + row.data + b"\n"
+        spool.write(line)
+        digest.update(line)
+
+
+def _tar_pieces(bundle: _Bundle) -> Iterator[bytes]:
+    """The bundle as a tar stream (what `tarfile` writes), piece by piece."""
+    for name in bundle.names():
+        info = tarfile.TarInfo(name)
+        info.size = bundle.entries_size if name == ENTRIES_FILE else len(bundle.files[name])
+        info.mode = 0o644
+        yield info.tobuf(tarfile.DEFAULT_FORMAT, tarfile.ENCODING, "surrogateescape")
+        if name == ENTRIES_FILE:
+            yield from bundle.copy_entries()
+        else:
+            yield bundle.files[name]
+        yield tarfile.NUL * (-info.size % tarfile.BLOCKSIZE)
+    end = 2 * tarfile.BLOCKSIZE
+    yield tarfile.NUL * end
+    # tarfile pads an archive to whole records; the stream ends the same way.
+    yield tarfile.NUL * (-end % tarfile.RECORDSIZE)
+
+
+def _rechunk(pieces: Iterator[bytes], size: int) -> Iterator[bytes]:
+    """The same bytes in chunks of exactly `size` (the last may be shorter)."""
+    buffer = bytearray()
+    for piece in pieces:
+        buffer += piece
+        while len(buffer) >= size:
+            yield bytes(buffer[:size])
+            del buffer[:size]
+    if buffer:
+        yield bytes(buffer)
+
+
+def _write_bundle(dest: Path, bundle: _Bundle) -> None:
     if dest.exists() and (dest.is_file() or any(dest.iterdir())):
         raise InvalidRequest([FieldViolation("path", "export destination already exists and is not empty")])
     if dest.name.endswith(".tar"):
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(dest, "w") as tar:
-            for name, data in sorted(files.items()):
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                info.mode = 0o644
-                tar.addfile(info, io.BytesIO(data))
+        with dest.open("wb") as out:
+            for piece in _tar_pieces(bundle):
+                out.write(piece)
         return
-    for name, data in files.items():
+    for name in bundle.names():
         path = dest / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        with path.open("wb") as out:
+            for piece in bundle.copy_entries() if name == ENTRIES_FILE else (bundle.files[name],):
+                out.write(piece)
 
 
 def read_chunks(path: Path, chunk_size: int = 64 * 1024) -> Iterator[bytes]:

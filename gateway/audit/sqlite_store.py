@@ -22,11 +22,18 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from gateway.audit.checkpoint import SignedCheckpoint
-from gateway.audit.encoding import EncodingError, entry_bytes, format_timestamp, parse_timestamp
-from gateway.audit.merkle import HASH_SIZE, leaf_hash
+from gateway.audit.encoding import EncodingError, entry_bytes, format_timestamp
+from gateway.audit.merkle import leaf_hash
 from gateway.audit.migrations import MIGRATIONS_TABLE, load_migrations
-from gateway.audit.store import (
+from gateway.audit.sql import (
     META_COLUMNS,
+    MISMATCH_NAMES,
+    as_bytes,
+    filter_clauses,
+    leaf_hashes_from_rows,
+    row_to_checkpoint,
+)
+from gateway.audit.store import (
     TOKENS,
     CheckpointConflict,
     EntryFilter,
@@ -67,7 +74,6 @@ def _mismatch_sql() -> str:
 
 
 _MISMATCH_SQL = _mismatch_sql()
-_MISMATCH_NAMES = (*(name for name, _ in META_COLUMNS), TOKENS)
 
 
 def path_from_url(url: str) -> Path:
@@ -166,31 +172,6 @@ def _resolve(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], resul
 
     with contextlib.suppress(RuntimeError):  # the loop closed while we committed; nobody is waiting
         loop.call_soon_threadsafe(settle)
-
-
-def _blob(value: Any) -> bytes:
-    # A tampered row may hold TEXT where BLOB was written (e.g. after SQL replace()); read it as its bytes.
-    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
-
-
-def _row_to_checkpoint(row: tuple[Any, ...]) -> SignedCheckpoint:
-    try:
-        return SignedCheckpoint(int(row[0]), _blob(row[1]), parse_timestamp(row[2]), str(row[3]), _blob(row[4]))
-    except (EncodingError, ValueError, TypeError) as exc:
-        raise StoreError(f"a stored checkpoint is malformed: {exc}") from exc
-
-
-def _leaf_hashes(rows: list[tuple[Any, Any]], start: int) -> list[bytes]:
-    """Stored leaf hashes of consecutive rows from `start`; a gap or a hash of the wrong size is a StoreError."""
-    hashes = []
-    for offset, (idx, value) in enumerate(rows):
-        if idx != start + offset:
-            raise StoreError(f"audit log has a gap at index {start + offset}")
-        digest = _blob(value)
-        if len(digest) != HASH_SIZE:
-            raise StoreError(f"the stored leaf hash of entry {idx} is not {HASH_SIZE} bytes")
-        hashes.append(digest)
-    return hashes
 
 
 class SqliteStore:
@@ -358,25 +339,25 @@ class SqliteStore:
         def q(conn: sqlite3.Connection) -> list[bytes]:
             rows = conn.execute("SELECT idx, leaf_hash FROM audit_entries WHERE idx >= ? ORDER BY idx",
                                 (start,)).fetchall()
-            return _leaf_hashes(rows, start)
+            return leaf_hashes_from_rows(rows, start)
         return await self._read(q)
 
     async def get_entry(self, index: int) -> StoredEntry | None:
         def q(conn: sqlite3.Connection) -> StoredEntry | None:
             row = conn.execute("SELECT idx, leaf_hash, data FROM audit_entries WHERE idx = ?",
                                (index,)).fetchone()
-            return None if row is None else StoredEntry(row[0], _blob(row[1]), _blob(row[2]))
+            return None if row is None else StoredEntry(row[0], as_bytes(row[1]), as_bytes(row[2]))
         return await self._read(q)
 
     async def scan(self, start: int, limit: int) -> list[StoredEntry]:
         def q(conn: sqlite3.Connection) -> list[StoredEntry]:
             rows = conn.execute("SELECT idx, leaf_hash, data FROM audit_entries WHERE idx >= ? "
                                 "ORDER BY idx LIMIT ?", (start, limit)).fetchall()
-            return [StoredEntry(i, _blob(h), _blob(d)) for i, h, d in rows]
+            return [StoredEntry(i, as_bytes(h), as_bytes(d)) for i, h, d in rows]
         return await self._read(q)
 
     async def find(self, where: EntryFilter, *, start: int, limit: int) -> list[StoredEntry]:
-        clauses, params = where.sql_criteria(start, "?")
+        clauses, params = filter_clauses(where, start, "?")
         if where.subject_tokens:
             tokens = sorted(where.subject_tokens)
             marks = ",".join("?" * len(tokens))
@@ -387,12 +368,12 @@ class SqliteStore:
         params.append(limit)
 
         def q(conn: sqlite3.Connection) -> list[StoredEntry]:
-            return [StoredEntry(i, _blob(h), _blob(d)) for i, h, d in conn.execute(sql, params).fetchall()]
+            return [StoredEntry(i, as_bytes(h), as_bytes(d)) for i, h, d in conn.execute(sql, params).fetchall()]
         return await self._read(q)
 
     async def metadata_mismatches(self, start: int, end: int) -> dict[int, tuple[str, ...]]:
         def q(conn: sqlite3.Connection) -> dict[int, tuple[str, ...]]:
-            return {row[0]: tuple(name for name, differs in zip(_MISMATCH_NAMES, row[1:], strict=True) if differs)
+            return {row[0]: tuple(name for name, differs in zip(MISMATCH_NAMES, row[1:], strict=True) if differs)
                     for row in conn.execute(_MISMATCH_SQL, (start, end))}
         return await self._read(q)
 
@@ -423,14 +404,14 @@ class SqliteStore:
         def q(conn: sqlite3.Connection) -> SignedCheckpoint | None:
             row = conn.execute("SELECT tree_size, root_hash, ts, key_id, signature FROM audit_checkpoints "
                                "ORDER BY seq DESC LIMIT 1").fetchone()
-            return None if row is None else _row_to_checkpoint(row)
+            return None if row is None else row_to_checkpoint(row)
         return await self._read(q)
 
     async def checkpoints(self) -> list[SignedCheckpoint]:
         def q(conn: sqlite3.Connection) -> list[SignedCheckpoint]:
             rows = conn.execute("SELECT tree_size, root_hash, ts, key_id, signature FROM audit_checkpoints "
                                 "ORDER BY seq").fetchall()
-            return [_row_to_checkpoint(r) for r in rows]
+            return [row_to_checkpoint(r) for r in rows]
         return await self._read(q)
 
     async def close(self) -> None:

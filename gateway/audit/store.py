@@ -3,7 +3,8 @@
 A store assigns each appended entry the next index, wraps it with `encoding.entry_bytes`, hashes it with
 `merkle.leaf_hash` and commits the batch atomically before returning receipts. Stores keep copies of an
 entry's filterable fields (`EntryMeta`) beside its bytes, and compare those copies with the bytes when
-verification asks (`metadata_mismatches`).
+verification asks (`metadata_mismatches`). The backends live in their own modules and are chosen by
+`gateway.audit.backends.open_store`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from gateway.audit.checkpoint import SignedCheckpoint
 from gateway.audit.encoding import EncodingError, encode_event, format_timestamp
@@ -73,24 +74,17 @@ class EntryMeta:
         return meta
 
 
-META_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("occurred_at", "occurred_at"), ("kind", "kind"), ("agency", "agency"), ("purpose", "purpose"),
-    ("role", "role"), ("user", "user_id"), ("case_reference", "case_reference"), ("status", "status"))
-"""(field of the entry's event JSON and of `EntryMeta`, SQL column) for each copied filter column, in the
-order `metadata_mismatches` names them; the subject tokens follow as ``"subject_tokens"``."""
+META_FIELDS = ("occurred_at", "kind", "agency", "purpose", "role", "user", "case_reference", "status")
+"""The copied filter fields of the entry's event JSON and of `EntryMeta`, in the order `metadata_mismatches`
+names them; the subject tokens follow as ``"subject_tokens"``."""
 
 TOKENS = "subject_tokens"
-
-# Filter columns of a range of entries; {p} is the driver's placeholder.
-META_SQL = ("SELECT e.idx, e.data, e.occurred_at, e.kind, e.agency, e.purpose, e.role, e.user_id, "
-            "e.case_reference, e.status FROM audit_entries e WHERE e.idx >= {p} AND e.idx < {p} ORDER BY e.idx")
-META_TOKENS_SQL = "SELECT idx, token FROM audit_subject_tokens WHERE idx >= {p} AND idx < {p}"
 
 _ABSENT = object()
 
 
 def meta_mismatches(data: bytes, meta: EntryMeta) -> tuple[str, ...]:
-    """Which of `meta`'s fields (names as in `META_COLUMNS`, then ``"subject_tokens"``) differ from the entry
+    """Which of `meta`'s fields (names as in `META_FIELDS`, then ``"subject_tokens"``) differ from the entry
     `data`; empty if they all match or if `data` is not a JSON entry with an event object at all.
 
     A field the event lacks differs; the subject tokens compare as sets (the store keeps each token once) and
@@ -103,29 +97,12 @@ def meta_mismatches(data: bytes, meta: EntryMeta) -> tuple[str, ...]:
     event = doc.get("event") if isinstance(doc, dict) else None
     if not isinstance(event, dict):
         return ()
-    differing = [name for name, _ in META_COLUMNS if event.get(name, _ABSENT) != getattr(meta, name)]
+    differing = [name for name in META_FIELDS if event.get(name, _ABSENT) != getattr(meta, name)]
     tokens = event.get(TOKENS, [])
     if (not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens)
             or set(tokens) != set(meta.subject_tokens)):
         differing.append(TOKENS)
     return tuple(differing)
-
-
-def mismatches_from_rows(rows: list[tuple[Any, ...]], tokens: list[tuple[Any, Any]]) -> dict[int, tuple[str, ...]]:
-    """`metadata_mismatches` computed in Python from `META_SQL` and `META_TOKENS_SQL` rows (idx, data, columns…)
-    and (idx, token) rows, for a SQL store whose database cannot compare some entry itself."""
-    by_index: dict[int, list[str]] = {}
-    for idx, token in tokens:
-        by_index.setdefault(int(idx), []).append(token)
-    out: dict[int, tuple[str, ...]] = {}
-    for idx, data, at, kind, agency, purpose, role, user, case, status in rows:
-        # Values are taken as the driver returns them: a tampered non-text value then fails to compare equal.
-        meta = EntryMeta(at, kind, agency, purpose, role, user, case, status, tuple(by_index.get(int(idx), ())))
-        raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-        differing = meta_mismatches(raw, meta)
-        if differing:
-            out[int(idx)] = differing
-    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,28 +153,6 @@ class EntryFilter:
             if want and want != have:
                 return False
         return not self.subject_tokens or not self.subject_tokens.isdisjoint(meta.subject_tokens)
-
-    def columns(self) -> list[tuple[str, str]]:
-        """(column, value) pairs for the equality criteria, in a fixed order."""
-        pairs = [("kind", self.kind), ("agency", self.agency), ("purpose", self.purpose),
-                 ("role", self.role), ("user_id", self.user), ("case_reference", self.case_reference),
-                 ("status", self.status)]
-        return [(col, val) for col, val in pairs if val]
-
-    def sql_criteria(self, start: int, mark: str) -> tuple[list[str], list[Any]]:
-        """WHERE clauses and parameters for everything but subject tokens, with `mark` as placeholder."""
-        clauses = [f"idx >= {mark}"]
-        params: list[Any] = [start]
-        if self.since is not None:
-            clauses.append(f"occurred_at >= {mark}")
-            params.append(format_timestamp(self.since))
-        if self.until is not None:
-            clauses.append(f"occurred_at < {mark}")
-            params.append(format_timestamp(self.until))
-        for column, value in self.columns():
-            clauses.append(f"{column} = {mark}")  # column names come from a fixed list, never from input
-            params.append(value)
-        return clauses, params
 
 
 class DisclosureStore(Protocol):
@@ -251,20 +206,3 @@ class DisclosureStore(Protocol):
 
     async def close(self) -> None:
         ...
-
-
-async def open_store(url: str) -> DisclosureStore:
-    """Open (creating and migrating if needed) the store at `sqlite:///path`, `postgresql://…` or `memory:`."""
-    if url.startswith("sqlite://"):
-        from gateway.audit.sqlite_store import SqliteStore, path_from_url
-
-        return await SqliteStore.open(path_from_url(url))
-    if url.startswith(("postgresql://", "postgres://")):
-        from gateway.audit.postgres_store import PostgresStore
-
-        return await PostgresStore.open(url)
-    if url == "memory:":
-        from gateway.audit.memory_store import MemoryStore
-
-        return MemoryStore()
-    raise StoreUrlError("audit store URL must start with sqlite:///, postgresql:// or be memory:")

@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys_cmd.register(sub)
     from gateway.policy.cli import register as register_policy
     register_policy(sub)
-    from gateway.audit.cli import register as register_audit
+    from gateway.cli.audit_cmd import register as register_audit
     register_audit(sub)
     return parser
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gateway.linkage.normalise import (
+    MAX_NAME_LENGTH,
     NormalisedSubject,
     is_valid_nhs_number,
     nhs_check_digit,
@@ -12,10 +13,10 @@ from gateway.linkage.normalise import (
     normalise_postcode,
     normalise_subject,
 )
-from gateway.linkage.tokens import TOKEN_ROUTES, SubjectTokeniser
+from gateway.linkage.tokens import SubjectTokeniser
 
 __all__ = [
-    "TOKEN_ROUTES",
+    "MAX_NAME_LENGTH",
     "NormalisedSubject",
     "SubjectTokeniser",
     "is_valid_nhs_number",

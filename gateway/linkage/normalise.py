@@ -184,6 +184,9 @@ def normalise_postcode(text: str) -> str:
 # ---------------------------------------------------------------------------------------------------------
 # Whole subjects
 
+MAX_NAME_LENGTH = 100
+"""Longest name accepted; Unicode normalisation can expand a character eighteen-fold, so work stays bounded."""
+
 
 @dataclass(frozen=True, slots=True)
 class NormalisedSubject:
@@ -210,7 +213,8 @@ class NormalisedSubject:
 
 
 def normalise_subject(subject: SubjectIdentifiers, *, today: date | None = None) -> NormalisedSubject:
-    """Normalise every identifier of `subject`; identifiers given but invalid are left out and listed."""
+    """Normalise every identifier of `subject`; identifiers given but invalid (or names longer than
+    MAX_NAME_LENGTH) are left out and listed."""
     invalid: list[str] = []
     nhs = ""
     if subject.nhs_number.strip():
@@ -230,10 +234,17 @@ def normalise_subject(subject: SubjectIdentifiers, *, today: date | None = None)
             postcode = normalise_postcode(subject.postcode)
         except ValueError:
             invalid.append("postcode")
+    names = {}
+    for name in ("given_name", "family_name"):
+        value = getattr(subject, name)
+        if len(value) > MAX_NAME_LENGTH:
+            invalid.append(name)
+            value = ""
+        names[name] = normalise_name(value)
     return NormalisedSubject(
         nhs_number=nhs,
-        given_name=normalise_name(subject.given_name),
-        family_name=normalise_name(subject.family_name),
+        given_name=names["given_name"],
+        family_name=names["family_name"],
         date_of_birth=dob,
         postcode=postcode,
         invalid=tuple(invalid),

@@ -10,9 +10,6 @@ from gateway.domain import SubjectIdentifiers
 from gateway.keyring import Keyring
 from gateway.linkage.normalise import NormalisedSubject, normalise_subject
 
-TOKEN_ROUTES: tuple[str, ...] = ("nhs", "ndob")
-"""Identifier routes a token can come from: the NHS number, or given name + family name + date of birth."""
-
 _DOMAIN = b"mash-gateway/subject-token/v1"
 
 
@@ -43,10 +40,6 @@ class SubjectTokeniser:
     def __init__(self, keyring: Keyring) -> None:
         self._keyring = keyring
 
-    @property
-    def active_key_id(self) -> str:
-        return self._keyring.active_id
-
     def tokens(self, subject: SubjectIdentifiers) -> tuple[str, ...]:
         """One token per usable identifier route, with the active key; invalid identifiers are skipped."""
         return self._tokens_with(normalise_subject(subject), (self._keyring.active_id,))
@@ -66,3 +59,11 @@ class SubjectTokeniser:
                 digest = hmac.new(key, message, hashlib.sha256).hexdigest()
                 out.append(f"{route}:{kid}:{digest}")
         return tuple(out)
+
+    def text_token(self, label: str, text: str) -> str:
+        """A keyed "<label>:<key id>:<hex>" token of free text typed into a search (an audit filter), so
+        the log can show what was searched for without keeping the text; its own route keeps it apart
+        from subject tokens."""
+        kid = self._keyring.active_id
+        digest = hmac.new(self._keyring.get(kid), _encode(f"text/{label}", (text,)), hashlib.sha256).hexdigest()
+        return f"{label}:{kid}:{digest}"

@@ -40,6 +40,7 @@ class LookupResult:
     agency: str
     matches: tuple[PersonMatch, ...]
     contact: AgencyContact
+    dropped: int = 0  # records outside the asked categories, discarded before they were read
 
 
 class AgencyTransport(Protocol):
@@ -67,24 +68,17 @@ class DecisionView(Protocol):
     def denied_by(self) -> tuple[str, ...]: ...
 
 
-class AgencyView(Protocol):
-    """A declared agency as the service layer sees it."""
-
-    @property
-    def holds_records(self) -> bool: ...
-
-
 class PolicyView(Protocol):
     """The parts of a policy snapshot the service layer reads."""
-
-    @property
-    def agencies(self) -> Mapping[str, AgencyView]: ...
 
     @property
     def version(self) -> str: ...
 
     @property
     def redaction(self) -> RedactionRules: ...
+
+    @property
+    def agencies(self) -> Mapping[str, AgencyView]: ...
 
     @property
     def roles(self) -> Mapping[str, RoleView]: ...
@@ -116,15 +110,6 @@ class PolicySource(Protocol):
     def current(self) -> PolicyView: ...
 
 
-def categories_within(view: PolicyView, category: str, ancestors: Collection[str]) -> bool:
-    """True when `category` is any of `ancestors` or below one of them."""
-    return any(view.category_within(category, a) for a in ancestors)
-
-
-def is_in_force(valid_from: date, valid_until: date, on: date) -> bool:
-    return valid_from <= on <= valid_until
-
-
 class PurposeView(Protocol):
     @property
     def legal_bases(self) -> Collection[str]: ...
@@ -148,6 +133,11 @@ class AgreementView(Protocol):
 
     @property
     def valid_until(self) -> date: ...
+
+
+class AgencyView(Protocol):
+    @property
+    def holds_records(self) -> bool: ...
 
 
 class RoleView(Protocol):

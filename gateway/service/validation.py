@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from gateway.domain import SubjectIdentifiers
 from gateway.errors import FieldViolation, InvalidRequest, RequestRefused
-from gateway.linkage import normalise_date, normalise_nhs_number, normalise_postcode
+from gateway.linkage import MAX_NAME_LENGTH, normalise_date, normalise_nhs_number, normalise_postcode
 from gateway.service.ports import PolicyView
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _CASE_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9/_.-]{0,63}")
 USER_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9@._-]{0,127}")
-_MAX_NAME = 100
+_NAME_FIELDS = ("given_name", "family_name", "address_line")
+# Lengths are checked before anything is normalised; NHS number, date of birth and postcode get generous
+# room for spacing.
+_LENGTH_LIMITS = {**dict.fromkeys(_NAME_FIELDS, MAX_NAME_LENGTH),
+                  **dict.fromkeys(("nhs_number", "date_of_birth", "postcode"), 32)}
+MAX_CATEGORIES = 64  # more than the whole shipped vocabulary; a longer list is refused unread
+_LISTED_UNKNOWN_CATEGORIES = 5  # past this, unknown categories are counted in one violation, not listed
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,21 +108,27 @@ def check_caller(policy: PolicyView, caller: Caller) -> None:
         )
 
 
-_MAX_IDENTIFIER = 32  # NHS number, date of birth and postcode, with generous room for spacing
+def _oversized(subject: SubjectIdentifiers) -> list[str]:
+    """The identifier fields longer than their limit."""
+    return [name for name, limit in _LENGTH_LIMITS.items() if len(getattr(subject, name)) > limit]
 
 
 def sealable(subject: SubjectIdentifiers) -> bool:
     """Whether the identifiers are small enough to seal into an audit entry (oversized input is refused
     anyway, and must not bloat the permanent log)."""
-    return (
-        all(len(v) <= _MAX_NAME for v in (subject.given_name, subject.family_name, subject.address_line))
-        and all(len(v) <= _MAX_IDENTIFIER for v in (subject.nhs_number, subject.date_of_birth, subject.postcode))
-    )
+    return not _oversized(subject)
+
+
+def within_limits(subject: SubjectIdentifiers) -> SubjectIdentifiers:
+    """The subject with every over-long identifier left out, so tokenising it is bounded work."""
+    return replace(subject, **dict.fromkeys(_oversized(subject), ""))
 
 
 def _check_subject(subject: SubjectIdentifiers, today: date) -> list[FieldViolation]:
     """Identifier problems, described without echoing the values (they are personal data)."""
-    violations: list[FieldViolation] = []
+    violations = [FieldViolation(f"subject.{name}", f"is longer than {_LENGTH_LIMITS[name]} characters")
+                  for name in _oversized(subject)]
+    subject = within_limits(subject)
     nhs_ok = dob_ok = False
     if subject.nhs_number:
         try:
@@ -138,19 +150,27 @@ def _check_subject(subject: SubjectIdentifiers, today: date) -> list[FieldViolat
             normalise_postcode(subject.postcode)
         except ValueError as exc:
             violations.append(FieldViolation("subject.postcode", str(exc)))
-    for name in ("nhs_number", "date_of_birth", "postcode"):
-        if len(getattr(subject, name)) > _MAX_IDENTIFIER:
-            violations.append(FieldViolation(f"subject.{name}", f"is longer than {_MAX_IDENTIFIER} characters"))
-    for name in ("given_name", "family_name", "address_line"):
-        value = getattr(subject, name)
-        if len(value) > _MAX_NAME:
-            violations.append(FieldViolation(f"subject.{name}", f"is longer than {_MAX_NAME} characters"))
-        elif any(ord(ch) < 32 for ch in value):
+    for name in _NAME_FIELDS:
+        if any(ord(ch) < 32 for ch in getattr(subject, name)):
             violations.append(FieldViolation(f"subject.{name}", "contains control characters"))
     names_ok = bool(subject.given_name.strip() and subject.family_name.strip())
     if not violations and not (nhs_ok or (names_ok and dob_ok)):
         violations.append(FieldViolation(
             "subject", "give a valid NHS number, or given name, family name and date of birth"
+        ))
+    return violations
+
+
+def _check_categories(policy: PolicyView, categories: tuple[str, ...]) -> list[FieldViolation]:
+    """Unknown categories, a few listed and the rest counted, so the error and its audit entry stay small."""
+    if len(categories) > MAX_CATEGORIES:
+        return [FieldViolation("categories", f"at most {MAX_CATEGORIES} categories may be asked for at once")]
+    unknown = [i for i, category in enumerate(categories) if not policy.is_category(category)]
+    violations = [FieldViolation(f"categories[{i}]", "is not a known record category")
+                  for i in unknown[:_LISTED_UNKNOWN_CATEGORIES]]
+    if len(unknown) > _LISTED_UNKNOWN_CATEGORIES:
+        violations.append(FieldViolation(
+            "categories", f"{len(unknown) - _LISTED_UNKNOWN_CATEGORIES} more entries are not known record categories"
         ))
     return violations
 
@@ -198,9 +218,7 @@ def check_request(
         violations.append(FieldViolation(
             "case_reference", "must be 1-64 characters of letters, digits and / _ . -"
         ))
-    for i, category in enumerate(command.categories):
-        if not policy.is_category(category):
-            violations.append(FieldViolation(f"categories[{i}]", "is not a known record category"))
+    violations += _check_categories(policy, command.categories)
     violations += _check_subject(command.subject, today)
     if violations:
         raise InvalidRequest(violations)

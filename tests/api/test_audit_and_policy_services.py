@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import shutil
-from datetime import UTC
+import tracemalloc
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
 import pytest
-from hub_helpers import SCREENING, error_reason, subject
+from hub_helpers import SCREENING, error_reason, field_violations, subject
 
 from agency_stubs import World
 from agency_stubs.cast import KAI_MERCER
 from gateway.api.tls import client_credentials
-from gateway.audit import PublicKeys, SignedCheckpoint, decode_entry, load_public_keys, verify_inclusion
+from gateway.audit import (
+    PublicKeys,
+    SignedCheckpoint,
+    decode_entry,
+    load_public_keys,
+    verify_export,
+    verify_inclusion,
+)
 from gateway.demo.partnership import Partnership
-from gateway.domain import AuditKind
+from gateway.domain import AuditEvent, AuditKind
 from gateway.generated.mash.gateway.v1 import audit_service_pb2 as audit_pb
 from gateway.generated.mash.gateway.v1 import audit_service_pb2_grpc as audit_grpc
 from gateway.generated.mash.gateway.v1 import common_pb2
@@ -182,3 +190,143 @@ async def test_a_broken_policy_is_refused_on_reload_and_the_last_good_one_keeps_
         assert kinds.count(audit_pb.AUDIT_ENTRY_KIND_POLICY_ACTIVATION) == 2
         rejected = next(e for e in entries if e.kind == audit_pb.AUDIT_ENTRY_KIND_POLICY_REJECTED)
         assert rejected.user == "ig.officer.1"
+
+
+REFUSAL_BYTES = 1024  # far above a refusal entry's real size, far below the requests sent below
+
+
+async def _entries(partnership: Partnership, kind: AuditKind) -> list[tuple[AuditEvent, int]]:
+    assert partnership.gateway is not None
+    rows = await partnership.gateway.deps.audit.store.scan(0, 100_000)
+    decoded = [(decode_entry(r.data).event, len(r.data)) for r in rows]
+    return [(event, size) for event, size in decoded if event.kind is kind]
+
+
+async def test_auditor_filter_text_is_kept_as_keyed_tokens_not_as_typed(partnership: Partnership) -> None:
+    """A name typed into the user or case-reference filter is stored only as a keyed token; names stay."""
+    stub = audit_stub(partnership)
+    typed = {"user": "Kai Mercer 2014", "case_reference": "kai-mercer-dob-2014-03-02"}
+    for _ in range(2):
+        [m async for m in stub.ListEntries(audit_pb.ListEntriesRequest(agency="police", purpose="no such purpose",
+                                                                       status="match; drop", **typed), timeout=10)]
+    assert partnership.gateway is not None
+    rows = await partnership.gateway.deps.audit.store.scan(0, 1000)
+    assert not any(b"Kai Mercer" in r.data or b"kai-mercer" in r.data for r in rows)
+    first, second = [event.details for event, _ in await _entries(partnership, AuditKind.AUDIT_ACCESS)]
+    assert first == second  # the same search leaves the same tokens, so it can be found again
+    assert first["agency"] == "police"
+    assert (first["purpose"], first["status"]) == ("<undeclared>", "<invalid>")
+    for name in ("user", "case_reference"):
+        label, key_id, digest = first[name].split(":")
+        assert (label, key_id, len(digest)) == (name, "k1", 64)
+
+
+async def test_too_many_or_malformed_subject_tokens_are_refused_with_a_small_entry(partnership: Partnership) -> None:
+    """A subject-token filter is bounded: thousands of tokens, or text that is no token, is INVALID_ARGUMENT."""
+    stub = audit_stub(partnership)
+    token = "nhs:k1:" + "0" * 64
+    for tokens, message in (([f"nhs:k1:{i:064x}" for i in range(5000)], "at most 64 tokens"),
+                            (["Kai Mercer"], "each must be a subject token as the log shows it")):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            [m async for m in stub.ListEntries(audit_pb.ListEntriesRequest(subject_tokens=tokens), timeout=10)]
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field_violations(caught.value) == {"subject_tokens": message}
+    assert await _entries(partnership, AuditKind.AUDIT_ACCESS) == []
+    refusals = await _entries(partnership, AuditKind.REFUSAL)
+    assert [(e.details["rpc"], e.reason) for e, _ in refusals] == [
+        ("ListEntries", "invalid request: subject_tokens")] * 2
+    assert all(size < REFUSAL_BYTES for _, size in refusals)
+    listed = [m.entry async for m in stub.ListEntries(audit_pb.ListEntriesRequest(subject_tokens=[token]),
+                                                      timeout=10)]
+    assert [(e.kind, e.details["rpc"]) for e in listed] == [(audit_pb.AUDIT_ENTRY_KIND_AUDIT_ACCESS, "ListEntries")]
+
+
+async def test_consistency_proof_errors_name_the_request_fields(partnership: Partnership) -> None:
+    """A bad consistency-proof request names first_tree_size / second_tree_size, the fields on the wire."""
+    stub = audit_stub(partnership)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GetConsistencyProof(audit_pb.GetConsistencyProofRequest(first_tree_size=0), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    violations = field_violations(caught.value)
+    assert list(violations) == ["first_tree_size"]
+    assert "size1" not in violations["first_tree_size"]
+    assert "second_tree_size" in violations["first_tree_size"]
+
+
+async def test_large_refused_requests_leave_small_audit_entries(partnership: Partnership) -> None:
+    """Refusals on the audit and policy services are audited, each entry small whatever was sent."""
+    huge = "x" * 1_000_000
+    explain = policy_stub(partnership, "csc", "case-system")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await explain.ExplainDecision(policy_pb.ExplainDecisionRequest(
+            role=huge, purpose=huge, agency="health", category=huge), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    outsider = audit_stub(partnership, "police", "case-system")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        [m async for m in outsider.ListEntries(audit_pb.ListEntriesRequest(user=huge, case_reference=huge),
+                                               metadata=(("x-mash-user", huge[:4000]),), timeout=10)]
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    auditor = audit_stub(partnership)
+    backwards = audit_pb.ListEntriesRequest(user=huge, case_reference=huge)
+    backwards.since.FromSeconds(2_000_000_000)
+    backwards.until.FromSeconds(1_000_000_000)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        [m async for m in auditor.ListEntries(backwards, timeout=10)]
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    refusals = await _entries(partnership, AuditKind.REFUSAL)
+    assert [(e.details["rpc"], e.status, e.reason) for e, _ in refusals] == [
+        ("ExplainDecision", "INVALID_ARGUMENT", "invalid request: role, purpose, category"),
+        ("ListEntries", "PERMISSION_DENIED", "ROLE_NOT_BOUND: the certificate is not bound to the auditor role"),
+        ("ListEntries", "INVALID_ARGUMENT", "invalid request: until"),
+    ]
+    assert refusals[1][0].user == "<invalid>"
+    assert all(size < REFUSAL_BYTES for _, size in refusals)
+    assert await _entries(partnership, AuditKind.AUDIT_ACCESS) == []
+
+
+async def test_export_streams_a_verifiable_bundle_in_chunks_while_other_calls_are_answered(
+    partnership: Partnership, tmp_path: Path
+) -> None:
+    """Export sends the tar in chunks of at most 64 KiB; mid-stream the gateway still answers other calls."""
+    assert partnership.gateway is not None
+    audit = partnership.gateway.deps.audit
+    note = "n" * 2000
+    for batch in range(10):
+        await audit.append([AuditEvent(kind=AuditKind.REFUSAL, occurred_at=datetime.now(UTC),
+                                       request_id=f"req-{batch}-{i}", reason=note) for i in range(100)])
+    stub = audit_stub(partnership)
+    stream = stub.Export(audit_pb.ExportRequest(), timeout=30)
+    chunks = [(await stream.read()).chunk]
+    latest = await stub.GetLatestCheckpoint(audit_pb.GetLatestCheckpointRequest(), timeout=10)
+    while (message := await stream.read()) is not grpc.aio.EOF:
+        chunks.append(message.chunk)
+    assert len(chunks) > 10
+    assert all(len(c) <= 64 * 1024 for c in chunks)
+    bundle = tmp_path / "export.tar"
+    bundle.write_bytes(b"".join(chunks))
+    report = verify_export(bundle)
+    assert report.ok, report.summary()
+    assert report.entries == latest.checkpoint.tree_size > 1000
+    (export,) = [e for e, _ in await _entries(partnership, AuditKind.AUDIT_ACCESS) if e.details["rpc"] == "Export"]
+    assert export.caller == "spiffe://mash.local/agency/hub/system/audit-console"
+
+
+async def test_export_memory_does_not_grow_with_the_log(partnership: Partnership) -> None:
+    """Streaming an export holds a page of entries at a time, so peak memory stays far below the bundle's size."""
+    assert partnership.gateway is not None
+    audit = partnership.gateway.deps.audit
+    note = "n" * 4000
+    for batch in range(8):
+        await audit.append([AuditEvent(kind=AuditKind.REFUSAL, occurred_at=datetime.now(UTC),
+                                       request_id=f"req-{batch}-{i}", reason=note) for i in range(500)])
+    stub = audit_stub(partnership)
+    received = 0
+    tracemalloc.start()
+    try:
+        async for message in stub.Export(audit_pb.ExportRequest(), timeout=60):
+            received += len(message.chunk)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert received > 16_000_000
+    assert peak < received / 3, peak

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from gateway.generated.mash.gateway.v1 import hub_service_pb2 as hub_pb
 from gateway.pki import PkiLayout, init_pki
 
 MATCH, NO_MATCH = hub_pb.ANSWER_STATUS_MATCH, hub_pb.ANSWER_STATUS_NO_MATCH
-AGENCIES = ["police", "health", "csc", "education", "housing", "probation"]
+AGENCIES = ["police", "health", "csc", "education", "housing", "probation"]  # as vocabulary/agencies.yaml declares them
 
 
 def researcher(partnership: Partnership, agency: str = "police", system: str = "case-system") -> HubClient:
@@ -178,6 +179,66 @@ async def test_bad_identifiers_are_invalid_argument_without_echoing_them(
         assert value not in (caught.value.details() or "")
         assert all(value not in text for text in violations.values())
     assert lookups_seen(captured) == 0
+
+
+async def test_a_megabyte_name_is_refused_at_once_and_does_not_stall_other_calls(partnership: Partnership) -> None:
+    """A 1 MB name of U+FDFA is INVALID_ARGUMENT within a second; health checks and a light query made
+    meanwhile are not held up (identifier sizes are checked before anything is normalised)."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    client = researcher(partnership)
+    health = health_pb2_grpc.HealthStub(client.channel)
+    check = health_pb2.HealthCheckRequest(service="mash.gateway.v1.HubService")
+    await health.Check(check, timeout=5)  # the channel is connected before anything is timed
+    finished = asyncio.Event()
+
+    async def slowest_health_check() -> float:
+        slowest = 0.0
+        while not finished.is_set():
+            started = time.monotonic()
+            await health.Check(check, timeout=10)
+            slowest = max(slowest, time.monotonic() - started)
+            await asyncio.sleep(0.02)
+        return slowest
+
+    async def huge_query() -> tuple[grpc.StatusCode, dict[str, str], float]:
+        started = time.monotonic()
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await client.query(subject={**subject(), "given_name": "\ufdfa" * 340_000}, timeout=30, **SCREENING)
+        finally:
+            finished.set()
+        return caught.value.code(), field_violations(caught.value), time.monotonic() - started
+
+    async def light_query() -> float:
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        await client.query(subject=subject(), categories=["police.marac"], timeout=30, **SCREENING)
+        return time.monotonic() - started
+
+    probe = asyncio.ensure_future(slowest_health_check())
+    (code, violations, refused_after), light = await asyncio.gather(huge_query(), light_query())
+    slowest = await probe
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert list(violations) == ["subject.given_name"]
+    assert refused_after < 1.0
+    assert slowest < 0.5
+    assert light < 2.0
+
+
+async def test_thousands_of_unknown_categories_give_an_error_a_default_client_can_read(
+    partnership: Partnership,
+) -> None:
+    """Two thousand unknown categories: INVALID_ARGUMENT whose details fit the default trailer size, and a
+    refusal entry of bounded size."""
+    categories = [f"unknown.category.{i}" for i in range(2000)]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await researcher(partnership).query(request_id="req-many", subject=subject(), categories=categories,
+                                            **SCREENING)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert list(field_violations(caught.value)) == ["categories"]
+    (refusal,) = [e for e in await audit_events(partnership) if e.request_id == "req-many"]
+    assert len(refusal.reason) < 200
 
 
 async def test_a_category_outside_the_cited_agreement_is_permission_denied(partnership: Partnership) -> None:

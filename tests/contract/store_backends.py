@@ -11,8 +11,9 @@ from typing import Any
 
 import psycopg
 
+from gateway.audit.backends import open_store
 from gateway.audit.memory_store import MemoryStore
-from gateway.audit.store import DisclosureStore, open_store
+from gateway.audit.store import DisclosureStore
 from gateway.domain import AuditEvent, AuditKind
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"

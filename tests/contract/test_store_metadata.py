@@ -13,7 +13,8 @@ from gateway.audit.checkpoint import CheckpointSigner, PublicKeys
 from gateway.audit.encoding import encode_event, entry_bytes
 from gateway.audit.log import AuditLog
 from gateway.audit.merkle import leaf_hash
-from gateway.audit.store import META_COLUMNS, TOKENS, DisclosureStore, EntryMeta, PendingEntry, meta_mismatches
+from gateway.audit.sql import META_COLUMNS
+from gateway.audit.store import TOKENS, DisclosureStore, EntryMeta, PendingEntry, meta_mismatches
 from gateway.audit.verify import verify_store
 from gateway.domain import AuditEvent
 from gateway.testing import FixedClock

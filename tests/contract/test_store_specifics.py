@@ -14,11 +14,12 @@ import psycopg
 import pytest
 from store_backends import POSTGRES_URL, postgres_url
 
+from gateway.audit.backends import open_store
 from gateway.audit.checkpoint import CheckpointSigner, PublicKeys
 from gateway.audit.log import AuditLog, CheckpointUnavailable
 from gateway.audit.postgres_store import PostgresStore
 from gateway.audit.sqlite_store import SqliteStore, path_from_url
-from gateway.audit.store import PendingEntry, StoreUnavailable, StoreUrlError, open_store
+from gateway.audit.store import PendingEntry, StoreUnavailable, StoreUrlError
 from gateway.audit.verify import verify_store
 from gateway.domain import AuditEvent
 from gateway.errors import AuditUnavailable
@@ -97,11 +98,11 @@ async def test_postgres_connections_lost_while_idle_are_replaced_transparently(
 async def test_postgres_checkpoint_while_the_server_is_down_is_checkpoint_unavailable(
         postgres_schema: str, event: EventFactory) -> None:
     """A checkpoint that cannot reach the store raises CheckpointUnavailable, not a disclosure-path error."""
-    store = await PostgresStore.open(postgres_url(postgres_schema))
+    store = await PostgresStore.open(postgres_url(postgres_schema), wait_timeout=2.0)
     try:
         log = await AuditLog.open(store, CheckpointSigner.generate("cp1"), FixedClock(), checkpoint_interval=None)
         await log.append([event(0)])
-        store._conninfo = "postgresql://postgres@127.0.0.1:1/test?connect_timeout=2"  # the server "goes away"
+        store._pool.conninfo = "postgresql://postgres@127.0.0.1:1/test?connect_timeout=2"  # the server "goes away"
         _terminate(postgres_schema)
         with pytest.raises(CheckpointUnavailable):
             await log.checkpoint()
@@ -123,11 +124,33 @@ async def test_postgres_open_with_no_schema_on_the_search_path_closes_its_connec
     assert count == 0
 
 
+def _connections(application_name: str) -> int:
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        (count,) = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                                 (application_name,)).fetchone() or (0,)
+    return int(count)
+
+
+@pytest.mark.postgres
+async def test_postgres_store_uses_at_most_its_pool_size_of_connections_and_closes_them(
+        postgres_schema: str, event: EventFactory) -> None:
+    """Concurrent reads and appends share one pool of `pool_size` connections; closing the store ends them all."""
+    store = await PostgresStore.open(postgres_url(postgres_schema), pool_size=2)
+    try:
+        await asyncio.gather(*(store.size() for _ in range(20)),
+                             *(store.append([PendingEntry.from_event(event(i))]) for i in range(20)))
+        assert 1 <= _connections(postgres_schema) <= 2
+        assert await store.size() == 20
+    finally:
+        await store.close()
+    assert _connections(postgres_schema) == 0
+
+
 _WRITER = textwrap.dedent("""
     import asyncio, sys
     from datetime import UTC, datetime
     from gateway.audit.log import AuditLog, CheckpointUnavailable
-    from gateway.audit.store import open_store
+    from gateway.audit.backends import open_store
     from gateway.domain import AuditEvent, AuditKind, SystemClock
 
     async def main(url: str, name: str) -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway.audit.backends import open_store
 from gateway.audit.checkpoint import generate_signing_key, key_fingerprint, load_signer
-from gateway.audit.cli import register
 from gateway.audit.log import AuditLog
-from gateway.audit.store import open_store
+from gateway.cli.audit_cmd import register
 from gateway.domain import AuditEvent, SubjectIdentifiers
 from gateway.keyring import Keyring, save_keyring
 from gateway.testing import FixedClock
@@ -337,3 +337,63 @@ def test_an_unreadable_trusted_checkpoint_is_a_usage_error(state: Path, tmp_path
     """A --trusted-checkpoint file that is not a checkpoint exits 2."""
     (tmp_path / "cp.json").write_text("{}")
     assert _run(capsys, "verify", "--state-dir", str(state), "--trusted-checkpoint", str(tmp_path / "cp.json"))[0] == 2
+
+
+# Values that rich would read as markup ([style]…[/], [link=…]) or emoji codes (:name:) if printed unescaped.
+_USER = "[bold]u1[/bold]"
+_ROLE = ":warning:"
+_REASON = "[link=https://example.org]see[/link]"
+_NOTE = "[i]x[/i] :baby:"
+
+
+@pytest.fixture
+def bracketed_state(tmp_path: Path, event: EventFactory) -> Path:
+    """A state directory whose one entry holds markup-like text in several fields, plus a checkpoint."""
+    keys = tmp_path / "keys"
+    generate_signing_key(keys / "checkpoint", "cp1")
+
+    async def fill() -> None:
+        store = await open_store(f"sqlite:///{tmp_path / 'audit.sqlite'}")
+        log = await AuditLog.open(store, load_signer(keys / "checkpoint"), FixedClock(), checkpoint_interval=None)
+        await log.append([event(0, user=_USER, role=_ROLE, reason=_REASON, details={"note": _NOTE})])
+        await log.checkpoint()
+        await store.close()
+
+    asyncio.run(fill())
+    return tmp_path
+
+
+def test_show_prints_manifest_categories_and_markup_like_values_literally(
+        bracketed_state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`audit show` keeps every manifest field's [category] and prints bracket and emoji text as stored."""
+    code, out = _run(capsys, "show", "0", "--state-dir", str(bracketed_state))
+    assert code == 0
+    assert "r1 address [person.address] REDACTED postcode_district pertinent" in out
+    for value in (_USER, _ROLE, _REASON, f"note={_NOTE}"):
+        assert value in out
+
+
+def test_list_table_prints_markup_like_values_literally(bracketed_state: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """`audit list` prints bracket and emoji text in table cells as stored."""
+    code, out = _run(capsys, "list", "--state-dir", str(bracketed_state))
+    assert code == 0
+    assert _USER in out
+    assert _ROLE in out
+
+
+def test_messages_print_markup_like_paths_literally(bracketed_state: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Paths in export summaries and in error messages are printed as given, brackets included."""
+    dest = tmp_path / "[bold]bundle"
+    code, out = _run(capsys, "export", str(dest), "--state-dir", str(bracketed_state))
+    assert code == 0
+    assert f"to {dest};" in out
+    kept = tmp_path / "[red]kept.json"
+    kept.write_text("{}")
+    parser = argparse.ArgumentParser(prog="mash-gateway")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["audit", "verify", "--state-dir", str(bracketed_state), "--trusted-checkpoint",
+                              str(kept)])
+    assert args.func(args) == 2
+    assert f"--trusted-checkpoint {kept}:" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import date
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from gateway.domain import SubjectIdentifiers
 from gateway.linkage import (
+    MAX_NAME_LENGTH,
     is_valid_nhs_number,
     nhs_check_digit,
     normalise_date,
@@ -225,3 +227,13 @@ def test_subject_normalisation_lists_invalid_identifiers_without_failing() -> No
     assert result.invalid == ("nhs_number", "postcode")
     assert result.usable
     assert not normalise_subject(SubjectIdentifiers(given_name="Kai")).usable
+
+
+def test_an_over_long_name_is_listed_invalid_without_being_normalised() -> None:
+    """A name past MAX_NAME_LENGTH (here a million U+FDFA) is invalid at once; the NHS route still works."""
+    subject = SubjectIdentifiers(nhs_number="9990000018", given_name="\ufdfa" * 1_000_000, family_name="Mercer")
+    started = time.perf_counter()
+    result = normalise_subject(subject)
+    assert time.perf_counter() - started < 0.1
+    assert (result.invalid, result.given_name, result.nhs_number) == (("given_name",), "", "9990000018")
+    assert normalise_subject(SubjectIdentifiers(given_name="K" * MAX_NAME_LENGTH)).given_name == "k" * MAX_NAME_LENGTH

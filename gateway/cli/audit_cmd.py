@@ -12,14 +12,15 @@ import json
 import sys
 import tarfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from gateway.audit.backends import open_store
 from gateway.audit.checkpoint import (
     CheckpointKeyError,
     PublicKeys,
@@ -33,7 +34,7 @@ from gateway.audit.log import AuditLog
 from gateway.audit.merkle import ProofError
 from gateway.audit.review import AuditRecord, AuditReview, verify_export
 from gateway.audit.sqlite_store import path_from_url
-from gateway.audit.store import DisclosureStore, EntryFilter, open_store
+from gateway.audit.store import DisclosureStore, EntryFilter
 from gateway.audit.verify import VerifyReport
 from gateway.domain import AuditKind, SubjectIdentifiers, SystemClock
 from gateway.errors import AuditUnavailable, GatewayError, InvalidRequest
@@ -47,16 +48,8 @@ class UsageError(Exception):
     """The command line does not say enough to run the command."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Defaults:
-    store: str | None
-    keys: Path | None
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], *,
-             default_store: str | None = None, default_keys: Path | None = None) -> None:
-    """Add the `audit` command group. Without defaults, `--store`/`--keys` or `--state-dir` must be given."""
-    defaults = _Defaults(default_store, default_keys)
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `audit` command group; its commands need `--store`/`--keys` or `--state-dir`."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--state-dir", type=Path, help="gateway state directory (audit.sqlite, keys/)")
     common.add_argument("--store", help="audit store URL: sqlite:///path or postgresql://…")
@@ -75,11 +68,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], *,
     p.add_argument("--kind", default="", choices=["", *(k.value for k in AuditKind)])
     p.add_argument("--token", action="append", default=[], help="subject token (repeatable)")
     p.add_argument("--limit", type=int, default=200, help="at most this many entries (0: all)")
-    p.set_defaults(func=_runner(defaults, _cmd_list))
+    p.set_defaults(func=_runner(_cmd_list))
 
     p = sub.add_parser("show", parents=[common], help="show one entry in full")
     p.add_argument("index", type=int)
-    p.set_defaults(func=_runner(defaults, _cmd_show))
+    p.set_defaults(func=_runner(_cmd_show))
 
     trusted = argparse.ArgumentParser(add_help=False)
     trusted.add_argument("--trusted-checkpoint", type=Path, action="append", default=[], metavar="FILE",
@@ -87,17 +80,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], *,
                               "still hold and match it (repeatable)")
 
     p = sub.add_parser("verify", parents=[common, trusted], help="verify every entry and checkpoint")
-    p.set_defaults(func=_runner(defaults, _cmd_verify))
+    p.set_defaults(func=_runner(_cmd_verify))
 
     p = sub.add_parser("prove", parents=[common], help="inclusion proof of an entry, or a consistency proof")
     p.add_argument("index", type=int, nargs="?", help="entry index for an inclusion proof")
     p.add_argument("--tree-size", type=int, help="tree size to prove against (default: latest checkpoint)")
     p.add_argument("--consistency", type=int, nargs="+", metavar="SIZE",
                    help="consistency proof from SIZE1 to SIZE2 (default: current size)")
-    p.set_defaults(func=_runner(defaults, _cmd_prove))
+    p.set_defaults(func=_runner(_cmd_prove))
 
     p = sub.add_parser("checkpoint", parents=[common], help="sign and store a checkpoint now")
-    p.set_defaults(func=_runner(defaults, _cmd_checkpoint))
+    p.set_defaults(func=_runner(_cmd_checkpoint))
 
     p = sub.add_parser("subject-access", parents=[common], help="every entry about one person")
     for name in ("nhs-number", "given-name", "family-name", "date-of-birth", "postcode"):
@@ -105,69 +98,69 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], *,
     p.add_argument("--token", action="append", default=[], help="subject token (repeatable), instead of "
                                                                   "identifiers")
     p.add_argument("--token-keys", type=Path, help="subject-token key ring (default keys/subject-token.json)")
-    p.set_defaults(func=_runner(defaults, _cmd_subject_access))
+    p.set_defaults(func=_runner(_cmd_subject_access))
 
     p = sub.add_parser("export", parents=[common], help="write a self-contained, verifiable bundle")
     p.add_argument("dest", type=Path, help="new directory, or a file ending in .tar")
-    p.set_defaults(func=_runner(defaults, _cmd_export))
+    p.set_defaults(func=_runner(_cmd_export))
 
     p = sub.add_parser("verify-export", parents=[common, trusted], help="verify an exported bundle offline")
     p.add_argument("bundle", type=Path)
-    p.set_defaults(func=_runner(defaults, _cmd_verify_export))
+    p.set_defaults(func=_runner(_cmd_verify_export))
 
 
 # -- plumbing -------------------------------------------------------------------------------------------
 
-_Command = Callable[[argparse.Namespace, _Defaults, Console], Coroutine[Any, Any, int]]
+_Command = Callable[[argparse.Namespace, Console], Coroutine[Any, Any, int]]
 
 
-def _runner(defaults: _Defaults, command: _Command) -> Callable[[argparse.Namespace], int]:
+def _console(*, stderr: bool = False) -> Console:
+    """A console that prints every string as it is: entries, paths and messages hold text such as
+    ``[person.address]`` or ``:name:`` that rich would otherwise take for markup or emoji and drop."""
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped output gets a wide console so table cells are not folded mid-word.
+    return Console(stderr=stderr, soft_wrap=True, width=None if stream.isatty() else 200, markup=False,
+                   emoji=False, highlight=False)
+
+
+def _runner(command: _Command) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        # Piped output gets a wide console so table cells are not folded mid-word.
-        console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
         try:
-            return asyncio.run(command(args, defaults, console))
-        except UsageError as exc:
-            Console(stderr=True).print(f"[red]error:[/red] {exc}")
-            return EXIT_USAGE
-        except GatewayError as exc:
-            Console(stderr=True).print(f"[red]error:[/red] {exc}")
+            return asyncio.run(command(args, _console()))
+        except (UsageError, GatewayError) as exc:
+            _console(stderr=True).print(Text.assemble(("error:", "red"), f" {exc}"))
             return EXIT_USAGE
 
     return run
 
 
-def _store_url(args: argparse.Namespace, defaults: _Defaults) -> str:
+def _store_url(args: argparse.Namespace) -> str:
     if args.store:
         return str(args.store)
     if args.state_dir is not None:
         return f"sqlite:///{args.state_dir / 'audit.sqlite'}"
-    if defaults.store:
-        return defaults.store
     raise UsageError("say which audit store to use: --store URL or --state-dir DIR")
 
 
-def _keys_dir(args: argparse.Namespace, defaults: _Defaults) -> Path:
+def _keys_dir(args: argparse.Namespace) -> Path:
     if args.keys is not None:
         return Path(args.keys)
     if args.state_dir is not None:
         return Path(args.state_dir) / "keys" / "checkpoint"
-    if defaults.keys is not None:
-        return defaults.keys
     raise UsageError("say where the checkpoint keys are: --keys DIR or --state-dir DIR")
 
 
-def _public_keys(args: argparse.Namespace, defaults: _Defaults, *, required: bool) -> PublicKeys:
+def _public_keys(args: argparse.Namespace, *, required: bool) -> PublicKeys:
     try:
-        return load_public_keys(_keys_dir(args, defaults))
+        return load_public_keys(_keys_dir(args))
     except (UsageError, CheckpointKeyError):
         if required:
             raise
         return PublicKeys({})
 
 
-async def _open_store(args: argparse.Namespace, defaults: _Defaults) -> DisclosureStore:
-    url = _store_url(args, defaults)
+async def _open_store(args: argparse.Namespace) -> DisclosureStore:
+    url = _store_url(args)
     if url.startswith("sqlite:") and not await asyncio.to_thread(path_from_url(url).exists):
         # Opening would create an empty log; an auditor asking about a missing file made a mistake.
         raise UsageError("the audit store file does not exist")
@@ -179,11 +172,7 @@ def _entry_json(record: AuditRecord) -> dict[str, Any]:
 
 
 def _print_json(console: Console, value: object) -> None:
-    console.out(json.dumps(value, sort_keys=True, ensure_ascii=False), highlight=False)
-
-
-def _checkpoint_json(cp: SignedCheckpoint) -> dict[str, Any]:
-    return cp.to_dict()
+    console.out(json.dumps(value, sort_keys=True, ensure_ascii=False))
 
 
 async def _print_records(console: Console, records: AsyncIterator[AuditRecord], as_json: bool,
@@ -218,10 +207,10 @@ def _parse_time(text: str | None, name: str) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-async def _with_review(args: argparse.Namespace, defaults: _Defaults,
+async def _with_review(args: argparse.Namespace,
                        use: Callable[[AuditReview], Awaitable[int]], *, keys_required: bool = False) -> int:
-    keys = _public_keys(args, defaults, required=keys_required)
-    store = await _open_store(args, defaults)
+    keys = _public_keys(args, required=keys_required)
+    store = await _open_store(args)
     try:
         # No AuditLog up front: verify, export and listing must work on exactly the damage they report.
         return await use(AuditReview(store, keys))
@@ -242,7 +231,7 @@ def _print_report(console: Console, report: VerifyReport, as_json: bool,
             "seconds": round(report.seconds, 3), "summary": report.summary(), "uncovered": report.uncovered,
         })
     else:
-        console.print(("[green]" if report.ok else "[red]") + report.summary() + "[/]", highlight=False)
+        console.print(Text(report.summary(), style="green" if report.ok else "red"))
         if not report.ok:
             table = Table(title="problems")
             for column in ("kind", "entry", "checkpoint", "detail"):
@@ -258,7 +247,7 @@ def _print_report(console: Console, report: VerifyReport, as_json: bool,
 
 # -- commands -------------------------------------------------------------------------------------------
 
-async def _cmd_list(args: argparse.Namespace, defaults: _Defaults, console: Console) -> int:
+async def _cmd_list(args: argparse.Namespace, console: Console) -> int:
     if args.limit < 0:
         raise UsageError("--limit must not be negative")
     where = EntryFilter(
@@ -270,10 +259,10 @@ async def _cmd_list(args: argparse.Namespace, defaults: _Defaults, console: Cons
         await _print_records(console, review.list_entries(where, limit=args.limit or None), args.json,
                              "audit entries")
         return EXIT_OK
-    return await _with_review(args, defaults, use)
+    return await _with_review(args, use)
 
 
-async def _cmd_show(args: argparse.Namespace, defaults: _Defaults, console: Console) -> int:
+async def _cmd_show(args: argparse.Namespace, console: Console) -> int:
     async def use(review: AuditReview) -> int:
         record = await review.get_entry(args.index)
         if args.json:
@@ -294,7 +283,7 @@ async def _cmd_show(args: argparse.Namespace, defaults: _Defaults, console: Cons
             table.add_row(key, str(value))
         console.print(table)
         return EXIT_OK
-    return await _with_review(args, defaults, use)
+    return await _with_review(args, use)
 
 
 def _trusted_checkpoints(args: argparse.Namespace) -> list[SignedCheckpoint]:
@@ -307,15 +296,15 @@ def _trusted_checkpoints(args: argparse.Namespace) -> list[SignedCheckpoint]:
     return checkpoints
 
 
-async def _cmd_verify(args: argparse.Namespace, defaults: _Defaults, console: Console) -> int:
+async def _cmd_verify(args: argparse.Namespace, console: Console) -> int:
     trusted = _trusted_checkpoints(args)
 
     async def use(review: AuditReview) -> int:
         return _print_report(console, await review.verify(trusted), args.json)
-    return await _with_review(args, defaults, use, keys_required=True)
+    return await _with_review(args, use, keys_required=True)
 
 
-async def _cmd_prove(args: argparse.Namespace, defaults: _Defaults, console: Console) -> int:
+async def _cmd_prove(args: argparse.Namespace, console: Console) -> int:
     if (args.index is None) == (args.consistency is None):
         raise UsageError("give an entry INDEX for an inclusion proof, or --consistency SIZE1 [SIZE2]")
     if args.consistency is not None and len(args.consistency) > 2:
@@ -344,7 +333,7 @@ async def _cmd_prove(args: argparse.Namespace, defaults: _Defaults, console: Con
                 table.add_row(key, str(value))
             console.print(table)
         return EXIT_OK if doc["verified"] else EXIT_FAILED
-    return await _with_review(args, defaults, use, keys_required=True)
+    return await _with_review(args, use, keys_required=True)
 
 
 async def _inclusion_doc(review: AuditReview, index: int, tree_size: int | None) -> dict[str, Any]:
@@ -358,7 +347,7 @@ async def _inclusion_doc(review: AuditReview, index: int, tree_size: int | None)
         "type": "inclusion", "index": proof.index, "tree_size": proof.tree_size,
         "leaf_hash": proof.leaf_hash.hex(), "path": [p.hex() for p in proof.path],
         "root_hash": proof.root_hash.hex(), "verified": not reason, "reason": reason,
-        "checkpoint": None if proof.checkpoint is None else _checkpoint_json(proof.checkpoint),
+        "checkpoint": None if proof.checkpoint is None else proof.checkpoint.to_dict(),
     }
 
 
@@ -373,24 +362,24 @@ async def _consistency_doc(review: AuditReview, sizes: list[int]) -> dict[str, A
         "type": "consistency", "size1": proof.size1, "size2": proof.size2, "root1": proof.root1.hex(),
         "root2": proof.root2.hex(), "path": [p.hex() for p in proof.path], "verified": not reason,
         "reason": reason,
-        "checkpoint1": None if proof.checkpoint1 is None else _checkpoint_json(proof.checkpoint1),
-        "checkpoint2": None if proof.checkpoint2 is None else _checkpoint_json(proof.checkpoint2),
+        "checkpoint1": None if proof.checkpoint1 is None else proof.checkpoint1.to_dict(),
+        "checkpoint2": None if proof.checkpoint2 is None else proof.checkpoint2.to_dict(),
     }
 
 
-async def _cmd_checkpoint(args: argparse.Namespace, defaults: _Defaults, console: Console) -> int:
-    signer = load_signer(_keys_dir(args, defaults))
-    store = await _open_store(args, defaults)
+async def _cmd_checkpoint(args: argparse.Namespace, console: Console) -> int:
+    signer = load_signer(_keys_dir(args))
+    store = await _open_store(args)
     try:
         log = await AuditLog.open(store, signer, SystemClock(), checkpoint_interval=None)
         cp = await log.checkpoint()
     finally:
         await store.close()
     if args.json:
-        _print_json(console, _checkpoint_json(cp))
+        _print_json(console, cp.to_dict())
     else:
         console.print(f"checkpoint: tree size {cp.tree_size}, root {cp.root_hash.hex()}, "
-                      f"{format_timestamp(cp.timestamp)}, key {cp.key_id}", highlight=False)
+                      f"{format_timestamp(cp.timestamp)}, key {cp.key_id}")
     return EXIT_OK
 
 
@@ -415,7 +404,7 @@ def _subject_tokens(args: argparse.Namespace) -> frozenset[str]:
     return frozenset(tokens)
 
 
-async def _cmd_subject_access(args: argparse.Namespace, defaults: _Defaults, console: Console) -> int:
+async def _cmd_subject_access(args: argparse.Namespace, console: Console) -> int:
     tokens = _subject_tokens(args)
 
     async def use(review: AuditReview) -> int:
@@ -424,10 +413,10 @@ async def _cmd_subject_access(args: argparse.Namespace, defaults: _Defaults, con
         except InvalidRequest as exc:
             raise UsageError(str(exc)) from exc
         return EXIT_OK
-    return await _with_review(args, defaults, use)
+    return await _with_review(args, use)
 
 
-async def _cmd_export(args: argparse.Namespace, defaults: _Defaults, console: Console) -> int:
+async def _cmd_export(args: argparse.Namespace, console: Console) -> int:
     async def use(review: AuditReview) -> int:
         summary = await review.export(args.dest)
         doc = {"path": str(summary.path), "entries": summary.entries, "checkpoints": summary.checkpoints,
@@ -437,20 +426,20 @@ async def _cmd_export(args: argparse.Namespace, defaults: _Defaults, console: Co
             _print_json(console, doc)
         else:
             console.print(f"exported {summary.entries} entries and {summary.checkpoints} checkpoints to "
-                          f"{summary.path}; root {summary.root_hash.hex()}", highlight=False)
+                          f"{summary.path}; root {summary.root_hash.hex()}")
             if summary.left_out:
-                console.print(f"[yellow]{summary.left_out} newer entries are not covered by a checkpoint yet and "
-                              "were left out; run `audit checkpoint` first to include them[/yellow]")
+                console.print(Text(f"{summary.left_out} newer entries are not covered by a checkpoint yet and "
+                                   "were left out; run `audit checkpoint` first to include them", style="yellow"))
             for kid, fingerprint in summary.key_fingerprints.items():
-                console.print(f"  key {kid}: sha256 {fingerprint}", highlight=False)
+                console.print(f"  key {kid}: sha256 {fingerprint}")
         return EXIT_OK
-    return await _with_review(args, defaults, use, keys_required=True)
+    return await _with_review(args, use, keys_required=True)
 
 
-async def _cmd_verify_export(args: argparse.Namespace, defaults: _Defaults, console: Console) -> int:
+async def _cmd_verify_export(args: argparse.Namespace, console: Console) -> int:
     trusted: PublicKeys | None = None
-    if args.keys is not None or args.state_dir is not None or defaults.keys is not None:
-        trusted = _public_keys(args, defaults, required=True)
+    if args.keys is not None or args.state_dir is not None:
+        trusted = _public_keys(args, required=True)
     if not args.bundle.exists():
         raise UsageError("the bundle does not exist")
     report = verify_export(args.bundle, trusted_keys=trusted, trusted_checkpoints=_trusted_checkpoints(args))
@@ -465,10 +454,10 @@ async def _cmd_verify_export(args: argparse.Namespace, defaults: _Defaults, cons
                          {"keys_trusted": trusted is not None, "key_fingerprints": fingerprints})
     if not args.json:
         if trusted is None:
-            console.print("[yellow]checked with the bundle's own keys; compare their fingerprints with the "
-                          "gateway's published ones (or pass --keys)[/yellow]")
+            console.print(Text("checked with the bundle's own keys; compare their fingerprints with the "
+                               "gateway's published ones (or pass --keys)", style="yellow"))
         for kid, fingerprint in fingerprints.items():
-            console.print(f"  key {kid}: sha256 {fingerprint}", highlight=False)
+            console.print(f"  key {kid}: sha256 {fingerprint}")
     return code
 
 

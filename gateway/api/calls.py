@@ -1,0 +1,119 @@
+"""One wrapper around every RPC handler: decode without raising, take the caller and log context once,
+refuse (audited) what cannot be read, and map errors to status codes.
+
+An aio server interceptor cannot see the TLS peer, so this is done where the handlers are registered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import grpc
+import grpc.aio
+import structlog
+from google.protobuf import message_factory
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import Message
+
+from gateway.api.errors import errors_as_status
+from gateway.api.identity import caller_from_context
+from gateway.errors import FieldViolation, InvalidRequest
+from gateway.service.access import Refusals
+from gateway.service.validation import Caller
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """What a servicer method knows of the call it answers: who is calling, which RPC, and its deadline."""
+
+    caller: Caller
+    rpc: str
+    context: Context
+
+    def time_remaining(self) -> float | None:
+        return self.context.time_remaining()
+
+
+class _Undecodable:
+    """Stands in for request bytes that are not a valid message (bad wire format, invalid UTF-8)."""
+
+
+UNDECODABLE: Final = _Undecodable()
+
+
+def _lenient(message_class: type[Message]) -> Callable[[bytes], Message | _Undecodable]:
+    # grpc turns a deserializer's exception into UNKNOWN with the exception's class name and never calls
+    # the handler, so the refusal could not be audited; parse here and let the handler refuse instead.
+    def parse(data: bytes) -> Message | _Undecodable:
+        try:
+            return message_class.FromString(data)
+        except Exception:
+            return UNDECODABLE
+
+    return parse
+
+
+class CallHandlers:
+    """Registers servicers so each call is checked and refused in one place before any servicer method runs."""
+
+    def __init__(self, refusals: Refusals) -> None:
+        self._refusals = refusals
+
+    async def _begin(self, request: object, context: Context, service: ServiceDescriptor, rpc: str) -> Call:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(rpc=rpc)
+        caller, violations = caller_from_context(context)
+        if request is UNDECODABLE:
+            method = service.methods_by_name[rpc]
+            violations = (*violations, FieldViolation(
+                "request", f"is not a valid {method.input_type.full_name} message"))
+        if violations:
+            await self._refusals.refuse(caller, rpc, InvalidRequest(violations))
+        return Call(caller, rpc, context)
+
+    def add(self, server: grpc.aio.Server, service: ServiceDescriptor, servicer: object) -> None:
+        """Serve every method of `service` from the same-named coroutine (or async generator) of `servicer`,
+        called as `method(request, call)`."""
+        handlers = {}
+        for method in service.methods:
+            if method.client_streaming:
+                raise NotImplementedError(f"{method.full_name}: client streaming is not supported")
+            implementation = getattr(servicer, method.name)
+            request_class = message_factory.GetMessageClass(method.input_type)
+            response_class = message_factory.GetMessageClass(method.output_type)
+            if method.server_streaming:
+                handlers[method.name] = grpc.unary_stream_rpc_method_handler(
+                    self._streaming(service, method.name, implementation),
+                    request_deserializer=_lenient(request_class),
+                    response_serializer=response_class.SerializeToString)
+            else:
+                handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                    self._unary(service, method.name, implementation),
+                    request_deserializer=_lenient(request_class),
+                    response_serializer=response_class.SerializeToString)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+        server.add_registered_method_handlers(service.full_name, handlers)
+
+    def _unary(
+        self, service: ServiceDescriptor, rpc: str, implementation: Callable[[Any, Call], Awaitable[Message]]
+    ) -> Callable[[Any, Context], Awaitable[Message]]:
+        async def handle(request: Any, context: Context) -> Message:
+            async with errors_as_status(context):
+                return await implementation(request, await self._begin(request, context, service, rpc))
+            raise AssertionError("unreachable")  # pragma: no cover - errors_as_status aborts or re-raises
+
+        return handle
+
+    def _streaming(
+        self, service: ServiceDescriptor, rpc: str, implementation: Callable[[Any, Call], AsyncIterator[Message]]
+    ) -> Callable[[Any, Context], AsyncIterator[Message]]:
+        async def handle(request: Any, context: Context) -> AsyncIterator[Message]:
+            async with errors_as_status(context):
+                async for response in implementation(request, await self._begin(request, context, service, rpc)):
+                    yield response
+
+        return handle

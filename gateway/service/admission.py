@@ -1,0 +1,133 @@
+"""Admitting a hub request: check it, pin it to one policy snapshot, and audit a refusal before raising it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import date
+
+import structlog
+
+from gateway.audit.sealing import IdentifierSealer
+from gateway.domain import AuditEvent, AuditKind, Clock
+from gateway.errors import InvalidRequest, RequestRefused
+from gateway.linkage import SubjectTokeniser
+from gateway.service.ports import AuditSink, PolicySource, PolicyView
+from gateway.service.validation import (
+    INVALID,
+    Caller,
+    QueryCommand,
+    auditable,
+    check_caller,
+    check_request,
+    ensure_request_id,
+    new_request_id,
+    sealable,
+    within_limits,
+)
+
+log = structlog.get_logger("gateway.admission")
+
+MAX_REASON = 2000
+"""Longest refusal reason written to the permanent log; violations are capped upstream, this is the backstop."""
+
+ExtraCheck = Callable[[PolicyView, QueryCommand], None]
+"""A use case's own check after the common ones; raises InvalidRequest or RequestRefused."""
+
+
+@dataclass(frozen=True, slots=True)
+class AdmittedRequest:
+    """A validated request pinned to one policy snapshot, with the audit entry every answer starts from."""
+
+    caller: Caller
+    command: QueryCommand
+    policy: PolicyView
+    today: date
+    deadline: float  # event-loop time by which every agency call must be done
+    base_event: AuditEvent = field(repr=False)
+
+    @property
+    def request_id(self) -> str:
+        return self.command.request_id
+
+    @property
+    def inside_mash(self) -> bool:
+        return self.policy.roles[self.caller.role].inside_mash
+
+
+class Admission:
+    """Validates requests; identifier normalisation and sealing run off the event loop, on bounded input."""
+
+    def __init__(
+        self,
+        *,
+        policy: PolicySource,
+        audit: AuditSink,
+        tokeniser: SubjectTokeniser,
+        sealer: IdentifierSealer,
+        clock: Clock,
+        default_timeout: float,
+        max_timeout: float,
+        audit_margin: float,
+    ) -> None:
+        self._policy = policy
+        self._audit = audit
+        self._tokeniser = tokeniser
+        self._sealer = sealer
+        self._clock = clock
+        self._default_timeout = default_timeout
+        self._max_timeout = max_timeout
+        self._audit_margin = audit_margin
+
+    async def admit(
+        self, caller: Caller, command: QueryCommand, timeout: float | None, *, extra_check: ExtraCheck | None = None
+    ) -> AdmittedRequest:
+        """The admitted request; on refusal a refusal entry is written first, then the error is raised."""
+        loop = asyncio.get_running_loop()
+        budget = self._default_timeout if timeout is None else min(timeout, self._max_timeout)
+        deadline = loop.time() + max(0.0, budget - self._audit_margin)
+        policy = self._policy.current
+        now = self._clock.now()
+        try:
+            request_id, bad_request_id = ensure_request_id(command.request_id), None
+        except InvalidRequest as exc:
+            request_id, bad_request_id = new_request_id(), exc
+        command = replace(command, request_id=request_id)
+        tokens, sealed = await asyncio.to_thread(self._identify, command, request_id)
+        safe = auditable(policy, caller, command)
+        base = AuditEvent(
+            kind=AuditKind.DISCLOSURE, occurred_at=now, request_id=request_id, caller=caller.identity,
+            user=safe["user"], role=safe["role"], purpose=safe["purpose"], legal_basis=safe["legal_basis"],
+            agreement=safe["agreement"], case_reference=safe["case_reference"], subject_tokens=tokens,
+            sealed_identifiers=sealed, policy_version=policy.version,
+            details={"request_id": INVALID} if bad_request_id else {},
+        )
+        try:
+            if bad_request_id is not None:
+                raise bad_request_id
+            check_caller(policy, caller)
+            check_request(policy, caller, command, now.date())
+            if extra_check is not None:
+                extra_check(policy, command)
+        except InvalidRequest as exc:
+            await self._refuse(base, "INVALID_ARGUMENT", str(exc))
+            raise
+        except RequestRefused as exc:
+            await self._refuse(base, "PERMISSION_DENIED", f"{exc.code}: {exc.reason}")
+            raise
+        return AdmittedRequest(caller, command, policy, now.date(), deadline, base)
+
+    def _identify(self, command: QueryCommand, request_id: str) -> tuple[tuple[str, ...], str]:
+        """Subject tokens from the identifiers within their size limits, and the sealed identifiers if all are."""
+        subject = command.subject
+        tokens = self._tokeniser.tokens(within_limits(subject))
+        sealed = (self._sealer.seal(subject, aad=request_id.encode())
+                  if not subject.is_empty() and sealable(subject) else "")
+        return tokens, sealed
+
+    async def _refuse(self, base: AuditEvent, status: str, reason: str) -> None:
+        if len(reason) > MAX_REASON:
+            reason = reason[:MAX_REASON - 1] + "…"
+        await self._audit.append([replace(base, kind=AuditKind.REFUSAL, status=status, reason=reason)])
+        log.info("request refused", request_id=base.request_id, status=status)

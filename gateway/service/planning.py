@@ -1,0 +1,76 @@
+"""Planning a request: what each record-holding agency may disclose, as a pure function of the policy view."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from gateway.domain import DisclosureLevel
+from gateway.service.ports import PolicyView
+
+
+@dataclass(frozen=True, slots=True)
+class AgencyPlan:
+    """What a request may learn from one agency: content of some categories, existence for the rest."""
+
+    agency: str
+    content: Mapping[str, DisclosureLevel]  # record category → PERTINENT or FULL, within the requested categories
+    existence: tuple[str, ...]  # every other category the caller may at least know exists
+    rules: tuple[str, ...]
+    requested: bool = True  # False when the request's categories do not touch this agency
+
+    @property
+    def level(self) -> DisclosureLevel:
+        if self.content:
+            return max(self.content.values())
+        return DisclosureLevel.EXISTS if self.existence else DisclosureLevel.NONE
+
+
+def record_holders(policy: PolicyView) -> tuple[str, ...]:
+    """The agencies that answer hub questions, in the order the policy vocabulary declares them."""
+    return tuple(name for name, agency in policy.agencies.items() if agency.holds_records)
+
+
+def plan_request(
+    policy: PolicyView,
+    *,
+    role: str,
+    purpose: str,
+    agreement: str,
+    categories: Sequence[str],
+    agencies: Sequence[str] | None = None,
+) -> tuple[AgencyPlan, ...]:
+    """One plan per agency (every record holder unless `agencies` narrows it): policy levels capped by the
+    agreement, content only for the requested categories (all of them when `categories` is empty).
+
+    Existence is asked about every category the caller may know of at an agency the request touches,
+    never only the requested ones: otherwise a request for a single protected category (sexual
+    health, a refuge) would turn "known to health" into "known to the sexual-health service".
+    """
+    cited = policy.agreements[agreement]
+    decisions = policy.decisions_for(role, purpose)
+    plans = []
+    for agency in record_holders(policy) if agencies is None else agencies:
+        cells = decisions.get(agency, {})
+        touched = not categories or any(
+            policy.category_within(c, wanted) or policy.category_within(wanted, c)
+            for c in cells for wanted in categories
+        )
+        allowed: dict[str, DisclosureLevel] = {}
+        rules: list[str] = []
+        if touched and agency in cited.parties:
+            for category, decision in cells.items():
+                if decision.level <= DisclosureLevel.NONE:
+                    continue
+                if not any(policy.category_within(category, c) for c in cited.categories):
+                    continue
+                allowed[category] = decision.level
+                rules += [f"{category}: {r}" for r in (*decision.allowed_by, *decision.denied_by)]
+        content = {
+            c: level for c, level in allowed.items()
+            if level >= DisclosureLevel.PERTINENT
+            and (not categories or any(policy.category_within(c, w) for w in categories))
+        }
+        existence = tuple(c for c in allowed if c not in content)
+        plans.append(AgencyPlan(agency, content, existence, tuple(rules), requested=touched))
+    return tuple(plans)

@@ -1,0 +1,53 @@
+"""The policy-service use cases: the active version and explanations for any certificate bound to a role,
+reloading for certificates bound to policy_admin only; refusals are audited."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.errors import FieldViolation, InvalidRequest
+from gateway.policy import Decision, MatchingLines, PolicyHolder, PolicySnapshot, ReloadOutcome
+from gateway.service.access import AccessGuard, audited_user
+from gateway.service.validation import Caller
+
+ADMIN_ROLE = "policy_admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """How the active policy decides one request cell, and every line that matched it."""
+
+    policy_version: str
+    decision: Decision
+    lines: MatchingLines
+
+
+class PolicyAdmin:
+    """Reads and reloads the active policy on behalf of a checked caller."""
+
+    def __init__(self, holder: PolicyHolder, policy_dir: Path, guard: AccessGuard) -> None:
+        self._holder = holder
+        self._policy_dir = policy_dir
+        self._guard = guard
+
+    async def current(self, caller: Caller) -> PolicySnapshot:
+        await self._guard.require_any(caller, "GetPolicyVersion")
+        return self._holder.current
+
+    async def explain(self, caller: Caller, role: str, purpose: str, agency: str, category: str) -> Explanation:
+        """The decision for one cell; a cell no request could ever name is refused, not answered NONE."""
+        await self._guard.require_any(caller, "ExplainDecision")
+        snapshot = self._holder.current
+        problems = snapshot.request_problems(role, purpose, agency, category)
+        if problems:
+            await self._guard.refusals.refuse(caller, "ExplainDecision", InvalidRequest(
+                [FieldViolation(field, message) for field, message in problems]))
+        return Explanation(snapshot.version, snapshot.decide(role, purpose, agency, category),
+                           snapshot.matching_lines(role, purpose, agency, category))
+
+    async def reload(self, caller: Caller) -> ReloadOutcome:
+        """Check, test and activate the policy directory; the outcome (either way) is audited by the holder."""
+        await self._guard.require(caller, ADMIN_ROLE, "ReloadPolicy")
+        return await self._holder.reload(self._policy_dir, trigger="admin RPC", caller=caller.identity,
+                                         user=audited_user(caller))

@@ -1,0 +1,56 @@
+"""Planning is a pure function of the policy view; the fan-out follows the record holders it declares."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from service_helpers import make_service
+
+from gateway.domain import AgencyContact, DisclosureLevel, SubjectIdentifiers
+from gateway.keyring import Keyring
+from gateway.policy import PolicyHolder
+from gateway.service.planning import plan_request, record_holders
+from gateway.service.ports import LookupCommand, LookupResult
+from gateway.service.query import Caller, QueryCommand
+from gateway.testing import FixedClock
+
+RESEARCHER = Caller("spiffe://mash.local/agency/police/system/case-system", "police", "r.1", "mash_researcher_police")
+SCREENING = QueryCommand("req-p", SubjectIdentifiers(nhs_number="9990000018"), "safeguarding_screening",
+                         "dpa_2018_sch1_para18", "mash-isa-2026", "MASH-1")
+
+
+def nobody(agency: str, command: LookupCommand) -> LookupResult:
+    return LookupResult(agency, (), AgencyContact(agency))
+
+
+def test_record_holders_are_the_declared_agencies_that_hold_records_in_declared_order(holder: PolicyHolder) -> None:
+    """The hub asks but holds nothing, so it is never a record holder; the others keep their declared order."""
+    declared = list(holder.current.agencies)
+    assert record_holders(holder.current) == tuple(a for a in declared if a != "hub")
+
+
+def test_a_plan_can_be_narrowed_to_chosen_agencies(holder: PolicyHolder) -> None:
+    """Given agencies (as a locator would choose them), only those are planned, in the order given."""
+    plans = plan_request(holder.current, role="mash_researcher_police", purpose="safeguarding_screening",
+                         agreement="mash-isa-2026", categories=(), agencies=("csc", "police"))
+    assert [p.agency for p in plans] == ["csc", "police"]
+    assert all(p.level > DisclosureLevel.NONE for p in plans)
+
+
+async def test_the_fan_out_follows_the_vocabularys_order_not_a_fixed_list(
+    tmp_path: Path, policy_dir: Path, keys: dict[str, Keyring]
+) -> None:
+    """Declaring probation first makes it the first answer; nothing outside the vocabulary is asked."""
+    copy = tmp_path / "policies"
+    shutil.copytree(policy_dir, copy)
+    agencies = copy / "vocabulary" / "agencies.yaml"
+    text = agencies.read_text()
+    probation = "  probation:\n    title: Probation\n    holds_records: true\n"
+    assert probation in text
+    agencies.write_text(text.replace(probation, "").replace("agencies:\n", "agencies:\n" + probation))
+    reordered = PolicyHolder.from_directory(copy, clock=FixedClock())
+    service, transport, _ = make_service(reordered, keys, nobody)
+    result = await service.query(RESEARCHER, SCREENING, timeout=5)
+    assert [o.agency for o in result.answers] == ["probation", "police", "health", "csc", "education", "housing"]
+    assert [a for a, _, _ in transport.calls] == [o.agency for o in result.answers]
