@@ -22,8 +22,12 @@ from structlog.testing import capture_logs
 
 from gateway.api.tls import client_credentials
 from gateway.app import GatewayServer, build_server, open_dependencies
+from gateway.audit import decode_entry
 from gateway.cli.main import main as cli
 from gateway.demo.partnership import HubClient
+from gateway.domain import AuditKind
+from gateway.generated.mash.gateway.v1 import audit_service_pb2 as audit_pb
+from gateway.generated.mash.gateway.v1 import audit_service_pb2_grpc as audit_grpc
 from gateway.generated.mash.gateway.v1 import hub_service_pb2
 from gateway.keys import KeyPaths, init_keys
 from gateway.partnership import EndpointError
@@ -145,6 +149,22 @@ async def test_the_seventh_agencys_own_redaction_rules_apply_to_other_agencies_s
     assert "notes" not in fields or fields["notes"].disclosure == hub_service_pb2.FIELD_DISCLOSURE_WITHHELD
     assert b"bladed" not in response.SerializeToString()
     assert b"knife" not in response.SerializeToString()
+
+
+async def test_an_auditor_can_filter_the_log_by_the_seventh_agency(setup: Setup, gateway: GatewayServer) -> None:
+    """The agency filter is checked against the policy's agencies: `yos` is kept by name, a misspelling is not."""
+    async with _channel(setup, gateway.port, "yos", "case-system") as channel:
+        await HubClient(channel, "yos.cm.1", "yos_case_manager").query(subject=YOUNG_PERSON, **S47)
+    async with _channel(setup, gateway.port, "hub", "audit-console") as channel:
+        stub = audit_grpc.AuditServiceStub(channel)
+        listed = [m.entry async for m in stub.ListEntries(audit_pb.ListEntriesRequest(agency="yos"), timeout=10)]
+        [m async for m in stub.ListEntries(audit_pb.ListEntriesRequest(agency="yot"), timeout=10)]
+    assert listed
+    assert {e.agency for e in listed} == {"yos"}
+    rows = await gateway.deps.audit.store.scan(0, 100_000)
+    searches = [e.details["agency"] for e in (decode_entry(r.data).event for r in rows)
+                if e.kind is AuditKind.AUDIT_ACCESS]
+    assert searches[-2:] == ["yos", "<undeclared>"]
 
 
 async def test_hub_service_reports_not_serving_while_an_agency_has_no_endpoint(
