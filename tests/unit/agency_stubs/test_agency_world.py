@@ -18,10 +18,11 @@ def test_same_seed_gives_the_same_world() -> None:
 
 
 def test_default_world_builds_well_under_two_seconds() -> None:
-    """Generating the default 2,000-person world takes well under 2 s."""
-    started = time.perf_counter()
+    """Generating the default 2,000-person world takes well under 2 s of CPU time."""
+    # CPU time of this process, not wall-clock time, so other work on a shared machine cannot fail it.
+    started = time.process_time()
     built = build_world()
-    assert time.perf_counter() - started < 1.5
+    assert time.process_time() - started < 1.5
     assert len(built.people) >= 2000
 
 
