@@ -13,13 +13,14 @@ import re
 import statistics
 import sys
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from gateway.domain import DisclosureLevel, Field, Record, RecordKind
 from gateway.keyring import Keyring
-from gateway.partnership import load_plan
+from gateway.policy import load_snapshot
 from gateway.redaction import RedactionContext, Redactor, load_rules
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,13 +72,13 @@ def value_for(category: str, rng: random.Random) -> str:
     return "synthetic text " + "x" * rng.randrange(10, 60)
 
 
-def typical_answer(seed: int = 7) -> dict[str, list[Record]]:
+def typical_answer(protected: Collection[str], seed: int = 7) -> dict[str, list[Record]]:
     """Fifty records of ten fields over six agencies, none of them protected (those are withheld early)."""
     rng = random.Random(seed)
     catalogue, _ = read_catalogue()
     answer: dict[str, list[Record]] = {}
     for agency, count in RECORDS_PER_AGENCY.items():
-        kinds = [c for c in catalogue if c.agency == agency and c.category not in PROTECTED]
+        kinds = [c for c in catalogue if c.agency == agency and c.category not in protected]
         records = []
         for i in range(count):
             entry = kinds[i % len(kinds)]
@@ -99,8 +100,6 @@ def typical_answer(seed: int = 7) -> dict[str, list[Record]]:
     return answer
 
 
-PROTECTED = ("health.sexual_health", "housing.refuge")
-
 SCENARIOS = {
     "social worker, PERTINENT": ("social_worker", "csc", False, DisclosureLevel.PERTINENT),
     "MASH manager, FULL": ("mash_manager", "hub", True, DisclosureLevel.FULL),
@@ -110,14 +109,17 @@ SCENARIOS = {
 
 def run(iterations: int, budget_s: float) -> list[dict[str, object]]:
     catalogue, field_categories = read_catalogue()
+    vocabulary = load_snapshot(ROOT / "policies").vocabulary
+    protected = {n: c.protected_readers for n, c in vocabulary.record_categories.items() if c.protected}
     rules = load_rules(
         ROOT / "policies" / "redaction.yaml",
-        agencies=load_plan(ROOT / "policies").record_holders,
+        agencies=tuple(RECORDS_PER_AGENCY),
         field_categories=field_categories,
         record_categories={c.category for c in catalogue},
+        protected=protected,
     )
     redactor = Redactor(rules, Keyring.generate("bench"))
-    answer = typical_answer()
+    answer = typical_answer(protected)
     results = []
     for name, (role, home, inside, level) in SCENARIOS.items():
         contexts = [

@@ -108,7 +108,9 @@ class AgencyContact:
     email: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+# The three redaction outputs are plain slotted dataclasses, not frozen ones: the redactor builds two per
+# field, and a frozen dataclass's __init__ costs about four times as much. Nothing changes them once built.
+@dataclass(slots=True)
 class DisclosedField:
     """A field as released to the caller, with its place in the redaction manifest."""
 
@@ -120,7 +122,7 @@ class DisclosedField:
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DisclosedRecord:
     """A record as released to the caller after redaction."""
 
@@ -134,7 +136,7 @@ class DisclosedRecord:
     conditions: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ManifestEntry:
     """One line of a redaction manifest: what happened to one field (or a whole record)."""
 
@@ -162,6 +164,10 @@ class AuditKind(enum.Enum):
     POLICY_ACTIVATION = "policy_activation"
     POLICY_REJECTED = "policy_rejected"
     AUDIT_ACCESS = "audit_access"  # an auditor read the log (who looked, at what, about whom)
+    # The referral workflow: one entry per state transition, per deadline breach, per retention purge.
+    REFERRAL_TRANSITION = "referral_transition"
+    REFERRAL_BREACH = "referral_breach"
+    REFERRAL_PURGE = "referral_purge"
 
 
 @dataclass(frozen=True, slots=True)

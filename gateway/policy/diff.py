@@ -316,7 +316,6 @@ def _safeguarding_changes(old: RedactionRules, new: RedactionRules) -> list[Poli
     sa, sb = old.safeguarding, new.safeguarding
     for what, before_set, after_set in (
         ("pseudonymised outside the MASH", sa.pseudonymise_outside_mash, sb.pseudonymise_outside_mash),
-        ("protected record categories", sa.protected_record_categories, sb.protected_record_categories),
         ("handling-code record categories", sa.handling_code_record_categories, sb.handling_code_record_categories),
     ):
         found += _sets("redaction", "safeguarding", what, before_set, after_set, more_is_wider=False)

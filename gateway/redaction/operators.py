@@ -7,7 +7,6 @@ or None when nothing may be released. None of them logs or keeps the values it s
 from __future__ import annotations
 
 import bisect
-import hashlib
 import hmac
 import itertools
 import re
@@ -15,7 +14,6 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
 
 from gateway.domain import AgencyContact
 from gateway.keyring import Keyring
@@ -95,8 +93,7 @@ def _message(value: str, domain: str, scope: str) -> bytes:
 
 
 def _pseudonym(key_id: str, key: bytes, value: str, domain: str, scope: str = "") -> str:
-    message = _message(value, domain, scope)
-    digest = hmac.new(key, message, hashlib.sha256).digest()[:PSEUDONYM_DIGEST_BYTES]
+    digest = hmac.digest(key, _message(value, domain, scope), "sha256")[:PSEUDONYM_DIGEST_BYTES]
     return f"{PSEUDONYM_PREFIX}:{key_id}:{digest.hex()}"
 
 
@@ -125,28 +122,18 @@ def verify_pseudonym(token: str, value: str, domain: str, keys: Keyring, scope: 
 
 
 class Pseudonymiser:
-    """Keyed pseudonyms with one key ring, its HMAC key schedules prepared once for speed.
+    """Keyed pseudonyms with one key ring, as `pseudonymise` makes them, with domains validated once."""
 
-    Gives exactly what `pseudonymise` and `verify_pseudonym` give (RFC 2104 HMAC-SHA256, computed from
-    saved inner and outer hash states instead of re-deriving them for every value).
-    """
+    __slots__ = ("_domains", "_keys", "_scope")
 
-    __slots__ = ("_active_id", "_domains", "_scope", "_states")
-
-    def __init__(self, keys: Keyring) -> None:
-        self._active_id = keys.active_id
-        self._states = {key_id: _hmac_states(key) for key_id, key in keys.keys.items()}
+    def __init__(self, keys: Keyring, scope: str = "") -> None:
+        self._keys = keys
+        self._scope = scope
         self._domains: set[str] = set()
-        self._scope = ""
 
     def scoped(self, scope: str) -> Pseudonymiser:
         """The same key ring, giving pseudonyms that agree only within `scope` (e.g. one request)."""
-        if not scope:
-            return self
-        other: Pseudonymiser = object.__new__(Pseudonymiser)
-        other._active_id, other._states, other._domains, other._scope = (
-            self._active_id, self._states, self._domains, scope)
-        return other
+        return Pseudonymiser(self._keys, scope) if scope else self
 
     def pseudonym(self, value: str, domain: str) -> str:
         """The pseudonym of `value` in `domain` with the active key, as `pseudonymise` would make it."""
@@ -154,26 +141,7 @@ class Pseudonymiser:
             if not DOMAIN_PATTERN.match(domain):
                 raise ValueError("pseudonym domain must be a short lower-case name")
             self._domains.add(domain)
-        inner, outer = self._states[self._active_id]
-        message = _message(value, domain, self._scope)
-        h = inner.copy()
-        h.update(message)
-        o = outer.copy()
-        o.update(h.digest())
-        return f"{PSEUDONYM_PREFIX}:{self._active_id}:{o.digest()[:PSEUDONYM_DIGEST_BYTES].hex()}"
-
-
-def _hmac_states(key: bytes) -> tuple[Any, Any]:
-    """SHA-256 states after absorbing key XOR ipad and key XOR opad (RFC 2104)."""
-    if len(key) > _SHA256_BLOCK:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(_SHA256_BLOCK, b"\x00")
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
-    return inner, outer
-
-
-_SHA256_BLOCK = 64
+        return _pseudonym(self._keys.active_id, self._keys.active, value, domain, self._scope)
 
 
 @dataclass(frozen=True, slots=True)

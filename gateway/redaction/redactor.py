@@ -1,14 +1,14 @@
 """The redactor: turns one agency's records into what one caller may see, with a manifest of every field.
 
-Order of protections for each record: protected record categories (never content outside the owning
-agency), handling codes (police intelligence only with P, or C with its conditions), the disclosure
-level, whole-record rules, then field rules. Third-party identities are pseudonymised outside the MASH
-at every level. Anything without a rule is withheld.
+Order of protections for each record: protected record categories (never content except to the roles the
+vocabulary declares as their readers), handling codes (police intelligence only with P, or C with its
+conditions), the disclosure level, whole-record rules, then field rules. Third-party identities are
+pseudonymised outside the MASH at every level. Anything without a rule is withheld.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -21,7 +21,6 @@ from gateway.domain import (
     Record,
 )
 from gateway.keyring import Keyring
-from gateway.redaction import constructors as build
 from gateway.redaction import operators as ops
 from gateway.redaction.rules import FieldRule, RecordRule, RedactionRules, Transform
 
@@ -120,12 +119,14 @@ class Redactor:
         date_rule = self._rules.rule_for(ctx.agency, "record.date")
         pseudonyms = self._pseudonyms.scoped(ctx.pseudonym_scope)
         for record in records:
-            # The owner is the agency the category belongs to (police.intelligence → police): a record that
-            # claims another agency cannot make its reader an owner of a protected category.
-            owner = record.agency == ctx.requester_agency and record.category.startswith(record.agency + ".")
-            if _within(record.category, sg.protected_record_categories) and not owner:
+            # A category belongs to the agency it is named after (police.intelligence → police): a record
+            # that claims another agency makes no one an owner or a reader of it.
+            genuine = record.category.startswith(record.agency + ".")
+            readers = _protected_readers(record.category, sg.protected_readers)
+            if readers is not None and not (genuine and record.agency == ctx.agency and ctx.role in readers):
                 self._withhold_generic(record, manifest)
                 continue
+            owner = genuine and record.agency == ctx.requester_agency
             if record.agency != ctx.agency:
                 self._withhold(record, manifest, REASON_WRONG_AGENCY)
                 continue
@@ -210,8 +211,8 @@ class Redactor:
         entries: list[ManifestEntry] = []
         add_field = fields.append
         add_entry = entries.append
-        new_field = build.disclosed_field
-        new_entry = build.manifest_entry
+        new_field = DisclosedField
+        new_entry = ManifestEntry
         get_step = plan.get
         for f in record.fields:
             category = f.category
@@ -235,7 +236,7 @@ class Redactor:
             REASON_CONDITIONS if conditions else "",
         ))
         manifest.extend(entries)
-        return build.disclosed_record(
+        return DisclosedRecord(
             record_id, record.record_type, record.category, record.kind, occurred, summary, tuple(fields),
             conditions,
         )
@@ -272,6 +273,21 @@ class Redactor:
             manifest.append(
                 ManifestEntry(opaque_id, f"field-{i}", GENERIC_CATEGORY, WITHHELD, "", REASON_NOT_DISCLOSABLE)
             )
+
+
+def _protected_readers(category: str, protected: Mapping[str, frozenset[str]]) -> frozenset[str] | None:
+    """The roles that may read `category` if it is protected, else None.
+
+    The vocabulary already passes protection down to declared sub-categories; a record whose category is
+    not declared but is named below a protected one (a.b below a) is protected by that one.
+    """
+    name = category
+    while name:
+        readers = protected.get(name)
+        if readers is not None:
+            return readers
+        name = name.rpartition(".")[0]
+    return None
 
 
 def _within(category: str, roots: frozenset[str]) -> bool:

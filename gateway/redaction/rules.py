@@ -65,11 +65,18 @@ class Safeguarding:
 
     pseudonymise_outside_mash: frozenset[str]  # field categories
     pseudonym_domain: str
-    protected_record_categories: frozenset[str]
+    # Protected record categories and the roles that may read them, as the vocabulary declares them
+    # (sub-categories included), so the policy and the redactor can never disagree about what is protected.
+    protected_readers: Mapping[str, frozenset[str]]
     handling_code_record_categories: frozenset[str]
     handling_code_field: str
     handling_conditions_field: str
     source: str
+
+    @property
+    def protected_record_categories(self) -> frozenset[str]:
+        """Every protected record category, whoever its readers."""
+        return frozenset(self.protected_readers)
 
 
 class RedactionRules:
@@ -132,10 +139,12 @@ def load_rules(
     agencies: Collection[str],
     field_categories: Collection[str],
     record_categories: Collection[str],
+    protected: Mapping[str, Collection[str]],
     source_name: str | None = None,
 ) -> RedactionRules:
     """Load and validate a redaction rule file; PolicyError lists every problem as file:line.
 
+    `protected` maps each protected record category to the roles that may read it (from the vocabulary).
     `source_name` is how the file is named in findings and rule sources (default: the file's name).
     """
     name = source_name if source_name is not None else path.name
@@ -150,6 +159,7 @@ def load_rules(
         agencies=agencies,
         field_categories=field_categories,
         record_categories=record_categories,
+        protected=protected,
     )
 
 
@@ -160,6 +170,7 @@ def parse_rules(
     agencies: Collection[str],
     field_categories: Collection[str],
     record_categories: Collection[str],
+    protected: Mapping[str, Collection[str]],
 ) -> RedactionRules:
     """Validate and compile redaction rules given as YAML text; PolicyError lists every problem."""
     loader = yaml.SafeLoader(text)
@@ -181,6 +192,7 @@ def parse_rules(
             agencies=frozenset(agencies),
             field_categories=frozenset(field_categories),
             record_categories=frozenset(record_categories),
+            protected=MappingProxyType({c: frozenset(r) for c, r in protected.items()}),
         )
         rules = compiler.compile(root)
     finally:
@@ -219,7 +231,8 @@ _BAD = object()  # a value the safe loader would not construct
 _TOP_KEYS = ("version", "safeguarding", "default", "agencies")
 _AGENCY_KEYS = ("contact", "fields", "records")
 _CONTACT_KEYS = ("team", "phone", "email")
-_SAFEGUARDING_KEYS = ("pseudonymise_outside_mash", "protected_record_categories", "handling_codes")
+_SAFEGUARDING_KEYS = ("pseudonymise_outside_mash", "handling_codes")
+_MOVED_TO_VOCABULARY = "protected_record_categories"
 _OUTSIDE_MASH_KEYS = ("field_categories", "domain")
 _HANDLING_KEYS = ("record_categories", "code_field", "conditions_field")
 
@@ -235,12 +248,14 @@ class _Compiler:
         agencies: frozenset[str],
         field_categories: frozenset[str],
         record_categories: frozenset[str],
+        protected: Mapping[str, frozenset[str]],
     ) -> None:
         self.loader = loader
         self.file = source_name
         self.agencies = agencies
         self.field_categories = field_categories
         self.record_categories = record_categories
+        self.protected = protected
         self.errors: list[Finding] = []
 
     # -- helpers -------------------------------------------------------------------------------------------
@@ -367,6 +382,7 @@ class _Compiler:
         )
 
     def safeguarding(self, key_node: Node, node: Node) -> Safeguarding | None:
+        node = self.without_moved_protection(node)
         entries = self.mapping(node, "safeguarding", _SAFEGUARDING_KEYS)
         missing = [k for k in _SAFEGUARDING_KEYS if k not in entries]
         for key in missing:
@@ -397,10 +413,6 @@ class _Compiler:
             outside["domain"][1],
             "pseudonymise_outside_mash domain",
         )
-        protected = self.name_list(
-            entries["protected_record_categories"][1], "protected_record_categories",
-            self.record_categories, "record category",
-        )
         coded = self.name_list(
             handling["record_categories"][1], "handling_codes record_categories",
             self.record_categories, "record category",
@@ -414,12 +426,29 @@ class _Compiler:
         return Safeguarding(
             pseudonymise_outside_mash=outside_fields,
             pseudonym_domain=domain,
-            protected_record_categories=protected,
+            protected_readers=self.protected,
             handling_code_record_categories=coded,
             handling_code_field=code_field,
             handling_conditions_field=conditions_field,
             source=self.where(key_node),
         )
+
+    def without_moved_protection(self, node: Node) -> Node:
+        """The safeguarding block minus the protected-category list it used to hold (reported if present).
+
+        Protection has one source, the vocabulary, so the policy and the redactor cannot disagree.
+        """
+        if not isinstance(node, MappingNode):
+            return node
+        kept = []
+        for key_node, value_node in node.value:
+            if isinstance(key_node, ScalarNode) and key_node.value == _MOVED_TO_VOCABULARY:
+                self.error(key_node, f"safeguarding: {_MOVED_TO_VOCABULARY!r} is no longer read here; mark "
+                           "the category 'protected: true' with its 'readers' in "
+                           "vocabulary/record_categories.yaml and remove this entry")
+            else:
+                kept.append((key_node, value_node))
+        return MappingNode(node.tag, kept, node.start_mark, node.end_mark)
 
     def field_category(self, node: Node, what: str) -> str | None:
         name = self.text(node, what)

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from policy_helpers import SHIPPED, PolicyCopy, edit
 
+from gateway.cli.main import main
+from gateway.cli.policy_cmd import CLEAN, FINDINGS
 from gateway.policy import PolicySnapshot, load_snapshot
-from gateway.policy.cli import CLEAN, FINDINGS, main
 from gateway.policy.diff import CHANGED, NARROWER, WIDER, PolicyChange, diff_settings
 
 
@@ -83,16 +84,14 @@ def test_redaction_rule_moving_toward_disclosure_is_wider(shipped: PolicySnapsho
     edit(redaction, "    person.address: drop\n", "    person.address: keep\n")
     edit(redaction, "    record.risk: keep\n", "    record.risk: drop\n")
     edit(redaction, "      health.mental_health: existence_only\n", "")
-    edit(
-        redaction,
-        "protected_record_categories: [health.sexual_health, housing.refuge]",
-        "protected_record_categories: [health.sexual_health]",
-    )
+    categories = directory / "vocabulary" / "record_categories.yaml"
+    edit(categories, "    protected: true\n    readers: [mash_researcher_housing]\n", "")
     found = changes(shipped, directory)
     assert ("redaction", "every agency", "person.address: drop -> keep", WIDER) in found
     assert ("redaction", "every agency", "record.risk: keep -> drop", NARROWER) in found
     assert ("redaction", "health", "records of health.mental_health: existence_only -> field rules", WIDER) in found
-    assert ("redaction", "safeguarding", "protected record categories lost housing.refuge", WIDER) in found
+    assert ("category", "housing.refuge", "protected True -> False", WIDER) in found
+    assert not [c for c in found if c[0] == "redaction" and "protected" in c[2]]  # reported once, as above
 
 
 def test_diff_command_lists_other_changes_and_exits_1(

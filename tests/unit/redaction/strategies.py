@@ -9,20 +9,31 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 from hypothesis import strategies as st
 
-from agency_stubs.catalogue import SIMULATED_AGENCIES as AGENCIES
 from gateway.domain import DisclosureLevel, Field, Record, RecordKind
+from gateway.policy import load_snapshot
+from gateway.policy.vocabulary import Vocabulary
 from gateway.redaction import RedactionContext, RedactionRules, load_rules
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CATALOGUE_PATH = REPO_ROOT / "docs" / "catalogue.md"
 SHIPPED_RULES_PATH = REPO_ROOT / "policies" / "redaction.yaml"
+
+
+@functools.cache
+def shipped_vocabulary() -> Vocabulary:
+    """The vocabulary of the shipped policies/ directory."""
+    return load_snapshot(REPO_ROOT / "policies").vocabulary
+
+
+AGENCIES = tuple(a.name for a in shipped_vocabulary().agencies.values() if a.holds_records)
+"""The agencies that hold records, in the order the vocabulary declares them."""
 
 UNLISTED_FIELD_CATEGORY = "unlisted.category"
 """A field category no rule speaks about, to check that such fields are withheld (fail closed)."""
@@ -78,8 +89,15 @@ def load_catalogue(path: Path = CATALOGUE_PATH) -> Catalogue:
         fields = tuple((m.group(1), m.group(2)) for m in _FIELD_SPEC.finditer(spec))
         category = CatalogueCategory(agency, f"{agency}.{name}", RecordKind(kind), record_type, fields)
         categories.append(category)
-    protected = frozenset(("health.sexual_health", "housing.refuge"))
+    protected = frozenset(shipped_protection())
     return Catalogue(AGENCIES, field_categories, tuple(categories), protected)
+
+
+@functools.cache
+def shipped_protection() -> Mapping[str, tuple[str, ...]]:
+    """The protected record categories of the shipped vocabulary and the roles that may read each."""
+    categories = shipped_vocabulary().record_categories
+    return {name: c.protected_readers for name, c in categories.items() if c.protected}
 
 
 @functools.cache
@@ -91,30 +109,24 @@ def shipped_rules() -> RedactionRules:
         agencies=cat.agencies,
         field_categories=cat.field_categories,
         record_categories=cat.record_categories,
+        protected=shipped_protection(),
     )
 
 
 @dataclass(frozen=True, slots=True)
 class Role:
-    """A role of the contract's vocabulary, its home agency and whether it works inside the MASH."""
+    """A role of the shipped vocabulary, its home agency and whether it works inside the MASH."""
 
     name: str
     home_agency: str
     inside_mash: bool
 
 
-ROLES: tuple[Role, ...] = (
-    *(Role(f"mash_researcher_{a}", a, True) for a in AGENCIES),
-    Role("mash_manager", "hub", True),
-    Role("mash_social_worker", "hub", True),
-    Role("social_worker", "csc", False),
-    Role("early_help_worker", "csc", False),
-    Role("police_officer", "police", False),
-    Role("health_visitor", "health", False),
-    Role("school_dsl", "education", False),
-    Role("housing_officer", "housing", False),
-    Role("probation_officer", "probation", False),
+ROLES: tuple[Role, ...] = tuple(
+    Role(r.name, r.agency, r.inside_mash) for r in shipped_vocabulary().roles.values() if not r.group and r.sees_records
 )
+"""Every role of the shipped vocabulary that may be granted records."""
+
 
 # Canary text: letters (some non-ASCII) and spaces only, so no date, postcode, NHS number or hex digest
 # can appear inside it, and it cannot appear inside them.
@@ -251,31 +263,34 @@ def is_owner(record: Record, ctx: RedactionContext) -> bool:
 
 
 def is_withheld_generically(record: Record, ctx: RedactionContext, rules: RedactionRules) -> bool:
-    """Whether the record is a protected one the caller may not even see named."""
-    return record.category in rules.safeguarding.protected_record_categories and not is_owner(record, ctx)
+    """Whether the record is a protected one the caller, not one of its declared readers, may not see named."""
+    readers = rules.safeguarding.protected_readers.get(record.category)
+    if readers is None:
+        return False
+    genuine = record.agency == ctx.agency and record.category.startswith(record.agency + ".")
+    return not (genuine and ctx.role in readers)
 
 
 def may_see_in_full(record: Record, field: Field, ctx: RedactionContext, rules: RedactionRules) -> bool:
     """An oracle, written from the specification rather than the code: may this caller see the value?"""
     sg = rules.safeguarding
-    owner = is_owner(record, ctx)
-    if record.category in sg.protected_record_categories and not owner:
+    if is_withheld_generically(record, ctx, rules):
         return False
     if record.agency != ctx.agency or ctx.level < DisclosureLevel.PERTINENT:
         return False
-    if record.category in sg.handling_code_record_categories and not owner:
-        if not handling_code_releases(record, rules):
-            return False
-        if field.category == sg.handling_conditions_field and any(
-            f.value.strip().upper() == "C" for f in record.fields if f.category == sg.handling_code_field
-        ):
-            return True  # conditions travel with the record
+    coded = record.category in sg.handling_code_record_categories and not is_owner(record, ctx)
+    if coded and not handling_code_releases(record, rules):
+        return False
+    if ctx.level < DisclosureLevel.FULL and rules.record_rule_for(ctx.agency, record.category) is not None:
+        return False  # existence only releases no field, so there is nothing for handling conditions to govern
+    if coded and field.category == sg.handling_conditions_field and any(
+        f.value.strip().upper() == "C" for f in record.fields if f.category == sg.handling_code_field
+    ):
+        return True  # conditions travel with the record
     if not ctx.inside_mash and field.category in sg.pseudonymise_outside_mash:
         return False
     if ctx.level == DisclosureLevel.FULL:
         return True
-    if rules.record_rule_for(ctx.agency, record.category) is not None:
-        return False
     rule = rules.rule_for(ctx.agency, field.category)
     return rule is not None and rule.operator == "keep"
 
@@ -287,7 +302,6 @@ safeguarding:
   pseudonymise_outside_mash:
     field_categories: [third_party.identity, household.member]
     domain: person
-  protected_record_categories: [health.sexual_health, housing.refuge]
   handling_codes:
     record_categories: [police.intelligence]
     code_field: police.handling_code

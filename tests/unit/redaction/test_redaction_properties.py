@@ -5,18 +5,20 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import Counter
+from datetime import UTC, date, datetime
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from agency_stubs.catalogue import SIMULATED_AGENCIES as AGENCIES
 from gateway.domain import (
     DisclosedField,
     DisclosedRecord,
     DisclosureLevel,
+    Field,
     FieldDisclosure,
     ManifestEntry,
     Record,
+    RecordKind,
 )
 from gateway.keyring import Keyring
 from gateway.redaction import (
@@ -28,7 +30,9 @@ from gateway.redaction import (
     parse_rules,
 )
 from tests.unit.redaction.strategies import (
+    AGENCIES,
     ROLES,
+    SAFEGUARDING_BLOCK,
     answers,
     contexts,
     is_withheld_generically,
@@ -37,6 +41,7 @@ from tests.unit.redaction.strategies import (
     records_for,
     rule_documents,
     searchable,
+    shipped_protection,
     shipped_rules,
 )
 
@@ -44,7 +49,8 @@ KEYS = Keyring("k1", {"k1": bytes(range(32))})
 OUTPUT_KEYS = frozenset(
     f.name for cls in (DisclosedRecord, DisclosedField, ManifestEntry) for f in dataclasses.fields(cls)
 )
-PROPERTY_SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# How many examples is the profile's choice (tests/conftest.py): a fixed search in CI, a longer one to explore.
+PROPERTY_SETTINGS = settings(suppress_health_check=[HealthCheck.too_slow])
 
 
 def serialise(result: RedactionResult) -> str:
@@ -101,10 +107,46 @@ def test_shipped_rules_never_leak_what_the_caller_may_not_see(data: st.DataObjec
     check_answer(records, ctx, shipped_rules())
 
 
+@st.composite
+def agency_answers(draw: st.DrawFn) -> tuple[list[Record], RedactionContext]:
+    """One agency's answer and a caller granted some level for it."""
+    agency = draw(st.sampled_from(AGENCIES))
+    return draw(answers(agency)), draw(contexts(agency))
+
+
+# Found by a random search: with existence only for intelligence, a code-C report asked for by another
+# agency's MASH researcher releases no field, not even its handling conditions (there is no content for
+# them to govern; the caller learns them from the police contact).
+EXISTENCE_ONLY_INTELLIGENCE = f"""\
+version: 1
+{SAFEGUARDING_BLOCK}default:
+  fields:
+    police.handling_conditions: keep
+    police.handling_code: keep
+agencies:
+  police:
+    records:
+      police.intelligence: existence_only
+"""
+CODE_C_REPORT = Record(
+    "police", "police.intelligence-7", "intelligence_report", "police.intelligence", RecordKind.EVENT,
+    datetime(2021, 5, 6, tzinfo=UTC), "summary of intelligence_report 7",
+    (
+        Field("handling_code", "police.handling_code", "C"),
+        Field("conditions", "police.handling_conditions", "cnryNotToTheFamily#1#"),
+        Field("intelligence", "record.detail", "cnrySeenAtTheFlat#2#"),
+    ),
+)
+OTHER_RESEARCHER_AT_PERTINENT = RedactionContext(
+    "police", DisclosureLevel.PERTINENT, "mash_researcher_health", "health", True, date(2025, 1, 1)
+)
+
+
 @PROPERTY_SETTINGS
-@given(data=st.data(), document=rule_documents())
+@given(document=rule_documents(), answer=agency_answers())
+@example(document=EXISTENCE_ONLY_INTELLIGENCE, answer=([CODE_C_REPORT], OTHER_RESEARCHER_AT_PERTINENT))
 def test_any_valid_rule_file_never_leaks_what_the_caller_may_not_see(
-    data: st.DataObject, document: str
+    document: str, answer: tuple[list[Record], RedactionContext]
 ) -> None:
     """Whatever operators a valid rule file chooses, the redactor releases only what those rules allow."""
     catalogue = load_catalogue()
@@ -114,17 +156,19 @@ def test_any_valid_rule_file_never_leaks_what_the_caller_may_not_see(
         agencies=catalogue.agencies,
         field_categories=catalogue.field_categories,
         record_categories=catalogue.record_categories,
+        protected=shipped_protection(),
     )
-    agency = data.draw(st.sampled_from(AGENCIES))
-    check_answer(data.draw(answers(agency)), data.draw(contexts(agency)), rules)
+    records, ctx = answer
+    check_answer(records, ctx, rules)
 
 
 @st.composite
 def protected_answers(draw: st.DrawFn) -> tuple[list[Record], RedactionContext]:
-    """Answers made only of protected records, asked for by a role outside the owning agency."""
+    """Answers made only of protected records, asked for by any role that is not one of their readers."""
     catalogue = load_catalogue()
     agency = draw(st.sampled_from(["health", "housing"]))
-    outsiders = [r for r in ROLES if r.home_agency != agency]
+    readers = {r for c, names in shipped_protection().items() if c.startswith(agency + ".") for r in names}
+    outsiders = [r for r in ROLES if r.name not in readers]
     ctx = draw(contexts(agency))
     role = draw(st.sampled_from(outsiders))
     ctx = dataclasses.replace(
@@ -142,7 +186,7 @@ def protected_answers(draw: st.DrawFn) -> tuple[list[Record], RedactionContext]:
 def test_protected_records_never_reveal_the_service_for_any_role_or_level(
     answer: tuple[list[Record], RedactionContext],
 ) -> None:
-    """Sexual-health and refuge records give away nothing outside their agency: no service, place or type."""
+    """Sexual-health and refuge records give away nothing but to their readers: no service, place or type."""
     records, ctx = answer
     result = Redactor(shipped_rules(), KEYS).redact(records, ctx)
     assert result.records == ()
@@ -159,7 +203,6 @@ def test_protected_records_never_reveal_the_service_for_any_role_or_level(
     assert {m.category for m in result.manifest} == {GENERIC_CATEGORY}
 
 
-@settings(max_examples=50, deadline=None)
 @given(data=st.data())
 def test_full_inside_the_owning_agency_releases_everything_as_held(data: st.DataObject) -> None:
     """The owning agency's MASH researcher granted FULL sees every field exactly as the agency holds it."""

@@ -9,8 +9,6 @@ from datetime import UTC, date, datetime
 import pytest
 
 from gateway.domain import (
-    DisclosedField,
-    DisclosedRecord,
     DisclosureLevel,
     Field,
     FieldDisclosure,
@@ -30,8 +28,12 @@ from gateway.redaction import (
     pseudonymise,
     verify_pseudonym,
 )
-from gateway.redaction import constructors as build
-from tests.unit.redaction.strategies import SHIPPED_RULES_PATH, load_catalogue, shipped_rules
+from tests.unit.redaction.strategies import (
+    SHIPPED_RULES_PATH,
+    load_catalogue,
+    shipped_protection,
+    shipped_rules,
+)
 
 KEYS = Keyring("k1", {"k1": bytes(range(32))})
 ON = date(2026, 11, 26)
@@ -264,7 +266,6 @@ KEEP_THIRD_PARTIES = """\
 version: 1
 safeguarding:
   pseudonymise_outside_mash: {field_categories: [third_party.identity, household.member], domain: person}
-  protected_record_categories: [health.sexual_health, housing.refuge]
   handling_codes:
     record_categories: [police.intelligence]
     code_field: police.handling_code
@@ -281,7 +282,7 @@ def keep_third_party_rules() -> RedactionRules:
     catalogue = load_catalogue()
     return parse_rules(KEEP_THIRD_PARTIES, source_name="redaction.yaml", agencies=catalogue.agencies,
                        field_categories=catalogue.field_categories,
-                       record_categories=catalogue.record_categories)
+                       record_categories=catalogue.record_categories, protected=shipped_protection())
 
 
 def test_a_rule_that_would_reveal_a_third_party_is_overridden_outside_the_mash() -> None:
@@ -361,20 +362,20 @@ def test_a_refuge_placement_is_never_released_outside_housing() -> None:
         assert tell not in text
 
 
-def test_the_owning_agency_sees_its_protected_records_under_its_level() -> None:
-    """Health's researcher sees a sexual-health attendance in full; a health visitor, redacted."""
+def test_the_declared_reader_sees_a_protected_record_under_its_level() -> None:
+    """Health's researcher sees a sexual-health attendance in full at FULL, and redacted at PERTINENT."""
     researcher = ctx("health", DisclosureLevel.FULL, "mash_researcher_health", "health", True)
     full = redact([sexual_health()], researcher)
     assert by_name(full)["clinic"] == ("Riverside Sexual Health Clinic", FULL, "")
-    visitor = ctx("health", DisclosureLevel.PERTINENT, "health_visitor", "health")
-    pertinent = redact([sexual_health()], visitor)
+    pertinent = redact([sexual_health()], dataclasses.replace(researcher, level=DisclosureLevel.PERTINENT))
     assert by_name(pertinent)["clinic"] == ("[service withheld]", REDACTED, "replace")
     assert by_name(pertinent)["notes"][1] == WITHHELD
 
 
-def test_a_refuge_address_is_dropped_even_for_the_owning_agency_at_pertinent() -> None:
-    """A housing officer sees that a refuge placement exists, never the refuge's address."""
-    result = redact([refuge()], ctx("housing", DisclosureLevel.PERTINENT, "housing_officer", "housing"))
+def test_a_refuge_address_is_dropped_even_for_the_declared_reader_at_pertinent() -> None:
+    """Housing's researcher at PERTINENT sees that a refuge placement exists, never the refuge's address."""
+    result = redact([refuge()], ctx("housing", DisclosureLevel.PERTINENT, "mash_researcher_housing", "housing",
+                                    True))
     assert by_name(result)["refuge_address"] == ("", WITHHELD, "drop")
     assert "Hidden Lane" not in serialised(result)
 
@@ -421,7 +422,7 @@ def test_code_c_conditions_travel_even_if_a_rule_would_drop_them() -> None:
     catalogue = load_catalogue()
     rules = parse_rules(rules_text, source_name="r.yaml", agencies=catalogue.agencies,
                         field_categories=catalogue.field_categories,
-                       record_categories=catalogue.record_categories)
+                       record_categories=catalogue.record_categories, protected=shipped_protection())
     rec = intelligence(("handling_code", "police.handling_code", "C"),
                        ("conditions", "police.handling_conditions", "Police only after 1 May"))
     result = redact([rec], ctx("police", DisclosureLevel.PERTINENT), rules)
@@ -482,27 +483,8 @@ def test_redaction_is_deterministic() -> None:
     assert redactor.redact([domestic_abuse()], context) == redactor.redact([domestic_abuse()], context)
 
 
-def test_fast_constructors_build_the_same_frozen_objects() -> None:
-    """The redactor's slot-writing builders give objects equal to the dataclass constructors, still frozen."""
-    made = build.disclosed_field("n", "c", "v", FULL, "op", "why")
-    assert made == DisclosedField("n", "c", "v", FULL, "op", "why")
-    entry = build.manifest_entry("r", "f", "c", WITHHELD, "", "why")
-    assert entry == ManifestEntry("r", "f", "c", WITHHELD, "", "why")
-    rec = build.disclosed_record("r", "t", "c", RecordKind.STATE, "2025", "s", (made,), ("cond",))
-    assert rec == DisclosedRecord("r", "t", "c", RecordKind.STATE, "2025", "s", (made,), ("cond",))
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        made.value = "changed"  # type: ignore[misc]
-
-
-def test_a_category_below_a_protected_one_is_protected_too() -> None:
-    """A sub-category of sexual health (added later by an IG officer) is withheld generically like its parent."""
-    from datetime import UTC, date, datetime
-
-    from gateway.domain import DisclosureLevel, Field, Record, RecordKind
-    from gateway.keyring import Keyring
-    from gateway.redaction import RedactionContext, Redactor
-    from tests.unit.redaction.strategies import shipped_rules
-
+def test_an_undeclared_category_named_below_a_protected_one_is_protected_too() -> None:
+    """A record of an undeclared health.sexual_health.notes is withheld generically like its parent."""
     record = Record("health", "H-1", "sexual_health_note", "health.sexual_health.notes", RecordKind.EVENT,
                     datetime(2026, 1, 1, tzinfo=UTC), "Clinic visit.",
                     (Field("clinic", "service.name", "Riverside Sexual Health Clinic"),))

@@ -17,13 +17,13 @@ FIELD_CATEGORIES = (
     "service.name",
 )
 RECORD_CATEGORIES = ("police.intelligence", "health.sexual_health", "health.mental_health", "housing.refuge")
+PROTECTED = {"health.sexual_health": ("mash_researcher_health",), "housing.refuge": ("mash_researcher_housing",)}
 
 SAFEGUARDING = """\
 safeguarding:
   pseudonymise_outside_mash:
     field_categories: [third_party.identity, household.member]
     domain: person
-  protected_record_categories: [health.sexual_health, housing.refuge]
   handling_codes:
     record_categories: [police.intelligence]
     code_field: police.handling_code
@@ -56,6 +56,7 @@ def parse(text: str) -> RedactionRules:
         agencies=AGENCIES,
         field_categories=FIELD_CATEGORIES,
         record_categories=RECORD_CATEGORIES,
+        protected=PROTECTED,
     )
 
 
@@ -113,8 +114,26 @@ def test_whole_record_rules_and_contacts_are_read() -> None:
     assert contact is not None
     assert rule.operator == "existence_only"
     assert (contact.team, contact.phone, contact.email) == ("Health MASH nurse", "020 7946 0102", "")
-    assert rules.safeguarding.protected_record_categories == {"health.sexual_health", "housing.refuge"}
     assert rules.safeguarding.pseudonym_domain == "person"
+
+
+def test_protection_comes_from_the_vocabulary_with_its_readers() -> None:
+    """The protected categories and their readers are those given by the vocabulary, not the rule file."""
+    sg = parse(VALID).safeguarding
+    assert sg.protected_readers == {c: frozenset(r) for c, r in PROTECTED.items()}
+    assert sg.protected_record_categories == {"health.sexual_health", "housing.refuge"}
+
+
+def test_a_protected_category_list_in_the_rule_file_is_refused_with_where_it_moved() -> None:
+    """An old `protected_record_categories` entry is a finding pointing at the vocabulary, not ignored."""
+    old = "  protected_record_categories: [health.sexual_health]\n"
+    text = VALID.replace("  handling_codes:\n", old + "  handling_codes:\n")
+    findings = findings_of(text)
+    assert len(findings) == 1
+    line, message = findings[0]
+    assert line == line_of(text, "protected_record_categories")
+    assert "vocabulary/record_categories.yaml" in message
+    assert "health.sexual_health" not in message
 
 
 def test_load_rules_names_the_file_in_findings(tmp_path: Path) -> None:
@@ -122,7 +141,8 @@ def test_load_rules_names_the_file_in_findings(tmp_path: Path) -> None:
     path = tmp_path / "redaction.yaml"
     path.write_text(with_default_rule("person.postcode: obliterate"))
     kwargs = {
-        "agencies": AGENCIES, "field_categories": FIELD_CATEGORIES, "record_categories": RECORD_CATEGORIES
+        "agencies": AGENCIES, "field_categories": FIELD_CATEGORIES, "record_categories": RECORD_CATEGORIES,
+        "protected": PROTECTED,
     }
     with pytest.raises(PolicyError) as caught:
         load_rules(path, **kwargs)  # type: ignore[arg-type]
@@ -135,7 +155,8 @@ def test_load_rules_names_the_file_in_findings(tmp_path: Path) -> None:
 def test_an_unreadable_file_is_a_policy_error(tmp_path: Path) -> None:
     """A missing file is reported as a finding, not an OSError."""
     with pytest.raises(PolicyError, match="cannot read"):
-        load_rules(tmp_path / "missing.yaml", agencies=AGENCIES, field_categories=(), record_categories=())
+        load_rules(tmp_path / "missing.yaml", agencies=AGENCIES, field_categories=(), record_categories=(),
+                   protected={})
 
 
 # -- every kind of mistake, at its line ------------------------------------------------------------------
@@ -198,9 +219,9 @@ def test_a_bad_field_rule_is_rejected_at_its_line(rule: str, message: str) -> No
          "belongs to another agency"),
         ("health.mental_health: existence_only", "health.mental_health: drop", "health.mental_health: drop",
          "unknown record operator 'drop' (a field operator: put it under fields)"),
-        ("[health.sexual_health, housing.refuge]", "[health.sexual_health, housing.refugee]",
-         "housing.refugee",
-         "record category 'housing.refugee' is not declared"),
+        ("record_categories: [police.intelligence]", "record_categories: [police.intelligense]",
+         "police.intelligense",
+         "record category 'police.intelligense' is not declared"),
         ("code_field: police.handling_code", "code_field: police.handling_cod",
          "code_field: police.handling_cod",
          "field category 'police.handling_cod' is not declared"),
@@ -234,10 +255,13 @@ def test_a_missing_safeguarding_block_is_rejected() -> None:
 
 def test_a_missing_safeguarding_entry_is_rejected_at_the_block() -> None:
     """Each safeguarding entry is required; the finding points at the safeguarding block."""
-    text = VALID.replace("  protected_record_categories: [health.sexual_health, housing.refuge]\n", "")
+    text = VALID.replace("    record_categories: [police.intelligence]\n", "").replace(
+        "  handling_codes:\n", "  handling_codes: {code_field: police.handling_code, "
+        "conditions_field: police.handling_conditions}\n", 1)
+    text = text.replace("    code_field: police.handling_code\n    conditions_field: police.handling_conditions\n", "")
     findings = findings_of(text)
-    message = "safeguarding: missing 'protected_record_categories'"
-    expected = (line_of(text, "pseudonymise_outside_mash:"), message)
+    message = "handling_codes: missing 'record_categories'"
+    expected = (line_of(text, "handling_codes:"), message)
     assert expected in findings
 
 
@@ -282,7 +306,9 @@ def test_the_shipped_rules_cover_every_agency_and_field_category_of_the_catalogu
 def test_the_shipped_safeguarding_block_protects_what_the_catalogue_says() -> None:
     """Protected categories, third-party pseudonyms and handling codes are all switched on."""
     sg = shipped_rules().safeguarding
-    assert sg.protected_record_categories == load_catalogue().protected
+    assert sg.protected_readers == {
+        "health.sexual_health": {"mash_researcher_health"}, "housing.refuge": {"mash_researcher_housing"},
+    }
     assert sg.pseudonymise_outside_mash == {"third_party.identity", "household.member"}
     assert sg.handling_code_record_categories == {"police.intelligence"}
     assert (sg.handling_code_field, sg.handling_conditions_field) == (
