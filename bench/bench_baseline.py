@@ -32,12 +32,14 @@ from typing import IO, Any
 from rich.console import Console
 from rich.table import Table
 
-from gateway.domain import AGENCIES
 from gateway.keys import KeyPaths, init_keys
 from gateway.logs import configure_logging
+from gateway.partnership import load_plan
 from gateway.pki import init_pki
 
 ROOT = Path(__file__).resolve().parents[1]
+PLAN = load_plan(ROOT / "policies")
+AGENCIES = PLAN.record_holders  # the agencies the shipped policy declares as holding records
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -291,7 +293,7 @@ def main() -> int:
     configure_logging("warning", io.StringIO())
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        init_pki(tmp / "pki")
+        init_pki(tmp / "pki", nodes=AGENCIES, clients=PLAN.clients)
         init_keys(KeyPaths(tmp / "state" / "keys"))
         with (tmp / "processes.log").open("w") as log:
             report: dict[str, Any] = {"benchmark": "gateway_vs_bare_broker", "machine": machine()}
