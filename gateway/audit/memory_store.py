@@ -73,9 +73,9 @@ class MemoryStore:
         matching = (row for row, meta in (reversed(rows) if newest_first else rows) if where.matches(meta))
         return list(itertools.islice(matching, max(limit, 0)))
 
-    async def count(self, where: EntryFilter) -> int:
+    async def count(self, where: EntryFilter, *, before: int | None = None) -> int:
         self._check()
-        return sum(1 for _, meta in self.rows if where.matches(meta))
+        return sum(1 for row, meta in self.rows if (before is None or row.index < before) and where.matches(meta))
 
     async def metadata_mismatches(self, start: int, end: int) -> dict[int, tuple[str, ...]]:
         self._check()

@@ -306,8 +306,8 @@ class PostgresStore:
         rows = await self._fetch(sql, params)
         return [StoredEntry(int(i), bytes(h), bytes(d)) for i, h, d in rows]
 
-    async def count(self, where: EntryFilter) -> int:
-        condition, params = self._filter_sql(where, 0, None)
+    async def count(self, where: EntryFilter, *, before: int | None = None) -> int:
+        condition, params = self._filter_sql(where, 0, before)
         rows = await self._fetch(f"SELECT count(*) FROM audit_entries WHERE {condition}", params)  # noqa: S608
         return int(rows[0][0])
 

@@ -181,9 +181,10 @@ class AuditReview:
             else:
                 start = rows[-1].index + 1
 
-    async def count(self, where: EntryFilter | None = None) -> int:
-        """How many entries match `where`."""
-        return await self.store.count(where or EntryFilter())
+    async def count(self, where: EntryFilter | None = None, *, before: int | None = None) -> int:
+        """How many entries match `where` (with `index < before`, if given)."""
+        return await self.store.count(where or EntryFilter(), before=None if before is None or before > _MAX_INDEX
+                                      else before)
 
     async def get_entry(self, index: int) -> AuditRecord:
         if index < 0:
@@ -255,14 +256,15 @@ class AuditReview:
                                 checkpoint1=await self._signed_at(size1, latest),
                                 checkpoint2=await self._signed_at(size2, latest))
 
-    async def subject_access(self, tokens: Collection[str],
-                             where: EntryFilter | None = None) -> AsyncIterator[AuditRecord]:
+    async def subject_access(self, tokens: Collection[str], where: EntryFilter | None = None, *,
+                             before: int | None = None) -> AsyncIterator[AuditRecord]:
         """Every entry about the person whose subject tokens (under every key id) are `tokens`, narrowed by the
-        other criteria of `where` if given."""
+        other criteria of `where` (and to `index < before`) if given."""
         wanted = frozenset(t for t in tokens if t)
         if not wanted:
             raise InvalidRequest([FieldViolation("subject", "no subject token could be computed")])
-        async for record in self.list_entries(dataclasses.replace(where or EntryFilter(), subject_tokens=wanted)):
+        async for record in self.list_entries(dataclasses.replace(where or EntryFilter(), subject_tokens=wanted),
+                                              before=before):
             yield record
 
     async def _fresh_checkpoint(self) -> SignedCheckpoint | None:

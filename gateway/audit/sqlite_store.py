@@ -376,8 +376,8 @@ class SqliteStore:
             return [StoredEntry(i, as_bytes(h), as_bytes(d)) for i, h, d in conn.execute(sql, params).fetchall()]
         return await self._read(q)
 
-    async def count(self, where: EntryFilter) -> int:
-        condition, params = self._filter_sql(where, 0, None)
+    async def count(self, where: EntryFilter, *, before: int | None = None) -> int:
+        condition, params = self._filter_sql(where, 0, before)
         sql = f"SELECT count(*) FROM audit_entries WHERE {condition}"  # noqa: S608
 
         def q(conn: sqlite3.Connection) -> int:

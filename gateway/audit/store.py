@@ -186,8 +186,8 @@ class DisclosureStore(Protocol):
         order or, with `newest_first`, in reverse index order."""
         ...
 
-    async def count(self, where: EntryFilter) -> int:
-        """How many entries match `where`."""
+    async def count(self, where: EntryFilter, *, before: int | None = None) -> int:
+        """How many entries match `where` (with `index < before`, if given)."""
         ...
 
     async def metadata_mismatches(self, start: int, end: int) -> dict[int, tuple[str, ...]]:

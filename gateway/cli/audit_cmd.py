@@ -159,7 +159,7 @@ def _console(*, stderr: bool = False) -> Console:
     ``[person.address]`` or ``:name:`` that rich would otherwise take for markup or emoji and drop."""
     stream = sys.stderr if stderr else sys.stdout
     # Piped output gets a wide console so table cells are not folded mid-word.
-    return Console(stderr=stderr, soft_wrap=True, width=None if stream.isatty() else 200, markup=False,
+    return Console(stderr=stderr, soft_wrap=True, width=None if stream.isatty() else 240, markup=False,
                    emoji=False, highlight=False)
 
 
@@ -307,8 +307,9 @@ def _needs_vocabulary(args: argparse.Namespace) -> bool:
 
 
 async def _record_read(store: DisclosureStore, args: argparse.Namespace, command: str, where: EntryFilter | None,
-                       *, details: dict[str, str] | None = None) -> None:
-    """Write who read the log from the command line, and what they searched for, before anything is shown.
+                       *, details: dict[str, str] | None = None) -> int:
+    """Write who read the log from the command line, and what they searched for, before anything is shown;
+    returns the index of that entry, so the answer is the log as it stood when asked.
 
     Free text (a user id or case reference) is kept as a keyed token if the key ring is at hand, as the API
     does; the person searched for is kept as their subject tokens. If the entry cannot be written nothing is
@@ -331,10 +332,11 @@ async def _record_read(store: DisclosureStore, args: argparse.Namespace, command
                        user=login if USER_PATTERN.fullmatch(login) else INVALID, role="auditor", status="OK",
                        subject_tokens=tokens, details=found)
     try:
-        await store.append([PendingEntry.from_event(event)])
+        receipts = await store.append([PendingEntry.from_event(event)])
     except GatewayError as exc:
         raise AuditUnavailable(f"this read could not be recorded in the audit log, so nothing is shown ({exc})") \
             from exc
+    return receipts[0].index
 
 
 def _text_token(args: argparse.Namespace, label: str, text: str) -> str:
@@ -407,11 +409,12 @@ async def _cmd_list(args: argparse.Namespace, console: Console) -> int:
     where = _filter(args, _vocabulary(args) if _needs_vocabulary(args) else None, frozenset(args.token))
 
     async def use(review: AuditReview) -> int:
-        await _record_read(review.store, args, "list", where)
-        total = await review.count(where)
+        asked = await _record_read(review.store, args, "list", where)
+        total = await review.count(where, before=asked)
         start = 0 if args.after is None else args.after + 1
+        before = asked if args.before is None else min(args.before, asked)
         records = [r async for r in review.list_entries(where, limit=args.limit or None, start=start,
-                                                         before=args.before, newest_first=not args.oldest_first)]
+                                                         before=before, newest_first=not args.oldest_first)]
         _print_rows(console, records, args, "audit entries")
         order = "oldest first" if args.oldest_first else "newest first"
         text = f"{total} matching entr{'y' if total == 1 else 'ies'}; showing {len(records)} ({order})"
@@ -604,9 +607,9 @@ async def _cmd_who_accessed(args: argparse.Namespace, console: Console) -> int:
     category = _category(args, vocabulary)
 
     async def use(review: AuditReview) -> int:
-        await _record_read(review.store, args, "who-accessed", where,
-                           details={"category": category} if category else None)
-        records = [r async for r in review.list_entries(where)
+        asked = await _record_read(review.store, args, "who-accessed", where,
+                                   details={"category": category} if category else None)
+        records = [r async for r in review.list_entries(where, before=asked)
                    if not was_not_asked(r) and _disclosed(r, category, vocabulary)]
         _print_rows(console, records, args, "who was given information about this person")
         released = [r for r in records if r.event.status == "MATCH"]
@@ -626,10 +629,11 @@ async def _cmd_subject_access(args: argparse.Namespace, console: Console) -> int
     category = _category(args, vocabulary)
 
     async def use(review: AuditReview) -> int:
-        await _record_read(review.store, args, "subject-access", where,
-                           details={"category": category} if category else None)
+        asked = await _record_read(review.store, args, "subject-access", where,
+                                   details={"category": category} if category else None)
         try:
-            found = [r async for r in review.subject_access(tokens, where) if _disclosed(r, category, vocabulary)]
+            found = [r async for r in review.subject_access(tokens, where, before=asked)
+                     if _disclosed(r, category, vocabulary)]
         except InvalidRequest as exc:
             raise UsageError(str(exc)) from exc
         not_asked = [r for r in found if was_not_asked(r)]
