@@ -27,6 +27,14 @@ def test_check_on_the_shipped_policy_is_clean(capsys: pytest.CaptureFixture[str]
     assert "0 error(s), 1 warning(s)" in out
 
 
+def test_check_after_an_agreement_ends_is_clean_and_names_it(capsys: pytest.CaptureFixture[str]) -> None:
+    """`policy check --today` after the agreements end exits clean with warnings naming each, not errors."""
+    code, out = run(capsys, "check", str(SHIPPED), "--today", "2028-01-02")
+    assert code == CLEAN
+    assert "agreement 'mash-isa-2026' expired on 2027-12-31; requests citing it are refused" in out
+    assert "0 error(s)" in out
+
+
 def test_check_strict_counts_warnings(capsys: pytest.CaptureFixture[str]) -> None:
     """With --strict, the expired agreement warning makes the check fail."""
     code, _ = run(capsys, "check", str(SHIPPED), "--today", "2026-11-26", "--strict")
