@@ -155,10 +155,10 @@ def _beyond_agreements(snapshot: PolicySnapshot, today: date) -> list[Finding]:
     for line, (role, purpose, category, ended) in first_gap.items():
         seeing = f"{role} ({vocab.roles[role].agency}) seeing {category} for {purpose}"
         if ended:
-            listed = ", ".join(repr(n) for n in sorted(ended))
+            listed = ("agreements " if len(ended) > 1 else "agreement ") + ", ".join(repr(n) for n in sorted(ended))
             found.append(line.location.finding(
-                f"rule relies on ended agreement{'s' if len(ended) > 1 else ''} {listed} only: requests for {seeing} are refused until an "
-                "agreement in force covers them", WARNING))
+                f"rule relies on ended {listed} only: requests for {seeing} are refused until an agreement in "
+                "force covers them", WARNING))
         else:
             found.append(line.location.finding(
                 f"rule grants more than any agreement allows: no agreement covers {seeing}"))
