@@ -16,6 +16,7 @@ from rich.table import Table
 
 from gateway.domain import DisclosureLevel
 from gateway.errors import Finding, PolicyError
+from gateway.policy.agreements import agreement_refusal
 from gateway.policy.checks import check_directory, is_blocking, verify_against_casbin
 from gateway.policy.diff import CHANGED, NARROWER, WIDER, concrete_cells, diff_settings, diff_snapshots, materialise
 from gateway.policy.policy_tests import failures_as_findings, load_test_cases, run_suite
@@ -75,6 +76,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     explain.add_argument("--purpose", required=True)
     explain.add_argument("--agency", required=True)
     explain.add_argument("--category", required=True)
+    explain.add_argument("--agreement", help="the agreement the request cites: also check it allows the request")
+    explain.add_argument(
+        "--date",
+        type=date.fromisoformat,
+        default=None,
+        help="the day of the request (YYYY-MM-DD; default today), for the agreement's term",
+    )
     explain.set_defaults(func=run_explain)
 
     diff = actions.add_parser("diff", help="every (role, purpose, agency, category) whose level changes")
@@ -177,10 +185,30 @@ def run_explain(args: argparse.Namespace) -> int:
         return UNANSWERABLE
     decision = loaded.decide(args.role, args.purpose, args.agency, args.category)
     matching = loaded.matching_lines(args.role, args.purpose, args.agency, args.category)
+    refusal = ""
+    if args.agreement is not None:
+        if args.agreement not in loaded.agreements:
+            console.print(loaded.vocabulary.unknown("agreement", args.agreement, loaded.agreements), markup=False)
+            return UNANSWERABLE
+        on = args.date or datetime.now(UTC).date()
+        refusal = agreement_refusal(
+            loaded,
+            args.agreement,
+            requester=loaded.roles[args.role].agency,
+            purpose=args.purpose,
+            agency=args.agency,
+            category=args.category,
+            on=on,
+        )
+    level = DisclosureLevel.NONE if refusal else decision.level
+    under = f" under {args.agreement} on {(args.date or datetime.now(UTC).date()).isoformat()}" if args.agreement else ""
     console.print(
-        f"{args.role} asking {args.agency} about {args.category} for {args.purpose}: "
-        f"[bold {_STYLE[decision.level]}]{decision.level.name}[/]"
+        f"{args.role} asking {args.agency} about {args.category} for {args.purpose}{under}: "
+        f"[bold {_STYLE[level]}]{level.name}[/]"
     )
+    if refusal:
+        console.print(f"refused by the agreement: {refusal} (the policy lines alone would give "
+                      f"{decision.level.name})", markup=False)
     if not matching.allows and not matching.denies:
         console.print("no policy line matches: nothing is granted by default")
     table = Table("", "line", "effect", "level", "rule", title="matching policy lines")
