@@ -186,11 +186,11 @@ def run_explain(args: argparse.Namespace) -> int:
     decision = loaded.decide(args.role, args.purpose, args.agency, args.category)
     matching = loaded.matching_lines(args.role, args.purpose, args.agency, args.category)
     refusal = ""
+    on = args.date or datetime.now(UTC).date()
     if args.agreement is not None:
         if args.agreement not in loaded.agreements:
             console.print(loaded.vocabulary.unknown("agreement", args.agreement, loaded.agreements), markup=False)
             return UNANSWERABLE
-        on = args.date or datetime.now(UTC).date()
         refusal = agreement_refusal(
             loaded,
             args.agreement,
@@ -201,7 +201,7 @@ def run_explain(args: argparse.Namespace) -> int:
             on=on,
         )
     level = DisclosureLevel.NONE if refusal else decision.level
-    under = f" under {args.agreement} on {(args.date or datetime.now(UTC).date()).isoformat()}" if args.agreement else ""
+    under = f" under {args.agreement} on {on.isoformat()}" if args.agreement else ""
     console.print(
         f"{args.role} asking {args.agency} about {args.category} for {args.purpose}{under}: "
         f"[bold {_STYLE[level]}]{level.name}[/]"
