@@ -237,7 +237,7 @@ def build_server(settings: Settings, deps: Dependencies) -> GatewayServer:
     handlers.add(server, audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"],
                  AuditServicer(AuditReads(deps.review, guard, deps.tokeniser, deps.policy)))
     handlers.add(server, policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"],
-                 PolicyServicer(PolicyAdmin(deps.policy, settings.policy_dir, guard)))
+                 PolicyServicer(PolicyAdmin(deps.policy, settings.policy_dir, guard, deps.clock)))
     if deps.referrals is not None and deps.referral_store is not None:
         handlers.add(server, referral_service_pb2.DESCRIPTOR.services_by_name["ReferralService"],
                      ReferralServicer(deps.referrals, deps.clock,
