@@ -121,11 +121,12 @@ class Glossary:
 
     @staticmethod
     def title(names: Mapping[str, str], name: str) -> str:
-        return names.get(name) or name.replace("_", " ")
+        """The declared title or description of `name`, without a closing full stop, to sit inside a sentence."""
+        return (names.get(name) or name.replace("_", " ")).strip().rstrip(".")
 
 
 _OUTCOMES = {
-    AnswerStatus.MATCH.value: "information about you was shared",
+    AnswerStatus.MATCH.value: "shared information about you",
     AnswerStatus.NO_MATCH.value: "held no information about you, so nothing was shared",
     AnswerStatus.WITHHELD.value: "nothing was shared: the rules did not allow it",
     AnswerStatus.UNAVAILABLE.value: "could not be reached, so nothing was shared",
@@ -174,7 +175,9 @@ def subject_report_html(records: Sequence[AuditRecord], glossary: Glossary, *, g
             rows.append(("Outcome", "the gateway refused the request, so nothing was shared"))
         else:
             heading = f"{t(glossary.agencies, e.agency)} was asked about you"
-            rows.append(("Who asked", f"{asker}, as {t(glossary.roles, e.role)}" if e.role else asker))
+            role = t(glossary.roles, e.role)
+            role = "the" + role[3:] if role.startswith("The ") else role  # it follows "as" mid-sentence
+            rows.append(("Who asked", f"{asker}, as {role}" if e.role else asker))
             rows.append(("Outcome", f"{t(glossary.agencies, e.agency)} "
                                     f"{_OUTCOMES.get(e.status, 'answered; see the outcome code ' + e.status)}"))
             if e.categories:

@@ -614,7 +614,8 @@ async def _cmd_who_accessed(args: argparse.Namespace, console: Console) -> int:
         _print_rows(console, records, args, "who was given information about this person")
         released = [r for r in records if r.event.status == "MATCH"]
         people = {(r.event.caller, r.event.user) for r in released}
-        _note(console, args, f"{len(records)} answers about this person; {len(released)} released records to "
+        _note(console, args, f"{len(records)} answer{'' if len(records) == 1 else 's'} about this person; "
+                             f"{len(released)} released records to "
                              f"{len(people)} user{'' if len(people) == 1 else 's'}")
         return EXIT_OK
     return await _with_review(args, use)

@@ -170,7 +170,7 @@ def test_who_accessed_answers_the_question_in_one_command(state: Path, capsys: p
     assert code == 0
     assert [(r["user"], r["organisation"], r["purpose"], r["legal_basis"], r["agreement"], r["agency"])
             for r in rows] == [("sw-jones", "csc", "s47_enquiry", "children_act_1989_s47", "mash-isa-2026", "health")]
-    assert "1 answers about this person; 1 released records to 1 user" in err
+    assert "1 answer about this person; 1 released records to 1 user" in err
 
 
 def test_who_accessed_outside_the_period_finds_nothing(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
