@@ -264,12 +264,19 @@ def _period(args: argparse.Namespace) -> tuple[datetime | None, datetime | None]
     return since, until
 
 
-def _vocabulary(args: argparse.Namespace) -> Vocabulary:
-    """The vocabulary of --policy-dir; filters and reports need it to check and spell out declared names."""
+def _vocabulary(args: argparse.Namespace) -> Vocabulary | None:
+    """The vocabulary of --policy-dir, to check and spell out declared names. Purpose, role, category and the
+    subject report need it; an agency filter uses it when it is there, and the built-in agencies otherwise."""
+    wanted = bool(args.purpose or getattr(args, "role", "") or getattr(args, "category", "")
+                  or getattr(args, "report", None))
     directory = Path(args.policy_dir)
-    findings: list[Finding] = []
     if not (directory / "vocabulary").is_dir():
-        raise UsageError("the policy directory does not exist or has no vocabulary; give --policy-dir DIR")
+        if wanted:
+            raise UsageError("the policy directory does not exist or has no vocabulary; give --policy-dir DIR")
+        return None
+    if not (wanted or args.agency):
+        return None
+    findings: list[Finding] = []
     vocabulary = load_vocabulary(directory, findings)
     if any(f.severity == "error" for f in findings):
         raise UsageError("the policy directory's vocabulary has errors; run `mash-gateway policy check`")
@@ -299,11 +306,6 @@ def _filter(args: argparse.Namespace, vocabulary: Vocabulary | None, tokens: fro
         user=getattr(args, "user", ""), case_reference=getattr(args, "case_reference", ""),
         status=_checked(getattr(args, "status", ""), STATUSES, "status", "status"),
         subject_tokens=tokens)
-
-
-def _needs_vocabulary(args: argparse.Namespace) -> bool:
-    return bool(args.purpose or getattr(args, "role", "") or getattr(args, "category", "")
-                or getattr(args, "report", None))
 
 
 async def _record_read(store: DisclosureStore, args: argparse.Namespace, command: str, where: EntryFilter | None,
@@ -406,7 +408,7 @@ async def _cmd_list(args: argparse.Namespace, console: Console) -> int:
     for option in ("before", "after"):
         if getattr(args, option) is not None and getattr(args, option) < 0:
             raise UsageError(f"--{option} must not be negative")
-    where = _filter(args, _vocabulary(args) if _needs_vocabulary(args) else None, frozenset(args.token))
+    where = _filter(args, _vocabulary(args), frozenset(args.token))
 
     async def use(review: AuditReview) -> int:
         asked = await _record_read(review.store, args, "list", where)
@@ -584,10 +586,8 @@ def _category(args: argparse.Namespace, vocabulary: Vocabulary | None) -> str:
 
 def _disclosed(record: AuditRecord, category: str, vocabulary: Vocabulary | None) -> bool:
     """Whether the entry disclosed `category` or a category under it (every category if none is given)."""
-    if not category:
+    if not category or vocabulary is None:  # a category filter always comes with the vocabulary
         return True
-    if vocabulary is None:
-        return category in record.event.categories
     for name in record.event.categories:
         node = name
         while node:
@@ -602,7 +602,7 @@ async def _cmd_who_accessed(args: argparse.Namespace, console: Console) -> int:
     if args.json and args.csv:
         raise UsageError("give --json or --csv, not both")
     tokens = _subject_tokens(args)
-    vocabulary = _vocabulary(args) if _needs_vocabulary(args) else None
+    vocabulary = _vocabulary(args)
     where = _filter(args, vocabulary, tokens, kind=AuditKind.DISCLOSURE.value)
     category = _category(args, vocabulary)
 
@@ -625,7 +625,7 @@ async def _cmd_subject_access(args: argparse.Namespace, console: Console) -> int
     if args.json and args.csv:
         raise UsageError("give --json or --csv, not both")
     tokens = _subject_tokens(args)
-    vocabulary = _vocabulary(args) if _needs_vocabulary(args) else None
+    vocabulary = _vocabulary(args)
     where = _filter(args, vocabulary, tokens)
     category = _category(args, vocabulary)
 
@@ -648,7 +648,7 @@ async def _cmd_subject_access(args: argparse.Namespace, console: Console) -> int
                      + "); --include-not-asked lists them")
         _note(console, args, text)
         if args.report is not None:
-            assert vocabulary is not None  # _needs_vocabulary holds for --report
+            assert vocabulary is not None  # _vocabulary loads it (or refuses) for --report
             since, until = _period(args)
             period = " to ".join(x.strftime("%d %B %Y") for x in (since, until) if x is not None)
             page = subject_report_html([r for r in found if not was_not_asked(r)], _glossary(vocabulary),

@@ -258,3 +258,16 @@ def test_report_period_names_the_month(state: Path, tmp_path: Path, capsys: pyte
     _run(capsys, "subject-access", "--state-dir", str(state), "--policy-dir", str(POLICIES), "--nhs-number",
          "9434765919", "--month", "2026-10", "--report", str(report))
     assert "01 October 2026 to 01 November 2026" in report.read_text()
+
+
+def test_without_a_policy_directory_agencies_are_still_checked_and_purposes_need_one(
+        state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With no vocabulary at hand the built-in agencies check `--agency`; a purpose cannot be checked, so it is an
+    error to give one."""
+    missing = str(tmp_path / "no-policies")
+    code, _, err = _run(capsys, "list", "--state-dir", str(state), "--policy-dir", missing, "--agency", "helth")
+    assert code == 2
+    assert "did you mean 'health'" in err
+    code, _, err = _run(capsys, "list", "--state-dir", str(state), "--policy-dir", missing, "--purpose", "s47_enquiry")
+    assert code == 2
+    assert "--policy-dir" in err
