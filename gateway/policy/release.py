@@ -26,8 +26,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, PolicyError
 from gateway.policy.diff import LevelChange, PolicyChange, diff_settings, diff_snapshots
+from gateway.policy.holder import validate
 from gateway.policy.snapshot import PolicySnapshot, load_snapshot
 from gateway.policy.sources import content_hash
 
@@ -194,9 +195,12 @@ def propose(store: Path, directory: Path, base: PolicySnapshot | None, *, admin:
             now: datetime | None = None) -> str:
     """Copy `directory` into the store as a proposed release, signed by `admin`; returns its id (the version).
 
-    The policy must load and pass its checks; the proposal lists the approvals it needs against `base`.
+    The policy must pass everything activation checks (loading, `policy check` errors, policy tests); the
+    proposal lists the approvals it needs against `base`.
     """
-    snapshot = load_snapshot(directory)  # PolicyError / PolicyUnreadable if it cannot be activated at all
+    snapshot, findings = validate(Path(directory), (now or datetime.now(UTC)).date())
+    if snapshot is None:
+        raise PolicyError(findings, "the policy cannot be activated, so it cannot be proposed")
     version = content_hash(directory)
     target = Path(store) / version.removeprefix("sha256:")
     if target.exists():

@@ -242,3 +242,16 @@ def test_cli_release_flow(tmp_path: Path, partnership: Partnership, policy_copy:
     assert "▲ housing_officer" in capsys.readouterr().out
     assert main(release_args) == 0
     assert (partnership.store / CURRENT).read_text().strip() == version
+
+
+def test_a_policy_that_cannot_be_activated_cannot_be_proposed(partnership: Partnership, policy_copy: PolicyCopy,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A policy line beyond every agreement (a `policy check` error) is refused at proposal and nothing is stored."""
+    directory = policy_copy()
+    append(directory / "agencies" / "probation.csv",
+           "p, role:housing_officer, agency:probation, cat:probation, purpose:housing_management, PERTINENT, allow\n")
+    before = sorted(p.name for p in partnership.store.iterdir())
+    assert main(["policy", "propose", str(directory), "--releases", str(partnership.store), "--key",
+                 str(partnership.keys / "alice.key"), "--as", "alice"]) == 1
+    assert "grants more than any agreement allows" in capsys.readouterr().out
+    assert sorted(p.name for p in partnership.store.iterdir()) == before
