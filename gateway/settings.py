@@ -54,6 +54,7 @@ class Settings:
     policy_mode: Literal["development", "production"] = "development"
     policy_releases: Path | None = None  # the release store (`policy propose|approve|release`)
     policy_signers: Path | None = None  # JSON file of the policy administrators' and IG officers' public keys
+    require_all_agencies: bool = False  # HubService health NOT_SERVING while a record holder has no endpoint
     log_level: LogLevel = "info"
 
     @property
