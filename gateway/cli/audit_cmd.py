@@ -50,7 +50,7 @@ from gateway.audit.review import AuditRecord, AuditReview, verify_export
 from gateway.audit.sqlite_store import path_from_url
 from gateway.audit.store import DisclosureStore, EntryFilter, PendingEntry
 from gateway.audit.verify import VerifyReport
-from gateway.domain import AGENCIES, AuditEvent, AuditKind, SubjectIdentifiers, SystemClock
+from gateway.domain import AuditEvent, AuditKind, SubjectIdentifiers, SystemClock
 from gateway.errors import AuditUnavailable, Finding, GatewayError, InvalidRequest
 from gateway.policy.vocabulary import Vocabulary, load_vocabulary
 from gateway.service.validation import INVALID, USER_PATTERN
@@ -265,17 +265,13 @@ def _period(args: argparse.Namespace) -> tuple[datetime | None, datetime | None]
 
 
 def _vocabulary(args: argparse.Namespace) -> Vocabulary | None:
-    """The vocabulary of --policy-dir, to check and spell out declared names. Purpose, role, category and the
-    subject report need it; an agency filter uses it when it is there, and the built-in agencies otherwise."""
-    wanted = bool(args.purpose or getattr(args, "role", "") or getattr(args, "category", "")
-                  or getattr(args, "report", None))
+    """The vocabulary of --policy-dir, to check and spell out declared names; None when no option needs it."""
+    if not (args.agency or args.purpose or getattr(args, "role", "") or getattr(args, "category", "")
+            or getattr(args, "report", None)):
+        return None
     directory = Path(args.policy_dir)
     if not (directory / "vocabulary").is_dir():
-        if wanted:
-            raise UsageError("the policy directory does not exist or has no vocabulary; give --policy-dir DIR")
-        return None
-    if not (wanted or args.agency):
-        return None
+        raise UsageError("the policy directory does not exist or has no vocabulary; give --policy-dir DIR")
     findings: list[Finding] = []
     vocabulary = load_vocabulary(directory, findings)
     if any(f.severity == "error" for f in findings):
@@ -294,7 +290,8 @@ def _filter(args: argparse.Namespace, vocabulary: Vocabulary | None, tokens: fro
             kind: str = "") -> EntryFilter:
     """The entry filter the options ask for, every declared name checked (case-insensitively) first."""
     since, until = _period(args)
-    agencies: Collection[str] = vocabulary.agencies if vocabulary is not None else AGENCIES
+    # Without a vocabulary (no option that needs one was given) the name lists are never consulted.
+    agencies: Collection[str] = vocabulary.agencies if vocabulary is not None else ()
     purposes: Collection[str] = vocabulary.purposes if vocabulary is not None else ()
     roles: Collection[str] = vocabulary.roles if vocabulary is not None else ()
     return EntryFilter(
