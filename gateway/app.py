@@ -114,6 +114,8 @@ async def open_dependencies(
         holder = await asyncio.to_thread(
             PolicyHolder.from_directory, policy_dir, on_event=on_event, clock=clock, release_gate=gate
         )
+        if release and holder.version != release["release_id"]:
+            raise ReleaseError("the release's files changed after they were verified; start again", holder.version)
         # The first activation is audited like every later one.
         await on_event(AuditEvent(
             kind=AuditKind.POLICY_ACTIVATION, occurred_at=clock.now(), policy_version=holder.version,
