@@ -126,26 +126,72 @@ def _audit_sink(audit: AuditLog) -> Callable[[AuditEvent], Awaitable[None]]:
     return on_event
 
 
+AUDIT_PROBE_INTERVAL = 1.0
+"""Seconds between checks of an audit store that failed an append, until it takes writes again."""
+
+
+class AuditHealth:
+    """Reports every service NOT_SERVING on the health service while audit appends fail, and probes the
+    store until it takes writes again: calls fail closed meanwhile, and a load balancer can steer away."""
+
+    def __init__(self, audit: AuditLog, health: HealthServicer, interval: float = AUDIT_PROBE_INTERVAL) -> None:
+        self._audit = audit
+        self._health = health
+        self._interval = interval
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        audit.on_availability(lambda _available: self._wake.set())
+
+    async def start(self) -> None:
+        await self._publish()
+        self._task = asyncio.create_task(self._run(), name="audit-health")
+
+    async def _publish(self) -> bool:
+        available = self._audit.available
+        status = (health_pb2.HealthCheckResponse.SERVING if available
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for service in ("", *SERVICE_NAMES):
+            await self._health.set(service, status)
+        return available
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not await self._publish():
+                await asyncio.sleep(self._interval)
+                await self._audit.probe()
+                self._wake.set()  # publish whatever the probe found, and probe again if still down
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 class GatewayServer:
     """A running (or ready to run) gateway: a grpc.aio server plus its dependencies."""
 
     def __init__(self, server: grpc.aio.Server, port: int, deps: Dependencies,
-                 health_servicer: HealthServicer) -> None:
+                 health_servicer: HealthServicer, *, audit_probe_interval: float = AUDIT_PROBE_INTERVAL) -> None:
         self.server = server
         self.port = port
         self.deps = deps
         self._health = health_servicer
+        self._audit_health = AuditHealth(deps.audit, health_servicer, audit_probe_interval)
 
     async def start(self) -> None:
         await self.server.start()
         self.deps.audit.start()
         if self.deps.watcher is not None:
             self.deps.watcher.start()
-        for service in ("", *SERVICE_NAMES):
-            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        await self._audit_health.start()
         log.info("gateway serving", port=self.port, policy_version=self.deps.policy.current.version)
 
     async def stop(self, grace: float | None = 1.0) -> None:
+        await self._audit_health.stop()
         with contextlib.suppress(Exception):
             await self._health.enter_graceful_shutdown()
         await self.server.stop(grace)
