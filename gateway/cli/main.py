@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.cli import backup_cmd, demo_cmd, keys_cmd, pki_cmd, serve_cmd
+from gateway.cli import backup_cmd, demo_cmd, keys_cmd, pki_cmd, referrals_cmd, serve_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo_cmd.register(sub)
     pki_cmd.register(sub)
     keys_cmd.register(sub)
-    from gateway.policy.cli import register as register_policy
+    referrals_cmd.register(sub)
+    from gateway.cli.policy_cmd import register as register_policy
     register_policy(sub)
     from gateway.cli.audit_cmd import register as register_audit
     register_audit(sub)
