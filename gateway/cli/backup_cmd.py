@@ -59,6 +59,7 @@ def _sha256(path: Path) -> str:
 
 
 def _copy_database(source: Path, dest: Path) -> None:
+    dest.touch(mode=0o600)  # the copy is as private as the key files beside it
     with contextlib.closing(sqlite3.connect(source)) as src, contextlib.closing(sqlite3.connect(dest)) as dst:
         src.backup(dst)  # pages as of one committed state, while the gateway keeps writing
 
