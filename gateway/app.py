@@ -33,6 +33,7 @@ from gateway.generated.mash.gateway.v1 import (
 from gateway.keyring import Keyring
 from gateway.keys import KeyPaths, load_keys
 from gateway.linkage import SubjectTokeniser
+from gateway.partnership import missing_endpoints
 from gateway.policy import PolicyHolder, PolicyWatcher
 from gateway.service.access import AccessGuard
 from gateway.service.audit_reads import AuditReads
@@ -72,6 +73,7 @@ class Dependencies:
     review: AuditReview
     tokeniser: SubjectTokeniser
     watcher: PolicyWatcher | None = None
+    unserved: tuple[str, ...] = ()  # record-holding agencies with no endpoint at start
     referrals: ReferralWorkflow | None = None  # None when the policy directory has no workflow.yaml
     referral_store: ReferralStore | None = None
     sweeper: BreachSweeper | None = None
@@ -110,6 +112,9 @@ async def open_dependencies(
             kind=AuditKind.POLICY_ACTIVATION, occurred_at=clock.now(), policy_version=holder.version,
             reason=f"activated {len(holder.current.lines)} policy lines", details={"trigger": "startup"},
         ))
+        unserved = missing_endpoints(holder.current.agencies, settings.agency_endpoints)
+        if unserved:
+            log.warning("agencies without an endpoint will answer UNAVAILABLE", agencies=list(unserved))
         if transport is None:
             transport = GrpcAgencyTransport.connect(
                 settings.agency_endpoints, gateway_client_credentials(settings.pki),
@@ -129,7 +134,7 @@ async def open_dependencies(
             watcher = PolicyWatcher(holder, settings.policy_dir, interval=settings.policy_watch_interval)
             resources.push_async_callback(watcher.stop)
         deps = Dependencies(policy=holder, audit=audit, transport=transport, query=query, clock=clock,
-                            review=review, tokeniser=tokeniser, watcher=watcher)
+                            review=review, tokeniser=tokeniser, watcher=watcher, unserved=unserved)
         await _open_referrals(settings, deps, keys.sealing, resources)
         deps.resources = resources.pop_all()
         return deps
@@ -178,10 +183,12 @@ class AuditHealth:
     """Reports every service NOT_SERVING on the health service while audit appends fail, and probes the
     store until it takes writes again: calls fail closed meanwhile, and a load balancer can steer away."""
 
-    def __init__(self, audit: AuditLog, health: HealthServicer, interval: float = AUDIT_PROBE_INTERVAL) -> None:
+    def __init__(self, audit: AuditLog, health: HealthServicer, interval: float = AUDIT_PROBE_INTERVAL, *,
+                 held_down: frozenset[str] = frozenset()) -> None:
         self._audit = audit
         self._health = health
         self._interval = interval
+        self._held_down = held_down  # services NOT_SERVING for another reason, whatever the audit store does
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         audit.on_availability(lambda _available: self._wake.set())
@@ -192,10 +199,10 @@ class AuditHealth:
 
     async def _publish(self) -> bool:
         available = self._audit.available
-        status = (health_pb2.HealthCheckResponse.SERVING if available
-                  else health_pb2.HealthCheckResponse.NOT_SERVING)
         for service in ("", *SERVICE_NAMES):
-            await self._health.set(service, status)
+            serving = available and service not in self._held_down
+            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING if serving
+                                   else health_pb2.HealthCheckResponse.NOT_SERVING)
         return available
 
     async def _run(self) -> None:
@@ -219,12 +226,16 @@ class GatewayServer:
     """A running (or ready to run) gateway: a grpc.aio server plus its dependencies."""
 
     def __init__(self, server: grpc.aio.Server, port: int, deps: Dependencies,
-                 health_servicer: HealthServicer, *, audit_probe_interval: float = AUDIT_PROBE_INTERVAL) -> None:
+                 health_servicer: HealthServicer, *, require_all_agencies: bool = False,
+                 audit_probe_interval: float = AUDIT_PROBE_INTERVAL) -> None:
         self.server = server
         self.port = port
         self.deps = deps
         self._health = health_servicer
-        self._audit_health = AuditHealth(deps.audit, health_servicer, audit_probe_interval)
+        # A hub that must reach every agency but has no endpoint for some stays NOT_SERVING.
+        hub = hub_service_pb2.DESCRIPTOR.services_by_name["HubService"].full_name
+        held_down = frozenset({hub}) if require_all_agencies and deps.unserved else frozenset()
+        self._audit_health = AuditHealth(deps.audit, health_servicer, audit_probe_interval, held_down=held_down)
 
     async def start(self) -> None:
         await self.server.start()
@@ -274,4 +285,4 @@ def build_server(settings: Settings, deps: Dependencies) -> GatewayServer:
         raise OSError(f"could not listen on {settings.listen} (address in use or not available)") from exc
     if port == 0:
         raise OSError(f"could not listen on {settings.listen}")
-    return GatewayServer(server, port, deps, health_servicer)
+    return GatewayServer(server, port, deps, health_servicer, require_all_agencies=settings.require_all_agencies)
