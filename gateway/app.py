@@ -221,20 +221,70 @@ def _audit_sink(audit: AuditLog) -> Callable[[AuditEvent], Awaitable[None]]:
     return on_event
 
 
+AUDIT_PROBE_INTERVAL = 1.0
+"""Seconds between checks of an audit store that failed an append, until it takes writes again."""
+
+
+class AuditHealth:
+    """Reports every service NOT_SERVING on the health service while audit appends fail, and probes the
+    store until it takes writes again: calls fail closed meanwhile, and a load balancer can steer away."""
+
+    def __init__(self, audit: AuditLog, health: HealthServicer, interval: float = AUDIT_PROBE_INTERVAL, *,
+                 held_down: frozenset[str] = frozenset()) -> None:
+        self._audit = audit
+        self._health = health
+        self._interval = interval
+        self._held_down = held_down  # services NOT_SERVING for another reason, whatever the audit store does
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        audit.on_availability(lambda _available: self._wake.set())
+
+    async def start(self) -> None:
+        await self._publish()
+        self._task = asyncio.create_task(self._run(), name="audit-health")
+
+    async def _publish(self) -> bool:
+        available = self._audit.available
+        for service in ("", *SERVICE_NAMES):
+            serving = available and service not in self._held_down
+            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING if serving
+                                   else health_pb2.HealthCheckResponse.NOT_SERVING)
+        return available
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not await self._publish():
+                await asyncio.sleep(self._interval)
+                await self._audit.probe()
+                self._wake.set()  # publish whatever the probe found, and probe again if still down
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 class GatewayServer:
     """A running (or ready to run) gateway: a grpc.aio server plus its dependencies."""
 
     def __init__(self, server: grpc.aio.Server, port: int, deps: Dependencies,
                  health_servicer: HealthServicer, *, require_all_agencies: bool = False,
-                 metrics_listen: str = "") -> None:
+                 metrics_listen: str = "", audit_probe_interval: float = AUDIT_PROBE_INTERVAL) -> None:
         self.server = server
         self.port = port
         self.deps = deps
         self._health = health_servicer
-        self._require_all_agencies = require_all_agencies
         self._metrics_listen = metrics_listen
         self.metrics_port: int | None = None
         self._stop_metrics: Callable[[], None] | None = None
+        # A hub that must reach every agency but has no endpoint for some stays NOT_SERVING.
+        hub = hub_service_pb2.DESCRIPTOR.services_by_name["HubService"].full_name
+        held_down = frozenset({hub}) if require_all_agencies and deps.unserved else frozenset()
+        self._audit_health = AuditHealth(deps.audit, health_servicer, audit_probe_interval, held_down=held_down)
 
     async def start(self) -> None:
         await self.server.start()
@@ -245,14 +295,11 @@ class GatewayServer:
             self.deps.watcher.start()
         if self.deps.sweeper is not None:
             self.deps.sweeper.start()
-        for service in ("", *SERVICE_NAMES):
-            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
-        if self._require_all_agencies and self.deps.unserved:
-            hub = hub_service_pb2.DESCRIPTOR.services_by_name["HubService"].full_name
-            await self._health.set(hub, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._audit_health.start()
         log.info("gateway serving", port=self.port, policy_version=self.deps.policy.current.version)
 
     async def stop(self, grace: float | None = 1.0) -> None:
+        await self._audit_health.stop()
         with contextlib.suppress(Exception):
             await self._health.enter_graceful_shutdown()
         await self.server.stop(grace)
