@@ -33,6 +33,7 @@ from gateway.service.policy_admin import PolicyAdmin
 from gateway.service.ports import AgencyTransport
 from gateway.service.query import QueryService
 from gateway.settings import Settings
+from gateway.witness import WitnessClient, WitnessConfig
 
 log = structlog.get_logger("gateway.app")
 
@@ -76,9 +77,10 @@ async def open_dependencies(
     async with contextlib.AsyncExitStack() as resources:
         store = await open_store(settings.audit_store_url)
         resources.push_async_callback(store.close)
+        witnesses = [WitnessClient(WitnessConfig(w["url"], w["vkey"])) for w in settings.witnesses]
         audit = await AuditLog.open(store, load_signer(key_paths.checkpoint), clock,
                                     checkpoint_interval=settings.checkpoint_interval,
-                                    append_timeout=settings.audit_append_timeout)
+                                    append_timeout=settings.audit_append_timeout, witnesses=witnesses)
         resources.push_async_callback(audit.aclose)
         on_event = _audit_sink(audit)
         holder = await asyncio.to_thread(

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
 from dataclasses import Field as Field_
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_type_hints
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+from typing_extensions import TypedDict  # pydantic needs this one on Python 3.11
 
 from gateway.errors import GatewayError
 from gateway.pki import DEFAULT_TRUST_DOMAIN, PkiLayout
@@ -27,6 +28,24 @@ LogLevel = Annotated[
     BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v),  # logging itself ignores case
 ]
 _PATHS = ("state_dir", "policy_dir", "pki_dir")
+
+
+class WitnessEndpoint(TypedDict):
+    """A witness the gateway submits each checkpoint to: its URL prefix and its cosigner verifier key."""
+
+    url: str
+    vkey: str
+
+
+def _check_witness(value: WitnessEndpoint) -> WitnessEndpoint:
+    from gateway.audit.note import NoteError
+    from gateway.witness.client import WitnessConfig, WitnessError  # parsing a key needs the witness package
+
+    try:
+        WitnessConfig(value["url"], value["vkey"])
+    except (WitnessError, NoteError) as exc:
+        raise ValueError(str(exc)) from exc
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +67,8 @@ class Settings:
     checkpoint_interval: Seconds = 60.0  # seconds between signed checkpoints, also when idle
     policy_watch_interval: Annotated[float, Field(ge=0)] | None = 2.0  # seconds between policy checks; 0 or None = off
     log_level: LogLevel = "info"
+    # Witnesses asked to cosign every checkpoint: [{ url = "http://…", vkey = "name+id+key" }, …]
+    witnesses: Sequence[Annotated[WitnessEndpoint, AfterValidator(_check_witness)]] = ()
 
     @property
     def pki(self) -> PkiLayout:

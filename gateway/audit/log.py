@@ -297,10 +297,25 @@ class AuditLog:
                 _log.info("audit_checkpoint", tree_size=checkpoint.tree_size, key_id=checkpoint.key_id)
 
     async def aclose(self) -> None:
-        """Stop the idle checkpoint task (the store stays open; its owner closes it)."""
+        """Stop the idle checkpoint task and, if it ran, sign a final checkpoint over every entry appended.
+
+        The store stays open (its owner closes it). A graceful stop thus leaves no unsigned tail behind.
+        """
         task, self._task = self._task, None
         if task is None:
             return
+        await self._stop(task)
+        try:
+            latest = await self.store.latest_checkpoint()
+            if latest is None or latest.tree_size < await self.sync():
+                checkpoint = await self.checkpoint()
+                _log.info("audit_final_checkpoint", tree_size=checkpoint.tree_size)
+        except GatewayError as exc:
+            _log.warning("audit_final_checkpoint_failed", error=str(exc))
+        except Exception as exc:  # closing must still succeed; only the type, as in `_run`
+            _log.error("audit_final_checkpoint_failed", error_type=type(exc).__name__, unexpected=True)
+
+    async def _stop(self, task: asyncio.Task[None]) -> None:
         task.cancel()
         try:
             await task

@@ -27,6 +27,7 @@ from gateway.audit.checkpoint import (
 from gateway.audit.encoding import EncodingError, decode_entry, format_timestamp
 from gateway.audit.log import AuditLog, CheckpointUnavailable
 from gateway.audit.merkle import ProofError, leaf_hash, verify_consistency, verify_inclusion
+from gateway.audit.note import Verifier
 from gateway.audit.store import DisclosureStore, EntryFilter, StoredEntry, StoreError
 from gateway.audit.verify import LogVerifier, Problem, VerifyReport, verify_store
 from gateway.domain import AuditEvent, SystemClock
@@ -261,13 +262,16 @@ class AuditReview:
         except CheckpointUnavailable:
             return None  # e.g. the store contradicts the latest checkpoint: the verification will say so
 
-    async def verify(self, trusted: Sequence[SignedCheckpoint] = ()) -> VerifyReport:
+    async def verify(self, trusted: Sequence[SignedCheckpoint] = (), *, require_coverage: bool = True,
+                     witnesses: Sequence[Verifier] = (), quorum: int = 0) -> VerifyReport:
         """Verify the log. With a signing log, as of a checkpoint made now (later appends are not part of it);
-        otherwise everything stored, and entries after the newest checkpoint count as not verified. The log
-        must also hold and match the `trusted` checkpoints the auditor kept."""
+        otherwise everything stored, and entries after the newest checkpoint count as not verified (a problem
+        only with `require_coverage`). The log must also hold and match the `trusted` checkpoints the auditor
+        kept, and with a `quorum` the checkpoints that many `witnesses` cosigned."""
         fresh = await self._fresh_checkpoint()
         return await verify_store(self.store, self.keys, up_to=None if fresh is None else fresh.tree_size,
-                                  trusted=trusted)
+                                  trusted=trusted, require_coverage=require_coverage, witnesses=witnesses,
+                                  quorum=quorum)
 
     async def export(self, dest: Path) -> ExportSummary:
         """Write a self-contained bundle (a directory, or a tar file if `dest` ends in `.tar`) of the log up to its

@@ -32,6 +32,7 @@ from gateway.audit.checkpoint import (
 from gateway.audit.encoding import event_to_dict, format_timestamp
 from gateway.audit.log import AuditLog
 from gateway.audit.merkle import ProofError
+from gateway.audit.note import COSIGNATURE_V1, NoteError, Verifier
 from gateway.audit.review import AuditRecord, AuditReview, verify_export
 from gateway.audit.sqlite_store import path_from_url
 from gateway.audit.store import DisclosureStore, EntryFilter
@@ -42,6 +43,7 @@ from gateway.errors import AuditUnavailable, GatewayError, InvalidRequest
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_UNSIGNED_TAIL = 3  # everything checked verifies, but the newest entries are not yet signed (or witnessed)
 
 
 class UsageError(Exception):
@@ -79,8 +81,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                          help="a checkpoint you kept (JSON, as printed by `checkpoint --json`); the log must "
                               "still hold and match it (repeatable)")
 
-    p = sub.add_parser("verify", parents=[common, trusted], help="verify every entry and checkpoint")
+    witnessed = argparse.ArgumentParser(add_help=False)
+    witnessed.add_argument("--witness", action="append", default=[], metavar="VKEY",
+                           help="verifier key of a witness you trust, as `witness key` prints it (repeatable)")
+    witnessed.add_argument("--quorum", type=int, metavar="K",
+                           help="require cosignatures from K of the --witness keys (default: all of them)")
+
+    p = sub.add_parser("verify", parents=[common, trusted, witnessed], help="verify every entry and checkpoint",
+                       description="Exit codes: 0 verified; 1 a problem was found; 2 usage error; 3 verified, "
+                                   "but entries after the newest checkpoint (or the newest witnessed one, with "
+                                   "--witness) are not yet signed.")
     p.set_defaults(func=_runner(_cmd_verify))
+
+    p = sub.add_parser("keys", parents=[common], help="print the log's origin and checkpoint verifier keys")
+    p.set_defaults(func=_runner(_cmd_keys))
 
     p = sub.add_parser("prove", parents=[common], help="inclusion proof of an entry, or a consistency proof")
     p.add_argument("index", type=int, nargs="?", help="entry index for an inclusion proof")
@@ -296,12 +310,50 @@ def _trusted_checkpoints(args: argparse.Namespace) -> list[SignedCheckpoint]:
     return checkpoints
 
 
+def _witnesses(args: argparse.Namespace) -> tuple[list[Verifier], int]:
+    try:
+        witnesses = [Verifier.parse(v) for v in args.witness]
+    except NoteError as exc:
+        raise UsageError(f"--witness: {exc}") from exc
+    if any(w.sig_type != COSIGNATURE_V1 for w in witnesses):
+        raise UsageError("--witness takes a witness's cosignature key (signature type 0x04)")
+    quorum = len(witnesses) if args.quorum is None else args.quorum
+    if not 0 <= quorum <= len(witnesses) or (args.quorum is not None and not witnesses):
+        raise UsageError("--quorum K needs 1 <= K <= the number of --witness keys")
+    return witnesses, quorum
+
+
 async def _cmd_verify(args: argparse.Namespace, console: Console) -> int:
     trusted = _trusted_checkpoints(args)
+    witnesses, quorum = _witnesses(args)
 
     async def use(review: AuditReview) -> int:
-        return _print_report(console, await review.verify(trusted), args.json)
+        if quorum and review.keys.origin is None:
+            raise UsageError("the checkpoint key directory names no log origin, so no witness can have cosigned")
+        report = await review.verify(trusted, require_coverage=False, witnesses=witnesses, quorum=quorum)
+        code = _print_report(console, report, args.json)
+        if code == EXIT_OK and report.uncovered:
+            what = "witnessed" if quorum else "signed"
+            if not args.json:
+                console.print(Text(f"the newest {report.uncovered} entries are not covered by a {what} checkpoint "
+                                   "yet (exit code 3)", style="yellow"))
+            return EXIT_UNSIGNED_TAIL
+        return code
     return await _with_review(args, use, keys_required=True)
+
+
+async def _cmd_keys(args: argparse.Namespace, console: Console) -> int:
+    keys = _public_keys(args, required=True)
+    vkeys = keys.vkeys()
+    if args.json:
+        _print_json(console, {"origin": keys.origin, "vkeys": vkeys})
+    elif keys.origin is None:
+        console.print("this key directory names no log origin yet; the gateway adds one when it next starts")
+    else:
+        console.print(f"origin: {keys.origin}")
+        for line in vkeys:
+            console.print(line)
+    return EXIT_OK
 
 
 async def _cmd_prove(args: argparse.Namespace, console: Console) -> int:

@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_policy(sub)
     from gateway.cli.audit_cmd import register as register_audit
     register_audit(sub)
+    from gateway.cli.witness_cmd import register as register_witness
+    register_witness(sub)
     return parser
 
 

@@ -10,7 +10,15 @@ import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from gateway.audit.note import NoteError, Signature, Verifier, parse_note, parse_signature_lines, verify_note
+from gateway.audit.note import (
+    COSIGNATURE_V1,
+    NoteError,
+    Signature,
+    Verifier,
+    parse_note,
+    parse_signature_lines,
+    verify_note,
+)
 from gateway.errors import GatewayError
 
 ProofSource = Callable[[int, int], Awaitable[list[bytes]]]
@@ -30,7 +38,8 @@ class WitnessConfig:
     def __post_init__(self) -> None:
         if urllib.parse.urlsplit(self.url).scheme not in ("http", "https"):
             raise WitnessError("a witness URL must start with http:// or https://")
-        self.verifier  # noqa: B018 - parse now, so a bad key is a configuration error, not a later failure
+        if self.verifier.sig_type != COSIGNATURE_V1:  # parsed now: a bad key is a configuration error
+            raise WitnessError("a witness key is a cosignature key (signature type 0x04), as `witness key` prints")
 
     @property
     def verifier(self) -> Verifier:
