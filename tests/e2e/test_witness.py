@@ -1,0 +1,152 @@
+"""A witness started from the CLI cosigns the gateway's checkpoints, and witnessed history cannot be rewritten."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import re
+import sqlite3
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.audit.backends import open_store
+from gateway.audit.checkpoint import generate_signing_key, load_signer
+from gateway.audit.log import AuditLog
+from gateway.audit.note import Verifier, parse_note, verify_note
+from gateway.cli.audit_cmd import register
+from gateway.testing import FixedClock
+from gateway.witness import WitnessClient, WitnessConfig
+from tests.unit.audit.conftest import make_event
+
+ROOT = Path(__file__).resolve().parents[2]
+_LISTENING = re.compile(r"^witness (\S+) listening on (http://\S+)$")
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    generate_signing_key(tmp_path / "keys" / "checkpoint", "cp1")
+    return tmp_path
+
+
+@pytest.fixture
+def witness(state: Path) -> Iterator[tuple[str, str]]:
+    """`mash-gateway witness serve` for the state's log on a free port; yields (its vkey, its URL)."""
+    log_vkey = load_signer(state / "keys" / "checkpoint").vkey
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli.main", "witness", "serve", "--state-dir", str(state / "witness"),
+         "--name", "witness.partner.example/w1", "--log", log_vkey, "--listen", "127.0.0.1:0"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        match = _LISTENING.match(process.stdout.readline().strip())
+        assert match, "the witness prints its key and address on start"
+        yield match.group(1), match.group(2)
+    finally:
+        process.terminate()
+        assert process.wait(10) == 0, "the witness stops cleanly on SIGTERM"
+
+
+async def _log_with_witness(state: Path, vkey: str, url: str, entries: list[int]) -> None:
+    store = await open_store(f"sqlite:///{state / 'audit.sqlite'}")
+    try:
+        log = await AuditLog.open(store, load_signer(state / "keys" / "checkpoint"), FixedClock(),
+                                  checkpoint_interval=None, witnesses=[WitnessClient(WitnessConfig(url, vkey))])
+        for n in entries:
+            await log.append([make_event(i) for i in range(log.size, log.size + n)])
+            await log.checkpoint()
+    finally:
+        await store.close()
+
+
+def _verify(capsys: pytest.CaptureFixture[str], state: Path, *extra: str) -> int:
+    parser = argparse.ArgumentParser(prog="mash-gateway")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["audit", "verify", "--state-dir", str(state), *extra])
+    code: int = args.func(args)
+    capsys.readouterr()
+    return code
+
+
+def test_a_witness_from_the_cli_cosigns_each_checkpoint(state: Path, witness: tuple[str, str]) -> None:
+    """Each checkpoint is submitted with a consistency proof; the witness's cosignatures are stored and verify."""
+    vkey, url = witness
+    asyncio.run(_log_with_witness(state, vkey, url, [5, 3]))
+    with sqlite3.connect(state / "audit.sqlite") as db:
+        rows = db.execute("SELECT tree_size, line FROM audit_cosignatures ORDER BY tree_size").fetchall()
+    assert [size for size, _ in rows] == [5, 8]
+    origin = load_signer(state / "keys" / "checkpoint").origin
+    origin_hash = hashlib.sha256(origin.encode()).hexdigest()
+    with urllib.request.urlopen(f"{url}/{origin_hash}/checkpoint") as answer:  # noqa: S310 - our witness URL
+        served = parse_note(answer.read())
+    assert served.text.split(b"\n")[1] == b"8"
+    assert verify_note(served, [Verifier.parse(vkey)]) == [Verifier.parse(vkey)]
+
+
+def test_deleting_a_witnessed_entry_fails_verify_even_with_re_signed_checkpoints(
+        state: Path, witness: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    """An operator who deletes a witnessed entry and re-signs the checkpoints fools a keys-only check, not witnesses."""
+    vkey, url = witness
+    asyncio.run(_log_with_witness(state, vkey, url, [5, 3]))
+    assert _verify(capsys, state, "--witness", vkey) == 0
+    with sqlite3.connect(state / "audit.sqlite") as db:  # the operator's rewrite: drop entry 7, and its checkpoint
+        db.execute("DELETE FROM audit_entries WHERE idx = 7")
+        db.execute("DELETE FROM audit_checkpoints WHERE tree_size = 8")
+
+    async def re_sign() -> None:
+        store = await open_store(f"sqlite:///{state / 'audit.sqlite'}")
+        try:
+            log = await AuditLog.open(store, load_signer(state / "keys" / "checkpoint"), FixedClock(),
+                                      checkpoint_interval=None)
+            await log.checkpoint()
+        finally:
+            await store.close()
+
+    asyncio.run(re_sign())
+    assert _verify(capsys, state) == 0, "with only the operator's keys the rewrite is invisible"
+    assert _verify(capsys, state, "--witness", vkey) == 1
+
+
+def test_unsigned_entries_after_the_last_witnessed_checkpoint_exit_3(
+        state: Path, witness: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    """Entries a signed but not yet witnessed checkpoint covers are the unsigned tail when witnesses are required."""
+    vkey, url = witness
+    asyncio.run(_log_with_witness(state, vkey, url, [4]))
+
+    async def unwitnessed_checkpoint() -> None:
+        store = await open_store(f"sqlite:///{state / 'audit.sqlite'}")
+        try:
+            log = await AuditLog.open(store, load_signer(state / "keys" / "checkpoint"), FixedClock(),
+                                      checkpoint_interval=None)
+            await log.append([make_event(4)])
+            await log.checkpoint()
+        finally:
+            await store.close()
+
+    asyncio.run(unwitnessed_checkpoint())
+    assert _verify(capsys, state) == 0
+    assert _verify(capsys, state, "--witness", vkey) == 3
+
+
+def test_witness_and_quorum_flags_are_checked(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A log key given as a witness key, or a quorum without witnesses, is a usage error (exit 2)."""
+    signer = load_signer(state / "keys" / "checkpoint")
+
+    async def fill() -> None:
+        store = await open_store(f"sqlite:///{state / 'audit.sqlite'}")
+        try:
+            log = await AuditLog.open(store, signer, FixedClock(), checkpoint_interval=None)
+            await log.append([make_event(0)])
+            await log.checkpoint()
+        finally:
+            await store.close()
+
+    asyncio.run(fill())
+    assert _verify(capsys, state) == 0
+    assert _verify(capsys, state, "--witness", signer.vkey) == 2
+    assert _verify(capsys, state, "--quorum", "1") == 2
