@@ -119,6 +119,16 @@ async def test_checkpoints_are_kept_in_order_and_latest_is_last(backend: Backend
     assert await store.latest_checkpoint() == b
 
 
+async def test_cosignatures_are_kept_once_each_by_tree_size(backend: Backend, event: EventFactory) -> None:
+    """Witness cosignature lines come back by tree size with their root; storing one twice keeps one copy."""
+    store = await backend.open()
+    await store.append(_pending([event(0), event(1)]))
+    await store.add_cosignature(2, b"\x02" * 32, "\u2014 w2 BBBB\n")
+    await store.add_cosignature(1, b"\x01" * 32, "\u2014 w1 AAAA\n")
+    await store.add_cosignature(2, b"\x02" * 32, "\u2014 w2 BBBB\n")
+    assert await store.cosignatures() == [(1, b"\x01" * 32, "\u2014 w1 AAAA\n"), (2, b"\x02" * 32, "\u2014 w2 BBBB\n")]
+
+
 async def test_checkpoint_not_later_than_the_latest_is_refused(backend: Backend, event: EventFactory) -> None:
     """A checkpoint with an equal or earlier time, a smaller size, or a size beyond the log is refused."""
     store = await backend.open()
