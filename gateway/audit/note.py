@@ -193,6 +193,20 @@ def cosign(name: str, key: Ed25519PrivateKey, text: bytes, timestamp: int) -> Si
     return Signature(name, key_hash(name, COSIGNATURE_V1, key.public_key()), timestamp.to_bytes(8, "big") + sig)
 
 
-def cosignature_time(sig: Signature) -> int:
-    """The POSIX time a cosignature signature line claims."""
-    return int.from_bytes(sig.signature[:8], "big")
+def parse_checkpoint_text(text: bytes) -> tuple[str, int, bytes]:
+    """Origin, tree size and root hash of a checkpoint's note text; raises ValueError if it is not one."""
+    lines = text.decode().split("\n")
+    if len(lines) < 4 or not lines[0] or not is_decimal(lines[1]) or any(not line for line in lines[3:-1]):
+        raise ValueError("not a checkpoint (origin, size, root hash lines)")
+    try:
+        root = base64.b64decode(lines[2], validate=True)
+    except binascii.Error:
+        raise ValueError("the root hash is not base64") from None
+    if len(root) != 32:
+        raise ValueError("the root hash is not 32 bytes")
+    return lines[0], int(lines[1]), root
+
+
+def is_decimal(text: str) -> bool:
+    """Whether `text` is an ASCII decimal without leading zeroes, as sizes in notes must be."""
+    return text.isascii() and text.isdigit() and (text == "0" or not text.startswith("0"))

@@ -32,7 +32,8 @@ from gateway.audit.checkpoint import (
 from gateway.audit.encoding import event_to_dict, format_timestamp
 from gateway.audit.log import AuditLog
 from gateway.audit.merkle import ProofError
-from gateway.audit.note import COSIGNATURE_V1, NoteError, Verifier
+from gateway.audit.note import COSIGNATURE_V1, ED25519, NoteError, Verifier
+from gateway.audit.offline import verify_saved_proof
 from gateway.audit.review import AuditRecord, AuditReview, verify_export
 from gateway.audit.sqlite_store import path_from_url
 from gateway.audit.store import DisclosureStore, EntryFilter
@@ -92,6 +93,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                                    "but entries after the newest checkpoint (or the newest witnessed one, with "
                                    "--witness) are not yet signed.")
     p.set_defaults(func=_runner(_cmd_verify))
+
+    p = sub.add_parser("verify-proof", parents=[witnessed], help="check a saved inclusion proof offline, with no "
+                       "database", description="Exit codes: 0 the entry is in the signed (and witnessed) tree; "
+                       "1 it is not, or something does not verify; 2 usage error.")
+    p.add_argument("proof", type=Path, help="inclusion proof JSON, as `audit prove INDEX --json` writes it")
+    p.add_argument("--log-key", action="append", required=True, metavar="VKEY",
+                   help="the log's verifier key, as `audit keys` prints it (repeatable, e.g. after rotation)")
+    p.add_argument("--checkpoint", type=Path, metavar="FILE",
+                   help="the checkpoint as a signed note, e.g. as a witness serves it (default: the proof's own)")
+    p.add_argument("--receipt", type=Path, metavar="FILE", help="the receipt JSON ({index, leaf_hash}) to match")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_runner(_cmd_verify_proof))
 
     p = sub.add_parser("keys", parents=[common], help="print the log's origin and checkpoint verifier keys")
     p.set_defaults(func=_runner(_cmd_keys))
@@ -340,6 +353,55 @@ async def _cmd_verify(args: argparse.Namespace, console: Console) -> int:
             return EXIT_UNSIGNED_TAIL
         return code
     return await _with_review(args, use, keys_required=True)
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{what} {path.name}: not a readable JSON file ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise UsageError(f"{what} {path.name}: not a JSON object")
+    return doc
+
+
+async def _cmd_verify_proof(args: argparse.Namespace, console: Console) -> int:
+    witnesses, quorum = _witnesses(args)
+    try:
+        log_keys = [Verifier.parse(v) for v in args.log_key]
+    except NoteError as exc:
+        raise UsageError(f"--log-key: {exc}") from exc
+    if any(k.sig_type != ED25519 for k in log_keys):
+        raise UsageError("--log-key takes the log's Ed25519 verifier key (signature type 0x01)")
+    proof = _read_json(args.proof, "proof")
+    receipt = None if args.receipt is None else _read_json(args.receipt, "receipt")
+    if args.checkpoint is not None:
+        try:
+            note = args.checkpoint.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"checkpoint {args.checkpoint.name}: not a readable text file ({exc})") from exc
+    else:
+        checkpoint = proof.get("checkpoint")
+        note = str(checkpoint.get("note") or "") if isinstance(checkpoint, dict) else ""
+        if not note:
+            raise UsageError("the proof carries no signed-note checkpoint; give one with --checkpoint FILE")
+    try:
+        result = verify_saved_proof(proof, note, log_keys, witnesses=witnesses, quorum=quorum, receipt=receipt)
+    except ProofError as exc:
+        if args.json:
+            _print_json(console, {"verified": False, "reason": str(exc)})
+        else:
+            console.print(Text(f"FAILED: {exc}", style="red"))
+        return EXIT_FAILED
+    doc = {"verified": True, "index": result.index, "tree_size": result.tree_size, "origin": result.origin,
+           "witnesses": list(result.witnesses)}
+    if args.json:
+        _print_json(console, doc)
+    else:
+        vouched = f"; cosigned by {', '.join(result.witnesses)}" if result.witnesses else ""
+        console.print(Text(f"OK: entry {result.index} is in the tree of {result.tree_size} entries that "
+                           f"{result.origin} signed{vouched}", style="green"))
+    return EXIT_OK
 
 
 async def _cmd_keys(args: argparse.Namespace, console: Console) -> int:

@@ -17,7 +17,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.audit.merkle import EMPTY_ROOT, ProofError, verify_consistency
-from gateway.audit.note import COSIGNATURE_V1, NoteError, Verifier, cosign, parse_note, verify_note
+from gateway.audit.note import (
+    COSIGNATURE_V1,
+    NoteError,
+    Verifier,
+    cosign,
+    is_decimal,
+    parse_checkpoint_text,
+    parse_note,
+    verify_note,
+)
 
 MAX_PROOF_LINES = 63
 MAX_BODY = 64 * 1024
@@ -98,7 +107,7 @@ class Witness:
         try:
             old, proof, note_bytes = _parse_request(body)
             note = parse_note(note_bytes)
-            origin, size, root = _parse_checkpoint(note.text)
+            origin, size, root = parse_checkpoint_text(note.text)
         except (NoteError, ValueError) as exc:
             return _text(400, f"malformed request: {exc}")
         trusted = self._logs.get(origin)
@@ -149,7 +158,7 @@ def _parse_request(body: bytes) -> tuple[int, list[bytes], bytes]:
         raise ValueError("no blank line after the proof")
     lines = head.decode("ascii", errors="replace").split("\n")
     first = lines[0]
-    if not first.startswith("old ") or not _decimal(first[4:]):
+    if not first.startswith("old ") or not is_decimal(first[4:]):
         raise ValueError("the first line must be 'old <size>'")
     if len(lines) - 1 > MAX_PROOF_LINES:
         raise ValueError("too many proof lines")
@@ -160,20 +169,3 @@ def _parse_request(body: bytes) -> tuple[int, list[bytes], bytes]:
     if any(len(p) != 32 for p in proof):
         raise ValueError("a proof line is not a 32-byte hash")
     return int(first[4:]), proof, note
-
-
-def _parse_checkpoint(text: bytes) -> tuple[str, int, bytes]:
-    lines = text.decode().split("\n")
-    if len(lines) < 4 or not lines[0] or not _decimal(lines[1]) or any(not line for line in lines[3:-1]):
-        raise ValueError("not a checkpoint (origin, size, root hash lines)")
-    try:
-        root = base64.b64decode(lines[2], validate=True)
-    except binascii.Error:
-        raise ValueError("the root hash is not base64") from None
-    if len(root) != 32:
-        raise ValueError("the root hash is not 32 bytes")
-    return lines[0], int(lines[1]), root
-
-
-def _decimal(text: str) -> bool:
-    return text.isascii() and text.isdigit() and (text == "0" or not text.startswith("0"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import json
 import re
 import sqlite3
 import subprocess
@@ -150,3 +151,42 @@ def test_witness_and_quorum_flags_are_checked(state: Path, capsys: pytest.Captur
     assert _verify(capsys, state) == 0
     assert _verify(capsys, state, "--witness", signer.vkey) == 2
     assert _verify(capsys, state, "--quorum", "1") == 2
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    parser = argparse.ArgumentParser(prog="mash-gateway")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["audit", *argv])
+    code: int = args.func(args)
+    return code, capsys.readouterr().out
+
+
+def test_verify_proof_checks_a_saved_proof_and_witnessed_checkpoint_offline(
+        state: Path, witness: tuple[str, str], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """With the database gone, a saved proof and the witness's cosigned checkpoint still prove the entry."""
+    vkey, url = witness
+    asyncio.run(_log_with_witness(state, vkey, url, [5, 3]))
+    log_vkey = load_signer(state / "keys" / "checkpoint").vkey
+    code, out = _cli(capsys, "prove", "3", "--state-dir", str(state), "--json")
+    assert code == 0
+    proof_file = tmp_path / "proof.json"
+    proof_file.write_text(out)
+    origin_hash = hashlib.sha256(load_signer(state / "keys" / "checkpoint").origin.encode()).hexdigest()
+    with urllib.request.urlopen(f"{url}/{origin_hash}/checkpoint") as answer:  # noqa: S310 - our witness URL
+        (tmp_path / "checkpoint.note").write_bytes(answer.read())
+    receipt = tmp_path / "receipt.json"
+    doc = json.loads(out)
+    receipt.write_text(json.dumps({"index": 3, "leaf_hash": doc["leaf_hash"]}))
+    (state / "audit.sqlite").unlink()
+
+    offline = ("verify-proof", str(proof_file), "--log-key", log_vkey, "--json")
+    code, out = _cli(capsys, *offline, "--checkpoint", str(tmp_path / "checkpoint.note"), "--witness", vkey,
+                     "--receipt", str(receipt))
+    assert (code, json.loads(out)["witnesses"]) == (0, ["witness.partner.example/w1"])
+    code, out = _cli(capsys, *offline, "--witness", vkey)
+    assert (code, json.loads(out)["verified"]) == (1, False), "the log's own copy carries no cosignature"
+    receipt.write_text(json.dumps({"index": 4, "leaf_hash": doc["leaf_hash"]}))
+    assert _cli(capsys, *offline, "--receipt", str(receipt))[0] == 1
+    doc["path"][0] = "00" * 32
+    proof_file.write_text(json.dumps(doc))
+    assert _cli(capsys, *offline, "--checkpoint", str(tmp_path / "checkpoint.note"))[0] == 1
