@@ -24,7 +24,7 @@ def spec_verify(note: str, vkey: str) -> tuple[str, int, bytes]:
 
     Returns (origin, tree size, root hash) if `vkey` signed `note`; raises otherwise.
     """
-    name, hex_id, b64 = vkey.split("+")
+    name, hex_id, b64 = vkey.split("+", 2)  # the base64 key may itself contain "+"
     blob = base64.b64decode(b64)
     assert blob[0] == 0x01, "Ed25519 vkeys have signature type 0x01"
     assert len(blob) == 33, "type byte and a 32-byte key"
@@ -124,3 +124,17 @@ def test_malformed_verifier_keys_are_refused(vkey: str) -> None:
     """A verifier key whose key ID does not match, or that is cut short, is refused."""
     with pytest.raises(NoteError):
         Verifier.parse(vkey)
+
+
+def test_the_worked_example_in_the_format_document_verifies() -> None:
+    """docs/audit-format.md's example checkpoint verifies under its log and witness keys, also independently."""
+    doc = (Path(__file__).parents[3] / "docs" / "audit-format.md").read_text()
+    example = doc[doc.index("### Worked example"):doc.index("### Checkpoints from before")]
+    blocks = example.split("```")
+    log_vkey, witness_vkey = blocks[1].split()
+    note = blocks[3].lstrip("\n")
+    log, witness = Verifier.parse(log_vkey), Verifier.parse(witness_vkey)
+    assert verify_note(parse_note(note), [log, witness]) == [log, witness]
+    origin, size, root = spec_verify(note, log_vkey)
+    assert (origin, size, root.hex()) == ("gateway.example.org/audit", 1, hashlib.sha256(
+        b'\x00{"event":{"agency":"health","kind":"disclosure"},"index":0,"v":1}').hexdigest())
