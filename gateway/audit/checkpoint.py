@@ -16,7 +16,7 @@ import re
 import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway.audit.encoding import EncodingError, format_timestamp, parse_timestamp
-from gateway.audit.note import note_key_id, note_text, vkey
+from gateway.audit.note import NoteError, note_key_id, note_text, parse_checkpoint_text, parse_note, vkey
 from gateway.errors import GatewayError
 
 CHECKPOINT_ORIGIN = "mash-gateway audit checkpoint v1"  # first line of the pre-signed-note format
@@ -93,6 +93,23 @@ class SignedCheckpoint:
         if self.is_note:
             doc["note"] = self.note()
         return doc
+
+    @classmethod
+    def from_note(cls, text: str) -> SignedCheckpoint:
+        """The log's own signature on a signed-note checkpoint (e.g. as a witness serves it); not yet verified.
+
+        The note carries no time, so `timestamp` is the epoch.
+        """
+        try:
+            note = parse_note(text)
+            origin, size, root = parse_checkpoint_text(note.text)
+        except (NoteError, ValueError) as exc:
+            raise CheckpointSignatureError(f"malformed checkpoint note: {exc}") from exc
+        for sig in note.signatures:
+            if sig.name == origin:
+                return cls(size, root, datetime.fromtimestamp(0, UTC), f"{origin}+{sig.key_id.hex()}",
+                           sig.key_id + sig.signature)
+        raise CheckpointSignatureError("the checkpoint note has no signature by its log")
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> SignedCheckpoint:

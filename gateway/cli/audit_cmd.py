@@ -79,8 +79,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     trusted = argparse.ArgumentParser(add_help=False)
     trusted.add_argument("--trusted-checkpoint", type=Path, action="append", default=[], metavar="FILE",
-                         help="a checkpoint you kept (JSON, as printed by `checkpoint --json`); the log must "
-                              "still hold and match it (repeatable)")
+                         help="a checkpoint you kept (JSON, as printed by `checkpoint --json`, or a signed note "
+                              "as a witness serves it); the log must still hold and match it (repeatable)")
 
     witnessed = argparse.ArgumentParser(add_help=False)
     witnessed.add_argument("--witness", action="append", default=[], metavar="VKEY",
@@ -317,7 +317,10 @@ def _trusted_checkpoints(args: argparse.Namespace) -> list[SignedCheckpoint]:
     checkpoints = []
     for path in args.trusted_checkpoint:
         try:
-            checkpoints.append(SignedCheckpoint.from_dict(json.loads(Path(path).read_text())))
+            text = Path(path).read_text()
+            # A signed note (as a witness serves it) starts with the origin line; the JSON form with "{".
+            checkpoints.append(SignedCheckpoint.from_dict(json.loads(text)) if text.lstrip().startswith("{")
+                               else SignedCheckpoint.from_note(text))
         except (OSError, ValueError, AttributeError, GatewayError) as exc:
             raise UsageError(f"--trusted-checkpoint {path}: not a readable checkpoint ({exc})") from exc
     return checkpoints

@@ -190,3 +190,21 @@ def test_verify_proof_checks_a_saved_proof_and_witnessed_checkpoint_offline(
     doc["path"][0] = "00" * 32
     proof_file.write_text(json.dumps(doc))
     assert _cli(capsys, *offline, "--checkpoint", str(tmp_path / "checkpoint.note"))[0] == 1
+
+
+def test_the_witness_copy_of_a_checkpoint_catches_a_rewrite_that_also_deleted_the_cosignatures(
+        state: Path, witness: tuple[str, str], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """The note a witness serves, passed as a trusted checkpoint, still exposes a deletion the store hides."""
+    vkey, url = witness
+    asyncio.run(_log_with_witness(state, vkey, url, [6]))
+    origin_hash = hashlib.sha256(load_signer(state / "keys" / "checkpoint").origin.encode()).hexdigest()
+    with urllib.request.urlopen(f"{url}/{origin_hash}/checkpoint") as answer:  # noqa: S310 - our witness URL
+        (tmp_path / "witnessed.note").write_bytes(answer.read())
+    with sqlite3.connect(state / "audit.sqlite") as db:
+        db.execute("DELETE FROM audit_entries WHERE idx = 5")
+        db.execute("DELETE FROM audit_checkpoints")
+        db.execute("DELETE FROM audit_cosignatures")
+    kept = ("--trusted-checkpoint", str(tmp_path / "witnessed.note"))
+    code, out = _cli(capsys, "verify", "--state-dir", str(state), "--json", *kept)
+    assert code == 1
+    assert "truncated" in [p["kind"] for p in json.loads(out)["problems"]]
