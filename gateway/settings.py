@@ -13,9 +13,11 @@ from typing import Annotated, Any, Literal, get_type_hints
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 from typing_extensions import TypedDict  # pydantic needs this one on Python 3.11
 
+from gateway.audit.note import NoteError
 from gateway.errors import GatewayError
 from gateway.pki import DEFAULT_TRUST_DOMAIN, PkiLayout
 from gateway.schema import KeyPath, problems, toml_key_lines
+from gateway.witness.client import WitnessConfig, WitnessError
 
 
 class SettingsError(GatewayError):
@@ -38,9 +40,6 @@ class WitnessEndpoint(TypedDict):
 
 
 def _check_witness(value: WitnessEndpoint) -> WitnessEndpoint:
-    from gateway.audit.note import NoteError
-    from gateway.witness.client import WitnessConfig, WitnessError  # parsing a key needs the witness package
-
     try:
         WitnessConfig(value["url"], value["vkey"])
     except (WitnessError, NoteError) as exc:

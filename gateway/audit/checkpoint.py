@@ -237,6 +237,15 @@ class PublicKeys(Mapping[str, Ed25519PublicKey]):
             raise CheckpointSignatureError(
                 f"checkpoint at tree size {checkpoint.tree_size} has a bad signature") from None
 
+    def local_id(self, checkpoint: SignedCheckpoint) -> str:
+        """The key directory's id (e.g. ``cp2``) of the key that signed `checkpoint`, else its own key id."""
+        if checkpoint.is_note:
+            origin = checkpoint.key_id.rpartition("+")[0]
+            for kid, key in self._keys.items():
+                if note_key_id(origin, key) == checkpoint.signature[:4]:
+                    return kid
+        return checkpoint.key_id
+
     def _verify_note(self, checkpoint: SignedCheckpoint) -> None:
         origin, _, hex_id = checkpoint.key_id.rpartition("+")
         if self.origin is not None and origin != self.origin:

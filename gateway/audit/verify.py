@@ -324,7 +324,8 @@ class LogVerifier:
             suspect_range=None if self._first_bad_entry is not None else self._suspect,
             problems=tuple(self._problems),
             seconds=time.perf_counter() - self._started,
-            key_ids=tuple(sorted({cp.key_id for cp in self._checkpoints})),
+            key_ids=tuple(sorted({cp.key_id if self._keys is None else self._keys.local_id(cp)
+                                  for cp in self._checkpoints})),
             uncovered=size - covered,
         )
 

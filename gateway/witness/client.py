@@ -7,7 +7,7 @@ import base64
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway.audit.note import (
@@ -101,15 +101,3 @@ class WitnessClient:
         self._old = int(parsed.text.split(b"\n")[1])
         return mine[0]
 
-
-async def collect_cosignatures(clients: Sequence[WitnessClient], note: str, tree_size: int,
-                               proof: ProofSource) -> tuple[list[Signature], list[WitnessError]]:
-    """Ask every witness at once; returns the cosignatures that verified and the witnesses' failures."""
-    results = await asyncio.gather(*(c.add_checkpoint(note, tree_size, proof) for c in clients),
-                                   return_exceptions=True)
-    signatures = [r for r in results if isinstance(r, Signature)]
-    errors = [r for r in results if isinstance(r, WitnessError)]
-    for r in results:
-        if isinstance(r, BaseException) and not isinstance(r, WitnessError):
-            raise r
-    return signatures, errors

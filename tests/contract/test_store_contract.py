@@ -158,7 +158,7 @@ async def test_migrations_are_recorded(sql_backend: Backend) -> None:
     await sql_backend.open()  # a second open finds nothing left to apply
     assert sql_backend.sql is not None
     rows = sql_backend.sql("SELECT version, name FROM audit_schema_migrations ORDER BY version", ())
-    assert rows == [(1, "initial"), (2, "subject_token_index")]
+    assert rows == [(1, "initial"), (2, "subject_token_index"), (3, "cosignatures")]
 
 
 async def test_two_writers_produce_one_log_that_verifies(backend: Backend, event: EventFactory) -> None:

@@ -7,25 +7,32 @@ import asyncio
 import hashlib
 import json
 import re
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.audit.backends import open_store
-from gateway.audit.checkpoint import generate_signing_key, load_signer
+from gateway.audit.checkpoint import CheckpointSigner, generate_signing_key, load_signer
 from gateway.audit.log import AuditLog
+from gateway.audit.merkle import MerkleTree
 from gateway.audit.note import Verifier, parse_note, verify_note
 from gateway.cli.audit_cmd import register
 from gateway.testing import FixedClock
-from gateway.witness import WitnessClient, WitnessConfig
+from gateway.witness import Witness, WitnessClient, WitnessConfig, WitnessError
+from gateway.witness.http import make_server
 from tests.unit.audit.conftest import make_event
 
 ROOT = Path(__file__).resolve().parents[2]
+WHEN = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 _LISTENING = re.compile(r"^witness (\S+) listening on (http://\S+)$")
 
 
@@ -208,3 +215,63 @@ def test_the_witness_copy_of_a_checkpoint_catches_a_rewrite_that_also_deleted_th
     code, out = _cli(capsys, "verify", "--state-dir", str(state), "--json", *kept)
     assert code == 1
     assert "truncated" in [p["kind"] for p in json.loads(out)["problems"]]
+
+
+@pytest.fixture
+def http_witness(tmp_path: Path) -> Iterator[tuple[Witness, str, CheckpointSigner]]:
+    """A witness on a real HTTP server (port 0) in this process, for one log; yields it, its URL and the log."""
+    log = CheckpointSigner.generate("cp1", origin="gateway.example.org/audit")
+    witness = Witness("witness.example.org/w1", Ed25519PrivateKey.generate(), [Verifier.parse(log.vkey)],
+                      tmp_path / "w.sqlite")
+    server = make_server(witness, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield witness, f"http://127.0.0.1:{server.server_address[1]}", log
+    finally:
+        server.shutdown()
+        server.server_close()
+        witness.close()
+
+
+async def test_a_client_that_lost_track_learns_the_witnessed_size_and_proves_from_it(
+        http_witness: tuple[Witness, str, CheckpointSigner]) -> None:
+    """After a restart the client sends old 0, gets 409 with the witness's size, and retries with a proof."""
+    witness, url, log = http_witness
+    tree = MerkleTree(hashlib.sha256(bytes([i])).digest() for i in range(9))
+
+    async def proof(old: int, new: int) -> list[bytes]:
+        return tree.consistency_proof(old, new)
+
+    config = WitnessConfig(url, witness.verifier.vkey)
+    first = await WitnessClient(config).add_checkpoint(log.sign(5, tree.root(5), WHEN).note(), 5, proof)
+    restarted = WitnessClient(config)
+    second = await restarted.add_checkpoint(log.sign(9, tree.root(9), WHEN).note(), 9, proof)
+    assert (first.name, second.name) == ("witness.example.org/w1", "witness.example.org/w1")
+    forked = MerkleTree(hashlib.sha256(b"x" + bytes([i])).digest() for i in range(12))
+
+    async def forked_proof(old: int, new: int) -> list[bytes]:
+        return forked.consistency_proof(old, new)
+
+    with pytest.raises(WitnessError, match="refused the checkpoint"):
+        await restarted.add_checkpoint(log.sign(12, forked.root(), WHEN).note(), 12, forked_proof)
+
+
+async def test_a_witness_that_is_down_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    """An unreachable witness raises WitnessError; a bad URL scheme or key type is refused up front."""
+    log = CheckpointSigner.generate("cp1")
+    key = Verifier("w", 0x04, Ed25519PrivateKey.generate().public_key()).vkey
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = WitnessClient(WitnessConfig(f"http://127.0.0.1:{port}", key), timeout=2)
+
+    async def proof(old: int, new: int) -> list[bytes]:
+        return []
+
+    with pytest.raises(WitnessError, match="unreachable"):
+        await client.add_checkpoint(log.sign(0, hashlib.sha256(b"").digest(), WHEN).note(), 0, proof)
+    with pytest.raises(WitnessError):
+        WitnessConfig("file:///etc/passwd", key)
+    with pytest.raises(WitnessError):
+        WitnessConfig("http://127.0.0.1:1", log.vkey)
