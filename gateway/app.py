@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import grpc
@@ -34,6 +35,7 @@ from gateway.generated.mash.gateway.v1 import (
 from gateway.keyring import Keyring
 from gateway.keys import KeyPaths, load_keys
 from gateway.linkage import SubjectTokeniser
+from gateway.metrics import GatewayMetrics, MeteredAuditSink, MeteredTransport
 from gateway.partnership import missing_endpoints
 from gateway.policy import PolicyHolder, PolicyWatcher
 from gateway.policy.holder import ReleaseGate
@@ -77,6 +79,7 @@ class Dependencies:
     review: AuditReview
     tokeniser: SubjectTokeniser
     watcher: PolicyWatcher | None = None
+    metrics: GatewayMetrics | None = None
     unserved: tuple[str, ...] = ()  # record-holding agencies with no endpoint at start
     referrals: ReferralWorkflow | None = None  # None when the policy directory has no workflow.yaml
     referral_store: ReferralStore | None = None
@@ -132,9 +135,15 @@ async def open_dependencies(
                 trust_domain=settings.trust_domain,
             )
         resources.push_async_callback(transport.close)
+        metrics = None
+        if settings.metrics_listen:
+            metrics = GatewayMetrics()
+            metrics.watch(policy_version=lambda: holder.version, last_checkpoint=lambda: _checkpoint_time(audit),
+                          clock=clock)
         tokeniser = SubjectTokeniser(keys.subject_token)
         query = QueryService(
-            policy=holder, transport=transport, audit=audit,
+            policy=holder, transport=MeteredTransport(transport, metrics) if metrics else transport,
+            audit=MeteredAuditSink(audit, metrics) if metrics else audit,
             tokeniser=tokeniser, sealer=IdentifierSealer(keys.sealing),
             pseudonym_keys=keys.pseudonym, clock=clock, default_timeout=settings.default_timeout,
             max_timeout=settings.max_timeout, audit_margin=settings.audit_margin,
@@ -145,7 +154,8 @@ async def open_dependencies(
             watcher = PolicyWatcher(holder, settings.policy_dir, interval=settings.policy_watch_interval)
             resources.push_async_callback(watcher.stop)
         deps = Dependencies(policy=holder, audit=audit, transport=transport, query=query, clock=clock,
-                            review=review, tokeniser=tokeniser, watcher=watcher, unserved=unserved)
+                            review=review, tokeniser=tokeniser, watcher=watcher, unserved=unserved,
+                            metrics=metrics)
         await _open_referrals(settings, deps, keys.sealing, resources)
         deps.resources = resources.pop_all()
         return deps
@@ -169,6 +179,11 @@ async def _open_referrals(settings: Settings, deps: Dependencies, sealing: Keyri
     if settings.breach_sweep_interval:
         deps.sweeper = BreachSweeper(deps.referrals, interval=settings.breach_sweep_interval)
         resources.push_async_callback(deps.sweeper.stop)
+
+
+def _checkpoint_time(audit: AuditLog) -> datetime | None:
+    checkpoint = audit.last_checkpoint
+    return checkpoint.timestamp if checkpoint is not None else None
 
 
 async def _production_policy(
@@ -212,15 +227,21 @@ class GatewayServer:
     """A running (or ready to run) gateway: a grpc.aio server plus its dependencies."""
 
     def __init__(self, server: grpc.aio.Server, port: int, deps: Dependencies,
-                 health_servicer: HealthServicer, *, require_all_agencies: bool = False) -> None:
+                 health_servicer: HealthServicer, *, require_all_agencies: bool = False,
+                 metrics_listen: str = "") -> None:
         self.server = server
         self.port = port
         self.deps = deps
         self._health = health_servicer
         self._require_all_agencies = require_all_agencies
+        self._metrics_listen = metrics_listen
+        self.metrics_port: int | None = None
+        self._stop_metrics: Callable[[], None] | None = None
 
     async def start(self) -> None:
         await self.server.start()
+        if self.deps.metrics is not None and self._metrics_listen:
+            self.metrics_port, self._stop_metrics = self.deps.metrics.serve(self._metrics_listen)
         self.deps.audit.start()
         if self.deps.watcher is not None:
             self.deps.watcher.start()
@@ -237,6 +258,9 @@ class GatewayServer:
         with contextlib.suppress(Exception):
             await self._health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self._stop_metrics is not None:
+            await asyncio.to_thread(self._stop_metrics)
+            self._stop_metrics = None
         await self.deps.aclose()
 
 
@@ -244,7 +268,7 @@ def build_server(settings: Settings, deps: Dependencies) -> GatewayServer:
     """A grpc.aio server with mTLS (client certificates required), health and optional reflection."""
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     guard = AccessGuard(deps.policy, deps.audit, deps.clock)
-    handlers = CallHandlers(guard.refusals)
+    handlers = CallHandlers(guard.refusals, deps.metrics)
     handlers.add(server, hub_service_pb2.DESCRIPTOR.services_by_name["HubService"],
                  HubServicer(deps.query, ResearchLink(deps.referrals, deps.clock)))
     handlers.add(server, audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"],
@@ -270,4 +294,5 @@ def build_server(settings: Settings, deps: Dependencies) -> GatewayServer:
         raise OSError(f"could not listen on {settings.listen} (address in use or not available)") from exc
     if port == 0:
         raise OSError(f"could not listen on {settings.listen}")
-    return GatewayServer(server, port, deps, health_servicer, require_all_agencies=settings.require_all_agencies)
+    return GatewayServer(server, port, deps, health_servicer, require_all_agencies=settings.require_all_agencies,
+                         metrics_listen=settings.metrics_listen)

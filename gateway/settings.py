@@ -76,6 +76,7 @@ class Settings:
     log_level: LogLevel = "info"
     # Witnesses asked to cosign every checkpoint: [{ url = "http://…", vkey = "name+id+key" }, …]
     witnesses: Sequence[Annotated[WitnessEndpoint, AfterValidator(_check_witness)]] = ()
+    metrics_listen: str = ""  # host:port for the Prometheus /metrics endpoint; empty = no metrics
 
     @property
     def pki(self) -> PkiLayout:

@@ -109,6 +109,11 @@ class AuditLog:
         return self._signer is not None
 
     @property
+    def last_checkpoint(self) -> SignedCheckpoint | None:
+        """The newest checkpoint this log has verified or signed (None before the first)."""
+        return self._seen
+
+    @property
     def size(self) -> int:
         """Entries in the in-memory tree (may trail the store until the next `sync`)."""
         return self._tree.size
