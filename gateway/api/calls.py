@@ -6,6 +6,7 @@ An aio server interceptor cannot see the TLS peer, so this is done where the han
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -18,9 +19,11 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
 from gateway.api.errors import errors_as_status
-from gateway.api.identity import caller_from_context
-from gateway.errors import FieldViolation, InvalidRequest
+from gateway.api.identity import caller_from_context, peer_certificate
+from gateway.errors import FieldViolation, InvalidRequest, RequestRefused
+from gateway.pki.revocation import RevocationList
 from gateway.service.access import Refusals
+from gateway.service.limits import CallLimiter, Limits
 from gateway.service.validation import Caller
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -60,20 +63,34 @@ def _lenient(message_class: type[Message]) -> Callable[[bytes], Message | _Undec
 class CallHandlers:
     """Registers servicers so each call is checked and refused in one place before any servicer method runs."""
 
-    def __init__(self, refusals: Refusals) -> None:
+    def __init__(self, refusals: Refusals, *, limiter: CallLimiter | None = None,
+                 revocations: RevocationList | None = None) -> None:
         self._refusals = refusals
+        self._limiter = limiter or CallLimiter(Limits())
+        self._revocations = revocations
 
-    async def _begin(self, request: object, context: Context, service: ServiceDescriptor, rpc: str) -> Call:
+    @contextlib.asynccontextmanager
+    async def _begin(self, request: object, context: Context, service: ServiceDescriptor,
+                     rpc: str) -> AsyncIterator[Call]:
+        """Inside: the call, counted against its caller's limits until it ends."""
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(rpc=rpc)
         caller, violations = caller_from_context(context)
-        if request is UNDECODABLE:
-            method = service.methods_by_name[rpc]
-            violations = (*violations, FieldViolation(
-                "request", f"is not a valid {method.input_type.full_name} message"))
-        if violations:
-            await self._refusals.refuse(caller, rpc, InvalidRequest(violations))
-        return Call(caller, rpc, context)
+        # Limits come first: they are cheapest, and a refused flood writes one audit entry per window.
+        with self._limiter.hold(caller) as over:
+            if over is not None:
+                await self._refusals.limited(caller, rpc, over.error, audit=over.audit,
+                                             refused=over.refused_since_last_entry)
+            if self._revocations is not None and self._revocations.is_revoked_pem(peer_certificate(context) or b""):
+                await self._refusals.refuse(caller, rpc, RequestRefused(
+                    "the client certificate has been revoked", code="CERTIFICATE_REVOKED"))
+            if request is UNDECODABLE:
+                method = service.methods_by_name[rpc]
+                violations = (*violations, FieldViolation(
+                    "request", f"is not a valid {method.input_type.full_name} message"))
+            if violations:
+                await self._refusals.refuse(caller, rpc, InvalidRequest(violations))
+            yield Call(caller, rpc, context)
 
     def add(self, server: grpc.aio.Server, service: ServiceDescriptor, servicer: object) -> None:
         """Serve every method of `service` from the same-named coroutine (or async generator) of `servicer`,
@@ -102,8 +119,8 @@ class CallHandlers:
         self, service: ServiceDescriptor, rpc: str, implementation: Callable[[Any, Call], Awaitable[Message]]
     ) -> Callable[[Any, Context], Awaitable[Message]]:
         async def handle(request: Any, context: Context) -> Message:
-            async with errors_as_status(context):
-                return await implementation(request, await self._begin(request, context, service, rpc))
+            async with errors_as_status(context), self._begin(request, context, service, rpc) as call:
+                return await implementation(request, call)
             raise AssertionError("unreachable")  # pragma: no cover - errors_as_status aborts or re-raises
 
         return handle
@@ -112,8 +129,8 @@ class CallHandlers:
         self, service: ServiceDescriptor, rpc: str, implementation: Callable[[Any, Call], AsyncIterator[Message]]
     ) -> Callable[[Any, Context], AsyncIterator[Message]]:
         async def handle(request: Any, context: Context) -> AsyncIterator[Message]:
-            async with errors_as_status(context):
-                async for response in implementation(request, await self._begin(request, context, service, rpc)):
+            async with errors_as_status(context), self._begin(request, context, service, rpc) as call:
+                async for response in implementation(request, call):
                     yield response
 
         return handle
