@@ -4,16 +4,29 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import Field as Field_
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_type_hints
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 from gateway.errors import GatewayError
 from gateway.pki import DEFAULT_TRUST_DOMAIN, PkiLayout
+from gateway.schema import KeyPath, problems, toml_key_lines
 
 
 class SettingsError(GatewayError):
     """The configuration file is missing, unreadable or has a bad value."""
+
+
+Seconds = Annotated[float, Field(gt=0)]
+LogLevel = Annotated[
+    Literal["debug", "info", "warning", "error", "critical"],
+    BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v),  # logging itself ignores case
+]
+_PATHS = ("state_dir", "policy_dir", "pki_dir")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,14 +40,14 @@ class Settings:
     audit_store: str = ""  # default: sqlite:///<state_dir>/audit.sqlite
     agency_endpoints: Mapping[str, str] = field(default_factory=dict)
     trust_domain: str = DEFAULT_TRUST_DOMAIN
-    default_timeout: float = 5.0  # seconds, when the caller sets no deadline
-    max_timeout: float = 30.0  # seconds; longer caller deadlines are cut to this
-    audit_margin: float = 0.1  # seconds kept back from the caller's deadline to audit and reply
-    audit_append_timeout: float = 5.0  # a stalled audit store fails closed after this many seconds
+    default_timeout: Seconds = 5.0  # seconds, when the caller sets no deadline
+    max_timeout: Seconds = 30.0  # seconds; longer caller deadlines are cut to this
+    audit_margin: Annotated[float, Field(ge=0)] = 0.1  # seconds kept back from the caller's deadline to audit and reply
+    audit_append_timeout: Seconds = 5.0  # a stalled audit store fails closed after this many seconds
     reflection: bool = False  # gRPC server reflection; on in development only
-    checkpoint_interval: float = 60.0  # seconds between signed checkpoints, also when idle
-    policy_watch_interval: float | None = 2.0  # seconds between policy directory checks; None = off
-    log_level: str = "info"
+    checkpoint_interval: Seconds = 60.0  # seconds between signed checkpoints, also when idle
+    policy_watch_interval: Annotated[float, Field(ge=0)] | None = 2.0  # seconds between policy checks; 0 or None = off
+    log_level: LogLevel = "info"
 
     @property
     def pki(self) -> PkiLayout:
@@ -50,24 +63,68 @@ class Settings:
 
     @classmethod
     def from_toml(cls, path: Path, **overrides: Any) -> Settings:
-        """Read `[gateway]` and `[agencies]` tables; relative paths are relative to the file."""
+        """Read `[gateway]` and `[agencies]` tables; relative paths are relative to the file.
+
+        SettingsError lists every bad value at once, each as file:line.
+        """
         try:
-            doc = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+            text = path.read_text(encoding="utf-8")
+            doc = tomllib.loads(text)
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise SettingsError(f"cannot read settings file {path}: {exc}") from exc
-        base = path.parent
-        section = dict(doc.get("gateway", {}))
-        known = {f.name for f in fields(cls)}
-        unknown = set(section) - known
-        if unknown:
-            raise SettingsError(f"{path}: unknown setting(s) in [gateway]: {', '.join(sorted(unknown))}")
-        for key in ("state_dir", "policy_dir", "pki_dir"):
-            if key not in section:
-                raise SettingsError(f"{path}: [gateway] {key} is required")
-            section[key] = (base / section[key]).resolve()
-        section["agency_endpoints"] = {str(k): str(v) for k, v in doc.get("agencies", {}).items()}
+        gateway, agencies = doc.get("gateway", {}), doc.get("agencies", {})
+        lines = toml_key_lines(text)
+        bad = [
+            f"{path}:{lines.get((t, ''), 0)}: [{t}] must be a table"
+            for t, value in (("gateway", gateway), ("agencies", agencies))
+            if not isinstance(value, dict)
+        ]
+        bad += [
+            f"{path}:{lines.get((t, ''), lines.get(('', t), 0))}: unknown table [{t}]"
+            for t in doc
+            if t not in ("gateway", "agencies")
+        ]
+        if isinstance(gateway, dict) and "agency_endpoints" in gateway:
+            line = lines.get(("gateway", "agency_endpoints"), 0)
+            bad.append(f"{path}:{line}: [gateway] agency_endpoints: agency addresses go in the [agencies] table")
+        if bad:
+            raise SettingsError("; ".join(bad))
+        section = {**gateway, "agency_endpoints": agencies}
+        for key in _PATHS:
+            if isinstance(section.get(key), str):
+                section[key] = (path.parent / section[key]).resolve()
+
+        def line_of(loc: KeyPath) -> int:
+            table, key = ("agencies", loc[1:2]) if loc[:1] == ("agency_endpoints",) else ("gateway", loc[:1])
+            return lines.get((table, str(key[0])) if key else (table, ""), lines.get((table, ""), 0))
+
         try:
-            settings = cls(**section)
-        except TypeError as exc:
-            raise SettingsError(f"{path}: {exc}") from exc
+            settings = cls(**dict(_schema().model_validate(section)))
+        except ValidationError as exc:
+            found = sorted(problems(exc, line_of), key=lambda p: p.line)
+            raise SettingsError("; ".join(f"{path}:{p.line}: {_table_key(p.key)} {p.message}" for p in found)) from exc
         return replace(settings, **overrides) if overrides else settings
+
+
+def _table_key(key: str) -> str:
+    if key.startswith("agency_endpoints"):
+        return f"[agencies] {key.partition('.')[2]}".rstrip()
+    return f"[gateway] {key}"
+
+
+@cache
+def _schema() -> type[BaseModel]:
+    """The `[gateway]` table's schema, derived from the Settings fields so that a new field is checked too.
+
+    Strict: TOML gives real types, so a quoted number or "yes" for true is a mistake worth reporting.
+    """
+    hints = get_type_hints(Settings, include_extras=True)
+    fields_: dict[str, Any] = {
+        f.name: (hints[f.name], ... if f.default is MISSING and f.default_factory is MISSING else _default(f))
+        for f in fields(Settings)
+    }
+    return create_model("gateway", __config__=ConfigDict(strict=True, extra="forbid"), **fields_)
+
+
+def _default(f: Field_[Any]) -> Any:
+    return f.default_factory() if f.default_factory is not MISSING else f.default

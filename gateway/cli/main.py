@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo_cmd.register(sub)
     pki_cmd.register(sub)
     keys_cmd.register(sub)
-    from gateway.policy.cli import register as register_policy
+    from gateway.cli.policy_cmd import register as register_policy
     register_policy(sub)
     from gateway.cli.audit_cmd import register as register_audit
     register_audit(sub)

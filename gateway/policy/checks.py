@@ -6,27 +6,60 @@ category disclosed beyond its readers); warnings are reported but do not.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 from itertools import product
+from pathlib import Path
 
 from gateway.domain import DisclosureLevel
 from gateway.errors import Finding
+from gateway.policy.casbin_model import MODEL_FILE, enforce_level
+from gateway.policy.diff import concrete_cells
 from gateway.policy.index import level_of
 from gateway.policy.rules import Effect, PolicyLine
-from gateway.policy.snapshot import PolicySnapshot
+from gateway.policy.snapshot import PolicySnapshot, ensure_unchanged, load_parts, read_consistently
 
 EXPIRY_WARNING = timedelta(days=30)
 WARNING = "warning"
 
 
-def lint(snapshot: PolicySnapshot, today: date) -> list[Finding]:
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    """Everything `policy check` found in one run: loading problems and lint findings, by file and line."""
+
+    version: str
+    lines: int  # policy lines that loaded
+    findings: tuple[Finding, ...]
+    snapshot: PolicySnapshot  # only the parts that loaded when a finding blocks; never serve from it
+
+
+def check_directory(directory: Path, today: date) -> CheckReport:
+    """Load every part of a policy that can be loaded and lint it, so that one typo hides no other finding.
+
+    PolicyUnreadable when a file is missing or cannot be parsed at all.
+    """
+    directory = Path(directory)
+    with read_consistently(directory) as (copy, version):
+        parts = load_parts(copy, version, directory)
+    ensure_unchanged(directory, version)
+    found = [*parts.findings, *lint(parts.snapshot, today, redaction_gaps=parts.redaction_loaded)]
+    return CheckReport(
+        version,
+        len(parts.snapshot.lines),
+        tuple(sorted(found, key=lambda f: (f.file, f.line, f.message))),
+        parts.snapshot,
+    )
+
+
+def lint(snapshot: PolicySnapshot, today: date, *, redaction_gaps: bool = True) -> list[Finding]:
     """Every finding about a snapshot that loading alone does not catch, sorted by file and line."""
     found = (
         _shadowed_lines(snapshot)
         + _beyond_agreements(snapshot, today)
         + _protected_exposure(snapshot)
+        + _existence_names_protected(snapshot)
         + _grants_to_roles_without_records(snapshot)
-        + _redaction_gaps(snapshot)
+        + (_redaction_gaps(snapshot) if redaction_gaps else [])
         + _unassertable_roles(snapshot)
         + _purposes_without_basis(snapshot)
         + _agreement_expiry(snapshot, today)
@@ -100,7 +133,7 @@ def _beyond_agreements(snapshot: PolicySnapshot, today: date) -> list[Finding]:
     """Allow lines that decide a disclosure no agreement in force (or yet to come) covers."""
     vocab = snapshot.vocabulary
     covered = _covered(snapshot, today)
-    first_gap: dict[str, tuple[str, str, str]] = {}
+    first_gap: dict[PolicyLine, tuple[str, str, str]] = {}
     for (role, purpose, category), cell in snapshot.index.cells.items():
         if level_of(cell) is DisclosureLevel.NONE or vocab.roles[role].group or vocab.purposes[purpose].group:
             continue
@@ -109,14 +142,11 @@ def _beyond_agreements(snapshot: PolicySnapshot, today: date) -> list[Finding]:
         if (vocab.roles[role].agency, purpose, category) in covered:
             continue
         for line in cell[1]:
-            first_gap.setdefault(line.where, (role, purpose, category))
+            first_gap.setdefault(line, (role, purpose, category))
     found = []
-    for where, (role, purpose, category) in first_gap.items():
-        file, _, number = where.rpartition(":")
+    for line, (role, purpose, category) in first_gap.items():
         found.append(
-            Finding(
-                file,
-                int(number),
+            line.location.finding(
                 f"rule grants more than any agreement allows: no agreement "
                 f"covers {role} ({vocab.roles[role].agency}) seeing {category} for {purpose}",
             )
@@ -127,31 +157,79 @@ def _beyond_agreements(snapshot: PolicySnapshot, today: date) -> list[Finding]:
 def _protected_exposure(snapshot: PolicySnapshot) -> list[Finding]:
     """Protected categories disclosed above EXISTS to anyone who is not one of their readers.
 
-    Categories below a protected one are protected too (the vocabulary loader passes protection down).
+    Reported at each allow line that grants it (categories below a protected one are protected too,
+    as the vocabulary loader passes protection down).
     """
     vocab = snapshot.vocabulary
-    found = []
-    for category in vocab.record_categories.values():
-        if not category.protected:
+    exposed: dict[tuple[PolicyLine, str, DisclosureLevel], dict[str, list[str]]] = {}
+    for (role, purpose, name), cell in snapshot.index.cells.items():
+        category = vocab.record_categories[name]
+        if not category.protected or role in category.protected_readers or vocab.roles[role].group:
             continue
-        file, line = vocab.where("category", category.name)
-        for (role, purpose, name), cell in snapshot.index.cells.items():
-            if name != category.name or role in category.protected_readers or vocab.roles[role].group:
+        level = level_of(cell)
+        if vocab.purposes[purpose].group or level <= DisclosureLevel.EXISTS:
+            continue  # a group purpose is reported for each purpose below it that a request can cite
+        for line in cell[1]:
+            exposed.setdefault((line, name, level), {}).setdefault(role, []).append(purpose)
+    found = []
+    for (line, name, level), roles in exposed.items():
+        category = vocab.record_categories[name]
+        found.append(
+            line.location.finding(
+                f"protected category {name} (declared at {vocab.where('category', name)}) is disclosed at "
+                f"{level.name} to {_who(roles)}; only "
+                f"{', '.join(category.protected_readers) or 'its readers'} may see more than EXISTS",
+            )
+        )
+    return found
+
+
+def _who(roles: dict[str, list[str]]) -> str:
+    return "; ".join(f"{role} for {', '.join(sorted(purposes))}" for role, purposes in sorted(roles.items()))
+
+
+def _existence_names_protected(snapshot: PolicySnapshot) -> list[Finding]:
+    """Protected categories at EXISTS for a role that sees every other category it may know of with content.
+
+    Existence is answered for the whole agency, so "known, but no records" would then name the
+    protected service; one finding per allow line that grants that EXISTS, naming the roles.
+    """
+    vocab, index = snapshot.vocabulary, snapshot.index
+    held: dict[str, list[str]] = {}
+    for declared in vocab.record_categories.values():
+        if not declared.group:
+            held.setdefault(declared.agency, []).append(declared.name)
+    exposed: dict[tuple[PolicyLine, str], dict[str, list[str]]] = {}
+    for (role, purpose), per_agency in index.by_query.items():
+        if vocab.roles[role].group or vocab.purposes[purpose].group:
+            continue
+        for agency, decisions in per_agency.items():
+            protected_exists = [
+                c
+                for c in held.get(agency, ())
+                if decisions[c].level is DisclosureLevel.EXISTS
+                and vocab.record_categories[c].protected
+                and role not in vocab.record_categories[c].protected_readers
+            ]
+            if not protected_exists or any(
+                decisions[c].level is DisclosureLevel.EXISTS and not vocab.record_categories[c].protected
+                for c in held[agency]
+            ):
                 continue
-            if vocab.purposes[purpose].group:
-                continue  # reported for each purpose below it that a request can cite
-            if level_of(cell) > DisclosureLevel.EXISTS:
-                lines = ", ".join(ln.where for ln in cell[1])
-                found.append(
-                    Finding(
-                        file,
-                        line,
-                        f"protected category {category.name} is disclosed at "
-                        f"{level_of(cell).name} to {role} for {purpose} (by {lines}); only "
-                        f"{', '.join(category.protected_readers) or 'its readers'} may see more "
-                        "than EXISTS",
-                    )
-                )
+            for category in protected_exists:
+                for line in index.cells[(role, purpose, category)][1]:
+                    exposed.setdefault((line, category), {}).setdefault(role, []).append(purpose)
+    found = []
+    for (line, category), roles in exposed.items():
+        agency = vocab.record_categories[category].agency
+        found.append(
+            line.location.finding(
+                f"existence names protected category {category}: this rule lets roles know of it at EXISTS "
+                f"while they see every other {agency} category they may know of with content ({_who(roles)}), "
+                f"so \"known, but no records\" can only mean {category}; cap it at NONE for them "
+                "(a deny at EXISTS)",
+            )
+        )
     return found
 
 
@@ -192,11 +270,9 @@ def _redaction_gaps(snapshot: PolicySnapshot) -> list[Finding]:
             if key in seen or rules.covers(category.agency, field_category):
                 continue
             seen.add(key)
-            file, line = vocab.where("category", category.name)
+            where = vocab.where("category", category.name)
             found.append(
-                Finding(
-                    file,
-                    line,
+                where.finding(
                     f"{category.agency} holds {field_category} (field {field_name} "
                     f"of {category.name}) but redaction.yaml has no rule for it, so it is always "
                     "withheld at PERTINENT",
@@ -212,11 +288,9 @@ def _unassertable_roles(snapshot: PolicySnapshot) -> list[Finding]:
     found = []
     for role in vocab.roles.values():
         if not role.group and role.name not in bound:
-            file, line = vocab.where("role", role.name)
+            where = vocab.where("role", role.name)
             found.append(
-                Finding(
-                    file,
-                    line,
+                where.finding(
                     f"no certificate may assert role {role.name!r} (add it to bindings.yaml or remove it)",
                     WARNING,
                 )
@@ -229,11 +303,9 @@ def _purposes_without_basis(snapshot: PolicySnapshot) -> list[Finding]:
     found = []
     for purpose in vocab.purposes.values():
         if not purpose.group and not purpose.legal_bases:
-            file, line = vocab.where("purpose", purpose.name)
+            where = vocab.where("purpose", purpose.name)
             found.append(
-                Finding(
-                    file,
-                    line,
+                where.finding(
                     f"purpose {purpose.name!r} has no legal basis, so no request "
                     "can cite it (list its legal_bases, or mark it `group: true`)",
                     WARNING,
@@ -246,24 +318,41 @@ def _agreement_expiry(snapshot: PolicySnapshot, today: date) -> list[Finding]:
     vocab = snapshot.vocabulary
     found = []
     for agreement in vocab.agreements.values():
-        file, line = vocab.where("agreement", agreement.name)
+        where = vocab.where("agreement", agreement.name)
         if agreement.valid_until < today:
             found.append(
-                Finding(
-                    file,
-                    line,
+                where.finding(
                     f"agreement {agreement.name!r} expired on {agreement.valid_until.isoformat()}",
                     WARNING,
                 )
             )
         elif agreement.valid_until - today <= EXPIRY_WARNING:
             found.append(
-                Finding(
-                    file,
-                    line,
+                where.finding(
                     f"agreement {agreement.name!r} expires on "
                     f"{agreement.valid_until.isoformat()}, within 30 days",
                     WARNING,
+                )
+            )
+    return found
+
+
+def verify_against_casbin(snapshot: PolicySnapshot, limit: int) -> list[Finding]:
+    """Compare up to `limit` cells (spread evenly) with Casbin's enforce(); findings for any disagreement."""
+    cells = list(concrete_cells(snapshot))
+    step = max(1, len(cells) // max(limit, 1))
+    enforcer = snapshot.enforcer()
+    found = []
+    for role, purpose, agency, category in cells[::step][:limit]:
+        want = enforce_level(enforcer, role, purpose, agency, category)
+        have = snapshot.decide(role, purpose, agency, category).level
+        if want != have:
+            found.append(
+                Finding(
+                    MODEL_FILE,
+                    0,
+                    f"decision index gives {have.name} but Casbin gives "
+                    f"{want.name} for {role}, {purpose}, {agency}, {category}",
                 )
             )
     return found
@@ -274,4 +363,12 @@ def is_blocking(finding: Finding) -> bool:
     return finding.severity != WARNING
 
 
-__all__ = ["EXPIRY_WARNING", "WARNING", "is_blocking", "lint"]
+__all__ = [
+    "EXPIRY_WARNING",
+    "WARNING",
+    "CheckReport",
+    "check_directory",
+    "is_blocking",
+    "lint",
+    "verify_against_casbin",
+]

@@ -16,6 +16,7 @@ from types import MappingProxyType
 
 from gateway.domain import DisclosureLevel
 from gateway.policy.rules import ANY, Effect, PolicyLine
+from gateway.policy.sources import Location
 from gateway.policy.vocabulary import (
     Vocabulary,
     ancestors,
@@ -136,9 +137,9 @@ def build_index(vocab: Vocabulary, lines: Iterable[PolicyLine]) -> DecisionIndex
 
     def decision(cell: Cell) -> Decision:
         level = level_of(cell)
-        allowed = tuple(sorted((ln.where for ln in cell[1]), key=_order)) if cell[0] else ()
+        allowed = tuple(ln.where for ln in sorted(cell[1], key=_order)) if cell[0] else ()
         capped = cell[2] <= cell[0]
-        denied = tuple(sorted((ln.where for ln in cell[3]), key=_order)) if capped else ()
+        denied = tuple(ln.where for ln in sorted(cell[3], key=_order)) if capped else ()
         key = (int(level), allowed, denied)
         found = interned.get(key)
         if found is None:
@@ -176,6 +177,5 @@ def build_index(vocab: Vocabulary, lines: Iterable[PolicyLine]) -> DecisionIndex
     )
 
 
-def _order(where: str) -> tuple[str, int]:
-    file, _, line = where.rpartition(":")
-    return file, int(line)
+def _order(line: PolicyLine) -> Location:
+    return line.location

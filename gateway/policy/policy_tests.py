@@ -7,29 +7,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from gateway.domain import DisclosureLevel, Field, FieldDisclosure, Record
 from gateway.errors import Finding
 from gateway.keyring import Keyring
+from gateway.policy.schemas import PolicyTestEntry, entry_findings
 from gateway.policy.snapshot import PolicySnapshot
 from gateway.policy.sources import LineDict, LineList, SourceError, load_yaml, policy_files
+from gateway.policy.vocabulary import undeclared
 from gateway.redaction import RedactionContext, Redactor
 
 TESTS_DIR = "tests"
 _TEST_SUFFIXES = (".yaml", ".yml")
-_CASE_KEYS = {
-    "name",
-    "role",
-    "purpose",
-    "agency",
-    "category",
-    "expect",
-    "record",
-    "visible",
-    "redacted",
-    "withheld",
-    "disclosed_on",
-    "agreement",
-}
 _OUTCOMES = {
     "visible": FieldDisclosure.FULL,
     "redacted": FieldDisclosure.REDACTED,
@@ -113,87 +103,33 @@ def _parse_case(item: object, rel: str, line: int, findings: list[Finding]) -> P
             Finding(rel, line, "each test is a mapping with name, role, purpose, agency, category and expect")
         )
         return None
-    before = len(findings)
-    for key in item:
-        if key not in _CASE_KEYS:
-            findings.append(
-                Finding(
-                    rel,
-                    item.line_of(key),
-                    f"unknown key {key!r} in a test (expected one of: {', '.join(sorted(_CASE_KEYS))})",
-                )
-            )
-    texts: dict[str, str] = {}
-    for key in ("name", "role", "purpose", "agency", "category", "expect"):
-        value = item.get(key)
-        if not isinstance(value, str) or not value.strip():
-            findings.append(Finding(rel, item.line_of(key), f"the test needs {key!r} as text"))
-        else:
-            texts[key] = value.strip()
-    expect = DisclosureLevel.NONE
-    if "expect" in texts:
-        try:
-            expect = DisclosureLevel.parse(texts["expect"])
-        except ValueError:
-            findings.append(
-                Finding(rel, item.line_of("expect"), "expect must be NONE, EXISTS, PERTINENT or FULL")
-            )
-    record: list[tuple[str, str]] = []
-    raw_record = item.get("record")
-    if raw_record is not None:
-        fields = raw_record.get("fields") if isinstance(raw_record, LineDict) else None
-        if not isinstance(fields, LineDict):
-            findings.append(
-                Finding(
-                    rel,
-                    item.line_of("record"),
-                    "record needs `fields:`, a mapping of field names to sample values",
-                )
-            )
-        else:
-            record = [(str(k), str(v)) for k, v in fields.items()]
-    expected: list[tuple[str, FieldDisclosure]] = []
-    for key, outcome in _OUTCOMES.items():
-        names = item.get(key)
-        if names is None:
-            continue
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            findings.append(Finding(rel, item.line_of(key), f"{key} must be a list of field names"))
-            continue
-        expected += [(n, outcome) for n in names]
-    if expected and not record:
+    try:
+        entry = PolicyTestEntry.model_validate(item)
+    except ValidationError as exc:
+        findings += entry_findings(exc, item, rel, "", PolicyTestEntry)
+        return None
+    expected = [(n, outcome) for key, outcome in _OUTCOMES.items() for n in getattr(entry, key)]
+    if expected and entry.record is None:
         findings.append(Finding(rel, line, "visible / redacted / withheld need a sample `record`"))
-    on: date | None = None
-    if "disclosed_on" in item:
-        raw_on = item["disclosed_on"]
-        on = raw_on if isinstance(raw_on, date) else None
-        if on is None:
-            findings.append(
-                Finding(rel, item.line_of("disclosed_on"), "disclosed_on must be a date YYYY-MM-DD")
-            )
-    agreement = ""
-    if "agreement" in item:
-        raw_agreement = item["agreement"]
-        if not isinstance(raw_agreement, str) or not raw_agreement.strip():
-            findings.append(Finding(rel, item.line_of("agreement"), "agreement must be an agreement id"))
-        else:
-            agreement = raw_agreement.strip()
-    if len(findings) > before:
         return None
     return PolicyTestCase(
         rel,
         line,
-        texts["name"],
-        texts["role"],
-        texts["purpose"],
-        texts["agency"],
-        texts["category"],
-        expect,
-        tuple(record),
+        entry.name,
+        entry.role,
+        entry.purpose,
+        entry.agency,
+        entry.category,
+        entry.expect,
+        tuple((k, _sample_text(v)) for k, v in entry.record.fields.items()) if entry.record else (),
         tuple(expected),
-        on,
-        agreement,
+        entry.disclosed_on,
+        entry.agreement,
     )
+
+
+def _sample_text(value: object) -> str:
+    return value.isoformat() if isinstance(value, date) else str(value)
 
 
 def run_case(
@@ -209,7 +145,7 @@ def run_case(
         return PolicyTestResult(case, tuple(problems))
     on = case.on or today or datetime.now(UTC).date()
     if case.agreement and case.agreement not in snapshot.agreements:
-        return PolicyTestResult(case, (f"undeclared agreement {case.agreement!r}",))
+        return PolicyTestResult(case, (undeclared("agreement", case.agreement, snapshot.agreements),))
     decision = snapshot.decide(case.role, case.purpose, case.agency, case.category)
     level = decision.level
     refusal = _agreement_refusal(snapshot, case, on) if case.agreement else ""

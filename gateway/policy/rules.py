@@ -9,7 +9,7 @@ from pathlib import Path
 from gateway.domain import DisclosureLevel
 from gateway.errors import Finding
 from gateway.policy.casbin_model import AGENCY, CATEGORY, PURPOSE, ROLE
-from gateway.policy.sources import CsvRow, SourceError, read_csv_rows
+from gateway.policy.sources import CsvRow, Location, SourceError, read_csv_rows
 from gateway.policy.vocabulary import Vocabulary
 
 AGENCY_DIR = "agencies"
@@ -38,8 +38,12 @@ class PolicyLine:
     effect: Effect
 
     @property
+    def location(self) -> Location:
+        return Location(self.file, self.line)
+
+    @property
     def where(self) -> str:
-        return f"{self.file}:{self.line}"
+        return str(self.location)
 
     def casbin_row(self) -> tuple[str, str, str, str, str, str]:
         return (
@@ -133,7 +137,7 @@ def parse_line(
                     )
                 )
         elif role not in vocab.roles:
-            findings.append(Finding(row.file, row.line, f"undeclared role {role!r}"))
+            findings.append(Finding(row.file, row.line, vocab.unknown("role", role, vocab.roles)))
     if purpose is not None:
         if purpose == ANY:
             if effect is not Effect.DENY:
@@ -145,10 +149,10 @@ def parse_line(
                     )
                 )
         elif purpose not in vocab.purposes:
-            findings.append(Finding(row.file, row.line, f"undeclared purpose {purpose!r}"))
+            findings.append(Finding(row.file, row.line, vocab.unknown("purpose", purpose, vocab.purposes)))
     if agency is not None:
         if agency not in vocab.agencies:
-            findings.append(Finding(row.file, row.line, f"undeclared agency {agency!r}"))
+            findings.append(Finding(row.file, row.line, vocab.unknown("agency", agency, vocab.agencies)))
         elif agency != agency_of_file:
             findings.append(
                 Finding(
@@ -162,7 +166,11 @@ def parse_line(
         known = vocab.record_categories.get(category)
         if known is None:
             findings.append(
-                Finding(row.file, row.line, f"rule can never match: unknown category {category!r}")
+                Finding(
+                    row.file,
+                    row.line,
+                    "rule can never match: " + vocab.unknown("category", category, vocab.record_categories),
+                )
             )
         elif agency is not None and known.agency != agency:
             findings.append(
@@ -209,6 +217,8 @@ def load_lines(
             findings.append(Finding(rel, 0, "only <agency>.csv files belong in this folder"))
             continue
         agency = path.stem
+        if ("agency", agency) in vocab.malformed:
+            continue  # its entry in agencies.yaml is reported; every line here would only echo that
         if agency not in vocab.agencies or not vocab.agencies[agency].holds_records:
             findings.append(
                 Finding(

@@ -10,7 +10,6 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.domain import DisclosureLevel
 from gateway.errors import Finding, PolicyError
 from gateway.policy.casbin_model import MODEL_FILE, build_enforcer, check_model
 from gateway.policy.index import NOTHING, Decision, DecisionIndex, build_index
@@ -26,8 +25,9 @@ from gateway.policy.vocabulary import (
     Role,
     Vocabulary,
     load_vocabulary,
+    undeclared,
 )
-from gateway.redaction import RedactionRules, load_rules
+from gateway.redaction import RedactionRules, Safeguarding, load_rules
 
 if TYPE_CHECKING:
     import casbin
@@ -153,7 +153,7 @@ class PolicySnapshot:
             ("category", category, vocab.record_categories),
         ):
             if name not in known:
-                found.append((kind, f"undeclared {kind} {name!r}"))
+                found.append((kind, undeclared(kind, name, known)))
         if role in vocab.roles and vocab.roles[role].group:
             found.append(("role", f"{role!r} is a group of roles; no certificate asserts it, name one of its roles"))
         if purpose in vocab.purposes and vocab.purposes[purpose].group:
@@ -302,6 +302,37 @@ def load_snapshot(directory: Path) -> PolicySnapshot:
 
 def load_copy(copy: Path, version: str, directory: Path) -> PolicySnapshot:
     """Load the snapshot from a `read_consistently` copy; `directory` is where the files really live."""
+    vocab, lines, redaction, findings = _read_parts(copy, directory)
+    errors = [f for f in findings if f.severity == "error"]
+    if errors:
+        raise PolicyError(errors, f"{len(errors)} problem(s) in the policy at {directory.name}")
+    assert redaction is not None  # no errors means the redaction rules loaded
+    return _assemble(copy, version, directory, vocab, lines, redaction)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedParts:
+    """A snapshot of every part of a policy that loaded, and the findings about the parts that did not.
+
+    With findings, the snapshot must never serve decisions: it exists so that `policy check` can report
+    what the valid lines would do in the same run as a typo elsewhere.
+    """
+
+    snapshot: PolicySnapshot
+    findings: tuple[Finding, ...]
+    redaction_loaded: bool
+
+
+def load_parts(copy: Path, version: str, directory: Path) -> LoadedParts:
+    """Everything loadable from a `read_consistently` copy; PolicyUnreadable if a file cannot be parsed at all."""
+    vocab, lines, redaction, findings = _read_parts(copy, directory)
+    snapshot = _assemble(copy, version, directory, vocab, lines, redaction or _NO_REDACTION)
+    return LoadedParts(snapshot, tuple(findings), redaction is not None)
+
+
+def _read_parts(
+    copy: Path, directory: Path
+) -> tuple[Vocabulary, list[PolicyLine], RedactionRules | None, list[Finding]]:
     findings: list[Finding] = check_model(copy)
     unreadable = [f for f in findings if f.line == 0]
     vocab = load_vocabulary(copy, findings, unreadable)
@@ -310,23 +341,33 @@ def load_copy(copy: Path, version: str, directory: Path) -> PolicySnapshot:
     if unreadable:
         # Everything else found would only be an echo of the missing or unparsable files.
         raise PolicyUnreadable(unreadable, f"cannot read the policy at {directory.name}")
-    errors = [f for f in findings if f.severity == "error"]
-    if errors:
-        raise PolicyError(errors, f"{len(errors)} problem(s) in the policy at {directory.name}")
-    assert redaction is not None  # no errors means the redaction rules loaded
-    index = build_index(vocab, lines)
-    model_text = (copy / MODEL_FILE).read_text(encoding="utf-8")
+    return vocab, lines, redaction, findings
+
+
+def _assemble(
+    copy: Path,
+    version: str,
+    directory: Path,
+    vocab: Vocabulary,
+    lines: list[PolicyLine],
+    redaction: RedactionRules,
+) -> PolicySnapshot:
     return PolicySnapshot(
         version=version,
         directory=directory,
         vocabulary=vocab,
         lines=tuple(lines),
-        index=index,
+        index=build_index(vocab, lines),
         redaction=redaction,
-        model_text=model_text,
+        model_text=(copy / MODEL_FILE).read_text(encoding="utf-8"),
     )
 
 
-def cell_level(snapshot: PolicySnapshot, role: str, purpose: str, category: str) -> DisclosureLevel:
-    """The level of a cell by role, purpose and category alone (the agency follows from the category)."""
-    return snapshot.index.decisions.get((role, purpose, category), NOTHING).level
+# Stands in for redaction rules that failed to load, so the policy lines can still be checked.
+_NO_REDACTION = RedactionRules(
+    fields={},
+    records={},
+    contacts={},
+    safeguarding=Safeguarding(frozenset(), "", frozenset(), frozenset(), "", "", ""),
+    source_name=REDACTION_FILE,
+)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,23 @@ from gateway.errors import Finding
 
 # Every file that makes up a policy snapshot; the content hash (the policy version) covers all of them.
 POLICY_SUFFIXES = (".conf", ".csv", ".yaml", ".yml")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Location:
+    """Where something was written: a file relative to the policy directory and a 1-based line (0: the file)."""
+
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    def finding(self, message: str, severity: str = "error") -> Finding:
+        return Finding(self.file, self.line, message, severity)
+
+
+NOWHERE = Location("", 0)
 
 
 class LineDict(dict[str, Any]):
@@ -34,6 +51,19 @@ class LineList(list[Any]):
 
     def line_of(self, index: int) -> int:
         return self.item_lines[index] if index < len(self.item_lines) else self.line
+
+
+def line_in(node: Any, keys: Sequence[str | int]) -> int:
+    """The line of the value at `keys` below a parsed node, or of the nearest enclosing one that has a line."""
+    line = int(getattr(node, "line", 0))
+    for key in keys:
+        if isinstance(node, LineDict) and isinstance(key, str):
+            line, node = node.line_of(key), node.get(key)
+        elif isinstance(node, LineList) and isinstance(key, int):
+            line, node = node.line_of(key), node[key] if key < len(node) else None
+        else:
+            break
+    return line
 
 
 # libyaml's parser is several times faster than the pure-Python one; both report node marks.
@@ -110,8 +140,8 @@ class CsvRow:
     cells: tuple[str, ...]
 
     @property
-    def where(self) -> str:
-        return f"{self.file}:{self.line}"
+    def location(self) -> Location:
+        return Location(self.file, self.line)
 
 
 def read_csv_rows(path: Path, rel: str) -> Iterator[CsvRow]:

@@ -2,16 +2,37 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
+from typing import TypeVar
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from gateway.domain import RecordKind
 from gateway.errors import Finding
-from gateway.policy.sources import LineDict, LineList, SourceError, load_yaml
+from gateway.policy.schemas import (
+    AgencyEntry,
+    AgreementEntry,
+    CategoryEntry,
+    Entry,
+    FieldCategoryEntry,
+    GroupEntry,
+    LegalBasisEntry,
+    Names,
+    PurposeEntry,
+    RoleEntry,
+    entry_findings,
+)
+from gateway.policy.sources import NOWHERE, LineDict, LineList, Location, SourceError, line_in, load_yaml
+from gateway.schema import problems
+
+E = TypeVar("E", bound=Entry)
 
 NAME = re.compile(r"[a-z][a-z0-9_]*")
 CATEGORY_NAME = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
@@ -122,15 +143,18 @@ class Vocabulary:
     field_categories: Mapping[str, FieldCategory]
     agreements: Mapping[str, Agreement]
     bindings: Mapping[str, frozenset[str]]
-    declared_at: Mapping[tuple[str, str], str]  # (kind, name) -> "file:line"
+    declared_at: Mapping[tuple[str, str], Location]  # (kind, name) -> where it was declared
+    malformed: frozenset[tuple[str, str]] = frozenset()  # (kind, name) declared by an entry with errors
 
-    def where(self, kind: str, name: str) -> tuple[str, int]:
-        """The (file, line) where a name was declared, or ("", 0)."""
-        text = self.declared_at.get((kind, name), "")
-        if not text:
-            return "", 0
-        file, _, line = text.rpartition(":")
-        return file, int(line)
+    def unknown(self, kind: str, name: str, known: Iterable[str]) -> str:
+        """The finding for a name used but not (well) declared."""
+        if (kind, name) in self.malformed:
+            return f"{kind} {name!r} cannot be used: its entry at {self.where(kind, name)} has errors"
+        return undeclared(kind, name, known)
+
+    def where(self, kind: str, name: str) -> Location:
+        """Where a name was declared, or NOWHERE."""
+        return self.declared_at.get((kind, name), NOWHERE)
 
 
 VOCABULARY_FILES = {
@@ -146,11 +170,13 @@ VOCABULARY_FILES = {
 
 
 class _Reader:
-    """Shared helpers for reading typed values out of line-numbered YAML, collecting findings."""
+    """Reads the entries of line-numbered YAML through their schemas, collecting findings with file:line."""
 
     def __init__(self, findings: list[Finding]) -> None:
         self.findings = findings
-        self.declared_at: dict[tuple[str, str], str] = {}
+        self.declared_at: dict[tuple[str, str], Location] = {}
+        # Names declared with a malformed entry: references to them are not reported as undeclared too.
+        self.broken: set[tuple[str, str]] = set()
 
     def error(self, file: str, line: int, message: str) -> None:
         self.findings.append(Finding(file, line, message))
@@ -174,79 +200,53 @@ class _Reader:
         file: str,
         kind: str,
         pattern: re.Pattern[str],
-        allowed: set[str],
-    ) -> Iterable[tuple[str, LineDict, int]]:
-        for name, entry in section.items():
+        schema: type[E],
+    ) -> Iterable[tuple[str, E, LineDict, int]]:
+        """Each well-formed entry as (name, validated entry, its YAML, line); a finding for each other one."""
+        for name, raw in section.items():
             line = section.line_of(name)
             if not pattern.fullmatch(name):
                 self.error(file, line, f"{kind} name {name!r} is not a valid name ({pattern.pattern})")
                 continue
-            if entry is None:
-                entry = _empty(line)
+            entry = _empty(line) if raw is None else raw
             if not isinstance(entry, LineDict):
                 self.error(file, line, f"{kind} {name!r} must be a mapping")
                 continue
-            for key in entry:
-                if key not in allowed:
-                    self.error(
-                        file,
-                        entry.line_of(key),
-                        f"unknown key {key!r} in {kind} {name!r} "
-                        f"(expected one of: {', '.join(sorted(allowed))})",
-                    )
-            self.declared_at[(kind, name)] = f"{file}:{line}"
-            yield name, entry, line
-
-    def text(self, entry: LineDict, key: str, file: str, *, required: bool = False) -> str:
-        value = entry.get(key)
-        if value is None:
-            if required:
-                self.error(file, entry.line, f"missing {key!r}")
-            return ""
-        if not isinstance(value, str):
-            self.error(file, entry.line_of(key), f"{key!r} must be text")
-            return ""
-        return value.strip()
-
-    def flag(self, entry: LineDict, key: str, file: str, *, required: bool = False) -> bool:
-        value = entry.get(key)
-        if value is None:
-            if required:
-                self.error(file, entry.line, f"missing {key!r} (true or false)")
-            return False
-        if not isinstance(value, bool):
-            self.error(file, entry.line_of(key), f"{key!r} must be true or false")
-            return False
-        return value
-
-    def names(self, entry: LineDict, key: str, file: str) -> list[tuple[str, int]]:
-        value = entry.get(key)
-        if value is None:
-            return []
-        if isinstance(value, str):
-            return [(value.strip(), entry.line_of(key))]
-        if not isinstance(value, LineList) or not all(isinstance(v, str) for v in value):
-            self.error(file, entry.line_of(key), f"{key!r} must be a list of names")
-            return []
-        return [(v.strip(), value.line_of(i)) for i, v in enumerate(value)]
-
-    def day(self, entry: LineDict, key: str, file: str) -> date | None:
-        value = entry.get(key)
-        if isinstance(value, date):
-            return value
-        if isinstance(value, str):
+            self.declared_at[(kind, name)] = Location(file, line)
             try:
-                return date.fromisoformat(value)
-            except ValueError:
-                pass
-        self.error(file, entry.line_of(key), f"{key!r} must be a date YYYY-MM-DD")
-        return None
+                model = schema.model_validate(entry)
+            except ValidationError as exc:
+                self.broken.add((kind, name))
+                self.findings += entry_findings(exc, entry, file, f"{kind} {name!r}: ", schema)
+                continue
+            yield name, model, entry, line
+
+    def known(self, kind: str, names: Mapping[str, object]) -> set[str]:
+        """Declared names of a kind, including those whose entries are malformed (already reported)."""
+        return set(names) | {n for k, n in self.broken if k == kind}
+
+
+def _named(entry: LineDict, key: str, names: Iterable[str]) -> list[tuple[str, int]]:
+    """Each name of a validated list with the line it was written on."""
+    value = entry.get(key)
+    return [
+        (name, value.line_of(i) if isinstance(value, LineList) else entry.line_of(key))
+        for i, name in enumerate(names)
+    ]
 
 
 def _empty(line: int) -> LineDict:
     result = LineDict()
     result.line, result.key_lines = line, {}
     return result
+
+
+def undeclared(what: str, name: str, known: Iterable[str]) -> str:
+    """The finding for a name nobody declared, suggesting the closest declared name of that kind."""
+    # A high cutoff: a suggestion should be the typo's fix, not a merely similar name (police.marac
+    # for police.traffic) that a hurried reader might accept.
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.8)
+    return f"undeclared {what} {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
 def _check_refs(
@@ -257,13 +257,13 @@ def _check_refs(
 ) -> None:
     for name, file, line in refs:
         if name not in known:
-            reader.error(file, line, f"undeclared {what} {name!r}")
+            reader.error(file, line, undeclared(what, name, known))
 
 
 def _hierarchy_problems(
     parents: Mapping[str, Iterable[str]],
     kind: str,
-    where: Callable[[str], tuple[str, int]],
+    where: Callable[[str], Location],
 ) -> list[Finding]:
     """Cycles and over-deep chains in a child -> parents hierarchy."""
     findings: list[Finding] = []
@@ -274,8 +274,7 @@ def _hierarchy_problems(
         if node in depth:
             return depth[node]
         if node in visiting:
-            file, line = where(node)
-            findings.append(Finding(file, line, f"{kind} hierarchy has a cycle through {node!r}"))
+            findings.append(where(node).finding(f"{kind} hierarchy has a cycle through {node!r}"))
             depth[node] = 0
             return 0
         visiting.add(node)
@@ -288,13 +287,9 @@ def _hierarchy_problems(
 
     for node in sorted(parents):
         if visit(node) > MAX_HIERARCHY_DEPTH and not any(node in f.message for f in findings):
-            file, line = where(node)
             findings.append(
-                Finding(
-                    file,
-                    line,
-                    f"{kind} {node!r} sits {depth[node]} levels deep; "
-                    f"at most {MAX_HIERARCHY_DEPTH} are supported",
+                where(node).finding(
+                    f"{kind} {node!r} sits {depth[node]} levels deep; at most {MAX_HIERARCHY_DEPTH} are supported"
                 )
             )
     return findings
@@ -344,48 +339,43 @@ def load_vocabulary(
         agreements=MappingProxyType(agreements),
         bindings=MappingProxyType(bindings),
         declared_at=MappingProxyType(reader.declared_at),
+        malformed=frozenset(reader.broken),
     )
 
 
 def _agencies(reader: _Reader, doc: LineDict) -> dict[str, Agency]:
     file = VOCABULARY_FILES["agencies"]
-    result = {}
-    for name, entry, _ in reader.entries(
-        reader.section(doc, "agencies", file), file, "agency", NAME, {"title", "holds_records"}
-    ):
-        result[name] = Agency(
-            name,
-            reader.text(entry, "title", file, required=True),
-            reader.flag(entry, "holds_records", file, required=True),
-        )
-    return result
+    section = reader.section(doc, "agencies", file)
+    return {
+        name: Agency(name, entry.title, entry.holds_records)
+        for name, entry, _, _ in reader.entries(section, file, "agency", NAME, AgencyEntry)
+    }
 
 
 def _legal_bases(reader: _Reader, doc: LineDict) -> dict[str, LegalBasis]:
     file = VOCABULARY_FILES["legal_bases"]
     result = {}
-    for name, entry, _ in reader.entries(
-        reader.section(doc, "legal_bases", file), file, "legal basis", NAME, {"title", "uri"}
-    ):
-        uri = reader.text(entry, "uri", file, required=True)
-        if uri and not uri.startswith("https://"):
+    section = reader.section(doc, "legal_bases", file)
+    for name, entry, raw, _ in reader.entries(section, file, "legal basis", NAME, LegalBasisEntry):
+        if not entry.uri.startswith("https://"):
             reader.error(
                 file,
-                entry.line_of("uri"),
+                raw.line_of("uri"),
                 f"legal basis {name!r}: uri must be an https:// link to the legislation",
             )
-        result[name] = LegalBasis(name, reader.text(entry, "title", file, required=True), uri)
+        result[name] = LegalBasis(name, entry.title, entry.uri)
     return result
 
 
 def _field_categories(reader: _Reader, doc: LineDict) -> dict[str, FieldCategory]:
     file = VOCABULARY_FILES["field_categories"]
-    result = {}
-    for name, entry, _ in reader.entries(
-        reader.section(doc, "field_categories", file), file, "field category", CATEGORY_NAME, {"description"}
-    ):
-        result[name] = FieldCategory(name, reader.text(entry, "description", file, required=True))
-    return result
+    section = reader.section(doc, "field_categories", file)
+    return {
+        name: FieldCategory(name, entry.description)
+        for name, entry, _, _ in reader.entries(
+            section, file, "field category", CATEGORY_NAME, FieldCategoryEntry
+        )
+    }
 
 
 def _roles(reader: _Reader, doc: LineDict, agencies: Mapping[str, Agency]) -> dict[str, Role]:
@@ -401,96 +391,90 @@ def _roles(reader: _Reader, doc: LineDict, agencies: Mapping[str, Agency]) -> di
     raw_groups, raw_roles = doc.get("groups"), doc.get("roles")
     groups = raw_groups if isinstance(raw_groups, LineDict) else _empty(doc.line)
     roles = raw_roles if isinstance(raw_roles, LineDict) else _empty(doc.line)
-    for section, is_group in ((roles, False), (groups, True)):
-        allowed = {"description", "member_of"} | (
-            set() if is_group else {"agency", "inside_mash", "sees_records"}
-        )
-        for name, entry, line in reader.entries(section, file, "role", NAME, allowed):
+    sections: tuple[tuple[LineDict, type[RoleEntry | GroupEntry]], ...] = ((roles, RoleEntry), (groups, GroupEntry))
+    for section, schema in sections:
+        for name, entry, raw, line in reader.entries(section, file, "role", NAME, schema):
             if name in result:
                 reader.error(file, line, f"role {name!r} is declared twice")
                 continue
-            member_of = reader.names(entry, "member_of", file)
-            refs += [(m, file, ln) for m, ln in member_of]
-            agency = "" if is_group else reader.text(entry, "agency", file, required=True)
-            if agency and agency not in agencies:
-                reader.error(file, entry.line_of("agency"), f"undeclared agency {agency!r}")
+            refs += [(m, file, ln) for m, ln in _named(raw, "member_of", entry.member_of)]
+            asserted = entry if isinstance(entry, RoleEntry) else None
+            agency = asserted.agency if asserted else ""
+            if agency and agency not in reader.known("agency", agencies):
+                reader.error(file, raw.line_of("agency"), undeclared("agency", agency, agencies))
             result[name] = Role(
                 name=name,
                 agency=agency,
-                inside_mash=False if is_group else reader.flag(entry, "inside_mash", file, required=True),
-                description=reader.text(entry, "description", file, required=True),
-                member_of=tuple(m for m, _ in member_of),
-                group=is_group,
-                sees_records=is_group or "sees_records" not in entry or reader.flag(entry, "sees_records", file),
+                inside_mash=asserted.inside_mash if asserted else False,
+                description=entry.description,
+                member_of=tuple(entry.member_of),
+                group=asserted is None,
+                sees_records=asserted.sees_records if asserted else True,
             )
     for name, role in result.items():
         for parent in role.member_of:
             if parent in result and not result[parent].group:
-                file_, line_text = reader.declared_at[("role", name)].rsplit(":", 1)
-                reader.error(
-                    file_, int(line_text), f"role {name!r} is a member of {parent!r}, which is not a group"
+                reader.findings.append(
+                    reader.declared_at[("role", name)].finding(
+                        f"role {name!r} is a member of {parent!r}, which is not a group"
+                    )
                 )
-    _check_refs(reader, refs, result, "role")
+    _check_refs(reader, refs, reader.known("role", result), "role")
     reader.findings += _hierarchy_problems(
         {n: [p for p in r.member_of if p in result] for n, r in result.items()},
         "role",
-        lambda n: _split(reader.declared_at.get(("role", n), f"{file}:0")),
+        lambda n: reader.declared_at.get(("role", n), Location(file, 0)),
     )
     return result
-
-
-def _split(where: str) -> tuple[str, int]:
-    file, _, line = where.rpartition(":")
-    return file, int(line)
 
 
 def _purposes(reader: _Reader, doc: LineDict, legal_bases: Mapping[str, LegalBasis]) -> dict[str, Purpose]:
     file = VOCABULARY_FILES["purposes"]
     result: dict[str, Purpose] = {}
     parents: list[tuple[str, str, int]] = []
-    allowed = {"description", "parent", "legal_bases", "retention", "dpv", "group"}
-    for name, entry, _ in reader.entries(
-        reader.section(doc, "purposes", file), file, "purpose", NAME, allowed
-    ):
-        parent = reader.text(entry, "parent", file)
+    section = reader.section(doc, "purposes", file)
+    for name, entry, raw, _ in reader.entries(section, file, "purpose", NAME, PurposeEntry):
+        parent = entry.parent
         if parent:
-            parents.append((parent, file, entry.line_of("parent")))
-        bases = reader.names(entry, "legal_bases", file)
-        _check_refs(reader, [(b, file, ln) for b, ln in bases], legal_bases, "legal basis")
-        retention = reader.text(entry, "retention", file)
+            parents.append((parent, file, raw.line_of("parent")))
+        bases = _named(raw, "legal_bases", entry.legal_bases)
+        _check_refs(
+            reader, [(b, file, ln) for b, ln in bases], reader.known("legal basis", legal_bases), "legal basis"
+        )
+        retention = entry.retention
         days = 0
         if retention:
             match = _RETENTION.fullmatch(retention)
             if match is None:
                 reader.error(
                     file,
-                    entry.line_of("retention"),
+                    raw.line_of("retention"),
                     f"purpose {name!r}: retention must read like '6 years', '18 months' or '90 days'",
                 )
             else:
                 days = int(match.group(1)) * _DAYS_PER[match.group(2).rstrip("s")]
-        dpv = reader.text(entry, "dpv", file)
+        dpv = entry.dpv
         if dpv and not (dpv.startswith("dpv:") or dpv.startswith("https://w3id.org/dpv")):
             reader.error(
                 file,
-                entry.line_of("dpv"),
+                raw.line_of("dpv"),
                 f"purpose {name!r}: dpv must be a W3C DPV term such as 'dpv:ServiceProvision'",
             )
         result[name] = Purpose(
             name=name,
-            description=reader.text(entry, "description", file, required=True),
+            description=entry.description,
             parent=parent,
-            legal_bases=tuple(b for b, _ in bases),
+            legal_bases=tuple(entry.legal_bases),
             retention=retention,
             retention_days=days,
             dpv=dpv,
-            group=reader.flag(entry, "group", file),
+            group=entry.group,
         )
-    _check_refs(reader, parents, result, "purpose")
+    _check_refs(reader, parents, reader.known("purpose", result), "purpose")
     reader.findings += _hierarchy_problems(
         {n: [p.parent] if p.parent in result else [] for n, p in result.items()},
         "purpose",
-        lambda n: _split(reader.declared_at.get(("purpose", n), f"{file}:0")),
+        lambda n: reader.declared_at.get(("purpose", n), Location(file, 0)),
     )
     return result
 
@@ -511,85 +495,75 @@ def _record_categories(
                 holder.name, holder.name, "", f"everything {holder.title} holds", group=True
             )
             reader.declared_at[("category", holder.name)] = reader.declared_at.get(
-                ("agency", holder.name), ""
+                ("agency", holder.name), NOWHERE
             )
+    # The categories of an agency whose entry is malformed are not reported again, nor where they are used.
+    broken_agencies = {n for k, n in reader.broken if k == "agency"}
+    reader.broken |= {("category", n) for n in broken_agencies}
     parents: list[tuple[str, str, int]] = []
     unprotected: dict[str, int] = {}  # categories that say `protected: false` outright
     reader_lines: dict[str, int] = {}
-    allowed = {"description", "parent", "kind", "record_type", "fields", "group", "protected", "readers"}
-    for name, entry, line in reader.entries(
-        reader.section(doc, "record_categories", file), file, "category", CATEGORY_NAME, allowed
-    ):
+    section = reader.section(doc, "record_categories", file)
+    for name, entry, raw, line in reader.entries(section, file, "category", CATEGORY_NAME, CategoryEntry):
         if name in result:
             reader.error(file, line, f"category {name!r} is declared twice (agency roots are implicit)")
             continue
         agency = name.split(".", 1)[0]
+        if agency in broken_agencies:
+            reader.broken.add(("category", name))
+            continue
         if agency not in agencies or not agencies[agency].holds_records:
             reader.error(
                 file, line, f"category {name!r} must start with the name of an agency that holds records"
             )
             continue
-        parent = reader.text(entry, "parent", file) or agency
+        parent = entry.parent or agency
         if parent != agency and not parent.startswith(agency + "."):
             reader.error(
                 file,
-                entry.line_of("parent"),
+                raw.line_of("parent"),
                 f"category {name!r} cannot sit under {parent!r}, which belongs to another agency",
             )
-        parents.append((parent, file, entry.line_of("parent")))
-        group = reader.flag(entry, "group", file)
-        kind: RecordKind | None = None
-        kind_text = reader.text(entry, "kind", file, required=not group)
-        if kind_text:
-            try:
-                kind = RecordKind(kind_text)
-            except ValueError:
+        parents.append((parent, file, raw.line_of("parent")))
+        if not entry.group:
+            for key, value in (("kind", entry.kind), ("record_type", entry.record_type)):
+                if not value:
+                    reader.error(file, line, f"category {name!r}: {key} is required (or mark it `group: true`)")
+            if entry.fields is None:
+                reader.error(file, line, f"category {name!r} lists no fields")
+        fields: dict[str, str] = {}
+        for field_name, field_category in (entry.fields or {}).items():
+            if field_category in field_categories:
+                fields[field_name] = field_category
+            else:
                 reader.error(
                     file,
-                    entry.line_of("kind"),
-                    f"kind must be one of {', '.join(k.value for k in RecordKind)}",
+                    line_in(raw, ("fields", field_name)),
+                    undeclared("field category", field_category, field_categories) + f" for field {field_name!r}",
                 )
-        fields: dict[str, str] = {}
-        raw_fields = entry.get("fields")
-        if raw_fields is not None:
-            if not isinstance(raw_fields, LineDict):
-                reader.error(file, entry.line_of("fields"), "fields must map field names to field categories")
-            else:
-                for field_name, field_category in raw_fields.items():
-                    if not isinstance(field_category, str) or field_category not in field_categories:
-                        reader.error(
-                            file,
-                            raw_fields.line_of(field_name),
-                            f"undeclared field category {field_category!r} for field {field_name!r}",
-                        )
-                    else:
-                        fields[field_name] = field_category
-        elif not group:
-            reader.error(file, line, f"category {name!r} lists no fields")
-        protected = reader.flag(entry, "protected", file)
-        if entry.get("protected") is False:
-            unprotected[name] = entry.line_of("protected")
-        readers = reader.names(entry, "readers", file)
-        _check_refs(reader, [(r, file, ln) for r, ln in readers], roles, "role")
+        if entry.protected is False:
+            unprotected[name] = raw.line_of("protected")
+        readers = _named(raw, "readers", entry.readers)
+        _check_refs(reader, [(r, file, ln) for r, ln in readers], reader.known("role", roles), "role")
         if readers:
-            reader_lines[name] = entry.line_of("readers")
+            reader_lines[name] = raw.line_of("readers")
         result[name] = RecordCategory(
             name=name,
             agency=agency,
             parent=parent,
-            description=reader.text(entry, "description", file, required=True),
-            kind=kind,
-            record_type=reader.text(entry, "record_type", file, required=not group),
+            description=entry.description,
+            kind=entry.kind,
+            record_type=entry.record_type,
             fields=MappingProxyType(fields),
-            group=group,
-            protected=protected,
-            protected_readers=tuple(r for r, _ in readers),
+            group=entry.group,
+            protected=bool(entry.protected),
+            protected_readers=tuple(entry.readers),
         )
-    _check_refs(reader, parents, result, "category")
+    _check_refs(reader, parents, reader.known("category", result), "category")
     reader.findings += _hierarchy_problems(
         {n: [c.parent] if c.parent in result else [] for n, c in result.items()},
         "category",
-        lambda n: _split(reader.declared_at.get(("category", n), "") or f"{file}:0"),
+        lambda n: reader.declared_at.get(("category", n), Location(file, 0)),
     )
     return _inherit_protection(reader, result, unprotected, reader_lines)
 
@@ -645,60 +619,54 @@ def _agreements(
 ) -> dict[str, Agreement]:
     file = VOCABULARY_FILES["agreements"]
     result = {}
-    allowed = {"title", "parties", "purposes", "categories", "valid_from", "valid_until"}
-    for name, entry, _line in reader.entries(
-        reader.section(doc, "agreements", file), file, "agreement", AGREEMENT_ID, allowed
-    ):
-        lists = {}
-        for key, known, what in (
-            ("parties", agencies, "agency"),
-            ("purposes", purposes, "purpose"),
-            ("categories", categories, "category"),
+    section = reader.section(doc, "agreements", file)
+    for name, entry, raw, _ in reader.entries(section, file, "agreement", AGREEMENT_ID, AgreementEntry):
+        for key, names, known, what in (
+            ("parties", entry.parties, reader.known("agency", agencies), "agency"),
+            ("purposes", entry.purposes, reader.known("purpose", purposes), "purpose"),
+            ("categories", entry.categories, reader.known("category", categories), "category"),
         ):
-            names = reader.names(entry, key, file)
-            if not names:
-                reader.error(file, entry.line_of(key), f"agreement {name!r} must list its {key}")
-            _check_refs(reader, [(n, file, ln) for n, ln in names], known, what)
-            lists[key] = frozenset(n for n, _ in names)
-        start = reader.day(entry, "valid_from", file)
-        end = reader.day(entry, "valid_until", file)
-        if start is None or end is None:
-            continue
-        if end < start:
-            reader.error(file, entry.line_of("valid_until"), f"agreement {name!r} ends before it starts")
+            _check_refs(reader, [(n, file, ln) for n, ln in _named(raw, key, names)], known, what)
+        if entry.valid_until < entry.valid_from:
+            reader.error(file, raw.line_of("valid_until"), f"agreement {name!r} ends before it starts")
         result[name] = Agreement(
             name,
-            reader.text(entry, "title", file, required=True),
-            lists["parties"],
-            lists["purposes"],
-            lists["categories"],
-            start,
-            end,
+            entry.title,
+            frozenset(entry.parties),
+            frozenset(entry.purposes),
+            frozenset(entry.categories),
+            entry.valid_from,
+            entry.valid_until,
         )
     return result
+
+
+_ROLE_LIST: TypeAdapter[list[str]] = TypeAdapter(Names, config=ConfigDict(strict=True))
 
 
 def _bindings(reader: _Reader, doc: LineDict, roles: Mapping[str, Role]) -> dict[str, frozenset[str]]:
     file = VOCABULARY_FILES["bindings"]
     section = reader.section(doc, "bindings", file)
     result: dict[str, frozenset[str]] = {}
+    known = reader.known("role", roles)
     for identity, value in section.items():
         line = section.line_of(identity)
         if not IDENTITY.fullmatch(identity):
             reader.error(file, line, f"{identity!r} is not a certificate identity (spiffe://<domain>/...)")
             continue
-        holder = _empty(line)
-        holder["roles"] = value
-        holder.key_lines["roles"] = line
-        names = reader.names(holder, "roles", file)
-        if isinstance(value, LineList):
-            names = [(n, value.line_of(i)) for i, (n, _) in enumerate(names)]
-        for role, role_line in names:
-            if role not in roles:
-                reader.error(file, role_line, f"undeclared role {role!r}")
-            elif roles[role].group:
+        try:
+            names = _ROLE_LIST.validate_python(value)
+        except ValidationError as exc:
+            for problem in problems(exc, partial(line_in, value)):
+                where = problem.line or line
+                reader.error(file, where, f"{identity}: roles {problem.key} {problem.message}".replace("  ", " "))
+            continue
+        for role, role_line in _named(section, identity, names):
+            if role not in known:
+                reader.error(file, role_line, undeclared("role", role, roles))
+            elif role in roles and roles[role].group:
                 reader.error(file, role_line, f"{role!r} is a group; a certificate can only assert roles")
-        result[identity] = frozenset(n for n, _ in names)
+        result[identity] = frozenset(names)
     return result
 
 

@@ -50,3 +50,50 @@ def test_the_example_settings_file_in_the_docs_loads() -> None:
     settings = Settings.from_toml(example)
     assert settings.max_timeout == 30.0
     assert set(settings.agency_endpoints) == {"police", "health", "csc", "education", "housing", "probation"}
+
+
+_REQUIRED = '[gateway]\nstate_dir = "s"\npolicy_dir = "p"\npki_dir = "k"\n'
+
+
+def test_every_badly_typed_value_is_reported_at_its_line(tmp_path: Path) -> None:
+    """A number for a path, a quoted timeout and "yes" for a flag are all named at once, each as file:line."""
+    path = _write(
+        tmp_path,
+        '[gateway]\nstate_dir = "s"\npolicy_dir = 5\npki_dir = "k"\nmax_timeout = "30"\nreflection = "yes"\n',
+    )
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_toml(path)
+    message = str(caught.value)
+    assert f"{path}:3: [gateway] policy_dir must be text" in message
+    assert f"{path}:5: [gateway] max_timeout must be a number" in message
+    assert f"{path}:6: [gateway] reflection must be true or false" in message
+
+
+def test_timeouts_must_be_positive_and_the_log_level_known(tmp_path: Path) -> None:
+    """A zero deadline or an unknown log level would break the server later; they are refused up front."""
+    path = _write(tmp_path, _REQUIRED + 'default_timeout = 0\nlog_level = "loud"\n')
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_toml(path)
+    assert f"{path}:5: [gateway] default_timeout must be greater than 0" in str(caught.value)
+    assert f"{path}:6: [gateway] log_level must be one of" in str(caught.value)
+
+
+def test_an_agency_address_that_is_not_text_is_named_at_its_line(tmp_path: Path) -> None:
+    """An agency endpoint written as a bare number points at its line in [agencies]."""
+    path = _write(tmp_path, _REQUIRED + '[agencies]\npolice = "127.0.0.1:7001"\nhealth = 7002\n')
+    with pytest.raises(SettingsError, match=rf"{path}:7: \[agencies\] health must be text"):
+        Settings.from_toml(path)
+
+
+def test_a_misspelt_table_is_an_error_not_silently_ignored(tmp_path: Path) -> None:
+    """`[agencis]` would leave the gateway with no agency addresses, so the unknown table is named."""
+    path = _write(tmp_path, _REQUIRED + '[agencis]\npolice = "127.0.0.1:7001"\n')
+    with pytest.raises(SettingsError, match=rf"{path}:5: unknown table \[agencis\]"):
+        Settings.from_toml(path)
+
+
+def test_whole_numbers_are_accepted_for_seconds_and_zero_turns_the_policy_watcher_off(tmp_path: Path) -> None:
+    """`default_timeout = 2` means two seconds; `policy_watch_interval = 0` stays the way to turn watching off."""
+    settings = Settings.from_toml(_write(tmp_path, _REQUIRED + "default_timeout = 2\npolicy_watch_interval = 0\n"))
+    assert settings.default_timeout == 2.0
+    assert settings.policy_watch_interval == 0

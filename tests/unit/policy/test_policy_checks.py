@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from policy_helpers import PolicyCopy, append, edit
 
+from gateway.domain import DisclosureLevel
 from gateway.errors import Finding, PolicyError
 from gateway.policy import PolicySnapshot, is_blocking, lint, load_snapshot
 
@@ -48,20 +49,96 @@ def test_partly_capped_grant_is_not_shadowed(shipped: PolicySnapshot) -> None:
     assert not any("shadowed" in f.message for f in findings)
 
 
-def test_protected_category_beyond_its_readers_is_a_blocking_error(policy_copy: PolicyCopy) -> None:
-    """Removing the cap for the MASH manager exposes sexual health above EXISTS, which check refuses."""
+def test_protected_category_beyond_its_readers_is_a_blocking_error_at_the_granting_line(
+    policy_copy: PolicyCopy,
+) -> None:
+    """Removing the cap for the MASH manager exposes sexual health; check names the line that grants it."""
     directory = policy_copy()
     edit(
         directory / "agencies" / "health.csv",
-        "p, role:mash_manager, agency:health, cat:health.sexual_health, purpose:*, PERTINENT, deny\n",
+        "p, role:mash_manager, agency:health, cat:health.sexual_health, purpose:*, EXISTS, deny\n",
         "",
     )
     findings = lint(load_snapshot(directory), TODAY)
     exposed = [f for f in findings if "protected category health.sexual_health" in f.message]
-    assert exposed
-    assert all(is_blocking(f) for f in exposed)
-    assert all(f.file == "vocabulary/record_categories.yaml" and f.line > 0 for f in exposed)
-    assert any("to mash_manager for s47_enquiry" in f.message for f in exposed)
+    assert [(f.file, f.line) for f in exposed] == [("agencies/health.csv", 7)]
+    [finding] = exposed
+    assert is_blocking(finding)
+    assert "declared at vocabulary/record_categories.yaml:138" in finding.message
+    assert "disclosed at FULL to mash_manager for s17_assessment, s47_enquiry, safeguarding_screening" in (
+        finding.message
+    )
+
+
+def test_protected_exposure_names_the_level_actually_disclosed(policy_copy: PolicyCopy) -> None:
+    """A FULL grant capped at PERTINENT by a deny is reported as disclosing PERTINENT, not FULL."""
+    directory = policy_copy()
+    edit(
+        directory / "agencies" / "health.csv",
+        "p, role:mash_manager, agency:health, cat:health.sexual_health, purpose:*, EXISTS, deny\n",
+        "p, role:mash_manager, agency:health, cat:health.sexual_health, purpose:*, FULL, deny\n",
+    )
+    findings = lint(load_snapshot(directory), TODAY)
+    [finding] = [f for f in findings if "protected category health.sexual_health" in f.message]
+    assert (finding.file, finding.line) == ("agencies/health.csv", 7)
+    assert "is disclosed at PERTINENT to mash_manager for" in finding.message
+
+
+def test_shipped_policy_never_lets_existence_name_a_protected_service(shipped: PolicySnapshot) -> None:
+    """No role that sees every other category of an agency with content learns existence from a protected one."""
+    for (role, purpose), per_agency in shipped.index.by_query.items():
+        for agency, decisions in per_agency.items():
+            levels = {c: d.level for c, d in decisions.items()}
+            protected = [c for c in levels if c in shipped.protected_categories]
+            if not any(levels[c] is DisclosureLevel.EXISTS for c in protected):
+                continue
+            if all(role in shipped.record_categories[c].protected_readers for c in protected):
+                continue
+            others = [lv for c, lv in levels.items() if c not in shipped.protected_categories]
+            assert DisclosureLevel.EXISTS in others, (role, purpose, agency)
+
+
+def test_existence_naming_a_protected_service_is_a_blocking_error_naming_the_roles(
+    policy_copy: PolicyCopy,
+) -> None:
+    """Capping sexual health at PERTINENT for a MASH manager who sees all else of health is refused, per grant."""
+    directory = policy_copy()
+    edit(
+        directory / "agencies" / "health.csv",
+        "p, role:mash_manager, agency:health, cat:health.sexual_health, purpose:*, EXISTS, deny\n",
+        "p, role:mash_manager, agency:health, cat:health.sexual_health, purpose:*, PERTINENT, deny\n",
+    )
+    findings = [f for f in lint(load_snapshot(directory), TODAY) if f.message.startswith("existence names")]
+    assert [(f.file, f.line) for f in findings] == [("agencies/health.csv", 7)]
+    [finding] = findings
+    assert is_blocking(finding)
+    assert "protected category health.sexual_health" in finding.message
+    assert "(mash_manager for s17_assessment, s47_enquiry, safeguarding_screening)" in finding.message
+
+
+def test_existence_of_a_protected_category_is_fine_beside_other_existence_only_categories(
+    policy_copy: PolicyCopy,
+) -> None:
+    """A police officer who knows only of most health records at EXISTS may know of sexual health at EXISTS too."""
+    directory = policy_copy()
+    findings = lint(load_snapshot(directory), TODAY)
+    assert not [f for f in findings if f.message.startswith("existence names")]
+    shipped = load_snapshot(directory)
+    assert shipped.decide("police_officer", "s47_enquiry", "health", "health.sexual_health").level is (
+        DisclosureLevel.EXISTS
+    )
+
+
+def test_existence_from_a_protected_category_alone_is_a_blocking_error(policy_copy: PolicyCopy) -> None:
+    """A role that knows of nothing else at housing may not learn existence from refuges alone."""
+    directory = policy_copy()
+    number = append(
+        directory / "agencies" / "housing.csv",
+        "p, role:housing_officer, agency:housing, cat:housing.refuge, purpose:housing_management, EXISTS, allow\n",
+    )
+    findings = [f for f in lint(load_snapshot(directory), TODAY) if f.message.startswith("existence names")]
+    assert [(f.file, f.line) for f in findings] == [("agencies/housing.csv", number)]
+    assert "(housing_officer for housing_management)" in findings[0].message
 
 
 def test_field_category_without_redaction_rule_is_reported(policy_copy: PolicyCopy) -> None:

@@ -8,9 +8,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from policy_helpers import SHIPPED, PolicyCopy
+from policy_helpers import SHIPPED, PolicyCopy, edit
 
-from gateway.policy.cli import CLEAN, FINDINGS, UNANSWERABLE, UNLOADABLE, main
+from gateway.cli.main import main
+from gateway.cli.policy_cmd import CLEAN, FINDINGS, UNANSWERABLE, UNLOADABLE
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
@@ -39,7 +40,59 @@ def test_check_reports_bad_lines_as_file_line_message(
     code, out = run(capsys, "check", str(policy_copy("undeclared_names")))
     assert code == FINDINGS
     assert "agencies/police.csv:3: undeclared role 'police_sergeant'" in out
-    assert "agencies/police.csv:4: rule can never match: unknown category 'police.traffic'" in out
+    assert "agencies/police.csv:4: rule can never match: undeclared category 'police.traffic'" in out
+
+
+def test_check_reports_a_typo_and_the_protected_exposure_it_causes_in_one_run(
+    capsys: pytest.CaptureFixture[str], policy_copy: PolicyCopy
+) -> None:
+    """A misspelt role in the MASH manager's sexual-health cap is reported with the exposure at the granting line."""
+    directory = policy_copy()
+    edit(
+        directory / "agencies" / "health.csv",
+        "p, role:mash_manager, agency:health, cat:health.sexual_health, purpose:*, EXISTS, deny",
+        "p, role:mash_manger, agency:health, cat:health.sexual_health, purpose:*, EXISTS, deny",
+    )
+    code, out = run(capsys, "check", str(directory), "--today", "2026-11-26")
+    assert code == FINDINGS
+    assert "agencies/health.csv:43: undeclared role 'mash_manger' (did you mean 'mash_manager'?)" in out
+    exposure = next(line for line in out.splitlines() if line.startswith("agencies/health.csv:7: protected category"))
+    assert "health.sexual_health" in exposure
+    assert "disclosed at FULL to mash_manager for s17_assessment, s47_enquiry, safeguarding_screening" in exposure
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new"),
+    [
+        ("vocabulary/purposes.yaml", "safeguarding:\n    group: true\n", "safeguarding:\n    parent: s47_enquiry\n"),
+        ("vocabulary/roles.yaml", "member_of: [operational]\n  early_help", "member_of: [x]\n  early_help"),
+        ("vocabulary/record_categories.yaml", "    kind: event\n", "    kind: happening\n"),
+        ("agreements.yaml", "    valid_from: 2026-01-01\n", "    valid_from: soon\n"),
+        ("redaction.yaml", "person.phone: drop", "person.phone: shred"),
+        ("bindings.yaml", "[auditor]", "[auditor, mash_staff, 5]"),
+    ],
+)
+def test_check_on_a_broken_vocabulary_reports_findings_and_exits_1(
+    capsys: pytest.CaptureFixture[str], policy_copy: PolicyCopy, file: str, old: str, new: str
+) -> None:
+    """Checking what loaded of a broken policy never crashes: the breakage is reported at its file, exit 1."""
+    directory = policy_copy()
+    edit(directory / file, old, new)
+    code, out = run(capsys, "check", str(directory), "--today", "2026-11-26")
+    assert code == FINDINGS
+    assert any(line.startswith(f"{file}:") for line in out.splitlines())
+
+
+def test_check_reports_lint_findings_beside_a_broken_vocabulary(
+    capsys: pytest.CaptureFixture[str], policy_copy: PolicyCopy
+) -> None:
+    """A bad retention in purposes.yaml does not stop check reporting a line beyond every agreement."""
+    directory = policy_copy("lint_findings")
+    edit(directory / "vocabulary" / "purposes.yaml", "retention: 6 years", "retention: forever")
+    code, out = run(capsys, "check", str(directory), "--today", "2026-11-26")
+    assert code == FINDINGS
+    assert "retention must read like" in out
+    assert "agencies/probation.csv:6: rule grants more than any agreement allows" in out
 
 
 def test_check_reports_lint_findings(capsys: pytest.CaptureFixture[str], policy_copy: PolicyCopy) -> None:
@@ -110,8 +163,8 @@ def test_explain_names_the_deny_that_won(capsys: pytest.CaptureFixture[str]) -> 
         "health.sexual_health",
     )
     assert code == CLEAN
-    assert "health.sexual_health for s47_enquiry: EXISTS" in out
-    deny = next(line for line in out.splitlines() if "sexual_health, purpose:*, PERTINENT, deny" in line)
+    assert "health.sexual_health for s47_enquiry: NONE" in out
+    deny = next(line for line in out.splitlines() if "sexual_health, purpose:*, EXISTS, deny" in line)
     assert "decided" in deny
     assert "capped by deny agencies/health.csv:" in out
 
@@ -229,7 +282,7 @@ def test_matrix_table_and_csv(capsys: pytest.CaptureFixture[str], tmp_path: Path
         and r["purpose"] == "s47_enquiry"
         and r["category"] == "health.sexual_health"
     )
-    assert cell["level"] == "EXISTS"
+    assert cell["level"] == "NONE"
     assert cell["denied_by"].startswith("agencies/health.csv:")
 
 

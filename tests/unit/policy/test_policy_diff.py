@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from policy_helpers import SHIPPED, PolicyCopy, edit
 
+from gateway.cli.main import main
+from gateway.cli.policy_cmd import CLEAN, FINDINGS
 from gateway.policy import PolicySnapshot, load_snapshot
-from gateway.policy.cli import CLEAN, FINDINGS, main
 from gateway.policy.diff import CHANGED, NARROWER, WIDER, PolicyChange, diff_settings
 
 

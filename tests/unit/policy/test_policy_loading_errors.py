@@ -28,13 +28,36 @@ def test_every_bad_line_is_reported_at_its_line(policy_copy: PolicyCopy) -> None
     police = "agencies/police.csv"
     assert messages_at(findings, police, 2) == []
     assert messages_at(findings, police, 3) == ["undeclared role 'police_sergeant'"]
-    assert messages_at(findings, police, 4) == ["rule can never match: unknown category 'police.traffic'"]
+    assert messages_at(findings, police, 4) == ["rule can never match: undeclared category 'police.traffic'"]
     assert messages_at(findings, police, 5) == ["undeclared purpose 'neighbourhood_watch'"]
     assert "has 7 cells" in messages_at(findings, police, 6)[0]
     assert "EXISTS, PERTINENT or FULL" in messages_at(findings, police, 7)[0]
     assert "belongs in agencies/health.csv" in messages_at(findings, police, 8)[0]
     assert "review effect is reserved" in messages_at(findings, police, 9)[0]
     assert "only allowed in deny lines" in messages_at(findings, police, 10)[0]
+
+
+def test_a_typo_is_reported_with_the_closest_declared_name(policy_copy: PolicyCopy) -> None:
+    """A misspelt role in a policy line, and a misspelt purpose in the vocabulary, each suggest the intended name."""
+    directory = policy_copy()
+    edit(
+        directory / "agencies" / "police.csv",
+        "p, role:mash_manager, agency:police,",
+        "p, role:mash_manger, agency:police,",
+    )
+    edit(directory / "vocabulary" / "purposes.yaml", "parent: child_protection", "parent: child_protectoin")
+    findings = findings_of(directory)
+    assert "undeclared role 'mash_manger' (did you mean 'mash_manager'?)" in [f.message for f in findings]
+    assert "undeclared purpose 'child_protectoin' (did you mean 'child_protection'?)" in [
+        f.message for f in findings
+    ]
+
+
+def test_no_suggestion_when_no_declared_name_is_close(policy_copy: PolicyCopy) -> None:
+    """A name unlike any declared one gets no guess that a hurried reader might accept."""
+    findings = findings_of(policy_copy("undeclared_names"))
+    assert messages_at(findings, "agencies/police.csv", 5) == ["undeclared purpose 'neighbourhood_watch'"]
+    assert "did you mean" not in messages_at(findings, "agencies/police.csv", 4)[0]
 
 
 def test_yaml_syntax_error_makes_the_policy_unreadable(policy_copy: PolicyCopy) -> None:
@@ -155,6 +178,57 @@ def test_vocabulary_problems_are_reported(
     edit(directory / file, old, new)
     findings = findings_of(directory)
     assert any(f.file == file and expected in f.message and f.line > 0 for f in findings), findings
+
+
+def test_every_malformed_vocabulary_value_is_reported_at_its_line_in_one_run(policy_copy: PolicyCopy) -> None:
+    """A quoted flag, an unknown kind, a non-date and a stray key in four files are all reported, each at its line."""
+    directory = policy_copy()
+    vocabulary = directory / "vocabulary"
+    edit(vocabulary / "agencies.yaml", "Police\n    holds_records: true", 'Police\n    holds_records: "yes"')
+    edit(vocabulary / "record_categories.yaml", "    kind: event\n", "    kind: happening\n")
+    edit(directory / "agreements.yaml", "    valid_from: 2026-01-01\n", "    valid_from: next spring\n")
+    edit(vocabulary / "roles.yaml", "    inside_mash: false\n", "    inside_mash: false\n    colour: blue\n")
+    findings = findings_of(directory)
+    assert messages_at(findings, "vocabulary/agencies.yaml", 7) == [
+        "agency 'police': holds_records must be true or false"
+    ]
+    [kind] = messages_at(findings, "vocabulary/record_categories.yaml", 11)
+    assert kind == "category 'police.domestic_abuse': kind must be one of 'involvement', 'state' or 'event'"
+    [day] = messages_at(findings, "agreements.yaml", 13)
+    assert day.endswith(": valid_from must be a date YYYY-MM-DD")
+    [stray] = messages_at(findings, "vocabulary/roles.yaml", 53)
+    assert stray.startswith("role 'social_worker': colour is not a known key (expected one of: agency, ")
+
+
+def test_a_malformed_entry_is_not_also_reported_as_undeclared_where_it_is_used(policy_copy: PolicyCopy) -> None:
+    """A group with a bad description is reported once, not again at every role that is a member of it."""
+    directory = policy_copy()
+    edit(
+        directory / "vocabulary" / "roles.yaml",
+        "  operational:\n    description:",
+        "  operational:\n    description: 7\n    old_description:",
+    )
+    findings = findings_of(directory)
+    roles = [f for f in findings if f.file == "vocabulary/roles.yaml"]
+    assert [f.message for f in roles if "operational" in f.message] == [
+        "role 'operational': description must be text",
+        "role 'operational': old_description is not a known key (expected one of: description, member_of)",
+    ]
+    [first_use] = [f for f in findings if f.file == "agencies/health.csv" and f.line == 10]
+    assert first_use.message == (
+        "role 'operational' cannot be used: its entry at vocabulary/roles.yaml:102 has errors"
+    )
+
+
+def test_a_malformed_agency_entry_is_not_echoed_by_its_policy_file_and_categories(policy_copy: PolicyCopy) -> None:
+    """A quoted holds_records for police is one finding, not one per police category and policy line."""
+    directory = policy_copy()
+    agencies = directory / "vocabulary" / "agencies.yaml"
+    edit(agencies, "Police\n    holds_records: true", 'Police\n    holds_records: "yes"')
+    findings = findings_of(directory)
+    assert [f for f in findings if f.file.startswith(("agencies/", "vocabulary/", "agreements.yaml"))] == [
+        Finding("vocabulary/agencies.yaml", 7, "agency 'police': holds_records must be true or false")
+    ]
 
 
 def test_purpose_cycle_is_refused(policy_copy: PolicyCopy) -> None:

@@ -90,9 +90,10 @@ def test_malformed_cases_are_findings_at_their_line(tmp_path: Path) -> None:
     assert suite.cases == ()
     where = sorted((f.line, f.message) for f in suite.findings)
     assert where[0][0] == 2
-    assert "'purpose'" in where[0][1]
+    assert where[0][1] == "purpose is required"
     assert (12, "expect must be NONE, EXISTS, PERTINENT or FULL") in where
-    assert any(line == 13 and "unknown key 'colour'" in msg for line, msg in where)
+    assert (13, "colour is not a known key (expected one of: name, role, purpose, agency, category, expect, "
+            "record, visible, redacted, withheld, disclosed_on, agreement)") in where
 
 
 def test_failures_become_findings_naming_file_line_and_test(

@@ -16,8 +16,7 @@ from rich.table import Table
 
 from gateway.domain import DisclosureLevel
 from gateway.errors import Finding, PolicyError
-from gateway.policy.casbin_model import enforce_level
-from gateway.policy.checks import is_blocking, lint
+from gateway.policy.checks import check_directory, is_blocking, verify_against_casbin
 from gateway.policy.diff import CHANGED, NARROWER, WIDER, concrete_cells, diff_settings, diff_snapshots, materialise
 from gateway.policy.policy_tests import failures_as_findings, load_test_cases, run_suite
 from gateway.policy.snapshot import PolicySnapshot, PolicyUnreadable, load_snapshot
@@ -123,42 +122,24 @@ def _load(console: Console, directory: Path) -> PolicySnapshot | int:
 
 def run_check(args: argparse.Namespace) -> int:
     console = _console()
-    loaded = _load(console, args.directory)
-    if isinstance(loaded, int):
-        return loaded
-    today = args.today or datetime.now(UTC).date()
-    findings = lint(loaded, today)
-    if args.verify:
-        findings += verify_against_casbin(loaded, args.verify)
-    _print_findings(console, findings)
+    try:
+        report = check_directory(args.directory, args.today or datetime.now(UTC).date())
+    except PolicyUnreadable as exc:
+        _print_findings(console, exc.findings)
+        console.print(f"could not load the policy at {args.directory}", markup=False)
+        return UNLOADABLE
+    findings = list(report.findings)
     errors = [f for f in findings if is_blocking(f)]
+    if args.verify and not errors:
+        findings += verify_against_casbin(report.snapshot, args.verify)
+        errors = [f for f in findings if is_blocking(f)]
+    _print_findings(console, findings)
     warnings = len(findings) - len(errors)
     console.print(
-        f"policy {loaded.version}: {len(loaded.lines)} lines, {len(errors)} error(s), {warnings} warning(s)",
+        f"policy {report.version}: {report.lines} lines, {len(errors)} error(s), {warnings} warning(s)",
         markup=False,
     )
     return FINDINGS if errors or (args.strict and findings) else CLEAN
-
-
-def verify_against_casbin(snapshot: PolicySnapshot, limit: int) -> list[Finding]:
-    """Compare up to `limit` cells (spread evenly) with Casbin's enforce(); findings for any disagreement."""
-    cells = list(concrete_cells(snapshot))
-    step = max(1, len(cells) // max(limit, 1))
-    enforcer = snapshot.enforcer()
-    found = []
-    for role, purpose, agency, category in cells[::step][:limit]:
-        want = enforce_level(enforcer, role, purpose, agency, category)
-        have = snapshot.decide(role, purpose, agency, category).level
-        if want != have:
-            found.append(
-                Finding(
-                    "model.conf",
-                    0,
-                    f"decision index gives {have.name} but Casbin gives "
-                    f"{want.name} for {role}, {purpose}, {agency}, {category}",
-                )
-            )
-    return found
 
 
 def run_test(args: argparse.Namespace) -> int:
@@ -322,15 +303,3 @@ def run_matrix(args: argparse.Namespace) -> int:
     console.print("one letter per record category, in catalogue order: F full, P pertinent, E exists, · none")
     return CLEAN
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run only the policy commands (``python -m gateway.policy.cli policy check``), as the full CLI would."""
-    parser = argparse.ArgumentParser(prog="mash-gateway")
-    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
