@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from gateway.api.agency_client import GrpcAgencyTransport
+from gateway.api.agency_client import GrpcAgencyTransport, NodeCertificateCheck
 from gateway.api.audit_servicer import AuditServicer
 from gateway.api.calls import CallHandlers
 from gateway.api.hub_servicer import HubServicer
@@ -26,12 +26,15 @@ from gateway.domain import AuditEvent, AuditKind, Clock, SystemClock
 from gateway.generated.mash.gateway.v1 import audit_service_pb2, hub_service_pb2, policy_service_pb2
 from gateway.keys import KeyPaths, load_keys
 from gateway.linkage import SubjectTokeniser
+from gateway.pki.revocation import RevocationList
 from gateway.policy import PolicyHolder, PolicyWatcher
 from gateway.service.access import AccessGuard
 from gateway.service.audit_reads import AuditReads
+from gateway.service.limits import CallLimiter, Limits
 from gateway.service.policy_admin import PolicyAdmin
 from gateway.service.ports import AgencyTransport
 from gateway.service.query import QueryService
+from gateway.service.request_ids import RequestLedger
 from gateway.settings import Settings
 
 log = structlog.get_logger("gateway.app")
@@ -55,6 +58,7 @@ class Dependencies:
     review: AuditReview
     tokeniser: SubjectTokeniser
     watcher: PolicyWatcher | None = None
+    revocations: RevocationList | None = None
     resources: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
     """Closes what `open_dependencies` opened, newest first: watcher, transport, audit log, audit store."""
 
@@ -71,6 +75,8 @@ async def open_dependencies(
     `transport` is closed with the rest, also when opening fails.
     """
     clock = clock or SystemClock()
+    # A revocation list that cannot be read stops start-up: serving without it would un-revoke everyone.
+    revocations = RevocationList(settings.crl_file, settings.pki.ca_cert) if settings.crl_file else None
     key_paths = KeyPaths(settings.keys_dir)
     keys = load_keys(key_paths)
     async with contextlib.AsyncExitStack() as resources:
@@ -92,7 +98,9 @@ async def open_dependencies(
         if transport is None:
             transport = GrpcAgencyTransport.connect(
                 settings.agency_endpoints, gateway_client_credentials(settings.pki),
-                trust_domain=settings.trust_domain,
+                trust_domain=settings.trust_domain, max_answer_bytes=settings.agency_max_answer_bytes,
+                node_check=None if revocations is None else NodeCertificateCheck(
+                    settings.pki, revocations, settings.trust_domain),
             )
         resources.push_async_callback(transport.close)
         tokeniser = SubjectTokeniser(keys.subject_token)
@@ -101,6 +109,7 @@ async def open_dependencies(
             tokeniser=tokeniser, sealer=IdentifierSealer(keys.sealing),
             pseudonym_keys=keys.pseudonym, clock=clock, default_timeout=settings.default_timeout,
             max_timeout=settings.max_timeout, audit_margin=settings.audit_margin,
+            requests=RequestLedger(window=settings.request_id_window),
         )
         review = AuditReview(audit, load_public_keys(key_paths.checkpoint))
         watcher = None
@@ -108,7 +117,8 @@ async def open_dependencies(
             watcher = PolicyWatcher(holder, settings.policy_dir, interval=settings.policy_watch_interval)
             resources.push_async_callback(watcher.stop)
         return Dependencies(policy=holder, audit=audit, transport=transport, query=query, clock=clock,
-                            review=review, tokeniser=tokeniser, watcher=watcher, resources=resources.pop_all())
+                            review=review, tokeniser=tokeniser, watcher=watcher, revocations=revocations,
+                            resources=resources.pop_all())
 
 
 def _audit_sink(audit: AuditLog) -> Callable[[AuditEvent], Awaitable[None]]:
@@ -156,7 +166,13 @@ def build_server(settings: Settings, deps: Dependencies) -> GatewayServer:
     """A grpc.aio server with mTLS (client certificates required), health and optional reflection."""
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     guard = AccessGuard(deps.policy, deps.audit, deps.clock)
-    handlers = CallHandlers(guard.refusals)
+    limits = Limits(
+        identity_rate=settings.identity_rate, identity_burst=settings.identity_burst,
+        identity_concurrency=settings.identity_concurrency, user_rate=settings.user_rate,
+        user_burst=settings.user_burst, user_concurrency=settings.user_concurrency,
+        audit_window=settings.limit_audit_window,
+    )
+    handlers = CallHandlers(guard.refusals, limiter=CallLimiter(limits), revocations=deps.revocations)
     handlers.add(server, hub_service_pb2.DESCRIPTOR.services_by_name["HubService"], HubServicer(deps.query))
     handlers.add(server, audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"],
                  AuditServicer(AuditReads(deps.review, guard, deps.tokeniser, deps.policy)))

@@ -115,7 +115,7 @@ def _name_pass(text: str) -> str:
 # isolates and marks (a name can be shown reversed or reordered), not just the invisible ones.
 _BIDI_CLASSES = frozenset({"LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI"})
 _BIDI_MARKS = frozenset("\u200e\u200f\u061c")
-# Letters from these scripts look alike (Latin "a", Cyrillic "а", Greek "α"); one name mixing them is a
+# Letters from these scripts look alike (Latin a, Cyrillic U+0430, Greek alpha); one name mixing them is a
 # spoof or a keyboard accident, and either way it would not match the record it looks like.
 _CONFUSABLE_SCRIPTS = frozenset({"LATIN", "GREEK", "CYRILLIC"})
 

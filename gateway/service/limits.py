@@ -63,7 +63,8 @@ class CallLimiter:
 
     def _keys(self, caller: Caller) -> list[tuple[tuple[str, ...], float, int, int]]:
         lim = self.limits
-        keys = [(("identity", caller.identity), lim.identity_rate, lim.identity_burst, lim.identity_concurrency)]
+        keys: list[tuple[tuple[str, ...], float, int, int]] = [
+            (("identity", caller.identity), lim.identity_rate, lim.identity_burst, lim.identity_concurrency)]
         if caller.user:
             keys.append((("user", caller.identity, caller.user), lim.user_rate, lim.user_burst, lim.user_concurrency))
         return keys

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agency_stubs.node import validate_lookup
 from agency_stubs.dataset import AgencyDataset
+from agency_stubs.node import validate_lookup
 from gateway.api.convert import lookup_to_proto
 from gateway.domain import SubjectIdentifiers
 from gateway.errors import InvalidRequest
