@@ -6,7 +6,7 @@ The demo and the end-to-end tests both use it, so the tests exercise exactly wha
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -85,6 +85,7 @@ class Partnership:
         checkpoint_interval: float = 30.0,
         default_timeout: float = 5.0,
         node_latency: Mapping[str, float] | None = None,
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.policy_dir = policy_dir
@@ -97,6 +98,7 @@ class Partnership:
         self._checkpoint_interval = checkpoint_interval
         self._default_timeout = default_timeout
         self._node_latency = dict(node_latency or {})
+        self._extra_settings = dict(settings or {})  # further Settings fields, e.g. limits
         self.nodes: dict[str, RunningNode] = {}
         self.gateway: GatewayServer | None = None
         self.settings: Settings | None = None
@@ -132,6 +134,7 @@ class Partnership:
                 reflection=True, checkpoint_interval=self._checkpoint_interval,
                 policy_watch_interval=None, default_timeout=self._default_timeout,
             )
+            self.settings = replace(self.settings, **self._extra_settings)
             deps = await open_dependencies(self.settings, clock=self._clock)
             self.gateway = build_server(self.settings, deps)
             await self.gateway.start()
