@@ -50,7 +50,7 @@ class RequestLedger:
     def _expire(self, now: float) -> None:
         while self._entries:
             oldest = next(iter(self._entries.values()))
-            if oldest.expires > now and len(self._entries) < self._capacity:
+            if oldest.expires > now:
                 break
             self._entries.popitem(last=False)
 
@@ -76,6 +76,8 @@ class RequestLedger:
             await asyncio.wait([entry.answer])
             if not entry.answer.cancelled():
                 return Ticket(self, "", None, replay=(entry.answer.result(),))
+        while len(self._entries) >= self._capacity:
+            self._entries.popitem(last=False)
         entry = _Entry(fingerprint, asyncio.get_running_loop().create_future(), now + self._window)
         self._entries[command.request_id] = entry
         return Ticket(self, command.request_id, entry)
