@@ -149,6 +149,11 @@ class GrpcAgencyTransport:
             if code in _REJECTED:
                 raise AgencyRejected(f"{code.name.lower()}") from exc
             raise AgencyUnavailable(f"{agency} could not be reached ({code.name.lower()})") from exc
+        if response is None:
+            # grpc hands over None when the answer's bytes are not a LookupResponse (bad wire format,
+            # invalid UTF-8): the node sent something, but nothing readable.
+            log.warning("agency answer undecodable", agency=agency, request_id=command.request_id)
+            raise AgencyRejected("malformed answer")
         try:
             return lookup_result_from_proto(response, agency, command.categories)
         except ValueError as exc:
