@@ -368,6 +368,6 @@ _NO_REDACTION = RedactionRules(
     fields={},
     records={},
     contacts={},
-    safeguarding=Safeguarding(frozenset(), "", frozenset(), frozenset(), "", "", ""),
+    safeguarding=Safeguarding(frozenset(), "", {}, frozenset(), "", "", ""),
     source_name=REDACTION_FILE,
 )
