@@ -14,6 +14,7 @@ from pathlib import Path
 
 import structlog
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -116,8 +117,10 @@ def revoke(layout: PkiLayout, certificates: Iterable[Path], *, days: int = 7) ->
         entries = {e.serial_number: e for e in load_crl(path.read_bytes(), ca_cert)}
     for cert_path in certificates:
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-        if cert.issuer != ca_cert.subject:
-            raise RevocationListError(f"{cert_path.name} was not issued by this CA")
+        try:
+            cert.verify_directly_issued_by(ca_cert)
+        except (ValueError, TypeError, InvalidSignature):
+            raise RevocationListError(f"{cert_path.name} was not issued by this CA") from None
         entries.setdefault(cert.serial_number, x509.RevokedCertificateBuilder()
                            .serial_number(cert.serial_number).revocation_date(now).build())
     builder = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
