@@ -237,7 +237,10 @@ def build_server(settings: Settings, deps: Dependencies) -> GatewayServer:
             reflection.SERVICE_NAME,
         ]
         reflection.enable_server_reflection(names, server)
-    port = server.add_secure_port(settings.listen, gateway_server_credentials(settings.pki))
+    try:
+        port = server.add_secure_port(settings.listen, gateway_server_credentials(settings.pki))
+    except RuntimeError as exc:  # grpc reports a failed bind as RuntimeError
+        raise OSError(f"could not listen on {settings.listen} (address in use or not available)") from exc
     if port == 0:
         raise OSError(f"could not listen on {settings.listen}")
     return GatewayServer(server, port, deps, health_servicer)
