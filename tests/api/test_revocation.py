@@ -19,6 +19,7 @@ from gateway.demo.partnership import Partnership
 from gateway.domain import AuditEvent, AuditKind
 from gateway.generated.mash.gateway.v1 import hub_service_pb2 as hub_pb
 from gateway.keys import KeyPaths, init_keys
+from gateway.partnership import load_plan
 from gateway.pki import PkiLayout, init_pki
 from gateway.pki.identity import identity_from_pem
 from gateway.pki.revocation import RevocationListError
@@ -34,9 +35,11 @@ def revoke(pki: PkiLayout, *paths: Path) -> Path:
     return pki.root / "crl.pem"
 
 
-def fresh_pki(tmp_path: Path) -> PkiLayout:
+def fresh_pki(tmp_path: Path, policy_dir: Path) -> PkiLayout:
+    """The certificates the shipped policy calls for, as the partnership would make them."""
+    plan = load_plan(policy_dir)
     pki = PkiLayout(tmp_path / "state" / "pki")
-    init_pki(pki.root)
+    init_pki(pki.root, nodes=plan.record_holders, clients=plan.clients)
     return pki
 
 
@@ -55,7 +58,7 @@ async def test_a_revoked_client_certificate_is_refused_and_audited(
 ) -> None:
     """A client whose certificate is on the CRL gets PERMISSION_DENIED / CERTIFICATE_REVOKED, the refusal is
     audited under its identity, and nothing is asked of any agency; other clients are served."""
-    pki = fresh_pki(tmp_path)
+    pki = fresh_pki(tmp_path, policy_dir)
     crl = revoke(pki, pki.client(*POLICE)[0])
     async with Partnership(tmp_path / "state", policy_dir, world=shared_world,
                            settings={"crl_file": crl}) as partnership:
@@ -78,7 +81,7 @@ async def test_a_certificate_revoked_while_the_gateway_runs_is_refused_once_the_
 ) -> None:
     """Replacing the CRL file takes effect without a restart: the next call with the revoked certificate
     is refused, and a call already allowed before is not affected."""
-    pki = fresh_pki(tmp_path)
+    pki = fresh_pki(tmp_path, policy_dir)
     crl = revoke(pki, pki.client("hub", "policy-admin")[0])
     async with Partnership(tmp_path / "state", policy_dir, world=shared_world,
                            settings={"crl_file": crl}) as partnership:
@@ -95,7 +98,7 @@ async def test_a_revoked_client_is_refused_on_every_service_not_only_queries(
     tmp_path: Path, policy_dir: Path, shared_world: World
 ) -> None:
     """The audit console's revoked certificate cannot read the audit log either."""
-    pki = fresh_pki(tmp_path)
+    pki = fresh_pki(tmp_path, policy_dir)
     crl = revoke(pki, pki.client("hub", "audit-console")[0])
     async with Partnership(tmp_path / "state", policy_dir, world=shared_world,
                            settings={"crl_file": crl}) as partnership:
@@ -110,7 +113,7 @@ async def test_an_agency_node_with_a_revoked_certificate_is_not_asked(
     tmp_path: Path, policy_dir: Path, shared_world: World
 ) -> None:
     """Health's node presents a revoked certificate: health's answer is UNAVAILABLE, the others answer."""
-    pki = fresh_pki(tmp_path)
+    pki = fresh_pki(tmp_path, policy_dir)
     crl = revoke(pki, pki.node("health")[0])
     async with Partnership(tmp_path / "state", policy_dir, world=shared_world,
                            settings={"crl_file": crl}) as partnership:
@@ -126,10 +129,10 @@ async def test_an_agency_node_with_a_revoked_certificate_is_not_asked(
 @pytest.mark.parametrize("kind", ["not-a-crl", "another-ca"])
 async def test_an_unusable_crl_stops_start_up(tmp_path: Path, policy_dir: Path, kind: str) -> None:
     """A CRL file that is not a CRL, or is another CA's, stops start-up instead of serving with nobody revoked."""
-    pki = fresh_pki(tmp_path)
+    pki = fresh_pki(tmp_path, policy_dir)
     if kind == "another-ca":
         other = PkiLayout(tmp_path / "other")
-        init_pki(other.root)
+        init_pki(other.root, clients=[identity(pki, *POLICE)])
         crl = revoke(other, other.client(*POLICE)[0])
     else:
         crl = tmp_path / "garbage.crl"

@@ -11,6 +11,8 @@ from cryptography.hazmat.primitives import serialization
 from gateway.pki import PkiLayout, init_pki
 from gateway.pki.revocation import RevocationList, RevocationListError, load_crl, revoke
 
+CLIENTS = [("police", "case-system"), ("csc", "case-system"), ("health", "gp-system"), ("hub", "policy-admin")]
+
 
 class Clock:
     def __init__(self) -> None:
@@ -23,7 +25,8 @@ class Clock:
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> PkiLayout:
     layout = PkiLayout(tmp_path_factory.mktemp("pki"))
-    init_pki(layout.root)
+    init_pki(layout.root, nodes=["health"], clients=[f"spiffe://mash.local/agency/{agency}/system/{system}" for
+                                                      agency, system in CLIENTS])
     return layout
 
 
@@ -73,6 +76,6 @@ def test_an_unparsable_peer_certificate_counts_as_revoked(pki: PkiLayout) -> Non
 def test_revoking_a_certificate_of_another_ca_is_refused(pki: PkiLayout, tmp_path: Path) -> None:
     """`pki revoke` only lists certificates its own CA issued."""
     other = PkiLayout(tmp_path / "other")
-    init_pki(other.root)
+    init_pki(other.root, clients=["spiffe://mash.local/agency/police/system/case-system"])
     with pytest.raises(RevocationListError):
         revoke(pki, [other.client("police", "case-system")[0]])
