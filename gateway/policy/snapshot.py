@@ -125,6 +125,15 @@ class PolicySnapshot:
         """True when `role` is `ancestor` or a member of it, directly or through groups."""
         return ancestor in self.index.role_ancestors.get(role, ())
 
+    @property
+    def open_case_category(self) -> str:
+        return self.vocabulary.open_case_category
+
+    @property
+    def open_case_agency(self) -> str:
+        category = self.vocabulary.record_categories.get(self.open_case_category)
+        return category.agency if category else ""
+
     def is_category(self, name: str) -> bool:
         return name in self.vocabulary.record_categories
 
