@@ -170,8 +170,8 @@ async def test_invalid_utf8_in_an_answer_is_rejected(rig: Rig) -> None:
     assert health_of(result) is AnswerStatus.REJECTED
 
 
-async def test_an_answer_with_a_million_fields_is_rejected_quickly(rig: Rig) -> None:
-    """Within the size limit, a million empty fields would be a million objects: REJECTED, in bounded time."""
+async def test_an_answer_with_hundreds_of_thousands_of_fields_is_rejected_quickly(rig: Rig) -> None:
+    """400,000 empty fields fit in the size limit and would be as many objects: REJECTED, in bounded time."""
     big = answer("health", record("health", "health.gp_registration", SECRET, fields=400_000))
     assert len(big) < MAX_ANSWER
 
