@@ -58,6 +58,7 @@ class Settings:
     policy_signers: Path | None = None  # JSON file of the policy administrators' and IG officers' public keys
     require_all_agencies: bool = False  # HubService health NOT_SERVING while a record holder has no endpoint
     log_level: LogLevel = "info"
+    metrics_listen: str = ""  # host:port for the Prometheus /metrics endpoint; empty = no metrics
     crl_file: Path | None = None  # revocation list (PEM or DER) of the CA, reread when it changes
     identity_rate: Rate = 0.0  # calls per second per client certificate; 0 = no limit
     identity_burst: Count = 0  # calls a certificate may make at once above its rate (at least 1)

@@ -7,9 +7,10 @@ An aio server interceptor cannot see the TLS peer, so this is done where the han
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import grpc
 import grpc.aio
@@ -25,6 +26,9 @@ from gateway.pki.revocation import RevocationList
 from gateway.service.access import Refusals
 from gateway.service.limits import CallLimiter, Limits
 from gateway.service.validation import Caller
+
+if TYPE_CHECKING:
+    from gateway.metrics import GatewayMetrics
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -63,11 +67,19 @@ def _lenient(message_class: type[Message]) -> Callable[[bytes], Message | _Undec
 class CallHandlers:
     """Registers servicers so each call is checked and refused in one place before any servicer method runs."""
 
-    def __init__(self, refusals: Refusals, *, limiter: CallLimiter | None = None,
-                 revocations: RevocationList | None = None) -> None:
+    def __init__(self, refusals: Refusals, metrics: GatewayMetrics | None = None, *,
+                 limiter: CallLimiter | None = None, revocations: RevocationList | None = None) -> None:
         self._refusals = refusals
+        self._metrics = metrics
         self._limiter = limiter or CallLimiter(Limits())
         self._revocations = revocations
+
+    def _observe(self, rpc: str, context: Context, started: float, failed: bool) -> None:
+        if self._metrics is None:
+            return
+        code = context.code()
+        name = code.name if isinstance(code, grpc.StatusCode) else ("UNKNOWN" if failed else "OK")
+        self._metrics.observe_rpc(rpc, name, time.perf_counter() - started)
 
     @contextlib.asynccontextmanager
     async def _begin(self, request: object, context: Context, service: ServiceDescriptor,
@@ -119,9 +131,15 @@ class CallHandlers:
         self, service: ServiceDescriptor, rpc: str, implementation: Callable[[Any, Call], Awaitable[Message]]
     ) -> Callable[[Any, Context], Awaitable[Message]]:
         async def handle(request: Any, context: Context) -> Message:
-            async with errors_as_status(context), self._begin(request, context, service, rpc) as call:
-                return await implementation(request, call)
-            raise AssertionError("unreachable")  # pragma: no cover - errors_as_status aborts or re-raises
+            started, failed = time.perf_counter(), True
+            try:
+                async with errors_as_status(context), self._begin(request, context, service, rpc) as call:
+                    response = await implementation(request, call)
+                    failed = False
+                    return response
+                raise AssertionError("unreachable")  # pragma: no cover - errors_as_status aborts or re-raises
+            finally:
+                self._observe(rpc, context, started, failed)
 
         return handle
 
@@ -129,8 +147,13 @@ class CallHandlers:
         self, service: ServiceDescriptor, rpc: str, implementation: Callable[[Any, Call], AsyncIterator[Message]]
     ) -> Callable[[Any, Context], AsyncIterator[Message]]:
         async def handle(request: Any, context: Context) -> AsyncIterator[Message]:
-            async with errors_as_status(context), self._begin(request, context, service, rpc) as call:
-                async for response in implementation(request, call):
-                    yield response
+            started, failed = time.perf_counter(), True
+            try:
+                async with errors_as_status(context), self._begin(request, context, service, rpc) as call:
+                    async for response in implementation(request, call):
+                        yield response
+                    failed = False
+            finally:
+                self._observe(rpc, context, started, failed)
 
         return handle

@@ -87,6 +87,8 @@ class Partnership:
         checkpoint_interval: float = 30.0,
         default_timeout: float = 5.0,
         node_latency: Mapping[str, float] | None = None,
+        metrics_listen: str = "",
+        audit_append_timeout: float = 5.0,
         settings: Mapping[str, Any] | None = None,
     ) -> None:
         self.state_dir = state_dir
@@ -100,6 +102,8 @@ class Partnership:
         self._checkpoint_interval = checkpoint_interval
         self._default_timeout = default_timeout
         self._node_latency = dict(node_latency or {})
+        self._metrics_listen = metrics_listen
+        self._audit_append_timeout = audit_append_timeout
         self._extra_settings = dict(settings or {})  # further Settings fields, e.g. limits
         self.nodes: dict[str, RunningNode] = {}
         self.gateway: GatewayServer | None = None
@@ -144,6 +148,8 @@ class Partnership:
                 agency_endpoints={a: n.address for a, n in self.nodes.items()},
                 reflection=True, checkpoint_interval=self._checkpoint_interval,
                 policy_watch_interval=None, default_timeout=self._default_timeout,
+                metrics_listen=self._metrics_listen,
+                audit_append_timeout=self._audit_append_timeout,
             )
             self.settings = replace(self.settings, **self._extra_settings)
             deps = await open_dependencies(self.settings, clock=self._clock)
