@@ -57,7 +57,7 @@ def _failure(agency: str, request_id: str, code: grpc.StatusCode) -> Exception:
 class _Waiting:
     request: agency_pb.LookupRequest
     deadline: float  # event-loop time
-    answer: asyncio.Future[agency_pb.LookupResponse]
+    answer: asyncio.Future[agency_pb.LookupResponse | None]  # None: the node's answer did not decode
 
 
 class _NodeCalls:
@@ -92,7 +92,7 @@ class _NodeCalls:
             return False  # one lookup per call until the next Describe
         return agency_pb.FEATURE_LOOKUP_BATCH in described.features
 
-    async def submit(self, request: agency_pb.LookupRequest, deadline: float) -> agency_pb.LookupResponse:
+    async def submit(self, request: agency_pb.LookupRequest, deadline: float) -> agency_pb.LookupResponse | None:
         loop = asyncio.get_running_loop()
         waiting = _Waiting(request, deadline, loop.create_future())
         self._waiting.append(waiting)
@@ -142,6 +142,12 @@ class _NodeCalls:
             for w in batch:
                 _settle(w, error=_failure(self.agency, w.request.request_id, exc.code()))
             return
+        if response is None:
+            # Undecodable bytes (bad wire format, invalid UTF-8): rejected like an undecodable single answer.
+            log.warning("agency batch answer undecodable", agency=self.agency, asked=len(batch))
+            for w in batch:
+                _settle(w, error=AgencyRejected("malformed answer"))
+            return
         if len(response.results) != len(batch):
             log.warning("agency batch answer malformed", agency=self.agency, asked=len(batch),
                         answered=len(response.results))
@@ -176,7 +182,7 @@ def _settle(waiting: _Waiting, *, response: agency_pb.LookupResponse | None = No
     if error is not None:
         waiting.answer.set_exception(error)
     else:
-        waiting.answer.set_result(response if response is not None else agency_pb.LookupResponse())
+        waiting.answer.set_result(response)  # None reaches lookup(), which rejects it as undecodable
 
 
 DEFAULT_MAX_ANSWER_BYTES = 4 * 1024 * 1024

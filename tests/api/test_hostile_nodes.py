@@ -4,6 +4,7 @@ REJECTED, TIMED_OUT or UNAVAILABLE, logged without content, and no other agency'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -52,15 +53,30 @@ def answer(agency: str, *records: common_pb.Record) -> bytes:
 class Node:
     """An AgencyService that answers with raw bytes written by the test (so they can be anything)."""
 
-    def __init__(self, agency: str, behaviour: Behaviour) -> None:
+    def __init__(self, agency: str, behaviour: Behaviour, *, batching: bool = False) -> None:
         self.agency = agency
         self.behaviour = behaviour
         self.server = grpc.aio.server()
-        handler = grpc.unary_unary_rpc_method_handler(
+        handlers = {"Lookup": grpc.unary_unary_rpc_method_handler(
             self._lookup, request_deserializer=agency_pb.LookupRequest.FromString,
-            response_serializer=lambda raw: raw)
+            response_serializer=lambda raw: raw)}
+        if batching:
+            # Offers LookupBatch, whose answers are the same raw bytes (so a batch can be undecodable too).
+            handlers["Describe"] = grpc.unary_unary_rpc_method_handler(
+                self._describe, request_deserializer=agency_pb.DescribeRequest.FromString,
+                response_serializer=agency_pb.DescribeResponse.SerializeToString)
+            handlers["LookupBatch"] = grpc.unary_unary_rpc_method_handler(
+                self._lookup_batch, request_deserializer=agency_pb.LookupBatchRequest.FromString,
+                response_serializer=lambda raw: raw)
         self.server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler("mash.gateway.v1.AgencyService", {"Lookup": handler}),))
+            (grpc.method_handlers_generic_handler("mash.gateway.v1.AgencyService", handlers),))
+
+    async def _describe(self, request: agency_pb.DescribeRequest, context: object) -> agency_pb.DescribeResponse:
+        return agency_pb.DescribeResponse(agency=self.agency, features=[agency_pb.FEATURE_LOOKUP_BATCH])
+
+    async def _lookup_batch(self, request: agency_pb.LookupBatchRequest,
+                            context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        return await self.behaviour(request.lookups[0], context)
 
     async def _lookup(self, request: agency_pb.LookupRequest, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         return await self.behaviour(request, context)
@@ -99,12 +115,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PkiLayout:
     return PkiLayout(root)
 
 
-@pytest.fixture
-async def rig(pki: PkiLayout, policy_dir: Path) -> AsyncIterator[Rig]:
+@contextlib.asynccontextmanager
+async def _rig(pki: PkiLayout, policy_dir: Path, *, batching: bool = False) -> AsyncIterator[Rig]:
     async def nothing(request: agency_pb.LookupRequest, context: object) -> bytes:
         return b""
 
-    health, education = Node("health", nothing), Node("education", honest_education)
+    health, education = Node("health", nothing, batching=batching), Node("education", honest_education)
     endpoints = {"health": await health.start(pki), "education": await education.start(pki)}
     transport = GrpcAgencyTransport.connect(endpoints, gateway_client_credentials(pki),
                                             trust_domain=DEFAULT_TRUST_DOMAIN, max_answer_bytes=MAX_ANSWER)
@@ -120,6 +136,19 @@ async def rig(pki: PkiLayout, policy_dir: Path) -> AsyncIterator[Rig]:
         await transport.close()
         await health.server.stop(0)
         await education.server.stop(0)
+
+
+@pytest.fixture
+async def rig(pki: PkiLayout, policy_dir: Path) -> AsyncIterator[Rig]:
+    async with _rig(pki, policy_dir) as made:
+        yield made
+
+
+@pytest.fixture
+async def batching_rig(pki: PkiLayout, policy_dir: Path) -> AsyncIterator[Rig]:
+    """The same, with a health node that offers LookupBatch."""
+    async with _rig(pki, policy_dir, batching=True) as made:
+        yield made
 
 
 def health_of(result: QueryResult) -> AnswerStatus:
@@ -228,3 +257,16 @@ async def test_one_hostile_answer_does_not_affect_a_concurrent_request(rig: Rig)
     assert elapsed < 1.0
     slow_result, _, _ = await slow
     assert health_of(slow_result) is AnswerStatus.TIMED_OUT
+
+
+async def test_an_undecodable_answer_from_a_batching_node_is_rejected_alone_and_in_a_batch(batching_rig: Rig) -> None:
+    """A node offering LookupBatch that sends unreadable bytes is REJECTED, never read as "no match"."""
+    async def broken(request: agency_pb.LookupRequest, context: object) -> bytes:
+        await asyncio.sleep(0.2)  # keeps the node busy, so concurrent lookups are coalesced into batches
+        return b"\x0a\x04\xff\xfe\xfd\xfc" + answer("health", record("health", request.categories[0], SECRET))
+
+    batching_rig.health.behaviour = broken
+    result, _, _ = await batching_rig.ask()
+    assert health_of(result) is AnswerStatus.REJECTED
+    together = await asyncio.gather(*(batching_rig.ask() for _ in range(6)))
+    assert [health_of(r) for r, _, _ in together] == [AnswerStatus.REJECTED] * 6
