@@ -17,8 +17,8 @@ from rich.table import Table
 from gateway.domain import DisclosureLevel
 from gateway.errors import Finding, PolicyError
 from gateway.policy.checks import check_directory, is_blocking, verify_against_casbin
-from gateway.policy.index import Decision
 from gateway.policy.diff import CHANGED, NARROWER, WIDER, concrete_cells, diff_settings, diff_snapshots, materialise
+from gateway.policy.index import Decision
 from gateway.policy.policy_tests import failures_as_findings, load_test_cases, run_suite
 from gateway.policy.snapshot import PolicySnapshot, PolicyUnreadable, load_snapshot
 
@@ -204,8 +204,8 @@ def run_explain(args: argparse.Namespace) -> int:
         first = loaded.reviewers(args.agency)
         escalation = [r for r in loaded.reviewers(args.agency, escalated=True) if r not in first]
         console.print(
-            f"under review: {decision.level.name} until a reviewer decides; up to {decision.review.name} once {args.agency} "
-            f"approves (review line {', '.join(decision.reviewed_by)})",
+            f"under review: {decision.level.name} until a reviewer decides; up to {decision.review.name} "
+            f"once {args.agency} approves (review line {', '.join(decision.reviewed_by)})",
             markup=False,
         )
         console.print(

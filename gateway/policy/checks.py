@@ -137,8 +137,7 @@ def _review_lines(snapshot: PolicySnapshot) -> list[Finding]:
                 Finding(
                     line.file,
                     line.line,
-                    f"review line never offers {line.level.name}: allow lines already grant it, "
-                    "or a deny caps it, wherever it matches",
+                    f"review line never offers {line.level.name}: a deny caps it wherever it matches",
                     WARNING,
                 )
             )
