@@ -19,11 +19,18 @@ from gateway.api.audit_servicer import AuditServicer
 from gateway.api.calls import CallHandlers
 from gateway.api.hub_servicer import HubServicer
 from gateway.api.policy_servicer import PolicyServicer
+from gateway.api.referral_servicer import ReferralServicer
 from gateway.api.tls import gateway_client_credentials, gateway_server_credentials
 from gateway.audit import AuditLog, AuditReview, IdentifierSealer, load_public_keys, open_store
 from gateway.audit.checkpoint import load_signer
 from gateway.domain import AuditEvent, AuditKind, Clock, SystemClock
-from gateway.generated.mash.gateway.v1 import audit_service_pb2, hub_service_pb2, policy_service_pb2
+from gateway.generated.mash.gateway.v1 import (
+    audit_service_pb2,
+    hub_service_pb2,
+    policy_service_pb2,
+    referral_service_pb2,
+)
+from gateway.keyring import Keyring
 from gateway.keys import KeyPaths, load_keys
 from gateway.linkage import SubjectTokeniser
 from gateway.policy import PolicyHolder, PolicyWatcher
@@ -33,6 +40,15 @@ from gateway.service.policy_admin import PolicyAdmin
 from gateway.service.ports import AgencyTransport
 from gateway.service.query import QueryService
 from gateway.settings import Settings
+from gateway.workflow.package import PertinentInformation
+from gateway.workflow.policy import FILE_NAME as WORKFLOW_FILE
+from gateway.workflow.policy import load_workflow
+from gateway.workflow.research import ResearchLink
+from gateway.workflow.screening import HubScreening
+from gateway.workflow.sealing import ContentSealer
+from gateway.workflow.service import ReferralWorkflow
+from gateway.workflow.store import ReferralStore, open_referral_store
+from gateway.workflow.sweeper import BreachSweeper
 
 log = structlog.get_logger("gateway.app")
 
@@ -40,6 +56,7 @@ SERVICE_NAMES = (
     hub_service_pb2.DESCRIPTOR.services_by_name["HubService"].full_name,
     audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
     policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
+    referral_service_pb2.DESCRIPTOR.services_by_name["ReferralService"].full_name,
 )
 
 
@@ -55,8 +72,12 @@ class Dependencies:
     review: AuditReview
     tokeniser: SubjectTokeniser
     watcher: PolicyWatcher | None = None
+    referrals: ReferralWorkflow | None = None  # None when the policy directory has no workflow.yaml
+    referral_store: ReferralStore | None = None
+    sweeper: BreachSweeper | None = None
     resources: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
-    """Closes what `open_dependencies` opened, newest first: watcher, transport, audit log, audit store."""
+    """Closes what `open_dependencies` opened, newest first: sweeper, referral store, watcher, transport,
+    audit log, audit store."""
 
     async def aclose(self) -> None:
         await self.resources.aclose()
@@ -107,8 +128,31 @@ async def open_dependencies(
         if settings.policy_watch_interval:
             watcher = PolicyWatcher(holder, settings.policy_dir, interval=settings.policy_watch_interval)
             resources.push_async_callback(watcher.stop)
-        return Dependencies(policy=holder, audit=audit, transport=transport, query=query, clock=clock,
-                            review=review, tokeniser=tokeniser, watcher=watcher, resources=resources.pop_all())
+        deps = Dependencies(policy=holder, audit=audit, transport=transport, query=query, clock=clock,
+                            review=review, tokeniser=tokeniser, watcher=watcher)
+        await _open_referrals(settings, deps, keys.sealing, resources)
+        deps.resources = resources.pop_all()
+        return deps
+
+
+async def _open_referrals(settings: Settings, deps: Dependencies, sealing: Keyring,
+                          resources: contextlib.AsyncExitStack) -> None:
+    """The referral workflow, when the policy directory has a workflow.yaml (checked against the policy)."""
+    if not (settings.policy_dir / WORKFLOW_FILE).exists():
+        return
+    view = deps.policy.current
+    workflow = await asyncio.to_thread(
+        load_workflow, settings.policy_dir, roles=set(view.roles), agencies={r.agency for r in view.roles.values()},
+        categories=set(view.vocabulary.record_categories))
+    store = await open_referral_store(settings.referral_store_url, ContentSealer(sealing))
+    resources.push_async_callback(store.close)
+    screening = HubScreening(deps.query, workflow.screening) if workflow.screening is not None else None
+    deps.referral_store = store
+    deps.referrals = ReferralWorkflow(store=store, workflow=workflow, policy=deps.policy, audit=deps.audit,
+                                      tokeniser=deps.tokeniser, clock=deps.clock, screening=screening)
+    if settings.breach_sweep_interval:
+        deps.sweeper = BreachSweeper(deps.referrals, interval=settings.breach_sweep_interval)
+        resources.push_async_callback(deps.sweeper.stop)
 
 
 def _audit_sink(audit: AuditLog) -> Callable[[AuditEvent], Awaitable[None]]:
@@ -141,6 +185,8 @@ class GatewayServer:
         self.deps.audit.start()
         if self.deps.watcher is not None:
             self.deps.watcher.start()
+        if self.deps.sweeper is not None:
+            self.deps.sweeper.start()
         for service in ("", *SERVICE_NAMES):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
         log.info("gateway serving", port=self.port, policy_version=self.deps.policy.current.version)
@@ -157,11 +203,16 @@ def build_server(settings: Settings, deps: Dependencies) -> GatewayServer:
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     guard = AccessGuard(deps.policy, deps.audit, deps.clock)
     handlers = CallHandlers(guard.refusals)
-    handlers.add(server, hub_service_pb2.DESCRIPTOR.services_by_name["HubService"], HubServicer(deps.query))
+    handlers.add(server, hub_service_pb2.DESCRIPTOR.services_by_name["HubService"],
+                 HubServicer(deps.query, ResearchLink(deps.referrals, deps.clock)))
     handlers.add(server, audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"],
                  AuditServicer(AuditReads(deps.review, guard, deps.tokeniser, deps.policy)))
     handlers.add(server, policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"],
                  PolicyServicer(PolicyAdmin(deps.policy, settings.policy_dir, guard)))
+    if deps.referrals is not None and deps.referral_store is not None:
+        handlers.add(server, referral_service_pb2.DESCRIPTOR.services_by_name["ReferralService"],
+                     ReferralServicer(deps.referrals, deps.clock,
+                                      PertinentInformation(deps.referrals, deps.referral_store, deps.query)))
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if settings.reflection:
@@ -171,7 +222,10 @@ def build_server(settings: Settings, deps: Dependencies) -> GatewayServer:
             reflection.SERVICE_NAME,
         ]
         reflection.enable_server_reflection(names, server)
-    port = server.add_secure_port(settings.listen, gateway_server_credentials(settings.pki))
+    try:
+        port = server.add_secure_port(settings.listen, gateway_server_credentials(settings.pki))
+    except RuntimeError as exc:  # grpc reports a failed bind as RuntimeError
+        raise OSError(f"could not listen on {settings.listen} (address in use or not available)") from exc
     if port == 0:
         raise OSError(f"could not listen on {settings.listen}")
     return GatewayServer(server, port, deps, health_servicer)

@@ -167,6 +167,10 @@ class AuditKind(enum.Enum):
     POLICY_ACTIVATION = "policy_activation"
     POLICY_REJECTED = "policy_rejected"
     AUDIT_ACCESS = "audit_access"  # an auditor read the log (who looked, at what, about whom)
+    # The referral workflow: one entry per state transition, per deadline breach, per retention purge.
+    REFERRAL_TRANSITION = "referral_transition"
+    REFERRAL_BREACH = "referral_breach"
+    REFERRAL_PURGE = "referral_purge"
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,8 @@ class Settings:
     pki_dir: Path
     listen: str = "127.0.0.1:0"
     audit_store: str = ""  # default: sqlite:///<state_dir>/audit.sqlite
+    referral_store: str = ""  # default: sqlite:///<state_dir>/referrals.sqlite
+    breach_sweep_interval: float | None = 60.0  # seconds between referral deadline-breach sweeps; None = off
     agency_endpoints: Mapping[str, str] = field(default_factory=dict)
     trust_domain: str = DEFAULT_TRUST_DOMAIN
     default_timeout: Seconds = 5.0  # seconds, when the caller sets no deadline
@@ -60,6 +62,10 @@ class Settings:
     @property
     def audit_store_url(self) -> str:
         return self.audit_store or f"sqlite:///{self.state_dir / 'audit.sqlite'}"
+
+    @property
+    def referral_store_url(self) -> str:
+        return self.referral_store or f"sqlite:///{self.state_dir / 'referrals.sqlite'}"
 
     @classmethod
     def from_toml(cls, path: Path, **overrides: Any) -> Settings:

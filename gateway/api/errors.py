@@ -16,6 +16,7 @@ from grpc_status import rpc_status
 
 from gateway.errors import AuditUnavailable, GatewayError, InvalidRequest, NotFound, PolicyError, RequestRefused
 from gateway.service.access import clip
+from gateway.workflow.referral import InvalidTransition, VersionConflict
 
 ERROR_DOMAIN = "mash.gateway"
 _MAX_FIELD, _MAX_DESCRIPTION, _MAX_MESSAGE, _MAX_VIOLATIONS = 128, 256, 2048, 20
@@ -57,6 +58,15 @@ def to_status(exc: GatewayError) -> status_pb2.Status:
             message="the audit log cannot record this request, so nothing was disclosed; retry later",
             details=[_pack(info)],
         )
+    if isinstance(exc, InvalidTransition):
+        # Callers switch on the reason and read the state the referral is really in.
+        info = error_details_pb2.ErrorInfo(reason="INVALID_TRANSITION", domain=ERROR_DOMAIN,
+                                           metadata={"current_state": exc.current.value, "action": exc.action.value})
+        return status_pb2.Status(code=code_pb2.FAILED_PRECONDITION, message=clip(str(exc), _MAX_MESSAGE),
+                                 details=[_pack(info)])
+    if isinstance(exc, VersionConflict):
+        info = error_details_pb2.ErrorInfo(reason="VERSION_CONFLICT", domain=ERROR_DOMAIN)
+        return status_pb2.Status(code=code_pb2.ABORTED, message=str(exc), details=[_pack(info)])
     if isinstance(exc, NotFound):
         return status_pb2.Status(code=code_pb2.NOT_FOUND, message=str(exc))
     if isinstance(exc, PolicyError):

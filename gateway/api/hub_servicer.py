@@ -6,16 +6,31 @@ from collections.abc import AsyncIterator
 
 from gateway.api.calls import Call
 from gateway.api.convert import answer_to_proto, query_from_proto, screen_from_proto, screen_to_proto
+from gateway.domain import SystemClock
 from gateway.generated.mash.gateway.v1 import hub_service_pb2 as hub_pb
 from gateway.service.query import QueryService
+from gateway.service.validation import QueryCommand
+from gateway.workflow.research import ResearchLink
 
 
 class HubServicer:
-    def __init__(self, service: QueryService) -> None:
+    def __init__(self, service: QueryService, research: ResearchLink | None = None) -> None:
         self._service = service
+        self._research = research or ResearchLink(None, SystemClock())
+
+    async def _linked(self, request: hub_pb.QueryRequest | hub_pb.StreamQueryRequest,
+                      call: Call) -> tuple[QueryCommand, float | None]:
+        """The command and timeout, linked to the referral (and cut by its research deadline) if one is named."""
+        command, timeout = query_from_proto(request), call.time_remaining()
+        if not request.referral_id:
+            return command, timeout
+        return await self._research.begin(call.caller, request.referral_id, command, timeout)
 
     async def Query(self, request: hub_pb.QueryRequest, call: Call) -> hub_pb.QueryResponse:
-        result = await self._service.query(call.caller, query_from_proto(request), timeout=call.time_remaining())
+        command, timeout = await self._linked(request, call)
+        result = await self._service.query(call.caller, command, timeout=timeout)
+        if request.referral_id:
+            await self._research.record(call.caller, request.referral_id, result.answers)
         return hub_pb.QueryResponse(
             request_id=result.request_id, policy_version=result.policy_version,
             answers=[answer_to_proto(a) for a in result.answers],
@@ -24,11 +39,14 @@ class HubServicer:
     async def StreamQuery(
         self, request: hub_pb.StreamQueryRequest, call: Call
     ) -> AsyncIterator[hub_pb.StreamQueryResponse]:
-        async for request_id, version, answer in self._service.stream(
-            call.caller, query_from_proto(request), timeout=call.time_remaining()
-        ):
+        command, timeout = await self._linked(request, call)
+        answers = []
+        async for request_id, version, answer in self._service.stream(call.caller, command, timeout=timeout):
+            answers.append(answer)
             yield hub_pb.StreamQueryResponse(request_id=request_id, policy_version=version,
                                              answer=answer_to_proto(answer))
+        if request.referral_id:
+            await self._research.record(call.caller, request.referral_id, answers)
 
     async def ScreenReferral(self, request: hub_pb.ScreenReferralRequest, call: Call) -> hub_pb.ScreenReferralResponse:
         outcome = await self._service.screen(call.caller, screen_from_proto(request), timeout=call.time_remaining())

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gateway.demo.partnership import Partnership
+from gateway.demo.referral_day import play_referral_day
 from gateway.demo.story import close_the_books, play
 from gateway.errors import GatewayError
 from gateway.logs import configure_logging
@@ -71,6 +72,7 @@ async def _run(state_dir: Path, policy_dir: Path, audit_store: str, console: Con
                       + ", ".join(f"{a} :{n.port}" for a, n in partnership.nodes.items()))
         report = await play(partnership, console)
         await close_the_books(partnership, console, report)
+    await play_referral_day(state_dir / "referral-day", policy_dir, console, report)
     console.rule("[bold]Result")
     table = Table(show_header=True)
     table.add_column("step")

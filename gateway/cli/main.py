@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.cli import demo_cmd, keys_cmd, pki_cmd, serve_cmd
+from gateway.cli import demo_cmd, keys_cmd, pki_cmd, referrals_cmd, serve_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo_cmd.register(sub)
     pki_cmd.register(sub)
     keys_cmd.register(sub)
+    referrals_cmd.register(sub)
     from gateway.cli.policy_cmd import register as register_policy
     register_policy(sub)
     from gateway.cli.audit_cmd import register as register_audit

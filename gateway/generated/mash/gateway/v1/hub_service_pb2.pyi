@@ -123,6 +123,7 @@ class QueryRequest(_message.Message):
     AGREEMENT_FIELD_NUMBER: _builtins.int
     CASE_REFERENCE_FIELD_NUMBER: _builtins.int
     CATEGORIES_FIELD_NUMBER: _builtins.int
+    REFERRAL_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Client-chosen id, echoed back and written to the audit log; generated when empty."""
     purpose: _builtins.str
@@ -133,6 +134,10 @@ class QueryRequest(_message.Message):
     """The data-sharing agreement the request is made under."""
     case_reference: _builtins.str
     """The hub's case or referral reference."""
+    referral_id: _builtins.str
+    """A MASH referral this research is for: the answers are linked to it, its research deadline cuts the
+    time agencies are given, and case_reference must then be empty or the same id.
+    """
     @_builtins.property
     def subject(self) -> _common_pb2.SubjectIdentifiers: ...
     @_builtins.property
@@ -149,10 +154,11 @@ class QueryRequest(_message.Message):
         agreement: _builtins.str = ...,
         case_reference: _builtins.str = ...,
         categories: _abc.Iterable[_builtins.str] | None = ...,
+        referral_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["subject", b"subject"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement", b"agreement", "case_reference", b"case_reference", "categories", b"categories", "legal_basis", b"legal_basis", "purpose", b"purpose", "request_id", b"request_id", "subject", b"subject"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement", b"agreement", "case_reference", b"case_reference", "categories", b"categories", "legal_basis", b"legal_basis", "purpose", b"purpose", "referral_id", b"referral_id", "request_id", b"request_id", "subject", b"subject"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -198,11 +204,13 @@ class StreamQueryRequest(_message.Message):
     AGREEMENT_FIELD_NUMBER: _builtins.int
     CASE_REFERENCE_FIELD_NUMBER: _builtins.int
     CATEGORIES_FIELD_NUMBER: _builtins.int
+    REFERRAL_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     purpose: _builtins.str
     legal_basis: _builtins.str
     agreement: _builtins.str
     case_reference: _builtins.str
+    referral_id: _builtins.str
     @_builtins.property
     def subject(self) -> _common_pb2.SubjectIdentifiers: ...
     @_builtins.property
@@ -217,10 +225,11 @@ class StreamQueryRequest(_message.Message):
         agreement: _builtins.str = ...,
         case_reference: _builtins.str = ...,
         categories: _abc.Iterable[_builtins.str] | None = ...,
+        referral_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["subject", b"subject"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement", b"agreement", "case_reference", b"case_reference", "categories", b"categories", "legal_basis", b"legal_basis", "purpose", b"purpose", "request_id", b"request_id", "subject", b"subject"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement", b"agreement", "case_reference", b"case_reference", "categories", b"categories", "legal_basis", b"legal_basis", "purpose", b"purpose", "referral_id", b"referral_id", "request_id", b"request_id", "subject", b"subject"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

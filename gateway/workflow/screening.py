@@ -1,0 +1,67 @@
+"""The open-case check a referral gets on arrival, as a port, and its adapter over the hub's screening use case."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway.domain import SubjectIdentifiers
+from gateway.errors import GatewayError
+from gateway.service.query import QueryService
+from gateway.service.validation import Caller, QueryCommand
+from gateway.workflow.policy import ScreeningIdentity
+
+
+class OpenCase(enum.Enum):
+    """What the open-case check found. Only OPEN routes a referral; everything else waits for a person."""
+
+    OPEN = "OPEN"
+    NOT_OPEN = "NOT_OPEN"  # known and closed, or not known to children's social care
+    AMBIGUOUS = "AMBIGUOUS"  # several people matched, or the status was not released
+    WITHHELD = "WITHHELD"
+    UNAVAILABLE = "UNAVAILABLE"  # the node did not answer, or the check itself failed
+
+
+_RESULTS = {"OPEN": OpenCase.OPEN, "CLOSED": OpenCase.NOT_OPEN, "NOT_KNOWN": OpenCase.NOT_OPEN,
+            "UNAVAILABLE": OpenCase.UNAVAILABLE, "AMBIGUOUS": OpenCase.AMBIGUOUS}
+
+
+@dataclass(frozen=True, slots=True)
+class OpenCaseAnswer:
+    result: OpenCase
+    team: str = ""
+    worker: str = ""
+    request_id: str = ""  # the screening request's id, so the audit links the two
+
+
+class OpenCaseCheck(Protocol):
+    """Is this person open to children's social care, and if so who holds the case?"""
+
+    async def check(self, subject: SubjectIdentifiers, *, referral_id: str) -> OpenCaseAnswer: ...
+
+
+class HubScreening:
+    """Runs the hub's own screening use case as the caller `workflow.yaml` names (so it is audited the same)."""
+
+    def __init__(self, service: QueryService, identity: ScreeningIdentity, *, timeout: float = 5.0) -> None:
+        self._service = service
+        self._identity = identity
+        self._timeout = timeout
+
+    async def check(self, subject: SubjectIdentifiers, *, referral_id: str) -> OpenCaseAnswer:
+        who = self._identity
+        agency = who.acts_as.rstrip("/").split("/agency/", 1)[-1].split("/", 1)[0]
+        caller = Caller(identity=who.acts_as, agency=agency, user=who.user, role=who.role)
+        command = QueryCommand(request_id=f"screen-{referral_id}", subject=subject, purpose=who.purpose,
+                               legal_basis=who.legal_basis, agreement=who.agreement, case_reference=referral_id)
+        try:
+            outcome = await self._service.screen(caller, command, timeout=self._timeout)
+        except GatewayError:
+            # A refused or unauditable check is not an answer: leave the referral for a person.
+            return OpenCaseAnswer(OpenCase.UNAVAILABLE, request_id=command.request_id)
+        # Anything not named here (withheld, or a result added later) leaves the referral for a person.
+        result = _RESULTS.get(outcome.result.value, OpenCase.WITHHELD)
+        if result is OpenCase.OPEN and not outcome.allocated_team:
+            result = OpenCase.AMBIGUOUS  # open, but nobody to route it to: a person must look
+        return OpenCaseAnswer(result, outcome.allocated_team, outcome.allocated_worker, outcome.request_id)
