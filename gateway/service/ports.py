@@ -67,6 +67,12 @@ class DecisionView(Protocol):
     @property
     def denied_by(self) -> tuple[str, ...]: ...
 
+    @property
+    def review(self) -> DisclosureLevel: ...
+
+    @property
+    def reviewed_by(self) -> tuple[str, ...]: ...
+
 
 class PolicyView(Protocol):
     """The parts of a policy snapshot the service layer reads."""
@@ -139,6 +145,12 @@ class AgencyView(Protocol):
     @property
     def holds_records(self) -> bool: ...
 
+    @property
+    def review_hours(self) -> int: ...
+
+    @property
+    def escalate_after_hours(self) -> int: ...
+
 
 class RoleView(Protocol):
     @property
@@ -146,3 +158,6 @@ class RoleView(Protocol):
 
     @property
     def inside_mash(self) -> bool: ...
+
+    @property
+    def reviews(self) -> str: ...

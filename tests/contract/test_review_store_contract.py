@@ -50,7 +50,8 @@ def make_review(n: int, **overrides: Any) -> Review:
     base: dict[str, Any] = {
         "review_id": f"rev-{n:04d}", "request_id": f"req-{n:04d}", "agency": "health",
         "requested": {"health.mental_health": DisclosureLevel.PERTINENT}, "granted": DisclosureLevel.EXISTS,
-        "caller": "spiffe://mash.local/agency/police/system/case-system", "user": "dc.1", "role": "mash_researcher_police",
+        "caller": "spiffe://mash.local/agency/police/system/case-system", "user": "dc.1",
+        "role": "mash_researcher_police",
         "requester_agency": "police", "purpose": "safeguarding_screening", "legal_basis": "uk_gdpr_6_1_e",
         "agreement": "mash-isa-2026", "case_reference": "CASE-1", "sealed_identifiers": "k1:c2VhbGVk",
         "policy_version": "sha256:abc", "created_at": T0 + timedelta(minutes=n),
