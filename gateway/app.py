@@ -20,6 +20,7 @@ from gateway.api.calls import CallHandlers
 from gateway.api.hub_servicer import HubServicer
 from gateway.api.policy_servicer import PolicyServicer
 from gateway.api.referral_servicer import ReferralServicer
+from gateway.api.review_servicer import ReviewServicer
 from gateway.api.tls import gateway_client_credentials, gateway_server_credentials
 from gateway.audit import AuditLog, AuditReview, IdentifierSealer, load_public_keys, open_store
 from gateway.audit.checkpoint import load_signer
@@ -29,11 +30,13 @@ from gateway.generated.mash.gateway.v1 import (
     hub_service_pb2,
     policy_service_pb2,
     referral_service_pb2,
+    review_service_pb2,
 )
 from gateway.keyring import Keyring
 from gateway.keys import KeyPaths, load_keys
 from gateway.linkage import SubjectTokeniser
 from gateway.policy import PolicyHolder, PolicyWatcher
+from gateway.review.store import open_review_store
 from gateway.service.access import AccessGuard
 from gateway.service.audit_reads import AuditReads
 from gateway.service.policy_admin import PolicyAdmin
@@ -57,6 +60,7 @@ SERVICE_NAMES = (
     audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
     policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
     referral_service_pb2.DESCRIPTOR.services_by_name["ReferralService"].full_name,
+    review_service_pb2.DESCRIPTOR.services_by_name["ReviewService"].full_name,
 )
 
 
@@ -117,11 +121,13 @@ async def open_dependencies(
             )
         resources.push_async_callback(transport.close)
         tokeniser = SubjectTokeniser(keys.subject_token)
+        review_store = await open_review_store(settings.review_store_url)
+        resources.push_async_callback(review_store.close)
         query = QueryService(
             policy=holder, transport=transport, audit=audit,
             tokeniser=tokeniser, sealer=IdentifierSealer(keys.sealing),
             pseudonym_keys=keys.pseudonym, clock=clock, default_timeout=settings.default_timeout,
-            max_timeout=settings.max_timeout, audit_margin=settings.audit_margin,
+            max_timeout=settings.max_timeout, audit_margin=settings.audit_margin, review_store=review_store,
         )
         review = AuditReview(audit, load_public_keys(key_paths.checkpoint))
         watcher = None
@@ -209,6 +215,9 @@ def build_server(settings: Settings, deps: Dependencies) -> GatewayServer:
                  AuditServicer(AuditReads(deps.review, guard, deps.tokeniser, deps.policy)))
     handlers.add(server, policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"],
                  PolicyServicer(PolicyAdmin(deps.policy, settings.policy_dir, guard)))
+    if deps.query.reviews is not None:
+        handlers.add(server, review_service_pb2.DESCRIPTOR.services_by_name["ReviewService"],
+                     ReviewServicer(deps.query.reviews, guard.refusals))
     if deps.referrals is not None and deps.referral_store is not None:
         handlers.add(server, referral_service_pb2.DESCRIPTOR.services_by_name["ReferralService"],
                      ReferralServicer(deps.referrals, deps.clock,

@@ -139,6 +139,9 @@ def answer_to_proto(outcome: AgencyOutcome) -> hub_pb.AgencyAnswer:
         receipt=receipt_to_proto(outcome.receipt),
         categories=list(outcome.categories),
         detail=outcome.detail,
+        review=hub_pb.PendingReview(review_id=outcome.review_id, state=hub_pb.REVIEW_STATE_PENDING_REVIEW,
+                                    deadline=_timestamp(outcome.review_deadline))
+        if outcome.review_id and outcome.review_deadline is not None else None,
     )
 
 

@@ -28,6 +28,8 @@ DEFAULT_CLIENT_SYSTEMS: tuple[tuple[str, str], ...] = (
     ("hub", "mash-console"),
     ("hub", "audit-console"),
     ("hub", "policy-admin"),
+    ("health", "review-console"),
+    ("police", "review-console"),
 )
 """The agency systems `pki init` issues client certificates for, as (agency, system name)."""
 
