@@ -121,5 +121,6 @@ async def test_bad_input_is_invalid_argument_with_field_violations_and_audited(p
         await reviewer.call("ListReviews", review_pb.ListReviewsRequest(limit=5000))
     assert set(field_violations(raised.value)) == {"limit"}
     assert partnership.gateway is not None
-    refusals = [r.event async for r in partnership.gateway.deps.review.list_entries() if r.event.kind.value == "refusal"]
+    entries = partnership.gateway.deps.review.list_entries()
+    refusals = [r.event async for r in entries if r.event.kind.value == "refusal"]
     assert [e.details["rpc"] for e in refusals[-3:]] == ["DecideReview", "DecideReview", "ListReviews"]
