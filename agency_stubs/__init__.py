@@ -1,9 +1,17 @@
-"""Six simulated agency nodes (police, health, csc, education, housing, probation) over a synthetic world."""
+"""Simulated agency nodes: six (police, health, csc, education, housing, probation) over a synthetic world,
+and any other agency the policy declares from a records file."""
 
 from __future__ import annotations
 
 from agency_stubs import cast
-from agency_stubs.catalogue import CATALOGUE, CATEGORIES, FIELD_CATEGORIES, MASH_CONTACTS, CategorySpec
+from agency_stubs.catalogue import (
+    CATALOGUE,
+    CATEGORIES,
+    FIELD_CATEGORIES,
+    MASH_CONTACTS,
+    SIMULATED_AGENCIES,
+    CategorySpec,
+)
 from agency_stubs.dataset import (
     MATCH_BY_NAME_AND_DATE_OF_BIRTH,
     MATCH_BY_NHS_NUMBER,
@@ -11,6 +19,7 @@ from agency_stubs.dataset import (
     PersonEntry,
     PersonMatchResult,
 )
+from agency_stubs.holding import policy_dataset
 from agency_stubs.node import AgencyNodeServicer, RunningNode, peer_spiffe_ids, serve_node, serve_world
 from agency_stubs.records import make_record
 from agency_stubs.world import DEFAULT_AS_OF, DEFAULT_SEED, Household, Person, World, build_world
@@ -24,6 +33,7 @@ __all__ = [
     "MASH_CONTACTS",
     "MATCH_BY_NAME_AND_DATE_OF_BIRTH",
     "MATCH_BY_NHS_NUMBER",
+    "SIMULATED_AGENCIES",
     "AgencyDataset",
     "AgencyNodeServicer",
     "CategorySpec",
@@ -37,6 +47,7 @@ __all__ = [
     "cast",
     "make_record",
     "peer_spiffe_ids",
+    "policy_dataset",
     "serve_node",
     "serve_world",
 ]

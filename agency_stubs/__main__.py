@@ -1,4 +1,8 @@
-"""Run one simulated agency node until interrupted: `python -m agency_stubs --agency police --port 50061`."""
+"""Run one simulated agency node until interrupted: `python -m agency_stubs --agency police --port 50061`.
+
+The agency must be one the policy declares as holding records. The six agencies of the synthetic world
+answer from generated records; any other serves the people in `--records FILE`, or holds nobody.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,15 @@ from pathlib import Path
 
 import grpc
 import structlog
+import yaml
 
+from agency_stubs.catalogue import SIMULATED_AGENCIES
+from agency_stubs.dataset import AgencyDataset
+from agency_stubs.holding import policy_dataset
 from agency_stubs.node import serve_node
 from agency_stubs.world import DEFAULT_SEED, build_world
-from gateway.domain import AGENCIES
+from gateway.errors import PolicyError
+from gateway.policy.snapshot import load_snapshot
 
 GATEWAY_IDENTITY = "spiffe://mash.local/gateway"
 
@@ -30,7 +39,12 @@ def node_credentials(tls_dir: Path, agency: str) -> grpc.ServerCredentials:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m agency_stubs", description=__doc__)
-    p.add_argument("--agency", required=True, choices=AGENCIES)
+    p.add_argument("--agency", required=True, help="an agency the policy declares with holds_records: true")
+    p.add_argument("--policy-dir", type=Path, default=Path("policies"),
+                   help="policy directory declaring the agency and its record categories (default: policies)")
+    p.add_argument("--records", type=Path, default=None, metavar="FILE",
+                   help="YAML file of the people and records to serve (docs/agency-nodes.md); "
+                        "default: generated records for the six simulated agencies, nobody for any other")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on start)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
@@ -42,8 +56,28 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-async def _run(args: argparse.Namespace) -> None:
-    dataset = build_world(args.seed, args.people).dataset(args.agency)
+def _dataset(args: argparse.Namespace) -> AgencyDataset:
+    """The agency's holding; ValueError saying why it cannot be served."""
+    try:
+        snapshot = load_snapshot(args.policy_dir)
+    except PolicyError as exc:
+        raise ValueError(f"cannot load the policy in {args.policy_dir}: {exc}") from exc
+    agency = snapshot.agencies.get(args.agency)
+    if agency is None:
+        raise ValueError(f"the policy in {args.policy_dir} declares no agency {args.agency!r}")
+    if not agency.holds_records:
+        raise ValueError(f"{args.agency!r} holds no records (holds_records: false), so it has no node")
+    if args.records is None and args.agency in SIMULATED_AGENCIES:
+        return build_world(args.seed, args.people).dataset(args.agency)
+    try:
+        return policy_dataset(snapshot, args.agency, args.records)
+    except OSError as exc:
+        raise ValueError(f"cannot read {args.records}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{args.records} is not valid YAML") from exc
+
+
+async def _run(args: argparse.Namespace, dataset: AgencyDataset) -> None:
     credentials = node_credentials(args.tls_dir, args.agency) if args.tls_dir else None
     allowed = args.allow if args.allow is not None else ([GATEWAY_IDENTITY] if credentials else None)
     node = await serve_node(dataset, credentials=credentials, host=args.host, port=args.port,
@@ -65,7 +99,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.tls_dir is not None and not (args.tls_dir / "ca.pem").is_file():
         print(f"no ca.pem in the TLS directory {args.tls_dir}", file=sys.stderr)
         return 2
-    asyncio.run(_run(args))
+    try:
+        dataset = _dataset(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(_run(args, dataset))
     return 0
 
 

@@ -6,7 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from gateway.domain import AGENCIES, AgencyContact, RecordKind
+from gateway.domain import AgencyContact, RecordKind
+
+SIMULATED_AGENCIES: tuple[str, ...] = ("police", "health", "csc", "education", "housing", "probation")
+"""The agencies the synthetic world generates records for; any other declared agency is served from a file."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +149,7 @@ CATEGORIES: Mapping[str, CategorySpec] = MappingProxyType({s.category: s for s i
 """Every record category of every agency, by name."""
 
 CATALOGUE: Mapping[str, tuple[CategorySpec, ...]] = MappingProxyType(
-    {agency: tuple(s for s in _SPECS if s.agency == agency) for agency in AGENCIES}
+    {agency: tuple(s for s in _SPECS if s.agency == agency) for agency in SIMULATED_AGENCIES}
 )
 """Record categories per agency, in catalogue order."""
 

@@ -13,9 +13,10 @@ from types import MappingProxyType
 from agency_stubs import names
 from agency_stubs.cast import CAST, CastMember
 from agency_stubs.cast_records import cast_entries
+from agency_stubs.catalogue import SIMULATED_AGENCIES
 from agency_stubs.dataset import AgencyDataset, PersonEntry
 from agency_stubs.records import at, make_record
-from gateway.domain import AGENCIES, Record
+from gateway.domain import Record
 from gateway.linkage import nhs_check_digit
 
 DEFAULT_SEED = 20260101
@@ -109,7 +110,7 @@ def build_world(seed: int = DEFAULT_SEED, people: int = 2000, *, as_of: date = D
     gen = _Generator(random.Random(seed), as_of)
     gen.populate(people)
     gen.generate_records()
-    datasets = {agency: gen.dataset(agency) for agency in AGENCIES}
+    datasets = {agency: gen.dataset(agency) for agency in SIMULATED_AGENCIES}
     return World(seed, as_of, tuple(gen.people), tuple(gen.households), MappingProxyType(datasets))
 
 
@@ -126,7 +127,7 @@ class _Generator:
         self.people: list[Person] = []
         self.households: list[Household] = []
         self._nhs: set[str] = set()
-        self._records: dict[str, dict[int, list[Record]]] = {a: {} for a in AGENCIES}
+        self._records: dict[str, dict[int, list[Record]]] = {a: {} for a in SIMULATED_AGENCIES}
         self._counters: dict[str, int] = {}
 
     # --- population -----------------------------------------------------------------------------------

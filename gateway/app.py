@@ -35,6 +35,7 @@ from gateway.generated.mash.gateway.v1 import (
 from gateway.keyring import Keyring
 from gateway.keys import KeyPaths, load_keys
 from gateway.linkage import SubjectTokeniser
+from gateway.partnership import missing_endpoints
 from gateway.policy import PolicyHolder, PolicyWatcher
 from gateway.review.store import open_review_store
 from gateway.service.access import AccessGuard
@@ -76,6 +77,7 @@ class Dependencies:
     review: AuditReview
     tokeniser: SubjectTokeniser
     watcher: PolicyWatcher | None = None
+    unserved: tuple[str, ...] = ()  # record-holding agencies with no endpoint at start
     referrals: ReferralWorkflow | None = None  # None when the policy directory has no workflow.yaml
     referral_store: ReferralStore | None = None
     sweeper: BreachSweeper | None = None
@@ -114,6 +116,9 @@ async def open_dependencies(
             kind=AuditKind.POLICY_ACTIVATION, occurred_at=clock.now(), policy_version=holder.version,
             reason=f"activated {len(holder.current.lines)} policy lines", details={"trigger": "startup"},
         ))
+        unserved = missing_endpoints(holder.current.agencies, settings.agency_endpoints)
+        if unserved:
+            log.warning("agencies without an endpoint will answer UNAVAILABLE", agencies=list(unserved))
         if transport is None:
             transport = GrpcAgencyTransport.connect(
                 settings.agency_endpoints, gateway_client_credentials(settings.pki),
@@ -135,7 +140,7 @@ async def open_dependencies(
             watcher = PolicyWatcher(holder, settings.policy_dir, interval=settings.policy_watch_interval)
             resources.push_async_callback(watcher.stop)
         deps = Dependencies(policy=holder, audit=audit, transport=transport, query=query, clock=clock,
-                            review=review, tokeniser=tokeniser, watcher=watcher)
+                            review=review, tokeniser=tokeniser, watcher=watcher, unserved=unserved)
         await _open_referrals(settings, deps, keys.sealing, resources)
         deps.resources = resources.pop_all()
         return deps
@@ -180,11 +185,12 @@ class GatewayServer:
     """A running (or ready to run) gateway: a grpc.aio server plus its dependencies."""
 
     def __init__(self, server: grpc.aio.Server, port: int, deps: Dependencies,
-                 health_servicer: HealthServicer) -> None:
+                 health_servicer: HealthServicer, *, require_all_agencies: bool = False) -> None:
         self.server = server
         self.port = port
         self.deps = deps
         self._health = health_servicer
+        self._require_all_agencies = require_all_agencies
 
     async def start(self) -> None:
         await self.server.start()
@@ -195,6 +201,9 @@ class GatewayServer:
             self.deps.sweeper.start()
         for service in ("", *SERVICE_NAMES):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        if self._require_all_agencies and self.deps.unserved:
+            hub = hub_service_pb2.DESCRIPTOR.services_by_name["HubService"].full_name
+            await self._health.set(hub, health_pb2.HealthCheckResponse.NOT_SERVING)
         log.info("gateway serving", port=self.port, policy_version=self.deps.policy.current.version)
 
     async def stop(self, grace: float | None = 1.0) -> None:
@@ -237,4 +246,4 @@ def build_server(settings: Settings, deps: Dependencies) -> GatewayServer:
         raise OSError(f"could not listen on {settings.listen} (address in use or not available)") from exc
     if port == 0:
         raise OSError(f"could not listen on {settings.listen}")
-    return GatewayServer(server, port, deps, health_servicer)
+    return GatewayServer(server, port, deps, health_servicer, require_all_agencies=settings.require_all_agencies)

@@ -12,9 +12,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Protocol
 
-AGENCIES: tuple[str, ...] = ("police", "health", "csc", "education", "housing", "probation")
-"""The agencies of the simulated partnership, in the order answers are presented."""
-
 
 class DisclosureLevel(enum.IntEnum):
     """The disclosure ladder, low to high; comparisons follow the ladder."""

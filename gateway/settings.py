@@ -50,6 +50,7 @@ class Settings:
     reflection: bool = False  # gRPC server reflection; on in development only
     checkpoint_interval: Seconds = 60.0  # seconds between signed checkpoints, also when idle
     policy_watch_interval: Annotated[float, Field(ge=0)] | None = 2.0  # seconds between policy checks; 0 or None = off
+    require_all_agencies: bool = False  # HubService health NOT_SERVING while a record holder has no endpoint
     log_level: LogLevel = "info"
 
     @property

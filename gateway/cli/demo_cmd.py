@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
 async def _run(state_dir: Path, policy_dir: Path, audit_store: str, console: Console) -> int:
     console.rule("[bold blue]MASH Gateway demo")
-    console.print("Starting six agency nodes (police, health, children's social care, education, housing, "
-                  "probation) and the gateway on loopback, every hop over mutual TLS, audit log in "
+    console.print("Starting a node per agency of the policy and the gateway on loopback, every hop over "
+                  "mutual TLS, audit log in "
                   f"{'PostgreSQL' if audit_store.startswith('postgresql') else 'SQLite'}…")
     async with Partnership(state_dir, policy_dir, audit_store=audit_store) as partnership:
         console.print(f"Gateway listening on {partnership.address}; nodes on "

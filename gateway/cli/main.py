@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.cli import demo_cmd, keys_cmd, pki_cmd, referrals_cmd, reviews_cmd, serve_cmd
+from gateway.cli import demo_cmd, dev_cmd, keys_cmd, pki_cmd, referrals_cmd, reviews_cmd, serve_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve_cmd.register(sub)
     demo_cmd.register(sub)
+    dev_cmd.register(sub)
     pki_cmd.register(sub)
     keys_cmd.register(sub)
     referrals_cmd.register(sub)

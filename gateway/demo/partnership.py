@@ -1,6 +1,7 @@
-"""A whole partnership in one process: PKI, keys, six agency nodes and a gateway, all on loopback with mTLS.
+"""A whole partnership in one process: PKI, keys, a node per agency and a gateway, all on loopback with mTLS.
 
-The demo and the end-to-end tests both use it, so the tests exercise exactly what a newcomer runs.
+The demo and the end-to-end tests both use it, so the tests exercise exactly what a newcomer runs. The
+agencies, node certificates and client systems are those the policy directory declares.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import grpc.aio
 
 from gateway.api.tls import client_credentials, node_server_credentials
 from gateway.app import GatewayServer, build_server, open_dependencies
-from gateway.domain import AGENCIES, Clock
+from gateway.domain import Clock
 from gateway.generated.mash.gateway.v1 import common_pb2, hub_service_pb2, hub_service_pb2_grpc
 from gateway.keys import KeyPaths, init_keys
+from gateway.partnership import load_plan
 from gateway.pki import PkiLayout, init_pki
 from gateway.pki.authority import gateway_server_name
 from gateway.settings import Settings
@@ -79,7 +81,7 @@ class Partnership:
         *,
         world: World | None = None,
         people: int = 2000,
-        agencies: Sequence[str] = AGENCIES,
+        agencies: Sequence[str] | None = None,  # default: every record-holding agency of the policy
         clock: Clock | None = None,
         audit_store: str = "",
         checkpoint_interval: float = 30.0,
@@ -91,7 +93,7 @@ class Partnership:
         self.pki = PkiLayout(state_dir / "pki")
         self._world = world
         self._people = people
-        self._agencies = tuple(agencies)
+        self._agencies = tuple(agencies) if agencies is not None else None
         self._clock = clock
         self._audit_store = audit_store
         self._checkpoint_interval = checkpoint_interval
@@ -109,18 +111,27 @@ class Partnership:
 
     async def __aenter__(self) -> Partnership:
         from agency_stubs import build_world, serve_node
+        from agency_stubs.holding import policy_dataset
+        from gateway.policy.snapshot import load_snapshot
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        plan = load_plan(self.policy_dir)
         if not self.pki.ca_cert.exists():
-            init_pki(self.pki.root)
+            init_pki(self.pki.root, nodes=plan.record_holders, clients=plan.clients)
         init_keys(KeyPaths(self.state_dir / "keys"))
         if self._world is None:
             self._world = build_world(people=self._people)
+        agencies = self._agencies if self._agencies is not None else plan.record_holders
+        snapshot = None
         gateway_identity = f"spiffe://{_trust_domain()}/gateway"
         try:
-            for agency in self._agencies:
+            for agency in agencies:
+                dataset = self._world.datasets.get(agency)
+                if dataset is None:  # an agency the synthetic world does not simulate holds nobody
+                    snapshot = snapshot or load_snapshot(self.policy_dir)
+                    dataset = policy_dataset(snapshot, agency)
                 self.nodes[agency] = await serve_node(
-                    self._world.datasets[agency],
+                    dataset,
                     credentials=node_server_credentials(self.pki, agency),
                     allowed_callers=frozenset({gateway_identity}),
                     latency=self._node_latency.get(agency, 0.0),

@@ -14,31 +14,20 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from gateway.domain import AGENCIES
+from gateway.pki.identity import parse_spiffe_id
 
 DEFAULT_TRUST_DOMAIN = "mash.local"
-
-DEFAULT_CLIENT_SYSTEMS: tuple[tuple[str, str], ...] = (
-    ("police", "case-system"),
-    ("health", "gp-system"),
-    ("csc", "case-system"),
-    ("education", "school-mis"),
-    ("housing", "housing-system"),
-    ("probation", "case-system"),
-    ("hub", "mash-console"),
-    ("hub", "audit-console"),
-    ("hub", "policy-admin"),
-    ("health", "review-console"),
-    ("police", "review-console"),
-)
-"""The agency systems `pki init` issues client certificates for, as (agency, system name)."""
 
 _VALIDITY = dt.timedelta(days=397)
 
 
 @dataclass(frozen=True, slots=True)
 class PkiLayout:
-    """Where `init_pki` puts things inside its directory."""
+    """Where `init_pki` puts things inside its directory.
+
+    ``ca.pem``/``ca.key``, ``gateway.pem``/``gateway.key``, ``nodes/<agency>.pem|.key`` and
+    ``clients/<agency>-<system>.pem|.key``; private keys are mode 0600.
+    """
 
     root: Path
 
@@ -59,6 +48,11 @@ class PkiLayout:
     def client(self, agency: str, system: str) -> tuple[Path, Path]:
         stem = f"{agency}-{system}"
         return self.root / "clients" / f"{stem}.pem", self.root / "clients" / f"{stem}.key"
+
+    def client_for(self, spiffe_id: str) -> tuple[Path, Path]:
+        """Where the certificate of a client identity (``…/agency/<a>/system/<name>``) goes."""
+        agency, system = client_parts(spiffe_id)
+        return self.client(agency, system)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,18 +185,47 @@ def save(issued: IssuedCertificate, cert_path: Path, key_path: Path) -> None:
     _write_private(key_path, issued.key_pem)
 
 
+def client_parts(spiffe_id: str) -> tuple[str, str]:
+    """(agency, system) of a client identity; ValueError for any other shape."""
+    identity = parse_spiffe_id(spiffe_id)
+    if identity.kind != "system":
+        raise ValueError("a client identity has the path /agency/<agency>/system/<name>")
+    return identity.agency, identity.name
+
+
+def issue_node(layout: PkiLayout, agency: str, *, trust_domain: str = DEFAULT_TRUST_DOMAIN) -> tuple[Path, Path]:
+    """Issue (or replace) an agency node's server certificate from the CA in `layout`."""
+    issued = issue_certificate(
+        load_ca(layout), f"spiffe://{trust_domain}/agency/{agency}/node",
+        dns_names=[node_server_name(agency, trust_domain)], server=True, client=False,
+    )
+    paths = layout.node(agency)
+    save(issued, *paths)
+    return paths
+
+
+def issue_client(layout: PkiLayout, spiffe_id: str) -> tuple[Path, Path]:
+    """Issue (or replace) a client system's certificate whose identity is `spiffe_id`."""
+    paths = layout.client_for(spiffe_id)
+    save(issue_certificate(load_ca(layout), spiffe_id), *paths)
+    return paths
+
+
 def init_pki(
     directory: Path,
     *,
     trust_domain: str = DEFAULT_TRUST_DOMAIN,
-    agencies: Iterable[str] = AGENCIES,
-    client_systems: Iterable[tuple[str, str]] = DEFAULT_CLIENT_SYSTEMS,
+    nodes: Iterable[str] = (),
+    clients: Iterable[str] = (),
     overwrite: bool = False,
 ) -> PkiLayout:
-    """Create a CA, the gateway's certificate, one per agency node and one per client system."""
+    """Create a CA, the gateway's certificate, one per agency node in `nodes`, one per client identity."""
     layout = PkiLayout(directory)
     if layout.ca_cert.exists() and not overwrite:
         raise FileExistsError(f"{layout.ca_cert} already exists; refusing to replace a CA")
+    clients = tuple(clients)
+    for spiffe_id in clients:
+        client_parts(spiffe_id)  # refuse a malformed identity before writing anything
     directory.mkdir(parents=True, exist_ok=True)
     ca = make_ca()
     save(ca, layout.ca_cert, layout.ca_key)
@@ -214,17 +237,8 @@ def init_pki(
         ),
         *layout.gateway(),
     )
-    for agency in agencies:
-        save(
-            issue_certificate(
-                ca, f"spiffe://{trust_domain}/agency/{agency}/node",
-                dns_names=[node_server_name(agency, trust_domain)], server=True, client=False,
-            ),
-            *layout.node(agency),
-        )
-    for agency, system in client_systems:
-        save(
-            issue_certificate(ca, f"spiffe://{trust_domain}/agency/{agency}/system/{system}"),
-            *layout.client(agency, system),
-        )
+    for agency in nodes:
+        issue_node(layout, agency, trust_domain=trust_domain)
+    for spiffe_id in clients:
+        issue_client(layout, spiffe_id)
     return layout

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from gateway.audit import AuditRecord, AuditReview, ConsistencyProof, EntryFilter, InclusionProof, VerifyReport
 from gateway.audit.checkpoint import SignedCheckpoint
-from gateway.domain import AGENCIES, SubjectIdentifiers
+from gateway.domain import SubjectIdentifiers
 from gateway.errors import FieldViolation, InvalidRequest
 from gateway.linkage import SubjectTokeniser
 from gateway.service.access import AccessGuard
@@ -102,7 +102,7 @@ class AuditReads:
             return value if value in names else UNDECLARED  # type: ignore[operator]
 
         found = {
-            "agency": declared(where.agency, AGENCIES) if where.agency else "",
+            "agency": declared(where.agency, policy.agencies) if where.agency else "",
             "purpose": declared(where.purpose, policy.purposes) if where.purpose else "",
             "role": declared(where.role, policy.roles) if where.role else "",
             "user": self._tokeniser.text_token("user", where.user) if where.user else "",

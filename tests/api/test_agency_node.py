@@ -24,7 +24,8 @@ GATEWAY = "spiffe://mash.local/gateway"
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> PkiLayout:
     """A development PKI for the whole module."""
-    return init_pki(tmp_path_factory.mktemp("pki"))
+    return init_pki(tmp_path_factory.mktemp("pki"), nodes=["police", "csc"],
+                    clients=["spiffe://mash.local/agency/police/system/case-system"])
 
 
 @pytest.fixture(scope="module")

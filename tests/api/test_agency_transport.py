@@ -55,7 +55,7 @@ class Rig:
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> PkiLayout:
     root = tmp_path_factory.mktemp("pki")
-    init_pki(root)
+    init_pki(root, nodes=["health"])
     return PkiLayout(root)
 
 

@@ -107,7 +107,7 @@ async def test_a_client_without_a_certificate_fails_the_handshake(partnership: P
 async def test_a_certificate_from_another_ca_fails_the_handshake(partnership: Partnership, tmp_path: Path) -> None:
     """A certificate with a valid-looking identity but issued by a foreign CA is rejected in the handshake."""
     rogue = PkiLayout(tmp_path / "rogue")
-    init_pki(rogue.root)
+    init_pki(rogue.root, clients=["spiffe://mash.local/agency/police/system/case-system"])
     credentials = channel_credentials(partnership.pki.ca_cert, *rogue.client("police", "case-system"))
     stub = HubClient(partnership.channel(credentials), "someone", "mash_researcher_police")
     with pytest.raises(grpc.aio.AioRpcError) as caught:

@@ -40,7 +40,7 @@ def _read_until(stream: IO[str], wanted: str, timeout: float = 30) -> dict[str, 
 def served(tmp_path: Path, policy_dir: Path) -> Iterator[tuple[subprocess.Popen[str], Path, PkiLayout]]:
     policies = tmp_path / "policies"
     shutil.copytree(policy_dir, policies)
-    pki = init_pki(tmp_path / "pki")
+    pki = init_pki(tmp_path / "pki", clients=["spiffe://mash.local/agency/police/system/case-system"])
     init_keys(KeyPaths(tmp_path / "state" / "keys"))
     config = tmp_path / "gateway.toml"
     config.write_text(

@@ -8,8 +8,8 @@ import pytest
 
 PINNED = {
     "gateway.testing": ["FakeAgencyTransport", "FixedClock", "RecordingAuditSink"],
-    "gateway.pki": ["DEFAULT_CLIENT_SYSTEMS", "DEFAULT_TRUST_DOMAIN", "CallerIdentity", "IssuedCertificate",
-                    "PkiLayout", "identity_from_pem", "init_pki", "issue_certificate", "load_ca",
+    "gateway.pki": ["DEFAULT_TRUST_DOMAIN", "CallerIdentity", "IssuedCertificate", "PkiLayout",
+                    "identity_from_pem", "init_pki", "issue_certificate", "issue_client", "issue_node", "load_ca",
                     "parse_spiffe_id"],
     "gateway.service.query": ["AgencyOutcome", "Caller", "QueryCommand", "QueryResult", "QueryService",
                               "ScreenOutcome", "ScreenResult"],

@@ -14,9 +14,10 @@ from agency_stubs.cast import (
     RUBY_MERCER,
     CastMember,
 )
-from gateway.domain import AGENCIES, Record
+from agency_stubs.catalogue import SIMULATED_AGENCIES
+from gateway.domain import Record
 
-ALL = {a: () for a in AGENCIES}
+ALL = {a: () for a in SIMULATED_AGENCIES}
 
 
 def _records(world: World, member: CastMember, agency: str, category: str) -> list[dict[str, str]]:
@@ -31,7 +32,7 @@ def _values(record: Record) -> dict[str, str]:
 def test_cast_members_are_held_exactly_by_their_agencies(world: World) -> None:
     """Each cast member is matched by NHS number at the agencies listed for them and nowhere else."""
     for member in CAST:
-        for agency in AGENCIES:
+        for agency in SIMULATED_AGENCIES:
             ds = world.dataset(agency)
             matches = ds.lookup(member.subject(), [s.category for s in ds.catalogue])
             if agency in member.agencies:

@@ -10,9 +10,10 @@ def test_public_api_is_pinned() -> None:
     """agency_stubs exports exactly these names; changing them is a deliberate, reviewed act."""
     assert sorted(agency_stubs.__all__) == sorted([
         "CATALOGUE", "CATEGORIES", "DEFAULT_AS_OF", "DEFAULT_SEED", "FIELD_CATEGORIES", "MASH_CONTACTS",
-        "MATCH_BY_NAME_AND_DATE_OF_BIRTH", "MATCH_BY_NHS_NUMBER", "AgencyDataset", "AgencyNodeServicer",
-        "CategorySpec", "Household", "Person", "PersonEntry", "PersonMatchResult", "RunningNode", "World",
-        "build_world", "cast", "make_record", "peer_spiffe_ids", "serve_node", "serve_world",
+        "MATCH_BY_NAME_AND_DATE_OF_BIRTH", "MATCH_BY_NHS_NUMBER", "SIMULATED_AGENCIES", "AgencyDataset",
+        "AgencyNodeServicer", "CategorySpec", "Household", "Person", "PersonEntry", "PersonMatchResult",
+        "RunningNode", "World", "build_world", "cast", "make_record", "peer_spiffe_ids", "policy_dataset",
+        "serve_node", "serve_world",
     ])
     assert all(hasattr(agency_stubs, name) for name in agency_stubs.__all__)
 

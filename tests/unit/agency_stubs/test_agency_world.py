@@ -7,7 +7,7 @@ from collections import Counter
 
 from agency_stubs import CATEGORIES, World, build_world
 from agency_stubs.cast import CAST
-from gateway.domain import AGENCIES
+from agency_stubs.catalogue import SIMULATED_AGENCIES
 from gateway.linkage import is_valid_nhs_number, normalise_postcode
 
 
@@ -18,10 +18,11 @@ def test_same_seed_gives_the_same_world() -> None:
 
 
 def test_default_world_builds_well_under_two_seconds() -> None:
-    """Generating the default 2,000-person world takes well under 2 s."""
-    started = time.perf_counter()
+    """Generating the default 2,000-person world takes well under 2 s of CPU time."""
+    # CPU time of this process, not wall-clock time, so other work on a shared machine cannot fail it.
+    started = time.process_time()
     built = build_world()
-    assert time.perf_counter() - started < 1.5
+    assert time.process_time() - started < 1.5
     assert len(built.people) >= 2000
 
 
@@ -71,7 +72,7 @@ def test_every_record_category_is_populated_by_generation(world: World) -> None:
 
 def test_agencies_know_realistic_shares_of_the_population(world: World) -> None:
     """Health knows nearly everyone; police, csc and probation know a minority; nobody knows everyone."""
-    share = {a: len(world.dataset(a)) / len(world.people) for a in AGENCIES}
+    share = {a: len(world.dataset(a)) / len(world.people) for a in SIMULATED_AGENCIES}
     assert share["health"] > 0.9
     assert share["police"] < 0.25
     assert share["csc"] < 0.15

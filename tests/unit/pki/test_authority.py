@@ -9,21 +9,25 @@ import pytest
 from cryptography import x509
 
 from gateway.errors import RequestRefused
-from gateway.pki import DEFAULT_CLIENT_SYSTEMS, identity_from_pem, init_pki, parse_spiffe_id
+from gateway.partnership import load_plan
+from gateway.pki import identity_from_pem, init_pki, parse_spiffe_id
 from gateway.pki.authority import issue_certificate, make_ca
 
 
 @pytest.fixture(scope="module")
-def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def pki_dir(tmp_path_factory: pytest.TempPathFactory, policy_dir: Path) -> Path:
+    """A PKI for the shipped policy's record-holding agencies and bound client systems."""
     directory = tmp_path_factory.mktemp("pki")
-    init_pki(directory)
+    plan = load_plan(policy_dir)
+    init_pki(directory, nodes=plan.record_holders, clients=plan.clients)
     return directory
 
 
-def test_every_private_key_is_readable_only_by_its_owner(pki_dir: Path) -> None:
-    """Private keys are written with mode 0600."""
+def test_every_private_key_is_readable_only_by_its_owner(pki_dir: Path, policy_dir: Path) -> None:
+    """Private keys (CA, gateway, one per node and per bound client) are written with mode 0600."""
+    plan = load_plan(policy_dir)
     keys = list(pki_dir.rglob("*.key"))
-    assert len(keys) == 1 + 1 + 6 + len(DEFAULT_CLIENT_SYSTEMS)
+    assert len(keys) == 1 + 1 + len(plan.record_holders) + len(plan.clients)
     for key in keys:
         assert stat.S_IMODE(key.stat().st_mode) == 0o600, key.name
 
