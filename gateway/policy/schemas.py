@@ -103,6 +103,7 @@ class CategoryEntry(Entry):
     group: bool = False
     protected: bool | None = None
     readers: Names = []
+    open_cases: bool = False
 
 
 class AgreementEntry(Entry):

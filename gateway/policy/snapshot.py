@@ -131,6 +131,15 @@ class PolicySnapshot:
         kinds = ("first", "escalation") if escalated else ("first",)
         return tuple(n for n, r in self.vocabulary.roles.items() if r.reviews in kinds and r.agency == agency)
 
+    @property
+    def open_case_category(self) -> str:
+        return self.vocabulary.open_case_category
+
+    @property
+    def open_case_agency(self) -> str:
+        category = self.vocabulary.record_categories.get(self.open_case_category)
+        return category.agency if category else ""
+
     def is_category(self, name: str) -> bool:
         return name in self.vocabulary.record_categories
 

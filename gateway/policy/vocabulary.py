@@ -108,6 +108,7 @@ class RecordCategory:
     group: bool = False
     protected: bool = False
     protected_readers: tuple[str, ...] = ()
+    open_cases: bool = False  # what screening's open-case check asks for (status, allocated team and worker)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,10 +156,18 @@ class Vocabulary:
             return f"{kind} {name!r} cannot be used: its entry at {self.where(kind, name)} has errors"
         return undeclared(kind, name, known)
 
+    @property
+    def open_case_category(self) -> str:
+        """The record category screening asks for (`open_cases: true`), or "" when none is declared."""
+        return next((n for n, c in self.record_categories.items() if c.open_cases), "")
+
     def where(self, kind: str, name: str) -> Location:
         """Where a name was declared, or NOWHERE."""
         return self.declared_at.get((kind, name), NOWHERE)
 
+
+OPEN_CASE_FIELDS = ("case_status", "allocated_team", "allocated_worker")
+"""The fields an open-case category must declare: screening reads exactly these."""
 
 VOCABULARY_FILES = {
     "agencies": "vocabulary/agencies.yaml",
@@ -562,7 +571,19 @@ def _record_categories(
             group=entry.group,
             protected=bool(entry.protected),
             protected_readers=tuple(entry.readers),
+            open_cases=entry.open_cases,
         )
+        if entry.open_cases:
+            missing = [f for f in OPEN_CASE_FIELDS if f not in fields]
+            if missing:
+                reader.error(file, raw.line_of("open_cases"),
+                             f"category {name!r} answers the open-case check, so it needs the fields "
+                             f"{', '.join(OPEN_CASE_FIELDS)} (missing: {', '.join(missing)})")
+    open_case = [n for n, c in result.items() if c.open_cases]
+    if len(open_case) > 1:
+        for extra in open_case[1:]:
+            reader.error(file, reader.declared_at.get(("category", extra), Location(file, 0)).line,
+                         f"only one category may answer the open-case check; {open_case[0]!r} already does")
     _check_refs(reader, parents, reader.known("category", result), "category")
     reader.findings += _hierarchy_problems(
         {n: [c.parent] if c.parent in result else [] for n, c in result.items()},

@@ -98,6 +98,16 @@ class PolicyView(Protocol):
     @property
     def agreements(self) -> Mapping[str, AgreementView]: ...
 
+    @property
+    def open_case_category(self) -> str:
+        """The record category the open-case check asks for, or "" when the policy declares none."""
+        ...
+
+    @property
+    def open_case_agency(self) -> str:
+        """The agency holding the open-case category."""
+        ...
+
     def is_category(self, name: str) -> bool: ...
 
     def roles_for(self, identity: str) -> frozenset[str]: ...

@@ -13,9 +13,6 @@ from gateway.service.planning import AgencyPlan, plan_request
 from gateway.service.ports import AuditSink, PolicyView
 from gateway.service.validation import Caller, QueryCommand
 
-SOCIAL_CARE = "csc"
-CASE_RECORDS = "csc.case"
-
 
 class ScreenResult(enum.Enum):
     OPEN = "OPEN"
@@ -41,10 +38,14 @@ class ScreenOutcome:
 
 
 def _agreement_covers_case_records(policy: PolicyView, command: QueryCommand) -> None:
+    case_records = policy.open_case_category
+    if not case_records:
+        raise RequestRefused("the policy declares no record category for the open-case check (open_cases: true)",
+                             code="SCREENING_NOT_CONFIGURED", field="")
     agreement = policy.agreements[command.agreement]
-    if not any(policy.category_within(CASE_RECORDS, c) for c in agreement.categories):
+    if not any(policy.category_within(case_records, c) for c in agreement.categories):
         raise RequestRefused(
-            f"agreement {command.agreement!r} does not cover children's social care case records",
+            f"agreement {command.agreement!r} does not cover the case records screening asks for",
             code="AGREEMENT_CATEGORY", field="agreement",
         )
 
@@ -61,16 +62,17 @@ class Screening:
         """Screen one referral; the answer is audited before it is returned."""
         request = await self._admission.admit(caller, replace(command, categories=()), timeout,
                                               extra_check=_agreement_covers_case_records)
+        case_records = request.policy.open_case_category
         (plan,) = plan_request(request.policy, role=caller.role, purpose=request.command.purpose,
-                               agreement=request.command.agreement, categories=(CASE_RECORDS,),
-                               agencies=(SOCIAL_CARE,))
+                               agreement=request.command.agreement, categories=(case_records,),
+                               agencies=(request.policy.open_case_agency,))
         answer = await self._fanout.answer(request, plan)
         (receipt,) = await self._audit.append([answer.event])
-        return replace(read_screening(answer.outcome, plan), request_id=request.request_id,
+        return replace(read_screening(answer.outcome, plan, case_records), request_id=request.request_id,
                        policy_version=request.policy.version, receipt=receipt)
 
 
-def read_screening(outcome: AgencyOutcome, plan: AgencyPlan) -> ScreenOutcome:
+def read_screening(outcome: AgencyOutcome, plan: AgencyPlan, case_records: str) -> ScreenOutcome:
     """Children's social care's answer as a screening result (request id, version and receipt left blank).
 
     Only a case status released as held counts: a withheld or transformed status, or an answer about
@@ -81,13 +83,13 @@ def read_screening(outcome: AgencyOutcome, plan: AgencyPlan) -> ScreenOutcome:
         return replace(base, result=ScreenResult.UNAVAILABLE)
     if outcome.status is AnswerStatus.NO_MATCH:
         return replace(base, result=ScreenResult.NOT_KNOWN)
-    if outcome.status is AnswerStatus.WITHHELD or CASE_RECORDS not in plan.content:
+    if outcome.status is AnswerStatus.WITHHELD or case_records not in plan.content:
         return replace(base, detail="policy does not allow this role to see case status for this purpose")
     if outcome.ambiguous:
         return replace(base, detail="several people known to children's social care match these identifiers, "
                                     "so no case status was released: give an NHS number or contact them")
     statuses = []
-    for record in (r for r in outcome.records if r.category == CASE_RECORDS):
+    for record in (r for r in outcome.records if r.category == case_records):
         held = {f.name: f for f in record.fields if f.disclosure is FieldDisclosure.FULL}
         status = held["case_status"].value.strip().casefold() if "case_status" in held else ""
         statuses.append(status)

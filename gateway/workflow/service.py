@@ -293,7 +293,7 @@ class ReferralWorkflow:
             # Ambiguous, withheld or unreachable is never read as "not open": a person decides.
             return (*self._plan(caller, referral, Action.SCREEN, checked, reason=reason, automatic=True, kind=kind),
                     [])
-        receiver = self._workflow.receivers.get("csc", "")
+        receiver = self._workflow.receivers.get(self._policy.current.open_case_agency, "")
         routed = replace(checked, team=answer.team, worker=answer.worker, routing="automatic")
         notices = [Notification(receiver, NoticeKind.ROUTED, referral.referral_id, self._clock.now(),
                                 team=answer.team, worker=answer.worker)] if receiver else []
@@ -310,7 +310,7 @@ class ReferralWorkflow:
         """A person routes a referral to the team holding an open case (after looking at what screening found)."""
         referral = await self._load(caller, "route", referral_id, "screen",
                                     [*check_name(team, "team", required=True), *check_name(worker, "worker")])
-        receiver = self._workflow.receivers.get("csc", "")
+        receiver = self._workflow.receivers.get(self._policy.current.open_case_agency, "")
         notices = [Notification(receiver, NoticeKind.ROUTED, referral_id, self._clock.now(), team, worker)] \
             if receiver else []
         return await self._step(caller, "route", referral, Action.ROUTE,

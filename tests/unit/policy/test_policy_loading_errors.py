@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from policy_helpers import PolicyCopy, append, edit
+from policy_helpers import SHIPPED, PolicyCopy, append, edit
 
 from gateway.errors import Finding, PolicyError
 from gateway.policy import load_snapshot
@@ -259,3 +259,27 @@ def test_redaction_errors_stop_the_snapshot(policy_copy: PolicyCopy) -> None:
     edit(directory / "redaction.yaml", "person.phone: drop", "person.phone: shred")
     findings = findings_of(directory)
     assert any(f.file.endswith("redaction.yaml") for f in findings)
+
+
+def test_the_open_case_category_is_declared_in_the_vocabulary() -> None:
+    """Screening's open-case check asks the category marked `open_cases: true`, and the agency that holds it."""
+    snapshot = load_snapshot(SHIPPED)
+    assert (snapshot.open_case_category, snapshot.open_case_agency) == ("csc.case", "csc")
+
+
+def test_a_second_open_case_category_is_refused_at_its_line(policy_copy: PolicyCopy) -> None:
+    """Only one category may answer the open-case check: a second one is an error where it is declared."""
+    directory = policy_copy()
+    categories = directory / "vocabulary" / "record_categories.yaml"
+    edit(categories, "  csc.cp_plan:\n", "  csc.cp_plan:\n    open_cases: true\n")
+    findings = findings_of(directory)
+    assert any(f.file == "vocabulary/record_categories.yaml" and "only one category may answer the open-case check"
+               in f.message for f in findings)
+
+
+def test_an_open_case_category_without_the_screening_fields_is_refused(policy_copy: PolicyCopy) -> None:
+    """Screening reads case_status, allocated_team and allocated_worker, so the flagged category must declare them."""
+    directory = policy_copy()
+    edit(directory / "vocabulary" / "record_categories.yaml", "      allocated_worker: staff.contact\n", "", )
+    findings = findings_of(directory)
+    assert any("needs the fields" in f.message and "missing: allocated_worker" in f.message for f in findings)

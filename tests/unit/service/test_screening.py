@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from service_helpers import make_service
@@ -14,6 +16,7 @@ from gateway.keyring import Keyring
 from gateway.policy import PolicyHolder
 from gateway.service.ports import LookupCommand, LookupResult, PersonMatch
 from gateway.service.query import Caller, QueryCommand, ScreenResult
+from gateway.testing import FixedClock
 
 MANAGER = Caller("spiffe://mash.local/agency/hub/system/mash-console", "hub", "m.1", "mash_manager")
 BY_NAME = SubjectIdentifiers(given_name="Kai", family_name="Mercer", date_of_birth="2017-05-14")
@@ -76,3 +79,22 @@ async def test_screening_under_an_agreement_without_case_records_names_the_agree
         await service.screen(MANAGER, housing, timeout=5)
     assert (caught.value.code, caught.value.field) == ("AGREEMENT_CATEGORY", "agreement")
     assert [(e.kind, e.status) for e in sink.events] == [(AuditKind.REFUSAL, "PERMISSION_DENIED")]
+
+
+async def test_screening_without_an_open_case_category_is_refused_and_asks_no_agency(
+    policy_dir: Path, tmp_path: Path, keys: dict[str, Keyring]
+) -> None:
+    """A policy that marks no category `open_cases: true` gets a clear refusal, not a guess at an agency."""
+    copy = tmp_path / "policies"
+    shutil.copytree(policy_dir, copy)
+    categories = copy / "vocabulary" / "record_categories.yaml"
+    text = categories.read_text()
+    assert "    open_cases: true\n" in text
+    categories.write_text(text.replace("    open_cases: true\n", ""))
+    holder = PolicyHolder.from_directory(copy, clock=FixedClock())
+    service, transport, sink = make_service(holder, keys, lambda agency, command: LookupResult(agency, ()))
+    with pytest.raises(RequestRefused) as refused:
+        await service.screen(MANAGER, SCREENING, timeout=5)
+    assert refused.value.code == "SCREENING_NOT_CONFIGURED"
+    assert transport.calls == []
+    assert [e.kind for e in sink.events] == [AuditKind.REFUSAL]
