@@ -38,6 +38,7 @@ from gateway.linkage import SubjectTokeniser
 from gateway.partnership import missing_endpoints
 from gateway.policy import PolicyHolder, PolicyWatcher
 from gateway.review.store import open_review_store
+from gateway.review.sweeper import ReviewSweeper
 from gateway.service.access import AccessGuard
 from gateway.service.audit_reads import AuditReads
 from gateway.service.policy_admin import PolicyAdmin
@@ -81,6 +82,7 @@ class Dependencies:
     referrals: ReferralWorkflow | None = None  # None when the policy directory has no workflow.yaml
     referral_store: ReferralStore | None = None
     sweeper: BreachSweeper | None = None
+    review_sweeper: ReviewSweeper | None = None
     resources: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
     """Closes what `open_dependencies` opened, newest first: sweeper, referral store, watcher, transport,
     audit log, audit store."""
@@ -134,6 +136,10 @@ async def open_dependencies(
             pseudonym_keys=keys.pseudonym, clock=clock, default_timeout=settings.default_timeout,
             max_timeout=settings.max_timeout, audit_margin=settings.audit_margin, review_store=review_store,
         )
+        review_sweeper = None
+        if settings.breach_sweep_interval and query.reviews is not None:
+            review_sweeper = ReviewSweeper(query.reviews, interval=settings.breach_sweep_interval)
+            resources.push_async_callback(review_sweeper.stop)
         review = AuditReview(audit, load_public_keys(key_paths.checkpoint))
         watcher = None
         if settings.policy_watch_interval:
@@ -199,6 +205,8 @@ class GatewayServer:
             self.deps.watcher.start()
         if self.deps.sweeper is not None:
             self.deps.sweeper.start()
+        if self.deps.review_sweeper is not None:
+            self.deps.review_sweeper.start()
         for service in ("", *SERVICE_NAMES):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
         if self._require_all_agencies and self.deps.unserved:

@@ -21,6 +21,7 @@ from gateway.domain import AuditEvent, AuditKind, Clock, DisclosureLevel, Subjec
 from gateway.errors import FieldViolation, InvalidRequest
 from gateway.review.model import Review, ReviewAlreadyDecided, ReviewNotFound, ReviewState
 from gateway.review.store import ReviewStore
+from gateway.service.access import audited_user
 from gateway.service.admission import AdmittedRequest
 from gateway.service.fanout import AgencyFanout, AgencyOutcome
 from gateway.service.planning import AgencyPlan
@@ -265,7 +266,7 @@ class ReviewDesk:
         levels = review.approved if review.state is ReviewState.APPROVED else review.requested
         return AuditEvent(
             kind=AuditKind.REVIEW, occurred_at=self._clock.now(), request_id=review.request_id,
-            caller=actor.identity if actor else review.caller, user=actor.user if actor else review.user,
+            caller=actor.identity if actor else review.caller, user=audited_user(actor) if actor else review.user,
             role=actor.role if actor else review.role, purpose=review.purpose, legal_basis=review.legal_basis,
             agreement=review.agreement, case_reference=review.case_reference,
             subject_tokens=base.subject_tokens if base else (), sealed_identifiers=review.sealed_identifiers,

@@ -328,3 +328,24 @@ def test_released_content_never_exceeds_the_approval(
             await w.store.close()
 
     asyncio.run(scenario())
+
+
+async def test_the_sweeper_expires_a_review_nobody_reads(world: World) -> None:
+    """Without any read, the background sweep declines an overdue review and tells both sides."""
+    from gateway.review.sweeper import ReviewSweeper
+
+    review_id = await world.held()
+    world.clock.advance(25 * 3600)
+    sweeper = ReviewSweeper(world.desk, interval=0.01)
+    sweeper.start()
+    try:
+        for _ in range(200):
+            stored = await world.store.get(review_id)
+            if stored is not None and stored.state is ReviewState.EXPIRED:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await sweeper.stop()
+    assert stored is not None
+    assert stored.state is ReviewState.EXPIRED
+    assert ("health", review_id, NOT_IN_TIME) in world.notices.sent
