@@ -70,9 +70,10 @@ class QueryService:
     async def query(self, caller: Caller, command: QueryCommand, *, timeout: float | None) -> QueryResult:
         """Ask every agency at once; every answer is audited before any is returned."""
         request, plans = await self._admit(caller, command, timeout)
-        held = await self._hold(request, plans)
-        answers = [_pending(a, held) for a in
-                   await asyncio.gather(*(self._fanout.answer(request, plan) for plan in plans))]
+        # The review is stored and audited while the agencies answer: it costs the caller no deadline.
+        held, fetched = await asyncio.gather(
+            self._hold(request, plans), asyncio.gather(*(self._fanout.answer(request, plan) for plan in plans)))
+        answers = [_pending(a, held) for a in fetched]
         receipts = await self._audit.append([a.event for a in answers])
         outcomes = tuple(replace(a.outcome, receipt=r) for a, r in zip(answers, receipts, strict=True))
         log.info("query answered", request_id=request.request_id,
@@ -84,9 +85,9 @@ class QueryService:
     ) -> AsyncIterator[tuple[str, str, AgencyOutcome]]:
         """Yield (request id, policy version, answer) per agency as each answers, each audited first."""
         request, plans = await self._admit(caller, command, timeout)
-        held = await self._hold(request, plans)
         tasks = [asyncio.ensure_future(self._fanout.answer(request, plan)) for plan in plans]
         try:
+            held = await self._hold(request, plans)
             for next_done in asyncio.as_completed(tasks):
                 answer = _pending(await next_done, held)
                 (receipt,) = await self._audit.append([answer.event])
