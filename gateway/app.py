@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 import grpc.aio
@@ -39,12 +40,14 @@ from gateway.partnership import missing_endpoints
 from gateway.policy import PolicyHolder, PolicyWatcher
 from gateway.review.store import open_review_store
 from gateway.review.sweeper import ReviewSweeper
+from gateway.policy.holder import ReleaseGate
+from gateway.policy.release import ReleaseError, Signers, current_release, release_gate, verify_release
 from gateway.service.access import AccessGuard
 from gateway.service.audit_reads import AuditReads
 from gateway.service.policy_admin import PolicyAdmin
 from gateway.service.ports import AgencyTransport
 from gateway.service.query import QueryService
-from gateway.settings import Settings
+from gateway.settings import Settings, SettingsError
 from gateway.workflow.package import PertinentInformation
 from gateway.workflow.policy import FILE_NAME as WORKFLOW_FILE
 from gateway.workflow.policy import load_workflow
@@ -110,13 +113,19 @@ async def open_dependencies(
                                     append_timeout=settings.audit_append_timeout)
         resources.push_async_callback(audit.aclose)
         on_event = _audit_sink(audit)
+        policy_dir, gate = settings.policy_dir, None
+        release: Mapping[str, str] = {}
+        if settings.policy_mode == "production":
+            policy_dir, gate, release = await _production_policy(settings, on_event, clock)
         holder = await asyncio.to_thread(
-            PolicyHolder.from_directory, settings.policy_dir, on_event=on_event, clock=clock
+            PolicyHolder.from_directory, policy_dir, on_event=on_event, clock=clock, release_gate=gate
         )
+        if release and holder.version != release["release_id"]:
+            raise ReleaseError("the release's files changed after they were verified; start again", holder.version)
         # The first activation is audited like every later one.
         await on_event(AuditEvent(
             kind=AuditKind.POLICY_ACTIVATION, occurred_at=clock.now(), policy_version=holder.version,
-            reason=f"activated {len(holder.current.lines)} policy lines", details={"trigger": "startup"},
+            reason=f"activated {len(holder.current.lines)} policy lines", details={"trigger": "startup", **release},
         ))
         unserved = missing_endpoints(holder.current.agencies, settings.agency_endpoints)
         if unserved:
@@ -142,7 +151,7 @@ async def open_dependencies(
             resources.push_async_callback(review_sweeper.stop)
         review = AuditReview(audit, load_public_keys(key_paths.checkpoint))
         watcher = None
-        if settings.policy_watch_interval:
+        if settings.policy_watch_interval and settings.policy_mode == "development":
             watcher = PolicyWatcher(holder, settings.policy_dir, interval=settings.policy_watch_interval)
             resources.push_async_callback(watcher.stop)
         deps = Dependencies(policy=holder, audit=audit, transport=transport, query=query, clock=clock,
@@ -170,6 +179,28 @@ async def _open_referrals(settings: Settings, deps: Dependencies, sealing: Keyri
     if settings.breach_sweep_interval:
         deps.sweeper = BreachSweeper(deps.referrals, interval=settings.breach_sweep_interval)
         resources.push_async_callback(deps.sweeper.stop)
+
+
+async def _production_policy(
+    settings: Settings, on_event: Callable[[AuditEvent], Awaitable[None]], clock: Clock
+) -> tuple[Path, ReleaseGate, Mapping[str, str]]:
+    """The verified current release to start from, and the gate every later reload goes through.
+
+    A release that does not verify is audited as refused and the gateway does not start: in production there
+    is no unsigned policy to fall back to.
+    """
+    if settings.policy_releases is None or settings.policy_signers is None:
+        raise SettingsError("policy_mode = \"production\" needs policy_releases and policy_signers")
+    store, signers = settings.policy_releases, settings.policy_signers
+    try:
+        verified = await asyncio.to_thread(
+            lambda: verify_release(store, current_release(store), Signers.load(signers), None))
+    except ReleaseError as exc:
+        await on_event(AuditEvent(kind=AuditKind.POLICY_REJECTED, occurred_at=clock.now(),
+                                  policy_version=exc.version, reason=f"refused: {exc}",
+                                  details={"trigger": "startup"}))
+        raise
+    return verified.directory, release_gate(store, signers), verified.audit_details()
 
 
 def _audit_sink(audit: AuditLog) -> Callable[[AuditEvent], Awaitable[None]]:
@@ -231,7 +262,7 @@ def build_server(settings: Settings, deps: Dependencies) -> GatewayServer:
     handlers.add(server, audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"],
                  AuditServicer(AuditReads(deps.review, guard, deps.tokeniser, deps.policy)))
     handlers.add(server, policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"],
-                 PolicyServicer(PolicyAdmin(deps.policy, settings.policy_dir, guard)))
+                 PolicyServicer(PolicyAdmin(deps.policy, settings.policy_dir, guard, deps.clock)))
     if deps.query.reviews is not None:
         handlers.add(server, review_service_pb2.DESCRIPTOR.services_by_name["ReviewService"],
                      ReviewServicer(deps.query.reviews, guard.refusals))

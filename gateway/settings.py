@@ -26,7 +26,7 @@ LogLevel = Annotated[
     Literal["debug", "info", "warning", "error", "critical"],
     BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v),  # logging itself ignores case
 ]
-_PATHS = ("state_dir", "policy_dir", "pki_dir")
+_PATHS = ("state_dir", "policy_dir", "pki_dir", "policy_releases", "policy_signers")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,11 @@ class Settings:
     reflection: bool = False  # gRPC server reflection; on in development only
     checkpoint_interval: Seconds = 60.0  # seconds between signed checkpoints, also when idle
     policy_watch_interval: Annotated[float, Field(ge=0)] | None = 2.0  # seconds between policy checks; 0 or None = off
+    # "production": activate only signed, approved releases from `policy_releases` (the watcher is off);
+    # "development": activate `policy_dir` as it is, watched for changes.
+    policy_mode: Literal["development", "production"] = "development"
+    policy_releases: Path | None = None  # the release store (`policy propose|approve|release`)
+    policy_signers: Path | None = None  # JSON file of the policy administrators' and IG officers' public keys
     require_all_agencies: bool = False  # HubService health NOT_SERVING while a record holder has no endpoint
     log_level: LogLevel = "info"
 

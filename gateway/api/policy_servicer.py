@@ -16,7 +16,12 @@ class PolicyServicer:
         self, request: policy_pb.GetPolicyVersionRequest, call: Call
     ) -> policy_pb.GetPolicyVersionResponse:
         snapshot = await self._admin.current(call.caller)
-        return policy_pb.GetPolicyVersionResponse(policy_version=snapshot.version, policy_lines=len(snapshot.lines))
+        return policy_pb.GetPolicyVersionResponse(
+            policy_version=snapshot.version, policy_lines=len(snapshot.lines),
+            expiring_agreements=[
+                policy_pb.ExpiringAgreement(agreement=name, valid_until=day.isoformat(), days_left=left)
+                for name, day, left in self._admin.expiring_agreements(snapshot)
+            ])
 
     async def ExplainDecision(
         self, request: policy_pb.ExplainDecisionRequest, call: Call

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Sequence
 
 from gateway.audit.checkpoint import SignedCheckpoint
@@ -65,15 +66,16 @@ class MemoryStore:
         self._check()
         return [row for row, _ in self.rows[max(start, 0):max(start, 0) + limit]]
 
-    async def find(self, where: EntryFilter, *, start: int, limit: int) -> list[StoredEntry]:
+    async def find(self, where: EntryFilter, *, start: int, limit: int, before: int | None = None,
+                   newest_first: bool = False) -> list[StoredEntry]:
         self._check()
-        out: list[StoredEntry] = []
-        for row, meta in self.rows[max(start, 0):]:
-            if where.matches(meta):
-                out.append(row)
-                if len(out) >= limit:
-                    break
-        return out
+        rows = self.rows[max(start, 0):len(self.rows) if before is None else max(before, 0)]
+        matching = (row for row, meta in (reversed(rows) if newest_first else rows) if where.matches(meta))
+        return list(itertools.islice(matching, max(limit, 0)))
+
+    async def count(self, where: EntryFilter, *, before: int | None = None) -> int:
+        self._check()
+        return sum(1 for row, meta in self.rows if (before is None or row.index < before) and where.matches(meta))
 
     async def metadata_mismatches(self, start: int, end: int) -> dict[int, tuple[str, ...]]:
         self._check()

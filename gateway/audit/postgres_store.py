@@ -289,16 +289,27 @@ class PostgresStore:
                                  "ORDER BY idx LIMIT %s", (start, limit))
         return [StoredEntry(int(i), bytes(h), bytes(d)) for i, h, d in rows]
 
-    async def find(self, where: EntryFilter, *, start: int, limit: int) -> list[StoredEntry]:
-        clauses, params = filter_clauses(where, start, "%s")
+    @staticmethod
+    def _filter_sql(where: EntryFilter, start: int, before: int | None) -> tuple[str, list[Any]]:
+        clauses, params = filter_clauses(where, start, "%s", before)
         if where.subject_tokens:
             clauses.append("idx IN (SELECT idx FROM audit_subject_tokens WHERE token = ANY(%s))")
             params.append(sorted(where.subject_tokens))
-        sql = (f"SELECT idx, leaf_hash, data FROM audit_entries WHERE {' AND '.join(clauses)} "  # noqa: S608
-               "ORDER BY idx LIMIT %s")
+        return " AND ".join(clauses), params
+
+    async def find(self, where: EntryFilter, *, start: int, limit: int, before: int | None = None,
+                   newest_first: bool = False) -> list[StoredEntry]:
+        condition, params = self._filter_sql(where, start, before)
+        sql = (f"SELECT idx, leaf_hash, data FROM audit_entries WHERE {condition} "  # noqa: S608
+               f"ORDER BY idx {'DESC' if newest_first else 'ASC'} LIMIT %s")
         params.append(limit)
         rows = await self._fetch(sql, params)
         return [StoredEntry(int(i), bytes(h), bytes(d)) for i, h, d in rows]
+
+    async def count(self, where: EntryFilter, *, before: int | None = None) -> int:
+        condition, params = self._filter_sql(where, 0, before)
+        rows = await self._fetch(f"SELECT count(*) FROM audit_entries WHERE {condition}", params)  # noqa: S608
+        return int(rows[0][0])
 
     async def metadata_mismatches(self, start: int, end: int) -> dict[int, tuple[str, ...]]:
         async def work(conn: psycopg.AsyncConnection[Any], started: list[bool]) -> dict[int, tuple[str, ...]]:

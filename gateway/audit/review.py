@@ -7,6 +7,7 @@ canonical bytes, every checkpoint and the checkpoint public keys, plus a manifes
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import tarfile
@@ -153,26 +154,37 @@ class AuditReview:
             return self._log
 
     async def list_entries(self, where: EntryFilter | None = None, *, limit: int | None = None,
-                           start: int = 0) -> AsyncIterator[AuditRecord]:
-        """Entries matching `where` in index order, fetched page by page."""
+                           start: int = 0, before: int | None = None,
+                           newest_first: bool = False) -> AsyncIterator[AuditRecord]:
+        """Entries matching `where` with `start <= index` (and `index < before`), in index order or newest
+        first, fetched page by page."""
         where = where or EntryFilter()
         if where.since is not None and where.until is not None and where.since >= where.until:
             raise InvalidRequest([FieldViolation("until", "must be later than since")])
         if limit is not None and limit < 0:
             raise InvalidRequest([FieldViolation("limit", "must not be negative")])
-        if start > _MAX_INDEX:
+        if start > _MAX_INDEX or (before is not None and before <= max(start, 0)):
             return  # no store holds that many entries (and SQL integers stop at 2**63 - 1)
+        before = None if before is None or before > _MAX_INDEX else before
         remaining = limit
         while remaining is None or remaining > 0:
             page = _PAGE if remaining is None else min(_PAGE, remaining)
-            rows = await self.store.find(where, start=start, limit=page)
+            rows = await self.store.find(where, start=start, limit=page, before=before, newest_first=newest_first)
             for row in rows:
                 yield _decode(row)
             if remaining is not None:
                 remaining -= len(rows)
             if len(rows) < page:
                 return
-            start = rows[-1].index + 1
+            if newest_first:
+                before = rows[-1].index
+            else:
+                start = rows[-1].index + 1
+
+    async def count(self, where: EntryFilter | None = None, *, before: int | None = None) -> int:
+        """How many entries match `where` (with `index < before`, if given)."""
+        return await self.store.count(where or EntryFilter(), before=None if before is None or before > _MAX_INDEX
+                                      else before)
 
     async def get_entry(self, index: int) -> AuditRecord:
         if index < 0:
@@ -244,12 +256,15 @@ class AuditReview:
                                 checkpoint1=await self._signed_at(size1, latest),
                                 checkpoint2=await self._signed_at(size2, latest))
 
-    async def subject_access(self, tokens: Collection[str]) -> AsyncIterator[AuditRecord]:
-        """Every entry about the person whose subject tokens (under every key id) are `tokens`."""
+    async def subject_access(self, tokens: Collection[str], where: EntryFilter | None = None, *,
+                             before: int | None = None) -> AsyncIterator[AuditRecord]:
+        """Every entry about the person whose subject tokens (under every key id) are `tokens`, narrowed by the
+        other criteria of `where` (and to `index < before`) if given."""
         wanted = frozenset(t for t in tokens if t)
         if not wanted:
             raise InvalidRequest([FieldViolation("subject", "no subject token could be computed")])
-        async for record in self.list_entries(EntryFilter(subject_tokens=wanted)):
+        async for record in self.list_entries(dataclasses.replace(where or EntryFilter(), subject_tokens=wanted),
+                                              before=before):
             yield record
 
     async def _fresh_checkpoint(self) -> SignedCheckpoint | None:

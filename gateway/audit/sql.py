@@ -22,10 +22,14 @@ META_SQL = ("SELECT e.idx, e.data, e.occurred_at, e.kind, e.agency, e.purpose, e
 META_TOKENS_SQL = "SELECT idx, token FROM audit_subject_tokens WHERE idx >= {p} AND idx < {p}"
 
 
-def filter_clauses(where: EntryFilter, start: int, mark: str) -> tuple[list[str], list[Any]]:
+def filter_clauses(where: EntryFilter, start: int, mark: str,
+                   before: int | None = None) -> tuple[list[str], list[Any]]:
     """WHERE clauses and parameters for everything in `where` but subject tokens, with `mark` as placeholder."""
     clauses = [f"idx >= {mark}"]
     params: list[Any] = [start]
+    if before is not None:
+        clauses.append(f"idx < {mark}")
+        params.append(before)
     if where.since is not None:
         clauses.append(f"occurred_at >= {mark}")
         params.append(format_timestamp(where.since))

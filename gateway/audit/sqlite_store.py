@@ -356,19 +356,32 @@ class SqliteStore:
             return [StoredEntry(i, as_bytes(h), as_bytes(d)) for i, h, d in rows]
         return await self._read(q)
 
-    async def find(self, where: EntryFilter, *, start: int, limit: int) -> list[StoredEntry]:
-        clauses, params = filter_clauses(where, start, "?")
+    def _filter_sql(self, where: EntryFilter, start: int, before: int | None) -> tuple[str, list[Any]]:
+        clauses, params = filter_clauses(where, start, "?", before)
         if where.subject_tokens:
             tokens = sorted(where.subject_tokens)
             marks = ",".join("?" * len(tokens))
             clauses.append(f"idx IN (SELECT idx FROM audit_subject_tokens WHERE token IN ({marks}))")  # noqa: S608
             params.extend(tokens)
-        sql = (f"SELECT idx, leaf_hash, data FROM audit_entries WHERE {' AND '.join(clauses)} "  # noqa: S608
-               "ORDER BY idx LIMIT ?")
+        return " AND ".join(clauses), params
+
+    async def find(self, where: EntryFilter, *, start: int, limit: int, before: int | None = None,
+                   newest_first: bool = False) -> list[StoredEntry]:
+        condition, params = self._filter_sql(where, start, before)
+        sql = (f"SELECT idx, leaf_hash, data FROM audit_entries WHERE {condition} "  # noqa: S608
+               f"ORDER BY idx {'DESC' if newest_first else 'ASC'} LIMIT ?")
         params.append(limit)
 
         def q(conn: sqlite3.Connection) -> list[StoredEntry]:
             return [StoredEntry(i, as_bytes(h), as_bytes(d)) for i, h, d in conn.execute(sql, params).fetchall()]
+        return await self._read(q)
+
+    async def count(self, where: EntryFilter, *, before: int | None = None) -> int:
+        condition, params = self._filter_sql(where, 0, before)
+        sql = f"SELECT count(*) FROM audit_entries WHERE {condition}"  # noqa: S608
+
+        def q(conn: sqlite3.Connection) -> int:
+            return int(conn.execute(sql, params).fetchone()[0])
         return await self._read(q)
 
     async def metadata_mismatches(self, start: int, end: int) -> dict[int, tuple[str, ...]]:

@@ -180,8 +180,14 @@ class DisclosureStore(Protocol):
         """Up to `limit` rows with index >= `start`, in index order, exactly as stored (gaps included)."""
         ...
 
-    async def find(self, where: EntryFilter, *, start: int, limit: int) -> list[StoredEntry]:
-        """Up to `limit` entries matching `where` with index >= `start`, in index order."""
+    async def find(self, where: EntryFilter, *, start: int, limit: int, before: int | None = None,
+                   newest_first: bool = False) -> list[StoredEntry]:
+        """Up to `limit` entries matching `where` with `start <= index` (and `index < before` if given), in index
+        order or, with `newest_first`, in reverse index order."""
+        ...
+
+    async def count(self, where: EntryFilter, *, before: int | None = None) -> int:
+        """How many entries match `where` (with `index < before`, if given)."""
         ...
 
     async def metadata_mismatches(self, start: int, end: int) -> dict[int, tuple[str, ...]]:

@@ -1,17 +1,21 @@
-"""`mash-gateway audit …`: the auditors' commands (list, show, verify, prove, checkpoint, subject-access, export).
+"""`mash-gateway audit …`: the auditors' commands (list, who-accessed, show, verify, prove, checkpoint,
+subject-access, export).
 
 Exit codes: 0 success, 1 verification failed, 2 usage error or the store or keys cannot be opened.
-Readable tables by default; `--json` prints JSON (one object per line for listings).
+Readable tables by default; `--json` prints JSON (one object per line for listings), `--csv` a spreadsheet.
+Every read of entries is itself written to the log (an ``audit_access`` entry) before anything is shown.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import sys
 import tarfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections import Counter
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from gateway.audit.answers import (
+    STATUSES,
+    EntryRow,
+    Glossary,
+    UnknownName,
+    csv_text,
+    resolve_name,
+    subject_report_html,
+    was_not_asked,
+)
 from gateway.audit.backends import open_store
 from gateway.audit.checkpoint import (
     CheckpointKeyError,
@@ -34,10 +48,12 @@ from gateway.audit.log import AuditLog
 from gateway.audit.merkle import ProofError
 from gateway.audit.review import AuditRecord, AuditReview, verify_export
 from gateway.audit.sqlite_store import path_from_url
-from gateway.audit.store import DisclosureStore, EntryFilter
+from gateway.audit.store import DisclosureStore, EntryFilter, PendingEntry
 from gateway.audit.verify import VerifyReport
-from gateway.domain import AuditKind, SubjectIdentifiers, SystemClock
-from gateway.errors import AuditUnavailable, GatewayError, InvalidRequest
+from gateway.domain import AuditEvent, AuditKind, SubjectIdentifiers, SystemClock
+from gateway.errors import AuditUnavailable, Finding, GatewayError, InvalidRequest
+from gateway.policy.vocabulary import Vocabulary, load_vocabulary
+from gateway.service.validation import INVALID, USER_PATTERN
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -59,16 +75,40 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     audit = subparsers.add_parser("audit", help="review, verify and export the audit log")
     sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
 
-    p = sub.add_parser("list", parents=[common], help="list entries, optionally filtered")
-    p.add_argument("--since", help="inclusive start time (ISO 8601; UTC if no offset)")
-    p.add_argument("--until", help="exclusive end time (ISO 8601; UTC if no offset)")
-    for name in ("agency", "purpose", "role", "user", "status"):
+    filters = argparse.ArgumentParser(add_help=False)
+    filters.add_argument("--since", help="inclusive start time (ISO 8601; UTC if no offset)")
+    filters.add_argument("--until", help="exclusive end time (ISO 8601; UTC if no offset)")
+    filters.add_argument("--month", help="the calendar month YYYY-MM (instead of --since/--until)")
+    filters.add_argument("--agency", default="", help="the agency asked (any case; checked against the vocabulary)")
+    filters.add_argument("--purpose", default="", help="declared purpose (checked against the vocabulary)")
+    filters.add_argument("--policy-dir", type=Path, default=Path("policies"),
+                         help="policy directory whose vocabulary filters are checked against (default: policies)")
+    filters.add_argument("--csv", action="store_true", help="print CSV for spreadsheets instead of a table")
+
+    p = sub.add_parser("list", parents=[common, filters], help="list entries, newest first, with the total")
+    for name in ("role", "user", "status"):
         p.add_argument(f"--{name}", default="")
     p.add_argument("--case", dest="case_reference", default="", help="case reference")
-    p.add_argument("--kind", default="", choices=["", *(k.value for k in AuditKind)])
+    p.add_argument("--kind", default="", help=f"one of {', '.join(k.value for k in AuditKind)}")
     p.add_argument("--token", action="append", default=[], help="subject token (repeatable)")
-    p.add_argument("--limit", type=int, default=200, help="at most this many entries (0: all)")
+    p.add_argument("--limit", type=int, default=50, help="entries per page (default 50; 0: all)")
+    p.add_argument("--before", type=int, metavar="INDEX", help="next page: only entries before this index")
+    p.add_argument("--after", type=int, metavar="INDEX", help="only entries after this index")
+    p.add_argument("--oldest-first", action="store_true", help="oldest entries first")
     p.set_defaults(func=_runner(_cmd_list))
+
+    subject = argparse.ArgumentParser(add_help=False)
+    for name in ("nhs-number", "given-name", "family-name", "date-of-birth", "postcode"):
+        subject.add_argument(f"--{name}", default="")
+    subject.add_argument("--token", action="append", default=[], help="subject token (repeatable), instead of "
+                                                                        "identifiers")
+    subject.add_argument("--token-keys", type=Path,
+                         help="subject-token key ring (default keys/subject-token.json)")
+    subject.add_argument("--category", default="", help="record category disclosed (checked against the vocabulary)")
+
+    p = sub.add_parser("who-accessed", parents=[common, filters, subject],
+                       help="who was given information about one person: when, why, under which agreement")
+    p.set_defaults(func=_runner(_cmd_who_accessed))
 
     p = sub.add_parser("show", parents=[common], help="show one entry in full")
     p.add_argument("index", type=int)
@@ -92,12 +132,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = sub.add_parser("checkpoint", parents=[common], help="sign and store a checkpoint now")
     p.set_defaults(func=_runner(_cmd_checkpoint))
 
-    p = sub.add_parser("subject-access", parents=[common], help="every entry about one person")
-    for name in ("nhs-number", "given-name", "family-name", "date-of-birth", "postcode"):
-        p.add_argument(f"--{name}", default="")
-    p.add_argument("--token", action="append", default=[], help="subject token (repeatable), instead of "
-                                                                  "identifiers")
-    p.add_argument("--token-keys", type=Path, help="subject-token key ring (default keys/subject-token.json)")
+    p = sub.add_parser("subject-access", parents=[common, filters, subject], help="every entry about one person")
+    p.add_argument("--kind", default="", help=f"one of {', '.join(k.value for k in AuditKind)}")
+    p.add_argument("--include-not-asked", action="store_true",
+                   help="also list the entries of agencies a query did not ask (grouped by default)")
+    p.add_argument("--report", type=Path, metavar="FILE.html",
+                   help="also write a plain-language, printable report for the person (HTML)")
     p.set_defaults(func=_runner(_cmd_subject_access))
 
     p = sub.add_parser("export", parents=[common], help="write a self-contained, verifiable bundle")
@@ -119,7 +159,7 @@ def _console(*, stderr: bool = False) -> Console:
     ``[person.address]`` or ``:name:`` that rich would otherwise take for markup or emoji and drop."""
     stream = sys.stderr if stderr else sys.stdout
     # Piped output gets a wide console so table cells are not folded mid-word.
-    return Console(stderr=stderr, soft_wrap=True, width=None if stream.isatty() else 200, markup=False,
+    return Console(stderr=stderr, soft_wrap=True, width=None if stream.isatty() else 240, markup=False,
                    emoji=False, highlight=False)
 
 
@@ -175,26 +215,136 @@ def _print_json(console: Console, value: object) -> None:
     console.out(json.dumps(value, sort_keys=True, ensure_ascii=False))
 
 
-async def _print_records(console: Console, records: AsyncIterator[AuditRecord], as_json: bool,
-                         title: str) -> int:
-    if as_json:
-        count = 0
-        async for record in records:
+def _print_rows(console: Console, records: list[AuditRecord], args: argparse.Namespace, title: str) -> None:
+    if args.json:
+        for record in records:
             _print_json(console, _entry_json(record))
-            count += 1
-        return count
+        return
+    rows = [EntryRow.of(record) for record in records]
+    if getattr(args, "csv", False):
+        console.out(csv_text(rows), end="")
+        return
     table = Table(title=title)
-    for column in ("#", "time (UTC)", "kind", "agency", "status", "level", "role", "user", "purpose", "case"):
+    for column in ("#", "time (UTC)", "kind", "agency", "status", "level", "organisation", "role", "user",
+                   "purpose", "legal basis", "agreement", "categories", "case"):
         table.add_column(column)
-    count = 0
-    async for record in records:
-        e = record.event
-        table.add_row(str(record.index), format_timestamp(e.occurred_at)[:19].replace("T", " "), e.kind.value,
-                      e.agency, e.status, e.level, e.role, e.user, e.purpose, e.case_reference)
-        count += 1
+    for r in rows:
+        table.add_row(str(r.index), r.time, r.kind, r.agency, r.status, r.level, r.organisation, r.role, r.user,
+                      r.purpose, r.legal_basis, r.agreement, r.categories, r.case_reference)
     console.print(table)
-    console.print(f"{count} entr{'y' if count == 1 else 'ies'}")
-    return count
+
+
+def _note(console: Console, args: argparse.Namespace, text: str) -> None:
+    """A count or paging hint: after a table, or on stderr so JSON and CSV output stay machine-readable."""
+    if args.json or getattr(args, "csv", False):
+        _console(stderr=True).print(text)
+    else:
+        console.print(text)
+
+
+def _entries(n: int) -> str:
+    return f"{n} entr{'y' if n == 1 else 'ies'}"
+
+
+def _period(args: argparse.Namespace) -> tuple[datetime | None, datetime | None]:
+    """The --since/--until bounds, or those of --month; a period that ends before it starts is a usage error."""
+    if args.month:
+        if args.since or args.until:
+            raise UsageError("give --month or --since/--until, not both")
+        try:
+            first = datetime.strptime(args.month, "%Y-%m").replace(tzinfo=UTC)
+        except ValueError:
+            raise UsageError("--month must be a month such as 2026-10") from None
+        following = first.replace(year=first.year + 1, month=1) if first.month == 12 else \
+            first.replace(month=first.month + 1)
+        return first, following
+    since, until = _parse_time(args.since, "since"), _parse_time(args.until, "until")
+    if since is not None and until is not None and since >= until:
+        raise UsageError("--until must be later than --since")
+    return since, until
+
+
+def _vocabulary(args: argparse.Namespace) -> Vocabulary | None:
+    """The vocabulary of --policy-dir, to check and spell out declared names; None when no option needs it."""
+    if not (args.agency or args.purpose or getattr(args, "role", "") or getattr(args, "category", "")
+            or getattr(args, "report", None)):
+        return None
+    directory = Path(args.policy_dir)
+    if not (directory / "vocabulary").is_dir():
+        raise UsageError("the policy directory does not exist or has no vocabulary; give --policy-dir DIR")
+    findings: list[Finding] = []
+    vocabulary = load_vocabulary(directory, findings)
+    if any(f.severity == "error" for f in findings):
+        raise UsageError("the policy directory's vocabulary has errors; run `mash-gateway policy check`")
+    return vocabulary
+
+
+def _checked(value: str, names: Collection[str], what: str, option: str) -> str:
+    try:
+        return resolve_name(value, names, what)
+    except UnknownName as exc:
+        raise UsageError(f"--{option}: {exc}") from None
+
+
+def _filter(args: argparse.Namespace, vocabulary: Vocabulary | None, tokens: frozenset[str] = frozenset(),
+            kind: str = "") -> EntryFilter:
+    """The entry filter the options ask for, every declared name checked (case-insensitively) first."""
+    since, until = _period(args)
+    # Without a vocabulary (no option that needs one was given) the name lists are never consulted.
+    agencies: Collection[str] = vocabulary.agencies if vocabulary is not None else ()
+    purposes: Collection[str] = vocabulary.purposes if vocabulary is not None else ()
+    roles: Collection[str] = vocabulary.roles if vocabulary is not None else ()
+    return EntryFilter(
+        since=since, until=until,
+        kind=kind or _checked(getattr(args, "kind", ""), [k.value for k in AuditKind], "kind", "kind"),
+        agency=_checked(args.agency, agencies, "agency", "agency"),
+        purpose=_checked(args.purpose, purposes, "purpose", "purpose"),
+        role=_checked(getattr(args, "role", ""), roles, "role", "role"),
+        user=getattr(args, "user", ""), case_reference=getattr(args, "case_reference", ""),
+        status=_checked(getattr(args, "status", ""), STATUSES, "status", "status"),
+        subject_tokens=tokens)
+
+
+async def _record_read(store: DisclosureStore, args: argparse.Namespace, command: str, where: EntryFilter | None,
+                       *, details: dict[str, str] | None = None) -> int:
+    """Write who read the log from the command line, and what they searched for, before anything is shown;
+    returns the index of that entry, so the answer is the log as it stood when asked.
+
+    Free text (a user id or case reference) is kept as a keyed token if the key ring is at hand, as the API
+    does; the person searched for is kept as their subject tokens. If the entry cannot be written nothing is
+    shown, exactly as with a read through the API.
+    """
+    found: dict[str, str] = {"rpc": f"cli:{command}", **(details or {})}
+    tokens: tuple[str, ...] = ()
+    if where is not None:
+        tokens = tuple(sorted(where.subject_tokens))
+        found.update({name: value for name, value in (
+            ("agency", where.agency), ("purpose", where.purpose), ("role", where.role),
+            ("status", where.status), ("kind", where.kind),
+            ("since", format_timestamp(where.since) if where.since else ""),
+            ("until", format_timestamp(where.until) if where.until else "")) if value})
+        for name, text in (("user", where.user), ("case_reference", where.case_reference)):
+            if text:
+                found[name] = _text_token(args, name, text)
+    login = getpass.getuser()
+    event = AuditEvent(kind=AuditKind.AUDIT_ACCESS, occurred_at=datetime.now(UTC), caller="local:mash-gateway-cli",
+                       user=login if USER_PATTERN.fullmatch(login) else INVALID, role="auditor", status="OK",
+                       subject_tokens=tokens, details=found)
+    try:
+        receipts = await store.append([PendingEntry.from_event(event)])
+    except GatewayError as exc:
+        raise AuditUnavailable(f"this read could not be recorded in the audit log, so nothing is shown ({exc})") \
+            from exc
+    return receipts[0].index
+
+
+def _text_token(args: argparse.Namespace, label: str, text: str) -> str:
+    ring_path = _ring_path(args, required=False)
+    if ring_path is None or not ring_path.exists():
+        return "given"  # the key ring is not at hand: the entry records that the filter was used
+    from gateway.keyring import load_keyring
+    from gateway.linkage import SubjectTokeniser
+    return SubjectTokeniser(load_keyring(ring_path)).text_token(label, text)
 
 
 def _parse_time(text: str | None, name: str) -> datetime | None:
@@ -250,20 +400,34 @@ def _print_report(console: Console, report: VerifyReport, as_json: bool,
 async def _cmd_list(args: argparse.Namespace, console: Console) -> int:
     if args.limit < 0:
         raise UsageError("--limit must not be negative")
-    where = EntryFilter(
-        since=_parse_time(args.since, "since"), until=_parse_time(args.until, "until"), kind=args.kind,
-        agency=args.agency, purpose=args.purpose, role=args.role, user=args.user,
-        case_reference=args.case_reference, status=args.status, subject_tokens=frozenset(args.token))
+    if args.json and args.csv:
+        raise UsageError("give --json or --csv, not both")
+    for option in ("before", "after"):
+        if getattr(args, option) is not None and getattr(args, option) < 0:
+            raise UsageError(f"--{option} must not be negative")
+    where = _filter(args, _vocabulary(args), frozenset(args.token))
 
     async def use(review: AuditReview) -> int:
-        await _print_records(console, review.list_entries(where, limit=args.limit or None), args.json,
-                             "audit entries")
+        asked = await _record_read(review.store, args, "list", where)
+        total = await review.count(where, before=asked)
+        start = 0 if args.after is None else args.after + 1
+        before = asked if args.before is None else min(args.before, asked)
+        records = [r async for r in review.list_entries(where, limit=args.limit or None, start=start,
+                                                         before=before, newest_first=not args.oldest_first)]
+        _print_rows(console, records, args, "audit entries")
+        order = "oldest first" if args.oldest_first else "newest first"
+        text = f"{total} matching entr{'y' if total == 1 else 'ies'}; showing {len(records)} ({order})"
+        if records and args.limit and len(records) == args.limit:
+            more = f"--after {records[-1].index}" if args.oldest_first else f"--before {records[-1].index}"
+            text += f"; next page: {more}"
+        _note(console, args, text)
         return EXIT_OK
     return await _with_review(args, use)
 
 
 async def _cmd_show(args: argparse.Namespace, console: Console) -> int:
     async def use(review: AuditReview) -> int:
+        await _record_read(review.store, args, "show", None, details={"index": str(args.index)})
         record = await review.get_entry(args.index)
         if args.json:
             _print_json(console, {**_entry_json(record), "canonical_entry": record.data.decode()})
@@ -383,6 +547,15 @@ async def _cmd_checkpoint(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _ring_path(args: argparse.Namespace, *, required: bool = True) -> Path | None:
+    ring_path: Path | None = getattr(args, "token_keys", None)
+    if ring_path is None and args.state_dir is not None:
+        ring_path = Path(args.state_dir) / "keys" / "subject-token.json"
+    if ring_path is None and required:
+        raise UsageError("give --token-keys FILE or --state-dir DIR to compute subject tokens")
+    return ring_path
+
+
 def _subject_tokens(args: argparse.Namespace) -> frozenset[str]:
     subject = SubjectIdentifiers(nhs_number=args.nhs_number, given_name=args.given_name,
                                  family_name=args.family_name, date_of_birth=args.date_of_birth,
@@ -393,31 +566,111 @@ def _subject_tokens(args: argparse.Namespace) -> frozenset[str]:
         from gateway.keyring import load_keyring
         from gateway.linkage import SubjectTokeniser
 
-        ring_path = args.token_keys
-        if ring_path is None:
-            if args.state_dir is None:
-                raise UsageError("give --token-keys FILE or --state-dir DIR to compute subject tokens")
-            ring_path = Path(args.state_dir) / "keys" / "subject-token.json"
+        ring_path = _ring_path(args)
+        assert ring_path is not None  # _ring_path raises when it cannot name one
         tokens.update(SubjectTokeniser(load_keyring(ring_path)).all_tokens(subject))
     if not tokens:
-        raise UsageError("give the person's identifiers (e.g. --nhs-number) or --token")
+        raise UsageError("give the person's identifiers (e.g. --nhs-number, or given name, family name and date "
+                         "of birth) or --token")
     return frozenset(tokens)
 
 
-async def _cmd_subject_access(args: argparse.Namespace, console: Console) -> int:
+def _category(args: argparse.Namespace, vocabulary: Vocabulary | None) -> str:
+    if not args.category or vocabulary is None:
+        return ""
+    return _checked(args.category, vocabulary.record_categories, "record category", "category")
+
+
+def _disclosed(record: AuditRecord, category: str, vocabulary: Vocabulary | None) -> bool:
+    """Whether the entry disclosed `category` or a category under it (every category if none is given)."""
+    if not category or vocabulary is None:  # a category filter always comes with the vocabulary
+        return True
+    for name in record.event.categories:
+        node = name
+        while node:
+            if node == category:
+                return True
+            found = vocabulary.record_categories.get(node)
+            node = found.parent if found is not None else ""
+    return False
+
+
+async def _cmd_who_accessed(args: argparse.Namespace, console: Console) -> int:
+    if args.json and args.csv:
+        raise UsageError("give --json or --csv, not both")
     tokens = _subject_tokens(args)
+    vocabulary = _vocabulary(args)
+    where = _filter(args, vocabulary, tokens, kind=AuditKind.DISCLOSURE.value)
+    category = _category(args, vocabulary)
 
     async def use(review: AuditReview) -> int:
-        try:
-            await _print_records(console, review.subject_access(tokens), args.json, "entries about this person")
-        except InvalidRequest as exc:
-            raise UsageError(str(exc)) from exc
+        asked = await _record_read(review.store, args, "who-accessed", where,
+                                   details={"category": category} if category else None)
+        records = [r async for r in review.list_entries(where, before=asked)
+                   if not was_not_asked(r) and _disclosed(r, category, vocabulary)]
+        _print_rows(console, records, args, "who was given information about this person")
+        released = [r for r in records if r.event.status == "MATCH"]
+        people = {(r.event.caller, r.event.user) for r in released}
+        _note(console, args, f"{len(records)} answer{'' if len(records) == 1 else 's'} about this person; "
+                             f"{len(released)} released records to "
+                             f"{len(people)} user{'' if len(people) == 1 else 's'}")
         return EXIT_OK
     return await _with_review(args, use)
 
 
+async def _cmd_subject_access(args: argparse.Namespace, console: Console) -> int:
+    if args.json and args.csv:
+        raise UsageError("give --json or --csv, not both")
+    tokens = _subject_tokens(args)
+    vocabulary = _vocabulary(args)
+    where = _filter(args, vocabulary, tokens)
+    category = _category(args, vocabulary)
+
+    async def use(review: AuditReview) -> int:
+        asked = await _record_read(review.store, args, "subject-access", where,
+                                   details={"category": category} if category else None)
+        try:
+            found = [r async for r in review.subject_access(tokens, where, before=asked)
+                     if _disclosed(r, category, vocabulary)]
+        except InvalidRequest as exc:
+            raise UsageError(str(exc)) from exc
+        not_asked = [r for r in found if was_not_asked(r)]
+        shown = found if args.include_not_asked else [r for r in found if not was_not_asked(r)]
+        _print_rows(console, shown, args, "entries about this person")
+        text = _entries(len(shown))
+        if not_asked and not args.include_not_asked:
+            groups = Counter(r.event.agency for r in not_asked)
+            text += (f"; left out {_entries(len(not_asked))} of agencies a query did not ask ("
+                     + ", ".join(f"{agency} {n}" for agency, n in sorted(groups.items()))
+                     + "); --include-not-asked lists them")
+        _note(console, args, text)
+        if args.report is not None:
+            assert vocabulary is not None  # _vocabulary loads it (or refuses) for --report
+            since, until = _period(args)
+            period = " to ".join(x.strftime("%d %B %Y") for x in (since, until) if x is not None)
+            page = subject_report_html([r for r in found if not was_not_asked(r)], _glossary(vocabulary),
+                                       generated_at=datetime.now(UTC), period=period, not_asked=len(not_asked))
+            await asyncio.to_thread(Path(args.report).write_text, page, encoding="utf-8")
+            _note(console, args, "wrote the report for the person")
+        return EXIT_OK
+    return await _with_review(args, use)
+
+
+def _glossary(vocabulary: Vocabulary) -> Glossary:
+    categories = {name: c.description for name, c in vocabulary.record_categories.items()}
+    categories.update({name: c.description for name, c in vocabulary.field_categories.items()})
+    return Glossary(
+        agencies={name: a.title for name, a in vocabulary.agencies.items()},
+        roles={name: r.description for name, r in vocabulary.roles.items()},
+        purposes={name: p.description for name, p in vocabulary.purposes.items()},
+        legal_bases={name: b.title for name, b in vocabulary.legal_bases.items()},
+        agreements={name: a.title for name, a in vocabulary.agreements.items()},
+        categories=categories)
+
+
 async def _cmd_export(args: argparse.Namespace, console: Console) -> int:
     async def use(review: AuditReview) -> int:
+        await _record_read(review.store, args, "export", None)
         summary = await review.export(args.dest)
         doc = {"path": str(summary.path), "entries": summary.entries, "checkpoints": summary.checkpoints,
                "root_hash": summary.root_hash.hex(), "key_fingerprints": summary.key_fingerprints,

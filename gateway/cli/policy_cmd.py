@@ -1,10 +1,13 @@
-"""`mash-gateway policy check|test|explain|diff|matrix`: the IG officer's tools for a policy directory."""
+"""`mash-gateway policy check|test|explain|diff|matrix|keygen|propose|approve|release|show`: the IG officer's and
+policy administrator's tools for a policy directory and its signed releases."""
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
+import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
@@ -16,10 +19,26 @@ from rich.table import Table
 
 from gateway.domain import DisclosureLevel
 from gateway.errors import Finding, PolicyError
+from gateway.policy.agreements import agreement_refusal
 from gateway.policy.checks import check_directory, is_blocking, verify_against_casbin
 from gateway.policy.diff import CHANGED, NARROWER, WIDER, concrete_cells, diff_settings, diff_snapshots, materialise
 from gateway.policy.index import Decision
 from gateway.policy.policy_tests import failures_as_findings, load_test_cases, run_suite
+from gateway.policy.release import (
+    FILES,
+    PROPOSAL,
+    ReleaseError,
+    Signers,
+    approve,
+    current_release,
+    describe,
+    generate_key,
+    load_private_key,
+    propose,
+    release,
+    release_dir,
+    required_approvals,
+)
 from gateway.policy.snapshot import PolicySnapshot, PolicyUnreadable, load_snapshot
 
 DEFAULT_DIR = Path("policies")
@@ -76,6 +95,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     explain.add_argument("--purpose", required=True)
     explain.add_argument("--agency", required=True)
     explain.add_argument("--category", required=True)
+    explain.add_argument("--agreement", help="the agreement the request cites: also check it allows the request")
+    explain.add_argument(
+        "--date",
+        type=date.fromisoformat,
+        default=None,
+        help="the day of the request (YYYY-MM-DD; default today), for the agreement's term",
+    )
     explain.set_defaults(func=run_explain)
 
     diff = actions.add_parser("diff", help="every (role, purpose, agency, category) whose level changes")
@@ -95,6 +121,44 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     matrix.add_argument("--purpose", action="append", default=None, help="only these purposes")
     matrix.add_argument("--role", action="append", default=None, help="only these roles")
     matrix.set_defaults(func=run_matrix)
+    _register_releases(actions)
+
+
+def _register_releases(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument("--releases", type=Path, required=True, help="the release store directory")
+    signer = argparse.ArgumentParser(add_help=False)
+    signer.add_argument("--key", type=Path, required=True, help="your Ed25519 signing key (from `policy keygen`)")
+    signer.add_argument("--as", dest="signer", required=True, help="your name as the signers file lists it")
+
+    keygen = actions.add_parser("keygen", help="make an Ed25519 signing key; prints the public key for the "
+                                               "signers file")
+    keygen.add_argument("key", type=Path, help="where to write the private key (must not exist)")
+    keygen.set_defaults(func=run_keygen)
+
+    propose = actions.add_parser("propose", parents=[store, signer],
+                                 help="copy a policy directory into the release store as a signed proposal")
+    propose.add_argument("directory", nargs="?", type=Path, default=DEFAULT_DIR)
+    propose.add_argument("--base", help="the release it replaces (default: the store's current release)")
+    propose.set_defaults(func=run_propose)
+
+    approve = actions.add_parser("approve", parents=[store, signer],
+                                 help="approve a proposed release as an agency's IG officer")
+    approve.add_argument("version", help="the release id (policy version, or a unique prefix of it)")
+    approve.add_argument("--agency", required=True, help="the agency you approve for")
+    approve.set_defaults(func=run_approve)
+
+    release = actions.add_parser("release", parents=[store, signer],
+                                 help="release an approved proposal: the gateway activates it on its next reload")
+    release.add_argument("version")
+    release.add_argument("--signers", type=Path, required=True, help="the signers file (public keys)")
+    release.set_defaults(func=run_release)
+
+    show = actions.add_parser("show", parents=[store],
+                              help="the release of a policy version: who proposed, approved, released it; files")
+    show.add_argument("version", help="a policy_version as the audit log shows it")
+    show.add_argument("--file", help="print this file of the release with line numbers")
+    show.set_defaults(func=run_show)
 
 
 def _console() -> Console:
@@ -205,10 +269,30 @@ def run_explain(args: argparse.Namespace) -> int:
         return UNANSWERABLE
     decision = loaded.decide(args.role, args.purpose, args.agency, args.category)
     matching = loaded.matching_lines(args.role, args.purpose, args.agency, args.category)
+    refusal = ""
+    on = args.date or datetime.now(UTC).date()
+    if args.agreement is not None:
+        if args.agreement not in loaded.agreements:
+            console.print(loaded.vocabulary.unknown("agreement", args.agreement, loaded.agreements), markup=False)
+            return UNANSWERABLE
+        refusal = agreement_refusal(
+            loaded,
+            args.agreement,
+            requester=loaded.roles[args.role].agency,
+            purpose=args.purpose,
+            agency=args.agency,
+            category=args.category,
+            on=on,
+        )
+    level = DisclosureLevel.NONE if refusal else decision.level
+    under = f" under {args.agreement} on {on.isoformat()}" if args.agreement else ""
     console.print(
-        f"{args.role} asking {args.agency} about {args.category} for {args.purpose}: "
-        f"[bold {_STYLE[decision.level]}]{decision.level.name}[/]"
+        f"{args.role} asking {args.agency} about {args.category} for {args.purpose}{under}: "
+        f"[bold {_STYLE[level]}]{level.name}[/]"
     )
+    if refusal:
+        console.print(f"refused by the agreement: {refusal} (the policy lines alone would give "
+                      f"{decision.level.name})", markup=False)
     matched = (*matching.allows, *matching.denies, *matching.reviews)
     if not matched:
         console.print("no policy line matches: nothing is granted by default")
@@ -351,6 +435,122 @@ def run_matrix(args: argparse.Namespace) -> int:
     )
     return CLEAN
 
+
+
+def run_keygen(args: argparse.Namespace) -> int:
+    console = _console()
+    if args.key.exists():
+        console.print("the key file already exists; choose another path", markup=False)
+        return UNLOADABLE
+    public = generate_key(args.key)
+    console.print(f"wrote the private key; its public key, for the signers file:\n{public}", markup=False)
+    return CLEAN
+
+
+def _store_snapshot(store: Path, version: str) -> PolicySnapshot | None:
+    """The snapshot of a release in the store, or None if there is no such release."""
+    if not version:
+        return None
+    try:
+        return load_snapshot(release_dir(store, version) / FILES)
+    except ReleaseError:
+        return None
+
+
+def _current_or_empty(store: Path) -> str:
+    try:
+        return current_release(store)
+    except ReleaseError:
+        return ""
+
+
+def run_propose(args: argparse.Namespace) -> int:
+    console = _console()
+    base_version = args.base or _current_or_empty(args.releases)
+    base = _store_snapshot(args.releases, base_version)
+    if args.base and base is None:
+        console.print("--base names no release in the store", markup=False)
+        return UNLOADABLE
+    try:
+        version = propose(args.releases, args.directory, base, admin=args.signer, key=load_private_key(args.key))
+        record = describe(args.releases, version)
+    except PolicyUnreadable as exc:
+        _print_findings(console, exc.findings)
+        return UNLOADABLE
+    except PolicyError as exc:
+        _print_findings(console, exc.findings)
+        console.print("the policy cannot be activated, so it cannot be proposed", markup=False)
+        return FINDINGS
+    except ReleaseError as exc:
+        console.print(str(exc), markup=False)
+        return FINDINGS
+    console.print(f"proposed release {version}\n{record.summary}", markup=False)
+    owners, _ = required_approvals(base, load_snapshot(record.directory))
+    for agency, widenings in owners.items():
+        console.print(f"needs the approval of {agency}'s IG officer ({len(widenings)} ▲)", markup=False)
+    return CLEAN
+
+
+def run_approve(args: argparse.Namespace) -> int:
+    console = _console()
+    try:
+        record = describe(args.releases, args.version)
+        owners, _ = required_approvals(_store_snapshot(args.releases, _proposal_base(args.releases, record.version)),
+                                       load_snapshot(record.directory))
+        for line in owners.get(args.agency, []):
+            console.print(line, markup=False)
+        approve(args.releases, record.version, agency=args.agency, officer=args.signer, key=load_private_key(args.key))
+    except ReleaseError as exc:
+        console.print(str(exc), markup=False)
+        return FINDINGS
+    console.print(f"{args.signer} approved release {record.version} for {args.agency}", markup=False)
+    return CLEAN
+
+
+def _proposal_base(store: Path, version: str) -> str:
+    proposal = json.loads((release_dir(store, version) / PROPOSAL).read_text(encoding="utf-8"))
+    return str(proposal.get("base_version", ""))
+
+
+def run_release(args: argparse.Namespace) -> int:
+    console = _console()
+    try:
+        signers = Signers.load(args.signers)
+        version = describe(args.releases, args.version).version
+        current = _current_or_empty(args.releases)
+        active = _store_snapshot(args.releases, current if current != version else _proposal_base(args.releases,
+                                                                                                   version))
+        verified = release(args.releases, version, signers, active, admin=args.signer, key=load_private_key(args.key))
+    except ReleaseError as exc:
+        console.print(str(exc), markup=False)
+        return FINDINGS
+    console.print(f"released {verified.version}; approved by {', '.join(verified.approvers) or 'no one needed'}\n"
+                  f"{verified.summary}\nthe gateway activates it on its next reload (SIGHUP or ReloadPolicy)",
+                  markup=False)
+    return CLEAN
+
+
+def run_show(args: argparse.Namespace) -> int:
+    console = _console()
+    try:
+        record = describe(args.releases, args.version)
+    except ReleaseError as exc:
+        console.print(str(exc), markup=False)
+        return UNLOADABLE
+    if args.file:
+        if args.file not in record.files:
+            console.print("the release has no such file", markup=False)
+            return UNLOADABLE
+        for number, text in enumerate((record.directory / args.file).read_text(encoding="utf-8").splitlines(), 1):
+            console.print(f"{number:5} {text}", markup=False)
+        return CLEAN
+    console.print(f"release {record.version}\nproposed by {record.proposed_by} at {record.proposed_at}\n"
+                  f"released by {record.released_by or '(not released)'} at {record.released_at or '-'}\n"
+                  f"approved by {', '.join(record.approvers) or '-'}\n{record.summary}", markup=False)
+    for name in record.files:
+        digest = hashlib.sha256((record.directory / name).read_bytes()).hexdigest()
+        console.print(f"  {name}  sha256:{digest}", markup=False)
+    return CLEAN
 
 
 def _matrix_cell(decision: Decision) -> str:

@@ -246,9 +246,13 @@ _IDENTIFIER_PATTERNS = (
 
 
 def personal_data_in(blob: str, needles: Iterable[str]) -> list[str]:
-    """Which of `needles` (names, dates of birth, postcodes, NHS numbers) occur in `blob`."""
-    lowered = blob.lower()
-    return [n for n in needles if n and n.lower() in lowered]
+    """Which of `needles` (names, dates of birth, postcodes, NHS numbers) occur in `blob` as whole values.
+
+    A needle counts only where it is not part of a longer run of base64, hex or token characters: a short
+    name such as "Kai" turns up by chance inside long base64 sealed values, which is not a leak.
+    """
+    return [n for n in needles
+            if n and re.search(rf"(?<![A-Za-z0-9+/=_-]){re.escape(n)}(?![A-Za-z0-9+/=_-])", blob, re.IGNORECASE)]
 
 
 def store_path(partnership: Partnership) -> Path:

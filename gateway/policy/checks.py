@@ -19,7 +19,8 @@ from gateway.policy.index import level_of
 from gateway.policy.rules import Effect, PolicyLine
 from gateway.policy.snapshot import PolicySnapshot, ensure_unchanged, load_parts, read_consistently
 
-EXPIRY_WARNING = timedelta(days=30)
+EXPIRY_WARNINGS = (timedelta(days=30), timedelta(days=60))
+"""How far ahead `policy check` warns that an agreement ends: the nearest threshold it falls within is named."""
 WARNING = "warning"
 
 
@@ -144,13 +145,11 @@ def _review_lines(snapshot: PolicySnapshot) -> list[Finding]:
     return found
 
 
-def _covered(snapshot: PolicySnapshot, today: date) -> set[tuple[str, str, str]]:
-    """(requesting agency, purpose, category) triples some agreement not yet expired covers."""
+def _covered(snapshot: PolicySnapshot) -> dict[tuple[str, str, str], frozenset[str]]:
+    """(requesting agency, purpose, category) triples some agreement covers, each with the agreements that do."""
     index, vocab = snapshot.index, snapshot.vocabulary
-    covered: set[tuple[str, str, str]] = set()
+    covered: dict[tuple[str, str, str], set[str]] = {}
     for agreement in vocab.agreements.values():
-        if agreement.valid_until < today:
-            continue
         purposes = {d for p in agreement.purposes for d in index.purpose_descendants.get(p, ())}
         categories = {
             d
@@ -158,32 +157,44 @@ def _covered(snapshot: PolicySnapshot, today: date) -> set[tuple[str, str, str]]
             for d in index.category_descendants.get(c, ())
             if vocab.record_categories[d].agency in agreement.parties
         }
-        covered.update(product(agreement.parties, purposes, categories))
-    return covered
+        for triple in product(agreement.parties, purposes, categories):
+            covered.setdefault(triple, set()).add(agreement.name)
+    return {triple: frozenset(names) for triple, names in covered.items()}
 
 
 def _beyond_agreements(snapshot: PolicySnapshot, today: date) -> list[Finding]:
-    """Allow lines that decide a disclosure no agreement in force (or yet to come) covers."""
+    """Allow lines that decide a disclosure no agreement covers (an error), or only agreements that have ended.
+
+    Expiry is an expected event, not a broken policy: each request is refused unless the agreement it cites is
+    in force and covers it, so a line only ended agreements cover grants nothing. It is a warning naming them,
+    and the gateway keeps serving (and reloading) the rest of the policy.
+    """
     vocab = snapshot.vocabulary
-    covered = _covered(snapshot, today)
-    first_gap: dict[PolicyLine, tuple[str, str, str]] = {}
+    covered = _covered(snapshot)
+    first_gap: dict[PolicyLine, tuple[str, str, str, frozenset[str]]] = {}
     for (role, purpose, category), cell in snapshot.index.cells.items():
         if level_of(cell) is DisclosureLevel.NONE or vocab.roles[role].group or vocab.purposes[purpose].group:
             continue
         if vocab.record_categories[category].group:
             continue
-        if (vocab.roles[role].agency, purpose, category) in covered:
+        names = covered.get((vocab.roles[role].agency, purpose, category), frozenset())
+        if any(vocab.agreements[n].valid_until >= today for n in names):
             continue
         for line in cell[1]:
-            first_gap.setdefault(line, (role, purpose, category))
+            known = first_gap.get(line)
+            if known is None or (known[3] and not names):  # a gap no agreement ever covered outranks expiry
+                first_gap[line] = (role, purpose, category, names)
     found = []
-    for line, (role, purpose, category) in first_gap.items():
-        found.append(
-            line.location.finding(
-                f"rule grants more than any agreement allows: no agreement "
-                f"covers {role} ({vocab.roles[role].agency}) seeing {category} for {purpose}",
-            )
-        )
+    for line, (role, purpose, category, ended) in first_gap.items():
+        seeing = f"{role} ({vocab.roles[role].agency}) seeing {category} for {purpose}"
+        if ended:
+            listed = ("agreements " if len(ended) > 1 else "agreement ") + ", ".join(repr(n) for n in sorted(ended))
+            found.append(line.location.finding(
+                f"rule relies on ended {listed} only: requests for {seeing} are refused until an agreement in "
+                "force covers them", WARNING))
+        else:
+            found.append(line.location.finding(
+                f"rule grants more than any agreement allows: no agreement covers {seeing}"))
     return found
 
 
@@ -348,26 +359,28 @@ def _purposes_without_basis(snapshot: PolicySnapshot) -> list[Finding]:
 
 
 def _agreement_expiry(snapshot: PolicySnapshot, today: date) -> list[Finding]:
+    """A warning for each agreement that has ended (sharing under it is refused) or ends within 60 or 30 days."""
     vocab = snapshot.vocabulary
     found = []
     for agreement in vocab.agreements.values():
         where = vocab.where("agreement", agreement.name)
+        ends = agreement.valid_until.isoformat()
         if agreement.valid_until < today:
-            found.append(
-                where.finding(
-                    f"agreement {agreement.name!r} expired on {agreement.valid_until.isoformat()}",
-                    WARNING,
-                )
-            )
-        elif agreement.valid_until - today <= EXPIRY_WARNING:
-            found.append(
-                where.finding(
-                    f"agreement {agreement.name!r} expires on "
-                    f"{agreement.valid_until.isoformat()}, within 30 days",
-                    WARNING,
-                )
-            )
+            found.append(where.finding(f"agreement {agreement.name!r} expired on {ends}; requests citing it are "
+                                       "refused", WARNING))
+            continue
+        within = [ahead for ahead in EXPIRY_WARNINGS if agreement.valid_until - today <= ahead]
+        if within:
+            found.append(where.finding(f"agreement {agreement.name!r} expires on {ends}, within {within[0].days} "
+                                       "days; renew it or requests citing it will be refused", WARNING))
     return found
+
+
+def expiring_agreements(snapshot: PolicySnapshot, today: date,
+                        ahead: timedelta = EXPIRY_WARNINGS[-1]) -> dict[str, date]:
+    """Agreements that end within `ahead` of `today` (not those already ended), with their last day."""
+    return {a.name: a.valid_until for a in snapshot.vocabulary.agreements.values()
+            if today <= a.valid_until <= today + ahead}
 
 
 def verify_against_casbin(snapshot: PolicySnapshot, limit: int) -> list[Finding]:
@@ -397,10 +410,11 @@ def is_blocking(finding: Finding) -> bool:
 
 
 __all__ = [
-    "EXPIRY_WARNING",
+    "EXPIRY_WARNINGS",
     "WARNING",
     "CheckReport",
     "check_directory",
+    "expiring_agreements",
     "is_blocking",
     "lint",
     "verify_against_casbin",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -27,6 +27,9 @@ from gateway.policy.sources import content_hash
 _log = structlog.get_logger("gateway.policy")
 
 EventSink = Callable[[AuditEvent], Awaitable[object]]
+ReleaseGate = Callable[[PolicySnapshot], tuple[Path, str, Mapping[str, str]]]
+"""Production mode: given the active snapshot, the verified release to activate instead of any directory named
+(its files, its version, and what the activation entry records about it); raises GatewayError to refuse."""
 _REASON_FINDINGS = 5
 
 
@@ -80,23 +83,34 @@ class PolicyHolder:
     """The active snapshot for the whole gateway. `current` is one attribute read; swaps are atomic."""
 
     def __init__(
-        self, snapshot: PolicySnapshot, *, on_event: EventSink | None = None, clock: Clock | None = None
+        self,
+        snapshot: PolicySnapshot,
+        *,
+        on_event: EventSink | None = None,
+        clock: Clock | None = None,
+        release_gate: ReleaseGate | None = None,
     ) -> None:
         self._current = snapshot
         self._on_event = on_event
+        self._release_gate = release_gate
         self._clock: Clock = clock or SystemClock()
         self._lock = asyncio.Lock()
 
     @classmethod
     def from_directory(
-        cls, directory: Path, *, on_event: EventSink | None = None, clock: Clock | None = None
+        cls,
+        directory: Path,
+        *,
+        on_event: EventSink | None = None,
+        clock: Clock | None = None,
+        release_gate: ReleaseGate | None = None,
     ) -> PolicyHolder:
         """Load, check and test the first snapshot; PolicyError if it cannot serve."""
         clock = clock or SystemClock()
         snapshot, findings = validate(directory, clock.now().date())
         if snapshot is None:
             raise PolicyError(findings, f"the policy at {directory.name} cannot be activated")
-        return cls(snapshot, on_event=on_event, clock=clock)
+        return cls(snapshot, on_event=on_event, clock=clock, release_gate=release_gate)
 
     @property
     def current(self) -> PolicySnapshot:
@@ -117,6 +131,16 @@ class PolicyHolder:
         async with self._lock:
             directory = Path(directory) if directory is not None else self._current.directory
             previous = self._current
+            expected = ""
+            release: Mapping[str, str] = {}
+            if self._release_gate is not None:
+                # Production mode: only the verified current release is loaded, whatever directory was named.
+                try:
+                    gated, expected, release = await asyncio.to_thread(self._release_gate, previous)
+                except (GatewayError, OSError) as exc:
+                    attempted = str(getattr(exc, "version", ""))
+                    return await self._refuse_release(previous, attempted, str(exc), trigger, caller, user)
+                directory = gated
             try:
                 attempted = await asyncio.to_thread(content_hash, directory)
             except OSError:
@@ -125,6 +149,9 @@ class PolicyHolder:
                 return ReloadOutcome(False, previous.version, attempted, previous.version, unchanged=True)
             today = self._clock.now().date()
             snapshot, findings, unreadable = await asyncio.to_thread(_validate, directory, today)
+            if snapshot is not None and expected and snapshot.version != expected:
+                reason = f"release {expected}: its files changed after they were verified"
+                return await self._refuse_release(previous, snapshot.version, reason, trigger, caller, user)
             base = AuditEvent(
                 kind=AuditKind.POLICY_REJECTED,
                 occurred_at=self._clock.now(),
@@ -163,7 +190,7 @@ class PolicyHolder:
                         user=user,
                         policy_version=snapshot.version,
                         reason=f"activated {len(snapshot.lines)} policy lines",
-                        details={**base.details, "warnings": str(len(findings))},
+                        details={**base.details, "warnings": str(len(findings)), **release},
                     ),
                     swallow=False,
                 )
@@ -179,6 +206,25 @@ class PolicyHolder:
                 )
             self._current = snapshot
             return ReloadOutcome(True, snapshot.version, snapshot.version, previous.version, tuple(findings))
+
+    async def _refuse_release(
+        self, previous: PolicySnapshot, attempted: str, reason: str, trigger: str, caller: str, user: str
+    ) -> ReloadOutcome:
+        """Audit a release refused by the release gate; the active policy keeps serving."""
+        audited = await self._emit(
+            AuditEvent(
+                kind=AuditKind.POLICY_REJECTED,
+                occurred_at=self._clock.now(),
+                caller=caller,
+                user=user,
+                policy_version=attempted,
+                reason=f"refused: {reason}",
+                details={"trigger": trigger, "previous_version": previous.version},
+            ),
+            swallow=True,
+        )
+        finding = Finding("release", 0, reason)
+        return ReloadOutcome(False, previous.version, attempted, previous.version, (finding,), retry=not audited)
 
     async def _emit(self, event: AuditEvent, *, swallow: bool) -> bool:
         """Write one audit event; False if it could not be written and `swallow` kept that quiet."""

@@ -4,10 +4,13 @@ reloading for certificates bound to policy_admin only; refusals are audited."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
+from gateway.domain import Clock, SystemClock
 from gateway.errors import FieldViolation, InvalidRequest
 from gateway.policy import Decision, MatchingLines, PolicyHolder, PolicySnapshot, ReloadOutcome
+from gateway.policy.checks import expiring_agreements
 from gateway.service.access import AccessGuard, audited_user
 from gateway.service.validation import Caller
 
@@ -26,10 +29,17 @@ class Explanation:
 class PolicyAdmin:
     """Reads and reloads the active policy on behalf of a checked caller."""
 
-    def __init__(self, holder: PolicyHolder, policy_dir: Path, guard: AccessGuard) -> None:
+    def __init__(self, holder: PolicyHolder, policy_dir: Path, guard: AccessGuard, clock: Clock | None = None) -> None:
         self._holder = holder
         self._policy_dir = policy_dir
         self._guard = guard
+        self._clock: Clock = clock or SystemClock()
+
+    def expiring_agreements(self, snapshot: PolicySnapshot) -> list[tuple[str, date, int]]:
+        """Agreements of `snapshot` ending within 60 days: (name, last day, days left), soonest first."""
+        today = self._clock.now().date()
+        ending = expiring_agreements(snapshot, today)
+        return sorted(((name, day, (day - today).days) for name, day in ending.items()), key=lambda e: (e[1], e[0]))
 
     async def current(self, caller: Caller) -> PolicySnapshot:
         await self._guard.require_any(caller, "GetPolicyVersion")

@@ -330,3 +330,19 @@ async def test_export_memory_does_not_grow_with_the_log(partnership: Partnership
         tracemalloc.stop()
     assert received > 16_000_000
     assert peak < received / 3, peak
+
+
+async def test_policy_version_lists_agreements_expiring_within_sixty_days(
+    tmp_path: Path, policy_dir: Path, shared_world: World
+) -> None:
+    """GetPolicyVersion names each agreement ending within 60 days with its last day, for monitoring."""
+    from gateway.testing import FixedClock
+
+    clock = FixedClock(datetime(2027, 11, 15, 9, 0, tzinfo=UTC))
+    async with Partnership(tmp_path / "state", policy_dir, world=shared_world, clock=clock) as partnership:
+        response = await policy_stub(partnership).GetPolicyVersion(policy_pb.GetPolicyVersionRequest(), timeout=10)
+    assert [(e.agreement, e.valid_until, e.days_left) for e in response.expiring_agreements] == [
+        ("early-help-isa-2026", "2027-12-31", 46),
+        ("housing-partnership-2026", "2027-12-31", 46),
+        ("mash-isa-2026", "2027-12-31", 46),
+    ]

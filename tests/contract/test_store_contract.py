@@ -104,6 +104,27 @@ async def test_find_by_time_range_with_start_and_limit(backend: Backend, event: 
     assert [r.index for r in await store.find(where, start=4, limit=2)] == [4, 5]
 
 
+async def test_find_newest_first_pages_backwards_with_before(backend: Backend, event: EventFactory) -> None:
+    """newest_first returns matches in reverse index order; `before` continues from the last page's oldest."""
+    store = await backend.open()
+    await store.append(_pending([event(i) for i in range(9)]))
+    where = EntryFilter(agency="csc")
+    assert [r.index for r in await store.find(where, start=0, limit=2, newest_first=True)] == [8, 5]
+    assert [r.index for r in await store.find(where, start=0, limit=2, before=5, newest_first=True)] == [2]
+    assert [r.index for r in await store.find(EntryFilter(), start=3, limit=10, before=6)] == [3, 4, 5]
+
+
+async def test_count_counts_every_match_not_a_page(backend: Backend, event: EventFactory) -> None:
+    """count gives the number of matching entries, with the same filters as find, including tokens."""
+    store = await backend.open()
+    await store.append(_pending([event(i) for i in range(10)]))
+    assert await store.count(EntryFilter()) == 10
+    assert await store.count(EntryFilter(agency="csc")) == 3
+    assert await store.count(EntryFilter(agency="csc", status="NO_SUCH")) == 0
+    tokens = frozenset({f"nhs:k1:{3:064x}", f"ndob:k1:{4:064x}"})
+    assert await store.count(EntryFilter(subject_tokens=tokens)) == 3
+
+
 async def test_checkpoints_are_kept_in_order_and_latest_is_last(backend: Backend, event: EventFactory) -> None:
     """Checkpoints come back oldest first with every field intact."""
     store = await backend.open()

@@ -58,3 +58,74 @@ async def test_closing_opened_dependencies_closes_the_audit_store(tmp_path: Path
     assert _store_threads() != before
     await deps.aclose()
     assert _store_threads() == before
+
+
+def _release_store(tmp_path: Path, policy_dir: Path, approving: tuple[str, ...]) -> tuple[Path, Path, str]:
+    """A release store whose current release the given agencies approved, and its signers file."""
+    import json
+
+    from gateway.policy.release import Signers, approve, generate_key, load_private_key, propose, release
+
+    keys, store = tmp_path / "release-keys", tmp_path / "releases"
+    agencies = ("police", "health", "csc", "education", "housing", "probation")
+    doc = {"policy_admins": {"alice": generate_key(keys / "alice.key")},
+           "ig_officers": {a: {f"ig-{a}": generate_key(keys / f"ig-{a}.key")} for a in agencies}}
+    signers = tmp_path / "signers.json"
+    signers.write_text(json.dumps(doc))
+    admin = load_private_key(keys / "alice.key")
+    version = propose(store, policy_dir, None, admin="alice", key=admin)
+    for agency in agencies:
+        approve(store, version, agency=agency, officer=f"ig-{agency}", key=load_private_key(keys / f"ig-{agency}.key"))
+    release(store, version, Signers.load(signers), None, admin="alice", key=admin)
+    if len(approving) < len(agencies):  # withdraw approvals after the release, as a tampered store would
+        for path in (store / version.removeprefix("sha256:") / "approvals").glob("*.json"):
+            if path.name.split(".")[0] not in approving:
+                path.unlink()
+    return store, signers, version
+
+
+async def test_production_mode_starts_from_the_verified_release_without_a_watcher(tmp_path: Path,
+                                                                                  policy_dir: Path) -> None:
+    """In production the gateway serves the current release, audits its approvers, and runs no watcher."""
+    from dataclasses import replace
+
+    from gateway.audit.encoding import decode_entry
+
+    store, signers, version = _release_store(tmp_path, policy_dir, ("police", "health", "csc", "education",
+                                                                    "housing", "probation"))
+    pki = tmp_path / "pki"
+    init_pki(pki)
+    settings = replace(_settings(tmp_path, tmp_path / "unused", pki), policy_mode="production",
+                       policy_releases=store, policy_signers=signers)
+    deps = await open_dependencies(settings)
+    try:
+        assert deps.policy.version == version
+        assert deps.watcher is None
+        [row] = await deps.audit.store.scan(0, 10)
+        activation = decode_entry(row.data).event
+        assert activation.details["release_id"] == version
+        assert "health:ig-health" in activation.details["approvers"]
+    finally:
+        await deps.aclose()
+
+
+async def test_production_mode_refuses_to_start_on_an_unapproved_release(tmp_path: Path, policy_dir: Path) -> None:
+    """A current release missing an owner's approval stops start-up, and the refusal is audited."""
+    from dataclasses import replace
+
+    from gateway.audit import open_store
+    from gateway.audit.encoding import decode_entry
+    from gateway.domain import AuditKind
+    from gateway.policy.release import ReleaseError
+
+    store, signers, _ = _release_store(tmp_path, policy_dir, ("police", "csc"))
+    settings = replace(_settings(tmp_path, tmp_path / "unused", tmp_path / "no-pki"), policy_mode="production",
+                       policy_releases=store, policy_signers=signers)
+    with pytest.raises(ReleaseError, match="education, health, housing, probation"):
+        await open_dependencies(settings)
+    audit = await open_store(settings.audit_store_url)
+    try:
+        [row] = await audit.scan(0, 10)
+    finally:
+        await audit.close()
+    assert decode_entry(row.data).event.kind is AuditKind.POLICY_REJECTED

@@ -55,19 +55,19 @@ def state(tmp_path: Path, event: EventFactory) -> Path:
 
 
 def test_list_prints_a_table_of_entries(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`audit list` shows the entries in a table and counts them."""
+    """`audit list` shows the entries in a table and says how many match."""
     code, out = _run(capsys, "list", "--state-dir", str(state))
     assert code == 0
-    assert "10 entries" in out
+    assert "10 matching entries; showing 10 (newest first)" in out
     assert "police" in out
 
 
 def test_list_json_filters_by_agency(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`audit list --json --agency health` prints one JSON object per matching entry."""
+    """`audit list --json --agency health` prints one JSON object per matching entry, newest first."""
     code, out = _run(capsys, "list", "--state-dir", str(state), "--agency", "health", "--json")
     assert code == 0
     rows = [json.loads(line) for line in out.splitlines()]
-    assert [r["index"] for r in rows] == [1, 4, 7]
+    assert [r["index"] for r in rows] == [7, 4, 1]
     assert all(r["event"]["agency"] == "health" for r in rows)
 
 

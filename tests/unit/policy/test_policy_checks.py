@@ -11,6 +11,7 @@ from policy_helpers import PolicyCopy, append, edit
 from gateway.domain import DisclosureLevel
 from gateway.errors import Finding, PolicyError
 from gateway.policy import PolicySnapshot, is_blocking, lint, load_snapshot
+from gateway.policy.checks import expiring_agreements
 
 TODAY = date(2026, 11, 26)
 
@@ -22,7 +23,9 @@ def at(findings: list[Finding], file: str, line: int | None = None) -> list[Find
 def test_shipped_policy_has_only_the_expired_agreement_warning(shipped: PolicySnapshot) -> None:
     """The shipped policy is clean but for the expired 2024 agreement, kept for reviewing old disclosures."""
     findings = lint(shipped, TODAY)
-    assert [f.message for f in findings] == ["agreement 'mash-isa-2024' expired on 2025-03-31"]
+    assert [f.message for f in findings] == [
+        "agreement 'mash-isa-2024' expired on 2025-03-31; requests citing it are refused"
+    ]
     assert not any(is_blocking(f) for f in findings)
 
 
@@ -187,19 +190,44 @@ def test_purpose_without_legal_basis_is_reported(policy_copy: PolicyCopy) -> Non
     ]
 
 
-def test_agreement_expiring_within_thirty_days_is_reported() -> None:
-    """An agreement ending within 30 days is a warning; one ending later is not."""
+@pytest.mark.parametrize(("today", "within"), [(date(2027, 12, 10), 30), (date(2027, 11, 15), 60)])
+def test_agreement_expiring_within_sixty_or_thirty_days_is_a_warning_naming_it(today: date, within: int) -> None:
+    """An agreement ending within 60 days, then within 30 days, is a warning naming it and the nearer threshold."""
     from policy_helpers import SHIPPED
 
     snapshot = load_snapshot(SHIPPED)
-    soon = [f for f in lint(snapshot, date(2027, 12, 10)) if "expires on 2027-12-31" in f.message]
+    soon = [f for f in lint(snapshot, today) if "expires on 2027-12-31" in f.message]
     assert {f.message.split("'")[1] for f in soon} == {
         "mash-isa-2026",
         "early-help-isa-2026",
         "housing-partnership-2026",
     }
+    assert all(f"within {within} days" in f.message for f in soon)
     assert all(f.file == "agreements.yaml" and not is_blocking(f) for f in soon)
-    assert not [f for f in lint(snapshot, date(2027, 11, 1)) if "expires" in f.message]
+    assert not [f for f in lint(snapshot, date(2027, 10, 1)) if "expires" in f.message]
+
+
+def test_after_expiry_the_lines_it_covered_are_not_errors_and_the_warning_names_it() -> None:
+    """The day after the agreements end, the shipped policy has no blocking finding; each ended agreement is named."""
+    from policy_helpers import SHIPPED
+
+    findings = lint(load_snapshot(SHIPPED), date(2028, 1, 2))
+    assert not [f for f in findings if is_blocking(f)]
+    ended = {f.message.split("'")[1] for f in findings if "expired on" in f.message}
+    assert {"mash-isa-2026", "early-help-isa-2026", "housing-partnership-2026"} <= ended
+
+
+def test_expiring_agreements_lists_those_ending_soon_but_not_those_ended() -> None:
+    """`expiring_agreements` gives the agreements ending within 60 days with their last day, for health reports."""
+    from policy_helpers import SHIPPED
+
+    snapshot = load_snapshot(SHIPPED)
+    assert expiring_agreements(snapshot, date(2027, 11, 15)) == {
+        "mash-isa-2026": date(2027, 12, 31),
+        "early-help-isa-2026": date(2027, 12, 31),
+        "housing-partnership-2026": date(2027, 12, 31),
+    }
+    assert expiring_agreements(snapshot, date(2026, 11, 26)) == {}
 
 
 SUB_CATEGORY = """  health.sexual_health_notes:
@@ -309,13 +337,15 @@ def test_the_mash_agreement_does_not_cover_early_help(shipped: PolicySnapshot) -
         assert shipped.agreement_allows("mash-isa-2026", "police", "police.crime", purpose, on)
 
 
-def test_early_help_grant_beyond_the_early_help_agreement_is_a_blocking_error(policy_copy: PolicyCopy) -> None:
-    """Granting homelessness records for early help, which only the MASH agreement's categories cover, is refused."""
+def test_early_help_grant_beyond_the_early_help_agreement_is_refused_at_request_time(policy_copy: PolicyCopy) -> None:
+    """Granting homelessness records for early help, which only the ended 2024 agreement covered, is a warning naming
+    it: no request can cite an agreement in force that covers it, so the line grants nothing."""
     directory = policy_copy()
     line = append(
         directory / "agencies" / "housing.csv",
         "p, role:early_help_worker, agency:housing, cat:housing.homelessness, purpose:early_help, PERTINENT, allow\n",
     )
     [finding] = at(lint(load_snapshot(directory), TODAY), "agencies/housing.csv", line)
-    assert is_blocking(finding)
-    assert "no agreement covers early_help_worker (csc) seeing housing.homelessness for early_help" in finding.message
+    assert not is_blocking(finding)
+    assert "rule relies on ended agreement 'mash-isa-2024' only" in finding.message
+    assert "early_help_worker (csc) seeing housing.homelessness for early_help" in finding.message

@@ -27,6 +27,14 @@ def test_check_on_the_shipped_policy_is_clean(capsys: pytest.CaptureFixture[str]
     assert "0 error(s), 1 warning(s)" in out
 
 
+def test_check_after_an_agreement_ends_is_clean_and_names_it(capsys: pytest.CaptureFixture[str]) -> None:
+    """`policy check --today` after the agreements end exits clean with warnings naming each, not errors."""
+    code, out = run(capsys, "check", str(SHIPPED), "--today", "2028-01-02")
+    assert code == CLEAN
+    assert "agreement 'mash-isa-2026' expired on 2027-12-31; requests citing it are refused" in out
+    assert "0 error(s)" in out
+
+
 def test_check_strict_counts_warnings(capsys: pytest.CaptureFixture[str]) -> None:
     """With --strict, the expired agreement warning makes the check fail."""
     code, _ = run(capsys, "check", str(SHIPPED), "--today", "2026-11-26", "--strict")
@@ -348,3 +356,36 @@ def test_test_reports_cases_no_request_could_make(capsys: pytest.CaptureFixture[
     assert "'operational' is a group of roles" in out
     assert "'child_protection' is a group of purposes" in out
     assert "2 failed" in out
+
+
+EXPLAIN_CELL = ("--role", "social_worker", "--purpose", "s47_enquiry", "--agency", "health", "--category",
+                "health.attendance")
+
+
+def test_explain_under_an_agreement_in_force_gives_the_policy_level(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--agreement` and `--date` within its term: the level the policy lines give, and the day it applies to."""
+    code, out = run(capsys, "explain", str(SHIPPED), *EXPLAIN_CELL, "--agreement", "mash-isa-2026",
+                    "--date", "2027-06-01")
+    assert code == CLEAN
+    assert "under mash-isa-2026 on 2027-06-01: PERTINENT" in out
+
+
+@pytest.mark.parametrize(("agreement", "day", "reason"), [
+    ("mash-isa-2026", "2028-01-02", "agreement 'mash-isa-2026' expired on 2027-12-31"),
+    ("early-help-isa-2026", "2027-01-01", "agreement 'early-help-isa-2026' does not cover purpose 's47_enquiry'"),
+    ("mash-isa-2026", "2025-12-31", "agreement 'mash-isa-2026' is not in force until 2026-01-01"),
+])
+def test_explain_reproduces_a_refusal_by_the_agreement(capsys: pytest.CaptureFixture[str], agreement: str, day: str,
+                                                        reason: str) -> None:
+    """An agreement that has ended or does not cover the request gives NONE, saying why, as the gateway refuses."""
+    code, out = run(capsys, "explain", str(SHIPPED), *EXPLAIN_CELL, "--agreement", agreement, "--date", day)
+    assert code == CLEAN
+    assert f"on {day}: NONE" in out
+    assert reason in out
+
+
+def test_explain_with_an_unknown_agreement_is_unanswerable(capsys: pytest.CaptureFixture[str]) -> None:
+    """A misspelt agreement is a usage error naming the closest one."""
+    code, out = run(capsys, "explain", str(SHIPPED), *EXPLAIN_CELL, "--agreement", "mash-isa-2025")
+    assert code == UNANSWERABLE
+    assert "did you mean 'mash-isa-2026'" in out

@@ -359,3 +359,19 @@ async def test_refusal_for_the_policy_itself_is_not_marked_for_retry(
     outcome = await holder.reload(policy_copy("failing_test"))
     assert not outcome.activated
     assert not outcome.retry
+
+
+async def test_gateway_keeps_loading_and_reloading_after_an_agreement_expires(
+    policy_copy: PolicyCopy, recorder: Recorder
+) -> None:
+    """After the agreements end the policy still activates and reloads; only requests citing them are refused."""
+    from datetime import UTC, datetime
+
+    from gateway.testing import FixedClock
+
+    clock = FixedClock(datetime(2028, 1, 2, tzinfo=UTC))
+    holder = PolicyHolder.from_directory(policy_copy(), on_event=recorder, clock=clock)
+    outcome = await holder.reload(widened(policy_copy), trigger="admin")
+    assert outcome.activated
+    assert not holder.current.agreement_allows("mash-isa-2026", "education", "education.attendance",
+                                               "s47_enquiry", clock.now().date())

@@ -25,31 +25,33 @@ _sym_db = _symbol_database.Default()
 from gateway.generated.mash.gateway.v1 import common_pb2 as mash_dot_gateway_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$mash/gateway/v1/policy_service.proto\x12\x0fmash.gateway.v1\x1a\x1cmash/gateway/v1/common.proto\"\x19\n\x17GetPolicyVersionRequest\"H\n\x18GetPolicyVersionResponse\x12\x16\n\x0epolicy_version\x18\x01 \x01(\t\x12\x14\n\x0cpolicy_lines\x18\x02 \x01(\x05\"Y\n\x16\x45xplainDecisionRequest\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\x0e\n\x06\x61gency\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\"\xbe\x01\n\x17\x45xplainDecisionResponse\x12\x16\n\x0epolicy_version\x18\x01 \x01(\t\x12/\n\x05level\x18\x02 \x01(\x0e\x32 .mash.gateway.v1.DisclosureLevel\x12\x12\n\nallowed_by\x18\x03 \x03(\t\x12\x11\n\tdenied_by\x18\x04 \x03(\t\x12\x33\n\x0ematching_rules\x18\x05 \x03(\x0b\x32\x1b.mash.gateway.v1.PolicyRule\"\xd1\x01\n\nPolicyRule\x12\x10\n\x08location\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0e\n\x06\x61gency\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12/\n\x05level\x18\x06 \x01(\x0e\x32 .mash.gateway.v1.DisclosureLevel\x12-\n\x06\x65\x66\x66\x65\x63t\x18\x07 \x01(\x0e\x32\x1d.mash.gateway.v1.PolicyEffect\x12\x10\n\x08\x64\x65\x63iding\x18\x08 \x01(\x08\"\x15\n\x13ReloadPolicyRequest\"\xbb\x01\n\x14ReloadPolicyResponse\x12\x11\n\tactivated\x18\x01 \x01(\x08\x12\x11\n\tunchanged\x18\x02 \x01(\x08\x12\x16\n\x0epolicy_version\x18\x03 \x01(\t\x12\x19\n\x11\x61ttempted_version\x18\x04 \x01(\t\x12\x18\n\x10previous_version\x18\x05 \x01(\t\x12\x30\n\x08\x66indings\x18\x06 \x03(\x0b\x32\x1e.mash.gateway.v1.PolicyFinding\"N\n\rPolicyFinding\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\x12\x0c\n\x04line\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x10\n\x08severity\x18\x04 \x01(\t*x\n\x0cPolicyEffect\x12\x1d\n\x19POLICY_EFFECT_UNSPECIFIED\x10\x00\x12\x17\n\x13POLICY_EFFECT_ALLOW\x10\x01\x12\x16\n\x12POLICY_EFFECT_DENY\x10\x02\x12\x18\n\x14POLICY_EFFECT_REVIEW\x10\x03\x32\xbb\x02\n\rPolicyService\x12g\n\x10GetPolicyVersion\x12(.mash.gateway.v1.GetPolicyVersionRequest\x1a).mash.gateway.v1.GetPolicyVersionResponse\x12\x64\n\x0f\x45xplainDecision\x12\'.mash.gateway.v1.ExplainDecisionRequest\x1a(.mash.gateway.v1.ExplainDecisionResponse\x12[\n\x0cReloadPolicy\x12$.mash.gateway.v1.ReloadPolicyRequest\x1a%.mash.gateway.v1.ReloadPolicyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$mash/gateway/v1/policy_service.proto\x12\x0fmash.gateway.v1\x1a\x1cmash/gateway/v1/common.proto\"\x19\n\x17GetPolicyVersionRequest\"\x89\x01\n\x18GetPolicyVersionResponse\x12\x16\n\x0epolicy_version\x18\x01 \x01(\t\x12\x14\n\x0cpolicy_lines\x18\x02 \x01(\x05\x12?\n\x13\x65xpiring_agreements\x18\x03 \x03(\x0b\x32\".mash.gateway.v1.ExpiringAgreement\"N\n\x11\x45xpiringAgreement\x12\x11\n\tagreement\x18\x01 \x01(\t\x12\x13\n\x0bvalid_until\x18\x02 \x01(\t\x12\x11\n\tdays_left\x18\x03 \x01(\x05\"Y\n\x16\x45xplainDecisionRequest\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\x0e\n\x06\x61gency\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\"\xbe\x01\n\x17\x45xplainDecisionResponse\x12\x16\n\x0epolicy_version\x18\x01 \x01(\t\x12/\n\x05level\x18\x02 \x01(\x0e\x32 .mash.gateway.v1.DisclosureLevel\x12\x12\n\nallowed_by\x18\x03 \x03(\t\x12\x11\n\tdenied_by\x18\x04 \x03(\t\x12\x33\n\x0ematching_rules\x18\x05 \x03(\x0b\x32\x1b.mash.gateway.v1.PolicyRule\"\xd1\x01\n\nPolicyRule\x12\x10\n\x08location\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0e\n\x06\x61gency\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12/\n\x05level\x18\x06 \x01(\x0e\x32 .mash.gateway.v1.DisclosureLevel\x12-\n\x06\x65\x66\x66\x65\x63t\x18\x07 \x01(\x0e\x32\x1d.mash.gateway.v1.PolicyEffect\x12\x10\n\x08\x64\x65\x63iding\x18\x08 \x01(\x08\"\x15\n\x13ReloadPolicyRequest\"\xbb\x01\n\x14ReloadPolicyResponse\x12\x11\n\tactivated\x18\x01 \x01(\x08\x12\x11\n\tunchanged\x18\x02 \x01(\x08\x12\x16\n\x0epolicy_version\x18\x03 \x01(\t\x12\x19\n\x11\x61ttempted_version\x18\x04 \x01(\t\x12\x18\n\x10previous_version\x18\x05 \x01(\t\x12\x30\n\x08\x66indings\x18\x06 \x03(\x0b\x32\x1e.mash.gateway.v1.PolicyFinding\"N\n\rPolicyFinding\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\x12\x0c\n\x04line\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x10\n\x08severity\x18\x04 \x01(\t*x\n\x0cPolicyEffect\x12\x1d\n\x19POLICY_EFFECT_UNSPECIFIED\x10\x00\x12\x17\n\x13POLICY_EFFECT_ALLOW\x10\x01\x12\x16\n\x12POLICY_EFFECT_DENY\x10\x02\x12\x18\n\x14POLICY_EFFECT_REVIEW\x10\x03\x32\xbb\x02\n\rPolicyService\x12g\n\x10GetPolicyVersion\x12(.mash.gateway.v1.GetPolicyVersionRequest\x1a).mash.gateway.v1.GetPolicyVersionResponse\x12\x64\n\x0f\x45xplainDecision\x12\'.mash.gateway.v1.ExplainDecisionRequest\x1a(.mash.gateway.v1.ExplainDecisionResponse\x12[\n\x0cReloadPolicy\x12$.mash.gateway.v1.ReloadPolicyRequest\x1a%.mash.gateway.v1.ReloadPolicyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mash.gateway.v1.policy_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_POLICYEFFECT']._serialized_start=977
-  _globals['_POLICYEFFECT']._serialized_end=1097
+  _globals['_POLICYEFFECT']._serialized_start=1123
+  _globals['_POLICYEFFECT']._serialized_end=1243
   _globals['_GETPOLICYVERSIONREQUEST']._serialized_start=87
   _globals['_GETPOLICYVERSIONREQUEST']._serialized_end=112
-  _globals['_GETPOLICYVERSIONRESPONSE']._serialized_start=114
-  _globals['_GETPOLICYVERSIONRESPONSE']._serialized_end=186
-  _globals['_EXPLAINDECISIONREQUEST']._serialized_start=188
-  _globals['_EXPLAINDECISIONREQUEST']._serialized_end=277
-  _globals['_EXPLAINDECISIONRESPONSE']._serialized_start=280
-  _globals['_EXPLAINDECISIONRESPONSE']._serialized_end=470
-  _globals['_POLICYRULE']._serialized_start=473
-  _globals['_POLICYRULE']._serialized_end=682
-  _globals['_RELOADPOLICYREQUEST']._serialized_start=684
-  _globals['_RELOADPOLICYREQUEST']._serialized_end=705
-  _globals['_RELOADPOLICYRESPONSE']._serialized_start=708
-  _globals['_RELOADPOLICYRESPONSE']._serialized_end=895
-  _globals['_POLICYFINDING']._serialized_start=897
-  _globals['_POLICYFINDING']._serialized_end=975
-  _globals['_POLICYSERVICE']._serialized_start=1100
-  _globals['_POLICYSERVICE']._serialized_end=1415
+  _globals['_GETPOLICYVERSIONRESPONSE']._serialized_start=115
+  _globals['_GETPOLICYVERSIONRESPONSE']._serialized_end=252
+  _globals['_EXPIRINGAGREEMENT']._serialized_start=254
+  _globals['_EXPIRINGAGREEMENT']._serialized_end=332
+  _globals['_EXPLAINDECISIONREQUEST']._serialized_start=334
+  _globals['_EXPLAINDECISIONREQUEST']._serialized_end=423
+  _globals['_EXPLAINDECISIONRESPONSE']._serialized_start=426
+  _globals['_EXPLAINDECISIONRESPONSE']._serialized_end=616
+  _globals['_POLICYRULE']._serialized_start=619
+  _globals['_POLICYRULE']._serialized_end=828
+  _globals['_RELOADPOLICYREQUEST']._serialized_start=830
+  _globals['_RELOADPOLICYREQUEST']._serialized_end=851
+  _globals['_RELOADPOLICYRESPONSE']._serialized_start=854
+  _globals['_RELOADPOLICYRESPONSE']._serialized_end=1041
+  _globals['_POLICYFINDING']._serialized_start=1043
+  _globals['_POLICYFINDING']._serialized_end=1121
+  _globals['_POLICYSERVICE']._serialized_start=1246
+  _globals['_POLICYSERVICE']._serialized_end=1561
 # @@protoc_insertion_point(module_scope)

@@ -67,23 +67,57 @@ class GetPolicyVersionResponse(_message.Message):
 
     POLICY_VERSION_FIELD_NUMBER: _builtins.int
     POLICY_LINES_FIELD_NUMBER: _builtins.int
+    EXPIRING_AGREEMENTS_FIELD_NUMBER: _builtins.int
     policy_version: _builtins.str
     """"sha256:<hex>" over every file of the policy directory."""
     policy_lines: _builtins.int
     """How many policy lines the active snapshot holds."""
+    @_builtins.property
+    def expiring_agreements(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExpiringAgreement]:
+        """Data-sharing agreements that end within 60 days, soonest first, so monitoring can warn before requests
+        citing them start to be refused. Agreements that have already ended are not listed.
+        """
+
     def __init__(
         self,
         *,
         policy_version: _builtins.str = ...,
         policy_lines: _builtins.int = ...,
+        expiring_agreements: _abc.Iterable[Global___ExpiringAgreement] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["policy_lines", b"policy_lines", "policy_version", b"policy_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expiring_agreements", b"expiring_agreements", "policy_lines", b"policy_lines", "policy_version", b"policy_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetPolicyVersionResponse: _TypeAlias = GetPolicyVersionResponse  # noqa: Y015
+
+@_typing.final
+class ExpiringAgreement(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGREEMENT_FIELD_NUMBER: _builtins.int
+    VALID_UNTIL_FIELD_NUMBER: _builtins.int
+    DAYS_LEFT_FIELD_NUMBER: _builtins.int
+    agreement: _builtins.str
+    valid_until: _builtins.str
+    """The last day the agreement is in force, YYYY-MM-DD."""
+    days_left: _builtins.int
+    def __init__(
+        self,
+        *,
+        agreement: _builtins.str = ...,
+        valid_until: _builtins.str = ...,
+        days_left: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement", b"agreement", "days_left", b"days_left", "valid_until", b"valid_until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExpiringAgreement: _TypeAlias = ExpiringAgreement  # noqa: Y015
 
 @_typing.final
 class ExplainDecisionRequest(_message.Message):
