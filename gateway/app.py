@@ -38,10 +38,10 @@ from gateway.keys import KeyPaths, load_keys
 from gateway.linkage import SubjectTokeniser
 from gateway.partnership import missing_endpoints
 from gateway.policy import PolicyHolder, PolicyWatcher
-from gateway.review.store import open_review_store
-from gateway.review.sweeper import ReviewSweeper
 from gateway.policy.holder import ReleaseGate
 from gateway.policy.release import ReleaseError, Signers, current_release, release_gate, verify_release
+from gateway.review.store import open_review_store
+from gateway.review.sweeper import ReviewSweeper
 from gateway.service.access import AccessGuard
 from gateway.service.audit_reads import AuditReads
 from gateway.service.policy_admin import PolicyAdmin
