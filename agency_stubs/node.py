@@ -107,16 +107,42 @@ class AgencyNodeServicer(agency_grpc.AgencyServiceServicer):
                                 f"this {self.dataset.agency} node does not answer that caller")
 
     async def Lookup(self, request: agency_pb.LookupRequest, context: Any) -> agency_pb.LookupResponse:
-        started = time.perf_counter()
-        dataset = self.dataset
         await self._check_caller(context, "Lookup", request.request_id)
-        problems = validate_lookup(dataset, request)
+        problems = self._problems(request)
         if problems:
-            self._log.info("lookup_rejected", agency=dataset.agency, request_id=request.request_id,
-                           problems=len(problems))
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problems)
         if self.latency > 0:
             await asyncio.sleep(self.latency)
+        return self._answer(request)
+
+    async def LookupBatch(
+        self, request: agency_pb.LookupBatchRequest, context: Any
+    ) -> agency_pb.LookupBatchResponse:
+        await self._check_caller(context, "LookupBatch", "")
+        if self.latency > 0:  # one round trip for the whole batch: that is what batching saves
+            await asyncio.sleep(self.latency)
+        results = []
+        for lookup in request.lookups:
+            problems = self._problems(lookup)
+            if problems:
+                results.append(agency_pb.LookupBatchResult(
+                    request_id=lookup.request_id, error_code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
+                    error_message=problems))
+            else:
+                results.append(agency_pb.LookupBatchResult(request_id=lookup.request_id,
+                                                           response=self._answer(lookup)))
+        return agency_pb.LookupBatchResponse(results=results)
+
+    def _problems(self, request: agency_pb.LookupRequest) -> str:
+        problems = validate_lookup(self.dataset, request)
+        if problems:
+            self._log.info("lookup_rejected", agency=self.dataset.agency, request_id=request.request_id,
+                           problems=len(problems))
+        return "; ".join(problems)
+
+    def _answer(self, request: agency_pb.LookupRequest) -> agency_pb.LookupResponse:
+        started = time.perf_counter()
+        dataset = self.dataset
         matches = dataset.lookup(subject_from_proto(request.subject), tuple(request.categories),
                                  tuple(request.existence_categories))
         self._log.info(
@@ -145,6 +171,7 @@ class AgencyNodeServicer(agency_grpc.AgencyServiceServicer):
                 for s in dataset.catalogue
             ],
             mash_contact=contact_to_proto(dataset.mash_contact),
+            features=[agency_pb.FEATURE_LOOKUP_BATCH],
         )
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-MODULES = ("bench.bench_gateway", "bench.bench_policy", "bench.bench_redaction", "bench.bench_audit",
-           "bench.bench_workflow")
+MODULES = ("bench.bench_gateway", "bench.bench_baseline", "bench.bench_policy", "bench.bench_redaction",
+           "bench.bench_audit", "bench.bench_workflow")
 
 
 def main() -> int:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import grpc
@@ -36,6 +37,7 @@ from gateway.generated.mash.gateway.v1 import (
 from gateway.keyring import Keyring
 from gateway.keys import KeyPaths, load_keys
 from gateway.linkage import SubjectTokeniser
+from gateway.metrics import GatewayMetrics, MeteredAuditSink, MeteredTransport
 from gateway.partnership import missing_endpoints
 from gateway.policy import PolicyHolder, PolicyWatcher
 from gateway.policy.holder import ReleaseGate
@@ -81,6 +83,7 @@ class Dependencies:
     review: AuditReview
     tokeniser: SubjectTokeniser
     watcher: PolicyWatcher | None = None
+    metrics: GatewayMetrics | None = None
     unserved: tuple[str, ...] = ()  # record-holding agencies with no endpoint at start
     referrals: ReferralWorkflow | None = None  # None when the policy directory has no workflow.yaml
     referral_store: ReferralStore | None = None
@@ -136,11 +139,17 @@ async def open_dependencies(
                 trust_domain=settings.trust_domain,
             )
         resources.push_async_callback(transport.close)
+        metrics = None
+        if settings.metrics_listen:
+            metrics = GatewayMetrics()
+            metrics.watch(policy_version=lambda: holder.version, last_checkpoint=lambda: _checkpoint_time(audit),
+                          clock=clock)
         tokeniser = SubjectTokeniser(keys.subject_token)
         review_store = await open_review_store(settings.review_store_url)
         resources.push_async_callback(review_store.close)
         query = QueryService(
-            policy=holder, transport=transport, audit=audit,
+            policy=holder, transport=MeteredTransport(transport, metrics) if metrics else transport,
+            audit=MeteredAuditSink(audit, metrics) if metrics else audit,
             tokeniser=tokeniser, sealer=IdentifierSealer(keys.sealing),
             pseudonym_keys=keys.pseudonym, clock=clock, default_timeout=settings.default_timeout,
             max_timeout=settings.max_timeout, audit_margin=settings.audit_margin, review_store=review_store,
@@ -155,7 +164,8 @@ async def open_dependencies(
             watcher = PolicyWatcher(holder, settings.policy_dir, interval=settings.policy_watch_interval)
             resources.push_async_callback(watcher.stop)
         deps = Dependencies(policy=holder, audit=audit, transport=transport, query=query, clock=clock,
-                            review=review, tokeniser=tokeniser, watcher=watcher, unserved=unserved)
+                            review=review, tokeniser=tokeniser, watcher=watcher, unserved=unserved,
+                            metrics=metrics)
         await _open_referrals(settings, deps, keys.sealing, resources)
         deps.resources = resources.pop_all()
         return deps
@@ -179,6 +189,11 @@ async def _open_referrals(settings: Settings, deps: Dependencies, sealing: Keyri
     if settings.breach_sweep_interval:
         deps.sweeper = BreachSweeper(deps.referrals, interval=settings.breach_sweep_interval)
         resources.push_async_callback(deps.sweeper.stop)
+
+
+def _checkpoint_time(audit: AuditLog) -> datetime | None:
+    checkpoint = audit.last_checkpoint
+    return checkpoint.timestamp if checkpoint is not None else None
 
 
 async def _production_policy(
@@ -218,19 +233,75 @@ def _audit_sink(audit: AuditLog) -> Callable[[AuditEvent], Awaitable[None]]:
     return on_event
 
 
+AUDIT_PROBE_INTERVAL = 1.0
+"""Seconds between checks of an audit store that failed an append, until it takes writes again."""
+
+
+class AuditHealth:
+    """Reports every service NOT_SERVING on the health service while audit appends fail, and probes the
+    store until it takes writes again: calls fail closed meanwhile, and a load balancer can steer away."""
+
+    def __init__(self, audit: AuditLog, health: HealthServicer, interval: float = AUDIT_PROBE_INTERVAL, *,
+                 held_down: frozenset[str] = frozenset()) -> None:
+        self._audit = audit
+        self._health = health
+        self._interval = interval
+        self._held_down = held_down  # services NOT_SERVING for another reason, whatever the audit store does
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        audit.on_availability(lambda _available: self._wake.set())
+
+    async def start(self) -> None:
+        await self._publish()
+        self._task = asyncio.create_task(self._run(), name="audit-health")
+
+    async def _publish(self) -> bool:
+        available = self._audit.available
+        for service in ("", *SERVICE_NAMES):
+            serving = available and service not in self._held_down
+            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING if serving
+                                   else health_pb2.HealthCheckResponse.NOT_SERVING)
+        return available
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not await self._publish():
+                await asyncio.sleep(self._interval)
+                await self._audit.probe()
+                self._wake.set()  # publish whatever the probe found, and probe again if still down
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 class GatewayServer:
     """A running (or ready to run) gateway: a grpc.aio server plus its dependencies."""
 
     def __init__(self, server: grpc.aio.Server, port: int, deps: Dependencies,
-                 health_servicer: HealthServicer, *, require_all_agencies: bool = False) -> None:
+                 health_servicer: HealthServicer, *, require_all_agencies: bool = False,
+                 metrics_listen: str = "", audit_probe_interval: float = AUDIT_PROBE_INTERVAL) -> None:
         self.server = server
         self.port = port
         self.deps = deps
         self._health = health_servicer
-        self._require_all_agencies = require_all_agencies
+        self._metrics_listen = metrics_listen
+        self.metrics_port: int | None = None
+        self._stop_metrics: Callable[[], None] | None = None
+        # A hub that must reach every agency but has no endpoint for some stays NOT_SERVING.
+        hub = hub_service_pb2.DESCRIPTOR.services_by_name["HubService"].full_name
+        held_down = frozenset({hub}) if require_all_agencies and deps.unserved else frozenset()
+        self._audit_health = AuditHealth(deps.audit, health_servicer, audit_probe_interval, held_down=held_down)
 
     async def start(self) -> None:
         await self.server.start()
+        if self.deps.metrics is not None and self._metrics_listen:
+            self.metrics_port, self._stop_metrics = self.deps.metrics.serve(self._metrics_listen)
         self.deps.audit.start()
         if self.deps.watcher is not None:
             self.deps.watcher.start()
@@ -238,17 +309,17 @@ class GatewayServer:
             self.deps.sweeper.start()
         if self.deps.review_sweeper is not None:
             self.deps.review_sweeper.start()
-        for service in ("", *SERVICE_NAMES):
-            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
-        if self._require_all_agencies and self.deps.unserved:
-            hub = hub_service_pb2.DESCRIPTOR.services_by_name["HubService"].full_name
-            await self._health.set(hub, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._audit_health.start()
         log.info("gateway serving", port=self.port, policy_version=self.deps.policy.current.version)
 
     async def stop(self, grace: float | None = 1.0) -> None:
+        await self._audit_health.stop()
         with contextlib.suppress(Exception):
             await self._health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self._stop_metrics is not None:
+            await asyncio.to_thread(self._stop_metrics)
+            self._stop_metrics = None
         await self.deps.aclose()
 
 
@@ -256,7 +327,7 @@ def build_server(settings: Settings, deps: Dependencies) -> GatewayServer:
     """A grpc.aio server with mTLS (client certificates required), health and optional reflection."""
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     guard = AccessGuard(deps.policy, deps.audit, deps.clock)
-    handlers = CallHandlers(guard.refusals)
+    handlers = CallHandlers(guard.refusals, deps.metrics)
     handlers.add(server, hub_service_pb2.DESCRIPTOR.services_by_name["HubService"],
                  HubServicer(deps.query, ResearchLink(deps.referrals, deps.clock)))
     handlers.add(server, audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"],
@@ -285,4 +356,5 @@ def build_server(settings: Settings, deps: Dependencies) -> GatewayServer:
         raise OSError(f"could not listen on {settings.listen} (address in use or not available)") from exc
     if port == 0:
         raise OSError(f"could not listen on {settings.listen}")
-    return GatewayServer(server, port, deps, health_servicer, require_all_agencies=settings.require_all_agencies)
+    return GatewayServer(server, port, deps, health_servicer, require_all_agencies=settings.require_all_agencies,
+                         metrics_listen=settings.metrics_listen)

@@ -57,6 +57,7 @@ class Settings:
     policy_signers: Path | None = None  # JSON file of the policy administrators' and IG officers' public keys
     require_all_agencies: bool = False  # HubService health NOT_SERVING while a record holder has no endpoint
     log_level: LogLevel = "info"
+    metrics_listen: str = ""  # host:port for the Prometheus /metrics endpoint; empty = no metrics
 
     @property
     def pki(self) -> PkiLayout:

@@ -1,8 +1,17 @@
-"""The AgencyTransport adapter over grpc.aio: one channel per agency node, deadlines carried through."""
+"""The AgencyTransport adapter over grpc.aio: one channel per agency node, deadlines carried through.
+
+Lookups bound for a node that offers LookupBatch (it says so in Describe) are coalesced: while calls to
+that node are in flight, new lookups wait and leave together in one batch call. Each lookup keeps its own
+future and its own deadline, and an answer is handed only to the lookup at its position in the batch,
+after checking that it echoes that lookup's request id.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import grpc
 import grpc.aio
@@ -10,6 +19,7 @@ import structlog
 
 from gateway.api.convert import lookup_result_from_proto, lookup_to_proto
 from gateway.errors import AgencyRejected, AgencyTimedOut, AgencyUnavailable
+from gateway.generated.mash.gateway.v1 import agency_service_pb2 as agency_pb
 from gateway.generated.mash.gateway.v1 import agency_service_pb2_grpc as agency_grpc
 from gateway.pki.authority import node_server_name
 from gateway.service.ports import LookupCommand, LookupResult
@@ -21,14 +31,157 @@ _REJECTED = {
     grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.NOT_FOUND,
     grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.INTERNAL, grpc.StatusCode.DATA_LOSS,
 }
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+MAX_BATCH = 64  # lookups in one batch call
+MAX_IN_FLIGHT = 2  # calls to one node at a time; lookups arriving meanwhile form the next batch
+RENEGOTIATE = 60.0  # seconds a node's Describe answer (batching or not) is trusted before asking again
+DESCRIBE_WAIT = 1.0  # at most this long a lookup waits for a first Describe before going alone
+
+
+def _failure(agency: str, request_id: str, code: grpc.StatusCode) -> Exception:
+    log.info("agency call failed", agency=agency, request_id=request_id, code=code.name)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return AgencyTimedOut(f"{agency} did not answer in time")
+    if code in _REJECTED:
+        return AgencyRejected(f"{code.name.lower()}")
+    return AgencyUnavailable(f"{agency} could not be reached ({code.name.lower()})")
+
+
+@dataclass(slots=True)
+class _Waiting:
+    request: agency_pb.LookupRequest
+    deadline: float  # event-loop time
+    answer: asyncio.Future[agency_pb.LookupResponse]
+
+
+class _NodeCalls:
+    """The lookups bound for one node: alone while the node is idle, coalesced into batches while it is busy."""
+
+    def __init__(self, agency: str, stub: agency_grpc.AgencyServiceAsyncStub) -> None:
+        self.agency = agency
+        self.stub = stub
+        self._describe: asyncio.Task[bool] | None = None
+        self._asked_at = 0.0
+        self._waiting: list[_Waiting] = []
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def batching(self, remaining: float) -> bool:
+        """Whether the node offers LookupBatch; never waits longer than DESCRIBE_WAIT or `remaining`."""
+        loop = asyncio.get_running_loop()
+        if self._describe is None or (self._describe.done() and loop.time() - self._asked_at > RENEGOTIATE):
+            self._asked_at = loop.time()
+            self._describe = loop.create_task(self._ask_features())
+        if not self._describe.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._describe), min(remaining, DESCRIBE_WAIT))
+            if not self._describe.done():
+                return False
+        return not self._describe.cancelled() and self._describe.result()
+
+    async def _ask_features(self) -> bool:
+        try:
+            described = await self.stub.Describe(agency_pb.DescribeRequest(), timeout=10.0)
+        except Exception:  # an older node (UNIMPLEMENTED), an unreachable one, a closed channel
+            return False  # one lookup per call until the next Describe
+        return agency_pb.FEATURE_LOOKUP_BATCH in described.features
+
+    async def submit(self, request: agency_pb.LookupRequest, deadline: float) -> agency_pb.LookupResponse:
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(request, deadline, loop.create_future())
+        self._waiting.append(waiting)
+        if self._in_flight < MAX_IN_FLIGHT:
+            self._send_next()
+        try:
+            return await asyncio.wait_for(waiting.answer, deadline - loop.time())
+        except TimeoutError:
+            raise _failure(self.agency, request.request_id, grpc.StatusCode.DEADLINE_EXCEEDED) from None
+
+    def _send_next(self) -> None:
+        batch = [w for w in self._waiting[:MAX_BATCH] if not w.answer.done()]  # done: its caller gave up
+        del self._waiting[:MAX_BATCH]
+        if not batch:
+            return
+        self._in_flight += 1
+        task = asyncio.get_running_loop().create_task(self._call(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _call(self, batch: list[_Waiting]) -> None:
+        try:
+            # The call lives as long as its longest-waiting lookup; each lookup still times out on its own.
+            timeout = max(0.001, max(w.deadline for w in batch) - asyncio.get_running_loop().time())
+            if len(batch) == 1:
+                await self._call_one(batch[0], timeout)
+            else:
+                await self._call_batch(batch, timeout)
+        finally:
+            self._in_flight -= 1
+            if self._waiting and self._in_flight < MAX_IN_FLIGHT:
+                self._send_next()
+
+    async def _call_one(self, waiting: _Waiting, timeout: float) -> None:
+        try:
+            response = await self.stub.Lookup(waiting.request, timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            _settle(waiting, error=_failure(self.agency, waiting.request.request_id, exc.code()))
+        else:
+            _settle(waiting, response=response)
+
+    async def _call_batch(self, batch: list[_Waiting], timeout: float) -> None:
+        request = agency_pb.LookupBatchRequest(lookups=[w.request for w in batch])
+        try:
+            response = await self.stub.LookupBatch(request, timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            for w in batch:
+                _settle(w, error=_failure(self.agency, w.request.request_id, exc.code()))
+            return
+        if len(response.results) != len(batch):
+            log.warning("agency batch answer malformed", agency=self.agency, asked=len(batch),
+                        answered=len(response.results))
+            for w in batch:
+                _settle(w, error=AgencyRejected("malformed answer"))
+            return
+        for w, result in zip(batch, response.results, strict=True):
+            if result.request_id != w.request.request_id:
+                # Never hand one request's answer to another: an answer out of place answers nobody.
+                log.warning("agency batch answer out of place", agency=self.agency,
+                            request_id=w.request.request_id)
+                _settle(w, error=AgencyRejected("malformed answer"))
+            elif result.error_code:
+                code = _CODES.get(result.error_code, grpc.StatusCode.UNKNOWN)
+                _settle(w, error=_failure(self.agency, w.request.request_id, code))
+            else:
+                _settle(w, response=result.response)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._describe is not None:
+            self._describe.cancel()
+        for w in self._waiting:
+            w.answer.cancel()
+
+
+def _settle(waiting: _Waiting, *, response: agency_pb.LookupResponse | None = None,
+            error: Exception | None = None) -> None:
+    if waiting.answer.done():
+        return  # its caller's deadline passed or it was cancelled; the answer goes to no one
+    if error is not None:
+        waiting.answer.set_exception(error)
+    else:
+        waiting.answer.set_result(response if response is not None else agency_pb.LookupResponse())
 
 
 class GrpcAgencyTransport:
     """Calls each agency node's AgencyService over mTLS, checking the node's certificate name."""
 
-    def __init__(self, stubs: Mapping[str, agency_grpc.AgencyServiceAsyncStub], channels: list[grpc.aio.Channel]):
-        self._stubs = dict(stubs)
+    def __init__(self, stubs: Mapping[str, agency_grpc.AgencyServiceAsyncStub], channels: list[grpc.aio.Channel],
+                 *, coalesce: bool = True) -> None:
+        self._nodes = {agency: _NodeCalls(agency, stub) for agency, stub in stubs.items()}
         self._channels = channels
+        self._coalesce = coalesce
 
     @classmethod
     def connect(
@@ -37,11 +190,12 @@ class GrpcAgencyTransport:
         credentials: grpc.ChannelCredentials | None,
         *,
         trust_domain: str,
+        coalesce: bool = True,
     ) -> GrpcAgencyTransport:
         """One channel per agency, created inside the running event loop.
 
         With credentials, the node must present a certificate for `<agency>.node.<trust domain>`, so one
-        agency's node cannot answer for another.
+        agency's node cannot answer for another. With `coalesce`, lookups are batched for nodes that offer it.
         """
         stubs: dict[str, agency_grpc.AgencyServiceAsyncStub] = {}
         channels: list[grpc.aio.Channel] = []
@@ -57,22 +211,22 @@ class GrpcAgencyTransport:
                 channel = grpc.aio.secure_channel(address, credentials, options=options)
             channels.append(channel)
             stubs[agency] = agency_grpc.AgencyServiceStub(channel)
-        return cls(stubs, channels)
+        return cls(stubs, channels, coalesce=coalesce)
 
     async def lookup(self, agency: str, command: LookupCommand, *, timeout: float) -> LookupResult:
-        stub = self._stubs.get(agency)
-        if stub is None:
+        node = self._nodes.get(agency)
+        if node is None:
             raise AgencyUnavailable(f"no endpoint configured for agency {agency!r}")
-        try:
-            response = await stub.Lookup(lookup_to_proto(command), timeout=timeout)
-        except grpc.aio.AioRpcError as exc:
-            code = exc.code()
-            log.info("agency call failed", agency=agency, request_id=command.request_id, code=code.name)
-            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise AgencyTimedOut(f"{agency} did not answer in time") from exc
-            if code in _REJECTED:
-                raise AgencyRejected(f"{code.name.lower()}") from exc
-            raise AgencyUnavailable(f"{agency} could not be reached ({code.name.lower()})") from exc
+        request = lookup_to_proto(command)
+        deadline = asyncio.get_running_loop().time() + timeout
+        if self._coalesce and await node.batching(timeout):
+            response = await node.submit(request, deadline)
+        else:
+            try:
+                remaining = max(0.001, deadline - asyncio.get_running_loop().time())
+                response = await node.stub.Lookup(request, timeout=remaining)
+            except grpc.aio.AioRpcError as exc:
+                raise _failure(agency, command.request_id, exc.code()) from exc
         try:
             return lookup_result_from_proto(response, agency, command.categories)
         except ValueError as exc:
@@ -81,5 +235,7 @@ class GrpcAgencyTransport:
             raise AgencyRejected("malformed answer") from exc
 
     async def close(self) -> None:
+        for node in self._nodes.values():
+            await node.close()
         for channel in self._channels:
             await channel.close()

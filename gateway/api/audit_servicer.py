@@ -23,7 +23,7 @@ class AuditServicer:
     async def ListEntries(
         self, request: audit_pb.ListEntriesRequest, call: Call
     ) -> AsyncIterator[audit_pb.ListEntriesResponse]:
-        async for record in self._reads.list_entries(call.caller, entry_filter_from_proto(request),
+        async for record in self._reads.list_entries(call.caller, lambda: entry_filter_from_proto(request),
                                                      limit=request.limit or None, start=request.start_index):
             yield audit_pb.ListEntriesResponse(entry=audit_record_to_proto(record))
 

@@ -6,9 +6,10 @@ An aio server interceptor cannot see the TLS peer, so this is done where the han
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import grpc
 import grpc.aio
@@ -22,6 +23,9 @@ from gateway.api.identity import caller_from_context
 from gateway.errors import FieldViolation, InvalidRequest
 from gateway.service.access import Refusals
 from gateway.service.validation import Caller
+
+if TYPE_CHECKING:
+    from gateway.metrics import GatewayMetrics
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -60,8 +64,16 @@ def _lenient(message_class: type[Message]) -> Callable[[bytes], Message | _Undec
 class CallHandlers:
     """Registers servicers so each call is checked and refused in one place before any servicer method runs."""
 
-    def __init__(self, refusals: Refusals) -> None:
+    def __init__(self, refusals: Refusals, metrics: GatewayMetrics | None = None) -> None:
         self._refusals = refusals
+        self._metrics = metrics
+
+    def _observe(self, rpc: str, context: Context, started: float, failed: bool) -> None:
+        if self._metrics is None:
+            return
+        code = context.code()
+        name = code.name if isinstance(code, grpc.StatusCode) else ("UNKNOWN" if failed else "OK")
+        self._metrics.observe_rpc(rpc, name, time.perf_counter() - started)
 
     async def _begin(self, request: object, context: Context, service: ServiceDescriptor, rpc: str) -> Call:
         structlog.contextvars.clear_contextvars()
@@ -102,9 +114,15 @@ class CallHandlers:
         self, service: ServiceDescriptor, rpc: str, implementation: Callable[[Any, Call], Awaitable[Message]]
     ) -> Callable[[Any, Context], Awaitable[Message]]:
         async def handle(request: Any, context: Context) -> Message:
-            async with errors_as_status(context):
-                return await implementation(request, await self._begin(request, context, service, rpc))
-            raise AssertionError("unreachable")  # pragma: no cover - errors_as_status aborts or re-raises
+            started, failed = time.perf_counter(), True
+            try:
+                async with errors_as_status(context):
+                    response = await implementation(request, await self._begin(request, context, service, rpc))
+                    failed = False
+                    return response
+                raise AssertionError("unreachable")  # pragma: no cover - errors_as_status aborts or re-raises
+            finally:
+                self._observe(rpc, context, started, failed)
 
         return handle
 
@@ -112,8 +130,13 @@ class CallHandlers:
         self, service: ServiceDescriptor, rpc: str, implementation: Callable[[Any, Call], AsyncIterator[Message]]
     ) -> Callable[[Any, Context], AsyncIterator[Message]]:
         async def handle(request: Any, context: Context) -> AsyncIterator[Message]:
-            async with errors_as_status(context):
-                async for response in implementation(request, await self._begin(request, context, service, rpc)):
-                    yield response
+            started, failed = time.perf_counter(), True
+            try:
+                async with errors_as_status(context):
+                    async for response in implementation(request, await self._begin(request, context, service, rpc)):
+                        yield response
+                    failed = False
+            finally:
+                self._observe(rpc, context, started, failed)
 
         return handle

@@ -22,7 +22,7 @@ from gateway.domain import (
     RecordKind,
     SubjectIdentifiers,
 )
-from gateway.errors import Finding
+from gateway.errors import FieldViolation, Finding, InvalidRequest
 from gateway.generated.mash.gateway.v1 import agency_service_pb2 as agency_pb
 from gateway.generated.mash.gateway.v1 import audit_service_pb2 as audit_pb
 from gateway.generated.mash.gateway.v1 import common_pb2 as common_pb
@@ -279,10 +279,20 @@ def checkpoint_to_proto(checkpoint: SignedCheckpoint) -> audit_pb.SignedCheckpoi
     )
 
 
+def _filter_time(given: bool, value: Timestamp, name: str) -> datetime | None:
+    if not given:
+        return None
+    try:
+        return value.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise InvalidRequest([FieldViolation(name, "is not a valid timestamp")]) from None
+
+
 def entry_filter_from_proto(msg: audit_pb.ListEntriesRequest) -> EntryFilter:
+    """The filter a ListEntries request asks for; InvalidRequest if a time is out of range (nanos included)."""
     return EntryFilter(
-        since=msg.since.ToDatetime(tzinfo=UTC) if msg.HasField("since") else None,
-        until=msg.until.ToDatetime(tzinfo=UTC) if msg.HasField("until") else None,
+        since=_filter_time(msg.HasField("since"), msg.since, "since"),
+        until=_filter_time(msg.HasField("until"), msg.until, "until"),
         kind=_AUDIT_KINDS_BACK[msg.kind].value if msg.kind in _AUDIT_KINDS_BACK else "",
         agency=msg.agency, purpose=msg.purpose, role=msg.role, user=msg.user,
         case_reference=msg.case_reference, status=msg.status, subject_tokens=frozenset(msg.subject_tokens),

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.api.convert import subject_from_proto, subject_to_proto
+from gateway.errors import FieldViolation, InvalidRequest
 from gateway.generated.mash.gateway.v1 import referral_service_pb2 as ref_pb
 from gateway.workflow.referral import NoticeKind, Notification, State, Transition
 from gateway.workflow.service import ReferralView, SubmitCommand
@@ -25,8 +26,11 @@ def _ts(when: datetime | None) -> Timestamp | None:
     return ts
 
 
-def _from_ts(ts: Timestamp) -> datetime:
-    return ts.ToDatetime(tzinfo=UTC)
+def _from_ts(ts: Timestamp, field: str) -> datetime:
+    try:
+        return ts.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):  # seconds or nanos out of range
+        raise InvalidRequest([FieldViolation(field, "is not a valid timestamp")]) from None
 
 
 def state_from_proto(value: int) -> State | None:
@@ -39,7 +43,7 @@ def submit_from_proto(msg: ref_pb.SubmitReferralRequest) -> SubmitCommand:
         mash=msg.mash, subject=subject_from_proto(msg.subject),
         household=tuple(subject_from_proto(p) for p in msg.household), concern=msg.concern,
         categories=tuple(msg.categories), borough=msg.borough,
-        received_at=_from_ts(msg.received_at) if msg.HasField("received_at") else None,
+        received_at=_from_ts(msg.received_at, "received_at") if msg.HasField("received_at") else None,
     )
 
 
@@ -48,7 +52,7 @@ def filter_from_proto(msg: ref_pb.ListReferralsRequest, now: datetime) -> QueueF
     return QueueFilter(
         mash=msg.mash, states=tuple(s for s in (state_from_proto(v) for v in msg.states) if s is not None),
         ratings=tuple(msg.ratings), team=msg.team, borough=msg.borough,
-        due_before=_from_ts(msg.due_before) if msg.HasField("due_before") else None,
+        due_before=_from_ts(msg.due_before, "due_before") if msg.HasField("due_before") else None,
         overdue_at=now if msg.overdue_only else None,
     )
 

@@ -37,7 +37,11 @@ class ReferralServicer:
         return self._view(call.caller, await step(call.caller))
 
     async def SubmitReferral(self, request: ref_pb.SubmitReferralRequest, call: Call) -> ref_pb.SubmitReferralResponse:
-        command = submit_from_proto(request)
+        try:
+            command = submit_from_proto(request)
+        except InvalidRequest as exc:
+            await self._workflow.refuse(call.caller, "submit", exc)
+            raise
         referral = await self._one(call, lambda c: self._workflow.submit(c, command))
         return ref_pb.SubmitReferralResponse(referral=referral)
 
@@ -53,8 +57,13 @@ class ReferralServicer:
         if unknown:
             # The workflow audits every refusal; hand it the violation so this one is audited too.
             await self._workflow.refuse(call.caller, "list", InvalidRequest(unknown))
+        try:
+            where = filter_from_proto(request, now)
+        except InvalidRequest as exc:
+            await self._workflow.refuse(call.caller, "list", exc)
+            raise
         page, token, visible = await self._workflow.queue(
-            call.caller, filter_from_proto(request, now), page_size=request.page_size, page_token=request.page_token)
+            call.caller, where, page_size=request.page_size, page_token=request.page_token)
         return ref_pb.ListReferralsResponse(
             referrals=[referral_to_proto(ReferralView(r, visible), now) for r in page.referrals],
             next_page_token=token, total=page.total)

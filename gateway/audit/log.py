@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 import structlog
@@ -50,6 +50,8 @@ class AuditLog:
         self._tree_lock = asyncio.Lock()
         self._checkpoint_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._available = True
+        self._on_availability: list[Callable[[bool], None]] = []
 
     @classmethod
     async def open(cls, store: DisclosureStore, signer: CheckpointSigner | None, clock: Clock, *,
@@ -95,6 +97,11 @@ class AuditLog:
         return self._signer is not None
 
     @property
+    def last_checkpoint(self) -> SignedCheckpoint | None:
+        """The newest checkpoint this log has verified or signed (None before the first)."""
+        return self._seen
+
+    @property
     def size(self) -> int:
         """Entries in the in-memory tree (may trail the store until the next `sync`)."""
         return self._tree.size
@@ -112,18 +119,54 @@ class AuditLog:
             raise AuditUnavailable(f"cannot encode an audit event: {exc}") from exc
         try:
             receipts = await asyncio.wait_for(self.store.append(pending), self._append_timeout)
+            if len(receipts) != len(events):
+                raise AuditUnavailable("the audit store returned the wrong number of receipts")
         except TimeoutError as exc:
+            self._set_available(False)
             raise AuditUnavailable("the audit store did not confirm the entries in time") from exc
         except AuditUnavailable:
+            self._set_available(False)
             raise
         except Exception as exc:  # fail closed on anything the store lets through
+            self._set_available(False)
             raise AuditUnavailable(f"the audit store failed: {exc}") from exc
-        if len(receipts) != len(events):
-            raise AuditUnavailable("the audit store returned the wrong number of receipts")
+        self._set_available(True)
         for receipt in receipts:
             self._receipts[receipt.index] = receipt.leaf_hash
         self._advance()
         return receipts
+
+    @property
+    def available(self) -> bool:
+        """False from a failed append until an append or a `probe` succeeds again."""
+        return self._available
+
+    def on_availability(self, listener: Callable[[bool], None]) -> None:
+        """Call `listener(available)` whenever appends start failing or work again."""
+        self._on_availability.append(listener)
+
+    def _set_available(self, available: bool) -> None:
+        if available == self._available:
+            return
+        self._available = available
+        if available:
+            _log.info("audit_store_available")
+        else:
+            _log.error("audit_store_unavailable")
+        for listener in self._on_availability:
+            listener(available)
+
+    async def probe(self) -> bool:
+        """Whether the store could take an entry again (then also take in what landed meanwhile, such as an
+        append whose commit was confirmed too late); updates `available`."""
+        try:
+            await asyncio.wait_for(self.store.check_writable(), self._append_timeout)
+            await asyncio.wait_for(self.sync(), self._append_timeout)
+        except Exception as exc:  # any failure means "not yet"; only its type, a message could quote data
+            _log.warning("audit_store_probe_failed", error_type=type(exc).__name__)
+            return False
+        self._set_available(True)
+        return True
 
     def _advance(self) -> None:
         tree, waiting = self._tree, self._receipts

@@ -101,5 +101,8 @@ class MemoryStore:
         self._check()
         return list(self.checkpoint_rows)
 
+    async def check_writable(self) -> None:
+        self._check()
+
     async def close(self) -> None:
         self.closed = True

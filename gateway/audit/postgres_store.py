@@ -31,6 +31,7 @@ from gateway.audit.sql import (
     row_to_checkpoint,
 )
 from gateway.audit.store import (
+    PROBE_BYTES,
     TOKENS,
     CheckpointConflict,
     EntryFilter,
@@ -367,6 +368,14 @@ class PostgresStore:
         rows = await self._fetch("SELECT tree_size, root_hash, ts, key_id, signature FROM audit_checkpoints "
                                  "ORDER BY seq")
         return [row_to_checkpoint(r) for r in rows]
+
+    async def check_writable(self) -> None:
+        async def work(conn: psycopg.AsyncConnection[Any], started: list[bool]) -> None:
+            # Rolled back, so nothing is stored; a locked table, a full disk or a lost server fail it.
+            async with conn.transaction(force_rollback=True):
+                await conn.execute(f"INSERT INTO audit_entries ({_ENTRY_COLUMNS}) "  # noqa: S608 (fixed text)
+                                   "VALUES (-1, '', %s, '', '', '', '', '', '', '', '')", (bytes(PROBE_BYTES),))
+        await self._run(work)
 
     async def close(self) -> None:
         if self._closed:

@@ -34,6 +34,7 @@ from gateway.audit.sql import (
     row_to_checkpoint,
 )
 from gateway.audit.store import (
+    PROBE_BYTES,
     TOKENS,
     CheckpointConflict,
     EntryFilter,
@@ -426,6 +427,21 @@ class SqliteStore:
                                 "ORDER BY seq").fetchall()
             return [row_to_checkpoint(r) for r in rows]
         return await self._read(q)
+
+    async def check_writable(self) -> None:
+        def w(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            # Written and removed in one committed transaction: the commit really reaches the disk (a full
+            # file system or page limit shows), and no reader ever sees the row.
+            conn.execute("INSERT INTO audit_entries VALUES (-1, x'', zeroblob(?), '', '', '', '', '', '', '', '')",
+                         (PROBE_BYTES,))
+            conn.execute("DELETE FROM audit_entries WHERE idx = -1")
+            conn.execute("COMMIT")
+
+        try:
+            await self._write(w)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"the SQLite audit store cannot take writes: {exc}") from exc
 
     async def close(self) -> None:
         if self._closed:

@@ -33,6 +33,10 @@ class CheckpointConflict(StoreError):
     """A checkpoint was refused because it is not later (in time and size) than the latest stored one."""
 
 
+PROBE_BYTES = 8192
+"""Size of the row `check_writable` tries to write: larger than nearly every entry."""
+
+
 class StoreUrlError(StoreError):
     """A store URL is malformed or names an unsupported kind of store."""
 
@@ -208,6 +212,13 @@ class DisclosureStore(Protocol):
 
     async def checkpoints(self) -> list[SignedCheckpoint]:
         """Every stored checkpoint, oldest first."""
+        ...
+
+    async def check_writable(self) -> None:
+        """Raise StoreUnavailable unless the store could commit an entry of usual size now; stores nothing.
+
+        A read succeeding says nothing about a full disk or a locked table, so recovery is judged by this.
+        """
         ...
 
     async def close(self) -> None:

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.cli import demo_cmd, dev_cmd, keys_cmd, pki_cmd, referrals_cmd, reviews_cmd, serve_cmd
+from gateway.cli import backup_cmd, demo_cmd, dev_cmd, keys_cmd, pki_cmd, referrals_cmd, reviews_cmd, serve_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_policy(sub)
     from gateway.cli.audit_cmd import register as register_audit
     register_audit(sub)
+    backup_cmd.register(sub)
     return parser
 
 

@@ -87,6 +87,8 @@ class Partnership:
         checkpoint_interval: float = 30.0,
         default_timeout: float = 5.0,
         node_latency: Mapping[str, float] | None = None,
+        metrics_listen: str = "",
+        audit_append_timeout: float = 5.0,
     ) -> None:
         self.state_dir = state_dir
         self.policy_dir = policy_dir
@@ -99,6 +101,8 @@ class Partnership:
         self._checkpoint_interval = checkpoint_interval
         self._default_timeout = default_timeout
         self._node_latency = dict(node_latency or {})
+        self._metrics_listen = metrics_listen
+        self._audit_append_timeout = audit_append_timeout
         self.nodes: dict[str, RunningNode] = {}
         self.gateway: GatewayServer | None = None
         self.settings: Settings | None = None
@@ -142,6 +146,8 @@ class Partnership:
                 agency_endpoints={a: n.address for a, n in self.nodes.items()},
                 reflection=True, checkpoint_interval=self._checkpoint_interval,
                 policy_watch_interval=None, default_timeout=self._default_timeout,
+                metrics_listen=self._metrics_listen,
+                audit_append_timeout=self._audit_append_timeout,
             )
             deps = await open_dependencies(self.settings, clock=self._clock)
             self.gateway = build_server(self.settings, deps)

@@ -4,7 +4,7 @@ and what an auditor searched for kept as declared names and keyed tokens, never 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
 from gateway.audit import AuditRecord, AuditReview, ConsistencyProof, EntryFilter, InclusionProof, VerifyReport
@@ -34,10 +34,13 @@ class AuditReads:
         self._tokeniser = tokeniser
         self._policy = policy
 
-    async def list_entries(self, caller: Caller, where: EntryFilter, *, limit: int | None,
+    async def list_entries(self, caller: Caller, read_filter: Callable[[], EntryFilter], *, limit: int | None,
                            start: int) -> AsyncIterator[AuditRecord]:
+        """Entries matching the filter `read_filter` gives; it is read inside, so a filter it finds invalid
+        (raising InvalidRequest) is refused and audited like any other."""
         await self._guard.require(caller, AUDITOR_ROLE, "ListEntries")
         async with self._guard.refusals.audited(caller, "ListEntries"):
+            where = read_filter()
             _check_filter(where)
             await self._guard.record_access(caller, "ListEntries", subject_tokens=where.subject_tokens,
                                             details=self._searched_for(where))

@@ -31,6 +31,11 @@ from gateway.service.ports import AgencyTransport, LookupCommand, PolicyView
 
 log = structlog.get_logger("gateway.fanout")
 
+# Handing an answer to a worker thread costs a GIL hand-off and two loop wake-ups, more than redacting a
+# typical answer (a few records, under 30 fields) takes; only answers with more fields than this leave
+# the event loop, which bounds how long one answer can hold it (about a millisecond).
+INLINE_FIELDS = 64
+
 
 @dataclass(frozen=True, slots=True)
 class AgencyOutcome:
@@ -144,7 +149,9 @@ class AgencyFanout:
                 detail=f"{len(result.matches)} people match these identifiers, so no records were released; "
                        "give an NHS number or contact the agency",
             ))
-        # Redaction is the heaviest step of an answer: it runs off the event loop.
+        if sum(len(r.fields) for r in records) <= INLINE_FIELDS:
+            return self._disclose(request, plan, records, event, result.contact)
+        # A large answer is redacted off the event loop, so it cannot stall unrelated calls.
         return await asyncio.to_thread(self._disclose, request, plan, records, event, result.contact)
 
     def _disclose(

@@ -25,15 +25,17 @@ _sym_db = _symbol_database.Default()
 from gateway.generated.mash.gateway.v1 import common_pb2 as mash_dot_gateway_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$mash/gateway/v1/agency_service.proto\x12\x0fmash.gateway.v1\x1a\x1cmash/gateway/v1/common.proto\"\xb1\x01\n\rLookupRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x34\n\x07subject\x18\x02 \x01(\x0b\x32#.mash.gateway.v1.SubjectIdentifiers\x12\x12\n\ncategories\x18\x03 \x03(\t\x12\x1c\n\x14\x65xistence_categories\x18\x04 \x03(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\x13\n\x0blegal_basis\x18\x06 \x01(\t\"\xa0\x01\n\x0bPersonMatch\x12\x12\n\nperson_ref\x18\x01 \x01(\t\x12,\n\x06method\x18\x02 \x01(\x0e\x32\x1c.mash.gateway.v1.MatchMethod\x12(\n\x07records\x18\x03 \x03(\x0b\x32\x17.mash.gateway.v1.Record\x12%\n\x1dknown_in_existence_categories\x18\x04 \x01(\x08\"\x85\x01\n\x0eLookupResponse\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12-\n\x07matches\x18\x02 \x03(\x0b\x32\x1c.mash.gateway.v1.PersonMatch\x12\x34\n\x0cmash_contact\x18\x03 \x01(\x0b\x32\x1e.mash.gateway.v1.AgencyContact\"\x11\n\x0f\x44\x65scribeRequest\"|\n\x0eRecordCategory\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.mash.gateway.v1.RecordKind\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x18\n\x10\x66ield_categories\x18\x04 \x03(\t\"\x94\x01\n\x10\x44\x65scribeResponse\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12:\n\x11record_categories\x18\x02 \x03(\x0b\x32\x1f.mash.gateway.v1.RecordCategory\x12\x34\n\x0cmash_contact\x18\x03 \x01(\x0b\x32\x1e.mash.gateway.v1.AgencyContact*q\n\x0bMatchMethod\x12\x1c\n\x18MATCH_METHOD_UNSPECIFIED\x10\x00\x12\x1b\n\x17MATCH_METHOD_NHS_NUMBER\x10\x01\x12\'\n#MATCH_METHOD_NAME_AND_DATE_OF_BIRTH\x10\x02\x32\xab\x01\n\rAgencyService\x12I\n\x06Lookup\x12\x1e.mash.gateway.v1.LookupRequest\x1a\x1f.mash.gateway.v1.LookupResponse\x12O\n\x08\x44\x65scribe\x12 .mash.gateway.v1.DescribeRequest\x1a!.mash.gateway.v1.DescribeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$mash/gateway/v1/agency_service.proto\x12\x0fmash.gateway.v1\x1a\x1cmash/gateway/v1/common.proto\"\xb1\x01\n\rLookupRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x34\n\x07subject\x18\x02 \x01(\x0b\x32#.mash.gateway.v1.SubjectIdentifiers\x12\x12\n\ncategories\x18\x03 \x03(\t\x12\x1c\n\x14\x65xistence_categories\x18\x04 \x03(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\x13\n\x0blegal_basis\x18\x06 \x01(\t\"\xa0\x01\n\x0bPersonMatch\x12\x12\n\nperson_ref\x18\x01 \x01(\t\x12,\n\x06method\x18\x02 \x01(\x0e\x32\x1c.mash.gateway.v1.MatchMethod\x12(\n\x07records\x18\x03 \x03(\x0b\x32\x17.mash.gateway.v1.Record\x12%\n\x1dknown_in_existence_categories\x18\x04 \x01(\x08\"\x85\x01\n\x0eLookupResponse\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12-\n\x07matches\x18\x02 \x03(\x0b\x32\x1c.mash.gateway.v1.PersonMatch\x12\x34\n\x0cmash_contact\x18\x03 \x01(\x0b\x32\x1e.mash.gateway.v1.AgencyContact\"\x11\n\x0f\x44\x65scribeRequest\"|\n\x0eRecordCategory\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.mash.gateway.v1.RecordKind\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x18\n\x10\x66ield_categories\x18\x04 \x03(\t\"\xc0\x01\n\x10\x44\x65scribeResponse\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12:\n\x11record_categories\x18\x02 \x03(\x0b\x32\x1f.mash.gateway.v1.RecordCategory\x12\x34\n\x0cmash_contact\x18\x03 \x01(\x0b\x32\x1e.mash.gateway.v1.AgencyContact\x12*\n\x08\x66\x65\x61tures\x18\x04 \x03(\x0e\x32\x18.mash.gateway.v1.Feature\"E\n\x12LookupBatchRequest\x12/\n\x07lookups\x18\x01 \x03(\x0b\x32\x1e.mash.gateway.v1.LookupRequest\"\x85\x01\n\x11LookupBatchResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x31\n\x08response\x18\x02 \x01(\x0b\x32\x1f.mash.gateway.v1.LookupResponse\x12\x12\n\nerror_code\x18\x03 \x01(\x05\x12\x15\n\rerror_message\x18\x04 \x01(\t\"J\n\x13LookupBatchResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".mash.gateway.v1.LookupBatchResult*<\n\x07\x46\x65\x61ture\x12\x17\n\x13\x46\x45\x41TURE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46\x45\x41TURE_LOOKUP_BATCH\x10\x01*q\n\x0bMatchMethod\x12\x1c\n\x18MATCH_METHOD_UNSPECIFIED\x10\x00\x12\x1b\n\x17MATCH_METHOD_NHS_NUMBER\x10\x01\x12\'\n#MATCH_METHOD_NAME_AND_DATE_OF_BIRTH\x10\x02\x32\x85\x02\n\rAgencyService\x12I\n\x06Lookup\x12\x1e.mash.gateway.v1.LookupRequest\x1a\x1f.mash.gateway.v1.LookupResponse\x12O\n\x08\x44\x65scribe\x12 .mash.gateway.v1.DescribeRequest\x1a!.mash.gateway.v1.DescribeResponse\x12X\n\x0bLookupBatch\x12#.mash.gateway.v1.LookupBatchRequest\x1a$.mash.gateway.v1.LookupBatchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mash.gateway.v1.agency_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MATCHMETHOD']._serialized_start=862
-  _globals['_MATCHMETHOD']._serialized_end=975
+  _globals['_FEATURE']._serialized_start=1189
+  _globals['_FEATURE']._serialized_end=1249
+  _globals['_MATCHMETHOD']._serialized_start=1251
+  _globals['_MATCHMETHOD']._serialized_end=1364
   _globals['_LOOKUPREQUEST']._serialized_start=88
   _globals['_LOOKUPREQUEST']._serialized_end=265
   _globals['_PERSONMATCH']._serialized_start=268
@@ -45,7 +47,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECORDCATEGORY']._serialized_start=585
   _globals['_RECORDCATEGORY']._serialized_end=709
   _globals['_DESCRIBERESPONSE']._serialized_start=712
-  _globals['_DESCRIBERESPONSE']._serialized_end=860
-  _globals['_AGENCYSERVICE']._serialized_start=978
-  _globals['_AGENCYSERVICE']._serialized_end=1149
+  _globals['_DESCRIBERESPONSE']._serialized_end=904
+  _globals['_LOOKUPBATCHREQUEST']._serialized_start=906
+  _globals['_LOOKUPBATCHREQUEST']._serialized_end=975
+  _globals['_LOOKUPBATCHRESULT']._serialized_start=978
+  _globals['_LOOKUPBATCHRESULT']._serialized_end=1111
+  _globals['_LOOKUPBATCHRESPONSE']._serialized_start=1113
+  _globals['_LOOKUPBATCHRESPONSE']._serialized_end=1187
+  _globals['_AGENCYSERVICE']._serialized_start=1367
+  _globals['_AGENCYSERVICE']._serialized_end=1628
 # @@protoc_insertion_point(module_scope)

@@ -20,6 +20,24 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _Feature:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FeatureEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Feature.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FEATURE_UNSPECIFIED: _Feature.ValueType  # 0
+    FEATURE_LOOKUP_BATCH: _Feature.ValueType  # 1
+    """The node implements LookupBatch."""
+
+class Feature(_Feature, metaclass=_FeatureEnumTypeWrapper):
+    """Optional capabilities a node offers, listed in its DescribeResponse."""
+
+FEATURE_UNSPECIFIED: Feature.ValueType  # 0
+FEATURE_LOOKUP_BATCH: Feature.ValueType  # 1
+"""The node implements LookupBatch."""
+Global___Feature: _TypeAlias = Feature  # noqa: Y015
+
 class _MatchMethod:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -201,22 +219,108 @@ class DescribeResponse(_message.Message):
     AGENCY_FIELD_NUMBER: _builtins.int
     RECORD_CATEGORIES_FIELD_NUMBER: _builtins.int
     MASH_CONTACT_FIELD_NUMBER: _builtins.int
+    FEATURES_FIELD_NUMBER: _builtins.int
     agency: _builtins.str
     @_builtins.property
     def record_categories(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecordCategory]: ...
     @_builtins.property
     def mash_contact(self) -> _common_pb2.AgencyContact: ...
+    @_builtins.property
+    def features(self) -> _containers.RepeatedScalarFieldContainer[Global___Feature.ValueType]:
+        """Optional capabilities; an older node lists none and is called one lookup at a time."""
+
     def __init__(
         self,
         *,
         agency: _builtins.str = ...,
         record_categories: _abc.Iterable[Global___RecordCategory] | None = ...,
         mash_contact: _common_pb2.AgencyContact | None = ...,
+        features: _abc.Iterable[Global___Feature.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["mash_contact", b"mash_contact"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "mash_contact", b"mash_contact", "record_categories", b"record_categories"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "features", b"features", "mash_contact", b"mash_contact", "record_categories", b"record_categories"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DescribeResponse: _TypeAlias = DescribeResponse  # noqa: Y015
+
+@_typing.final
+class LookupBatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOOKUPS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def lookups(self) -> _containers.RepeatedCompositeFieldContainer[Global___LookupRequest]:
+        """Each lookup is answered as if it came alone, including its own refusal."""
+
+    def __init__(
+        self,
+        *,
+        lookups: _abc.Iterable[Global___LookupRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lookups", b"lookups"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LookupBatchRequest: _TypeAlias = LookupBatchRequest  # noqa: Y015
+
+@_typing.final
+class LookupBatchResult(_message.Message):
+    """The answer to one lookup of a batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    ERROR_CODE_FIELD_NUMBER: _builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Echoes the lookup's request_id, so the gateway can check the answer belongs to the lookup it asked."""
+    error_code: _builtins.int
+    """A gRPC status code (google.rpc.Code) when the lookup was refused; 0 when answered."""
+    error_message: _builtins.str
+    """Why the lookup was refused; never quotes the subject."""
+    @_builtins.property
+    def response(self) -> Global___LookupResponse:
+        """Set when the lookup was answered."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        response: Global___LookupResponse | None = ...,
+        error_code: _builtins.int = ...,
+        error_message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_code", b"error_code", "error_message", b"error_message", "request_id", b"request_id", "response", b"response"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LookupBatchResult: _TypeAlias = LookupBatchResult  # noqa: Y015
+
+@_typing.final
+class LookupBatchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___LookupBatchResult]:
+        """One result per lookup, in the order of LookupBatchRequest.lookups."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___LookupBatchResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LookupBatchResponse: _TypeAlias = LookupBatchResponse  # noqa: Y015

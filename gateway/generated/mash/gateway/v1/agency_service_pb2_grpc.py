@@ -45,6 +45,11 @@ class AgencyServiceStub:
                 request_serializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.DescribeRequest.SerializeToString,
                 response_deserializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.DescribeResponse.FromString,
                 _registered_method=True)
+        self.LookupBatch = channel.unary_unary(
+                '/mash.gateway.v1.AgencyService/LookupBatch',
+                request_serializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.LookupBatchRequest.SerializeToString,
+                response_deserializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.LookupBatchResponse.FromString,
+                _registered_method=True)
 
 
 class AgencyServiceServicer:
@@ -65,6 +70,14 @@ class AgencyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LookupBatch(self, request, context):
+        """Several independent lookups in one call; answers come back in request order, one per lookup.
+        Only called on nodes whose Describe lists FEATURE_LOOKUP_BATCH; others get one Lookup per lookup.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgencyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +90,11 @@ def add_AgencyServiceServicer_to_server(servicer, server):
                     servicer.Describe,
                     request_deserializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.DescribeRequest.FromString,
                     response_serializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.DescribeResponse.SerializeToString,
+            ),
+            'LookupBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.LookupBatch,
+                    request_deserializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.LookupBatchRequest.FromString,
+                    response_serializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.LookupBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +152,33 @@ class AgencyService:
             '/mash.gateway.v1.AgencyService/Describe',
             mash_dot_gateway_dot_v1_dot_agency__service__pb2.DescribeRequest.SerializeToString,
             mash_dot_gateway_dot_v1_dot_agency__service__pb2.DescribeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LookupBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mash.gateway.v1.AgencyService/LookupBatch',
+            mash_dot_gateway_dot_v1_dot_agency__service__pb2.LookupBatchRequest.SerializeToString,
+            mash_dot_gateway_dot_v1_dot_agency__service__pb2.LookupBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

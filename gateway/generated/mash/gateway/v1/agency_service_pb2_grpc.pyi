@@ -37,6 +37,10 @@ class AgencyServiceStub:
     """Finds the subject in the agency's records and returns records of the requested categories only."""
     Describe: _grpc.UnaryUnaryMultiCallable[_agency_service_pb2.DescribeRequest, _agency_service_pb2.DescribeResponse]
     """Describes the agency's catalogue: the record and field categories it holds."""
+    LookupBatch: _grpc.UnaryUnaryMultiCallable[_agency_service_pb2.LookupBatchRequest, _agency_service_pb2.LookupBatchResponse]
+    """Several independent lookups in one call; answers come back in request order, one per lookup.
+    Only called on nodes whose Describe lists FEATURE_LOOKUP_BATCH; others get one Lookup per lookup.
+    """
 
 @_typing.type_check_only
 class AgencyServiceAsyncStub(AgencyServiceStub):
@@ -47,6 +51,10 @@ class AgencyServiceAsyncStub(AgencyServiceStub):
     """Finds the subject in the agency's records and returns records of the requested categories only."""
     Describe: _aio.UnaryUnaryMultiCallable[_agency_service_pb2.DescribeRequest, _agency_service_pb2.DescribeResponse]  # type: ignore[assignment]
     """Describes the agency's catalogue: the record and field categories it holds."""
+    LookupBatch: _aio.UnaryUnaryMultiCallable[_agency_service_pb2.LookupBatchRequest, _agency_service_pb2.LookupBatchResponse]  # type: ignore[assignment]
+    """Several independent lookups in one call; answers come back in request order, one per lookup.
+    Only called on nodes whose Describe lists FEATURE_LOOKUP_BATCH; others get one Lookup per lookup.
+    """
 
 class AgencyServiceServicer(metaclass=_abc_1.ABCMeta):
     """Implemented by each agency's node. Data stays in the agency; the gateway asks only for what it may disclose."""
@@ -66,5 +74,15 @@ class AgencyServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_agency_service_pb2.DescribeResponse, _abc.Awaitable[_agency_service_pb2.DescribeResponse]]:
         """Describes the agency's catalogue: the record and field categories it holds."""
+
+    @_abc_1.abstractmethod
+    def LookupBatch(
+        self,
+        request: _agency_service_pb2.LookupBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agency_service_pb2.LookupBatchResponse, _abc.Awaitable[_agency_service_pb2.LookupBatchResponse]]:
+        """Several independent lookups in one call; answers come back in request order, one per lookup.
+        Only called on nodes whose Describe lists FEATURE_LOOKUP_BATCH; others get one Lookup per lookup.
+        """
 
 def add_AgencyServiceServicer_to_server(servicer: AgencyServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

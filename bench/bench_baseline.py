@@ -1,0 +1,334 @@
+"""The gateway against a bare fan-out broker, side by side, every process on its own.
+
+Agency nodes (`bench.node_host`), the gateway (`mash-gateway serve`), the bare broker (`bench.bare_broker`)
+and the closed-loop clients (`bench.load_client`) each run in separate processes over mutual TLS with the
+same certificates. For every node latency, rounds alternate which of the two is measured first, so load
+from elsewhere on the machine falls on both; the figure that matters is the ratio gateway / broker.
+
+`python -m bench.bench_baseline` runs the default matrix (6 nodes; latency 0 and 3 ± 1 ms; concurrency
+1, 16, 64; two rounds of 4 s); `--full` runs three rounds of 8 s; `--soak 300` runs one steady load instead.
+Prints a table and one JSON line; `--out FILE` also writes the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from gateway.keys import KeyPaths, init_keys
+from gateway.logs import configure_logging
+from gateway.partnership import load_plan
+from gateway.pki import init_pki
+
+ROOT = Path(__file__).resolve().parents[1]
+PLAN = load_plan(ROOT / "policies")
+AGENCIES = PLAN.record_holders  # the agencies the shipped policy declares as holding records
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Proc:
+    """A child process we started, with the CPU and memory the kernel has counted for it."""
+
+    name: str
+    popen: subprocess.Popen[str]
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime, every thread
+
+    def peak_rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+        return 0.0
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+        return 0.0
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            assert self.popen.stdin is not None
+            with contextlib.suppress(BrokenPipeError):
+                self.popen.stdin.close()
+            self.popen.terminate()
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def _spawn(name: str, *argv: str, stderr: IO[str] | None = None) -> Proc:
+    popen = subprocess.Popen([sys.executable, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=stderr, text=True, cwd=ROOT)
+    return Proc(name, popen)
+
+
+def _first_line(proc: Proc) -> str:
+    assert proc.popen.stdout is not None
+    line = proc.popen.stdout.readline()
+    if not line:
+        raise RuntimeError(f"{proc.name} exited before it was ready (code {proc.popen.wait()})")
+    return line.strip()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_listening(proc: Proc, port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited with code {proc.popen.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{proc.name} did not listen on {port} within {timeout} s")
+
+
+def node_names(count: int) -> list[str]:
+    """Six agencies' nodes per borough; one borough is just the six agency names."""
+    if count % len(AGENCIES):
+        raise ValueError(f"node count must be a multiple of {len(AGENCIES)}")
+    boroughs = count // len(AGENCIES)
+    if boroughs == 1:
+        return list(AGENCIES)
+    return [f"{agency}@b{b:02d}" for b in range(1, boroughs + 1) for agency in AGENCIES]
+
+
+@dataclass
+class Running:
+    """The servers under test (gateway, bare) with their addresses; the gateway's settings file."""
+
+    servers: dict[str, Proc]
+    addresses: dict[str, str]
+    config: Path | None = None
+
+
+@contextlib.contextmanager
+def partnership(tmp: Path, *, nodes: int, latency: float, jitter: float, gateway: bool,
+                audit_store: str = "", log: IO[str] | None = None) -> Iterator[Running]:
+    """Start the nodes (one process per agency), the gateway and the broker; stop them all on exit."""
+    pki = tmp / "pki"
+    started: list[Proc] = []
+    try:
+        names = node_names(nodes)
+        endpoints: dict[str, str] = {}
+        for agency in AGENCIES:  # one process per agency; 192 nodes put 32 boroughs in each
+            hosted = [n for n in names if n.split("@", 1)[0] == agency]
+            proc = _spawn(f"nodes:{agency}", "-m", "bench.node_host", "--pki", str(pki), "--agencies",
+                          ",".join(hosted), "--latency", str(latency), "--jitter", str(jitter), stderr=log)
+            started.append(proc)
+        for proc in started:
+            endpoints.update(json.loads(_first_line(proc)))
+        running = Running({}, {})
+        broker_port = _free_port()
+        broker = _spawn("bare broker", "-m", "bench.bare_broker", "--pki", str(pki), "--listen",
+                        f"127.0.0.1:{broker_port}", "--endpoints", json.dumps(endpoints), stderr=log)
+        started.append(broker)
+        _first_line(broker)
+        running.servers["bare"], running.addresses["bare"] = broker, f"127.0.0.1:{broker_port}"
+        if gateway:
+            port = _free_port()
+            config = tmp / f"gateway-{port}.toml"
+            config.write_text("\n".join([
+                "[gateway]",
+                f'state_dir = "{tmp / "state"}"', f'policy_dir = "{ROOT / "policies"}"', f'pki_dir = "{pki}"',
+                f'listen = "127.0.0.1:{port}"', f'audit_store = "{audit_store}"', 'log_level = "warning"',
+                "checkpoint_interval = 60.0", "policy_watch_interval = 3600.0", "",
+                "[agencies]", *(f'"{name}" = "{address}"' for name, address in endpoints.items()), "",
+            ]))
+            gw = _spawn("gateway", "-m", "gateway.cli.main", "serve", "--config", str(config), stderr=log)
+            started.append(gw)
+            _wait_listening(gw, port)
+            running.servers["gateway"], running.addresses["gateway"] = gw, f"127.0.0.1:{port}"
+            running.config = config
+        yield running
+    finally:
+        for proc in reversed(started):
+            proc.stop()
+
+
+def load(pki: Path, target: str, concurrency: int, seconds: float) -> dict[str, Any]:
+    """Run one closed-loop client process against `target` and return its figures."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.load_client", "--pki", str(pki), "--target", target,
+         "--concurrency", str(concurrency), "--seconds", str(seconds)],
+        capture_output=True, text=True, cwd=ROOT, check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"load client failed: {out.stderr.strip()[-2000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def measure(server: Proc, pki: Path, target: str, concurrency: int, seconds: float) -> dict[str, Any]:
+    before = server.cpu_seconds()
+    result = load(pki, target, concurrency, seconds)
+    # The client's warm-up queries fall outside its timed window but inside this CPU window; count them.
+    cpu = server.cpu_seconds() - before
+    result["cpu_ms_per_query"] = round(cpu * 1000 / max(1, result["queries"] + 20), 3)
+    return result
+
+
+def run_matrix(args: argparse.Namespace, tmp: Path, log: IO[str]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for latency in args.latency:
+        jitter = args.jitter if latency > 0 else 0.0
+        gateway = args.nodes == len(AGENCIES) or args.gateway_any_nodes
+        with partnership(tmp, nodes=args.nodes, latency=latency, jitter=jitter, gateway=gateway,
+                         audit_store=args.audit_store, log=log) as running:
+            targets = ["gateway", "bare"] if gateway else ["bare"]
+            runs: dict[tuple[int, str], list[dict[str, Any]]] = {}
+            for round_no in range(args.rounds):
+                for n, concurrency in enumerate(args.concurrency):
+                    order = targets if (round_no + n) % 2 == 0 else list(reversed(targets))
+                    for target in order:
+                        result = measure(running.servers[target], tmp / "pki", running.addresses[target],
+                                         concurrency, args.seconds)
+                        runs.setdefault((concurrency, target), []).append(result)
+                        print(f"  latency {latency * 1000:g} ms, round {round_no + 1}, concurrency {concurrency}, "
+                              f"{target}: {result['queries_per_s']} q/s, p50 {result['p50_ms']} ms",
+                              file=sys.stderr, flush=True)
+            peak = {t: running.servers[t].peak_rss_mib() for t in targets}
+            for concurrency in args.concurrency:
+                row: dict[str, Any] = {"nodes": args.nodes, "latency_ms": latency * 1000, "jitter_ms": jitter * 1000,
+                                       "concurrency": concurrency}
+                for target in targets:
+                    rs = runs[(concurrency, target)]
+                    row[target] = {
+                        "queries_per_s": [r["queries_per_s"] for r in rs],
+                        **{key: round(statistics.median(r[key] for r in rs), 2)
+                           for key in ("p50_ms", "p95_ms", "p99_ms", "cpu_ms_per_query")},
+                        "errors": sum(sum(r["errors"].values()) for r in rs),
+                        "peak_rss_mib": peak[target],
+                    }
+                if gateway:
+                    ratios = [g["queries_per_s"] / b["queries_per_s"]
+                              for g, b in zip(runs[(concurrency, "gateway")], runs[(concurrency, "bare")], strict=True)]
+                    row["ratio"] = round(statistics.median(ratios), 2)
+                    row["p50_gap_ms"] = round(row["gateway"]["p50_ms"] - row["bare"]["p50_ms"], 2)
+                rows.append(row)
+    return rows
+
+
+def run_soak(args: argparse.Namespace, tmp: Path, log: IO[str]) -> dict[str, Any]:
+    """Steady load for `--soak` seconds in one-minute slices, RSS sampled after each; then verify the log."""
+    samples: list[dict[str, Any]] = []
+    with partnership(tmp, nodes=len(AGENCIES), latency=args.latency[-1], jitter=args.jitter, gateway=True,
+                     audit_store=args.audit_store, log=log) as running:
+        gw = running.servers["gateway"]
+        slices = max(2, round(args.soak / 60))
+        for _ in range(slices):
+            result = load(tmp / "pki", running.addresses["gateway"], args.concurrency[-1], args.soak / slices)
+            result["rss_mib"] = gw.rss_mib()
+            samples.append(result)
+            print(f"  soak: {result['queries_per_s']} q/s, errors {result['errors']}, RSS {result['rss_mib']} MiB",
+                  file=sys.stderr, flush=True)
+    # A checkpoint over everything first, as an auditor would take one, so verify covers every entry.
+    audit = [sys.executable, "-m", "gateway.cli.main", "audit"]
+    where = ["--state-dir", str(tmp / "state"), *(["--store", args.audit_store] if args.audit_store else [])]
+    subprocess.run([*audit, "checkpoint", *where], capture_output=True, text=True, cwd=ROOT, check=True)
+    verify = subprocess.run([*audit, "verify", *where], capture_output=True, text=True, cwd=ROOT, check=False)
+    warm = samples[0]["rss_mib"]
+    return {
+        "soak_seconds": args.soak, "concurrency": args.concurrency[-1], "slices": samples,
+        "queries": sum(s["queries"] for s in samples),
+        "errors": sum(sum(s["errors"].values()) for s in samples),
+        "answers_without_receipt": sum(s["answers_without_receipt"] for s in samples),
+        "rss_growth_after_warmup": round((samples[-1]["rss_mib"] - warm) / warm, 3),
+        "audit_verify_exit_code": verify.returncode, "audit_verify": verify.stdout.strip()[-500:],
+    }
+
+
+def machine() -> dict[str, Any]:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
+                            check=False).stdout.strip()
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit,
+            "cpus": os.cpu_count(), "python": platform.python_version(), "load_average": os.getloadavg()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nodes", type=int, default=len(AGENCIES), help="6, or 192 (32 boroughs × 6 agencies)")
+    parser.add_argument("--latency", type=float, nargs="+", default=[0.0, 0.003], help="node latency, seconds")
+    parser.add_argument("--jitter", type=float, default=0.001, help="± seconds around a non-zero latency")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=4.0, help="timed seconds per measurement")
+    parser.add_argument("--full", action="store_true", help="three rounds of 8 s each")
+    parser.add_argument("--soak", type=float, default=0.0, help="seconds of steady load instead of the matrix")
+    parser.add_argument("--audit-store", default="", help="audit store URL for the gateway (default SQLite)")
+    parser.add_argument("--gateway-any-nodes", action="store_true",
+                        help="also run the gateway when --nodes is not 6 (needs agencies from configuration)")
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    args = parser.parse_args()
+    if args.full:
+        args.rounds, args.seconds = 3, 8.0
+    configure_logging("warning", io.StringIO())
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        init_pki(tmp / "pki", nodes=AGENCIES, clients=PLAN.clients)
+        init_keys(KeyPaths(tmp / "state" / "keys"))
+        with (tmp / "processes.log").open("w") as log:
+            report: dict[str, Any] = {"benchmark": "gateway_vs_bare_broker", "machine": machine()}
+            if args.soak:
+                report["soak"] = run_soak(args, tmp, log)
+            else:
+                report["rows"] = run_matrix(args, tmp, log)
+        report["machine"]["load_average_after"] = os.getloadavg()
+    if "rows" in report:
+        _print_table(report["rows"])
+    print(json.dumps(report))
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="Gateway and bare broker, same nodes, same run (median of rounds)")
+    for column in ("nodes", "latency ms", "conc.", "gateway q/s", "bare q/s", "ratio", "p50 gw / bare ms",
+                   "p99 gw / bare ms", "CPU ms/q gw / bare", "peak RSS MiB gw / bare"):
+        table.add_column(column, justify="right")
+    for r in rows:
+        g, b = r.get("gateway"), r["bare"]
+        if g is None:
+            table.add_row(str(r["nodes"]), f"{r['latency_ms']:g}", str(r["concurrency"]), "-",
+                          f"{statistics.median(b['queries_per_s']):.1f}", "-", f"- / {b['p50_ms']}",
+                          f"- / {b['p99_ms']}", f"- / {b['cpu_ms_per_query']}", f"- / {b['peak_rss_mib']}")
+            continue
+        table.add_row(str(r["nodes"]), f"{r['latency_ms']:g}", str(r["concurrency"]),
+                      f"{statistics.median(g['queries_per_s']):.1f}", f"{statistics.median(b['queries_per_s']):.1f}",
+                      str(r["ratio"]), f"{g['p50_ms']} / {b['p50_ms']}", f"{g['p99_ms']} / {b['p99_ms']}",
+                      f"{g['cpu_ms_per_query']} / {b['cpu_ms_per_query']}",
+                      f"{g['peak_rss_mib']} / {b['peak_rss_mib']}")
+    Console(width=160).print(table)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

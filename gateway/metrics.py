@@ -1,0 +1,138 @@
+"""Prometheus metrics for one gateway process: calls per RPC and per agency, audit appends, policy and
+checkpoint state, served over HTTP when `metrics_listen` is set.
+
+Labels carry RPC names, agency names and status words only, never identifiers or record content.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+
+from gateway.domain import AuditEvent, AuditReceipt, Clock
+from gateway.errors import AgencyRejected, AgencyTimedOut, AgencyUnavailable
+from gateway.service.ports import AgencyTransport, AuditSink, LookupCommand, LookupResult
+from gateway.settings import SettingsError
+
+# Hub queries take milliseconds to a few seconds; the default buckets stop at 10 s and start at 5 ms.
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class GatewayMetrics:
+    """The gateway's metric families in a registry of their own (no process-wide global registry)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.rpc_requests = Counter("mash_gateway_rpc_requests", "RPCs answered, by method and gRPC status code.",
+                                    ("method", "code"), registry=self.registry)
+        self.rpc_duration = Histogram("mash_gateway_rpc_duration_seconds", "Time to answer an RPC, by method.",
+                                      ("method",), buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.agency_requests = Counter("mash_gateway_agency_requests", "Lookups sent to agency nodes, by agency "
+                                       "and outcome (ok, unavailable, timed_out, rejected).",
+                                       ("agency", "status"), registry=self.registry)
+        self.agency_duration = Histogram("mash_gateway_agency_duration_seconds", "Time for an agency node to "
+                                         "answer a lookup, by agency.", ("agency",), buckets=_LATENCY_BUCKETS,
+                                         registry=self.registry)
+        self.audit_append_duration = Histogram("mash_gateway_audit_append_duration_seconds",
+                                               "Time for a durable audit append (one batch of entries).",
+                                               buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.audit_appends_waiting = 0
+
+    def watch(self, *, policy_version: Callable[[], str], last_checkpoint: Callable[[], datetime | None],
+              clock: Clock) -> None:
+        """Report the active policy version, audit appends in flight and checkpoint age at every scrape."""
+        self.registry.register(_StateCollector(self, policy_version, last_checkpoint, clock))
+
+    def serve(self, listen: str) -> tuple[int, Callable[[], None]]:
+        """Serve /metrics on `listen` (host:port, port 0 picks one) from a daemon thread.
+
+        Returns the bound port and a function that stops the server.
+        """
+        host, _, port = listen.rpartition(":")
+        if not port.isdigit():
+            raise SettingsError(f"metrics_listen must be host:port, not {listen!r}")
+        server, thread = start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.registry)
+
+        def stop() -> None:
+            server.shutdown()
+            server.server_close()
+            thread.join(5)
+
+        return int(server.server_port), stop
+
+    def observe_rpc(self, method: str, code: str, seconds: float) -> None:
+        self.rpc_requests.labels(method, code).inc()
+        self.rpc_duration.labels(method).observe(seconds)
+
+
+class _StateCollector(Collector):
+    def __init__(self, metrics: GatewayMetrics, policy_version: Callable[[], str],
+                 last_checkpoint: Callable[[], datetime | None], clock: Clock) -> None:
+        self._metrics = metrics
+        self._policy_version = policy_version
+        self._last_checkpoint = last_checkpoint
+        self._clock = clock
+
+    def collect(self) -> Iterator[GaugeMetricFamily | InfoMetricFamily]:
+        yield InfoMetricFamily("mash_gateway_policy", "The policy snapshot decisions are made under.",
+                               value={"version": self._policy_version()})
+        yield GaugeMetricFamily("mash_gateway_audit_appends_waiting", "Audit appends started and not yet durable.",
+                                value=self._metrics.audit_appends_waiting)
+        checkpoint = self._last_checkpoint()
+        if checkpoint is not None:
+            age = (self._clock.now() - checkpoint).total_seconds()
+            yield GaugeMetricFamily("mash_gateway_checkpoint_age_seconds",
+                                    "Seconds since the newest signed checkpoint this process has seen.", value=age)
+
+
+class MeteredTransport:
+    """An AgencyTransport that counts and times every lookup by agency and outcome."""
+
+    def __init__(self, inner: AgencyTransport, metrics: GatewayMetrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
+
+    async def lookup(self, agency: str, command: LookupCommand, *, timeout: float) -> LookupResult:
+        started = time.perf_counter()
+        status = "error"  # cancelled (the caller went away) or a fault of ours
+        try:
+            result = await self._inner.lookup(agency, command, timeout=timeout)
+            status = "ok"
+            return result
+        except AgencyTimedOut:
+            status = "timed_out"
+            raise
+        except AgencyRejected:
+            status = "rejected"
+            raise
+        except AgencyUnavailable:
+            status = "unavailable"
+            raise
+        finally:
+            self._metrics.agency_requests.labels(agency, status).inc()
+            self._metrics.agency_duration.labels(agency).observe(time.perf_counter() - started)
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class MeteredAuditSink:
+    """An AuditSink that times each durable append and counts the appends in flight."""
+
+    def __init__(self, inner: AuditSink, metrics: GatewayMetrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
+
+    async def append(self, events: Sequence[AuditEvent]) -> list[AuditReceipt]:
+        started = time.perf_counter()
+        self._metrics.audit_appends_waiting += 1
+        try:
+            return await self._inner.append(events)
+        finally:
+            self._metrics.audit_appends_waiting -= 1
+            self._metrics.audit_append_duration.observe(time.perf_counter() - started)

@@ -1,0 +1,206 @@
+"""Coalesced lookups over real mTLS: concurrent lookups to one node share calls, yet every caller gets only its
+own answer within its own deadline, and nodes without LookupBatch keep working."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import grpc.aio
+import pytest
+
+from agency_stubs import World
+from agency_stubs.node import AgencyNodeServicer
+from gateway.api.agency_client import MAX_IN_FLIGHT, GrpcAgencyTransport
+from gateway.api.tls import gateway_client_credentials, node_server_credentials
+from gateway.domain import SubjectIdentifiers
+from gateway.errors import AgencyRejected, AgencyTimedOut
+from gateway.generated.mash.gateway.v1 import agency_service_pb2 as agency_pb
+from gateway.generated.mash.gateway.v1 import agency_service_pb2_grpc as agency_grpc
+from gateway.pki import DEFAULT_TRUST_DOMAIN, PkiLayout, init_pki
+from gateway.service.ports import LookupCommand
+
+GATEWAY_IDENTITY = f"spiffe://{DEFAULT_TRUST_DOMAIN}/gateway"
+
+
+class CountingNode(AgencyNodeServicer):
+    """The stub police node, counting how its lookups arrive."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.single_calls = 0
+        self.batch_sizes: list[int] = []
+
+    async def Lookup(self, request: agency_pb.LookupRequest, context: Any) -> agency_pb.LookupResponse:
+        self.single_calls += 1
+        return await super().Lookup(request, context)
+
+    async def LookupBatch(self, request: agency_pb.LookupBatchRequest, context: Any) -> agency_pb.LookupBatchResponse:
+        self.batch_sizes.append(len(request.lookups))
+        return await super().LookupBatch(request, context)
+
+
+class OlderNode(CountingNode):
+    """A node from before LookupBatch: Describe lists no features and LookupBatch is not implemented."""
+
+    async def Describe(self, request: agency_pb.DescribeRequest, context: Any) -> agency_pb.DescribeResponse:
+        response = await super().Describe(request, context)
+        del response.features[:]
+        return response
+
+    async def LookupBatch(self, request: agency_pb.LookupBatchRequest, context: Any) -> agency_pb.LookupBatchResponse:
+        self.batch_sizes.append(len(request.lookups))
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "no LookupBatch here")
+        raise AssertionError("unreachable")
+
+
+class ShufflingNode(CountingNode):
+    """A faulty node that answers a batch in the wrong order."""
+
+    async def LookupBatch(self, request: agency_pb.LookupBatchRequest, context: Any) -> agency_pb.LookupBatchResponse:
+        response = await super().LookupBatch(request, context)
+        results = list(response.results)
+        return agency_pb.LookupBatchResponse(results=results[1:] + results[:1])
+
+
+@dataclass
+class Rig:
+    node: CountingNode
+    transport: GrpcAgencyTransport
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PkiLayout:
+    root = tmp_path_factory.mktemp("pki")
+    init_pki(root, nodes=("police",))
+    return PkiLayout(root)
+
+
+@pytest.fixture
+def make_rig(pki: PkiLayout, shared_world: World) -> Callable[..., Any]:
+    @contextlib.asynccontextmanager
+    async def start(node_class: type[CountingNode] = CountingNode, latency: float = 0.3) -> AsyncIterator[Rig]:
+        node = node_class(shared_world.dataset("police"), allowed_callers={GATEWAY_IDENTITY}, latency=latency)
+        server = grpc.aio.server()
+        agency_grpc.add_AgencyServiceServicer_to_server(node, server)
+        port = server.add_secure_port("127.0.0.1:0", node_server_credentials(pki, "police"))
+        await server.start()
+        transport = GrpcAgencyTransport.connect({"police": f"127.0.0.1:{port}"}, gateway_client_credentials(pki),
+                                                trust_domain=DEFAULT_TRUST_DOMAIN)
+        try:
+            yield Rig(node, transport)
+        finally:
+            await transport.close()
+            await server.stop(0)
+
+    return start
+
+
+def command(shared_world: World, n: int) -> LookupCommand:
+    nhs = _police_nhs_numbers(shared_world)[n]
+    return LookupCommand(f"req-{n}", SubjectIdentifiers(nhs_number=nhs), tuple(_categories(shared_world)), (),
+                         "safeguarding_screening", "dpa_2018_sch1_para18")
+
+
+def _categories(world: World) -> list[str]:
+    return [c.category for c in world.dataset("police").catalogue]
+
+
+def _police_nhs_numbers(world: World) -> list[str]:
+    """NHS numbers of people with police records, so every lookup has an answer that is theirs alone."""
+    found = []
+    cats = _categories(world)
+    for person in world.people:
+        if world.dataset("police").lookup(SubjectIdentifiers(nhs_number=person.nhs_number), cats, ()):
+            found.append(person.nhs_number)
+        if len(found) == 12:
+            break
+    return found
+
+
+async def occupy(rig: Rig, world: World) -> list[asyncio.Task[Any]]:
+    """Fill every in-flight slot to the node, so the lookups that follow wait and leave as one batch."""
+    tasks = [asyncio.create_task(rig.transport.lookup("police", command(world, 11 - n), timeout=5))
+             for n in range(MAX_IN_FLIGHT)]
+    await asyncio.sleep(0.05)
+    return tasks
+
+
+def expected_record_ids(world: World, cmd: LookupCommand) -> set[str]:
+    matches = world.dataset("police").lookup(cmd.subject, cmd.categories, ())
+    return {r.record_id for m in matches for r in m.records}
+
+
+async def test_concurrent_lookups_are_coalesced_and_each_caller_gets_its_own_answer(
+    make_rig: Callable[..., Any], shared_world: World
+) -> None:
+    """Twelve concurrent lookups reach a slow node in fewer calls; each answer holds exactly its subject's records."""
+    async with make_rig() as rig:
+        commands = [command(shared_world, n) for n in range(12)]
+        results = await asyncio.gather(*(rig.transport.lookup("police", c, timeout=5) for c in commands))
+    assert rig.node.single_calls + len(rig.node.batch_sizes) < 12
+    assert max(rig.node.batch_sizes) > 1
+    for cmd, result in zip(commands, results, strict=True):
+        got = {r.record_id for m in result.matches for r in m.records}
+        assert got == expected_record_ids(shared_world, cmd)
+        assert got
+
+
+async def test_each_lookup_in_a_batch_keeps_its_own_deadline(make_rig: Callable[..., Any], shared_world: World) -> None:
+    """In one batch to a slow node, the lookup with a short deadline times out on time; the other is answered."""
+    async with make_rig(latency=1.0) as rig:
+        busy = await occupy(rig, shared_world)
+        started = time.monotonic()
+        short = asyncio.create_task(rig.transport.lookup("police", command(shared_world, 1), timeout=0.3))
+        long = asyncio.create_task(rig.transport.lookup("police", command(shared_world, 2), timeout=5))
+        with pytest.raises(AgencyTimedOut):
+            await short
+        assert time.monotonic() - started < 0.9  # well before the node answers at 1 s
+        answered = await long
+        await asyncio.gather(*busy)
+    assert {r.record_id for m in answered.matches for r in m.records} == expected_record_ids(
+        shared_world, command(shared_world, 2))
+
+
+async def test_an_answer_out_of_place_reaches_no_one(make_rig: Callable[..., Any], shared_world: World) -> None:
+    """A node that reorders a batch's answers gets every lookup in that batch REJECTED, never a swapped answer."""
+    async with make_rig(ShufflingNode) as rig:
+        busy = await occupy(rig, shared_world)
+        batched = [asyncio.create_task(rig.transport.lookup("police", command(shared_world, n), timeout=5))
+                   for n in (1, 2, 3)]
+        outcomes = await asyncio.gather(*batched, return_exceptions=True)
+        await asyncio.gather(*busy)
+    assert rig.node.batch_sizes == [3]
+    assert all(isinstance(o, AgencyRejected) for o in outcomes)
+
+
+async def test_a_node_without_lookup_batch_gets_one_lookup_per_call(
+    make_rig: Callable[..., Any], shared_world: World
+) -> None:
+    """An older node (no FEATURE_LOOKUP_BATCH) is never sent a batch and answers every lookup."""
+    async with make_rig(OlderNode, latency=0.1) as rig:
+        commands = [command(shared_world, n) for n in range(6)]
+        results = await asyncio.gather(*(rig.transport.lookup("police", c, timeout=5) for c in commands))
+    assert rig.node.batch_sizes == []
+    assert rig.node.single_calls == 6
+    for cmd, result in zip(commands, results, strict=True):
+        assert {r.record_id for m in result.matches for r in m.records} == expected_record_ids(shared_world, cmd)
+
+
+async def test_a_bad_lookup_in_a_batch_is_refused_alone(make_rig: Callable[..., Any], shared_world: World) -> None:
+    """A lookup the node refuses (unknown category) is REJECTED; the others in its batch are answered."""
+    async with make_rig() as rig:
+        busy = await occupy(rig, shared_world)
+        good = command(shared_world, 1)
+        bad = LookupCommand("req-bad", good.subject, ("police.no_such_category",), (), good.purpose, good.legal_basis)
+        outcomes = await asyncio.gather(rig.transport.lookup("police", good, timeout=5),
+                                        rig.transport.lookup("police", bad, timeout=5), return_exceptions=True)
+        await asyncio.gather(*busy)
+    assert rig.node.batch_sizes == [2]
+    assert not isinstance(outcomes[0], BaseException)
+    assert isinstance(outcomes[1], AgencyRejected)
