@@ -24,6 +24,7 @@ from gateway.errors import (
     PolicyError,
     RequestRefused,
 )
+from gateway.review.model import ReviewAlreadyDecided
 from gateway.service.access import clip
 from gateway.workflow.referral import InvalidTransition, VersionConflict
 
@@ -78,6 +79,14 @@ def to_status(exc: GatewayError) -> status_pb2.Status:
         # Callers switch on the reason and read the state the referral is really in.
         info = error_details_pb2.ErrorInfo(reason="INVALID_TRANSITION", domain=ERROR_DOMAIN,
                                            metadata={"current_state": exc.current.value, "action": exc.action.value})
+        return status_pb2.Status(code=code_pb2.FAILED_PRECONDITION, message=clip(str(exc), _MAX_MESSAGE),
+                                 details=[_pack(info)])
+    if isinstance(exc, ReviewAlreadyDecided):
+        # The loser learns the decision that won, so it need not open the review again to find out.
+        winner = exc.winner
+        info = error_details_pb2.ErrorInfo(reason="REVIEW_ALREADY_DECIDED", domain=ERROR_DOMAIN, metadata={
+            "state": winner.state.value, "decided_role": winner.decided_role,
+            "decided_at": winner.decided_at.isoformat() if winner.decided_at else ""})
         return status_pb2.Status(code=code_pb2.FAILED_PRECONDITION, message=clip(str(exc), _MAX_MESSAGE),
                                  details=[_pack(info)])
     if isinstance(exc, VersionConflict):
