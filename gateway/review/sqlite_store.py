@@ -24,6 +24,7 @@ class SqliteReviewStore:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._lock = threading.Lock()
+        self._closed = False
 
     @classmethod
     async def open(cls, url: str) -> SqliteReviewStore:
@@ -46,6 +47,8 @@ class SqliteReviewStore:
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def locked() -> T:
             with self._lock:
+                if self._closed:
+                    raise ReviewStoreError("the review store is closed")
                 try:
                     return work(self._conn)
                 except BaseException:
@@ -104,4 +107,12 @@ class SqliteReviewStore:
         return settle(decided, changed, winner)
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._conn.close)
+        # Under the lock: a sweeper's query may still run in a worker thread after its task was cancelled,
+        # and closing a connection another thread is using crashes the interpreter.
+        def close() -> None:
+            with self._lock:
+                if not self._closed:
+                    self._closed = True
+                    self._conn.close()
+
+        await asyncio.to_thread(close)

@@ -152,3 +152,16 @@ async def test_deciding_an_unknown_review_is_not_found(backend: ReviewBackend) -
     with pytest.raises(ReviewNotFound):
         await store.decide(approved(make_review(9)))
     assert await store.get("rev-0009") is None
+
+
+async def test_closing_while_calls_run_never_crashes_and_later_calls_fail_cleanly(backend: ReviewBackend) -> None:
+    """A close racing in-flight reads (a sweeper's, say) waits for them; later calls are ReviewStoreError."""
+    store = await backend.open()
+    await store.create([make_review(n) for n in range(5)])
+    reads = [asyncio.create_task(store.due(T0 + timedelta(days=2), limit=10)) for _ in range(50)]
+    await asyncio.sleep(0)
+    await store.close()
+    outcomes = await asyncio.gather(*reads, return_exceptions=True)
+    assert all(not isinstance(o, BaseException) or isinstance(o, ReviewStoreError) for o in outcomes), outcomes
+    with pytest.raises(ReviewStoreError):
+        await store.get("rev-0001")
