@@ -7,13 +7,47 @@ only says, for each validation error, which line of the file it is about and wha
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 KeyPath = tuple[str | int, ...]  # a pydantic error location: keys and list indexes from the top
+
+
+class LineDict(dict[str, Any]):
+    """A YAML mapping that remembers the line of each key (1-based) and of itself."""
+
+    line: int
+    key_lines: dict[str, int]
+
+    def line_of(self, key: str) -> int:
+        return self.key_lines.get(key, self.line)
+
+
+class LineList(list[Any]):
+    """A YAML sequence that remembers the line of each item (1-based) and of itself."""
+
+    line: int
+    item_lines: list[int]
+
+    def line_of(self, index: int) -> int:
+        return self.item_lines[index] if index < len(self.item_lines) else self.line
+
+
+def line_in(node: Any, keys: Sequence[str | int]) -> int:
+    """The line of the value at `keys` below a parsed node, or of the nearest enclosing one that has a line."""
+    line = int(getattr(node, "line", 0))
+    for key in keys:
+        if isinstance(node, LineDict) and isinstance(key, str):
+            line, node = node.line_of(key), node.get(key)
+        elif isinstance(node, LineList) and isinstance(key, int):
+            line, node = node.line_of(key), node[key] if key < len(node) else None
+        else:
+            break
+    return line
 
 
 @dataclass(frozen=True, slots=True)

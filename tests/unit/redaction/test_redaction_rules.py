@@ -168,7 +168,7 @@ def test_an_unreadable_file_is_a_policy_error(tmp_path: Path) -> None:
         ("person.postcode: obliterate", "unknown operator 'obliterate'"),
         ("person.postcode: {operator: obliterate}", "unknown operator 'obliterate'"),
         ("person.postcode: existence_only", "whole-record operator: put it under records"),
-        ("person.postcode: {keep_last: 4}", "missing 'operator'"),
+        ("person.postcode: {keep_last: 4}", "person.postcode: operator is required"),
         ("person.postcode: {operator: generalise_postcode}", "needs the parameter 'to'"),
         ("person.postcode: {operator: generalise_postcode, to: street}",
          "must be one of: area, district, sector"),
@@ -230,9 +230,12 @@ def test_a_bad_field_rule_is_rejected_at_its_line(rule: str, message: str) -> No
          "field category 'household.members' is not declared"),
         ("    domain: person\n", "    domain: PERSON\n", "domain: PERSON", "short lower-case name"),
         ("version: 1", "version: 2", "version: 2", "version must be 1"),
-        ("version: 1", "versoin: 1", "versoin", "unknown key 'versoin'"),
-        ("    contact: {team", "    contact: {tema", "contact: {tema", "unknown key 'tema'"),
-        ("    records:\n", "    record:\n", "record:", "unknown key 'record'"),
+        ("version: 1", "versoin: 1", "versoin",
+         "versoin is not a known key (expected one of: version, safeguarding, default, agencies)"),
+        ("    contact: {team", "    contact: {tema", "contact: {tema",
+         "agency health: contact.tema is not a known key (expected one of: team, phone, email)"),
+        ("    records:\n", "    record:\n", "record:",
+         "agency health: record is not a known key (expected one of: contact, fields, records)"),
         ("    record.date: keep\n", "    record.date: keep\n    record.date: drop\n", "record.date: drop",
          "'record.date' is given twice"),
     ],
@@ -250,7 +253,7 @@ def test_a_bad_document_is_rejected_at_its_line(old: str, new: str, marker: str,
 def test_a_missing_safeguarding_block_is_rejected() -> None:
     """Without the safeguarding block the rules do not load: its protections must be stated."""
     findings = findings_of(VALID.replace(SAFEGUARDING, ""))
-    assert any("missing the 'safeguarding' block" in m for _, m in findings)
+    assert any(m == "safeguarding is required" for _, m in findings)
 
 
 def test_a_missing_safeguarding_entry_is_rejected_at_the_block() -> None:
@@ -260,7 +263,7 @@ def test_a_missing_safeguarding_entry_is_rejected_at_the_block() -> None:
         "conditions_field: police.handling_conditions}\n", 1)
     text = text.replace("    code_field: police.handling_code\n    conditions_field: police.handling_conditions\n", "")
     findings = findings_of(text)
-    message = "handling_codes: missing 'record_categories'"
+    message = "safeguarding: handling_codes.record_categories is required"
     expected = (line_of(text, "handling_codes:"), message)
     assert expected in findings
 
