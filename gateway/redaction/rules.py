@@ -278,7 +278,7 @@ class ContactBlock(Entry):
     @model_validator(mode="after")
     def _someone_to_call(self) -> ContactBlock:
         if not (self.team or self.phone or self.email):
-            raise ValueError("give at least one of team, phone, email")
+            raise ValueError("needs at least one of team, phone, email")
         return self
 
 

@@ -230,6 +230,14 @@ def test_a_bad_field_rule_is_rejected_at_its_line(rule: str, message: str) -> No
          "field category 'household.members' is not declared"),
         ("    domain: person\n", "    domain: PERSON\n", "domain: PERSON", "short lower-case name"),
         ("version: 1", "version: 2", "version: 2", "version must be 1"),
+        ("version: 1", "version: true", "version: true", "version must be 1"),
+        ("health.mental_health: existence_only", "health.mental_health: {operator: existence_only, text: x}",
+         "health.mental_health", "existence_only has no parameter 'text' (parameters: none)"),
+        ("    contact: {team: \"Health MASH nurse\", phone: \"020 7946 0102\"}", "    contact: {}", "contact: {}",
+         "agency health: contact needs at least one of team, phone, email"),
+        ("    record.date: keep\n", "    record.date: keep\n    7: keep\n", "7: keep", "keys must be plain names"),
+        ("    domain: person\n", "    domain: [person]\n", "domain: [person]",
+         "safeguarding: pseudonymise_outside_mash.domain must be text"),
         ("version: 1", "versoin: 1", "versoin",
          "versoin is not a known key (expected one of: version, safeguarding, default, agencies)"),
         ("    contact: {team", "    contact: {tema", "contact: {tema",
@@ -248,6 +256,25 @@ def test_a_bad_document_is_rejected_at_its_line(old: str, new: str, marker: str,
     assert any(message in m for _, m in findings), findings
     line = next(line for line, m in findings if message in m)
     assert line == line_of(text, marker)
+
+
+def test_a_rules_file_that_is_not_a_mapping_is_rejected() -> None:
+    """A file whose top level is a list is one finding at its first line, not a crash."""
+    assert findings_of("- keep\n") == [(1, "redaction rules must be a mapping of names to values")]
+
+
+def test_mistakes_in_every_block_are_reported_together() -> None:
+    """A shape error in one block does not hide mistakes in the others: each is found at its own line."""
+    text = with_default_rule("person.postcode: obliterate").replace("version: 1", "versoin: 1")
+    text = text.replace("    records:\n", "    record:\n").replace("    domain: person\n", "    domain: PERSON\n")
+    findings = findings_of(text)
+    assert sorted(line for line, _ in findings) == sorted([
+        line_of(text, "versoin"),  # an unknown key
+        line_of(text, "versoin"),  # and so 'version' is missing; the file begins there
+        line_of(text, "domain: PERSON"),
+        line_of(text, "obliterate"),
+        line_of(text, "record:"),
+    ]), findings
 
 
 def test_a_missing_safeguarding_block_is_rejected() -> None:
