@@ -46,6 +46,7 @@ from gateway.service.policy_admin import PolicyAdmin
 from gateway.service.ports import AgencyTransport
 from gateway.service.query import QueryService
 from gateway.settings import Settings, SettingsError
+from gateway.witness import WitnessClient, WitnessConfig
 from gateway.workflow.package import PertinentInformation
 from gateway.workflow.policy import FILE_NAME as WORKFLOW_FILE
 from gateway.workflow.policy import load_workflow
@@ -105,9 +106,10 @@ async def open_dependencies(
     async with contextlib.AsyncExitStack() as resources:
         store = await open_store(settings.audit_store_url)
         resources.push_async_callback(store.close)
+        witnesses = [WitnessClient(WitnessConfig(w["url"], w["vkey"])) for w in settings.witnesses]
         audit = await AuditLog.open(store, load_signer(key_paths.checkpoint), clock,
                                     checkpoint_interval=settings.checkpoint_interval,
-                                    append_timeout=settings.audit_append_timeout)
+                                    append_timeout=settings.audit_append_timeout, witnesses=witnesses)
         resources.push_async_callback(audit.aclose)
         on_event = _audit_sink(audit)
         policy_dir, gate = settings.policy_dir, None

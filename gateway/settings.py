@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
 from dataclasses import Field as Field_
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_type_hints
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+from typing_extensions import TypedDict  # pydantic needs this one on Python 3.11
 
+from gateway.audit.note import NoteError
 from gateway.errors import GatewayError
 from gateway.pki import DEFAULT_TRUST_DOMAIN, PkiLayout
 from gateway.schema import KeyPath, problems, toml_key_lines
+from gateway.witness.client import WitnessConfig, WitnessError
 
 
 class SettingsError(GatewayError):
@@ -27,6 +30,21 @@ LogLevel = Annotated[
     BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v),  # logging itself ignores case
 ]
 _PATHS = ("state_dir", "policy_dir", "pki_dir", "policy_releases", "policy_signers")
+
+
+class WitnessEndpoint(TypedDict):
+    """A witness the gateway submits each checkpoint to: its URL prefix and its cosigner verifier key."""
+
+    url: str
+    vkey: str
+
+
+def _check_witness(value: WitnessEndpoint) -> WitnessEndpoint:
+    try:
+        WitnessConfig(value["url"], value["vkey"])
+    except (WitnessError, NoteError) as exc:
+        raise ValueError(str(exc)) from exc
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +74,8 @@ class Settings:
     policy_signers: Path | None = None  # JSON file of the policy administrators' and IG officers' public keys
     require_all_agencies: bool = False  # HubService health NOT_SERVING while a record holder has no endpoint
     log_level: LogLevel = "info"
+    # Witnesses asked to cosign every checkpoint: [{ url = "http://…", vkey = "name+id+key" }, …]
+    witnesses: Sequence[Annotated[WitnessEndpoint, AfterValidator(_check_witness)]] = ()
     metrics_listen: str = ""  # host:port for the Prometheus /metrics endpoint; empty = no metrics
 
     @property

@@ -267,11 +267,12 @@ def audit_record_to_proto(record: AuditRecord) -> audit_pb.AuditEntry:
     )
 
 
-def checkpoint_to_proto(checkpoint: SignedCheckpoint) -> audit_pb.SignedCheckpoint:
+def checkpoint_to_proto(checkpoint: SignedCheckpoint, cosignatures: tuple[str, ...] = ()) -> audit_pb.SignedCheckpoint:
     return audit_pb.SignedCheckpoint(
         tree_size=checkpoint.tree_size, root_hash=checkpoint.root_hash,
         timestamp=_timestamp(checkpoint.timestamp), key_id=checkpoint.key_id, signature=checkpoint.signature,
-        signed_body=checkpoint.body(),
+        signed_body=checkpoint.body(), note=checkpoint.note(cosignatures) if checkpoint.is_note else "",
+        cosignatures=list(cosignatures),
     )
 
 
