@@ -1,7 +1,8 @@
 """Configuration file schemas: pydantic validation errors turned into plain messages located at file:line.
 
 The schemas themselves are pydantic models (or dataclasses) next to the code that uses them; this module
-only says, for each validation error, which line of the file it is about and what to tell the reader.
+holds the parsed values that remember their lines and says, for each validation error, which line of the
+file it is about and what to tell the reader.
 """
 
 from __future__ import annotations
@@ -99,12 +100,13 @@ def problems(exc: ValidationError, line_of: Callable[[KeyPath], int]) -> list[Pr
     """Every error of a validation, each located by `line_of` (given the error's key path)."""
     found = []
     for error in exc.errors(include_url=False, include_input=False):
-        loc = tuple(part for part in error["loc"] if not _is_internal(part))
+        loc = tuple(part for part in error["loc"] if not is_internal(part))
         found.append(Problem(line_of(loc), ".".join(str(p) for p in loc), _plain(error)))
     return found
 
 
-def _is_internal(part: str | int) -> bool:
+def is_internal(part: str | int) -> bool:
+    """Whether a part of a pydantic error location is the validator's own name rather than a key."""
     # Unions and function validators add their own names to the location; readers know only the keys.
     return isinstance(part, str) and (part.startswith("function-") or "[" in part)
 

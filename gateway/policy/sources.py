@@ -10,9 +10,11 @@ from pathlib import Path
 import yaml
 
 from gateway.errors import Finding
-from gateway.schema import LineDict, LineList, line_in
 
-__all__ = ["LineDict", "LineList", "line_in"]  # the line-keeping helpers now live in the schema layer
+# The line-keeping values live in the schema layer, which the redaction rules share; re-exported here.
+from gateway.schema import LineDict as LineDict
+from gateway.schema import LineList as LineList
+from gateway.schema import line_in as line_in
 
 # Every file that makes up a policy snapshot; the content hash (the policy version) covers all of them.
 POLICY_SUFFIXES = (".conf", ".csv", ".yaml", ".yml")

@@ -28,9 +28,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from gateway.domain import AgencyContact
 from gateway.errors import Finding, PolicyError
 from gateway.redaction import operators as ops
-from gateway.schema import KeyPath, LineDict, LineList, line_in, problems
-
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+from gateway.schema import KeyPath, LineDict, LineList, is_internal, line_in, problems
 
 Transform = Callable[[str, str, date, ops.Pseudonymiser], "str | None"]
 """A compiled field operator: (held value, record summary, disclosure date, pseudonymiser) → released
@@ -240,6 +238,7 @@ def _version_one(value: Any) -> Any:
     return value
 
 
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Section = Annotated[dict[str, Any], BeforeValidator(_none_is_empty)]
 
 
@@ -417,7 +416,7 @@ class _Compiler:
                 return schema.validate_python(raw)
             return schema.model_validate(raw)
         except ValidationError as exc:
-            paths = [tuple(p for p in e["loc"] if not isinstance(p, str) or "[" not in p) for e in exc.errors()]
+            paths = [tuple(p for p in e["loc"] if not is_internal(p)) for e in exc.errors()]
             for problem, path in zip(problems(exc, lambda keys: line_in(raw, keys) or line), paths, strict=True):
                 if problem.line in self.bad_lines:
                     continue  # the unsafe value was reported where it was read
