@@ -475,7 +475,7 @@ class _Compiler:
             if agency not in self.agencies:
                 self.error(line, f"agency {agency!r} is not declared")
                 continue
-            block = self.check(AgencyBlock, body, f"agency {agency}", line)
+            block = self.check(AgencyBlock, _none_is_empty(body), f"agency {agency}", line)
             if not isinstance(body, LineDict):
                 continue
             if isinstance(body.get("fields"), LineDict):

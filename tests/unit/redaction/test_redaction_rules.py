@@ -258,6 +258,12 @@ def test_a_bad_document_is_rejected_at_its_line(old: str, new: str, marker: str,
     assert line == line_of(text, marker)
 
 
+def test_an_agency_with_everything_commented_out_gets_the_default_rules() -> None:
+    """An agency heading with nothing under it is not a mistake: the agency has the default rules."""
+    rules = parse(VALID.replace("    fields:\n      record.detail: agency_summary\n", ""))
+    assert rules.rule_for("police", "record.detail") == rules.rule_for("housing", "record.detail")
+
+
 def test_a_rules_file_that_is_not_a_mapping_is_rejected() -> None:
     """A file whose top level is a list is one finding at its first line, not a crash."""
     assert findings_of("- keep\n") == [(1, "redaction rules must be a mapping of names to values")]
