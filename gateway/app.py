@@ -16,12 +16,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from gateway.api.agency_client import GrpcAgencyTransport
+from gateway.api.agency_client import GrpcAgencyTransport, NodeCertificateCheck
 from gateway.api.audit_servicer import AuditServicer
 from gateway.api.calls import CallHandlers
 from gateway.api.hub_servicer import HubServicer
 from gateway.api.policy_servicer import PolicyServicer
 from gateway.api.referral_servicer import ReferralServicer
+from gateway.api.review_servicer import ReviewServicer
 from gateway.api.tls import gateway_client_credentials, gateway_server_credentials
 from gateway.audit import AuditLog, AuditReview, IdentifierSealer, load_public_keys, open_store
 from gateway.audit.checkpoint import load_signer
@@ -31,20 +32,26 @@ from gateway.generated.mash.gateway.v1 import (
     hub_service_pb2,
     policy_service_pb2,
     referral_service_pb2,
+    review_service_pb2,
 )
 from gateway.keyring import Keyring
 from gateway.keys import KeyPaths, load_keys
 from gateway.linkage import SubjectTokeniser
 from gateway.metrics import GatewayMetrics, MeteredAuditSink, MeteredTransport
 from gateway.partnership import missing_endpoints
+from gateway.pki.revocation import RevocationList
 from gateway.policy import PolicyHolder, PolicyWatcher
 from gateway.policy.holder import ReleaseGate
 from gateway.policy.release import ReleaseError, Signers, current_release, release_gate, verify_release
+from gateway.review.store import open_review_store
+from gateway.review.sweeper import ReviewSweeper
 from gateway.service.access import AccessGuard
 from gateway.service.audit_reads import AuditReads
+from gateway.service.limits import CallLimiter, Limits
 from gateway.service.policy_admin import PolicyAdmin
 from gateway.service.ports import AgencyTransport
 from gateway.service.query import QueryService
+from gateway.service.request_ids import RequestLedger
 from gateway.settings import Settings, SettingsError
 from gateway.witness import WitnessClient, WitnessConfig
 from gateway.workflow.package import PertinentInformation
@@ -64,6 +71,7 @@ SERVICE_NAMES = (
     audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
     policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
     referral_service_pb2.DESCRIPTOR.services_by_name["ReferralService"].full_name,
+    review_service_pb2.DESCRIPTOR.services_by_name["ReviewService"].full_name,
 )
 
 
@@ -84,6 +92,8 @@ class Dependencies:
     referrals: ReferralWorkflow | None = None  # None when the policy directory has no workflow.yaml
     referral_store: ReferralStore | None = None
     sweeper: BreachSweeper | None = None
+    revocations: RevocationList | None = None
+    review_sweeper: ReviewSweeper | None = None
     resources: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
     """Closes what `open_dependencies` opened, newest first: sweeper, referral store, watcher, transport,
     audit log, audit store."""
@@ -101,6 +111,8 @@ async def open_dependencies(
     `transport` is closed with the rest, also when opening fails.
     """
     clock = clock or SystemClock()
+    # A revocation list that cannot be read stops start-up: serving without it would un-revoke everyone.
+    revocations = RevocationList(settings.crl_file, settings.pki.ca_cert) if settings.crl_file else None
     key_paths = KeyPaths(settings.keys_dir)
     keys = load_keys(key_paths)
     async with contextlib.AsyncExitStack() as resources:
@@ -132,7 +144,9 @@ async def open_dependencies(
         if transport is None:
             transport = GrpcAgencyTransport.connect(
                 settings.agency_endpoints, gateway_client_credentials(settings.pki),
-                trust_domain=settings.trust_domain,
+                trust_domain=settings.trust_domain, max_answer_bytes=settings.agency_max_answer_bytes,
+                node_check=None if revocations is None else NodeCertificateCheck(
+                    settings.pki, revocations, settings.trust_domain),
             )
         resources.push_async_callback(transport.close)
         metrics = None
@@ -141,13 +155,20 @@ async def open_dependencies(
             metrics.watch(policy_version=lambda: holder.version, last_checkpoint=lambda: _checkpoint_time(audit),
                           clock=clock)
         tokeniser = SubjectTokeniser(keys.subject_token)
+        review_store = await open_review_store(settings.review_store_url)
+        resources.push_async_callback(review_store.close)
         query = QueryService(
             policy=holder, transport=MeteredTransport(transport, metrics) if metrics else transport,
             audit=MeteredAuditSink(audit, metrics) if metrics else audit,
             tokeniser=tokeniser, sealer=IdentifierSealer(keys.sealing),
             pseudonym_keys=keys.pseudonym, clock=clock, default_timeout=settings.default_timeout,
-            max_timeout=settings.max_timeout, audit_margin=settings.audit_margin,
+            max_timeout=settings.max_timeout, audit_margin=settings.audit_margin, review_store=review_store,
+            requests=RequestLedger(window=settings.request_id_window),
         )
+        review_sweeper = None
+        if settings.breach_sweep_interval and query.reviews is not None:
+            review_sweeper = ReviewSweeper(query.reviews, interval=settings.breach_sweep_interval)
+            resources.push_async_callback(review_sweeper.stop)
         review = AuditReview(audit, load_public_keys(key_paths.checkpoint))
         watcher = None
         if settings.policy_watch_interval and settings.policy_mode == "development":
@@ -155,7 +176,7 @@ async def open_dependencies(
             resources.push_async_callback(watcher.stop)
         deps = Dependencies(policy=holder, audit=audit, transport=transport, query=query, clock=clock,
                             review=review, tokeniser=tokeniser, watcher=watcher, unserved=unserved,
-                            metrics=metrics)
+                            metrics=metrics, revocations=revocations)
         await _open_referrals(settings, deps, keys.sealing, resources)
         deps.resources = resources.pop_all()
         return deps
@@ -297,6 +318,8 @@ class GatewayServer:
             self.deps.watcher.start()
         if self.deps.sweeper is not None:
             self.deps.sweeper.start()
+        if self.deps.review_sweeper is not None:
+            self.deps.review_sweeper.start()
         await self._audit_health.start()
         log.info("gateway serving", port=self.port, policy_version=self.deps.policy.current.version)
 
@@ -315,13 +338,22 @@ def build_server(settings: Settings, deps: Dependencies) -> GatewayServer:
     """A grpc.aio server with mTLS (client certificates required), health and optional reflection."""
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     guard = AccessGuard(deps.policy, deps.audit, deps.clock)
-    handlers = CallHandlers(guard.refusals, deps.metrics)
+    limits = Limits(
+        identity_rate=settings.identity_rate, identity_burst=settings.identity_burst,
+        identity_concurrency=settings.identity_concurrency, user_rate=settings.user_rate,
+        user_burst=settings.user_burst, user_concurrency=settings.user_concurrency,
+        audit_window=settings.limit_audit_window,
+    )
+    handlers = CallHandlers(guard.refusals, deps.metrics, limiter=CallLimiter(limits), revocations=deps.revocations)
     handlers.add(server, hub_service_pb2.DESCRIPTOR.services_by_name["HubService"],
                  HubServicer(deps.query, ResearchLink(deps.referrals, deps.clock)))
     handlers.add(server, audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"],
                  AuditServicer(AuditReads(deps.review, guard, deps.tokeniser, deps.policy)))
     handlers.add(server, policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"],
                  PolicyServicer(PolicyAdmin(deps.policy, settings.policy_dir, guard, deps.clock)))
+    if deps.query.reviews is not None:
+        handlers.add(server, review_service_pb2.DESCRIPTOR.services_by_name["ReviewService"],
+                     ReviewServicer(deps.query.reviews, guard.refusals))
     if deps.referrals is not None and deps.referral_store is not None:
         handlers.add(server, referral_service_pb2.DESCRIPTOR.services_by_name["ReferralService"],
                      ReferralServicer(deps.referrals, deps.clock,

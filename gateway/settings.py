@@ -29,7 +29,9 @@ LogLevel = Annotated[
     Literal["debug", "info", "warning", "error", "critical"],
     BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v),  # logging itself ignores case
 ]
-_PATHS = ("state_dir", "policy_dir", "pki_dir", "policy_releases", "policy_signers")
+Rate = Annotated[float, Field(ge=0)]
+Count = Annotated[int, Field(ge=0)]
+_PATHS = ("state_dir", "policy_dir", "pki_dir", "policy_releases", "policy_signers", "crl_file")
 
 
 class WitnessEndpoint(TypedDict):
@@ -57,6 +59,7 @@ class Settings:
     listen: str = "127.0.0.1:0"
     audit_store: str = ""  # default: sqlite:///<state_dir>/audit.sqlite
     referral_store: str = ""  # default: sqlite:///<state_dir>/referrals.sqlite
+    review_store: str = ""  # default: sqlite:///<state_dir>/reviews.sqlite
     breach_sweep_interval: float | None = 60.0  # seconds between referral deadline-breach sweeps; None = off
     agency_endpoints: Mapping[str, str] = field(default_factory=dict)
     trust_domain: str = DEFAULT_TRUST_DOMAIN
@@ -77,6 +80,16 @@ class Settings:
     # Witnesses asked to cosign every checkpoint: [{ url = "http://…", vkey = "name+id+key" }, …]
     witnesses: Sequence[Annotated[WitnessEndpoint, AfterValidator(_check_witness)]] = ()
     metrics_listen: str = ""  # host:port for the Prometheus /metrics endpoint; empty = no metrics
+    crl_file: Path | None = None  # revocation list (PEM or DER) of the CA, reread when it changes
+    identity_rate: Rate = 0.0  # calls per second per client certificate; 0 = no limit
+    identity_burst: Count = 0  # calls a certificate may make at once above its rate (at least 1)
+    identity_concurrency: Count = 0  # calls in flight per client certificate; 0 = no limit
+    user_rate: Rate = 0.0  # calls per second per practitioner (certificate and user id); 0 = no limit
+    user_burst: Count = 0
+    user_concurrency: Count = 0
+    limit_audit_window: Seconds = 60.0  # at most one audit entry per caller and limit in this many seconds
+    request_id_window: Seconds = 600.0  # a request id names one request, and a retry gets its answer, this long
+    agency_max_answer_bytes: Annotated[int, Field(gt=0)] = 4 * 1024 * 1024  # larger node answers are refused
 
     @property
     def pki(self) -> PkiLayout:
@@ -93,6 +106,10 @@ class Settings:
     @property
     def referral_store_url(self) -> str:
         return self.referral_store or f"sqlite:///{self.state_dir / 'referrals.sqlite'}"
+
+    @property
+    def review_store_url(self) -> str:
+        return self.review_store or f"sqlite:///{self.state_dir / 'reviews.sqlite'}"
 
     @classmethod
     def from_toml(cls, path: Path, **overrides: Any) -> Settings:

@@ -139,6 +139,9 @@ def answer_to_proto(outcome: AgencyOutcome) -> hub_pb.AgencyAnswer:
         receipt=receipt_to_proto(outcome.receipt),
         categories=list(outcome.categories),
         detail=outcome.detail,
+        review=hub_pb.PendingReview(review_id=outcome.review_id, state=hub_pb.REVIEW_STATE_PENDING_REVIEW,
+                                    deadline=_timestamp(outcome.review_deadline))
+        if outcome.review_id and outcome.review_deadline is not None else None,
     )
 
 
@@ -208,12 +211,25 @@ def lookup_to_proto(command: LookupCommand) -> agency_pb.LookupRequest:
     )
 
 
+MAX_ANSWER_MATCHES = 100
+MAX_ANSWER_RECORDS = 5_000
+MAX_ANSWER_FIELDS = 100_000
+"""Most people, records and fields one node answer may hold; far above any real answer, they bound the work
+a hostile node can cause within the size limit (a few MiB of empty fields is a million objects)."""
+
+
 def lookup_result_from_proto(msg: agency_pb.LookupResponse, agency: str, asked: Collection[str]) -> LookupResult:
-    """A node's answer as a domain LookupResult; ValueError on a malformed answer.
+    """A node's answer as a domain LookupResult; ValueError on a malformed or oversized answer.
 
     Records of another agency or outside the `asked` categories are counted and dropped before anything
     of them is decoded, so a fault in a record the caller may not see cannot surface in any answer.
     """
+    if len(msg.matches) > MAX_ANSWER_MATCHES:
+        raise ValueError(f"the answer matches more than {MAX_ANSWER_MATCHES} people")
+    if sum(len(m.records) for m in msg.matches) > MAX_ANSWER_RECORDS:
+        raise ValueError(f"the answer holds more than {MAX_ANSWER_RECORDS} records")
+    if sum(len(r.fields) for m in msg.matches for r in m.records) > MAX_ANSWER_FIELDS:
+        raise ValueError(f"the answer holds more than {MAX_ANSWER_FIELDS} fields")
     matches = []
     dropped = 0
     for m in msg.matches:
@@ -240,6 +256,7 @@ _AUDIT_KINDS = {
     AuditKind.REFERRAL_TRANSITION: audit_pb.AUDIT_ENTRY_KIND_REFERRAL_TRANSITION,
     AuditKind.REFERRAL_BREACH: audit_pb.AUDIT_ENTRY_KIND_REFERRAL_BREACH,
     AuditKind.REFERRAL_PURGE: audit_pb.AUDIT_ENTRY_KIND_REFERRAL_PURGE,
+    AuditKind.REVIEW: audit_pb.AUDIT_ENTRY_KIND_REVIEW,
 }
 _AUDIT_KINDS_BACK = {v: k for k, v in _AUDIT_KINDS.items()}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import traceback
 from collections.abc import AsyncIterator
 from typing import NoReturn
@@ -14,9 +15,19 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from gateway.errors import AuditUnavailable, GatewayError, InvalidRequest, NotFound, PolicyError, RequestRefused
+from gateway.errors import (
+    AuditUnavailable,
+    GatewayError,
+    InvalidRequest,
+    LimitExceeded,
+    NotFound,
+    PolicyError,
+    RequestRefused,
+)
+from gateway.review.model import ReviewAlreadyDecided, ReviewStoreError
 from gateway.service.access import clip
 from gateway.workflow.referral import InvalidTransition, VersionConflict
+from gateway.workflow.store import ReferralStoreError
 
 ERROR_DOMAIN = "mash.gateway"
 _MAX_FIELD, _MAX_DESCRIPTION, _MAX_MESSAGE, _MAX_VIOLATIONS = 128, 256, 2048, 20
@@ -24,7 +35,8 @@ _MAX_FIELD, _MAX_DESCRIPTION, _MAX_MESSAGE, _MAX_VIOLATIONS = 128, 256, 2048, 20
 log = structlog.get_logger("gateway.api")
 
 
-def _pack(message: error_details_pb2.BadRequest | error_details_pb2.ErrorInfo) -> any_pb2.Any:
+def _pack(message: error_details_pb2.BadRequest | error_details_pb2.ErrorInfo | error_details_pb2.RetryInfo
+          ) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)
     return packed
@@ -51,6 +63,12 @@ def to_status(exc: GatewayError) -> status_pb2.Status:
                                            metadata={"field": clip(exc.field, _MAX_FIELD)} if exc.field else {})
         return status_pb2.Status(code=code_pb2.PERMISSION_DENIED,
                                  message=clip(f"refused: {exc.reason}", _MAX_MESSAGE), details=[_pack(info)])
+    if isinstance(exc, LimitExceeded):
+        info = error_details_pb2.ErrorInfo(reason=exc.code, domain=ERROR_DOMAIN)
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromMilliseconds(math.ceil(exc.retry_after * 1000))
+        return status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=clip(f"limited: {exc.reason}", _MAX_MESSAGE),
+                                 details=[_pack(info), _pack(retry)])
     if isinstance(exc, AuditUnavailable):
         info = error_details_pb2.ErrorInfo(reason="AUDIT_UNAVAILABLE", domain=ERROR_DOMAIN)
         return status_pb2.Status(
@@ -58,10 +76,26 @@ def to_status(exc: GatewayError) -> status_pb2.Status:
             message="the audit log cannot record this request, so nothing was disclosed; retry later",
             details=[_pack(info)],
         )
+    if isinstance(exc, ReferralStoreError | ReviewStoreError):
+        # The store's own words stay in the log: they may name tables, files or hosts.
+        store = "referral" if isinstance(exc, ReferralStoreError) else "review"
+        log.warning("store unavailable", store=store, cause=type(exc.__cause__).__name__ if exc.__cause__ else "")
+        info = error_details_pb2.ErrorInfo(reason="STORE_UNAVAILABLE", domain=ERROR_DOMAIN, metadata={"store": store})
+        return status_pb2.Status(code=code_pb2.UNAVAILABLE,
+                                 message=f"the {store} store cannot be used now, so nothing was disclosed; retry later",
+                                 details=[_pack(info)])
     if isinstance(exc, InvalidTransition):
         # Callers switch on the reason and read the state the referral is really in.
         info = error_details_pb2.ErrorInfo(reason="INVALID_TRANSITION", domain=ERROR_DOMAIN,
                                            metadata={"current_state": exc.current.value, "action": exc.action.value})
+        return status_pb2.Status(code=code_pb2.FAILED_PRECONDITION, message=clip(str(exc), _MAX_MESSAGE),
+                                 details=[_pack(info)])
+    if isinstance(exc, ReviewAlreadyDecided):
+        # The loser learns the decision that won, so it need not open the review again to find out.
+        winner = exc.winner
+        info = error_details_pb2.ErrorInfo(reason="REVIEW_ALREADY_DECIDED", domain=ERROR_DOMAIN, metadata={
+            "state": winner.state.value, "decided_role": winner.decided_role,
+            "decided_at": winner.decided_at.isoformat() if winner.decided_at else ""})
         return status_pb2.Status(code=code_pb2.FAILED_PRECONDITION, message=clip(str(exc), _MAX_MESSAGE),
                                  details=[_pack(info)])
     if isinstance(exc, VersionConflict):

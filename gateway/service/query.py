@@ -12,10 +12,14 @@ from gateway.audit.sealing import IdentifierSealer
 from gateway.domain import Clock
 from gateway.keyring import Keyring
 from gateway.linkage import SubjectTokeniser
+from gateway.review.model import Review
+from gateway.review.store import ReviewStore
 from gateway.service.admission import Admission, AdmittedRequest
-from gateway.service.fanout import AgencyFanout, AgencyOutcome
+from gateway.service.fanout import AgencyAnswer, AgencyFanout, AgencyOutcome
 from gateway.service.planning import AgencyPlan, plan_request
 from gateway.service.ports import AgencyTransport, AuditSink, PolicySource
+from gateway.service.request_ids import RequestLedger
+from gateway.service.reviews import ReviewDesk, ReviewNotifier
 from gateway.service.screening import Screening, ScreenOutcome, ScreenResult
 from gateway.service.validation import Caller, QueryCommand
 
@@ -48,19 +52,36 @@ class QueryService:
         default_timeout: float = 5.0,
         max_timeout: float = 30.0,
         audit_margin: float = 0.1,
+        requests: RequestLedger | None = None,
+        review_store: ReviewStore | None = None,
+        review_notifier: ReviewNotifier | None = None,
     ) -> None:
         self._audit = audit
+        self._requests = requests or RequestLedger()
         self._admission = Admission(
             policy=policy, audit=audit, tokeniser=tokeniser, sealer=sealer, clock=clock,
             default_timeout=default_timeout, max_timeout=max_timeout, audit_margin=audit_margin,
         )
         self._fanout = AgencyFanout(transport=transport, pseudonym_keys=pseudonym_keys, clock=clock)
         self._screening = Screening(admission=self._admission, fanout=self._fanout, audit=audit)
+        # Without a review store nothing is ever held for review: callers get what policy gives without it.
+        self.reviews = None if review_store is None else ReviewDesk(
+            store=review_store, policy=policy, audit=audit, fanout=self._fanout, sealer=sealer, clock=clock,
+            notifier=review_notifier,
+        )
 
     async def query(self, caller: Caller, command: QueryCommand, *, timeout: float | None) -> QueryResult:
-        """Ask every agency at once; every answer is audited before any is returned."""
-        request, plans = await self._admit(caller, command, timeout)
-        answers = await asyncio.gather(*(self._fanout.answer(request, plan) for plan in plans))
+        """Ask every agency at once; every answer is audited before any is returned. A retry of the same
+        request id and request within the ledger's window gets the first answer and its receipts again."""
+        return await self._requests.once(
+            "query", caller, command, lambda reused: self._query(caller, command, timeout, reused))
+
+    async def _query(self, caller: Caller, command: QueryCommand, timeout: float | None, reused: bool) -> QueryResult:
+        request, plans = await self._admit(caller, command, timeout, reused)
+        # The review is stored and audited while the agencies answer: it costs the caller no deadline.
+        held, fetched = await asyncio.gather(
+            self._hold(request, plans), asyncio.gather(*(self._fanout.answer(request, plan) for plan in plans)))
+        answers = [_pending(a, held) for a in fetched]
         receipts = await self._audit.append([a.event for a in answers])
         outcomes = tuple(replace(a.outcome, receipt=r) for a, r in zip(answers, receipts, strict=True))
         log.info("query answered", request_id=request.request_id,
@@ -70,26 +91,59 @@ class QueryService:
     async def stream(
         self, caller: Caller, command: QueryCommand, *, timeout: float | None
     ) -> AsyncIterator[tuple[str, str, AgencyOutcome]]:
-        """Yield (request id, policy version, answer) per agency as each answers, each audited first."""
-        request, plans = await self._admit(caller, command, timeout)
-        tasks = [asyncio.ensure_future(self._fanout.answer(request, plan)) for plan in plans]
+        """Yield (request id, policy version, answer) per agency as each answers, each audited first.
+
+        A retry of a stream that ran to its end replays the same answers and receipts; one cut short is
+        answered (and audited) afresh.
+        """
+        ticket = await self._requests.begin("stream", caller, command)
+        if ticket.replay:
+            for item in ticket.replay[0]:
+                yield item
+            return
+        sent: list[tuple[str, str, AgencyOutcome]] = []
         try:
-            for next_done in asyncio.as_completed(tasks):
-                answer = await next_done
-                (receipt,) = await self._audit.append([answer.event])
-                yield request.request_id, request.policy.version, replace(answer.outcome, receipt=receipt)
-        finally:
-            for task in tasks:
-                task.cancel()
+            request, plans = await self._admit(caller, command, timeout, ticket.reused)
+            tasks = [asyncio.ensure_future(self._fanout.answer(request, plan)) for plan in plans]
+            try:
+                held = await self._hold(request, plans)
+                for next_done in asyncio.as_completed(tasks):
+                    answer = _pending(await next_done, held)
+                    (receipt,) = await self._audit.append([answer.event])
+                    sent.append((request.request_id, request.policy.version, replace(answer.outcome, receipt=receipt)))
+                    yield sent[-1]
+            finally:
+                for task in tasks:
+                    task.cancel()
+        except BaseException:
+            ticket.failed()
+            raise
+        ticket.answered(tuple(sent))
 
     async def screen(self, caller: Caller, command: QueryCommand, *, timeout: float | None) -> ScreenOutcome:
         """Is the child open to children's social care, and if so who holds the case? (see `screening`)"""
-        return await self._screening.screen(caller, command, timeout=timeout)
+        return await self._requests.once(
+            "screen", caller, command,
+            lambda reused: self._screening.screen(caller, command, timeout=timeout, reused=reused))
 
     async def _admit(
-        self, caller: Caller, command: QueryCommand, timeout: float | None
+        self, caller: Caller, command: QueryCommand, timeout: float | None, reused: bool
     ) -> tuple[AdmittedRequest, tuple[AgencyPlan, ...]]:
-        request = await self._admission.admit(caller, command, timeout)
+        request = await self._admission.admit(caller, command, timeout, reused=reused)
         plans = plan_request(request.policy, role=caller.role, purpose=request.command.purpose,
                              agreement=request.command.agreement, categories=request.command.categories)
         return request, plans
+
+    async def _hold(self, request: AdmittedRequest, plans: tuple[AgencyPlan, ...]) -> dict[str, Review]:
+        return {} if self.reviews is None else await self.reviews.hold(request, plans)
+
+
+def _pending(answer: AgencyAnswer, held: dict[str, Review]) -> AgencyAnswer:
+    """Mark an agency's answer as under review: the caller gets the review's id and deadline with it."""
+    review = held.get(answer.outcome.agency)
+    if review is None:
+        return answer
+    return AgencyAnswer(
+        replace(answer.outcome, review_id=review.review_id, review_deadline=review.deadline),
+        replace(answer.event, details={**answer.event.details, "review_id": review.review_id, "step": "answered"}),
+    )
