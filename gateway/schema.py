@@ -1,19 +1,54 @@
 """Configuration file schemas: pydantic validation errors turned into plain messages located at file:line.
 
 The schemas themselves are pydantic models (or dataclasses) next to the code that uses them; this module
-only says, for each validation error, which line of the file it is about and what to tell the reader.
+holds the parsed values that remember their lines and says, for each validation error, which line of the
+file it is about and what to tell the reader.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 KeyPath = tuple[str | int, ...]  # a pydantic error location: keys and list indexes from the top
+
+
+class LineDict(dict[str, Any]):
+    """A YAML mapping that remembers the line of each key (1-based) and of itself."""
+
+    line: int
+    key_lines: dict[str, int]
+
+    def line_of(self, key: str) -> int:
+        return self.key_lines.get(key, self.line)
+
+
+class LineList(list[Any]):
+    """A YAML sequence that remembers the line of each item (1-based) and of itself."""
+
+    line: int
+    item_lines: list[int]
+
+    def line_of(self, index: int) -> int:
+        return self.item_lines[index] if index < len(self.item_lines) else self.line
+
+
+def line_in(node: Any, keys: Sequence[str | int]) -> int:
+    """The line of the value at `keys` below a parsed node, or of the nearest enclosing one that has a line."""
+    line = int(getattr(node, "line", 0))
+    for key in keys:
+        if isinstance(node, LineDict) and isinstance(key, str):
+            line, node = node.line_of(key), node.get(key)
+        elif isinstance(node, LineList) and isinstance(key, int):
+            line, node = node.line_of(key), node[key] if key < len(node) else None
+        else:
+            break
+    return line
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +100,13 @@ def problems(exc: ValidationError, line_of: Callable[[KeyPath], int]) -> list[Pr
     """Every error of a validation, each located by `line_of` (given the error's key path)."""
     found = []
     for error in exc.errors(include_url=False, include_input=False):
-        loc = tuple(part for part in error["loc"] if not _is_internal(part))
+        loc = tuple(part for part in error["loc"] if not is_internal(part))
         found.append(Problem(line_of(loc), ".".join(str(p) for p in loc), _plain(error)))
     return found
 
 
-def _is_internal(part: str | int) -> bool:
+def is_internal(part: str | int) -> bool:
+    """Whether a part of a pydantic error location is the validator's own name rather than a key."""
     # Unions and function validators add their own names to the location; readers know only the keys.
     return isinstance(part, str) and (part.startswith("function-") or "[" in part)
 

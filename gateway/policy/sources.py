@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from gateway.errors import Finding
+
+# The line-keeping values live in the schema layer, which the redaction rules share; re-exported here.
+from gateway.schema import LineDict as LineDict
+from gateway.schema import LineList as LineList
+from gateway.schema import line_in as line_in
 
 # Every file that makes up a policy snapshot; the content hash (the policy version) covers all of them.
 POLICY_SUFFIXES = (".conf", ".csv", ".yaml", ".yml")
@@ -31,39 +35,6 @@ class Location:
 
 
 NOWHERE = Location("", 0)
-
-
-class LineDict(dict[str, Any]):
-    """A YAML mapping that remembers the line of each key (1-based) and of itself."""
-
-    line: int
-    key_lines: dict[str, int]
-
-    def line_of(self, key: str) -> int:
-        return self.key_lines.get(key, self.line)
-
-
-class LineList(list[Any]):
-    """A YAML sequence that remembers the line of each item (1-based) and of itself."""
-
-    line: int
-    item_lines: list[int]
-
-    def line_of(self, index: int) -> int:
-        return self.item_lines[index] if index < len(self.item_lines) else self.line
-
-
-def line_in(node: Any, keys: Sequence[str | int]) -> int:
-    """The line of the value at `keys` below a parsed node, or of the nearest enclosing one that has a line."""
-    line = int(getattr(node, "line", 0))
-    for key in keys:
-        if isinstance(node, LineDict) and isinstance(key, str):
-            line, node = node.line_of(key), node.get(key)
-        elif isinstance(node, LineList) and isinstance(key, int):
-            line, node = node.line_of(key), node[key] if key < len(node) else None
-        else:
-            break
-    return line
 
 
 # libyaml's parser is several times faster than the pure-Python one; both report node marks.

@@ -11,14 +11,24 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any, get_args
 
 import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from gateway.domain import AgencyContact
 from gateway.errors import Finding, PolicyError
 from gateway.redaction import operators as ops
+from gateway.schema import KeyPath, LineDict, LineList, is_internal, line_in, problems
 
 Transform = Callable[[str, str, date, ops.Pseudonymiser], "str | None"]
 """A compiled field operator: (held value, record summary, disclosure date, pseudonymiser) → released
@@ -169,7 +179,7 @@ def parse_rules(
     protected: Mapping[str, Collection[str]],
 ) -> RedactionRules:
     """Validate and compile redaction rules given as YAML text; PolicyError lists every problem."""
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         try:
             root = loader.get_single_node()
@@ -182,21 +192,154 @@ def parse_rules(
             ) from None
         except yaml.YAMLError as exc:
             raise PolicyError([Finding(source_name, 0, f"not valid YAML: {exc}")]) from None
-        compiler = _Compiler(
-            loader,
-            source_name,
-            agencies=frozenset(agencies),
-            field_categories=frozenset(field_categories),
-            record_categories=frozenset(record_categories),
-            protected=MappingProxyType({c: frozenset(r) for c, r in protected.items()}),
-        )
-        rules = compiler.compile(root)
+        reader = _Reader(loader, source_name)
+        document = None if root is None else reader.value(root)
     finally:
         loader.dispose()
+    compiler = _Compiler(
+        source_name,
+        reader,
+        agencies=frozenset(agencies),
+        field_categories=frozenset(field_categories),
+        record_categories=frozenset(record_categories),
+        protected=MappingProxyType({c: frozenset(r) for c, r in protected.items()}),
+    )
+    rules = compiler.compile(document, root)
     if compiler.errors:
         raise PolicyError(compiler.errors, f"{len(compiler.errors)} problem(s) in {source_name}")
     assert rules is not None
     return rules
+
+
+# The shape of each block of the file, as pydantic models. Operators, their parameters and every name are
+# checked against the vocabulary by `_Compiler`, which validates the blocks one at a time so that a mistake
+# in one block does not hide those in the others.
+
+
+class Entry(BaseModel):
+    """One block of the rule file: no unknown keys, and no type coerced behind the reader's back."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+def _none_is_empty(value: Any) -> Any:
+    # A heading with everything under it commented out reads as null.
+    return {} if value is None else value
+
+
+def _bare_operator(value: Any) -> Any:
+    # `record.detail: drop` is short for `record.detail: {operator: drop}`.
+    return {"operator": value} if isinstance(value, str) else value
+
+
+def _version_one(value: Any) -> Any:
+    if isinstance(value, bool) or value != 1:
+        raise ValueError("must be 1")
+    return value
+
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Section = Annotated[dict[str, Any], BeforeValidator(_none_is_empty)]
+
+
+class RedactionFile(Entry):
+    version: Annotated[int, BeforeValidator(_version_one)]
+    safeguarding: dict[str, Any]
+    default: Section = {}
+    agencies: Section = {}
+
+
+class OutsideMashBlock(Entry):
+    field_categories: list[Text]
+    domain: str
+
+
+class HandlingCodesBlock(Entry):
+    record_categories: list[Text]
+    code_field: Text
+    conditions_field: Text
+
+
+class SafeguardingBlock(Entry):
+    pseudonymise_outside_mash: OutsideMashBlock
+    handling_codes: HandlingCodesBlock
+
+
+class DefaultBlock(Entry):
+    fields: Section = {}
+
+
+class ContactBlock(Entry):
+    team: Text = ""
+    phone: Text = ""
+    email: Text = ""
+
+    @model_validator(mode="after")
+    def _someone_to_call(self) -> ContactBlock:
+        if not (self.team or self.phone or self.email):
+            raise ValueError("needs at least one of team, phone, email")
+        return self
+
+
+class AgencyBlock(Entry):
+    contact: Annotated[ContactBlock | None, BeforeValidator(_none_is_empty)] = None
+    fields: Section = {}
+    records: Section = {}
+
+
+class RuleEntry(Entry):
+    """One rule: an operator and its parameters (checked against the operator by the rules loader)."""
+
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+
+    operator: Text
+
+
+Rule = Annotated[RuleEntry, BeforeValidator(_bare_operator)]
+
+_RULE: TypeAdapter[RuleEntry] = TypeAdapter(Rule)
+
+# libyaml's parser is several times faster than the pure-Python one; both keep node marks.
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR_TAG = "tag:yaml.org,2002:str"
+_BAD = object()  # a value the safe loader would not construct (already reported)
+
+
+class _Reader:
+    """Turns the YAML node tree into plain values that remember their lines, reporting what YAML allows
+    but a rule file must not have (duplicate keys, non-text keys, unsafe tags) without stopping."""
+
+    def __init__(self, loader: yaml.SafeLoader, file: str) -> None:
+        self.loader = loader
+        self.file = file
+        self.errors: list[Finding] = []
+        self.bad_lines: set[int] = set()
+
+    def value(self, node: Node) -> Any:
+        if isinstance(node, MappingNode):
+            mapping = LineDict()
+            mapping.line, mapping.key_lines = node.start_mark.line + 1, {}
+            for key_node, value_node in node.value:
+                line = key_node.start_mark.line + 1
+                if not isinstance(key_node, ScalarNode) or key_node.tag != _STR_TAG:
+                    self.errors.append(Finding(self.file, line, "keys must be plain names"))
+                elif key_node.value in mapping:
+                    self.errors.append(Finding(self.file, line, f"{key_node.value!r} is given twice"))
+                else:
+                    mapping[key_node.value] = self.value(value_node)
+                    mapping.key_lines[key_node.value] = line
+            return mapping
+        if isinstance(node, SequenceNode):
+            items = LineList(self.value(child) for child in node.value)
+            items.line, items.item_lines = node.start_mark.line + 1, [c.start_mark.line + 1 for c in node.value]
+            return items
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.YAMLError:
+            line = node.start_mark.line + 1
+            self.errors.append(Finding(self.file, line, "unsupported YAML tag or value"))
+            self.bad_lines.add(line)
+            return _BAD
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,150 +365,126 @@ _OPERATOR_PARAMS: dict[str, dict[str, _Param]] = {
     "existence_only": {},
 }
 
-_BAD = object()  # a value the safe loader would not construct
-
-_TOP_KEYS = ("version", "safeguarding", "default", "agencies")
-_AGENCY_KEYS = ("contact", "fields", "records")
-_CONTACT_KEYS = ("team", "phone", "email")
-_SAFEGUARDING_KEYS = ("pseudonymise_outside_mash", "handling_codes")
 _MOVED_TO_VOCABULARY = "protected_record_categories"
-_OUTSIDE_MASH_KEYS = ("field_categories", "domain")
-_HANDLING_KEYS = ("record_categories", "code_field", "conditions_field")
+
+
+def _expected_keys(schema: type[BaseModel], keys: KeyPath) -> tuple[str, ...]:
+    """The keys the model holding the last of `keys` accepts, for an unknown-key hint."""
+    model: type[BaseModel] | None = schema
+    for key in keys[:-1]:
+        if model is None or not isinstance(key, str) or key not in model.model_fields:
+            return ()
+        annotation = model.model_fields[key].annotation
+        model = next((t for t in (annotation, *get_args(annotation))
+                      if isinstance(t, type) and issubclass(t, BaseModel)), None)
+    return tuple(model.model_fields) if model is not None else ()
 
 
 class _Compiler:
-    """Walks the YAML node tree (which keeps line numbers), collecting findings and compiling rules."""
+    """Checks the parsed file block by block against its schema and the vocabulary, compiling the rules."""
 
     def __init__(
         self,
-        loader: yaml.SafeLoader,
         source_name: str,
+        reader: _Reader,
         *,
         agencies: frozenset[str],
         field_categories: frozenset[str],
         record_categories: frozenset[str],
         protected: Mapping[str, frozenset[str]],
     ) -> None:
-        self.loader = loader
         self.file = source_name
+        self.bad_lines = reader.bad_lines
         self.agencies = agencies
         self.field_categories = field_categories
         self.record_categories = record_categories
         self.protected = protected
-        self.errors: list[Finding] = []
+        self.errors: list[Finding] = list(reader.errors)
 
     # -- helpers -------------------------------------------------------------------------------------------
 
-    def error(self, node: Node | None, message: str) -> None:
-        line = node.start_mark.line + 1 if node is not None else 1
+    def error(self, line: int, message: str) -> None:
         self.errors.append(Finding(self.file, line, message))
 
-    def where(self, node: Node) -> str:
-        return f"{self.file}:{node.start_mark.line + 1}"
+    def where(self, line: int) -> str:
+        return f"{self.file}:{line}"
 
-    def mapping(
-        self, node: Node, what: str, allowed: tuple[str, ...] | None = None
-    ) -> dict[str, tuple[Node, Node]]:
-        """The entries of a mapping node by key; reports non-mappings, non-text keys and duplicate keys."""
-        if isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:null":
-            return {}  # a heading with everything under it commented out
-        if not isinstance(node, MappingNode):
-            self.error(node, f"{what} must be a mapping of names to values")
-            return {}
-        entries: dict[str, tuple[Node, Node]] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, ScalarNode) or key_node.tag != "tag:yaml.org,2002:str":
-                self.error(key_node, f"{what}: keys must be plain names")
-                continue
-            key = key_node.value
-            if key in entries:
-                self.error(key_node, f"{what}: {key!r} is given twice")
-                continue
-            if allowed is not None and key not in allowed:
-                self.error(key_node, f"{what}: unknown key {key!r} (expected one of: {', '.join(allowed)})")
-                continue
-            entries[key] = (key_node, value_node)
-        return entries
-
-    def scalar(self, node: Node, label: str) -> Any:
-        """The plain value of a node, or _BAD (with a finding) for a tag the safe loader refuses."""
+    def check(self, schema: type[BaseModel] | TypeAdapter[Any], raw: Any, what: str, line: int) -> Any:
+        """`raw` validated against `schema`, or None with a finding (at its line) for each problem."""
         try:
-            return self.loader.construct_object(node, deep=True)
-        except yaml.YAMLError:
-            self.error(node, f"{label}: unsupported YAML tag or value")
-            return _BAD
-
-    def text(self, node: Node, what: str, *, allow_empty: bool = False) -> str | None:
-        if not isinstance(node, ScalarNode) or node.tag != "tag:yaml.org,2002:str":
-            self.error(node, f"{what} must be text")
+            if isinstance(schema, TypeAdapter):
+                return schema.validate_python(raw)
+            return schema.model_validate(raw)
+        except ValidationError as exc:
+            paths = [tuple(p for p in e["loc"] if not is_internal(p)) for e in exc.errors()]
+            for problem, path in zip(problems(exc, lambda keys: line_in(raw, keys) or line), paths, strict=True):
+                if problem.line in self.bad_lines:
+                    continue  # the unsafe value was reported where it was read
+                hint = ""
+                if problem.message == "is not a known key" and isinstance(schema, type):
+                    hint = f" (expected one of: {', '.join(_expected_keys(schema, path))})"
+                if what and problem.key:
+                    self.error(problem.line, f"{what}: {problem.key} {problem.message}{hint}")
+                else:
+                    self.error(problem.line, f"{what or problem.key} {problem.message}{hint}".lstrip())
             return None
-        value = str(node.value)
-        if not allow_empty and not value.strip():
-            self.error(node, f"{what} must not be empty")
-            return None
-        return value
 
-    def name_list(self, node: Node, what: str, declared: frozenset[str], kind: str) -> frozenset[str]:
-        if not isinstance(node, SequenceNode):
-            self.error(node, f"{what} must be a list")
-            return frozenset()
-        names: set[str] = set()
-        for item in node.value:
-            name = self.text(item, f"{what} entry")
-            if name is None:
-                continue
+    def declared(self, names: LineList, what: str, declared: frozenset[str], kind: str) -> frozenset[str]:
+        found = set()
+        for index, name in enumerate(names):
             if name not in declared:
-                self.error(item, f"{what}: {kind} {name!r} is not declared")
-                continue
-            names.add(name)
-        return frozenset(names)
+                self.error(names.line_of(index), f"{what}: {kind} {name!r} is not declared")
+            else:
+                found.add(name)
+        return frozenset(found)
 
     # -- the document --------------------------------------------------------------------------------------
 
-    def compile(self, root: Node | None) -> RedactionRules | None:
+    def compile(self, document: Any, root: Node | None) -> RedactionRules | None:
         if root is None:
-            self.error(None, "the redaction rules file is empty")
+            self.error(1, "the redaction rules file is empty")
             return None
-        top = self.mapping(root, "redaction rules", _TOP_KEYS)
-        if not isinstance(root, MappingNode):
+        if not isinstance(document, LineDict):
+            self.error(root.start_mark.line + 1, "redaction rules must be a mapping of names to values")
             return None
-        if "version" not in top:
-            self.error(root, "missing 'version: 1'")
-        else:
-            vnode = top["version"][1]
-            is_int = isinstance(vnode, ScalarNode) and vnode.tag == "tag:yaml.org,2002:int"
-            if not (is_int and vnode.value == "1"):
-                self.error(vnode, "version must be 1")
+        safeguarding_raw = document.get("safeguarding")
+        if isinstance(safeguarding_raw, LineDict):
+            safeguarding_raw = self.without_moved_protection(safeguarding_raw)
+            checked = LineDict(document, safeguarding=safeguarding_raw)
+            checked.line, checked.key_lines = document.line, document.key_lines
+            document = checked
+        self.check(RedactionFile, document, "", 1)
 
         safeguarding = None
-        if "safeguarding" not in top:
-            self.error(root, "missing the 'safeguarding' block (protections that apply at every level)")
-        else:
-            safeguarding = self.safeguarding(*top["safeguarding"])
+        if isinstance(safeguarding_raw, LineDict):
+            safeguarding = self.safeguarding(safeguarding_raw, document.line_of("safeguarding"))
 
         default_fields: dict[str, FieldRule] = {}
-        if "default" in top:
-            default = self.mapping(top["default"][1], "default", ("fields",))
-            if "fields" in default:
-                default_fields = self.field_rules(default["fields"][1], "default fields")
+        default = document.get("default")
+        if isinstance(default, LineDict):
+            self.check(DefaultBlock, default, "default", default.line)
+            if isinstance(default.get("fields"), LineDict):
+                default_fields = self.field_rules(default["fields"], "default fields")
 
         fields: dict[str, dict[str, FieldRule]] = {a: dict(default_fields) for a in self.agencies}
         records: dict[str, dict[str, RecordRule]] = {a: {} for a in self.agencies}
         contacts: dict[str, AgencyContact] = {}
-        if "agencies" in top:
-            for agency, (key_node, body) in self.mapping(top["agencies"][1], "agencies").items():
-                if agency not in self.agencies:
-                    self.error(key_node, f"agency {agency!r} is not declared")
-                    continue
-                entries = self.mapping(body, f"agency {agency}", _AGENCY_KEYS)
-                if "fields" in entries:
-                    fields[agency].update(self.field_rules(entries["fields"][1], f"{agency} fields"))
-                if "records" in entries:
-                    records[agency] = self.record_rules(entries["records"][1], agency)
-                if "contact" in entries:
-                    contact = self.contact(entries["contact"][1], agency)
-                    if contact is not None:
-                        contacts[agency] = contact
+        listed = document.get("agencies")
+        for agency, body in listed.items() if isinstance(listed, LineDict) else ():
+            line = listed.line_of(agency)
+            if agency not in self.agencies:
+                self.error(line, f"agency {agency!r} is not declared")
+                continue
+            block = self.check(AgencyBlock, _none_is_empty(body), f"agency {agency}", line)
+            if not isinstance(body, LineDict):
+                continue
+            if isinstance(body.get("fields"), LineDict):
+                fields[agency].update(self.field_rules(body["fields"], f"{agency} fields"))
+            if isinstance(body.get("records"), LineDict):
+                records[agency] = self.record_rules(body["records"], agency)
+            if block is not None and block.contact is not None:
+                contact = block.contact
+                contacts[agency] = AgencyContact(agency, contact.team, contact.phone, contact.email)
 
         if safeguarding is None:
             return None
@@ -377,237 +496,179 @@ class _Compiler:
             source_name=self.file,
         )
 
-    def safeguarding(self, key_node: Node, node: Node) -> Safeguarding | None:
-        node = self.without_moved_protection(node)
-        entries = self.mapping(node, "safeguarding", _SAFEGUARDING_KEYS)
-        missing = [k for k in _SAFEGUARDING_KEYS if k not in entries]
-        for key in missing:
-            self.error(node, f"safeguarding: missing {key!r}")
-        if missing:
+    def safeguarding(self, raw: LineDict, line: int) -> Safeguarding | None:
+        block = self.check(SafeguardingBlock, raw, "safeguarding", line)
+        if block is None:
             return None
-        outside_node = entries["pseudonymise_outside_mash"][1]
-        outside = self.mapping(outside_node, "pseudonymise_outside_mash", _OUTSIDE_MASH_KEYS)
-        for key in _OUTSIDE_MASH_KEYS:
-            if key not in outside:
-                self.error(outside_node, f"pseudonymise_outside_mash: missing {key!r}")
-        handling_node = entries["handling_codes"][1]
-        handling = self.mapping(handling_node, "handling_codes", _HANDLING_KEYS)
-        for key in _HANDLING_KEYS:
-            if key not in handling:
-                self.error(handling_node, f"handling_codes: missing {key!r}")
-        incomplete = any(k not in outside for k in _OUTSIDE_MASH_KEYS) or any(
-            k not in handling for k in _HANDLING_KEYS
-        )
-        if incomplete:
-            return None
-        outside_fields = self.name_list(
-            outside["field_categories"][1], "pseudonymise_outside_mash field_categories",
-            self.field_categories, "field category",
-        )
-        domain = self.param_value(
-            _OPERATOR_PARAMS["pseudonymise"]["domain"],
-            outside["domain"][1],
-            "pseudonymise_outside_mash domain",
-        )
-        coded = self.name_list(
-            handling["record_categories"][1], "handling_codes record_categories",
-            self.record_categories, "record category",
-        )
-        code_field = self.field_category(handling["code_field"][1], "handling_codes code_field")
-        conditions_field = self.field_category(
-            handling["conditions_field"][1], "handling_codes conditions_field"
-        )
-        if not isinstance(domain, str) or code_field is None or conditions_field is None:
+        outside_raw, handling_raw = raw["pseudonymise_outside_mash"], raw["handling_codes"]
+        outside = self.declared(outside_raw["field_categories"], "pseudonymise_outside_mash field_categories",
+                                self.field_categories, "field category")
+        domain = self.param_value(_OPERATOR_PARAMS["pseudonymise"]["domain"], block.pseudonymise_outside_mash.domain,
+                                  outside_raw.line_of("domain"), "pseudonymise_outside_mash domain")
+        coded = self.declared(handling_raw["record_categories"], "handling_codes record_categories",
+                              self.record_categories, "record category")
+        fields = {}
+        for key in ("code_field", "conditions_field"):
+            name = getattr(block.handling_codes, key)
+            if name not in self.field_categories:
+                self.error(handling_raw.line_of(key), f"handling_codes {key}: field category {name!r} is not declared")
+            fields[key] = name
+        if not isinstance(domain, str) or any(n not in self.field_categories for n in fields.values()):
             return None
         return Safeguarding(
-            pseudonymise_outside_mash=outside_fields,
+            pseudonymise_outside_mash=outside,
             pseudonym_domain=domain,
             protected_readers=self.protected,
             handling_code_record_categories=coded,
-            handling_code_field=code_field,
-            handling_conditions_field=conditions_field,
-            source=self.where(key_node),
+            handling_code_field=fields["code_field"],
+            handling_conditions_field=fields["conditions_field"],
+            source=self.where(line),
         )
 
-    def without_moved_protection(self, node: Node) -> Node:
+    def without_moved_protection(self, raw: LineDict) -> LineDict:
         """The safeguarding block minus the protected-category list it used to hold (reported if present).
 
         Protection has one source, the vocabulary, so the policy and the redactor cannot disagree.
         """
-        if not isinstance(node, MappingNode):
-            return node
-        kept = []
-        for key_node, value_node in node.value:
-            if isinstance(key_node, ScalarNode) and key_node.value == _MOVED_TO_VOCABULARY:
-                self.error(key_node, f"safeguarding: {_MOVED_TO_VOCABULARY!r} is no longer read here; mark "
-                           "the category 'protected: true' with its 'readers' in "
-                           "vocabulary/record_categories.yaml and remove this entry")
-            else:
-                kept.append((key_node, value_node))
-        return MappingNode(node.tag, kept, node.start_mark, node.end_mark)
+        if _MOVED_TO_VOCABULARY not in raw:
+            return raw
+        self.error(raw.line_of(_MOVED_TO_VOCABULARY), f"safeguarding: {_MOVED_TO_VOCABULARY!r} is no longer read "
+                   "here; mark the category 'protected: true' with its 'readers' in "
+                   "vocabulary/record_categories.yaml and remove this entry")
+        kept = LineDict((k, v) for k, v in raw.items() if k != _MOVED_TO_VOCABULARY)
+        kept.line, kept.key_lines = raw.line, raw.key_lines
+        return kept
 
-    def field_category(self, node: Node, what: str) -> str | None:
-        name = self.text(node, what)
-        if name is not None and name not in self.field_categories:
-            self.error(node, f"{what}: field category {name!r} is not declared")
-            return None
-        return name
-
-    def contact(self, node: Node, agency: str) -> AgencyContact | None:
-        entries = self.mapping(node, f"{agency} contact", _CONTACT_KEYS)
-        values: dict[str, str] = {}
-        for key, (_, value_node) in entries.items():
-            value = self.text(value_node, f"{agency} contact {key}")
-            if value is not None:
-                values[key] = value
-        if not values:
-            self.error(node, f"{agency} contact: give at least one of team, phone, email")
-            return None
-        return AgencyContact(agency=agency, **values)
-
-    def field_rules(self, node: Node, what: str) -> dict[str, FieldRule]:
+    def field_rules(self, raw: LineDict, what: str) -> dict[str, FieldRule]:
         rules: dict[str, FieldRule] = {}
-        for category, (key_node, rule_node) in self.mapping(node, what).items():
+        for category, rule_raw in raw.items():
             if category not in self.field_categories:
-                self.error(key_node, f"{what}: field category {category!r} is not declared")
+                self.error(raw.line_of(category), f"{what}: field category {category!r} is not declared")
                 continue
-            rule = self.field_rule(rule_node, f"{what} {category}")
+            rule = self.field_rule(rule_raw, raw.line_of(category), f"{what} {category}")
             if rule is not None:
                 rules[category] = rule
         return rules
 
-    def record_rules(self, node: Node, agency: str) -> dict[str, RecordRule]:
+    def record_rules(self, raw: LineDict, agency: str) -> dict[str, RecordRule]:
         rules: dict[str, RecordRule] = {}
-        for category, (key_node, rule_node) in self.mapping(node, f"{agency} records").items():
+        for category, rule_raw in raw.items():
+            key_line = raw.line_of(category)
             if category not in self.record_categories:
-                self.error(key_node, f"{agency} records: record category {category!r} is not declared")
+                self.error(key_line, f"{agency} records: record category {category!r} is not declared")
                 continue
             if not category.startswith(agency + "."):
-                self.error(
-                    key_node, f"{agency} records: record category {category!r} belongs to another agency"
-                )
+                self.error(key_line, f"{agency} records: record category {category!r} belongs to another agency")
                 continue
-            parsed = self.operator_and_params(rule_node, f"{agency} records {category}")
-            if parsed is None:
+            what = f"{agency} records {category}"
+            rule: RuleEntry | None = self.check(_RULE, rule_raw, what, key_line)
+            if rule is None:
                 continue
-            operator, _params, op_node = parsed
-            if operator not in RECORD_OPERATORS:
-                hint = " (a field operator: put it under fields)" if operator in FIELD_OPERATORS else ""
+            if rule.operator not in RECORD_OPERATORS:
+                hint = " (a field operator: put it under fields)" if rule.operator in FIELD_OPERATORS else ""
                 self.error(
-                    op_node,
-                    f"{agency} records {category}: unknown record operator {operator!r}{hint}; "
+                    line_in(rule_raw, ("operator",)) or key_line,
+                    f"{what}: unknown record operator {rule.operator!r}{hint}; "
                     f"expected one of: {', '.join(RECORD_OPERATORS)}",
                 )
                 continue
-            rules[category] = RecordRule(operator, self.where(rule_node))
+            if self.params(rule, rule_raw, key_line, what) is not None:
+                rules[category] = RecordRule(rule.operator, self.where(getattr(rule_raw, "line", key_line)))
         return rules
 
-    def operator_and_params(self, node: Node, what: str) -> tuple[str, dict[str, Any], Node] | None:
-        """A rule written either as a bare operator name or as {operator: name, <parameters>}."""
-        if isinstance(node, ScalarNode):
-            name = self.text(node, f"{what}: operator")
-            return None if name is None else (name, {}, node)
-        entries = self.mapping(node, what)
-        if not isinstance(node, MappingNode):
+    def field_rule(self, rule_raw: Any, key_line: int, what: str) -> FieldRule | None:
+        rule: RuleEntry | None = self.check(_RULE, rule_raw, what, key_line)
+        if rule is None:
             return None
-        if "operator" not in entries:
-            self.error(node, f"{what}: missing 'operator'")
-            return None
-        op_node = entries["operator"][1]
-        name = self.text(op_node, f"{what}: operator")
-        if name is None:
-            return None
-        params = {k: v for k, v in entries.items() if k != "operator"}
-        return name, params, op_node
-
-    def field_rule(self, node: Node, what: str) -> FieldRule | None:
-        parsed = self.operator_and_params(node, what)
-        if parsed is None:
-            return None
-        operator, raw_params, op_node = parsed
-        if operator not in FIELD_OPERATORS:
-            hint = " (a whole-record operator: put it under records)" if operator in RECORD_OPERATORS else ""
-            self.error(op_node, f"{what}: unknown operator {operator!r}{hint}; expected one of: "
+        if rule.operator not in FIELD_OPERATORS:
+            hint = " (a whole-record operator: put it under records)" if rule.operator in RECORD_OPERATORS else ""
+            self.error(line_in(rule_raw, ("operator",)) or key_line,
+                       f"{what}: unknown operator {rule.operator!r}{hint}; expected one of: "
                        f"{', '.join(FIELD_OPERATORS)}")
             return None
+        params = self.params(rule, rule_raw, key_line, what)
+        if params is None:
+            return None
+        line = getattr(rule_raw, "line", key_line)
+        return FieldRule(rule.operator, MappingProxyType(params), self.where(line), _transform(rule.operator, params))
+
+    def params(self, rule: RuleEntry, rule_raw: Any, key_line: int, what: str) -> dict[str, object] | None:
+        """The rule's parameters checked against its operator, defaults filled in; None (with findings) if bad."""
+        operator, given = rule.operator, rule.model_extra or {}
         spec = _OPERATOR_PARAMS[operator]
         params: dict[str, object] = {}
         ok = True
-        for pname, (pkey, pnode) in raw_params.items():
+        for pname, raw_value in given.items():
+            line = line_in(rule_raw, (pname,)) or key_line
             if pname not in spec:
                 allowed = ", ".join(spec) if spec else "none"
-                self.error(pkey, f"{what}: {operator} has no parameter {pname!r} (parameters: {allowed})")
+                self.error(line, f"{what}: {operator} has no parameter {pname!r} (parameters: {allowed})")
                 ok = False
                 continue
-            value = self.param_value(spec[pname], pnode, f"{what}: {operator} parameter {pname!r}")
+            value = self.param_value(spec[pname], raw_value, line, f"{what}: {operator} parameter {pname!r}")
             if value is None:
                 ok = False
             else:
                 params[pname] = value
         for pname, pspec in spec.items():
-            if pname not in params and pname not in raw_params:
+            if pname not in given:
                 if pspec.required:
-                    self.error(node, f"{what}: {operator} needs the parameter {pname!r}")
+                    self.error(getattr(rule_raw, "line", key_line), f"{what}: {operator} needs the parameter {pname!r}")
                     ok = False
                 elif pspec.default is not None:
                     params[pname] = pspec.default
-        bands_misplaced = params.get("to") not in (None, "age_band")
-        if operator == "generalise_date" and "bands" in raw_params and bands_misplaced:
-            self.error(raw_params["bands"][0], f"{what}: 'bands' applies only with 'to: age_band'")
+        if operator == "generalise_date" and "bands" in given and params.get("to") not in (None, "age_band"):
+            self.error(line_in(rule_raw, ("bands",)) or key_line, f"{what}: 'bands' applies only with 'to: age_band'")
             ok = False
-        if not ok:
-            return None
-        return FieldRule(operator, MappingProxyType(params), self.where(node), _transform(operator, params))
+        return params if ok else None
 
-    def param_value(self, spec: _Param, node: Node, label: str) -> object | None:
+    def param_value(self, spec: _Param, value: Any, line: int, label: str) -> object | None:
         """A validated parameter value, or None (with a finding) when it is bad."""
+        if value is _BAD or (isinstance(value, list) and _BAD in value):
+            return None  # reported where it was read
         if spec.kind == "bands":
-            if not isinstance(node, SequenceNode):
-                self.error(node, f"{label} must be a list of ages, e.g. [0, 1, 5, 11, 16, 18]")
+            if not isinstance(value, list):
+                self.error(line, f"{label} must be a list of ages, e.g. [0, 1, 5, 11, 16, 18]")
                 return None
             try:
-                edges = self.scalar(node, label)
-                return None if edges is _BAD else ops.AgeBands.from_edges(edges)
+                return ops.AgeBands.from_edges(list(value))
             except ValueError as exc:
-                self.error(node, f"{label}: {exc}")
+                self.error(line, f"{label}: {exc}")
                 return None
-        if not isinstance(node, ScalarNode):
-            self.error(node, f"{label} must be a single value")
-            return None
-        value = self.scalar(node, label)
-        if value is _BAD:
+        if isinstance(value, dict | list):
+            self.error(line, f"{label} must be a single value")
             return None
         if spec.kind == "count":
             if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > 64:
-                self.error(node, f"{label} must be a whole number from 0 to 64")
+                self.error(line, f"{label} must be a whole number from 0 to 64")
                 return None
             return value
         if not isinstance(value, str):
-            self.error(node, f"{label} must be text")
+            self.error(line, f"{label} must be text")
             return None
         if spec.kind == "text":
             if not value.strip():
-                self.error(node, f"{label} must not be empty")
+                self.error(line, f"{label} must not be empty")
                 return None
             return value
         if spec.kind == "char":
             if len(value) != 1 or value.isspace():
-                self.error(node, f"{label} must be exactly one visible character")
+                self.error(line, f"{label} must be exactly one visible character")
                 return None
             return value
         if spec.kind == "domain":
             if not ops.DOMAIN_PATTERN.match(value):
-                self.error(node, f"{label} must be a short lower-case name (letters, digits, '_', '.', '-')")
+                self.error(line, f"{label} must be a short lower-case name (letters, digits, '_', '.', '-')")
                 return None
             return value
         if spec.kind == "date_to":
             if value not in ops.DATE_GRANULARITIES:
-                self.error(node, f"{label} must be one of: {', '.join(ops.DATE_GRANULARITIES)}")
+                self.error(line, f"{label} must be one of: {', '.join(ops.DATE_GRANULARITIES)}")
                 return None
             return value
         if spec.kind == "postcode_to":
             if value not in ops.POSTCODE_GRANULARITIES:
-                self.error(node, f"{label} must be one of: {', '.join(ops.POSTCODE_GRANULARITIES)}")
+                self.error(line, f"{label} must be one of: {', '.join(ops.POSTCODE_GRANULARITIES)}")
                 return None
             return value
         raise AssertionError(f"unhandled parameter kind {spec.kind}")  # pragma: no cover

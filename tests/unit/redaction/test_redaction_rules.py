@@ -168,7 +168,7 @@ def test_an_unreadable_file_is_a_policy_error(tmp_path: Path) -> None:
         ("person.postcode: obliterate", "unknown operator 'obliterate'"),
         ("person.postcode: {operator: obliterate}", "unknown operator 'obliterate'"),
         ("person.postcode: existence_only", "whole-record operator: put it under records"),
-        ("person.postcode: {keep_last: 4}", "missing 'operator'"),
+        ("person.postcode: {keep_last: 4}", "person.postcode: operator is required"),
         ("person.postcode: {operator: generalise_postcode}", "needs the parameter 'to'"),
         ("person.postcode: {operator: generalise_postcode, to: street}",
          "must be one of: area, district, sector"),
@@ -230,9 +230,20 @@ def test_a_bad_field_rule_is_rejected_at_its_line(rule: str, message: str) -> No
          "field category 'household.members' is not declared"),
         ("    domain: person\n", "    domain: PERSON\n", "domain: PERSON", "short lower-case name"),
         ("version: 1", "version: 2", "version: 2", "version must be 1"),
-        ("version: 1", "versoin: 1", "versoin", "unknown key 'versoin'"),
-        ("    contact: {team", "    contact: {tema", "contact: {tema", "unknown key 'tema'"),
-        ("    records:\n", "    record:\n", "record:", "unknown key 'record'"),
+        ("version: 1", "version: true", "version: true", "version must be 1"),
+        ("health.mental_health: existence_only", "health.mental_health: {operator: existence_only, text: x}",
+         "health.mental_health", "existence_only has no parameter 'text' (parameters: none)"),
+        ("    contact: {team: \"Health MASH nurse\", phone: \"020 7946 0102\"}", "    contact: {}", "contact: {}",
+         "agency health: contact needs at least one of team, phone, email"),
+        ("    record.date: keep\n", "    record.date: keep\n    7: keep\n", "7: keep", "keys must be plain names"),
+        ("    domain: person\n", "    domain: [person]\n", "domain: [person]",
+         "safeguarding: pseudonymise_outside_mash.domain must be text"),
+        ("version: 1", "versoin: 1", "versoin",
+         "versoin is not a known key (expected one of: version, safeguarding, default, agencies)"),
+        ("    contact: {team", "    contact: {tema", "contact: {tema",
+         "agency health: contact.tema is not a known key (expected one of: team, phone, email)"),
+        ("    records:\n", "    record:\n", "record:",
+         "agency health: record is not a known key (expected one of: contact, fields, records)"),
         ("    record.date: keep\n", "    record.date: keep\n    record.date: drop\n", "record.date: drop",
          "'record.date' is given twice"),
     ],
@@ -247,10 +258,35 @@ def test_a_bad_document_is_rejected_at_its_line(old: str, new: str, marker: str,
     assert line == line_of(text, marker)
 
 
+def test_an_agency_with_everything_commented_out_gets_the_default_rules() -> None:
+    """An agency heading with nothing under it is not a mistake: the agency has the default rules."""
+    rules = parse(VALID.replace("    fields:\n      record.detail: agency_summary\n", ""))
+    assert rules.rule_for("police", "record.detail") == rules.rule_for("housing", "record.detail")
+
+
+def test_a_rules_file_that_is_not_a_mapping_is_rejected() -> None:
+    """A file whose top level is a list is one finding at its first line, not a crash."""
+    assert findings_of("- keep\n") == [(1, "redaction rules must be a mapping of names to values")]
+
+
+def test_mistakes_in_every_block_are_reported_together() -> None:
+    """A shape error in one block does not hide mistakes in the others: each is found at its own line."""
+    text = with_default_rule("person.postcode: obliterate").replace("version: 1", "versoin: 1")
+    text = text.replace("    records:\n", "    record:\n").replace("    domain: person\n", "    domain: PERSON\n")
+    findings = findings_of(text)
+    assert sorted(line for line, _ in findings) == sorted([
+        line_of(text, "versoin"),  # an unknown key
+        line_of(text, "versoin"),  # and so 'version' is missing; the file begins there
+        line_of(text, "domain: PERSON"),
+        line_of(text, "obliterate"),
+        line_of(text, "record:"),
+    ]), findings
+
+
 def test_a_missing_safeguarding_block_is_rejected() -> None:
     """Without the safeguarding block the rules do not load: its protections must be stated."""
     findings = findings_of(VALID.replace(SAFEGUARDING, ""))
-    assert any("missing the 'safeguarding' block" in m for _, m in findings)
+    assert any(m == "safeguarding is required" for _, m in findings)
 
 
 def test_a_missing_safeguarding_entry_is_rejected_at_the_block() -> None:
@@ -260,7 +296,7 @@ def test_a_missing_safeguarding_entry_is_rejected_at_the_block() -> None:
         "conditions_field: police.handling_conditions}\n", 1)
     text = text.replace("    code_field: police.handling_code\n    conditions_field: police.handling_conditions\n", "")
     findings = findings_of(text)
-    message = "handling_codes: missing 'record_categories'"
+    message = "safeguarding: handling_codes.record_categories is required"
     expected = (line_of(text, "handling_codes:"), message)
     assert expected in findings
 
