@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -85,8 +86,10 @@ class ReferralWorkflow:
     """Runs every referral use case under the current main policy (roles, bindings) and workflow policy."""
 
     def __init__(self, *, store: ReferralStore, workflow: WorkflowPolicy, policy: PolicySource, audit: AuditSink,
-                 tokeniser: SubjectTokeniser, clock: Clock, screening: OpenCaseCheck | None = None) -> None:
+                 tokeniser: SubjectTokeniser, clock: Clock, screening: OpenCaseCheck | None = None,
+                 on_breach: Callable[[str, str, str], None] | None = None) -> None:
         self._store = store
+        self._on_breach = on_breach  # told (mash, rating, step) of each breach as it is audited
         self._workflow = workflow
         self._policy = policy
         self._audit = audit
@@ -494,9 +497,23 @@ class ReferralWorkflow:
                 except VersionConflict:
                     continue  # moved meanwhile; the next sweep looks again
                 recorded += 1
+                if self._on_breach is not None:
+                    self._on_breach(referral.mash, referral.rating, step)
             offset += len(page.referrals)
             if offset >= page.total or not page.referrals:
                 return recorded
+
+    async def overdue(self, *, batch: int = 200) -> dict[tuple[str, str], int]:
+        """How many referrals are past their running deadline now, by MASH and rating (for the breach gauge)."""
+        now = self._clock.now()
+        counts: Counter[tuple[str, str]] = Counter()
+        offset = 0
+        while True:
+            page = await self._store.queue(QueueFilter(overdue_at=now), limit=batch, offset=offset)
+            counts.update((r.mash, r.rating) for r in page.referrals)
+            offset += len(page.referrals)
+            if offset >= page.total or not page.referrals:
+                return dict(counts)
 
     async def purge(self, caller: Caller) -> list[str]:
         """Delete referrals whose retention has run out since they closed; the purge itself is audited."""
