@@ -121,7 +121,8 @@ async def test_a_breached_referral_deadline_is_counted_once_and_shown_as_overdue
     clock = FixedClock()  # Thursday 09:00 UTC, a working day
     async with Partnership(tmp_path / "state", policy_dir, world=shared_world, clock=clock,
                            metrics_listen="127.0.0.1:0") as running:
-        assert running.gateway is not None and running.gateway.deps.sweeper is not None
+        assert running.gateway is not None
+        assert running.gateway.deps.sweeper is not None
         sweeper = running.gateway.deps.sweeper
         police = ref_grpc.ReferralServiceStub(running.channel(client_credentials(running.pki, "police", "case-system")))
         hub = ref_grpc.ReferralServiceStub(running.channel(client_credentials(running.pki, "hub", "mash-console")))
@@ -136,11 +137,13 @@ async def test_a_breached_referral_deadline_is_counted_once_and_shown_as_overdue
         overdue = ("mash_gateway_referrals_overdue", (("mash", "children"), ("rating", "red")))
         assert await sweeper.sweep() == 0
         _, samples = await scrape(running)
-        assert breaches not in samples and overdue not in samples
+        assert breaches not in samples
+        assert overdue not in samples
         clock.advance(5 * 3600)
         assert await sweeper.sweep() == 1
         assert await sweeper.sweep() == 0
         text, samples = await scrape(running)
         assert samples[breaches] == 1
         assert samples[overdue] == 1
-        assert NOAH_FENWICK.family_name not in text and submitted.referral.referral_id not in text
+        assert NOAH_FENWICK.family_name not in text
+        assert submitted.referral.referral_id not in text
