@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from gateway.api.agency_client import GrpcAgencyTransport
+from gateway.api.agency_client import GrpcAgencyTransport, NodeCertificateCheck
 from gateway.api.audit_servicer import AuditServicer
 from gateway.api.calls import CallHandlers
 from gateway.api.hub_servicer import HubServicer
@@ -37,15 +37,19 @@ from gateway.keys import KeyPaths, load_keys
 from gateway.linkage import SubjectTokeniser
 from gateway.metrics import GatewayMetrics, MeteredAuditSink, MeteredTransport
 from gateway.partnership import missing_endpoints
+from gateway.pki.revocation import RevocationList
 from gateway.policy import PolicyHolder, PolicyWatcher
 from gateway.policy.holder import ReleaseGate
 from gateway.policy.release import ReleaseError, Signers, current_release, release_gate, verify_release
 from gateway.service.access import AccessGuard
 from gateway.service.audit_reads import AuditReads
+from gateway.service.limits import CallLimiter, Limits
 from gateway.service.policy_admin import PolicyAdmin
 from gateway.service.ports import AgencyTransport
 from gateway.service.query import QueryService
+from gateway.service.request_ids import RequestLedger
 from gateway.settings import Settings, SettingsError
+from gateway.witness import WitnessClient, WitnessConfig
 from gateway.workflow.package import PertinentInformation
 from gateway.workflow.policy import FILE_NAME as WORKFLOW_FILE
 from gateway.workflow.policy import load_workflow
@@ -83,6 +87,7 @@ class Dependencies:
     referrals: ReferralWorkflow | None = None  # None when the policy directory has no workflow.yaml
     referral_store: ReferralStore | None = None
     sweeper: BreachSweeper | None = None
+    revocations: RevocationList | None = None
     resources: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
     """Closes what `open_dependencies` opened, newest first: sweeper, referral store, watcher, transport,
     audit log, audit store."""
@@ -100,14 +105,17 @@ async def open_dependencies(
     `transport` is closed with the rest, also when opening fails.
     """
     clock = clock or SystemClock()
+    # A revocation list that cannot be read stops start-up: serving without it would un-revoke everyone.
+    revocations = RevocationList(settings.crl_file, settings.pki.ca_cert) if settings.crl_file else None
     key_paths = KeyPaths(settings.keys_dir)
     keys = load_keys(key_paths)
     async with contextlib.AsyncExitStack() as resources:
         store = await open_store(settings.audit_store_url)
         resources.push_async_callback(store.close)
+        witnesses = [WitnessClient(WitnessConfig(w["url"], w["vkey"])) for w in settings.witnesses]
         audit = await AuditLog.open(store, load_signer(key_paths.checkpoint), clock,
                                     checkpoint_interval=settings.checkpoint_interval,
-                                    append_timeout=settings.audit_append_timeout)
+                                    append_timeout=settings.audit_append_timeout, witnesses=witnesses)
         resources.push_async_callback(audit.aclose)
         on_event = _audit_sink(audit)
         policy_dir, gate = settings.policy_dir, None
@@ -130,7 +138,9 @@ async def open_dependencies(
         if transport is None:
             transport = GrpcAgencyTransport.connect(
                 settings.agency_endpoints, gateway_client_credentials(settings.pki),
-                trust_domain=settings.trust_domain,
+                trust_domain=settings.trust_domain, max_answer_bytes=settings.agency_max_answer_bytes,
+                node_check=None if revocations is None else NodeCertificateCheck(
+                    settings.pki, revocations, settings.trust_domain),
             )
         resources.push_async_callback(transport.close)
         metrics = None
@@ -145,6 +155,7 @@ async def open_dependencies(
             tokeniser=tokeniser, sealer=IdentifierSealer(keys.sealing),
             pseudonym_keys=keys.pseudonym, clock=clock, default_timeout=settings.default_timeout,
             max_timeout=settings.max_timeout, audit_margin=settings.audit_margin,
+            requests=RequestLedger(window=settings.request_id_window),
         )
         review = AuditReview(audit, load_public_keys(key_paths.checkpoint))
         watcher = None
@@ -153,7 +164,7 @@ async def open_dependencies(
             resources.push_async_callback(watcher.stop)
         deps = Dependencies(policy=holder, audit=audit, transport=transport, query=query, clock=clock,
                             review=review, tokeniser=tokeniser, watcher=watcher, unserved=unserved,
-                            metrics=metrics)
+                            metrics=metrics, revocations=revocations)
         await _open_referrals(settings, deps, keys.sealing, resources)
         deps.resources = resources.pop_all()
         return deps
@@ -315,7 +326,13 @@ def build_server(settings: Settings, deps: Dependencies) -> GatewayServer:
     """A grpc.aio server with mTLS (client certificates required), health and optional reflection."""
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     guard = AccessGuard(deps.policy, deps.audit, deps.clock)
-    handlers = CallHandlers(guard.refusals, deps.metrics)
+    limits = Limits(
+        identity_rate=settings.identity_rate, identity_burst=settings.identity_burst,
+        identity_concurrency=settings.identity_concurrency, user_rate=settings.user_rate,
+        user_burst=settings.user_burst, user_concurrency=settings.user_concurrency,
+        audit_window=settings.limit_audit_window,
+    )
+    handlers = CallHandlers(guard.refusals, deps.metrics, limiter=CallLimiter(limits), revocations=deps.revocations)
     handlers.add(server, hub_service_pb2.DESCRIPTOR.services_by_name["HubService"],
                  HubServicer(deps.query, ResearchLink(deps.referrals, deps.clock)))
     handlers.add(server, audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"],

@@ -3,6 +3,7 @@
     GatewayError
     ├── InvalidRequest        → INVALID_ARGUMENT, with field violations
     ├── RequestRefused        → PERMISSION_DENIED, with a reason
+    ├── LimitExceeded         → RESOURCE_EXHAUSTED, with a reason and a retry delay
     ├── NotFound              → NOT_FOUND
     ├── AuditUnavailable      → UNAVAILABLE (nothing is disclosed)
     ├── AgencyError           → per-agency status, never a failed call
@@ -44,6 +45,16 @@ class RequestRefused(GatewayError):
         self.reason = reason
         self.code = code
         self.field = field
+        super().__init__(reason)
+
+
+class LimitExceeded(GatewayError):
+    """The caller is over its rate or concurrency limit; nothing was done, it may retry after `retry_after`."""
+
+    def __init__(self, reason: str, *, code: str, retry_after: float) -> None:
+        self.reason = reason
+        self.code = code
+        self.retry_after = retry_after
         super().__init__(reason)
 
 

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
 from dataclasses import Field as Field_
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_type_hints
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+from typing_extensions import TypedDict  # pydantic needs this one on Python 3.11
 
+from gateway.audit.note import NoteError
 from gateway.errors import GatewayError
 from gateway.pki import DEFAULT_TRUST_DOMAIN, PkiLayout
 from gateway.schema import KeyPath, problems, toml_key_lines
+from gateway.witness.client import WitnessConfig, WitnessError
 
 
 class SettingsError(GatewayError):
@@ -26,7 +29,24 @@ LogLevel = Annotated[
     Literal["debug", "info", "warning", "error", "critical"],
     BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v),  # logging itself ignores case
 ]
-_PATHS = ("state_dir", "policy_dir", "pki_dir", "policy_releases", "policy_signers")
+Rate = Annotated[float, Field(ge=0)]
+Count = Annotated[int, Field(ge=0)]
+_PATHS = ("state_dir", "policy_dir", "pki_dir", "policy_releases", "policy_signers", "crl_file")
+
+
+class WitnessEndpoint(TypedDict):
+    """A witness the gateway submits each checkpoint to: its URL prefix and its cosigner verifier key."""
+
+    url: str
+    vkey: str
+
+
+def _check_witness(value: WitnessEndpoint) -> WitnessEndpoint:
+    try:
+        WitnessConfig(value["url"], value["vkey"])
+    except (WitnessError, NoteError) as exc:
+        raise ValueError(str(exc)) from exc
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +76,19 @@ class Settings:
     policy_signers: Path | None = None  # JSON file of the policy administrators' and IG officers' public keys
     require_all_agencies: bool = False  # HubService health NOT_SERVING while a record holder has no endpoint
     log_level: LogLevel = "info"
+    # Witnesses asked to cosign every checkpoint: [{ url = "http://…", vkey = "name+id+key" }, …]
+    witnesses: Sequence[Annotated[WitnessEndpoint, AfterValidator(_check_witness)]] = ()
     metrics_listen: str = ""  # host:port for the Prometheus /metrics endpoint; empty = no metrics
+    crl_file: Path | None = None  # revocation list (PEM or DER) of the CA, reread when it changes
+    identity_rate: Rate = 0.0  # calls per second per client certificate; 0 = no limit
+    identity_burst: Count = 0  # calls a certificate may make at once above its rate (at least 1)
+    identity_concurrency: Count = 0  # calls in flight per client certificate; 0 = no limit
+    user_rate: Rate = 0.0  # calls per second per practitioner (certificate and user id); 0 = no limit
+    user_burst: Count = 0
+    user_concurrency: Count = 0
+    limit_audit_window: Seconds = 60.0  # at most one audit entry per caller and limit in this many seconds
+    request_id_window: Seconds = 600.0  # a request id names one request, and a retry gets its answer, this long
+    agency_max_answer_bytes: Annotated[int, Field(gt=0)] = 4 * 1024 * 1024  # larger node answers are refused
 
     @property
     def pki(self) -> PkiLayout:

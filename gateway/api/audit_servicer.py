@@ -34,8 +34,18 @@ class AuditServicer:
     async def GetLatestCheckpoint(
         self, request: audit_pb.GetLatestCheckpointRequest, call: Call
     ) -> audit_pb.GetLatestCheckpointResponse:
-        checkpoint = await self._reads.latest_checkpoint(call.caller)
-        return audit_pb.GetLatestCheckpointResponse(checkpoint=checkpoint_to_proto(checkpoint))
+        checkpoint, cosignatures = await self._reads.latest_checkpoint(call.caller)
+        return audit_pb.GetLatestCheckpointResponse(checkpoint=checkpoint_to_proto(checkpoint, cosignatures))
+
+    async def GetCheckpoint(self, request: audit_pb.GetCheckpointRequest, call: Call) -> audit_pb.GetCheckpointResponse:
+        checkpoint, cosignatures = await self._reads.checkpoint(call.caller, request.tree_size)
+        return audit_pb.GetCheckpointResponse(checkpoint=checkpoint_to_proto(checkpoint, cosignatures))
+
+    async def GetVerifierKeys(
+        self, request: audit_pb.GetVerifierKeysRequest, call: Call
+    ) -> audit_pb.GetVerifierKeysResponse:
+        keys = await self._reads.verifier_keys(call.caller)
+        return audit_pb.GetVerifierKeysResponse(origin=keys.origin or "", verifier_keys=keys.vkeys())
 
     async def GetInclusionProof(
         self, request: audit_pb.GetInclusionProofRequest, call: Call
@@ -43,7 +53,7 @@ class AuditServicer:
         proof = await self._reads.inclusion_proof(call.caller, request.index, request.tree_size or None)
         response = audit_pb.GetInclusionProofResponse(
             index=proof.index, tree_size=proof.tree_size, leaf_hash=proof.leaf_hash, path=list(proof.path),
-            root_hash=proof.root_hash,
+            root_hash=proof.root_hash, root_signed=proof.root_signed(self._reads.keys),
         )
         if proof.checkpoint is not None:
             response.checkpoint.CopyFrom(checkpoint_to_proto(proof.checkpoint))
@@ -54,9 +64,11 @@ class AuditServicer:
     ) -> audit_pb.GetConsistencyProofResponse:
         proof = await self._reads.consistency_proof(call.caller, request.first_tree_size,
                                                     request.second_tree_size or None)
+        first_signed, second_signed = proof.roots_signed(self._reads.keys)
         return audit_pb.GetConsistencyProofResponse(
             first_tree_size=proof.size1, second_tree_size=proof.size2, first_root_hash=proof.root1,
-            second_root_hash=proof.root2, path=list(proof.path),
+            second_root_hash=proof.root2, path=list(proof.path), first_root_signed=first_signed,
+            second_root_signed=second_signed,
         )
 
     async def VerifyLog(self, request: audit_pb.VerifyLogRequest, call: Call) -> audit_pb.VerifyLogResponse:

@@ -6,6 +6,7 @@ An aio server interceptor cannot see the TLS peer, so this is done where the han
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -19,9 +20,11 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
 from gateway.api.errors import errors_as_status
-from gateway.api.identity import caller_from_context
-from gateway.errors import FieldViolation, InvalidRequest
+from gateway.api.identity import caller_from_context, peer_certificate
+from gateway.errors import FieldViolation, InvalidRequest, RequestRefused
+from gateway.pki.revocation import RevocationList
 from gateway.service.access import Refusals
+from gateway.service.limits import CallLimiter, Limits
 from gateway.service.validation import Caller
 
 if TYPE_CHECKING:
@@ -64,9 +67,12 @@ def _lenient(message_class: type[Message]) -> Callable[[bytes], Message | _Undec
 class CallHandlers:
     """Registers servicers so each call is checked and refused in one place before any servicer method runs."""
 
-    def __init__(self, refusals: Refusals, metrics: GatewayMetrics | None = None) -> None:
+    def __init__(self, refusals: Refusals, metrics: GatewayMetrics | None = None, *,
+                 limiter: CallLimiter | None = None, revocations: RevocationList | None = None) -> None:
         self._refusals = refusals
         self._metrics = metrics
+        self._limiter = limiter or CallLimiter(Limits())
+        self._revocations = revocations
 
     def _observe(self, rpc: str, context: Context, started: float, failed: bool) -> None:
         if self._metrics is None:
@@ -75,17 +81,28 @@ class CallHandlers:
         name = code.name if isinstance(code, grpc.StatusCode) else ("UNKNOWN" if failed else "OK")
         self._metrics.observe_rpc(rpc, name, time.perf_counter() - started)
 
-    async def _begin(self, request: object, context: Context, service: ServiceDescriptor, rpc: str) -> Call:
+    @contextlib.asynccontextmanager
+    async def _begin(self, request: object, context: Context, service: ServiceDescriptor,
+                     rpc: str) -> AsyncIterator[Call]:
+        """Inside: the call, counted against its caller's limits until it ends."""
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(rpc=rpc)
         caller, violations = caller_from_context(context)
-        if request is UNDECODABLE:
-            method = service.methods_by_name[rpc]
-            violations = (*violations, FieldViolation(
-                "request", f"is not a valid {method.input_type.full_name} message"))
-        if violations:
-            await self._refusals.refuse(caller, rpc, InvalidRequest(violations))
-        return Call(caller, rpc, context)
+        # Limits come first: they are cheapest, and a refused flood writes one audit entry per window.
+        with self._limiter.hold(caller) as over:
+            if over is not None:
+                await self._refusals.limited(caller, rpc, over.error, audit=over.audit,
+                                             refused=over.refused_since_last_entry)
+            if self._revocations is not None and self._revocations.is_revoked_pem(peer_certificate(context) or b""):
+                await self._refusals.refuse(caller, rpc, RequestRefused(
+                    "the client certificate has been revoked", code="CERTIFICATE_REVOKED"))
+            if request is UNDECODABLE:
+                method = service.methods_by_name[rpc]
+                violations = (*violations, FieldViolation(
+                    "request", f"is not a valid {method.input_type.full_name} message"))
+            if violations:
+                await self._refusals.refuse(caller, rpc, InvalidRequest(violations))
+            yield Call(caller, rpc, context)
 
     def add(self, server: grpc.aio.Server, service: ServiceDescriptor, servicer: object) -> None:
         """Serve every method of `service` from the same-named coroutine (or async generator) of `servicer`,
@@ -116,8 +133,8 @@ class CallHandlers:
         async def handle(request: Any, context: Context) -> Message:
             started, failed = time.perf_counter(), True
             try:
-                async with errors_as_status(context):
-                    response = await implementation(request, await self._begin(request, context, service, rpc))
+                async with errors_as_status(context), self._begin(request, context, service, rpc) as call:
+                    response = await implementation(request, call)
                     failed = False
                     return response
                 raise AssertionError("unreachable")  # pragma: no cover - errors_as_status aborts or re-raises
@@ -132,8 +149,8 @@ class CallHandlers:
         async def handle(request: Any, context: Context) -> AsyncIterator[Message]:
             started, failed = time.perf_counter(), True
             try:
-                async with errors_as_status(context):
-                    async for response in implementation(request, await self._begin(request, context, service, rpc)):
+                async with errors_as_status(context), self._begin(request, context, service, rpc) as call:
+                    async for response in implementation(request, call):
                         yield response
                     failed = False
             finally:

@@ -208,12 +208,25 @@ def lookup_to_proto(command: LookupCommand) -> agency_pb.LookupRequest:
     )
 
 
+MAX_ANSWER_MATCHES = 100
+MAX_ANSWER_RECORDS = 5_000
+MAX_ANSWER_FIELDS = 100_000
+"""Most people, records and fields one node answer may hold; far above any real answer, they bound the work
+a hostile node can cause within the size limit (a few MiB of empty fields is a million objects)."""
+
+
 def lookup_result_from_proto(msg: agency_pb.LookupResponse, agency: str, asked: Collection[str]) -> LookupResult:
-    """A node's answer as a domain LookupResult; ValueError on a malformed answer.
+    """A node's answer as a domain LookupResult; ValueError on a malformed or oversized answer.
 
     Records of another agency or outside the `asked` categories are counted and dropped before anything
     of them is decoded, so a fault in a record the caller may not see cannot surface in any answer.
     """
+    if len(msg.matches) > MAX_ANSWER_MATCHES:
+        raise ValueError(f"the answer matches more than {MAX_ANSWER_MATCHES} people")
+    if sum(len(m.records) for m in msg.matches) > MAX_ANSWER_RECORDS:
+        raise ValueError(f"the answer holds more than {MAX_ANSWER_RECORDS} records")
+    if sum(len(r.fields) for m in msg.matches for r in m.records) > MAX_ANSWER_FIELDS:
+        raise ValueError(f"the answer holds more than {MAX_ANSWER_FIELDS} fields")
     matches = []
     dropped = 0
     for m in msg.matches:
@@ -267,11 +280,12 @@ def audit_record_to_proto(record: AuditRecord) -> audit_pb.AuditEntry:
     )
 
 
-def checkpoint_to_proto(checkpoint: SignedCheckpoint) -> audit_pb.SignedCheckpoint:
+def checkpoint_to_proto(checkpoint: SignedCheckpoint, cosignatures: tuple[str, ...] = ()) -> audit_pb.SignedCheckpoint:
     return audit_pb.SignedCheckpoint(
         tree_size=checkpoint.tree_size, root_hash=checkpoint.root_hash,
         timestamp=_timestamp(checkpoint.timestamp), key_id=checkpoint.key_id, signature=checkpoint.signature,
-        signed_body=checkpoint.body(),
+        signed_body=checkpoint.body(), note=checkpoint.note(cosignatures) if checkpoint.is_note else "",
+        cosignatures=list(cosignatures),
     )
 
 

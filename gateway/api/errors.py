@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import traceback
 from collections.abc import AsyncIterator
 from typing import NoReturn
@@ -14,7 +15,15 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from gateway.errors import AuditUnavailable, GatewayError, InvalidRequest, NotFound, PolicyError, RequestRefused
+from gateway.errors import (
+    AuditUnavailable,
+    GatewayError,
+    InvalidRequest,
+    LimitExceeded,
+    NotFound,
+    PolicyError,
+    RequestRefused,
+)
 from gateway.service.access import clip
 from gateway.workflow.referral import InvalidTransition, VersionConflict
 
@@ -24,7 +33,8 @@ _MAX_FIELD, _MAX_DESCRIPTION, _MAX_MESSAGE, _MAX_VIOLATIONS = 128, 256, 2048, 20
 log = structlog.get_logger("gateway.api")
 
 
-def _pack(message: error_details_pb2.BadRequest | error_details_pb2.ErrorInfo) -> any_pb2.Any:
+def _pack(message: error_details_pb2.BadRequest | error_details_pb2.ErrorInfo | error_details_pb2.RetryInfo
+          ) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)
     return packed
@@ -51,6 +61,12 @@ def to_status(exc: GatewayError) -> status_pb2.Status:
                                            metadata={"field": clip(exc.field, _MAX_FIELD)} if exc.field else {})
         return status_pb2.Status(code=code_pb2.PERMISSION_DENIED,
                                  message=clip(f"refused: {exc.reason}", _MAX_MESSAGE), details=[_pack(info)])
+    if isinstance(exc, LimitExceeded):
+        info = error_details_pb2.ErrorInfo(reason=exc.code, domain=ERROR_DOMAIN)
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromMilliseconds(math.ceil(exc.retry_after * 1000))
+        return status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=clip(f"limited: {exc.reason}", _MAX_MESSAGE),
+                                 details=[_pack(info), _pack(retry)])
     if isinstance(exc, AuditUnavailable):
         info = error_details_pb2.ErrorInfo(reason="AUDIT_UNAVAILABLE", domain=ERROR_DOMAIN)
         return status_pb2.Status(

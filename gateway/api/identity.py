@@ -20,6 +20,12 @@ def _metadata(context: grpc.aio.ServicerContext[object, object], key: str) -> li
             for name, value in context.invocation_metadata() or () if name == key]
 
 
+def peer_certificate(context: grpc.aio.ServicerContext[object, object]) -> bytes | None:
+    """The verified client certificate (PEM) of the call, if any."""
+    pems = list(context.auth_context().get("x509_pem_cert") or ())
+    return bytes(pems[0]) if pems else None
+
+
 def caller_from_context(
     context: grpc.aio.ServicerContext[object, object],
 ) -> tuple[Caller, tuple[FieldViolation, ...]]:
@@ -30,10 +36,10 @@ def caller_from_context(
     proxy may have added one): the caller then carries a marker, never any of the values.
     """
     identity, agency = "", ""
-    pems = list(context.auth_context().get("x509_pem_cert") or ())
-    if pems:
+    pem = peer_certificate(context)
+    if pem is not None:
         try:
-            parsed = identity_from_pem(bytes(pems[0]))
+            parsed = identity_from_pem(pem)
             identity, agency = parsed.uri, parsed.agency
         except RequestRefused as exc:
             log.warning("unusable client certificate identity", reason=exc.reason)

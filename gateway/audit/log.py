@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
+from typing import Protocol
 
 import structlog
 
 from gateway.audit.checkpoint import CheckpointSignatureError, CheckpointSigner, PublicKeys, SignedCheckpoint
 from gateway.audit.encoding import EncodingError
 from gateway.audit.merkle import MerkleTree, ProofError
+from gateway.audit.note import Signature
 from gateway.audit.store import CheckpointConflict, DisclosureStore, PendingEntry, StoreError
 from gateway.audit.verify import LogVerifier, checked_leaf
 from gateway.domain import AuditEvent, AuditReceipt, Clock
@@ -25,6 +27,15 @@ class CheckpointUnavailable(GatewayError):
     """A checkpoint could not be made: no signing key, or the store refused it."""
 
 
+class Cosigner(Protocol):
+    """A witness the log asks to cosign each checkpoint (see `gateway.witness.WitnessClient`)."""
+
+    async def add_checkpoint(self, note: str, tree_size: int,
+                             proof: Callable[[int, int], Awaitable[list[bytes]]]) -> Signature:
+        """The witness's cosignature line on `note`; `proof(old, new)` gives consistency proofs it asks for."""
+        ...
+
+
 class AuditLog:
     """Appends audit events durably and keeps the Merkle tree of the whole log in memory.
 
@@ -37,8 +48,9 @@ class AuditLog:
     def __init__(self, store: DisclosureStore, signer: CheckpointSigner | None, clock: Clock,
                  tree: MerkleTree, checkpoint_interval: float | None,
                  append_timeout: float | None = None, *, keys: PublicKeys | None = None,
-                 seen: SignedCheckpoint | None = None) -> None:
+                 seen: SignedCheckpoint | None = None, witnesses: Sequence[Cosigner] = ()) -> None:
         self.store = store
+        self._witnesses = list(witnesses)
         self._append_timeout = append_timeout
         self._signer = signer
         self._keys = keys
@@ -56,7 +68,7 @@ class AuditLog:
     @classmethod
     async def open(cls, store: DisclosureStore, signer: CheckpointSigner | None, clock: Clock, *,
                    checkpoint_interval: float | None = 60.0, append_timeout: float | None = None,
-                   keys: PublicKeys | None = None) -> AuditLog:
+                   keys: PublicKeys | None = None, witnesses: Sequence[Cosigner] = ()) -> AuditLog:
         """Load and check the tree from `store`. Without a `signer` the log can append and prove but not checkpoint.
 
         Every entry's leaf hash is recomputed from its bytes, and the latest stored checkpoint must verify
@@ -66,6 +78,8 @@ class AuditLog:
 
         With `append_timeout`, an append the store has not confirmed within that many seconds raises
         AuditUnavailable (the entry may still land later; it is then logged but nothing was disclosed).
+
+        Each checkpoint is then submitted to the `witnesses`, and the cosignatures they return are stored.
         """
         if checkpoint_interval is not None and checkpoint_interval <= 0:
             raise ValueError("checkpoint_interval must be positive (or None for no idle checkpoints)")
@@ -89,7 +103,7 @@ class AuditLog:
             raise AuditUnavailable(f"the audit log does not match its own checks ({report.summary()}); "
                                    "run `mash-gateway audit verify` for the full report")
         return cls(store, signer, clock, verifier.tree, checkpoint_interval, append_timeout, keys=keys,
-                   seen=latest)
+                   seen=latest, witnesses=witnesses)
 
     @property
     def can_checkpoint(self) -> bool:
@@ -255,8 +269,32 @@ class AuditLog:
                 except StoreError as exc:
                     raise CheckpointUnavailable(f"cannot store the checkpoint: {exc}") from exc
                 self._seen = checkpoint
+                await self._witness(checkpoint)
                 return checkpoint
             raise CheckpointUnavailable("could not store a checkpoint after several attempts")
+
+    async def _witness(self, checkpoint: SignedCheckpoint) -> None:
+        """Ask every witness to cosign `checkpoint` and store the cosignatures; a refusal is logged, not raised.
+
+        The checkpoint stands without them; `audit verify --witness ... --quorum K` tells whether enough
+        witnesses vouch for it.
+        """
+        if not self._witnesses or not checkpoint.is_note:
+            return
+        note = checkpoint.note()
+        results = await asyncio.gather(
+            *(w.add_checkpoint(note, checkpoint.tree_size, self.consistency_proof) for w in self._witnesses),
+            return_exceptions=True)
+        for result in results:
+            if isinstance(result, Signature):
+                try:
+                    await self.store.add_cosignature(checkpoint.tree_size, checkpoint.root_hash, result.line)
+                except StoreError as exc:
+                    _log.warning("audit_cosignature_not_stored", witness=result.name, error=str(exc))
+            elif isinstance(result, GatewayError):
+                _log.warning("audit_witness_refused", tree_size=checkpoint.tree_size, error=str(result))
+            elif isinstance(result, BaseException):
+                _log.error("audit_witness_failed", error_type=type(result).__name__, unexpected=True)
 
     def _check_latest(self, latest: SignedCheckpoint | None, size: int) -> None:
         """Raise CheckpointUnavailable unless `latest` is a trustworthy prefix of the tree of `size` entries."""
@@ -302,10 +340,25 @@ class AuditLog:
                 _log.info("audit_checkpoint", tree_size=checkpoint.tree_size, key_id=checkpoint.key_id)
 
     async def aclose(self) -> None:
-        """Stop the idle checkpoint task (the store stays open; its owner closes it)."""
+        """Stop the idle checkpoint task and, if it ran, sign a final checkpoint over every entry appended.
+
+        The store stays open (its owner closes it). A graceful stop thus leaves no unsigned tail behind.
+        """
         task, self._task = self._task, None
         if task is None:
             return
+        await self._stop(task)
+        try:
+            latest = await self.store.latest_checkpoint()
+            if latest is None or latest.tree_size < await self.sync():
+                checkpoint = await self.checkpoint()
+                _log.info("audit_final_checkpoint", tree_size=checkpoint.tree_size)
+        except GatewayError as exc:
+            _log.warning("audit_final_checkpoint_failed", error=str(exc))
+        except Exception as exc:  # closing must still succeed; only the type, as in `_run`
+            _log.error("audit_final_checkpoint_failed", error_type=type(exc).__name__, unexpected=True)
+
+    async def _stop(self, task: asyncio.Task[None]) -> None:
         task.cancel()
         try:
             await task

@@ -30,6 +30,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.rows: list[tuple[StoredEntry, EntryMeta]] = []
         self.checkpoint_rows: list[SignedCheckpoint] = []
+        self.cosignature_rows: list[tuple[int, bytes, str]] = []
         self.unavailable = False
         self.closed = False
         self._lock = asyncio.Lock()
@@ -103,6 +104,15 @@ class MemoryStore:
 
     async def check_writable(self) -> None:
         self._check()
+
+    async def add_cosignature(self, tree_size: int, root_hash: bytes, line: str) -> None:
+        self._check()
+        if (tree_size, root_hash, line) not in self.cosignature_rows:
+            self.cosignature_rows.append((tree_size, root_hash, line))
+
+    async def cosignatures(self) -> list[tuple[int, bytes, str]]:
+        self._check()
+        return sorted(self.cosignature_rows)
 
     async def close(self) -> None:
         self.closed = True

@@ -377,6 +377,17 @@ class PostgresStore:
                                    "VALUES (-1, '', %s, '', '', '', '', '', '', '', '')", (bytes(PROBE_BYTES),))
         await self._run(work)
 
+    async def add_cosignature(self, tree_size: int, root_hash: bytes, line: str) -> None:
+        async def work(conn: psycopg.AsyncConnection[Any], started: list[bool]) -> None:
+            started[0] = True
+            await conn.execute("INSERT INTO audit_cosignatures (tree_size, root_hash, line) VALUES (%s, %s, %s) "
+                               "ON CONFLICT DO NOTHING", (tree_size, root_hash, line))
+        await self._run(work)
+
+    async def cosignatures(self) -> list[tuple[int, bytes, str]]:
+        rows = await self._fetch("SELECT tree_size, root_hash, line FROM audit_cosignatures ORDER BY tree_size, line")
+        return [(int(r[0]), bytes(r[1]), str(r[2])) for r in rows]
+
     async def close(self) -> None:
         if self._closed:
             return

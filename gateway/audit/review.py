@@ -28,6 +28,7 @@ from gateway.audit.checkpoint import (
 from gateway.audit.encoding import EncodingError, decode_entry, format_timestamp
 from gateway.audit.log import AuditLog, CheckpointUnavailable
 from gateway.audit.merkle import ProofError, leaf_hash, verify_consistency, verify_inclusion
+from gateway.audit.note import Verifier
 from gateway.audit.store import DisclosureStore, EntryFilter, StoredEntry, StoreError
 from gateway.audit.verify import LogVerifier, Problem, VerifyReport, verify_store
 from gateway.domain import AuditEvent, SystemClock
@@ -68,6 +69,10 @@ class InclusionProof:
     checkpoint: SignedCheckpoint | None  # the signed checkpoint for this tree size, if there is one
     entry: bytes = b""  # the canonical entry bytes the leaf hash was computed from
 
+    def root_signed(self, keys: PublicKeys) -> bool:
+        """Whether `root_hash` is the root of a checkpoint that verifies under `keys`."""
+        return _is_signed(self.checkpoint, self.tree_size, self.root_hash, keys)
+
     def verify(self, keys: PublicKeys) -> None:
         """Raise ProofError unless the entry bytes, through the path, lead to a root signed under `keys`."""
         if self.entry and leaf_hash(self.entry) != self.leaf_hash:
@@ -94,11 +99,23 @@ class ConsistencyProof:
     checkpoint1: SignedCheckpoint | None = None
     checkpoint2: SignedCheckpoint | None = None
 
+    def roots_signed(self, keys: PublicKeys) -> tuple[bool, bool]:
+        """Whether `root1` and `root2` are roots of checkpoints that verify under `keys`."""
+        return (_is_signed(self.checkpoint1, self.size1, self.root1, keys),
+                _is_signed(self.checkpoint2, self.size2, self.root2, keys))
+
     def verify(self, keys: PublicKeys) -> None:
         """Raise ProofError unless the path proves the signed checkpoint of `size1` a prefix of that of `size2`."""
         first = _check_signed(self.checkpoint1, self.size1, keys)
         second = _check_signed(self.checkpoint2, self.size2, keys)
         verify_consistency(self.size1, self.size2, first.root_hash, second.root_hash, self.path)
+
+
+def _is_signed(checkpoint: SignedCheckpoint | None, tree_size: int, root: bytes, keys: PublicKeys) -> bool:
+    try:
+        return _check_signed(checkpoint, tree_size, keys).root_hash == root
+    except ProofError:
+        return False
 
 
 def _check_signed(checkpoint: SignedCheckpoint | None, tree_size: int, keys: PublicKeys) -> SignedCheckpoint:
@@ -202,6 +219,18 @@ class AuditReview:
             raise NotFound("the audit log has no checkpoint yet")
         return checkpoint
 
+    async def checkpoint_at(self, tree_size: int) -> SignedCheckpoint:
+        """The stored checkpoint of exactly `tree_size` entries; NotFound if there is none."""
+        checkpoint = await self._signed_at(tree_size, await self.store.latest_checkpoint())
+        if checkpoint is None:
+            raise NotFound(f"the audit log has no checkpoint of tree size {tree_size}")
+        return checkpoint
+
+    async def cosignatures(self, checkpoint: SignedCheckpoint) -> tuple[str, ...]:
+        """The witness cosignature lines stored for `checkpoint` (not verified here: a verifier checks them)."""
+        return tuple(line for size, root, line in await self.store.cosignatures()
+                     if size == checkpoint.tree_size and root == checkpoint.root_hash)
+
     async def _signed_at(self, tree_size: int, latest: SignedCheckpoint | None) -> SignedCheckpoint | None:
         """The newest stored checkpoint of exactly `tree_size` entries, if any."""
         if latest is not None and latest.tree_size == tree_size:
@@ -276,13 +305,16 @@ class AuditReview:
         except CheckpointUnavailable:
             return None  # e.g. the store contradicts the latest checkpoint: the verification will say so
 
-    async def verify(self, trusted: Sequence[SignedCheckpoint] = ()) -> VerifyReport:
+    async def verify(self, trusted: Sequence[SignedCheckpoint] = (), *, require_coverage: bool = True,
+                     witnesses: Sequence[Verifier] = (), quorum: int = 0) -> VerifyReport:
         """Verify the log. With a signing log, as of a checkpoint made now (later appends are not part of it);
-        otherwise everything stored, and entries after the newest checkpoint count as not verified. The log
-        must also hold and match the `trusted` checkpoints the auditor kept."""
+        otherwise everything stored, and entries after the newest checkpoint count as not verified (a problem
+        only with `require_coverage`). The log must also hold and match the `trusted` checkpoints the auditor
+        kept, and with a `quorum` the checkpoints that many `witnesses` cosigned."""
         fresh = await self._fresh_checkpoint()
         return await verify_store(self.store, self.keys, up_to=None if fresh is None else fresh.tree_size,
-                                  trusted=trusted)
+                                  trusted=trusted, require_coverage=require_coverage, witnesses=witnesses,
+                                  quorum=quorum)
 
     async def export(self, dest: Path) -> ExportSummary:
         """Write a self-contained bundle (a directory, or a tar file if `dest` ends in `.tar`) of the log up to its

@@ -443,6 +443,23 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"the SQLite audit store cannot take writes: {exc}") from exc
 
+    async def add_cosignature(self, tree_size: int, root_hash: bytes, line: str) -> None:
+        def w(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT OR IGNORE INTO audit_cosignatures (tree_size, root_hash, line) VALUES (?,?,?)",
+                         (tree_size, root_hash, line))
+
+        try:
+            await self._write(w)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot store the cosignature: {exc}") from exc
+
+    async def cosignatures(self) -> list[tuple[int, bytes, str]]:
+        def q(conn: sqlite3.Connection) -> list[tuple[int, bytes, str]]:
+            rows = conn.execute("SELECT tree_size, root_hash, line FROM audit_cosignatures "
+                                "ORDER BY tree_size, line").fetchall()
+            return [(int(r[0]), as_bytes(r[1]), str(r[2])) for r in rows]
+        return await self._read(q)
+
     async def close(self) -> None:
         if self._closed:
             return

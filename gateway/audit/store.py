@@ -221,5 +221,13 @@ class DisclosureStore(Protocol):
         """
         ...
 
+    async def add_cosignature(self, tree_size: int, root_hash: bytes, line: str) -> None:
+        """Keep a witness's cosignature line for the checkpoint of `tree_size` with `root_hash` (idempotent)."""
+        ...
+
+    async def cosignatures(self) -> list[tuple[int, bytes, str]]:
+        """Every stored cosignature as (tree size, root hash, signature line), by tree size."""
+        ...
+
     async def close(self) -> None:
         ...

@@ -20,6 +20,7 @@ from typing import Any
 from gateway.audit.checkpoint import CheckpointSignatureError, PublicKeys, SignedCheckpoint
 from gateway.audit.encoding import SCHEMA_VERSION
 from gateway.audit.merkle import MerkleTree
+from gateway.audit.note import NoteError, Signature, Verifier, note_text, parse_signature_lines, verify_signature
 from gateway.audit.store import DisclosureStore, StoredEntry, StoreError
 
 _MAX_PROBLEMS = 100
@@ -33,6 +34,7 @@ class Problem:
     """One thing wrong with the log, located by entry index and/or checkpoint position (0 = oldest)."""
 
     # altered | missing | moved | malformed | truncated | bad_signature | root_mismatch | order | uncovered
+    # | unwitnessed
     kind: str
     message: str
     entry: int | None = None
@@ -106,7 +108,8 @@ class LogVerifier:
     """Feeds stored rows in index order through the checks; `finish` returns the report."""
 
     def __init__(self, checkpoints: Sequence[SignedCheckpoint], keys: PublicKeys | None, *,
-                 require_coverage: bool = True, trusted: Sequence[SignedCheckpoint] = ()) -> None:
+                 require_coverage: bool = True, trusted: Sequence[SignedCheckpoint] = (),
+                 witnessed: Sequence[tuple[int, bytes]] | None = None) -> None:
         """With `keys` None the checkpoints' signatures are not checked (only their roots against the entries).
 
         With `require_coverage`, entries no checkpoint covers (all of them if there is no checkpoint) are a
@@ -115,9 +118,13 @@ class LogVerifier:
         `trusted` are checkpoints the auditor kept outside the store: the log must still hold at least their
         entries and match their roots, which exposes deletions and rewrites an attacker also covered by
         replacing the stored checkpoints.
+
+        `witnessed` are the (tree size, root) pairs a quorum of witnesses cosigned. When given (even empty),
+        only they and `trusted` count as covering entries: the log's own signature is not enough.
         """
         self._require_coverage = require_coverage
         self._trusted = list(trusted)
+        self._witnessed = None if witnessed is None else list(witnessed)
         self._tree = MerkleTree()
         self._checkpoints = list(checkpoints)
         self._keys = keys
@@ -270,6 +277,23 @@ class LogVerifier:
                 vouched.append(cp.tree_size)
         return vouched
 
+    def _check_witnessed(self, size: int) -> list[int]:
+        """Check the checkpoints a quorum of witnesses cosigned against the tree; returns the sizes they vouch for."""
+        vouched = []
+        for tree_size, root in self._witnessed or ():
+            label = f"the witnessed checkpoint of tree size {tree_size}"
+            if tree_size > size:
+                self._problem(Problem("truncated", f"{label} vouches for {tree_size} entries but the log holds "
+                                      f"{size}: entries were removed", entry=size))
+            elif self._tree.root(tree_size) != root:
+                if self._first_bad_entry is None and self._suspect is None:
+                    self._suspect = (0, tree_size)
+                self._problem(Problem("root_mismatch", f"the log does not match {label}: entries it covers were "
+                                      "deleted or rewritten"))
+            else:
+                vouched.append(tree_size)
+        return vouched
+
     def finish(self) -> VerifyReport:
         size = self._tree.size
         for position in self._by_size[self._next_cp:]:
@@ -277,9 +301,13 @@ class LogVerifier:
             self._problem(Problem("truncated", f"checkpoint #{position} vouches for {cp.tree_size} entries but "
                                   f"the log holds {size}", entry=size, checkpoint=position))
         sizes = [self._checkpoints[i].tree_size for i in self._by_size]
+        if self._witnessed is not None:
+            sizes = self._check_witnessed(size)  # the operator's own signatures no longer count
         sizes += self._check_trusted(size)
         covered = min(max(sizes, default=0), size)
-        if self._require_coverage and not sizes:
+        if self._witnessed is not None and not sizes:
+            self._problem(Problem("unwitnessed", "no checkpoint is cosigned by enough of the trusted witnesses"))
+        elif self._require_coverage and not sizes:
             self._problem(Problem("uncovered", f"no signed checkpoint: nothing vouches for the {size} entries"))
         elif self._require_coverage and covered < size:
             self._problem(Problem("uncovered", f"entries {covered}..{size - 1} are not covered by any signed "
@@ -296,9 +324,32 @@ class LogVerifier:
             suspect_range=None if self._first_bad_entry is not None else self._suspect,
             problems=tuple(self._problems),
             seconds=time.perf_counter() - self._started,
-            key_ids=tuple(sorted({cp.key_id for cp in self._checkpoints})),
+            key_ids=tuple(sorted({cp.key_id if self._keys is None else self._keys.local_id(cp)
+                                  for cp in self._checkpoints})),
             uncovered=size - covered,
         )
+
+
+def witnessed_heads(cosignatures: Iterable[tuple[int, bytes, str]], origin: str | None,
+                    witnesses: Sequence[Verifier], quorum: int) -> list[tuple[int, bytes]]:
+    """The (tree size, root) pairs of this log's checkpoints that at least `quorum` distinct `witnesses` cosigned.
+
+    Each stored line is verified over the checkpoint text rebuilt from `origin`, size and root, so a stored
+    cosignature proves nothing unless the witness's key really signed that head of this log.
+    """
+    if origin is None or quorum <= 0:
+        return []
+    known = {(w.name, w.key_id): w for w in witnesses}
+    signers: dict[tuple[int, bytes], set[tuple[str, bytes]]] = {}
+    for tree_size, root, line in cosignatures:
+        try:
+            sig: Signature = parse_signature_lines(line)[0]
+        except (NoteError, IndexError):
+            continue
+        witness = known.get((sig.name, sig.key_id))
+        if witness is not None and verify_signature(witness, note_text(origin, tree_size, root), sig):
+            signers.setdefault((tree_size, root), set()).add((sig.name, sig.key_id))
+    return sorted(head for head, who in signers.items() if len(who) >= quorum)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -307,23 +358,33 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 
 
 async def verify_store(store: DisclosureStore, keys: PublicKeys, *, batch: int = _BATCH,
-                       up_to: int | None = None, trusted: Sequence[SignedCheckpoint] = ()) -> VerifyReport:
+                       up_to: int | None = None, trusted: Sequence[SignedCheckpoint] = (),
+                       require_coverage: bool = True, witnesses: Sequence[Verifier] = (),
+                       quorum: int = 0) -> VerifyReport:
     """Verify everything `store` holds against the checkpoint verification `keys`.
 
     With `up_to`, only the first `up_to` entries and the checkpoints of at most that size are checked: the
     log as of a checkpoint just made, whatever is appended while verification runs. `trusted` are
-    checkpoints the auditor kept (see `LogVerifier`).
+    checkpoints the auditor kept (see `LogVerifier`). Without `require_coverage`, entries after the newest
+    checkpoint are only counted (`uncovered`), not a problem. With a `quorum`, only checkpoints that many of
+    the `witnesses` cosigned vouch for entries.
     """
     unreadable: Problem | None = None
+    witnessed: list[tuple[int, bytes]] | None = None
     try:
         checkpoints = await store.checkpoints()
         if up_to is not None:
             checkpoints = [cp for cp in checkpoints if cp.tree_size <= up_to]
+        if quorum > 0:
+            witnessed = witnessed_heads(await store.cosignatures(), keys.origin, witnesses, quorum)
     except StoreError as exc:
         # Damaged checkpoint rows are something to report, not a reason to stop checking the entries.
         checkpoints = []
         unreadable = Problem("malformed", f"the stored checkpoints cannot be read: {exc}", checkpoint=0)
-    verifier = LogVerifier(checkpoints, keys, trusted=trusted)
+    if quorum > 0 and witnessed is None:
+        witnessed = []
+    verifier = LogVerifier(checkpoints, keys, trusted=trusted, require_coverage=require_coverage,
+                           witnessed=witnessed)
     if unreadable is not None:
         verifier.report_problem(unreadable)
 

@@ -46,6 +46,8 @@ from gateway.audit.checkpoint import (
 from gateway.audit.encoding import event_to_dict, format_timestamp
 from gateway.audit.log import AuditLog
 from gateway.audit.merkle import ProofError
+from gateway.audit.note import COSIGNATURE_V1, ED25519, NoteError, Verifier
+from gateway.audit.offline import verify_saved_proof
 from gateway.audit.review import AuditRecord, AuditReview, verify_export
 from gateway.audit.sqlite_store import path_from_url
 from gateway.audit.store import DisclosureStore, EntryFilter, PendingEntry
@@ -58,6 +60,7 @@ from gateway.service.validation import INVALID, USER_PATTERN
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_UNSIGNED_TAIL = 3  # everything checked verifies, but the newest entries are not yet signed (or witnessed)
 
 
 class UsageError(Exception):
@@ -116,11 +119,35 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     trusted = argparse.ArgumentParser(add_help=False)
     trusted.add_argument("--trusted-checkpoint", type=Path, action="append", default=[], metavar="FILE",
-                         help="a checkpoint you kept (JSON, as printed by `checkpoint --json`); the log must "
-                              "still hold and match it (repeatable)")
+                         help="a checkpoint you kept (JSON, as printed by `checkpoint --json`, or a signed note "
+                              "as a witness serves it); the log must still hold and match it (repeatable)")
 
-    p = sub.add_parser("verify", parents=[common, trusted], help="verify every entry and checkpoint")
+    witnessed = argparse.ArgumentParser(add_help=False)
+    witnessed.add_argument("--witness", action="append", default=[], metavar="VKEY",
+                           help="verifier key of a witness you trust, as `witness key` prints it (repeatable)")
+    witnessed.add_argument("--quorum", type=int, metavar="K",
+                           help="require cosignatures from K of the --witness keys (default: all of them)")
+
+    p = sub.add_parser("verify", parents=[common, trusted, witnessed], help="verify every entry and checkpoint",
+                       description="Exit codes: 0 verified; 1 a problem was found; 2 usage error; 3 verified, "
+                                   "but entries after the newest checkpoint (or the newest witnessed one, with "
+                                   "--witness) are not yet signed.")
     p.set_defaults(func=_runner(_cmd_verify))
+
+    p = sub.add_parser("verify-proof", parents=[witnessed], help="check a saved inclusion proof offline, with no "
+                       "database", description="Exit codes: 0 the entry is in the signed (and witnessed) tree; "
+                       "1 it is not, or something does not verify; 2 usage error.")
+    p.add_argument("proof", type=Path, help="inclusion proof JSON, as `audit prove INDEX --json` writes it")
+    p.add_argument("--log-key", action="append", required=True, metavar="VKEY",
+                   help="the log's verifier key, as `audit keys` prints it (repeatable, e.g. after rotation)")
+    p.add_argument("--checkpoint", type=Path, metavar="FILE",
+                   help="the checkpoint as a signed note, e.g. as a witness serves it (default: the proof's own)")
+    p.add_argument("--receipt", type=Path, metavar="FILE", help="the receipt JSON ({index, leaf_hash}) to match")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_runner(_cmd_verify_proof))
+
+    p = sub.add_parser("keys", parents=[common], help="print the log's origin and checkpoint verifier keys")
+    p.set_defaults(func=_runner(_cmd_keys))
 
     p = sub.add_parser("prove", parents=[common], help="inclusion proof of an entry, or a consistency proof")
     p.add_argument("index", type=int, nargs="?", help="entry index for an inclusion proof")
@@ -454,18 +481,108 @@ def _trusted_checkpoints(args: argparse.Namespace) -> list[SignedCheckpoint]:
     checkpoints = []
     for path in args.trusted_checkpoint:
         try:
-            checkpoints.append(SignedCheckpoint.from_dict(json.loads(Path(path).read_text())))
+            text = Path(path).read_text()
+            # A signed note (as a witness serves it) starts with the origin line; the JSON form with "{".
+            checkpoints.append(SignedCheckpoint.from_dict(json.loads(text)) if text.lstrip().startswith("{")
+                               else SignedCheckpoint.from_note(text))
         except (OSError, ValueError, AttributeError, GatewayError) as exc:
             raise UsageError(f"--trusted-checkpoint {path}: not a readable checkpoint ({exc})") from exc
     return checkpoints
 
 
+def _witnesses(args: argparse.Namespace) -> tuple[list[Verifier], int]:
+    try:
+        witnesses = [Verifier.parse(v) for v in args.witness]
+    except NoteError as exc:
+        raise UsageError(f"--witness: {exc}") from exc
+    if any(w.sig_type != COSIGNATURE_V1 for w in witnesses):
+        raise UsageError("--witness takes a witness's cosignature key (signature type 0x04)")
+    quorum = len(witnesses) if args.quorum is None else args.quorum
+    if not 0 <= quorum <= len(witnesses) or (args.quorum is not None and not witnesses):
+        raise UsageError("--quorum K needs 1 <= K <= the number of --witness keys")
+    return witnesses, quorum
+
+
 async def _cmd_verify(args: argparse.Namespace, console: Console) -> int:
     trusted = _trusted_checkpoints(args)
+    witnesses, quorum = _witnesses(args)
 
     async def use(review: AuditReview) -> int:
-        return _print_report(console, await review.verify(trusted), args.json)
+        if quorum and review.keys.origin is None:
+            raise UsageError("the checkpoint key directory names no log origin, so no witness can have cosigned")
+        report = await review.verify(trusted, require_coverage=False, witnesses=witnesses, quorum=quorum)
+        code = _print_report(console, report, args.json)
+        if code == EXIT_OK and report.uncovered:
+            what = "witnessed" if quorum else "signed"
+            if not args.json:
+                console.print(Text(f"the newest {report.uncovered} entries are not covered by a {what} checkpoint "
+                                   "yet (exit code 3)", style="yellow"))
+            return EXIT_UNSIGNED_TAIL
+        return code
     return await _with_review(args, use, keys_required=True)
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{what} {path.name}: not a readable JSON file ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise UsageError(f"{what} {path.name}: not a JSON object")
+    return doc
+
+
+async def _cmd_verify_proof(args: argparse.Namespace, console: Console) -> int:
+    witnesses, quorum = _witnesses(args)
+    try:
+        log_keys = [Verifier.parse(v) for v in args.log_key]
+    except NoteError as exc:
+        raise UsageError(f"--log-key: {exc}") from exc
+    if any(k.sig_type != ED25519 for k in log_keys):
+        raise UsageError("--log-key takes the log's Ed25519 verifier key (signature type 0x01)")
+    proof = _read_json(args.proof, "proof")
+    receipt = None if args.receipt is None else _read_json(args.receipt, "receipt")
+    if args.checkpoint is not None:
+        try:
+            note = args.checkpoint.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"checkpoint {args.checkpoint.name}: not a readable text file ({exc})") from exc
+    else:
+        checkpoint = proof.get("checkpoint")
+        note = str(checkpoint.get("note") or "") if isinstance(checkpoint, dict) else ""
+        if not note:
+            raise UsageError("the proof carries no signed-note checkpoint; give one with --checkpoint FILE")
+    try:
+        result = verify_saved_proof(proof, note, log_keys, witnesses=witnesses, quorum=quorum, receipt=receipt)
+    except ProofError as exc:
+        if args.json:
+            _print_json(console, {"verified": False, "reason": str(exc)})
+        else:
+            console.print(Text(f"FAILED: {exc}", style="red"))
+        return EXIT_FAILED
+    doc = {"verified": True, "index": result.index, "tree_size": result.tree_size, "origin": result.origin,
+           "witnesses": list(result.witnesses)}
+    if args.json:
+        _print_json(console, doc)
+    else:
+        vouched = f"; cosigned by {', '.join(result.witnesses)}" if result.witnesses else ""
+        console.print(Text(f"OK: entry {result.index} is in the tree of {result.tree_size} entries that "
+                           f"{result.origin} signed{vouched}", style="green"))
+    return EXIT_OK
+
+
+async def _cmd_keys(args: argparse.Namespace, console: Console) -> int:
+    keys = _public_keys(args, required=True)
+    vkeys = keys.vkeys()
+    if args.json:
+        _print_json(console, {"origin": keys.origin, "vkeys": vkeys})
+    elif keys.origin is None:
+        console.print("this key directory names no log origin yet; the gateway adds one when it next starts")
+    else:
+        console.print(f"origin: {keys.origin}")
+        for line in vkeys:
+            console.print(line)
+    return EXIT_OK
 
 
 async def _cmd_prove(args: argparse.Namespace, console: Console) -> int:

@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli.audit_cmd import register as register_audit
     register_audit(sub)
     backup_cmd.register(sub)
+    from gateway.cli.witness_cmd import register as register_witness
+    register_witness(sub)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""`mash-gateway pki init|issue-node|issue-client`: a development CA and the certificates the policy calls for."""
+"""`mash-gateway pki init|issue-node|issue-client|revoke`: a development CA, the certificates the policy
+calls for, and its certificate revocation list."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from gateway.errors import PolicyError
 from gateway.partnership import PartnershipPlan, load_plan
 from gateway.pki import DEFAULT_TRUST_DOMAIN, PkiLayout, init_pki
 from gateway.pki.authority import client_parts, issue_client, issue_node
+from gateway.pki.revocation import RevocationListError, revoke
 
 _LAYOUT = """\
   ca.pem, ca.key                        the development CA (keep ca.key private)
@@ -32,6 +34,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     init.add_argument("--trust-domain", default=DEFAULT_TRUST_DOMAIN)
     init.add_argument("--force", action="store_true", help="replace an existing CA")
     init.set_defaults(func=run_init)
+    rev = pki_sub.add_parser("revoke", help="add certificates to the development CA's revocation list (crl.pem)")
+    rev.add_argument("directory", type=Path, help="the PKI directory made by `pki init`")
+    rev.add_argument("certificates", type=Path, nargs="+", help="PEM certificates to revoke")
+    rev.add_argument("--days", type=int, default=7, help="days until the list must be published again")
+    rev.set_defaults(func=run_revoke)
 
     node = pki_sub.add_parser("issue-node", help="issue a node certificate for an agency the policy declares")
     node.add_argument("agency")
@@ -136,4 +143,16 @@ def run_issue_client(args: argparse.Namespace) -> int:
         return 2
     cert, _ = issue_client(layout, args.spiffe_id)
     console.print(f"Issued the client certificate for {args.spiffe_id}: {cert}")
+    return 0
+
+
+def run_revoke(args: argparse.Namespace) -> int:
+    console = Console()
+    try:
+        path = revoke(PkiLayout(args.directory), args.certificates, days=args.days)
+    except (OSError, ValueError, RevocationListError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    console.print(f"Revoked {len(args.certificates)} certificate(s); the revocation list is [bold]{path}[/bold]")
+    console.print("Set crl_file in gateway.toml to it; a running gateway rereads it when it changes.")
     return 0

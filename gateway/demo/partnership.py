@@ -7,7 +7,7 @@ agencies, node certificates and client systems are those the policy directory de
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -89,6 +89,7 @@ class Partnership:
         node_latency: Mapping[str, float] | None = None,
         metrics_listen: str = "",
         audit_append_timeout: float = 5.0,
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.policy_dir = policy_dir
@@ -103,6 +104,7 @@ class Partnership:
         self._node_latency = dict(node_latency or {})
         self._metrics_listen = metrics_listen
         self._audit_append_timeout = audit_append_timeout
+        self._extra_settings = dict(settings or {})  # further Settings fields, e.g. limits
         self.nodes: dict[str, RunningNode] = {}
         self.gateway: GatewayServer | None = None
         self.settings: Settings | None = None
@@ -149,6 +151,7 @@ class Partnership:
                 metrics_listen=self._metrics_listen,
                 audit_append_timeout=self._audit_append_timeout,
             )
+            self.settings = replace(self.settings, **self._extra_settings)
             deps = await open_dependencies(self.settings, clock=self._clock)
             self.gateway = build_server(self.settings, deps)
             await self.gateway.start()

@@ -111,6 +111,42 @@ def _name_pass(text: str) -> str:
     return " ".join(words)
 
 
+# Characters that make text display differently from what it holds: bidirectional overrides, embeddings,
+# isolates and marks (a name can be shown reversed or reordered), not just the invisible ones.
+_BIDI_CLASSES = frozenset({"LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI"})
+_BIDI_MARKS = frozenset("\u200e\u200f\u061c")
+# Letters from these scripts look alike (Latin a, Cyrillic U+0430, Greek alpha); one name mixing them is a
+# spoof or a keyboard accident, and either way it would not match the record it looks like.
+_CONFUSABLE_SCRIPTS = frozenset({"LATIN", "GREEK", "CYRILLIC"})
+
+
+def _script(ch: str) -> str:
+    return unicodedata.name(ch, "").split(" ", 1)[0]
+
+
+def name_text_problem(text: str) -> str | None:
+    """Why a name-like identifier cannot be trusted to mean what it shows, or None if it can.
+
+    Control characters (C0 and C1), bidirectional formatting, unassigned or private-use code points, and
+    names mixing Latin, Greek and Cyrillic letters are refused; invisible joiners and zero-width spaces are
+    not refused but dropped by `normalise_name`. Validation, tokens and node matching all use this rule.
+    """
+    scripts: set[str] = set()
+    for ch in unicodedata.normalize("NFKC", text):
+        category = unicodedata.category(ch)
+        if category == "Cc":
+            return "contains control characters"
+        if ch in _BIDI_MARKS or unicodedata.bidirectional(ch) in _BIDI_CLASSES:
+            return "contains bidirectional formatting characters"
+        if category in ("Cn", "Co", "Cs"):
+            return "contains unassigned or private-use characters"
+        if category[0] == "L" and (script := _script(ch)) in _CONFUSABLE_SCRIPTS:
+            scripts.add(script)
+    if len(scripts) > 1:
+        return "mixes letters of the Latin, Greek and Cyrillic alphabets"
+    return None
+
+
 def normalise_name(text: str) -> str:
     """Case-, accent-, punctuation- and title-insensitive form of a name; empty if nothing is left."""
     result = _name_pass(text)
@@ -213,8 +249,8 @@ class NormalisedSubject:
 
 
 def normalise_subject(subject: SubjectIdentifiers, *, today: date | None = None) -> NormalisedSubject:
-    """Normalise every identifier of `subject`; identifiers given but invalid (or names longer than
-    MAX_NAME_LENGTH) are left out and listed."""
+    """Normalise every identifier of `subject`; identifiers given but invalid (names longer than
+    MAX_NAME_LENGTH or with a `name_text_problem`) are left out and listed."""
     invalid: list[str] = []
     nhs = ""
     if subject.nhs_number.strip():
@@ -237,7 +273,7 @@ def normalise_subject(subject: SubjectIdentifiers, *, today: date | None = None)
     names = {}
     for name in ("given_name", "family_name"):
         value = getattr(subject, name)
-        if len(value) > MAX_NAME_LENGTH:
+        if len(value) > MAX_NAME_LENGTH or name_text_problem(value) is not None:
             invalid.append(name)
             value = ""
         names[name] = normalise_name(value)

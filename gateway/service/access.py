@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Collection, Mapping
 from typing import NoReturn, TypeVar
 
 from gateway.domain import AuditEvent, AuditKind, Clock
-from gateway.errors import InvalidRequest, RequestRefused
+from gateway.errors import InvalidRequest, LimitExceeded, RequestRefused
 from gateway.service.ports import AuditSink, PolicySource
 from gateway.service.validation import INVALID, USER_PATTERN, Caller
 
@@ -57,6 +57,19 @@ class Refusals:
             details={"rpc": clip(rpc, MAX_DETAIL),
                      **{clip(k, MAX_DETAIL): clip(v, MAX_DETAIL) for k, v in (details or {}).items()}},
         )])
+        raise exc
+
+    async def limited(self, caller: Caller, rpc: str, exc: LimitExceeded, *, audit: bool, refused: int) -> NoReturn:
+        """Refuse a call over a limit. Only the first refusal per caller, limit and window is audited, counting
+        the refusals since the last entry, so a flood of calls cannot flood the permanent log."""
+        if audit:
+            await self._audit.append([AuditEvent(
+                kind=AuditKind.REFUSAL, occurred_at=self._clock.now(), caller=caller.identity,
+                user=audited_user(caller), status="RESOURCE_EXHAUSTED", reason=clip(f"{exc.code}: {exc.reason}",
+                                                                                    MAX_REASON),
+                policy_version=self._policy.current.version,
+                details={"rpc": clip(rpc, MAX_DETAIL), "refused_since_last_entry": str(refused)},
+            )])
         raise exc
 
     @contextlib.asynccontextmanager

@@ -11,7 +11,7 @@ import structlog
 
 from gateway.audit.sealing import IdentifierSealer
 from gateway.domain import AuditEvent, AuditKind, Clock
-from gateway.errors import InvalidRequest, RequestRefused
+from gateway.errors import FieldViolation, InvalidRequest, RequestRefused
 from gateway.linkage import SubjectTokeniser
 from gateway.service.ports import AuditSink, PolicySource, PolicyView
 from gateway.service.validation import (
@@ -81,9 +81,13 @@ class Admission:
         self._audit_margin = audit_margin
 
     async def admit(
-        self, caller: Caller, command: QueryCommand, timeout: float | None, *, extra_check: ExtraCheck | None = None
+        self, caller: Caller, command: QueryCommand, timeout: float | None, *, extra_check: ExtraCheck | None = None,
+        reused: bool = False,
     ) -> AdmittedRequest:
-        """The admitted request; on refusal a refusal entry is written first, then the error is raised."""
+        """The admitted request; on refusal a refusal entry is written first, then the error is raised.
+
+        `reused` says the request id was already used for a different request, which is refused.
+        """
         loop = asyncio.get_running_loop()
         budget = self._default_timeout if timeout is None else min(timeout, self._max_timeout)
         deadline = loop.time() + max(0.0, budget - self._audit_margin)
@@ -102,11 +106,14 @@ class Admission:
             user=safe["user"], role=safe["role"], purpose=safe["purpose"], legal_basis=safe["legal_basis"],
             agreement=safe["agreement"], case_reference=safe["case_reference"], subject_tokens=tokens,
             sealed_identifiers=sealed, policy_version=policy.version,
-            details={"request_id": INVALID} if bad_request_id else {},
+            details={"request_id": INVALID} if bad_request_id else {"request_id": "reused"} if reused else {},
         )
         try:
             if bad_request_id is not None:
                 raise bad_request_id
+            if reused:
+                raise InvalidRequest([FieldViolation(
+                    "request_id", "was already used for a different request; use a new request id")])
             check_caller(policy, caller)
             check_request(policy, caller, command, now.date())
             if extra_check is not None:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
 from gateway.audit import AuditRecord, AuditReview, ConsistencyProof, EntryFilter, InclusionProof, VerifyReport
-from gateway.audit.checkpoint import SignedCheckpoint
+from gateway.audit.checkpoint import PublicKeys, SignedCheckpoint
 from gateway.domain import SubjectIdentifiers
 from gateway.errors import FieldViolation, InvalidRequest
 from gateway.linkage import SubjectTokeniser
@@ -52,9 +52,26 @@ class AuditReads:
         await self._guard.record_access(caller, "GetEntry", details={"index": str(index)})
         return await self._guard.refusals.checked(caller, "GetEntry", self._review.get_entry(index))
 
-    async def latest_checkpoint(self, caller: Caller) -> SignedCheckpoint:
+    @property
+    def keys(self) -> PublicKeys:
+        """The log's checkpoint verification keys."""
+        return self._review.keys
+
+    async def latest_checkpoint(self, caller: Caller) -> tuple[SignedCheckpoint, tuple[str, ...]]:
+        """The newest checkpoint and its stored cosignature lines."""
         await self._guard.require(caller, AUDITOR_ROLE, "GetLatestCheckpoint")
-        return await self._review.latest_checkpoint()
+        checkpoint = await self._review.latest_checkpoint()
+        return checkpoint, await self._review.cosignatures(checkpoint)
+
+    async def checkpoint(self, caller: Caller, tree_size: int) -> tuple[SignedCheckpoint, tuple[str, ...]]:
+        """The checkpoint of `tree_size` entries and its stored cosignature lines."""
+        await self._guard.require(caller, AUDITOR_ROLE, "GetCheckpoint")
+        checkpoint = await self._guard.refusals.checked(caller, "GetCheckpoint", self._review.checkpoint_at(tree_size))
+        return checkpoint, await self._review.cosignatures(checkpoint)
+
+    async def verifier_keys(self, caller: Caller) -> PublicKeys:
+        await self._guard.require(caller, AUDITOR_ROLE, "GetVerifierKeys")
+        return self._review.keys
 
     async def inclusion_proof(self, caller: Caller, index: int, tree_size: int | None) -> InclusionProof:
         await self._guard.require(caller, AUDITOR_ROLE, "GetInclusionProof")

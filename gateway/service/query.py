@@ -16,6 +16,7 @@ from gateway.service.admission import Admission, AdmittedRequest
 from gateway.service.fanout import AgencyFanout, AgencyOutcome
 from gateway.service.planning import AgencyPlan, plan_request
 from gateway.service.ports import AgencyTransport, AuditSink, PolicySource
+from gateway.service.request_ids import RequestLedger
 from gateway.service.screening import Screening, ScreenOutcome, ScreenResult
 from gateway.service.validation import Caller, QueryCommand
 
@@ -48,8 +49,10 @@ class QueryService:
         default_timeout: float = 5.0,
         max_timeout: float = 30.0,
         audit_margin: float = 0.1,
+        requests: RequestLedger | None = None,
     ) -> None:
         self._audit = audit
+        self._requests = requests or RequestLedger()
         self._admission = Admission(
             policy=policy, audit=audit, tokeniser=tokeniser, sealer=sealer, clock=clock,
             default_timeout=default_timeout, max_timeout=max_timeout, audit_margin=audit_margin,
@@ -58,8 +61,13 @@ class QueryService:
         self._screening = Screening(admission=self._admission, fanout=self._fanout, audit=audit)
 
     async def query(self, caller: Caller, command: QueryCommand, *, timeout: float | None) -> QueryResult:
-        """Ask every agency at once; every answer is audited before any is returned."""
-        request, plans = await self._admit(caller, command, timeout)
+        """Ask every agency at once; every answer is audited before any is returned. A retry of the same
+        request id and request within the ledger's window gets the first answer and its receipts again."""
+        return await self._requests.once(
+            "query", caller, command, lambda reused: self._query(caller, command, timeout, reused))
+
+    async def _query(self, caller: Caller, command: QueryCommand, timeout: float | None, reused: bool) -> QueryResult:
+        request, plans = await self._admit(caller, command, timeout, reused)
         answers = await asyncio.gather(*(self._fanout.answer(request, plan) for plan in plans))
         receipts = await self._audit.append([a.event for a in answers])
         outcomes = tuple(replace(a.outcome, receipt=r) for a, r in zip(answers, receipts, strict=True))
@@ -70,26 +78,44 @@ class QueryService:
     async def stream(
         self, caller: Caller, command: QueryCommand, *, timeout: float | None
     ) -> AsyncIterator[tuple[str, str, AgencyOutcome]]:
-        """Yield (request id, policy version, answer) per agency as each answers, each audited first."""
-        request, plans = await self._admit(caller, command, timeout)
-        tasks = [asyncio.ensure_future(self._fanout.answer(request, plan)) for plan in plans]
+        """Yield (request id, policy version, answer) per agency as each answers, each audited first.
+
+        A retry of a stream that ran to its end replays the same answers and receipts; one cut short is
+        answered (and audited) afresh.
+        """
+        ticket = await self._requests.begin("stream", caller, command)
+        if ticket.replay:
+            for item in ticket.replay[0]:
+                yield item
+            return
+        sent: list[tuple[str, str, AgencyOutcome]] = []
         try:
-            for next_done in asyncio.as_completed(tasks):
-                answer = await next_done
-                (receipt,) = await self._audit.append([answer.event])
-                yield request.request_id, request.policy.version, replace(answer.outcome, receipt=receipt)
-        finally:
-            for task in tasks:
-                task.cancel()
+            request, plans = await self._admit(caller, command, timeout, ticket.reused)
+            tasks = [asyncio.ensure_future(self._fanout.answer(request, plan)) for plan in plans]
+            try:
+                for next_done in asyncio.as_completed(tasks):
+                    answer = await next_done
+                    (receipt,) = await self._audit.append([answer.event])
+                    sent.append((request.request_id, request.policy.version, replace(answer.outcome, receipt=receipt)))
+                    yield sent[-1]
+            finally:
+                for task in tasks:
+                    task.cancel()
+        except BaseException:
+            ticket.failed()
+            raise
+        ticket.answered(tuple(sent))
 
     async def screen(self, caller: Caller, command: QueryCommand, *, timeout: float | None) -> ScreenOutcome:
         """Is the child open to children's social care, and if so who holds the case? (see `screening`)"""
-        return await self._screening.screen(caller, command, timeout=timeout)
+        return await self._requests.once(
+            "screen", caller, command,
+            lambda reused: self._screening.screen(caller, command, timeout=timeout, reused=reused))
 
     async def _admit(
-        self, caller: Caller, command: QueryCommand, timeout: float | None
+        self, caller: Caller, command: QueryCommand, timeout: float | None, reused: bool
     ) -> tuple[AdmittedRequest, tuple[AgencyPlan, ...]]:
-        request = await self._admission.admit(caller, command, timeout)
+        request = await self._admission.admit(caller, command, timeout, reused=reused)
         plans = plan_request(request.policy, role=caller.role, purpose=request.command.purpose,
                              agreement=request.command.agreement, categories=request.command.categories)
         return request, plans

@@ -58,10 +58,12 @@ class Screening:
         self._fanout = fanout
         self._audit = audit
 
-    async def screen(self, caller: Caller, command: QueryCommand, *, timeout: float | None) -> ScreenOutcome:
-        """Screen one referral; the answer is audited before it is returned."""
+    async def screen(
+        self, caller: Caller, command: QueryCommand, *, timeout: float | None, reused: bool = False
+    ) -> ScreenOutcome:
+        """Screen one referral; the answer is audited before it is returned (`reused`: see `Admission.admit`)."""
         request = await self._admission.admit(caller, replace(command, categories=()), timeout,
-                                              extra_check=_agreement_covers_case_records)
+                                              extra_check=_agreement_covers_case_records, reused=reused)
         case_records = request.policy.open_case_category
         (plan,) = plan_request(request.policy, role=caller.role, purpose=request.command.purpose,
                                agreement=request.command.agreement, categories=(case_records,),

@@ -9,7 +9,13 @@ from datetime import date
 
 from gateway.domain import SubjectIdentifiers
 from gateway.errors import FieldViolation, InvalidRequest, RequestRefused
-from gateway.linkage import MAX_NAME_LENGTH, normalise_date, normalise_nhs_number, normalise_postcode
+from gateway.linkage import (
+    MAX_NAME_LENGTH,
+    name_text_problem,
+    normalise_date,
+    normalise_nhs_number,
+    normalise_postcode,
+)
 from gateway.service.ports import PolicyView
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
@@ -151,8 +157,8 @@ def _check_subject(subject: SubjectIdentifiers, today: date) -> list[FieldViolat
         except ValueError as exc:
             violations.append(FieldViolation("subject.postcode", str(exc)))
     for name in _NAME_FIELDS:
-        if any(ord(ch) < 32 for ch in getattr(subject, name)):
-            violations.append(FieldViolation(f"subject.{name}", "contains control characters"))
+        if (problem := name_text_problem(getattr(subject, name))) is not None:
+            violations.append(FieldViolation(f"subject.{name}", problem))
     names_ok = bool(subject.given_name.strip() and subject.family_name.strip())
     if not violations and not (nhs_ok or (names_ok and dob_ok)):
         violations.append(FieldViolation(

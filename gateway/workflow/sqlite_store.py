@@ -51,6 +51,7 @@ class SqliteReferralStore:
         self._conn = conn
         self._sealer = sealer
         self._lock = threading.Lock()
+        self._closed = False
 
     @classmethod
     async def open(cls, url: str, sealer: ContentSealer) -> SqliteReferralStore:
@@ -75,6 +76,8 @@ class SqliteReferralStore:
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def locked() -> T:
             with self._lock:
+                if self._closed:
+                    raise ReferralStoreError("the referral store is closed")
                 try:
                     return work(self._conn)
                 except BaseException:
@@ -196,4 +199,11 @@ class SqliteReferralStore:
         return int(rows[0][0]) if rows else 0
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._conn.close)
+        # Under the lock: closing a connection another thread is using can crash the interpreter.
+        def close() -> None:
+            with self._lock:
+                if not self._closed:
+                    self._closed = True
+                    self._conn.close()
+
+        await asyncio.to_thread(close)

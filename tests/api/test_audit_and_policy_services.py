@@ -73,6 +73,35 @@ async def test_an_auditor_lists_entries_and_proves_one_against_a_signed_checkpoi
                                  latest.key_id, latest.signature))
 
 
+async def test_an_auditor_gets_the_verifier_keys_and_a_checkpoint_by_size_and_proofs_say_if_roots_are_signed(
+        partnership: Partnership) -> None:
+    """GetVerifierKeys gives vkeys that verify GetCheckpoint's signed note; proofs flag unsigned roots."""
+    from gateway.audit.note import Verifier, parse_note, verify_note
+
+    await _query_kai(partnership)
+    assert partnership.gateway is not None
+    signed = await partnership.gateway.deps.audit.checkpoint()
+    stub = audit_stub(partnership)
+    keys = await stub.GetVerifierKeys(audit_pb.GetVerifierKeysRequest(), timeout=10)
+    assert keys.origin
+    assert keys.verifier_keys
+    got = (await stub.GetCheckpoint(audit_pb.GetCheckpointRequest(tree_size=signed.tree_size), timeout=10)).checkpoint
+    assert got.note.startswith(f"{keys.origin}\n{signed.tree_size}\n")
+    verify_note(parse_note(got.note), [Verifier.parse(v) for v in keys.verifier_keys])
+    proof = await stub.GetInclusionProof(audit_pb.GetInclusionProofRequest(index=0), timeout=10)
+    assert (proof.tree_size, proof.root_signed) == (signed.tree_size, True)
+    await _query_kai(partnership)  # entries after the checkpoint: no signature covers the larger tree yet
+    size = await partnership.gateway.deps.audit.sync()
+    unsigned = await stub.GetInclusionProof(audit_pb.GetInclusionProofRequest(index=0, tree_size=size), timeout=10)
+    assert not unsigned.root_signed
+    consistency = await stub.GetConsistencyProof(audit_pb.GetConsistencyProofRequest(
+        first_tree_size=signed.tree_size, second_tree_size=size), timeout=10)
+    assert (consistency.first_root_signed, consistency.second_root_signed) == (True, False)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GetCheckpoint(audit_pb.GetCheckpointRequest(tree_size=signed.tree_size + 1000), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
 async def test_subject_access_over_grpc_finds_the_childs_entries(partnership: Partnership) -> None:
     """Identifiers in, every entry about that person out, found through keyed tokens."""
     await _query_kai(partnership)

@@ -288,3 +288,17 @@ async def test_a_referral_created_already_screened_keeps_both_steps(backend: Ref
     assert [(h.action, h.version) for h in await store.history("ref-0001")] == [(Action.SUBMIT, 1),
                                                                                 (Action.SCREEN, 2)]
     assert await store.get("ref-0001") == referral
+
+
+async def test_closing_while_calls_run_never_crashes_and_later_calls_fail_cleanly(backend: ReferralBackend) -> None:
+    """A close racing in-flight calls waits for them (closing a connection in use crashed SQLite once)."""
+    store = await backend.open()
+    for n in range(5):
+        await _created(store, n)
+    reads = [asyncio.create_task(store.get(f"ref-{n:04d}")) for n in range(5) for _ in range(20)]
+    await asyncio.sleep(0)
+    await store.close()
+    outcomes = await asyncio.gather(*reads, return_exceptions=True)
+    assert all(not isinstance(o, BaseException) or isinstance(o, ReferralStoreError) for o in outcomes), outcomes
+    with pytest.raises(ReferralStoreError):
+        await store.get("ref-0001")

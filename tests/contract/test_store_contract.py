@@ -140,6 +140,16 @@ async def test_checkpoints_are_kept_in_order_and_latest_is_last(backend: Backend
     assert await store.latest_checkpoint() == b
 
 
+async def test_cosignatures_are_kept_once_each_by_tree_size(backend: Backend, event: EventFactory) -> None:
+    """Witness cosignature lines come back by tree size with their root; storing one twice keeps one copy."""
+    store = await backend.open()
+    await store.append(_pending([event(0), event(1)]))
+    await store.add_cosignature(2, b"\x02" * 32, "\u2014 w2 BBBB\n")
+    await store.add_cosignature(1, b"\x01" * 32, "\u2014 w1 AAAA\n")
+    await store.add_cosignature(2, b"\x02" * 32, "\u2014 w2 BBBB\n")
+    assert await store.cosignatures() == [(1, b"\x01" * 32, "\u2014 w1 AAAA\n"), (2, b"\x02" * 32, "\u2014 w2 BBBB\n")]
+
+
 async def test_checkpoint_not_later_than_the_latest_is_refused(backend: Backend, event: EventFactory) -> None:
     """A checkpoint with an equal or earlier time, a smaller size, or a size beyond the log is refused."""
     store = await backend.open()
@@ -169,7 +179,7 @@ async def test_migrations_are_recorded(sql_backend: Backend) -> None:
     await sql_backend.open()  # a second open finds nothing left to apply
     assert sql_backend.sql is not None
     rows = sql_backend.sql("SELECT version, name FROM audit_schema_migrations ORDER BY version", ())
-    assert rows == [(1, "initial"), (2, "subject_token_index")]
+    assert rows == [(1, "initial"), (2, "subject_token_index"), (3, "cosignatures")]
 
 
 async def test_two_writers_produce_one_log_that_verifies(backend: Backend, event: EventFactory) -> None:

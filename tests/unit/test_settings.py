@@ -97,3 +97,13 @@ def test_whole_numbers_are_accepted_for_seconds_and_zero_turns_the_policy_watche
     settings = Settings.from_toml(_write(tmp_path, _REQUIRED + "default_timeout = 2\npolicy_watch_interval = 0\n"))
     assert settings.default_timeout == 2.0
     assert settings.policy_watch_interval == 0
+
+
+def test_hardening_settings_resolve_the_crl_path_and_refuse_negative_limits(tmp_path: Path) -> None:
+    """The CRL path is relative to the file, limits default to off, and a negative limit is named with its line."""
+    base = '[gateway]\nstate_dir = "s"\npolicy_dir = "p"\npki_dir = "k"\n'
+    settings = Settings.from_toml(_write(tmp_path, base + 'crl_file = "k/crl.pem"\n'))
+    assert settings.crl_file == (tmp_path / "k" / "crl.pem").resolve()
+    assert (settings.identity_rate, settings.user_concurrency) == (0.0, 0)
+    with pytest.raises(SettingsError, match=r"gateway\.toml:6: \[gateway\] user_rate"):
+        Settings.from_toml(_write(tmp_path, base + "user_concurrency = 3\nuser_rate = -1.0\n"))

@@ -33,14 +33,26 @@ def test_signed_checkpoint_verifies_with_the_signers_public_key() -> None:
 
 
 @pytest.mark.parametrize("change", [
-    {"tree_size": 11}, {"root_hash": bytes(32)}, {"timestamp": datetime(2026, 11, 26, 9, 0, 1, tzinfo=UTC)},
+    {"tree_size": 11}, {"root_hash": bytes(32)}, {"key_id": "mash-gateway.invalid/audit/other+00000000"},
 ])
 def test_any_altered_checkpoint_field_breaks_the_signature(change: dict[str, object]) -> None:
-    """Changing the size, root or time of a signed checkpoint makes it fail verification."""
+    """Changing the size, root or origin of a signed checkpoint makes it fail verification."""
     signer = CheckpointSigner.generate("cp1")
     cp = dataclasses.replace(signer.sign(10, ROOT, WHEN), **change)  # type: ignore[arg-type]
     with pytest.raises(CheckpointSignatureError):
-        PublicKeys({"cp1": signer.public_key}).verify(cp)
+        signer.public_keys.verify(cp)
+
+
+@pytest.mark.parametrize("change", [
+    {"tree_size": 11}, {"root_hash": bytes(32)}, {"timestamp": datetime(2026, 11, 26, 9, 0, 1, tzinfo=UTC)},
+])
+def test_any_altered_field_of_an_old_format_checkpoint_breaks_its_signature(change: dict[str, object]) -> None:
+    """Checkpoints in the format used before signed notes still verify, and still bind their size, root and time."""
+    signer = CheckpointSigner.generate("cp1")
+    legacy = signer.sign_legacy(10, ROOT, WHEN)
+    PublicKeys({"cp1": signer.public_key}).verify(legacy)
+    with pytest.raises(CheckpointSignatureError):
+        PublicKeys({"cp1": signer.public_key}).verify(dataclasses.replace(legacy, **change))  # type: ignore[arg-type]
 
 
 def test_checkpoint_from_an_unknown_key_is_rejected() -> None:
@@ -137,4 +149,4 @@ def test_switching_the_active_key_replaces_the_file_rather_than_rewriting_it(tmp
     assert (tmp_path / "active-before").read_text() == "cp1\n"
     assert (tmp_path / "active").read_text() == "cp2\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["active", "active-before", "cp1.key", "cp1.pub",
-                                                          "cp2.key", "cp2.pub"]
+                                                          "cp2.key", "cp2.pub", "origin"]

@@ -218,7 +218,7 @@ def test_verify_export_json_names_the_keys_and_whether_they_were_trusted(
 
 def test_verify_counts_entries_after_the_last_checkpoint_as_not_verified(
         state: Path, event: EventFactory, capsys: pytest.CaptureFixture[str]) -> None:
-    """Entries appended after the newest checkpoint make `audit verify` exit 1 with an 'uncovered' problem."""
+    """Entries appended after the newest checkpoint make `audit verify` exit 3 and count them, without a problem."""
     async def more() -> None:
         store = await open_store(f"sqlite:///{state / 'audit.sqlite'}")
         log = await AuditLog.open(store, None, FixedClock(), checkpoint_interval=None)
@@ -228,8 +228,8 @@ def test_verify_counts_entries_after_the_last_checkpoint_as_not_verified(
     asyncio.run(more())
     code, out = _run(capsys, "verify", "--state-dir", str(state), "--json")
     doc = json.loads(out)
-    assert code == 1
-    assert (doc["uncovered"], [p["kind"] for p in doc["problems"]]) == (2, ["uncovered"])
+    assert code == 3
+    assert (doc["ok"], doc["uncovered"], doc["problems"]) == (True, 2, [])
 
 
 def test_verify_export_of_a_damaged_bundle_exits_1(state: Path, tmp_path: Path,

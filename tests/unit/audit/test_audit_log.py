@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 import structlog
@@ -264,3 +265,46 @@ async def test_appends_during_a_catch_up_are_not_counted_twice(event: EventFacto
     await log.sync()
     assert log.size == 4
     assert await log.root() == MerkleTree(await MemoryStore.leaf_hashes(store, 0)).root()
+
+
+async def test_a_graceful_stop_signs_a_final_checkpoint_over_every_entry(event: EventFactory) -> None:
+    """Closing a running log checkpoints the entries appended since the last checkpoint, so no tail is unsigned."""
+    log, store, _ = await _log(interval=3600)
+    log.start()
+    await log.append([event(i) for i in range(3)])
+    await log.aclose()
+    latest = await store.latest_checkpoint()
+    assert latest is not None
+    assert latest.tree_size == 3
+
+
+async def test_a_graceful_stop_with_nothing_new_signs_nothing(event: EventFactory) -> None:
+    """If the newest checkpoint already covers the log, closing adds no checkpoint."""
+    log, store, _ = await _log(interval=3600)
+    log.start()
+    await log.append([event(0)])
+    await log.checkpoint()
+    await log.aclose()
+    assert len(await store.checkpoints()) == 1
+
+
+async def test_a_log_checkpointed_in_the_old_format_opens_verifies_and_continues_as_signed_notes(
+        event: EventFactory) -> None:
+    """Checkpoints written before signed notes still verify; the next checkpoint is a signed note after them."""
+    from gateway.audit.verify import verify_store
+
+    store = MemoryStore()
+    signer = CheckpointSigner.generate("cp1")
+    old = await AuditLog.open(store, None, FixedClock(), checkpoint_interval=None)
+    await old.append([event(i) for i in range(4)])
+    await store.add_checkpoint(signer.sign_legacy(4, await old.root(4), FixedClock().now()))
+    log = await AuditLog.open(store, signer, FixedClock(), checkpoint_interval=None)
+    await log.append([event(4)])
+    new = await log.checkpoint()
+    stored = await store.checkpoints()
+    assert [cp.is_note for cp in stored] == [False, True]
+    assert new.note().startswith(f"{signer.origin}\n5\n")
+    report = await verify_store(store, signer.public_keys)
+    assert report.ok, report.summary()
+    store.checkpoint_rows[0] = dataclasses.replace(stored[0], timestamp=datetime(2020, 1, 1, tzinfo=UTC))
+    assert not (await verify_store(store, signer.public_keys)).ok, "an old-format checkpoint still binds its time"

@@ -239,7 +239,7 @@ Global___AuditEntry: _TypeAlias = AuditEntry  # noqa: Y015
 
 @_typing.final
 class SignedCheckpoint(_message.Message):
-    """A signed statement of the log's size and root hash at a moment."""
+    """A signed statement of the log's size and root hash."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -249,15 +249,26 @@ class SignedCheckpoint(_message.Message):
     KEY_ID_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
     SIGNED_BODY_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    COSIGNATURES_FIELD_NUMBER: _builtins.int
     tree_size: _builtins.int
     root_hash: _builtins.bytes
     key_id: _builtins.str
+    """"<origin>+<hex key ID>" for signed-note checkpoints; a bare key id for the old format."""
     signature: _builtins.bytes
-    """Ed25519 signature over signed_body."""
+    """Signed note: the 4-byte key ID followed by the Ed25519 signature over signed_body. Old format: the signature."""
     signed_body: _builtins.bytes
-    """The exact signed text: origin line, tree size, base64 root, RFC 3339 timestamp and key id."""
+    """The exact signed text. Signed note: origin, tree size and base64 root hash lines (C2SP tlog-checkpoint)."""
+    note: _builtins.str
+    """The whole C2SP signed note (text, blank line, log signature line, cosignature lines); empty for the old format."""
     @_builtins.property
-    def timestamp(self) -> _timestamp_pb2.Timestamp: ...
+    def timestamp(self) -> _timestamp_pb2.Timestamp:
+        """When the gateway made the checkpoint (signed only in the old format; witnesses sign their own time)."""
+
+    @_builtins.property
+    def cosignatures(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Witness cosignature lines (C2SP tlog-cosignature) stored for this checkpoint."""
+
     def __init__(
         self,
         *,
@@ -267,10 +278,12 @@ class SignedCheckpoint(_message.Message):
         key_id: _builtins.str = ...,
         signature: _builtins.bytes = ...,
         signed_body: _builtins.bytes = ...,
+        note: _builtins.str = ...,
+        cosignatures: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["timestamp", b"timestamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "root_hash", b"root_hash", "signature", b"signature", "signed_body", b"signed_body", "timestamp", b"timestamp", "tree_size", b"tree_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cosignatures", b"cosignatures", "key_id", b"key_id", "note", b"note", "root_hash", b"root_hash", "signature", b"signature", "signed_body", b"signed_body", "timestamp", b"timestamp", "tree_size", b"tree_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -435,6 +448,86 @@ class GetLatestCheckpointResponse(_message.Message):
 Global___GetLatestCheckpointResponse: _TypeAlias = GetLatestCheckpointResponse  # noqa: Y015
 
 @_typing.final
+class GetCheckpointRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TREE_SIZE_FIELD_NUMBER: _builtins.int
+    tree_size: _builtins.int
+    def __init__(
+        self,
+        *,
+        tree_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tree_size", b"tree_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCheckpointRequest: _TypeAlias = GetCheckpointRequest  # noqa: Y015
+
+@_typing.final
+class GetCheckpointResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def checkpoint(self) -> Global___SignedCheckpoint: ...
+    def __init__(
+        self,
+        *,
+        checkpoint: Global___SignedCheckpoint | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCheckpointResponse: _TypeAlias = GetCheckpointResponse  # noqa: Y015
+
+@_typing.final
+class GetVerifierKeysRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetVerifierKeysRequest: _TypeAlias = GetVerifierKeysRequest  # noqa: Y015
+
+@_typing.final
+class GetVerifierKeysResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    VERIFIER_KEYS_FIELD_NUMBER: _builtins.int
+    origin: _builtins.str
+    """The log's origin line; empty if its key directory predates origins."""
+    @_builtins.property
+    def verifier_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """"<origin>+<hex key ID>+<base64(0x01 || Ed25519 public key)>", one per key."""
+
+    def __init__(
+        self,
+        *,
+        origin: _builtins.str = ...,
+        verifier_keys: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["origin", b"origin", "verifier_keys", b"verifier_keys"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetVerifierKeysResponse: _TypeAlias = GetVerifierKeysResponse  # noqa: Y015
+
+@_typing.final
 class GetInclusionProofRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -467,10 +560,13 @@ class GetInclusionProofResponse(_message.Message):
     PATH_FIELD_NUMBER: _builtins.int
     ROOT_HASH_FIELD_NUMBER: _builtins.int
     CHECKPOINT_FIELD_NUMBER: _builtins.int
+    ROOT_SIGNED_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     tree_size: _builtins.int
     leaf_hash: _builtins.bytes
     root_hash: _builtins.bytes
+    root_signed: _builtins.bool
+    """Whether root_hash is the root of a checkpoint that verifies under the log's keys (else it is unsigned)."""
     @_builtins.property
     def path(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
         """Sibling hashes from the leaf up to the root."""
@@ -488,10 +584,11 @@ class GetInclusionProofResponse(_message.Message):
         path: _abc.Iterable[_builtins.bytes] | None = ...,
         root_hash: _builtins.bytes = ...,
         checkpoint: Global___SignedCheckpoint | None = ...,
+        root_signed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "index", b"index", "leaf_hash", b"leaf_hash", "path", b"path", "root_hash", b"root_hash", "tree_size", b"tree_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "index", b"index", "leaf_hash", b"leaf_hash", "path", b"path", "root_hash", b"root_hash", "root_signed", b"root_signed", "tree_size", b"tree_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -529,10 +626,15 @@ class GetConsistencyProofResponse(_message.Message):
     FIRST_ROOT_HASH_FIELD_NUMBER: _builtins.int
     SECOND_ROOT_HASH_FIELD_NUMBER: _builtins.int
     PATH_FIELD_NUMBER: _builtins.int
+    FIRST_ROOT_SIGNED_FIELD_NUMBER: _builtins.int
+    SECOND_ROOT_SIGNED_FIELD_NUMBER: _builtins.int
     first_tree_size: _builtins.int
     second_tree_size: _builtins.int
     first_root_hash: _builtins.bytes
     second_root_hash: _builtins.bytes
+    first_root_signed: _builtins.bool
+    """Whether each root is that of a stored checkpoint that verifies under the log's keys."""
+    second_root_signed: _builtins.bool
     @_builtins.property
     def path(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
     def __init__(
@@ -543,10 +645,12 @@ class GetConsistencyProofResponse(_message.Message):
         first_root_hash: _builtins.bytes = ...,
         second_root_hash: _builtins.bytes = ...,
         path: _abc.Iterable[_builtins.bytes] | None = ...,
+        first_root_signed: _builtins.bool = ...,
+        second_root_signed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_root_hash", b"first_root_hash", "first_tree_size", b"first_tree_size", "path", b"path", "second_root_hash", b"second_root_hash", "second_tree_size", b"second_tree_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_root_hash", b"first_root_hash", "first_root_signed", b"first_root_signed", "first_tree_size", b"first_tree_size", "path", b"path", "second_root_hash", b"second_root_hash", "second_root_signed", b"second_root_signed", "second_tree_size", b"second_tree_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -50,6 +50,16 @@ class AuditServiceStub:
                 request_serializer=mash_dot_gateway_dot_v1_dot_audit__service__pb2.GetLatestCheckpointRequest.SerializeToString,
                 response_deserializer=mash_dot_gateway_dot_v1_dot_audit__service__pb2.GetLatestCheckpointResponse.FromString,
                 _registered_method=True)
+        self.GetCheckpoint = channel.unary_unary(
+                '/mash.gateway.v1.AuditService/GetCheckpoint',
+                request_serializer=mash_dot_gateway_dot_v1_dot_audit__service__pb2.GetCheckpointRequest.SerializeToString,
+                response_deserializer=mash_dot_gateway_dot_v1_dot_audit__service__pb2.GetCheckpointResponse.FromString,
+                _registered_method=True)
+        self.GetVerifierKeys = channel.unary_unary(
+                '/mash.gateway.v1.AuditService/GetVerifierKeys',
+                request_serializer=mash_dot_gateway_dot_v1_dot_audit__service__pb2.GetVerifierKeysRequest.SerializeToString,
+                response_deserializer=mash_dot_gateway_dot_v1_dot_audit__service__pb2.GetVerifierKeysResponse.FromString,
+                _registered_method=True)
         self.GetInclusionProof = channel.unary_unary(
                 '/mash.gateway.v1.AuditService/GetInclusionProof',
                 request_serializer=mash_dot_gateway_dot_v1_dot_audit__service__pb2.GetInclusionProofRequest.SerializeToString,
@@ -96,7 +106,21 @@ class AuditServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetLatestCheckpoint(self, request, context):
-        """The latest signed checkpoint.
+        """The latest signed checkpoint, with any witness cosignatures.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCheckpoint(self, request, context):
+        """The signed checkpoint of one tree size, with any witness cosignatures.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetVerifierKeys(self, request, context):
+        """The log's origin and its checkpoint verifier keys (C2SP signed-note vkeys), retired keys included.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -154,6 +178,16 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.GetLatestCheckpoint,
                     request_deserializer=mash_dot_gateway_dot_v1_dot_audit__service__pb2.GetLatestCheckpointRequest.FromString,
                     response_serializer=mash_dot_gateway_dot_v1_dot_audit__service__pb2.GetLatestCheckpointResponse.SerializeToString,
+            ),
+            'GetCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCheckpoint,
+                    request_deserializer=mash_dot_gateway_dot_v1_dot_audit__service__pb2.GetCheckpointRequest.FromString,
+                    response_serializer=mash_dot_gateway_dot_v1_dot_audit__service__pb2.GetCheckpointResponse.SerializeToString,
+            ),
+            'GetVerifierKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVerifierKeys,
+                    request_deserializer=mash_dot_gateway_dot_v1_dot_audit__service__pb2.GetVerifierKeysRequest.FromString,
+                    response_serializer=mash_dot_gateway_dot_v1_dot_audit__service__pb2.GetVerifierKeysResponse.SerializeToString,
             ),
             'GetInclusionProof': grpc.unary_unary_rpc_method_handler(
                     servicer.GetInclusionProof,
@@ -263,6 +297,60 @@ class AuditService:
             '/mash.gateway.v1.AuditService/GetLatestCheckpoint',
             mash_dot_gateway_dot_v1_dot_audit__service__pb2.GetLatestCheckpointRequest.SerializeToString,
             mash_dot_gateway_dot_v1_dot_audit__service__pb2.GetLatestCheckpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mash.gateway.v1.AuditService/GetCheckpoint',
+            mash_dot_gateway_dot_v1_dot_audit__service__pb2.GetCheckpointRequest.SerializeToString,
+            mash_dot_gateway_dot_v1_dot_audit__service__pb2.GetCheckpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVerifierKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mash.gateway.v1.AuditService/GetVerifierKeys',
+            mash_dot_gateway_dot_v1_dot_audit__service__pb2.GetVerifierKeysRequest.SerializeToString,
+            mash_dot_gateway_dot_v1_dot_audit__service__pb2.GetVerifierKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,7 +38,11 @@ class AuditServiceStub:
     GetEntry: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.GetEntryRequest, _audit_service_pb2.GetEntryResponse]
     """One entry by index."""
     GetLatestCheckpoint: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.GetLatestCheckpointRequest, _audit_service_pb2.GetLatestCheckpointResponse]
-    """The latest signed checkpoint."""
+    """The latest signed checkpoint, with any witness cosignatures."""
+    GetCheckpoint: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.GetCheckpointRequest, _audit_service_pb2.GetCheckpointResponse]
+    """The signed checkpoint of one tree size, with any witness cosignatures."""
+    GetVerifierKeys: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.GetVerifierKeysRequest, _audit_service_pb2.GetVerifierKeysResponse]
+    """The log's origin and its checkpoint verifier keys (C2SP signed-note vkeys), retired keys included."""
     GetInclusionProof: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.GetInclusionProofRequest, _audit_service_pb2.GetInclusionProofResponse]
     """RFC 6962 inclusion proof of one entry in a tree of a given size."""
     GetConsistencyProof: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.GetConsistencyProofRequest, _audit_service_pb2.GetConsistencyProofResponse]
@@ -60,7 +64,11 @@ class AuditServiceAsyncStub(AuditServiceStub):
     GetEntry: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.GetEntryRequest, _audit_service_pb2.GetEntryResponse]  # type: ignore[assignment]
     """One entry by index."""
     GetLatestCheckpoint: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.GetLatestCheckpointRequest, _audit_service_pb2.GetLatestCheckpointResponse]  # type: ignore[assignment]
-    """The latest signed checkpoint."""
+    """The latest signed checkpoint, with any witness cosignatures."""
+    GetCheckpoint: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.GetCheckpointRequest, _audit_service_pb2.GetCheckpointResponse]  # type: ignore[assignment]
+    """The signed checkpoint of one tree size, with any witness cosignatures."""
+    GetVerifierKeys: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.GetVerifierKeysRequest, _audit_service_pb2.GetVerifierKeysResponse]  # type: ignore[assignment]
+    """The log's origin and its checkpoint verifier keys (C2SP signed-note vkeys), retired keys included."""
     GetInclusionProof: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.GetInclusionProofRequest, _audit_service_pb2.GetInclusionProofResponse]  # type: ignore[assignment]
     """RFC 6962 inclusion proof of one entry in a tree of a given size."""
     GetConsistencyProof: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.GetConsistencyProofRequest, _audit_service_pb2.GetConsistencyProofResponse]  # type: ignore[assignment]
@@ -97,7 +105,23 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _audit_service_pb2.GetLatestCheckpointRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_audit_service_pb2.GetLatestCheckpointResponse, _abc.Awaitable[_audit_service_pb2.GetLatestCheckpointResponse]]:
-        """The latest signed checkpoint."""
+        """The latest signed checkpoint, with any witness cosignatures."""
+
+    @_abc_1.abstractmethod
+    def GetCheckpoint(
+        self,
+        request: _audit_service_pb2.GetCheckpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_service_pb2.GetCheckpointResponse, _abc.Awaitable[_audit_service_pb2.GetCheckpointResponse]]:
+        """The signed checkpoint of one tree size, with any witness cosignatures."""
+
+    @_abc_1.abstractmethod
+    def GetVerifierKeys(
+        self,
+        request: _audit_service_pb2.GetVerifierKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_service_pb2.GetVerifierKeysResponse, _abc.Awaitable[_audit_service_pb2.GetVerifierKeysResponse]]:
+        """The log's origin and its checkpoint verifier keys (C2SP signed-note vkeys), retired keys included."""
 
     @_abc_1.abstractmethod
     def GetInclusionProof(
