@@ -150,6 +150,14 @@ def _health() -> dict[CastMember, list[Record]]:
         "health.immunisation", "HLT-IM-C0001", at(_D("2021-06-10")), "Immunisations up to date.",
         {"status": "up to date", "last_updated": "2021-06-10"},
     )
+    kai_camhs = make_record(
+        "health.mental_health", "HLT-MH-C0002", at(_D("2026-09-14")), "Referred to CAMHS.",
+        {
+            "service": "Hackney CAMHS", "diagnosis": "Anxiety; disturbed sleep and nightmares",
+            "status": "awaiting assessment", "clinician": "Dr Priya Nandakumar, CAMHS, 020 7946 0793",
+            "notes": "School nurse referral: Kai is frightened to go home on days Dean is there.",
+        },
+    )
     jodie_mh = make_record(
         "health.mental_health", "HLT-MH-C0001", at(_D("2025-11-03")), "Open to adult mental health services.",
         {
@@ -193,7 +201,7 @@ def _health() -> dict[CastMember, list[Record]]:
         {"status": "up to date", "last_updated": "2020-10-01"},
     )
     return {
-        KAI_MERCER: [_gp(KAI_MERCER, "C0001", practice, "2017-06-01"), kai_ae1, kai_ae2, kai_imm],
+        KAI_MERCER: [_gp(KAI_MERCER, "C0001", practice, "2017-06-01"), kai_ae1, kai_ae2, kai_imm, kai_camhs],
         JODIE_MERCER: [_gp(JODIE_MERCER, "C0002", practice, "2016-01-12"), jodie_mh, jodie_sh],
         DEAN_ASHBY: [_gp(DEAN_ASHBY, "C0003", practice, "2024-03-18")],
         RUBY_MERCER: [_gp(RUBY_MERCER, "C0004", practice, "2022-04-01"), ruby_hv, ruby_imm],

@@ -22,6 +22,7 @@ from gateway.api.calls import CallHandlers
 from gateway.api.hub_servicer import HubServicer
 from gateway.api.policy_servicer import PolicyServicer
 from gateway.api.referral_servicer import ReferralServicer
+from gateway.api.review_servicer import ReviewServicer
 from gateway.api.tls import gateway_client_credentials, gateway_server_credentials
 from gateway.audit import AuditLog, AuditReview, IdentifierSealer, load_public_keys, open_store
 from gateway.audit.checkpoint import load_signer
@@ -31,6 +32,7 @@ from gateway.generated.mash.gateway.v1 import (
     hub_service_pb2,
     policy_service_pb2,
     referral_service_pb2,
+    review_service_pb2,
 )
 from gateway.keyring import Keyring
 from gateway.keys import KeyPaths, load_keys
@@ -41,6 +43,8 @@ from gateway.pki.revocation import RevocationList
 from gateway.policy import PolicyHolder, PolicyWatcher
 from gateway.policy.holder import ReleaseGate
 from gateway.policy.release import ReleaseError, Signers, current_release, release_gate, verify_release
+from gateway.review.store import open_review_store
+from gateway.review.sweeper import ReviewSweeper
 from gateway.service.access import AccessGuard
 from gateway.service.audit_reads import AuditReads
 from gateway.service.limits import CallLimiter, Limits
@@ -67,6 +71,7 @@ SERVICE_NAMES = (
     audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
     policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
     referral_service_pb2.DESCRIPTOR.services_by_name["ReferralService"].full_name,
+    review_service_pb2.DESCRIPTOR.services_by_name["ReviewService"].full_name,
 )
 
 
@@ -88,6 +93,7 @@ class Dependencies:
     referral_store: ReferralStore | None = None
     sweeper: BreachSweeper | None = None
     revocations: RevocationList | None = None
+    review_sweeper: ReviewSweeper | None = None
     resources: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
     """Closes what `open_dependencies` opened, newest first: sweeper, referral store, watcher, transport,
     audit log, audit store."""
@@ -149,14 +155,20 @@ async def open_dependencies(
             metrics.watch(policy_version=lambda: holder.version, last_checkpoint=lambda: _checkpoint_time(audit),
                           clock=clock)
         tokeniser = SubjectTokeniser(keys.subject_token)
+        review_store = await open_review_store(settings.review_store_url)
+        resources.push_async_callback(review_store.close)
         query = QueryService(
             policy=holder, transport=MeteredTransport(transport, metrics) if metrics else transport,
             audit=MeteredAuditSink(audit, metrics) if metrics else audit,
             tokeniser=tokeniser, sealer=IdentifierSealer(keys.sealing),
             pseudonym_keys=keys.pseudonym, clock=clock, default_timeout=settings.default_timeout,
-            max_timeout=settings.max_timeout, audit_margin=settings.audit_margin,
+            max_timeout=settings.max_timeout, audit_margin=settings.audit_margin, review_store=review_store,
             requests=RequestLedger(window=settings.request_id_window),
         )
+        review_sweeper = None
+        if settings.breach_sweep_interval and query.reviews is not None:
+            review_sweeper = ReviewSweeper(query.reviews, interval=settings.breach_sweep_interval)
+            resources.push_async_callback(review_sweeper.stop)
         review = AuditReview(audit, load_public_keys(key_paths.checkpoint))
         watcher = None
         if settings.policy_watch_interval and settings.policy_mode == "development":
@@ -308,6 +320,8 @@ class GatewayServer:
             self.deps.watcher.start()
         if self.deps.sweeper is not None:
             self.deps.sweeper.start()
+        if self.deps.review_sweeper is not None:
+            self.deps.review_sweeper.start()
         await self._audit_health.start()
         log.info("gateway serving", port=self.port, policy_version=self.deps.policy.current.version)
 
@@ -339,6 +353,9 @@ def build_server(settings: Settings, deps: Dependencies) -> GatewayServer:
                  AuditServicer(AuditReads(deps.review, guard, deps.tokeniser, deps.policy)))
     handlers.add(server, policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"],
                  PolicyServicer(PolicyAdmin(deps.policy, settings.policy_dir, guard, deps.clock)))
+    if deps.query.reviews is not None:
+        handlers.add(server, review_service_pb2.DESCRIPTOR.services_by_name["ReviewService"],
+                     ReviewServicer(deps.query.reviews, guard.refusals))
     if deps.referrals is not None and deps.referral_store is not None:
         handlers.add(server, referral_service_pb2.DESCRIPTOR.services_by_name["ReferralService"],
                      ReferralServicer(deps.referrals, deps.clock,

@@ -168,6 +168,9 @@ class AuditKind(enum.Enum):
     REFERRAL_TRANSITION = "referral_transition"
     REFERRAL_BREACH = "referral_breach"
     REFERRAL_PURGE = "referral_purge"
+    # A review step: requested, opened by a reviewer, decided (approved, declined, expired); the release
+    # itself is a DISCLOSURE entry that names the review.
+    REVIEW = "review"
 
 
 @dataclass(frozen=True, slots=True)

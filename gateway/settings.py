@@ -59,6 +59,7 @@ class Settings:
     listen: str = "127.0.0.1:0"
     audit_store: str = ""  # default: sqlite:///<state_dir>/audit.sqlite
     referral_store: str = ""  # default: sqlite:///<state_dir>/referrals.sqlite
+    review_store: str = ""  # default: sqlite:///<state_dir>/reviews.sqlite
     breach_sweep_interval: float | None = 60.0  # seconds between referral deadline-breach sweeps; None = off
     agency_endpoints: Mapping[str, str] = field(default_factory=dict)
     trust_domain: str = DEFAULT_TRUST_DOMAIN
@@ -105,6 +106,10 @@ class Settings:
     @property
     def referral_store_url(self) -> str:
         return self.referral_store or f"sqlite:///{self.state_dir / 'referrals.sqlite'}"
+
+    @property
+    def review_store_url(self) -> str:
+        return self.review_store or f"sqlite:///{self.state_dir / 'reviews.sqlite'}"
 
     @classmethod
     def from_toml(cls, path: Path, **overrides: Any) -> Settings:

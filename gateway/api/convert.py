@@ -139,6 +139,9 @@ def answer_to_proto(outcome: AgencyOutcome) -> hub_pb.AgencyAnswer:
         receipt=receipt_to_proto(outcome.receipt),
         categories=list(outcome.categories),
         detail=outcome.detail,
+        review=hub_pb.PendingReview(review_id=outcome.review_id, state=hub_pb.REVIEW_STATE_PENDING_REVIEW,
+                                    deadline=_timestamp(outcome.review_deadline))
+        if outcome.review_id and outcome.review_deadline is not None else None,
     )
 
 
@@ -253,6 +256,7 @@ _AUDIT_KINDS = {
     AuditKind.REFERRAL_TRANSITION: audit_pb.AUDIT_ENTRY_KIND_REFERRAL_TRANSITION,
     AuditKind.REFERRAL_BREACH: audit_pb.AUDIT_ENTRY_KIND_REFERRAL_BREACH,
     AuditKind.REFERRAL_PURGE: audit_pb.AUDIT_ENTRY_KIND_REFERRAL_PURGE,
+    AuditKind.REVIEW: audit_pb.AUDIT_ENTRY_KIND_REVIEW,
 }
 _AUDIT_KINDS_BACK = {v: k for k, v in _AUDIT_KINDS.items()}
 

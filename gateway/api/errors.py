@@ -24,8 +24,10 @@ from gateway.errors import (
     PolicyError,
     RequestRefused,
 )
+from gateway.review.model import ReviewAlreadyDecided, ReviewStoreError
 from gateway.service.access import clip
 from gateway.workflow.referral import InvalidTransition, VersionConflict
+from gateway.workflow.store import ReferralStoreError
 
 ERROR_DOMAIN = "mash.gateway"
 _MAX_FIELD, _MAX_DESCRIPTION, _MAX_MESSAGE, _MAX_VIOLATIONS = 128, 256, 2048, 20
@@ -74,10 +76,26 @@ def to_status(exc: GatewayError) -> status_pb2.Status:
             message="the audit log cannot record this request, so nothing was disclosed; retry later",
             details=[_pack(info)],
         )
+    if isinstance(exc, ReferralStoreError | ReviewStoreError):
+        # The store's own words stay in the log: they may name tables, files or hosts.
+        store = "referral" if isinstance(exc, ReferralStoreError) else "review"
+        log.warning("store unavailable", store=store, cause=type(exc.__cause__).__name__ if exc.__cause__ else "")
+        info = error_details_pb2.ErrorInfo(reason="STORE_UNAVAILABLE", domain=ERROR_DOMAIN, metadata={"store": store})
+        return status_pb2.Status(code=code_pb2.UNAVAILABLE,
+                                 message=f"the {store} store cannot be used now, so nothing was disclosed; retry later",
+                                 details=[_pack(info)])
     if isinstance(exc, InvalidTransition):
         # Callers switch on the reason and read the state the referral is really in.
         info = error_details_pb2.ErrorInfo(reason="INVALID_TRANSITION", domain=ERROR_DOMAIN,
                                            metadata={"current_state": exc.current.value, "action": exc.action.value})
+        return status_pb2.Status(code=code_pb2.FAILED_PRECONDITION, message=clip(str(exc), _MAX_MESSAGE),
+                                 details=[_pack(info)])
+    if isinstance(exc, ReviewAlreadyDecided):
+        # The loser learns the decision that won, so it need not open the review again to find out.
+        winner = exc.winner
+        info = error_details_pb2.ErrorInfo(reason="REVIEW_ALREADY_DECIDED", domain=ERROR_DOMAIN, metadata={
+            "state": winner.state.value, "decided_role": winner.decided_role,
+            "decided_at": winner.decided_at.isoformat() if winner.decided_at else ""})
         return status_pb2.Status(code=code_pb2.FAILED_PRECONDITION, message=clip(str(exc), _MAX_MESSAGE),
                                  details=[_pack(info)])
     if isinstance(exc, VersionConflict):

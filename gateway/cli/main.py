@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.cli import backup_cmd, demo_cmd, dev_cmd, keys_cmd, pki_cmd, referrals_cmd, serve_cmd
+from gateway.cli import backup_cmd, demo_cmd, dev_cmd, keys_cmd, pki_cmd, referrals_cmd, reviews_cmd, serve_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     pki_cmd.register(sub)
     keys_cmd.register(sub)
     referrals_cmd.register(sub)
+    reviews_cmd.register(sub)
     from gateway.cli.policy_cmd import register as register_policy
     register_policy(sub)
     from gateway.cli.audit_cmd import register as register_audit

@@ -22,6 +22,7 @@ from gateway.errors import Finding, PolicyError
 from gateway.policy.agreements import agreement_refusal
 from gateway.policy.checks import check_directory, is_blocking, verify_against_casbin
 from gateway.policy.diff import CHANGED, NARROWER, WIDER, concrete_cells, diff_settings, diff_snapshots, materialise
+from gateway.policy.index import Decision
 from gateway.policy.policy_tests import failures_as_findings, load_test_cases, run_suite
 from gateway.policy.release import (
     FILES,
@@ -292,14 +293,15 @@ def run_explain(args: argparse.Namespace) -> int:
     if refusal:
         console.print(f"refused by the agreement: {refusal} (the policy lines alone would give "
                       f"{decision.level.name})", markup=False)
-    if not matching.allows and not matching.denies:
+    matched = (*matching.allows, *matching.denies, *matching.reviews)
+    if not matched:
         console.print("no policy line matches: nothing is granted by default")
     table = Table("", "line", "effect", "level", "rule", title="matching policy lines")
-    deciding = set(decision.allowed_by) | set(decision.denied_by)
-    for line in sorted((*matching.allows, *matching.denies), key=lambda ln: (ln.file, ln.line)):
+    deciding = set(decision.allowed_by) | set(decision.denied_by) | set(decision.reviewed_by)
+    for line in sorted(matched, key=lambda ln: (ln.file, ln.line)):
         mark = "decided" if line.where in deciding else ""
         table.add_row(mark, line.where, line.effect.value, line.level.name, line.text())
-    if matching.allows or matching.denies:
+    if matched:
         console.print(table)
     if decision.denied_by:
         console.print(
@@ -307,8 +309,21 @@ def run_explain(args: argparse.Namespace) -> int:
             "level and every level above it",
             markup=False,
         )
-    elif decision.allowed_by:
+    elif decision.allowed_by and not decision.review:
         console.print(f"granted by {', '.join(decision.allowed_by)}", markup=False)
+    if decision.review:
+        first = loaded.reviewers(args.agency)
+        escalation = [r for r in loaded.reviewers(args.agency, escalated=True) if r not in first]
+        console.print(
+            f"under review: {decision.level.name} until a reviewer decides; up to {decision.review.name} "
+            f"once {args.agency} approves (review line {', '.join(decision.reviewed_by)})",
+            markup=False,
+        )
+        console.print(
+            f"reviewed by {args.agency}: {', '.join(first) or 'no role (policy check reports this)'}"
+            + (f"; after escalation also {', '.join(escalation)}" if escalation else ""),
+            markup=False,
+        )
     console.print(f"policy version {loaded.version}", markup=False)
     return CLEAN
 
@@ -364,7 +379,7 @@ def run_diff(args: argparse.Namespace) -> int:
         for c in group:
             arrow = "[red]▲[/]" if c.widened else "[green]▼[/]"
             table.add_row(
-                c.agency, c.category, c.old.name, arrow, c.new.name, ", ".join(c.old_by), ", ".join(c.new_by)
+                c.agency, c.category, c.old_text, arrow, c.new_text, ", ".join(c.old_by), ", ".join(c.new_by)
             )
         console.print(table)
     return FINDINGS
@@ -383,11 +398,14 @@ def run_matrix(args: argparse.Namespace) -> int:
     if args.csv is not None:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["role", "purpose", "agency", "category", "level", "allowed_by", "denied_by"])
+        writer.writerow(
+            ["role", "purpose", "agency", "category", "level", "allowed_by", "denied_by", "review", "reviewed_by"]
+        )
         for role, purpose, agency, category in cells:
             d = loaded.decide(role, purpose, agency, category)
             writer.writerow(
-                [role, purpose, agency, category, d.level.name, " ".join(d.allowed_by), " ".join(d.denied_by)]
+                [role, purpose, agency, category, d.level.name, " ".join(d.allowed_by), " ".join(d.denied_by),
+                 d.review.name if d.review else "", " ".join(d.reviewed_by)]
             )
         if str(args.csv) == "-":
             sys.stdout.write(buffer.getvalue())
@@ -405,13 +423,16 @@ def run_matrix(args: argparse.Namespace) -> int:
     }
     table = Table("role", "purpose", *holding, title=f"effective access ({loaded.version[:19]}…)")
     for (role, purpose), group in groupby(cells, key=lambda c: (c[0], c[1])):
-        levels = {c[3]: loaded.decide(*c).level for c in group}
+        decided = {c[3]: loaded.decide(*c) for c in group}
         row = []
         for agency in holding:
-            row.append("".join(f"[{_STYLE[levels[c]]}]{_LETTER[levels[c]]}[/]" for c in order[agency]))
+            row.append("".join(_matrix_cell(decided[c]) for c in order[agency]))
         table.add_row(role, purpose, *row)
     console.print(table)
-    console.print("one letter per record category, in catalogue order: F full, P pertinent, E exists, · none")
+    console.print(
+        "one letter per record category, in catalogue order: F full, P pertinent, E exists, · none; "
+        "lower case: that level after review (the granted level shows in the cell's colour)"
+    )
     return CLEAN
 
 
@@ -530,3 +551,10 @@ def run_show(args: argparse.Namespace) -> int:
         digest = hashlib.sha256((record.directory / name).read_bytes()).hexdigest()
         console.print(f"  {name}  sha256:{digest}", markup=False)
     return CLEAN
+
+
+def _matrix_cell(decision: Decision) -> str:
+    """A level letter; a cell under review shows the reviewed level in lower case, coloured by the level granted now."""
+    if decision.review:
+        return f"[{_STYLE[decision.level]} underline]{_LETTER[decision.review].lower()}[/]"
+    return f"[{_STYLE[decision.level]}]{_LETTER[decision.level]}[/]"

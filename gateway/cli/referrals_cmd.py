@@ -148,7 +148,8 @@ def _emit(args: argparse.Namespace, message: Any, console: Console) -> None:
         console.print(table)
 
 
-def _refusal(exc: grpc.aio.AioRpcError) -> str:
+def refusal_text(exc: grpc.aio.AioRpcError) -> str:
+    """The refusal as lines for a terminal: status, field violations and the error reason with its metadata."""
     lines = [f"refused: {exc.code().name}: {exc.details()}"]
     for key, value in exc.trailing_metadata() or ():
         if key != "grpc-status-details-bin":
@@ -183,7 +184,7 @@ async def run_async(args: argparse.Namespace) -> int:
         try:
             message = await args.call(stub, metadata, args)
         except grpc.aio.AioRpcError as exc:
-            print(_refusal(exc), file=sys.stderr)
+            print(refusal_text(exc), file=sys.stderr)
             return EXIT_REFUSED
     _emit(args, message, Console())
     return EXIT_OK

@@ -137,6 +137,7 @@ async def play(partnership: Partnership, console: Console) -> StoryReport:
     report.expect("research", "police, health, children's social care and education all know the child",
                   all(STATUS[by_agency[a].status] == "MATCH" for a in ("police", "health", "csc", "education")))
     researcher_values = _values(research)
+    await _review_step(partnership, console, report, by_agency["health"])
 
     # 4. An operational social worker gets only the pertinent information.
     console.rule("[bold]4. An operational social worker gets only the pertinent information")
@@ -191,6 +192,47 @@ async def play(partnership: Partnership, console: Console) -> StoryReport:
     report.expect("refusal", "the housing officer's health query is refused with PERMISSION_DENIED",
                   refused_code == grpc.StatusCode.PERMISSION_DENIED)
     return report
+
+
+async def _review_step(partnership: Partnership, console: Console, report: StoryReport,
+                       health: hub_pb.AgencyAnswer) -> None:
+    """Health's mental-health records wait for health's designated professional, who approves at PERTINENT."""
+    from gateway.api.tls import client_credentials
+    from gateway.generated.mash.gateway.v1 import common_pb2
+    from gateway.generated.mash.gateway.v1 import review_service_pb2 as review_pb
+    from gateway.generated.mash.gateway.v1 import review_service_pb2_grpc as review_grpc
+
+    console.rule("[bold]3b. Health reviews the request for mental-health records before they leave")
+    review_id = health.review.review_id
+    console.print(f"health's answer: known, with mental-health records [bold]PENDING_REVIEW[/] ({review_id}, "
+                  f"decide by {health.review.deadline.ToDatetime():%Y-%m-%d %H:%M} UTC)")
+    report.expect("review", "health's mental-health records are held for review, none released yet",
+                  health.review.state == hub_pb.REVIEW_STATE_PENDING_REVIEW
+                  and all(r.category != "health.mental_health" for r in health.records))
+
+    def stub(agency: str, system: str) -> review_grpc.ReviewServiceAsyncStub:
+        channel = partnership.channel(client_credentials(partnership.pki, agency, system))
+        return review_grpc.ReviewServiceStub(channel)  # an async stub on an aio channel
+
+    designated = (("x-mash-user", "dp.adeyemi"), ("x-mash-role", "health_designated_professional"))
+    reviewer = stub("health", "review-console")
+    opened = await reviewer.OpenReview(review_pb.OpenReviewRequest(review_id=review_id), metadata=designated)
+    console.print(f"health's designated professional opens it: {len(opened.records.records)} record(s), "
+                  f"asked by {opened.review.requester_role} for {opened.review.purpose}")
+    await reviewer.DecideReview(review_pb.DecideReviewRequest(
+        review_id=review_id, verdict=review_pb.REVIEW_VERDICT_APPROVE, level=common_pb2.DISCLOSURE_LEVEL_PERTINENT,
+        reason="relevant to the child's safety at home"), metadata=designated)
+    requester = (("x-mash-user", "researcher.police.7"), ("x-mash-role", "mash_researcher_police"))
+    outcome = await stub("police", "case-system").GetReviewOutcome(
+        review_pb.GetReviewOutcomeRequest(review_id=review_id), metadata=requester)
+    console.print(_answers_table("GetReviewOutcome as mash_researcher_police (approved at PERTINENT)",
+                                 [outcome.answer]))
+    released = [r for r in outcome.answer.records if r.category == "health.mental_health"]
+    original = {f.name: f.value for r in opened.records.records for f in r.fields}
+    report.expect("review", "after approval the researcher receives the mental-health records",
+                  outcome.review.state == hub_pb.REVIEW_STATE_APPROVED and bool(released))
+    report.expect("review", "they are redacted as any PERTINENT answer: the clinical notes do not leave health",
+                  bool(original.get("notes")) and original["notes"] not in str(outcome.answer))
 
 
 def _narratives(answer: hub_pb.AgencyAnswer) -> list[str]:

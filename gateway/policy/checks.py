@@ -64,6 +64,7 @@ def lint(snapshot: PolicySnapshot, today: date, *, redaction_gaps: bool = True) 
         + _unassertable_roles(snapshot)
         + _purposes_without_basis(snapshot)
         + _agreement_expiry(snapshot, today)
+        + _review_lines(snapshot)
     )
     return sorted(found, key=lambda f: (f.file, f.line, f.message))
 
@@ -106,6 +107,38 @@ def _shadowed_lines(snapshot: PolicySnapshot) -> list[Finding]:
                     line.line,
                     f"rule is shadowed by a deny: it never grants "
                     f"{line.level.name} (at most {DisclosureLevel(max(best, 0)).name})",
+                    WARNING,
+                )
+            )
+    return found
+
+
+def _review_lines(snapshot: PolicySnapshot) -> list[Finding]:
+    """Review lines nobody can decide (no reviewer role for the agency), or that never offer more than is granted."""
+    vocab, index = snapshot.vocabulary, snapshot.index
+    found = []
+    for line in snapshot.lines:
+        if line.effect is not Effect.REVIEW:
+            continue
+        if not any(r.reviews == "first" and r.agency == line.agency for r in vocab.roles.values()):
+            found.append(
+                Finding(
+                    line.file,
+                    line.line,
+                    f"no role reviews for {line.agency}: declare one with `reviews: first` in "
+                    "vocabulary/roles.yaml, or requests under this line would wait for nobody",
+                )
+            )
+        roles, purposes, categories = _concrete(snapshot, line)
+        if not any(
+            index.decisions.get((r, p, c)) is not None and line.where in index.decisions[(r, p, c)].reviewed_by
+            for r, p, c in product(roles, purposes, categories)
+        ):
+            found.append(
+                Finding(
+                    line.file,
+                    line.line,
+                    f"review line never offers {line.level.name}: a deny caps it wherever it matches",
                     WARNING,
                 )
             )

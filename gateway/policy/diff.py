@@ -20,7 +20,7 @@ from gateway.redaction import FieldRule, RedactionRules
 
 @dataclass(frozen=True, slots=True)
 class LevelChange:
-    """One cell whose granted level differs between two snapshots."""
+    """One cell whose granted level, or level after review, differs between two snapshots."""
 
     role: str
     purpose: str
@@ -30,10 +30,25 @@ class LevelChange:
     new: DisclosureLevel
     old_by: tuple[str, ...]
     new_by: tuple[str, ...]
+    old_review: DisclosureLevel = DisclosureLevel.NONE  # NONE: no review offers more than `old`
+    new_review: DisclosureLevel = DisclosureLevel.NONE
 
     @property
     def widened(self) -> bool:
-        return self.new > self.old
+        """More is granted without review, or more can ever be released (with a reviewer's approval)."""
+        return self.new > self.old or max(self.new, self.new_review) > max(self.old, self.old_review)
+
+    @property
+    def old_text(self) -> str:
+        return _with_review(self.old, self.old_review)
+
+    @property
+    def new_text(self) -> str:
+        return _with_review(self.new, self.new_review)
+
+
+def _with_review(level: DisclosureLevel, review: DisclosureLevel) -> str:
+    return f"{level.name}, {review.name} after review" if review else level.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,7 +382,7 @@ def diff_snapshots(old: PolicySnapshot, new: PolicySnapshot) -> tuple[list[Level
             role, purpose, agency, category = cell
             before = old.decide(role, purpose, agency, category) if category in old.record_categories else NOTHING
             after = new.decide(role, purpose, agency, category) if category in new.record_categories else NOTHING
-            if before.level != after.level:
+            if before.level != after.level or before.review != after.review:
                 changes.append(
                     LevelChange(
                         role,
@@ -376,8 +391,10 @@ def diff_snapshots(old: PolicySnapshot, new: PolicySnapshot) -> tuple[list[Level
                         category,
                         before.level,
                         after.level,
-                        (*before.allowed_by, *before.denied_by),
-                        (*after.allowed_by, *after.denied_by),
+                        (*before.allowed_by, *before.denied_by, *before.reviewed_by),
+                        (*after.allowed_by, *after.denied_by, *after.reviewed_by),
+                        before.review,
+                        after.review,
                     )
                 )
     vocab_changes: list[VocabularyChange] = []

@@ -10,9 +10,10 @@ their ancestors (``*`` matching anything) and its agency is the request's.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import TypeVar
 
 from gateway.domain import DisclosureLevel
 from gateway.policy.rules import ANY, Effect, PolicyLine
@@ -31,13 +32,19 @@ class Decision:
     """The granted level and the policy lines ("file:line") that decided it.
 
     `allowed_by` holds the matching allow lines with the highest level; `denied_by` holds the deny
-    lines that capped the answer below that (the lowest matching deny level), if any did.
+    lines that capped the answer below that (the lowest matching deny level), if any did. `review` is
+    the higher level the owning agency may release after a reviewer approves (NONE when no review line
+    offers more than `level`), granted by the review lines in `reviewed_by`.
     """
 
     level: DisclosureLevel
     allowed_by: tuple[str, ...] = ()
     denied_by: tuple[str, ...] = ()
+    review: DisclosureLevel = DisclosureLevel.NONE
+    reviewed_by: tuple[str, ...] = ()
 
+
+T = TypeVar("T")
 
 NOTHING = Decision(DisclosureLevel.NONE)
 
@@ -48,6 +55,8 @@ Cell = tuple[int, tuple[PolicyLine, ...], int, tuple[PolicyLine, ...]]
 _EMPTY: Cell = (0, (), _NO_DENY, ())
 
 Key = tuple[str, str, str]  # (role, purpose, category)
+# (best review level, review lines at that level, lowest level a deny line forbids)
+ReviewCell = tuple[int, tuple[PolicyLine, ...], int]
 
 
 def _merge(a: Cell, b: Cell) -> Cell:
@@ -64,6 +73,23 @@ def _merge(a: Cell, b: Cell) -> Cell:
     else:
         deny, deny_lines = a[2], a[3] + b[3]
     return allow, allow_lines, deny, deny_lines
+
+
+def _merge_review(a: ReviewCell, b: ReviewCell) -> ReviewCell:
+    if a[0] != b[0]:
+        best, lines = (a[0], a[1]) if a[0] > b[0] else (b[0], b[1])
+    else:
+        best, lines = a[0], a[1] + b[1]
+    return best, lines, min(a[2], b[2])
+
+
+def review_level_of(cell: Cell, review: ReviewCell | None) -> DisclosureLevel:
+    """What an approval may release: the best review line's level, capped by the deny lines (never by
+    review lines); NONE unless that is more than the cell grants without review."""
+    if review is None:
+        return DisclosureLevel.NONE
+    level = min(review[0], review[2] - 1)
+    return DisclosureLevel(level) if level > level_of(cell) else DisclosureLevel.NONE
 
 
 def level_of(cell: Cell) -> DisclosureLevel:
@@ -88,6 +114,7 @@ class DecisionIndex:
 
     decisions: Mapping[Key, Decision]
     cells: Mapping[Key, Cell]
+    review_cells: Mapping[Key, ReviewCell]
     by_query: Mapping[tuple[str, str], Mapping[str, Mapping[str, Decision]]]
     role_ancestors: Mapping[str, frozenset[str]]
     purpose_ancestors: Mapping[str, frozenset[str]]
@@ -111,46 +138,45 @@ def build_index(vocab: Vocabulary, lines: Iterable[PolicyLine]) -> DecisionIndex
     # Group the lines by their own (role, purpose, category), then push each group down one
     # hierarchy at a time; each line reaches each cell below it exactly once.
     stage: dict[Key, Cell] = {}
+    reviews: dict[Key, ReviewCell] = {}
+    # Without an approval a review line forbids its level like a deny (Casbin sees it as one); the
+    # review cells keep apart what an approval may release and the real denies that still cap it.
     for line in lines:
-        if line.effect is Effect.ALLOW:
-            cell: Cell = (int(line.level), (line,), _NO_DENY, ())
-        elif line.effect is Effect.DENY:
-            cell = (0, (), int(line.level), (line,))
-        else:  # REVIEW lines are refused at load time; nothing to index yet
-            continue
         key = (line.role, line.purpose, line.category)
+        level = int(line.level)
+        if line.effect is Effect.ALLOW:
+            cell: Cell = (level, (line,), _NO_DENY, ())
+        else:
+            cell = (0, (), level, (line,))
+            found: ReviewCell = (level, (line,), _NO_DENY) if line.effect is Effect.REVIEW else (0, (), level)
+            reviews[key] = _merge_review(reviews[key], found) if key in reviews else found
         stage[key] = _merge(stage[key], cell) if key in stage else cell
-    for axis, below in ((2, cat_below), (1, purpose_below), (0, role_below)):
-        pushed: dict[Key, Cell] = {}
-        for key, cell in stage.items():
-            for name in below.get(key[axis], ()):
-                target: Key = (
-                    (name, key[1], key[2])
-                    if axis == 0
-                    else ((key[0], name, key[2]) if axis == 1 else (key[0], key[1], name))
-                )
-                existing = pushed.get(target)
-                pushed[target] = cell if existing is None else _merge(existing, cell)
-        stage = pushed
+    below = (cat_below, purpose_below, role_below)
+    stage = _push_down(stage, below, _merge)
+    reviews = _push_down(reviews, below, _merge_review)
 
-    interned: dict[tuple[int, tuple[str, ...], tuple[str, ...]], Decision] = {}
+    interned: dict[tuple[int, tuple[str, ...], tuple[str, ...], int, tuple[str, ...]], Decision] = {}
 
-    def decision(cell: Cell) -> Decision:
+    def decision(cell: Cell, review: ReviewCell | None) -> Decision:
         level = level_of(cell)
         allowed = tuple(ln.where for ln in sorted(cell[1], key=_order)) if cell[0] else ()
         capped = cell[2] <= cell[0]
-        denied = tuple(ln.where for ln in sorted(cell[3], key=_order)) if capped else ()
-        key = (int(level), allowed, denied)
+        denied = (
+            tuple(ln.where for ln in sorted(cell[3], key=_order) if ln.effect is Effect.DENY) if capped else ()
+        )
+        after_review = review_level_of(cell, review)
+        reviewed = tuple(ln.where for ln in sorted(review[1], key=_order)) if review and after_review else ()
+        key = (int(level), allowed, denied, int(after_review), reviewed)
         found = interned.get(key)
         if found is None:
             found = interned[key] = (
-                Decision(level, allowed, denied)
-                if (allowed or denied)
+                Decision(level, allowed, denied, after_review, reviewed)
+                if (allowed or denied or reviewed)
                 else (NOTHING if level is DisclosureLevel.NONE else Decision(level))
             )
         return found
 
-    decisions = {key: decision(cell) for key, cell in stage.items()}
+    decisions = {key: decision(cell, reviews.get(key)) for key, cell in stage.items()}
     record_categories = [c for c in vocab.record_categories.values() if not c.group]
     holding = [a.name for a in vocab.agencies.values() if a.holds_records]
     by_query: dict[tuple[str, str], Mapping[str, Mapping[str, Decision]]] = {}
@@ -167,6 +193,7 @@ def build_index(vocab: Vocabulary, lines: Iterable[PolicyLine]) -> DecisionIndex
     return DecisionIndex(
         decisions=MappingProxyType(decisions),
         cells=MappingProxyType(stage),
+        review_cells=MappingProxyType(reviews),
         by_query=MappingProxyType(by_query),
         role_ancestors=MappingProxyType(role_anc),
         purpose_ancestors=MappingProxyType(purpose_anc),
@@ -175,6 +202,26 @@ def build_index(vocab: Vocabulary, lines: Iterable[PolicyLine]) -> DecisionIndex
         purpose_descendants=MappingProxyType(purpose_below),
         category_descendants=MappingProxyType(cat_below),
     )
+
+
+def _push_down(
+    stage: Mapping[Key, T], below: tuple[Mapping[str, tuple[str, ...]], ...], merge: Callable[[T, T], T]
+) -> dict[Key, T]:
+    """Copy each cell to every (role, purpose, category) at or below it, category then purpose then role axis."""
+    result = dict(stage)
+    for axis, names_below in zip((2, 1, 0), below, strict=True):
+        pushed: dict[Key, T] = {}
+        for key, cell in result.items():
+            for name in names_below.get(key[axis], ()):
+                target: Key = (
+                    (name, key[1], key[2])
+                    if axis == 0
+                    else ((key[0], name, key[2]) if axis == 1 else (key[0], key[1], name))
+                )
+                existing = pushed.get(target)
+                pushed[target] = cell if existing is None else merge(existing, cell)
+        result = pushed
+    return result
 
 
 def _order(line: PolicyLine) -> Location:

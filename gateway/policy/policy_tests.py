@@ -43,6 +43,7 @@ class PolicyTestCase:
     fields: tuple[tuple[str, FieldDisclosure], ...] = ()  # expected disclosure per field name
     on: date | None = None
     agreement: str = ""  # the agreement the request cites; "" judges the policy lines alone
+    review: DisclosureLevel = DisclosureLevel.NONE  # the level a reviewer's approval may release
 
     @property
     def where(self) -> str:
@@ -125,6 +126,7 @@ def _parse_case(item: object, rel: str, line: int, findings: list[Finding]) -> P
         tuple(expected),
         entry.disclosed_on,
         entry.agreement,
+        entry.review or DisclosureLevel.NONE,
     )
 
 
@@ -156,6 +158,9 @@ def run_case(
     elif level != case.expect:
         lines = ", ".join((*decision.allowed_by, *decision.denied_by)) or "no matching line"
         problems.append(f"expected {case.expect.name}, got {level.name} (decided by {lines})")
+    if not refusal and decision.review != case.review:
+        lines = ", ".join(decision.reviewed_by) or "no review line offers more"
+        problems.append(f"expected review up to {case.review.name}, got {decision.review.name} ({lines})")
     if case.record:
         problems += _check_fields(snapshot, case, level, pseudonym_keys or Keyring.generate(), on)
     return PolicyTestResult(case, tuple(problems))

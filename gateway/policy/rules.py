@@ -17,7 +17,11 @@ ANY = "*"
 
 
 class Effect(enum.Enum):
-    """What a policy line does at its level. REVIEW is reserved for the reviewer workflow."""
+    """What a policy line does at its level: grant it, forbid it (and above), or grant it after review.
+
+    A review line offers its level only once a reviewer of the owning agency approves; until then the
+    caller gets what the allow and deny lines give.
+    """
 
     ALLOW = "allow"
     DENY = "deny"
@@ -55,6 +59,11 @@ class PolicyLine:
             self.effect.value,
         )
 
+    def enforcer_row(self) -> tuple[str, str, str, str, str, str]:
+        """The row Casbin enforces: a review line forbids its level until approved, so Casbin sees a deny."""
+        row = self.casbin_row()
+        return (*row[:5], Effect.DENY.value) if self.effect is Effect.REVIEW else row
+
     def text(self) -> str:
         return "p, " + ", ".join(self.casbin_row())
 
@@ -87,7 +96,7 @@ def parse_line(
                 row.file,
                 row.line,
                 "a policy line has 7 cells: p, role:<role>, agency:<agency>, "
-                f"cat:<category>, purpose:<purpose>, <LEVEL>, allow|deny (got {len(row.cells)})",
+                f"cat:<category>, purpose:<purpose>, <LEVEL>, allow|deny|review (got {len(row.cells)})",
             )
         )
         return None
@@ -100,15 +109,7 @@ def parse_line(
     try:
         effect = Effect(effect_cell)
     except ValueError:
-        findings.append(Finding(row.file, row.line, f"the effect must be allow or deny, got {effect_cell!r}"))
-    if effect is Effect.REVIEW:
-        findings.append(
-            Finding(
-                row.file,
-                row.line,
-                "the review effect is reserved for the reviewer workflow and is not supported yet",
-            )
-        )
+        findings.append(Finding(row.file, row.line, f"the effect must be allow, deny or review, got {effect_cell!r}"))
     level: DisclosureLevel | None = None
     try:
         level = DisclosureLevel.parse(level_cell)
@@ -133,7 +134,7 @@ def parse_line(
                     Finding(
                         row.file,
                         row.line,
-                        "'role:*' is only allowed in deny lines; a grant names the role it is for",
+                        "'role:*' is only allowed in deny lines; a grant or review names the role it is for",
                     )
                 )
         elif role not in vocab.roles:
@@ -145,7 +146,7 @@ def parse_line(
                     Finding(
                         row.file,
                         row.line,
-                        "'purpose:*' is only allowed in deny lines; a grant names the purpose it is for",
+                        "'purpose:*' is only allowed in deny lines; a grant or review names the purpose it is for",
                     )
                 )
         elif purpose not in vocab.purposes:

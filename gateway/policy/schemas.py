@@ -7,7 +7,7 @@ passed down to sub-categories) is checked by `vocabulary.py` once every file has
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
 
@@ -58,6 +58,8 @@ def entry_findings(exc: ValidationError, raw: LineDict, file: str, subject: str,
 class AgencyEntry(Entry):
     title: Text
     holds_records: bool
+    review_hours: Annotated[int, Field(gt=0)] = 72
+    escalate_after_hours: Annotated[int, Field(ge=0)] = 0
 
 
 class LegalBasisEntry(Entry):
@@ -75,6 +77,7 @@ class RoleEntry(Entry):
     description: Text
     member_of: Names = []
     sees_records: bool = True
+    reviews: Literal["first", "escalation"] | None = None
 
 
 class GroupEntry(Entry):
@@ -129,3 +132,4 @@ class PolicyTestEntry(Entry):
     withheld: list[str] = []
     disclosed_on: Day | None = None
     agreement: Text = ""
+    review: Annotated[DisclosureLevel, BeforeValidator(_level)] | None = None

@@ -43,6 +43,7 @@ class MatchingLines:
 
     allows: tuple[PolicyLine, ...]
     denies: tuple[PolicyLine, ...]
+    reviews: tuple[PolicyLine, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,6 +126,11 @@ class PolicySnapshot:
         """True when `role` is `ancestor` or a member of it, directly or through groups."""
         return ancestor in self.index.role_ancestors.get(role, ())
 
+    def reviewers(self, agency: str, *, escalated: bool = False) -> tuple[str, ...]:
+        """The roles that decide `agency`'s reviews: its first reviewers, plus its escalation ones once escalated."""
+        kinds = ("first", "escalation") if escalated else ("first",)
+        return tuple(n for n, r in self.vocabulary.roles.items() if r.reviews in kinds and r.agency == agency)
+
     @property
     def open_case_category(self) -> str:
         return self.vocabulary.open_case_category
@@ -194,6 +200,7 @@ class PolicySnapshot:
         return MatchingLines(
             tuple(ln for ln in found if ln.effect is Effect.ALLOW),
             tuple(ln for ln in found if ln.effect is Effect.DENY),
+            tuple(ln for ln in found if ln.effect is Effect.REVIEW),
         )
 
     def enforcer(self) -> casbin.Enforcer:
@@ -203,7 +210,7 @@ class PolicySnapshot:
             self._enforcer.append(
                 build_enforcer(
                     self.model_text,
-                    (ln.casbin_row() for ln in self.lines),
+                    (ln.enforcer_row() for ln in self.lines),
                     [(n, p) for n, r in vocab.roles.items() for p in r.member_of],
                     [(n, p.parent) for n, p in vocab.purposes.items() if p.parent],
                     [(n, c.parent) for n, c in vocab.record_categories.items() if c.parent],

@@ -53,6 +53,8 @@ class Agency:
     name: str
     title: str
     holds_records: bool
+    review_hours: int = 72  # how long its reviewers have to decide a review outside a rated referral
+    escalate_after_hours: int = 0  # when a pending review also goes to escalation reviewers; 0: never
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,7 @@ class Role:
     member_of: tuple[str, ...] = ()
     group: bool = False
     sees_records: bool = True  # false for roles (auditor, policy administrator) no line may grant anything
+    reviews: str = ""  # "first" or "escalation": decides its agency's reviews (escalation: once escalated)
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,7 +359,7 @@ def _agencies(reader: _Reader, doc: LineDict) -> dict[str, Agency]:
     file = VOCABULARY_FILES["agencies"]
     section = reader.section(doc, "agencies", file)
     return {
-        name: Agency(name, entry.title, entry.holds_records)
+        name: Agency(name, entry.title, entry.holds_records, entry.review_hours, entry.escalate_after_hours)
         for name, entry, _, _ in reader.entries(section, file, "agency", NAME, AgencyEntry)
     }
 
@@ -419,6 +422,7 @@ def _roles(reader: _Reader, doc: LineDict, agencies: Mapping[str, Agency]) -> di
                 member_of=tuple(entry.member_of),
                 group=asserted is None,
                 sees_records=asserted.sees_records if asserted else True,
+                reviews=(asserted.reviews or "") if asserted else "",
             )
     for name, role in result.items():
         for parent in role.member_of:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import traceback
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 import structlog
 
@@ -49,6 +50,8 @@ class AgencyOutcome:
     detail: str = ""
     receipt: AuditReceipt | None = None
     ambiguous: bool = False  # several people matched, so nobody's records were released
+    review_id: str = ""  # set when a reviewer of this agency must decide before more is released
+    review_deadline: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

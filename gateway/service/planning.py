@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.domain import DisclosureLevel
 from gateway.service.ports import PolicyView
@@ -18,6 +18,9 @@ class AgencyPlan:
     existence: tuple[str, ...]  # every other category the caller may at least know exists
     rules: tuple[str, ...]
     requested: bool = True  # False when the request's categories do not touch this agency
+    # Requested categories a reviewer of this agency may release more of (→ the level an approval may
+    # release); nothing of them beyond `content`/`existence` is fetched until a reviewer approves.
+    review: Mapping[str, DisclosureLevel] = field(default_factory=dict)
 
     @property
     def level(self) -> DisclosureLevel:
@@ -57,12 +60,18 @@ def plan_request(
             for c in cells for wanted in categories
         )
         allowed: dict[str, DisclosureLevel] = {}
+        review: dict[str, DisclosureLevel] = {}
         rules: list[str] = []
         if touched and agency in cited.parties:
             for category, decision in cells.items():
-                if decision.level <= DisclosureLevel.NONE:
-                    continue
                 if not any(policy.category_within(category, c) for c in cited.categories):
+                    continue
+                if decision.review > decision.level and (
+                    not categories or any(policy.category_within(category, w) for w in categories)
+                ):
+                    review[category] = decision.review
+                    rules += [f"{category}: {r}" for r in decision.reviewed_by]
+                if decision.level <= DisclosureLevel.NONE:
                     continue
                 allowed[category] = decision.level
                 rules += [f"{category}: {r}" for r in (*decision.allowed_by, *decision.denied_by)]
@@ -72,5 +81,5 @@ def plan_request(
             and (not categories or any(policy.category_within(c, w) for w in categories))
         }
         existence = tuple(c for c in allowed if c not in content)
-        plans.append(AgencyPlan(agency, content, existence, tuple(rules), requested=touched))
+        plans.append(AgencyPlan(agency, content, existence, tuple(rules), requested=touched, review=review))
     return tuple(plans)

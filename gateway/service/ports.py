@@ -67,6 +67,12 @@ class DecisionView(Protocol):
     @property
     def denied_by(self) -> tuple[str, ...]: ...
 
+    @property
+    def review(self) -> DisclosureLevel: ...
+
+    @property
+    def reviewed_by(self) -> tuple[str, ...]: ...
+
 
 class PolicyView(Protocol):
     """The parts of a policy snapshot the service layer reads."""
@@ -149,6 +155,12 @@ class AgencyView(Protocol):
     @property
     def holds_records(self) -> bool: ...
 
+    @property
+    def review_hours(self) -> int: ...
+
+    @property
+    def escalate_after_hours(self) -> int: ...
+
 
 class RoleView(Protocol):
     @property
@@ -156,3 +168,6 @@ class RoleView(Protocol):
 
     @property
     def inside_mash(self) -> bool: ...
+
+    @property
+    def reviews(self) -> str: ...

@@ -12,11 +12,14 @@ from gateway.audit.sealing import IdentifierSealer
 from gateway.domain import Clock
 from gateway.keyring import Keyring
 from gateway.linkage import SubjectTokeniser
+from gateway.review.model import Review
+from gateway.review.store import ReviewStore
 from gateway.service.admission import Admission, AdmittedRequest
-from gateway.service.fanout import AgencyFanout, AgencyOutcome
+from gateway.service.fanout import AgencyAnswer, AgencyFanout, AgencyOutcome
 from gateway.service.planning import AgencyPlan, plan_request
 from gateway.service.ports import AgencyTransport, AuditSink, PolicySource
 from gateway.service.request_ids import RequestLedger
+from gateway.service.reviews import ReviewDesk, ReviewNotifier
 from gateway.service.screening import Screening, ScreenOutcome, ScreenResult
 from gateway.service.validation import Caller, QueryCommand
 
@@ -50,6 +53,8 @@ class QueryService:
         max_timeout: float = 30.0,
         audit_margin: float = 0.1,
         requests: RequestLedger | None = None,
+        review_store: ReviewStore | None = None,
+        review_notifier: ReviewNotifier | None = None,
     ) -> None:
         self._audit = audit
         self._requests = requests or RequestLedger()
@@ -59,6 +64,11 @@ class QueryService:
         )
         self._fanout = AgencyFanout(transport=transport, pseudonym_keys=pseudonym_keys, clock=clock)
         self._screening = Screening(admission=self._admission, fanout=self._fanout, audit=audit)
+        # Without a review store nothing is ever held for review: callers get what policy gives without it.
+        self.reviews = None if review_store is None else ReviewDesk(
+            store=review_store, policy=policy, audit=audit, fanout=self._fanout, sealer=sealer, clock=clock,
+            notifier=review_notifier,
+        )
 
     async def query(self, caller: Caller, command: QueryCommand, *, timeout: float | None) -> QueryResult:
         """Ask every agency at once; every answer is audited before any is returned. A retry of the same
@@ -68,7 +78,10 @@ class QueryService:
 
     async def _query(self, caller: Caller, command: QueryCommand, timeout: float | None, reused: bool) -> QueryResult:
         request, plans = await self._admit(caller, command, timeout, reused)
-        answers = await asyncio.gather(*(self._fanout.answer(request, plan) for plan in plans))
+        # The review is stored and audited while the agencies answer: it costs the caller no deadline.
+        held, fetched = await asyncio.gather(
+            self._hold(request, plans), asyncio.gather(*(self._fanout.answer(request, plan) for plan in plans)))
+        answers = [_pending(a, held) for a in fetched]
         receipts = await self._audit.append([a.event for a in answers])
         outcomes = tuple(replace(a.outcome, receipt=r) for a, r in zip(answers, receipts, strict=True))
         log.info("query answered", request_id=request.request_id,
@@ -93,8 +106,9 @@ class QueryService:
             request, plans = await self._admit(caller, command, timeout, ticket.reused)
             tasks = [asyncio.ensure_future(self._fanout.answer(request, plan)) for plan in plans]
             try:
+                held = await self._hold(request, plans)
                 for next_done in asyncio.as_completed(tasks):
-                    answer = await next_done
+                    answer = _pending(await next_done, held)
                     (receipt,) = await self._audit.append([answer.event])
                     sent.append((request.request_id, request.policy.version, replace(answer.outcome, receipt=receipt)))
                     yield sent[-1]
@@ -119,3 +133,17 @@ class QueryService:
         plans = plan_request(request.policy, role=caller.role, purpose=request.command.purpose,
                              agreement=request.command.agreement, categories=request.command.categories)
         return request, plans
+
+    async def _hold(self, request: AdmittedRequest, plans: tuple[AgencyPlan, ...]) -> dict[str, Review]:
+        return {} if self.reviews is None else await self.reviews.hold(request, plans)
+
+
+def _pending(answer: AgencyAnswer, held: dict[str, Review]) -> AgencyAnswer:
+    """Mark an agency's answer as under review: the caller gets the review's id and deadline with it."""
+    review = held.get(answer.outcome.agency)
+    if review is None:
+        return answer
+    return AgencyAnswer(
+        replace(answer.outcome, review_id=review.review_id, review_deadline=review.deadline),
+        replace(answer.event, details={**answer.event.details, "review_id": review.review_id, "step": "answered"}),
+    )

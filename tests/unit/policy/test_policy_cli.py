@@ -282,7 +282,7 @@ def test_matrix_table_and_csv(capsys: pytest.CaptureFixture[str], tmp_path: Path
     code, _ = run(capsys, "matrix", str(SHIPPED), "--csv", str(target))
     assert code == CLEAN
     rows = list(csv.DictReader(target.open()))
-    assert len(rows) == 17 * 5 * 32  # assertable roles x citable purposes x record categories
+    assert len(rows) == 20 * 5 * 32  # assertable roles x citable purposes x record categories
     cell = next(
         r
         for r in rows

@@ -76,7 +76,7 @@ def random_policies(draw: st.DrawFn) -> RandomPolicy:
     lines: list[PolicyLine] = []
     seen: set[tuple[str, ...]] = set()
     for number in range(1, draw(st.integers(0, 14)) + 1):
-        effect = draw(st.sampled_from([Effect.ALLOW, Effect.ALLOW, Effect.DENY]))
+        effect = draw(st.sampled_from([Effect.ALLOW, Effect.ALLOW, Effect.DENY, Effect.REVIEW]))
         wildcard_ok = effect is Effect.DENY
         role = draw(st.sampled_from(role_names + ([ANY] if wildcard_ok else [])))
         purpose = draw(st.sampled_from(purpose_names + ([ANY] if wildcard_ok else [])))
@@ -112,7 +112,7 @@ def _enforcer(policy: RandomPolicy):  # type: ignore[no-untyped-def]
     vocab = policy.vocab
     return build_enforcer(
         MODEL_TEXT,
-        (ln.casbin_row() for ln in policy.lines),
+        (ln.enforcer_row() for ln in policy.lines),
         [(n, p) for n, r in vocab.roles.items() for p in r.member_of],
         [(n, p.parent) for n, p in vocab.purposes.items() if p.parent],
         [(n, c.parent) for n, c in vocab.record_categories.items() if c.parent],
@@ -150,8 +150,9 @@ def test_deciding_lines_are_the_matching_extremes(policy: RandomPolicy, data: st
     ]
     allows = [ln for ln in matching if ln.effect is Effect.ALLOW]
     denies = [ln for ln in matching if ln.effect is Effect.DENY]
+    caps = [ln for ln in matching if ln.effect is not Effect.ALLOW]  # a review line caps until approved
     top = max((ln.level for ln in allows), default=DisclosureLevel.NONE)
-    low = min((ln.level for ln in denies), default=None)
+    low = min((ln.level for ln in caps), default=None)
     decision = index.decisions.get((role, purpose, category))
     allowed_by = set(decision.allowed_by) if decision else set()
     denied_by = set(decision.denied_by) if decision else set()
@@ -181,3 +182,28 @@ def test_mismatched_or_unknown_requests_are_refused_by_both(
     want = enforce_level(enforcer, role, purpose, owner, category)
     decision = index.decisions.get((role, purpose, category))
     assert (decision.level if decision else DisclosureLevel.NONE) is want
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_policies(), st.data())
+def test_review_offers_the_best_review_line_capped_by_denies_only(policy: RandomPolicy, data: st.DataObject) -> None:
+    """After review a cell may reach its best matching review level, capped by deny lines, and only above its grant."""
+    index = build_index(policy.vocab, policy.lines)
+    role = data.draw(st.sampled_from(list(policy.vocab.roles)))
+    purpose = data.draw(st.sampled_from(list(policy.vocab.purposes)))
+    category = data.draw(st.sampled_from(list(policy.vocab.record_categories)))
+    matching = [
+        ln for ln in policy.lines
+        if ln.role in index.role_ancestors[role] | {ANY} and ln.purpose in index.purpose_ancestors[purpose] | {ANY}
+        and ln.category in index.category_ancestors[category]
+    ]
+    reviews = [ln for ln in matching if ln.effect is Effect.REVIEW]
+    deny = min((int(ln.level) for ln in matching if ln.effect is Effect.DENY), default=4)
+    best = max((int(ln.level) for ln in reviews), default=0)
+    decision = index.decisions.get((role, purpose, category))
+    level = decision.level if decision else DisclosureLevel.NONE
+    offered = min(best, deny - 1)
+    want = DisclosureLevel(offered) if offered > level else DisclosureLevel.NONE
+    assert (decision.review if decision else DisclosureLevel.NONE) is want
+    want_lines = {ln.where for ln in reviews if ln.level == best} if want else set()
+    assert set(decision.reviewed_by if decision else ()) == want_lines

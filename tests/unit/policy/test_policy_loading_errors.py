@@ -33,7 +33,7 @@ def test_every_bad_line_is_reported_at_its_line(policy_copy: PolicyCopy) -> None
     assert "has 7 cells" in messages_at(findings, police, 6)[0]
     assert "EXISTS, PERTINENT or FULL" in messages_at(findings, police, 7)[0]
     assert "belongs in agencies/health.csv" in messages_at(findings, police, 8)[0]
-    assert "review effect is reserved" in messages_at(findings, police, 9)[0]
+    assert "the effect must be allow, deny or review, got 'permit'" in messages_at(findings, police, 9)[0]
     assert "only allowed in deny lines" in messages_at(findings, police, 10)[0]
 
 
@@ -216,7 +216,7 @@ def test_a_malformed_entry_is_not_also_reported_as_undeclared_where_it_is_used(p
     ]
     [first_use] = [f for f in findings if f.file == "agencies/health.csv" and f.line == 10]
     assert first_use.message == (
-        "role 'operational' cannot be used: its entry at vocabulary/roles.yaml:102 has errors"
+        "role 'operational' cannot be used: its entry at vocabulary/roles.yaml:120 has errors"
     )
 
 

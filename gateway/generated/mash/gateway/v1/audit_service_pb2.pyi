@@ -45,6 +45,10 @@ class _AuditEntryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AuditE
     """A referral's running deadline passed before its step was done."""
     AUDIT_ENTRY_KIND_REFERRAL_PURGE: _AuditEntryKind.ValueType  # 8
     """Referrals past their retention period were deleted."""
+    AUDIT_ENTRY_KIND_REVIEW: _AuditEntryKind.ValueType  # 9
+    """A review step: the request that needed review, a reviewer opening it, or its decision (details name
+    the review and the step); what an approval released is a DISCLOSURE entry naming the review.
+    """
 
 class AuditEntryKind(_AuditEntryKind, metaclass=_AuditEntryKindEnumTypeWrapper):
     """What an audit entry records."""
@@ -66,6 +70,10 @@ AUDIT_ENTRY_KIND_REFERRAL_BREACH: AuditEntryKind.ValueType  # 7
 """A referral's running deadline passed before its step was done."""
 AUDIT_ENTRY_KIND_REFERRAL_PURGE: AuditEntryKind.ValueType  # 8
 """Referrals past their retention period were deleted."""
+AUDIT_ENTRY_KIND_REVIEW: AuditEntryKind.ValueType  # 9
+"""A review step: the request that needed review, a reviewer opening it, or its decision (details name
+the review and the step); what an approval released is a DISCLOSURE entry naming the review.
+"""
 Global___AuditEntryKind: _TypeAlias = AuditEntryKind  # noqa: Y015
 
 @_typing.final

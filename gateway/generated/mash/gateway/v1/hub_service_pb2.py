@@ -22,42 +22,47 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from gateway.generated.mash.gateway.v1 import common_pb2 as mash_dot_gateway_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!mash/gateway/v1/hub_service.proto\x12\x0fmash.gateway.v1\x1a\x1cmash/gateway/v1/common.proto\"\xd2\x01\n\x0cQueryRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x34\n\x07subject\x18\x02 \x01(\x0b\x32#.mash.gateway.v1.SubjectIdentifiers\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x13\n\x0blegal_basis\x18\x04 \x01(\t\x12\x11\n\tagreement\x18\x05 \x01(\t\x12\x16\n\x0e\x63\x61se_reference\x18\x06 \x01(\t\x12\x12\n\ncategories\x18\x07 \x03(\t\x12\x13\n\x0breferral_id\x18\x08 \x01(\t\"k\n\rQueryResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0epolicy_version\x18\x02 \x01(\t\x12.\n\x07\x61nswers\x18\x03 \x03(\x0b\x32\x1d.mash.gateway.v1.AgencyAnswer\"\xd8\x01\n\x12StreamQueryRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x34\n\x07subject\x18\x02 \x01(\x0b\x32#.mash.gateway.v1.SubjectIdentifiers\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x13\n\x0blegal_basis\x18\x04 \x01(\t\x12\x11\n\tagreement\x18\x05 \x01(\t\x12\x16\n\x0e\x63\x61se_reference\x18\x06 \x01(\t\x12\x12\n\ncategories\x18\x07 \x03(\t\x12\x13\n\x0breferral_id\x18\x08 \x01(\t\"p\n\x13StreamQueryResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0epolicy_version\x18\x02 \x01(\t\x12-\n\x06\x61nswer\x18\x03 \x01(\x0b\x32\x1d.mash.gateway.v1.AgencyAnswer\"\x97\x01\n\x0e\x44isclosedField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\t\x12\x34\n\ndisclosure\x18\x04 \x01(\x0e\x32 .mash.gateway.v1.FieldDisclosure\x12\x10\n\x08operator\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\"\xe1\x01\n\x0f\x44isclosedRecord\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x13\n\x0brecord_type\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12)\n\x04kind\x18\x04 \x01(\x0e\x32\x1b.mash.gateway.v1.RecordKind\x12\x13\n\x0boccurred_at\x18\x05 \x01(\t\x12\x0f\n\x07summary\x18\x06 \x01(\t\x12/\n\x06\x66ields\x18\x07 \x03(\x0b\x32\x1f.mash.gateway.v1.DisclosedField\x12\x12\n\nconditions\x18\x08 \x03(\t\"6\n\x0c\x41uditReceipt\x12\x13\n\x0b\x65ntry_index\x18\x01 \x01(\x04\x12\x11\n\tleaf_hash\x18\x02 \x01(\x0c\"\xb6\x02\n\x0c\x41gencyAnswer\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12-\n\x06status\x18\x02 \x01(\x0e\x32\x1d.mash.gateway.v1.AnswerStatus\x12/\n\x05level\x18\x03 \x01(\x0e\x32 .mash.gateway.v1.DisclosureLevel\x12\x31\n\x07records\x18\x04 \x03(\x0b\x32 .mash.gateway.v1.DisclosedRecord\x12/\n\x07\x63ontact\x18\x05 \x01(\x0b\x32\x1e.mash.gateway.v1.AgencyContact\x12.\n\x07receipt\x18\x06 \x01(\x0b\x32\x1d.mash.gateway.v1.AuditReceipt\x12\x12\n\ncategories\x18\x07 \x03(\t\x12\x0e\n\x06\x64\x65tail\x18\x08 \x01(\t\"\xb2\x01\n\x15ScreenReferralRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x34\n\x07subject\x18\x02 \x01(\x0b\x32#.mash.gateway.v1.SubjectIdentifiers\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x13\n\x0blegal_basis\x18\x04 \x01(\t\x12\x11\n\tagreement\x18\x05 \x01(\t\x12\x16\n\x0e\x63\x61se_reference\x18\x06 \x01(\t\"\xab\x02\n\x16ScreenReferralResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12-\n\x06result\x18\x02 \x01(\x0e\x32\x1d.mash.gateway.v1.ScreenResult\x12\x13\n\x0b\x63\x61se_status\x18\x03 \x01(\t\x12\x16\n\x0e\x61llocated_team\x18\x04 \x01(\t\x12\x18\n\x10\x61llocated_worker\x18\x05 \x01(\t\x12/\n\x07\x63ontact\x18\x06 \x01(\x0b\x32\x1e.mash.gateway.v1.AgencyContact\x12.\n\x07receipt\x18\x07 \x01(\x0b\x32\x1d.mash.gateway.v1.AuditReceipt\x12\x16\n\x0epolicy_version\x18\x08 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\t \x01(\t*\xd6\x01\n\x0c\x41nswerStatus\x12\x1d\n\x19\x41NSWER_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41NSWER_STATUS_MATCH\x10\x01\x12\x1a\n\x16\x41NSWER_STATUS_NO_MATCH\x10\x02\x12\x1a\n\x16\x41NSWER_STATUS_WITHHELD\x10\x03\x12\x1d\n\x19\x41NSWER_STATUS_UNAVAILABLE\x10\x04\x12\x1b\n\x17\x41NSWER_STATUS_TIMED_OUT\x10\x05\x12\x1a\n\x16\x41NSWER_STATUS_REJECTED\x10\x06*\x8c\x01\n\x0f\x46ieldDisclosure\x12 \n\x1c\x46IELD_DISCLOSURE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x46IELD_DISCLOSURE_FULL\x10\x01\x12\x1d\n\x19\x46IELD_DISCLOSURE_REDACTED\x10\x02\x12\x1d\n\x19\x46IELD_DISCLOSURE_WITHHELD\x10\x03*\xb7\x01\n\x0cScreenResult\x12\x1d\n\x19SCREEN_RESULT_UNSPECIFIED\x10\x00\x12\x16\n\x12SCREEN_RESULT_OPEN\x10\x01\x12\x18\n\x14SCREEN_RESULT_CLOSED\x10\x02\x12\x1b\n\x17SCREEN_RESULT_NOT_KNOWN\x10\x03\x12\x1d\n\x19SCREEN_RESULT_UNAVAILABLE\x10\x04\x12\x1a\n\x16SCREEN_RESULT_WITHHELD\x10\x05\x32\x93\x02\n\nHubService\x12\x46\n\x05Query\x12\x1d.mash.gateway.v1.QueryRequest\x1a\x1e.mash.gateway.v1.QueryResponse\x12Z\n\x0bStreamQuery\x12#.mash.gateway.v1.StreamQueryRequest\x1a$.mash.gateway.v1.StreamQueryResponse0\x01\x12\x61\n\x0eScreenReferral\x12&.mash.gateway.v1.ScreenReferralRequest\x1a\'.mash.gateway.v1.ScreenReferralResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!mash/gateway/v1/hub_service.proto\x12\x0fmash.gateway.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cmash/gateway/v1/common.proto\"\xd2\x01\n\x0cQueryRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x34\n\x07subject\x18\x02 \x01(\x0b\x32#.mash.gateway.v1.SubjectIdentifiers\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x13\n\x0blegal_basis\x18\x04 \x01(\t\x12\x11\n\tagreement\x18\x05 \x01(\t\x12\x16\n\x0e\x63\x61se_reference\x18\x06 \x01(\t\x12\x12\n\ncategories\x18\x07 \x03(\t\x12\x13\n\x0breferral_id\x18\x08 \x01(\t\"k\n\rQueryResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0epolicy_version\x18\x02 \x01(\t\x12.\n\x07\x61nswers\x18\x03 \x03(\x0b\x32\x1d.mash.gateway.v1.AgencyAnswer\"\xd8\x01\n\x12StreamQueryRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x34\n\x07subject\x18\x02 \x01(\x0b\x32#.mash.gateway.v1.SubjectIdentifiers\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x13\n\x0blegal_basis\x18\x04 \x01(\t\x12\x11\n\tagreement\x18\x05 \x01(\t\x12\x16\n\x0e\x63\x61se_reference\x18\x06 \x01(\t\x12\x12\n\ncategories\x18\x07 \x03(\t\x12\x13\n\x0breferral_id\x18\x08 \x01(\t\"p\n\x13StreamQueryResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0epolicy_version\x18\x02 \x01(\t\x12-\n\x06\x61nswer\x18\x03 \x01(\x0b\x32\x1d.mash.gateway.v1.AgencyAnswer\"\x97\x01\n\x0e\x44isclosedField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\t\x12\x34\n\ndisclosure\x18\x04 \x01(\x0e\x32 .mash.gateway.v1.FieldDisclosure\x12\x10\n\x08operator\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\"\xe1\x01\n\x0f\x44isclosedRecord\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x13\n\x0brecord_type\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12)\n\x04kind\x18\x04 \x01(\x0e\x32\x1b.mash.gateway.v1.RecordKind\x12\x13\n\x0boccurred_at\x18\x05 \x01(\t\x12\x0f\n\x07summary\x18\x06 \x01(\t\x12/\n\x06\x66ields\x18\x07 \x03(\x0b\x32\x1f.mash.gateway.v1.DisclosedField\x12\x12\n\nconditions\x18\x08 \x03(\t\"6\n\x0c\x41uditReceipt\x12\x13\n\x0b\x65ntry_index\x18\x01 \x01(\x04\x12\x11\n\tleaf_hash\x18\x02 \x01(\x0c\"\xe6\x02\n\x0c\x41gencyAnswer\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12-\n\x06status\x18\x02 \x01(\x0e\x32\x1d.mash.gateway.v1.AnswerStatus\x12/\n\x05level\x18\x03 \x01(\x0e\x32 .mash.gateway.v1.DisclosureLevel\x12\x31\n\x07records\x18\x04 \x03(\x0b\x32 .mash.gateway.v1.DisclosedRecord\x12/\n\x07\x63ontact\x18\x05 \x01(\x0b\x32\x1e.mash.gateway.v1.AgencyContact\x12.\n\x07receipt\x18\x06 \x01(\x0b\x32\x1d.mash.gateway.v1.AuditReceipt\x12\x12\n\ncategories\x18\x07 \x03(\t\x12\x0e\n\x06\x64\x65tail\x18\x08 \x01(\t\x12.\n\x06review\x18\t \x01(\x0b\x32\x1e.mash.gateway.v1.PendingReview\"}\n\rPendingReview\x12\x11\n\treview_id\x18\x01 \x01(\t\x12+\n\x05state\x18\x02 \x01(\x0e\x32\x1c.mash.gateway.v1.ReviewState\x12,\n\x08\x64\x65\x61\x64line\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb2\x01\n\x15ScreenReferralRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x34\n\x07subject\x18\x02 \x01(\x0b\x32#.mash.gateway.v1.SubjectIdentifiers\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x13\n\x0blegal_basis\x18\x04 \x01(\t\x12\x11\n\tagreement\x18\x05 \x01(\t\x12\x16\n\x0e\x63\x61se_reference\x18\x06 \x01(\t\"\xab\x02\n\x16ScreenReferralResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12-\n\x06result\x18\x02 \x01(\x0e\x32\x1d.mash.gateway.v1.ScreenResult\x12\x13\n\x0b\x63\x61se_status\x18\x03 \x01(\t\x12\x16\n\x0e\x61llocated_team\x18\x04 \x01(\t\x12\x18\n\x10\x61llocated_worker\x18\x05 \x01(\t\x12/\n\x07\x63ontact\x18\x06 \x01(\x0b\x32\x1e.mash.gateway.v1.AgencyContact\x12.\n\x07receipt\x18\x07 \x01(\x0b\x32\x1d.mash.gateway.v1.AuditReceipt\x12\x16\n\x0epolicy_version\x18\x08 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\t \x01(\t*\xd6\x01\n\x0c\x41nswerStatus\x12\x1d\n\x19\x41NSWER_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41NSWER_STATUS_MATCH\x10\x01\x12\x1a\n\x16\x41NSWER_STATUS_NO_MATCH\x10\x02\x12\x1a\n\x16\x41NSWER_STATUS_WITHHELD\x10\x03\x12\x1d\n\x19\x41NSWER_STATUS_UNAVAILABLE\x10\x04\x12\x1b\n\x17\x41NSWER_STATUS_TIMED_OUT\x10\x05\x12\x1a\n\x16\x41NSWER_STATUS_REJECTED\x10\x06*\x8c\x01\n\x0f\x46ieldDisclosure\x12 \n\x1c\x46IELD_DISCLOSURE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x46IELD_DISCLOSURE_FULL\x10\x01\x12\x1d\n\x19\x46IELD_DISCLOSURE_REDACTED\x10\x02\x12\x1d\n\x19\x46IELD_DISCLOSURE_WITHHELD\x10\x03*\x9c\x01\n\x0bReviewState\x12\x1c\n\x18REVIEW_STATE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bREVIEW_STATE_PENDING_REVIEW\x10\x01\x12\x19\n\x15REVIEW_STATE_APPROVED\x10\x02\x12\x19\n\x15REVIEW_STATE_DECLINED\x10\x03\x12\x18\n\x14REVIEW_STATE_EXPIRED\x10\x04*\xb7\x01\n\x0cScreenResult\x12\x1d\n\x19SCREEN_RESULT_UNSPECIFIED\x10\x00\x12\x16\n\x12SCREEN_RESULT_OPEN\x10\x01\x12\x18\n\x14SCREEN_RESULT_CLOSED\x10\x02\x12\x1b\n\x17SCREEN_RESULT_NOT_KNOWN\x10\x03\x12\x1d\n\x19SCREEN_RESULT_UNAVAILABLE\x10\x04\x12\x1a\n\x16SCREEN_RESULT_WITHHELD\x10\x05\x32\x93\x02\n\nHubService\x12\x46\n\x05Query\x12\x1d.mash.gateway.v1.QueryRequest\x1a\x1e.mash.gateway.v1.QueryResponse\x12Z\n\x0bStreamQuery\x12#.mash.gateway.v1.StreamQueryRequest\x1a$.mash.gateway.v1.StreamQueryResponse0\x01\x12\x61\n\x0eScreenReferral\x12&.mash.gateway.v1.ScreenReferralRequest\x1a\'.mash.gateway.v1.ScreenReferralResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mash.gateway.v1.hub_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ANSWERSTATUS']._serialized_start=1974
-  _globals['_ANSWERSTATUS']._serialized_end=2188
-  _globals['_FIELDDISCLOSURE']._serialized_start=2191
-  _globals['_FIELDDISCLOSURE']._serialized_end=2331
-  _globals['_SCREENRESULT']._serialized_start=2334
-  _globals['_SCREENRESULT']._serialized_end=2517
-  _globals['_QUERYREQUEST']._serialized_start=85
-  _globals['_QUERYREQUEST']._serialized_end=295
-  _globals['_QUERYRESPONSE']._serialized_start=297
-  _globals['_QUERYRESPONSE']._serialized_end=404
-  _globals['_STREAMQUERYREQUEST']._serialized_start=407
-  _globals['_STREAMQUERYREQUEST']._serialized_end=623
-  _globals['_STREAMQUERYRESPONSE']._serialized_start=625
-  _globals['_STREAMQUERYRESPONSE']._serialized_end=737
-  _globals['_DISCLOSEDFIELD']._serialized_start=740
-  _globals['_DISCLOSEDFIELD']._serialized_end=891
-  _globals['_DISCLOSEDRECORD']._serialized_start=894
-  _globals['_DISCLOSEDRECORD']._serialized_end=1119
-  _globals['_AUDITRECEIPT']._serialized_start=1121
-  _globals['_AUDITRECEIPT']._serialized_end=1175
-  _globals['_AGENCYANSWER']._serialized_start=1178
-  _globals['_AGENCYANSWER']._serialized_end=1488
-  _globals['_SCREENREFERRALREQUEST']._serialized_start=1491
-  _globals['_SCREENREFERRALREQUEST']._serialized_end=1669
-  _globals['_SCREENREFERRALRESPONSE']._serialized_start=1672
-  _globals['_SCREENREFERRALRESPONSE']._serialized_end=1971
-  _globals['_HUBSERVICE']._serialized_start=2520
-  _globals['_HUBSERVICE']._serialized_end=2795
+  _globals['_ANSWERSTATUS']._serialized_start=2182
+  _globals['_ANSWERSTATUS']._serialized_end=2396
+  _globals['_FIELDDISCLOSURE']._serialized_start=2399
+  _globals['_FIELDDISCLOSURE']._serialized_end=2539
+  _globals['_REVIEWSTATE']._serialized_start=2542
+  _globals['_REVIEWSTATE']._serialized_end=2698
+  _globals['_SCREENRESULT']._serialized_start=2701
+  _globals['_SCREENRESULT']._serialized_end=2884
+  _globals['_QUERYREQUEST']._serialized_start=118
+  _globals['_QUERYREQUEST']._serialized_end=328
+  _globals['_QUERYRESPONSE']._serialized_start=330
+  _globals['_QUERYRESPONSE']._serialized_end=437
+  _globals['_STREAMQUERYREQUEST']._serialized_start=440
+  _globals['_STREAMQUERYREQUEST']._serialized_end=656
+  _globals['_STREAMQUERYRESPONSE']._serialized_start=658
+  _globals['_STREAMQUERYRESPONSE']._serialized_end=770
+  _globals['_DISCLOSEDFIELD']._serialized_start=773
+  _globals['_DISCLOSEDFIELD']._serialized_end=924
+  _globals['_DISCLOSEDRECORD']._serialized_start=927
+  _globals['_DISCLOSEDRECORD']._serialized_end=1152
+  _globals['_AUDITRECEIPT']._serialized_start=1154
+  _globals['_AUDITRECEIPT']._serialized_end=1208
+  _globals['_AGENCYANSWER']._serialized_start=1211
+  _globals['_AGENCYANSWER']._serialized_end=1569
+  _globals['_PENDINGREVIEW']._serialized_start=1571
+  _globals['_PENDINGREVIEW']._serialized_end=1696
+  _globals['_SCREENREFERRALREQUEST']._serialized_start=1699
+  _globals['_SCREENREFERRALREQUEST']._serialized_end=1877
+  _globals['_SCREENREFERRALRESPONSE']._serialized_start=1880
+  _globals['_SCREENREFERRALRESPONSE']._serialized_end=2179
+  _globals['_HUBSERVICE']._serialized_start=2887
+  _globals['_HUBSERVICE']._serialized_end=3162
 # @@protoc_insertion_point(module_scope)

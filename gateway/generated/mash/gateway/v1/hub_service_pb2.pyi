@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from gateway.generated.mash.gateway.v1 import common_pb2 as _common_pb2
@@ -77,6 +78,35 @@ FIELD_DISCLOSURE_FULL: FieldDisclosure.ValueType  # 1
 FIELD_DISCLOSURE_REDACTED: FieldDisclosure.ValueType  # 2
 FIELD_DISCLOSURE_WITHHELD: FieldDisclosure.ValueType  # 3
 Global___FieldDisclosure: _TypeAlias = FieldDisclosure  # noqa: Y015
+
+class _ReviewState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReviewStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReviewState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REVIEW_STATE_UNSPECIFIED: _ReviewState.ValueType  # 0
+    REVIEW_STATE_PENDING_REVIEW: _ReviewState.ValueType  # 1
+    """A reviewer of the owning agency has yet to decide."""
+    REVIEW_STATE_APPROVED: _ReviewState.ValueType  # 2
+    """Approved as requested, at a lower level, or for some categories only."""
+    REVIEW_STATE_DECLINED: _ReviewState.ValueType  # 3
+    """Declined by a reviewer, with a reason."""
+    REVIEW_STATE_EXPIRED: _ReviewState.ValueType  # 4
+    """Declined automatically: not decided in time."""
+
+class ReviewState(_ReviewState, metaclass=_ReviewStateEnumTypeWrapper): ...
+
+REVIEW_STATE_UNSPECIFIED: ReviewState.ValueType  # 0
+REVIEW_STATE_PENDING_REVIEW: ReviewState.ValueType  # 1
+"""A reviewer of the owning agency has yet to decide."""
+REVIEW_STATE_APPROVED: ReviewState.ValueType  # 2
+"""Approved as requested, at a lower level, or for some categories only."""
+REVIEW_STATE_DECLINED: ReviewState.ValueType  # 3
+"""Declined by a reviewer, with a reason."""
+REVIEW_STATE_EXPIRED: ReviewState.ValueType  # 4
+"""Declined automatically: not decided in time."""
+Global___ReviewState: _TypeAlias = ReviewState  # noqa: Y015
 
 class _ScreenResult:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -382,6 +412,7 @@ class AgencyAnswer(_message.Message):
     RECEIPT_FIELD_NUMBER: _builtins.int
     CATEGORIES_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
+    REVIEW_FIELD_NUMBER: _builtins.int
     agency: _builtins.str
     status: Global___AnswerStatus.ValueType
     level: _common_pb2.DisclosureLevel.ValueType
@@ -400,6 +431,12 @@ class AgencyAnswer(_message.Message):
     def categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Record categories whose content was disclosed."""
 
+    @_builtins.property
+    def review(self) -> Global___PendingReview:
+        """Set when the owning agency must decide before more of its answer is released: the answer above is
+        what policy gives without review; ReviewService.GetReviewOutcome returns the rest once decided.
+        """
+
     def __init__(
         self,
         *,
@@ -411,14 +448,45 @@ class AgencyAnswer(_message.Message):
         receipt: Global___AuditReceipt | None = ...,
         categories: _abc.Iterable[_builtins.str] | None = ...,
         detail: _builtins.str = ...,
+        review: Global___PendingReview | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact", "receipt", b"receipt"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact", "receipt", b"receipt", "review", b"review"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "categories", b"categories", "contact", b"contact", "detail", b"detail", "level", b"level", "receipt", b"receipt", "records", b"records", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "categories", b"categories", "contact", b"contact", "detail", b"detail", "level", b"level", "receipt", b"receipt", "records", b"records", "review", b"review", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AgencyAnswer: _TypeAlias = AgencyAnswer  # noqa: Y015
+
+@_typing.final
+class PendingReview(_message.Message):
+    """An agency's answer held for its reviewer: the state is PENDING_REVIEW when the answer is returned."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVIEW_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
+    review_id: _builtins.str
+    state: Global___ReviewState.ValueType
+    @_builtins.property
+    def deadline(self) -> _timestamp_pb2.Timestamp:
+        """When the review is declined automatically if nobody has decided it."""
+
+    def __init__(
+        self,
+        *,
+        review_id: _builtins.str = ...,
+        state: Global___ReviewState.ValueType = ...,
+        deadline: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "review_id", b"review_id", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PendingReview: _TypeAlias = PendingReview  # noqa: Y015
 
 @_typing.final
 class ScreenReferralRequest(_message.Message):

@@ -1,0 +1,351 @@
+"""The review use cases with the shipped policy, a real SQLite review store, a fake node and a fixed clock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agency_stubs import make_record
+from gateway.audit import IdentifierSealer
+from gateway.domain import (
+    AgencyContact,
+    AnswerStatus,
+    AuditKind,
+    DisclosureLevel,
+    FieldDisclosure,
+    Record,
+    SubjectIdentifiers,
+)
+from gateway.errors import InvalidRequest
+from gateway.keyring import Keyring
+from gateway.linkage import SubjectTokeniser
+from gateway.policy import PolicyHolder
+from gateway.review.model import Review, ReviewAlreadyDecided, ReviewNotFound, ReviewState
+from gateway.review.store import ReviewStore, open_review_store
+from gateway.service.ports import LookupCommand, LookupResult, PersonMatch
+from gateway.service.query import Caller, QueryCommand, QueryService
+from gateway.service.reviews import NOT_IN_TIME, ReviewDecision, ReviewDesk
+from gateway.testing import FakeAgencyTransport, FixedClock, RecordingAuditSink
+
+KAI = SubjectIdentifiers(nhs_number="9990000018", given_name="Kai", family_name="Mercer", date_of_birth="2017-05-14")
+RESEARCHER = Caller("spiffe://mash.local/agency/police/system/case-system", "police", "r.1", "mash_researcher_police")
+OTHER_RESEARCHER = Caller("spiffe://mash.local/agency/police/system/case-system", "police", "r.2",
+                          "mash_researcher_police")
+HEALTH_DP = Caller("spiffe://mash.local/agency/health/system/review-console", "health", "dp.1",
+                   "health_designated_professional")
+HEALTH_DP_2 = Caller("spiffe://mash.local/agency/health/system/review-console", "health", "dp.2",
+                     "health_designated_professional")
+GUARDIAN = Caller("spiffe://mash.local/agency/health/system/review-console", "health", "cg.1",
+                  "health_caldicott_guardian")
+POLICE_SUPERVISOR = Caller("spiffe://mash.local/agency/police/system/review-console", "police", "ps.1",
+                           "police_mash_supervisor")
+SCREENING = QueryCommand("req-r1", KAI, "safeguarding_screening", "dpa_2018_sch1_para18", "mash-isa-2026", "MASH-1")
+SECRET = "DIAGNOSIS-SECRET"
+
+
+def health_records() -> list[Record]:
+    when = datetime(2026, 8, 1, tzinfo=UTC)
+    return [
+        make_record("health.mental_health", "MH-1", when, "CAMHS involvement.", {
+            "service": "CAMHS", "diagnosis": SECRET, "status": "open", "clinician": "Dr Lee", "notes": "NOTES-SECRET"}),
+        make_record("health.attendance", "A-1", when, "A&E attendance.", {
+            "attendance_date": "2026-08-01", "hospital": "Royal Hospital", "presenting_complaint": "fall",
+            "injury_type": "bruise", "attendances_12m": "2", "accompanied_by": "mother", "notes": "n"}),
+    ]
+
+
+def node(agency: str, command: LookupCommand) -> LookupResult:
+    """A node that returns exactly the records of the categories it is asked for, like a real one."""
+    records = tuple(r for r in health_records() if r.category in command.categories) if agency == "health" else ()
+    match = PersonMatch("p-1", "nhs_number", records, known_in_existence_categories=agency == "health")
+    return LookupResult(agency, (match,), AgencyContact(agency, team=f"{agency} MASH desk"))
+
+
+class Notices:
+    """Records every review notice."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, str]] = []
+
+    async def notify(self, recipient: str, review: Review, what: str) -> None:
+        self.sent.append((recipient, review.review_id, what))
+
+
+class World:
+    def __init__(self, service: QueryService, transport: FakeAgencyTransport, sink: RecordingAuditSink,
+                 clock: FixedClock, notices: Notices, store: ReviewStore) -> None:
+        self.service, self.transport, self.sink, self.clock, self.notices, self.store = (
+            service, transport, sink, clock, notices, store)
+
+    @property
+    def desk(self) -> ReviewDesk:
+        assert self.service.reviews is not None
+        return self.service.reviews
+
+    async def held(self) -> str:
+        result = await self.service.query(RESEARCHER, SCREENING, timeout=5)
+        (health,) = [a for a in result.answers if a.agency == "health"]
+        return health.review_id
+
+
+async def make_world(holder: PolicyHolder, keys: dict[str, Keyring], path: Path) -> World:
+    store = await open_review_store(f"sqlite:///{path / 'reviews.sqlite'}")
+    clock, sink, notices = FixedClock(), RecordingAuditSink(), Notices()
+    transport = FakeAgencyTransport(node)
+    service = QueryService(
+        policy=holder, transport=transport, audit=sink, tokeniser=SubjectTokeniser(keys["token"]),
+        sealer=IdentifierSealer(keys["sealing"]), pseudonym_keys=keys["pseudonym"], clock=clock,
+        review_store=store, review_notifier=notices,
+    )
+    return World(service, transport, sink, clock, notices, store)
+
+
+@pytest.fixture
+async def world(holder: PolicyHolder, keys: dict[str, Keyring], tmp_path: Path) -> AsyncIterator[World]:
+    made = await make_world(holder, keys, tmp_path)
+    yield made
+    await made.store.close()
+
+
+def asked(world: World, agency: str) -> list[LookupCommand]:
+    return [command for a, command, _ in world.transport.calls if a == agency]
+
+
+async def test_a_query_marks_health_pending_review_and_fetches_nothing_under_review(world: World) -> None:
+    """Health's answer carries a review id and deadline; the node is never asked for the category under review."""
+    result = await world.service.query(RESEARCHER, SCREENING, timeout=5)
+    (health,) = [a for a in result.answers if a.agency == "health"]
+    assert health.review_id.startswith("rev-")
+    assert health.review_deadline == world.clock.now() + timedelta(hours=24)  # health's review_hours
+    assert [a.review_id for a in result.answers if a.agency != "health"] == [""] * 5
+    assert health.status is AnswerStatus.MATCH
+    assert [r.record_id for r in health.records] == ["A-1"]  # the rest of the answer is returned as now
+    (command,) = asked(world, "health")
+    assert "health.mental_health" not in command.categories
+    assert "health.mental_health" in command.existence_categories
+    assert all(r.category != "health.mental_health" for r in health.records)
+    assert SECRET not in repr(result)
+    requested = [e for e in world.sink.events if e.kind is AuditKind.REVIEW]
+    assert [(e.details["step"], e.agency, e.categories) for e in requested] == [
+        ("requested", "health", ("health.mental_health",))]
+    disclosure = next(e for e in world.sink.events if e.kind is AuditKind.DISCLOSURE and e.agency == "health")
+    assert disclosure.details["review_id"] == health.review_id
+    assert ("health", health.review_id, "review requested") in world.notices.sent
+
+
+async def test_reviewers_list_their_own_agency_only_and_open_fetches_the_records(world: World) -> None:
+    """Health's reviewer sees the review and the records from the node; police's supervisor sees nothing."""
+    review_id = await world.held()
+    listed = await world.desk.pending(HEALTH_DP)
+    assert [r.review_id for r in listed] == [review_id]
+    assert listed[0].role == "mash_researcher_police"
+    assert listed[0].purpose == "safeguarding_screening"
+    assert await world.desk.pending(POLICE_SUPERVISOR) == []
+    with pytest.raises(ReviewNotFound):
+        await world.desk.open(POLICE_SUPERVISOR, review_id)
+    with pytest.raises(ReviewNotFound):
+        await world.desk.pending(RESEARCHER)  # a role that reviews for nobody
+    review, view = await world.desk.open(HEALTH_DP, review_id)
+    assert review.review_id == review_id
+    assert asked(world, "health")[-1].categories == ("health.mental_health",)
+    assert [r.record_id for r in view.records] == ["MH-1"]
+    opened = world.sink.events[-1]
+    assert (opened.kind, opened.details["step"], opened.user) == (AuditKind.REVIEW, "opened", "dp.1")
+    assert opened.payload_digest.startswith("sha256:")
+
+
+async def test_an_escalation_reviewer_sees_a_review_only_once_it_is_escalated(world: World) -> None:
+    """The Caldicott guardian sees health's review after escalate_after_hours, not before."""
+    review_id = await world.held()
+    assert await world.desk.pending(GUARDIAN) == []
+    world.clock.advance(8 * 3600)
+    assert [r.review_id for r in await world.desk.pending(GUARDIAN)] == [review_id]
+
+
+async def test_nothing_under_review_reaches_the_requester_before_approval(world: World) -> None:
+    """Pending, the outcome has no answer; approved, the requester gets the records redacted and audited."""
+    review_id = await world.held()
+    pending = await world.desk.outcome(RESEARCHER, review_id)
+    assert pending.review.state is ReviewState.PENDING_REVIEW
+    assert pending.answer is None
+    with pytest.raises(ReviewNotFound):
+        await world.desk.outcome(OTHER_RESEARCHER, review_id)  # only the requester learns the outcome
+    decided = await world.desk.decide(HEALTH_DP, review_id, ReviewDecision(approve=True))
+    assert decided.approved == {"health.mental_health": DisclosureLevel.PERTINENT}
+    assert ("spiffe://mash.local/agency/police/system/case-system", review_id, "review decided") in world.notices.sent
+    released = await world.desk.outcome(RESEARCHER, review_id)
+    assert released.answer is not None
+    assert released.answer.level is DisclosureLevel.PERTINENT
+    assert [r.record_id for r in released.answer.records] == ["MH-1"]
+    assert SECRET not in repr(released.answer)  # redacted exactly as any PERTINENT answer would be
+    release = world.sink.events[-1]
+    assert (release.kind, release.details["step"], release.details["review_id"]) == (
+        AuditKind.DISCLOSURE, "released", review_id)
+    assert release.manifest
+    assert release.payload_digest.startswith("sha256:")
+    steps = [e.details.get("step") for e in world.sink.events if e.request_id == SCREENING.request_id
+             and e.details.get("review_id") == review_id]
+    assert steps == ["requested", "answered", "approved", "released"]
+
+
+async def test_an_approval_at_exists_releases_no_content(world: World) -> None:
+    """Approving at a lower level than asked releases only what that level allows: existence, no records."""
+    review_id = await world.held()
+    await world.desk.decide(HEALTH_DP, review_id, ReviewDecision(approve=True, level=DisclosureLevel.EXISTS))
+    released = await world.desk.outcome(RESEARCHER, review_id)
+    assert released.answer is not None
+    assert released.answer.records == ()
+    assert "health.mental_health" not in asked(world, "health")[-1].categories
+
+
+async def test_a_decline_releases_nothing_and_tells_the_requester_why(world: World) -> None:
+    """A declined review's outcome has the reason and no answer; the node is not asked again."""
+    review_id = await world.held()
+    calls = len(world.transport.calls)
+    await world.desk.decide(HEALTH_DP, review_id, ReviewDecision(approve=False, reason="not proportionate"))
+    outcome = await world.desk.outcome(RESEARCHER, review_id)
+    assert (outcome.review.state, outcome.review.reason, outcome.answer) == (
+        ReviewState.DECLINED, "not proportionate", None)
+    assert len(world.transport.calls) == calls
+
+
+async def test_an_undecided_review_expires_at_its_deadline_and_both_sides_are_told(world: World) -> None:
+    """After health's 24 hours the review is declined as not decided in time, audited, and cannot be decided."""
+    review_id = await world.held()
+    world.clock.advance(24 * 3600 - 1)
+    assert (await world.desk.outcome(RESEARCHER, review_id)).review.state is ReviewState.PENDING_REVIEW
+    world.clock.advance(1)
+    outcome = await world.desk.outcome(RESEARCHER, review_id)
+    assert (outcome.review.state, outcome.review.reason) == (ReviewState.EXPIRED, NOT_IN_TIME)
+    assert (RESEARCHER.identity, review_id, NOT_IN_TIME) in world.notices.sent
+    assert ("health", review_id, NOT_IN_TIME) in world.notices.sent
+    assert [e.details["step"] for e in world.sink.events if e.kind is AuditKind.REVIEW] == ["requested", "expired"]
+    with pytest.raises(ReviewAlreadyDecided) as raised:
+        await world.desk.decide(HEALTH_DP, review_id, ReviewDecision(approve=True))
+    assert raised.value.winner.state is ReviewState.EXPIRED
+
+
+async def test_two_reviewers_deciding_at_once_exactly_one_wins(world: World) -> None:
+    """Concurrent approve and decline: one is stored and audited, the other learns the winning decision."""
+    review_id = await world.held()
+    results = await asyncio.gather(
+        world.desk.decide(HEALTH_DP, review_id, ReviewDecision(approve=True)),
+        world.desk.decide(HEALTH_DP_2, review_id, ReviewDecision(approve=False, reason="no")),
+        return_exceptions=True,
+    )
+    winners = [r for r in results if isinstance(r, Review)]
+    losers = [r for r in results if isinstance(r, ReviewAlreadyDecided)]
+    assert len(winners) == len(losers) == 1
+    assert losers[0].winner == winners[0]
+    decided = [e for e in world.sink.events if e.kind is AuditKind.REVIEW and e.details["step"] != "requested"]
+    assert len(decided) == 1
+
+
+@pytest.mark.parametrize(
+    ("review_id", "decision", "fields"),
+    [
+        ("", ReviewDecision(approve=True), ["review_id"]),
+        ("x" * 200, ReviewDecision(approve=True), ["review_id"]),
+        ("rev-1", ReviewDecision(approve=False), ["reason"]),
+        ("rev-1", ReviewDecision(approve=False, reason="no", level=DisclosureLevel.EXISTS), ["level"]),
+        ("rev-1", ReviewDecision(approve=True, level=DisclosureLevel.NONE), ["level"]),
+        ("", ReviewDecision(approve=True, reason="r" * 600), ["review_id", "reason"]),
+    ],
+)
+async def test_bad_decisions_are_invalid_argument_with_field_violations(
+    world: World, review_id: str, decision: ReviewDecision, fields: list[str]
+) -> None:
+    """Each malformed decision names every bad field; nothing is stored or audited."""
+    with pytest.raises(InvalidRequest) as raised:
+        await world.desk.decide(HEALTH_DP, review_id, decision)
+    assert [v.field for v in raised.value.violations] == fields
+    assert world.sink.events == []
+
+
+async def test_approving_a_category_not_under_review_is_refused(world: World) -> None:
+    """A reviewer cannot widen a review to a category it does not hold."""
+    review_id = await world.held()
+    with pytest.raises(InvalidRequest, match="categories"):
+        await world.desk.decide(HEALTH_DP, review_id,
+                                ReviewDecision(approve=True, categories=("health.attendance",)))
+
+
+async def test_reviews_survive_a_restart(holder: PolicyHolder, keys: dict[str, Keyring], tmp_path: Path) -> None:
+    """A review held before a restart is listed, decided and released after it."""
+    first = await make_world(holder, keys, tmp_path)
+    review_id = await first.held()
+    await first.store.close()
+    second = await make_world(holder, keys, tmp_path)
+    try:
+        assert [r.review_id for r in await second.desk.pending(HEALTH_DP)] == [review_id]
+        await second.desk.decide(HEALTH_DP, review_id, ReviewDecision(approve=True))
+        released = await second.desk.outcome(RESEARCHER, review_id)
+        assert released.answer is not None
+        assert [r.record_id for r in released.answer.records] == ["MH-1"]
+    finally:
+        await second.store.close()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(level=st.sampled_from([None, DisclosureLevel.EXISTS, DisclosureLevel.PERTINENT]),
+       decide=st.sampled_from(["approve", "decline", "pending", "expire"]))
+def test_released_content_never_exceeds_the_approval(
+    holder: PolicyHolder, keys: dict[str, Keyring], tmp_path_factory: pytest.TempPathFactory,
+    level: DisclosureLevel | None, decide: str,
+) -> None:
+    """Whatever the decision, the requester sees mental-health content only after an approval at PERTINENT,
+    and every released field is no more than PERTINENT redaction lets through."""
+
+    async def scenario() -> None:
+        w = await make_world(holder, keys, tmp_path_factory.mktemp("prop"))
+        try:
+            result = await w.service.query(RESEARCHER, SCREENING, timeout=5)
+            assert all(r.category != "health.mental_health" for a in result.answers for r in a.records)
+            review_id = next(a.review_id for a in result.answers if a.agency == "health")
+            if decide == "approve":
+                await w.desk.decide(HEALTH_DP, review_id, ReviewDecision(approve=True, level=level))
+            elif decide == "decline":
+                await w.desk.decide(HEALTH_DP, review_id, ReviewDecision(approve=False, reason="no"))
+            elif decide == "expire":
+                w.clock.advance(25 * 3600)
+            outcome = await w.desk.outcome(RESEARCHER, review_id)
+            records = outcome.answer.records if outcome.answer else ()
+            mental = [r for r in records if r.category == "health.mental_health"]
+            if decide != "approve" or level is DisclosureLevel.EXISTS:
+                assert mental == []
+            for record in mental:
+                assert all(f.disclosure is not FieldDisclosure.FULL or f.category != "record.detail"
+                           for f in record.fields)
+                assert SECRET not in repr(record)
+        finally:
+            await w.store.close()
+
+    asyncio.run(scenario())
+
+
+async def test_the_sweeper_expires_a_review_nobody_reads(world: World) -> None:
+    """Without any read, the background sweep declines an overdue review and tells both sides."""
+    from gateway.review.sweeper import ReviewSweeper
+
+    review_id = await world.held()
+    world.clock.advance(25 * 3600)
+    sweeper = ReviewSweeper(world.desk, interval=0.01)
+    sweeper.start()
+    try:
+        for _ in range(200):
+            stored = await world.store.get(review_id)
+            if stored is not None and stored.state is ReviewState.EXPIRED:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await sweeper.stop()
+    assert stored is not None
+    assert stored.state is ReviewState.EXPIRED
+    assert ("health", review_id, NOT_IN_TIME) in world.notices.sent
