@@ -196,9 +196,11 @@ async def _open_referrals(settings: Settings, deps: Dependencies, sealing: Keyri
     screening = HubScreening(deps.query, workflow.screening) if workflow.screening is not None else None
     deps.referral_store = store
     deps.referrals = ReferralWorkflow(store=store, workflow=workflow, policy=deps.policy, audit=deps.audit,
-                                      tokeniser=deps.tokeniser, clock=deps.clock, screening=screening)
+                                      tokeniser=deps.tokeniser, clock=deps.clock, screening=screening,
+                                      on_breach=deps.metrics.count_breach if deps.metrics else None)
     if settings.breach_sweep_interval:
-        deps.sweeper = BreachSweeper(deps.referrals, interval=settings.breach_sweep_interval)
+        deps.sweeper = BreachSweeper(deps.referrals, interval=settings.breach_sweep_interval,
+                                     on_overdue=deps.metrics.set_overdue if deps.metrics else None)
         resources.push_async_callback(deps.sweeper.stop)
 
 

@@ -1,5 +1,5 @@
 """Prometheus metrics for one gateway process: calls per RPC and per agency, audit appends, policy and
-checkpoint state, served over HTTP when `metrics_listen` is set.
+checkpoint state, referral deadline breaches, served over HTTP when `metrics_listen` is set.
 
 Labels carry RPC names, agency names and status words only, never identifiers or record content.
 """
@@ -7,7 +7,7 @@ Labels carry RPC names, agency names and status words only, never identifiers or
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
@@ -41,7 +41,17 @@ class GatewayMetrics:
         self.audit_append_duration = Histogram("mash_gateway_audit_append_duration_seconds",
                                                "Time for a durable audit append (one batch of entries).",
                                                buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.referral_breaches = Counter("mash_gateway_referral_breaches", "Referral deadlines breached, by MASH, "
+                                         "rating and step (research, decision), counted as each is audited.",
+                                         ("mash", "rating", "step"), registry=self.registry)
         self.audit_appends_waiting = 0
+        self.referrals_overdue: Mapping[tuple[str, str], int] | None = None  # None until the first breach sweep
+
+    def count_breach(self, mash: str, rating: str, step: str) -> None:
+        self.referral_breaches.labels(mash, rating, step).inc()
+
+    def set_overdue(self, counts: Mapping[tuple[str, str], int]) -> None:
+        self.referrals_overdue = dict(counts)
 
     def watch(self, *, policy_version: Callable[[], str], last_checkpoint: Callable[[], datetime | None],
               clock: Clock) -> None:
@@ -83,6 +93,13 @@ class _StateCollector(Collector):
                                value={"version": self._policy_version()})
         yield GaugeMetricFamily("mash_gateway_audit_appends_waiting", "Audit appends started and not yet durable.",
                                 value=self._metrics.audit_appends_waiting)
+        overdue = self._metrics.referrals_overdue
+        if overdue is not None:
+            family = GaugeMetricFamily("mash_gateway_referrals_overdue", "Referrals past their running deadline at "
+                                       "the last breach sweep, by MASH and rating.", labels=("mash", "rating"))
+            for (mash, rating), count in sorted(overdue.items()):
+                family.add_metric((mash, rating), count)
+            yield family
         checkpoint = self._last_checkpoint()
         if checkpoint is not None:
             age = (self._clock.now() - checkpoint).total_seconds()

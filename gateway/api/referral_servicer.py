@@ -126,3 +126,10 @@ class ReferralServicer:
                                        call: Call) -> ref_pb.AcknowledgeNotificationsResponse:
         acked = await self._workflow.acknowledge(call.caller, request.up_to_sequence)
         return ref_pb.AcknowledgeNotificationsResponse(acknowledged_sequence=acked)
+
+    async def PurgeReferrals(self, request: ref_pb.PurgeReferralsRequest,
+                             call: Call) -> ref_pb.PurgeReferralsResponse:
+        result = await self._workflow.purge(call.caller, dry_run=not request.confirm)
+        response = ref_pb.PurgeReferralsResponse(referral_ids=result.referral_ids, dry_run=result.dry_run)
+        response.cutoff.FromDatetime(result.cutoff)
+        return response

@@ -87,6 +87,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("referral_id")
     p.set_defaults(func=run, call=_close)
 
+    p = actions.add_parser("purge", parents=[common],
+                           help="list the referrals past retention; with --confirm, delete them (audited)")
+    p.add_argument("--confirm", action="store_true", help="delete them (default: a dry run that deletes nothing)")
+    p.set_defaults(func=run, call=_purge)
+
 
 def _time(text: str | None) -> datetime | None:
     if not text:
@@ -114,6 +119,13 @@ def _print_referrals(console: Console, referrals: list[ref_pb.Referral], title: 
 def _emit(args: argparse.Namespace, message: Any, console: Console) -> None:
     if args.json:
         print(json.dumps(MessageToDict(message, preserving_proto_field_name=True), sort_keys=True))
+        return
+    if isinstance(message, ref_pb.PurgeReferralsResponse):
+        cutoff = message.cutoff.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d %H:%M")
+        done = "would be deleted (dry run; add --confirm to delete them)" if message.dry_run else "deleted"
+        console.print(f"{len(message.referral_ids)} referral(s) closed before {cutoff} UTC {done}", markup=False)
+        for referral_id in message.referral_ids:
+            console.print(referral_id, markup=False)
         return
     if isinstance(message, ref_pb.ListReferralsResponse):
         _print_referrals(console, list(message.referrals), f"{message.total} referral(s)")
@@ -224,3 +236,8 @@ async def _decide(stub: Any, metadata: Any, args: argparse.Namespace) -> Any:
 async def _close(stub: Any, metadata: Any, args: argparse.Namespace) -> Any:
     return await stub.CloseReferral(ref_pb.CloseReferralRequest(referral_id=args.referral_id), metadata=metadata,
                                     timeout=30)
+
+
+async def _purge(stub: Any, metadata: Any, args: argparse.Namespace) -> Any:
+    return await stub.PurgeReferrals(ref_pb.PurgeReferralsRequest(confirm=args.confirm), metadata=metadata,
+                                     timeout=30)

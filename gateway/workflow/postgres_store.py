@@ -173,10 +173,15 @@ class PostgresReferralStore:
         rows, total = await self._run(work)
         return QueuePage(tuple(referral_from_row(r, self._sealer) for r in rows), total)
 
-    async def purge(self, closed_before: datetime) -> list[str]:
+    async def purge(self, closed_before: datetime, *, dry_run: bool = False) -> list[str]:
         marks = ", ".join("%s" for _ in TERMINAL_STATES)
 
         async def work(conn: psycopg.AsyncConnection[Any]) -> list[str]:
+            if dry_run:
+                cur = await conn.execute(
+                    f"SELECT referral_id FROM referrals WHERE state IN ({marks}) AND closed_at < %s "  # noqa: S608
+                    "ORDER BY referral_id".encode(), (*TERMINAL_STATES, format_time(closed_before)))
+                return [r[0] for r in await cur.fetchall()]
             async with conn.transaction():
                 cur = await conn.execute(
                     f"DELETE FROM referrals WHERE state IN ({marks}) AND closed_at < %s "  # noqa: S608

@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -69,6 +70,15 @@ class Decision:
 
 
 @dataclass(frozen=True, slots=True)
+class PurgeResult:
+    """What a retention purge deleted (or, in a dry run, would delete) and the cutoff it applied."""
+
+    cutoff: datetime  # referrals closed, withdrawn or merged before this instant are past retention
+    referral_ids: tuple[str, ...]
+    dry_run: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ReferralView:
     """A referral as one caller may see it: without its content unless the role may see content."""
 
@@ -85,8 +95,10 @@ class ReferralWorkflow:
     """Runs every referral use case under the current main policy (roles, bindings) and workflow policy."""
 
     def __init__(self, *, store: ReferralStore, workflow: WorkflowPolicy, policy: PolicySource, audit: AuditSink,
-                 tokeniser: SubjectTokeniser, clock: Clock, screening: OpenCaseCheck | None = None) -> None:
+                 tokeniser: SubjectTokeniser, clock: Clock, screening: OpenCaseCheck | None = None,
+                 on_breach: Callable[[str, str, str], None] | None = None) -> None:
         self._store = store
+        self._on_breach = on_breach  # told (mash, rating, step) of each breach as it is audited
         self._workflow = workflow
         self._policy = policy
         self._audit = audit
@@ -494,20 +506,39 @@ class ReferralWorkflow:
                 except VersionConflict:
                     continue  # moved meanwhile; the next sweep looks again
                 recorded += 1
+                if self._on_breach is not None:
+                    self._on_breach(referral.mash, referral.rating, step)
             offset += len(page.referrals)
             if offset >= page.total or not page.referrals:
                 return recorded
 
-    async def purge(self, caller: Caller) -> list[str]:
-        """Delete referrals whose retention has run out since they closed; the purge itself is audited."""
+    async def overdue(self, *, batch: int = 200) -> dict[tuple[str, str], int]:
+        """How many referrals are past their running deadline now, by MASH and rating (for the breach gauge)."""
+        now = self._clock.now()
+        counts: Counter[tuple[str, str]] = Counter()
+        offset = 0
+        while True:
+            page = await self._store.queue(QueueFilter(overdue_at=now), limit=batch, offset=offset)
+            counts.update((r.mash, r.rating) for r in page.referrals)
+            offset += len(page.referrals)
+            if offset >= page.total or not page.referrals:
+                return dict(counts)
+
+    async def purge(self, caller: Caller, *, dry_run: bool = False) -> PurgeResult:
+        """Delete referrals whose retention has run out since they closed; the purge itself is audited.
+
+        A dry run deletes nothing and is audited too (status DRY_RUN), naming what a purge would delete.
+        """
         await self._guarded(caller, "purge", "", "purge")
         cutoff = self._clock.now() - timedelta(days=self._workflow.retention_days)
-        purged = await self._store.purge(cutoff)
+        ids = await self._store.purge(cutoff, dry_run=dry_run)
+        done = "would be deleted (dry run: nothing was deleted)" if dry_run else "were deleted"
         await self._audit.append([self._event(
-            caller, "purge", "", kind=AuditKind.REFERRAL_PURGE, status="PURGED",
-            reason=f"{len(purged)} referral(s) closed before the retention cutoff were deleted",
-            details={"operation": "purge", "cutoff": cutoff.isoformat(), "referral_ids": ",".join(purged)})])
-        return purged
+            caller, "purge", "", kind=AuditKind.REFERRAL_PURGE, status="DRY_RUN" if dry_run else "PURGED",
+            reason=f"{len(ids)} referral(s) closed before the retention cutoff {done}",
+            details={"operation": "purge", "cutoff": cutoff.isoformat(), "referral_ids": ",".join(ids),
+                     "dry_run": str(dry_run).lower()})])
+        return PurgeResult(cutoff, tuple(ids), dry_run)
 
     async def notifications(self, caller: Caller, *, after: int | None, limit: int) -> list[Notification]:
         """The caller's certificate identity's notices after `after` (or after what it last acknowledged)."""

@@ -154,7 +154,7 @@ class SqliteReferralStore:
         rows, total = await self._run(work)
         return QueuePage(tuple(referral_from_row(r, self._sealer) for r in rows), total)
 
-    async def purge(self, closed_before: datetime) -> list[str]:
+    async def purge(self, closed_before: datetime, *, dry_run: bool = False) -> list[str]:
         marks = ", ".join("?" for _ in TERMINAL_STATES)
         params = (*TERMINAL_STATES, format_time(closed_before))
 
@@ -163,6 +163,9 @@ class SqliteReferralStore:
             ids = [r[0] for r in conn.execute(
                 f"SELECT referral_id FROM referrals WHERE state IN ({marks}) AND closed_at < ? "  # noqa: S608
                 "ORDER BY referral_id", params)]
+            if dry_run:
+                conn.execute("ROLLBACK")
+                return ids
             for referral_id in ids:
                 conn.execute("DELETE FROM referral_history WHERE referral_id = ?", (referral_id,))
                 conn.execute("DELETE FROM referrals WHERE referral_id = ?", (referral_id,))

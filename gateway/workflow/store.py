@@ -88,8 +88,11 @@ class ReferralStore(Protocol):
     async def queue(self, where: QueueFilter, *, limit: int, offset: int = 0) -> QueuePage:
         ...
 
-    async def purge(self, closed_before: datetime) -> list[str]:
-        """Delete referrals closed, withdrawn or merged before the instant, with their histories; their ids."""
+    async def purge(self, closed_before: datetime, *, dry_run: bool = False) -> list[str]:
+        """Delete referrals closed, withdrawn or merged before the instant, with their histories; their ids.
+
+        With `dry_run` nothing is deleted: the ids are those a purge would delete now.
+        """
         ...
 
     async def notifications(self, recipient: str, *, after: int, limit: int) -> list[Notification]:

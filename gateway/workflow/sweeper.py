@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Mapping
 
 import structlog
 
@@ -16,9 +17,11 @@ log = structlog.get_logger("gateway.workflow.sweeper")
 class BreachSweeper:
     """Runs `ReferralWorkflow.record_breaches` every `interval` seconds until stopped."""
 
-    def __init__(self, workflow: ReferralWorkflow, *, interval: float) -> None:
+    def __init__(self, workflow: ReferralWorkflow, *, interval: float,
+                 on_overdue: Callable[[Mapping[tuple[str, str], int]], None] | None = None) -> None:
         self._workflow = workflow
         self._interval = interval
+        self._on_overdue = on_overdue  # told the overdue count by (mash, rating) after every sweep
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -32,12 +35,19 @@ class BreachSweeper:
                 await self._task
             self._task = None
 
+    async def sweep(self) -> int:
+        """One sweep: audit new breaches, then report the overdue counts; how many breaches were new."""
+        found = await self._workflow.record_breaches()
+        if found:
+            log.warning("referral deadlines breached", count=found)
+        if self._on_overdue is not None:
+            self._on_overdue(await self._workflow.overdue())
+        return found
+
     async def _run(self) -> None:
         while True:
             try:
-                found = await self._workflow.record_breaches()
-                if found:
-                    log.warning("referral deadlines breached", count=found)
+                await self.sweep()
             except GatewayError as exc:
                 # The audit or the store is down: nothing was recorded, so the next sweep tries again.
                 log.warning("breach sweep failed", error_type=type(exc).__name__)

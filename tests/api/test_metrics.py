@@ -13,11 +13,16 @@ from hub_helpers import SCREENING, subject
 from prometheus_client.parser import text_string_to_metric_families
 
 from agency_stubs import World
-from agency_stubs.cast import KAI_MERCER
+from agency_stubs.cast import KAI_MERCER, NOAH_FENWICK
+from gateway.api.tls import client_credentials
 from gateway.demo.partnership import Partnership
+from gateway.generated.mash.gateway.v1 import common_pb2
 from gateway.generated.mash.gateway.v1 import hub_service_pb2 as hub_pb
+from gateway.generated.mash.gateway.v1 import referral_service_pb2 as ref_pb
+from gateway.generated.mash.gateway.v1 import referral_service_pb2_grpc as ref_grpc
 from gateway.metrics import GatewayMetrics
 from gateway.settings import SettingsError
+from gateway.testing import FixedClock
 
 
 async def scrape(partnership: Partnership) -> tuple[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]:
@@ -108,3 +113,37 @@ async def test_a_malformed_metrics_address_is_a_settings_error() -> None:
     """`metrics_listen` without a port number is refused as a settings error, not a crash."""
     with pytest.raises(SettingsError, match="host:port"):
         GatewayMetrics().serve("127.0.0.1")
+
+
+async def test_a_breached_referral_deadline_is_counted_once_and_shown_as_overdue(
+        tmp_path: Path, policy_dir: Path, shared_world: World) -> None:
+    """A red referral left past its 4 working hours: one breach counted (not again), one overdue in the gauge."""
+    clock = FixedClock()  # Thursday 09:00 UTC, a working day
+    async with Partnership(tmp_path / "state", policy_dir, world=shared_world, clock=clock,
+                           metrics_listen="127.0.0.1:0") as running:
+        assert running.gateway is not None
+        assert running.gateway.deps.sweeper is not None
+        sweeper = running.gateway.deps.sweeper
+        police = ref_grpc.ReferralServiceStub(running.channel(client_credentials(running.pki, "police", "case-system")))
+        hub = ref_grpc.ReferralServiceStub(running.channel(client_credentials(running.pki, "hub", "mash-console")))
+        submitted = await police.SubmitReferral(ref_pb.SubmitReferralRequest(
+            mash="children", subject=common_pb2.SubjectIdentifiers(**subject(NOAH_FENWICK)), concern="A concern",
+            categories=["neglect"], borough="hackney"), metadata=(("x-mash-user", "pc.1"),
+                                                                   ("x-mash-role", "police_officer")), timeout=10)
+        await hub.RateReferral(ref_pb.RateReferralRequest(referral_id=submitted.referral.referral_id, rating="red"),
+                               metadata=(("x-mash-user", "m.1"), ("x-mash-role", "mash_manager")), timeout=10)
+        breaches = ("mash_gateway_referral_breaches_total", (("mash", "children"), ("rating", "red"),
+                                                             ("step", "research")))
+        overdue = ("mash_gateway_referrals_overdue", (("mash", "children"), ("rating", "red")))
+        assert await sweeper.sweep() == 0
+        _, samples = await scrape(running)
+        assert breaches not in samples
+        assert overdue not in samples
+        clock.advance(5 * 3600)
+        assert await sweeper.sweep() == 1
+        assert await sweeper.sweep() == 0
+        text, samples = await scrape(running)
+        assert samples[breaches] == 1
+        assert samples[overdue] == 1
+        assert NOAH_FENWICK.family_name not in text
+        assert submitted.referral.referral_id not in text

@@ -240,6 +240,18 @@ async def test_purge_removes_only_referrals_closed_before_the_cutoff(backend: Re
     assert await store.purge(T0 + timedelta(days=2)) == []
 
 
+async def test_a_dry_run_purge_names_what_would_go_and_deletes_nothing(backend: ReferralBackend) -> None:
+    """A dry run returns the ids a purge would delete; every referral and its history is still there."""
+    store = await backend.open()
+    await _created(store, 1, state=State.CLOSED, closed_at=T0)
+    await _created(store, 2, state=State.CLOSED, closed_at=T0 + timedelta(days=30))
+    await _created(store, 3, state=State.RATED)
+    assert await store.purge(T0 + timedelta(days=2), dry_run=True) == ["ref-0001"]
+    assert (await store.get("ref-0001")).state is State.CLOSED
+    assert await store.purge(T0 + timedelta(days=2), dry_run=True) == ["ref-0001"]
+    assert await store.purge(T0 + timedelta(days=2)) == ["ref-0001"]
+
+
 async def test_the_outbox_keeps_notices_per_receiver_in_order_until_acknowledged(backend: ReferralBackend) -> None:
     """Notices written with a change come back in order after any position; acknowledgement never goes back."""
     store = await backend.open()

@@ -263,12 +263,24 @@ async def test_retention_purge_deletes_old_closed_referrals_and_is_audited(rig: 
     """Past the retention period a withdrawn referral is deleted; the purge entry lists its id."""
     referral = await rig.workflow.submit(POLICE, _submit())
     await rig.workflow.withdraw(MANAGER, referral.referral_id)
-    assert await rig.workflow.purge(MANAGER) == []
+    assert (await rig.workflow.purge(MANAGER)).referral_ids == ()
     rig.clock.advance((rig.workflow.workflow.retention_days + 1) * 86400)
-    assert await rig.workflow.purge(MANAGER) == [referral.referral_id]
+    assert (await rig.workflow.purge(MANAGER)).referral_ids == (referral.referral_id,)
     purge = rig.sink.events[-1]
     assert purge.kind is AuditKind.REFERRAL_PURGE
     assert purge.details["referral_ids"] == referral.referral_id
+
+
+async def test_a_dry_run_purge_deletes_nothing_and_is_audited_as_a_dry_run(rig: Rig) -> None:
+    """A dry run names the referral past retention, leaves it in place and writes a DRY_RUN purge entry."""
+    referral = await rig.workflow.submit(POLICE, _submit())
+    await rig.workflow.withdraw(MANAGER, referral.referral_id)
+    rig.clock.advance((rig.workflow.workflow.retention_days + 1) * 86400)
+    preview = await rig.workflow.purge(MANAGER, dry_run=True)
+    assert (preview.referral_ids, preview.dry_run) == ((referral.referral_id,), True)
+    assert (await rig.store.get(referral.referral_id)).referral_id == referral.referral_id
+    entry = rig.sink.events[-1]
+    assert (entry.kind, entry.status, entry.details["dry_run"]) == (AuditKind.REFERRAL_PURGE, "DRY_RUN", "true")
 
 
 async def test_a_receiver_resumes_after_its_last_acknowledged_notice(rig: Rig) -> None:

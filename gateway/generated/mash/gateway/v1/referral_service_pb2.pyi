@@ -732,6 +732,57 @@ class CloseReferralResponse(_message.Message):
 Global___CloseReferralResponse: _TypeAlias = CloseReferralResponse  # noqa: Y015
 
 @_typing.final
+class PurgeReferralsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIRM_FIELD_NUMBER: _builtins.int
+    confirm: _builtins.bool
+    """False (the default): a dry run, naming what a purge would delete now."""
+    def __init__(
+        self,
+        *,
+        confirm: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["confirm", b"confirm"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PurgeReferralsRequest: _TypeAlias = PurgeReferralsRequest  # noqa: Y015
+
+@_typing.final
+class PurgeReferralsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUTOFF_FIELD_NUMBER: _builtins.int
+    REFERRAL_IDS_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    dry_run: _builtins.bool
+    @_builtins.property
+    def cutoff(self) -> _timestamp_pb2.Timestamp:
+        """Referrals closed, withdrawn or merged before this instant are past retention."""
+
+    @_builtins.property
+    def referral_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Deleted (or, in a dry run, those a purge would delete), in id order."""
+
+    def __init__(
+        self,
+        *,
+        cutoff: _timestamp_pb2.Timestamp | None = ...,
+        referral_ids: _abc.Iterable[_builtins.str] | None = ...,
+        dry_run: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cutoff", b"cutoff"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cutoff", b"cutoff", "dry_run", b"dry_run", "referral_ids", b"referral_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PurgeReferralsResponse: _TypeAlias = PurgeReferralsResponse  # noqa: Y015
+
+@_typing.final
 class WithdrawReferralRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

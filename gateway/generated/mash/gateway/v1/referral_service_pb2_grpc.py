@@ -112,6 +112,11 @@ class ReferralServiceStub:
                 request_serializer=mash_dot_gateway_dot_v1_dot_referral__service__pb2.AcknowledgeNotificationsRequest.SerializeToString,
                 response_deserializer=mash_dot_gateway_dot_v1_dot_referral__service__pb2.AcknowledgeNotificationsResponse.FromString,
                 _registered_method=True)
+        self.PurgeReferrals = channel.unary_unary(
+                '/mash.gateway.v1.ReferralService/PurgeReferrals',
+                request_serializer=mash_dot_gateway_dot_v1_dot_referral__service__pb2.PurgeReferralsRequest.SerializeToString,
+                response_deserializer=mash_dot_gateway_dot_v1_dot_referral__service__pb2.PurgeReferralsResponse.FromString,
+                _registered_method=True)
 
 
 class ReferralServiceServicer:
@@ -225,6 +230,14 @@ class ReferralServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PurgeReferrals(self, request, context):
+        """Deletes, with their histories, referrals closed, withdrawn or merged longer ago than the retention in
+        workflow.yaml. Without `confirm` it is a dry run that deletes nothing. Either way it is audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReferralServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -302,6 +315,11 @@ def add_ReferralServiceServicer_to_server(servicer, server):
                     servicer.AcknowledgeNotifications,
                     request_deserializer=mash_dot_gateway_dot_v1_dot_referral__service__pb2.AcknowledgeNotificationsRequest.FromString,
                     response_serializer=mash_dot_gateway_dot_v1_dot_referral__service__pb2.AcknowledgeNotificationsResponse.SerializeToString,
+            ),
+            'PurgeReferrals': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeReferrals,
+                    request_deserializer=mash_dot_gateway_dot_v1_dot_referral__service__pb2.PurgeReferralsRequest.FromString,
+                    response_serializer=mash_dot_gateway_dot_v1_dot_referral__service__pb2.PurgeReferralsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -712,6 +730,33 @@ class ReferralService:
             '/mash.gateway.v1.ReferralService/AcknowledgeNotifications',
             mash_dot_gateway_dot_v1_dot_referral__service__pb2.AcknowledgeNotificationsRequest.SerializeToString,
             mash_dot_gateway_dot_v1_dot_referral__service__pb2.AcknowledgeNotificationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeReferrals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mash.gateway.v1.ReferralService/PurgeReferrals',
+            mash_dot_gateway_dot_v1_dot_referral__service__pb2.PurgeReferralsRequest.SerializeToString,
+            mash_dot_gateway_dot_v1_dot_referral__service__pb2.PurgeReferralsResponse.FromString,
             options,
             channel_credentials,
             insecure,

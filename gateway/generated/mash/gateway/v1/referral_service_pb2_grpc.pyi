@@ -68,6 +68,10 @@ class ReferralServiceStub:
     """
     AcknowledgeNotifications: _grpc.UnaryUnaryMultiCallable[_referral_service_pb2.AcknowledgeNotificationsRequest, _referral_service_pb2.AcknowledgeNotificationsResponse]
     """The calling system has every notice up to a sequence number; a reconnect resumes after it."""
+    PurgeReferrals: _grpc.UnaryUnaryMultiCallable[_referral_service_pb2.PurgeReferralsRequest, _referral_service_pb2.PurgeReferralsResponse]
+    """Deletes, with their histories, referrals closed, withdrawn or merged longer ago than the retention in
+    workflow.yaml. Without `confirm` it is a dry run that deletes nothing. Either way it is audited.
+    """
 
 @_typing.type_check_only
 class ReferralServiceAsyncStub(ReferralServiceStub):
@@ -109,6 +113,10 @@ class ReferralServiceAsyncStub(ReferralServiceStub):
     """
     AcknowledgeNotifications: _aio.UnaryUnaryMultiCallable[_referral_service_pb2.AcknowledgeNotificationsRequest, _referral_service_pb2.AcknowledgeNotificationsResponse]  # type: ignore[assignment]
     """The calling system has every notice up to a sequence number; a reconnect resumes after it."""
+    PurgeReferrals: _aio.UnaryUnaryMultiCallable[_referral_service_pb2.PurgeReferralsRequest, _referral_service_pb2.PurgeReferralsResponse]  # type: ignore[assignment]
+    """Deletes, with their histories, referrals closed, withdrawn or merged longer ago than the retention in
+    workflow.yaml. Without `confirm` it is a dry run that deletes nothing. Either way it is audited.
+    """
 
 class ReferralServiceServicer(metaclass=_abc_1.ABCMeta):
     """The MASH referral workflow: agency systems submit notifications; the MASH console screens, rates,
@@ -237,5 +245,15 @@ class ReferralServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_referral_service_pb2.AcknowledgeNotificationsResponse, _abc.Awaitable[_referral_service_pb2.AcknowledgeNotificationsResponse]]:
         """The calling system has every notice up to a sequence number; a reconnect resumes after it."""
+
+    @_abc_1.abstractmethod
+    def PurgeReferrals(
+        self,
+        request: _referral_service_pb2.PurgeReferralsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_referral_service_pb2.PurgeReferralsResponse, _abc.Awaitable[_referral_service_pb2.PurgeReferralsResponse]]:
+        """Deletes, with their histories, referrals closed, withdrawn or merged longer ago than the retention in
+        workflow.yaml. Without `confirm` it is a dry run that deletes nothing. Either way it is audited.
+        """
 
 def add_ReferralServiceServicer_to_server(servicer: ReferralServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
