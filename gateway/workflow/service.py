@@ -531,13 +531,17 @@ class ReferralWorkflow:
         """
         await self._guarded(caller, "purge", "", "purge")
         cutoff = self._clock.now() - timedelta(days=self._workflow.retention_days)
-        ids = await self._store.purge(cutoff, dry_run=dry_run)
-        done = "would be deleted (dry run: nothing was deleted)" if dry_run else "were deleted"
+        # Audited before anything is deleted, like every other step: first learn what the cutoff covers (a set
+        # that can only shrink, since later closures fall after it), record it, then delete.
+        ids = await self._store.purge(cutoff, dry_run=True)
+        done = "would be deleted (dry run: nothing was deleted)" if dry_run else "are deleted once this is recorded"
         await self._audit.append([self._event(
             caller, "purge", "", kind=AuditKind.REFERRAL_PURGE, status="DRY_RUN" if dry_run else "PURGED",
             reason=f"{len(ids)} referral(s) closed before the retention cutoff {done}",
             details={"operation": "purge", "cutoff": cutoff.isoformat(), "referral_ids": ",".join(ids),
                      "dry_run": str(dry_run).lower()})])
+        if not dry_run and ids:
+            ids = await self._store.purge(cutoff, dry_run=False)
         return PurgeResult(cutoff, tuple(ids), dry_run)
 
     async def notifications(self, caller: Caller, *, after: int | None, limit: int) -> list[Notification]:

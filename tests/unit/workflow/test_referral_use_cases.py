@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.domain import AuditKind, SubjectIdentifiers
-from gateway.errors import InvalidRequest, RequestRefused
+from gateway.errors import AuditUnavailable, InvalidRequest, RequestRefused
 from gateway.keyring import Keyring
 from gateway.linkage import SubjectTokeniser
 from gateway.policy import PolicyHolder
@@ -269,6 +269,18 @@ async def test_retention_purge_deletes_old_closed_referrals_and_is_audited(rig: 
     purge = rig.sink.events[-1]
     assert purge.kind is AuditKind.REFERRAL_PURGE
     assert purge.details["referral_ids"] == referral.referral_id
+
+
+async def test_a_purge_the_audit_log_cannot_record_deletes_nothing(rig: Rig) -> None:
+    """The purge entry is written before anything is deleted: with the audit log down, every referral stays."""
+    referral = await rig.workflow.submit(POLICE, _submit())
+    await rig.workflow.withdraw(MANAGER, referral.referral_id)
+    rig.clock.advance((rig.workflow.workflow.retention_days + 1) * 86400)
+    rig.sink.fail = True
+    with pytest.raises(AuditUnavailable):
+        await rig.workflow.purge(MANAGER)
+    rig.sink.fail = False
+    assert (await rig.store.get(referral.referral_id)).referral_id == referral.referral_id
 
 
 async def test_a_dry_run_purge_deletes_nothing_and_is_audited_as_a_dry_run(rig: Rig) -> None:
