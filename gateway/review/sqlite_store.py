@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TypeVar
 
 from gateway.audit.sqlite_store import path_from_url
+from gateway.locked_sqlite import LockedConnection
 from gateway.review.model import Review, ReviewStoreError
 from gateway.review.store import COLUMNS, ORDER, PENDING, SCHEMA, SELECT, from_row, settle, to_row
 from gateway.workflow.store import format_time
@@ -22,9 +22,7 @@ class SqliteReviewStore:
     """A `ReviewStore` in one SQLite file."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        self._lock = threading.Lock()
-        self._closed = False
+        self._db = LockedConnection(conn, ReviewStoreError, "review store")
 
     @classmethod
     async def open(cls, url: str) -> SqliteReviewStore:
@@ -45,21 +43,7 @@ class SqliteReviewStore:
             raise ReviewStoreError(f"cannot open the review store: {exc}") from exc
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        def locked() -> T:
-            with self._lock:
-                if self._closed:
-                    raise ReviewStoreError("the review store is closed")
-                try:
-                    return work(self._conn)
-                except BaseException:
-                    if self._conn.in_transaction:
-                        self._conn.execute("ROLLBACK")
-                    raise
-
-        try:
-            return await asyncio.to_thread(locked)
-        except sqlite3.Error as exc:
-            raise ReviewStoreError(f"review store failed: {exc}") from exc
+        return await self._db.run(work)
 
     async def create(self, reviews: Sequence[Review]) -> None:
         rows = [to_row(r) for r in reviews]
@@ -107,12 +91,4 @@ class SqliteReviewStore:
         return settle(decided, changed, winner)
 
     async def close(self) -> None:
-        # Under the lock: a sweeper's query may still run in a worker thread after its task was cancelled,
-        # and closing a connection another thread is using crashes the interpreter.
-        def close() -> None:
-            with self._lock:
-                if not self._closed:
-                    self._closed = True
-                    self._conn.close()
-
-        await asyncio.to_thread(close)
+        await self._db.close()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 from gateway.audit.sqlite_store import path_from_url
+from gateway.locked_sqlite import LockedConnection
 from gateway.workflow.referral import Notification, Referral, Transition, VersionConflict
 from gateway.workflow.schema import SQLITE
 from gateway.workflow.sealing import ContentSealer
@@ -48,10 +48,8 @@ class SqliteReferralStore:
     """A `ReferralStore` in one SQLite file; other processes may share the file (writes take the write lock)."""
 
     def __init__(self, conn: sqlite3.Connection, sealer: ContentSealer) -> None:
-        self._conn = conn
         self._sealer = sealer
-        self._lock = threading.Lock()
-        self._closed = False
+        self._db = LockedConnection(conn, ReferralStoreError, "referral store")
 
     @classmethod
     async def open(cls, url: str, sealer: ContentSealer) -> SqliteReferralStore:
@@ -74,21 +72,7 @@ class SqliteReferralStore:
             raise ReferralStoreError(f"cannot open the referral store: {exc}") from exc
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        def locked() -> T:
-            with self._lock:
-                if self._closed:
-                    raise ReferralStoreError("the referral store is closed")
-                try:
-                    return work(self._conn)
-                except BaseException:
-                    if self._conn.in_transaction:
-                        self._conn.execute("ROLLBACK")
-                    raise
-
-        try:
-            return await asyncio.to_thread(locked)
-        except sqlite3.Error as exc:
-            raise ReferralStoreError(f"referral store failed: {exc}") from exc
+        return await self._db.run(work)
 
     async def create(self, referral: Referral, history: Sequence[Transition],
                      notifications: Sequence[Notification] = ()) -> None:
@@ -199,11 +183,4 @@ class SqliteReferralStore:
         return int(rows[0][0]) if rows else 0
 
     async def close(self) -> None:
-        # Under the lock: closing a connection another thread is using can crash the interpreter.
-        def close() -> None:
-            with self._lock:
-                if not self._closed:
-                    self._closed = True
-                    self._conn.close()
-
-        await asyncio.to_thread(close)
+        await self._db.close()
