@@ -55,6 +55,7 @@ from gateway.audit.verify import VerifyReport
 from gateway.domain import AuditEvent, AuditKind, SubjectIdentifiers, SystemClock
 from gateway.errors import AuditUnavailable, Finding, GatewayError, InvalidRequest
 from gateway.policy.vocabulary import Vocabulary, load_vocabulary
+from gateway.service.audit_reads import read_page
 from gateway.service.validation import INVALID, USER_PATTERN
 
 EXIT_OK = 0
@@ -436,15 +437,14 @@ async def _cmd_list(args: argparse.Namespace, console: Console) -> int:
 
     async def use(review: AuditReview) -> int:
         asked = await _record_read(review.store, args, "list", where)
-        total = await review.count(where, before=asked)
-        start = 0 if args.after is None else args.after + 1
-        before = asked if args.before is None else min(args.before, asked)
-        records = [r async for r in review.list_entries(where, limit=args.limit or None, start=start,
-                                                         before=before, newest_first=not args.oldest_first)]
+        # The same read as AuditService.ListEntries: the total as of this read, then one page.
+        page = await read_page(review, where, as_of=asked, newest_first=not args.oldest_first, size=args.limit,
+                               after=args.after, before=args.before)
+        records, total = page.records, page.total
         _print_rows(console, records, args, "audit entries")
         order = "oldest first" if args.oldest_first else "newest first"
         text = f"{total} matching entr{'y' if total == 1 else 'ies'}; showing {len(records)} ({order})"
-        if records and args.limit and len(records) == args.limit:
+        if records and page.more:
             more = f"--after {records[-1].index}" if args.oldest_first else f"--before {records[-1].index}"
             text += f"; next page: {more}"
         _note(console, args, text)
