@@ -236,8 +236,9 @@ async def test_auditor_filter_text_is_kept_as_keyed_tokens_not_as_typed(partners
     stub = audit_stub(partnership)
     typed = {"user": "Kai Mercer 2014", "case_reference": "kai-mercer-dob-2014-03-02"}
     for _ in range(2):
-        [m async for m in stub.ListEntries(audit_pb.ListEntriesRequest(agency="POLICE", purpose="Safeguarding_Screening",
-                                                                       status="match", **typed), timeout=10)]
+        request = audit_pb.ListEntriesRequest(agency="POLICE", purpose="Safeguarding_Screening", status="match",
+                                              **typed)
+        [m async for m in stub.ListEntries(request, timeout=10)]
     assert partnership.gateway is not None
     rows = await partnership.gateway.deps.audit.store.scan(0, 1000)
     assert not any(b"Kai Mercer" in r.data or b"kai-mercer" in r.data for r in rows)

@@ -139,7 +139,8 @@ async def test_undeclared_names_are_refused_naming_the_closest_declared_one(part
     await _queries(partnership, 1)
     stub = _stub(partnership)
     matched = await _list(stub, audit_pb.ListEntriesRequest(agency="Health", status="match"))
-    assert matched and {m.entry.agency for m in matched} == {"health"}
+    assert matched
+    assert {m.entry.agency for m in matched} == {"health"}
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await _list(stub, audit_pb.ListEntriesRequest(agency="helth", status="withheldd",
                                                       purpose="safeguarding_screning", role="nosuchrolexyz"))
@@ -153,7 +154,8 @@ async def test_undeclared_names_are_refused_naming_the_closest_declared_one(part
         assert typed not in caught.value.details()
         assert all(typed not in v for v in violations.values())
     events = await _events(partnership)
-    assert events[-1][0] is AuditKind.REFUSAL and events[-1][1]["rpc"] == "ListEntries"
+    assert events[-1][0] is AuditKind.REFUSAL
+    assert events[-1][1]["rpc"] == "ListEntries"
 
 
 async def test_the_command_line_and_the_api_give_the_same_total_and_order(partnership: Partnership) -> None:
