@@ -115,6 +115,16 @@ def test_list_refuses_an_unknown_filter_value_naming_the_closest(
     assert out == ""
 
 
+@pytest.mark.parametrize("status", ["resource_exhausted", "FAILED_PRECONDITION", "approved", "purged", "RECEIVED"])
+def test_list_accepts_every_status_the_gateway_writes(state: Path, capsys: pytest.CaptureFixture[str],
+                                                      status: str) -> None:
+    """Refusal codes beyond INVALID_ARGUMENT, review and referral states are statuses too, not "unknown"."""
+    code, out, err = _run(capsys, "list", "--state-dir", str(state), "--status", status, "--json")
+    assert code == 0, err
+    assert out == ""
+    assert "0 matching entries" in err
+
+
 def test_list_filters_are_case_insensitive(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`--status withheld --agency EDUCATION` finds the WITHHELD education entry."""
     code, out, err = _run(capsys, "list", "--state-dir", str(state), "--status", "withheld", "--agency", "EDUCATION",
