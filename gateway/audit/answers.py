@@ -39,6 +39,10 @@ CSV_COLUMNS = ("index", "time", "kind", "agency", "status", "level", "organisati
                "legal_basis", "agreement", "categories", "case_reference")
 
 
+MAX_NAME_GUESS = 128
+"""Longest filter value for which the closest declared name is looked for."""
+
+
 class UnknownName(ValueError):
     """A filter value is not in the vocabulary; the message names the closest declared name, if any.
 
@@ -57,7 +61,9 @@ def resolve_name(value: str, names: Collection[str], what: str) -> str:
     found = folded.get(value.strip().casefold())
     if found is not None:
         return found
-    close = difflib.get_close_matches(value.strip().casefold(), list(folded), n=1, cutoff=0.6)
+    # A name is short; text far longer than any is not compared letter by letter (that would be slow).
+    close = (difflib.get_close_matches(value.strip().casefold(), list(folded), n=1, cutoff=0.6)
+             if len(value) <= MAX_NAME_GUESS else [])
     hint = f"did you mean {folded[close[0]]!r}?" if close else f"known: {', '.join(sorted(names))}"
     raise UnknownName(f"unknown {what} {value!r}; {hint}", f"not a declared {what}; {hint}")
 

@@ -153,6 +153,9 @@ async def test_undeclared_names_are_refused_naming_the_closest_declared_one(part
     for typed in ("helth", "withheldd", "safeguarding_screning", "nosuchrolexyz"):
         assert typed not in caught.value.details()
         assert all(typed not in v for v in violations.values())
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await _list(stub, audit_pb.ListEntriesRequest(agency="helth" * 20_000))
+    assert field_violations(caught.value)["agency"].startswith("not a declared agency; known: ")
     events = await _events(partnership)
     assert events[-1][0] is AuditKind.REFUSAL
     assert events[-1][1]["rpc"] == "ListEntries"
