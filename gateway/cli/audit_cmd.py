@@ -16,7 +16,7 @@ import sys
 import tarfile
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -290,6 +290,20 @@ def _period(args: argparse.Namespace) -> tuple[datetime | None, datetime | None]
     if since is not None and until is not None and since >= until:
         raise UsageError("--until must be later than --since")
     return since, until
+
+
+def _period_text(since: datetime | None, until: datetime | None) -> str:
+    """The period in words for a reader, its last day included: `--month 2026-10` is "1 October 2026 to
+    31 October 2026" (the bound `until` itself is exclusive, so its day is not named unless time is left)."""
+    def day(moment: datetime) -> str:
+        return f"{moment.day} {moment.strftime('%B %Y')}"
+
+    last = until - timedelta(microseconds=1) if until is not None else None
+    if since is not None and last is not None:
+        return f"{day(since)} to {day(last)}"
+    if since is not None:
+        return f"from {day(since)}"
+    return f"up to {day(last)}" if last is not None else ""
 
 
 def _vocabulary(args: argparse.Namespace) -> Vocabulary | None:
@@ -764,7 +778,7 @@ async def _cmd_subject_access(args: argparse.Namespace, console: Console) -> int
         if args.report is not None:
             assert vocabulary is not None  # _vocabulary loads it (or refuses) for --report
             since, until = _period(args)
-            period = " to ".join(x.strftime("%d %B %Y") for x in (since, until) if x is not None)
+            period = _period_text(since, until)
             page = subject_report_html([r for r in found if not was_not_asked(r)], _glossary(vocabulary),
                                        generated_at=datetime.now(UTC), period=period, not_asked=len(not_asked))
             await asyncio.to_thread(Path(args.report).write_text, page, encoding="utf-8")

@@ -267,7 +267,7 @@ def test_report_period_names_the_month(state: Path, tmp_path: Path, capsys: pyte
     report = tmp_path / "r.html"
     _run(capsys, "subject-access", "--state-dir", str(state), "--policy-dir", str(POLICIES), "--nhs-number",
          "9434765919", "--month", "2026-10", "--report", str(report))
-    assert "01 October 2026 to 01 November 2026" in report.read_text()
+    assert "1 October 2026 to 31 October 2026" in report.read_text()  # the last day named, not the bound
 
 
 def test_filters_that_need_the_vocabulary_refuse_to_run_without_it(
