@@ -175,6 +175,42 @@ class AgencyNodeServicer(agency_grpc.AgencyServiceServicer):
         )
 
 
+_UNDECODABLE: Any = object()  # stands in for request bytes that are not a valid message
+
+
+class _UndecodableRequests(grpc.aio.ServerInterceptor):
+    """Parses AgencyService requests leniently, so bytes that are not a valid message are INVALID_ARGUMENT
+    (after the caller check), as the gateway answers them, instead of the UNKNOWN grpc gives when a
+    deserializer fails."""
+
+    def __init__(self, servicer: AgencyNodeServicer) -> None:
+        self._servicer = servicer
+
+    async def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
+        handler = await continuation(details)
+        method: str = details.method
+        if (handler is None or handler.unary_unary is None or handler.request_deserializer is None
+                or not method.startswith(f"/{SERVICE_NAME}/")):
+            return handler
+        parse, answer = handler.request_deserializer, handler.unary_unary
+        rpc = method.rsplit("/", 1)[-1]
+        servicer = self._servicer
+
+        def lenient(data: bytes) -> Any:
+            try:
+                return parse(data)
+            except Exception:
+                return _UNDECODABLE
+
+        async def checked(request: Any, context: Any) -> Any:
+            if request is _UNDECODABLE:
+                await servicer._check_caller(context, rpc, "")
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the {rpc} request is not a valid message")
+            return await answer(request, context)
+
+        return handler._replace(unary_unary=checked, request_deserializer=lenient)
+
+
 @dataclass
 class RunningNode:
     """A started agency node server."""
@@ -216,7 +252,7 @@ async def serve_node(
     an insecure node given `allowed_callers` therefore refuses everyone.
     """
     servicer = AgencyNodeServicer(dataset, allowed_callers=allowed_callers, latency=latency, logger=logger)
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=[_UndecodableRequests(servicer)])
     agency_grpc.add_AgencyServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

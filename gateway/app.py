@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import grpc
@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from gateway.agreement_health import AgreementHealth
 from gateway.api.agency_client import GrpcAgencyTransport, NodeCertificateCheck
 from gateway.api.audit_servicer import AuditServicer
 from gateway.api.calls import CallHandlers
@@ -154,6 +155,7 @@ async def open_dependencies(
             metrics = GatewayMetrics()
             metrics.watch(policy_version=lambda: holder.version, last_checkpoint=lambda: _checkpoint_time(audit),
                           clock=clock)
+            metrics.watch_agreements(lambda: _agreement_ends(holder), clock)
         tokeniser = SubjectTokeniser(keys.subject_token)
         review_store = await open_review_store(settings.review_store_url)
         resources.push_async_callback(review_store.close)
@@ -202,6 +204,11 @@ async def _open_referrals(settings: Settings, deps: Dependencies, sealing: Keyri
         deps.sweeper = BreachSweeper(deps.referrals, interval=settings.breach_sweep_interval,
                                      on_overdue=deps.metrics.set_overdue if deps.metrics else None)
         resources.push_async_callback(deps.sweeper.stop)
+
+
+def _agreement_ends(holder: PolicyHolder) -> dict[str, date]:
+    """Each agreement of the active policy and its last day."""
+    return {a.name: a.valid_until for a in holder.current.vocabulary.agreements.values()}
 
 
 def _checkpoint_time(audit: AuditLog) -> datetime | None:
@@ -310,6 +317,9 @@ class GatewayServer:
         hub = hub_service_pb2.DESCRIPTOR.services_by_name["HubService"].full_name
         held_down = frozenset({hub}) if require_all_agencies and deps.unserved else frozenset()
         self._audit_health = AuditHealth(deps.audit, health_servicer, audit_probe_interval, held_down=held_down)
+        # A named health entry of its own: an agreement ending soon is reported, never a reason to stop serving.
+        self.agreement_health = AgreementHealth(lambda: _agreement_ends(deps.policy), lambda: deps.policy.version,
+                                                deps.clock, health_servicer)
 
     async def start(self) -> None:
         await self.server.start()
@@ -323,10 +333,12 @@ class GatewayServer:
         if self.deps.review_sweeper is not None:
             self.deps.review_sweeper.start()
         await self._audit_health.start()
+        await self.agreement_health.start()
         log.info("gateway serving", port=self.port, policy_version=self.deps.policy.current.version)
 
     async def stop(self, grace: float | None = 1.0) -> None:
         await self._audit_health.stop()
+        await self.agreement_health.stop()
         with contextlib.suppress(Exception):
             await self._health.enter_graceful_shutdown()
         await self.server.stop(grace)

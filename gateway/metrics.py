@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
+from gateway.agreement_health import standings
 from gateway.domain import AuditEvent, AuditReceipt, Clock
 from gateway.errors import AgencyRejected, AgencyTimedOut, AgencyUnavailable
 from gateway.service.ports import AgencyTransport, AuditSink, LookupCommand, LookupResult
@@ -57,6 +58,11 @@ class GatewayMetrics:
               clock: Clock) -> None:
         """Report the active policy version, audit appends in flight and checkpoint age at every scrape."""
         self.registry.register(_StateCollector(self, policy_version, last_checkpoint, clock))
+
+    def watch_agreements(self, agreements: Callable[[], Mapping[str, date]], clock: Clock) -> None:
+        """Report every agreement's days left and how many end within 30 and 60 days, worked out at every
+        scrape from the active policy and today's date (so a reload or a new day shows without a restart)."""
+        self.registry.register(_AgreementCollector(agreements, clock))
 
     def serve(self, listen: str) -> tuple[int, Callable[[], None]]:
         """Serve /metrics on `listen` (host:port, port 0 picks one) from a daemon thread.
@@ -105,6 +111,35 @@ class _StateCollector(Collector):
             age = (self._clock.now() - checkpoint).total_seconds()
             yield GaugeMetricFamily("mash_gateway_checkpoint_age_seconds",
                                     "Seconds since the newest signed checkpoint this process has seen.", value=age)
+
+
+class _AgreementCollector(Collector):
+    def __init__(self, agreements: Callable[[], Mapping[str, date]], clock: Clock) -> None:
+        self._agreements = agreements
+        self._clock = clock
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        today = self._clock.now().date()
+        found = standings(self._agreements(), today)
+        days = GaugeMetricFamily("mash_gateway_agreement_days_left", "Days from today to each information sharing "
+                                 "agreement's last day: 0 on the last day, negative once it has ended.",
+                                 labels=("agreement",))
+        ends = GaugeMetricFamily("mash_gateway_agreement_expiry_timestamp_seconds", "When each agreement stops "
+                                 "covering requests (the end of its last day, UTC), as a Unix time.",
+                                 labels=("agreement",))
+        for standing in found:
+            days.add_metric((standing.name,), standing.days_left)
+            end = datetime.combine(standing.last_day + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+            ends.add_metric((standing.name,), end.timestamp())
+        yield days
+        yield ends
+        expiring = GaugeMetricFamily("mash_gateway_agreements_expiring", "Agreements still in force whose last day "
+                                     "is within 30 or 60 days.", labels=("within_days",))
+        for window in (30, 60):
+            expiring.add_metric((str(window),), sum(s.ends_within(window) for s in found))
+        yield expiring
+        yield GaugeMetricFamily("mash_gateway_agreements_ended", "Agreements of the active policy that have ended "
+                                "(requests citing them are refused).", value=sum(s.ended for s in found))
 
 
 class MeteredTransport:

@@ -13,7 +13,14 @@ from gateway.api.convert import (
     verify_report_to_proto,
 )
 from gateway.generated.mash.gateway.v1 import audit_service_pb2 as audit_pb
-from gateway.service.audit_reads import AuditReads
+from gateway.service.audit_reads import AuditReads, ListRequest
+
+
+def list_request_from_proto(msg: audit_pb.ListEntriesRequest) -> ListRequest:
+    """A ListEntries request: its filter, order (newest first unless OLDEST_FIRST), start, limit and paging."""
+    return ListRequest(where=entry_filter_from_proto(msg),
+                       newest_first=msg.order != audit_pb.LIST_ENTRIES_ORDER_OLDEST_FIRST,
+                       start=msg.start_index, limit=msg.limit, page_size=msg.page_size, page_token=msg.page_token)
 
 
 class AuditServicer:
@@ -23,9 +30,12 @@ class AuditServicer:
     async def ListEntries(
         self, request: audit_pb.ListEntriesRequest, call: Call
     ) -> AsyncIterator[audit_pb.ListEntriesResponse]:
-        async for record in self._reads.list_entries(call.caller, lambda: entry_filter_from_proto(request),
-                                                     limit=request.limit or None, start=request.start_index):
-            yield audit_pb.ListEntriesResponse(entry=audit_record_to_proto(record))
+        async for listed in self._reads.list_entries(call.caller, lambda: list_request_from_proto(request)):
+            response = audit_pb.ListEntriesResponse(entry=audit_record_to_proto(listed.record),
+                                                    next_page_token=listed.next_page_token)
+            if listed.total is not None:
+                response.total_size = listed.total
+            yield response
 
     async def GetEntry(self, request: audit_pb.GetEntryRequest, call: Call) -> audit_pb.GetEntryResponse:
         record = await self._reads.get_entry(call.caller, request.index)

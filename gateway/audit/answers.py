@@ -17,8 +17,19 @@ from gateway.audit.review import AuditRecord
 from gateway.domain import AnswerStatus, AuditKind, DisclosureLevel, FieldDisclosure
 from gateway.pki.identity import parse_spiffe_id
 
-STATUSES: tuple[str, ...] = (*(s.value for s in AnswerStatus), "OK", "INVALID_ARGUMENT", "PERMISSION_DENIED")
-"""Every status an entry can hold: answer statuses for disclosures, error codes for refusals, OK for reads."""
+STATUSES: tuple[str, ...] = (
+    *(s.value for s in AnswerStatus),
+    # refusal codes, and OK for reads of the log
+    "OK", "INVALID_ARGUMENT", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
+    "NOT_FOUND",
+    # referral workflow states (transitions and breaches), and what a purge did
+    "RECEIVED", "SCREENED", "ROUTED", "RATED", "RESEARCHING", "DECIDED", "CLOSED", "WITHDRAWN", "MERGED",
+    "DRY_RUN", "PURGED",
+    # review states
+    "PENDING_REVIEW", "APPROVED", "DECLINED", "EXPIRED",
+)
+"""Every status an entry can hold: answer statuses for disclosures, error codes for refusals, OK for reads,
+and the states of referrals and reviews for their entries (a test keeps this in step with those enums)."""
 
 # The fan-out writes this reason when a query did not ask an agency at all (none of its categories was requested):
 # such entries say nothing about the person, so subject access groups them instead of listing them.
@@ -28,8 +39,18 @@ CSV_COLUMNS = ("index", "time", "kind", "agency", "status", "level", "organisati
                "legal_basis", "agreement", "categories", "case_reference")
 
 
+MAX_NAME_GUESS = 128
+"""Longest filter value for which the closest declared name is looked for."""
+
+
 class UnknownName(ValueError):
-    """A filter value is not in the vocabulary; the message names the closest declared name, if any."""
+    """A filter value is not in the vocabulary; the message names the closest declared name, if any.
+
+    `hint` is the same advice without the value given (for answers that must not echo what was typed)."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 def resolve_name(value: str, names: Collection[str], what: str) -> str:
@@ -40,9 +61,11 @@ def resolve_name(value: str, names: Collection[str], what: str) -> str:
     found = folded.get(value.strip().casefold())
     if found is not None:
         return found
-    close = difflib.get_close_matches(value.strip().casefold(), list(folded), n=1, cutoff=0.6)
-    hint = f"; did you mean {folded[close[0]]!r}?" if close else f"; known: {', '.join(sorted(names))}"
-    raise UnknownName(f"unknown {what} {value!r}{hint}")
+    # A name is short; text far longer than any is not compared letter by letter (that would be slow).
+    close = (difflib.get_close_matches(value.strip().casefold(), list(folded), n=1, cutoff=0.6)
+             if len(value) <= MAX_NAME_GUESS else [])
+    hint = f"did you mean {folded[close[0]]!r}?" if close else f"known: {', '.join(sorted(names))}"
+    raise UnknownName(f"unknown {what} {value!r}; {hint}", f"not a declared {what}; {hint}")
 
 
 def organisation_of(caller: str) -> str:

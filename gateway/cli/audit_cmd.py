@@ -16,7 +16,7 @@ import sys
 import tarfile
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ from gateway.audit.verify import VerifyReport
 from gateway.domain import AuditEvent, AuditKind, SubjectIdentifiers, SystemClock
 from gateway.errors import AuditUnavailable, Finding, GatewayError, InvalidRequest
 from gateway.policy.vocabulary import Vocabulary, load_vocabulary
+from gateway.service.audit_reads import read_page
 from gateway.service.validation import INVALID, USER_PATTERN
 
 EXIT_OK = 0
@@ -291,6 +292,20 @@ def _period(args: argparse.Namespace) -> tuple[datetime | None, datetime | None]
     return since, until
 
 
+def _period_text(since: datetime | None, until: datetime | None) -> str:
+    """The period in words for a reader, its last day included: `--month 2026-10` is "1 October 2026 to
+    31 October 2026" (the bound `until` itself is exclusive, so its day is not named unless time is left)."""
+    def day(moment: datetime) -> str:
+        return f"{moment.day} {moment.strftime('%B %Y')}"
+
+    last = until - timedelta(microseconds=1) if until is not None else None
+    if since is not None and last is not None:
+        return f"{day(since)} to {day(last)}"
+    if since is not None:
+        return f"from {day(since)}"
+    return f"up to {day(last)}" if last is not None else ""
+
+
 def _vocabulary(args: argparse.Namespace) -> Vocabulary | None:
     """The vocabulary of --policy-dir, to check and spell out declared names; None when no option needs it."""
     if not (args.agency or args.purpose or getattr(args, "role", "") or getattr(args, "category", "")
@@ -436,15 +451,14 @@ async def _cmd_list(args: argparse.Namespace, console: Console) -> int:
 
     async def use(review: AuditReview) -> int:
         asked = await _record_read(review.store, args, "list", where)
-        total = await review.count(where, before=asked)
-        start = 0 if args.after is None else args.after + 1
-        before = asked if args.before is None else min(args.before, asked)
-        records = [r async for r in review.list_entries(where, limit=args.limit or None, start=start,
-                                                         before=before, newest_first=not args.oldest_first)]
+        # The same read as AuditService.ListEntries: the total as of this read, then one page.
+        page = await read_page(review, where, as_of=asked, newest_first=not args.oldest_first, size=args.limit,
+                               after=args.after, before=args.before)
+        records, total = page.records, page.total
         _print_rows(console, records, args, "audit entries")
         order = "oldest first" if args.oldest_first else "newest first"
         text = f"{total} matching entr{'y' if total == 1 else 'ies'}; showing {len(records)} ({order})"
-        if records and args.limit and len(records) == args.limit:
+        if records and page.more:
             more = f"--after {records[-1].index}" if args.oldest_first else f"--before {records[-1].index}"
             text += f"; next page: {more}"
         _note(console, args, text)
@@ -764,7 +778,7 @@ async def _cmd_subject_access(args: argparse.Namespace, console: Console) -> int
         if args.report is not None:
             assert vocabulary is not None  # _vocabulary loads it (or refuses) for --report
             since, until = _period(args)
-            period = " to ".join(x.strftime("%d %B %Y") for x in (since, until) if x is not None)
+            period = _period_text(since, until)
             page = subject_report_html([r for r in found if not was_not_asked(r)], _glossary(vocabulary),
                                        generated_at=datetime.now(UTC), period=period, not_asked=len(not_asked))
             await asyncio.to_thread(Path(args.report).write_text, page, encoding="utf-8")

@@ -110,10 +110,12 @@ class AccessGuard:
                 caller, rpc, RequestRefused("the certificate is not bound to any role", code="ROLE_NOT_BOUND"))
 
     async def record_access(self, caller: Caller, rpc: str, *, subject_tokens: Collection[str] = (),
-                            details: Mapping[str, str] | None = None) -> None:
-        """Write who read the log, how, and (for subject access) about whom, before anything is returned."""
-        await self._audit.append([AuditEvent(
+                            details: Mapping[str, str] | None = None) -> int:
+        """Write who read the log, how, and (for subject access) about whom, before anything is returned;
+        the index of that entry, so an answer can be the log as it stood when asked."""
+        receipts = await self._audit.append([AuditEvent(
             kind=AuditKind.AUDIT_ACCESS, occurred_at=self._clock.now(), caller=caller.identity,
             user=audited_user(caller), status="OK", subject_tokens=tuple(sorted(subject_tokens)),
             policy_version=self._policy.current.version, details={"rpc": rpc, **(details or {})},
         )])
+        return receipts[0].index

@@ -149,6 +149,31 @@ async def test_a_caller_outside_allowed_callers_is_permission_denied(pki: PkiLay
         await channel.close()
 
 
+@pytest.mark.parametrize("rpc", ["Lookup", "LookupBatch", "Describe"])
+async def test_an_undecodable_request_is_invalid_argument_not_unknown(pki: PkiLayout, police: RunningNode,
+                                                                        rpc: str) -> None:
+    """Bytes that are not a valid message get INVALID_ARGUMENT (grpc's own answer would be UNKNOWN); a caller
+    outside allowed_callers is still PERMISSION_DENIED first, and the node keeps answering."""
+    garbage = b"\x0a\x10\x01"  # field 1 said to be 16 bytes long, cut short after one: no message parses it
+    for client, code in ((pki.gateway(), grpc.StatusCode.INVALID_ARGUMENT),
+                         (pki.client("police", "case-system"), grpc.StatusCode.PERMISSION_DENIED)):
+        channel = _channel(pki, police, client)
+        try:
+            call = channel.unary_unary(f"/mash.gateway.v1.AgencyService/{rpc}",
+                                       request_serializer=lambda b: b, response_deserializer=lambda b: b)
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await call(garbage, timeout=5)
+            assert info.value.code() is code
+        finally:
+            await channel.close()
+    channel = _channel(pki, police, pki.gateway())
+    try:
+        described = await agency_grpc.AgencyServiceStub(channel).Describe(agency_pb.DescribeRequest(), timeout=5)
+        assert described.agency == "police"
+    finally:
+        await channel.close()
+
+
 async def test_a_client_without_a_certificate_fails_the_handshake(pki: PkiLayout, police: RunningNode) -> None:
     """The node requires client certificates: a TLS client without one cannot call it."""
     channel = _channel(pki, police, None)

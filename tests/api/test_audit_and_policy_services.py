@@ -60,8 +60,8 @@ async def test_an_auditor_lists_entries_and_proves_one_against_a_signed_checkpoi
     assert all(e.agency == "police" for e in entries)
     reads = [m.entry async for m in stub.ListEntries(
         audit_pb.ListEntriesRequest(kind=audit_pb.AUDIT_ENTRY_KIND_AUDIT_ACCESS), timeout=10)]
-    assert [(e.details["rpc"], e.details.get("agency")) for e in reads] == [
-        ("ListEntries", "police"), ("ListEntries", None)]
+    # The answer is the log as it stood when asked: the record of this read itself is not listed.
+    assert [(e.details["rpc"], e.details.get("agency")) for e in reads] == [("ListEntries", "police")]
     assert partnership.gateway is not None
     await partnership.gateway.deps.audit.checkpoint()
     latest = (await stub.GetLatestCheckpoint(audit_pb.GetLatestCheckpointRequest(), timeout=10)).checkpoint
@@ -236,15 +236,16 @@ async def test_auditor_filter_text_is_kept_as_keyed_tokens_not_as_typed(partners
     stub = audit_stub(partnership)
     typed = {"user": "Kai Mercer 2014", "case_reference": "kai-mercer-dob-2014-03-02"}
     for _ in range(2):
-        [m async for m in stub.ListEntries(audit_pb.ListEntriesRequest(agency="police", purpose="no such purpose",
-                                                                       status="match; drop", **typed), timeout=10)]
+        request = audit_pb.ListEntriesRequest(agency="POLICE", purpose="Safeguarding_Screening", status="match",
+                                              **typed)
+        [m async for m in stub.ListEntries(request, timeout=10)]
     assert partnership.gateway is not None
     rows = await partnership.gateway.deps.audit.store.scan(0, 1000)
     assert not any(b"Kai Mercer" in r.data or b"kai-mercer" in r.data for r in rows)
     first, second = [event.details for event, _ in await _entries(partnership, AuditKind.AUDIT_ACCESS)]
     assert first == second  # the same search leaves the same tokens, so it can be found again
-    assert first["agency"] == "police"
-    assert (first["purpose"], first["status"]) == ("<undeclared>", "<invalid>")
+    # Names are matched case-insensitively and kept as declared.
+    assert (first["agency"], first["purpose"], first["status"]) == ("police", "safeguarding_screening", "MATCH")
     for name in ("user", "case_reference"):
         label, key_id, digest = first[name].split(":")
         assert (label, key_id, len(digest)) == (name, "k1", 64)
@@ -265,8 +266,10 @@ async def test_too_many_or_malformed_subject_tokens_are_refused_with_a_small_ent
     assert [(e.details["rpc"], e.reason) for e, _ in refusals] == [
         ("ListEntries", "invalid request: subject_tokens")] * 2
     assert all(size < REFUSAL_BYTES for _, size in refusals)
-    listed = [m.entry async for m in stub.ListEntries(audit_pb.ListEntriesRequest(subject_tokens=[token]),
-                                                      timeout=10)]
+    for _ in range(2):
+        listed = [m.entry async for m in stub.ListEntries(audit_pb.ListEntriesRequest(subject_tokens=[token]),
+                                                          timeout=10)]
+    # The second search finds the first (which recorded the token searched for), not itself.
     assert [(e.kind, e.details["rpc"]) for e in listed] == [(audit_pb.AUDIT_ENTRY_KIND_AUDIT_ACCESS, "ListEntries")]
 
 

@@ -17,6 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.api.tls import client_credentials
+from gateway.cli.main import main as cli
 from gateway.keys import KeyPaths, init_keys
 from gateway.pki import PkiLayout, init_pki
 
@@ -59,9 +60,10 @@ def served(tmp_path: Path, policy_dir: Path) -> Iterator[tuple[subprocess.Popen[
 
 
 def test_serve_logs_json_answers_health_reloads_on_sighup_and_stops_on_sigterm(
-    served: tuple[subprocess.Popen[str], Path, PkiLayout],
+    served: tuple[subprocess.Popen[str], Path, PkiLayout], tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The operator's lifecycle: start, health SERVING, SIGHUP activates or refuses a policy, SIGTERM stops."""
+    """The operator's lifecycle: start, health SERVING, SIGHUP activates or refuses a policy, SIGTERM stops,
+    signing a final checkpoint, so `audit verify` finds every entry signed (exit 0, not 3)."""
     process, policies, pki = served
     assert process.stderr is not None
     started = _read_until(process.stderr, "gateway serving")
@@ -88,6 +90,7 @@ def test_serve_logs_json_answers_health_reloads_on_sighup_and_stops_on_sigterm(
 
     process.send_signal(signal.SIGTERM)
     assert process.wait(15) == 0
+    assert cli(["audit", "verify", "--state-dir", str(tmp_path / "state")]) == 0, capsys.readouterr().out
 
 
 def _prepare(tmp_path: Path, policy_dir: Path, listen: str) -> tuple[PkiLayout, Path]:

@@ -158,13 +158,16 @@ async def test_an_auditor_can_filter_the_log_by_the_seventh_agency(setup: Setup,
     async with _channel(setup, gateway.port, "hub", "audit-console") as channel:
         stub = audit_grpc.AuditServiceStub(channel)
         listed = [m.entry async for m in stub.ListEntries(audit_pb.ListEntriesRequest(agency="yos"), timeout=10)]
-        [m async for m in stub.ListEntries(audit_pb.ListEntriesRequest(agency="yot"), timeout=10)]
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            [m async for m in stub.ListEntries(audit_pb.ListEntriesRequest(agency="yot"), timeout=10)]
     assert listed
     assert {e.agency for e in listed} == {"yos"}
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "did you mean 'yos'?" in caught.value.details()
     rows = await gateway.deps.audit.store.scan(0, 100_000)
-    searches = [e.details["agency"] for e in (decode_entry(r.data).event for r in rows)
-                if e.kind is AuditKind.AUDIT_ACCESS]
-    assert searches[-2:] == ["yos", "<undeclared>"]
+    events = [decode_entry(r.data).event for r in rows]
+    assert [e.details["agency"] for e in events if e.kind is AuditKind.AUDIT_ACCESS][-1:] == ["yos"]
+    assert (events[-1].kind, events[-1].details["rpc"]) == (AuditKind.REFUSAL, "ListEntries")
 
 
 async def test_hub_service_reports_not_serving_while_an_agency_has_no_endpoint(

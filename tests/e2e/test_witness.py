@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import hashlib
 import json
 import re
@@ -275,3 +276,24 @@ async def test_a_witness_that_is_down_is_an_error_not_a_hang(tmp_path: Path) -> 
         WitnessConfig("file:///etc/passwd", key)
     with pytest.raises(WitnessError):
         WitnessConfig("http://127.0.0.1:1", log.vkey)
+
+
+async def test_a_witness_from_the_cli_refuses_a_split_view_and_keeps_serving_what_it_cosigned(
+        state: Path, witness: tuple[str, str]) -> None:
+    """A second checkpoint of the same size with another root, signed with the log's own key, is refused by
+    the witness started from the CLI; it still serves the checkpoint it cosigned."""
+    vkey, url = witness
+    await _log_with_witness(state, vkey, url, [5])
+    signer = load_signer(state / "keys" / "checkpoint")
+    forked = MerkleTree(hashlib.sha256(b"fork" + bytes([i])).digest() for i in range(5))
+
+    async def proof(old: int, new: int) -> list[bytes]:
+        return forked.consistency_proof(old, new) if old else []
+
+    with pytest.raises(WitnessError, match="refused the checkpoint"):
+        await WitnessClient(WitnessConfig(url, vkey)).add_checkpoint(
+            signer.sign(5, forked.root(), WHEN).note(), 5, proof)
+    origin_hash = hashlib.sha256(signer.origin.encode()).hexdigest()
+    served = await asyncio.to_thread(
+        lambda: urllib.request.urlopen(f"{url}/{origin_hash}/checkpoint").read())  # noqa: S310 - our witness URL
+    assert parse_note(served).text.split(b"\n")[2] != base64.b64encode(forked.root())

@@ -115,6 +115,16 @@ def test_list_refuses_an_unknown_filter_value_naming_the_closest(
     assert out == ""
 
 
+@pytest.mark.parametrize("status", ["resource_exhausted", "FAILED_PRECONDITION", "approved", "purged", "RECEIVED"])
+def test_list_accepts_every_status_the_gateway_writes(state: Path, capsys: pytest.CaptureFixture[str],
+                                                      status: str) -> None:
+    """Refusal codes beyond INVALID_ARGUMENT, review and referral states are statuses too, not "unknown"."""
+    code, out, err = _run(capsys, "list", "--state-dir", str(state), "--status", status, "--json")
+    assert code == 0, err
+    assert out == ""
+    assert "0 matching entries" in err
+
+
 def test_list_filters_are_case_insensitive(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`--status withheld --agency EDUCATION` finds the WITHHELD education entry."""
     code, out, err = _run(capsys, "list", "--state-dir", str(state), "--status", "withheld", "--agency", "EDUCATION",
@@ -257,7 +267,7 @@ def test_report_period_names_the_month(state: Path, tmp_path: Path, capsys: pyte
     report = tmp_path / "r.html"
     _run(capsys, "subject-access", "--state-dir", str(state), "--policy-dir", str(POLICIES), "--nhs-number",
          "9434765919", "--month", "2026-10", "--report", str(report))
-    assert "01 October 2026 to 01 November 2026" in report.read_text()
+    assert "1 October 2026 to 31 October 2026" in report.read_text()  # the last day named, not the bound
 
 
 def test_filters_that_need_the_vocabulary_refuse_to_run_without_it(

@@ -76,6 +76,30 @@ the review and the step); what an approval released is a DISCLOSURE entry naming
 """
 Global___AuditEntryKind: _TypeAlias = AuditEntryKind  # noqa: Y015
 
+class _ListEntriesOrder:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ListEntriesOrderEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ListEntriesOrder.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LIST_ENTRIES_ORDER_UNSPECIFIED: _ListEntriesOrder.ValueType  # 0
+    """Newest first (the default)."""
+    LIST_ENTRIES_ORDER_NEWEST_FIRST: _ListEntriesOrder.ValueType  # 1
+    """Newest first: descending entry index."""
+    LIST_ENTRIES_ORDER_OLDEST_FIRST: _ListEntriesOrder.ValueType  # 2
+    """Oldest first: ascending entry index."""
+
+class ListEntriesOrder(_ListEntriesOrder, metaclass=_ListEntriesOrderEnumTypeWrapper):
+    """The order ListEntries sends entries in."""
+
+LIST_ENTRIES_ORDER_UNSPECIFIED: ListEntriesOrder.ValueType  # 0
+"""Newest first (the default)."""
+LIST_ENTRIES_ORDER_NEWEST_FIRST: ListEntriesOrder.ValueType  # 1
+"""Newest first: descending entry index."""
+LIST_ENTRIES_ORDER_OLDEST_FIRST: ListEntriesOrder.ValueType  # 2
+"""Oldest first: ascending entry index."""
+Global___ListEntriesOrder: _TypeAlias = ListEntriesOrder  # noqa: Y015
+
 @_typing.final
 class AuditManifestEntry(_message.Message):
     """One line of an entry's redaction manifest: what happened to one field, or to a whole record."""
@@ -313,18 +337,32 @@ class ListEntriesRequest(_message.Message):
     SUBJECT_TOKENS_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     START_INDEX_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     agency: _builtins.str
+    """Agency asked, as the vocabulary declares it (any case); an undeclared name is INVALID_ARGUMENT naming
+    the closest declared one. The same holds for purpose, role and status.
+    """
     purpose: _builtins.str
     role: _builtins.str
     user: _builtins.str
     case_reference: _builtins.str
     status: _builtins.str
-    """AnswerStatus name or refusal code."""
+    """AnswerStatus name, refusal code, or workflow or review state."""
     kind: Global___AuditEntryKind.ValueType
     limit: _builtins.int
-    """At most this many entries; 0 means no limit."""
+    """At most this many entries, without paging; 0 means no limit. Use page_size to page instead (not both)."""
     start_index: _builtins.int
-    """First entry index to consider, for paging."""
+    """Lowest entry index to consider (inclusive), in either order; it narrows the total too."""
+    order: Global___ListEntriesOrder.ValueType
+    """Newest first unless LIST_ENTRIES_ORDER_OLDEST_FIRST."""
+    page_size: _builtins.int
+    """Entries per page (at most 1000; larger values are reduced to 1000); 0 means no paging (every entry, or
+    up to limit).
+    """
+    page_token: _builtins.str
+    """next_page_token of the previous page; the other fields must be the same as for the first page."""
     @_builtins.property
     def since(self) -> _timestamp_pb2.Timestamp:
         """Inclusive lower bound of the entry time; unset means no bound."""
@@ -352,10 +390,13 @@ class ListEntriesRequest(_message.Message):
         subject_tokens: _abc.Iterable[_builtins.str] | None = ...,
         limit: _builtins.int = ...,
         start_index: _builtins.int = ...,
+        order: Global___ListEntriesOrder.ValueType = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "case_reference", b"case_reference", "kind", b"kind", "limit", b"limit", "purpose", b"purpose", "role", b"role", "since", b"since", "start_index", b"start_index", "status", b"status", "subject_tokens", b"subject_tokens", "until", b"until", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "case_reference", b"case_reference", "kind", b"kind", "limit", b"limit", "order", b"order", "page_size", b"page_size", "page_token", b"page_token", "purpose", b"purpose", "role", b"role", "since", b"since", "start_index", b"start_index", "status", b"status", "subject_tokens", b"subject_tokens", "until", b"until", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -366,18 +407,31 @@ class ListEntriesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ENTRY_FIELD_NUMBER: _builtins.int
+    TOTAL_SIZE_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    total_size: _builtins.int
+    """Set on the first message: how many entries match the request in all pages, counted when the first
+    page was read (later entries, such as the record of this read, are not counted or listed). No message
+    at all means that nothing matched.
+    """
+    next_page_token: _builtins.str
+    """Set on the last message of a page when more entries follow: pass it as page_token for the next page."""
     @_builtins.property
     def entry(self) -> Global___AuditEntry: ...
     def __init__(
         self,
         *,
         entry: Global___AuditEntry | None = ...,
+        total_size: _builtins.int | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_total_size", b"_total_size", "entry", b"entry", "total_size", b"total_size"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_total_size", b"_total_size", "entry", b"entry", "next_page_token", b"next_page_token", "total_size", b"total_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__total_size: _TypeAlias = _typing.Literal["total_size"]  # noqa: Y015
+    _WhichOneofArgType__total_size: _TypeAlias = _typing.Literal["_total_size", b"_total_size"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__total_size) -> _WhichOneofReturnType__total_size | None: ...
 
 Global___ListEntriesResponse: _TypeAlias = ListEntriesResponse  # noqa: Y015
 

@@ -92,7 +92,8 @@ class AuditServiceServicer:
     """
 
     def ListEntries(self, request, context):
-        """Entries matching a filter, oldest first, one message per entry.
+        """Entries matching a filter, newest first unless asked otherwise, one message per entry; the first message
+        carries the total number of matching entries, and a page's last message the token of the next page.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

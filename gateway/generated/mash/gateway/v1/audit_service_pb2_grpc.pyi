@@ -34,7 +34,9 @@ class AuditServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AuditServiceAsyncStub: ...
     ListEntries: _grpc.UnaryStreamMultiCallable[_audit_service_pb2.ListEntriesRequest, _audit_service_pb2.ListEntriesResponse]
-    """Entries matching a filter, oldest first, one message per entry."""
+    """Entries matching a filter, newest first unless asked otherwise, one message per entry; the first message
+    carries the total number of matching entries, and a page's last message the token of the next page.
+    """
     GetEntry: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.GetEntryRequest, _audit_service_pb2.GetEntryResponse]
     """One entry by index."""
     GetLatestCheckpoint: _grpc.UnaryUnaryMultiCallable[_audit_service_pb2.GetLatestCheckpointRequest, _audit_service_pb2.GetLatestCheckpointResponse]
@@ -60,7 +62,9 @@ class AuditServiceAsyncStub(AuditServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListEntries: _aio.UnaryStreamMultiCallable[_audit_service_pb2.ListEntriesRequest, _audit_service_pb2.ListEntriesResponse]  # type: ignore[assignment]
-    """Entries matching a filter, oldest first, one message per entry."""
+    """Entries matching a filter, newest first unless asked otherwise, one message per entry; the first message
+    carries the total number of matching entries, and a page's last message the token of the next page.
+    """
     GetEntry: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.GetEntryRequest, _audit_service_pb2.GetEntryResponse]  # type: ignore[assignment]
     """One entry by index."""
     GetLatestCheckpoint: _aio.UnaryUnaryMultiCallable[_audit_service_pb2.GetLatestCheckpointRequest, _audit_service_pb2.GetLatestCheckpointResponse]  # type: ignore[assignment]
@@ -89,7 +93,9 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _audit_service_pb2.ListEntriesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_audit_service_pb2.ListEntriesResponse], _abc.AsyncIterator[_audit_service_pb2.ListEntriesResponse]]:
-        """Entries matching a filter, oldest first, one message per entry."""
+        """Entries matching a filter, newest first unless asked otherwise, one message per entry; the first message
+        carries the total number of matching entries, and a page's last message the token of the next page.
+        """
 
     @_abc_1.abstractmethod
     def GetEntry(
