@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from gateway.review.model import Review, ReviewAlreadyDecided, ReviewNotFound, R
 from gateway.review.store import ReviewStore, open_review_store
 from gateway.service.ports import LookupCommand, LookupResult, PersonMatch
 from gateway.service.query import Caller, QueryCommand, QueryService
-from gateway.service.reviews import NOT_IN_TIME, ReviewDecision, ReviewDesk
+from gateway.service.reviews import NOT_IN_TIME, ReviewDecision, ReviewDesk, ReviewEvent
 from gateway.testing import FakeAgencyTransport, FixedClock, RecordingAuditSink
 
 KAI = SubjectIdentifiers(nhs_number="9990000018", given_name="Kai", family_name="Mercer", date_of_birth="2017-05-14")
@@ -60,21 +60,31 @@ def health_records() -> list[Record]:
     ]
 
 
-def node(agency: str, command: LookupCommand) -> LookupResult:
-    """A node that returns exactly the records of the categories it is asked for, like a real one."""
-    records = tuple(r for r in health_records() if r.category in command.categories) if agency == "health" else ()
-    match = PersonMatch("p-1", "nhs_number", records, known_in_existence_categories=agency == "health")
-    return LookupResult(agency, (match,), AgencyContact(agency, team=f"{agency} MASH desk"))
+def node_holding(held: list[Record]) -> Callable[[str, LookupCommand], LookupResult]:
+    """A node that returns exactly the records of the categories it is asked for and says whether it holds
+    any in the existence categories asked about, like a real one; only health holds records (`held`)."""
+
+    def node(agency: str, command: LookupCommand) -> LookupResult:
+        mine = held if agency == "health" else []
+        records = tuple(r for r in mine if r.category in command.categories)
+        known = any(r.category in command.existence_categories for r in mine)
+        match = PersonMatch("p-1", "nhs_number", records, known_in_existence_categories=known)
+        return LookupResult(agency, (match,), AgencyContact(agency, team=f"{agency} MASH desk"))
+
+    return node
+
+
+node = node_holding(health_records())
 
 
 class Notices:
     """Records every review notice."""
 
     def __init__(self) -> None:
-        self.sent: list[tuple[str, str, str]] = []
+        self.sent: list[tuple[str, ReviewEvent]] = []
 
-    async def notify(self, recipient: str, review: Review, what: str) -> None:
-        self.sent.append((recipient, review.review_id, what))
+    async def notify(self, review: Review, event: ReviewEvent) -> None:
+        self.sent.append((review.review_id, event))
 
 
 class World:
@@ -94,10 +104,11 @@ class World:
         return health.review_id
 
 
-async def make_world(holder: PolicyHolder, keys: dict[str, Keyring], path: Path) -> World:
+async def make_world(holder: PolicyHolder, keys: dict[str, Keyring], path: Path,
+                     held: list[Record] | None = None) -> World:
     store = await open_review_store(f"sqlite:///{path / 'reviews.sqlite'}")
     clock, sink, notices = FixedClock(), RecordingAuditSink(), Notices()
-    transport = FakeAgencyTransport(node)
+    transport = FakeAgencyTransport(node if held is None else node_holding(held))
     service = QueryService(
         policy=holder, transport=transport, audit=sink, tokeniser=SubjectTokeniser(keys["token"]),
         sealer=IdentifierSealer(keys["sealing"]), pseudonym_keys=keys["pseudonym"], clock=clock,
@@ -126,9 +137,11 @@ async def test_a_query_marks_health_pending_review_and_fetches_nothing_under_rev
     assert [a.review_id for a in result.answers if a.agency != "health"] == [""] * 5
     assert health.status is AnswerStatus.MATCH
     assert [r.record_id for r in health.records] == ["A-1"]  # the rest of the answer is returned as now
-    (command,) = asked(world, "health")
+    command, check = asked(world, "health")
     assert "health.mental_health" not in command.categories
     assert "health.mental_health" in command.existence_categories
+    # The one other question: does health hold mental-health records at all (EXISTS, no content)?
+    assert (check.categories, check.existence_categories) == ((), ("health.mental_health",))
     assert all(r.category != "health.mental_health" for r in health.records)
     assert SECRET not in repr(result)
     requested = [e for e in world.sink.events if e.kind is AuditKind.REVIEW]
@@ -136,7 +149,7 @@ async def test_a_query_marks_health_pending_review_and_fetches_nothing_under_rev
         ("requested", "health", ("health.mental_health",))]
     disclosure = next(e for e in world.sink.events if e.kind is AuditKind.DISCLOSURE and e.agency == "health")
     assert disclosure.details["review_id"] == health.review_id
-    assert ("health", health.review_id, "review requested") in world.notices.sent
+    assert world.notices.sent == [(health.review_id, ReviewEvent.REQUESTED)]
 
 
 async def test_reviewers_list_their_own_agency_only_and_open_fetches_the_records(world: World) -> None:
@@ -178,7 +191,7 @@ async def test_nothing_under_review_reaches_the_requester_before_approval(world:
         await world.desk.outcome(OTHER_RESEARCHER, review_id)  # only the requester learns the outcome
     decided = await world.desk.decide(HEALTH_DP, review_id, ReviewDecision(approve=True))
     assert decided.approved == {"health.mental_health": DisclosureLevel.PERTINENT}
-    assert ("spiffe://mash.local/agency/police/system/case-system", review_id, "review decided") in world.notices.sent
+    assert (review_id, ReviewEvent.DECIDED) in world.notices.sent
     released = await world.desk.outcome(RESEARCHER, review_id)
     assert released.answer is not None
     assert released.answer.level is DisclosureLevel.PERTINENT
@@ -223,8 +236,7 @@ async def test_an_undecided_review_expires_at_its_deadline_and_both_sides_are_to
     world.clock.advance(1)
     outcome = await world.desk.outcome(RESEARCHER, review_id)
     assert (outcome.review.state, outcome.review.reason) == (ReviewState.EXPIRED, NOT_IN_TIME)
-    assert (RESEARCHER.identity, review_id, NOT_IN_TIME) in world.notices.sent
-    assert ("health", review_id, NOT_IN_TIME) in world.notices.sent
+    assert (review_id, ReviewEvent.EXPIRED) in world.notices.sent
     assert [e.details["step"] for e in world.sink.events if e.kind is AuditKind.REVIEW] == ["requested", "expired"]
     with pytest.raises(ReviewAlreadyDecided) as raised:
         await world.desk.decide(HEALTH_DP, review_id, ReviewDecision(approve=True))
@@ -348,4 +360,4 @@ async def test_the_sweeper_expires_a_review_nobody_reads(world: World) -> None:
         await sweeper.stop()
     assert stored is not None
     assert stored.state is ReviewState.EXPIRED
-    assert ("health", review_id, NOT_IN_TIME) in world.notices.sent
+    assert (review_id, ReviewEvent.EXPIRED) in world.notices.sent
