@@ -240,7 +240,8 @@ async def test_research_under_a_rated_referral_takes_the_ratings_deadline_and_li
     reviewer = Client(partnership, "health", "review-console", "dp.1", "health_designated_professional")
     (listed,) = (await reviewer.call("ListReviews", review_pb.ListReviewsRequest())).reviews
     assert (listed.review_id, listed.rating) == (health.review.review_id, "red")
-    assert partnership.gateway is not None and partnership.gateway.deps.referrals is not None
+    assert partnership.gateway is not None
+    assert partnership.gateway.deps.referrals is not None
     workflow = partnership.gateway.deps.referrals.workflow
     created = listed.created_at.ToDatetime(tzinfo=UTC)
     assert listed.deadline.ToDatetime(tzinfo=UTC) == workflow.due("adults", "red", "research", created)

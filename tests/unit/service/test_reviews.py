@@ -29,8 +29,8 @@ from gateway.linkage import SubjectTokeniser
 from gateway.policy import PolicyHolder
 from gateway.review.model import Review, ReviewAlreadyDecided, ReviewNotFound, ReviewState
 from gateway.review.store import ReviewStore, open_review_store
-from gateway.service.ports import LookupCommand, LookupResult, PersonMatch
 from gateway.service.fanout import AgencyOutcome
+from gateway.service.ports import LookupCommand, LookupResult, PersonMatch
 from gateway.service.query import Caller, QueryCommand, QueryService
 from gateway.service.reviews import NOT_IN_TIME, ReviewDecision, ReviewDesk, ReviewEvent
 from gateway.testing import FakeAgencyTransport, FixedClock, RecordingAuditSink
@@ -454,7 +454,9 @@ def test_a_review_exists_exactly_when_the_node_holds_records_under_review(
                 assert [r.review_id for r in pending] == review_ids
                 assert w.notices.sent == [(review_ids[0], ReviewEvent.REQUESTED)]
             else:
-                assert review_ids == [] and pending == [] and w.notices.sent == []
+                assert review_ids == []
+                assert pending == []
+                assert w.notices.sent == []
             for review in pending:
                 assert set(review.requested) <= held
             assert all(r.category != "health.mental_health" for a in answers for r in a.records)
