@@ -30,6 +30,7 @@ from gateway.policy import PolicyHolder
 from gateway.review.model import Review, ReviewAlreadyDecided, ReviewNotFound, ReviewState
 from gateway.review.store import ReviewStore, open_review_store
 from gateway.service.fanout import AgencyOutcome
+from gateway.service.planning import AgencyPlan
 from gateway.service.ports import LookupCommand, LookupResult, PersonMatch
 from gateway.service.query import Caller, QueryCommand, QueryService
 from gateway.service.reviews import NOT_IN_TIME, ReviewDecision, ReviewDesk, ReviewEvent
@@ -568,3 +569,24 @@ async def test_a_rating_without_a_target_falls_back_to_the_agency_default(world:
     assert health.review_deadline == world.clock.now() + timedelta(hours=24)
     (review,) = await world.desk.pending(HEALTH_DP)
     assert review.rating == "blue"
+
+
+async def test_a_category_the_requester_may_not_know_of_is_never_asked_about(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where policy gives NONE without review, asking the node would tell the requester more than they may know:
+    the gateway does not ask, and the review is created from the policy alone."""
+    import gateway.service.query as query_module
+
+    original = query_module.plan_request
+
+    def without_existence(*args: object, **kwargs: object) -> tuple[AgencyPlan, ...]:
+        return tuple(replace(p, existence=tuple(c for c in p.existence if c != "health.mental_health"))
+                     for p in original(*args, **kwargs))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(query_module, "plan_request", without_existence)
+    world.transport._handler = node_holding(_attendance_only())  # type: ignore[attr-defined]
+    review_id = await world.held()
+    assert review_id
+    assert all("health.mental_health" not in c.existence_categories and "health.mental_health" not in c.categories
+               for c in asked(world, "health"))
+    assert [r.review_id for r in await world.desk.pending(HEALTH_DP)] == [review_id]
