@@ -123,10 +123,20 @@ async def test_bad_input_is_invalid_argument_with_field_violations_and_audited(p
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await reviewer.call("ListReviews", review_pb.ListReviewsRequest(limit=5000))
     assert set(field_violations(raised.value)) == {"limit"}
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await reviewer.call("OpenReview", review_pb.OpenReviewRequest(review_id="x" * 300))
+    assert set(field_violations(raised.value)) == {"review_id"}
+    assert "x" * 300 not in str(raised.value.details())  # no value echoed
+    researcher = Client(partnership, "police", "case-system", "r.police", "mash_researcher_police")
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await researcher.call("GetReviewOutcome", review_pb.GetReviewOutcomeRequest(review_id="\x00bad"))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(field_violations(raised.value)) == {"review_id"}
     assert partnership.gateway is not None
     entries = partnership.gateway.deps.review.list_entries()
     refusals = [r.event async for r in entries if r.event.kind.value == "refusal"]
-    assert [e.details["rpc"] for e in refusals[-3:]] == ["DecideReview", "DecideReview", "ListReviews"]
+    assert [e.details["rpc"] for e in refusals[-5:]] == ["DecideReview", "DecideReview", "ListReviews", "OpenReview",
+                                                         "GetReviewOutcome"]
 
 
 async def test_watch_review_outcome_delivers_the_decision_over_mtls(partnership: Partnership) -> None:
