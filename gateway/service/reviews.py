@@ -136,6 +136,8 @@ class ReviewDesk:
         if not candidates:
             return {}
         held = await asyncio.gather(*(self._held(request, plan) for plan in candidates))
+        if not any(held):
+            return {}
         rating, due = await self._rated_deadline(request, now)
         reviews = {}
         for plan, categories in zip(candidates, held, strict=True):
