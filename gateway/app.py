@@ -44,6 +44,7 @@ from gateway.pki.revocation import RevocationList
 from gateway.policy import PolicyHolder, PolicyWatcher
 from gateway.policy.holder import ReleaseGate
 from gateway.policy.release import ReleaseError, Signers, current_release, release_gate, verify_release
+from gateway.review.notices import OutboxNotifier, RatedDeadlines
 from gateway.review.store import open_review_store
 from gateway.review.sweeper import ReviewSweeper
 from gateway.service.access import AccessGuard
@@ -200,6 +201,12 @@ async def _open_referrals(settings: Settings, deps: Dependencies, sealing: Keyri
     deps.referrals = ReferralWorkflow(store=store, workflow=workflow, policy=deps.policy, audit=deps.audit,
                                       tokeniser=deps.tokeniser, clock=deps.clock, screening=screening,
                                       on_breach=deps.metrics.count_breach if deps.metrics else None)
+    if deps.query.reviews is not None:
+        # Review notices share the referral outbox; research under a rated referral sets review deadlines.
+        referrals, holder = deps.referrals, deps.policy
+        deps.query.reviews.use_notifier(OutboxNotifier(
+            referrals.post, lambda: holder.current, lambda: referrals.workflow.receivers, deps.clock))
+        deps.query.reviews.use_referrals(RatedDeadlines(store, lambda: referrals.workflow))
     if settings.breach_sweep_interval:
         deps.sweeper = BreachSweeper(deps.referrals, interval=settings.breach_sweep_interval,
                                      on_overdue=deps.metrics.set_overdue if deps.metrics else None)

@@ -89,5 +89,5 @@ def transition_to_proto(t: Transition) -> ref_pb.ReferralTransition:
 def notification_to_proto(n: Notification) -> ref_pb.WatchNotificationsResponse:
     return ref_pb.WatchNotificationsResponse(
         sequence=n.seq, kind=_NOTICES[n.kind], referral_id=n.referral_id, team=n.team, worker=n.worker,
-        created_at=_ts(n.created_at),
+        created_at=_ts(n.created_at), review_id=n.review_id,
     )

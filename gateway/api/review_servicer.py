@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -15,7 +16,7 @@ from gateway.generated.mash.gateway.v1 import hub_service_pb2 as hub_pb
 from gateway.generated.mash.gateway.v1 import review_service_pb2 as review_pb
 from gateway.review.model import Review, ReviewState
 from gateway.service.access import Refusals
-from gateway.service.reviews import ReviewDecision, ReviewDesk
+from gateway.service.reviews import ReviewDecision, ReviewDesk, ReviewOutcome
 
 STATES = {
     ReviewState.PENDING_REVIEW: hub_pb.REVIEW_STATE_PENDING_REVIEW,
@@ -103,3 +104,23 @@ class ReviewServicer:
             review=review_to_proto(outcome.review),
             answer=answer_to_proto(outcome.answer) if outcome.answer is not None else None,
         )
+
+    async def WatchReviewOutcome(
+        self, request: review_pb.WatchReviewOutcomeRequest, call: Call
+    ) -> AsyncIterator[review_pb.WatchReviewOutcomeResponse]:
+        outcomes = self._desk.watch(call.caller, request.review_id)
+        try:
+            # The first item is where a bad id or another requester's review is refused (and audited).
+            first = await self._refusals.checked(call.caller, call.rpc, anext(outcomes))
+            yield _watched(first)
+            async for outcome in outcomes:
+                yield _watched(outcome)
+        finally:
+            await outcomes.aclose()
+
+
+def _watched(outcome: ReviewOutcome) -> review_pb.WatchReviewOutcomeResponse:
+    return review_pb.WatchReviewOutcomeResponse(
+        review=review_to_proto(outcome.review),
+        answer=answer_to_proto(outcome.answer) if outcome.answer is not None else None,
+    )

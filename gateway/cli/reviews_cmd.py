@@ -69,6 +69,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = actions.add_parser("outcome", parents=[common], help="(requesters) a review's outcome and released answer")
     p.add_argument("review_id")
+    p.add_argument("--wait", type=float, default=0, metavar="SECONDS",
+                   help="if still pending, wait up to this long for the decision (WatchReviewOutcome)")
     p.set_defaults(func=run, call=_outcome)
 
 
@@ -173,5 +175,19 @@ async def _decline(stub: Any, metadata: Any, args: argparse.Namespace) -> Any:
 
 
 async def _outcome(stub: Any, metadata: Any, args: argparse.Namespace) -> Any:
-    return await stub.GetReviewOutcome(review_pb.GetReviewOutcomeRequest(review_id=args.review_id),
-                                       metadata=metadata, timeout=30)
+    if args.wait <= 0:
+        return await stub.GetReviewOutcome(review_pb.GetReviewOutcomeRequest(review_id=args.review_id),
+                                           metadata=metadata, timeout=30)
+    last = None
+    stream = stub.WatchReviewOutcome(review_pb.WatchReviewOutcomeRequest(review_id=args.review_id),
+                                     metadata=metadata, timeout=args.wait)
+    try:
+        async for message in stream:
+            last = message
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED or last is None:
+            raise
+    # Still pending when the wait ran out: show it as it stands, like `outcome` without --wait.
+    assert last is not None
+    return review_pb.GetReviewOutcomeResponse(review=last.review, answer=last.answer if last.HasField("answer")
+                                              else None)

@@ -1,24 +1,29 @@
 """The review use cases: hold an agency's answer for review, let its reviewers list, open and decide,
 expire what is not decided in time, and release an approval to the requester through the normal answer path.
 
-Nothing under review is fetched when the request is made; the reviewer's view asks the node when opened,
-and the requester's release asks it again at the approved levels, redacted exactly like any other answer.
+Nothing under review is fetched when the request is made: the gateway asks the node only whether it holds
+records in each category under review, at EXISTS, and only where the policy lets the requester know that
+much without review; a review is created only for what the node holds. The reviewer's view asks the node
+for the records when opened, and the requester's release asks it again at the approved levels, redacted
+exactly like any other answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import enum
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import structlog
 
 from gateway.audit.sealing import IdentifierSealer
-from gateway.domain import AuditEvent, AuditKind, Clock, DisclosureLevel, SubjectIdentifiers
-from gateway.errors import FieldViolation, InvalidRequest
+from gateway.domain import AnswerStatus, AuditEvent, AuditKind, Clock, DisclosureLevel, SubjectIdentifiers
+from gateway.errors import FieldViolation, GatewayError, InvalidRequest
 from gateway.review.model import Review, ReviewAlreadyDecided, ReviewNotFound, ReviewState
 from gateway.review.store import ReviewStore
 from gateway.service.access import audited_user
@@ -37,17 +42,34 @@ _EXPIRE_BATCH = 100
 _FETCH_TIMEOUT = 10.0
 
 
-class ReviewNotifier(Protocol):
-    """Tells a party (a certificate identity, or an agency's reviewers) that a review changed; ids only."""
+class ReviewEvent(enum.Enum):
+    """What happened to a review, and so whom a notifier tells."""
 
-    async def notify(self, recipient: str, review: Review, what: str) -> None: ...
+    REQUESTED = "requested"  # the owning agency's reviewers
+    DECIDED = "decided"  # the requester
+    EXPIRED = "expired"  # the requester and the owning agency
+
+
+class ReviewNotifier(Protocol):
+    """Tells the parties of a review that it changed; references only (review id, referral id), never content."""
+
+    async def notify(self, review: Review, event: ReviewEvent) -> None: ...
 
 
 class LogNotifier:
-    """The default notifier: one application-log line per notice (review id and state only)."""
+    """The notifier without a referral workflow (no outbox): one application-log line per notice."""
 
-    async def notify(self, recipient: str, review: Review, what: str) -> None:
-        log.info("review notice", recipient=recipient, review_id=review.review_id, state=review.state.value, what=what)
+    async def notify(self, review: Review, event: ReviewEvent) -> None:
+        log.info("review notice", review_id=review.review_id, state=review.state.value, event=event.value)
+
+
+class ReferralDeadlines(Protocol):
+    """The referral a query was linked to: its rating, and the deadline that rating sets for a review."""
+
+    async def deadline(self, referral_id: str, requested_at: datetime) -> tuple[str, datetime | None]:
+        """(rating, deadline) for a review requested at `requested_at`; ("", None) for an unrated referral,
+        and (rating, None) for a rating with no target."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,28 +111,51 @@ class ReviewDesk:
         self._fanout = fanout
         self._sealer = sealer
         self._clock = clock
-        self._notifier = notifier or LogNotifier()
+        self._notifier: ReviewNotifier = notifier or LogNotifier()
+        self._referrals: ReferralDeadlines | None = None
+        self._decided = asyncio.Condition()  # wakes outcome watchers in this process
+
+    def use_notifier(self, notifier: ReviewNotifier) -> None:
+        """Send notices through `notifier` from now on (the gateway's referral outbox, once it is open)."""
+        self._notifier = notifier
+
+    def use_referrals(self, referrals: ReferralDeadlines) -> None:
+        """Take review deadlines from the rating of the referral a query is linked to."""
+        self._referrals = referrals
 
     # -- the requester's side ---------------------------------------------------------------------------
     async def hold(self, request: AdmittedRequest, plans: Sequence[AgencyPlan]) -> dict[str, Review]:
-        """One pending review per agency whose plan has categories under review, stored and audited."""
+        """One pending review per agency that holds records in a category under review, stored and audited.
+
+        A category the requester may know of without review (EXISTS or more) is put under review only if
+        its node says it holds records in it; one they may not know of at all is never asked about, so it is
+        put under review as the policy says, whatever the node holds.
+        """
         now = self._clock.now()
+        candidates = [plan for plan in plans if plan.review]
+        if not candidates:
+            return {}
+        held = await asyncio.gather(*(self._held(request, plan) for plan in candidates))
+        if not any(held):
+            return {}
+        rating, due = await self._rated_deadline(request, now)
         reviews = {}
-        for plan in plans:
-            if not plan.review:
-                continue
+        for plan, categories in zip(candidates, held, strict=True):
+            if not categories:
+                continue  # nothing under review: the answer is what policy gives without review
             agency = request.policy.agencies[plan.agency]
             escalate = agency.escalate_after_hours
             cmd, base = request.command, request.base_event
             reviews[plan.agency] = Review(
                 review_id=f"rev-{uuid.uuid4()}", request_id=request.request_id, agency=plan.agency,
-                requested=dict(plan.review), granted=plan.level, caller=request.caller.identity,
-                user=request.caller.user, role=request.caller.role, requester_agency=request.caller.agency,
-                purpose=cmd.purpose, legal_basis=cmd.legal_basis, agreement=cmd.agreement,
-                case_reference=base.case_reference, sealed_identifiers=base.sealed_identifiers,
-                policy_version=request.policy.version, created_at=now,
-                deadline=now + timedelta(hours=agency.review_hours),
+                requested={c: plan.review[c] for c in categories}, granted=plan.level,
+                caller=request.caller.identity, user=request.caller.user, role=request.caller.role,
+                requester_agency=request.caller.agency, purpose=cmd.purpose, legal_basis=cmd.legal_basis,
+                agreement=cmd.agreement, case_reference=base.case_reference,
+                sealed_identifiers=base.sealed_identifiers, policy_version=request.policy.version, created_at=now,
+                deadline=due or now + timedelta(hours=agency.review_hours),
                 escalate_at=now + timedelta(hours=escalate) if escalate else None,
+                referral_id=cmd.referral_id, rating=rating,
             )
         if not reviews:
             return {}
@@ -119,12 +164,59 @@ class ReviewDesk:
             self._step(r, "requested", base=request.base_event, categories=tuple(r.requested)) for r in reviews.values()
         ])
         for review in reviews.values():
-            await self._notifier.notify(review.agency, review, "review requested")
+            await self._tell(review, ReviewEvent.REQUESTED)
         return reviews
+
+    async def _held(self, request: AdmittedRequest, plan: AgencyPlan) -> tuple[str, ...]:
+        """The plan's categories under review that go into a review: those the node holds records in (asked at
+        EXISTS, one category at a time), and those the requester may not know of without review."""
+        knowable = [c for c in plan.review if c in plan.content or c in plan.existence]
+        answers = await asyncio.gather(*(
+            self._fanout.answer(request, AgencyPlan(plan.agency, {}, (c,), ())) for c in knowable))
+        held = {c for c, a in zip(knowable, answers, strict=True)
+                if a.outcome.status is AnswerStatus.MATCH and not a.outcome.ambiguous}
+        return tuple(c for c in plan.review if c in held or c not in knowable)
+
+    async def _rated_deadline(self, request: AdmittedRequest, now: datetime) -> tuple[str, datetime | None]:
+        referral_id = request.command.referral_id
+        if not referral_id or self._referrals is None:
+            return "", None
+        try:
+            return await self._referrals.deadline(referral_id, now)
+        except GatewayError as exc:  # the referral store is down: the policy default still holds the line
+            log.warning("review deadline from the referral unavailable", error_type=type(exc).__name__)
+            return "", None
 
     async def outcome(self, caller: Caller, review_id: str) -> ReviewOutcome:
         """The review's state for its requester; once approved, the released answer (fetched and audited now)."""
+        return await self._outcome_of(await self._requester_review(caller, review_id))
+
+    async def watch(self, caller: Caller, review_id: str, *, poll: float = 1.0) -> AsyncGenerator[ReviewOutcome, None]:
+        """The review as it stands now; if pending, then its outcome once decided or expired, and the end.
+
+        A decision or expiry in this process wakes the watcher at once; one made by another gateway process
+        sharing the store is seen within `poll` seconds. Cancelling (the call's deadline) stops the wait.
+        """
         review = await self._requester_review(caller, review_id)
+        if not review.pending:
+            yield await self._outcome_of(review)
+            return
+        yield ReviewOutcome(review)
+        while review.pending:
+            left = (review.deadline - self._clock.now()).total_seconds()
+            if left > 0:
+                async with self._decided:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._decided.wait(), min(poll, left))
+            else:
+                await self.expire_due()
+            found = await self._store.get(review_id)
+            if found is None:  # cannot happen short of someone deleting the row; say nothing more
+                raise ReviewNotFound("no review with that id was requested by this caller")
+            review = found
+        yield await self._outcome_of(review)
+
+    async def _outcome_of(self, review: Review) -> ReviewOutcome:
         if review.state is not ReviewState.APPROVED:
             return ReviewOutcome(review)
         return ReviewOutcome(review, await self._release(review))
@@ -133,9 +225,22 @@ class ReviewDesk:
         _check_id(review_id)
         await self.expire_due()
         review = await self._store.get(review_id)
-        if review is None or (review.caller, review.user) != (caller.identity, caller.user):
+        # Only the requester (certificate, user and role) learns a review's outcome, or that it exists.
+        if review is None or (review.caller, review.user, review.role) != (caller.identity, caller.user, caller.role):
             raise ReviewNotFound("no review with that id was requested by this caller")
         return review
+
+    async def _tell(self, review: Review, event: ReviewEvent) -> None:
+        """Notify, and wake this process's watchers. The decision is stored already, so a notice that cannot be
+        written is logged, not raised: the requester still has the outcome by GetReviewOutcome."""
+        if event is not ReviewEvent.REQUESTED:
+            async with self._decided:
+                self._decided.notify_all()
+        try:
+            await self._notifier.notify(review, event)
+        except GatewayError as exc:
+            log.warning("review notice not written", review_id=review.review_id, event=event.value,
+                        error_type=type(exc).__name__)
 
     async def _release(self, review: Review) -> AgencyOutcome:
         """Ask the node for exactly the approved categories and levels, capped by the policy now in force."""
@@ -200,7 +305,7 @@ class ReviewDesk:
         decided = replace(decided, decided_by=caller.user, decided_role=caller.role, decided_at=now)
         stored = await self._store.decide(decided)
         await self._audit.append([self._step(stored, stored.state.value.lower(), actor=caller)])
-        await self._notifier.notify(stored.caller, stored, "review decided")
+        await self._tell(stored, ReviewEvent.DECIDED)
         return stored
 
     async def expire_due(self) -> list[Review]:
@@ -217,8 +322,7 @@ class ReviewDesk:
         if expired:
             await self._audit.append([self._step(r, "expired") for r in expired])
             for review in expired:
-                await self._notifier.notify(review.caller, review, NOT_IN_TIME)
-                await self._notifier.notify(review.agency, review, NOT_IN_TIME)
+                await self._tell(review, ReviewEvent.EXPIRED)
         return expired
 
     def _reviewer(self, caller: Caller) -> tuple[str, bool]:

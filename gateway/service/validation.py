@@ -51,6 +51,7 @@ class QueryCommand:
     agreement: str
     case_reference: str
     categories: tuple[str, ...] = ()
+    referral_id: str = ""  # set once the query is linked to a referral (research under it)
 
 
 INVALID = "<invalid>"

@@ -38,8 +38,8 @@ T = TypeVar("T")
 _INSERT = f"INSERT INTO referrals ({SELECT_COLUMNS}) VALUES ({', '.join('%s' for _ in COLUMNS)})"  # noqa: S608
 _UPDATE = ("UPDATE referrals SET " + ", ".join(f"{c} = %s" for c in COLUMNS[1:])  # noqa: S608 (fixed text)
            + " WHERE referral_id = %s AND version = %s")
-_OUTBOX = ("INSERT INTO referral_outbox (recipient, kind, referral_id, team, worker, created_at) "
-           "VALUES (%s, %s, %s, %s, %s, %s)")
+_OUTBOX = ("INSERT INTO referral_outbox (recipient, kind, referral_id, team, worker, created_at, review_id) "
+           "VALUES (%s, %s, %s, %s, %s, %s, %s)")
 _HISTORY = (f"INSERT INTO referral_history ({', '.join(HISTORY_COLUMNS)}) "  # noqa: S608 (fixed text)
             f"VALUES ({', '.join('%s' for _ in HISTORY_COLUMNS)})")
 _OUTBOX_LOCK = int.from_bytes(hashlib.sha256(b"mash-referrals:outbox").digest()[:8], "big", signed=True)
@@ -191,6 +191,16 @@ class PostgresReferralStore:
             return ids
 
         return await self._run(work)
+
+    async def post(self, notifications: Sequence[Notification]) -> None:
+        notices = [outbox_row(n) for n in notifications]
+
+        async def work(conn: psycopg.AsyncConnection[Any]) -> None:
+            async with conn.transaction():
+                await _insert_notices(conn, notices)
+
+        if notices:
+            await self._run(work)
 
     async def notifications(self, recipient: str, *, after: int, limit: int) -> list[Notification]:
         async def work(conn: psycopg.AsyncConnection[Any]) -> list[Any]:

@@ -169,6 +169,10 @@ class NoticeKind(enum.Enum):
     ROUTED = "ROUTED"  # an open case's team receives a new referral
     DECISION = "DECISION"  # a receiving team has a decision and its pertinent-information package
     OWNER_NOTICE = "OWNER_NOTICE"  # an agency asked to be told when its information is disclosed
+    # Owner review (see gateway.review): the notice names the review, and its referral when it has one.
+    REVIEW_REQUESTED = "REVIEW_REQUESTED"  # the owning agency's reviewers have a new review
+    REVIEW_DECIDED = "REVIEW_DECIDED"  # the requester's review was approved or declined
+    REVIEW_EXPIRED = "REVIEW_EXPIRED"  # nobody decided in time: told to the requester and the owning agency
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,3 +186,4 @@ class Notification:
     team: str = ""
     worker: str = ""
     seq: int = 0  # assigned by the outbox; receivers acknowledge up to a sequence number
+    review_id: str = ""  # set on review notices

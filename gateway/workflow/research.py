@@ -44,7 +44,7 @@ class ResearchLink:
         if due is not None:
             left = max(MIN_AGENCY_TIMEOUT, (due - self._clock.now()).total_seconds())
             timeout = left if timeout is None else min(timeout, left)
-        return replace(command, case_reference=referral_id), timeout
+        return replace(command, case_reference=referral_id, referral_id=referral_id), timeout
 
     async def record(self, caller: Caller, referral_id: str, answers: Sequence[AgencyOutcome]) -> None:
         """Which agencies answered, and which categories each disclosed (for owners who asked to be told)."""

@@ -49,7 +49,8 @@ _OUTBOX = """CREATE TABLE IF NOT EXISTS referral_outbox (
         referral_id TEXT NOT NULL,
         team TEXT NOT NULL,
         worker TEXT NOT NULL,
-        created_at TEXT NOT NULL
+        created_at TEXT NOT NULL,
+        review_id TEXT NOT NULL DEFAULT ''
     )"""
 _OUTBOX_COMMON = (
     "CREATE INDEX IF NOT EXISTS referral_outbox_recipient ON referral_outbox (recipient, seq)",
@@ -58,5 +59,9 @@ _OUTBOX_COMMON = (
         acked_seq BIGINT NOT NULL
     )""",
 )
+# Review notices name a review; an outbox created before they existed gains the column (SQLite has no
+# ADD COLUMN IF NOT EXISTS, so its store adds it when the table lacks it).
+OUTBOX_REVIEW_COLUMN = "ALTER TABLE referral_outbox ADD COLUMN review_id TEXT NOT NULL DEFAULT ''"
 SQLITE = (*_COMMON, _OUTBOX.format(seq="INTEGER PRIMARY KEY AUTOINCREMENT"), *_OUTBOX_COMMON)
-POSTGRES = (*_COMMON, _OUTBOX.format(seq="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"), *_OUTBOX_COMMON)
+POSTGRES = (*_COMMON, _OUTBOX.format(seq="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"), *_OUTBOX_COMMON,
+            OUTBOX_REVIEW_COLUMN.replace("ADD COLUMN", "ADD COLUMN IF NOT EXISTS"))

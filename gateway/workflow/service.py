@@ -219,6 +219,11 @@ class ReferralWorkflow:
             async with self._notices_written:
                 self._notices_written.notify_all()
 
+    async def post(self, notices: Sequence[Notification]) -> None:
+        """Put notices that announce no referral change (owner review notices) in the outbox, and wake watchers."""
+        await self._store.post(notices)
+        await self._announce(notices)
+
     async def _load(self, caller: Caller, operation: str, referral_id: str, permission: str,
                     violations: Sequence[FieldViolation] = ()) -> Referral:
         await self._guarded(caller, operation, referral_id, permission,

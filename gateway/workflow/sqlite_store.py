@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from gateway.audit.sqlite_store import path_from_url
 from gateway.locked_sqlite import LockedConnection
 from gateway.workflow.referral import Notification, Referral, Transition, VersionConflict
-from gateway.workflow.schema import SQLITE
+from gateway.workflow.schema import OUTBOX_REVIEW_COLUMN, SQLITE
 from gateway.workflow.sealing import ContentSealer
 from gateway.workflow.store import (
     COLUMNS,
@@ -38,8 +38,8 @@ T = TypeVar("T")
 _INSERT = f"INSERT INTO referrals ({SELECT_COLUMNS}) VALUES ({', '.join('?' for _ in COLUMNS)})"  # noqa: S608
 _UPDATE = ("UPDATE referrals SET " + ", ".join(f"{c} = ?" for c in COLUMNS[1:])  # noqa: S608 (fixed text)
            + " WHERE referral_id = ? AND version = ?")
-_OUTBOX = ("INSERT INTO referral_outbox (recipient, kind, referral_id, team, worker, created_at) "
-           "VALUES (?, ?, ?, ?, ?, ?)")
+_OUTBOX = ("INSERT INTO referral_outbox (recipient, kind, referral_id, team, worker, created_at, review_id) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?)")
 _HISTORY = (f"INSERT INTO referral_history ({', '.join(HISTORY_COLUMNS)}) "  # noqa: S608 (fixed text)
             f"VALUES ({', '.join('?' for _ in HISTORY_COLUMNS)})")
 
@@ -63,6 +63,8 @@ class SqliteReferralStore:
             conn.execute("BEGIN IMMEDIATE")
             for statement in SQLITE:
                 conn.execute(statement)
+            if "review_id" not in {row[1] for row in conn.execute("PRAGMA table_info(referral_outbox)")}:
+                conn.execute(OUTBOX_REVIEW_COLUMN)
             conn.execute("COMMIT")
             return conn
 
@@ -157,6 +159,17 @@ class SqliteReferralStore:
             return ids
 
         return await self._run(work)
+
+    async def post(self, notifications: Sequence[Notification]) -> None:
+        notices = [outbox_row(n) for n in notifications]
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(_OUTBOX, notices)
+            conn.execute("COMMIT")
+
+        if notices:
+            await self._run(work)
 
     async def notifications(self, recipient: str, *, after: int, limit: int) -> list[Notification]:
         rows = await self._run(lambda conn: conn.execute(

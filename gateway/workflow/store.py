@@ -95,6 +95,10 @@ class ReferralStore(Protocol):
         """
         ...
 
+    async def post(self, notifications: Sequence[Notification]) -> None:
+        """Add notices that belong to no referral change (e.g. owner review notices) to the outbox."""
+        ...
+
     async def notifications(self, recipient: str, *, after: int, limit: int) -> list[Notification]:
         """The recipient's notices with a sequence number above `after`, oldest first."""
         ...
@@ -181,12 +185,12 @@ def transition_from_row(row: Sequence[Any]) -> Transition:
     )
 
 
-OUTBOX_COLUMNS = ("seq", "recipient", "kind", "referral_id", "team", "worker", "created_at")
+OUTBOX_COLUMNS = ("seq", "recipient", "kind", "referral_id", "team", "worker", "created_at", "review_id")
 
 
 def outbox_row(n: Notification) -> tuple[Any, ...]:
     """The row for a notice without its sequence number (the outbox assigns it)."""
-    return (n.recipient, n.kind.value, n.referral_id, n.team, n.worker, format_time(n.created_at))
+    return (n.recipient, n.kind.value, n.referral_id, n.team, n.worker, format_time(n.created_at), n.review_id)
 
 
 def notification_from_row(row: Sequence[Any]) -> Notification:
@@ -194,7 +198,8 @@ def notification_from_row(row: Sequence[Any]) -> Notification:
     created = parse_time(v["created_at"])
     assert created is not None
     return Notification(recipient=v["recipient"], kind=NoticeKind(v["kind"]), referral_id=v["referral_id"],
-                        created_at=created, team=v["team"], worker=v["worker"], seq=int(v["seq"]))
+                        created_at=created, team=v["team"], worker=v["worker"], seq=int(v["seq"]),
+                        review_id=v["review_id"])
 
 
 def queue_where(where: QueueFilter) -> tuple[str, list[Any]]:

@@ -46,15 +46,18 @@ async def metered(tmp_path: Path, policy_dir: Path, shared_world: World) -> Asyn
 
 
 async def test_a_hub_query_is_counted_per_rpc_and_per_agency(metered: Partnership) -> None:
-    """One answered query: Query counted OK once, each asked agency once, its audit append timed."""
+    """One answered query: Query counted OK once, each asked agency once (health twice: its answer, and whether it
+    holds records under review before a review is created), its audit append timed."""
     client = metered.client("police", "case-system", user="u1", role="mash_researcher_police")
     response = await client.query(subject=subject(), **SCREENING)
     _, samples = await scrape(metered)
     assert samples[("mash_gateway_rpc_requests_total", (("code", "OK"), ("method", "Query")))] == 1
     assert samples[("mash_gateway_rpc_duration_seconds_count", (("method", "Query"),))] == 1
     asked = {a.agency for a in response.answers if a.status != hub_pb.ANSWER_STATUS_WITHHELD}  # never called
+    review_checks = {"health": 1}  # health.mental_health is under review for this role and purpose
     for agency in asked:
-        assert samples[("mash_gateway_agency_requests_total", (("agency", agency), ("status", "ok")))] == 1
+        assert samples[("mash_gateway_agency_requests_total", (("agency", agency), ("status", "ok")))] == (
+            1 + review_checks.get(agency, 0))
     assert samples[("mash_gateway_audit_append_duration_seconds_count", ())] >= 1
     assert samples[("mash_gateway_audit_appends_waiting", ())] == 0
 

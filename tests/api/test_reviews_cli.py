@@ -61,3 +61,30 @@ async def test_a_reviewer_works_a_review_from_the_command_line(partnership: Part
     assert code == EXIT_OK
     assert "APPROVED" in out
     assert "HLT-MH-C0001" in out
+
+
+async def test_outcome_wait_returns_when_the_reviewer_decides(partnership: Partnership,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """`outcome --wait` watches the review: pending at first, it prints the release once health approves; with
+    nobody deciding it prints the review as pending when the wait runs out."""
+    import asyncio
+
+    researcher = partnership.client("police", "case-system", user="r.police", role="mash_researcher_police")
+    response = await researcher.query(subject=common_pb2.SubjectIdentifiers(**subject(JODIE_MERCER)), **SCREENING)
+    review_id = next(a.review.review_id for a in response.answers if a.agency == "health")
+    capsys.readouterr()
+    code, out, _ = await _run(partnership, capsys, "outcome", review_id, "--wait", "0.5", *REQUESTER)
+    assert code == EXIT_OK
+    assert "PENDING_REVIEW" in out
+    waiting = asyncio.ensure_future(_run(partnership, capsys, "outcome", review_id, "--wait", "10", "--json",
+                                         *REQUESTER))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    args = build_parser().parse_args(["reviews", "approve", review_id, "--gateway", partnership.address,
+                                      "--pki-dir", str(partnership.pki.root), *REVIEWER])
+    assert await run_async(args) == EXIT_OK
+    code, out, _ = await asyncio.wait_for(waiting, 10)
+    assert code == EXIT_OK
+    released = json.loads(next(line for line in out.splitlines() if '"answer"' in line))
+    assert released["review"]["state"] == "REVIEW_STATE_APPROVED"
+    assert [r["record_id"] for r in released["answer"]["records"]] == ["HLT-MH-C0001"]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,15 +23,17 @@ from gateway.domain import (
     Record,
     SubjectIdentifiers,
 )
-from gateway.errors import InvalidRequest
+from gateway.errors import AgencyUnavailable, InvalidRequest
 from gateway.keyring import Keyring
 from gateway.linkage import SubjectTokeniser
 from gateway.policy import PolicyHolder
 from gateway.review.model import Review, ReviewAlreadyDecided, ReviewNotFound, ReviewState
 from gateway.review.store import ReviewStore, open_review_store
+from gateway.service.fanout import AgencyOutcome
+from gateway.service.planning import AgencyPlan
 from gateway.service.ports import LookupCommand, LookupResult, PersonMatch
 from gateway.service.query import Caller, QueryCommand, QueryService
-from gateway.service.reviews import NOT_IN_TIME, ReviewDecision, ReviewDesk
+from gateway.service.reviews import NOT_IN_TIME, ReviewDecision, ReviewDesk, ReviewEvent
 from gateway.testing import FakeAgencyTransport, FixedClock, RecordingAuditSink
 
 KAI = SubjectIdentifiers(nhs_number="9990000018", given_name="Kai", family_name="Mercer", date_of_birth="2017-05-14")
@@ -60,21 +63,31 @@ def health_records() -> list[Record]:
     ]
 
 
-def node(agency: str, command: LookupCommand) -> LookupResult:
-    """A node that returns exactly the records of the categories it is asked for, like a real one."""
-    records = tuple(r for r in health_records() if r.category in command.categories) if agency == "health" else ()
-    match = PersonMatch("p-1", "nhs_number", records, known_in_existence_categories=agency == "health")
-    return LookupResult(agency, (match,), AgencyContact(agency, team=f"{agency} MASH desk"))
+def node_holding(held: list[Record]) -> Callable[[str, LookupCommand], LookupResult]:
+    """A node that returns exactly the records of the categories it is asked for and says whether it holds
+    any in the existence categories asked about, like a real one; only health holds records (`held`)."""
+
+    def node(agency: str, command: LookupCommand) -> LookupResult:
+        mine = held if agency == "health" else []
+        records = tuple(r for r in mine if r.category in command.categories)
+        known = any(r.category in command.existence_categories for r in mine)
+        match = PersonMatch("p-1", "nhs_number", records, known_in_existence_categories=known)
+        return LookupResult(agency, (match,), AgencyContact(agency, team=f"{agency} MASH desk"))
+
+    return node
+
+
+node = node_holding(health_records())
 
 
 class Notices:
     """Records every review notice."""
 
     def __init__(self) -> None:
-        self.sent: list[tuple[str, str, str]] = []
+        self.sent: list[tuple[str, ReviewEvent]] = []
 
-    async def notify(self, recipient: str, review: Review, what: str) -> None:
-        self.sent.append((recipient, review.review_id, what))
+    async def notify(self, review: Review, event: ReviewEvent) -> None:
+        self.sent.append((review.review_id, event))
 
 
 class World:
@@ -94,10 +107,11 @@ class World:
         return health.review_id
 
 
-async def make_world(holder: PolicyHolder, keys: dict[str, Keyring], path: Path) -> World:
+async def make_world(holder: PolicyHolder, keys: dict[str, Keyring], path: Path,
+                     held: list[Record] | None = None) -> World:
     store = await open_review_store(f"sqlite:///{path / 'reviews.sqlite'}")
     clock, sink, notices = FixedClock(), RecordingAuditSink(), Notices()
-    transport = FakeAgencyTransport(node)
+    transport = FakeAgencyTransport(node if held is None else node_holding(held))
     service = QueryService(
         policy=holder, transport=transport, audit=sink, tokeniser=SubjectTokeniser(keys["token"]),
         sealer=IdentifierSealer(keys["sealing"]), pseudonym_keys=keys["pseudonym"], clock=clock,
@@ -126,9 +140,11 @@ async def test_a_query_marks_health_pending_review_and_fetches_nothing_under_rev
     assert [a.review_id for a in result.answers if a.agency != "health"] == [""] * 5
     assert health.status is AnswerStatus.MATCH
     assert [r.record_id for r in health.records] == ["A-1"]  # the rest of the answer is returned as now
-    (command,) = asked(world, "health")
+    command, check = asked(world, "health")
     assert "health.mental_health" not in command.categories
     assert "health.mental_health" in command.existence_categories
+    # The one other question: does health hold mental-health records at all (EXISTS, no content)?
+    assert (check.categories, check.existence_categories) == ((), ("health.mental_health",))
     assert all(r.category != "health.mental_health" for r in health.records)
     assert SECRET not in repr(result)
     requested = [e for e in world.sink.events if e.kind is AuditKind.REVIEW]
@@ -136,7 +152,7 @@ async def test_a_query_marks_health_pending_review_and_fetches_nothing_under_rev
         ("requested", "health", ("health.mental_health",))]
     disclosure = next(e for e in world.sink.events if e.kind is AuditKind.DISCLOSURE and e.agency == "health")
     assert disclosure.details["review_id"] == health.review_id
-    assert ("health", health.review_id, "review requested") in world.notices.sent
+    assert world.notices.sent == [(health.review_id, ReviewEvent.REQUESTED)]
 
 
 async def test_reviewers_list_their_own_agency_only_and_open_fetches_the_records(world: World) -> None:
@@ -178,7 +194,7 @@ async def test_nothing_under_review_reaches_the_requester_before_approval(world:
         await world.desk.outcome(OTHER_RESEARCHER, review_id)  # only the requester learns the outcome
     decided = await world.desk.decide(HEALTH_DP, review_id, ReviewDecision(approve=True))
     assert decided.approved == {"health.mental_health": DisclosureLevel.PERTINENT}
-    assert ("spiffe://mash.local/agency/police/system/case-system", review_id, "review decided") in world.notices.sent
+    assert (review_id, ReviewEvent.DECIDED) in world.notices.sent
     released = await world.desk.outcome(RESEARCHER, review_id)
     assert released.answer is not None
     assert released.answer.level is DisclosureLevel.PERTINENT
@@ -223,8 +239,7 @@ async def test_an_undecided_review_expires_at_its_deadline_and_both_sides_are_to
     world.clock.advance(1)
     outcome = await world.desk.outcome(RESEARCHER, review_id)
     assert (outcome.review.state, outcome.review.reason) == (ReviewState.EXPIRED, NOT_IN_TIME)
-    assert (RESEARCHER.identity, review_id, NOT_IN_TIME) in world.notices.sent
-    assert ("health", review_id, NOT_IN_TIME) in world.notices.sent
+    assert (review_id, ReviewEvent.EXPIRED) in world.notices.sent
     assert [e.details["step"] for e in world.sink.events if e.kind is AuditKind.REVIEW] == ["requested", "expired"]
     with pytest.raises(ReviewAlreadyDecided) as raised:
         await world.desk.decide(HEALTH_DP, review_id, ReviewDecision(approve=True))
@@ -348,4 +363,230 @@ async def test_the_sweeper_expires_a_review_nobody_reads(world: World) -> None:
         await sweeper.stop()
     assert stored is not None
     assert stored.state is ReviewState.EXPIRED
-    assert ("health", review_id, NOT_IN_TIME) in world.notices.sent
+    assert (review_id, ReviewEvent.EXPIRED) in world.notices.sent
+
+
+# -- nothing under review held: no review, and no existence leak -----------------------------------------
+
+def _attendance_only() -> list[Record]:
+    return [r for r in health_records() if r.category == "health.attendance"]
+
+
+def _seen(outcome: AgencyOutcome) -> tuple[object, ...]:
+    """What the requester sees of an agency's answer apart from the review and the receipt."""
+    return (outcome.agency, outcome.status, outcome.level, outcome.records, outcome.contact, outcome.categories,
+            outcome.detail, outcome.ambiguous)
+
+
+async def test_a_node_holding_nothing_under_review_gets_no_review(
+        holder: PolicyHolder, keys: dict[str, Keyring], tmp_path: Path) -> None:
+    """Health holds attendance but no mental-health record: no review, no notice, nothing for reviewers, and
+    health's answer is exactly what policy gives without review."""
+    w = await make_world(holder, keys, tmp_path, held=_attendance_only())
+    try:
+        result = await w.service.query(RESEARCHER, SCREENING, timeout=5)
+        (health,) = [a for a in result.answers if a.agency == "health"]
+        assert (health.review_id, health.review_deadline) == ("", None)
+        assert health.status is AnswerStatus.MATCH  # known to health, as before
+        assert [r.record_id for r in health.records] == ["A-1"]
+        assert await w.desk.pending(HEALTH_DP) == []
+        assert [e for e in w.sink.events if e.kind is AuditKind.REVIEW] == []
+        assert w.notices.sent == []
+        assert all("review_id" not in e.details for e in w.sink.events)
+    finally:
+        await w.store.close()
+
+
+async def test_an_unanswered_existence_check_creates_no_review(
+        holder: PolicyHolder, keys: dict[str, Keyring], tmp_path: Path) -> None:
+    """If the node cannot say whether it holds records under review, no review is created (nothing is
+    released either way); the rest of health's answer stands."""
+    full = node_holding(health_records())
+
+    def flaky(agency: str, command: LookupCommand) -> LookupResult:
+        if agency == "health" and not command.categories:
+            raise AgencyUnavailable("node down for the check")
+        return full(agency, command)
+
+    w = await make_world(holder, keys, tmp_path)
+    w.transport._handler = flaky  # type: ignore[attr-defined]
+    try:
+        result = await w.service.query(RESEARCHER, SCREENING, timeout=5)
+        (health,) = [a for a in result.answers if a.agency == "health"]
+        assert health.review_id == ""
+        assert [r.record_id for r in health.records] == ["A-1"]
+        assert await w.desk.pending(HEALTH_DP) == []
+    finally:
+        await w.store.close()
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(held=st.sets(st.sampled_from(["health.mental_health", "health.attendance"])),
+       stream=st.booleans())
+def test_a_review_exists_exactly_when_the_node_holds_records_under_review(
+    holder: PolicyHolder, keys: dict[str, Keyring], tmp_path_factory: pytest.TempPathFactory,
+    held: set[str], stream: bool,
+) -> None:
+    """For any records health holds: a review (and a reviewer's notice) exists iff it holds mental-health
+    records; every review reviewers see names only categories the node holds; and the rest of every answer
+    is identical to what a gateway without reviews gives, so the check adds nothing else the requester learns."""
+
+    async def scenario() -> None:
+        records = [r for r in health_records() if r.category in held]
+        path = tmp_path_factory.mktemp("held")
+        w = await make_world(holder, keys, path, held=records)
+        plain = QueryService(
+            policy=holder, transport=FakeAgencyTransport(node_holding(records)), audit=RecordingAuditSink(),
+            tokeniser=SubjectTokeniser(keys["token"]), sealer=IdentifierSealer(keys["sealing"]),
+            pseudonym_keys=keys["pseudonym"], clock=w.clock,
+        )
+        try:
+            if stream:
+                answers = [o async for _, _, o in w.service.stream(RESEARCHER, SCREENING, timeout=5)]
+            else:
+                answers = list((await w.service.query(RESEARCHER, SCREENING, timeout=5)).answers)
+            baseline = (await plain.query(RESEARCHER, SCREENING, timeout=5)).answers
+            assert sorted(map(_seen, answers), key=repr) == sorted(map(_seen, baseline), key=repr)
+            review_ids = [a.review_id for a in answers if a.review_id]
+            pending = await w.desk.pending(HEALTH_DP)
+            if "health.mental_health" in held:
+                assert len(review_ids) == 1
+                assert [r.review_id for r in pending] == review_ids
+                assert w.notices.sent == [(review_ids[0], ReviewEvent.REQUESTED)]
+            else:
+                assert review_ids == []
+                assert pending == []
+                assert w.notices.sent == []
+            for review in pending:
+                assert set(review.requested) <= held
+            assert all(r.category != "health.mental_health" for a in answers for r in a.records)
+        finally:
+            await w.store.close()
+
+    asyncio.run(scenario())
+
+
+# -- the streaming outcome -------------------------------------------------------------------------------
+
+async def test_watch_yields_the_pending_review_then_the_released_outcome_once_decided(world: World) -> None:
+    """The watcher gets PENDING_REVIEW at once, then, when a reviewer approves, the redacted answer; then it ends."""
+    review_id = await world.held()
+    watch = world.desk.watch(RESEARCHER, review_id, poll=30)
+    first = await anext(watch)
+    assert (first.review.state, first.answer) == (ReviewState.PENDING_REVIEW, None)
+    later = asyncio.ensure_future(anext(watch))
+    await asyncio.sleep(0.05)
+    assert not later.done()
+    await world.desk.decide(HEALTH_DP, review_id, ReviewDecision(approve=True))
+    released = await asyncio.wait_for(later, 5)  # woken by the decision, not by the 30 s poll
+    assert released.review.state is ReviewState.APPROVED
+    assert released.answer is not None
+    assert [r.record_id for r in released.answer.records] == ["MH-1"]
+    assert SECRET not in repr(released.answer)
+    assert world.sink.events[-1].details["step"] == "released"
+    with pytest.raises(StopAsyncIteration):
+        await anext(watch)
+
+
+async def test_a_watcher_reconnecting_after_the_decision_gets_the_outcome_at_once(world: World) -> None:
+    """Nothing is lost while nobody watches: the stored outcome is the first and only item."""
+    review_id = await world.held()
+    await world.desk.decide(HEALTH_DP, review_id, ReviewDecision(approve=False, reason="not proportionate"))
+    got = [o async for o in world.desk.watch(RESEARCHER, review_id)]
+    assert [(o.review.state, o.review.reason, o.answer) for o in got] == [
+        (ReviewState.DECLINED, "not proportionate", None)]
+
+
+async def test_only_the_requester_may_watch_a_review(world: World) -> None:
+    """Another user, or the same user asserting another role, or a reviewer, is told the review does not exist."""
+    review_id = await world.held()
+    for other in (OTHER_RESEARCHER, Caller(RESEARCHER.identity, "police", RESEARCHER.user, "mash_manager"),
+                  HEALTH_DP):
+        with pytest.raises(ReviewNotFound):
+            await anext(world.desk.watch(other, review_id))
+    with pytest.raises(InvalidRequest) as raised:
+        await anext(world.desk.watch(RESEARCHER, ""))
+    assert [v.field for v in raised.value.violations] == ["review_id"]
+
+
+async def test_a_watcher_sees_the_review_expire_at_its_deadline(world: World) -> None:
+    """Once the deadline passes while watching, the review is declined as not decided in time and delivered."""
+    review_id = await world.held()
+    watch = world.desk.watch(RESEARCHER, review_id, poll=0.01)
+    assert (await anext(watch)).review.state is ReviewState.PENDING_REVIEW
+    world.clock.advance(24 * 3600)
+    expired = await asyncio.wait_for(anext(watch), 5)
+    assert (expired.review.state, expired.review.reason, expired.answer) == (ReviewState.EXPIRED, NOT_IN_TIME, None)
+    assert (review_id, ReviewEvent.EXPIRED) in world.notices.sent
+
+
+async def test_a_cancelled_watch_stops_waiting(world: World) -> None:
+    """A caller's deadline cancels the wait; the review is untouched and can still be decided and watched."""
+    review_id = await world.held()
+    watch = world.desk.watch(RESEARCHER, review_id, poll=30)
+    await anext(watch)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(anext(watch), 0.05)
+    await watch.aclose()
+    await world.desk.decide(HEALTH_DP, review_id, ReviewDecision(approve=True))
+    assert [o.review.state async for o in world.desk.watch(RESEARCHER, review_id)] == [ReviewState.APPROVED]
+
+
+# -- deadlines from the referral's rating ------------------------------------------------------------------
+
+class Deadlines:
+    def __init__(self, rating: str, due: datetime | None) -> None:
+        self.rating, self.due, self.asked = rating, due, []
+
+    async def deadline(self, referral_id: str, requested_at: datetime) -> tuple[str, datetime | None]:
+        self.asked.append((referral_id, requested_at))
+        return self.rating, self.due
+
+
+async def test_research_under_a_rated_referral_takes_the_ratings_deadline(world: World) -> None:
+    """The review is due when the referral's rating says, carries the rating, and lists by nearest deadline."""
+    unlinked = await world.held()
+    due = world.clock.now() + timedelta(hours=4)
+    deadlines = Deadlines("red", due)
+    world.desk.use_referrals(deadlines)
+    linked = replace(SCREENING, request_id="req-r2", case_reference="ref-1", referral_id="ref-1")
+    result = await world.service.query(RESEARCHER, linked, timeout=5)
+    (health,) = [a for a in result.answers if a.agency == "health"]
+    assert health.review_deadline == due
+    assert deadlines.asked == [("ref-1", world.clock.now())]
+    listed = await world.desk.pending(HEALTH_DP)
+    assert [(r.review_id, r.rating, r.referral_id) for r in listed] == [
+        (health.review_id, "red", "ref-1"), (unlinked, "", "")]  # 4 hours comes before health's 24
+
+
+async def test_a_rating_without_a_target_falls_back_to_the_agency_default(world: World) -> None:
+    """A rating with no deadline (or no rating) leaves the agency's review_hours, and records the rating."""
+    world.desk.use_referrals(Deadlines("blue", None))
+    linked = replace(SCREENING, case_reference="ref-2", referral_id="ref-2")
+    result = await world.service.query(RESEARCHER, linked, timeout=5)
+    (health,) = [a for a in result.answers if a.agency == "health"]
+    assert health.review_deadline == world.clock.now() + timedelta(hours=24)
+    (review,) = await world.desk.pending(HEALTH_DP)
+    assert review.rating == "blue"
+
+
+async def test_a_category_the_requester_may_not_know_of_is_never_asked_about(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where policy gives NONE without review, asking the node would tell the requester more than they may know:
+    the gateway does not ask, and the review is created from the policy alone."""
+    import gateway.service.query as query_module
+
+    original = query_module.plan_request
+
+    def without_existence(*args: object, **kwargs: object) -> tuple[AgencyPlan, ...]:
+        return tuple(replace(p, existence=tuple(c for c in p.existence if c != "health.mental_health"))
+                     for p in original(*args, **kwargs))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(query_module, "plan_request", without_existence)
+    world.transport._handler = node_holding(_attendance_only())  # type: ignore[attr-defined]
+    review_id = await world.held()
+    assert review_id
+    assert all("health.mental_health" not in c.existence_categories and "health.mental_health" not in c.categories
+               for c in asked(world, "health"))
+    assert [r.review_id for r in await world.desk.pending(HEALTH_DP)] == [review_id]

@@ -73,6 +73,12 @@ class _NotificationKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Noti
     """A decision routes a referral to this team."""
     NOTIFICATION_KIND_OWNER_NOTICE: _NotificationKind.ValueType  # 3
     """This agency's information was disclosed, as it asked to be told."""
+    NOTIFICATION_KIND_REVIEW_REQUESTED: _NotificationKind.ValueType  # 4
+    """Owner review: a reviewer of this agency has a new review to decide (`review_id` names it)."""
+    NOTIFICATION_KIND_REVIEW_DECIDED: _NotificationKind.ValueType  # 5
+    """Owner review: the caller's review was approved or declined; fetch it with GetReviewOutcome."""
+    NOTIFICATION_KIND_REVIEW_EXPIRED: _NotificationKind.ValueType  # 6
+    """Owner review: nobody decided in time, so it was declined (told to the requester and the owning agency)."""
 
 class NotificationKind(_NotificationKind, metaclass=_NotificationKindEnumTypeWrapper):
     """What a receiving system is told."""
@@ -84,6 +90,12 @@ NOTIFICATION_KIND_DECISION: NotificationKind.ValueType  # 2
 """A decision routes a referral to this team."""
 NOTIFICATION_KIND_OWNER_NOTICE: NotificationKind.ValueType  # 3
 """This agency's information was disclosed, as it asked to be told."""
+NOTIFICATION_KIND_REVIEW_REQUESTED: NotificationKind.ValueType  # 4
+"""Owner review: a reviewer of this agency has a new review to decide (`review_id` names it)."""
+NOTIFICATION_KIND_REVIEW_DECIDED: NotificationKind.ValueType  # 5
+"""Owner review: the caller's review was approved or declined; fetch it with GetReviewOutcome."""
+NOTIFICATION_KIND_REVIEW_EXPIRED: NotificationKind.ValueType  # 6
+"""Owner review: nobody decided in time, so it was declined (told to the requester and the owning agency)."""
 Global___NotificationKind: _TypeAlias = NotificationKind  # noqa: Y015
 
 @_typing.final
@@ -938,11 +950,14 @@ class WatchNotificationsResponse(_message.Message):
     TEAM_FIELD_NUMBER: _builtins.int
     WORKER_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    REVIEW_ID_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     kind: Global___NotificationKind.ValueType
     referral_id: _builtins.str
     team: _builtins.str
     worker: _builtins.str
+    review_id: _builtins.str
+    """Set on review notices; `referral_id` is then the review's referral, or empty."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -954,10 +969,11 @@ class WatchNotificationsResponse(_message.Message):
         team: _builtins.str = ...,
         worker: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        review_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "kind", b"kind", "referral_id", b"referral_id", "sequence", b"sequence", "team", b"team", "worker", b"worker"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "kind", b"kind", "referral_id", b"referral_id", "review_id", b"review_id", "sequence", b"sequence", "team", b"team", "worker", b"worker"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -57,6 +57,11 @@ class ReviewServiceStub:
                 request_serializer=mash_dot_gateway_dot_v1_dot_review__service__pb2.GetReviewOutcomeRequest.SerializeToString,
                 response_deserializer=mash_dot_gateway_dot_v1_dot_review__service__pb2.GetReviewOutcomeResponse.FromString,
                 _registered_method=True)
+        self.WatchReviewOutcome = channel.unary_stream(
+                '/mash.gateway.v1.ReviewService/WatchReviewOutcome',
+                request_serializer=mash_dot_gateway_dot_v1_dot_review__service__pb2.WatchReviewOutcomeRequest.SerializeToString,
+                response_deserializer=mash_dot_gateway_dot_v1_dot_review__service__pb2.WatchReviewOutcomeResponse.FromString,
+                _registered_method=True)
 
 
 class ReviewServiceServicer:
@@ -94,6 +99,15 @@ class ReviewServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchReviewOutcome(self, request, context):
+        """For the requester: the review as it stands now, then, if it was pending, its outcome once decided or
+        expired (with the released answer when approved); the stream ends after the outcome. A client that
+        reconnects gets the stored outcome at once. Ends with DEADLINE_EXCEEDED if the call's deadline comes first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReviewServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -116,6 +130,11 @@ def add_ReviewServiceServicer_to_server(servicer, server):
                     servicer.GetReviewOutcome,
                     request_deserializer=mash_dot_gateway_dot_v1_dot_review__service__pb2.GetReviewOutcomeRequest.FromString,
                     response_serializer=mash_dot_gateway_dot_v1_dot_review__service__pb2.GetReviewOutcomeResponse.SerializeToString,
+            ),
+            'WatchReviewOutcome': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchReviewOutcome,
+                    request_deserializer=mash_dot_gateway_dot_v1_dot_review__service__pb2.WatchReviewOutcomeRequest.FromString,
+                    response_serializer=mash_dot_gateway_dot_v1_dot_review__service__pb2.WatchReviewOutcomeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -229,6 +248,33 @@ class ReviewService:
             '/mash.gateway.v1.ReviewService/GetReviewOutcome',
             mash_dot_gateway_dot_v1_dot_review__service__pb2.GetReviewOutcomeRequest.SerializeToString,
             mash_dot_gateway_dot_v1_dot_review__service__pb2.GetReviewOutcomeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchReviewOutcome(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mash.gateway.v1.ReviewService/WatchReviewOutcome',
+            mash_dot_gateway_dot_v1_dot_review__service__pb2.WatchReviewOutcomeRequest.SerializeToString,
+            mash_dot_gateway_dot_v1_dot_review__service__pb2.WatchReviewOutcomeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,11 @@ class ReviewServiceStub:
     """
     GetReviewOutcome: _grpc.UnaryUnaryMultiCallable[_review_service_pb2.GetReviewOutcomeRequest, _review_service_pb2.GetReviewOutcomeResponse]
     """For the requester: the review's state and, once approved, the released answer."""
+    WatchReviewOutcome: _grpc.UnaryStreamMultiCallable[_review_service_pb2.WatchReviewOutcomeRequest, _review_service_pb2.WatchReviewOutcomeResponse]
+    """For the requester: the review as it stands now, then, if it was pending, its outcome once decided or
+    expired (with the released answer when approved); the stream ends after the outcome. A client that
+    reconnects gets the stored outcome at once. Ends with DEADLINE_EXCEEDED if the call's deadline comes first.
+    """
 
 @_typing.type_check_only
 class ReviewServiceAsyncStub(ReviewServiceStub):
@@ -65,6 +70,11 @@ class ReviewServiceAsyncStub(ReviewServiceStub):
     """
     GetReviewOutcome: _aio.UnaryUnaryMultiCallable[_review_service_pb2.GetReviewOutcomeRequest, _review_service_pb2.GetReviewOutcomeResponse]  # type: ignore[assignment]
     """For the requester: the review's state and, once approved, the released answer."""
+    WatchReviewOutcome: _aio.UnaryStreamMultiCallable[_review_service_pb2.WatchReviewOutcomeRequest, _review_service_pb2.WatchReviewOutcomeResponse]  # type: ignore[assignment]
+    """For the requester: the review as it stands now, then, if it was pending, its outcome once decided or
+    expired (with the released answer when approved); the stream ends after the outcome. A client that
+    reconnects gets the stored outcome at once. Ends with DEADLINE_EXCEEDED if the call's deadline comes first.
+    """
 
 class ReviewServiceServicer(metaclass=_abc_1.ABCMeta):
     """Reviews: an agency's most sensitive records leave only after one of its reviewers decides. Reviewers
@@ -105,5 +115,16 @@ class ReviewServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_review_service_pb2.GetReviewOutcomeResponse, _abc.Awaitable[_review_service_pb2.GetReviewOutcomeResponse]]:
         """For the requester: the review's state and, once approved, the released answer."""
+
+    @_abc_1.abstractmethod
+    def WatchReviewOutcome(
+        self,
+        request: _review_service_pb2.WatchReviewOutcomeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_review_service_pb2.WatchReviewOutcomeResponse], _abc.AsyncIterator[_review_service_pb2.WatchReviewOutcomeResponse]]:
+        """For the requester: the review as it stands now, then, if it was pending, its outcome once decided or
+        expired (with the released answer when approved); the stream ends after the outcome. A client that
+        reconnects gets the stored outcome at once. Ends with DEADLINE_EXCEEDED if the call's deadline comes first.
+        """
 
 def add_ReviewServiceServicer_to_server(servicer: ReviewServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
