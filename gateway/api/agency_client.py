@@ -20,10 +20,12 @@ import grpc.aio
 import structlog
 from cryptography import x509
 
-from gateway.api.convert import lookup_result_from_proto, lookup_to_proto
+from gateway.api.convert import lookup_result_from_proto, subject_to_proto
+from gateway.domain import SubjectIdentifiers
 from gateway.errors import AgencyRejected, AgencyTimedOut, AgencyUnavailable
 from gateway.generated.mash.gateway.v1 import agency_service_pb2 as agency_pb
 from gateway.generated.mash.gateway.v1 import agency_service_pb2_grpc as agency_grpc
+from gateway.generated.mash.gateway.v1 import common_pb2 as common_pb
 from gateway.pki.authority import PkiLayout, node_server_name
 from gateway.pki.revocation import RevocationList
 from gateway.service.occupancy import Occupancy
@@ -112,10 +114,12 @@ class _NodeCalls:
         waiting = _Waiting(request, deadline, loop.create_future(), loop.time())
         self._waiting.append(waiting)
         self._schedule(loop)
+        # One timer per lookup (cheaper than wait_for): at its deadline the lookup fails, wherever it is.
+        expiry = loop.call_at(deadline, _expire, waiting, self.agency)
         try:
-            return await asyncio.wait_for(waiting.answer, deadline - loop.time())
-        except TimeoutError:
-            raise _failure(self.agency, request.request_id, grpc.StatusCode.DEADLINE_EXCEEDED) from None
+            return await waiting.answer
+        finally:
+            expiry.cancel()
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         """Send the waiting lookups now, or arrange to look again when they should leave."""
@@ -219,6 +223,12 @@ class _NodeCalls:
             w.answer.cancel()
 
 
+def _expire(waiting: _Waiting, agency: str) -> None:
+    if not waiting.answer.done():
+        waiting.answer.set_exception(
+            _failure(agency, waiting.request.request_id, grpc.StatusCode.DEADLINE_EXCEEDED))
+
+
 def _settle(waiting: _Waiting, *, response: agency_pb.LookupResponse | None = None,
             error: Exception | None = None) -> None:
     if waiting.answer.done():
@@ -299,6 +309,7 @@ class GrpcAgencyTransport:
         self._coalesce = coalesce
         self._addresses = dict(addresses or {})
         self._node_check = node_check
+        self._last_subject: tuple[SubjectIdentifiers, common_pb.SubjectIdentifiers] | None = None
 
     @classmethod
     def connect(
@@ -334,6 +345,17 @@ class GrpcAgencyTransport:
             stubs[agency] = agency_grpc.AgencyServiceStub(channel)
         return cls(stubs, channels, coalesce=coalesce, addresses=endpoints, node_check=node_check)
 
+    def _to_proto(self, command: LookupCommand) -> agency_pb.LookupRequest:
+        # A request's lookups to every agency share one subject: convert it once, not once per agency.
+        cached = self._last_subject
+        if cached is None or cached[0] is not command.subject:
+            cached = self._last_subject = (command.subject, subject_to_proto(command.subject))
+        return agency_pb.LookupRequest(
+            request_id=command.request_id, subject=cached[1], categories=command.categories,
+            existence_categories=command.existence_categories, purpose=command.purpose,
+            legal_basis=command.legal_basis,
+        )
+
     async def lookup(self, agency: str, command: LookupCommand, *, timeout: float) -> LookupResult:
         node = self._nodes.get(agency)
         if node is None:
@@ -342,7 +364,7 @@ class GrpcAgencyTransport:
             started = time.monotonic()
             await self._node_check.check(agency, self._addresses[agency], timeout=timeout)
             timeout -= time.monotonic() - started
-        request = lookup_to_proto(command)
+        request = self._to_proto(command)
         deadline = asyncio.get_running_loop().time() + timeout
         if self._coalesce and await node.batching(timeout):
             response = await node.submit(request, deadline)
