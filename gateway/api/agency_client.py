@@ -1,9 +1,10 @@
 """The AgencyTransport adapter over grpc.aio: one channel per agency node, deadlines carried through.
 
-Lookups bound for a node that offers LookupBatch (it says so in Describe) are coalesced: while calls to
-that node are in flight, new lookups wait and leave together in one batch call. Each lookup keeps its own
-future and its own deadline, and an answer is handed only to the lookup at its position in the batch,
-after checking that it echoes that lookup's request id.
+Lookups bound for a node that offers LookupBatch (it says so in Describe) are coalesced when the gateway
+is busy: while other requests are in progress, or a call to that node is in flight, new lookups wait a
+moment and leave together in one batch call (see `_NodeCalls`); a lone caller's lookups never wait. Each
+lookup keeps its own future and its own deadline, and an answer is handed only to the lookup at its
+position in the batch, after checking that it echoes that lookup's request id.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ MAX_IN_FLIGHT = 1  # fresh calls to one node at a time; lookups arriving meanwhi
 STALLED = 0.2  # seconds after which a call in flight no longer holds back the lookups queued behind it
 LINGER_PER_REQUEST = 0.0015  # seconds a lookup may wait for each other request the gateway is answering
 MAX_LINGER = 0.02  # the longest a lookup waits for company before it leaves
+LINGER_SHARE = 0.25  # and at most this share of the time it has before its deadline
 RENEGOTIATE = 60.0  # seconds a node's Describe answer (batching or not) is trusted before asking again
 DESCRIBE_WAIT = 1.0  # at most this long a lookup waits for a first Describe before going alone
 
@@ -73,9 +75,10 @@ class _NodeCalls:
     A lookup leaves at once when the gateway is answering no other request (nothing could join it). While
     other requests are in progress, it waits a moment for their lookups to this node to join it: until as
     many lookups wait as requests are in progress, or `LINGER_PER_REQUEST` per other request has passed
-    (at most `MAX_LINGER`, never past its own deadline). While a call to the node is in flight, lookups
-    queue behind it and leave together when it returns, or when it has been out for `STALLED` seconds, so a
-    hung node cannot hold lookups back longer than that. Each lookup keeps its own deadline throughout.
+    (at most `MAX_LINGER`, and at most `LINGER_SHARE` of the time before its own deadline). While a call
+    to the node is in flight, lookups queue behind it and leave together when it returns, or once it has
+    been out for `STALLED` seconds, so a hung node holds nobody back longer than that. Each lookup keeps its own
+    deadline throughout, and a batch's answers go only to the lookups they echo.
     """
 
     def __init__(self, agency: str, stub: agency_grpc.AgencyServiceAsyncStub, occupancy: Occupancy) -> None:
@@ -138,9 +141,9 @@ class _NodeCalls:
         if others <= 0 or len(self._waiting) > others:
             self._send(loop)  # nobody else could join, or everyone who could has
             return
-        first = self._waiting[0]
-        leave = min(first.queued + min(MAX_LINGER, others * LINGER_PER_REQUEST),
-                    min(w.deadline for w in self._waiting))
+        linger = min(MAX_LINGER, others * LINGER_PER_REQUEST)
+        # Never more than a share of any waiting lookup's own time: it must leave with time to be answered.
+        leave = min(w.queued + min(linger, (w.deadline - w.queued) * LINGER_SHARE) for w in self._waiting)
         if leave <= now:
             self._send(loop)
         else:
