@@ -21,12 +21,10 @@ import grpc.aio
 import structlog
 from cryptography import x509
 
-from gateway.api.convert import lookup_result_from_proto, subject_to_proto
-from gateway.domain import SubjectIdentifiers
+from gateway.api.convert import lookup_result_from_proto, lookup_to_proto
 from gateway.errors import AgencyRejected, AgencyTimedOut, AgencyUnavailable
 from gateway.generated.mash.gateway.v1 import agency_service_pb2 as agency_pb
 from gateway.generated.mash.gateway.v1 import agency_service_pb2_grpc as agency_grpc
-from gateway.generated.mash.gateway.v1 import common_pb2 as common_pb
 from gateway.pki.authority import PkiLayout, node_server_name
 from gateway.pki.revocation import RevocationList
 from gateway.service.occupancy import Occupancy
@@ -77,8 +75,8 @@ class _NodeCalls:
     many lookups wait as requests are in progress, or `LINGER_PER_REQUEST` per other request has passed
     (at most `MAX_LINGER`, and at most `LINGER_SHARE` of the time before its own deadline). While a call
     to the node is in flight, lookups queue behind it and leave together when it returns, or once it has
-    been out for `STALLED` seconds, so a hung node holds nobody back longer than that. Each lookup keeps its own
-    deadline throughout, and a batch's answers go only to the lookups they echo.
+    been out for `STALLED` seconds, so a hung node holds nobody back longer than that. Each lookup keeps
+    its own deadline throughout, and a batch's answers go only to the lookups they echo.
     """
 
     def __init__(self, agency: str, stub: agency_grpc.AgencyServiceAsyncStub, occupancy: Occupancy) -> None:
@@ -312,7 +310,6 @@ class GrpcAgencyTransport:
         self._coalesce = coalesce
         self._addresses = dict(addresses or {})
         self._node_check = node_check
-        self._last_subject: tuple[SubjectIdentifiers, common_pb.SubjectIdentifiers] | None = None
 
     @classmethod
     def connect(
@@ -348,17 +345,6 @@ class GrpcAgencyTransport:
             stubs[agency] = agency_grpc.AgencyServiceStub(channel)
         return cls(stubs, channels, coalesce=coalesce, addresses=endpoints, node_check=node_check)
 
-    def _to_proto(self, command: LookupCommand) -> agency_pb.LookupRequest:
-        # A request's lookups to every agency share one subject: convert it once, not once per agency.
-        cached = self._last_subject
-        if cached is None or cached[0] is not command.subject:
-            cached = self._last_subject = (command.subject, subject_to_proto(command.subject))
-        return agency_pb.LookupRequest(
-            request_id=command.request_id, subject=cached[1], categories=command.categories,
-            existence_categories=command.existence_categories, purpose=command.purpose,
-            legal_basis=command.legal_basis,
-        )
-
     async def lookup(self, agency: str, command: LookupCommand, *, timeout: float) -> LookupResult:
         node = self._nodes.get(agency)
         if node is None:
@@ -367,7 +353,7 @@ class GrpcAgencyTransport:
             started = time.monotonic()
             await self._node_check.check(agency, self._addresses[agency], timeout=timeout)
             timeout -= time.monotonic() - started
-        request = self._to_proto(command)
+        request = lookup_to_proto(command)
         deadline = asyncio.get_running_loop().time() + timeout
         if self._coalesce and await node.batching(timeout):
             response = await node.submit(request, deadline)
