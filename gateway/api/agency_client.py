@@ -1,9 +1,10 @@
 """The AgencyTransport adapter over grpc.aio: one channel per agency node, deadlines carried through.
 
-Lookups bound for a node that offers LookupBatch (it says so in Describe) are coalesced: while calls to
-that node are in flight, new lookups wait and leave together in one batch call. Each lookup keeps its own
-future and its own deadline, and an answer is handed only to the lookup at its position in the batch,
-after checking that it echoes that lookup's request id.
+Lookups bound for a node that offers LookupBatch (it says so in Describe) are coalesced when the gateway
+is busy: while other requests are in progress, or a call to that node is in flight, new lookups wait a
+moment and leave together in one batch call (see `_NodeCalls`); a lone caller's lookups never wait. Each
+lookup keeps its own future and its own deadline, and an answer is handed only to the lookup at its
+position in the batch, after checking that it echoes that lookup's request id.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from gateway.generated.mash.gateway.v1 import agency_service_pb2 as agency_pb
 from gateway.generated.mash.gateway.v1 import agency_service_pb2_grpc as agency_grpc
 from gateway.pki.authority import PkiLayout, node_server_name
 from gateway.pki.revocation import RevocationList
+from gateway.service.occupancy import Occupancy
 from gateway.service.ports import LookupCommand, LookupResult
 
 log = structlog.get_logger("gateway.transport")
@@ -39,7 +41,11 @@ _REJECTED = {
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 MAX_BATCH = 64  # lookups in one batch call
-MAX_IN_FLIGHT = 2  # calls to one node at a time; lookups arriving meanwhile form the next batch
+MAX_IN_FLIGHT = 1  # fresh calls to one node at a time; lookups arriving meanwhile form the next batch
+STALLED = 0.2  # seconds after which a call in flight no longer holds back the lookups queued behind it
+LINGER_PER_REQUEST = 0.003  # seconds a lookup may wait for each other request the gateway is answering
+MAX_LINGER = 0.04  # the longest a lookup waits for company before it leaves
+LINGER_SHARE = 0.25  # and at most this share of the time it has before its deadline
 RENEGOTIATE = 60.0  # seconds a node's Describe answer (batching or not) is trusted before asking again
 DESCRIBE_WAIT = 1.0  # at most this long a lookup waits for a first Describe before going alone
 
@@ -58,18 +64,30 @@ class _Waiting:
     request: agency_pb.LookupRequest
     deadline: float  # event-loop time
     answer: asyncio.Future[agency_pb.LookupResponse | None]  # None: the node's answer did not decode
+    queued: float = 0.0  # event-loop time it began to wait
 
 
 class _NodeCalls:
-    """The lookups bound for one node: alone while the node is idle, coalesced into batches while it is busy."""
+    """The lookups bound for one node, sent alone or coalesced into batches, adapting to load.
 
-    def __init__(self, agency: str, stub: agency_grpc.AgencyServiceAsyncStub) -> None:
+    A lookup leaves at once when the gateway is answering no other request (nothing could join it). While
+    other requests are in progress, it waits a moment for their lookups to this node to join it: until as
+    many lookups wait as requests are in progress, or `LINGER_PER_REQUEST` per other request has passed
+    (at most `MAX_LINGER`, and at most `LINGER_SHARE` of the time before its own deadline). While a call
+    to the node is in flight, lookups queue behind it and leave together when it returns, or once it has
+    been out for `STALLED` seconds, so a hung node holds nobody back longer than that. Each lookup keeps
+    its own deadline throughout, and a batch's answers go only to the lookups they echo.
+    """
+
+    def __init__(self, agency: str, stub: agency_grpc.AgencyServiceAsyncStub, occupancy: Occupancy) -> None:
         self.agency = agency
         self.stub = stub
+        self._occupancy = occupancy
         self._describe: asyncio.Task[bool] | None = None
         self._asked_at = 0.0
         self._waiting: list[_Waiting] = []
-        self._in_flight = 0
+        self._sent_at: list[float] = []  # start times of the calls in flight, oldest first
+        self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def batching(self, remaining: float) -> bool:
@@ -94,37 +112,66 @@ class _NodeCalls:
 
     async def submit(self, request: agency_pb.LookupRequest, deadline: float) -> agency_pb.LookupResponse | None:
         loop = asyncio.get_running_loop()
-        waiting = _Waiting(request, deadline, loop.create_future())
+        waiting = _Waiting(request, deadline, loop.create_future(), loop.time())
         self._waiting.append(waiting)
-        if self._in_flight < MAX_IN_FLIGHT:
-            self._send_next()
+        self._schedule(loop)
+        # One timer per lookup (cheaper than wait_for): at its deadline the lookup fails, wherever it is.
+        expiry = loop.call_at(deadline, _expire, waiting, self.agency)
         try:
-            return await asyncio.wait_for(waiting.answer, deadline - loop.time())
-        except TimeoutError:
-            raise _failure(self.agency, request.request_id, grpc.StatusCode.DEADLINE_EXCEEDED) from None
+            return await waiting.answer
+        finally:
+            expiry.cancel()
 
-    def _send_next(self) -> None:
-        batch = [w for w in self._waiting[:MAX_BATCH] if not w.answer.done()]  # done: its caller gave up
-        del self._waiting[:MAX_BATCH]
-        if not batch:
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Send the waiting lookups now, or arrange to look again when they should leave."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._waiting:
             return
-        self._in_flight += 1
-        task = asyncio.get_running_loop().create_task(self._call(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        now = loop.time()
+        fresh = [t for t in self._sent_at if now - t < STALLED]
+        if len(fresh) >= MAX_IN_FLIGHT:
+            # Behind a call in flight: leave when it returns (`_call` looks again), or once it is stalled.
+            self._timer = loop.call_at(fresh[0] + STALLED, self._schedule, loop)
+            return
+        others = self._occupancy.active - 1
+        if others <= 0 or len(self._waiting) > others:
+            self._send(loop)  # nobody else could join, or everyone who could has
+            return
+        linger = min(MAX_LINGER, others * LINGER_PER_REQUEST)
+        # Never more than a share of any waiting lookup's own time: it must leave with time to be answered.
+        leave = min(w.queued + min(linger, (w.deadline - w.queued) * LINGER_SHARE) for w in self._waiting)
+        if leave <= now:
+            self._send(loop)
+        else:
+            self._timer = loop.call_at(leave, self._schedule, loop)
 
-    async def _call(self, batch: list[_Waiting]) -> None:
+    def _send(self, loop: asyncio.AbstractEventLoop) -> None:
+        while self._waiting:
+            batch = [w for w in self._waiting[:MAX_BATCH] if not w.answer.done()]  # done: its caller gave up
+            del self._waiting[:MAX_BATCH]
+            if not batch:
+                continue
+            started = loop.time()
+            self._sent_at.append(started)
+            task = loop.create_task(self._call(batch, started))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+
+    async def _call(self, batch: list[_Waiting], started: float) -> None:
+        loop = asyncio.get_running_loop()
         try:
             # The call lives as long as its longest-waiting lookup; each lookup still times out on its own.
-            timeout = max(0.001, max(w.deadline for w in batch) - asyncio.get_running_loop().time())
+            timeout = max(0.001, max(w.deadline for w in batch) - loop.time())
             if len(batch) == 1:
                 await self._call_one(batch[0], timeout)
             else:
                 await self._call_batch(batch, timeout)
         finally:
-            self._in_flight -= 1
-            if self._waiting and self._in_flight < MAX_IN_FLIGHT:
-                self._send_next()
+            self._sent_at.remove(started)
+            self._schedule(loop)  # those queued behind it leave now, or when their lingering is over
 
     async def _call_one(self, waiting: _Waiting, timeout: float) -> None:
         try:
@@ -167,12 +214,20 @@ class _NodeCalls:
                 _settle(w, response=result.response)
 
     async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
         for task in list(self._tasks):
             task.cancel()
         if self._describe is not None:
             self._describe.cancel()
         for w in self._waiting:
             w.answer.cancel()
+
+
+def _expire(waiting: _Waiting, agency: str) -> None:
+    if not waiting.answer.done():
+        waiting.answer.set_exception(
+            _failure(agency, waiting.request.request_id, grpc.StatusCode.DEADLINE_EXCEEDED))
 
 
 def _settle(waiting: _Waiting, *, response: agency_pb.LookupResponse | None = None,
@@ -249,7 +304,8 @@ class GrpcAgencyTransport:
     def __init__(self, stubs: Mapping[str, agency_grpc.AgencyServiceAsyncStub], channels: list[grpc.aio.Channel],
                  *, coalesce: bool = True, addresses: Mapping[str, str] | None = None,
                  node_check: NodeCertificateCheck | None = None) -> None:
-        self._nodes = {agency: _NodeCalls(agency, stub) for agency, stub in stubs.items()}
+        self.occupancy = Occupancy()  # requests in progress, counted by the query service (see _NodeCalls)
+        self._nodes = {agency: _NodeCalls(agency, stub, self.occupancy) for agency, stub in stubs.items()}
         self._channels = channels
         self._coalesce = coalesce
         self._addresses = dict(addresses or {})

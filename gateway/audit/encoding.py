@@ -29,9 +29,15 @@ class EncodingError(GatewayError):
 
 def format_timestamp(moment: datetime) -> str:
     """RFC 3339 in UTC with exactly six fractional digits, e.g. ``2026-11-26T03:11:02.000123Z``."""
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise EncodingError("audit timestamps must be timezone-aware")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment.tzinfo is not UTC:
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise EncodingError("audit timestamps must be timezone-aware")
+        moment = moment.astimezone(UTC)
+    if moment.year < 1000:  # strftime's own rendering of such years is what older entries hold
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # The same text as strftime("%Y-%m-%dT%H:%M:%S.%fZ"), several times faster (one per audit entry).
+    return (f"{moment.year}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:{moment.minute:02d}:"
+            f"{moment.second:02d}.{moment.microsecond:06d}Z")
 
 
 def parse_timestamp(text: str) -> datetime:
@@ -104,8 +110,68 @@ def event_to_dict(event: AuditEvent) -> dict[str, Any]:
 
 
 def encode_event(event: AuditEvent) -> bytes:
-    """Canonical JSON of the event alone (without index and version); the stores wrap it with `entry_bytes`."""
-    return canonical_json(event_to_dict(event))
+    """Canonical JSON of the event alone (without index and version); the stores wrap it with `entry_bytes`.
+
+    The bytes are exactly `canonical_json(event_to_dict(event))`; they are assembled directly, key by key in
+    sorted order with json's own string encoder, because this runs once per audit entry on the request path.
+    An event with a value of an unexpected type takes the general path, which decides what it becomes.
+    """
+    try:
+        text = _event_json(event)
+    except (TypeError, AttributeError):
+        return canonical_json(event_to_dict(event))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise EncodingError(f"text is not valid Unicode and cannot be stored as UTF-8: {exc.reason}") from exc
+
+
+_string = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) uses for every string
+
+
+def _strings(values: Any) -> str:
+    return "[" + ",".join([_string(v) for v in values]) + "]"
+
+
+def _event_json(event: AuditEvent) -> str:
+    """`event_to_dict(event)` rendered as canonical JSON text; TypeError if a value is not of its usual type."""
+    s = _string
+    details = event.details
+    if details:
+        pairs = sorted(details.items())  # json.dumps(sort_keys=True) sorts the items the same way
+        details_json = "{" + ",".join([s(k) + ":" + s(v) for k, v in pairs]) + "}"
+    else:
+        details_json = "{}"
+    manifest = ",".join([
+        '{"category":' + s(m.category) + ',"disclosure":' + s(m.disclosure.value) + ',"field":' + s(m.field)
+        + ',"operator":' + s(m.operator) + ',"reason":' + s(m.reason) + ',"record_id":' + s(m.record_id) + "}"
+        for m in event.manifest
+    ])
+    return "".join((
+        '{"agency":', s(event.agency),
+        ',"agreement":', s(event.agreement),
+        ',"caller":', s(event.caller),
+        ',"case_reference":', s(event.case_reference),
+        ',"categories":', _strings(event.categories),
+        ',"deciding_rules":', _strings(event.deciding_rules),
+        ',"details":', details_json,
+        ',"kind":', s(event.kind.value),
+        ',"legal_basis":', s(event.legal_basis),
+        ',"level":', s(event.level),
+        ',"manifest":[', manifest,
+        '],"occurred_at":', s(format_timestamp(event.occurred_at)),
+        ',"payload_digest":', s(event.payload_digest),
+        ',"policy_version":', s(event.policy_version),
+        ',"purpose":', s(event.purpose),
+        ',"reason":', s(event.reason),
+        ',"request_id":', s(event.request_id),
+        ',"role":', s(event.role),
+        ',"sealed_identifiers":', s(event.sealed_identifiers),
+        ',"status":', s(event.status),
+        ',"subject_tokens":', _strings(event.subject_tokens),
+        ',"user":', s(event.user),
+        "}",
+    ))
 
 
 def entry_bytes(index: int, event_json: bytes) -> bytes:

@@ -16,6 +16,7 @@ from gateway.review.model import Review
 from gateway.review.store import ReviewStore
 from gateway.service.admission import Admission, AdmittedRequest
 from gateway.service.fanout import AgencyAnswer, AgencyFanout, AgencyOutcome
+from gateway.service.occupancy import Occupancy
 from gateway.service.planning import AgencyPlan, plan_request
 from gateway.service.ports import AgencyTransport, AuditSink, PolicySource
 from gateway.service.request_ids import RequestLedger
@@ -57,6 +58,9 @@ class QueryService:
         review_notifier: ReviewNotifier | None = None,
     ) -> None:
         self._audit = audit
+        # The transport may coalesce lookups while several requests are in progress; it learns how many here.
+        occupancy = getattr(transport, "occupancy", None)
+        self._occupancy = occupancy if isinstance(occupancy, Occupancy) else Occupancy()
         self._requests = requests or RequestLedger()
         self._admission = Admission(
             policy=policy, audit=audit, tokeniser=tokeniser, sealer=sealer, clock=clock,
@@ -77,6 +81,10 @@ class QueryService:
             "query", caller, command, lambda reused: self._query(caller, command, timeout, reused))
 
     async def _query(self, caller: Caller, command: QueryCommand, timeout: float | None, reused: bool) -> QueryResult:
+        with self._occupancy:
+            return await self._answer(caller, command, timeout, reused)
+
+    async def _answer(self, caller: Caller, command: QueryCommand, timeout: float | None, reused: bool) -> QueryResult:
         request, plans = await self._admit(caller, command, timeout, reused)
         # The review is stored and audited while the agencies answer: it costs the caller no deadline.
         held, fetched = await asyncio.gather(

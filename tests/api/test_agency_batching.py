@@ -16,6 +16,7 @@ import pytest
 
 from agency_stubs import World
 from agency_stubs.node import AgencyNodeServicer
+from gateway.api import agency_client
 from gateway.api.agency_client import MAX_IN_FLIGHT, GrpcAgencyTransport
 from gateway.api.tls import gateway_client_credentials, node_server_credentials
 from gateway.domain import SubjectIdentifiers
@@ -204,3 +205,94 @@ async def test_a_bad_lookup_in_a_batch_is_refused_alone(make_rig: Callable[..., 
     assert rig.node.batch_sizes == [2]
     assert not isinstance(outcomes[0], BaseException)
     assert isinstance(outcomes[1], AgencyRejected)
+
+
+class HangingNode(CountingNode):
+    """A node that never answers the call carrying request `req-hang` (alone or in a batch)."""
+
+    async def Lookup(self, request: agency_pb.LookupRequest, context: Any) -> agency_pb.LookupResponse:
+        if request.request_id == "req-hang":
+            await asyncio.sleep(60)
+        return await super().Lookup(request, context)
+
+    async def LookupBatch(self, request: agency_pb.LookupBatchRequest, context: Any) -> agency_pb.LookupBatchResponse:
+        if any(lookup.request_id == "req-hang" for lookup in request.lookups):
+            await asyncio.sleep(60)
+        return await super().LookupBatch(request, context)
+
+
+async def test_while_other_requests_are_in_progress_lookups_leave_together_each_with_its_own_answer(
+    make_rig: Callable[..., Any], shared_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With eight requests in progress, eight concurrent lookups to an instant node leave as one batch (they
+    wait for each other rather than for the node), and each caller gets exactly its own subject's records."""
+    monkeypatch.setattr(agency_client, "MAX_LINGER", 30.0)  # only the lookups' own arrival can release them
+    monkeypatch.setattr(agency_client, "LINGER_PER_REQUEST", 30.0)
+    async with make_rig(latency=0.0) as rig:
+        await rig.transport.lookup("police", command(shared_world, 11), timeout=5)  # negotiates LookupBatch
+        rig.transport.occupancy.active = 8
+        commands = [command(shared_world, n) for n in range(8)]
+        results = await asyncio.gather(*(rig.transport.lookup("police", c, timeout=5) for c in commands))
+    assert rig.node.batch_sizes == [8]
+    for cmd, result in zip(commands, results, strict=True):
+        got = {r.record_id for m in result.matches for r in m.records}
+        assert got == expected_record_ids(shared_world, cmd)
+        assert got
+
+
+async def test_a_lone_request_never_waits_for_company(
+    make_rig: Callable[..., Any], shared_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one request in progress nothing could join its lookup, so it leaves at once: even with a lingering
+    time that would reach past its deadline it is answered, alone."""
+    monkeypatch.setattr(agency_client, "MAX_LINGER", 30.0)
+    monkeypatch.setattr(agency_client, "LINGER_PER_REQUEST", 30.0)
+    monkeypatch.setattr(agency_client, "LINGER_SHARE", 1.0)
+    async with make_rig(latency=0.0) as rig:
+        await rig.transport.lookup("police", command(shared_world, 11), timeout=5)
+        rig.transport.occupancy.active = 1
+        result = await rig.transport.lookup("police", command(shared_world, 1), timeout=2)
+    assert rig.node.batch_sizes == []
+    assert rig.node.single_calls == 2
+    assert {r.record_id for m in result.matches for r in m.records} == expected_record_ids(
+        shared_world, command(shared_world, 1))
+
+
+async def test_a_lingering_lookup_leaves_in_time_to_be_answered_before_its_deadline(
+    make_rig: Callable[..., Any], shared_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Waiting for lookups of other requests that never come is bounded by a share of the lookup's own
+    deadline, so it is still answered rather than timed out."""
+    monkeypatch.setattr(agency_client, "MAX_LINGER", 30.0)
+    monkeypatch.setattr(agency_client, "LINGER_PER_REQUEST", 30.0)
+    async with make_rig(latency=0.0) as rig:
+        await rig.transport.lookup("police", command(shared_world, 11), timeout=5)
+        rig.transport.occupancy.active = 5  # four other requests in progress, none of which asks this node
+        result = await rig.transport.lookup("police", command(shared_world, 2), timeout=1.0)
+    assert {r.record_id for m in result.matches for r in m.records} == expected_record_ids(
+        shared_world, command(shared_world, 2))
+
+
+async def test_a_hung_node_call_does_not_hold_unrelated_lookups_past_their_deadlines(
+    make_rig: Callable[..., Any], shared_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call that never returns holds the lookups queued behind it only until it counts as stalled; they
+    then leave in a call of their own and are answered, while the hung lookup times out on its own deadline."""
+    monkeypatch.setattr(agency_client, "STALLED", 0.1)
+    async with make_rig(HangingNode, latency=0.0) as rig:
+        await rig.transport.lookup("police", command(shared_world, 11), timeout=5)
+        hung_cmd = LookupCommand("req-hang", *_fields(command(shared_world, 0)))
+        hung = asyncio.create_task(rig.transport.lookup("police", hung_cmd, timeout=1.5))
+        await asyncio.sleep(0.02)  # the hung call is in flight
+        later = [asyncio.create_task(rig.transport.lookup("police", command(shared_world, n), timeout=1.0))
+                 for n in (1, 2, 3)]
+        answered = await asyncio.gather(*later)
+        with pytest.raises(AgencyTimedOut):
+            await hung
+    for n, result in zip((1, 2, 3), answered, strict=True):
+        assert {r.record_id for m in result.matches for r in m.records} == expected_record_ids(
+            shared_world, command(shared_world, n))
+
+
+def _fields(cmd: LookupCommand) -> tuple[Any, ...]:
+    return (cmd.subject, cmd.categories, cmd.existence_categories, cmd.purpose, cmd.legal_basis)

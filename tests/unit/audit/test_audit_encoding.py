@@ -17,11 +17,12 @@ from gateway.audit.encoding import (
     decode_entry,
     encode_event,
     entry_bytes,
+    event_to_dict,
     format_timestamp,
     parse_timestamp,
 )
 from gateway.audit.store import PendingEntry
-from gateway.domain import AuditEvent, AuditKind
+from gateway.domain import AuditEvent, AuditKind, FieldDisclosure, ManifestEntry
 
 EventFactory = Callable[..., AuditEvent]
 
@@ -137,3 +138,46 @@ def test_nul_in_a_filter_column_is_an_encoding_error(event: EventFactory, field:
         PendingEntry.from_event(event(0, **{field: "CASE\x00X"}))
     with pytest.raises(EncodingError, match="NUL"):
         PendingEntry.from_event(event(0, subject_tokens=("nhs:k1:\x00",)))
+
+
+_manifest = st.builds(ManifestEntry, record_id=_text, field=_text, category=_text,
+                      disclosure=st.sampled_from(list(FieldDisclosure)), operator=_text, reason=_text)
+
+
+@settings(max_examples=150, deadline=None)
+@given(texts=st.lists(_text, min_size=12, max_size=12), lists=st.lists(st.lists(_text, max_size=3), min_size=3,
+                                                                       max_size=3),
+       details=st.dictionaries(_text, _text, max_size=4), manifest=st.lists(_manifest, max_size=3),
+       kind=st.sampled_from(list(AuditKind)), micros=st.integers(0, 10**15),
+       zone=st.integers(-12 * 60, 14 * 60))
+def test_the_direct_encoder_writes_exactly_the_reference_canonical_json(
+    texts: list[str], lists: list[list[str]], details: dict[str, str], manifest: list[ManifestEntry],
+    kind: AuditKind, micros: int, zone: int,
+) -> None:
+    """Audit bytes are assembled key by key for speed; they must equal canonical JSON of `event_to_dict`
+    byte for byte (docs/audit-format.md), for any text, manifest, details order and time zone."""
+    moment = (datetime(1990, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)).astimezone(
+        timezone(timedelta(minutes=zone)))
+    event = AuditEvent(
+        kind=kind, occurred_at=moment, request_id=texts[0], caller=texts[1], user=texts[2], role=texts[3],
+        purpose=texts[4], legal_basis=texts[5], agreement=texts[6], case_reference=texts[7],
+        sealed_identifiers=texts[8], agency=texts[9], status=texts[10], level=texts[11],
+        subject_tokens=tuple(lists[0]), categories=tuple(lists[1]), deciding_rules=tuple(lists[2]),
+        manifest=tuple(manifest), payload_digest=texts[0][::-1], policy_version=texts[1][::-1],
+        reason=texts[2][::-1], details=details,
+    )
+    try:
+        reference = canonical_json(event_to_dict(event))
+    except EncodingError:
+        with pytest.raises(EncodingError):
+            encode_event(event)
+        return
+    assert encode_event(event) == reference
+
+
+def test_timestamps_before_the_year_1000_keep_their_old_rendering() -> None:
+    """The fast timestamp path covers four-digit years; earlier ones are rendered as they always were."""
+    early = datetime(999, 3, 4, 5, 6, 7, 8, tzinfo=UTC)
+    assert format_timestamp(early) == early.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    late = datetime(2026, 3, 4, 5, 6, 7, 8, tzinfo=timezone(timedelta(hours=-5)))
+    assert format_timestamp(late) == late.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

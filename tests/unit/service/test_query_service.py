@@ -10,12 +10,16 @@ import structlog
 from service_helpers import make_service
 
 from agency_stubs import make_record
+from gateway.audit import IdentifierSealer
 from gateway.domain import AgencyContact, AnswerStatus, AuditKind, DisclosureLevel, SubjectIdentifiers
 from gateway.errors import AgencyUnavailable, AuditUnavailable, InvalidRequest, RequestRefused
 from gateway.keyring import Keyring
+from gateway.linkage import SubjectTokeniser
 from gateway.policy import PolicyHolder
+from gateway.service.occupancy import Occupancy
 from gateway.service.ports import LookupCommand, LookupResult, PersonMatch
-from gateway.service.query import Caller, QueryCommand, ScreenResult
+from gateway.service.query import Caller, QueryCommand, QueryService, ScreenResult
+from gateway.testing import FakeAgencyTransport, FixedClock, RecordingAuditSink
 
 KAI = SubjectIdentifiers(nhs_number="9990000018", given_name="Kai", family_name="Mercer",
                          date_of_birth="2017-05-14")
@@ -358,3 +362,30 @@ async def test_when_several_people_match_no_records_are_released(
     assert police.contact is not None
     assert "2 people match" in police.detail
     assert next(e for e in sink.events if e.agency == "police").level == "EXISTS"
+
+
+async def test_the_transport_learns_how_many_queries_are_in_progress(
+    holder: PolicyHolder, keys: dict[str, Keyring]
+) -> None:
+    """A transport offering an occupancy counter sees each query counted while it is answered (so it may
+    coalesce lookups under load) and uncounted after it, refused or not."""
+    seen: list[int] = []
+    occupancy = Occupancy()
+
+    def counting(agency: str, command: LookupCommand) -> LookupResult:
+        seen.append(occupancy.active)
+        return nobody(agency, command)
+
+    transport = FakeAgencyTransport(counting)
+    transport.occupancy = occupancy  # type: ignore[attr-defined]
+    service = QueryService(
+        policy=holder, transport=transport, audit=RecordingAuditSink(), tokeniser=SubjectTokeniser(keys["token"]),
+        sealer=IdentifierSealer(keys["sealing"]), pseudonym_keys=keys["pseudonym"], clock=FixedClock(),
+    )
+    await service.query(POLICE_RESEARCHER, SCREENING, timeout=5)
+    assert seen == [1] * 6
+    assert occupancy.active == 0
+    with pytest.raises((RequestRefused, InvalidRequest)):
+        await service.query(POLICE_RESEARCHER, replace(SCREENING, request_id="req-2", purpose="no_such_purpose"),
+                            timeout=5)
+    assert occupancy.active == 0
