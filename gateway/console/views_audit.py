@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 
+import grpc
+import grpc.aio
 from google.protobuf.timestamp_pb2 import Timestamp
 from starlette.datastructures import FormData
 from starlette.responses import Response
@@ -184,16 +186,22 @@ async def verification(current: Page) -> Response:
     """The last checkpoint, its age, its witnesses, and how many entries no checkpoint covers yet."""
     current.require("audit")
     gateway = current.console.gateway.audit
-    latest = (await gateway.GetLatestCheckpoint(audit_pb.GetLatestCheckpointRequest(), metadata=current.meta,
-                                                timeout=10)).checkpoint
+    latest: audit_pb.SignedCheckpoint | None
+    try:
+        latest = (await gateway.GetLatestCheckpoint(audit_pb.GetLatestCheckpointRequest(), metadata=current.meta,
+                                                    timeout=10)).checkpoint
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.NOT_FOUND:
+            raise
+        latest = None  # a young log: nothing signed yet
     verified = await gateway.VerifyLog(audit_pb.VerifyLogRequest(), metadata=current.meta, timeout=60)
-    stamped = when(latest.timestamp)
+    stamped = when(latest.timestamp) if latest is not None else None
     age = datetime.now(UTC) - stamped if stamped else None
     return current.render("audit_verification.html", checkpoint=latest, verified=verified, stamped=stamped,
                           age=charts.duration(age) if age is not None else "",
-                          unsigned=max(0, verified.entries - latest.tree_size),
+                          unsigned=max(0, verified.entries - (latest.tree_size if latest is not None else 0)),
                           witnesses=[line.split(" ", 2)[1] if line.count(" ") >= 2 else line
-                                     for line in latest.cosignatures])
+                                     for line in (latest.cosignatures if latest is not None else ())])
 
 
 async def chart(current: Page) -> Response:

@@ -96,8 +96,7 @@ async def matrix(current: Page) -> Response:
                         raise
                     grid[(role, category, purpose)] = ("?", False, "not a valid request cell")
                     continue
-                review = any(r.effect == policy_pb.POLICY_EFFECT_REVIEW and r.deciding
-                             for r in explained.matching_rules)
+                review = any(r.effect == policy_pb.POLICY_EFFECT_REVIEW for r in explained.matching_rules)
                 level = level_name(explained.level)
                 grid[(role, category, purpose)] = (LEVEL_MARKS.get(level, "?"), review,
                                                    ", ".join([*explained.allowed_by, *explained.denied_by]))

@@ -1,0 +1,167 @@
+"""A real partnership (`dev up`: gateway and stub nodes), a real console process and one headless Chromium.
+
+Everything is module-scoped and started once: the partnership is seeded over the gateway's own API (a
+researcher's query, a refused query, a police notification) so each group's pages have something to show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import grpc.aio
+import pytest
+
+from agency_stubs import cast
+from gateway.console.accounts import add_user
+from gateway.generated.mash.gateway.v1 import (
+    common_pb2,
+    hub_service_pb2,
+    hub_service_pb2_grpc,
+    referral_service_pb2,
+    referral_service_pb2_grpc,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path(os.environ.get("MASH_CHROMIUM", "/usr/bin/chromium"))
+AXE = ROOT / "tests" / "console" / "node_modules" / "axe-core" / "axe.min.js"
+SCREENSHOTS = ROOT / "docs" / "console"
+PASSWORD = "correct horse battery"
+CONSOLE_ROLES = ("auditor", "policy_admin", "mash_manager", "mash_social_worker", "police_mash_supervisor",
+                 "health_designated_professional", "health_caldicott_guardian")
+# Who signs in, with which roles; nobody.ned holds a role the console's certificate is not bound to.
+PEOPLE = {
+    "dpo.ada": ["auditor"],
+    "ig.ian": ["policy_admin"],
+    "manager.mo": ["mash_manager"],
+    "reviewer.hana": ["health_designated_professional"],
+    "nobody.ned": ["social_worker"],
+    "multi.max": ["auditor", "mash_manager"],
+}
+# Every identifier the run puts through the console: none may appear in a URL or the access log.
+IDENTIFIERS = tuple(v for member in (cast.KAI_MERCER, cast.NOAH_FENWICK)
+                    for v in (member.nhs_number, member.given_name, member.family_name, member.date_of_birth))
+
+pytestmark = pytest.mark.slow
+
+
+def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway.cli.main", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=180, check=False, input=stdin)
+
+
+@dataclass
+class World:
+    gateway: str
+    pki: Path
+    state: Path
+    base: str = ""
+    console_log: Path = field(default_factory=Path)
+    referral_id: str = ""
+
+
+def _subject(member: cast.CastMember) -> common_pb2.SubjectIdentifiers:
+    return common_pb2.SubjectIdentifiers(nhs_number=member.nhs_number, given_name=member.given_name,
+                                         family_name=member.family_name, date_of_birth=member.date_of_birth)
+
+
+async def _seed(world: World) -> None:
+    """A researcher's query (disclosures and a health review), a refused query and a police notification."""
+    pki = world.pki
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=(pki / "ca.pem").read_bytes(),
+        private_key=(pki / "clients" / "police-case-system.key").read_bytes(),
+        certificate_chain=(pki / "clients" / "police-case-system.pem").read_bytes())
+    async with grpc.aio.secure_channel(world.gateway, credentials) as channel:
+        hub = hub_service_pb2_grpc.HubServiceStub(channel)
+        researcher = (("x-mash-user", "researcher.police.7"), ("x-mash-role", "mash_researcher_police"))
+        await hub.Query(hub_service_pb2.QueryRequest(
+            request_id="console-research-1", subject=_subject(cast.KAI_MERCER), purpose="safeguarding_screening",
+            legal_basis="dpa_2018_sch1_para18", agreement="mash-isa-2026", case_reference="MASH-2026-0412"),
+            metadata=researcher, timeout=20)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await hub.Query(hub_service_pb2.QueryRequest(
+                request_id="console-refused-1", subject=_subject(cast.KAI_MERCER), purpose="safeguarding_screening",
+                legal_basis="dpa_2018_sch1_para18", agreement="mash-isa-2026", case_reference="MASH-2026-0413"),
+                metadata=(("x-mash-user", "pc.4471"), ("x-mash-role", "social_worker")), timeout=20)
+        referrals = referral_service_pb2_grpc.ReferralServiceStub(channel)
+        submitted = await referrals.SubmitReferral(referral_service_pb2.SubmitReferralRequest(
+            mash="children", subject=_subject(cast.NOAH_FENWICK), categories=["neglect"], borough="hackney",
+            concern="Officers attended a disturbance; the child was found alone at night"),
+            metadata=(("x-mash-user", "pc.4471"), ("x-mash-role", "police_officer")), timeout=20)
+        world.referral_id = submitted.referral.referral_id
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    state = tmp_path_factory.mktemp("console")
+    up = cli("dev", "up", "--state-dir", str(state / "dev"), "--listen", "127.0.0.1:0", "--people", "200")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        run = json.loads((state / "dev" / "dev.json").read_text())
+        world = World(gateway=run["gateway"], pki=state / "dev" / "pki", state=state)
+        asyncio.run(_seed(world))
+        accounts = state / "accounts.json"
+        for user, roles in PEOPLE.items():
+            add_user(accounts, user, PASSWORD, roles)
+        world.console_log = state / "console.log"
+        with world.console_log.open("wb") as log:
+            console = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", "gateway.cli.main", "console", "serve", "--gateway", world.gateway,
+                 "--pki-dir", str(world.pki), "--client", "hub-console", "--accounts", str(accounts),
+                 "--listen", "127.0.0.1:0", "--insecure-http", *[f"--bound-role={r}" for r in CONSOLE_ROLES]],
+                cwd=ROOT, stdout=subprocess.PIPE, stderr=log)
+        try:
+            assert console.stdout is not None
+            line = console.stdout.readline().decode()
+            assert "console listening on" in line, world.console_log.read_text()
+            world.base = line.split()[-1]
+            yield world
+        finally:
+            console.terminate()
+            console.wait(timeout=10)
+    finally:
+        cli("dev", "down", "--state-dir", str(state / "dev"))
+
+
+@pytest.fixture(scope="session")
+def browser_urls() -> list[str]:
+    """Every URL the browser requested during the run."""
+    return []
+
+
+@pytest.fixture(scope="session")
+def browser(world: World) -> Iterator[object]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"Chromium is needed at {CHROMIUM}: install the Debian package `chromium` (.ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--no-sandbox", "--headless=new", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield launched
+        launched.close()
+
+
+def wait_for_log(path: Path, text: str, timeout: float = 5.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        content = path.read_text()
+        if text in content:
+            return content
+        time.sleep(0.05)
+    return path.read_text()
+
+
+def chromium_available() -> bool:
+    return CHROMIUM.exists() or shutil.which("chromium") is not None
