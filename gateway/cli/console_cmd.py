@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import ipaddress
+import json
 import logging
 import socket
 import sys
@@ -37,6 +38,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve.add_argument("--idle-minutes", type=float, default=30.0, help="a session ends after this long idle")
     serve.set_defaults(func=run_serve)
 
+    demo = actions.add_parser("demo", help="a development partnership with demo data and accounts, and the "
+                                           "console on it (plain http on loopback)")
+    demo.add_argument("--state-dir", type=Path, default=Path("state/console"),
+                      help="the partnership, accounts and logs (default: state/console)")
+    demo.add_argument("--policy-dir", type=Path, default=Path("policies"))
+    demo.add_argument("--gateway-listen", default="127.0.0.1:8443", help="gateway address (default: 127.0.0.1:8443)")
+    demo.add_argument("--listen", default="127.0.0.1:8600", help="console address (default: 127.0.0.1:8600)")
+    demo.add_argument("--people", type=int, default=2000, help="size of the simulated population")
+    demo.set_defaults(func=run_demo)
+
     add = actions.add_parser("add-user", help="create or replace a local account (password read from stdin)")
     add.add_argument("--accounts", type=Path, default=Path("state/console/accounts.json"))
     add.add_argument("--user", required=True, help="the person's user id, as it goes in the audit log")
@@ -56,6 +67,31 @@ def run_add_user(args: argparse.Namespace) -> int:
         return 2
     print(f"Account {args.user} with role(s) {', '.join(sorted(set(args.role)))} saved in {args.accounts}.")
     return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Start (or reuse) a development partnership, seed it, add the demo accounts and serve the console."""
+    from gateway.cli import dev_cmd
+    from gateway.console.demo import CONSOLE_ROLES, DEMO_ACCOUNTS, DEMO_PASSWORD, add_demo_accounts, seed
+
+    dev_dir: Path = args.state_dir / "dev"
+    if not (dev_dir / dev_cmd.RUN_FILE).exists():
+        code = dev_cmd.run_up(argparse.Namespace(state_dir=dev_dir, policy_dir=args.policy_dir,
+                                                 listen=args.gateway_listen, people=args.people))
+        if code:
+            return code
+    gateway = json.loads((dev_dir / dev_cmd.RUN_FILE).read_text())["gateway"]
+    accounts = args.state_dir / "accounts.json"
+    add_demo_accounts(accounts)
+    asyncio.run(seed(gateway, dev_dir / "pki"))
+    print(f"Demo accounts (password {DEMO_PASSWORD!r}, for this loopback demo only): "
+          + ", ".join(f"{user} ({', '.join(roles)})" for user, roles in DEMO_ACCOUNTS.items()))
+    print(f"Stop the console with Ctrl-C, then the partnership with "
+          f"`mash-gateway dev down --state-dir {dev_dir}`.")
+    return run_serve(argparse.Namespace(
+        gateway=gateway, pki_dir=dev_dir / "pki", client="hub-console", accounts=accounts,
+        bound_role=list(CONSOLE_ROLES), listen=args.listen, insecure_http=True, tls_cert=None, tls_key=None,
+        idle_minutes=30.0))
 
 
 def _loopback(host: str) -> bool:

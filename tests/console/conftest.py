@@ -17,27 +17,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
-import grpc.aio
 import pytest
 
 from agency_stubs import cast
 from gateway.console.accounts import add_user
-from gateway.generated.mash.gateway.v1 import (
-    common_pb2,
-    hub_service_pb2,
-    hub_service_pb2_grpc,
-    referral_service_pb2,
-    referral_service_pb2_grpc,
-)
+from gateway.console.demo import CONSOLE_ROLES, seed
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("MASH_CHROMIUM", "/usr/bin/chromium"))
 AXE = ROOT / "tests" / "console" / "node_modules" / "axe-core" / "axe.min.js"
 SCREENSHOTS = ROOT / "docs" / "console"
 PASSWORD = "correct horse battery"
-CONSOLE_ROLES = ("auditor", "policy_admin", "mash_manager", "mash_social_worker", "police_mash_supervisor",
-                 "health_designated_professional", "health_caldicott_guardian")
 # Who signs in, with which roles; nobody.ned holds a role the console's certificate is not bound to.
 PEOPLE = {
     "dpo.ada": ["auditor"],
@@ -69,38 +59,6 @@ class World:
     referral_id: str = ""
 
 
-def _subject(member: cast.CastMember) -> common_pb2.SubjectIdentifiers:
-    return common_pb2.SubjectIdentifiers(nhs_number=member.nhs_number, given_name=member.given_name,
-                                         family_name=member.family_name, date_of_birth=member.date_of_birth)
-
-
-async def _seed(world: World) -> None:
-    """A researcher's query (disclosures and a health review), a refused query and a police notification."""
-    pki = world.pki
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=(pki / "ca.pem").read_bytes(),
-        private_key=(pki / "clients" / "police-case-system.key").read_bytes(),
-        certificate_chain=(pki / "clients" / "police-case-system.pem").read_bytes())
-    async with grpc.aio.secure_channel(world.gateway, credentials) as channel:
-        hub = hub_service_pb2_grpc.HubServiceStub(channel)
-        researcher = (("x-mash-user", "researcher.police.7"), ("x-mash-role", "mash_researcher_police"))
-        await hub.Query(hub_service_pb2.QueryRequest(
-            request_id="console-research-1", subject=_subject(cast.KAI_MERCER), purpose="safeguarding_screening",
-            legal_basis="dpa_2018_sch1_para18", agreement="mash-isa-2026", case_reference="MASH-2026-0412"),
-            metadata=researcher, timeout=20)
-        with pytest.raises(grpc.aio.AioRpcError):
-            await hub.Query(hub_service_pb2.QueryRequest(
-                request_id="console-refused-1", subject=_subject(cast.KAI_MERCER), purpose="safeguarding_screening",
-                legal_basis="dpa_2018_sch1_para18", agreement="mash-isa-2026", case_reference="MASH-2026-0413"),
-                metadata=(("x-mash-user", "pc.4471"), ("x-mash-role", "social_worker")), timeout=20)
-        referrals = referral_service_pb2_grpc.ReferralServiceStub(channel)
-        submitted = await referrals.SubmitReferral(referral_service_pb2.SubmitReferralRequest(
-            mash="children", subject=_subject(cast.NOAH_FENWICK), categories=["neglect"], borough="hackney",
-            concern="Officers attended a disturbance; the child was found alone at night"),
-            metadata=(("x-mash-user", "pc.4471"), ("x-mash-role", "police_officer")), timeout=20)
-        world.referral_id = submitted.referral.referral_id
-
-
 @pytest.fixture(scope="session")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     state = tmp_path_factory.mktemp("console")
@@ -109,13 +67,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         assert up.returncode == 0, up.stdout + up.stderr
         run = json.loads((state / "dev" / "dev.json").read_text())
         world = World(gateway=run["gateway"], pki=state / "dev" / "pki", state=state)
-        asyncio.run(_seed(world))
+        world.referral_id = asyncio.run(seed(world.gateway, world.pki))
         accounts = state / "accounts.json"
         for user, roles in PEOPLE.items():
             add_user(accounts, user, PASSWORD, roles)
         world.console_log = state / "console.log"
         with world.console_log.open("wb") as log:
-            console = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            console = subprocess.Popen(
                 [sys.executable, "-m", "gateway.cli.main", "console", "serve", "--gateway", world.gateway,
                  "--pki-dir", str(world.pki), "--client", "hub-console", "--accounts", str(accounts),
                  "--listen", "127.0.0.1:0", "--insecure-http", *[f"--bound-role={r}" for r in CONSOLE_ROLES]],

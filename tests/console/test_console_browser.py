@@ -71,7 +71,8 @@ def test_sign_in_shows_the_person_and_role_and_sign_out_ends_the_session(open_pa
     assert page.locator("#signed-in-role").inner_text() == "auditor"
     check_accessible(page)
     cookie = next(c for c in page.context.cookies() if c["name"] == "mash_console")
-    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert cookie["httpOnly"]
+    assert cookie["sameSite"] == "Strict"
     with page.expect_navigation():
         page.locator("#sign-out").click()
     assert page.url.endswith("/sign-in")
@@ -109,7 +110,9 @@ def test_pages_carry_a_strict_content_security_policy(open_page: Any, world: Wor
     page = open_page()
     response = page.goto(world.base + "/sign-in")
     csp = response.headers["content-security-policy"]
-    assert "default-src 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "default-src 'none'" in csp
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
     assert response.headers["cache-control"] == "no-store"
     assert response.headers["x-frame-options"] == "DENY"
 
