@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        help="serve https with this certificate (else put a TLS proxy in front)")
     serve.add_argument("--tls-key", type=Path, help="its private key")
     serve.add_argument("--idle-minutes", type=float, default=30.0, help="a session ends after this long idle")
+    serve.add_argument("--page-size", type=int, default=25, help="audit log entries per page (default: 25)")
     serve.set_defaults(func=run_serve)
 
     demo = actions.add_parser("demo", help="a development partnership with demo data and accounts, and the "
@@ -91,7 +92,7 @@ def run_demo(args: argparse.Namespace) -> int:
     return run_serve(argparse.Namespace(
         gateway=gateway, pki_dir=dev_dir / "pki", client="hub-console", accounts=accounts,
         bound_role=list(CONSOLE_ROLES), listen=args.listen, insecure_http=True, tls_cert=None, tls_key=None,
-        idle_minutes=30.0))
+        idle_minutes=30.0, page_size=25))
 
 
 def _loopback(host: str) -> bool:
@@ -120,7 +121,8 @@ def run_serve(args: argparse.Namespace) -> int:
     target = GatewayTarget(args.gateway, pki / "ca.pem", pki / "clients" / f"{args.client}.pem",
                            pki / "clients" / f"{args.client}.key")
     settings = ConsoleSettings(accounts_file=args.accounts, bound_roles=frozenset(args.bound_role),
-                               secure_cookies=not args.insecure_http, idle_seconds=args.idle_minutes * 60)
+                               secure_cookies=not args.insecure_http, idle_seconds=args.idle_minutes * 60,
+                               page_size=max(1, args.page_size))
     try:
         app = create_app(settings, target)
     except (OSError, ReadError) as exc:

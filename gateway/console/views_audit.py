@@ -97,6 +97,13 @@ async def search(current: Page) -> Response:
     limit = current.console.settings.scan_limit
     entries = await list_entries(current, _request(form, limit))
     entries.reverse()
+    # Pages are anchored at the newest entry of the first page, so entries written since (this search's own
+    # audit_access entry among them) do not shift later pages.
+    try:
+        upto = int(str(form.get("upto", "")))
+    except ValueError:
+        upto = entries[0].index if entries else 0
+    entries = [e for e in entries if e.index <= upto]
     size = current.console.settings.page_size
     pages = max(1, -(-len(entries) // size))
     try:
@@ -105,6 +112,7 @@ async def search(current: Page) -> Response:
         number = 1
     shown = entries[(number - 1) * size:number * size]
     filters = {f: str(form.get(f, "")) for f in (*FILTERS, "kind", "since", "until")}
+    filters["upto"] = str(upto)
     return current.render("audit_search.html", kinds=KINDS, filters=filters, results=shown, total=len(entries),
                           capped=len(entries) >= limit, page=number, pages=pages, when=when, kind_name=kind_name,
                           level_name=level_name)

@@ -76,7 +76,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             console = subprocess.Popen(
                 [sys.executable, "-m", "gateway.cli.main", "console", "serve", "--gateway", world.gateway,
                  "--pki-dir", str(world.pki), "--client", "hub-console", "--accounts", str(accounts),
-                 "--listen", "127.0.0.1:0", "--insecure-http", *[f"--bound-role={r}" for r in CONSOLE_ROLES]],
+                 "--listen", "127.0.0.1:0", "--insecure-http", "--page-size", "5",
+                 *[f"--bound-role={r}" for r in CONSOLE_ROLES]],
                 cwd=ROOT, stdout=subprocess.PIPE, stderr=log)
         try:
             assert console.stdout is not None
