@@ -47,7 +47,7 @@ def bar_chart(data: Series, title: str) -> Markup:
     if not data.groups:
         return Markup("<p>Nothing to chart yet.</p>")
     label_w, bar_w, row_h, top = 150, 10, 70, 30
-    width = label_w + len(data.days) * (2 * bar_w + 4) + 20
+    width = max(480, label_w + len(data.days) * (2 * bar_w + 4) + 80)  # room for the legend and the last date
     height = top + row_h * len(data.groups) + 40
     peak = max(max(v) for v in data.counts.values()) or 1
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '

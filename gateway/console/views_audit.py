@@ -221,8 +221,8 @@ async def chart(current: Page) -> Response:
     refusals = await list_entries(current, audit_pb.ListEntriesRequest(kind=audit_pb.AUDIT_ENTRY_KIND_REFUSAL,
                                                                        limit=limit))
     shared = [e for e in disclosures if e.categories]
-    by_agency = charts.series(shared, refusals, lambda e: e.agency or "(none)")
-    by_purpose = charts.series(shared, refusals, lambda e: e.purpose or "(none)")
+    by_agency = charts.series(shared, refusals, lambda e: e.agency or "(no agency asked)")
+    by_purpose = charts.series(shared, refusals, lambda e: e.purpose or "(no valid purpose)")
     return current.render("audit_chart.html", by_agency=by_agency, by_purpose=by_purpose,
                           agency_svg=charts.bar_chart(by_agency, "Disclosures and refusals per agency and day"),
                           purpose_svg=charts.bar_chart(by_purpose, "Disclosures and refusals per purpose and day"),

@@ -1,6 +1,7 @@
 """A real partnership (`dev up`: gateway and stub nodes), a real console process and one headless Chromium.
 
-Everything is module-scoped and started once: the partnership is seeded over the gateway's own API (a
+Everything is module-scoped and started once (module, not session: the Playwright sync API runs an event
+loop of its own, which must be gone before any asyncio test of another module starts): the partnership is seeded over the gateway's own API (a
 researcher's query, a refused query, a police notification) so each group's pages have something to show.
 """
 
@@ -59,7 +60,7 @@ class World:
     referral_id: str = ""
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     state = tmp_path_factory.mktemp("console")
     up = cli("dev", "up", "--state-dir", str(state / "dev"), "--listen", "127.0.0.1:0", "--people", "200")
@@ -92,13 +93,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         cli("dev", "down", "--state-dir", str(state / "dev"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser_urls() -> list[str]:
     """Every URL the browser requested during the run."""
     return []
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(world: World) -> Iterator[object]:
     if not CHROMIUM.exists():
         pytest.fail(f"Chromium is needed at {CHROMIUM}: install the Debian package `chromium` (.ci/run does)")

@@ -263,6 +263,29 @@ def test_mash_manager_sees_the_queue_opens_a_referral_and_rates_it(open_page: An
     assert page.locator("#referral-state").inner_text() == "rated"
     check_accessible(page)
     shot(page, "referral")
+    for step, state in (("Start research", "researching"), ("Research complete", "researching")):
+        with page.expect_navigation():
+            page.get_by_role("button", name=step).click()
+        assert page.locator("#referral-state").inner_text() == state, page.locator("main").inner_text()
+    page.get_by_label("Decision", exact=True).fill("no_further_action")
+    page.get_by_label("Reason").fill("Needs met by the school's pastoral support")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Record the decision").click()
+    assert page.locator("#referral-state").inner_text() == "decided", page.locator("main").inner_text()
+    history = page.locator("main table tbody tr").all_inner_texts()
+    assert any("manager.mo" in row for row in history)
+
+
+def test_a_step_the_referral_state_does_not_allow_is_refused_with_the_gateways_reason(open_page: Any,
+                                                                                     world: World) -> None:
+    """The referral decided above cannot start research again: the gateway's FAILED_PRECONDITION is shown."""
+    page = sign_in(open_page(), world, "manager.mo")
+    page.goto(world.base + "/referrals")
+    csrf = page.locator("input[name=csrf_token]").first.get_attribute("value")
+    response = page.request.post(world.base + "/referrals/act", form={
+        "csrf_token": csrf, "referral_id": world.referral_id, "action": "start_research"})
+    assert response.status == 409
+    assert "FAILED_PRECONDITION" in response.text()
 
 
 def test_reviewer_sees_pending_reviews_and_approves_at_a_lower_level(open_page: Any, world: World) -> None:
