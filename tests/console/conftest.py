@@ -1,8 +1,9 @@
 """A real partnership (`dev up`: gateway and stub nodes), a real console process and one headless Chromium.
 
 Everything is module-scoped and started once (module, not session: the Playwright sync API runs an event
-loop of its own, which must be gone before any asyncio test of another module starts): the partnership is seeded over the gateway's own API (a
-researcher's query, a refused query, a police notification) so each group's pages have something to show.
+loop of its own, which must be gone before any asyncio test of another module starts). The partnership is
+seeded over the gateway's own API (a researcher's query, a refused query, a police notification) so each
+group's pages have something to show.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -103,6 +103,8 @@ def browser_urls() -> list[str]:
 def browser(world: World) -> Iterator[object]:
     if not CHROMIUM.exists():
         pytest.fail(f"Chromium is needed at {CHROMIUM}: install the Debian package `chromium` (.ci/run does)")
+    if not AXE.exists():
+        pytest.fail("axe-core is needed for the accessibility checks: run `make console-test-deps` (.ci/run does)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -121,7 +123,3 @@ def wait_for_log(path: Path, text: str, timeout: float = 5.0) -> str:
             return content
         time.sleep(0.05)
     return path.read_text()
-
-
-def chromium_available() -> bool:
-    return CHROMIUM.exists() or shutil.which("chromium") is not None
