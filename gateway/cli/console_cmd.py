@@ -72,6 +72,8 @@ def run_add_user(args: argparse.Namespace) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Start (or reuse) a development partnership, seed it, add the demo accounts and serve the console."""
+    import grpc.aio
+
     from gateway.cli import dev_cmd
     from gateway.console.demo import CONSOLE_ROLES, DEMO_ACCOUNTS, DEMO_PASSWORD, add_demo_accounts, seed
 
@@ -84,7 +86,12 @@ def run_demo(args: argparse.Namespace) -> int:
     gateway = json.loads((dev_dir / dev_cmd.RUN_FILE).read_text())["gateway"]
     accounts = args.state_dir / "accounts.json"
     add_demo_accounts(accounts)
-    asyncio.run(seed(gateway, dev_dir / "pki"))
+    try:
+        asyncio.run(seed(gateway, dev_dir / "pki"))
+    except grpc.aio.AioRpcError as exc:
+        print(f"error: the partnership in {dev_dir} did not answer ({exc.code().name}); run "
+              f"`mash-gateway dev down --state-dir {dev_dir}` and try again", file=sys.stderr)
+        return 1
     print(f"Demo accounts (password {DEMO_PASSWORD!r}, for this loopback demo only): "
           + ", ".join(f"{user} ({', '.join(roles)})" for user, roles in DEMO_ACCOUNTS.items()))
     print(f"Stop the console with Ctrl-C, then the partnership with "
