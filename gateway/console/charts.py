@@ -93,3 +93,38 @@ def duration(delta: timedelta) -> str:
     if minutes:
         return f"{minutes} min"
     return f"{secs} s"
+
+
+ON_TIME_COLOUR = "#256029"
+RUNNING_COLOUR = "#505a5f"
+
+
+def stacked_bars(rows: list[tuple[str, tuple[int, int, int]]], title: str) -> Markup:
+    """One horizontal bar per row, split into on time, late and still running (counts beside)."""
+    if not rows:
+        return Markup("<p>Nothing to chart yet.</p>")
+    label_w, bar_max, row_h, top = 110, 360, 34, 30
+    width, height = label_w + bar_max + 200, top + row_h * len(rows) + 10
+    peak = max(sum(counts) for _, counts in rows) or 1
+    colours = (ON_TIME_COLOUR, REFUSED_COLOUR, RUNNING_COLOUR)
+    names = ("on time", "late", "running")
+    ident = f"chart-{abs(hash(title))}"
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+             f'height="{height}" role="img" aria-labelledby="{ident}"><title id="{ident}">{escape(title)}</title>']
+    for n, (name, colour) in enumerate(zip(names, colours, strict=True)):
+        parts.append(f'<rect x="{label_w + n * 100}" y="6" width="10" height="10" fill="{colour}"/>'
+                     f'<text x="{label_w + n * 100 + 14}" y="15" font-size="11">{name}</text>')
+    for row, (label, counts) in enumerate(rows):
+        y = top + row * row_h
+        parts.append(f'<text x="4" y="{y + 16}" font-size="12">{escape(label)}</text>')
+        x = float(label_w)
+        for value, colour, name in zip(counts, colours, names, strict=True):
+            if value:
+                w = bar_max * value / peak
+                parts.append(f'<rect x="{x:.1f}" y="{y + 4}" width="{w:.1f}" height="18" fill="{colour}">'
+                             f'<title>{escape(label)}: {value} {name}</title></rect>')
+                x += w
+        parts.append(f'<text x="{x + 6:.1f}" y="{y + 17}" font-size="11">{counts[0]} on time, {counts[1]} late, '
+                     f'{counts[2]} running</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))  # noqa: S704 - every text in it went through html.escape

@@ -10,7 +10,7 @@ import grpc.aio
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
-from gateway.console.charts import duration
+from gateway.console.charts import duration, stacked_bars
 from gateway.console.views_audit import level_name, when
 from gateway.console.web import Page, Refused
 from gateway.generated.mash.gateway.v1 import common_pb2
@@ -135,6 +135,38 @@ async def queue_page(current: Page) -> Response:
     return await _queue(current, _text(form, "page_token"), form.get("overdue_only") == "1")
 
 
+async def compliance(current: Page) -> Response:
+    """Research deadlines met, missed and still running, per rating, over every referral the gateway holds."""
+    current.require("referrals")
+    stub = current.console.gateway.referrals
+    states = [v for v in referral_pb.ReferralState.values() if v]
+    token, seen = "", list[referral_pb.Referral]()
+    for _ in range(50):  # at most 10,000 referrals
+        page = await stub.ListReferrals(referral_pb.ListReferralsRequest(states=states, page_size=200,
+                                                                         page_token=token),
+                                        metadata=current.meta, timeout=10)
+        seen.extend(page.referrals)
+        token = page.next_page_token
+        if not token:
+            break
+    now = datetime.now(UTC)
+    counts: dict[str, list[int]] = {}
+    for r in seen:
+        due = when(r.research_due)
+        if not r.rating or due is None:
+            continue
+        done = when(r.research_completed_at)
+        slot = counts.setdefault(r.rating, [0, 0, 0])
+        if done is not None:
+            slot[0 if done <= due else 1] += 1
+        else:
+            slot[1 if now > due else 2] += 1
+    rows = [(rating, (c[0], c[1], c[2])) for rating, c in
+            sorted(counts.items(), key=lambda item: RATING_ORDER.get(item[0], 3))]
+    return current.render("referral_compliance.html", rows=rows, truncated=bool(token),
+                          svg=stacked_bars(rows, "Research deadlines by rating"))
+
+
 async def _referral_page(current: Page, referral_id: str, message: str = "") -> Response:
     response = await current.console.gateway.referrals.GetReferral(
         referral_pb.GetReferralRequest(referral_id=referral_id), metadata=current.meta, timeout=10)
@@ -217,6 +249,7 @@ GET: dict[str, Handler] = {
     "/policy": policy_home,
     "/policy/matrix": matrix_form,
     "/referrals": queue,
+    "/referrals/compliance": compliance,
     "/reviews": reviews,
 }
 POST: dict[str, Handler] = {

@@ -276,6 +276,19 @@ def test_mash_manager_sees_the_queue_opens_a_referral_and_rates_it(open_page: An
     assert any("manager.mo" in row for row in history)
 
 
+def test_mash_manager_sees_research_deadline_compliance_by_rating(open_page: Any, world: World) -> None:
+    """The referral rated red above, researched at once, counts as on time for red."""
+    page = sign_in(open_page(), world, "manager.mo")
+    page.goto(world.base + "/referrals")
+    with page.expect_navigation():
+        page.get_by_role("link", name="Research deadlines by rating").click()
+    rows = page.locator("#compliance tbody tr").all_inner_texts()
+    assert any(row.split()[:2] == ["red", "1"] for row in rows), rows
+    assert page.locator("#compliance-chart svg rect").count() >= 4
+    check_accessible(page)
+    shot(page, "referral-compliance")
+
+
 def test_a_step_the_referral_state_does_not_allow_is_refused_with_the_gateways_reason(open_page: Any,
                                                                                      world: World) -> None:
     """The referral decided above cannot start research again: the gateway's FAILED_PRECONDITION is shown."""
