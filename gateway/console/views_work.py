@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -215,6 +216,29 @@ async def _reviews_page(current: Page, message: str = "") -> Response:
                           when=when, level_name=level_name, levels=LEVELS)
 
 
+def _disclosure(value: int) -> str:
+    return hub_pb.FieldDisclosure.Name(hub_pb.FieldDisclosure.ValueType(value)).removeprefix(
+        "FIELD_DISCLOSURE_").lower() if value else ""
+
+
+def _answer_status(value: int) -> str:
+    return hub_pb.AnswerStatus.Name(hub_pb.AnswerStatus.ValueType(value)).removeprefix("ANSWER_STATUS_")
+
+
+ANSWER_HELPERS: dict[str, Any] = {"disclosure": _disclosure, "answer_status": _answer_status,
+                                  "level_name": level_name}
+
+
+async def open_review(current: Page) -> Response:
+    """The review and the agency's own records under it, fetched from its node now (the opening is audited)."""
+    current.require("reviews")
+    form = await current.form()
+    opened = await current.console.gateway.reviews.OpenReview(
+        review_pb.OpenReviewRequest(review_id=_text(form, "review_id")), metadata=current.meta, timeout=15)
+    return current.render("review_open.html", review=opened.review, records=opened.records, countdown=countdown,
+                          levels=LEVELS, **ANSWER_HELPERS)
+
+
 async def reviews(current: Page) -> Response:
     current.require("reviews")
     return await _reviews_page(current)
@@ -258,5 +282,6 @@ POST: dict[str, Handler] = {
     "/referrals": queue_page,
     "/referrals/view": referral,
     "/referrals/act": referral_act,
+    "/reviews/open": open_review,
     "/reviews/decide": decide_review,
 }

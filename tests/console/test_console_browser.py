@@ -267,8 +267,9 @@ def test_mash_manager_sees_the_queue_opens_a_referral_and_rates_it(open_page: An
         with page.expect_navigation():
             page.get_by_role("button", name=step).click()
         assert page.locator("#referral-state").inner_text() == state, page.locator("main").inner_text()
-    page.get_by_label("Decision", exact=True).fill("no_further_action")
-    page.get_by_label("Reason").fill("Needs met by the school's pastoral support")
+    page.get_by_label("Decision", exact=True).fill("early_help")
+    page.get_by_label("Receiving team (when the decision routes it)").fill("early-help-hackney")
+    page.get_by_label("Reason").fill("Needs met by an early help assessment")
     with page.expect_navigation():
         page.get_by_role("button", name="Record the decision").click()
     assert page.locator("#referral-state").inner_text() == "decided", page.locator("main").inner_text()
@@ -308,6 +309,13 @@ def test_reviewer_sees_pending_reviews_and_approves_at_a_lower_level(open_page: 
     assert waiting >= 1
     check_accessible(page)
     shot(page, "reviews")
+    with page.expect_navigation():
+        page.locator("section.review").first.get_by_role("button", name="Open the records").click()
+    assert page.locator("#records-heading").is_visible()
+    assert page.locator("section.answer h3").first.inner_text().startswith("health")
+    check_accessible(page)
+    shot(page, "review-open")
+    page.goto(world.base + "/reviews")
     section = page.locator("section.review").first
     section.get_by_label("Level").select_option("exists")
     with page.expect_navigation():
