@@ -96,7 +96,7 @@ async def search(current: Page) -> Response:
     form = await current.form()
     limit = current.console.settings.scan_limit
     entries = await list_entries(current, _request(form, limit))
-    entries.reverse()
+    entries.sort(key=lambda e: e.index, reverse=True)  # whichever order the gateway sends them in
     # Pages are anchored at the newest entry of the first page, so entries written since (this search's own
     # audit_access entry among them) do not shift later pages.
     try:
