@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck protos bench clean
+.PHONY: demo console console-test-deps test lint typecheck protos bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -17,6 +17,17 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/mash-gateway demo --state-dir state/demo
+	@if [ -n "$(CONSOLE)" ]; then $(MAKE) console; fi
+
+# The web console on a development partnership with demo data and accounts: http://127.0.0.1:8600
+console: $(STAMP)
+	$(BIN)/mash-gateway console demo --state-dir state/console
+
+# The console's browser tests inject axe-core (npm) into Chromium (the Debian package; .ci/run installs it).
+AXE_VERSION := 4.14.1
+console-test-deps:
+	@test -f tests/console/node_modules/axe-core/axe.min.js || \
+		npm install --no-save --no-package-lock --silent --prefix tests/console axe-core@$(AXE_VERSION)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -7,7 +7,17 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.cli import backup_cmd, demo_cmd, dev_cmd, keys_cmd, pki_cmd, referrals_cmd, reviews_cmd, serve_cmd
+from gateway.cli import (
+    backup_cmd,
+    console_cmd,
+    demo_cmd,
+    dev_cmd,
+    keys_cmd,
+    pki_cmd,
+    referrals_cmd,
+    reviews_cmd,
+    serve_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     backup_cmd.register(sub)
     from gateway.cli.witness_cmd import register as register_witness
     register_witness(sub)
+    console_cmd.register(sub)
     return parser
 
 

@@ -23,7 +23,7 @@ def test_the_shipped_policy_declares_six_record_holders_in_order_and_its_bound_c
     plan = load_plan(policy_dir)
     assert plan.record_holders == ("police", "health", "csc", "education", "housing", "probation")
     assert "spiffe://mash.local/agency/hub/system/audit-console" in plan.clients
-    assert len(plan.clients) == 11  # with the health and police review consoles
+    assert len(plan.clients) == 12  # with the health and police review consoles and the web console
 
 
 def test_a_policy_whose_vocabulary_has_errors_is_refused(tmp_path: Path, policy_dir: Path) -> None:

@@ -37,7 +37,7 @@ def test_init_issues_a_node_per_record_holder_and_a_client_per_binding(pki: PkiL
     nodes = sorted(p.stem for p in (pki.root / "nodes").glob("*.pem"))
     assert nodes == sorted(["police", "health", "csc", "education", "housing", "probation", "yos"])
     assert _uris(pki.client("yos", "case-system")[0]) == [YOS_CLIENT]
-    assert len(list((pki.root / "clients").glob("*.pem"))) == 12  # 11 shipped bindings and the seventh agency
+    assert len(list((pki.root / "clients").glob("*.pem"))) == 13  # 12 shipped bindings and the seventh agency
 
 
 def test_issue_node_issues_for_a_declared_agency(pki: PkiLayout, seventh: Path) -> None:

@@ -1,0 +1,346 @@
+"""The console in headless Chromium against a real gateway and stub nodes: sign-in, refusals, CSRF, each
+group's pages, accessibility (axe-core), and that no identifier reaches a URL or the console's access log.
+
+The tests run in file order; the last one checks every URL the browser asked for during the whole run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from agency_stubs import cast
+from tests.console.conftest import AXE, IDENTIFIERS, PASSWORD, SCREENSHOTS, World, wait_for_log
+
+pytestmark = pytest.mark.slow
+
+Page = Any  # playwright.sync_api.Page; kept loose so the module imports without the package
+
+
+@pytest.fixture
+def open_page(browser: Any, world: World, browser_urls: list[str]) -> Iterator[Any]:
+    """A fresh browser context (no cookies) per test; every request URL is recorded."""
+    contexts = []
+
+    def make() -> Page:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.on("request", lambda request: browser_urls.append(request.url))
+        context.set_default_timeout(5000)
+        contexts.append(context)
+        return context.new_page()
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+def sign_in(page: Page, world: World, user: str, password: str = PASSWORD) -> Any:
+    page.goto(world.base + "/")
+    page.get_by_label("User id").fill(user)
+    page.get_by_label("Password").fill(password)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign in").click()
+    return page
+
+
+def check_accessible(page: Page) -> None:
+    """axe-core finds no serious or critical violation on the page (evaluated outside the page's CSP)."""
+    page.evaluate(AXE.read_text() + "\n;undefined")
+    violations = page.evaluate("""async () => (await axe.run(document, {resultTypes: ['violations']}))
+        .violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
+        .map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).slice(0, 3).join(', '))""")
+    assert violations == [], f"{page.url}: {violations}"
+
+
+def shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def test_sign_in_shows_the_person_and_role_and_sign_out_ends_the_session(open_page: Any, world: World) -> None:
+    page = open_page()
+    page.goto(world.base + "/")
+    assert page.url.endswith("/sign-in")
+    check_accessible(page)
+    shot(page, "sign-in")
+    sign_in(page, world, "dpo.ada")
+    assert page.locator("#signed-in-user").inner_text() == "dpo.ada"
+    assert page.locator("#signed-in-role").inner_text() == "auditor"
+    check_accessible(page)
+    cookie = next(c for c in page.context.cookies() if c["name"] == "mash_console")
+    assert cookie["httpOnly"]
+    assert cookie["sameSite"] == "Strict"
+    with page.expect_navigation():
+        page.locator("#sign-out").click()
+    assert page.url.endswith("/sign-in")
+    page.goto(world.base + "/audit")
+    assert page.url.endswith("/sign-in"), "the old session must be gone"
+
+
+def test_a_wrong_password_is_refused(open_page: Any, world: World) -> None:
+    page = sign_in(open_page(), world, "dpo.ada", "not the password at all")
+    assert "wrong" in page.locator("#sign-in-error").inner_text()
+    assert page.locator("#signed-in-user").count() == 0
+
+
+def test_a_person_without_a_role_of_the_console_is_refused(open_page: Any, world: World) -> None:
+    """nobody.ned holds social_worker, which the console's certificate is not bound to: no session."""
+    page = sign_in(open_page(), world, "nobody.ned")
+    assert "no role" in page.locator("#sign-in-error").inner_text()
+    page.goto(world.base + "/audit")
+    assert page.url.endswith("/sign-in")
+
+
+def test_a_form_without_the_csrf_token_is_refused_with_403(open_page: Any, world: World) -> None:
+    page = sign_in(open_page(), world, "dpo.ada")
+    missing = page.request.post(world.base + "/audit/search", form={"agency": "health"})
+    assert missing.status == 403
+    forged = page.request.post(world.base + "/audit/search", form={"agency": "health", "csrf_token": "forged"})
+    assert forged.status == 403
+    signed_out = page.request.post(world.base + "/sign-out", form={})
+    assert signed_out.status == 403
+    page.goto(world.base + "/")
+    assert page.locator("#signed-in-user").inner_text() == "dpo.ada", "a refused sign-out leaves the session"
+
+
+def test_pages_carry_a_strict_content_security_policy(open_page: Any, world: World) -> None:
+    page = open_page()
+    response = page.goto(world.base + "/sign-in")
+    csp = response.headers["content-security-policy"]
+    assert "default-src 'none'" in csp
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["x-frame-options"] == "DENY"
+
+
+def test_a_role_opens_only_its_own_area(open_page: Any, world: World) -> None:
+    page = sign_in(open_page(), world, "dpo.ada")
+    response = page.goto(world.base + "/referrals")
+    assert response.status == 403
+    assert "does not open" in page.locator("#error-message").inner_text()
+
+
+def test_auditor_searches_the_log_newest_first_with_the_total_and_opens_an_entry(open_page: Any,
+                                                                                 world: World) -> None:
+    page = sign_in(open_page(), world, "dpo.ada")
+    page.goto(world.base + "/audit")
+    check_accessible(page)
+    page.get_by_label("Kind").select_option("disclosure")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Search").click()
+    total = int(page.locator("#total").inner_text())
+    assert total >= 6  # one disclosure per agency for the researcher's query
+    indexes = [int(t) for t in page.locator("table tbody tr td:first-child").all_inner_texts()]
+    assert indexes == sorted(indexes, reverse=True)
+    assert all(k == "disclosure" for k in page.locator("table tbody tr td:nth-child(3)").all_inner_texts())
+    check_accessible(page)
+    shot(page, "audit-search")
+    with page.expect_navigation():
+        page.locator("table tbody tr").first.get_by_role("button").click()
+    assert page.locator("#entry-kind").inner_text() == "disclosure"
+    assert page.locator("#manifest-heading").is_visible()
+    check_accessible(page)
+    shot(page, "audit-entry")
+
+
+def test_auditor_pages_through_the_whole_log_newest_first(open_page: Any, world: World) -> None:
+    page = sign_in(open_page(), world, "dpo.ada")
+    page.goto(world.base + "/audit")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Search").click()
+    total = int(page.locator("#total").inner_text())
+    first = [int(t) for t in page.locator("table tbody tr td:first-child").all_inner_texts()]
+    assert len(first) == 5  # the test console shows five entries a page
+    assert first[0] == total - 1, "the newest entry comes first"
+    with page.expect_navigation():
+        page.locator("#older").click()
+    second = [int(t) for t in page.locator("table tbody tr td:first-child").all_inner_texts()]
+    assert second == list(range(first[-1] - 1, first[-1] - 6, -1)), "newer entries do not shift the pages"
+    assert int(page.locator("#total").inner_text()) == total
+    assert page.get_by_text("Page 2 of").count() == 1
+
+
+def test_auditor_finds_who_accessed_a_person_and_prints_the_subject_access_report(open_page: Any,
+                                                                                  world: World) -> None:
+    page = sign_in(open_page(), world, "dpo.ada")
+    page.goto(world.base + "/audit/who")
+    page.get_by_label("NHS number").fill(cast.KAI_MERCER.nhs_number)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Find").click()
+    assert int(page.locator("#who-count").inner_text()) >= 1
+    rows = page.locator("#who-table tbody tr").all_inner_texts()
+    assert any("mash_researcher_police" in r and "mash-isa-2026" in r for r in rows)
+    check_accessible(page)
+    shot(page, "audit-who-accessed")
+    page.goto(world.base + "/audit/report")
+    page.get_by_label("NHS number").fill(cast.KAI_MERCER.nhs_number)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Make the report").click()
+    assert page.locator("#report-shared tbody tr").count() >= 1
+    assert page.locator("#print-report").is_visible()
+    check_accessible(page)
+    shot(page, "audit-subject-access-report")
+
+
+def test_auditor_sees_the_verification_state_and_the_chart(open_page: Any, world: World) -> None:
+    page = sign_in(open_page(), world, "dpo.ada")
+    page.goto(world.base + "/audit/verification")
+    assert page.locator("#verify-summary").count() == 1, page.locator("main").inner_text()
+    assert page.locator("#verify-summary").inner_text().startswith("Verified")
+    assert int(page.locator("#entries").inner_text()) > 0
+    assert "entr" in page.locator("#unsigned-tail").inner_text()
+    check_accessible(page)
+    shot(page, "audit-verification")
+    page.goto(world.base + "/audit/chart")
+    assert page.locator("#chart-agency svg rect").count() > 2
+    assert page.locator("#chart-purpose svg").count() == 1
+    check_accessible(page)
+    shot(page, "audit-chart")
+
+
+def test_ig_officer_sees_the_policy_explains_a_decision_and_builds_the_matrix(open_page: Any,
+                                                                             world: World) -> None:
+    page = sign_in(open_page(), world, "ig.ian")
+    page.goto(world.base + "/policy")
+    assert page.locator("#policy-version").inner_text().startswith("sha256:")
+    page.get_by_label("Role").fill("mash_researcher_police")
+    page.get_by_label("Purpose").fill("safeguarding_screening")
+    page.get_by_label("Agency holding the record").fill("health")
+    page.get_by_label("Record category").fill("health.mental_health")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Explain").click()
+    assert page.locator("#explained-level").inner_text() in {"exists", "pertinent"}
+    check_accessible(page)
+    shot(page, "policy-explain")
+    page.goto(world.base + "/policy/matrix")
+    page.get_by_label("Agency").fill("health")
+    page.get_by_label("Roles").fill("mash_researcher_police, mash_researcher_health, social_worker")
+    page.get_by_label("Record categories").fill("health.mental_health, health.attendance, health.sexual_health")
+    page.get_by_label("Purposes").fill("safeguarding_screening, s17_assessment")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Show the matrix").click()
+    assert page.locator("#matrix tbody tr").count() == 3
+    assert page.locator("#matrix tbody td").count() == 18
+    assert page.locator("#legend").is_visible()
+    check_accessible(page)
+    shot(page, "policy-matrix")
+
+
+@pytest.mark.xfail(strict=True, reason="ExplainDecision's matching_rules leave out review lines, so no cell can be "
+                                       "marked as reviewed over the gRPC API")
+def test_ig_matrix_marks_the_cells_an_agency_reviewer_must_approve(open_page: Any, world: World) -> None:
+    page = sign_in(open_page(), world, "ig.ian")
+    page.goto(world.base + "/policy/matrix")
+    page.get_by_label("Agency").fill("health")
+    page.get_by_label("Roles").fill("mash_researcher_police")
+    page.get_by_label("Record categories").fill("health.mental_health")
+    page.get_by_label("Purposes").fill("safeguarding_screening")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Show the matrix").click()
+    assert page.locator("#matrix .review-mark").count() == 1
+
+
+def test_mash_manager_sees_the_queue_opens_a_referral_and_rates_it(open_page: Any, world: World) -> None:
+    page = sign_in(open_page(), world, "manager.mo")
+    page.goto(world.base + "/referrals")
+    assert int(page.locator("#queue-total").inner_text()) >= 1
+    check_accessible(page)
+    shot(page, "referral-queue")
+    with page.expect_navigation():
+        page.locator("#queue tbody tr").first.get_by_role("button", name="Open").click()
+    state = page.locator("#referral-state").inner_text()
+    if state == "received":
+        with page.expect_navigation():
+            page.get_by_role("button", name="Mark screened").click()
+    page.get_by_label("Rating").select_option("red")
+    with page.expect_navigation():
+        page.locator("#rate-form button").click()
+    assert page.locator("#referral-rating").inner_text() == "red", page.content()
+    assert page.locator("#referral-state").inner_text() == "rated"
+    check_accessible(page)
+    shot(page, "referral")
+    for step, state in (("Start research", "researching"), ("Research complete", "researching")):
+        with page.expect_navigation():
+            page.get_by_role("button", name=step).click()
+        assert page.locator("#referral-state").inner_text() == state, page.locator("main").inner_text()
+    page.get_by_label("Decision", exact=True).fill("early_help")
+    page.get_by_label("Receiving team (when the decision routes it)").fill("early-help-hackney")
+    page.get_by_label("Reason").fill("Needs met by an early help assessment")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Record the decision").click()
+    assert page.locator("#referral-state").inner_text() == "decided", page.locator("main").inner_text()
+    history = page.locator("main table tbody tr").all_inner_texts()
+    assert any("manager.mo" in row for row in history)
+
+
+def test_mash_manager_sees_research_deadline_compliance_by_rating(open_page: Any, world: World) -> None:
+    """The referral rated red above, researched at once, counts as on time for red."""
+    page = sign_in(open_page(), world, "manager.mo")
+    page.goto(world.base + "/referrals")
+    with page.expect_navigation():
+        page.get_by_role("link", name="Research deadlines by rating").click()
+    rows = page.locator("#compliance tbody tr").all_inner_texts()
+    assert any(row.split()[:2] == ["red", "1"] for row in rows), rows
+    assert page.locator("#compliance-chart svg rect").count() >= 4
+    check_accessible(page)
+    shot(page, "referral-compliance")
+
+
+def test_a_step_the_referral_state_does_not_allow_is_refused_with_the_gateways_reason(open_page: Any,
+                                                                                     world: World) -> None:
+    """The referral decided above cannot start research again: the gateway's FAILED_PRECONDITION is shown."""
+    page = sign_in(open_page(), world, "manager.mo")
+    page.goto(world.base + "/referrals")
+    csrf = page.locator("input[name=csrf_token]").first.get_attribute("value")
+    response = page.request.post(world.base + "/referrals/act", form={
+        "csrf_token": csrf, "referral_id": world.referral_id, "action": "start_research"})
+    assert response.status == 409
+    assert "FAILED_PRECONDITION" in response.text()
+
+
+def test_reviewer_sees_pending_reviews_and_approves_at_a_lower_level(open_page: Any, world: World) -> None:
+    page = sign_in(open_page(), world, "reviewer.hana")
+    page.goto(world.base + "/reviews")
+    waiting = int(page.locator("#review-count").inner_text())
+    assert waiting >= 1
+    check_accessible(page)
+    shot(page, "reviews")
+    with page.expect_navigation():
+        page.locator("section.review").first.get_by_role("button", name="Open the records").click()
+    assert page.locator("#records-heading").is_visible()
+    assert page.locator("section.answer h3").first.inner_text().startswith("health")
+    check_accessible(page)
+    shot(page, "review-open")
+    page.goto(world.base + "/reviews")
+    section = page.locator("section.review").first
+    section.get_by_label("Level").select_option("exists")
+    with page.expect_navigation():
+        section.get_by_role("button", name="Approve lower").click()
+    assert "approved" in page.locator("#review-message").inner_text()
+    assert int(page.locator("#review-count").inner_text()) == waiting - 1
+
+
+def test_a_person_with_two_roles_switches_between_them(open_page: Any, world: World) -> None:
+    page = sign_in(open_page(), world, "multi.max")
+    assert page.get_by_role("link", name="Audit log", exact=True).count() == 1
+    page.get_by_label("Acting as").select_option("mash_manager")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Switch").click()
+    assert page.get_by_role("link", name="Referrals", exact=True).count() == 1
+    assert page.get_by_role("link", name="Audit log", exact=True).count() == 0
+
+
+def test_no_identifier_appeared_in_any_url_or_the_access_log(world: World, browser_urls: list[str]) -> None:
+    """Over the whole run: every URL the browser asked for, and every line the console logged."""
+    assert len(browser_urls) > 20
+    log = wait_for_log(world.console_log, "POST /audit/who")
+    assert re.search(r"POST /audit/who 200", log), "the access log records requests"
+    for identifier in IDENTIFIERS:
+        for variant in {identifier, identifier.replace(" ", ""), identifier.lower()}:
+            assert not [u for u in browser_urls if variant.lower() in u.lower()], variant
+            assert variant.lower() not in log.lower(), variant
+    assert not [u for u in browser_urls if "?" in u], "no page takes a query string"

@@ -1,0 +1,145 @@
+"""The console's parts that need no browser: password hashes, the accounts file, sessions, the CLI and charts."""
+
+from __future__ import annotations
+
+import io
+import json
+import stat
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.cli.main import main
+from gateway.console.accounts import AccountError, Accounts, add_user, hash_password, verify_password
+from gateway.console.charts import Series, bar_chart, duration, series
+from gateway.console.sessions import SessionStore
+from gateway.generated.mash.gateway.v1 import audit_service_pb2 as audit_pb
+
+
+def test_password_hashes_are_salted_scrypt_and_verify_only_the_right_password() -> None:
+    first, second = hash_password("a long enough secret"), hash_password("a long enough secret")
+    assert first.startswith("scrypt$")
+    assert first != second, "each hash has its own salt"
+    assert verify_password("a long enough secret", first)
+    assert not verify_password("a long enough secreT", first)
+    assert not verify_password("anything", "md5$abc")
+
+
+def test_the_accounts_file_holds_hashes_not_passwords_and_is_private(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.json"
+    add_user(path, "dpo.ada", "correct horse battery", ["auditor"])
+    add_user(path, "ig.ian", "another long password", ["policy_admin", "auditor"])
+    text = path.read_text()
+    assert "correct horse battery" not in text
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    accounts = Accounts.load(path)
+    assert len(accounts) == 2
+    assert accounts.authenticate("dpo.ada", "correct horse battery") is not None
+    assert accounts.authenticate("dpo.ada", "wrong password here") is None
+    assert accounts.authenticate("nobody", "correct horse battery") is None
+    assert json.loads(text)["users"]["ig.ian"]["roles"] == ["auditor", "policy_admin"]
+
+
+@pytest.mark.parametrize(("user", "password", "roles"), [
+    ("bad user", "long enough password", ["auditor"]),
+    ("ok.user", "short", ["auditor"]),
+    ("ok.user", "long enough password", []),
+])
+def test_an_account_needs_a_valid_user_id_a_long_password_and_a_role(tmp_path: Path, user: str, password: str,
+                                                                      roles: list[str]) -> None:
+    with pytest.raises(AccountError):
+        add_user(tmp_path / "a.json", user, password, roles)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_sessions_expire_when_idle_and_after_their_absolute_lifetime() -> None:
+    clock = Clock()
+    store = SessionStore(idle=60, absolute=300, clock=clock)
+    session = store.sign_in(store.new(), "dpo.ada", ("auditor",))
+    for _ in range(4):
+        clock.now += 59
+        assert store.get(session.sid) is session, "activity keeps it alive"
+    clock.now += 59  # 295 s since sign-in, still active
+    assert store.get(session.sid) is session
+    clock.now += 10  # past the absolute lifetime
+    assert store.get(session.sid) is None
+    idle = store.new()
+    clock.now += 61
+    assert store.get(idle.sid) is None
+
+
+def test_signing_in_replaces_the_session_id_and_csrf_token() -> None:
+    store = SessionStore(idle=60, absolute=300)
+    anonymous = store.new()
+    signed = store.sign_in(anonymous, "dpo.ada", ("auditor", "mash_manager"))
+    assert signed.sid != anonymous.sid
+    assert signed.csrf != anonymous.csrf
+    assert store.get(anonymous.sid) is None
+    assert signed.role == "auditor"
+    assert signed.signed_in
+
+
+def test_anonymous_sessions_cannot_grow_without_bound() -> None:
+    store = SessionStore(idle=60, absolute=300, max_sessions=10)
+    for _ in range(50):
+        store.new()
+    assert len(store._sessions) <= 10
+
+
+def test_add_user_reads_the_password_from_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "accounts.json"
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
+    code = main(["console", "add-user", "--accounts", str(path), "--user", "dpo.ada", "--role", "auditor",
+                 "--password-stdin"])
+    assert code == 0
+    assert "correct horse battery" not in capsys.readouterr().out
+    assert Accounts.load(path).authenticate("dpo.ada", "correct horse battery") is not None
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["console", "add-user", "--accounts", str(path), "--user", "x", "--role", "auditor",
+                 "--password-stdin"]) == 2
+
+
+def test_plain_http_cookies_are_refused_off_loopback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["console", "serve", "--listen", "0.0.0.0:8600", "--insecure-http", "--bound-role", "auditor",
+                 "--accounts", str(tmp_path / "none.json")])
+    assert code == 2
+    assert "loopback" in capsys.readouterr().err
+
+
+def _entry(agency: str, day: date) -> audit_pb.AuditEntry:
+    e = audit_pb.AuditEntry(agency=agency)
+    e.occurred_at.FromDatetime(datetime(day.year, day.month, day.day, 12, tzinfo=UTC))
+    return e
+
+
+def test_chart_series_count_disclosures_and_refusals_per_group_and_day() -> None:
+    d1 = date(2026, 11, 1)
+    data = series([_entry("health", d1), _entry("health", d1), _entry("police", d1 + timedelta(days=2))],
+                  [_entry("health", d1 + timedelta(days=2))], lambda e: e.agency)
+    assert data.days == [d1, d1 + timedelta(days=1), d1 + timedelta(days=2)]
+    assert data.total("health") == (2, 1)
+    assert data.total("police") == (1, 0)
+
+
+def test_chart_text_is_escaped_and_the_svg_has_a_title() -> None:
+    data = Series([date(2026, 11, 1)], ["<script>x</script>"], {("<script>x</script>", date(2026, 11, 1)): (1, 0)})
+    svg = str(bar_chart(data, "Chart & title"))
+    assert "<script>" not in svg
+    assert "&lt;script&gt;" in svg
+    assert "<title" in svg
+    assert "style=" not in svg, "the Content-Security-Policy forbids inline style"
+
+
+def test_durations_read_as_people_say_them() -> None:
+    assert duration(timedelta(seconds=45)) == "45 s"
+    assert duration(timedelta(minutes=200)) == "3 h 20 min"
+    assert duration(timedelta(days=2, hours=3)) == "2 d 3 h"
