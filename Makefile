@@ -23,13 +23,18 @@ demo: $(STAMP)
 console: $(STAMP)
 	$(BIN)/mash-gateway console demo --state-dir state/console
 
-# The console's browser tests inject axe-core (npm) into Chromium (the Debian package; .ci/run installs it).
+# The console's browser tests drive Debian's Chromium (installed here if missing; nothing downloads a
+# browser build of its own) and inject axe-core from npm.
 AXE_VERSION := 4.14.1
 console-test-deps:
+	@missing=""; [ -x /usr/bin/chromium ] || missing="chromium"; command -v npm >/dev/null || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
 	@test -f tests/console/node_modules/axe-core/axe.min.js || \
 		npm install --no-save --no-package-lock --silent --prefix tests/console axe-core@$(AXE_VERSION)
 
-test: $(STAMP)
+test: $(STAMP) console-test-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
