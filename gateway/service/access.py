@@ -97,10 +97,18 @@ class AccessGuard:
         self.refusals = Refusals(policy, audit, clock)
 
     async def require(self, caller: Caller, role: str, rpc: str) -> None:
-        """The certificate must be bound to `role` (e.g. auditor, policy_admin)."""
-        if role not in self._policy.current.roles_for(caller.identity):
+        """The certificate must be bound to `role` (e.g. auditor, policy_admin), and the caller must act in it:
+        a certificate bound to several roles (a console, say) lends this one only to a caller asserting it, and
+        a caller asserting another role is refused even where it is the certificate's only role."""
+        bound = self._policy.current.roles_for(caller.identity)
+        if role not in bound:
             await self.refusals.refuse(
                 caller, rpc, RequestRefused(f"the certificate is not bound to the {role} role", code="ROLE_NOT_BOUND"),
+                {"required_role": role})
+        if caller.role != role and (caller.role or len(bound) > 1):
+            await self.refusals.refuse(
+                caller, rpc,
+                RequestRefused(f"this call needs the {role} role to be asserted", code="ROLE_NOT_ASSERTED"),
                 {"required_role": role})
 
     async def require_any(self, caller: Caller, rpc: str) -> None:
@@ -115,7 +123,9 @@ class AccessGuard:
         the index of that entry, so an answer can be the log as it stood when asked."""
         receipts = await self._audit.append([AuditEvent(
             kind=AuditKind.AUDIT_ACCESS, occurred_at=self._clock.now(), caller=caller.identity,
-            user=audited_user(caller), status="OK", subject_tokens=tuple(sorted(subject_tokens)),
+            user=audited_user(caller),
+            role=caller.role if caller.role in self._policy.current.roles_for(caller.identity) else "",
+            status="OK", subject_tokens=tuple(sorted(subject_tokens)),
             policy_version=self._policy.current.version, details={"rpc": rpc, **(details or {})},
         )])
         return receipts[0].index

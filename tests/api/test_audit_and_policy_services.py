@@ -136,6 +136,28 @@ async def test_only_auditor_certificates_may_use_the_audit_service(partnership: 
         ("spiffe://mash.local/agency/police/system/case-system", "PERMISSION_DENIED", "GetEntry")]
 
 
+async def test_a_certificate_bound_to_several_roles_reads_the_log_only_for_a_caller_asserting_auditor(
+        partnership: Partnership) -> None:
+    """The web console's certificate is bound to auditor among other roles: a person acting in another role (or
+    asserting none) through it is refused, audited; only a caller asserting auditor reads the log, and the read
+    is recorded with that role."""
+    stub = audit_stub(partnership, "hub", "console")
+    for metadata in ((("x-mash-user", "manager.1"), ("x-mash-role", "mash_manager")),
+                     (("x-mash-user", "manager.1"),)):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.GetEntry(audit_pb.GetEntryRequest(index=0), metadata=metadata, timeout=10)
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert error_reason(caught.value) == "ROLE_NOT_ASSERTED"
+    console = "spiffe://mash.local/agency/hub/system/console"
+    assert await _refusals(partnership) == [(console, "PERMISSION_DENIED", "GetEntry")] * 2
+    await stub.GetEntry(audit_pb.GetEntryRequest(index=0), timeout=10,
+                        metadata=(("x-mash-user", "auditor.1"), ("x-mash-role", "auditor")))
+    assert partnership.gateway is not None
+    rows = await partnership.gateway.deps.audit.store.scan(0, 1000)
+    reads = [e for e in (decode_entry(r.data).event for r in rows) if e.kind is AuditKind.AUDIT_ACCESS]
+    assert [(e.caller, e.user, e.role) for e in reads] == [(console, "auditor.1", "auditor")]
+
+
 async def test_an_entry_index_beyond_any_log_is_not_found(partnership: Partnership) -> None:
     """Huge indexes (up to 2**64 - 1) are answered NOT_FOUND or INVALID_ARGUMENT, never INTERNAL."""
     stub = audit_stub(partnership)

@@ -28,6 +28,7 @@ from gateway.workflow.sqlite_store import SqliteReferralStore
 
 REQUESTER = "spiffe://mash.local/agency/police/system/case-system"
 HEALTH_CONSOLE = "spiffe://mash.local/agency/health/system/review-console"
+WEB_CONSOLE = "spiffe://mash.local/agency/hub/system/console"  # bound to every agency's reviewer role
 HEALTH_RECEIVER = "spiffe://mash.local/agency/health/system/gp-system"
 MONDAY = datetime(2026, 11, 30, 9, 30, tzinfo=UTC)
 
@@ -69,9 +70,10 @@ async def rig(tmp_path: Path, policy_dir: Path, holder: PolicyHolder) -> AsyncIt
 def test_each_event_goes_to_the_parties_the_issue_names(rig: Rig) -> None:
     """New review: health's reviewers' certificate; decision: the requester; expiry: the requester and health
     (its receiver and its reviewers)."""
-    assert rig.notifier.recipients(review(), ReviewEvent.REQUESTED) == [HEALTH_CONSOLE]
+    assert rig.notifier.recipients(review(), ReviewEvent.REQUESTED) == [HEALTH_CONSOLE, WEB_CONSOLE]
     assert rig.notifier.recipients(review(), ReviewEvent.DECIDED) == [REQUESTER]
-    assert rig.notifier.recipients(review(), ReviewEvent.EXPIRED) == [REQUESTER, HEALTH_RECEIVER, HEALTH_CONSOLE]
+    assert rig.notifier.recipients(review(), ReviewEvent.EXPIRED) == [
+        REQUESTER, HEALTH_RECEIVER, HEALTH_CONSOLE, WEB_CONSOLE]
 
 
 async def test_an_offline_receiver_gets_review_notices_after_reconnecting(rig: Rig) -> None:
