@@ -34,7 +34,8 @@ class PolicyServicer:
             policy_version=explained.policy_version, level=level_to_proto(decision.level),
             allowed_by=list(decision.allowed_by), denied_by=list(decision.denied_by),
             matching_rules=[policy_rule_to_proto(line, deciding=line.where in deciding)
-                            for line in (*explained.lines.allows, *explained.lines.denies)],
+                            for line in (*explained.lines.allows, *explained.lines.denies,
+                                          *explained.lines.reviews)],
         )
 
     async def ReloadPolicy(self, request: policy_pb.ReloadPolicyRequest, call: Call) -> policy_pb.ReloadPolicyResponse:

@@ -197,6 +197,16 @@ async def test_explain_names_the_deciding_policy_lines(partnership: Partnership)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+async def test_explain_lists_the_review_lines_that_match(partnership: Partnership) -> None:
+    """A cell released only after the owning agency's review says so: its review line is among matching_rules."""
+    reply = await policy_stub(partnership, "csc", "case-system").ExplainDecision(policy_pb.ExplainDecisionRequest(
+        role="mash_researcher_police", purpose="safeguarding_screening", agency="health",
+        category="health.mental_health"), timeout=10)
+    reviews = [r for r in reply.matching_rules if r.effect == policy_pb.POLICY_EFFECT_REVIEW]
+    assert reviews, "the shipped policy puts health.mental_health under health's review for MASH researchers"
+    assert all(r.agency == "health" and ".csv:" in r.location for r in reviews)
+
+
 async def test_only_policy_admins_may_reload(partnership: Partnership) -> None:
     """ReloadPolicy is refused for a certificate not bound to policy_admin, and the refusal is audited."""
     with pytest.raises(grpc.aio.AioRpcError) as caught:

@@ -230,8 +230,6 @@ def test_ig_officer_sees_the_policy_explains_a_decision_and_builds_the_matrix(op
     shot(page, "policy-matrix")
 
 
-@pytest.mark.xfail(strict=True, reason="ExplainDecision's matching_rules leave out review lines, so no cell can be "
-                                       "marked as reviewed over the gRPC API")
 def test_ig_matrix_marks_the_cells_an_agency_reviewer_must_approve(open_page: Any, world: World) -> None:
     page = sign_in(open_page(), world, "ig.ian")
     page.goto(world.base + "/policy/matrix")
