@@ -33,6 +33,7 @@ from typing import IO, Any
 from rich.console import Console
 from rich.table import Table
 
+from bench.boroughs import borough_names, generate, home_agency
 from gateway.keys import KeyPaths, init_keys
 from gateway.logs import configure_logging
 from gateway.partnership import load_plan
@@ -142,13 +143,24 @@ def _wait_listening(proc: Proc, port: int, timeout: float = 120.0, sockets: int 
 
 
 def node_names(count: int) -> list[str]:
-    """Six agencies' nodes per borough; one borough is just the six agency names."""
+    """Six agencies' nodes per borough; one borough is just the six agency names (the shipped policy), more
+    are the borough agencies of `bench.boroughs` (``police_b07``)."""
     if count % len(AGENCIES):
         raise ValueError(f"node count must be a multiple of {len(AGENCIES)}")
     boroughs = count // len(AGENCIES)
     if boroughs == 1:
         return list(AGENCIES)
-    return [f"{agency}@b{b:02d}" for b in range(1, boroughs + 1) for agency in AGENCIES]
+    return borough_names(AGENCIES, boroughs)
+
+
+def policy_dir(tmp: Path, nodes: int) -> Path:
+    """The shipped policy for six nodes; for more, a generated many-borough partnership (made once)."""
+    if nodes == len(AGENCIES):
+        return ROOT / "policies"
+    target = tmp / f"policies-{nodes}"
+    if not target.exists():
+        generate(ROOT / "policies", target, nodes // len(AGENCIES))
+    return target
 
 
 @dataclass
@@ -176,7 +188,7 @@ def partnership(tmp: Path, *, nodes: int, latency: float, jitter: float, gateway
         names = node_names(nodes)
         endpoints: dict[str, str] = {}
         for agency in AGENCIES:  # one process per agency; 192 nodes put 32 boroughs in each
-            hosted = [n for n in names if n.split("@", 1)[0] == agency]
+            hosted = [n for n in names if home_agency(n) == agency]
             proc = _spawn(f"nodes:{agency}", "-m", "bench.node_host", "--pki", str(pki), "--agencies",
                           ",".join(hosted), "--latency", str(latency), "--jitter", str(jitter), stderr=log)
             started.append(proc)
@@ -202,7 +214,7 @@ def partnership(tmp: Path, *, nodes: int, latency: float, jitter: float, gateway
             config = tmp / f"gateway-{port}.toml"
             config.write_text("\n".join([
                 "[gateway]",
-                f'state_dir = "{tmp / "state"}"', f'policy_dir = "{ROOT / "policies"}"', f'pki_dir = "{pki}"',
+                f'state_dir = "{tmp / "state"}"', f'policy_dir = "{policy_dir(tmp, nodes)}"', f'pki_dir = "{pki}"',
                 f'listen = "127.0.0.1:{port}"', *stores, 'log_level = "warning"',
                 "checkpoint_interval = 60.0", "policy_watch_interval = 3600.0", "",
                 "[agencies]", *(f'"{name}" = "{address}"' for name, address in endpoints.items()), "",
@@ -264,7 +276,7 @@ def run_matrix(args: argparse.Namespace, tmp: Path, log: IO[str]) -> list[dict[s
     rows: list[dict[str, Any]] = []
     for workers, latency in [(w, lat) for w in args.workers for lat in args.latency]:
         jitter = args.jitter if latency > 0 else 0.0
-        gateway = args.nodes == len(AGENCIES) or args.gateway_any_nodes
+        gateway = True
         with partnership(tmp, nodes=args.nodes, latency=latency, jitter=jitter, gateway=gateway,
                          audit_store=args.audit_store, log=log, workers=workers,
                          postgres=args.postgres) as running:
@@ -359,8 +371,6 @@ def main() -> int:
                         help="gateway processes on one port (serve --workers); more than 1 needs --postgres")
     parser.add_argument("--channels", type=int, default=1,
                         help="connections each load client spreads its callers over (use several with --workers)")
-    parser.add_argument("--gateway-any-nodes", action="store_true",
-                        help="also run the gateway when --nodes is not 6 (needs agencies from configuration)")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
     if args.full:
@@ -368,7 +378,7 @@ def main() -> int:
     configure_logging("warning", io.StringIO())
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        init_pki(tmp / "pki", nodes=AGENCIES, clients=PLAN.clients)
+        init_pki(tmp / "pki", nodes=node_names(args.nodes), clients=PLAN.clients)
         init_keys(KeyPaths(tmp / "state" / "keys"))
         with (tmp / "processes.log").open("w") as log:
             report: dict[str, Any] = {"benchmark": "gateway_vs_bare_broker", "machine": machine()}
