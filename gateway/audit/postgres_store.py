@@ -2,9 +2,10 @@
 
 Appends from one process are group-committed by a single writer task. Across processes, every append
 transaction takes a transaction-scoped advisory lock and assigns indices from ``max(idx) + 1`` inside it,
-so indices are gapless and never forked, and commits become visible in index order. The lock is held for
-two round trips and the commit (see `PostgresStore._insert`), which bounds what several processes sharing
-the log can append together.
+so indices are gapless and never forked, and commits become visible in index order. The lock is taken,
+and the next index read, in the same round trip as BEGIN (see `PostgresStore._insert`): while one process
+holds the lock every other writer waits, so round trips under it bound what several processes sharing the
+log can append together.
 """
 
 from __future__ import annotations
@@ -73,11 +74,6 @@ def _mismatch_sql() -> str:
 _MISMATCH_SQL = _mismatch_sql()
 
 _Request = tuple[Sequence[PendingEntry], "asyncio.Future[list[AuditReceipt]]"]
-
-_INSERT_ENTRIES = (f"INSERT INTO audit_entries ({_ENTRY_COLUMNS}) SELECT * FROM unnest("  # noqa: S608 (fixed text)
-                   "%s::bigint[], %s::bytea[], %s::bytea[], %s::text[], %s::text[], %s::text[], %s::text[], "
-                   "%s::text[], %s::text[], %s::text[], %s::text[])").encode()
-_INSERT_TOKENS = b"INSERT INTO audit_subject_tokens (token, idx) SELECT * FROM unnest(%s::text[], %s::bigint[])"
 
 
 def _lock_key(schema: str, purpose: str) -> int:
@@ -244,12 +240,10 @@ class PostgresStore:
 
     async def _insert(self, conn: psycopg.AsyncConnection[Any], batch: list[_Request],
                       started: list[bool]) -> list[list[AuditReceipt]]:
-        """Two round trips and the commit: take the lock and read the next index in one simple query, then
-        insert the entries and their tokens and commit in one pipeline.
+        """BEGIN, the lock and the next index in one round trip, then the two COPYs and the COMMIT.
 
-        The lock is held from the first until the commit, so every other writer process waits for it; fewer
-        round trips while holding it is what lets several gateway processes share one log. Each statement
-        of the first query reads with its own snapshot, so the index is read after the lock is granted.
+        Each statement of the first query reads with its own snapshot, so the index is read after the lock
+        is granted; the lock is held until the commit, so commits land in index order.
         """
         cur = await conn.execute(self._lock_and_next)
         started[0] = True
@@ -259,29 +253,26 @@ class PostgresStore:
             row = await cur.fetchone()
             next_index = int(row[0]) if row else 0
             results: list[list[AuditReceipt]] = []
-            columns: list[list[Any]] = [[] for _ in range(11)]
-            tokens: list[str] = []
-            token_idx: list[int] = []
-            for entries, _ in batch:
-                receipts = []
-                for pending in entries:
-                    data = entry_bytes(next_index, pending.event_json)
-                    digest = leaf_hash(data)
-                    m = pending.meta
-                    for column, value in zip(columns, (next_index, digest, data, m.occurred_at, m.kind, m.agency,
-                                                       m.purpose, m.role, m.user, m.case_reference, m.status),
-                                             strict=True):
-                        column.append(value)
-                    tokens.extend(m.subject_tokens)
-                    token_idx.extend([next_index] * len(m.subject_tokens))
-                    receipts.append(AuditReceipt(next_index, digest))
-                    next_index += 1
-                results.append(receipts)
-            async with conn.pipeline():
-                await conn.execute(_INSERT_ENTRIES, columns)
+            async with conn.cursor() as cur2:
+                async with cur2.copy(f"COPY audit_entries ({_ENTRY_COLUMNS}) FROM STDIN") as copy:
+                    tokens: list[tuple[str, int]] = []
+                    for entries, _ in batch:
+                        receipts = []
+                        for pending in entries:
+                            data = entry_bytes(next_index, pending.event_json)
+                            digest = leaf_hash(data)
+                            m = pending.meta
+                            await copy.write_row((next_index, digest, data, m.occurred_at, m.kind, m.agency,
+                                                  m.purpose, m.role, m.user, m.case_reference, m.status))
+                            tokens.extend((t, next_index) for t in m.subject_tokens)
+                            receipts.append(AuditReceipt(next_index, digest))
+                            next_index += 1
+                        results.append(receipts)
                 if tokens:
-                    await conn.execute(_INSERT_TOKENS, (tokens, token_idx))
-                await conn.execute(b"COMMIT")
+                    async with cur2.copy("COPY audit_subject_tokens (token, idx) FROM STDIN") as copy:
+                        for token_row in tokens:
+                            await copy.write_row(token_row)
+            await conn.execute(b"COMMIT")
         except BaseException:
             if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 with contextlib.suppress(psycopg.Error):
