@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import IO, Any
 from rich.console import Console
 from rich.table import Table
 
+from bench.boroughs import borough_names, generate, home_agency
 from gateway.keys import KeyPaths, init_keys
 from gateway.logs import configure_logging
 from gateway.partnership import load_plan
@@ -50,21 +52,39 @@ class Proc:
     name: str
     popen: subprocess.Popen[str]
 
+    def pids(self) -> list[int]:
+        """This process and its children (the workers of `serve --workers N`), and theirs."""
+        found, todo = [], [self.popen.pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            with contextlib.suppress(OSError):
+                todo += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        return found
+
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime, every thread
+        total = 0
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime + stime, every thread
+        return total / TICKS
+
+    def _memory_mib(self, key: str) -> float:
+        total = 0
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith(key):
+                        total += int(line.split()[1])
+        return round(total / 1024, 1)
 
     def peak_rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-        return 0.0
+        """Summed over the process tree (each process's own peak)."""
+        return self._memory_mib("VmHWM:")
 
     def rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-        return 0.0
+        return self._memory_mib("VmRSS:")
 
     def stop(self) -> None:
         if self.popen.poll() is None:
@@ -99,26 +119,48 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_listening(proc: Proc, port: int, timeout: float = 60.0) -> None:
+def _listening_sockets(port: int) -> int:
+    """How many sockets listen on loopback `port` (one per worker process sharing it with SO_REUSEPORT);
+    gRPC may listen on an IPv6 socket with the IPv4-mapped address."""
+    locals_ = {f"0100007F:{port:04X}", f"0000000000000000FFFF00000100007F:{port:04X}"}
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            count += fields[1] in locals_ and fields[3] == "0A"  # state 0A: LISTEN
+    return count
+
+
+def _wait_listening(proc: Proc, port: int, timeout: float = 120.0, sockets: int = 1) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.popen.poll() is not None:
             raise RuntimeError(f"{proc.name} exited with code {proc.popen.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
+        if _listening_sockets(port) >= sockets:
+            return
         time.sleep(0.1)
     raise RuntimeError(f"{proc.name} did not listen on {port} within {timeout} s")
 
 
 def node_names(count: int) -> list[str]:
-    """Six agencies' nodes per borough; one borough is just the six agency names."""
+    """Six agencies' nodes per borough; one borough is just the six agency names (the shipped policy), more
+    are the borough agencies of `bench.boroughs` (``police_b07``)."""
     if count % len(AGENCIES):
         raise ValueError(f"node count must be a multiple of {len(AGENCIES)}")
     boroughs = count // len(AGENCIES)
     if boroughs == 1:
         return list(AGENCIES)
-    return [f"{agency}@b{b:02d}" for b in range(1, boroughs + 1) for agency in AGENCIES]
+    return borough_names(AGENCIES, boroughs)
+
+
+def policy_dir(tmp: Path, nodes: int) -> Path:
+    """The shipped policy for six nodes; for more, a generated many-borough partnership (made once)."""
+    if nodes == len(AGENCIES):
+        return ROOT / "policies"
+    target = tmp / f"policies-{nodes}"
+    if not target.exists():
+        generate(ROOT / "policies", target, nodes // len(AGENCIES))
+    return target
 
 
 @dataclass
@@ -132,15 +174,21 @@ class Running:
 
 @contextlib.contextmanager
 def partnership(tmp: Path, *, nodes: int, latency: float, jitter: float, gateway: bool,
-                audit_store: str = "", log: IO[str] | None = None) -> Iterator[Running]:
-    """Start the nodes (one process per agency), the gateway and the broker; stop them all on exit."""
+                audit_store: str = "", log: IO[str] | None = None, workers: int = 1,
+                postgres: str = "") -> Iterator[Running]:
+    """Start the nodes (one process per agency), the gateway and the broker; stop them all on exit.
+
+    With `postgres` (a server URL) the gateway's audit, review and referral stores live in a fresh schema
+    there, dropped afterwards; `workers` > 1 runs `serve --workers` (which needs that).
+    """
     pki = tmp / "pki"
     started: list[Proc] = []
+    started_schemas: list[str] = []
     try:
         names = node_names(nodes)
         endpoints: dict[str, str] = {}
         for agency in AGENCIES:  # one process per agency; 192 nodes put 32 boroughs in each
-            hosted = [n for n in names if n.split("@", 1)[0] == agency]
+            hosted = [n for n in names if home_agency(n) == agency]
             proc = _spawn(f"nodes:{agency}", "-m", "bench.node_host", "--pki", str(pki), "--agencies",
                           ",".join(hosted), "--latency", str(latency), "--jitter", str(jitter), stderr=log)
             started.append(proc)
@@ -155,30 +203,57 @@ def partnership(tmp: Path, *, nodes: int, latency: float, jitter: float, gateway
         running.servers["bare"], running.addresses["bare"] = broker, f"127.0.0.1:{broker_port}"
         if gateway:
             port = _free_port()
+            stores: list[str] = []
+            if postgres:
+                schema = fresh_schema(postgres)
+                started_schemas.append(schema)
+                url = f"{postgres}?options=-csearch_path%3D{schema}"
+                stores = [f'{store} = "{url}"' for store in ("audit_store", "review_store", "referral_store")]
+            elif audit_store:
+                stores = [f'audit_store = "{audit_store}"']
             config = tmp / f"gateway-{port}.toml"
             config.write_text("\n".join([
                 "[gateway]",
-                f'state_dir = "{tmp / "state"}"', f'policy_dir = "{ROOT / "policies"}"', f'pki_dir = "{pki}"',
-                f'listen = "127.0.0.1:{port}"', f'audit_store = "{audit_store}"', 'log_level = "warning"',
+                f'state_dir = "{tmp / "state"}"', f'policy_dir = "{policy_dir(tmp, nodes)}"', f'pki_dir = "{pki}"',
+                f'listen = "127.0.0.1:{port}"', *stores, 'log_level = "warning"',
                 "checkpoint_interval = 60.0", "policy_watch_interval = 3600.0", "",
                 "[agencies]", *(f'"{name}" = "{address}"' for name, address in endpoints.items()), "",
             ]))
-            gw = _spawn("gateway", "-m", "gateway.cli.main", "serve", "--config", str(config), stderr=log)
+            gw = _spawn("gateway", "-m", "gateway.cli.main", "serve", "--config", str(config),
+                        *(["--workers", str(workers)] if workers > 1 else []), stderr=log)
             started.append(gw)
-            _wait_listening(gw, port)
+            _wait_listening(gw, port, sockets=workers)
             running.servers["gateway"], running.addresses["gateway"] = gw, f"127.0.0.1:{port}"
             running.config = config
         yield running
     finally:
         for proc in reversed(started):
             proc.stop()
+        for schema in started_schemas:
+            drop_schema(postgres, schema)
 
 
-def load(pki: Path, target: str, concurrency: int, seconds: float) -> dict[str, Any]:
+def fresh_schema(postgres: str) -> str:
+    import psycopg
+
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{name}"')
+    return name
+
+
+def drop_schema(postgres: str, schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def load(pki: Path, target: str, concurrency: int, seconds: float, channels: int = 1) -> dict[str, Any]:
     """Run one closed-loop client process against `target` and return its figures."""
     out = subprocess.run(
         [sys.executable, "-m", "bench.load_client", "--pki", str(pki), "--target", target,
-         "--concurrency", str(concurrency), "--seconds", str(seconds)],
+         "--concurrency", str(concurrency), "--seconds", str(seconds), "--channels", str(channels)],
         capture_output=True, text=True, cwd=ROOT, check=False,
     )
     if out.returncode != 0:
@@ -187,22 +262,24 @@ def load(pki: Path, target: str, concurrency: int, seconds: float) -> dict[str, 
     return result
 
 
-def measure(server: Proc, pki: Path, target: str, concurrency: int, seconds: float) -> dict[str, Any]:
+def measure(server: Proc, pki: Path, target: str, concurrency: int, seconds: float,
+            channels: int = 1) -> dict[str, Any]:
     before = server.cpu_seconds()
-    result = load(pki, target, concurrency, seconds)
+    result = load(pki, target, concurrency, seconds, channels)
     # The client's warm-up queries fall outside its timed window but inside this CPU window; count them.
     cpu = server.cpu_seconds() - before
-    result["cpu_ms_per_query"] = round(cpu * 1000 / max(1, result["queries"] + 20), 3)
+    result["cpu_ms_per_query"] = round(cpu * 1000 / max(1, result["queries"] + result.get("warmup", 20)), 3)
     return result
 
 
 def run_matrix(args: argparse.Namespace, tmp: Path, log: IO[str]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for latency in args.latency:
+    for workers, latency in [(w, lat) for w in args.workers for lat in args.latency]:
         jitter = args.jitter if latency > 0 else 0.0
-        gateway = args.nodes == len(AGENCIES) or args.gateway_any_nodes
+        gateway = True
         with partnership(tmp, nodes=args.nodes, latency=latency, jitter=jitter, gateway=gateway,
-                         audit_store=args.audit_store, log=log) as running:
+                         audit_store=args.audit_store, log=log, workers=workers,
+                         postgres=args.postgres) as running:
             targets = ["gateway", "bare"] if gateway else ["bare"]
             runs: dict[tuple[int, str], list[dict[str, Any]]] = {}
             for round_no in range(args.rounds):
@@ -210,14 +287,18 @@ def run_matrix(args: argparse.Namespace, tmp: Path, log: IO[str]) -> list[dict[s
                     order = targets if (round_no + n) % 2 == 0 else list(reversed(targets))
                     for target in order:
                         result = measure(running.servers[target], tmp / "pki", running.addresses[target],
-                                         concurrency, args.seconds)
+                                         concurrency, args.seconds, args.channels)
                         runs.setdefault((concurrency, target), []).append(result)
-                        print(f"  latency {latency * 1000:g} ms, round {round_no + 1}, concurrency {concurrency}, "
-                              f"{target}: {result['queries_per_s']} q/s, p50 {result['p50_ms']} ms",
+                        print(f"  workers {workers}, latency {latency * 1000:g} ms, round {round_no + 1}, "
+                              f"concurrency {concurrency}, {target}: {result['queries_per_s']} q/s, "
+                              f"p50 {result['p50_ms']} ms",
                               file=sys.stderr, flush=True)
             peak = {t: running.servers[t].peak_rss_mib() for t in targets}
             for concurrency in args.concurrency:
-                row: dict[str, Any] = {"nodes": args.nodes, "latency_ms": latency * 1000, "jitter_ms": jitter * 1000,
+                row: dict[str, Any] = {"nodes": args.nodes, "workers": workers, "channels": args.channels,
+                                       "audit_store": "postgresql" if args.postgres else
+                                       (args.audit_store.split(":", 1)[0] or "sqlite"),
+                                       "latency_ms": latency * 1000, "jitter_ms": jitter * 1000,
                                        "concurrency": concurrency}
                 for target in targets:
                     rs = runs[(concurrency, target)]
@@ -284,8 +365,12 @@ def main() -> int:
     parser.add_argument("--full", action="store_true", help="three rounds of 8 s each")
     parser.add_argument("--soak", type=float, default=0.0, help="seconds of steady load instead of the matrix")
     parser.add_argument("--audit-store", default="", help="audit store URL for the gateway (default SQLite)")
-    parser.add_argument("--gateway-any-nodes", action="store_true",
-                        help="also run the gateway when --nodes is not 6 (needs agencies from configuration)")
+    parser.add_argument("--postgres", default="",
+                        help="PostgreSQL server URL: the gateway's stores go in a fresh schema there, dropped after")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1],
+                        help="gateway processes on one port (serve --workers); more than 1 needs --postgres")
+    parser.add_argument("--channels", type=int, default=1,
+                        help="connections each load client spreads its callers over (use several with --workers)")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
     if args.full:
@@ -293,7 +378,7 @@ def main() -> int:
     configure_logging("warning", io.StringIO())
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        init_pki(tmp / "pki", nodes=AGENCIES, clients=PLAN.clients)
+        init_pki(tmp / "pki", nodes=node_names(args.nodes), clients=PLAN.clients)
         init_keys(KeyPaths(tmp / "state" / "keys"))
         with (tmp / "processes.log").open("w") as log:
             report: dict[str, Any] = {"benchmark": "gateway_vs_bare_broker", "machine": machine()}
@@ -312,17 +397,17 @@ def main() -> int:
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
     table = Table(title="Gateway and bare broker, same nodes, same run (median of rounds)")
-    for column in ("nodes", "latency ms", "conc.", "gateway q/s", "bare q/s", "ratio", "p50 gw / bare ms",
+    for column in ("nodes", "workers", "latency ms", "conc.", "gateway q/s", "bare q/s", "ratio", "p50 gw / bare ms",
                    "p99 gw / bare ms", "CPU ms/q gw / bare", "peak RSS MiB gw / bare"):
         table.add_column(column, justify="right")
     for r in rows:
         g, b = r.get("gateway"), r["bare"]
         if g is None:
-            table.add_row(str(r["nodes"]), f"{r['latency_ms']:g}", str(r["concurrency"]), "-",
+            table.add_row(str(r["nodes"]), str(r["workers"]), f"{r['latency_ms']:g}", str(r["concurrency"]), "-",
                           f"{statistics.median(b['queries_per_s']):.1f}", "-", f"- / {b['p50_ms']}",
                           f"- / {b['p99_ms']}", f"- / {b['cpu_ms_per_query']}", f"- / {b['peak_rss_mib']}")
             continue
-        table.add_row(str(r["nodes"]), f"{r['latency_ms']:g}", str(r["concurrency"]),
+        table.add_row(str(r["nodes"]), str(r["workers"]), f"{r['latency_ms']:g}", str(r["concurrency"]),
                       f"{statistics.median(g['queries_per_s']):.1f}", f"{statistics.median(b['queries_per_s']):.1f}",
                       str(r["ratio"]), f"{g['p50_ms']} / {b['p50_ms']}", f"{g['p99_ms']} / {b['p99_ms']}",
                       f"{g['cpu_ms_per_query']} / {b['cpu_ms_per_query']}",

@@ -40,17 +40,23 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                                     purpose="safeguarding_screening", legal_basis="dpa_2018_sch1_para18",
                                     agreement="mash-isa-2026", case_reference="BENCH-1") for p in people]
     pki = PkiLayout(args.pki)
-    channel = grpc.aio.secure_channel(args.target, client_credentials(pki, "police", "case-system"),
-                                      options=[("grpc.ssl_target_name_override", gateway_server_name())])
-    stub = hub_grpc.HubServiceStub(channel)
-    await asyncio.wait_for(channel.channel_ready(), 30)
-    for request in requests[:args.warmup]:
-        await stub.Query(request, metadata=METADATA, timeout=args.timeout)
+    # Each channel its own connection (a local subchannel pool), so a server of several processes on one
+    # port (SO_REUSEPORT) sees them spread over its processes, as it would see many clients.
+    channels = [grpc.aio.secure_channel(args.target, client_credentials(pki, "police", "case-system"),
+                                        options=[("grpc.ssl_target_name_override", gateway_server_name()),
+                                                 ("grpc.use_local_subchannel_pool", 1)])
+                for _ in range(args.channels)]
+    stubs = [hub_grpc.HubServiceStub(channel) for channel in channels]
+    await asyncio.gather(*(asyncio.wait_for(channel.channel_ready(), 30) for channel in channels))
+    warmup = max(args.warmup, len(stubs))
+    for k, request in enumerate(requests[:warmup]):
+        await stubs[k % len(stubs)].Query(request, metadata=METADATA, timeout=args.timeout)
     latencies: list[float] = []
     errors: dict[str, int] = {}
     missing_receipts = 0
 
     async def caller(offset: int, stop_at: float) -> None:
+        stub = stubs[(offset // 37) % len(stubs)]
         i = offset
         while time.perf_counter() < stop_at:
             started = time.perf_counter()
@@ -67,10 +73,11 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     await asyncio.gather(*(caller(n * 37, started + args.seconds) for n in range(args.concurrency)))
     elapsed = time.perf_counter() - started
-    await channel.close()
+    for channel in channels:
+        await channel.close()
     latencies.sort()
     return {
-        "queries": len(latencies), "errors": errors, "seconds": round(elapsed, 3),
+        "queries": len(latencies), "warmup": warmup, "errors": errors, "seconds": round(elapsed, 3),
         "answers_without_receipt": missing_receipts,
         "queries_per_s": round(len(latencies) / elapsed, 1),
         "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
@@ -88,6 +95,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20, help="queries sent before measuring")
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--people", type=int, default=2000)
+    parser.add_argument("--channels", type=int, default=1, help="connections the callers share, round robin")
     print(json.dumps(asyncio.run(_run(parser.parse_args()))), flush=True)
 
 

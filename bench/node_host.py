@@ -2,7 +2,9 @@
 
 `python -m bench.node_host --pki DIR --agencies police,health --latency 0.003 --jitter 0.001` prints one JSON
 line mapping each node name to its address, then serves until stdin closes or SIGTERM. A node name may
-carry a borough suffix (`police@b07`) so that many nodes of one agency can share a process.
+be a borough agency of the bench's many-borough partnership (`police_b07`, see `bench.boroughs`): it then
+serves the home agency's records under its own agency and category names, with its own certificate, so
+many nodes of one agency can share a process.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import random
 import signal
 import sys
 from collections.abc import Collection
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -24,12 +27,28 @@ import grpc.aio
 from agency_stubs.dataset import AgencyDataset
 from agency_stubs.node import AgencyNodeServicer
 from agency_stubs.world import DEFAULT_SEED, build_world
+from bench.boroughs import home_agency
 from gateway.api.tls import server_credentials
 from gateway.generated.mash.gateway.v1 import agency_service_pb2_grpc as agency_grpc
 from gateway.logs import configure_logging
 from gateway.pki import DEFAULT_TRUST_DOMAIN, PkiLayout
 
 GATEWAY_IDENTITY = f"spiffe://{DEFAULT_TRUST_DOMAIN}/gateway"
+
+
+def borough_dataset(dataset: AgencyDataset, name: str) -> AgencyDataset:
+    """`dataset` as the node of borough agency `name` holds it: agency and category names moved there."""
+    if name == dataset.agency:
+        return dataset
+    home = dataset.agency
+
+    def moved(category: str) -> str:
+        return name + category[len(home):] if category.split(".", 1)[0] == home else category
+
+    persons = [replace(p, records=tuple(replace(r, agency=name, category=moved(r.category)) for r in p.records))
+               for p in dataset.persons.values()]
+    catalogue = [replace(spec, category=moved(spec.category)) for spec in dataset.catalogue]
+    return AgencyDataset(name, persons, mash_contact=replace(dataset.mash_contact, agency=name), catalogue=catalogue)
 
 
 class JitteredNode(AgencyNodeServicer):
@@ -58,12 +77,12 @@ async def _serve(args: argparse.Namespace) -> None:
     servers: list[grpc.aio.Server] = []
     addresses: dict[str, str] = {}
     for name in args.agencies.split(","):
-        agency = name.split("@", 1)[0]
-        servicer = JitteredNode(world.dataset(agency), allowed_callers={GATEWAY_IDENTITY}, latency=args.latency,
+        dataset = borough_dataset(world.dataset(home_agency(name)), name)
+        servicer = JitteredNode(dataset, allowed_callers={GATEWAY_IDENTITY}, latency=args.latency,
                                 jitter=args.jitter)
         server = grpc.aio.server()
         agency_grpc.add_AgencyServiceServicer_to_server(servicer, server)
-        port = server.add_secure_port("127.0.0.1:0", server_credentials(pki.ca_cert, *pki.node(agency)))
+        port = server.add_secure_port("127.0.0.1:0", server_credentials(pki.ca_cert, *pki.node(name)))
         await server.start()
         servers.append(server)
         addresses[name] = f"127.0.0.1:{port}"

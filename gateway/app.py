@@ -355,9 +355,13 @@ class GatewayServer:
         await self.deps.aclose()
 
 
-def build_server(settings: Settings, deps: Dependencies) -> GatewayServer:
-    """A grpc.aio server with mTLS (client certificates required), health and optional reflection."""
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+def build_server(settings: Settings, deps: Dependencies, *, reuse_port: bool = False) -> GatewayServer:
+    """A grpc.aio server with mTLS (client certificates required), health and optional reflection.
+
+    With `reuse_port` the port is bound with SO_REUSEPORT so several worker processes share it (the kernel
+    spreads connections over them); otherwise a port already in use is an error.
+    """
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 1 if reuse_port else 0)])
     guard = AccessGuard(deps.policy, deps.audit, deps.clock)
     limits = Limits(
         identity_rate=settings.identity_rate, identity_burst=settings.identity_burst,

@@ -2,7 +2,10 @@
 
 Appends from one process are group-committed by a single writer task. Across processes, every append
 transaction takes a transaction-scoped advisory lock and assigns indices from ``max(idx) + 1`` inside it,
-so indices are gapless and never forked, and commits become visible in index order.
+so indices are gapless and never forked, and commits become visible in index order. The lock is taken,
+and the next index read, in the same round trip as BEGIN (see `PostgresStore._insert`): while one process
+holds the lock every other writer waits, so round trips under it bound what several processes sharing the
+log can append together.
 """
 
 from __future__ import annotations
@@ -95,6 +98,9 @@ class PostgresStore:
     def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]], schema: str) -> None:
         self._pool = pool
         self._append_lock = _lock_key(schema, "append")
+        # One simple query (no parameters, so several statements may go at once); the key is our own integer.
+        self._lock_and_next = (f"BEGIN; SELECT pg_advisory_xact_lock({int(self._append_lock)}); "  # noqa: S608
+                               "SELECT coalesce(max(idx) + 1, 0) FROM audit_entries").encode()
         self._queue: asyncio.Queue[_Request | None] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
         self._closed = False
@@ -234,10 +240,16 @@ class PostgresStore:
 
     async def _insert(self, conn: psycopg.AsyncConnection[Any], batch: list[_Request],
                       started: list[bool]) -> list[list[AuditReceipt]]:
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._append_lock,))
-            started[0] = True
-            cur = await conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit_entries")
+        """BEGIN, the lock and the next index in one round trip, then the two COPYs and the COMMIT.
+
+        Each statement of the first query reads with its own snapshot, so the index is read after the lock
+        is granted; the lock is held until the commit, so commits land in index order.
+        """
+        cur = await conn.execute(self._lock_and_next)
+        started[0] = True
+        try:
+            while cur.nextset():
+                pass  # BEGIN and the lock return nothing of interest; the last result is the next index
             row = await cur.fetchone()
             next_index = int(row[0]) if row else 0
             results: list[list[AuditReceipt]] = []
@@ -260,6 +272,12 @@ class PostgresStore:
                     async with cur2.copy("COPY audit_subject_tokens (token, idx) FROM STDIN") as copy:
                         for token_row in tokens:
                             await copy.write_row(token_row)
+            await conn.execute(b"COMMIT")
+        except BaseException:
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                with contextlib.suppress(psycopg.Error):
+                    await conn.execute(b"ROLLBACK")
+            raise
         return results
 
     # -- the port ------------------------------------------------------------------------------------

@@ -1,10 +1,16 @@
-"""`mash-gateway serve`: run a gateway from a settings file until SIGINT/SIGTERM; SIGHUP reloads policy."""
+"""`mash-gateway serve`: run a gateway from a settings file until SIGINT/SIGTERM; SIGHUP reloads policy.
+
+With `--workers N` (N > 1) it supervises N gateway processes sharing one port and PostgreSQL stores
+(`gateway.workers`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import signal
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 import structlog
@@ -13,6 +19,7 @@ from gateway.app import build_server, open_dependencies
 from gateway.errors import GatewayError
 from gateway.logs import configure_logging
 from gateway.settings import Settings
+from gateway.workers import Supervisor, check_workers, watch_parent, worker_metrics_listen
 
 log = structlog.get_logger("gateway.serve")
 
@@ -22,6 +29,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve.add_argument("--config", type=Path, required=True, help="settings file (TOML)")
     serve.add_argument("--listen", help="override [gateway] listen, e.g. 127.0.0.1:8443")
     serve.add_argument("--reflection", action="store_true", help="enable gRPC server reflection (development)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="gateway processes sharing the port (SO_REUSEPORT); more than 1 needs PostgreSQL stores")
+    serve.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     serve.set_defaults(func=run)
 
 
@@ -38,7 +48,18 @@ def run(args: argparse.Namespace) -> int:
         return 2
     configure_logging(settings.log_level)
     try:
-        asyncio.run(_serve(settings))
+        check_workers(settings, args.workers)
+    except GatewayError as exc:
+        log.error("gateway failed to start", error=str(exc))
+        return 2
+    if args.workers > 1 and args.worker_index is None:
+        return asyncio.run(Supervisor(lambda index: _worker_argv(args, index), args.workers).run())
+    worker = args.worker_index
+    if worker is not None:
+        structlog.contextvars.bind_contextvars(worker=worker)
+        settings = replace(settings, metrics_listen=worker_metrics_listen(settings.metrics_listen, worker))
+    try:
+        asyncio.run(_serve(settings, worker=worker))
     except GatewayError as exc:
         log.error("gateway failed to start", error=str(exc))
         return 2
@@ -50,10 +71,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(settings: Settings) -> None:
+def _worker_argv(args: argparse.Namespace, index: int) -> list[str]:
+    argv = [sys.executable, "-m", "gateway.cli.main", "serve", "--config", str(args.config),
+            "--workers", str(args.workers), "--worker-index", str(index)]
+    if args.listen:
+        argv += ["--listen", args.listen]
+    if args.reflection:
+        argv.append("--reflection")
+    return argv
+
+
+async def _serve(settings: Settings, *, worker: int | None = None) -> None:
     deps = await open_dependencies(settings)
     try:
-        server = build_server(settings, deps)
+        server = build_server(settings, deps, reuse_port=worker is not None)
         await server.start()
     except BaseException:
         await deps.aclose()
@@ -71,6 +102,9 @@ async def _serve(settings: Settings) -> None:
         task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, reload_policy)
+    watcher = asyncio.create_task(watch_parent(stop)) if worker is not None else None
     await stop.wait()
+    if watcher is not None:
+        watcher.cancel()
     log.info("gateway stopping")
     await server.stop(5.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -316,14 +317,32 @@ def load_snapshot(directory: Path) -> PolicySnapshot:
     return snapshot
 
 
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a snapshot is built.
+
+    A build allocates millions of tuples and dicts that all stay alive; each allocation burst made the
+    collector walk the growing heap again, about half the build time at 20,000 lines. Nothing built here
+    forms cycles that need collecting, and reference counting still frees everything else meanwhile.
+    """
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
+
 def load_copy(copy: Path, version: str, directory: Path) -> PolicySnapshot:
     """Load the snapshot from a `read_consistently` copy; `directory` is where the files really live."""
-    vocab, lines, redaction, findings = _read_parts(copy, directory)
-    errors = [f for f in findings if f.severity == "error"]
-    if errors:
-        raise PolicyError(errors, f"{len(errors)} problem(s) in the policy at {directory.name}")
-    assert redaction is not None  # no errors means the redaction rules loaded
-    return _assemble(copy, version, directory, vocab, lines, redaction)
+    with _cyclic_gc_paused():
+        vocab, lines, redaction, findings = _read_parts(copy, directory)
+        errors = [f for f in findings if f.severity == "error"]
+        if errors:
+            raise PolicyError(errors, f"{len(errors)} problem(s) in the policy at {directory.name}")
+        assert redaction is not None  # no errors means the redaction rules loaded
+        return _assemble(copy, version, directory, vocab, lines, redaction)
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,8 +360,9 @@ class LoadedParts:
 
 def load_parts(copy: Path, version: str, directory: Path) -> LoadedParts:
     """Everything loadable from a `read_consistently` copy; PolicyUnreadable if a file cannot be parsed at all."""
-    vocab, lines, redaction, findings = _read_parts(copy, directory)
-    snapshot = _assemble(copy, version, directory, vocab, lines, redaction or _NO_REDACTION)
+    with _cyclic_gc_paused():
+        vocab, lines, redaction, findings = _read_parts(copy, directory)
+        snapshot = _assemble(copy, version, directory, vocab, lines, redaction or _NO_REDACTION)
     return LoadedParts(snapshot, tuple(findings), redaction is not None)
 
 

@@ -51,6 +51,13 @@ def plan_request(
     health, a refuge) would turn "known to health" into "known to the sexual-health service".
     """
     cited = policy.agreements[agreement]
+    # A category sits under its own agency's root only (the vocabulary enforces it), so each agency's
+    # categories are compared with the agreement's categories of that agency alone: linear in the
+    # partnership's size, not quadratic, when an agreement covers many agencies.
+    covered: dict[str, list[str]] = {}
+    for c in cited.categories:
+        covered.setdefault(c.split(".", 1)[0], []).append(c)
+    parties = frozenset(cited.parties)
     decisions = policy.decisions_for(role, purpose)
     plans = []
     for agency in record_holders(policy) if agencies is None else agencies:
@@ -62,9 +69,10 @@ def plan_request(
         allowed: dict[str, DisclosureLevel] = {}
         review: dict[str, DisclosureLevel] = {}
         rules: list[str] = []
-        if touched and agency in cited.parties:
+        if touched and agency in parties:
+            own = covered.get(agency, ())
             for category, decision in cells.items():
-                if not any(policy.category_within(category, c) for c in cited.categories):
+                if not any(policy.category_within(category, c) for c in own):
                     continue
                 if decision.review > decision.level and (
                     not categories or any(policy.category_within(category, w) for w in categories)
