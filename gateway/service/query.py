@@ -120,11 +120,13 @@ class QueryService:
             raise
         ticket.answered(tuple(sent))
 
-    async def screen(self, caller: Caller, command: QueryCommand, *, timeout: float | None) -> ScreenOutcome:
-        """Is the child open to children's social care, and if so who holds the case? (see `screening`)"""
+    async def screen(self, caller: Caller, command: QueryCommand, *, timeout: float | None,
+                     subject_kind: str = "child") -> ScreenOutcome:
+        """Is the child (or adult at risk) open to social care, and if so who holds the case? (see `screening`)"""
         return await self._requests.once(
             "screen", caller, command,
-            lambda reused: self._screening.screen(caller, command, timeout=timeout, reused=reused))
+            lambda reused: self._screening.screen(caller, command, timeout=timeout, reused=reused,
+                                                  subject_kind=subject_kind))
 
     async def _admit(
         self, caller: Caller, command: QueryCommand, timeout: float | None, reused: bool

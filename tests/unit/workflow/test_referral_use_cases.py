@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from gateway.linkage import SubjectTokeniser
 from gateway.policy import PolicyHolder
 from gateway.service.validation import Caller
 from gateway.testing import FixedClock, RecordingAuditSink
-from gateway.workflow.policy import load_workflow
+from gateway.workflow.policy import MashRules, load_workflow
 from gateway.workflow.referral import Action, InvalidTransition, NoticeKind, State, VersionConflict
 from gateway.workflow.screening import OpenCase, OpenCaseAnswer
 from gateway.workflow.sealing import ContentSealer
@@ -42,9 +42,11 @@ class FakeScreening:
 
     answer: OpenCaseAnswer
     asked: int = 0
+    kinds: list[str] = field(default_factory=list)  # the subject kind of each check (child or adult)
 
-    async def check(self, subject: SubjectIdentifiers, *, referral_id: str) -> OpenCaseAnswer:
+    async def check(self, subject: SubjectIdentifiers, *, referral_id: str, mash: MashRules) -> OpenCaseAnswer:
         self.asked += 1
+        self.kinds.append(mash.subject)
         return self.answer
 
 
