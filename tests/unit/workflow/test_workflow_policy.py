@@ -63,8 +63,15 @@ def test_the_shipped_workflow_policy_loads_against_the_shipped_vocabulary(policy
     policy = load_workflow(policy_dir, **_names(policy_dir))
     assert set(policy.mashes) == {"children", "adults"}
     children, adults = policy.mashes["children"], policy.mashes["adults"]
-    assert children.screen_open_case
-    assert not adults.screen_open_case
+    assert (children.subject, adults.subject) == ("child", "adult")
+    assert children.screen_open_case and adults.screen_open_case
+    # Each MASH screens under its own agreement: the adults' under the adult safeguarding agreement.
+    assert children.screening is not None and adults.screening is not None
+    assert (children.screening.purpose, children.screening.agreement) == ("safeguarding_screening", "mash-isa-2026")
+    assert (adults.screening.purpose, adults.screening.agreement) == ("care_act_s42_enquiry",
+                                                                      "adult-safeguarding-isa-2026")
+    assert adults.screening.acts_as == children.screening.acts_as  # the rest comes from the top-level caller
+    assert adults.ratings["red"].hours("research") == 8
     assert children.ratings["red"].hours("research") == 4
     assert children.ratings["blue"].hours("decision") is None
     assert "care_act_s42_enquiry" in adults.decisions
