@@ -16,6 +16,7 @@ from gateway.generated.mash.gateway.v1 import referral_service_pb2_grpc as ref_g
 
 pytestmark = pytest.mark.slow
 
+EDITH = {"nhs_number": "9990017018", "given_name": "Edith", "family_name": "Marlowe", "date_of_birth": "1938-02-11"}
 S42 = {"purpose": "care_act_s42_enquiry", "legal_basis": "care_act_2014_s42",
        "agreement": "adult-safeguarding-isa-2026"}
 
@@ -39,7 +40,8 @@ async def test_an_adult_at_risk_is_researched_and_her_section_42_package_reaches
         concern="Neighbour reports shouting and a fall", categories=["domestic_abuse"], borough="hackney"),
         metadata=_as("pc.1234", "police_officer"), timeout=10)
     rid = submitted.referral.referral_id
-    await hub.MarkScreened(ref_pb.MarkScreenedRequest(referral_id=rid), metadata=manager, timeout=10)
+    # Screened on arrival against adult social care's open cases: her case there is closed, so the MASH rates it.
+    assert (submitted.referral.state, submitted.referral.screening) == (ref_pb.REFERRAL_STATE_SCREENED, "NOT_OPEN")
     await hub.RateReferral(ref_pb.RateReferralRequest(referral_id=rid, rating="red"), metadata=manager, timeout=10)
 
     researcher = partnership.client("asc", "case-system", user="r.asc", role="mash_researcher_asc")
@@ -63,6 +65,30 @@ async def test_an_adult_at_risk_is_researched_and_her_section_42_package_reaches
     assert "R. Adeyemi" in shown  # whom to call
     for secret in ("Dean Ashby", "coercive control"):  # the alleged source and the narrative stay in the MASH
         assert secret not in shown
+
+
+async def test_an_adult_open_to_adult_social_care_is_routed_on_arrival_to_adult_social_care(
+        partnership: Partnership) -> None:
+    """The adults' MASH asks adult social care (not children's social care) on arrival; an open, allocated case
+    is routed at once to its team, and adult social care's system is told, with a reference only."""
+    police = _stub(partnership, "police", "case-system")
+    submitted = await police.SubmitReferral(ref_pb.SubmitReferralRequest(
+        mash="adults", subject=common_pb2.SubjectIdentifiers(**EDITH), concern="Bank reports cash withdrawals",
+        categories=["financial_abuse"], borough="hackney"), metadata=_as("pc.1234", "police_officer"), timeout=10)
+    referral = submitted.referral
+    assert (referral.state, referral.routing) == (ref_pb.REFERRAL_STATE_ROUTED, "automatic")
+    assert (referral.team, referral.worker) == ("Adult Safeguarding Team (North)", "T. Osei")
+    asc = _stub(partnership, "asc", "case-system")
+    watch = asc.WatchNotifications(ref_pb.WatchNotificationsRequest(),
+                                   metadata=_as("case-system", "asc_social_worker"), timeout=10)
+    async for notice in watch:
+        assert (notice.kind, notice.referral_id) == (ref_pb.NOTIFICATION_KIND_ROUTED, referral.referral_id)
+        assert "Edith" not in str(notice) and EDITH["nhs_number"] not in str(notice)
+        break
+    watch.cancel()
+    assert partnership.gateway is not None and partnership.gateway.deps.referral_store is not None
+    csc = "spiffe://mash.local/agency/csc/system/case-system"
+    assert await partnership.gateway.deps.referral_store.notifications(csc, after=0, limit=10) == []
 
 
 async def test_a_section_42_query_citing_the_childrens_agreement_is_refused(partnership: Partnership) -> None:

@@ -1,4 +1,4 @@
-"""A copy of the shipped policy with a seventh agency, a youth offending service (`yos`), added as data only."""
+"""A copy of the shipped policy with one more agency, a youth offending service (`yos`), added as data only."""
 
 from __future__ import annotations
 
