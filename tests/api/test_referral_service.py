@@ -243,7 +243,8 @@ async def test_a_retried_linked_query_replays_without_recording_the_research_aga
     assert again == first  # the replay: same answers, same receipts
     got = await manager.call("GetReferral", ref_pb.GetReferralRequest(referral_id=rid))
     assert [h.action for h in got.history].count("record_answers") == 1
-    assert partnership.gateway is not None and partnership.gateway.deps.referral_store is not None
+    assert partnership.gateway is not None
+    assert partnership.gateway.deps.referral_store is not None
     health = "spiffe://mash.local/agency/health/system/gp-system"
     notices = await partnership.gateway.deps.referral_store.notifications(health, after=0, limit=10)
     assert [(n.kind.value, n.referral_id) for n in notices] == [("OWNER_NOTICE", rid)]

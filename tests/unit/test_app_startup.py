@@ -127,7 +127,7 @@ async def test_production_mode_refuses_to_start_on_an_unapproved_release(tmp_pat
     store, signers, _ = _release_store(tmp_path, policy_dir, ("police", "csc"))
     settings = replace(_settings(tmp_path, tmp_path / "unused", tmp_path / "no-pki"), policy_mode="production",
                        policy_releases=store, policy_signers=signers)
-    with pytest.raises(ReleaseError, match="asc, education, health, housing, probation$"):
+    with pytest.raises(ReleaseError, match=r"asc, education, health, housing, probation$"):
         await open_dependencies(settings)
     audit = await open_store(settings.audit_store_url)
     try:

@@ -40,7 +40,8 @@ def test_init_issues_a_node_per_record_holder_and_a_client_per_binding(pki: PkiL
     shipped = load_plan(ROOT / "policies")
     nodes = sorted(p.stem for p in (pki.root / "nodes").glob("*.pem"))
     assert nodes == sorted([*shipped.record_holders, "yos"])
-    assert "asc" in nodes and "hub" not in nodes
+    assert "asc" in nodes
+    assert "hub" not in nodes
     assert _uris(pki.client("yos", "case-system")[0]) == [YOS_CLIENT]
     # one per shipped binding, and the joining agency's
     assert len(list((pki.root / "clients").glob("*.pem"))) == len(shipped.clients) + 1

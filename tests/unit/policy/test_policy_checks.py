@@ -130,7 +130,8 @@ def test_existence_naming_a_protected_service_is_a_blocking_error_naming_the_rol
     adults = _line_of(directory / "agencies" / "health.csv", ADULTS_MASH_HEALTH)
     assert [(f.file, f.line) for f in findings] == [("agencies/health.csv", 7), ("agencies/health.csv", adults)]
     finding, adults_finding = findings
-    assert is_blocking(finding) and is_blocking(adults_finding)
+    assert is_blocking(finding)
+    assert is_blocking(adults_finding)
     assert "protected category health.sexual_health" in finding.message
     assert "(mash_manager for s17_assessment, s47_enquiry, safeguarding_screening)" in finding.message
     assert "(mash_manager for care_act_s42_enquiry)" in adults_finding.message

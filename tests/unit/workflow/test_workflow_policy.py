@@ -64,9 +64,11 @@ def test_the_shipped_workflow_policy_loads_against_the_shipped_vocabulary(policy
     assert set(policy.mashes) == {"children", "adults"}
     children, adults = policy.mashes["children"], policy.mashes["adults"]
     assert (children.subject, adults.subject) == ("child", "adult")
-    assert children.screen_open_case and adults.screen_open_case
+    assert children.screen_open_case
+    assert adults.screen_open_case
     # Each MASH screens under its own agreement: the adults' under the adult safeguarding agreement.
-    assert children.screening is not None and adults.screening is not None
+    assert children.screening is not None
+    assert adults.screening is not None
     assert (children.screening.purpose, children.screening.agreement) == ("safeguarding_screening", "mash-isa-2026")
     assert (adults.screening.purpose, adults.screening.agreement) == ("care_act_s42_enquiry",
                                                                       "adult-safeguarding-isa-2026")

@@ -77,7 +77,8 @@ async def test_a_changed_workflow_is_activated_with_the_policy_and_old_deadlines
         gateway: tuple[Dependencies, Path]) -> None:
     """After a reload, new ratings use the new hours; a referral rated before keeps the deadline it was given."""
     deps, policies = gateway
-    assert deps.referrals is not None and deps.referral_store is not None
+    assert deps.referrals is not None
+    assert deps.referral_store is not None
     before = await _rated_red(deps)
     _red_research_in_two_hours(policies)
     outcome = await deps.policy.reload(trigger="SIGHUP")
@@ -134,5 +135,6 @@ async def test_the_development_watcher_picks_up_a_workflow_change(gateway: tuple
     _red_research_in_two_hours(policies)
     assert await watcher.check_once() is None  # seen once; waits for the files to settle
     outcome = await watcher.check_once()
-    assert outcome is not None and outcome.activated
+    assert outcome is not None
+    assert outcome.activated
     assert deps.referrals.workflow.mashes["children"].ratings["red"].hours("research") == 2
