@@ -592,7 +592,7 @@ def _record_categories(
         open_case = [n for n, c in result.items() if c.open_cases == kind]
         for extra in open_case[1:]:
             reader.error(file, reader.declared_at.get(("category", extra), Location(file, 0)).line,
-                         f"only one category may answer the open-case check for a {kind}; "
+                         f"only one category may answer the open-case check ({kind}); "
                          f"{open_case[0]!r} already does")
     _check_refs(reader, parents, reader.known("category", result), "category")
     reader.findings += _hierarchy_problems(

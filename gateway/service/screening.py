@@ -43,8 +43,8 @@ def _covers_case_records(subject_kind: str) -> Callable[[PolicyView, QueryComman
         case_records = policy.open_case_category_for(subject_kind)
         if not case_records:
             raise RequestRefused(
-                f"the policy declares no record category for the open-case check about a {subject_kind} "
-                "(open_cases)", code="SCREENING_NOT_CONFIGURED", field="")
+                f"the policy declares no record category for the open-case check ({subject_kind}: open_cases)",
+                code="SCREENING_NOT_CONFIGURED", field="")
         agreement = policy.agreements[command.agreement]
         if not any(policy.category_within(case_records, c) for c in agreement.categories):
             raise RequestRefused(

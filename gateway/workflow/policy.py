@@ -286,7 +286,8 @@ def parse_workflow(doc: LineDict, *, file: str = FILE_NAME, roles: Collection[st
                 and not open_cases.get(str(subject))):
             r.bad(body.key_lines.get("screen_open_case", body.line),
                   f"MASH {name!r} screens on arrival, but no record category answers the open-case check for "
-                  f"a {subject} (mark one `open_cases: {subject}` in record_categories.yaml)")
+                  f"{'an adult' if subject == 'adult' else 'a child'} (mark one `open_cases: {subject}` in "
+                  "record_categories.yaml)")
         mashes[name] = MashRules(name, str(subject), screens, _ratings(r, body), _decisions(r, body, roles))
     if not mashes:
         r.bad(section.line, "at least one MASH must be described")
