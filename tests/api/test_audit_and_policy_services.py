@@ -371,6 +371,7 @@ async def test_policy_version_lists_agreements_expiring_within_sixty_days(
     async with Partnership(tmp_path / "state", policy_dir, world=shared_world, clock=clock) as partnership:
         response = await policy_stub(partnership).GetPolicyVersion(policy_pb.GetPolicyVersionRequest(), timeout=10)
     assert [(e.agreement, e.valid_until, e.days_left) for e in response.expiring_agreements] == [
+        ("adult-safeguarding-isa-2026", "2027-12-31", 46),
         ("early-help-isa-2026", "2027-12-31", 46),
         ("housing-partnership-2026", "2027-12-31", 46),
         ("mash-isa-2026", "2027-12-31", 46),
