@@ -424,18 +424,5 @@ def keeps_workflow(active: WorkflowPolicy | None, candidate: WorkflowPolicy | No
     if candidate is None:
         return [Finding(FILE_NAME, 0, "the gateway runs the referral workflow, so the policy must keep its "
                                       "workflow.yaml")]
-    return [Finding(candidate.file, 0, f"MASH {name!r} is gone, but referrals may name it; keep it (it may "
-                                       "take no new referrals by removing every role's submit permission)")
+    return [Finding(candidate.file, 0, f"MASH {name!r} is gone, but referrals may name it; keep it")
             for name in active.mashes if name not in candidate.mashes]
-
-
-def check_workflow(directory: Path, *, roles: Collection[str], agencies: Collection[str],
-                   categories: Collection[str]) -> list[Finding]:
-    """The findings about workflow.yaml alone (none when the directory has no workflow policy)."""
-    if not (directory / FILE_NAME).exists():
-        return []
-    try:
-        load_workflow(directory, roles=roles, agencies=agencies, categories=categories)
-    except PolicyError as exc:
-        return list(exc.findings)
-    return []
