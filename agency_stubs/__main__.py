@@ -1,7 +1,8 @@
 """Run one simulated agency node until interrupted: `python -m agency_stubs --agency police --port 50061`.
 
 The agency must be one the policy declares as holding records. The six agencies of the synthetic world
-answer from generated records; any other serves the people in `--records FILE`, or holds nobody.
+answer from generated records; any other serves the people in `--records FILE`, else the seeded records
+shipped for it (adult social care has some), else nobody.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import yaml
 
 from agency_stubs.catalogue import SIMULATED_AGENCIES
 from agency_stubs.dataset import AgencyDataset
-from agency_stubs.holding import policy_dataset
+from agency_stubs.holding import policy_dataset, seeded_records
 from agency_stubs.node import serve_node
 from agency_stubs.world import DEFAULT_SEED, build_world
 from gateway.errors import PolicyError
@@ -44,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="policy directory declaring the agency and its record categories (default: policies)")
     p.add_argument("--records", type=Path, default=None, metavar="FILE",
                    help="YAML file of the people and records to serve (docs/agency-nodes.md); "
-                        "default: generated records for the six simulated agencies, nobody for any other")
+                        "default: generated records for the six simulated agencies, the seeded file shipped "
+                        "for adult social care (asc), nobody for any other")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on start)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
@@ -70,7 +72,7 @@ def _dataset(args: argparse.Namespace) -> AgencyDataset:
     if args.records is None and args.agency in SIMULATED_AGENCIES:
         return build_world(args.seed, args.people).dataset(args.agency)
     try:
-        return policy_dataset(snapshot, args.agency, args.records)
+        return policy_dataset(snapshot, args.agency, args.records or seeded_records(args.agency))
     except OSError as exc:
         raise ValueError(f"cannot read {args.records}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:

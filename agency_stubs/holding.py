@@ -34,6 +34,15 @@ def contact_from_policy(snapshot: PolicySnapshot, agency: str) -> AgencyContact:
     return snapshot.redaction.contact_for(agency) or AgencyContact(agency, snapshot.agencies[agency].title)
 
 
+SEEDED_RECORDS = Path(__file__).parent / "records"
+
+
+def seeded_records(agency: str) -> Path | None:
+    """The records file shipped for an agency the synthetic world does not generate (e.g. asc), if any."""
+    path = SEEDED_RECORDS / f"{agency}.yaml"
+    return path if path.is_file() else None
+
+
 def policy_dataset(snapshot: PolicySnapshot, agency: str, records_file: Path | None = None) -> AgencyDataset:
     """A dataset for a declared agency: the people and records of `records_file`, or an empty holding.
 

@@ -48,7 +48,7 @@ MANAGER = Caller("spiffe://mash.local/agency/hub/system/mash-console", "hub", "m
 class InstantScreening:
     """The open-case check with the lookup taken out: every child is open, answered at once."""
 
-    async def check(self, subject: SubjectIdentifiers, *, referral_id: str) -> OpenCaseAnswer:
+    async def check(self, subject: SubjectIdentifiers, *, referral_id: str, mash: object = None) -> OpenCaseAnswer:
         return OpenCaseAnswer(OpenCase.OPEN, team="Assessment Team 2", worker="sw.1", request_id="bench")
 
 

@@ -57,8 +57,7 @@ from gateway.service.request_ids import RequestLedger
 from gateway.settings import Settings, SettingsError
 from gateway.witness import WitnessClient, WitnessConfig
 from gateway.workflow.package import PertinentInformation
-from gateway.workflow.policy import FILE_NAME as WORKFLOW_FILE
-from gateway.workflow.policy import load_workflow
+from gateway.workflow.policy import WorkflowPolicy, keeps_workflow
 from gateway.workflow.research import ResearchLink
 from gateway.workflow.screening import HubScreening
 from gateway.workflow.sealing import ContentSealer
@@ -187,19 +186,22 @@ async def open_dependencies(
 
 async def _open_referrals(settings: Settings, deps: Dependencies, sealing: Keyring,
                           resources: contextlib.AsyncExitStack) -> None:
-    """The referral workflow, when the policy directory has a workflow.yaml (checked against the policy)."""
-    if not (settings.policy_dir / WORKFLOW_FILE).exists():
+    """The referral workflow, when the active policy has a workflow.yaml.
+
+    The workflow policy is part of the policy: it is checked with it, read from the same files (the activated
+    release in production mode), and replaced with it on every reload. While referrals run, a reload must keep
+    a workflow.yaml and every MASH (referrals name theirs); otherwise the whole reload is refused.
+    """
+    holder = deps.policy
+    if holder.current.workflow is None:
         return
-    view = deps.policy.current
-    workflow = await asyncio.to_thread(
-        load_workflow, settings.policy_dir, roles=set(view.roles), agencies={r.agency for r in view.roles.values()},
-        categories=set(view.vocabulary.record_categories))
+    holder.require(lambda active, candidate: keeps_workflow(active.workflow, candidate.workflow))
     store = await open_referral_store(settings.referral_store_url, ContentSealer(sealing))
     resources.push_async_callback(store.close)
-    screening = HubScreening(deps.query, workflow.screening) if workflow.screening is not None else None
     deps.referral_store = store
-    deps.referrals = ReferralWorkflow(store=store, workflow=workflow, policy=deps.policy, audit=deps.audit,
-                                      tokeniser=deps.tokeniser, clock=deps.clock, screening=screening,
+    deps.referrals = ReferralWorkflow(store=store, workflow=lambda: _active_workflow(holder), policy=holder,
+                                      audit=deps.audit, tokeniser=deps.tokeniser, clock=deps.clock,
+                                      screening=HubScreening(deps.query),
                                       on_breach=deps.metrics.count_breach if deps.metrics else None)
     if deps.query.reviews is not None:
         # Review notices share the referral outbox; research under a rated referral sets review deadlines.
@@ -216,6 +218,12 @@ async def _open_referrals(settings: Settings, deps: Dependencies, sealing: Keyri
 def _agreement_ends(holder: PolicyHolder) -> dict[str, date]:
     """Each agreement of the active policy and its last day."""
     return {a.name: a.valid_until for a in holder.current.vocabulary.agreements.values()}
+
+
+def _active_workflow(holder: PolicyHolder) -> WorkflowPolicy:
+    workflow = holder.current.workflow
+    assert workflow is not None  # keeps_workflow refuses a policy without one while referrals run
+    return workflow
 
 
 def _checkpoint_time(audit: AuditLog) -> datetime | None:

@@ -29,7 +29,7 @@ class HubServicer:
     async def Query(self, request: hub_pb.QueryRequest, call: Call) -> hub_pb.QueryResponse:
         command, timeout = await self._linked(request, call)
         result = await self._service.query(call.caller, command, timeout=timeout)
-        if request.referral_id:
+        if request.referral_id and not result.replayed:  # a replay disclosed nothing new: record nothing again
             await self._research.record(call.caller, request.referral_id, result.answers)
         return hub_pb.QueryResponse(
             request_id=result.request_id, policy_version=result.policy_version,
@@ -41,11 +41,13 @@ class HubServicer:
     ) -> AsyncIterator[hub_pb.StreamQueryResponse]:
         command, timeout = await self._linked(request, call)
         answers = []
-        async for request_id, version, answer in self._service.stream(call.caller, command, timeout=timeout):
+        replayed = []
+        async for request_id, version, answer in self._service.stream(call.caller, command, timeout=timeout,
+                                                                      on_replay=lambda: replayed.append(True)):
             answers.append(answer)
             yield hub_pb.StreamQueryResponse(request_id=request_id, policy_version=version,
                                              answer=answer_to_proto(answer))
-        if request.referral_id:
+        if request.referral_id and not replayed:
             await self._research.record(call.caller, request.referral_id, answers)
 
     async def ScreenReferral(self, request: hub_pb.ScreenReferralRequest, call: Call) -> hub_pb.ScreenReferralResponse:

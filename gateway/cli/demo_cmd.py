@@ -1,4 +1,4 @@
-"""`mash-gateway demo`: six agency nodes and a gateway on loopback with mTLS and SQLite, playing a MASH story."""
+"""`mash-gateway demo`: a node per record-holding agency and a gateway on loopback (mTLS, SQLite) play a MASH story."""
 
 from __future__ import annotations
 

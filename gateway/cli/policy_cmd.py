@@ -193,7 +193,7 @@ def run_check(args: argparse.Namespace) -> int:
         _print_findings(console, exc.findings)
         console.print(f"could not load the policy at {args.directory}", markup=False)
         return UNLOADABLE
-    findings = [*report.findings, *_workflow_findings(report.snapshot, args.directory)]
+    findings = list(report.findings)  # workflow.yaml's findings included: it is part of the policy
     errors = [f for f in findings if is_blocking(f)]
     if args.verify and not errors:
         findings += verify_against_casbin(report.snapshot, args.verify)
@@ -230,27 +230,13 @@ def run_test(args: argparse.Namespace) -> int:
     return FINDINGS if failed or suite.findings or deadline_problems else CLEAN
 
 
-def _workflow_findings(snapshot: PolicySnapshot, directory: Path) -> list[Finding]:
-    from gateway.workflow.policy import check_workflow
-
-    vocab = snapshot.vocabulary
-    return check_workflow(directory, roles=set(vocab.roles), agencies=set(vocab.agencies),
-                          categories=set(vocab.record_categories))
-
-
 def _workflow_tests(console: Console, snapshot: PolicySnapshot, directory: Path) -> int:
     """Run the workflow deadline tests when there is a workflow policy; how many failed or were unreadable."""
-    from gateway.workflow.policy import FILE_NAME, load_workflow
     from gateway.workflow.policy_tests import run_deadline_tests
 
-    if not (directory / FILE_NAME).exists():
+    if snapshot.workflow is None:
         return 0
-    try:
-        workflow = load_workflow(directory)
-    except PolicyError as exc:
-        _print_findings(console, exc.findings)
-        return len(exc.findings)
-    passed, problems = run_deadline_tests(workflow, directory)
+    passed, problems = run_deadline_tests(snapshot.workflow, directory)
     _print_findings(console, problems)
     console.print(f"workflow deadlines: {passed} passed, {len(problems)} failed", markup=False)
     return len(problems)

@@ -117,7 +117,7 @@ class Partnership:
 
     async def __aenter__(self) -> Partnership:
         from agency_stubs import build_world, serve_node
-        from agency_stubs.holding import policy_dataset
+        from agency_stubs.holding import policy_dataset, seeded_records
         from gateway.policy.snapshot import load_snapshot
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -133,9 +133,9 @@ class Partnership:
         try:
             for agency in agencies:
                 dataset = self._world.datasets.get(agency)
-                if dataset is None:  # an agency the synthetic world does not simulate holds nobody
+                if dataset is None:  # not simulated: its seeded records file, or nobody
                     snapshot = snapshot or load_snapshot(self.policy_dir)
-                    dataset = policy_dataset(snapshot, agency)
+                    dataset = policy_dataset(snapshot, agency, seeded_records(agency))
                 self.nodes[agency] = await serve_node(
                     dataset,
                     credentials=node_server_credentials(self.pki, agency),

@@ -26,6 +26,8 @@ from gateway.generated.mash.gateway.v1 import referral_service_pb2 as ref_pb
 from gateway.generated.mash.gateway.v1 import referral_service_pb2_grpc as ref_grpc
 
 STATE = {v.number: v.name.removeprefix("REFERRAL_STATE_") for v in ref_pb.ReferralState.DESCRIPTOR.values}
+EDITH = {"nhs_number": "9990017018", "given_name": "Edith", "family_name": "Marlowe", "date_of_birth": "1938-02-11"}
+"""An adult at risk in adult social care's seeded records (agency_stubs/records/asc.yaml), her case open."""
 
 
 @dataclass
@@ -165,6 +167,17 @@ async def play_referral_day(state_dir: Path, policy_dir: Path, console: Console,
                       [r.referral_id for r in overdue.referrals] == [amber.referral_id])
         report.expect(step, "the breach is audited", breaches == 1)
 
+        console.rule("[bold]12. The adults' MASH: an adult at risk open to adult social care goes to her team")
+        asc = _Desk(partnership, "asc", "case-system", "case-system", "asc_social_worker")
+        adult = (await police("SubmitReferral", ref_pb.SubmitReferralRequest(
+            mash="adults", subject=common_pb2.SubjectIdentifiers(**EDITH), borough="hackney",
+            concern="Bank reports large cash withdrawals by a relative", categories=["financial_abuse"]))).referral
+        (asc_notice,) = await asc.notices(1)
+        console.print(_referrals_table("SubmitReferral (police) to the adults' MASH", [adult]))
+        report.expect(step, "an adult open to adult social care is routed to the allocated team automatically",
+                      adult.state == ref_pb.REFERRAL_STATE_ROUTED and adult.routing == "automatic"
+                      and asc_notice.referral_id == adult.referral_id)
+
         audit = partnership.gateway.deps.audit
         kinds: Counter[str] = Counter()
         blob: list[str] = []
@@ -189,5 +202,6 @@ async def play_referral_day(state_dir: Path, policy_dir: Path, console: Console,
         report.expect(step, "the referral day's audit log verifies", verdict.ok)
         people = (cast.KAI_MERCER, cast.NOAH_FENWICK)
         needles = [v for p in people for v in (p.nhs_number, p.given_name, p.family_name, p.date_of_birth)]
+        needles += list(EDITH.values())
         report.expect(step, "its entries hold no names, NHS numbers or dates of birth, nor the concern text",
                       not personal_data_in("\n".join(blob), [*needles, "alone at night", "strategy discussion today"]))

@@ -23,6 +23,7 @@ from gateway.policy.snapshot import (
     read_consistently,
 )
 from gateway.policy.sources import content_hash
+from gateway.workflow.policy_tests import run_deadline_tests
 
 _log = structlog.get_logger("gateway.policy")
 
@@ -30,6 +31,8 @@ EventSink = Callable[[AuditEvent], Awaitable[object]]
 ReleaseGate = Callable[[PolicySnapshot], tuple[Path, str, Mapping[str, str]]]
 """Production mode: given the active snapshot, the verified release to activate instead of any directory named
 (its files, its version, and what the activation entry records about it); raises GatewayError to refuse."""
+Requirement = Callable[[PolicySnapshot, PolicySnapshot], list[Finding]]
+"""Given the active and a candidate snapshot, what (if anything) stops the candidate replacing the active one."""
 _REASON_FINDINGS = 5
 
 
@@ -63,6 +66,8 @@ def _validate(directory: Path, today: date) -> tuple[PolicySnapshot | None, list
         with read_consistently(directory) as (copy, version):
             snapshot = load_copy(copy, version, directory)
             suite = load_test_cases(copy)
+            # workflow.yaml is part of the policy, so its deadline tests gate activation like the access tests.
+            deadline_problems = run_deadline_tests(snapshot.workflow, copy)[1] if snapshot.workflow else []
         ensure_unchanged(directory, version)
     except PolicyReadError as exc:
         return None, list(exc.findings) or [Finding(directory.name, 0, str(exc))], True
@@ -74,6 +79,7 @@ def _validate(directory: Path, today: date) -> tuple[PolicySnapshot | None, list
         return None, [Finding(directory.name, 0, f"could not be read ({reason}); load again")], True
     findings = lint(snapshot, today)
     findings += failures_as_findings(run_suite(snapshot, suite, today=today), suite)
+    findings += deadline_problems
     if any(is_blocking(f) for f in findings):
         return None, [f for f in findings if is_blocking(f)], False
     return snapshot, findings, False
@@ -95,6 +101,11 @@ class PolicyHolder:
         self._release_gate = release_gate
         self._clock: Clock = clock or SystemClock()
         self._lock = asyncio.Lock()
+        self._requirements: list[Requirement] = []
+
+    def require(self, requirement: Requirement) -> None:
+        """Refuse (and audit refusing) any later reload for which `requirement` names a finding."""
+        self._requirements.append(requirement)
 
     @classmethod
     def from_directory(
@@ -149,6 +160,10 @@ class PolicyHolder:
                 return ReloadOutcome(False, previous.version, attempted, previous.version, unchanged=True)
             today = self._clock.now().date()
             snapshot, findings, unreadable = await asyncio.to_thread(_validate, directory, today)
+            if snapshot is not None:
+                unmet = [f for requirement in self._requirements for f in requirement(previous, snapshot)]
+                if unmet:
+                    snapshot, findings = None, unmet
             if snapshot is not None and expected and snapshot.version != expected:
                 reason = f"release {expected}: its files changed after they were verified"
                 return await self._refuse_release(previous, snapshot.version, reason, trigger, caller, user)

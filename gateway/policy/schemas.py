@@ -103,7 +103,8 @@ class CategoryEntry(Entry):
     group: bool = False
     protected: bool | None = None
     readers: Names = []
-    open_cases: bool = False
+    # true (the children's check, as before), or the subject kind whose open-case check asks this category.
+    open_cases: bool | Literal["child", "adult"] = False
 
 
 class AgreementEntry(Entry):

@@ -15,7 +15,7 @@ from gateway.errors import Finding, PolicyError
 from gateway.policy.casbin_model import MODEL_FILE, build_enforcer, check_model
 from gateway.policy.index import NOTHING, Decision, DecisionIndex, build_index
 from gateway.policy.rules import ANY, Effect, PolicyLine, load_lines
-from gateway.policy.sources import content_hash, read_tree, tree_hash
+from gateway.policy.sources import SourceError, content_hash, read_tree, tree_hash
 from gateway.policy.vocabulary import (
     Agency,
     Agreement,
@@ -29,6 +29,7 @@ from gateway.policy.vocabulary import (
     undeclared,
 )
 from gateway.redaction import RedactionRules, Safeguarding, load_rules
+from gateway.workflow.policy import WorkflowPolicy, workflow_for
 
 if TYPE_CHECKING:
     import casbin
@@ -59,6 +60,9 @@ class PolicySnapshot:
     redaction: RedactionRules
     model_text: str
     _enforcer: list[casbin.Enforcer] = field(default_factory=list, repr=False)
+    # workflow.yaml (ratings, deadlines, decisions), checked against this policy and activated with it; None
+    # when the directory has none.
+    workflow: WorkflowPolicy | None = None
 
     # -- vocabularies -----------------------------------------------------------------------------
     @property
@@ -138,7 +142,13 @@ class PolicySnapshot:
 
     @property
     def open_case_agency(self) -> str:
-        category = self.vocabulary.record_categories.get(self.open_case_category)
+        return self.open_case_agency_for("child")
+
+    def open_case_category_for(self, subject_kind: str) -> str:
+        return self.vocabulary.open_case_category_for(subject_kind)
+
+    def open_case_agency_for(self, subject_kind: str) -> str:
+        category = self.vocabulary.record_categories.get(self.open_case_category_for(subject_kind))
         return category.agency if category else ""
 
     def is_category(self, name: str) -> bool:
@@ -337,12 +347,12 @@ def _cyclic_gc_paused() -> Iterator[None]:
 def load_copy(copy: Path, version: str, directory: Path) -> PolicySnapshot:
     """Load the snapshot from a `read_consistently` copy; `directory` is where the files really live."""
     with _cyclic_gc_paused():
-        vocab, lines, redaction, findings = _read_parts(copy, directory)
+        vocab, lines, redaction, workflow, findings = _read_parts(copy, directory)
         errors = [f for f in findings if f.severity == "error"]
         if errors:
             raise PolicyError(errors, f"{len(errors)} problem(s) in the policy at {directory.name}")
         assert redaction is not None  # no errors means the redaction rules loaded
-        return _assemble(copy, version, directory, vocab, lines, redaction)
+        return _assemble(copy, version, directory, vocab, lines, redaction, workflow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,23 +371,38 @@ class LoadedParts:
 def load_parts(copy: Path, version: str, directory: Path) -> LoadedParts:
     """Everything loadable from a `read_consistently` copy; PolicyUnreadable if a file cannot be parsed at all."""
     with _cyclic_gc_paused():
-        vocab, lines, redaction, findings = _read_parts(copy, directory)
-        snapshot = _assemble(copy, version, directory, vocab, lines, redaction or _NO_REDACTION)
+        vocab, lines, redaction, workflow, findings = _read_parts(copy, directory)
+        snapshot = _assemble(copy, version, directory, vocab, lines, redaction or _NO_REDACTION, workflow)
     return LoadedParts(snapshot, tuple(findings), redaction is not None)
 
 
 def _read_parts(
     copy: Path, directory: Path
-) -> tuple[Vocabulary, list[PolicyLine], RedactionRules | None, list[Finding]]:
+) -> tuple[Vocabulary, list[PolicyLine], RedactionRules | None, WorkflowPolicy | None, list[Finding]]:
     findings: list[Finding] = check_model(copy)
     unreadable = [f for f in findings if f.line == 0]
     vocab = load_vocabulary(copy, findings, unreadable)
     lines = load_lines(copy, vocab, findings, unreadable)
     redaction = _load_redaction(copy, vocab, findings, unreadable)
+    workflow = _load_workflow(copy, vocab, findings, unreadable)
     if unreadable:
         # Everything else found would only be an echo of the missing or unparsable files.
         raise PolicyUnreadable(unreadable, f"cannot read the policy at {directory.name}")
-    return vocab, lines, redaction, findings
+    return vocab, lines, redaction, workflow, findings
+
+
+def _load_workflow(
+    directory: Path, vocab: Vocabulary, findings: list[Finding], unreadable: list[Finding]
+) -> WorkflowPolicy | None:
+    """workflow.yaml, part of the policy: a broken one refuses the whole policy (and so the whole reload)."""
+    try:
+        workflow, problems = workflow_for(directory, vocab)
+    except SourceError as exc:
+        findings.append(exc.finding)
+        unreadable.append(exc.finding)
+        return None
+    findings.extend(problems)
+    return workflow
 
 
 def _assemble(
@@ -387,6 +412,7 @@ def _assemble(
     vocab: Vocabulary,
     lines: list[PolicyLine],
     redaction: RedactionRules,
+    workflow: WorkflowPolicy | None = None,
 ) -> PolicySnapshot:
     return PolicySnapshot(
         version=version,
@@ -396,6 +422,7 @@ def _assemble(
         index=build_index(vocab, lines),
         redaction=redaction,
         model_text=(copy / MODEL_FILE).read_text(encoding="utf-8"),
+        workflow=workflow,
     )
 
 

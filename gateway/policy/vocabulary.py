@@ -108,7 +108,9 @@ class RecordCategory:
     group: bool = False
     protected: bool = False
     protected_readers: tuple[str, ...] = ()
-    open_cases: bool = False  # what screening's open-case check asks for (status, allocated team and worker)
+    # The subject kind ("child" or "adult") whose open-case check asks this category (status, allocated team
+    # and worker), or "" when none does.
+    open_cases: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +160,12 @@ class Vocabulary:
 
     @property
     def open_case_category(self) -> str:
-        """The record category screening asks for (`open_cases: true`), or "" when none is declared."""
-        return next((n for n, c in self.record_categories.items() if c.open_cases), "")
+        """The category the children's open-case check asks for (`open_cases: child` or `true`), or ""."""
+        return self.open_case_category_for("child")
+
+    def open_case_category_for(self, subject_kind: str) -> str:
+        """The category the open-case check for a child or an adult at risk asks for, or "" when none is declared."""
+        return next((n for n, c in self.record_categories.items() if c.open_cases == subject_kind), "")
 
     def where(self, kind: str, name: str) -> Location:
         """Where a name was declared, or NOWHERE."""
@@ -168,6 +174,9 @@ class Vocabulary:
 
 OPEN_CASE_FIELDS = ("case_status", "allocated_team", "allocated_worker")
 """The fields an open-case category must declare: screening reads exactly these."""
+
+SUBJECT_KINDS = ("child", "adult")
+"""Whom a referral and an open-case check are about: a child, or an adult at risk."""
 
 VOCABULARY_FILES = {
     "agencies": "vocabulary/agencies.yaml",
@@ -571,7 +580,7 @@ def _record_categories(
             group=entry.group,
             protected=bool(entry.protected),
             protected_readers=tuple(entry.readers),
-            open_cases=entry.open_cases,
+            open_cases=_subject_kind(entry.open_cases),
         )
         if entry.open_cases:
             missing = [f for f in OPEN_CASE_FIELDS if f not in fields]
@@ -579,11 +588,12 @@ def _record_categories(
                 reader.error(file, raw.line_of("open_cases"),
                              f"category {name!r} answers the open-case check, so it needs the fields "
                              f"{', '.join(OPEN_CASE_FIELDS)} (missing: {', '.join(missing)})")
-    open_case = [n for n, c in result.items() if c.open_cases]
-    if len(open_case) > 1:
+    for kind in SUBJECT_KINDS:
+        open_case = [n for n, c in result.items() if c.open_cases == kind]
         for extra in open_case[1:]:
             reader.error(file, reader.declared_at.get(("category", extra), Location(file, 0)).line,
-                         f"only one category may answer the open-case check; {open_case[0]!r} already does")
+                         f"only one category may answer the open-case check ({kind}); "
+                         f"{open_case[0]!r} already does")
     _check_refs(reader, parents, reader.known("category", result), "category")
     reader.findings += _hierarchy_problems(
         {n: [c.parent] if c.parent in result else [] for n, c in result.items()},
@@ -591,6 +601,13 @@ def _record_categories(
         lambda n: reader.declared_at.get(("category", n), Location(file, 0)),
     )
     return _inherit_protection(reader, result, unprotected, reader_lines)
+
+
+def _subject_kind(open_cases: bool | str) -> str:
+    """`open_cases: true` is the children's check (as before adults' MASHes); a kind names its subject."""
+    if open_cases is True:
+        return "child"
+    return open_cases or ""
 
 
 def _inherit_protection(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 
 import structlog
@@ -35,6 +35,7 @@ class QueryResult:
     request_id: str
     policy_version: str
     answers: tuple[AgencyOutcome, ...]
+    replayed: bool = False  # a retry answered from the request-id ledger: nothing was disclosed again
 
 
 class QueryService:
@@ -77,8 +78,14 @@ class QueryService:
     async def query(self, caller: Caller, command: QueryCommand, *, timeout: float | None) -> QueryResult:
         """Ask every agency at once; every answer is audited before any is returned. A retry of the same
         request id and request within the ledger's window gets the first answer and its receipts again."""
-        return await self._requests.once(
-            "query", caller, command, lambda reused: self._query(caller, command, timeout, reused))
+        answered = []
+
+        async def produce(reused: bool) -> QueryResult:
+            answered.append(True)
+            return await self._query(caller, command, timeout, reused)
+
+        result = await self._requests.once("query", caller, command, produce)
+        return result if answered else replace(result, replayed=True)
 
     async def _query(self, caller: Caller, command: QueryCommand, timeout: float | None, reused: bool) -> QueryResult:
         with self._occupancy:
@@ -97,15 +104,18 @@ class QueryService:
         return QueryResult(request.request_id, request.policy.version, outcomes)
 
     async def stream(
-        self, caller: Caller, command: QueryCommand, *, timeout: float | None
+        self, caller: Caller, command: QueryCommand, *, timeout: float | None,
+        on_replay: Callable[[], None] | None = None,
     ) -> AsyncIterator[tuple[str, str, AgencyOutcome]]:
         """Yield (request id, policy version, answer) per agency as each answers, each audited first.
 
-        A retry of a stream that ran to its end replays the same answers and receipts; one cut short is
-        answered (and audited) afresh.
+        A retry of a stream that ran to its end replays the same answers and receipts (calling `on_replay`
+        first); one cut short is answered (and audited) afresh.
         """
         ticket = await self._requests.begin("stream", caller, command)
         if ticket.replay:
+            if on_replay is not None:
+                on_replay()
             for item in ticket.replay[0]:
                 yield item
             return
@@ -128,11 +138,13 @@ class QueryService:
             raise
         ticket.answered(tuple(sent))
 
-    async def screen(self, caller: Caller, command: QueryCommand, *, timeout: float | None) -> ScreenOutcome:
-        """Is the child open to children's social care, and if so who holds the case? (see `screening`)"""
+    async def screen(self, caller: Caller, command: QueryCommand, *, timeout: float | None,
+                     subject_kind: str = "child") -> ScreenOutcome:
+        """Is the child (or adult at risk) open to social care, and if so who holds the case? (see `screening`)"""
         return await self._requests.once(
             "screen", caller, command,
-            lambda reused: self._screening.screen(caller, command, timeout=timeout, reused=reused))
+            lambda reused: self._screening.screen(caller, command, timeout=timeout, reused=reused,
+                                                  subject_kind=subject_kind))
 
     async def _admit(
         self, caller: Caller, command: QueryCommand, timeout: float | None, reused: bool

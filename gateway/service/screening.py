@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from gateway.domain import AgencyContact, AnswerStatus, AuditReceipt, FieldDisclosure
@@ -37,17 +38,21 @@ class ScreenOutcome:
     detail: str = ""
 
 
-def _agreement_covers_case_records(policy: PolicyView, command: QueryCommand) -> None:
-    case_records = policy.open_case_category
-    if not case_records:
-        raise RequestRefused("the policy declares no record category for the open-case check (open_cases: true)",
-                             code="SCREENING_NOT_CONFIGURED", field="")
-    agreement = policy.agreements[command.agreement]
-    if not any(policy.category_within(case_records, c) for c in agreement.categories):
-        raise RequestRefused(
-            f"agreement {command.agreement!r} does not cover the case records screening asks for",
-            code="AGREEMENT_CATEGORY", field="agreement",
-        )
+def _covers_case_records(subject_kind: str) -> Callable[[PolicyView, QueryCommand], None]:
+    def check(policy: PolicyView, command: QueryCommand) -> None:
+        case_records = policy.open_case_category_for(subject_kind)
+        if not case_records:
+            raise RequestRefused(
+                f"the policy declares no record category for the open-case check ({subject_kind}: open_cases)",
+                code="SCREENING_NOT_CONFIGURED", field="")
+        agreement = policy.agreements[command.agreement]
+        if not any(policy.category_within(case_records, c) for c in agreement.categories):
+            raise RequestRefused(
+                f"agreement {command.agreement!r} does not cover the case records screening asks for",
+                code="AGREEMENT_CATEGORY", field="agreement",
+            )
+
+    return check
 
 
 class Screening:
@@ -59,15 +64,20 @@ class Screening:
         self._audit = audit
 
     async def screen(
-        self, caller: Caller, command: QueryCommand, *, timeout: float | None, reused: bool = False
+        self, caller: Caller, command: QueryCommand, *, timeout: float | None, reused: bool = False,
+        subject_kind: str = "child",
     ) -> ScreenOutcome:
-        """Screen one referral; the answer is audited before it is returned (`reused`: see `Admission.admit`)."""
+        """Screen one referral; the answer is audited before it is returned (`reused`: see `Admission.admit`).
+
+        `subject_kind` picks the check: a child's asks children's social care's open-case category, an adult
+        at risk's the category the vocabulary marks `open_cases: adult` (adult social care's, as shipped).
+        """
         request = await self._admission.admit(caller, replace(command, categories=()), timeout,
-                                              extra_check=_agreement_covers_case_records, reused=reused)
-        case_records = request.policy.open_case_category
+                                              extra_check=_covers_case_records(subject_kind), reused=reused)
+        case_records = request.policy.open_case_category_for(subject_kind)
         (plan,) = plan_request(request.policy, role=caller.role, purpose=request.command.purpose,
                                agreement=request.command.agreement, categories=(case_records,),
-                               agencies=(request.policy.open_case_agency,))
+                               agencies=(request.policy.open_case_agency_for(subject_kind),))
         answer = await self._fanout.answer(request, plan)
         (receipt,) = await self._audit.append([answer.event])
         return replace(read_screening(answer.outcome, plan, case_records), request_id=request.request_id,

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 from pathlib import Path
 
 from gateway.errors import Finding, PolicyError
 from gateway.policy.sources import LineDict, LineList, SourceError, load_yaml
+from gateway.policy.vocabulary import SUBJECT_KINDS, Vocabulary
 from gateway.workflow.calendar import WEEKDAYS, WorkingCalendar
 
 FILE_NAME = "workflow.yaml"
@@ -22,7 +23,7 @@ PERMISSIONS = ("submit", "view", "view_content", "screen", "rate", "research", "
                "merge", "purge")
 _SCREENING_KEYS = ("acts_as", "user", "role", "purpose", "legal_basis", "agreement")
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
-_SUBJECTS = ("child", "adult")
+_SUBJECTS = SUBJECT_KINDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,17 +59,6 @@ class Decision:
 
 
 @dataclass(frozen=True, slots=True)
-class MashRules:
-    """The ratings and decisions of one MASH (children's or adults')."""
-
-    name: str
-    subject: str  # "child" or "adult"
-    screen_open_case: bool  # run the children's-social-care open-case check on arrival
-    ratings: Mapping[str, Rating]
-    decisions: Mapping[str, Decision]
-
-
-@dataclass(frozen=True, slots=True)
 class OwnerNotification:
     """An agency asks to be told when its information in these categories is disclosed."""
 
@@ -86,6 +76,20 @@ class ScreeningIdentity:
     purpose: str
     legal_basis: str
     agreement: str
+
+
+@dataclass(frozen=True, slots=True)
+class MashRules:
+    """The ratings and decisions of one MASH (children's or adults')."""
+
+    name: str
+    subject: str  # "child" or "adult"
+    # Run the open-case check for the subject's kind on arrival: children's social care's for a child, adult
+    # social care's for an adult at risk (the category the vocabulary marks `open_cases` for that kind).
+    screen_open_case: bool
+    ratings: Mapping[str, Rating]
+    decisions: Mapping[str, Decision]
+    screening: ScreeningIdentity | None = None  # whom the check runs as (the MASH's own, or the default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,8 +259,10 @@ def _decisions(r: _Reader, mash: LineDict, roles: Collection[str] | None) -> dic
 
 def parse_workflow(doc: LineDict, *, file: str = FILE_NAME, roles: Collection[str] | None = None,
                    agencies: Collection[str] | None = None,
-                   categories: Collection[str] | None = None) -> tuple[WorkflowPolicy | None, list[Finding]]:
-    """Read a workflow policy; given the main policy's roles, agencies and categories, cross-check names too."""
+                   categories: Collection[str] | None = None,
+                   open_cases: Mapping[str, str] | None = None) -> tuple[WorkflowPolicy | None, list[Finding]]:
+    """Read a workflow policy; given the main policy's roles, agencies, categories and open-case categories (by
+    subject kind), cross-check names too."""
     r = _Reader(file)
     calendar = _calendar(r, doc)
     retention = doc.get("retention", {})
@@ -275,8 +281,14 @@ def parse_workflow(doc: LineDict, *, file: str = FILE_NAME, roles: Collection[st
         subject = body.get("subject")
         if subject not in _SUBJECTS:
             r.bad(body.key_lines.get("subject", body.line), f"subject must be one of {', '.join(_SUBJECTS)}")
-        mashes[name] = MashRules(name, str(subject), bool(body.get("screen_open_case", False)),
-                                 _ratings(r, body), _decisions(r, body, roles))
+        screens = bool(body.get("screen_open_case", False))
+        if (screens and open_cases is not None and subject in _SUBJECTS
+                and not open_cases.get(str(subject))):
+            r.bad(body.key_lines.get("screen_open_case", body.line),
+                  f"MASH {name!r} screens on arrival, but no record category answers the open-case check for "
+                  f"{'an adult' if subject == 'adult' else 'a child'} (mark one `open_cases: {subject}` in "
+                  "record_categories.yaml)")
+        mashes[name] = MashRules(name, str(subject), screens, _ratings(r, body), _decisions(r, body, roles))
     if not mashes:
         r.bad(section.line, "at least one MASH must be described")
     owners: list[OwnerNotification] = []
@@ -309,6 +321,9 @@ def parse_workflow(doc: LineDict, *, file: str = FILE_NAME, roles: Collection[st
         elif not isinstance(receivers[agency], str) or not receivers[agency].startswith("spiffe://"):
             r.bad(receivers.line_of(agency), "a receiver must be a certificate identity (spiffe://…)")
     screening = _screening(r, doc, roles, mashes)
+    for name, mash in list(mashes.items()):
+        own = _mash_screening(r, section[name], roles, screening) if isinstance(section.get(name), LineDict) else None
+        mashes[name] = replace(mash, screening=own or screening)
     if r.findings:
         return None, r.findings
     return WorkflowPolicy(calendar, mashes, days, frozenset(concern), permissions,
@@ -347,27 +362,67 @@ def _screening(r: _Reader, doc: LineDict, roles: Collection[str] | None,
     return ScreeningIdentity(**{k: str(section[k]) for k in _SCREENING_KEYS})
 
 
+def _mash_screening(r: _Reader, mash: LineDict, roles: Collection[str] | None,
+                    default: ScreeningIdentity | None) -> ScreeningIdentity | None:
+    """A MASH's own `screening:` (e.g. the adults' MASH checks under its own purpose and agreement): the keys it
+    gives replace the top-level ones."""
+    if "screening" not in mash:
+        return None
+    section = r.mapping(mash, "screening")
+    unknown = [k for k in section if k not in _SCREENING_KEYS]
+    if unknown:
+        r.bad(section.line, f"unknown screening keys: {', '.join(map(str, unknown))}")
+    given = {k: section[k] for k in _SCREENING_KEYS if k in section}
+    if any(not isinstance(v, str) or not v for v in given.values()):
+        r.bad(section.line, "screening values must be non-empty text")
+        return None
+    merged = {**({k: getattr(default, k) for k in _SCREENING_KEYS} if default else {}), **given}
+    missing = [k for k in _SCREENING_KEYS if k not in merged]
+    if missing:
+        r.bad(section.line, f"screening needs {', '.join(missing)}")
+        return None
+    if roles is not None and "role" in given and given["role"] not in roles:
+        r.bad(section.line_of("role"), f"screening role {given['role']!r} is not declared")
+    return ScreeningIdentity(**{k: str(merged[k]) for k in _SCREENING_KEYS})
+
+
 def load_workflow(directory: Path, *, roles: Collection[str] | None = None,
                   agencies: Collection[str] | None = None,
-                  categories: Collection[str] | None = None) -> WorkflowPolicy:
+                  categories: Collection[str] | None = None,
+                  open_cases: Mapping[str, str] | None = None) -> WorkflowPolicy:
     """Load `<directory>/workflow.yaml`; PolicyError with every finding if it is missing or wrong."""
     try:
         doc = load_yaml(directory / FILE_NAME, FILE_NAME)
     except SourceError as exc:
         raise PolicyError([exc.finding], "the workflow policy cannot be read") from None
-    policy, findings = parse_workflow(doc, roles=roles, agencies=agencies, categories=categories)
+    policy, findings = parse_workflow(doc, roles=roles, agencies=agencies, categories=categories,
+                                      open_cases=open_cases)
     if policy is None:
         raise PolicyError(findings, "the workflow policy cannot be used")
     return policy
 
 
-def check_workflow(directory: Path, *, roles: Collection[str], agencies: Collection[str],
-                   categories: Collection[str]) -> list[Finding]:
-    """`policy check`'s findings about workflow.yaml (none when the directory has no workflow policy)."""
-    if not (directory / FILE_NAME).exists():
+def workflow_for(directory: Path, vocabulary: Vocabulary) -> tuple[WorkflowPolicy | None, list[Finding]]:
+    """The workflow policy of a policy directory, checked against that policy's vocabulary, with every finding.
+
+    (None, []) when the directory has no workflow.yaml. SourceError when the file cannot be parsed at all.
+    """
+    if not (directory / FILE_NAME).is_file():
+        return None, []
+    doc = load_yaml(directory / FILE_NAME, FILE_NAME)
+    return parse_workflow(
+        doc, roles=set(vocabulary.roles), agencies=set(vocabulary.agencies),
+        categories=set(vocabulary.record_categories),
+        open_cases={k: c for k in SUBJECT_KINDS if (c := vocabulary.open_case_category_for(k))})
+
+
+def keeps_workflow(active: WorkflowPolicy | None, candidate: WorkflowPolicy | None) -> list[Finding]:
+    """What stops `candidate` replacing `active` while referrals run: referrals name their MASH, so a reload may
+    not drop workflow.yaml or a MASH. (Ratings and decisions may change; deadlines already set stay as set.)"""
+    if active is None:
         return []
-    try:
-        load_workflow(directory, roles=roles, agencies=agencies, categories=categories)
-    except PolicyError as exc:
-        return list(exc.findings)
-    return []
+    if candidate is None:
+        return [Finding(FILE_NAME, 0, "the gateway runs the referral workflow, so the policy must keep its "
+                                      "workflow.yaml")]
+    return [Finding(candidate.file, 0, f"MASH {name!r} is gone, but referrals may name it; keep it")
+            for name in active.mashes if name not in candidate.mashes]

@@ -10,14 +10,14 @@ from gateway.domain import SubjectIdentifiers
 from gateway.errors import GatewayError
 from gateway.service.query import QueryService
 from gateway.service.validation import Caller, QueryCommand
-from gateway.workflow.policy import ScreeningIdentity
+from gateway.workflow.policy import MashRules
 
 
 class OpenCase(enum.Enum):
     """What the open-case check found. Only OPEN routes a referral; everything else waits for a person."""
 
     OPEN = "OPEN"
-    NOT_OPEN = "NOT_OPEN"  # known and closed, or not known to children's social care
+    NOT_OPEN = "NOT_OPEN"  # known and closed, or not known to the agency holding the case records
     AMBIGUOUS = "AMBIGUOUS"  # several people matched, or the status was not released
     WITHHELD = "WITHHELD"
     UNAVAILABLE = "UNAVAILABLE"  # the node did not answer, or the check itself failed
@@ -36,27 +36,30 @@ class OpenCaseAnswer:
 
 
 class OpenCaseCheck(Protocol):
-    """Is this person open to children's social care, and if so who holds the case?"""
+    """Is this person open to social care (children's for a child, adults' for an adult at risk), and who holds
+    the case? `mash` is the referral's MASH: its subject kind and whom the check runs as."""
 
-    async def check(self, subject: SubjectIdentifiers, *, referral_id: str) -> OpenCaseAnswer: ...
+    async def check(self, subject: SubjectIdentifiers, *, referral_id: str, mash: MashRules) -> OpenCaseAnswer: ...
 
 
 class HubScreening:
-    """Runs the hub's own screening use case as the caller `workflow.yaml` names (so it is audited the same)."""
+    """Runs the hub's own screening use case as the caller `workflow.yaml` names for the referral's MASH (so it
+    is audited the same as any screening request)."""
 
-    def __init__(self, service: QueryService, identity: ScreeningIdentity, *, timeout: float = 5.0) -> None:
+    def __init__(self, service: QueryService, *, timeout: float = 5.0) -> None:
         self._service = service
-        self._identity = identity
         self._timeout = timeout
 
-    async def check(self, subject: SubjectIdentifiers, *, referral_id: str) -> OpenCaseAnswer:
-        who = self._identity
+    async def check(self, subject: SubjectIdentifiers, *, referral_id: str, mash: MashRules) -> OpenCaseAnswer:
+        who = mash.screening
+        if who is None:  # workflow.yaml requires one for a MASH that screens; never guess a caller
+            return OpenCaseAnswer(OpenCase.UNAVAILABLE)
         agency = who.acts_as.rstrip("/").split("/agency/", 1)[-1].split("/", 1)[0]
         caller = Caller(identity=who.acts_as, agency=agency, user=who.user, role=who.role)
         command = QueryCommand(request_id=f"screen-{referral_id}", subject=subject, purpose=who.purpose,
                                legal_basis=who.legal_basis, agreement=who.agreement, case_reference=referral_id)
         try:
-            outcome = await self._service.screen(caller, command, timeout=self._timeout)
+            outcome = await self._service.screen(caller, command, timeout=self._timeout, subject_kind=mash.subject)
         except GatewayError:
             # A refused or unauditable check is not an answer: leave the referral for a person.
             return OpenCaseAnswer(OpenCase.UNAVAILABLE, request_id=command.request_id)

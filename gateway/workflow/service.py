@@ -19,7 +19,7 @@ from gateway.errors import FieldViolation, GatewayError, InvalidRequest, Request
 from gateway.linkage import SubjectTokeniser
 from gateway.service.ports import AuditSink, PolicySource
 from gateway.service.validation import USER_PATTERN, Caller
-from gateway.workflow.policy import WorkflowPolicy
+from gateway.workflow.policy import MashRules, WorkflowPolicy
 from gateway.workflow.referral import (
     Action,
     Content,
@@ -94,12 +94,15 @@ def _violation(path: str, text: str) -> InvalidRequest:
 class ReferralWorkflow:
     """Runs every referral use case under the current main policy (roles, bindings) and workflow policy."""
 
-    def __init__(self, *, store: ReferralStore, workflow: WorkflowPolicy, policy: PolicySource, audit: AuditSink,
-                 tokeniser: SubjectTokeniser, clock: Clock, screening: OpenCaseCheck | None = None,
+    def __init__(self, *, store: ReferralStore, workflow: WorkflowPolicy | Callable[[], WorkflowPolicy],
+                 policy: PolicySource, audit: AuditSink, tokeniser: SubjectTokeniser, clock: Clock,
+                 screening: OpenCaseCheck | None = None,
                  on_breach: Callable[[str, str, str], None] | None = None) -> None:
+        """`workflow` is the workflow policy, or (in a gateway) where to read the active one: it is part of the
+        policy, so a reload replaces it together with the rest."""
         self._store = store
         self._on_breach = on_breach  # told (mash, rating, step) of each breach as it is audited
-        self._workflow = workflow
+        self._current_workflow = workflow if callable(workflow) else (lambda: workflow)
         self._policy = policy
         self._audit = audit
         self._tokeniser = tokeniser
@@ -109,7 +112,8 @@ class ReferralWorkflow:
 
     @property
     def workflow(self) -> WorkflowPolicy:
-        return self._workflow
+        """The active workflow policy (read once per use case, so one step never mixes two versions)."""
+        return self._current_workflow()
 
     # -- checks and audit ---------------------------------------------------------------------------
 
@@ -164,7 +168,7 @@ class ReferralWorkflow:
         if caller.role not in policy.roles_for(caller.identity):
             raise RequestRefused("the certificate may not assert that role", code="ROLE_NOT_BOUND",
                                  field="metadata.x-mash-role")
-        if not self._workflow.allows(caller.role, permission):
+        if not self.workflow.allows(caller.role, permission):
             raise RequestRefused(f"role {caller.role!r} may not {permission.replace('_', ' ')} referrals",
                                  code="WORKFLOW_PERMISSION")
 
@@ -250,7 +254,7 @@ class ReferralWorkflow:
         """Take a notification in, audit it, and run the open-case check at once where the MASH does that."""
         now = self._clock.now()
         violations: list[FieldViolation] = []
-        mash = self._workflow.mashes.get(command.mash)
+        mash = self.workflow.mashes.get(command.mash)
         if not command.mash:
             violations.append(FieldViolation("mash", "is required"))
         elif mash is None:
@@ -268,7 +272,7 @@ class ReferralWorkflow:
         if not command.categories:
             violations.append(FieldViolation("categories", "name at least one concern category"))
         for i, category in enumerate(command.categories):
-            if category not in self._workflow.concern_categories:
+            if category not in self.workflow.concern_categories:
                 violations.append(FieldViolation(f"categories[{i}]", "is not a concern category of the policy"))
         if command.received_at is not None and command.received_at > now + _CLOCK_SKEW:
             violations.append(FieldViolation("received_at", "is in the future"))
@@ -289,8 +293,9 @@ class ReferralWorkflow:
         notices: list[Notification] = []
         if mash.screen_open_case and self._screening is not None:
             # Screened before anything is stored, so the referral is written once, already screened or
-            # routed: a child open to children's services reaches their team without a second write.
-            referral, step, event, notices = await self._screen_on_arrival(caller, referral)
+            # routed: a child open to children's services (an adult open to adult social care) reaches the
+            # team holding the case without a second write.
+            referral, step, event, notices = await self._screen_on_arrival(caller, referral, mash)
             history.append(step)
             events.append(event)
         await self._audit.append(events)
@@ -299,10 +304,10 @@ class ReferralWorkflow:
         log.info("referral received", referral_id=referral.referral_id, mash=mash.name, state=referral.state.value)
         return referral
 
-    async def _screen_on_arrival(self, caller: Caller, referral: Referral) -> tuple[
+    async def _screen_on_arrival(self, caller: Caller, referral: Referral, mash: MashRules) -> tuple[
             Referral, Transition, AuditEvent, list[Notification]]:
         answer = await self._screening.check(referral.content.subject,  # type: ignore[union-attr]
-                                             referral_id=referral.referral_id)
+                                             referral_id=referral.referral_id, mash=mash)
         checked = replace(referral, screening=answer.result.value)
         reason = f"screening={answer.result.value}; screening_request={answer.request_id}"
         kind = AuditKind.REFERRAL_TRANSITION
@@ -310,12 +315,17 @@ class ReferralWorkflow:
             # Ambiguous, withheld or unreachable is never read as "not open": a person decides.
             return (*self._plan(caller, referral, Action.SCREEN, checked, reason=reason, automatic=True, kind=kind),
                     [])
-        receiver = self._workflow.receivers.get(self._policy.current.open_case_agency, "")
+        receiver = self._case_holder_receiver(mash.subject)
         routed = replace(checked, team=answer.team, worker=answer.worker, routing="automatic")
         notices = [Notification(receiver, NoticeKind.ROUTED, referral.referral_id, self._clock.now(),
                                 team=answer.team, worker=answer.worker)] if receiver else []
         return (*self._plan(caller, referral, Action.ROUTE, routed, reason=reason + "; routing=automatic",
                             automatic=True, kind=kind), notices)
+
+    def _case_holder_receiver(self, subject_kind: str) -> str:
+        """The system told of a referral routed to an open case: that of the agency holding the case records
+        for the subject's kind (children's social care for a child, adult social care for an adult)."""
+        return self.workflow.receivers.get(self._policy.current.open_case_agency_for(subject_kind), "")
 
     async def screen(self, caller: Caller, referral_id: str) -> Referral:
         """A person marks a referral screened (e.g. an adults' referral, or a re-check after the node was down)."""
@@ -327,7 +337,8 @@ class ReferralWorkflow:
         """A person routes a referral to the team holding an open case (after looking at what screening found)."""
         referral = await self._load(caller, "route", referral_id, "screen",
                                     [*check_name(team, "team", required=True), *check_name(worker, "worker")])
-        receiver = self._workflow.receivers.get(self._policy.current.open_case_agency, "")
+        rules = self.workflow.mashes.get(referral.mash)
+        receiver = self._case_holder_receiver(rules.subject if rules is not None else "child")
         notices = [Notification(receiver, NoticeKind.ROUTED, referral_id, self._clock.now(), team, worker)] \
             if receiver else []
         return await self._step(caller, "route", referral, Action.ROUTE,
@@ -338,15 +349,15 @@ class ReferralWorkflow:
         """Rate a referral; its research and decision deadlines follow from the rating in working time."""
         referral = await self._load(caller, "rate", referral_id, "rate", [] if rating else
                                     [FieldViolation("rating", "is required")])
-        mash = self._workflow.mashes.get(referral.mash)
+        mash = self.workflow.mashes.get(referral.mash)
         if mash is None or rating not in mash.ratings:
             exc = _violation("rating", "is not a rating of this referral's MASH")
             await self._refuse(caller, "rate", referral_id, exc)
             raise exc
         now = self._clock.now()
         rated = replace(referral, rating=rating, rated_at=now,
-                        research_due=self._workflow.due(referral.mash, rating, "research", now),
-                        decision_due=self._workflow.due(referral.mash, rating, "decision", now))
+                        research_due=self.workflow.due(referral.mash, rating, "research", now),
+                        decision_due=self.workflow.due(referral.mash, rating, "decision", now))
         return await self._step(caller, "rate", referral, Action.RATE, rated, reason=f"rating={rating}")
 
     async def start_research(self, caller: Caller, referral_id: str) -> Referral:
@@ -371,7 +382,8 @@ class ReferralWorkflow:
         if not decision.reason.strip():
             violations.append(FieldViolation("reason", "is required"))
         referral = await self._load(caller, "decide", referral_id, "decide", violations)
-        rules = self._workflow.mashes[referral.mash].decisions.get(decision.decision)
+        mash_rules = self.workflow.mashes.get(referral.mash)
+        rules = mash_rules.decisions.get(decision.decision) if mash_rules is not None else None
         if rules is None or (rules.receiving_role and not decision.receiving_team):
             exc = _violation("decision", "is not a decision of this referral's MASH") if rules is None else \
                 _violation("receiving_team", "is required for a decision that routes the referral")
@@ -381,7 +393,7 @@ class ReferralWorkflow:
         notices = []
         if rules.receiving_role:
             role = self._policy.current.roles.get(rules.receiving_role)
-            receiver = self._workflow.receivers.get(role.agency, "") if role is not None else ""
+            receiver = self.workflow.receivers.get(role.agency, "") if role is not None else ""
             if receiver:
                 notices.append(Notification(receiver, NoticeKind.DECISION, referral_id, now,
                                             team=decision.receiving_team))
@@ -452,9 +464,9 @@ class ReferralWorkflow:
     def _owner_notices(self, referral_id: str, disclosed: Mapping[str, Sequence[str]]) -> list[Notification]:
         notices = []
         now = self._clock.now()
-        for wish in self._workflow.owner_notifications:
+        for wish in self.workflow.owner_notifications:
             shared = set(disclosed.get(wish.agency, ())) & set(wish.categories)
-            receiver = self._workflow.receivers.get(wish.agency, "")
+            receiver = self.workflow.receivers.get(wish.agency, "")
             if shared and receiver:
                 notices.append(Notification(receiver, NoticeKind.OWNER_NOTICE, referral_id, now))
         return notices
@@ -462,15 +474,15 @@ class ReferralWorkflow:
     async def get(self, caller: Caller, referral_id: str) -> ReferralView:
         referral = await self._load(caller, "get", referral_id, "view")
         history = tuple(await self._store.history(referral_id))
-        return ReferralView(referral, self._workflow.allows(caller.role, "view_content"), history)
+        return ReferralView(referral, self.workflow.allows(caller.role, "view_content"), history)
 
     async def queue(self, caller: Caller, where: QueueFilter, *, page_size: int, page_token: str) -> \
             tuple[QueuePage, str, bool]:
         """A page of the queue, the token of the next page ("" at the end), and whether content is visible."""
         violations = []
-        if where.mash and where.mash not in self._workflow.mashes:
+        if where.mash and where.mash not in self.workflow.mashes:
             violations.append(FieldViolation("mash", "is not a MASH named in the workflow policy"))
-        known = {r for m in self._workflow.mashes.values() for r in m.ratings}
+        known = {r for m in self.workflow.mashes.values() for r in m.ratings}
         violations += [FieldViolation(f"ratings[{i}]", "is not a rating of the workflow policy")
                        for i, r in enumerate(where.ratings) if r not in known]
         violations += [*check_name(where.team, "team"), *check_name(where.borough, "borough")]
@@ -486,7 +498,7 @@ class ReferralWorkflow:
         limit = page_size or 50
         page = await self._store.queue(where, limit=limit, offset=offset)
         more = offset + len(page.referrals) < page.total
-        return page, str(offset + limit) if more else "", self._workflow.allows(caller.role, "view_content")
+        return page, str(offset + limit) if more else "", self.workflow.allows(caller.role, "view_content")
 
     async def record_breaches(self, *, batch: int = 200) -> int:
         """Audit, once per deadline, every referral whose running deadline has passed; how many were new.
@@ -535,7 +547,7 @@ class ReferralWorkflow:
         A dry run deletes nothing and is audited too (status DRY_RUN), naming what a purge would delete.
         """
         await self._guarded(caller, "purge", "", "purge")
-        cutoff = self._clock.now() - timedelta(days=self._workflow.retention_days)
+        cutoff = self._clock.now() - timedelta(days=self.workflow.retention_days)
         # Audited before anything is deleted, like every other step: first learn what the cutoff covers (a set
         # that can only shrink, since later closures fall after it), record it, then delete.
         ids = await self._store.purge(cutoff, dry_run=True)

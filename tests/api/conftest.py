@@ -1,4 +1,4 @@
-"""A real partnership per test: six agency nodes and a gateway on port 0, every hop over mutual TLS."""
+"""A real partnership per test: a node per record-holding agency and a gateway on port 0, every hop over mutual TLS."""
 
 from __future__ import annotations
 

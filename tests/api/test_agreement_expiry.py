@@ -26,7 +26,8 @@ from gateway.testing import FixedClock
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-ENDING = ("early-help-isa-2026", "housing-partnership-2026", "mash-isa-2026")  # each ends on 2027-12-31
+ENDING = ("adult-safeguarding-isa-2026", "early-help-isa-2026", "housing-partnership-2026",
+          "mash-isa-2026")  # each ends on 2027-12-31
 DAY = 24 * 3600.0
 
 
@@ -83,7 +84,7 @@ async def test_an_agreement_ending_soon_is_reported_and_after_it_ends_only_reque
         assert samples[("mash_gateway_agreement_days_left", "mash-isa-2024")] < 0
         assert samples[("mash_gateway_agreement_expiry_timestamp_seconds", "mash-isa-2026")] == \
             datetime(2028, 1, 1, tzinfo=UTC).timestamp()
-        assert samples[("mash_gateway_agreements_expiring", "60")] == 3
+        assert samples[("mash_gateway_agreements_expiring", "60")] == len(ENDING)
         assert samples[("mash_gateway_agreements_expiring", "30")] == 0
         assert samples[("mash_gateway_agreements_ended", "")] == 1
         await client.query(subject=subject(), **SCREENING)
@@ -91,7 +92,7 @@ async def test_an_agreement_ending_soon_is_reported_and_after_it_ends_only_reque
         clock.advance(40 * DAY)  # 6 days left: the metrics move with the date, no reload needed
         samples = await _metrics(partnership)
         assert samples[("mash_gateway_agreement_days_left", "mash-isa-2026")] == 6
-        assert samples[("mash_gateway_agreements_expiring", "30")] == 3
+        assert samples[("mash_gateway_agreements_expiring", "30")] == len(ENDING)
 
         clock.advance(8 * DAY)  # 2028-01-02: ended
         await _refresh(partnership)
@@ -113,7 +114,7 @@ async def test_an_agreement_ending_soon_is_reported_and_after_it_ends_only_reque
         samples = await _metrics(partnership)
         assert samples[("mash_gateway_agreement_days_left", "mash-isa-2026")] == -2
         assert samples[("mash_gateway_agreements_expiring", "60")] == 0
-        assert samples[("mash_gateway_agreements_ended", "")] == 4
+        assert samples[("mash_gateway_agreements_ended", "")] == len(ENDING) + 1  # and mash-isa-2024
 
 
 async def test_renewing_the_agreements_by_a_reload_clears_the_warning(

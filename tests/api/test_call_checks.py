@@ -120,4 +120,4 @@ async def test_a_single_user_and_role_still_reach_the_query(partnership: Partner
     """Sent once each, the identity metadata passes the call checks and the query is answered."""
     client = partnership.client("police", "case-system", user="researcher.police", role="mash_researcher_police")
     response = await client.query(subject=subject(), **SCREENING)
-    assert len(response.answers) == 6
+    assert len(response.answers) == len(partnership.nodes)  # one per record-holding agency

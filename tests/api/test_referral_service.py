@@ -228,6 +228,28 @@ async def test_a_researchers_query_is_linked_to_the_referral(partnership: Partne
     assert (notice.kind, notice.referral_id) == (ref_pb.NOTIFICATION_KIND_OWNER_NOTICE, rid)
 
 
+@pytest.mark.parametrize("rpc", ["query", "stream"])
+async def test_a_retried_linked_query_replays_without_recording_the_research_again(
+        partnership: Partnership, police: Client, manager: Client, rpc: str) -> None:
+    """The same request id retried replays the answer; the referral records the answers and health's owner
+    notice once, not once per retry."""
+    rid = (await police.call("SubmitReferral", notification(NOAH_FENWICK))).referral.referral_id
+    await manager.call("RateReferral", ref_pb.RateReferralRequest(referral_id=rid, rating="red"))
+    researcher = partnership.client("police", "case-system", user="r.7", role="mash_researcher_police")
+    ask = getattr(researcher, rpc)
+    base = {k: v for k, v in SCREENING.items() if k != "case_reference"}
+    first = await ask(request_id=f"req-link-{rpc}", subject=subject(NOAH_FENWICK), referral_id=rid, **base)
+    again = await ask(request_id=f"req-link-{rpc}", subject=subject(NOAH_FENWICK), referral_id=rid, **base)
+    assert again == first  # the replay: same answers, same receipts
+    got = await manager.call("GetReferral", ref_pb.GetReferralRequest(referral_id=rid))
+    assert [h.action for h in got.history].count("record_answers") == 1
+    assert partnership.gateway is not None
+    assert partnership.gateway.deps.referral_store is not None
+    health = "spiffe://mash.local/agency/health/system/gp-system"
+    notices = await partnership.gateway.deps.referral_store.notifications(health, after=0, limit=10)
+    assert [(n.kind.value, n.referral_id) for n in notices] == [("OWNER_NOTICE", rid)]
+
+
 async def test_a_linked_query_about_an_unrated_referral_is_refused(partnership: Partnership,
                                                                    police: Client) -> None:
     """Research can only be linked to a rated referral; a malformed id is a field violation."""

@@ -240,7 +240,7 @@ async def test_research_under_a_rated_referral_takes_the_ratings_deadline_and_li
         concern="Neighbour reports shouting", categories=["domestic_abuse"]), metadata=officer, timeout=10)
     rid = submitted.referral.referral_id
     console = ref_grpc.ReferralServiceStub(hub)
-    await console.MarkScreened(ref_pb.MarkScreenedRequest(referral_id=rid), metadata=manager, timeout=10)
+    assert submitted.referral.screening == "NOT_OPEN"  # screened on arrival against adult social care
     await console.RateReferral(ref_pb.RateReferralRequest(referral_id=rid, rating="red"), metadata=manager,
                                timeout=10)
     researcher = partnership.client("police", "case-system", user="r.police", role="mash_researcher_police")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.partnership import load_plan
+
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
@@ -38,7 +40,8 @@ def test_dev_up_starts_every_agency_of_the_policy_and_dev_down_stops_them(tmp_pa
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         config = tomllib.loads((state / "gateway.toml").read_text())
-        assert list(config["agencies"]) == ["police", "health", "csc", "education", "housing", "probation"]
+        assert list(config["agencies"]) == list(load_plan(ROOT / "policies").record_holders)
+        assert "asc" in config["agencies"]  # adult social care, served from its seeded records
         again = cli("dev", "up", "--state-dir", str(state))
         assert again.returncode == 2
         assert "already running" in " ".join(again.stdout.split())
@@ -53,7 +56,7 @@ def test_dev_up_starts_every_agency_of_the_policy_and_dev_down_stops_them(tmp_pa
         assert example.returncode == 0, example.stderr
         lines = {line.split()[0]: line.split()[1] for line in example.stdout.splitlines()[1:]}
         assert lines == {"police": "MATCH", "health": "MATCH", "csc": "MATCH", "education": "MATCH",
-                         "housing": "NO_MATCH", "probation": "NO_MATCH"}
+                         "housing": "NO_MATCH", "probation": "NO_MATCH", "asc": "NO_MATCH"}
     finally:
         down = cli("dev", "down", "--state-dir", str(state))
     assert down.returncode == 0

@@ -60,6 +60,13 @@ async def test_closing_opened_dependencies_closes_the_audit_store(tmp_path: Path
     assert _store_threads() == before
 
 
+def _record_holders(policy_dir: Path) -> tuple[str, ...]:
+    """Every IG officer of the partnership: one per record-holding agency the policy declares."""
+    from gateway.partnership import load_plan
+
+    return load_plan(policy_dir).record_holders
+
+
 def _release_store(tmp_path: Path, policy_dir: Path, approving: tuple[str, ...]) -> tuple[Path, Path, str]:
     """A release store whose current release the given agencies approved, and its signers file."""
     import json
@@ -67,7 +74,7 @@ def _release_store(tmp_path: Path, policy_dir: Path, approving: tuple[str, ...])
     from gateway.policy.release import Signers, approve, generate_key, load_private_key, propose, release
 
     keys, store = tmp_path / "release-keys", tmp_path / "releases"
-    agencies = ("police", "health", "csc", "education", "housing", "probation")
+    agencies = _record_holders(policy_dir)
     doc = {"policy_admins": {"alice": generate_key(keys / "alice.key")},
            "ig_officers": {a: {f"ig-{a}": generate_key(keys / f"ig-{a}.key")} for a in agencies}}
     signers = tmp_path / "signers.json"
@@ -91,8 +98,7 @@ async def test_production_mode_starts_from_the_verified_release_without_a_watche
 
     from gateway.audit.encoding import decode_entry
 
-    store, signers, version = _release_store(tmp_path, policy_dir, ("police", "health", "csc", "education",
-                                                                    "housing", "probation"))
+    store, signers, version = _release_store(tmp_path, policy_dir, _record_holders(policy_dir))
     pki = tmp_path / "pki"
     init_pki(pki)
     settings = replace(_settings(tmp_path, tmp_path / "unused", pki), policy_mode="production",
@@ -121,7 +127,7 @@ async def test_production_mode_refuses_to_start_on_an_unapproved_release(tmp_pat
     store, signers, _ = _release_store(tmp_path, policy_dir, ("police", "csc"))
     settings = replace(_settings(tmp_path, tmp_path / "unused", tmp_path / "no-pki"), policy_mode="production",
                        policy_releases=store, policy_signers=signers)
-    with pytest.raises(ReleaseError, match="education, health, housing, probation"):
+    with pytest.raises(ReleaseError, match=r"asc, education, health, housing, probation$"):
         await open_dependencies(settings)
     audit = await open_store(settings.audit_store_url)
     try:
@@ -129,3 +135,29 @@ async def test_production_mode_refuses_to_start_on_an_unapproved_release(tmp_pat
     finally:
         await audit.close()
     assert decode_entry(row.data).event.kind is AuditKind.POLICY_REJECTED
+
+
+async def test_production_mode_runs_the_referral_workflow_of_the_release_not_of_policy_dir(
+        tmp_path: Path, policy_dir: Path) -> None:
+    """workflow.yaml is part of the signed release: in production its ratings come from the release, whatever
+    (or nothing) `policy_dir` holds."""
+    from dataclasses import replace
+
+    released = tmp_path / "released-policy"
+    shutil.copytree(policy_dir, released)
+    workflow = released / "workflow.yaml"
+    workflow.write_text(workflow.read_text().replace("deadlines: {research: 4, decision: 4}",
+                                                     "deadlines: {research: 3, decision: 4}"))
+    (released / "tests" / "workflow").joinpath("deadlines.yaml").write_text("deadlines: []\n")
+    store, signers, version = _release_store(tmp_path, released, _record_holders(released))
+    pki = tmp_path / "pki"
+    init_pki(pki)
+    settings = replace(_settings(tmp_path, tmp_path / "unused", pki), policy_mode="production",
+                       policy_releases=store, policy_signers=signers)
+    deps = await open_dependencies(settings)
+    try:
+        assert deps.policy.version == version
+        assert deps.referrals is not None  # policy_dir ("unused") has no workflow.yaml; the release has
+        assert deps.referrals.workflow.mashes["children"].ratings["red"].hours("research") == 3
+    finally:
+        await deps.aclose()

@@ -18,12 +18,13 @@ AGENCIES = {
 }
 
 
-def test_the_shipped_policy_declares_six_record_holders_in_order_and_its_bound_clients(policy_dir: Path) -> None:
+def test_the_shipped_policy_declares_seven_record_holders_in_order_and_its_bound_clients(policy_dir: Path) -> None:
     """Record holders come in declared order without the hub; clients are the identities bound in bindings.yaml."""
     plan = load_plan(policy_dir)
-    assert plan.record_holders == ("police", "health", "csc", "education", "housing", "probation")
+    assert plan.record_holders == ("police", "health", "csc", "education", "housing", "probation", "asc")
     assert "spiffe://mash.local/agency/hub/system/audit-console" in plan.clients
-    assert len(plan.clients) == 12  # with the health and police review consoles and the web console
+    assert "spiffe://mash.local/agency/asc/system/case-system" in plan.clients
+    assert len(plan.clients) == 13  # with the health and police review consoles, adult social care, the web console
 
 
 def test_a_policy_whose_vocabulary_has_errors_is_refused(tmp_path: Path, policy_dir: Path) -> None:

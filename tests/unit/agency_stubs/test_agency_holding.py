@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from agency_stubs.__main__ import main
-from agency_stubs.holding import catalogue_from_policy, policy_dataset
+from agency_stubs.cast import JODIE_MERCER
+from agency_stubs.holding import catalogue_from_policy, policy_dataset, seeded_records
 from gateway.domain import RecordKind, SubjectIdentifiers
 from gateway.policy.snapshot import PolicySnapshot, load_snapshot
-from tests.seventh_agency import add_youth_offending_service
+from tests.joining_agency import add_youth_offending_service
 
 RECORDS = """\
 people:
@@ -29,13 +30,13 @@ people:
 
 
 @pytest.fixture(scope="module")
-def seventh(tmp_path_factory: pytest.TempPathFactory, policy_dir: Path) -> Path:
+def joined(tmp_path_factory: pytest.TempPathFactory, policy_dir: Path) -> Path:
     return add_youth_offending_service(policy_dir, tmp_path_factory.mktemp("policy") / "policies")
 
 
 @pytest.fixture(scope="module")
-def snapshot(seventh: Path) -> PolicySnapshot:
-    return load_snapshot(seventh)
+def snapshot(joined: Path) -> PolicySnapshot:
+    return load_snapshot(joined)
 
 
 def test_an_empty_holding_has_the_vocabulary_categories_and_the_redaction_contact(snapshot: PolicySnapshot) -> None:
@@ -86,10 +87,10 @@ def test_a_bad_records_file_names_the_place_and_never_the_value(
 
 
 def test_the_command_line_refuses_an_unreadable_records_file(
-    seventh: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    joined: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A missing or non-YAML --records file exits 2 before any node starts."""
-    args = ["--agency", "yos", "--policy-dir", str(seventh), "--records"]
+    args = ["--agency", "yos", "--policy-dir", str(joined), "--records"]
     assert main([*args, str(tmp_path / "missing.yaml")]) == 2
     (tmp_path / "bad.yaml").write_text("people: [\n")
     assert main([*args, str(tmp_path / "bad.yaml")]) == 2
@@ -107,3 +108,20 @@ def test_catalogue_from_the_shipped_policy_matches_the_simulated_catalogue(polic
         assert {s.category: dict(s.fields) for s in catalogue_from_policy(snapshot, agency)} == {
             s.category: dict(s.fields) for s in specs
         }
+
+
+def test_the_shipped_adult_social_care_records_match_the_shipped_policy_and_hold_an_adult_at_risk(
+    policy_dir: Path,
+) -> None:
+    """The seeded asc file loads against the shipped vocabulary and holds a s42 enquiry on a cast adult."""
+    path = seeded_records("asc")
+    assert path is not None
+    dataset = policy_dataset(load_snapshot(policy_dir), "asc", path)
+    (match,) = dataset.lookup(SubjectIdentifiers(nhs_number=JODIE_MERCER.nhs_number), ["asc.s42_enquiry"])
+    assert [r.category for r in match.records] == ["asc.s42_enquiry"]
+
+
+def test_an_agency_without_a_shipped_records_file_has_no_seeded_records() -> None:
+    """Only agencies the package ships a file for are seeded; any other holds nobody by default."""
+    assert seeded_records("yos") is None
+    assert seeded_records("police") is None

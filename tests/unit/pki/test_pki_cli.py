@@ -8,21 +8,24 @@ import pytest
 from cryptography import x509
 
 from gateway.cli.main import main
+from gateway.partnership import load_plan
 from gateway.pki import PkiLayout
-from tests.seventh_agency import YOS_CLIENT, add_youth_offending_service
+from tests.joining_agency import YOS_CLIENT, add_youth_offending_service
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
-def seventh(tmp_path_factory: pytest.TempPathFactory, policy_dir: Path) -> Path:
+def joined(tmp_path_factory: pytest.TempPathFactory, policy_dir: Path) -> Path:
     """The shipped policy with a youth offending service added."""
     return add_youth_offending_service(policy_dir, tmp_path_factory.mktemp("policy") / "policies")
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory, seventh: Path) -> PkiLayout:
-    """A PKI made by `pki init` for the seven-agency policy."""
+def pki(tmp_path_factory: pytest.TempPathFactory, joined: Path) -> PkiLayout:
+    """A PKI made by `pki init` for the shipped policy with the youth offending service added."""
     layout = PkiLayout(tmp_path_factory.mktemp("pki") / "pki")
-    assert main(["pki", "init", str(layout.root), "--policy-dir", str(seventh)]) == 0
+    assert main(["pki", "init", str(layout.root), "--policy-dir", str(joined)]) == 0
     return layout
 
 
@@ -33,17 +36,21 @@ def _uris(path: Path) -> list[str]:
 
 
 def test_init_issues_a_node_per_record_holder_and_a_client_per_binding(pki: PkiLayout) -> None:
-    """The seventh agency gets its node and client certificates without any change to code; the hub gets no node."""
+    """The joining agency gets its node and client certificates without any change to code; the hub gets no node."""
+    shipped = load_plan(ROOT / "policies")
     nodes = sorted(p.stem for p in (pki.root / "nodes").glob("*.pem"))
-    assert nodes == sorted(["police", "health", "csc", "education", "housing", "probation", "yos"])
+    assert nodes == sorted([*shipped.record_holders, "yos"])
+    assert "asc" in nodes
+    assert "hub" not in nodes
     assert _uris(pki.client("yos", "case-system")[0]) == [YOS_CLIENT]
-    assert len(list((pki.root / "clients").glob("*.pem"))) == 13  # 12 shipped bindings and the seventh agency
+    # one per shipped binding, and the joining agency's
+    assert len(list((pki.root / "clients").glob("*.pem"))) == len(shipped.clients) + 1
 
 
-def test_issue_node_issues_for_a_declared_agency(pki: PkiLayout, seventh: Path) -> None:
+def test_issue_node_issues_for_a_declared_agency(pki: PkiLayout, joined: Path) -> None:
     """`pki issue-node yos` writes the node certificate with the agency's node identity and server name."""
     pki.node("yos")[0].unlink()
-    assert main(["pki", "issue-node", "yos", "--pki-dir", str(pki.root), "--policy-dir", str(seventh)]) == 0
+    assert main(["pki", "issue-node", "yos", "--pki-dir", str(pki.root), "--policy-dir", str(joined)]) == 0
     cert = x509.load_pem_x509_certificate(pki.node("yos")[0].read_bytes())
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["yos.node.mash.local"]
@@ -55,11 +62,11 @@ def test_issue_node_issues_for_a_declared_agency(pki: PkiLayout, seventh: Path) 
     [("fire", "declares no agency 'fire'"), ("../ca", "declares no agency"), ("hub", "holds no records")],
 )
 def test_issue_node_refuses_what_the_policy_does_not_declare_as_a_record_holder(
-    pki: PkiLayout, seventh: Path, capsys: pytest.CaptureFixture[str], agency: str, message: str
+    pki: PkiLayout, joined: Path, capsys: pytest.CaptureFixture[str], agency: str, message: str
 ) -> None:
     """An undeclared name (or a path) and the hub get no node certificate and exit 2."""
     before = sorted(pki.root.rglob("*"))
-    assert main(["pki", "issue-node", agency, "--pki-dir", str(pki.root), "--policy-dir", str(seventh)]) == 2
+    assert main(["pki", "issue-node", agency, "--pki-dir", str(pki.root), "--policy-dir", str(joined)]) == 2
     assert message in " ".join(capsys.readouterr().out.split())
     assert sorted(pki.root.rglob("*")) == before
 
@@ -74,20 +81,20 @@ def test_issue_node_refuses_what_the_policy_does_not_declare_as_a_record_holder(
     ],
 )
 def test_issue_client_refuses_identities_the_bindings_do_not_name(
-    pki: PkiLayout, seventh: Path, capsys: pytest.CaptureFixture[str], identity: str, message: str
+    pki: PkiLayout, joined: Path, capsys: pytest.CaptureFixture[str], identity: str, message: str
 ) -> None:
     """Only an identity bound in bindings.yaml (so able to assert a role) gets a client certificate."""
     before = sorted(pki.root.rglob("*"))
-    assert main(["pki", "issue-client", identity, "--pki-dir", str(pki.root), "--policy-dir", str(seventh)]) == 2
+    assert main(["pki", "issue-client", identity, "--pki-dir", str(pki.root), "--policy-dir", str(joined)]) == 2
     assert message in " ".join(capsys.readouterr().out.split())
     assert sorted(pki.root.rglob("*")) == before
 
 
 def test_issuing_without_a_ca_says_to_run_init_first(
-    tmp_path: Path, seventh: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, joined: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """No CA in --pki-dir: exit 2 and point at `pki init`, writing nothing."""
-    assert main(["pki", "issue-node", "yos", "--pki-dir", str(tmp_path / "none"), "--policy-dir", str(seventh)]) == 2
+    assert main(["pki", "issue-node", "yos", "--pki-dir", str(tmp_path / "none"), "--policy-dir", str(joined)]) == 2
     assert "pki init" in capsys.readouterr().out
     assert not (tmp_path / "none").exists()
 

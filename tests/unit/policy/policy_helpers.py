@@ -11,6 +11,13 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PolicyCopy = Callable[..., Path]
 
 
+def shipped_record_holders() -> tuple[str, ...]:
+    """The record-holding agencies of the shipped partnership, in declared order (they own policy files)."""
+    from gateway.partnership import load_plan
+
+    return load_plan(SHIPPED).record_holders
+
+
 def edit(path: Path, old: str, new: str) -> None:
     """Replace one exact piece of text in a policy file (the test fails if it is not there)."""
     text = path.read_text(encoding="utf-8")

@@ -16,6 +16,15 @@ from gateway.policy.checks import expiring_agreements
 TODAY = date(2026, 11, 26)
 
 
+ADULTS_MASH_HEALTH = "p, role:mash_staff, agency:health, cat:health, purpose:adult_safeguarding, PERTINENT, allow"
+"""The adults' MASH grant of health to MASH staff (the MASH manager is one)."""
+
+
+def _line_of(path: Path, line: str) -> int:
+    """The 1-based number of the line of `path` that is exactly `line`."""
+    return path.read_text(encoding="utf-8").splitlines().index(line) + 1
+
+
 def at(findings: list[Finding], file: str, line: int | None = None) -> list[Finding]:
     return [f for f in findings if f.file == file and (line is None or f.line == line)]
 
@@ -64,9 +73,12 @@ def test_protected_category_beyond_its_readers_is_a_blocking_error_at_the_granti
     )
     findings = lint(load_snapshot(directory), TODAY)
     exposed = [f for f in findings if "protected category health.sexual_health" in f.message]
-    assert [(f.file, f.line) for f in exposed] == [("agencies/health.csv", 7)]
-    [finding] = exposed
-    assert is_blocking(finding)
+    # The children's MASH grant, and the adults' MASH grant to MASH staff (the manager among them).
+    adults = _line_of(directory / "agencies" / "health.csv", ADULTS_MASH_HEALTH)
+    assert [(f.file, f.line) for f in exposed] == [("agencies/health.csv", 7), ("agencies/health.csv", adults)]
+    finding, adults_finding = exposed
+    assert all(is_blocking(f) for f in exposed)
+    assert "disclosed at PERTINENT to mash_manager for care_act_s42_enquiry" in adults_finding.message
     assert "declared at vocabulary/record_categories.yaml:138" in finding.message
     assert "disclosed at FULL to mash_manager for s17_assessment, s47_enquiry, safeguarding_screening" in (
         finding.message
@@ -82,9 +94,12 @@ def test_protected_exposure_names_the_level_actually_disclosed(policy_copy: Poli
         "p, role:mash_manager, agency:health, cat:health.sexual_health, purpose:*, FULL, deny\n",
     )
     findings = lint(load_snapshot(directory), TODAY)
-    [finding] = [f for f in findings if "protected category health.sexual_health" in f.message]
+    finding, adults_finding = [f for f in findings if "protected category health.sexual_health" in f.message]
     assert (finding.file, finding.line) == ("agencies/health.csv", 7)
-    assert "is disclosed at PERTINENT to mash_manager for" in finding.message
+    assert "is disclosed at PERTINENT to mash_manager for s17_assessment" in finding.message
+    adults = _line_of(directory / "agencies" / "health.csv", ADULTS_MASH_HEALTH)
+    assert (adults_finding.file, adults_finding.line) == ("agencies/health.csv", adults)
+    assert "is disclosed at PERTINENT to mash_manager for care_act_s42_enquiry" in adults_finding.message
 
 
 def test_shipped_policy_never_lets_existence_name_a_protected_service(shipped: PolicySnapshot) -> None:
@@ -112,11 +127,14 @@ def test_existence_naming_a_protected_service_is_a_blocking_error_naming_the_rol
         "p, role:mash_manager, agency:health, cat:health.sexual_health, purpose:*, PERTINENT, deny\n",
     )
     findings = [f for f in lint(load_snapshot(directory), TODAY) if f.message.startswith("existence names")]
-    assert [(f.file, f.line) for f in findings] == [("agencies/health.csv", 7)]
-    [finding] = findings
+    adults = _line_of(directory / "agencies" / "health.csv", ADULTS_MASH_HEALTH)
+    assert [(f.file, f.line) for f in findings] == [("agencies/health.csv", 7), ("agencies/health.csv", adults)]
+    finding, adults_finding = findings
     assert is_blocking(finding)
+    assert is_blocking(adults_finding)
     assert "protected category health.sexual_health" in finding.message
     assert "(mash_manager for s17_assessment, s47_enquiry, safeguarding_screening)" in finding.message
+    assert "(mash_manager for care_act_s42_enquiry)" in adults_finding.message
 
 
 def test_existence_of_a_protected_category_is_fine_beside_other_existence_only_categories(
@@ -201,6 +219,7 @@ def test_agreement_expiring_within_sixty_or_thirty_days_is_a_warning_naming_it(t
         "mash-isa-2026",
         "early-help-isa-2026",
         "housing-partnership-2026",
+        "adult-safeguarding-isa-2026",
     }
     assert all(f"within {within} days" in f.message for f in soon)
     assert all(f.file == "agreements.yaml" and not is_blocking(f) for f in soon)
@@ -214,7 +233,7 @@ def test_after_expiry_the_lines_it_covered_are_not_errors_and_the_warning_names_
     findings = lint(load_snapshot(SHIPPED), date(2028, 1, 2))
     assert not [f for f in findings if is_blocking(f)]
     ended = {f.message.split("'")[1] for f in findings if "expired on" in f.message}
-    assert {"mash-isa-2026", "early-help-isa-2026", "housing-partnership-2026"} <= ended
+    assert {"mash-isa-2026", "early-help-isa-2026", "housing-partnership-2026", "adult-safeguarding-isa-2026"} <= ended
 
 
 def test_expiring_agreements_lists_those_ending_soon_but_not_those_ended() -> None:
@@ -226,6 +245,7 @@ def test_expiring_agreements_lists_those_ending_soon_but_not_those_ended() -> No
         "mash-isa-2026": date(2027, 12, 31),
         "early-help-isa-2026": date(2027, 12, 31),
         "housing-partnership-2026": date(2027, 12, 31),
+        "adult-safeguarding-isa-2026": date(2027, 12, 31),
     }
     assert expiring_agreements(snapshot, date(2026, 11, 26)) == {}
 

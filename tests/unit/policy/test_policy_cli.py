@@ -282,7 +282,9 @@ def test_matrix_table_and_csv(capsys: pytest.CaptureFixture[str], tmp_path: Path
     code, _ = run(capsys, "matrix", str(SHIPPED), "--csv", str(target))
     assert code == CLEAN
     rows = list(csv.DictReader(target.open()))
-    assert len(rows) == 20 * 5 * 32  # assertable roles x citable purposes x record categories
+    # assertable roles x citable purposes x record categories (with the adults' MASH: 2 roles, 1 purpose and
+    # adult social care's 4 categories)
+    assert len(rows) == 22 * 6 * 36
     cell = next(
         r
         for r in rows

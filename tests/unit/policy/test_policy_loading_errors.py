@@ -215,8 +215,9 @@ def test_a_malformed_entry_is_not_also_reported_as_undeclared_where_it_is_used(p
         "role 'operational': old_description is not a known key (expected one of: description, member_of)",
     ]
     [first_use] = [f for f in findings if f.file == "agencies/health.csv" and f.line == 10]
+    entry = (directory / "vocabulary" / "roles.yaml").read_text().splitlines().index("  operational:") + 1
     assert first_use.message == (
-        "role 'operational' cannot be used: its entry at vocabulary/roles.yaml:120 has errors"
+        f"role 'operational' cannot be used: its entry at vocabulary/roles.yaml:{entry} has errors"
     )
 
 
@@ -262,9 +263,11 @@ def test_redaction_errors_stop_the_snapshot(policy_copy: PolicyCopy) -> None:
 
 
 def test_the_open_case_category_is_declared_in_the_vocabulary() -> None:
-    """Screening's open-case check asks the category marked `open_cases: true`, and the agency that holds it."""
+    """Each open-case check asks the category marked for its subject kind, and the agency that holds it."""
     snapshot = load_snapshot(SHIPPED)
     assert (snapshot.open_case_category, snapshot.open_case_agency) == ("csc.case", "csc")
+    assert (snapshot.open_case_category_for("child"), snapshot.open_case_agency_for("child")) == ("csc.case", "csc")
+    assert (snapshot.open_case_category_for("adult"), snapshot.open_case_agency_for("adult")) == ("asc.case", "asc")
 
 
 def test_a_second_open_case_category_is_refused_at_its_line(policy_copy: PolicyCopy) -> None:
@@ -275,6 +278,20 @@ def test_a_second_open_case_category_is_refused_at_its_line(policy_copy: PolicyC
     findings = findings_of(directory)
     assert any(f.file == "vocabulary/record_categories.yaml" and "only one category may answer the open-case check"
                in f.message for f in findings)
+
+
+def test_open_cases_true_means_the_childrens_check_and_each_kind_has_its_own(policy_copy: PolicyCopy) -> None:
+    """`open_cases: true` is the children's check (as before adults' MASHes); one child and one adult category may
+    both be marked, but a second adult one is an error."""
+    directory = policy_copy()
+    categories = directory / "vocabulary" / "record_categories.yaml"
+    edit(categories, "    open_cases: child\n", "    open_cases: true\n")
+    snapshot = load_snapshot(directory)
+    assert (snapshot.open_case_category_for("child"), snapshot.open_case_category_for("adult")) == ("csc.case",
+                                                                                                    "asc.case")
+    edit(categories, "  asc.care_and_support:\n", "  asc.care_and_support:\n    open_cases: adult\n")
+    assert any("only one category may answer the open-case check (adult)" in f.message
+               for f in findings_of(directory))
 
 
 def test_an_open_case_category_without_the_screening_fields_is_refused(policy_copy: PolicyCopy) -> None:

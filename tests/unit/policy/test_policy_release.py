@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from policy_helpers import PolicyCopy, append, edit
+from policy_helpers import PolicyCopy, append, edit, shipped_record_holders
 
 from gateway.cli.main import main
 from gateway.domain import AuditEvent, AuditKind, DisclosureLevel
@@ -32,7 +32,7 @@ from gateway.policy.release import (
 )
 from gateway.policy.snapshot import load_snapshot
 
-HOLDERS = ("police", "health", "csc", "education", "housing", "probation")
+HOLDERS = shipped_record_holders()  # every IG officer of the partnership approves the first release
 CELL = ("housing_officer", "s47_enquiry", "education", "education.attendance")
 WIDER = (
     "p, role:housing_officer, agency:education, cat:education.attendance, purpose:child_protection, "
@@ -108,6 +108,23 @@ def test_first_release_needs_every_agency_and_then_verifies(partnership: Partner
     verified = verify_release(partnership.store, partnership.first, partnership.signers, None)
     assert verified.version == partnership.first
     assert verified.approvers == tuple(sorted(f"{a}:ig-{a}" for a in HOLDERS))
+
+
+def test_a_first_release_without_the_newest_agencys_approval_is_refused_naming_it(
+        tmp_path: Path, policy_copy: PolicyCopy) -> None:
+    """Every record holder owns part of a first release: without adult social care's IG officer it is refused."""
+    assert HOLDERS[-1] == "asc"
+    assert len(HOLDERS) == 7
+    keys = tmp_path / "keys"
+    doc = {"policy_admins": {"alice": generate_key(keys / "alice.key")},
+           "ig_officers": {a: {f"ig-{a}": generate_key(keys / f"ig-{a}.key")} for a in HOLDERS}}
+    (tmp_path / "signers.json").write_text(json.dumps(doc))
+    store = tmp_path / "releases"
+    first = propose(store, policy_copy(), None, admin="alice", key=load_private_key(keys / "alice.key"))
+    for agency in HOLDERS[:-1]:
+        approve(store, first, agency=agency, officer=f"ig-{agency}", key=load_private_key(keys / f"ig-{agency}.key"))
+    with pytest.raises(ReleaseError, match=r"without the approval of the IG officer of: asc$"):
+        verify_release(store, first, Signers.load(tmp_path / "signers.json"), None, require_released=False)
 
 
 def test_release_of_an_unapproved_widening_is_refused_naming_the_owner(partnership: Partnership,

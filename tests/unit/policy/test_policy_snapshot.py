@@ -15,7 +15,7 @@ from gateway.policy.casbin_model import enforce_level
 from gateway.policy.rules import AGENCY_DIR
 
 POLICE_SYSTEM = "spiffe://mash.local/agency/police/system/case-system"
-ALL_CATEGORIES = 32
+ALL_CATEGORIES = 36  # 32 across the six children's MASH agencies, and adult social care's four
 
 
 def test_version_is_a_sha256_content_hash(shipped: PolicySnapshot) -> None:
@@ -77,9 +77,10 @@ def test_unknown_or_mismatched_names_get_nothing(
 
 
 def test_decisions_for_covers_every_agency_and_record_category(shipped: PolicySnapshot) -> None:
-    """One query's decision set has the six agencies and every record category, and matches decide()."""
+    """One query's decision set has every record-holding agency and every record category, and matches decide()."""
     decisions = shipped.decisions_for("social_worker", "s47_enquiry")
-    assert list(decisions) == ["police", "health", "csc", "education", "housing", "probation"]
+    assert list(decisions) == [a for a, v in shipped.agencies.items() if v.holds_records]
+    assert list(decisions) == ["police", "health", "csc", "education", "housing", "probation", "asc"]
     assert sum(len(v) for v in decisions.values()) == ALL_CATEGORIES
     for agency, per_category in decisions.items():
         for category, decision in per_category.items():
@@ -139,7 +140,10 @@ def test_vocabularies_hold_the_contract_names(shipped: PolicySnapshot) -> None:
         "education",
         "housing",
         "probation",
+        "asc",
     }
+    assert shipped.purposes["care_act_s42_enquiry"].parent == "adult_safeguarding"
+    assert "care_act_2014_s42" in shipped.purposes["care_act_s42_enquiry"].legal_bases
 
 
 @pytest.mark.parametrize(
@@ -203,11 +207,10 @@ def test_index_agrees_with_casbin_on_sampled_shipped_cells(shipped: PolicySnapsh
 
 
 def test_snapshot_directory_and_lines(shipped: PolicySnapshot) -> None:
-    """Every line knows its file and line, and every agency has its own file."""
+    """Every line knows its file and line, and every record-holding agency has its own file."""
     files = {line.file for line in shipped.lines}
-    assert files == {
-        f"agencies/{a}.csv" for a in ("police", "health", "csc", "education", "housing", "probation")
-    }
+    assert files == {f"agencies/{a}.csv" for a, v in shipped.agencies.items() if v.holds_records}
+    assert "agencies/asc.csv" in files
     assert all(line.line > 0 for line in shipped.lines)
     assert isinstance(shipped.directory, Path)
 

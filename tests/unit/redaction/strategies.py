@@ -73,7 +73,7 @@ class Catalogue:
 
 _FIELD_ROW = re.compile(r"^\| `([a-z_]+\.[a-z_]+)` \|", re.MULTILINE)
 _RECORD_ROW = re.compile(
-    r"^\| `([a-z]+)\.([a-z_]+)` \| (event|state|involvement) \| `([a-z_]+)` \| (.+?) \|$", re.MULTILINE
+    r"^\| `([a-z]+)\.([a-z0-9_]+)` \| (event|state|involvement) \| `([a-z_]+)` \| (.+?) \|$", re.MULTILINE
 )
 _FIELD_SPEC = re.compile(r"([a-z_0-9]+)(?: \([^)]*\))?: ([a-z_]+\.[a-z_]+)")
 

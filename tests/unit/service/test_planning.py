@@ -52,5 +52,6 @@ async def test_the_fan_out_follows_the_vocabularys_order_not_a_fixed_list(
     reordered = PolicyHolder.from_directory(copy, clock=FixedClock())
     service, transport, _ = make_service(reordered, keys, nobody)
     result = await service.query(RESEARCHER, SCREENING, timeout=5)
-    assert [o.agency for o in result.answers] == ["probation", "police", "health", "csc", "education", "housing"]
+    assert [o.agency for o in result.answers] == ["probation", "police", "health", "csc", "education", "housing",
+                                                  "asc"]
     assert [a for a, _, _ in transport.calls] == [o.agency for o in result.answers]

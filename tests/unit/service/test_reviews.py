@@ -137,7 +137,9 @@ async def test_a_query_marks_health_pending_review_and_fetches_nothing_under_rev
     (health,) = [a for a in result.answers if a.agency == "health"]
     assert health.review_id.startswith("rev-")
     assert health.review_deadline == world.clock.now() + timedelta(hours=24)  # health's review_hours
-    assert [a.review_id for a in result.answers if a.agency != "health"] == [""] * 5
+    others = [a for a in result.answers if a.agency != "health"]
+    assert len(others) == len(result.answers) - 1
+    assert [a.review_id for a in others] == [""] * len(others)
     assert health.status is AnswerStatus.MATCH
     assert [r.record_id for r in health.records] == ["A-1"]  # the rest of the answer is returned as now
     command, check = asked(world, "health")

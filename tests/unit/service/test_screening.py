@@ -84,13 +84,15 @@ async def test_screening_under_an_agreement_without_case_records_names_the_agree
 async def test_screening_without_an_open_case_category_is_refused_and_asks_no_agency(
     policy_dir: Path, tmp_path: Path, keys: dict[str, Keyring]
 ) -> None:
-    """A policy that marks no category `open_cases: true` gets a clear refusal, not a guess at an agency."""
+    """A policy that marks no category for the children's open-case check gets a clear refusal, not a guess."""
     copy = tmp_path / "policies"
     shutil.copytree(policy_dir, copy)
     categories = copy / "vocabulary" / "record_categories.yaml"
     text = categories.read_text()
-    assert "    open_cases: true\n" in text
-    categories.write_text(text.replace("    open_cases: true\n", ""))
+    assert "    open_cases: child\n" in text
+    categories.write_text(text.replace("    open_cases: child\n", ""))
+    (copy / "workflow.yaml").unlink()  # whose children's MASH would need the check (a policy check error)
+    shutil.rmtree(copy / "tests" / "workflow")
     holder = PolicyHolder.from_directory(copy, clock=FixedClock())
     service, transport, sink = make_service(holder, keys, lambda agency, command: LookupResult(agency, ()))
     with pytest.raises(RequestRefused) as refused:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from gateway.linkage import SubjectTokeniser
 from gateway.policy import PolicyHolder
 from gateway.service.validation import Caller
 from gateway.testing import FixedClock, RecordingAuditSink
-from gateway.workflow.policy import load_workflow
+from gateway.workflow.policy import MashRules, load_workflow
 from gateway.workflow.referral import Action, InvalidTransition, NoticeKind, State, VersionConflict
 from gateway.workflow.screening import OpenCase, OpenCaseAnswer
 from gateway.workflow.sealing import ContentSealer
@@ -31,6 +31,7 @@ POLICE = Caller("spiffe://mash.local/agency/police/system/case-system", "police"
 RESEARCHER = Caller("spiffe://mash.local/agency/police/system/case-system", "police", "r.7",
                     "mash_researcher_police")
 CSC_RECEIVER = "spiffe://mash.local/agency/csc/system/case-system"
+ASC_RECEIVER = "spiffe://mash.local/agency/asc/system/case-system"
 NHS = "9434765919"
 KAI = SubjectIdentifiers(nhs_number=NHS, given_name="Kai", family_name="Mercer", date_of_birth="2017-03-14")
 MONDAY = datetime(2026, 11, 30, 9, 30, tzinfo=UTC)
@@ -42,9 +43,11 @@ class FakeScreening:
 
     answer: OpenCaseAnswer
     asked: int = 0
+    kinds: list[str] = field(default_factory=list)  # the subject kind of each check (child or adult)
 
-    async def check(self, subject: SubjectIdentifiers, *, referral_id: str) -> OpenCaseAnswer:
+    async def check(self, subject: SubjectIdentifiers, *, referral_id: str, mash: MashRules) -> OpenCaseAnswer:
         self.asked += 1
+        self.kinds.append(mash.subject)
         return self.answer
 
 
@@ -116,14 +119,30 @@ async def test_anything_but_an_open_case_is_left_for_a_person(rig: Rig, result: 
     assert await rig.store.notifications(CSC_RECEIVER, after=0, limit=10) == []
 
 
-async def test_an_adults_referral_waits_for_a_person_to_screen_it(rig: Rig) -> None:
-    """The adults' MASH does not run the children's open-case check; the referral stays received."""
+async def test_an_adult_open_to_adult_social_care_is_routed_at_once_to_adult_social_care(rig: Rig) -> None:
+    """The adults' MASH runs the adult's open-case check (not the children's); an open case goes to asc's system."""
+    rig.screening.answer = OpenCaseAnswer(OpenCase.OPEN, team="Adult Safeguarding Team", worker="T. Osei",
+                                          request_id="screen-a")
     adult = SubjectIdentifiers(given_name="Edith", family_name="Okafor", date_of_birth="1941-05-02")
     referral = await rig.workflow.submit(POLICE, _submit("adults", subject=adult, categories=("self_neglect",)))
-    assert referral.state is State.RECEIVED
-    assert rig.screening.asked == 0
-    screened = await rig.workflow.screen(MANAGER, referral.referral_id)
-    assert screened.state is State.SCREENED
+    assert rig.screening.kinds == ["adult"]
+    assert (referral.state, referral.team, referral.routing) == (State.ROUTED, "Adult Safeguarding Team", "automatic")
+    (notice,) = await rig.store.notifications(ASC_RECEIVER, after=0, limit=10)
+    assert (notice.kind, notice.referral_id) == (NoticeKind.ROUTED, referral.referral_id)
+    assert await rig.store.notifications(CSC_RECEIVER, after=0, limit=10) == []
+
+
+async def test_an_adults_referral_not_open_to_adult_social_care_waits_for_a_person(rig: Rig) -> None:
+    """Not open (or not known) to adult social care: screened, never routed; the MASH rates it on adults' ratings."""
+    adult = SubjectIdentifiers(given_name="Edith", family_name="Okafor", date_of_birth="1941-05-02")
+    referral = await rig.workflow.submit(POLICE, _submit("adults", subject=adult, categories=("self_neglect",)))
+    assert rig.screening.kinds == ["adult"]
+    assert (referral.state, referral.screening) == (State.SCREENED, "NOT_OPEN")
+    rated = await rig.workflow.rate(MANAGER, referral.referral_id, "red")
+    # The adults' Red is 8 working hours (the children's is 4): from Monday 09:30 to Tuesday 09:30.
+    assert rated.research_due == datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+    with pytest.raises(InvalidRequest):
+        await rig.workflow.rate(MANAGER, referral.referral_id, "blue")  # a children's rating only
 
 
 async def test_a_red_referral_goes_through_to_a_decision_and_closes(rig: Rig) -> None:

@@ -63,8 +63,17 @@ def test_the_shipped_workflow_policy_loads_against_the_shipped_vocabulary(policy
     policy = load_workflow(policy_dir, **_names(policy_dir))
     assert set(policy.mashes) == {"children", "adults"}
     children, adults = policy.mashes["children"], policy.mashes["adults"]
+    assert (children.subject, adults.subject) == ("child", "adult")
     assert children.screen_open_case
-    assert not adults.screen_open_case
+    assert adults.screen_open_case
+    # Each MASH screens under its own agreement: the adults' under the adult safeguarding agreement.
+    assert children.screening is not None
+    assert adults.screening is not None
+    assert (children.screening.purpose, children.screening.agreement) == ("safeguarding_screening", "mash-isa-2026")
+    assert (adults.screening.purpose, adults.screening.agreement) == ("care_act_s42_enquiry",
+                                                                      "adult-safeguarding-isa-2026")
+    assert adults.screening.acts_as == children.screening.acts_as  # the rest comes from the top-level caller
+    assert adults.ratings["red"].hours("research") == 8
     assert children.ratings["red"].hours("research") == 4
     assert children.ratings["blue"].hours("decision") is None
     assert "care_act_s42_enquiry" in adults.decisions
@@ -120,3 +129,37 @@ def test_invalid_yaml_is_an_error_at_its_line(tmp_path: Path) -> None:
         load_workflow(_write(tmp_path, "calendar:\n  timezone: [unclosed\n"))
     assert caught.value.findings[0].file == "workflow.yaml"
     assert caught.value.findings[0].line >= 2
+
+
+def test_a_mash_screening_an_adult_needs_an_open_case_category_for_adults(tmp_path: Path, policy_dir: Path) -> None:
+    """workflow.yaml is checked with the policy: without a category marked `open_cases: adult`, the adults'
+    MASH cannot screen on arrival, and the finding points at its `screen_open_case` line."""
+    import shutil
+
+    from gateway.policy import load_snapshot
+
+    copy = tmp_path / "policies"
+    shutil.copytree(policy_dir, copy)
+    categories = copy / "vocabulary" / "record_categories.yaml"
+    categories.write_text(categories.read_text().replace("    open_cases: adult\n", ""))
+    with pytest.raises(PolicyError) as caught:
+        load_snapshot(copy)
+    lines = (copy / "workflow.yaml").read_text().splitlines()
+    adults = lines.index("  adults:")
+    expected = next(i for i, text in enumerate(lines) if i > adults and "screen_open_case" in text) + 1
+    [finding] = caught.value.findings
+    assert (finding.file, finding.line) == ("workflow.yaml", expected)
+    assert "no record category answers the open-case check for an adult" in finding.message
+
+
+def test_a_mashs_own_screening_keys_replace_the_top_level_ones(tmp_path: Path, policy_dir: Path) -> None:
+    """A MASH may screen under its own purpose and agreement; the caller it acts as comes from the top level."""
+    own = GOOD + "    screening: {purpose: care_act_s42_enquiry, agreement: adult-safeguarding-isa-2026}\n"
+    policy = load_workflow(_write(tmp_path, own), **_names(policy_dir))
+    screening = policy.mashes["children"].screening
+    assert screening is not None
+    assert (screening.purpose, screening.agreement) == ("care_act_s42_enquiry", "adult-safeguarding-isa-2026")
+    assert (screening.legal_basis, screening.role) == ("dpa_2018_sch1_para18", "mash_manager")
+    bad = GOOD + "    screening: {purpose: care_act_s42_enquiry, colour: blue}\n"
+    findings = _findings(tmp_path, bad, policy_dir)
+    assert [m for _, m in findings] == ["unknown screening keys: colour"]

@@ -1,4 +1,4 @@
-"""A copy of the shipped policy with a seventh agency, a youth offending service (`yos`), added as data only."""
+"""A copy of the shipped policy with one more agency, a youth offending service (`yos`), added as data only."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ p, role:yos_case_manager, agency:yos, cat:yos, purpose:child_protection, FULL, a
 
 _REDACTION = """
   yos:
-    contact: {team: "YOS MASH officer", phone: "020 7946 0107", email: "mash.yos@example.org"}
+    contact: {team: "YOS MASH officer", phone: "020 7946 0108", email: "mash.yos@example.org"}
     fields:
       # The offence stays with the youth offending service; others learn that there is an order.
       justice.offence: {operator: replace, text: "[offence withheld]"}
@@ -75,10 +75,11 @@ def add_youth_offending_service(shipped: Path, target: Path) -> Path:
     _replace_once(vocab / "roles.yaml", "roles:\n", "roles:\n" + _ROLE)
     with (target / "bindings.yaml").open("a") as fh:
         fh.write(f"  {YOS_CLIENT}: [yos_case_manager]\n")
-    _replace_once(target / "agreements.yaml", "parties: [police, health, csc, education, housing, probation, hub]",
-                  "parties: [police, health, csc, education, housing, probation, yos, hub]")
-    _replace_once(target / "agreements.yaml", "categories: [police, health, csc, education, housing, probation]",
-                  "categories: [police, health, csc, education, housing, probation, yos]")
+    # The children's MASH agreement in force (the first listed; the expired one is kept further down).
+    _replace_once(target / "agreements.yaml", "parties: [police, health, csc, education, housing, probation, asc, hub]",
+                  "parties: [police, health, csc, education, housing, probation, asc, yos, hub]")
+    _replace_once(target / "agreements.yaml", "categories: [police, health, csc, education, housing, probation, asc]",
+                  "categories: [police, health, csc, education, housing, probation, asc, yos]")
     (target / "agencies" / "yos.csv").write_text(_POLICY)
     with (target / "redaction.yaml").open("a") as fh:
         fh.write(_REDACTION)

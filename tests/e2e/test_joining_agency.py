@@ -1,4 +1,4 @@
-"""A seventh agency joins by configuration alone and is asked end to end through a node built only from the protos.
+"""A new agency joins by configuration alone and is asked end to end through a node built only from the protos.
 
 The youth offending service is declared, given categories, rules, a binding and a redaction contact in a copy
 of the policy; its certificates come from `mash-gateway pki init`/`issue-client`; its node is generated from
@@ -30,18 +30,18 @@ from gateway.generated.mash.gateway.v1 import audit_service_pb2 as audit_pb
 from gateway.generated.mash.gateway.v1 import audit_service_pb2_grpc as audit_grpc
 from gateway.generated.mash.gateway.v1 import hub_service_pb2
 from gateway.keys import KeyPaths, init_keys
-from gateway.partnership import EndpointError
+from gateway.partnership import EndpointError, load_plan
 from gateway.pki import PkiLayout
 from gateway.pki.authority import gateway_server_name
 from gateway.settings import Settings
-from tests.seventh_agency import YOS_CLIENT, add_youth_offending_service
+from tests.joining_agency import YOS_CLIENT, add_youth_offending_service
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE = Path(__file__).with_name("yos_node.py")
 S47 = {"purpose": "s47_enquiry", "legal_basis": "children_act_1989_s47", "agreement": "mash-isa-2026",
        "case_reference": "MASH-2026-0707"}
 YOUNG_PERSON = {"nhs_number": "999 000 7004"}
-SIX = ["police", "health", "csc", "education", "housing", "probation"]
+SHIPPED = list(load_plan(ROOT / "policies").record_holders)  # the partnership the youth offending service joins
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +57,7 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory, policy_dir: Path) -> Iterator[Setup]:
     """The policy with a youth offending service, its PKI from the CLI, and its protoc-generated node running."""
-    tmp = tmp_path_factory.mktemp("seventh")
+    tmp = tmp_path_factory.mktemp("joining")
     policies = add_youth_offending_service(policy_dir, tmp / "policies")
     pki = PkiLayout(tmp / "pki")
     assert cli(["pki", "init", str(pki.root), "--policy-dir", str(policies)]) == 0
@@ -112,21 +112,21 @@ def _yos(response: hub_service_pb2.QueryResponse) -> hub_service_pb2.AgencyAnswe
 
 
 def test_the_node_imports_nothing_from_the_gateway_or_the_stubs() -> None:
-    """The seventh agency's node is built from the protos alone, as a real agency's would be."""
+    """The joining agency's node is built from the protos alone, as a real agency's would be."""
     tree = ast.parse(NODE.read_text())
     modules = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
     modules += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     assert not [m for m in modules if m.split(".")[0] in {"gateway", "agency_stubs", "tests"}]
 
 
-async def test_the_seventh_agency_is_asked_in_declared_order_and_answers_in_full_to_its_own_staff(
+async def test_the_joining_agency_is_asked_in_declared_order_and_answers_in_full_to_its_own_staff(
     setup: Setup, gateway: GatewayServer
 ) -> None:
     """Its case manager (certificate from the bindings) gets the order in full; agencies without nodes say so."""
     async with _channel(setup, gateway.port, "yos", "case-system") as channel:
         response = await HubClient(channel, "yos.cm.1", "yos_case_manager").query(subject=YOUNG_PERSON, **S47)
-    assert [a.agency for a in response.answers] == [*SIX, "yos"]
-    assert {a.agency for a in response.answers if a.status == hub_service_pb2.ANSWER_STATUS_UNAVAILABLE} == set(SIX)
+    assert [a.agency for a in response.answers] == [*SHIPPED, "yos"]
+    assert {a.agency for a in response.answers if a.status == hub_service_pb2.ANSWER_STATUS_UNAVAILABLE} == set(SHIPPED)
     answer = _yos(response)
     assert answer.status == hub_service_pb2.ANSWER_STATUS_MATCH
     assert answer.contact.team == "YOS MASH officer"
@@ -135,7 +135,7 @@ async def test_the_seventh_agency_is_asked_in_declared_order_and_answers_in_full
     assert answer.receipt.leaf_hash
 
 
-async def test_the_seventh_agencys_own_redaction_rules_apply_to_other_agencies_staff(
+async def test_the_joining_agencys_own_redaction_rules_apply_to_other_agencies_staff(
     setup: Setup, gateway: GatewayServer
 ) -> None:
     """A social worker gets the court order as pertinent information: offence replaced, notes dropped."""
@@ -151,7 +151,7 @@ async def test_the_seventh_agencys_own_redaction_rules_apply_to_other_agencies_s
     assert b"knife" not in response.SerializeToString()
 
 
-async def test_an_auditor_can_filter_the_log_by_the_seventh_agency(setup: Setup, gateway: GatewayServer) -> None:
+async def test_an_auditor_can_filter_the_log_by_the_joining_agency(setup: Setup, gateway: GatewayServer) -> None:
     """The agency filter is checked against the policy's agencies: `yos` is kept by name, a misspelling is not."""
     async with _channel(setup, gateway.port, "yos", "case-system") as channel:
         await HubClient(channel, "yos.cm.1", "yos_case_manager").query(subject=YOUNG_PERSON, **S47)
@@ -189,8 +189,8 @@ async def test_start_warns_about_each_record_holder_without_an_endpoint(setup: S
         deps = await open_dependencies(settings)
     await deps.aclose()
     (warning,) = [e for e in logs if e["log_level"] == "warning"]
-    assert warning["agencies"] == SIX
-    assert deps.unserved == tuple(SIX)
+    assert warning["agencies"] == SHIPPED
+    assert deps.unserved == tuple(SHIPPED)
 
 
 async def test_an_endpoint_for_an_undeclared_agency_is_refused_at_start(setup: Setup) -> None:
