@@ -25,6 +25,7 @@ import grpc
 import grpc.aio
 
 from agency_stubs.dataset import AgencyDataset
+from agency_stubs.holding import policy_dataset, seeded_records
 from agency_stubs.node import AgencyNodeServicer
 from agency_stubs.world import DEFAULT_SEED, build_world
 from bench.boroughs import home_agency
@@ -32,6 +33,9 @@ from gateway.api.tls import server_credentials
 from gateway.generated.mash.gateway.v1 import agency_service_pb2_grpc as agency_grpc
 from gateway.logs import configure_logging
 from gateway.pki import DEFAULT_TRUST_DOMAIN, PkiLayout
+from gateway.policy.snapshot import PolicySnapshot, load_snapshot
+
+POLICY_DIR = Path(__file__).resolve().parents[1] / "policies"
 
 GATEWAY_IDENTITY = f"spiffe://{DEFAULT_TRUST_DOMAIN}/gateway"
 
@@ -76,8 +80,13 @@ async def _serve(args: argparse.Namespace) -> None:
     world = build_world(DEFAULT_SEED, args.people)
     servers: list[grpc.aio.Server] = []
     addresses: dict[str, str] = {}
+    seeded: PolicySnapshot | None = None
     for name in args.agencies.split(","):
-        dataset = borough_dataset(world.dataset(home_agency(name)), name)
+        if home_agency(name) in world.datasets:
+            dataset = borough_dataset(world.dataset(home_agency(name)), name)
+        else:  # an agency the synthetic world does not generate (adult social care): its seeded records file
+            seeded = seeded or load_snapshot(POLICY_DIR)
+            dataset = policy_dataset(seeded, name, seeded_records(name))
         servicer = JitteredNode(dataset, allowed_callers={GATEWAY_IDENTITY}, latency=args.latency,
                                 jitter=args.jitter)
         server = grpc.aio.server()
