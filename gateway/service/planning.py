@@ -59,7 +59,7 @@ class Router(Protocol):
 def route_plans(plans: Sequence[AgencyPlan], routing: Routing | None) -> tuple[AgencyPlan, ...]:
     """The plans with the locator's node selection applied; without routing every node is asked."""
     if routing is None:
-        return route_plans(plans, routing)
+        return tuple(plans)
     return tuple(p if routing.asks(p.agency) else replace(p, asked=False, hold=routing.hold.get(p.agency, 0.0))
                  for p in plans)
 
