@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
 import structlog
 from hub_helpers import SCREENING, field_violations, rich_status, subject
 
@@ -241,8 +242,9 @@ async def test_bad_locator_input_is_refused_with_field_violations_and_audited(
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.Enrol(locator_pb.EnrolRequest(key_id="k9", tokens=[b"\x00" * 16]))
         assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
-        info = rich_status(caught.value).details[0]
-        assert b"active_key_id" in info.value and b"k1" in info.value
+        info = error_details_pb2.ErrorInfo()
+        rich_status(caught.value).details[0].Unpack(info)
+        assert (info.reason, dict(info.metadata)) == ("UNKNOWN_LOCATOR_KEY", {"active_key_id": "k1"})
         refusals = [e for e in await audit_events(loc.partnership)
                     if e.kind in (AuditKind.REFUSAL, AuditKind.LOCATOR) and e.status != "OK"]
         assert len(refusals) == 6
