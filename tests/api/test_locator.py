@@ -12,8 +12,8 @@ from typing import Any
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
 import structlog
+from google.rpc import error_details_pb2
 from hub_helpers import SCREENING, field_violations, rich_status, subject
 
 from agency_stubs import World, build_world, make_record
