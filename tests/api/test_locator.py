@@ -286,3 +286,19 @@ async def test_enrolment_and_evaluation_are_audited_as_counts_only(
         assert all(not e.subject_tokens and not e.sealed_identifiers for e in entries)
         allowed = {"rpc", "elements", "key_id", "sent", "added", "enrolled", "complete"}
         assert all(set(e.details) <= allowed for e in entries)
+
+
+async def test_a_node_that_does_not_declare_enrolment_cannot_claim_a_complete_one(
+        tmp_path: Path, policy_dir: Path, small_world: World) -> None:
+    """Without FEATURE_LOCATOR_ENROLMENT in its Describe, a node may enrol tokens but not mark them complete,
+    so the gateway keeps asking it about everyone."""
+    async with located(tmp_path, policy_dir, small_world, enrolling=()) as loc:
+        stub = loc.locator("probation")
+        partial = await stub.Enrol(locator_pb.EnrolRequest(key_id="k1", tokens=[b"\x01" * 16]))
+        assert (partial.added, partial.complete) == (1, False)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Enrol(locator_pb.EnrolRequest(key_id="k1", completeness=locator_pb.COMPLETENESS_COMPLETE))
+        assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+        with structlog.testing.capture_logs() as captured:
+            await loc.researcher().query(subject=NOBODY, **SCREENING)
+        assert "probation" in asked(captured)
