@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 import grpc.aio
@@ -133,7 +134,8 @@ async def enrol_running_node(node: object, channel: grpc.aio.Channel) -> tuple[L
 
     assert isinstance(node, RunningNode)
     enrolment = LocatorEnrolment(channel)
-    node.servicer.features = (*node.servicer.features, agency_pb.FEATURE_LOCATOR_ENROLMENT)
+    if agency_pb.FEATURE_LOCATOR_ENROLMENT not in node.servicer.features:
+        node.servicer.features = (*node.servicer.features, agency_pb.FEATURE_LOCATOR_ENROLMENT)
     report = await enrolment.sync(node.servicer.dataset)
 
     def changed(dataset: AgencyDataset) -> None:
@@ -150,3 +152,27 @@ async def settle(enrolment: LocatorEnrolment) -> None:
     for task in list(enrolment.pending):
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def keep_enrolled(node: object, gateway: str, tls_dir: Path, *, retry: float = 2.0) -> None:
+    """For `python -m agency_stubs --locator`: enrol the node with the gateway at `gateway`, retrying until
+    the gateway answers, then keep the enrolment current. Runs until cancelled."""
+    from gateway.pki.authority import gateway_server_name
+
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=(tls_dir / "ca.pem").read_bytes(),
+        private_key=(tls_dir / "nodes" / f"{getattr(node, 'agency', '')}.key").read_bytes(),
+        certificate_chain=(tls_dir / "nodes" / f"{getattr(node, 'agency', '')}.pem").read_bytes())
+    channel = grpc.aio.secure_channel(gateway, credentials,
+                                      options=[("grpc.ssl_target_name_override", gateway_server_name())])
+    try:
+        while True:
+            try:
+                await enrol_running_node(node, channel)
+                break
+            except grpc.aio.AioRpcError as exc:  # the gateway is not up yet, or refused: say which, retry
+                log.warning("locator_enrolment_failed", code=exc.code().name)
+                await asyncio.sleep(retry)
+        await asyncio.Event().wait()
+    finally:
+        await channel.close()

@@ -120,7 +120,9 @@ class Locator:
         self._latencies.setdefault(agency, deque(maxlen=_SAMPLES)).append(seconds)
 
     def _hold(self, agency: str) -> float:
-        samples = self._latencies.get(agency)
+        # An agency that is rarely asked has few samples of its own: borrow another agency's, so even its
+        # first skipped answers are not instant.
+        samples = self._latencies.get(agency) or next((d for d in self._latencies.values() if d), None)
         return self._random.choice(samples) if samples else 0.0
 
     # -- nodes -------------------------------------------------------------------------------------------

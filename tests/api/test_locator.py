@@ -3,6 +3,7 @@ that hold its subject (plus nodes that do not enrol). Lookups are counted at eve
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -19,7 +20,13 @@ from hub_helpers import SCREENING, field_violations, rich_status, subject
 from agency_stubs import World, build_world, make_record
 from agency_stubs.cast import KAI_MERCER, NOAH_FENWICK
 from agency_stubs.dataset import AgencyDataset, PersonEntry
-from agency_stubs.locator_enrolment import LocatorEnrolment, enrol_running_node, person_inputs, settle
+from agency_stubs.locator_enrolment import (
+    LocatorEnrolment,
+    enrol_running_node,
+    keep_enrolled,
+    person_inputs,
+    settle,
+)
 from gateway.api.tls import channel_credentials, client_credentials
 from gateway.audit import decode_entry
 from gateway.demo.partnership import HubClient, Partnership
@@ -302,3 +309,28 @@ async def test_a_node_that_does_not_declare_enrolment_cannot_claim_a_complete_on
         with structlog.testing.capture_logs() as captured:
             await loc.researcher().query(subject=NOBODY, **SCREENING)
         assert "probation" in asked(captured)
+
+
+async def test_a_node_started_with_locator_enrols_itself_and_keeps_current(
+        tmp_path: Path, policy_dir: Path, small_world: World) -> None:
+    """`python -m agency_stubs --locator` runs keep_enrolled: the node enrols over its own mTLS channel,
+    and after that the gateway skips it for people it does not hold."""
+    async with located(tmp_path, policy_dir, small_world, enrolling=()) as loc:
+        node = loc.partnership.nodes["csc"]
+        task = asyncio.ensure_future(keep_enrolled(node, loc.partnership.address, loc.partnership.pki.root,
+                                                   retry=0.05))
+        try:
+            state = loc.locator("csc")
+            for _ in range(200):
+                enrolment = (await state.GetEnrolmentState(locator_pb.GetEnrolmentStateRequest())).enrolments
+                if enrolment and enrolment[0].complete:
+                    break
+                await asyncio.sleep(0.05)
+            assert enrolment[0].complete
+            with structlog.testing.capture_logs() as captured:
+                await loc.researcher().query(subject=NOBODY, **SCREENING)
+            assert "csc" not in asked(captured)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
