@@ -9,7 +9,7 @@ every node is asked, as without a locator.
 
 from __future__ import annotations
 
-import random
+import statistics
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -86,7 +86,6 @@ class Locator:
         self._features = features
         self._hold_skipped = hold_skipped
         self._latencies: dict[str, deque[float]] = {}
-        self._random = random.SystemRandom()
 
     # -- routing -----------------------------------------------------------------------------------------
 
@@ -120,10 +119,11 @@ class Locator:
         self._latencies.setdefault(agency, deque(maxlen=_SAMPLES)).append(seconds)
 
     def _hold(self, agency: str) -> float:
-        # An agency that is rarely asked has few samples of its own: borrow another agency's, so even its
-        # first skipped answers are not instant.
+        # The median of the node's recent lookup times: a skipped answer takes as long as a typical real one
+        # (a random sample would often draw a slow outlier, and a query waits for its slowest agency).
+        # An agency that is rarely asked borrows another agency's times, so even its first skips are not instant.
         samples = self._latencies.get(agency) or next((d for d in self._latencies.values() if d), None)
-        return self._random.choice(samples) if samples else 0.0
+        return statistics.median(samples) if samples else 0.0
 
     # -- nodes -------------------------------------------------------------------------------------------
 
