@@ -9,7 +9,6 @@ elements 32-byte ristretto255 encodings. The RFC's Appendix A.1.1 vectors are ch
 from __future__ import annotations
 
 import hashlib
-import hmac
 
 import rbcl
 
@@ -137,6 +136,3 @@ def evaluate(secret: bytes, data: bytes) -> bytes:
     element = hash_to_group(data)
     return _finalize_hash(data, _mult(secret, element))
 
-
-def same(a: bytes, b: bytes) -> bool:
-    return hmac.compare_digest(a, b)
