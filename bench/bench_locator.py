@@ -43,6 +43,7 @@ from gateway.demo.partnership import HubClient, Partnership
 from gateway.generated.mash.gateway.v1 import agency_service_pb2 as agency_pb
 from gateway.linkage import nhs_check_digit
 from gateway.locator.sqlite_store import SqliteLocatorStore
+from gateway.locator.store import LocatorStore, open_locator_store
 from gateway.logs import configure_logging
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,9 +112,19 @@ def _sql_times(path: Path, held: list[bytes], lookups: int, seed: float) -> list
     return times
 
 
-async def bench_index(max_tokens: int, lookups: int, directory: Path) -> list[dict[str, Any]]:
-    """Lookup p50/p99 at growing index sizes (tokens spread over six nodes)."""
-    store = await SqliteLocatorStore.open(f"sqlite:///{directory / 'locator.sqlite'}")
+async def bench_index(max_tokens: int, lookups: int, directory: Path, postgres: str = "") -> list[dict[str, Any]]:
+    """Lookup p50/p99 at growing index sizes (tokens spread over six nodes); SQLite, or PostgreSQL at `postgres`
+    (in a schema of its own, dropped afterwards)."""
+    schema = ""
+    if postgres:
+        import psycopg
+
+        schema = f"locator_bench_{os.getpid()}"
+        async with await psycopg.AsyncConnection.connect(postgres, autocommit=True) as conn:
+            await conn.execute(f'CREATE SCHEMA "{schema}"'.encode())
+        store: LocatorStore = await open_locator_store(f"{postgres}?options=-csearch_path%3D{schema}")
+    else:
+        store = await SqliteLocatorStore.open(f"sqlite:///{directory / 'locator.sqlite'}")
     rng = random.Random(5)
     sizes = [s for s in (10_000, 100_000, 1_000_000, 3_000_000, 10_000_000) if s <= max_tokens]
     results = []
@@ -134,8 +145,11 @@ async def bench_index(max_tokens: int, lookups: int, directory: Path) -> list[di
                 t0 = time.perf_counter()
                 await store.lookup("k1", wanted)
                 times.append(time.perf_counter() - t0)
-            size_mb = await asyncio.to_thread(os.path.getsize, directory / "locator.sqlite") / 1e6
-            sql = await asyncio.to_thread(_sql_times, directory / "locator.sqlite", held, lookups, rng.random())
+            if postgres:
+                size_mb, sql = 0.0, times
+            else:
+                size_mb = await asyncio.to_thread(os.path.getsize, directory / "locator.sqlite") / 1e6
+                sql = await asyncio.to_thread(_sql_times, directory / "locator.sqlite", held, lookups, rng.random())
             results.append({"tokens": size, "fill_s": round(fill, 1), "file_mb": round(size_mb, 1),
                             "p50_ms": round(statistics.median(times) * 1000, 3),
                             "p99_ms": round(_pct(times, 0.99) * 1000, 3),
@@ -145,6 +159,11 @@ async def bench_index(max_tokens: int, lookups: int, directory: Path) -> list[di
                   f" SQL p50 {results[-1]['sql_p50_ms']} ms, p99 {results[-1]['sql_p99_ms']} ms", flush=True)
     finally:
         await store.close()
+        if postgres:
+            import psycopg
+
+            async with await psycopg.AsyncConnection.connect(postgres, autocommit=True) as conn:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'.encode())
     return results
 
 
@@ -218,6 +237,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--only", choices=("enrol", "index", "queries"), nargs="*")
+    parser.add_argument("--postgres", default="", metavar="URL",
+                        help="also time the index on PostgreSQL, e.g. postgresql://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
     configure_logging("warning", io.StringIO())
     only = set(args.only or ("enrol", "index", "queries"))
@@ -241,6 +262,8 @@ def main() -> None:
     if "index" in only:
         with tempfile.TemporaryDirectory() as tmp:
             result["index"] = asyncio.run(bench_index(args.max_tokens, args.lookups, Path(tmp)))
+        if args.postgres:
+            result["index_postgres"] = asyncio.run(bench_index(args.max_tokens, args.lookups, Path(), args.postgres))
         table = Table(title="Locator index lookups (SQLite, two tokens per lookup)")
         for column in ("tokens", "fill s", "file MB", "store p50 ms", "store p99 ms", "SQL p50 ms", "SQL p99 ms"):
             table.add_column(column)

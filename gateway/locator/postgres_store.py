@@ -111,10 +111,12 @@ class PostgresLocatorStore:
 
     async def lookup(self, key_id: str, tokens: Sequence[bytes]) -> Lookup:
         wanted = [bytes(t) for t in dict.fromkeys(tokens)]
-        matched = await self._fetch(
-            "SELECT DISTINCT node FROM locator_tokens WHERE key_id = %s AND token = ANY(%s::bytea[])", (key_id, wanted))
-        complete = await self._fetch("SELECT node FROM locator_nodes WHERE key_id = %s AND complete", (key_id,))
-        return Lookup(frozenset(r[0] for r in matched), frozenset(r[0] for r in complete))
+        # One round trip: the matching nodes (flag TRUE) and the complete nodes (flag FALSE).
+        rows = await self._fetch(
+            "SELECT node, TRUE FROM locator_tokens WHERE key_id = %s AND token = ANY(%s::bytea[]) "
+            "UNION ALL SELECT node, FALSE FROM locator_nodes WHERE key_id = %s AND complete",
+            (key_id, wanted, key_id))
+        return Lookup(frozenset(r[0] for r in rows if r[1]), frozenset(r[0] for r in rows if not r[1]))
 
     async def state(self, node: str) -> NodeEnrolment:
         rows = await self._fetch(
