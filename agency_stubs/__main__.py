@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--allow", action="append", default=None, metavar="SPIFFE_ID",
                    help=f"caller identity allowed to query (repeatable; with TLS defaults to {GATEWAY_IDENTITY})")
     p.add_argument("--latency", type=float, default=0.0, help="seconds to wait before answering a lookup")
+    p.add_argument("--locator", metavar="GATEWAY", default=None,
+                   help="enrol this node's people in the gateway's locator at GATEWAY (host:port; needs --tls-dir)")
     return p
 
 
@@ -87,12 +89,21 @@ async def _run(args: argparse.Namespace, dataset: AgencyDataset) -> None:
     structlog.get_logger("agency_stubs").info("node_started", agency=node.agency, address=node.address,
                                               tls=credentials is not None)
     print(f"{node.agency} node listening on {node.address}", flush=True)
+    enrolling = None
+    if args.locator and args.tls_dir:
+        from agency_stubs.locator_enrolment import keep_enrolled
+
+        enrolling = asyncio.ensure_future(keep_enrolled(node, args.locator, args.tls_dir))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    if enrolling is not None:
+        enrolling.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await enrolling
     await node.stop(1.0)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -94,6 +94,7 @@ class AgencyNodeServicer(agency_grpc.AgencyServiceServicer):
         self.allowed_callers = frozenset(allowed_callers) if allowed_callers is not None else None
         self.latency = latency
         self._log = logger if logger is not None else structlog.get_logger("agency_stubs.node")
+        self.features: tuple[agency_pb.Feature.ValueType, ...] = (agency_pb.FEATURE_LOOKUP_BATCH,)  # in Describe
 
     async def _check_caller(self, context: Any, rpc: str, request_id: str) -> None:
         if self.allowed_callers is None:
@@ -171,7 +172,7 @@ class AgencyNodeServicer(agency_grpc.AgencyServiceServicer):
                 for s in dataset.catalogue
             ],
             mash_contact=contact_to_proto(dataset.mash_contact),
-            features=[agency_pb.FEATURE_LOOKUP_BATCH],
+            features=list(self.features),
         )
 
 
@@ -220,6 +221,7 @@ class RunningNode:
     port: int
     server: grpc.aio.Server
     servicer: AgencyNodeServicer
+    on_change: list[Callable[[AgencyDataset], None]] = field(default_factory=list)  # e.g. locator enrolment
 
     @property
     def address(self) -> str:
@@ -231,6 +233,8 @@ class RunningNode:
         if dataset.agency != self.agency:
             raise ValueError(f"a {dataset.agency} dataset cannot be served by the {self.agency} node")
         self.servicer.dataset = dataset
+        for hook in self.on_change:
+            hook(dataset)
 
     async def stop(self, grace: float | None = None) -> None:
         await self.server.stop(grace)

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 MODULES = ("bench.bench_gateway", "bench.bench_baseline", "bench.bench_policy", "bench.bench_redaction",
-           "bench.bench_audit", "bench.bench_workflow")
+           "bench.bench_audit", "bench.bench_workflow", "bench.bench_locator")
 
 
 def main() -> int:

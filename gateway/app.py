@@ -31,6 +31,7 @@ from gateway.domain import AuditEvent, AuditKind, Clock, SystemClock
 from gateway.generated.mash.gateway.v1 import (
     audit_service_pb2,
     hub_service_pb2,
+    locator_service_pb2,
     policy_service_pb2,
     referral_service_pb2,
     review_service_pb2,
@@ -38,6 +39,9 @@ from gateway.generated.mash.gateway.v1 import (
 from gateway.keyring import Keyring
 from gateway.keys import KeyPaths, load_keys
 from gateway.linkage import SubjectTokeniser
+from gateway.locator import EvaluationLimiter, EvaluationLimits, Locator, LocatorKeys, open_locator_store
+from gateway.locator.servicer import LocatorServicer
+from gateway.locator.transport import TimedTransport
 from gateway.metrics import GatewayMetrics, MeteredAuditSink, MeteredTransport
 from gateway.partnership import missing_endpoints
 from gateway.pki.revocation import RevocationList
@@ -73,6 +77,7 @@ SERVICE_NAMES = (
     policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
     referral_service_pb2.DESCRIPTOR.services_by_name["ReferralService"].full_name,
     review_service_pb2.DESCRIPTOR.services_by_name["ReviewService"].full_name,
+    locator_service_pb2.DESCRIPTOR.services_by_name["LocatorService"].full_name,
 )
 
 
@@ -95,6 +100,7 @@ class Dependencies:
     sweeper: BreachSweeper | None = None
     revocations: RevocationList | None = None
     review_sweeper: ReviewSweeper | None = None
+    locator: Locator | None = None  # None without keys/locator.json or with `locator = false`: every node is asked
     resources: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
     """Closes what `open_dependencies` opened, newest first: sweeper, referral store, watcher, transport,
     audit log, audit store."""
@@ -159,8 +165,10 @@ async def open_dependencies(
         tokeniser = SubjectTokeniser(keys.subject_token)
         review_store = await open_review_store(settings.review_store_url)
         resources.push_async_callback(review_store.close)
+        locator = await _open_locator(settings, keys.locator, transport, holder, audit, clock, resources)
+        lookups = transport if locator is None else TimedTransport(transport, locator.observe)
         query = QueryService(
-            policy=holder, transport=MeteredTransport(transport, metrics) if metrics else transport,
+            policy=holder, transport=MeteredTransport(lookups, metrics) if metrics else lookups, router=locator,
             audit=MeteredAuditSink(audit, metrics) if metrics else audit,
             tokeniser=tokeniser, sealer=IdentifierSealer(keys.sealing),
             pseudonym_keys=keys.pseudonym, clock=clock, default_timeout=settings.default_timeout,
@@ -178,10 +186,24 @@ async def open_dependencies(
             resources.push_async_callback(watcher.stop)
         deps = Dependencies(policy=holder, audit=audit, transport=transport, query=query, clock=clock,
                             review=review, tokeniser=tokeniser, watcher=watcher, unserved=unserved,
-                            metrics=metrics, revocations=revocations)
+                            metrics=metrics, revocations=revocations, locator=locator)
         await _open_referrals(settings, deps, keys.sealing, resources)
         deps.resources = resources.pop_all()
         return deps
+
+
+async def _open_locator(settings: Settings, ring: Keyring | None, transport: AgencyTransport, policy: PolicyHolder,
+                        audit: AuditLog, clock: Clock, resources: contextlib.AsyncExitStack) -> Locator | None:
+    """The locator, when it is on and its key ring exists; its index is opened here and closed with the rest."""
+    if not settings.locator or ring is None:
+        return None
+    store = await open_locator_store(settings.locator_store_url)
+    resources.push_async_callback(store.close)
+    limits = EvaluationLimits(rate=settings.locator_evaluation_rate, burst=settings.locator_evaluation_burst,
+                              cap=settings.locator_evaluation_cap)
+    features = getattr(transport, "features", None)
+    return Locator(keys=LocatorKeys(ring), store=store, audit=audit, policy=policy, clock=clock,
+                   limiter=EvaluationLimiter(limits), features=features, hold_skipped=settings.locator_hold_skipped)
 
 
 async def _open_referrals(settings: Settings, deps: Dependencies, sealing: Keyring,
@@ -391,6 +413,10 @@ def build_server(settings: Settings, deps: Dependencies, *, reuse_port: bool = F
         handlers.add(server, referral_service_pb2.DESCRIPTOR.services_by_name["ReferralService"],
                      ReferralServicer(deps.referrals, deps.clock,
                                       PertinentInformation(deps.referrals, deps.referral_store, deps.query)))
+    if deps.locator is not None:
+        handlers.add(server, locator_service_pb2.DESCRIPTOR.services_by_name["LocatorService"],
+                     LocatorServicer(deps.locator, guard.refusals, deps.policy, deps.audit, deps.clock,
+                                     trust_domain=settings.trust_domain))
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if settings.reflection:

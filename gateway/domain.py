@@ -171,6 +171,8 @@ class AuditKind(enum.Enum):
     # A review step: requested, opened by a reviewer, decided (approved, declined, expired); the release
     # itself is a DISCLOSURE entry that names the review.
     REVIEW = "review"
+    # The locator: one entry per node call that evaluates, enrols or withdraws, as counts only.
+    LOCATOR = "locator"
 
 
 @dataclass(frozen=True, slots=True)

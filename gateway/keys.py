@@ -27,6 +27,10 @@ class KeyPaths:
         return self.root / "pseudonym.json"
 
     @property
+    def locator(self) -> Path:
+        return self.root / "locator.json"
+
+    @property
     def checkpoint(self) -> Path:
         return self.root / "checkpoint"
 
@@ -36,6 +40,7 @@ class GatewayKeys:
     subject_token: Keyring
     sealing: Keyring
     pseudonym: Keyring
+    locator: Keyring | None = None  # the locator's OPRF key seeds; None in a state directory made before it
 
 
 def init_keys(paths: KeyPaths) -> list[str]:
@@ -43,7 +48,7 @@ def init_keys(paths: KeyPaths) -> list[str]:
     from gateway.audit.checkpoint import ACTIVE_FILE, generate_signing_key
 
     created = []
-    for path in (paths.subject_token, paths.sealing, paths.pseudonym):
+    for path in (paths.subject_token, paths.sealing, paths.pseudonym, paths.locator):
         if not path.exists():
             save_keyring(Keyring.generate("k1"), path)
             created.append(path.name)
@@ -58,4 +63,5 @@ def load_keys(paths: KeyPaths) -> GatewayKeys:
         subject_token=load_keyring(paths.subject_token),
         sealing=load_keyring(paths.sealing),
         pseudonym=load_keyring(paths.pseudonym),
+        locator=load_keyring(paths.locator) if paths.locator.exists() else None,
     )

@@ -90,6 +90,14 @@ class Settings:
     limit_audit_window: Seconds = 60.0  # at most one audit entry per caller and limit in this many seconds
     request_id_window: Seconds = 600.0  # a request id names one request, and a retry gets its answer, this long
     agency_max_answer_bytes: Annotated[int, Field(gt=0)] = 4 * 1024 * 1024  # larger node answers are refused
+    # The locator (docs/locator.md): on when keys/locator.json exists. Evaluations are per node: a sustained
+    # rate, a burst, and a cap per day.
+    locator: bool = True  # false: ask every node, as before the locator (LocatorService is not served)
+    locator_store: str = ""  # default: sqlite:///<state_dir>/locator.sqlite
+    locator_evaluation_rate: Rate = 5_000.0
+    locator_evaluation_burst: Count = 250_000
+    locator_evaluation_cap: Count = 1_000_000
+    locator_hold_skipped: bool = True  # hold a skipped agency's answer as long as a recent lookup took
 
     @property
     def pki(self) -> PkiLayout:
@@ -110,6 +118,10 @@ class Settings:
     @property
     def review_store_url(self) -> str:
         return self.review_store or f"sqlite:///{self.state_dir / 'reviews.sqlite'}"
+
+    @property
+    def locator_store_url(self) -> str:
+        return self.locator_store or f"sqlite:///{self.state_dir / 'locator.sqlite'}"
 
     @classmethod
     def from_toml(cls, path: Path, **overrides: Any) -> Settings:

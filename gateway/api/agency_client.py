@@ -375,6 +375,17 @@ class GrpcAgencyTransport:
             log.warning("agency answer malformed", agency=agency, request_id=command.request_id, reason=str(exc))
             raise AgencyRejected("malformed answer") from exc
 
+    async def features(self, agency: str, *, timeout: float = 5.0) -> frozenset[int]:
+        """The features the agency's node lists in Describe now; empty if it has no endpoint or cannot answer."""
+        node = self._nodes.get(agency)
+        if node is None:
+            return frozenset()
+        try:
+            described = await node.stub.Describe(agency_pb.DescribeRequest(), timeout=timeout)
+        except grpc.aio.AioRpcError:
+            return frozenset()
+        return frozenset(described.features)
+
     async def close(self) -> None:
         for node in self._nodes.values():
             await node.close()

@@ -11,7 +11,7 @@ from rich.console import Console
 from gateway.keyring import KeyringError, load_keyring, save_keyring
 from gateway.keys import KeyPaths, init_keys
 
-RINGS = ("subject-token", "sealing", "pseudonym", "checkpoint")
+RINGS = ("subject-token", "sealing", "pseudonym", "locator", "checkpoint")
 _KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
 
 
@@ -57,7 +57,7 @@ def run_rotate(args: argparse.Namespace) -> int:
                 return 2
         else:
             path = {"subject-token": paths.subject_token, "sealing": paths.sealing,
-                    "pseudonym": paths.pseudonym}[args.ring]
+                    "pseudonym": paths.pseudonym, "locator": paths.locator}[args.ring]
             save_keyring(load_keyring(path).rotated(args.key_id), path)
     except KeyringError as exc:
         console.print(f"[red]error:[/red] {exc}")

@@ -194,10 +194,11 @@ def client_parts(spiffe_id: str) -> tuple[str, str]:
 
 
 def issue_node(layout: PkiLayout, agency: str, *, trust_domain: str = DEFAULT_TRUST_DOMAIN) -> tuple[Path, Path]:
-    """Issue (or replace) an agency node's server certificate from the CA in `layout`."""
+    """Issue (or replace) an agency node's certificate from the CA in `layout`: it serves AgencyService and,
+    as a client, calls the gateway's LocatorService."""
     issued = issue_certificate(
         load_ca(layout), f"spiffe://{trust_domain}/agency/{agency}/node",
-        dns_names=[node_server_name(agency, trust_domain)], server=True, client=False,
+        dns_names=[node_server_name(agency, trust_domain)], server=True, client=True,
     )
     paths = layout.node(agency)
     save(issued, *paths)

@@ -96,6 +96,11 @@ class AgencyFanout:
                 if plan.requested else "none of this agency's categories was requested",
             ))
         remaining = request.deadline - asyncio.get_running_loop().time()
+        if not plan.asked:  # the locator: this node holds no token of the subject, so it never hears of it
+            await asyncio.sleep(max(0.0, min(plan.hold, remaining)))
+            return finish(replace(event, details={**event.details, "locator": "not asked"}), AgencyOutcome(
+                plan.agency, AnswerStatus.NO_MATCH, plan.level,
+                detail="no records in the categories this caller may see"))
         command = LookupCommand(
             request_id=request.request_id, subject=request.command.subject,
             categories=tuple(plan.content), existence_categories=plan.existence,

@@ -1,11 +1,13 @@
-"""Planning a request: what each record-holding agency may disclose, as a pure function of the policy view."""
+"""Planning a request: what each record-holding agency may disclose, and whether its node is asked at all,
+as a pure function of the policy view and the locator's routing."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Protocol
 
-from gateway.domain import DisclosureLevel
+from gateway.domain import DisclosureLevel, SubjectIdentifiers
 from gateway.service.ports import PolicyView
 
 
@@ -21,12 +23,45 @@ class AgencyPlan:
     # Requested categories a reviewer of this agency may release more of (→ the level an approval may
     # release); nothing of them beyond `content`/`existence` is fetched until a reviewer approves.
     review: Mapping[str, DisclosureLevel] = field(default_factory=dict)
+    # False when the locator shows the agency's node does not hold the subject: the node is not asked and the
+    # answer is NO_MATCH, exactly as if it had been asked, released no sooner than `hold` seconds.
+    asked: bool = True
+    hold: float = 0.0
 
     @property
     def level(self) -> DisclosureLevel:
         if self.content:
             return max(self.content.values())
         return DisclosureLevel.EXISTS if self.existence else DisclosureLevel.NONE
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """What the locator knows of a subject: the agencies whose enrolment is complete, and those among them
+    (or any other) whose enrolled tokens matched the subject. Agencies not enrolled are asked as before."""
+
+    enrolled: frozenset[str] = frozenset()
+    matched: frozenset[str] = frozenset()
+    # Seconds to hold a skipped agency's answer (a recent lookup time of its node), so a caller cannot tell
+    # "not asked" from "asked, nothing you may see" by timing.
+    hold: Mapping[str, float] = field(default_factory=dict)
+
+    def asks(self, agency: str) -> bool:
+        return agency not in self.enrolled or agency in self.matched
+
+
+class Router(Protocol):
+    """Finds which agencies hold a subject (the locator); None means ask every agency."""
+
+    async def route(self, subject: SubjectIdentifiers) -> Routing | None: ...
+
+
+def route_plans(plans: Sequence[AgencyPlan], routing: Routing | None) -> tuple[AgencyPlan, ...]:
+    """The plans with the locator's node selection applied; without routing every node is asked."""
+    if routing is None:
+        return tuple(plans)
+    return tuple(p if routing.asks(p.agency) else replace(p, asked=False, hold=routing.hold.get(p.agency, 0.0))
+                 for p in plans)
 
 
 def record_holders(policy: PolicyView) -> tuple[str, ...]:
@@ -42,6 +77,7 @@ def plan_request(
     agreement: str,
     categories: Sequence[str],
     agencies: Sequence[str] | None = None,
+    routing: Routing | None = None,
 ) -> tuple[AgencyPlan, ...]:
     """One plan per agency (every record holder unless `agencies` narrows it): policy levels capped by the
     agreement, content only for the requested categories (all of them when `categories` is empty).
@@ -49,6 +85,9 @@ def plan_request(
     Existence is asked about every category the caller may know of at an agency the request touches,
     never only the requested ones: otherwise a request for a single protected category (sexual
     health, a refuge) would turn "known to health" into "known to the sexual-health service".
+
+    With `routing`, an agency whose node enrolled completely in the locator and holds no matching token
+    is planned as not asked (see `route_plans`).
     """
     cited = policy.agreements[agreement]
     # A category sits under its own agency's root only (the vocabulary enforces it), so each agency's
@@ -90,4 +129,4 @@ def plan_request(
         }
         existence = tuple(c for c in allowed if c not in content)
         plans.append(AgencyPlan(agency, content, existence, tuple(rules), requested=touched, review=review))
-    return tuple(plans)
+    return route_plans(plans, routing)

@@ -17,7 +17,7 @@ from gateway.review.store import ReviewStore
 from gateway.service.admission import Admission, AdmittedRequest
 from gateway.service.fanout import AgencyAnswer, AgencyFanout, AgencyOutcome
 from gateway.service.occupancy import Occupancy
-from gateway.service.planning import AgencyPlan, plan_request
+from gateway.service.planning import AgencyPlan, Router, plan_request
 from gateway.service.ports import AgencyTransport, AuditSink, PolicySource
 from gateway.service.request_ids import RequestLedger
 from gateway.service.reviews import ReviewDesk, ReviewNotifier
@@ -57,18 +57,20 @@ class QueryService:
         requests: RequestLedger | None = None,
         review_store: ReviewStore | None = None,
         review_notifier: ReviewNotifier | None = None,
+        router: Router | None = None,
     ) -> None:
         self._audit = audit
         # The transport may coalesce lookups while several requests are in progress; it learns how many here.
         occupancy = getattr(transport, "occupancy", None)
         self._occupancy = occupancy if isinstance(occupancy, Occupancy) else Occupancy()
+        self._router = router  # the locator: without it every agency's node is asked
         self._requests = requests or RequestLedger()
         self._admission = Admission(
             policy=policy, audit=audit, tokeniser=tokeniser, sealer=sealer, clock=clock,
             default_timeout=default_timeout, max_timeout=max_timeout, audit_margin=audit_margin,
         )
         self._fanout = AgencyFanout(transport=transport, pseudonym_keys=pseudonym_keys, clock=clock)
-        self._screening = Screening(admission=self._admission, fanout=self._fanout, audit=audit)
+        self._screening = Screening(admission=self._admission, fanout=self._fanout, audit=audit, router=router)
         # Without a review store nothing is ever held for review: callers get what policy gives without it.
         self.reviews = None if review_store is None else ReviewDesk(
             store=review_store, policy=policy, audit=audit, fanout=self._fanout, sealer=sealer, clock=clock,
@@ -150,8 +152,10 @@ class QueryService:
         self, caller: Caller, command: QueryCommand, timeout: float | None, reused: bool
     ) -> tuple[AdmittedRequest, tuple[AgencyPlan, ...]]:
         request = await self._admission.admit(caller, command, timeout, reused=reused)
+        routing = None if self._router is None else await self._router.route(request.command.subject)
         plans = plan_request(request.policy, role=caller.role, purpose=request.command.purpose,
-                             agreement=request.command.agreement, categories=request.command.categories)
+                             agreement=request.command.agreement, categories=request.command.categories,
+                             routing=routing)
         return request, plans
 
     async def _hold(self, request: AdmittedRequest, plans: tuple[AgencyPlan, ...]) -> dict[str, Review]:

@@ -10,7 +10,7 @@ from gateway.domain import AgencyContact, AnswerStatus, AuditReceipt, FieldDiscl
 from gateway.errors import RequestRefused
 from gateway.service.admission import Admission
 from gateway.service.fanout import AgencyFanout, AgencyOutcome
-from gateway.service.planning import AgencyPlan, plan_request
+from gateway.service.planning import AgencyPlan, Router, plan_request
 from gateway.service.ports import AuditSink, PolicyView
 from gateway.service.validation import Caller, QueryCommand
 
@@ -58,8 +58,10 @@ def _covers_case_records(subject_kind: str) -> Callable[[PolicyView, QueryComman
 class Screening:
     """Asks children's social care for case records only, and reads the answer without guessing."""
 
-    def __init__(self, *, admission: Admission, fanout: AgencyFanout, audit: AuditSink) -> None:
+    def __init__(self, *, admission: Admission, fanout: AgencyFanout, audit: AuditSink,
+                 router: Router | None = None) -> None:
         self._admission = admission
+        self._router = router
         self._fanout = fanout
         self._audit = audit
 
@@ -75,9 +77,10 @@ class Screening:
         request = await self._admission.admit(caller, replace(command, categories=()), timeout,
                                               extra_check=_covers_case_records(subject_kind), reused=reused)
         case_records = request.policy.open_case_category_for(subject_kind)
+        routing = None if self._router is None else await self._router.route(request.command.subject)
         (plan,) = plan_request(request.policy, role=caller.role, purpose=request.command.purpose,
                                agreement=request.command.agreement, categories=(case_records,),
-                               agencies=(request.policy.open_case_agency_for(subject_kind),))
+                               agencies=(request.policy.open_case_agency_for(subject_kind),), routing=routing)
         answer = await self._fanout.answer(request, plan)
         (receipt,) = await self._audit.append([answer.event])
         return replace(read_screening(answer.outcome, plan, case_records), request_id=request.request_id,

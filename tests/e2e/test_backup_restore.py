@@ -59,9 +59,9 @@ async def test_a_sqlite_backup_taken_while_serving_restores_a_gateway_that_verif
         await _disclose(partnership, 1)  # written after the backup: not in it, and not needed by `kept`
     assert sorted(p.name for p in (backup / "keys").iterdir()) == sorted(p.name for p in (state / "keys").iterdir())
     # The database copies are private (0600) like the key files.
-    # Every store in the state directory is copied: the audit log, referrals and owner reviews.
+    # Every store in the state directory is copied: the audit log, referrals, owner reviews and the locator index.
     assert {p.name: p.stat().st_mode & 0o077 for p in backup.glob("*.sqlite")} == {
-        "audit.sqlite": 0, "referrals.sqlite": 0, "reviews.sqlite": 0}
+        "audit.sqlite": 0, "referrals.sqlite": 0, "reviews.sqlite": 0, "locator.sqlite": 0}
     assert await _run("backup", "verify", str(backup), "--trusted-checkpoint", str(kept)) == 0
 
     restored.mkdir()

@@ -29,6 +29,10 @@ class _FeatureEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Feature.Value
     FEATURE_UNSPECIFIED: _Feature.ValueType  # 0
     FEATURE_LOOKUP_BATCH: _Feature.ValueType  # 1
     """The node implements LookupBatch."""
+    FEATURE_LOCATOR_ENROLMENT: _Feature.ValueType  # 2
+    """The node enrols the people it holds in the gateway's locator (LocatorService), so the gateway asks it
+    only about people whose tokens it enrolled once its enrolment is complete.
+    """
 
 class Feature(_Feature, metaclass=_FeatureEnumTypeWrapper):
     """Optional capabilities a node offers, listed in its DescribeResponse."""
@@ -36,6 +40,10 @@ class Feature(_Feature, metaclass=_FeatureEnumTypeWrapper):
 FEATURE_UNSPECIFIED: Feature.ValueType  # 0
 FEATURE_LOOKUP_BATCH: Feature.ValueType  # 1
 """The node implements LookupBatch."""
+FEATURE_LOCATOR_ENROLMENT: Feature.ValueType  # 2
+"""The node enrols the people it holds in the gateway's locator (LocatorService), so the gateway asks it
+only about people whose tokens it enrolled once its enrolment is complete.
+"""
 Global___Feature: _TypeAlias = Feature  # noqa: Y015
 
 class _MatchMethod:

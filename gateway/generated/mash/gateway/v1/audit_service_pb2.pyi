@@ -49,6 +49,8 @@ class _AuditEntryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AuditE
     """A review step: the request that needed review, a reviewer opening it, or its decision (details name
     the review and the step); what an approval released is a DISCLOSURE entry naming the review.
     """
+    AUDIT_ENTRY_KIND_LOCATOR: _AuditEntryKind.ValueType  # 10
+    """The locator: a node's evaluations, enrolments and withdrawals, as counts (never tokens or identifiers)."""
 
 class AuditEntryKind(_AuditEntryKind, metaclass=_AuditEntryKindEnumTypeWrapper):
     """What an audit entry records."""
@@ -74,6 +76,8 @@ AUDIT_ENTRY_KIND_REVIEW: AuditEntryKind.ValueType  # 9
 """A review step: the request that needed review, a reviewer opening it, or its decision (details name
 the review and the step); what an approval released is a DISCLOSURE entry naming the review.
 """
+AUDIT_ENTRY_KIND_LOCATOR: AuditEntryKind.ValueType  # 10
+"""The locator: a node's evaluations, enrolments and withdrawals, as counts (never tokens or identifiers)."""
 Global___AuditEntryKind: _TypeAlias = AuditEntryKind  # noqa: Y015
 
 class _ListEntriesOrder:
