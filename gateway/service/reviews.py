@@ -171,6 +171,8 @@ class ReviewDesk:
         """The plan's categories under review that go into a review: those the node holds records in (asked at
         EXISTS, one category at a time), and those the requester may not know of without review."""
         knowable = [c for c in plan.review if c in plan.content or c in plan.existence]
+        if not plan.asked:  # the locator: the node holds no token of the subject, so it never hears of it
+            return tuple(c for c in plan.review if c not in knowable)
         answers = await asyncio.gather(*(
             self._fanout.answer(request, AgencyPlan(plan.agency, {}, (c,), ())) for c in knowable))
         held = {c for c, a in zip(knowable, answers, strict=True)

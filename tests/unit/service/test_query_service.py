@@ -384,7 +384,8 @@ async def test_the_transport_learns_how_many_queries_are_in_progress(
         sealer=IdentifierSealer(keys["sealing"]), pseudonym_keys=keys["pseudonym"], clock=FixedClock(),
     )
     await service.query(POLICE_RESEARCHER, SCREENING, timeout=5)
-    assert seen and seen == [1] * len(seen)  # every agency asked saw exactly this one query in progress
+    assert seen
+    assert seen == [1] * len(seen)  # every agency asked saw exactly this one query in progress
     assert occupancy.active == 0
     with pytest.raises((RequestRefused, InvalidRequest)):
         await service.query(POLICE_RESEARCHER, replace(SCREENING, request_id="req-2", purpose="no_such_purpose"),

@@ -30,7 +30,7 @@ from gateway.policy import PolicyHolder
 from gateway.review.model import Review, ReviewAlreadyDecided, ReviewNotFound, ReviewState
 from gateway.review.store import ReviewStore, open_review_store
 from gateway.service.fanout import AgencyOutcome
-from gateway.service.planning import AgencyPlan
+from gateway.service.planning import AgencyPlan, Routing
 from gateway.service.ports import LookupCommand, LookupResult, PersonMatch
 from gateway.service.query import Caller, QueryCommand, QueryService
 from gateway.service.reviews import NOT_IN_TIME, ReviewDecision, ReviewDesk, ReviewEvent
@@ -397,6 +397,36 @@ async def test_a_node_holding_nothing_under_review_gets_no_review(
         assert all("review_id" not in e.details for e in w.sink.events)
     finally:
         await w.store.close()
+
+
+class HealthNotEnrolledForSubject:
+    """A locator whose index says health's node (enrolled completely) holds no token of the subject."""
+
+    async def route(self, subject: object) -> Routing:
+        return Routing(enrolled=frozenset({"health"}), matched=frozenset())
+
+
+async def test_a_node_the_locator_skips_is_not_asked_even_for_the_review_check(
+        holder: PolicyHolder, keys: dict[str, Keyring], tmp_path: Path) -> None:
+    """With the locator showing health does not hold the subject, health's node never hears of the query, not
+    even through the existence check before a review, and no review is made for what it cannot hold."""
+    store = await open_review_store(f"sqlite:///{tmp_path / 'reviews.sqlite'}")
+    transport = FakeAgencyTransport(node)
+    service = QueryService(
+        policy=holder, transport=transport, audit=RecordingAuditSink(), tokeniser=SubjectTokeniser(keys["token"]),
+        sealer=IdentifierSealer(keys["sealing"]), pseudonym_keys=keys["pseudonym"], clock=FixedClock(),
+        review_store=store, review_notifier=Notices(), router=HealthNotEnrolledForSubject())
+    try:
+        result = await service.query(RESEARCHER, SCREENING, timeout=5)
+        (health,) = [a for a in result.answers if a.agency == "health"]
+        assert health.status is AnswerStatus.NO_MATCH
+        assert (health.review_id, health.review_deadline) == ("", None)
+        assert [a for a, _, _ in transport.calls if a == "health"] == []
+        assert [a for a, _, _ in transport.calls if a == "police"], "other agencies are still asked"
+        assert service.reviews is not None
+        assert await service.reviews.pending(HEALTH_DP) == []
+    finally:
+        await store.close()
 
 
 async def test_an_unanswered_existence_check_creates_no_review(
