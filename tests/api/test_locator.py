@@ -36,8 +36,10 @@ from gateway.generated.mash.gateway.v1 import hub_service_pb2 as hub_pb
 from gateway.generated.mash.gateway.v1 import locator_service_pb2 as locator_pb
 from gateway.generated.mash.gateway.v1 import locator_service_pb2_grpc as locator_grpc
 from gateway.locator import oprf
+from gateway.partnership import load_plan
 
-AGENCIES = ("police", "health", "csc", "education", "housing", "probation")
+# Every record-holding agency of the shipped partnership, in declared order (each runs a node that enrols).
+AGENCIES = load_plan(Path(__file__).resolve().parents[2] / "policies").record_holders
 MATCH, NO_MATCH = hub_pb.ANSWER_STATUS_MATCH, hub_pb.ANSWER_STATUS_NO_MATCH
 NOBODY = {"nhs_number": "999 009 0009", "given_name": "Nobody", "family_name": "Anywhere",
           "date_of_birth": "2014-02-03"}
@@ -91,7 +93,7 @@ async def audit_events(partnership: Partnership) -> list[AuditEvent]:
 
 async def test_a_person_known_to_two_agencies_is_asked_of_those_two_only(
         tmp_path: Path, policy_dir: Path, small_world: World) -> None:
-    """Noah is known to health and education: only their nodes see the lookup; the other four answer
+    """Noah is known to health and education: only their nodes see the lookup; every other agency answers
     NO_MATCH exactly as a node that was asked and holds nothing would."""
     async with located(tmp_path, policy_dir, small_world) as loc:
         with structlog.testing.capture_logs() as captured:
@@ -137,7 +139,8 @@ async def test_a_person_known_nowhere_reaches_no_enrolling_node(
 async def test_a_node_that_does_not_enrol_is_still_asked(
         tmp_path: Path, policy_dir: Path, small_world: World) -> None:
     """Probation does not enrol: it is asked about everyone, as before the locator."""
-    async with located(tmp_path, policy_dir, small_world, enrolling=AGENCIES[:-1]) as loc:
+    enrolling = tuple(a for a in AGENCIES if a != "probation")
+    async with located(tmp_path, policy_dir, small_world, enrolling=enrolling) as loc:
         with structlog.testing.capture_logs() as captured:
             await loc.researcher().query(subject=NOBODY, **SCREENING)
         assert asked(captured) == {"probation"}
