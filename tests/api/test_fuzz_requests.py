@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from agency_stubs import World
 from agency_stubs.cast import KAI_MERCER
-from gateway.api.tls import client_credentials, gateway_client_credentials
+from gateway.api.tls import channel_credentials, client_credentials, gateway_client_credentials
 from gateway.audit.encoding import decode_entry
 from gateway.demo.partnership import Partnership
 from gateway.domain import AuditKind
@@ -34,17 +34,20 @@ from gateway.generated.mash.gateway.v1 import (
     agency_service_pb2,
     audit_service_pb2,
     hub_service_pb2,
+    locator_service_pb2,
     policy_service_pb2,
     referral_service_pb2,
+    review_service_pb2,
 )
 from gateway.pki.authority import node_server_name
 
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAY_SERVICES = [module.DESCRIPTOR.services_by_name[name] for module, name in (
     (hub_service_pb2, "HubService"), (audit_service_pb2, "AuditService"), (policy_service_pb2, "PolicyService"),
-    (referral_service_pb2, "ReferralService"))]
+    (referral_service_pb2, "ReferralService"), (review_service_pb2, "ReviewService"))]
 GATEWAY_METHODS = [method for service in GATEWAY_SERVICES for method in service.methods]
 NODE_METHODS = list(agency_service_pb2.DESCRIPTOR.services_by_name["AgencyService"].methods)
+LOCATOR_METHODS = list(locator_service_pb2.DESCRIPTOR.services_by_name["LocatorService"].methods)
 REFUSED = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED}
 NEVER = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
 # Each client certificate and the roles it is bound to, plus one role it is not.
@@ -204,6 +207,24 @@ async def test_fuzzed_requests_to_every_gateway_rpc_never_crash_and_every_refusa
         assert received == [], method.full_name  # nothing disclosed before the refusal
         new = [decode_entry(row.data).event for row in await store.scan(before, 1000)]
         assert any(e.kind is AuditKind.REFUSAL and e.status == code.name for e in new), (method.full_name, code)
+    health = health_pb2_grpc.HealthStub(channel)
+    status = (await health.Check(health_pb2.HealthCheckRequest(), timeout=5)).status
+    assert status == health_pb2.HealthCheckResponse.SERVING
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(call=requests(LOCATOR_METHODS), node=st.sampled_from(["police", "health"]))
+async def test_fuzzed_requests_to_the_locator_from_a_node_never_crash_the_gateway(
+    gateway: Partnership, call: tuple[MethodDescriptor, Message], node: str
+) -> None:
+    """Any Evaluate, Enrol, Withdraw or GetEnrolmentState request from an agency node's own certificate: no
+    UNKNOWN/INTERNAL, nothing answered with a refusal, and the gateway still serving."""
+    method, request = call
+    channel = gateway.channel(channel_credentials(gateway.pki.ca_cert, *gateway.pki.node(node)))
+    received, code = await _call(channel, method, request, ())
+    assert code not in NEVER, (method.full_name, code)
+    if code in REFUSED:
+        assert received == [], method.full_name
     health = health_pb2_grpc.HealthStub(channel)
     status = (await health.Check(health_pb2.HealthCheckRequest(), timeout=5)).status
     assert status == health_pb2.HealthCheckResponse.SERVING
