@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from hub_helpers import error_reason, subject
+from hub_helpers import error_reason, field_violations, subject
 
-from agency_stubs.cast import JODIE_MERCER
+from agency_stubs.cast import JODIE_MERCER, KAI_MERCER
 from gateway.api.tls import client_credentials
 from gateway.demo.partnership import Partnership
 from gateway.generated.mash.gateway.v1 import common_pb2
@@ -101,3 +101,20 @@ async def test_a_section_42_query_citing_the_childrens_agreement_is_refused(part
                                **{**S42, "agreement": "mash-isa-2026"})
     assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
     assert error_reason(caught.value)
+
+
+@pytest.mark.parametrize(("mash", "person"), [("adults", subject(KAI_MERCER)), ("children", EDITH)])
+async def test_a_referral_to_the_mash_for_the_other_age_is_refused_on_mash(
+        partnership: Partnership, mash: str, person: dict[str, str]) -> None:
+    """A child (by date of birth, on the day submitted) to the adults' MASH, or an adult to the children's:
+    INVALID_ARGUMENT with one violation on `mash` that repeats neither the date of birth nor the name."""
+    police = _stub(partnership, "police", "case-system")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await police.SubmitReferral(ref_pb.SubmitReferralRequest(
+            mash=mash, subject=common_pb2.SubjectIdentifiers(**person), concern="A concern",
+            categories=["neglect"], borough="hackney"), metadata=_as("pc.1234", "police_officer"), timeout=10)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert set(field_violations(caught.value)) == {"mash"}
+    for value in (person["date_of_birth"], person["date_of_birth"][:4], person["given_name"]):
+        assert value not in str(field_violations(caught.value))
+        assert value not in (caught.value.details() or "")
