@@ -12,6 +12,10 @@ from gateway.service.query import Prepare, QueryService
 from gateway.service.validation import QueryCommand
 from gateway.workflow.research import ResearchLink
 
+_SUBJECT_KINDS = {hub_pb.SUBJECT_KIND_UNSPECIFIED: "child", hub_pb.SUBJECT_KIND_CHILD: "child",
+                  hub_pb.SUBJECT_KIND_ADULT: "adult"}
+"""Unset is a child's check, as before the field; a number this gateway does not know is refused (audited)."""
+
 
 class HubServicer:
     def __init__(self, service: QueryService, research: ResearchLink | None = None) -> None:
@@ -60,5 +64,6 @@ class HubServicer:
             await self._research.record(call.caller, request.referral_id, answers)
 
     async def ScreenReferral(self, request: hub_pb.ScreenReferralRequest, call: Call) -> hub_pb.ScreenReferralResponse:
-        outcome = await self._service.screen(call.caller, screen_from_proto(request), timeout=call.time_remaining())
+        outcome = await self._service.screen(call.caller, screen_from_proto(request), timeout=call.time_remaining(),
+                                             subject_kind=_SUBJECT_KINDS.get(request.subject_kind, ""))
         return screen_to_proto(outcome)

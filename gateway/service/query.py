@@ -150,8 +150,8 @@ class QueryService:
     async def screen(self, caller: Caller, command: QueryCommand, *, timeout: float | None,
                      subject_kind: str = "child") -> ScreenOutcome:
         """Is the child (or adult at risk) open to social care, and if so who holds the case? (see `screening`)"""
-        return await self._requests.once(
-            "screen", caller, command,
+        return await self._requests.once(  # the kind is part of the request: a child's answer is not an adult's
+            f"screen:{subject_kind}", caller, command,
             lambda reused: self._screening.screen(caller, command, timeout=timeout, reused=reused,
                                                   subject_kind=subject_kind))
 
