@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 
 import structlog
@@ -28,6 +28,9 @@ __all__ = ["AgencyOutcome", "Caller", "QueryCommand", "QueryResult", "QueryServi
            "ScreenResult"]
 
 log = structlog.get_logger("gateway.query")
+
+Prepare = Callable[[float | None], Awaitable[float | None]]
+"""Runs before a request is answered afresh, never before a replay: may refuse it, or cut its timeout."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,14 +80,16 @@ class QueryService:
             notifier=review_notifier,
         )
 
-    async def query(self, caller: Caller, command: QueryCommand, *, timeout: float | None) -> QueryResult:
+    async def query(self, caller: Caller, command: QueryCommand, *, timeout: float | None,
+                    prepare: Prepare | None = None) -> QueryResult:
         """Ask every agency at once; every answer is audited before any is returned. A retry of the same
         request id and request within the ledger's window gets the first answer and its receipts again."""
         answered = []
 
         async def produce(reused: bool) -> QueryResult:
             answered.append(True)
-            return await self._query(caller, command, timeout, reused)
+            cut = timeout if prepare is None else await prepare(timeout)
+            return await self._query(caller, command, cut, reused)
 
         result = await self._requests.once("query", caller, command, produce)
         return result if answered else replace(result, replayed=True)
@@ -107,7 +112,7 @@ class QueryService:
 
     async def stream(
         self, caller: Caller, command: QueryCommand, *, timeout: float | None,
-        on_replay: Callable[[], None] | None = None,
+        on_replay: Callable[[], None] | None = None, prepare: Prepare | None = None,
     ) -> AsyncIterator[tuple[str, str, AgencyOutcome]]:
         """Yield (request id, policy version, answer) per agency as each answers, each audited first.
 
@@ -123,6 +128,8 @@ class QueryService:
             return
         sent: list[tuple[str, str, AgencyOutcome]] = []
         try:
+            if prepare is not None:
+                timeout = await prepare(timeout)
             request, plans = await self._admit(caller, command, timeout, ticket.reused)
             tasks = [asyncio.ensure_future(self._fanout.answer(request, plan)) for plan in plans]
             try:
@@ -143,8 +150,8 @@ class QueryService:
     async def screen(self, caller: Caller, command: QueryCommand, *, timeout: float | None,
                      subject_kind: str = "child") -> ScreenOutcome:
         """Is the child (or adult at risk) open to social care, and if so who holds the case? (see `screening`)"""
-        return await self._requests.once(
-            "screen", caller, command,
+        return await self._requests.once(  # the kind is part of the request: a child's answer is not an adult's
+            f"screen:{subject_kind}", caller, command,
             lambda reused: self._screening.screen(caller, command, timeout=timeout, reused=reused,
                                                   subject_kind=subject_kind))
 

@@ -7,12 +7,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from gateway.domain import AgencyContact, AnswerStatus, AuditReceipt, FieldDisclosure
-from gateway.errors import RequestRefused
+from gateway.errors import FieldViolation, InvalidRequest, RequestRefused
 from gateway.service.admission import Admission
 from gateway.service.fanout import AgencyFanout, AgencyOutcome
 from gateway.service.planning import AgencyPlan, Router, plan_request
 from gateway.service.ports import AuditSink, PolicyView
 from gateway.service.validation import Caller, QueryCommand
+
+SUBJECT_KINDS = ("child", "adult")
+"""Whose open cases screening asks about: a child's (children's social care), an adult at risk's (adult social care)."""
 
 
 class ScreenResult(enum.Enum):
@@ -40,6 +43,9 @@ class ScreenOutcome:
 
 def _covers_case_records(subject_kind: str) -> Callable[[PolicyView, QueryCommand], None]:
     def check(policy: PolicyView, command: QueryCommand) -> None:
+        if subject_kind not in SUBJECT_KINDS:
+            raise InvalidRequest([FieldViolation("subject_kind", "is not a subject kind this gateway knows "
+                                                                 "(child or adult)")])
         case_records = policy.open_case_category_for(subject_kind)
         if not case_records:
             raise RequestRefused(
@@ -88,7 +94,8 @@ class Screening:
 
 
 def read_screening(outcome: AgencyOutcome, plan: AgencyPlan, case_records: str) -> ScreenOutcome:
-    """Children's social care's answer as a screening result (request id, version and receipt left blank).
+    """The case-holding agency's answer (children's or adult social care) as a screening result (request id,
+    version and receipt left blank).
 
     Only a case status released as held counts: a withheld or transformed status, or an answer about
     several people, must never be read as "not open", or a referral could go down the wrong route.
@@ -101,8 +108,8 @@ def read_screening(outcome: AgencyOutcome, plan: AgencyPlan, case_records: str) 
     if outcome.status is AnswerStatus.WITHHELD or case_records not in plan.content:
         return replace(base, detail="policy does not allow this role to see case status for this purpose")
     if outcome.ambiguous:
-        return replace(base, detail="several people known to children's social care match these identifiers, "
-                                    "so no case status was released: give an NHS number or contact them")
+        return replace(base, detail="several people known to the agency holding the case records match these "
+                                    "identifiers, so no case status was released: give an NHS number or contact them")
     statuses = []
     for record in (r for r in outcome.records if r.category == case_records):
         held = {f.name: f for f in record.fields if f.disclosure is FieldDisclosure.FULL}
@@ -117,6 +124,7 @@ def read_screening(outcome: AgencyOutcome, plan: AgencyPlan, case_records: str) 
     if statuses and all(s == "closed" for s in statuses):
         return replace(base, result=ScreenResult.CLOSED, case_status="closed")
     if statuses:
-        return replace(base, detail="known to children's social care; the case status was not released to "
-                                    "this caller: contact them")
-    return replace(base, result=ScreenResult.CLOSED, detail="known to children's social care, with no case record")
+        return replace(base, detail="known to the agency holding the case records; the case status was not "
+                                    "released to this caller: contact them")
+    return replace(base, result=ScreenResult.CLOSED,
+                   detail="known to the agency holding the case records, with no case record")

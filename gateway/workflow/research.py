@@ -33,18 +33,32 @@ class ResearchLink:
 
     async def begin(self, caller: Caller, referral_id: str, command: QueryCommand,
                     timeout: float | None) -> tuple[QueryCommand, float | None]:
-        """The command with the referral as its case reference, and the timeout cut by the research deadline."""
+        """The command with the referral as its case reference, and the timeout cut by the research deadline
+        (`link`, then `deadline`)."""
+        linked = await self.link(caller, referral_id, command)
+        return linked, await self.deadline(caller, referral_id, timeout)
+
+    async def link(self, caller: Caller, referral_id: str, command: QueryCommand) -> QueryCommand:
+        """The command with the referral as its case reference: the same for a first attempt and its retries,
+        whatever the referral's state (so a retry is recognised as the same request)."""
         if self._workflow is None:
             raise InvalidRequest([FieldViolation("referral_id", "this gateway runs no referral workflow")])
         if command.case_reference not in ("", referral_id):
             exc = InvalidRequest([FieldViolation(
                 "case_reference", "must be empty or the referral id when a referral id is given")])
             await self._workflow.refuse(caller, "link_research", exc)
+        return replace(command, case_reference=referral_id, referral_id=referral_id)
+
+    async def deadline(self, caller: Caller, referral_id: str, timeout: float | None) -> float | None:
+        """Before a linked query is answered afresh (never before a replay of an answered one): refuse it unless
+        the referral is rated or being researched and the caller may research it, else cut `timeout` to what is
+        left of the research deadline."""
+        assert self._workflow is not None  # link() refused the query otherwise
         due = await self._workflow.research_deadline(caller, referral_id)
         if due is not None:
             left = max(MIN_AGENCY_TIMEOUT, (due - self._clock.now()).total_seconds())
             timeout = left if timeout is None else min(timeout, left)
-        return replace(command, case_reference=referral_id, referral_id=referral_id), timeout
+        return timeout
 
     async def record(self, caller: Caller, referral_id: str, answers: Sequence[AgencyOutcome]) -> None:
         """Which agencies answered, and which categories each disclosed (for owners who asked to be told)."""

@@ -10,7 +10,8 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import structlog
 
@@ -40,6 +41,7 @@ from gateway.workflow.validation import (
     check_name,
     check_person,
     check_referral_id,
+    check_subject_fits_mash,
 )
 
 log = structlog.get_logger("gateway.workflow")
@@ -259,7 +261,10 @@ class ReferralWorkflow:
             violations.append(FieldViolation("mash", "is required"))
         elif mash is None:
             violations.append(FieldViolation("mash", "is not a MASH named in the workflow policy"))
-        violations += check_person(command.subject, "subject", now.date(), identified=True)
+        subject_violations = check_person(command.subject, "subject", now.date(), identified=True)
+        violations += subject_violations
+        if mash is not None and not subject_violations:
+            violations += check_subject_fits_mash(command.subject.date_of_birth, mash.subject, self._today(now))
         if len(command.household) > MAX_HOUSEHOLD:
             violations.append(FieldViolation("household", f"lists more than {MAX_HOUSEHOLD} people"))
         else:
@@ -285,8 +290,11 @@ class ReferralWorkflow:
             content=Content(command.subject, command.household, command.concern),
             categories=tuple(command.categories), borough=command.borough, version=1, updated_at=now,
         )
+        # Whether the subject's age was checked against the MASH: without a date of birth it cannot be, and the
+        # MASH the submitter named stands; the history and the audit say so.
+        age = "checked" if command.subject.date_of_birth else "unchecked_no_date_of_birth"
         history = [Transition(referral.referral_id, Action.SUBMIT, None, State.RECEIVED, now, caller.identity,
-                              caller.user, caller.role, f"mash={mash.name}", 1)]
+                              caller.user, caller.role, f"mash={mash.name}; subject_age={age}", 1)]
         events = [self._event(caller, "submit", referral.referral_id, status=State.RECEIVED.value,
                               reason=history[0].reason, subject_tokens=self._tokeniser.tokens(command.subject),
                               agency=caller.agency, categories=tuple(command.categories))]
@@ -303,6 +311,10 @@ class ReferralWorkflow:
         await self._announce(notices)
         log.info("referral received", referral_id=referral.referral_id, mash=mash.name, state=referral.state.value)
         return referral
+
+    def _today(self, now: datetime) -> date:
+        """The submission day where the MASH works (its calendar's time zone): the day a subject's age is taken."""
+        return now.astimezone(ZoneInfo(self.workflow.calendar.timezone)).date()
 
     async def _screen_on_arrival(self, caller: Caller, referral: Referral, mash: MashRules) -> tuple[
             Referral, Transition, AuditEvent, list[Notification]]:

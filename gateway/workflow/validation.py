@@ -15,6 +15,8 @@ MAX_CONCERN = 10_000
 MAX_HOUSEHOLD = 30
 _MAX_NAME = 100
 _MAX_IDENTIFIER = 32
+ADULT_AGE = 18
+"""A subject this old or older on the day a referral is submitted is an adult (the adults' MASH); younger, a child."""
 
 
 def check_person(person: SubjectIdentifiers, path: str, today: date, *, identified: bool) -> list[FieldViolation]:
@@ -71,3 +73,36 @@ def check_referral_id(value: str, path: str = "referral_id") -> list[FieldViolat
     if not REFERRAL_ID.fullmatch(value):
         return [FieldViolation(path, "is not a referral id (ref- and 32 hexadecimal digits)")]
     return []
+
+
+def age_on(date_of_birth: date, day: date) -> int:
+    """Completed years on `day`; someone born on 29 February comes of age on 1 March in a common year."""
+    return day.year - date_of_birth.year - ((day.month, day.day) < (date_of_birth.month, date_of_birth.day))
+
+
+def subject_kind_on(date_of_birth: str, day: date) -> str | None:
+    """"child" (under 18) or "adult" (18 or over) on `day`, or None when the date of birth is not given or not
+    valid (an invalid one is reported by `check_person`)."""
+    if not date_of_birth:
+        return None
+    try:
+        born = normalise_date(date_of_birth)
+    except ValueError:
+        return None
+    return "adult" if age_on(born, day) >= ADULT_AGE else "child"
+
+
+def check_subject_fits_mash(date_of_birth: str, mash_subject: str, day: date) -> list[FieldViolation]:
+    """A referral goes to the MASH for its subject's age on the day it is submitted: a child (under 18) to a
+    MASH whose `subject` is child, an adult to one whose `subject` is adult. Without a date of birth nothing can
+    be checked, and the MASH the submitter named stands (the caller records that)."""
+    kind = subject_kind_on(date_of_birth, day)
+    if kind is None or kind == mash_subject:
+        return []
+    if mash_subject == "adult":
+        text = ("takes adults at risk (18 or over when the referral is submitted), and the subject's date of "
+                "birth makes them a child: submit it to the MASH for children")
+    else:
+        text = ("takes children (under 18 when the referral is submitted), and the subject's date of birth makes "
+                "them an adult: submit it to the MASH for adults at risk")
+    return [FieldViolation("mash", text)]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from hub_helpers import error_reason, subject
+from hub_helpers import error_reason, field_violations, subject
 
-from agency_stubs.cast import JODIE_MERCER
+from agency_stubs.cast import JODIE_MERCER, KAI_MERCER
 from gateway.api.tls import client_credentials
+from gateway.audit import decode_entry
 from gateway.demo.partnership import Partnership
+from gateway.domain import AuditEvent, AuditKind
 from gateway.generated.mash.gateway.v1 import common_pb2
 from gateway.generated.mash.gateway.v1 import hub_service_pb2 as hub_pb
 from gateway.generated.mash.gateway.v1 import referral_service_pb2 as ref_pb
@@ -101,3 +103,68 @@ async def test_a_section_42_query_citing_the_childrens_agreement_is_refused(part
                                **{**S42, "agreement": "mash-isa-2026"})
     assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
     assert error_reason(caught.value)
+
+
+@pytest.mark.parametrize(("mash", "person"), [("adults", subject(KAI_MERCER)), ("children", EDITH)])
+async def test_a_referral_to_the_mash_for_the_other_age_is_refused_on_mash(
+        partnership: Partnership, mash: str, person: dict[str, str]) -> None:
+    """A child (by date of birth, on the day submitted) to the adults' MASH, or an adult to the children's:
+    INVALID_ARGUMENT with one violation on `mash` that repeats neither the date of birth nor the name."""
+    police = _stub(partnership, "police", "case-system")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await police.SubmitReferral(ref_pb.SubmitReferralRequest(
+            mash=mash, subject=common_pb2.SubjectIdentifiers(**person), concern="A concern",
+            categories=["neglect"], borough="hackney"), metadata=_as("pc.1234", "police_officer"), timeout=10)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert set(field_violations(caught.value)) == {"mash"}
+    for value in (person["date_of_birth"], person["date_of_birth"][:4], person["given_name"]):
+        assert value not in str(field_violations(caught.value))
+        assert value not in (caught.value.details() or "")
+
+
+async def _events(partnership: Partnership, kind: AuditKind) -> list[AuditEvent]:
+    assert partnership.gateway is not None
+    rows = await partnership.gateway.deps.audit.store.scan(0, 10_000)
+    return [e for e in (decode_entry(r.data).event for r in rows) if e.kind is kind]
+
+
+async def test_screen_referral_asks_adult_social_care_for_an_adult_at_risk(partnership: Partnership) -> None:
+    """ScreenReferral with subject_kind ADULT runs the adults' open-case check directly: Edith's adult social care
+    case is open, so its team and worker come back. Unset is the children's check, as before the field: it asks
+    children's social care's records, which the adult safeguarding agreement does not cover, so it is refused."""
+    manager = partnership.client("hub", "mash-console", user="mash.manager.1", role="mash_manager")
+    adult = await manager.screen(request_id="scr-edith-adult", subject=EDITH, case_reference="MASH-A-2",
+                                 subject_kind=hub_pb.SUBJECT_KIND_ADULT, **S42)
+    assert (adult.result, adult.case_status) == (hub_pb.SCREEN_RESULT_OPEN, "open")
+    assert (adult.allocated_team, adult.allocated_worker) == ("Adult Safeguarding Team (North)", "T. Osei")
+    assert adult.contact.agency == "asc"
+    (disclosure,) = [e for e in await _events(partnership, AuditKind.DISCLOSURE)
+                     if e.request_id == "scr-edith-adult"]
+    assert disclosure.agency == "asc"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await manager.screen(request_id="scr-edith-child", subject=EDITH, case_reference="MASH-A-2", **S42)
+    assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert error_reason(caught.value) == "AGREEMENT_CATEGORY"
+
+
+async def test_screen_referral_refuses_a_subject_kind_it_does_not_know_and_a_kind_changed_on_retry(
+        partnership: Partnership) -> None:
+    """An enum number this gateway does not know is INVALID_ARGUMENT on subject_kind, audited, nothing asked;
+    the same request id asked again for the other kind is a different request, refused on request_id."""
+    manager = partnership.client("hub", "mash-console", user="mash.manager.1", role="mash_manager")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await manager.screen(request_id="scr-bad-kind", subject=EDITH, case_reference="MASH-A-3", subject_kind=99,
+                             **S42)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert set(field_violations(caught.value)) == {"subject_kind"}
+    (refusal,) = [e for e in await _events(partnership, AuditKind.REFUSAL) if e.request_id == "scr-bad-kind"]
+    assert refusal.status == "INVALID_ARGUMENT"
+    assert "subject_kind" in refusal.reason
+    assert not [e for e in await _events(partnership, AuditKind.DISCLOSURE) if e.request_id == "scr-bad-kind"]
+
+    await manager.screen(request_id="scr-kind-1", subject=EDITH, case_reference="MASH-A-3",
+                         subject_kind=hub_pb.SUBJECT_KIND_ADULT, **S42)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await manager.screen(request_id="scr-kind-1", subject=EDITH, case_reference="MASH-A-3", **S42)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert set(field_violations(caught.value)) == {"request_id"}

@@ -250,6 +250,35 @@ async def test_a_retried_linked_query_replays_without_recording_the_research_aga
     assert [(n.kind.value, n.referral_id) for n in notices] == [("OWNER_NOTICE", rid)]
 
 
+@pytest.mark.parametrize("rpc", ["query", "stream"])
+async def test_a_retried_linked_query_replays_even_after_the_referral_was_decided(
+        partnership: Partnership, police: Client, manager: Client, rpc: str) -> None:
+    """The referral is decided between the first attempt and its retry: the retry still gets the first answer
+    (no FAILED_PRECONDITION), nothing is disclosed or recorded again; a new request about it is refused."""
+    rid = (await police.call("SubmitReferral", notification(NOAH_FENWICK))).referral.referral_id
+    await manager.call("RateReferral", ref_pb.RateReferralRequest(referral_id=rid, rating="red"))
+    researcher = partnership.client("police", "case-system", user="r.7", role="mash_researcher_police")
+    ask = getattr(researcher, rpc)
+    base = {k: v for k, v in SCREENING.items() if k != "case_reference"}
+    first = await ask(request_id=f"req-late-{rpc}", subject=subject(NOAH_FENWICK), referral_id=rid, **base)
+    await manager.call("CompleteResearch", ref_pb.CompleteResearchRequest(referral_id=rid))
+    await manager.call("DecideReferral", ref_pb.DecideReferralRequest(
+        referral_id=rid, decision="s47_strategy_discussion", reason="Strategy discussion today",
+        receiving_team="Assessment Team 1"))
+    assert partnership.gateway is not None
+    audit = partnership.gateway.deps.audit.store
+    entries_before = len(await audit.scan(0, 10_000))
+    again = await ask(request_id=f"req-late-{rpc}", subject=subject(NOAH_FENWICK), referral_id=rid, **base)
+    assert again == first  # the replay: same answers, same receipts
+    assert len(await audit.scan(0, 10_000)) == entries_before  # no second disclosure, no refusal
+    got = await manager.call("GetReferral", ref_pb.GetReferralRequest(referral_id=rid))
+    assert got.referral.state == ref_pb.REFERRAL_STATE_DECIDED
+    assert [h.action for h in got.history].count("record_answers") == 1
+    with pytest.raises(grpc.aio.AioRpcError) as caught:  # not a retry: the decided referral refuses research
+        await ask(request_id=f"req-new-{rpc}", subject=subject(NOAH_FENWICK), referral_id=rid, **base)
+    assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+
+
 async def test_a_linked_query_about_an_unrated_referral_is_refused(partnership: Partnership,
                                                                    police: Client) -> None:
     """Research can only be linked to a rated referral; a malformed id is a field violation."""

@@ -108,6 +108,32 @@ REVIEW_STATE_EXPIRED: ReviewState.ValueType  # 4
 """Declined automatically: not decided in time."""
 Global___ReviewState: _TypeAlias = ReviewState  # noqa: Y015
 
+class _SubjectKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SubjectKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SubjectKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SUBJECT_KIND_UNSPECIFIED: _SubjectKind.ValueType  # 0
+    """A child: children's social care's open cases (the check before adults' MASHes existed)."""
+    SUBJECT_KIND_CHILD: _SubjectKind.ValueType  # 1
+    """A child: children's social care's open cases."""
+    SUBJECT_KIND_ADULT: _SubjectKind.ValueType  # 2
+    """An adult at risk (Care Act 2014 s42): adult social care's open cases."""
+
+class SubjectKind(_SubjectKind, metaclass=_SubjectKindEnumTypeWrapper):
+    """Which open-case check ScreenReferral runs: that of the agency holding case records for the subject's kind
+    (the record category the policy vocabulary marks `open_cases: child` or `open_cases: adult`).
+    """
+
+SUBJECT_KIND_UNSPECIFIED: SubjectKind.ValueType  # 0
+"""A child: children's social care's open cases (the check before adults' MASHes existed)."""
+SUBJECT_KIND_CHILD: SubjectKind.ValueType  # 1
+"""A child: children's social care's open cases."""
+SUBJECT_KIND_ADULT: SubjectKind.ValueType  # 2
+"""An adult at risk (Care Act 2014 s42): adult social care's open cases."""
+Global___SubjectKind: _TypeAlias = SubjectKind  # noqa: Y015
+
 class _ScreenResult:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -127,7 +153,7 @@ class _ScreenResultEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ScreenRe
     """Policy does not let this caller see the answer."""
 
 class ScreenResult(_ScreenResult, metaclass=_ScreenResultEnumTypeWrapper):
-    """The answer to "is this child open to children's social care?"."""
+    """The answer to "is this child open to children's social care?" (or this adult to adult social care)."""
 
 SCREEN_RESULT_UNSPECIFIED: ScreenResult.ValueType  # 0
 SCREEN_RESULT_OPEN: ScreenResult.ValueType  # 1
@@ -498,11 +524,14 @@ class ScreenReferralRequest(_message.Message):
     LEGAL_BASIS_FIELD_NUMBER: _builtins.int
     AGREEMENT_FIELD_NUMBER: _builtins.int
     CASE_REFERENCE_FIELD_NUMBER: _builtins.int
+    SUBJECT_KIND_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     purpose: _builtins.str
     legal_basis: _builtins.str
     agreement: _builtins.str
     case_reference: _builtins.str
+    subject_kind: Global___SubjectKind.ValueType
+    """Whose open cases are asked about; unset is a child (children's social care), as before this field."""
     @_builtins.property
     def subject(self) -> _common_pb2.SubjectIdentifiers: ...
     def __init__(
@@ -514,10 +543,11 @@ class ScreenReferralRequest(_message.Message):
         legal_basis: _builtins.str = ...,
         agreement: _builtins.str = ...,
         case_reference: _builtins.str = ...,
+        subject_kind: Global___SubjectKind.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["subject", b"subject"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement", b"agreement", "case_reference", b"case_reference", "legal_basis", b"legal_basis", "purpose", b"purpose", "request_id", b"request_id", "subject", b"subject"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agreement", b"agreement", "case_reference", b"case_reference", "legal_basis", b"legal_basis", "purpose", b"purpose", "request_id", b"request_id", "subject", b"subject", "subject_kind", b"subject_kind"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

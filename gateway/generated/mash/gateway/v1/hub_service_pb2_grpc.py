@@ -73,7 +73,8 @@ class HubServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ScreenReferral(self, request, context):
-        """Answers "is this child open to children's social care?" and, if so, who holds the case.
+        """Answers "is this child open to children's social care?" (or, with `subject_kind` adult, "is this adult
+        at risk open to adult social care?") and, if so, who holds the case.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

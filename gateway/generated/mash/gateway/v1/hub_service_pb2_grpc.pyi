@@ -40,7 +40,9 @@ class HubServiceStub:
     StreamQuery: _grpc.UnaryStreamMultiCallable[_hub_service_pb2.StreamQueryRequest, _hub_service_pb2.StreamQueryResponse]
     """As Query, but streams one message per agency as each answers."""
     ScreenReferral: _grpc.UnaryUnaryMultiCallable[_hub_service_pb2.ScreenReferralRequest, _hub_service_pb2.ScreenReferralResponse]
-    """Answers "is this child open to children's social care?" and, if so, who holds the case."""
+    """Answers "is this child open to children's social care?" (or, with `subject_kind` adult, "is this adult
+    at risk open to adult social care?") and, if so, who holds the case.
+    """
 
 @_typing.type_check_only
 class HubServiceAsyncStub(HubServiceStub):
@@ -54,7 +56,9 @@ class HubServiceAsyncStub(HubServiceStub):
     StreamQuery: _aio.UnaryStreamMultiCallable[_hub_service_pb2.StreamQueryRequest, _hub_service_pb2.StreamQueryResponse]  # type: ignore[assignment]
     """As Query, but streams one message per agency as each answers."""
     ScreenReferral: _aio.UnaryUnaryMultiCallable[_hub_service_pb2.ScreenReferralRequest, _hub_service_pb2.ScreenReferralResponse]  # type: ignore[assignment]
-    """Answers "is this child open to children's social care?" and, if so, who holds the case."""
+    """Answers "is this child open to children's social care?" (or, with `subject_kind` adult, "is this adult
+    at risk open to adult social care?") and, if so, who holds the case.
+    """
 
 class HubServiceServicer(metaclass=_abc_1.ABCMeta):
     """The hub's door for agency systems. The practitioner's user id and role travel in call metadata
@@ -83,6 +87,8 @@ class HubServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _hub_service_pb2.ScreenReferralRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_hub_service_pb2.ScreenReferralResponse, _abc.Awaitable[_hub_service_pb2.ScreenReferralResponse]]:
-        """Answers "is this child open to children's social care?" and, if so, who holds the case."""
+        """Answers "is this child open to children's social care?" (or, with `subject_kind` adult, "is this adult
+        at risk open to adult social care?") and, if so, who holds the case.
+        """
 
 def add_HubServiceServicer_to_server(servicer: HubServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
