@@ -20,7 +20,7 @@ from gateway.service.occupancy import Occupancy
 from gateway.service.planning import AgencyPlan, Router, plan_request
 from gateway.service.ports import AgencyTransport, AuditSink, PolicySource
 from gateway.service.request_ids import RequestLedger
-from gateway.service.reviews import ReviewDesk, ReviewNotifier
+from gateway.service.reviews import Opened, ReviewDesk, ReviewNotifier
 from gateway.service.screening import Screening, ScreenOutcome, ScreenResult
 from gateway.service.validation import Caller, QueryCommand
 
@@ -100,11 +100,15 @@ class QueryService:
 
     async def _answer(self, caller: Caller, command: QueryCommand, timeout: float | None, reused: bool) -> QueryResult:
         request, plans = await self._admit(caller, command, timeout, reused)
-        # The review is stored and audited while the agencies answer: it costs the caller no deadline.
-        held, fetched = await asyncio.gather(
-            self._hold(request, plans), asyncio.gather(*(self._fanout.answer(request, plan) for plan in plans)))
-        answers = [_pending(a, held) for a in fetched]
-        receipts = await self._audit.append([a.event for a in answers])
+        # The review is stored while the agencies answer: it costs the caller no deadline.
+        opened, fetched = await asyncio.gather(
+            self._open(request, plans), asyncio.gather(*(self._fanout.answer(request, plan) for plan in plans)))
+        answers = [_pending(a, opened.reviews) for a in fetched]
+        # The reviews' "requested" entries go first in the answers' own append: one commit, same order.
+        appended = await self._audit.append([*opened.steps, *(a.event for a in answers)])
+        receipts = appended[len(opened.steps):]
+        if opened.reviews and self.reviews is not None:
+            await self.reviews.announce(opened)
         outcomes = tuple(replace(a.outcome, receipt=r) for a, r in zip(answers, receipts, strict=True))
         log.info("query answered", request_id=request.request_id,
                  statuses={o.agency: o.status.value for o in outcomes})
@@ -167,6 +171,9 @@ class QueryService:
 
     async def _hold(self, request: AdmittedRequest, plans: tuple[AgencyPlan, ...]) -> dict[str, Review]:
         return {} if self.reviews is None else await self.reviews.hold(request, plans)
+
+    async def _open(self, request: AdmittedRequest, plans: tuple[AgencyPlan, ...]) -> Opened:
+        return Opened({}) if self.reviews is None else await self.reviews.store_reviews(request, plans)
 
 
 def _pending(answer: AgencyAnswer, held: dict[str, Review]) -> AgencyAnswer:

@@ -73,6 +73,15 @@ class ReferralDeadlines(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Opened:
+    """Reviews stored for one request, with their "requested" audit entries still to be appended (before
+    anything that names them leaves) and their notices still to be sent (after that append)."""
+
+    reviews: dict[str, Review]
+    steps: tuple[AuditEvent, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ReviewDecision:
     """What a reviewer decided: approve (as requested, lower, or some categories only) or decline with a reason."""
 
@@ -125,7 +134,22 @@ class ReviewDesk:
 
     # -- the requester's side ---------------------------------------------------------------------------
     async def hold(self, request: AdmittedRequest, plans: Sequence[AgencyPlan]) -> dict[str, Review]:
-        """One pending review per agency that holds records in a category under review, stored and audited.
+        """One pending review per agency that holds records in a category under review, stored, audited and
+        announced (`store_reviews`, the "requested" entries appended, then `announce`)."""
+        opened = await self.store_reviews(request, plans)
+        if opened.reviews:
+            await self._audit.append(list(opened.steps))
+            await self.announce(opened)
+        return opened.reviews
+
+    async def announce(self, opened: Opened) -> None:
+        """Tell the owning agencies' reviewers of the reviews; only once their "requested" entries are audited."""
+        for review in opened.reviews.values():
+            await self._tell(review, ReviewEvent.REQUESTED)
+
+    async def store_reviews(self, request: AdmittedRequest, plans: Sequence[AgencyPlan]) -> Opened:
+        """One pending review per agency that holds records in a category under review, durably stored; the
+        caller appends their "requested" entries (`Opened.steps`) before any answer naming them leaves.
 
         A category the requester may know of without review (EXISTS or more) is put under review only if
         its node says it holds records in it; one they may not know of at all is never asked about, so it is
@@ -134,10 +158,10 @@ class ReviewDesk:
         now = self._clock.now()
         candidates = [plan for plan in plans if plan.review]
         if not candidates:
-            return {}
+            return Opened({})
         held = await asyncio.gather(*(self._held(request, plan) for plan in candidates))
         if not any(held):
-            return {}
+            return Opened({})
         rating, due = await self._rated_deadline(request, now)
         reviews = {}
         for plan, categories in zip(candidates, held, strict=True):
@@ -158,14 +182,11 @@ class ReviewDesk:
                 referral_id=cmd.referral_id, rating=rating,
             )
         if not reviews:
-            return {}
+            return Opened({})
         await self._store.create(list(reviews.values()))
-        await self._audit.append([
+        return Opened(reviews, tuple(
             self._step(r, "requested", base=request.base_event, categories=tuple(r.requested)) for r in reviews.values()
-        ])
-        for review in reviews.values():
-            await self._tell(review, ReviewEvent.REQUESTED)
-        return reviews
+        ))
 
     async def _held(self, request: AdmittedRequest, plan: AgencyPlan) -> tuple[str, ...]:
         """The plan's categories under review that go into a review: those the node holds records in (asked at

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,13 +17,15 @@ from gateway.audit import IdentifierSealer
 from gateway.domain import (
     AgencyContact,
     AnswerStatus,
+    AuditEvent,
     AuditKind,
+    AuditReceipt,
     DisclosureLevel,
     FieldDisclosure,
     Record,
     SubjectIdentifiers,
 )
-from gateway.errors import AgencyUnavailable, InvalidRequest
+from gateway.errors import AgencyUnavailable, AuditUnavailable, InvalidRequest
 from gateway.keyring import Keyring
 from gateway.linkage import SubjectTokeniser
 from gateway.policy import PolicyHolder
@@ -622,3 +624,56 @@ async def test_a_category_the_requester_may_not_know_of_is_never_asked_about(
     assert all("health.mental_health" not in c.existence_categories and "health.mental_health" not in c.categories
                for c in asked(world, "health"))
     assert [r.review_id for r in await world.desk.pending(HEALTH_DP)] == [review_id]
+
+
+class BatchRecordingSink(RecordingAuditSink):
+    """Records each append as one batch, and what had been noticed by then."""
+
+    def __init__(self, notices: Notices) -> None:
+        super().__init__()
+        self.notices = notices
+        self.batches: list[tuple[list[str], int]] = []
+
+    async def append(self, events: Sequence[AuditEvent]) -> list[AuditReceipt]:
+        self.batches.append(([str(e.details.get("step", e.kind.value)) for e in events], len(self.notices.sent)))
+        return await super().append(events)
+
+
+async def test_a_querys_review_request_is_audited_in_the_answers_append_before_its_notice(
+        holder: PolicyHolder, keys: dict[str, Keyring], tmp_path: Path) -> None:
+    """One append carries the "requested" entry first and the answers after it (one commit, same order); the
+    caller's receipts are the answers'; the reviewers are told only after the append; the review is stored."""
+    made = await make_world(holder, keys, tmp_path)
+    sink = BatchRecordingSink(made.notices)
+    made.service = QueryService(
+        policy=holder, transport=made.transport, audit=sink, tokeniser=SubjectTokeniser(keys["token"]),
+        sealer=IdentifierSealer(keys["sealing"]), pseudonym_keys=keys["pseudonym"], clock=made.clock,
+        review_store=made.store, review_notifier=made.notices,
+    )
+    try:
+        result = await made.service.query(RESEARCHER, SCREENING, timeout=5)
+        query_batches = [b for b in sink.batches if "requested" in b[0]]
+        assert len(query_batches) == 1
+        steps, noticed_before = query_batches[0]
+        assert steps[0] == "requested"
+        assert "answered" in steps[1:]  # health's answer naming the review, after the request
+        assert noticed_before == 0
+        assert [event for _, event in made.notices.sent] == [ReviewEvent.REQUESTED]
+        (health,) = [a for a in result.answers if a.agency == "health"]
+        requested_at = len(sink.events) - len(steps)
+        assert all(a.receipt is not None and a.receipt.index > requested_at for a in result.answers)
+        assert await made.store.get(health.review_id) is not None
+    finally:
+        await made.store.close()
+
+
+async def test_an_audit_failure_after_the_review_is_stored_releases_nothing_and_tells_nobody(
+        holder: PolicyHolder, keys: dict[str, Keyring], tmp_path: Path) -> None:
+    made = await make_world(holder, keys, tmp_path)
+    made.sink.fail = True
+    try:
+        with pytest.raises(AuditUnavailable):
+            await made.service.query(RESEARCHER, SCREENING, timeout=5)
+        assert made.notices.sent == []
+    finally:
+        await made.store.close()
