@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from gateway.api.calls import Call
 from gateway.api.convert import finding_to_proto, level_to_proto, policy_rule_to_proto
 from gateway.generated.mash.gateway.v1 import policy_service_pb2 as policy_pb
+from gateway.policy import PolicySnapshot
 from gateway.service.policy_admin import PolicyAdmin
 
 
@@ -45,3 +48,41 @@ class PolicyServicer:
             attempted_version=outcome.attempted_version, previous_version=outcome.previous_version,
             findings=[finding_to_proto(f) for f in outcome.findings],
         )
+
+    async def GetVocabulary(
+        self, request: policy_pb.GetVocabularyRequest, call: Call
+    ) -> policy_pb.GetVocabularyResponse:
+        snapshot, today = await self._admin.vocabulary(call.caller)
+        return vocabulary_to_proto(snapshot, today)
+
+
+def vocabulary_to_proto(snapshot: PolicySnapshot, today: date) -> policy_pb.GetVocabularyResponse:
+    """Every declared name of `snapshot` (no personal data), lists sorted by name, agreements by end date."""
+    response = policy_pb.GetVocabularyResponse(
+        policy_version=snapshot.version,
+        agencies=[policy_pb.VocabularyAgency(name=a.name, title=a.title, holds_records=a.holds_records)
+                  for _, a in sorted(snapshot.agencies.items())],
+        roles=[policy_pb.VocabularyRole(name=r.name, agency=r.agency, description=r.description, group=r.group,
+                                        reviewer_kind=r.reviews, sees_records=r.sees_records)
+               for _, r in sorted(snapshot.roles.items())],
+        purposes=[policy_pb.VocabularyPurpose(name=p.name, description=p.description,
+                                              legal_bases=list(p.legal_bases), group=p.group)
+                  for _, p in sorted(snapshot.purposes.items())],
+        record_categories=[policy_pb.VocabularyCategory(name=c.name, agency=c.agency, description=c.description,
+                                                        group=c.group, protected=c.protected)
+                           for _, c in sorted(snapshot.record_categories.items())],
+        agreements=[policy_pb.VocabularyAgreement(
+            name=a.name, title=a.title, parties=sorted(a.parties), purposes=sorted(a.purposes),
+            valid_from=a.valid_from.isoformat(), valid_until=a.valid_until.isoformat(),
+            days_left=(a.valid_until - today).days)
+            for a in sorted(snapshot.agreements.values(), key=lambda a: (a.valid_until, a.name))],
+    )
+    if snapshot.workflow is not None:
+        response.mashes.extend(
+            policy_pb.VocabularyMash(
+                name=m.name, subject=m.subject, ratings=list(m.ratings),
+                decisions=[policy_pb.VocabularyDecision(name=d.name, meaning=d.meaning,
+                                                        receiving_role=d.receiving_role)
+                           for d in m.decisions.values()])
+            for _, m in sorted(snapshot.workflow.mashes.items()))
+    return response

@@ -45,6 +45,12 @@ class PolicyAdmin:
         await self._guard.require_any(caller, "GetPolicyVersion")
         return self._holder.current
 
+    async def vocabulary(self, caller: Caller) -> tuple[PolicySnapshot, date]:
+        """The active snapshot, whose declared names any certificate bound to a role may read, and today's
+        date (for the agreements' days left)."""
+        await self._guard.require_any(caller, "GetVocabulary")
+        return self._holder.current, self._clock.now().date()
+
     async def explain(self, caller: Caller, role: str, purpose: str, agency: str, category: str) -> Explanation:
         """The decision for one cell; a cell no request could ever name is refused, not answered NONE."""
         await self._guard.require_any(caller, "ExplainDecision")

@@ -321,3 +321,298 @@ class PolicyFinding(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PolicyFinding: _TypeAlias = PolicyFinding  # noqa: Y015
+
+@_typing.final
+class GetVocabularyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetVocabularyRequest: _TypeAlias = GetVocabularyRequest  # noqa: Y015
+
+@_typing.final
+class GetVocabularyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    AGENCIES_FIELD_NUMBER: _builtins.int
+    ROLES_FIELD_NUMBER: _builtins.int
+    PURPOSES_FIELD_NUMBER: _builtins.int
+    RECORD_CATEGORIES_FIELD_NUMBER: _builtins.int
+    AGREEMENTS_FIELD_NUMBER: _builtins.int
+    MASHES_FIELD_NUMBER: _builtins.int
+    policy_version: _builtins.str
+    """The snapshot the names come from."""
+    @_builtins.property
+    def agencies(self) -> _containers.RepeatedCompositeFieldContainer[Global___VocabularyAgency]:
+        """Each list is sorted by name."""
+
+    @_builtins.property
+    def roles(self) -> _containers.RepeatedCompositeFieldContainer[Global___VocabularyRole]: ...
+    @_builtins.property
+    def purposes(self) -> _containers.RepeatedCompositeFieldContainer[Global___VocabularyPurpose]: ...
+    @_builtins.property
+    def record_categories(self) -> _containers.RepeatedCompositeFieldContainer[Global___VocabularyCategory]: ...
+    @_builtins.property
+    def agreements(self) -> _containers.RepeatedCompositeFieldContainer[Global___VocabularyAgreement]:
+        """Sorted by last day in force, soonest first."""
+
+    @_builtins.property
+    def mashes(self) -> _containers.RepeatedCompositeFieldContainer[Global___VocabularyMash]:
+        """Empty when the policy has no workflow.yaml."""
+
+    def __init__(
+        self,
+        *,
+        policy_version: _builtins.str = ...,
+        agencies: _abc.Iterable[Global___VocabularyAgency] | None = ...,
+        roles: _abc.Iterable[Global___VocabularyRole] | None = ...,
+        purposes: _abc.Iterable[Global___VocabularyPurpose] | None = ...,
+        record_categories: _abc.Iterable[Global___VocabularyCategory] | None = ...,
+        agreements: _abc.Iterable[Global___VocabularyAgreement] | None = ...,
+        mashes: _abc.Iterable[Global___VocabularyMash] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agencies", b"agencies", "agreements", b"agreements", "mashes", b"mashes", "policy_version", b"policy_version", "purposes", b"purposes", "record_categories", b"record_categories", "roles", b"roles"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetVocabularyResponse: _TypeAlias = GetVocabularyResponse  # noqa: Y015
+
+@_typing.final
+class VocabularyAgency(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    HOLDS_RECORDS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    title: _builtins.str
+    holds_records: _builtins.bool
+    """False for agencies that hold no records of their own (e.g. the MASH)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        title: _builtins.str = ...,
+        holds_records: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["holds_records", b"holds_records", "name", b"name", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VocabularyAgency: _TypeAlias = VocabularyAgency  # noqa: Y015
+
+@_typing.final
+class VocabularyRole(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    AGENCY_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    REVIEWER_KIND_FIELD_NUMBER: _builtins.int
+    SEES_RECORDS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    agency: _builtins.str
+    description: _builtins.str
+    group: _builtins.bool
+    """True for a role group (usable in policy lines, never asserted by a caller)."""
+    reviewer_kind: _builtins.str
+    """"first" or "escalation" for roles that decide their agency's reviews; empty otherwise."""
+    sees_records: _builtins.bool
+    """False for roles no policy line may grant anything (auditor, policy administrator)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        agency: _builtins.str = ...,
+        description: _builtins.str = ...,
+        group: _builtins.bool = ...,
+        reviewer_kind: _builtins.str = ...,
+        sees_records: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "description", b"description", "group", b"group", "name", b"name", "reviewer_kind", b"reviewer_kind", "sees_records", b"sees_records"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VocabularyRole: _TypeAlias = VocabularyRole  # noqa: Y015
+
+@_typing.final
+class VocabularyPurpose(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    LEGAL_BASES_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    description: _builtins.str
+    group: _builtins.bool
+    @_builtins.property
+    def legal_bases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Names of the legal bases the purpose may be pursued under."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        legal_bases: _abc.Iterable[_builtins.str] | None = ...,
+        group: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "group", b"group", "legal_bases", b"legal_bases", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VocabularyPurpose: _TypeAlias = VocabularyPurpose  # noqa: Y015
+
+@_typing.final
+class VocabularyCategory(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    AGENCY_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    PROTECTED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    agency: _builtins.str
+    """The agency that holds records of this category."""
+    description: _builtins.str
+    group: _builtins.bool
+    protected: _builtins.bool
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        agency: _builtins.str = ...,
+        description: _builtins.str = ...,
+        group: _builtins.bool = ...,
+        protected: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "description", b"description", "group", b"group", "name", b"name", "protected", b"protected"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VocabularyCategory: _TypeAlias = VocabularyCategory  # noqa: Y015
+
+@_typing.final
+class VocabularyAgreement(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    PARTIES_FIELD_NUMBER: _builtins.int
+    PURPOSES_FIELD_NUMBER: _builtins.int
+    VALID_FROM_FIELD_NUMBER: _builtins.int
+    VALID_UNTIL_FIELD_NUMBER: _builtins.int
+    DAYS_LEFT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    title: _builtins.str
+    valid_from: _builtins.str
+    """The first and last days the agreement is in force, YYYY-MM-DD."""
+    valid_until: _builtins.str
+    days_left: _builtins.int
+    """Days from today (the gateway's clock) to valid_until; negative once it has ended."""
+    @_builtins.property
+    def parties(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Agency names, sorted."""
+
+    @_builtins.property
+    def purposes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Purpose names, sorted."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        title: _builtins.str = ...,
+        parties: _abc.Iterable[_builtins.str] | None = ...,
+        purposes: _abc.Iterable[_builtins.str] | None = ...,
+        valid_from: _builtins.str = ...,
+        valid_until: _builtins.str = ...,
+        days_left: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["days_left", b"days_left", "name", b"name", "parties", b"parties", "purposes", b"purposes", "title", b"title", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VocabularyAgreement: _TypeAlias = VocabularyAgreement  # noqa: Y015
+
+@_typing.final
+class VocabularyMash(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    RATINGS_FIELD_NUMBER: _builtins.int
+    DECISIONS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    subject: _builtins.str
+    """"child" or "adult"."""
+    @_builtins.property
+    def ratings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The rating names, in the order workflow.yaml declares them."""
+
+    @_builtins.property
+    def decisions(self) -> _containers.RepeatedCompositeFieldContainer[Global___VocabularyDecision]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        ratings: _abc.Iterable[_builtins.str] | None = ...,
+        decisions: _abc.Iterable[Global___VocabularyDecision] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decisions", b"decisions", "name", b"name", "ratings", b"ratings", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VocabularyMash: _TypeAlias = VocabularyMash  # noqa: Y015
+
+@_typing.final
+class VocabularyDecision(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    MEANING_FIELD_NUMBER: _builtins.int
+    RECEIVING_ROLE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    meaning: _builtins.str
+    receiving_role: _builtins.str
+    """The operational role that receives the pertinent information; empty when nothing is routed."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        meaning: _builtins.str = ...,
+        receiving_role: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meaning", b"meaning", "name", b"name", "receiving_role", b"receiving_role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VocabularyDecision: _TypeAlias = VocabularyDecision  # noqa: Y015

@@ -51,6 +51,11 @@ class PolicyServiceStub:
                 request_serializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.ReloadPolicyRequest.SerializeToString,
                 response_deserializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.ReloadPolicyResponse.FromString,
                 _registered_method=True)
+        self.GetVocabulary = channel.unary_unary(
+                '/mash.gateway.v1.PolicyService/GetVocabulary',
+                request_serializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetVocabularyRequest.SerializeToString,
+                response_deserializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetVocabularyResponse.FromString,
+                _registered_method=True)
 
 
 class PolicyServiceServicer:
@@ -80,6 +85,15 @@ class PolicyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetVocabulary(self, request, context):
+        """The names the active policy declares: agencies, roles, purposes, record categories, agreements (with
+        their dates) and the workflow's MASHes, ratings and decisions. Holds no personal data, so any certificate
+        bound to a role may read it; forms offer these names rather than free text.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PolicyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -97,6 +111,11 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     servicer.ReloadPolicy,
                     request_deserializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.ReloadPolicyRequest.FromString,
                     response_serializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.ReloadPolicyResponse.SerializeToString,
+            ),
+            'GetVocabulary': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVocabulary,
+                    request_deserializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetVocabularyRequest.FromString,
+                    response_serializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetVocabularyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -182,6 +201,33 @@ class PolicyService:
             '/mash.gateway.v1.PolicyService/ReloadPolicy',
             mash_dot_gateway_dot_v1_dot_policy__service__pb2.ReloadPolicyRequest.SerializeToString,
             mash_dot_gateway_dot_v1_dot_policy__service__pb2.ReloadPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVocabulary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mash.gateway.v1.PolicyService/GetVocabulary',
+            mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetVocabularyRequest.SerializeToString,
+            mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetVocabularyResponse.FromString,
             options,
             channel_credentials,
             insecure,

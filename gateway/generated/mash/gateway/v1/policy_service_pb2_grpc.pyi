@@ -43,6 +43,11 @@ class PolicyServiceStub:
     """Reloads the gateway's policy directory: load, check, run the policy tests, audit, and only then swap
     it in. A refused policy leaves the previous one serving; the findings say why.
     """
+    GetVocabulary: _grpc.UnaryUnaryMultiCallable[_policy_service_pb2.GetVocabularyRequest, _policy_service_pb2.GetVocabularyResponse]
+    """The names the active policy declares: agencies, roles, purposes, record categories, agreements (with
+    their dates) and the workflow's MASHes, ratings and decisions. Holds no personal data, so any certificate
+    bound to a role may read it; forms offer these names rather than free text.
+    """
 
 @_typing.type_check_only
 class PolicyServiceAsyncStub(PolicyServiceStub):
@@ -58,6 +63,11 @@ class PolicyServiceAsyncStub(PolicyServiceStub):
     ReloadPolicy: _aio.UnaryUnaryMultiCallable[_policy_service_pb2.ReloadPolicyRequest, _policy_service_pb2.ReloadPolicyResponse]  # type: ignore[assignment]
     """Reloads the gateway's policy directory: load, check, run the policy tests, audit, and only then swap
     it in. A refused policy leaves the previous one serving; the findings say why.
+    """
+    GetVocabulary: _aio.UnaryUnaryMultiCallable[_policy_service_pb2.GetVocabularyRequest, _policy_service_pb2.GetVocabularyResponse]  # type: ignore[assignment]
+    """The names the active policy declares: agencies, roles, purposes, record categories, agreements (with
+    their dates) and the workflow's MASHes, ratings and decisions. Holds no personal data, so any certificate
+    bound to a role may read it; forms offer these names rather than free text.
     """
 
 class PolicyServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -89,6 +99,17 @@ class PolicyServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_policy_service_pb2.ReloadPolicyResponse, _abc.Awaitable[_policy_service_pb2.ReloadPolicyResponse]]:
         """Reloads the gateway's policy directory: load, check, run the policy tests, audit, and only then swap
         it in. A refused policy leaves the previous one serving; the findings say why.
+        """
+
+    @_abc_1.abstractmethod
+    def GetVocabulary(
+        self,
+        request: _policy_service_pb2.GetVocabularyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_policy_service_pb2.GetVocabularyResponse, _abc.Awaitable[_policy_service_pb2.GetVocabularyResponse]]:
+        """The names the active policy declares: agencies, roles, purposes, record categories, agreements (with
+        their dates) and the workflow's MASHes, ratings and decisions. Holds no personal data, so any certificate
+        bound to a role may read it; forms offer these names rather than free text.
         """
 
 def add_PolicyServiceServicer_to_server(servicer: PolicyServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
