@@ -6,6 +6,8 @@ from datetime import date
 
 from gateway.api.calls import Call
 from gateway.api.convert import finding_to_proto, level_to_proto, policy_rule_to_proto
+from gateway.audit import AuditRecord
+from gateway.domain import AuditKind
 from gateway.generated.mash.gateway.v1 import policy_service_pb2 as policy_pb
 from gateway.policy import PolicySnapshot
 from gateway.service.policy_admin import PolicyAdmin
@@ -54,6 +56,26 @@ class PolicyServicer:
     ) -> policy_pb.GetVocabularyResponse:
         snapshot, today = await self._admin.vocabulary(call.caller)
         return vocabulary_to_proto(snapshot, today)
+
+    async def ListPolicyActivations(
+        self, request: policy_pb.ListPolicyActivationsRequest, call: Call
+    ) -> policy_pb.ListPolicyActivationsResponse:
+        history = await self._admin.activations(call.caller, request.page_size)
+        return policy_pb.ListPolicyActivationsResponse(
+            activations=[activation_to_proto(r) for r in history.records], total_size=history.total)
+
+
+def activation_to_proto(record: AuditRecord) -> policy_pb.PolicyActivation:
+    """One policy_activation or policy_rejected entry, with the release details an activation carries."""
+    event, details = record.event, record.event.details
+    return policy_pb.PolicyActivation(
+        index=record.index, occurred_at=event.occurred_at.isoformat(),
+        activated=event.kind is AuditKind.POLICY_ACTIVATION, policy_version=event.policy_version,
+        previous_version=details.get("previous_version", ""), trigger=details.get("trigger", ""),
+        caller=event.caller, user=event.user, reason=event.reason, release_id=details.get("release_id", ""),
+        proposed_by=details.get("proposed_by", ""), released_by=details.get("released_by", ""),
+        approvers=[a for a in details.get("approvers", "").split(",") if a],
+        diff_summary=details.get("diff_summary", ""))
 
 
 def vocabulary_to_proto(snapshot: PolicySnapshot, today: date) -> policy_pb.GetVocabularyResponse:

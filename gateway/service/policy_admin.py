@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from gateway.domain import Clock, SystemClock
+from gateway.audit import AuditRecord, AuditReview, EntryFilter
+from gateway.domain import AuditKind, Clock, SystemClock
 from gateway.errors import FieldViolation, InvalidRequest
 from gateway.policy import Decision, MatchingLines, PolicyHolder, PolicySnapshot, ReloadOutcome
 from gateway.policy.checks import expiring_agreements
@@ -15,6 +16,11 @@ from gateway.service.access import AccessGuard, audited_user
 from gateway.service.validation import Caller
 
 ADMIN_ROLE = "policy_admin"
+AUDITOR_ROLE = "auditor"
+HISTORY_ROLES = (ADMIN_ROLE, AUDITOR_ROLE)
+HISTORY_KINDS = (AuditKind.POLICY_ACTIVATION.value, AuditKind.POLICY_REJECTED.value)
+DEFAULT_HISTORY = 50
+MAX_HISTORY = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,14 +32,24 @@ class Explanation:
     lines: MatchingLines
 
 
+@dataclass(frozen=True, slots=True)
+class ActivationHistory:
+    """The newest policy activations and refused changes, and how many the log held when asked."""
+
+    records: tuple[AuditRecord, ...]
+    total: int
+
+
 class PolicyAdmin:
     """Reads and reloads the active policy on behalf of a checked caller."""
 
-    def __init__(self, holder: PolicyHolder, policy_dir: Path, guard: AccessGuard, clock: Clock | None = None) -> None:
+    def __init__(self, holder: PolicyHolder, policy_dir: Path, guard: AccessGuard, clock: Clock | None = None,
+                 review: AuditReview | None = None) -> None:
         self._holder = holder
         self._policy_dir = policy_dir
         self._guard = guard
         self._clock: Clock = clock or SystemClock()
+        self._review = review
 
     def expiring_agreements(self, snapshot: PolicySnapshot) -> list[tuple[str, date, int]]:
         """Agreements of `snapshot` ending within 60 days: (name, last day, days left), soonest first."""
@@ -67,3 +83,28 @@ class PolicyAdmin:
         await self._guard.require(caller, ADMIN_ROLE, "ReloadPolicy")
         return await self._holder.reload(self._policy_dir, trigger="admin RPC", caller=caller.identity,
                                          user=audited_user(caller))
+
+    async def activations(self, caller: Caller, page_size: int) -> ActivationHistory:
+        """The newest `page_size` (0: 50) policy_activation and policy_rejected entries, newest first, for a
+        caller acting as policy administrator or auditor; the read is audited before anything is read."""
+        rpc = "ListPolicyActivations"
+        bound = self._holder.current.roles_for(caller.identity)
+        role = caller.role if caller.role in HISTORY_ROLES else next(
+            (r for r in HISTORY_ROLES if r in bound), ADMIN_ROLE)
+        await self._guard.require(caller, role, rpc)
+        if not 0 <= page_size <= MAX_HISTORY:
+            await self._guard.refusals.refuse(caller, rpc, InvalidRequest(
+                [FieldViolation("page_size", f"must be between 0 and {MAX_HISTORY}")]))
+        if self._review is None:
+            raise RuntimeError("this gateway was built without access to its audit log")
+        as_of = await self._guard.record_access(caller, rpc, details={"read": "policy_activations"})
+        size = page_size or DEFAULT_HISTORY
+        found: list[AuditRecord] = []
+        total = 0
+        for kind in HISTORY_KINDS:
+            where = EntryFilter(kind=kind)
+            total += await self._review.count(where, before=as_of)
+            found.extend([r async for r in self._review.list_entries(where, limit=size, before=as_of,
+                                                                      newest_first=True)])
+        found.sort(key=lambda r: r.index, reverse=True)
+        return ActivationHistory(tuple(found[:size]), total)

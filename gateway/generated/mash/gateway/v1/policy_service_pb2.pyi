@@ -616,3 +616,120 @@ class VocabularyDecision(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VocabularyDecision: _TypeAlias = VocabularyDecision  # noqa: Y015
+
+@_typing.final
+class ListPolicyActivationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """How many entries to return, newest first: 1 to 200; 0 means 50."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPolicyActivationsRequest: _TypeAlias = ListPolicyActivationsRequest  # noqa: Y015
+
+@_typing.final
+class ListPolicyActivationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTIVATIONS_FIELD_NUMBER: _builtins.int
+    TOTAL_SIZE_FIELD_NUMBER: _builtins.int
+    total_size: _builtins.int
+    """How many activations and refused changes the log held when asked (may exceed the page)."""
+    @_builtins.property
+    def activations(self) -> _containers.RepeatedCompositeFieldContainer[Global___PolicyActivation]:
+        """Newest first."""
+
+    def __init__(
+        self,
+        *,
+        activations: _abc.Iterable[Global___PolicyActivation] | None = ...,
+        total_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activations", b"activations", "total_size", b"total_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPolicyActivationsResponse: _TypeAlias = ListPolicyActivationsResponse  # noqa: Y015
+
+@_typing.final
+class PolicyActivation(_message.Message):
+    """One policy activation or refused policy change, as the audit log records it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    ACTIVATED_FIELD_NUMBER: _builtins.int
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    PREVIOUS_VERSION_FIELD_NUMBER: _builtins.int
+    TRIGGER_FIELD_NUMBER: _builtins.int
+    CALLER_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    RELEASE_ID_FIELD_NUMBER: _builtins.int
+    PROPOSED_BY_FIELD_NUMBER: _builtins.int
+    RELEASED_BY_FIELD_NUMBER: _builtins.int
+    APPROVERS_FIELD_NUMBER: _builtins.int
+    DIFF_SUMMARY_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """The audit log entry's index."""
+    occurred_at: _builtins.str
+    """When the gateway activated or refused it, RFC 3339."""
+    activated: _builtins.bool
+    """True for an activation; false for a refused change (the previous policy kept serving)."""
+    policy_version: _builtins.str
+    """The version activated, or the version that was tried and refused."""
+    previous_version: _builtins.str
+    trigger: _builtins.str
+    """What set it off: "startup", "watcher", "SIGHUP", "admin RPC"..."""
+    caller: _builtins.str
+    """Who asked (a certificate identity and user id), for reloads asked over the API."""
+    user: _builtins.str
+    reason: _builtins.str
+    """What the entry says: "activated 137 policy lines", or why the change was refused."""
+    release_id: _builtins.str
+    """For a signed release (production mode): its id, who proposed and released it, who approved
+    ("agency:officer") and the one-line summary of its changes.
+    """
+    proposed_by: _builtins.str
+    released_by: _builtins.str
+    diff_summary: _builtins.str
+    @_builtins.property
+    def approvers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        occurred_at: _builtins.str = ...,
+        activated: _builtins.bool = ...,
+        policy_version: _builtins.str = ...,
+        previous_version: _builtins.str = ...,
+        trigger: _builtins.str = ...,
+        caller: _builtins.str = ...,
+        user: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        release_id: _builtins.str = ...,
+        proposed_by: _builtins.str = ...,
+        released_by: _builtins.str = ...,
+        approvers: _abc.Iterable[_builtins.str] | None = ...,
+        diff_summary: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activated", b"activated", "approvers", b"approvers", "caller", b"caller", "diff_summary", b"diff_summary", "index", b"index", "occurred_at", b"occurred_at", "policy_version", b"policy_version", "previous_version", b"previous_version", "proposed_by", b"proposed_by", "reason", b"reason", "release_id", b"release_id", "released_by", b"released_by", "trigger", b"trigger", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PolicyActivation: _TypeAlias = PolicyActivation  # noqa: Y015

@@ -56,6 +56,11 @@ class PolicyServiceStub:
                 request_serializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetVocabularyRequest.SerializeToString,
                 response_deserializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetVocabularyResponse.FromString,
                 _registered_method=True)
+        self.ListPolicyActivations = channel.unary_unary(
+                '/mash.gateway.v1.PolicyService/ListPolicyActivations',
+                request_serializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.ListPolicyActivationsRequest.SerializeToString,
+                response_deserializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.ListPolicyActivationsResponse.FromString,
+                _registered_method=True)
 
 
 class PolicyServiceServicer:
@@ -94,6 +99,15 @@ class PolicyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPolicyActivations(self, request, context):
+        """Policy activations and refused changes, newest first, read from the audit log's policy_activation and
+        policy_rejected entries. Only for certificates bound to the policy_admin or auditor role (a caller of a
+        certificate bound to several roles asserts one of them); the read is itself audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PolicyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -116,6 +130,11 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     servicer.GetVocabulary,
                     request_deserializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetVocabularyRequest.FromString,
                     response_serializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetVocabularyResponse.SerializeToString,
+            ),
+            'ListPolicyActivations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPolicyActivations,
+                    request_deserializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.ListPolicyActivationsRequest.FromString,
+                    response_serializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.ListPolicyActivationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -228,6 +247,33 @@ class PolicyService:
             '/mash.gateway.v1.PolicyService/GetVocabulary',
             mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetVocabularyRequest.SerializeToString,
             mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetVocabularyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPolicyActivations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mash.gateway.v1.PolicyService/ListPolicyActivations',
+            mash_dot_gateway_dot_v1_dot_policy__service__pb2.ListPolicyActivationsRequest.SerializeToString,
+            mash_dot_gateway_dot_v1_dot_policy__service__pb2.ListPolicyActivationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

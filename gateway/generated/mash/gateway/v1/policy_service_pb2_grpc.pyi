@@ -48,6 +48,11 @@ class PolicyServiceStub:
     their dates) and the workflow's MASHes, ratings and decisions. Holds no personal data, so any certificate
     bound to a role may read it; forms offer these names rather than free text.
     """
+    ListPolicyActivations: _grpc.UnaryUnaryMultiCallable[_policy_service_pb2.ListPolicyActivationsRequest, _policy_service_pb2.ListPolicyActivationsResponse]
+    """Policy activations and refused changes, newest first, read from the audit log's policy_activation and
+    policy_rejected entries. Only for certificates bound to the policy_admin or auditor role (a caller of a
+    certificate bound to several roles asserts one of them); the read is itself audited.
+    """
 
 @_typing.type_check_only
 class PolicyServiceAsyncStub(PolicyServiceStub):
@@ -68,6 +73,11 @@ class PolicyServiceAsyncStub(PolicyServiceStub):
     """The names the active policy declares: agencies, roles, purposes, record categories, agreements (with
     their dates) and the workflow's MASHes, ratings and decisions. Holds no personal data, so any certificate
     bound to a role may read it; forms offer these names rather than free text.
+    """
+    ListPolicyActivations: _aio.UnaryUnaryMultiCallable[_policy_service_pb2.ListPolicyActivationsRequest, _policy_service_pb2.ListPolicyActivationsResponse]  # type: ignore[assignment]
+    """Policy activations and refused changes, newest first, read from the audit log's policy_activation and
+    policy_rejected entries. Only for certificates bound to the policy_admin or auditor role (a caller of a
+    certificate bound to several roles asserts one of them); the read is itself audited.
     """
 
 class PolicyServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -110,6 +120,17 @@ class PolicyServiceServicer(metaclass=_abc_1.ABCMeta):
         """The names the active policy declares: agencies, roles, purposes, record categories, agreements (with
         their dates) and the workflow's MASHes, ratings and decisions. Holds no personal data, so any certificate
         bound to a role may read it; forms offer these names rather than free text.
+        """
+
+    @_abc_1.abstractmethod
+    def ListPolicyActivations(
+        self,
+        request: _policy_service_pb2.ListPolicyActivationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_policy_service_pb2.ListPolicyActivationsResponse, _abc.Awaitable[_policy_service_pb2.ListPolicyActivationsResponse]]:
+        """Policy activations and refused changes, newest first, read from the audit log's policy_activation and
+        policy_rejected entries. Only for certificates bound to the policy_admin or auditor role (a caller of a
+        certificate bound to several roles asserts one of them); the read is itself audited.
         """
 
 def add_PolicyServiceServicer_to_server(servicer: PolicyServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
