@@ -96,6 +96,14 @@ async def explain(current: Page) -> Response:
                           effect=lambda e: policy_pb.PolicyEffect.Name(e).removeprefix("POLICY_EFFECT_").lower())
 
 
+async def history(current: Page) -> Response:
+    """Policy activations and refused changes, newest first, from the gateway's audit log (the read is audited)."""
+    current.require("policy")
+    reply = await current.console.gateway.policy.ListPolicyActivations(
+        policy_pb.ListPolicyActivationsRequest(page_size=100), metadata=current.meta, timeout=10)
+    return current.render("policy_history.html", activations=reply.activations, total=reply.total_size)
+
+
 async def matrix_form(current: Page) -> Response:
     current.require("policy")
     return current.render("policy_matrix.html", form={}, grid=None, marks=LEVEL_MARKS,
@@ -315,6 +323,7 @@ GET: dict[str, Handler] = {
     "/policy": policy_home,
     "/policy/matrix": matrix_form,
     "/policy/agreements": agreements,
+    "/policy/history": history,
     "/referrals": queue,
     "/referrals/compliance": compliance,
     "/reviews": reviews,

@@ -265,6 +265,19 @@ def test_ig_officer_sees_every_agreement_by_end_date_with_those_ending_soon_mark
     shot(page, "policy-agreements")
 
 
+def test_ig_officer_sees_the_policy_activation_history_from_the_audit_log(open_page: Any, world: World) -> None:
+    page = sign_in(open_page(), world, "ig.ian")
+    page.goto(world.base + "/policy")
+    with page.expect_navigation():
+        page.get_by_role("link", name="Activation history").click()
+    assert int(page.locator("#history-total").inner_text()) >= 1
+    first = page.locator("#history tbody tr").last.inner_text()  # the oldest: the gateway's start
+    assert "activated" in first
+    assert "startup" in first
+    check_accessible(page)
+    shot(page, "policy-history")
+
+
 def test_mash_manager_sees_the_queue_opens_a_referral_and_rates_it(open_page: Any, world: World) -> None:
     page = sign_in(open_page(), world, "manager.mo")
     page.goto(world.base + "/referrals")
