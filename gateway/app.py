@@ -406,7 +406,8 @@ def build_server(settings: Settings, deps: Dependencies, *, reuse_port: bool = F
                  AuditServicer(AuditReads(deps.review, guard, deps.tokeniser, deps.policy)))
     handlers.add(server, policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"],
                  PolicyServicer(PolicyAdmin(deps.policy, settings.policy_dir, guard, deps.clock,
-                                            review=deps.review)))
+                                            review=deps.review, releases=settings.policy_releases,
+                                            signers=settings.policy_signers)))
     if deps.query.reviews is not None:
         handlers.add(server, review_service_pb2.DESCRIPTOR.services_by_name["ReviewService"],
                      ReviewServicer(deps.query.reviews, guard.refusals))

@@ -12,6 +12,9 @@ from gateway.generated.mash.gateway.v1 import policy_service_pb2 as policy_pb
 from gateway.policy import PolicySnapshot
 from gateway.service.policy_admin import PolicyAdmin
 
+MAX_CHANGES = 1000
+"""The most changes one answer lists (widenings first); `total_changes` says how many there are."""
+
 
 class PolicyServicer:
     def __init__(self, admin: PolicyAdmin) -> None:
@@ -63,6 +66,30 @@ class PolicyServicer:
         history = await self._admin.activations(call.caller, request.page_size)
         return policy_pb.ListPolicyActivationsResponse(
             activations=[activation_to_proto(r) for r in history.records], total_size=history.total)
+
+    async def GetPolicyRelease(
+        self, request: policy_pb.GetPolicyReleaseRequest, call: Call
+    ) -> policy_pb.GetPolicyReleaseResponse:
+        view = await self._admin.release(call.caller, request.release_id)
+        changes = [policy_pb.ReleaseChange(
+            widened=c.widened, area="level", agency=c.agency,
+            text=f"{c.role} for {c.purpose}: {c.agency} {c.category} {c.old.name} -> {c.new.name}"
+                 + (f" (after review: {c.old_review.name} -> {c.new_review.name})"
+                    if c.old_review != c.new_review else ""))
+            for c in view.levels]
+        changes += [policy_pb.ReleaseChange(widened=s.widened, area=s.area, text=f"{s.subject}: {s.change}")
+                    for s in view.settings]
+        changes.sort(key=lambda c: (not c.widened, c.agency, c.area, c.text))
+        record = view.record
+        return policy_pb.GetPolicyReleaseResponse(
+            release_id=record.version, base_version=view.base_version, active_version=view.active_version,
+            proposed_by=record.proposed_by, proposed_at=record.proposed_at, released_by=record.released_by,
+            released_at=record.released_at, summary=view.summary, changes=changes[:MAX_CHANGES],
+            total_changes=len(changes),
+            approvals=[policy_pb.ReleaseApproval(agency=agency, widenings=len(lines),
+                                                 approved_by=sorted(view.approved.get(agency, [])))
+                       for agency, lines in sorted(view.owners.items())],
+            awaiting=view.awaiting)
 
 
 def activation_to_proto(record: AuditRecord) -> policy_pb.PolicyActivation:

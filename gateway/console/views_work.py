@@ -104,6 +104,21 @@ async def history(current: Page) -> Response:
     return current.render("policy_history.html", activations=reply.activations, total=reply.total_size)
 
 
+async def release_form(current: Page) -> Response:
+    current.require("policy")
+    return current.render("policy_release.html", release=None, form={})
+
+
+async def release_view(current: Page) -> Response:
+    """A proposed release against the serving policy: ▲ widenings first, then ▼, and who still has to approve."""
+    current.require("policy")
+    form = await current.form()
+    release_id = _text(form, "release_id")
+    found = await current.console.gateway.policy.GetPolicyRelease(
+        policy_pb.GetPolicyReleaseRequest(release_id=release_id), metadata=current.meta, timeout=30)
+    return current.render("policy_release.html", release=found, form={"release_id": release_id})
+
+
 async def matrix_form(current: Page) -> Response:
     current.require("policy")
     return current.render("policy_matrix.html", form={}, grid=None, marks=LEVEL_MARKS,
@@ -324,6 +339,7 @@ GET: dict[str, Handler] = {
     "/policy/matrix": matrix_form,
     "/policy/agreements": agreements,
     "/policy/history": history,
+    "/policy/release": release_form,
     "/referrals": queue,
     "/referrals/compliance": compliance,
     "/reviews": reviews,
@@ -331,6 +347,7 @@ GET: dict[str, Handler] = {
 POST: dict[str, Handler] = {
     "/policy/explain": explain,
     "/policy/matrix": matrix,
+    "/policy/release": release_view,
     "/referrals": queue_page,
     "/referrals/view": referral,
     "/referrals/act": referral_act,

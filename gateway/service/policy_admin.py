@@ -3,15 +3,31 @@ reloading for certificates bound to policy_admin only; refusals are audited."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 from gateway.audit import AuditRecord, AuditReview, EntryFilter
 from gateway.domain import AuditKind, Clock, SystemClock
-from gateway.errors import FieldViolation, InvalidRequest
+from gateway.errors import FieldViolation, InvalidRequest, NotFound, PolicyError
 from gateway.policy import Decision, MatchingLines, PolicyHolder, PolicySnapshot, ReloadOutcome
 from gateway.policy.checks import expiring_agreements
+from gateway.policy.diff import LevelChange, PolicyChange, diff_settings, diff_snapshots
+from gateway.policy.release import (
+    FILES,
+    PROPOSAL,
+    ReleaseError,
+    ReleaseRecord,
+    Signers,
+    describe,
+    release_dir,
+    required_approvals,
+    valid_approvals,
+)
+from gateway.policy.snapshot import load_snapshot
 from gateway.service.access import AccessGuard, audited_user
 from gateway.service.validation import Caller
 
@@ -21,6 +37,7 @@ HISTORY_ROLES = (ADMIN_ROLE, AUDITOR_ROLE)
 HISTORY_KINDS = (AuditKind.POLICY_ACTIVATION.value, AuditKind.POLICY_REJECTED.value)
 DEFAULT_HISTORY = 50
 MAX_HISTORY = 200
+_RELEASE_ID = re.compile(r"[0-9a-f]{8,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,16 +57,37 @@ class ActivationHistory:
     total: int
 
 
+@dataclass(frozen=True, slots=True)
+class ReleaseView:
+    """A stored release compared with the active policy: its changes, and the approvals it needs and has."""
+
+    record: ReleaseRecord
+    base_version: str
+    active_version: str
+    summary: str
+    levels: tuple[LevelChange, ...]
+    settings: tuple[PolicyChange, ...]
+    owners: dict[str, list[str]]  # agency -> the widenings (▲) it must approve
+    approved: dict[str, list[str]]  # agency -> its IG officers whose approvals verify
+
+    @property
+    def awaiting(self) -> list[str]:
+        return sorted(agency for agency in self.owners if not self.approved.get(agency))
+
+
 class PolicyAdmin:
     """Reads and reloads the active policy on behalf of a checked caller."""
 
     def __init__(self, holder: PolicyHolder, policy_dir: Path, guard: AccessGuard, clock: Clock | None = None,
-                 review: AuditReview | None = None) -> None:
+                 review: AuditReview | None = None, releases: Path | None = None,
+                 signers: Path | None = None) -> None:
         self._holder = holder
         self._policy_dir = policy_dir
         self._guard = guard
         self._clock: Clock = clock or SystemClock()
         self._review = review
+        self._releases = releases
+        self._signers = signers
 
     def expiring_agreements(self, snapshot: PolicySnapshot) -> list[tuple[str, date, int]]:
         """Agreements of `snapshot` ending within 60 days: (name, last day, days left), soonest first."""
@@ -108,3 +146,29 @@ class PolicyAdmin:
                                                                       newest_first=True)])
         found.sort(key=lambda r: r.index, reverse=True)
         return ActivationHistory(tuple(found[:size]), total)
+
+    async def release(self, caller: Caller, release_id: str) -> ReleaseView:
+        """A proposed (or released) release of the store, compared with the active policy, for a policy admin."""
+        rpc = "GetPolicyRelease"
+        await self._guard.require(caller, ADMIN_ROLE, rpc)
+        wanted = release_id.removeprefix("sha256:")
+        if not _RELEASE_ID.fullmatch(wanted):
+            await self._guard.refusals.refuse(caller, rpc, InvalidRequest(
+                [FieldViolation("release_id", "must be sha256:<hex>, or at least 8 lower-case hex digits of it")]))
+        if self._releases is None:
+            raise PolicyError([], "this gateway has no policy release store (policy_releases) configured")
+        return await asyncio.to_thread(self._compare, self._releases, wanted, self._holder.current)
+
+    def _compare(self, store: Path, wanted: str, active: PolicySnapshot) -> ReleaseView:
+        try:
+            where = release_dir(store, wanted)
+        except ReleaseError as exc:
+            raise NotFound(str(exc)) from exc
+        record = describe(store, where.name)
+        proposal = json.loads((where / PROPOSAL).read_text(encoding="utf-8"))
+        proposed = load_snapshot(where / FILES)
+        owners, summary = required_approvals(active, proposed)
+        levels, _ = diff_snapshots(active, proposed)
+        approved = valid_approvals(store, where.name, Signers.load(self._signers)) if self._signers else {}
+        return ReleaseView(record, str(proposal.get("base_version", "")), active.version, summary, tuple(levels),
+                           tuple(diff_settings(active, proposed)), owners, approved)

@@ -278,6 +278,18 @@ def test_ig_officer_sees_the_policy_activation_history_from_the_audit_log(open_p
     shot(page, "policy-history")
 
 
+def test_ig_officer_asks_for_a_release_and_a_gateway_without_a_release_store_says_so(open_page: Any,
+                                                                                     world: World) -> None:
+    """The development gateway keeps no release store: the page says so plainly instead of failing."""
+    page = sign_in(open_page(), world, "ig.ian")
+    page.goto(world.base + "/policy/release")
+    check_accessible(page)
+    page.get_by_label("Release id").fill("0123456789abcdef")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Show the release").click()
+    assert "no policy release store" in page.locator("main").inner_text()
+
+
 def test_mash_manager_sees_the_queue_opens_a_referral_and_rates_it(open_page: Any, world: World) -> None:
     page = sign_in(open_page(), world, "manager.mo")
     page.goto(world.base + "/referrals")

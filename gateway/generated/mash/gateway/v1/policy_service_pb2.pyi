@@ -733,3 +733,154 @@ class PolicyActivation(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PolicyActivation: _TypeAlias = PolicyActivation  # noqa: Y015
+
+@_typing.final
+class GetPolicyReleaseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RELEASE_ID_FIELD_NUMBER: _builtins.int
+    release_id: _builtins.str
+    """The release id ("sha256:<hex>"), or a unique prefix of its hex of at least 8 characters."""
+    def __init__(
+        self,
+        *,
+        release_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["release_id", b"release_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPolicyReleaseRequest: _TypeAlias = GetPolicyReleaseRequest  # noqa: Y015
+
+@_typing.final
+class GetPolicyReleaseResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RELEASE_ID_FIELD_NUMBER: _builtins.int
+    BASE_VERSION_FIELD_NUMBER: _builtins.int
+    ACTIVE_VERSION_FIELD_NUMBER: _builtins.int
+    PROPOSED_BY_FIELD_NUMBER: _builtins.int
+    PROPOSED_AT_FIELD_NUMBER: _builtins.int
+    RELEASED_BY_FIELD_NUMBER: _builtins.int
+    RELEASED_AT_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    CHANGES_FIELD_NUMBER: _builtins.int
+    APPROVALS_FIELD_NUMBER: _builtins.int
+    AWAITING_FIELD_NUMBER: _builtins.int
+    TOTAL_CHANGES_FIELD_NUMBER: _builtins.int
+    release_id: _builtins.str
+    base_version: _builtins.str
+    """The version the release was proposed against, and the one it is compared with now (the active policy)."""
+    active_version: _builtins.str
+    proposed_by: _builtins.str
+    proposed_at: _builtins.str
+    """RFC 3339."""
+    released_by: _builtins.str
+    """Empty until `policy release` has signed it."""
+    released_at: _builtins.str
+    summary: _builtins.str
+    """The one-line summary of the changes against the active policy."""
+    total_changes: _builtins.int
+    """How many changes there are; `changes` lists at most 1,000 of them, widenings first."""
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReleaseChange]: ...
+    @_builtins.property
+    def approvals(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReleaseApproval]:
+        """Every agency whose access the release widens, by name."""
+
+    @_builtins.property
+    def awaiting(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The agencies of `approvals` with no valid approval yet, by name; empty when it may be released."""
+
+    def __init__(
+        self,
+        *,
+        release_id: _builtins.str = ...,
+        base_version: _builtins.str = ...,
+        active_version: _builtins.str = ...,
+        proposed_by: _builtins.str = ...,
+        proposed_at: _builtins.str = ...,
+        released_by: _builtins.str = ...,
+        released_at: _builtins.str = ...,
+        summary: _builtins.str = ...,
+        changes: _abc.Iterable[Global___ReleaseChange] | None = ...,
+        approvals: _abc.Iterable[Global___ReleaseApproval] | None = ...,
+        awaiting: _abc.Iterable[_builtins.str] | None = ...,
+        total_changes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_version", b"active_version", "approvals", b"approvals", "awaiting", b"awaiting", "base_version", b"base_version", "changes", b"changes", "proposed_at", b"proposed_at", "proposed_by", b"proposed_by", "release_id", b"release_id", "released_at", b"released_at", "released_by", b"released_by", "summary", b"summary", "total_changes", b"total_changes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPolicyReleaseResponse: _TypeAlias = GetPolicyReleaseResponse  # noqa: Y015
+
+@_typing.final
+class ReleaseChange(_message.Message):
+    """One difference between the active policy and the release."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WIDENED_FIELD_NUMBER: _builtins.int
+    AREA_FIELD_NUMBER: _builtins.int
+    AGENCY_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    widened: _builtins.bool
+    """True for a widening (▲), false for a narrowing or a change that is neither (▼)."""
+    area: _builtins.str
+    """"level" for an access-matrix cell; else "binding", "agreement", "role", "purpose", "category" or
+    "redaction".
+    """
+    agency: _builtins.str
+    """The agency whose records the change concerns, when it concerns one agency's."""
+    text: _builtins.str
+    """The change as an IG officer reads it, e.g. "housing_officer for s47_enquiry: education
+    education.attendance NONE -> PERTINENT".
+    """
+    def __init__(
+        self,
+        *,
+        widened: _builtins.bool = ...,
+        area: _builtins.str = ...,
+        agency: _builtins.str = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "area", b"area", "text", b"text", "widened", b"widened"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseChange: _TypeAlias = ReleaseChange  # noqa: Y015
+
+@_typing.final
+class ReleaseApproval(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENCY_FIELD_NUMBER: _builtins.int
+    WIDENINGS_FIELD_NUMBER: _builtins.int
+    APPROVED_BY_FIELD_NUMBER: _builtins.int
+    agency: _builtins.str
+    widenings: _builtins.int
+    """How many widenings (▲) this agency must approve."""
+    @_builtins.property
+    def approved_by(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The agency's IG officers whose signed approvals verify."""
+
+    def __init__(
+        self,
+        *,
+        agency: _builtins.str = ...,
+        widenings: _builtins.int = ...,
+        approved_by: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "approved_by", b"approved_by", "widenings", b"widenings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseApproval: _TypeAlias = ReleaseApproval  # noqa: Y015

@@ -61,6 +61,11 @@ class PolicyServiceStub:
                 request_serializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.ListPolicyActivationsRequest.SerializeToString,
                 response_deserializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.ListPolicyActivationsResponse.FromString,
                 _registered_method=True)
+        self.GetPolicyRelease = channel.unary_unary(
+                '/mash.gateway.v1.PolicyService/GetPolicyRelease',
+                request_serializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetPolicyReleaseRequest.SerializeToString,
+                response_deserializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetPolicyReleaseResponse.FromString,
+                _registered_method=True)
 
 
 class PolicyServiceServicer:
@@ -108,6 +113,16 @@ class PolicyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPolicyRelease(self, request, context):
+        """A release in the gateway's release store (`policy propose`), compared with the policy serving now: each
+        change marked wider (▲) or narrower (▼), and for each agency whose access widens, who has approved and
+        whether it still has to. Only for certificates bound to policy_admin; FAILED_PRECONDITION when the
+        gateway has no release store configured.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PolicyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -135,6 +150,11 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     servicer.ListPolicyActivations,
                     request_deserializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.ListPolicyActivationsRequest.FromString,
                     response_serializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.ListPolicyActivationsResponse.SerializeToString,
+            ),
+            'GetPolicyRelease': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicyRelease,
+                    request_deserializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetPolicyReleaseRequest.FromString,
+                    response_serializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetPolicyReleaseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -274,6 +294,33 @@ class PolicyService:
             '/mash.gateway.v1.PolicyService/ListPolicyActivations',
             mash_dot_gateway_dot_v1_dot_policy__service__pb2.ListPolicyActivationsRequest.SerializeToString,
             mash_dot_gateway_dot_v1_dot_policy__service__pb2.ListPolicyActivationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPolicyRelease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mash.gateway.v1.PolicyService/GetPolicyRelease',
+            mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetPolicyReleaseRequest.SerializeToString,
+            mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetPolicyReleaseResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -53,6 +53,12 @@ class PolicyServiceStub:
     policy_rejected entries. Only for certificates bound to the policy_admin or auditor role (a caller of a
     certificate bound to several roles asserts one of them); the read is itself audited.
     """
+    GetPolicyRelease: _grpc.UnaryUnaryMultiCallable[_policy_service_pb2.GetPolicyReleaseRequest, _policy_service_pb2.GetPolicyReleaseResponse]
+    """A release in the gateway's release store (`policy propose`), compared with the policy serving now: each
+    change marked wider (▲) or narrower (▼), and for each agency whose access widens, who has approved and
+    whether it still has to. Only for certificates bound to policy_admin; FAILED_PRECONDITION when the
+    gateway has no release store configured.
+    """
 
 @_typing.type_check_only
 class PolicyServiceAsyncStub(PolicyServiceStub):
@@ -78,6 +84,12 @@ class PolicyServiceAsyncStub(PolicyServiceStub):
     """Policy activations and refused changes, newest first, read from the audit log's policy_activation and
     policy_rejected entries. Only for certificates bound to the policy_admin or auditor role (a caller of a
     certificate bound to several roles asserts one of them); the read is itself audited.
+    """
+    GetPolicyRelease: _aio.UnaryUnaryMultiCallable[_policy_service_pb2.GetPolicyReleaseRequest, _policy_service_pb2.GetPolicyReleaseResponse]  # type: ignore[assignment]
+    """A release in the gateway's release store (`policy propose`), compared with the policy serving now: each
+    change marked wider (▲) or narrower (▼), and for each agency whose access widens, who has approved and
+    whether it still has to. Only for certificates bound to policy_admin; FAILED_PRECONDITION when the
+    gateway has no release store configured.
     """
 
 class PolicyServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -131,6 +143,18 @@ class PolicyServiceServicer(metaclass=_abc_1.ABCMeta):
         """Policy activations and refused changes, newest first, read from the audit log's policy_activation and
         policy_rejected entries. Only for certificates bound to the policy_admin or auditor role (a caller of a
         certificate bound to several roles asserts one of them); the read is itself audited.
+        """
+
+    @_abc_1.abstractmethod
+    def GetPolicyRelease(
+        self,
+        request: _policy_service_pb2.GetPolicyReleaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_policy_service_pb2.GetPolicyReleaseResponse, _abc.Awaitable[_policy_service_pb2.GetPolicyReleaseResponse]]:
+        """A release in the gateway's release store (`policy propose`), compared with the policy serving now: each
+        change marked wider (▲) or narrower (▼), and for each agency whose access widens, who has approved and
+        whether it still has to. Only for certificates bound to policy_admin; FAILED_PRECONDITION when the
+        gateway has no release store configured.
         """
 
 def add_PolicyServiceServicer_to_server(servicer: PolicyServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
