@@ -405,7 +405,9 @@ def build_server(settings: Settings, deps: Dependencies, *, reuse_port: bool = F
     handlers.add(server, audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"],
                  AuditServicer(AuditReads(deps.review, guard, deps.tokeniser, deps.policy)))
     handlers.add(server, policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"],
-                 PolicyServicer(PolicyAdmin(deps.policy, settings.policy_dir, guard, deps.clock)))
+                 PolicyServicer(PolicyAdmin(deps.policy, settings.policy_dir, guard, deps.clock,
+                                            review=deps.review, releases=settings.policy_releases,
+                                            signers=settings.policy_signers)))
     if deps.query.reviews is not None:
         handlers.add(server, review_service_pb2.DESCRIPTOR.services_by_name["ReviewService"],
                      ReviewServicer(deps.query.reviews, guard.refusals))

@@ -32,7 +32,33 @@ def _text(form: FormData, name: str) -> str:
 
 
 def _names(form: FormData, name: str) -> list[str]:
-    return [part.strip() for part in _text(form, name).replace("\n", ",").split(",") if part.strip()]
+    """Every value posted under `name` (a multiple select), each split at commas, in order, without repeats."""
+    parts = (part.strip() for value in form.getlist(name) for part in str(value).replace("\n", ",").split(","))
+    return list(dict.fromkeys(part for part in parts if part))
+
+
+ENDING_SOON_DAYS = 60
+
+
+async def vocabulary(current: Page) -> policy_pb.GetVocabularyResponse:
+    """The active policy's declared names, from the gateway (any role the console may assert can read them)."""
+    return await current.console.gateway.policy.GetVocabulary(policy_pb.GetVocabularyRequest(),
+                                                              metadata=current.meta, timeout=10)
+
+
+def choices(vocab: policy_pb.GetVocabularyResponse) -> dict[str, Any]:
+    """What the policy forms offer: record-holding agencies, roles that can see records, purposes and record
+    categories that a request can name (groups left out), categories grouped under their agency."""
+    by_agency: dict[str, list[policy_pb.VocabularyCategory]] = {}
+    for c in vocab.record_categories:
+        if not c.group:
+            by_agency.setdefault(c.agency, []).append(c)
+    return {
+        "agency_choices": [a for a in vocab.agencies if a.holds_records],
+        "role_choices": [r for r in vocab.roles if r.sees_records and not r.group],
+        "purpose_choices": [p for p in vocab.purposes if not p.group],
+        "categories_by_agency": sorted(by_agency.items(), key=lambda item: item[0]),
+    }
 
 
 def countdown(ts: object) -> tuple[str, bool]:
@@ -52,7 +78,8 @@ async def policy_home(current: Page) -> Response:
     current.require("policy")
     version = await current.console.gateway.policy.GetPolicyVersion(policy_pb.GetPolicyVersionRequest(),
                                                                     metadata=current.meta, timeout=10)
-    return current.render("policy.html", version=version, explained=None, form={})
+    return current.render("policy.html", version=version, explained=None, form={},
+                          **choices(await vocabulary(current)))
 
 
 async def explain(current: Page) -> Response:
@@ -65,13 +92,51 @@ async def explain(current: Page) -> Response:
     explained = await current.console.gateway.policy.ExplainDecision(
         policy_pb.ExplainDecisionRequest(**fields), metadata=current.meta, timeout=10)
     return current.render("policy.html", version=version, explained=explained, form=fields,
-                          level_name=level_name,
+                          level_name=level_name, **choices(await vocabulary(current)),
                           effect=lambda e: policy_pb.PolicyEffect.Name(e).removeprefix("POLICY_EFFECT_").lower())
+
+
+async def history(current: Page) -> Response:
+    """Policy activations and refused changes, newest first, from the gateway's audit log (the read is audited)."""
+    current.require("policy")
+    reply = await current.console.gateway.policy.ListPolicyActivations(
+        policy_pb.ListPolicyActivationsRequest(page_size=100), metadata=current.meta, timeout=10)
+    return current.render("policy_history.html", activations=reply.activations, total=reply.total_size)
+
+
+async def release_form(current: Page) -> Response:
+    current.require("policy")
+    return current.render("policy_release.html", release=None, form={})
+
+
+async def release_view(current: Page) -> Response:
+    """A proposed release against the serving policy: ▲ widenings first, then ▼, and who still has to approve."""
+    current.require("policy")
+    form = await current.form()
+    release_id = _text(form, "release_id")
+    found = await current.console.gateway.policy.GetPolicyRelease(
+        policy_pb.GetPolicyReleaseRequest(release_id=release_id), metadata=current.meta, timeout=30)
+    return current.render("policy_release.html", release=found, form={"release_id": release_id})
 
 
 async def matrix_form(current: Page) -> Response:
     current.require("policy")
-    return current.render("policy_matrix.html", form={}, grid=None, marks=LEVEL_MARKS)
+    return current.render("policy_matrix.html", form={}, grid=None, marks=LEVEL_MARKS,
+                          **choices(await vocabulary(current)))
+
+
+async def agreements(current: Page) -> Response:
+    """Every data-sharing agreement of the active policy, the soonest to end first, those ending within 60 days
+    (and those already ended) marked."""
+    current.require("policy")
+    vocab = await vocabulary(current)
+
+    def standing(days_left: int) -> str:
+        return "ended" if days_left < 0 else "ending soon" if days_left <= ENDING_SOON_DAYS else "in force"
+
+    rows = sorted(vocab.agreements, key=lambda a: (a.valid_until, a.name))
+    return current.render("policy_agreements.html", agreements=rows, standing=standing,
+                          policy_version=vocab.policy_version, soon=ENDING_SOON_DAYS)
 
 
 async def matrix(current: Page) -> Response:
@@ -101,10 +166,9 @@ async def matrix(current: Page) -> Response:
                 level = level_name(explained.level)
                 grid[(role, category, purpose)] = (LEVEL_MARKS.get(level, "?"), review,
                                                    ", ".join([*explained.allowed_by, *explained.denied_by]))
-    fields = {"agency": agency, "roles": ", ".join(roles), "categories": ", ".join(categories),
-              "purposes": ", ".join(purposes)}
+    fields = {"agency": agency, "roles": roles, "categories": categories, "purposes": purposes}
     return current.render("policy_matrix.html", form=fields, grid=grid, roles=roles, categories=categories,
-                          purposes=purposes, marks=LEVEL_MARKS, agency=agency)
+                          purposes=purposes, marks=LEVEL_MARKS, agency=agency, **choices(await vocabulary(current)))
 
 
 # ---------------------------------------------------------------- referrals (MASH managers and researchers)
@@ -171,8 +235,9 @@ async def compliance(current: Page) -> Response:
 async def _referral_page(current: Page, referral_id: str, message: str = "") -> Response:
     response = await current.console.gateway.referrals.GetReferral(
         referral_pb.GetReferralRequest(referral_id=referral_id), metadata=current.meta, timeout=10)
+    mash = next((m for m in (await vocabulary(current)).mashes if m.name == response.referral.mash), None)
     return current.render("referral.html", referral=response.referral, history=response.history,
-                          message=message, countdown=countdown, state=_state, when=when)
+                          message=message, countdown=countdown, state=_state, when=when, mash=mash)
 
 
 async def referral(current: Page) -> Response:
@@ -272,6 +337,9 @@ async def decide_review(current: Page) -> Response:
 GET: dict[str, Handler] = {
     "/policy": policy_home,
     "/policy/matrix": matrix_form,
+    "/policy/agreements": agreements,
+    "/policy/history": history,
+    "/policy/release": release_form,
     "/referrals": queue,
     "/referrals/compliance": compliance,
     "/reviews": reviews,
@@ -279,6 +347,7 @@ GET: dict[str, Handler] = {
 POST: dict[str, Handler] = {
     "/policy/explain": explain,
     "/policy/matrix": matrix,
+    "/policy/release": release_view,
     "/referrals": queue_page,
     "/referrals/view": referral,
     "/referrals/act": referral_act,

@@ -368,3 +368,9 @@ def _names(value: object) -> tuple[str, ...]:
 
 def _now(now: datetime | None) -> str:
     return (now or datetime.now(UTC)).isoformat(timespec="seconds")
+
+
+def valid_approvals(store: Path, version: str, signers: Signers) -> dict[str, list[str]]:
+    """The approvals of release `version` (an id or unique prefix) whose signatures verify, by agency."""
+    where = release_dir(store, version)
+    return _approvals(where, str(_read(where / PROPOSAL).get("version", "")), signers)

@@ -207,20 +207,21 @@ def test_ig_officer_sees_the_policy_explains_a_decision_and_builds_the_matrix(op
     page = sign_in(open_page(), world, "ig.ian")
     page.goto(world.base + "/policy")
     assert page.locator("#policy-version").inner_text().startswith("sha256:")
-    page.get_by_label("Role").fill("mash_researcher_police")
-    page.get_by_label("Purpose").fill("safeguarding_screening")
-    page.get_by_label("Agency holding the record").fill("health")
-    page.get_by_label("Record category").fill("health.mental_health")
+    page.get_by_label("Role").select_option("mash_researcher_police")
+    page.get_by_label("Purpose").select_option("safeguarding_screening")
+    page.get_by_label("Agency holding the record").select_option("health")
+    page.get_by_label("Record category").select_option("health.mental_health")
     with page.expect_navigation():
         page.get_by_role("button", name="Explain").click()
     assert page.locator("#explained-level").inner_text() in {"exists", "pertinent"}
     check_accessible(page)
     shot(page, "policy-explain")
     page.goto(world.base + "/policy/matrix")
-    page.get_by_label("Agency").fill("health")
-    page.get_by_label("Roles").fill("mash_researcher_police, mash_researcher_health, social_worker")
-    page.get_by_label("Record categories").fill("health.mental_health, health.attendance, health.sexual_health")
-    page.get_by_label("Purposes").fill("safeguarding_screening, s17_assessment")
+    page.get_by_label("Agency").select_option("health")
+    page.get_by_label("Roles").select_option(["mash_researcher_police", "mash_researcher_health", "social_worker"])
+    page.get_by_label("Record categories").select_option(
+        ["health.mental_health", "health.attendance", "health.sexual_health"])
+    page.get_by_label("Purposes").select_option(["safeguarding_screening", "s17_assessment"])
     with page.expect_navigation():
         page.get_by_role("button", name="Show the matrix").click()
     assert page.locator("#matrix tbody tr").count() == 3
@@ -233,13 +234,60 @@ def test_ig_officer_sees_the_policy_explains_a_decision_and_builds_the_matrix(op
 def test_ig_matrix_marks_the_cells_an_agency_reviewer_must_approve(open_page: Any, world: World) -> None:
     page = sign_in(open_page(), world, "ig.ian")
     page.goto(world.base + "/policy/matrix")
-    page.get_by_label("Agency").fill("health")
-    page.get_by_label("Roles").fill("mash_researcher_police")
-    page.get_by_label("Record categories").fill("health.mental_health")
-    page.get_by_label("Purposes").fill("safeguarding_screening")
+    page.get_by_label("Agency").select_option("health")
+    page.get_by_label("Roles").select_option("mash_researcher_police")
+    page.get_by_label("Record categories").select_option("health.mental_health")
+    page.get_by_label("Purposes").select_option("safeguarding_screening")
     with page.expect_navigation():
         page.get_by_role("button", name="Show the matrix").click()
     assert page.locator("#matrix .review-mark").count() == 1
+
+
+def test_ig_officer_sees_every_agreement_by_end_date_with_those_ending_soon_marked(open_page: Any,
+                                                                                   world: World) -> None:
+    """The agreements page lists the policy's agreements from the gateway, soonest to end first; the policy
+    forms offer the gateway's declared names, not free text."""
+    page = sign_in(open_page(), world, "ig.ian")
+    page.goto(world.base + "/policy")
+    roles = page.locator("#x-role option").all_inner_texts()
+    assert any(text.startswith("mash_researcher_police") for text in roles)
+    assert not any(text.startswith("auditor") for text in roles)  # a role no line may grant anything
+    with page.expect_navigation():
+        page.get_by_role("link", name="Every agreement, with its parties, purposes and dates").click()
+    rows = page.locator("#agreements tbody tr")
+    assert rows.count() >= 4
+    ends = [rows.nth(i).locator("td").nth(3).inner_text() for i in range(rows.count())]
+    assert ends == sorted(ends)
+    assert "mash-isa-2026" in page.locator("#agreements").inner_text()
+    statuses = {rows.nth(i).locator("td").nth(5).inner_text() for i in range(rows.count())}
+    assert statuses <= {"in force", "ending soon", "ended"}
+    check_accessible(page)
+    shot(page, "policy-agreements")
+
+
+def test_ig_officer_sees_the_policy_activation_history_from_the_audit_log(open_page: Any, world: World) -> None:
+    page = sign_in(open_page(), world, "ig.ian")
+    page.goto(world.base + "/policy")
+    with page.expect_navigation():
+        page.get_by_role("link", name="Activation history").click()
+    assert int(page.locator("#history-total").inner_text()) >= 1
+    first = page.locator("#history tbody tr").last.inner_text()  # the oldest: the gateway's start
+    assert "activated" in first
+    assert "startup" in first
+    check_accessible(page)
+    shot(page, "policy-history")
+
+
+def test_ig_officer_asks_for_a_release_and_a_gateway_without_a_release_store_says_so(open_page: Any,
+                                                                                     world: World) -> None:
+    """The development gateway keeps no release store: the page says so plainly instead of failing."""
+    page = sign_in(open_page(), world, "ig.ian")
+    page.goto(world.base + "/policy/release")
+    check_accessible(page)
+    page.get_by_label("Release id").fill("0123456789abcdef")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Show the release").click()
+    assert "no policy release store" in page.locator("main").inner_text()
 
 
 def test_mash_manager_sees_the_queue_opens_a_referral_and_rates_it(open_page: Any, world: World) -> None:
@@ -265,7 +313,9 @@ def test_mash_manager_sees_the_queue_opens_a_referral_and_rates_it(open_page: An
         with page.expect_navigation():
             page.get_by_role("button", name=step).click()
         assert page.locator("#referral-state").inner_text() == state, page.locator("main").inner_text()
-    page.get_by_label("Decision", exact=True).fill("early_help")
+    decisions = page.locator("#decision option").evaluate_all("options => options.map(o => o.value)")
+    assert "early_help" in decisions, decisions  # the workflow's decisions, from the gateway
+    page.get_by_label("Decision", exact=True).select_option("early_help")
     page.get_by_label("Receiving team (when the decision routes it)").fill("early-help-hackney")
     page.get_by_label("Reason").fill("Needs met by an early help assessment")
     with page.expect_navigation():

@@ -321,3 +321,566 @@ class PolicyFinding(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PolicyFinding: _TypeAlias = PolicyFinding  # noqa: Y015
+
+@_typing.final
+class GetVocabularyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetVocabularyRequest: _TypeAlias = GetVocabularyRequest  # noqa: Y015
+
+@_typing.final
+class GetVocabularyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    AGENCIES_FIELD_NUMBER: _builtins.int
+    ROLES_FIELD_NUMBER: _builtins.int
+    PURPOSES_FIELD_NUMBER: _builtins.int
+    RECORD_CATEGORIES_FIELD_NUMBER: _builtins.int
+    AGREEMENTS_FIELD_NUMBER: _builtins.int
+    MASHES_FIELD_NUMBER: _builtins.int
+    policy_version: _builtins.str
+    """The snapshot the names come from."""
+    @_builtins.property
+    def agencies(self) -> _containers.RepeatedCompositeFieldContainer[Global___VocabularyAgency]:
+        """Each list is sorted by name."""
+
+    @_builtins.property
+    def roles(self) -> _containers.RepeatedCompositeFieldContainer[Global___VocabularyRole]: ...
+    @_builtins.property
+    def purposes(self) -> _containers.RepeatedCompositeFieldContainer[Global___VocabularyPurpose]: ...
+    @_builtins.property
+    def record_categories(self) -> _containers.RepeatedCompositeFieldContainer[Global___VocabularyCategory]: ...
+    @_builtins.property
+    def agreements(self) -> _containers.RepeatedCompositeFieldContainer[Global___VocabularyAgreement]:
+        """Sorted by last day in force, soonest first."""
+
+    @_builtins.property
+    def mashes(self) -> _containers.RepeatedCompositeFieldContainer[Global___VocabularyMash]:
+        """Empty when the policy has no workflow.yaml."""
+
+    def __init__(
+        self,
+        *,
+        policy_version: _builtins.str = ...,
+        agencies: _abc.Iterable[Global___VocabularyAgency] | None = ...,
+        roles: _abc.Iterable[Global___VocabularyRole] | None = ...,
+        purposes: _abc.Iterable[Global___VocabularyPurpose] | None = ...,
+        record_categories: _abc.Iterable[Global___VocabularyCategory] | None = ...,
+        agreements: _abc.Iterable[Global___VocabularyAgreement] | None = ...,
+        mashes: _abc.Iterable[Global___VocabularyMash] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agencies", b"agencies", "agreements", b"agreements", "mashes", b"mashes", "policy_version", b"policy_version", "purposes", b"purposes", "record_categories", b"record_categories", "roles", b"roles"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetVocabularyResponse: _TypeAlias = GetVocabularyResponse  # noqa: Y015
+
+@_typing.final
+class VocabularyAgency(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    HOLDS_RECORDS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    title: _builtins.str
+    holds_records: _builtins.bool
+    """False for agencies that hold no records of their own (e.g. the MASH)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        title: _builtins.str = ...,
+        holds_records: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["holds_records", b"holds_records", "name", b"name", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VocabularyAgency: _TypeAlias = VocabularyAgency  # noqa: Y015
+
+@_typing.final
+class VocabularyRole(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    AGENCY_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    REVIEWER_KIND_FIELD_NUMBER: _builtins.int
+    SEES_RECORDS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    agency: _builtins.str
+    description: _builtins.str
+    group: _builtins.bool
+    """True for a role group (usable in policy lines, never asserted by a caller)."""
+    reviewer_kind: _builtins.str
+    """"first" or "escalation" for roles that decide their agency's reviews; empty otherwise."""
+    sees_records: _builtins.bool
+    """False for roles no policy line may grant anything (auditor, policy administrator)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        agency: _builtins.str = ...,
+        description: _builtins.str = ...,
+        group: _builtins.bool = ...,
+        reviewer_kind: _builtins.str = ...,
+        sees_records: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "description", b"description", "group", b"group", "name", b"name", "reviewer_kind", b"reviewer_kind", "sees_records", b"sees_records"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VocabularyRole: _TypeAlias = VocabularyRole  # noqa: Y015
+
+@_typing.final
+class VocabularyPurpose(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    LEGAL_BASES_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    description: _builtins.str
+    group: _builtins.bool
+    @_builtins.property
+    def legal_bases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Names of the legal bases the purpose may be pursued under."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        legal_bases: _abc.Iterable[_builtins.str] | None = ...,
+        group: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "group", b"group", "legal_bases", b"legal_bases", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VocabularyPurpose: _TypeAlias = VocabularyPurpose  # noqa: Y015
+
+@_typing.final
+class VocabularyCategory(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    AGENCY_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    PROTECTED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    agency: _builtins.str
+    """The agency that holds records of this category."""
+    description: _builtins.str
+    group: _builtins.bool
+    protected: _builtins.bool
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        agency: _builtins.str = ...,
+        description: _builtins.str = ...,
+        group: _builtins.bool = ...,
+        protected: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "description", b"description", "group", b"group", "name", b"name", "protected", b"protected"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VocabularyCategory: _TypeAlias = VocabularyCategory  # noqa: Y015
+
+@_typing.final
+class VocabularyAgreement(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    PARTIES_FIELD_NUMBER: _builtins.int
+    PURPOSES_FIELD_NUMBER: _builtins.int
+    VALID_FROM_FIELD_NUMBER: _builtins.int
+    VALID_UNTIL_FIELD_NUMBER: _builtins.int
+    DAYS_LEFT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    title: _builtins.str
+    valid_from: _builtins.str
+    """The first and last days the agreement is in force, YYYY-MM-DD."""
+    valid_until: _builtins.str
+    days_left: _builtins.int
+    """Days from today (the gateway's clock) to valid_until; negative once it has ended."""
+    @_builtins.property
+    def parties(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Agency names, sorted."""
+
+    @_builtins.property
+    def purposes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Purpose names, sorted."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        title: _builtins.str = ...,
+        parties: _abc.Iterable[_builtins.str] | None = ...,
+        purposes: _abc.Iterable[_builtins.str] | None = ...,
+        valid_from: _builtins.str = ...,
+        valid_until: _builtins.str = ...,
+        days_left: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["days_left", b"days_left", "name", b"name", "parties", b"parties", "purposes", b"purposes", "title", b"title", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VocabularyAgreement: _TypeAlias = VocabularyAgreement  # noqa: Y015
+
+@_typing.final
+class VocabularyMash(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    RATINGS_FIELD_NUMBER: _builtins.int
+    DECISIONS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    subject: _builtins.str
+    """"child" or "adult"."""
+    @_builtins.property
+    def ratings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The rating names, in the order workflow.yaml declares them."""
+
+    @_builtins.property
+    def decisions(self) -> _containers.RepeatedCompositeFieldContainer[Global___VocabularyDecision]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        ratings: _abc.Iterable[_builtins.str] | None = ...,
+        decisions: _abc.Iterable[Global___VocabularyDecision] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decisions", b"decisions", "name", b"name", "ratings", b"ratings", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VocabularyMash: _TypeAlias = VocabularyMash  # noqa: Y015
+
+@_typing.final
+class VocabularyDecision(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    MEANING_FIELD_NUMBER: _builtins.int
+    RECEIVING_ROLE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    meaning: _builtins.str
+    receiving_role: _builtins.str
+    """The operational role that receives the pertinent information; empty when nothing is routed."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        meaning: _builtins.str = ...,
+        receiving_role: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meaning", b"meaning", "name", b"name", "receiving_role", b"receiving_role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VocabularyDecision: _TypeAlias = VocabularyDecision  # noqa: Y015
+
+@_typing.final
+class ListPolicyActivationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """How many entries to return, newest first: 1 to 200; 0 means 50."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPolicyActivationsRequest: _TypeAlias = ListPolicyActivationsRequest  # noqa: Y015
+
+@_typing.final
+class ListPolicyActivationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTIVATIONS_FIELD_NUMBER: _builtins.int
+    TOTAL_SIZE_FIELD_NUMBER: _builtins.int
+    total_size: _builtins.int
+    """How many activations and refused changes the log held when asked (may exceed the page)."""
+    @_builtins.property
+    def activations(self) -> _containers.RepeatedCompositeFieldContainer[Global___PolicyActivation]:
+        """Newest first."""
+
+    def __init__(
+        self,
+        *,
+        activations: _abc.Iterable[Global___PolicyActivation] | None = ...,
+        total_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activations", b"activations", "total_size", b"total_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPolicyActivationsResponse: _TypeAlias = ListPolicyActivationsResponse  # noqa: Y015
+
+@_typing.final
+class PolicyActivation(_message.Message):
+    """One policy activation or refused policy change, as the audit log records it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    ACTIVATED_FIELD_NUMBER: _builtins.int
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    PREVIOUS_VERSION_FIELD_NUMBER: _builtins.int
+    TRIGGER_FIELD_NUMBER: _builtins.int
+    CALLER_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    RELEASE_ID_FIELD_NUMBER: _builtins.int
+    PROPOSED_BY_FIELD_NUMBER: _builtins.int
+    RELEASED_BY_FIELD_NUMBER: _builtins.int
+    APPROVERS_FIELD_NUMBER: _builtins.int
+    DIFF_SUMMARY_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """The audit log entry's index."""
+    occurred_at: _builtins.str
+    """When the gateway activated or refused it, RFC 3339."""
+    activated: _builtins.bool
+    """True for an activation; false for a refused change (the previous policy kept serving)."""
+    policy_version: _builtins.str
+    """The version activated, or the version that was tried and refused."""
+    previous_version: _builtins.str
+    trigger: _builtins.str
+    """What set it off: "startup", "watcher", "SIGHUP", "admin RPC"..."""
+    caller: _builtins.str
+    """Who asked (a certificate identity and user id), for reloads asked over the API."""
+    user: _builtins.str
+    reason: _builtins.str
+    """What the entry says: "activated 137 policy lines", or why the change was refused."""
+    release_id: _builtins.str
+    """For a signed release (production mode): its id, who proposed and released it, who approved
+    ("agency:officer") and the one-line summary of its changes.
+    """
+    proposed_by: _builtins.str
+    released_by: _builtins.str
+    diff_summary: _builtins.str
+    @_builtins.property
+    def approvers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        occurred_at: _builtins.str = ...,
+        activated: _builtins.bool = ...,
+        policy_version: _builtins.str = ...,
+        previous_version: _builtins.str = ...,
+        trigger: _builtins.str = ...,
+        caller: _builtins.str = ...,
+        user: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        release_id: _builtins.str = ...,
+        proposed_by: _builtins.str = ...,
+        released_by: _builtins.str = ...,
+        approvers: _abc.Iterable[_builtins.str] | None = ...,
+        diff_summary: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activated", b"activated", "approvers", b"approvers", "caller", b"caller", "diff_summary", b"diff_summary", "index", b"index", "occurred_at", b"occurred_at", "policy_version", b"policy_version", "previous_version", b"previous_version", "proposed_by", b"proposed_by", "reason", b"reason", "release_id", b"release_id", "released_by", b"released_by", "trigger", b"trigger", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PolicyActivation: _TypeAlias = PolicyActivation  # noqa: Y015
+
+@_typing.final
+class GetPolicyReleaseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RELEASE_ID_FIELD_NUMBER: _builtins.int
+    release_id: _builtins.str
+    """The release id ("sha256:<hex>"), or a unique prefix of its hex of at least 8 characters."""
+    def __init__(
+        self,
+        *,
+        release_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["release_id", b"release_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPolicyReleaseRequest: _TypeAlias = GetPolicyReleaseRequest  # noqa: Y015
+
+@_typing.final
+class GetPolicyReleaseResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RELEASE_ID_FIELD_NUMBER: _builtins.int
+    BASE_VERSION_FIELD_NUMBER: _builtins.int
+    ACTIVE_VERSION_FIELD_NUMBER: _builtins.int
+    PROPOSED_BY_FIELD_NUMBER: _builtins.int
+    PROPOSED_AT_FIELD_NUMBER: _builtins.int
+    RELEASED_BY_FIELD_NUMBER: _builtins.int
+    RELEASED_AT_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    CHANGES_FIELD_NUMBER: _builtins.int
+    APPROVALS_FIELD_NUMBER: _builtins.int
+    AWAITING_FIELD_NUMBER: _builtins.int
+    TOTAL_CHANGES_FIELD_NUMBER: _builtins.int
+    release_id: _builtins.str
+    base_version: _builtins.str
+    """The version the release was proposed against, and the one it is compared with now (the active policy)."""
+    active_version: _builtins.str
+    proposed_by: _builtins.str
+    proposed_at: _builtins.str
+    """RFC 3339."""
+    released_by: _builtins.str
+    """Empty until `policy release` has signed it."""
+    released_at: _builtins.str
+    summary: _builtins.str
+    """The one-line summary of the changes against the active policy."""
+    total_changes: _builtins.int
+    """How many changes there are; `changes` lists at most 1,000 of them, widenings first."""
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReleaseChange]: ...
+    @_builtins.property
+    def approvals(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReleaseApproval]:
+        """Every agency whose access the release widens, by name."""
+
+    @_builtins.property
+    def awaiting(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The agencies of `approvals` with no valid approval yet, by name; empty when it may be released."""
+
+    def __init__(
+        self,
+        *,
+        release_id: _builtins.str = ...,
+        base_version: _builtins.str = ...,
+        active_version: _builtins.str = ...,
+        proposed_by: _builtins.str = ...,
+        proposed_at: _builtins.str = ...,
+        released_by: _builtins.str = ...,
+        released_at: _builtins.str = ...,
+        summary: _builtins.str = ...,
+        changes: _abc.Iterable[Global___ReleaseChange] | None = ...,
+        approvals: _abc.Iterable[Global___ReleaseApproval] | None = ...,
+        awaiting: _abc.Iterable[_builtins.str] | None = ...,
+        total_changes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_version", b"active_version", "approvals", b"approvals", "awaiting", b"awaiting", "base_version", b"base_version", "changes", b"changes", "proposed_at", b"proposed_at", "proposed_by", b"proposed_by", "release_id", b"release_id", "released_at", b"released_at", "released_by", b"released_by", "summary", b"summary", "total_changes", b"total_changes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPolicyReleaseResponse: _TypeAlias = GetPolicyReleaseResponse  # noqa: Y015
+
+@_typing.final
+class ReleaseChange(_message.Message):
+    """One difference between the active policy and the release."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WIDENED_FIELD_NUMBER: _builtins.int
+    AREA_FIELD_NUMBER: _builtins.int
+    AGENCY_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    widened: _builtins.bool
+    """True for a widening (▲), false for a narrowing or a change that is neither (▼)."""
+    area: _builtins.str
+    """"level" for an access-matrix cell; else "binding", "agreement", "role", "purpose", "category" or
+    "redaction".
+    """
+    agency: _builtins.str
+    """The agency whose records the change concerns, when it concerns one agency's."""
+    text: _builtins.str
+    """The change as an IG officer reads it, e.g. "housing_officer for s47_enquiry: education
+    education.attendance NONE -> PERTINENT".
+    """
+    def __init__(
+        self,
+        *,
+        widened: _builtins.bool = ...,
+        area: _builtins.str = ...,
+        agency: _builtins.str = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "area", b"area", "text", b"text", "widened", b"widened"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseChange: _TypeAlias = ReleaseChange  # noqa: Y015
+
+@_typing.final
+class ReleaseApproval(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENCY_FIELD_NUMBER: _builtins.int
+    WIDENINGS_FIELD_NUMBER: _builtins.int
+    APPROVED_BY_FIELD_NUMBER: _builtins.int
+    agency: _builtins.str
+    widenings: _builtins.int
+    """How many widenings (▲) this agency must approve."""
+    @_builtins.property
+    def approved_by(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The agency's IG officers whose signed approvals verify."""
+
+    def __init__(
+        self,
+        *,
+        agency: _builtins.str = ...,
+        widenings: _builtins.int = ...,
+        approved_by: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "approved_by", b"approved_by", "widenings", b"widenings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseApproval: _TypeAlias = ReleaseApproval  # noqa: Y015

@@ -51,6 +51,21 @@ class PolicyServiceStub:
                 request_serializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.ReloadPolicyRequest.SerializeToString,
                 response_deserializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.ReloadPolicyResponse.FromString,
                 _registered_method=True)
+        self.GetVocabulary = channel.unary_unary(
+                '/mash.gateway.v1.PolicyService/GetVocabulary',
+                request_serializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetVocabularyRequest.SerializeToString,
+                response_deserializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetVocabularyResponse.FromString,
+                _registered_method=True)
+        self.ListPolicyActivations = channel.unary_unary(
+                '/mash.gateway.v1.PolicyService/ListPolicyActivations',
+                request_serializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.ListPolicyActivationsRequest.SerializeToString,
+                response_deserializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.ListPolicyActivationsResponse.FromString,
+                _registered_method=True)
+        self.GetPolicyRelease = channel.unary_unary(
+                '/mash.gateway.v1.PolicyService/GetPolicyRelease',
+                request_serializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetPolicyReleaseRequest.SerializeToString,
+                response_deserializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetPolicyReleaseResponse.FromString,
+                _registered_method=True)
 
 
 class PolicyServiceServicer:
@@ -80,6 +95,34 @@ class PolicyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetVocabulary(self, request, context):
+        """The names the active policy declares: agencies, roles, purposes, record categories, agreements (with
+        their dates) and the workflow's MASHes, ratings and decisions. Holds no personal data, so any certificate
+        bound to a role may read it; forms offer these names rather than free text.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPolicyActivations(self, request, context):
+        """Policy activations and refused changes, newest first, read from the audit log's policy_activation and
+        policy_rejected entries. Only for certificates bound to the policy_admin or auditor role (a caller of a
+        certificate bound to several roles asserts one of them); the read is itself audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPolicyRelease(self, request, context):
+        """A release in the gateway's release store (`policy propose`), compared with the policy serving now: each
+        change marked wider (▲) or narrower (▼), and for each agency whose access widens, who has approved and
+        whether it still has to. Only for certificates bound to policy_admin; FAILED_PRECONDITION when the
+        gateway has no release store configured.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PolicyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -97,6 +140,21 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     servicer.ReloadPolicy,
                     request_deserializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.ReloadPolicyRequest.FromString,
                     response_serializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.ReloadPolicyResponse.SerializeToString,
+            ),
+            'GetVocabulary': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVocabulary,
+                    request_deserializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetVocabularyRequest.FromString,
+                    response_serializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetVocabularyResponse.SerializeToString,
+            ),
+            'ListPolicyActivations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPolicyActivations,
+                    request_deserializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.ListPolicyActivationsRequest.FromString,
+                    response_serializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.ListPolicyActivationsResponse.SerializeToString,
+            ),
+            'GetPolicyRelease': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicyRelease,
+                    request_deserializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetPolicyReleaseRequest.FromString,
+                    response_serializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetPolicyReleaseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -182,6 +240,87 @@ class PolicyService:
             '/mash.gateway.v1.PolicyService/ReloadPolicy',
             mash_dot_gateway_dot_v1_dot_policy__service__pb2.ReloadPolicyRequest.SerializeToString,
             mash_dot_gateway_dot_v1_dot_policy__service__pb2.ReloadPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVocabulary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mash.gateway.v1.PolicyService/GetVocabulary',
+            mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetVocabularyRequest.SerializeToString,
+            mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetVocabularyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPolicyActivations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mash.gateway.v1.PolicyService/ListPolicyActivations',
+            mash_dot_gateway_dot_v1_dot_policy__service__pb2.ListPolicyActivationsRequest.SerializeToString,
+            mash_dot_gateway_dot_v1_dot_policy__service__pb2.ListPolicyActivationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPolicyRelease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mash.gateway.v1.PolicyService/GetPolicyRelease',
+            mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetPolicyReleaseRequest.SerializeToString,
+            mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetPolicyReleaseResponse.FromString,
             options,
             channel_credentials,
             insecure,

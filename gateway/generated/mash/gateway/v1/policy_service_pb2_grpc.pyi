@@ -43,6 +43,22 @@ class PolicyServiceStub:
     """Reloads the gateway's policy directory: load, check, run the policy tests, audit, and only then swap
     it in. A refused policy leaves the previous one serving; the findings say why.
     """
+    GetVocabulary: _grpc.UnaryUnaryMultiCallable[_policy_service_pb2.GetVocabularyRequest, _policy_service_pb2.GetVocabularyResponse]
+    """The names the active policy declares: agencies, roles, purposes, record categories, agreements (with
+    their dates) and the workflow's MASHes, ratings and decisions. Holds no personal data, so any certificate
+    bound to a role may read it; forms offer these names rather than free text.
+    """
+    ListPolicyActivations: _grpc.UnaryUnaryMultiCallable[_policy_service_pb2.ListPolicyActivationsRequest, _policy_service_pb2.ListPolicyActivationsResponse]
+    """Policy activations and refused changes, newest first, read from the audit log's policy_activation and
+    policy_rejected entries. Only for certificates bound to the policy_admin or auditor role (a caller of a
+    certificate bound to several roles asserts one of them); the read is itself audited.
+    """
+    GetPolicyRelease: _grpc.UnaryUnaryMultiCallable[_policy_service_pb2.GetPolicyReleaseRequest, _policy_service_pb2.GetPolicyReleaseResponse]
+    """A release in the gateway's release store (`policy propose`), compared with the policy serving now: each
+    change marked wider (▲) or narrower (▼), and for each agency whose access widens, who has approved and
+    whether it still has to. Only for certificates bound to policy_admin; FAILED_PRECONDITION when the
+    gateway has no release store configured.
+    """
 
 @_typing.type_check_only
 class PolicyServiceAsyncStub(PolicyServiceStub):
@@ -58,6 +74,22 @@ class PolicyServiceAsyncStub(PolicyServiceStub):
     ReloadPolicy: _aio.UnaryUnaryMultiCallable[_policy_service_pb2.ReloadPolicyRequest, _policy_service_pb2.ReloadPolicyResponse]  # type: ignore[assignment]
     """Reloads the gateway's policy directory: load, check, run the policy tests, audit, and only then swap
     it in. A refused policy leaves the previous one serving; the findings say why.
+    """
+    GetVocabulary: _aio.UnaryUnaryMultiCallable[_policy_service_pb2.GetVocabularyRequest, _policy_service_pb2.GetVocabularyResponse]  # type: ignore[assignment]
+    """The names the active policy declares: agencies, roles, purposes, record categories, agreements (with
+    their dates) and the workflow's MASHes, ratings and decisions. Holds no personal data, so any certificate
+    bound to a role may read it; forms offer these names rather than free text.
+    """
+    ListPolicyActivations: _aio.UnaryUnaryMultiCallable[_policy_service_pb2.ListPolicyActivationsRequest, _policy_service_pb2.ListPolicyActivationsResponse]  # type: ignore[assignment]
+    """Policy activations and refused changes, newest first, read from the audit log's policy_activation and
+    policy_rejected entries. Only for certificates bound to the policy_admin or auditor role (a caller of a
+    certificate bound to several roles asserts one of them); the read is itself audited.
+    """
+    GetPolicyRelease: _aio.UnaryUnaryMultiCallable[_policy_service_pb2.GetPolicyReleaseRequest, _policy_service_pb2.GetPolicyReleaseResponse]  # type: ignore[assignment]
+    """A release in the gateway's release store (`policy propose`), compared with the policy serving now: each
+    change marked wider (▲) or narrower (▼), and for each agency whose access widens, who has approved and
+    whether it still has to. Only for certificates bound to policy_admin; FAILED_PRECONDITION when the
+    gateway has no release store configured.
     """
 
 class PolicyServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -89,6 +121,40 @@ class PolicyServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_policy_service_pb2.ReloadPolicyResponse, _abc.Awaitable[_policy_service_pb2.ReloadPolicyResponse]]:
         """Reloads the gateway's policy directory: load, check, run the policy tests, audit, and only then swap
         it in. A refused policy leaves the previous one serving; the findings say why.
+        """
+
+    @_abc_1.abstractmethod
+    def GetVocabulary(
+        self,
+        request: _policy_service_pb2.GetVocabularyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_policy_service_pb2.GetVocabularyResponse, _abc.Awaitable[_policy_service_pb2.GetVocabularyResponse]]:
+        """The names the active policy declares: agencies, roles, purposes, record categories, agreements (with
+        their dates) and the workflow's MASHes, ratings and decisions. Holds no personal data, so any certificate
+        bound to a role may read it; forms offer these names rather than free text.
+        """
+
+    @_abc_1.abstractmethod
+    def ListPolicyActivations(
+        self,
+        request: _policy_service_pb2.ListPolicyActivationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_policy_service_pb2.ListPolicyActivationsResponse, _abc.Awaitable[_policy_service_pb2.ListPolicyActivationsResponse]]:
+        """Policy activations and refused changes, newest first, read from the audit log's policy_activation and
+        policy_rejected entries. Only for certificates bound to the policy_admin or auditor role (a caller of a
+        certificate bound to several roles asserts one of them); the read is itself audited.
+        """
+
+    @_abc_1.abstractmethod
+    def GetPolicyRelease(
+        self,
+        request: _policy_service_pb2.GetPolicyReleaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_policy_service_pb2.GetPolicyReleaseResponse, _abc.Awaitable[_policy_service_pb2.GetPolicyReleaseResponse]]:
+        """A release in the gateway's release store (`policy propose`), compared with the policy serving now: each
+        change marked wider (▲) or narrower (▼), and for each agency whose access widens, who has approved and
+        whether it still has to. Only for certificates bound to policy_admin; FAILED_PRECONDITION when the
+        gateway has no release store configured.
         """
 
 def add_PolicyServiceServicer_to_server(servicer: PolicyServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
