@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo console console-test-deps test lint typecheck protos bench clean
+.PHONY: demo console console-test-deps console-screenshots test lint typecheck protos bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -33,6 +33,10 @@ console-test-deps:
 	fi
 	@test -f tests/console/node_modules/axe-core/axe.min.js || \
 		npm install --no-save --no-package-lock --silent --prefix tests/console axe-core@$(AXE_VERSION)
+
+# Refresh the console screenshots shown in docs/console.md (the browser tests take them).
+console-screenshots: $(STAMP) console-test-deps
+	CONSOLE_SCREENSHOTS=docs/console $(BIN)/python -m pytest -q tests/console
 
 test: $(STAMP) console-test-deps
 	$(BIN)/ruff check .
