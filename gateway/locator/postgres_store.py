@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -19,8 +18,7 @@ from gateway.locator.store import (
     NodeEnrolment,
     iso,
 )
-
-_SCHEMA_LOCK = int.from_bytes(hashlib.sha256(b"mash-locator:schema").digest()[:8], "big", signed=True)
+from gateway.pg_schema import connect_prepared
 
 
 async def _set_node(cur: psycopg.AsyncCursor[Any], node: str, key_id: str, delta: int, complete: bool | None,
@@ -47,18 +45,8 @@ class PostgresLocatorStore:
 
     @classmethod
     async def open(cls, url: str) -> PostgresLocatorStore:
-        try:
-            conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
-        except psycopg.Error as exc:
-            raise LocatorStoreError("cannot connect to the PostgreSQL locator index") from exc
-        try:
-            async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-                for statement in SCHEMA_POSTGRES:
-                    await conn.execute(statement.encode())
-        except psycopg.Error as exc:
-            await conn.close()
-            raise LocatorStoreError("cannot prepare the PostgreSQL locator index") from exc
+        conn = await connect_prepared(url, lock_name="mash-locator", what="locator index",
+                                      schema=SCHEMA_POSTGRES, error=LocatorStoreError)
         return cls(conn)
 
     async def _node_lock(self, cur: psycopg.AsyncCursor[Any], node: str, key_id: str, now: datetime) -> None:

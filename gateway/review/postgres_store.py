@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import psycopg
 
+from gateway.pg_schema import connect_prepared
 from gateway.review.model import Review, ReviewStoreError
 from gateway.review.store import COLUMNS, ORDER, PENDING, SCHEMA, SELECT, from_row, settle, to_row
 from gateway.workflow.store import format_time
 
 _INSERT = f"INSERT INTO reviews ({SELECT}) VALUES ({', '.join('%s' for _ in COLUMNS)})"  # noqa: S608 (fixed text)
-_SCHEMA_LOCK = int.from_bytes(hashlib.sha256(b"mash-reviews:schema").digest()[:8], "big", signed=True)
 
 
 class PostgresReviewStore:
@@ -31,18 +30,8 @@ class PostgresReviewStore:
 
     @classmethod
     async def open(cls, url: str) -> PostgresReviewStore:
-        try:
-            conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
-        except psycopg.Error as exc:
-            raise ReviewStoreError("cannot connect to the PostgreSQL review store") from exc
-        try:
-            async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-                for statement in SCHEMA:
-                    await conn.execute(statement.encode())
-        except psycopg.Error as exc:
-            await conn.close()
-            raise ReviewStoreError("cannot prepare the PostgreSQL review store") from exc
+        conn = await connect_prepared(url, lock_name="mash-reviews", what="review store",
+                                      schema=SCHEMA, error=ReviewStoreError)
         return cls(conn)
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
+from gateway.pg_schema import connect_prepared
 from gateway.workflow.referral import Notification, Referral, Transition, VersionConflict
 from gateway.workflow.schema import POSTGRES
 from gateway.workflow.sealing import ContentSealer
@@ -43,7 +44,6 @@ _OUTBOX = ("INSERT INTO referral_outbox (recipient, kind, referral_id, team, wor
 _HISTORY = (f"INSERT INTO referral_history ({', '.join(HISTORY_COLUMNS)}) "  # noqa: S608 (fixed text)
             f"VALUES ({', '.join('%s' for _ in HISTORY_COLUMNS)})")
 _OUTBOX_LOCK = int.from_bytes(hashlib.sha256(b"mash-referrals:outbox").digest()[:8], "big", signed=True)
-_SCHEMA_LOCK = int.from_bytes(hashlib.sha256(b"mash-referrals:schema").digest()[:8], "big", signed=True)
 
 
 async def _insert_notices(conn: psycopg.AsyncConnection[Any], notices: Sequence[tuple[Any, ...]]) -> None:
@@ -75,19 +75,8 @@ class PostgresReferralStore:
 
     @classmethod
     async def open(cls, url: str, sealer: ContentSealer) -> PostgresReferralStore:
-        try:
-            conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
-        except psycopg.Error as exc:
-            raise ReferralStoreError("cannot connect to the PostgreSQL referral store") from exc
-        try:
-            async with conn.transaction():
-                # Gateways starting together must not race to create the same tables.
-                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-                for statement in POSTGRES:
-                    await conn.execute(statement.encode())
-        except psycopg.Error as exc:
-            await conn.close()
-            raise ReferralStoreError("cannot prepare the PostgreSQL referral store") from exc
+        conn = await connect_prepared(url, lock_name="mash-referrals", what="referral store",
+                                      schema=POSTGRES, error=ReferralStoreError)
         return cls(conn, sealer)
 
     async def _run(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
