@@ -436,6 +436,10 @@ class ReferralWorkflow:
         except GatewayError as exc:
             await self._refuse(caller, "merge", referral_id, exc)
             raise
+        if survivor.mash != referral.mash:  # a duplicate of a child's referral is never an adult's, and back
+            exc1 = _violation("into_referral_id", "must name a referral of the same MASH")
+            await self._refuse(caller, "merge", referral_id, exc1)
+            raise exc1
         if survivor.state.terminal:
             exc2 = InvalidTransition(into, Action.MERGE, survivor.state, "cannot merge into a finished referral")
             await self._refuse(caller, "merge", referral_id, exc2)

@@ -268,6 +268,21 @@ async def test_merging_needs_another_open_referral(rig: Rig) -> None:
         await rig.workflow.merge(MANAGER, third.referral_id, second.referral_id)
 
 
+async def test_a_referral_merges_only_into_one_of_its_own_mash(rig: Rig) -> None:
+    """A children's referral is never folded into an adults' one (or back): INVALID_ARGUMENT on into_referral_id,
+    audited, and both referrals stay as they were."""
+    child = await rig.workflow.submit(POLICE, _submit())
+    adult = SubjectIdentifiers(given_name="Edith", family_name="Okafor", date_of_birth="1941-05-02")
+    adults = await rig.workflow.submit(POLICE, _submit("adults", subject=adult, categories=("self_neglect",)))
+    with pytest.raises(InvalidRequest) as caught:
+        await rig.workflow.merge(MANAGER, child.referral_id, adults.referral_id)
+    assert [v.field for v in caught.value.violations] == ["into_referral_id"]
+    assert (await rig.store.get(child.referral_id)).state is child.state
+    refusals = [e for e in rig.sink.events if e.kind is AuditKind.REFUSAL and e.status == "INVALID_ARGUMENT"]
+    assert refusals
+    assert "into_referral_id" in refusals[-1].reason
+
+
 async def test_two_people_rating_at_once_lose_no_update(rig: Rig) -> None:
     """Concurrent steps on one referral: one wins, the other is VersionConflict and audited as ABORTED."""
     referral = await rig.workflow.submit(POLICE, _submit())
