@@ -75,5 +75,8 @@ class SessionStore:
         for sid in [sid for sid, s in self._sessions.items()
                     if now - s.last_seen > self._idle or now - s.created > self._absolute]:
             del self._sessions[sid]
-        while len(self._sessions) >= self._max:  # oldest first: a flood of anonymous sessions cannot grow memory
-            del self._sessions[min(self._sessions, key=lambda sid: self._sessions[sid].last_seen)]
+        # Full: end the least recently used anonymous session, so a flood of anonymous requests can neither grow
+        # memory nor sign anyone out; a signed-in one goes only when every session is signed in.
+        while len(self._sessions) >= self._max:
+            anonymous = [sid for sid, s in self._sessions.items() if not s.signed_in]
+            del self._sessions[min(anonymous or self._sessions, key=lambda sid: self._sessions[sid].last_seen)]

@@ -94,6 +94,16 @@ def test_anonymous_sessions_cannot_grow_without_bound() -> None:
     assert len(store._sessions) <= 10
 
 
+def test_a_flood_of_anonymous_sessions_signs_nobody_out() -> None:
+    """At the cap, anonymous sessions make room for each other; a signed-in person keeps their session."""
+    store = SessionStore(idle=60, absolute=300, max_sessions=10)
+    signed = store.sign_in(store.new(), "dpo.ada", ("auditor",))
+    for _ in range(500):
+        store.new()
+    assert store.get(signed.sid) is signed
+    assert len(store._sessions) <= 10
+
+
 def test_add_user_reads_the_password_from_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "accounts.json"
