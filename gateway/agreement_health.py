@@ -14,7 +14,6 @@ or the date changes, so a reload or midnight is enough; no restart is needed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -25,6 +24,7 @@ from grpc_health.v1._async import HealthServicer
 
 from gateway.domain import Clock
 from gateway.policy.checks import EXPIRY_WARNINGS
+from gateway.tasks import cancel
 
 log = structlog.get_logger("gateway.agreements")
 
@@ -120,7 +120,4 @@ class AgreementHealth:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(task)

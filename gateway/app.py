@@ -59,6 +59,7 @@ from gateway.service.ports import AgencyTransport
 from gateway.service.query import QueryService
 from gateway.service.request_ids import RequestLedger
 from gateway.settings import Settings, SettingsError
+from gateway.tasks import cancel
 from gateway.witness import WitnessClient, WitnessConfig
 from gateway.workflow.package import PertinentInformation
 from gateway.workflow.policy import WorkflowPolicy, keeps_workflow
@@ -331,10 +332,7 @@ class AuditHealth:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(task)
 
 
 class GatewayServer:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -23,6 +22,7 @@ from gateway.policy.snapshot import (
     read_consistently,
 )
 from gateway.policy.sources import content_hash
+from gateway.tasks import cancel
 from gateway.workflow.policy_tests import run_deadline_tests
 
 _log = structlog.get_logger("gateway.policy")
@@ -324,8 +324,5 @@ class PolicyWatcher:
         return self._task
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel(task)

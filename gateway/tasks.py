@@ -1,0 +1,54 @@
+"""Background tasks: stopping one cleanly, and the periodic sweeps the workflow and reviews run."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+
+from gateway.errors import GatewayError
+
+log = structlog.get_logger("gateway.tasks")
+
+
+async def cancel(task: asyncio.Task[None] | None) -> None:
+    """Cancel `task`, if there is one, and wait until it has stopped."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+class Sweeper:
+    """Runs `sweep()` every `interval` seconds until stopped.
+
+    A GatewayError (the audit log or a store is down) means nothing was recorded by that sweep: it is logged,
+    by type only, and the next sweep tries again.
+    """
+
+    name = "sweeper"
+
+    def __init__(self, *, interval: float) -> None:
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        await cancel(task)
+
+    async def sweep(self) -> int:
+        """One sweep; how many things it acted on."""
+        raise NotImplementedError
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except GatewayError as exc:
+                log.warning("sweep failed", sweeper=self.name, error_type=type(exc).__name__)
+            await asyncio.sleep(self._interval)
