@@ -13,14 +13,19 @@ from gateway.linkage.normalise import NormalisedSubject, normalise_subject
 _DOMAIN = b"mash-gateway/subject-token/v1"
 
 
-def _encode(route: str, parts: Sequence[str]) -> bytes:
-    # Length-prefixed parts under a versioned domain tag, so no two (route, values) share an encoding
-    # and a token can never equal an HMAC computed for some other purpose with the same key.
-    out = bytearray(_DOMAIN)
-    for part in (route, *parts):
+def length_prefixed(domain: bytes, parts: Sequence[str]) -> bytes:
+    """`domain` then each part as u32be(len) || UTF-8 bytes: no two lists of parts share an encoding."""
+    out = bytearray(domain)
+    for part in parts:
         raw = part.encode("utf-8")
         out += len(raw).to_bytes(4, "big") + raw
     return bytes(out)
+
+
+def _encode(route: str, parts: Sequence[str]) -> bytes:
+    # Length-prefixed parts under a versioned domain tag, so no two (route, values) share an encoding
+    # and a token can never equal an HMAC computed for some other purpose with the same key.
+    return length_prefixed(_DOMAIN, (route, *parts))
 
 
 def _route_messages(subject: NormalisedSubject) -> list[tuple[str, bytes]]:

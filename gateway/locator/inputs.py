@@ -16,6 +16,7 @@ import enum
 from collections.abc import Sequence
 
 from gateway.linkage import NormalisedSubject
+from gateway.linkage.tokens import length_prefixed
 
 DOMAIN = b"mash-gateway/locator/v1"
 TOKEN_BYTES = 16
@@ -30,11 +31,7 @@ class IdentifierKind(enum.Enum):
 
 def encode(kind: IdentifierKind, parts: Sequence[str]) -> bytes:
     """The OPRF input for one identifier kind: length-prefixed parts under the versioned domain."""
-    out = bytearray(DOMAIN)
-    for part in (kind.value, *parts):
-        raw = part.encode("utf-8")
-        out += len(raw).to_bytes(4, "big") + raw
-    return bytes(out)
+    return length_prefixed(DOMAIN, (kind.value, *parts))
 
 
 def locator_inputs(subject: NormalisedSubject) -> list[tuple[IdentifierKind, bytes]]:
