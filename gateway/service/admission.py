@@ -13,6 +13,7 @@ from gateway.audit.sealing import IdentifierSealer
 from gateway.domain import AuditEvent, AuditKind, Clock
 from gateway.errors import FieldViolation, InvalidRequest, RequestRefused
 from gateway.linkage import SubjectTokeniser
+from gateway.service.access import clip
 from gateway.service.ports import AuditSink, PolicySource, PolicyView
 from gateway.service.validation import (
     INVALID,
@@ -135,7 +136,6 @@ class Admission:
         return tokens, sealed
 
     async def _refuse(self, base: AuditEvent, status: str, reason: str) -> None:
-        if len(reason) > MAX_REASON:
-            reason = reason[:MAX_REASON - 1] + "…"
-        await self._audit.append([replace(base, kind=AuditKind.REFUSAL, status=status, reason=reason)])
+        refusal = replace(base, kind=AuditKind.REFUSAL, status=status, reason=clip(reason, MAX_REASON))
+        await self._audit.append([refusal])
         log.info("request refused", request_id=base.request_id, status=status)
