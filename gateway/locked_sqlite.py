@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from typing import Literal, TypeVar
 
+from gateway.audit.sqlite_store import path_from_url
 from gateway.errors import GatewayError
 
 T = TypeVar("T")
@@ -50,3 +51,32 @@ class LockedConnection:
                     self._conn.close()
 
         await asyncio.to_thread(close)
+
+
+async def open_connection(
+    url: str, schema: Sequence[str], *, synchronous: Literal["FULL", "NORMAL"],
+    error: Callable[[str], GatewayError], name: str,
+    migrate: Callable[[sqlite3.Connection], None] | None = None,
+) -> sqlite3.Connection:
+    """A connection to the SQLite file `url` names (its folder made if need be), in WAL mode with the given
+    `synchronous` level, with `schema` (then `migrate`) run in one immediate transaction, so two gateways
+    starting together do not race to create the same tables. Failure raises `error` naming the store."""
+    path = path_from_url(url)
+
+    def connect() -> sqlite3.Connection:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+        conn.execute("BEGIN IMMEDIATE")
+        for statement in schema:
+            conn.execute(statement)
+        if migrate is not None:
+            migrate(conn)
+        conn.execute("COMMIT")
+        return conn
+
+    try:
+        return await asyncio.to_thread(connect)
+    except sqlite3.Error as exc:
+        raise error(f"cannot open the {name}: {exc}") from exc

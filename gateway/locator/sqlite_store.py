@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from gateway.audit.sqlite_store import path_from_url
 from gateway.locator.store import (
     SCHEMA_SQLITE,
     Change,
@@ -17,7 +15,7 @@ from gateway.locator.store import (
     NodeEnrolment,
     iso,
 )
-from gateway.locked_sqlite import LockedConnection
+from gateway.locked_sqlite import LockedConnection, open_connection
 
 _CHUNK = 500  # host parameters per statement stay well under SQLite's limit
 
@@ -43,21 +41,9 @@ class SqliteLocatorStore:
 
     @classmethod
     async def open(cls, url: str) -> SqliteLocatorStore:
-        path = path_from_url(url)
-
-        def connect() -> sqlite3.Connection:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            for statement in SCHEMA_SQLITE:
-                conn.execute(statement)
-            return conn
-
-        try:
-            return cls(await asyncio.to_thread(connect))
-        except sqlite3.Error as exc:
-            raise LocatorStoreError(f"cannot open the locator index: {exc}") from exc
+        conn = await open_connection(url, SCHEMA_SQLITE, synchronous="NORMAL", error=LocatorStoreError,
+                                     name="locator index")
+        return cls(conn)
 
     async def enrol(self, node: str, key_id: str, tokens: Sequence[bytes], *, complete: bool | None,
                     now: datetime) -> Change:

@@ -15,8 +15,7 @@ from datetime import datetime
 from functools import partial
 from typing import TypeVar
 
-from gateway.audit.sqlite_store import path_from_url
-from gateway.locked_sqlite import LockedConnection
+from gateway.locked_sqlite import LockedConnection, open_connection
 from gateway.review.model import Review, ReviewStoreError
 from gateway.review.store import COLUMNS, ORDER, PENDING, SCHEMA, SELECT, from_row, settle, to_row
 from gateway.workflow.store import format_time
@@ -67,21 +66,8 @@ class SqliteReviewStore:
 
     @classmethod
     async def open(cls, url: str) -> SqliteReviewStore:
-        path = path_from_url(url)
-
-        def connect() -> sqlite3.Connection:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            for statement in SCHEMA:
-                conn.execute(statement)
-            return conn
-
-        try:
-            return cls(await asyncio.to_thread(connect))
-        except sqlite3.Error as exc:
-            raise ReviewStoreError(f"cannot open the review store: {exc}") from exc
+        conn = await open_connection(url, SCHEMA, synchronous="FULL", error=ReviewStoreError, name="review store")
+        return cls(conn)
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         return await self._db.run(work)

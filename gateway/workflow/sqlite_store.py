@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from gateway.audit.sqlite_store import path_from_url
-from gateway.locked_sqlite import LockedConnection
+from gateway.locked_sqlite import LockedConnection, open_connection
 from gateway.workflow.referral import Notification, Referral, Transition, VersionConflict
 from gateway.workflow.schema import OUTBOX_REVIEW_COLUMN, SQLITE
 from gateway.workflow.sealing import ContentSealer
@@ -44,6 +42,12 @@ _HISTORY = (f"INSERT INTO referral_history ({', '.join(HISTORY_COLUMNS)}) "  # n
             f"VALUES ({', '.join('?' for _ in HISTORY_COLUMNS)})")
 
 
+
+def _add_outbox_review_column(conn: sqlite3.Connection) -> None:
+    """An outbox made before review notices gains their column."""
+    if "review_id" not in {row[1] for row in conn.execute("PRAGMA table_info(referral_outbox)")}:
+        conn.execute(OUTBOX_REVIEW_COLUMN)
+
 class SqliteReferralStore:
     """A `ReferralStore` in one SQLite file; other processes may share the file (writes take the write lock)."""
 
@@ -53,25 +57,9 @@ class SqliteReferralStore:
 
     @classmethod
     async def open(cls, url: str, sealer: ContentSealer) -> SqliteReferralStore:
-        path = path_from_url(url)
-
-        def connect() -> sqlite3.Connection:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("BEGIN IMMEDIATE")
-            for statement in SQLITE:
-                conn.execute(statement)
-            if "review_id" not in {row[1] for row in conn.execute("PRAGMA table_info(referral_outbox)")}:
-                conn.execute(OUTBOX_REVIEW_COLUMN)
-            conn.execute("COMMIT")
-            return conn
-
-        try:
-            return cls(await asyncio.to_thread(connect), sealer)
-        except sqlite3.Error as exc:
-            raise ReferralStoreError(f"cannot open the referral store: {exc}") from exc
+        conn = await open_connection(url, SQLITE, synchronous="FULL", error=ReferralStoreError,
+                                     name="referral store", migrate=_add_outbox_review_column)
+        return cls(conn, sealer)
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         return await self._db.run(work)
