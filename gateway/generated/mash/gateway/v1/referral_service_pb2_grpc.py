@@ -189,13 +189,15 @@ class ReferralServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CloseReferral(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Closes a routed or decided referral (-> CLOSED); any other state is FAILED_PRECONDITION with the current one.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WithdrawReferral(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Withdraws a referral that is still open (-> WITHDRAWN); a finished one is FAILED_PRECONDITION.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

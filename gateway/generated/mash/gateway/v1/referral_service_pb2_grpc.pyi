@@ -55,7 +55,9 @@ class ReferralServiceStub:
     DecideReferral: _grpc.UnaryUnaryMultiCallable[_referral_service_pb2.DecideReferralRequest, _referral_service_pb2.DecideReferralResponse]
     """Records the decision and notifies the receiving agency's system."""
     CloseReferral: _grpc.UnaryUnaryMultiCallable[_referral_service_pb2.CloseReferralRequest, _referral_service_pb2.CloseReferralResponse]
+    """Closes a routed or decided referral (-> CLOSED); any other state is FAILED_PRECONDITION with the current one."""
     WithdrawReferral: _grpc.UnaryUnaryMultiCallable[_referral_service_pb2.WithdrawReferralRequest, _referral_service_pb2.WithdrawReferralResponse]
+    """Withdraws a referral that is still open (-> WITHDRAWN); a finished one is FAILED_PRECONDITION."""
     MergeReferral: _grpc.UnaryUnaryMultiCallable[_referral_service_pb2.MergeReferralRequest, _referral_service_pb2.MergeReferralResponse]
     """Folds a duplicate into the referral that carries on."""
     GetPertinentInformation: _grpc.UnaryUnaryMultiCallable[_referral_service_pb2.GetPertinentInformationRequest, _referral_service_pb2.GetPertinentInformationResponse]
@@ -100,7 +102,9 @@ class ReferralServiceAsyncStub(ReferralServiceStub):
     DecideReferral: _aio.UnaryUnaryMultiCallable[_referral_service_pb2.DecideReferralRequest, _referral_service_pb2.DecideReferralResponse]  # type: ignore[assignment]
     """Records the decision and notifies the receiving agency's system."""
     CloseReferral: _aio.UnaryUnaryMultiCallable[_referral_service_pb2.CloseReferralRequest, _referral_service_pb2.CloseReferralResponse]  # type: ignore[assignment]
+    """Closes a routed or decided referral (-> CLOSED); any other state is FAILED_PRECONDITION with the current one."""
     WithdrawReferral: _aio.UnaryUnaryMultiCallable[_referral_service_pb2.WithdrawReferralRequest, _referral_service_pb2.WithdrawReferralResponse]  # type: ignore[assignment]
+    """Withdraws a referral that is still open (-> WITHDRAWN); a finished one is FAILED_PRECONDITION."""
     MergeReferral: _aio.UnaryUnaryMultiCallable[_referral_service_pb2.MergeReferralRequest, _referral_service_pb2.MergeReferralResponse]  # type: ignore[assignment]
     """Folds a duplicate into the referral that carries on."""
     GetPertinentInformation: _aio.UnaryUnaryMultiCallable[_referral_service_pb2.GetPertinentInformationRequest, _referral_service_pb2.GetPertinentInformationResponse]  # type: ignore[assignment]
@@ -201,14 +205,16 @@ class ReferralServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _referral_service_pb2.CloseReferralRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_referral_service_pb2.CloseReferralResponse, _abc.Awaitable[_referral_service_pb2.CloseReferralResponse]]: ...
+    ) -> _typing.Union[_referral_service_pb2.CloseReferralResponse, _abc.Awaitable[_referral_service_pb2.CloseReferralResponse]]:
+        """Closes a routed or decided referral (-> CLOSED); any other state is FAILED_PRECONDITION with the current one."""
 
     @_abc_1.abstractmethod
     def WithdrawReferral(
         self,
         request: _referral_service_pb2.WithdrawReferralRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_referral_service_pb2.WithdrawReferralResponse, _abc.Awaitable[_referral_service_pb2.WithdrawReferralResponse]]: ...
+    ) -> _typing.Union[_referral_service_pb2.WithdrawReferralResponse, _abc.Awaitable[_referral_service_pb2.WithdrawReferralResponse]]:
+        """Withdraws a referral that is still open (-> WITHDRAWN); a finished one is FAILED_PRECONDITION."""
 
     @_abc_1.abstractmethod
     def MergeReferral(
