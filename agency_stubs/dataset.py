@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date
 from types import MappingProxyType
 from typing import TYPE_CHECKING
@@ -30,6 +30,12 @@ class PersonEntry:
     nhs_number: str = ""  # empty when the agency does not hold one
     postcode: str = ""
     records: tuple[Record, ...] = ()
+    # The person's part in a record, by record id, where a record names several people in different parts:
+    # "victim" or "perpetrator" for domestic-abuse incidents. Records not listed give no part.
+    roles: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    # Where a record's event happened, by record id, as an area (borough) of the partnership, for an
+    # agency serving several areas. Records not listed happened in the dataset's own area (if any).
+    areas: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +58,12 @@ class AgencyDataset:
         *,
         mash_contact: AgencyContact | None = None,
         catalogue: Sequence[CategorySpec] | None = None,
+        area: str = "",
     ) -> None:
         if agency not in CATALOGUE and catalogue is None:
             raise ValueError(f"unknown agency {agency!r}")
         self.agency = agency
+        self.area = area  # the area (borough) this agency serves; "" when it serves the whole partnership
         self.mash_contact = mash_contact or MASH_CONTACTS[agency]
         self.catalogue: tuple[CategorySpec, ...] = tuple(catalogue if catalogue is not None else CATALOGUE[agency])
         self.categories: frozenset[str] = frozenset(spec.category for spec in self.catalogue)
@@ -159,4 +167,5 @@ class AgencyDataset:
             self._check_record(record)
         updated = replace(entry, records=(*entry.records, *records))
         persons = {**self.persons, ref: updated}
-        return AgencyDataset(self.agency, persons.values(), mash_contact=self.mash_contact, catalogue=self.catalogue)
+        return AgencyDataset(self.agency, persons.values(), mash_contact=self.mash_contact, catalogue=self.catalogue,
+                             area=self.area)
