@@ -107,7 +107,8 @@ class Admission:
             user=safe["user"], role=safe["role"], purpose=safe["purpose"], legal_basis=safe["legal_basis"],
             agreement=safe["agreement"], case_reference=safe["case_reference"], subject_tokens=tokens,
             sealed_identifiers=sealed, policy_version=policy.version,
-            details={"request_id": INVALID} if bad_request_id else {"request_id": "reused"} if reused else {},
+            details={**({"request_id": INVALID} if bad_request_id else {"request_id": "reused"} if reused else {}),
+                     **({"preview_by_role": caller.previewed_by} if caller.previewed_by else {})},
         )
         try:
             if bad_request_id is not None:
