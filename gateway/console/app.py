@@ -17,6 +17,7 @@ from gateway.console import views_audit, views_work
 from gateway.console.accounts import Accounts
 from gateway.console.client import GatewayClient, GatewayTarget
 from gateway.console.sessions import SessionStore
+from gateway.console.throttle import wait_message
 from gateway.console.web import Console, ConsoleSettings, Page, Refused, SecurityHeaders, page
 
 STATIC = Path(__file__).parent / "static"
@@ -31,9 +32,16 @@ async def sign_in_form(current: Page) -> Response:
 async def sign_in(current: Page) -> Response:
     form = await current.form()
     user, password = str(form.get("user", "")), str(form.get("password", ""))
+    throttle = current.console.throttle
+    address = current.request.client.host if current.request.client else ""
+    wait = throttle.wait(user, address)
+    if wait:  # no password is checked while locked, so guessing gains nothing
+        return current.render("sign_in.html", status=429, error=wait_message(wait))
     account = current.console.accounts.authenticate(user, password)
     if account is None:
+        throttle.failed(user, address)
         return current.render("sign_in.html", status=401, error="The user id or password is wrong.")
+    throttle.succeeded(user)
     roles = tuple(r for r in account.roles if r in current.console.settings.bound_roles)
     if not roles:
         return current.render("sign_in.html", status=403,

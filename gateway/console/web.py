@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.console.accounts import Accounts
 from gateway.console.client import GatewayClient, metadata
 from gateway.console.sessions import Session, SessionStore
+from gateway.console.throttle import SignInThrottle
 
 COOKIE = "mash_console"
 TEMPLATES = Path(__file__).parent / "templates"
@@ -65,6 +66,7 @@ class Console:
     accounts: Accounts
     sessions: SessionStore
     gateway: GatewayClient
+    throttle: SignInThrottle = field(default_factory=SignInThrottle)
     env: Environment = field(init=False)
 
     def __post_init__(self) -> None:
