@@ -258,6 +258,7 @@ async def _referral_page(current: Page, referral_id: str, message: str = "",
     return current.render("referral.html", referral=response.referral, history=response.history,
                           message=message, countdown=countdown, state=_state, when=when, mash=mash,
                           purposes=[p for p in vocab.purposes if not p.group], agreements=vocab.agreements,
+                          legal_bases=sorted({b for p in vocab.purposes for b in p.legal_bases}),
                           compared=compared or {}, **ANSWER_HELPERS)
 
 
@@ -268,8 +269,12 @@ async def compare(current: Page) -> Response:
     form = await current.form()
     rid = _text(form, "referral_id")
     fields = {f: _text(form, f) for f in ("decision", "purpose", "legal_basis", "agreement")}
+    held = await current.console.gateway.referrals.GetReferral(referral_pb.GetReferralRequest(referral_id=rid),
+                                                               metadata=current.meta, timeout=10)
+    if not held.referral.content_visible:
+        raise Refused(403, f"Your role {current.session.role} may not see this referral's subject to research it.")
     research = await current.console.gateway.hub.Query(hub_pb.QueryRequest(
-        referral_id=rid, purpose=fields["purpose"],
+        subject=held.referral.subject, referral_id=rid, purpose=fields["purpose"],
         legal_basis=fields["legal_basis"], agreement=fields["agreement"]), metadata=current.meta, timeout=20)
     package = await current.console.gateway.referrals.PreviewPertinentInformation(
         referral_pb.PreviewPertinentInformationRequest(referral_id=rid, decision=fields["decision"]),
