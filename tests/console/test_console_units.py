@@ -130,6 +130,17 @@ def test_plain_http_cookies_are_refused_off_loopback(tmp_path: Path, capsys: pyt
     assert "loopback" in capsys.readouterr().err
 
 
+def test_oidc_needs_its_client_id_secret_file_and_redirect_uri(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["console", "serve", "--bound-role", "auditor", "--accounts", str(tmp_path / "none.json"),
+            "--oidc-issuer", "https://idp.example"]
+    assert main(base) == 2
+    assert "--oidc-client-id" in capsys.readouterr().err
+    assert main([*base, "--oidc-client-id", "c", "--oidc-redirect-uri", "https://console.example/oidc/callback",
+                 "--oidc-client-secret-file", str(tmp_path / "missing")]) == 2
+    assert "cannot read the OIDC client secret" in capsys.readouterr().err
+
+
 def _entry(agency: str, day: date) -> audit_pb.AuditEntry:
     e = audit_pb.AuditEntry(agency=agency)
     e.occurred_at.FromDatetime(datetime(day.year, day.month, day.day, 12, tzinfo=UTC))
