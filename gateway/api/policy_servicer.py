@@ -92,6 +92,27 @@ class PolicyServicer:
             awaiting=view.awaiting)
 
 
+    async def RunPolicyTests(
+        self, request: policy_pb.RunPolicyTestsRequest, call: Call
+    ) -> policy_pb.RunPolicyTestsResponse:
+        run = await self._admin.run_tests(call.caller)
+        results = [policy_pb.PolicyTestCaseResult(
+            kind="access", name=r.case.name, file=r.case.file, line=r.case.line, passed=r.passed,
+            expected=r.case.expect.name, got=r.got.name if r.got is not None else "", problems=list(r.problems),
+            role=r.case.role, purpose=r.case.purpose, agency=r.case.agency, category=r.case.category)
+            for r in run.access]
+        results += [policy_pb.PolicyTestCaseResult(
+            kind="deadline", name=d.case.name, file=d.case.file, line=d.case.line, passed=not d.problem,
+            expected=d.case.due.isoformat() if d.case.due else "none", got=d.got,
+            problems=[d.problem] if d.problem else [])
+            for d in run.deadlines]
+        results.sort(key=lambda r: (r.file, r.line))
+        passed = sum(1 for r in results if r.passed)
+        return policy_pb.RunPolicyTestsResponse(
+            policy_version=run.policy_version, tests_version=run.tests_version, results=results, passed=passed,
+            failed=len(results) - passed, unreadable=[finding_to_proto(f) for f in run.unreadable])
+
+
 def activation_to_proto(record: AuditRecord) -> policy_pb.PolicyActivation:
     """One policy_activation or policy_rejected entry, with the release details an activation carries."""
     event, details = record.event, record.event.details

@@ -66,7 +66,8 @@ def referral_to_proto(view: ReferralView, now: datetime) -> ref_pb.Referral:
         categories=list(r.categories), borough=r.borough, screening=r.screening, team=r.team, worker=r.worker,
         routing=r.routing, rating=r.rating, research_due=_ts(r.research_due), decision_due=_ts(r.decision_due),
         research_completed_at=_ts(r.research_completed_at), agencies_answered=list(r.agencies_answered),
-        decision=r.decision, merged_into=r.merged_into, due=_ts(r.due()), overdue=r.overdue(now),
+        decision=r.decision, decided_at=_ts(r.decided_at), merged_into=r.merged_into, due=_ts(r.due()),
+        overdue=r.overdue(now),
         content_visible=view.content_visible,
     )
     if view.content_visible:

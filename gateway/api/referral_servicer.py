@@ -116,6 +116,15 @@ class ReferralServicer:
                                                       policy_version=result.policy_version,
                                                       answers=[answer_to_proto(a) for a in result.answers])
 
+    async def PreviewPertinentInformation(self, request: ref_pb.PreviewPertinentInformationRequest,
+                                          call: Call) -> ref_pb.PreviewPertinentInformationResponse:
+        shown = await self._packages.preview(call.caller, request.referral_id, request.decision,
+                                             timeout=call.time_remaining())
+        return ref_pb.PreviewPertinentInformationResponse(
+            request_id=shown.result.request_id, policy_version=shown.result.policy_version, decision=shown.decision,
+            receiving_role=shown.receiving_role, purpose=shown.purpose,
+            answers=[answer_to_proto(a) for a in shown.result.answers])
+
     async def WatchNotifications(self, request: ref_pb.WatchNotificationsRequest,
                                  call: Call) -> AsyncIterator[ref_pb.WatchNotificationsResponse]:
         after = request.after_sequence if request.after_sequence else None

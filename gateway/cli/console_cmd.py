@@ -37,6 +37,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve.add_argument("--tls-key", type=Path, help="its private key")
     serve.add_argument("--idle-minutes", type=float, default=30.0, help="a session ends after this long idle")
     serve.add_argument("--page-size", type=int, default=25, help="audit log entries per page (default: 25)")
+    serve.add_argument("--oidc-issuer", help="also sign people in through this OpenID Connect provider "
+                       "(its issuer URL exactly; docs/console.md)")
+    serve.add_argument("--oidc-client-id", help="the console's client id at the provider")
+    serve.add_argument("--oidc-client-secret-file", type=Path, help="a file holding the console's client secret")
+    serve.add_argument("--oidc-redirect-uri", help="https://<console host>/oidc/callback, as registered")
+    serve.add_argument("--oidc-user-claim", default="preferred_username",
+                       help="the ID token claim that is the user id (default: preferred_username)")
+    serve.add_argument("--oidc-roles-claim", default="roles",
+                       help="the ID token claim listing the person's roles (default: roles)")
     serve.set_defaults(func=run_serve)
 
     demo = actions.add_parser("demo", help="a development partnership with demo data and accounts, and the "
@@ -117,6 +126,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from gateway.console.accounts import AccountError as ReadError
     from gateway.console.app import create_app
     from gateway.console.client import GatewayTarget
+    from gateway.console.oidc import OidcSettings
     from gateway.console.web import ConsoleSettings
 
     host, _, port = args.listen.rpartition(":")
@@ -127,9 +137,23 @@ def run_serve(args: argparse.Namespace) -> int:
     pki: Path = args.pki_dir
     target = GatewayTarget(args.gateway, pki / "ca.pem", pki / "clients" / f"{args.client}.pem",
                            pki / "clients" / f"{args.client}.key")
+    oidc = None
+    if args.oidc_issuer:
+        if not (args.oidc_client_id and args.oidc_client_secret_file and args.oidc_redirect_uri):
+            print("error: --oidc-issuer needs --oidc-client-id, --oidc-client-secret-file and --oidc-redirect-uri",
+                  file=sys.stderr)
+            return 2
+        try:
+            secret = args.oidc_client_secret_file.read_text().strip()
+        except OSError as exc:
+            print(f"error: cannot read the OIDC client secret: {exc.strerror}", file=sys.stderr)
+            return 2
+        oidc = OidcSettings(issuer=args.oidc_issuer, client_id=args.oidc_client_id, client_secret=secret,
+                            redirect_uri=args.oidc_redirect_uri, user_claim=args.oidc_user_claim,
+                            roles_claim=args.oidc_roles_claim)
     settings = ConsoleSettings(accounts_file=args.accounts, bound_roles=frozenset(args.bound_role),
                                secure_cookies=not args.insecure_http, idle_seconds=args.idle_minutes * 60,
-                               page_size=max(1, args.page_size))
+                               page_size=max(1, args.page_size), oidc=oidc)
     try:
         app = create_app(settings, target)
     except (OSError, ReadError) as exc:

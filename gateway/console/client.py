@@ -15,6 +15,7 @@ import grpc.aio
 from gateway.api.identity import ROLE_METADATA, USER_METADATA
 from gateway.generated.mash.gateway.v1 import (
     audit_service_pb2_grpc,
+    hub_service_pb2_grpc,
     policy_service_pb2_grpc,
     referral_service_pb2_grpc,
     review_service_pb2_grpc,
@@ -45,6 +46,7 @@ class GatewayClient:
         """Opens the channel; call it inside the event loop that serves the console."""
         self._channel = grpc.aio.secure_channel(self._target.address, self._credentials)
         self.audit = audit_service_pb2_grpc.AuditServiceStub(self._channel)
+        self.hub = hub_service_pb2_grpc.HubServiceStub(self._channel)
         self.policy = policy_service_pb2_grpc.PolicyServiceStub(self._channel)
         self.referrals = referral_service_pb2_grpc.ReferralServiceStub(self._channel)
         self.reviews = review_service_pb2_grpc.ReviewServiceStub(self._channel)

@@ -22,6 +22,7 @@ class Session:
     roles: tuple[str, ...] = ()
     role: str = ""
     flash: list[str] = field(default_factory=list)
+    via_oidc: bool = False  # signed in through the identity provider (sign-out then ends its session too)
 
     @property
     def signed_in(self) -> bool:

@@ -91,31 +91,40 @@ async def search_form(current: Page) -> Response:
 
 
 async def search(current: Page) -> Response:
-    """Newest first, a page at a time, with the total of the whole filtered log."""
+    """Newest first, a page at a time, with the total the gateway counted when the first page was read.
+
+    The gateway's page tokens carry the listing on from where the first page stood, so entries written since
+    (this search's own audit_access entry among them) do not shift later pages; the tokens of the pages seen so
+    far travel in the form, so "Newer" can step back too.
+    """
     current.require("audit")
     form = await current.form()
-    limit = current.console.settings.scan_limit
-    entries = await list_entries(current, _request(form, limit))
-    entries.sort(key=lambda e: e.index, reverse=True)  # whichever order the gateway sends them in
-    # Pages are anchored at the newest entry of the first page, so entries written since (this search's own
-    # audit_access entry among them) do not shift later pages.
-    try:
-        upto = int(str(form.get("upto", "")))
-    except ValueError:
-        upto = entries[0].index if entries else 0
-    entries = [e for e in entries if e.index <= upto]
     size = current.console.settings.page_size
-    pages = max(1, -(-len(entries) // size))
+    tokens = str(form.get("tokens", "")).split()
     try:
-        number = min(max(1, int(str(form.get("page", "1")))), pages)
+        number = max(1, min(int(str(form.get("page", "1"))), len(tokens) + 1))
     except ValueError:
         number = 1
-    shown = entries[(number - 1) * size:number * size]
+    request = _request(form, 0)
+    request.page_size = size
+    request.page_token = tokens[number - 2] if number > 1 else ""
+    shown, total, following = [], None, ""
+    async for response in current.console.gateway.audit.ListEntries(request, metadata=current.meta, timeout=30):
+        shown.append(response.entry)
+        if response.HasField("total_size"):
+            total = response.total_size
+        following = response.next_page_token or following
+    if total is None:
+        try:
+            total = int(str(form.get("total", "0"))) if number > 1 else 0
+        except ValueError:
+            total = 0
+    if following and len(tokens) < number:
+        tokens.append(following)
     filters = {f: str(form.get(f, "")) for f in (*FILTERS, "kind", "since", "until")}
-    filters["upto"] = str(upto)
-    return current.render("audit_search.html", kinds=KINDS, filters=filters, results=shown, total=len(entries),
-                          capped=len(entries) >= limit, page=number, pages=pages, when=when, kind_name=kind_name,
-                          level_name=level_name)
+    return current.render("audit_search.html", kinds=KINDS, filters=filters, results=shown, total=total,
+                          tokens=" ".join(tokens[:number]), page=number, pages=max(1, -(-total // size)),
+                          more=bool(following), when=when, kind_name=kind_name, level_name=level_name)
 
 
 async def entry(current: Page) -> Response:

@@ -104,6 +104,15 @@ async def history(current: Page) -> Response:
     return current.render("policy_history.html", activations=reply.activations, total=reply.total_size)
 
 
+async def policy_tests(current: Page) -> Response:
+    """The active policy's own tests run by the gateway now: every case, failures marked in words."""
+    current.require("policy")
+    run = await current.console.gateway.policy.RunPolicyTests(policy_pb.RunPolicyTestsRequest(),
+                                                              metadata=current.meta, timeout=60)
+    return current.render("policy_tests.html", run=run,
+                          failures=[r for r in run.results if not r.passed])
+
+
 async def release_form(current: Page) -> Response:
     current.require("policy")
     return current.render("policy_release.html", release=None, form={})
@@ -200,8 +209,27 @@ async def queue_page(current: Page) -> Response:
     return await _queue(current, _text(form, "page_token"), form.get("overdue_only") == "1")
 
 
+def deadline_counts(referrals: list[referral_pb.Referral], now: datetime,
+                    step: str) -> list[tuple[str, tuple[int, int, int]]]:
+    """Per rating (red, amber, green, then others): how many met the `step` ("research" or "decision")
+    deadline, missed it (done late, or not done after it) and are still within it; unrated ones are left out."""
+    counts: dict[str, list[int]] = {}
+    for r in referrals:
+        due, done = ((when(r.research_due), when(r.research_completed_at)) if step == "research"
+                     else (when(r.decision_due), when(r.decided_at)))
+        if not r.rating or due is None:
+            continue
+        slot = counts.setdefault(r.rating, [0, 0, 0])
+        if done is not None:
+            slot[0 if done <= due else 1] += 1
+        else:
+            slot[1 if now > due else 2] += 1
+    return [(rating, (c[0], c[1], c[2])) for rating, c in
+            sorted(counts.items(), key=lambda item: (RATING_ORDER.get(item[0], 3), item[0]))]
+
+
 async def compliance(current: Page) -> Response:
-    """Research deadlines met, missed and still running, per rating, over every referral the gateway holds."""
+    """Research and decision deadlines met, missed and still running, per rating, over every referral held."""
     current.require("referrals")
     stub = current.console.gateway.referrals
     states = [v for v in referral_pb.ReferralState.values() if v]
@@ -215,29 +243,46 @@ async def compliance(current: Page) -> Response:
         if not token:
             break
     now = datetime.now(UTC)
-    counts: dict[str, list[int]] = {}
-    for r in seen:
-        due = when(r.research_due)
-        if not r.rating or due is None:
-            continue
-        done = when(r.research_completed_at)
-        slot = counts.setdefault(r.rating, [0, 0, 0])
-        if done is not None:
-            slot[0 if done <= due else 1] += 1
-        else:
-            slot[1 if now > due else 2] += 1
-    rows = [(rating, (c[0], c[1], c[2])) for rating, c in
-            sorted(counts.items(), key=lambda item: RATING_ORDER.get(item[0], 3))]
-    return current.render("referral_compliance.html", rows=rows, truncated=bool(token),
-                          svg=stacked_bars(rows, "Research deadlines by rating"))
+    research, decision = deadline_counts(seen, now, "research"), deadline_counts(seen, now, "decision")
+    return current.render("referral_compliance.html", research=research, decision=decision, truncated=bool(token),
+                          research_svg=stacked_bars(research, "Research deadlines by rating"),
+                          decision_svg=stacked_bars(decision, "Decision deadlines by rating"))
 
 
-async def _referral_page(current: Page, referral_id: str, message: str = "") -> Response:
+async def _referral_page(current: Page, referral_id: str, message: str = "",
+                         compared: dict[str, Any] | None = None) -> Response:
     response = await current.console.gateway.referrals.GetReferral(
         referral_pb.GetReferralRequest(referral_id=referral_id), metadata=current.meta, timeout=10)
-    mash = next((m for m in (await vocabulary(current)).mashes if m.name == response.referral.mash), None)
+    vocab = await vocabulary(current)
+    mash = next((m for m in vocab.mashes if m.name == response.referral.mash), None)
     return current.render("referral.html", referral=response.referral, history=response.history,
-                          message=message, countdown=countdown, state=_state, when=when, mash=mash)
+                          message=message, countdown=countdown, state=_state, when=when, mash=mash,
+                          purposes=[p for p in vocab.purposes if not p.group], agreements=vocab.agreements,
+                          legal_bases=sorted({b for p in vocab.purposes for b in p.legal_bases}),
+                          compared=compared or {}, **ANSWER_HELPERS)
+
+
+async def compare(current: Page) -> Response:
+    """Research beside the package: the acting MASH role's research query (linked to the referral, audited) and,
+    agency by agency beside it, what the chosen decision's receiving role would get (the gateway's preview)."""
+    current.require("referrals")
+    form = await current.form()
+    rid = _text(form, "referral_id")
+    fields = {f: _text(form, f) for f in ("decision", "purpose", "legal_basis", "agreement")}
+    held = await current.console.gateway.referrals.GetReferral(referral_pb.GetReferralRequest(referral_id=rid),
+                                                               metadata=current.meta, timeout=10)
+    if not held.referral.content_visible:
+        raise Refused(403, f"Your role {current.session.role} may not see this referral's subject to research it.")
+    research = await current.console.gateway.hub.Query(hub_pb.QueryRequest(
+        subject=held.referral.subject, referral_id=rid, purpose=fields["purpose"],
+        legal_basis=fields["legal_basis"], agreement=fields["agreement"]), metadata=current.meta, timeout=20)
+    package = await current.console.gateway.referrals.PreviewPertinentInformation(
+        referral_pb.PreviewPertinentInformationRequest(referral_id=rid, decision=fields["decision"]),
+        metadata=current.meta, timeout=20)
+    left = {a.agency: a for a in research.answers}
+    right = {a.agency: a for a in package.answers}
+    rows = [(agency, left.get(agency), right.get(agency)) for agency in sorted({*left, *right})]
+    return await _referral_page(current, rid, compared={"rows": rows, "package": package, "form": fields})
 
 
 async def referral(current: Page) -> Response:
@@ -340,6 +385,7 @@ GET: dict[str, Handler] = {
     "/policy/agreements": agreements,
     "/policy/history": history,
     "/policy/release": release_form,
+    "/policy/tests": policy_tests,
     "/referrals": queue,
     "/referrals/compliance": compliance,
     "/reviews": reviews,
@@ -351,6 +397,7 @@ POST: dict[str, Handler] = {
     "/referrals": queue_page,
     "/referrals/view": referral,
     "/referrals/act": referral_act,
+    "/referrals/compare": compare,
     "/reviews/open": open_review,
     "/reviews/decide": decide_review,
 }

@@ -21,7 +21,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.console.accounts import Accounts
 from gateway.console.client import GatewayClient, metadata
+from gateway.console.oidc import OidcSettings, OidcSignIn
 from gateway.console.sessions import Session, SessionStore
+from gateway.console.throttle import SignInThrottle
 
 COOKIE = "mash_console"
 TEMPLATES = Path(__file__).parent / "templates"
@@ -29,7 +31,6 @@ TEMPLATES = Path(__file__).parent / "templates"
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; font-src 'self'; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 SECURITY_HEADERS = {
-    "content-security-policy": CSP,
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
     "referrer-policy": "no-referrer",
@@ -55,6 +56,15 @@ class ConsoleSettings:
     absolute_seconds: float = 8 * 3600
     page_size: int = 25
     scan_limit: int = 20_000
+    oidc: OidcSettings | None = None  # sign-in through the organisation's identity provider, beside local accounts
+
+    @property
+    def csp(self) -> str:
+        """The Content-Security-Policy; with OIDC the sign-in and sign-out forms may redirect to the provider."""
+        if self.oidc is None:
+            return CSP
+        origin = "/".join(self.oidc.issuer.split("/")[:3])
+        return CSP.replace("form-action 'self'", f"form-action 'self' {origin}")
 
 
 @dataclass(slots=True)
@@ -65,6 +75,8 @@ class Console:
     accounts: Accounts
     sessions: SessionStore
     gateway: GatewayClient
+    throttle: SignInThrottle = field(default_factory=SignInThrottle)
+    oidc: OidcSignIn | None = None
     env: Environment = field(init=False)
 
     def __post_init__(self) -> None:
@@ -126,7 +138,7 @@ class Page:
         session = self.session
         body = self.console.env.get_template(template).render(
             session=session, csrf=session.csrf, areas=self.console.areas(session.role) if session.signed_in else [],
-            area_titles=AREA_TITLES, path=self.request.url.path, **context)
+            area_titles=AREA_TITLES, path=self.request.url.path, oidc=self.console.oidc is not None, **context)
         return self.finish(HTMLResponse(body, status_code=status))
 
     def redirect(self, to: str) -> Response:
@@ -174,8 +186,9 @@ class SecurityHeaders:
     link could not put an identifier in the log.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, csp: str = CSP) -> None:
         self.app = app
+        self.headers = {"content-security-policy": csp, **SECURITY_HEADERS}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -190,7 +203,7 @@ class SecurityHeaders:
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
-                headers += [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items() if k.encode() not in present]
+                headers += [(k.encode(), v.encode()) for k, v in self.headers.items() if k.encode() not in present]
                 message["headers"] = headers
             await send(message)
 

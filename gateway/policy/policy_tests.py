@@ -57,6 +57,7 @@ class PolicyTestResult:
 
     case: PolicyTestCase
     problems: tuple[str, ...] = ()
+    got: DisclosureLevel | None = None  # the level the policy gives; None when the case could not be judged
 
     @property
     def passed(self) -> bool:
@@ -167,7 +168,7 @@ def run_case(
         problems.append(f"expected review up to {case.review.name}, got {decision.review.name} ({lines})")
     if case.record:
         problems += _check_fields(snapshot, case, level, pseudonym_keys or Keyring.generate(), on)
-    return PolicyTestResult(case, tuple(problems))
+    return PolicyTestResult(case, tuple(problems), level)
 
 
 def _agreement_refusal(snapshot: PolicySnapshot, case: PolicyTestCase, on: date) -> str:

@@ -115,7 +115,8 @@ class Admission:
             agreement=safe["agreement"], case_reference=safe["case_reference"], subject_tokens=tokens,
             sealed_identifiers=sealed, policy_version=policy.version,
             details={**({"request_id": INVALID} if bad_request_id else {"request_id": "reused"} if reused else {}),
-                     **requester_area(policy, caller.agency)},
+                     **requester_area(policy, caller.agency),
+                     **({"preview_by_role": caller.previewed_by} if caller.previewed_by else {})},
         )
         try:
             if bad_request_id is not None:

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from gateway.audit import AuditRecord, AuditReview, EntryFilter
 from gateway.domain import AuditKind, Clock, SystemClock
-from gateway.errors import FieldViolation, InvalidRequest, NotFound, PolicyError
+from gateway.errors import FieldViolation, Finding, InvalidRequest, NotFound, PolicyError
 from gateway.policy import Decision, MatchingLines, PolicyHolder, PolicySnapshot, ReloadOutcome
 from gateway.policy.checks import expiring_agreements
 from gateway.policy.diff import LevelChange, PolicyChange, diff_settings, diff_snapshots
+from gateway.policy.policy_tests import PolicyTestResult, load_test_cases, run_suite
 from gateway.policy.release import (
     FILES,
     PROPOSAL,
@@ -27,9 +28,10 @@ from gateway.policy.release import (
     required_approvals,
     valid_approvals,
 )
-from gateway.policy.snapshot import load_snapshot
+from gateway.policy.snapshot import load_snapshot, read_consistently
 from gateway.service.access import AccessGuard, audited_user
 from gateway.service.validation import Caller
+from gateway.workflow.policy_tests import DeadlineCase, evaluate_case, load_deadline_cases
 
 ADMIN_ROLE = "policy_admin"
 AUDITOR_ROLE = "auditor"
@@ -55,6 +57,26 @@ class ActivationHistory:
 
     records: tuple[AuditRecord, ...]
     total: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlineResult:
+    """One workflow deadline case: the deadline the policy gives (in words) and why it fails ("" if it passes)."""
+
+    case: DeadlineCase
+    got: str
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
+class TestRun:
+    """The shipped policy tests run against the active snapshot."""
+
+    policy_version: str
+    tests_version: str  # the version of the directory the cases were read from
+    access: tuple[PolicyTestResult, ...]
+    deadlines: tuple[DeadlineResult, ...]
+    unreadable: tuple[Finding, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +148,7 @@ class PolicyAdmin:
         """The newest `page_size` (0: 50) policy_activation and policy_rejected entries, newest first, for a
         caller acting as policy administrator or auditor; the read is audited before anything is read."""
         rpc = "ListPolicyActivations"
-        bound = self._holder.current.roles_for(caller.identity)
-        role = caller.role if caller.role in HISTORY_ROLES else next(
-            (r for r in HISTORY_ROLES if r in bound), ADMIN_ROLE)
-        await self._guard.require(caller, role, rpc)
+        await self._require_reader(caller, rpc)
         if not 0 <= page_size <= MAX_HISTORY:
             await self._guard.refusals.refuse(caller, rpc, InvalidRequest(
                 [FieldViolation("page_size", f"must be between 0 and {MAX_HISTORY}")]))
@@ -146,6 +165,20 @@ class PolicyAdmin:
                                                                       newest_first=True)])
         found.sort(key=lambda r: r.index, reverse=True)
         return ActivationHistory(tuple(found[:size]), total)
+
+    async def _require_reader(self, caller: Caller, rpc: str) -> None:
+        """The caller acts as policy administrator or auditor, on a certificate bound to that role."""
+        bound = self._holder.current.roles_for(caller.identity)
+        role = caller.role if caller.role in HISTORY_ROLES else next(
+            (r for r in HISTORY_ROLES if r in bound), ADMIN_ROLE)
+        await self._guard.require(caller, role, rpc)
+
+    async def run_tests(self, caller: Caller) -> TestRun:
+        """The active policy's own tests (access and workflow deadline cases) run against it, for a caller
+        acting as policy administrator or auditor. The cases are read from the directory the active policy was
+        loaded from; `tests_version` says which version of it they came from."""
+        await self._require_reader(caller, "RunPolicyTests")
+        return await asyncio.to_thread(_run_tests, self._holder.current)
 
     async def release(self, caller: Caller, release_id: str) -> ReleaseView:
         """A proposed (or released) release of the store, compared with the active policy, for a policy admin."""
@@ -172,3 +205,13 @@ class PolicyAdmin:
         approved = valid_approvals(store, where.name, Signers.load(self._signers)) if self._signers else {}
         return ReleaseView(record, str(proposal.get("base_version", "")), active.version, summary, tuple(levels),
                            tuple(diff_settings(active, proposed)), owners, approved)
+
+
+def _run_tests(snapshot: PolicySnapshot) -> TestRun:
+    with read_consistently(snapshot.directory) as (copy, version):
+        suite = load_test_cases(copy)
+        deadline_cases, deadline_findings = load_deadline_cases(copy) if snapshot.workflow else ([], [])
+    access = run_suite(snapshot, suite)
+    deadlines = tuple(DeadlineResult(case, *evaluate_case(snapshot.workflow, case))
+                      for case in deadline_cases if snapshot.workflow is not None)
+    return TestRun(snapshot.version, version, access, deadlines, (*suite.findings, *deadline_findings))

@@ -170,10 +170,17 @@ class QueryService:
         return request, plans
 
     async def _hold(self, request: AdmittedRequest, plans: tuple[AgencyPlan, ...]) -> dict[str, Review]:
-        return {} if self.reviews is None else await self.reviews.hold(request, plans)
+        return {} if self._no_reviews(request) or self.reviews is None else await self.reviews.hold(request, plans)
 
     async def _open(self, request: AdmittedRequest, plans: tuple[AgencyPlan, ...]) -> Opened:
-        return Opened({}) if self.reviews is None else await self.reviews.store_reviews(request, plans)
+        if self._no_reviews(request) or self.reviews is None:
+            return Opened({})
+        return await self.reviews.store_reviews(request, plans)
+
+    @staticmethod
+    def _no_reviews(request: AdmittedRequest) -> bool:
+        """A preview (MASH staff seeing what a receiving role would get) asks no owner for a review."""
+        return bool(request.caller.previewed_by)
 
 
 def _pending(answer: AgencyAnswer, held: dict[str, Review]) -> AgencyAnswer:

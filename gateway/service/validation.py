@@ -38,6 +38,9 @@ class Caller:
     agency: str  # requesting organisation, from the certificate identity
     user: str
     role: str
+    # Set only by the gateway itself when MASH staff preview what `role` would receive: the role the
+    # certificate really asserted (it must be bound to that one, not to `role`). Never read from a request.
+    previewed_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +110,7 @@ def check_caller(policy: PolicyView, caller: Caller) -> None:
         violations.append(FieldViolation("metadata.x-mash-role", "the practitioner's role is required"))
     if violations:
         raise InvalidRequest(violations)
-    if caller.role not in policy.roles_for(caller.identity):
+    if (caller.previewed_by or caller.role) not in policy.roles_for(caller.identity):
         raise RequestRefused(
             f"certificate {caller.identity} may not assert "
             + (f"role {caller.role!r}" if caller.role in policy.roles else "that role (it is not declared)"),

@@ -6,12 +6,14 @@ purpose), so the same policy and redaction apply and nothing more than that role
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.errors import FieldViolation, InvalidRequest, RequestRefused
 from gateway.service.query import QueryResult
 from gateway.service.validation import Caller, QueryCommand
-from gateway.workflow.referral import Action, InvalidTransition, State
+from gateway.workflow.policy import PackageBasis
+from gateway.workflow.referral import Action, InvalidTransition, Referral, State
 from gateway.workflow.service import ReferralWorkflow
 from gateway.workflow.store import ReferralNotFound, ReferralStore
 from gateway.workflow.validation import check_referral_id
@@ -21,6 +23,16 @@ class HubQuery(Protocol):
     """The hub's query use case (QueryService.query)."""
 
     async def query(self, caller: Caller, command: QueryCommand, *, timeout: float | None) -> QueryResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """What a decision's receiving role would get: the decision, that role, the package's purpose, the answers."""
+
+    decision: str
+    receiving_role: str
+    purpose: str
+    result: QueryResult
 
 
 class PertinentInformation:
@@ -48,9 +60,36 @@ class PertinentInformation:
         except (InvalidRequest, RequestRefused, InvalidTransition, ReferralNotFound) as exc:
             await self._workflow.audit_refusal(caller, "package", referral_id, exc)
             raise
-        basis = rules.package
-        command = QueryCommand(request_id="", subject=referral.content.subject, purpose=basis.purpose,
-                               legal_basis=basis.legal_basis, agreement=basis.agreement,
-                               case_reference=referral_id)
         # The hub query checks the certificate may assert the role, the agreement, and audits every answer.
-        return await self._hub.query(caller, command, timeout=timeout)
+        return await self._hub.query(caller, _command(referral, rules.package), timeout=timeout)
+
+    async def preview(self, caller: Caller, referral_id: str, decision: str, *, timeout: float | None) -> Preview:
+        """For MASH staff who may see the referral's content: the package the receiving role of `decision` (or of
+        the recorded decision) would get, asked and redacted as that role, audited as a preview by the caller."""
+        referral = await self._workflow.load(caller, "preview_package", referral_id, "view_content")
+        try:
+            if referral.state in (State.WITHDRAWN, State.MERGED):
+                raise InvalidTransition(referral_id, Action.DECIDE, referral.state,
+                                        "a withdrawn or merged referral sends no package")
+            chosen = decision or referral.decision
+            if not chosen:
+                raise InvalidRequest([FieldViolation("decision", "is required: the referral has no decision yet")])
+            rules = self._workflow.workflow.mashes[referral.mash].decisions.get(chosen)
+            if rules is None:
+                raise InvalidRequest([FieldViolation("decision", "is not a decision of this referral's MASH")])
+            if rules.package is None or not rules.receiving_role:
+                raise InvalidRequest([FieldViolation("decision", "sends no pertinent-information package")])
+        except (InvalidRequest, InvalidTransition) as exc:
+            await self._workflow.audit_refusal(caller, "preview_package", referral_id, exc)
+            raise
+        receiver = Caller(identity=caller.identity, agency=self._workflow.role_agency(rules.receiving_role),
+                          user=caller.user, role=rules.receiving_role, previewed_by=caller.role)
+        result = await self._hub.query(receiver, _command(referral, rules.package), timeout=timeout)
+        return Preview(chosen, rules.receiving_role, rules.package.purpose, result)
+
+
+def _command(referral: Referral, basis: PackageBasis) -> QueryCommand:
+    """The direct query whose answers are the package: the subject, under the decision's purpose and agreement."""
+    return QueryCommand(request_id="", subject=referral.content.subject, purpose=basis.purpose,
+                        legal_basis=basis.legal_basis, agreement=basis.agreement,
+                        case_reference=referral.referral_id)

@@ -73,17 +73,22 @@ def load_deadline_cases(directory: Path) -> tuple[list[DeadlineCase], list[Findi
 
 def check_case(policy: WorkflowPolicy, case: DeadlineCase) -> str:
     """Why the case fails, or "" when the policy gives the expected deadline."""
+    return evaluate_case(policy, case)[1]
+
+
+def evaluate_case(policy: WorkflowPolicy, case: DeadlineCase) -> tuple[str, str]:
+    """(the deadline the policy gives, in words; why the case fails, or "" when it passes)."""
     mash = policy.mashes.get(case.mash)
     if mash is None or case.rating not in mash.ratings:
-        return f"no rating {case.rating!r} in MASH {case.mash!r}"
+        return "", f"no rating {case.rating!r} in MASH {case.mash!r}"
     try:
         got = policy.due(case.mash, case.rating, case.step, case.rated_at)
     except CalendarError as exc:
-        return str(exc)
+        return "", str(exc)
+    said = got.isoformat() if got else "none"
     if got != case.due:
-        return f"{case.name}: expected {case.due.isoformat() if case.due else 'none'}, " \
-               f"got {got.isoformat() if got else 'none'}"
-    return ""
+        return said, f"{case.name}: expected {case.due.isoformat() if case.due else 'none'}, got {said}"
+    return said, ""
 
 
 def run_deadline_tests(policy: WorkflowPolicy, directory: Path) -> tuple[int, list[Finding]]:

@@ -230,6 +230,15 @@ class ReferralWorkflow:
         await self._store.post(notices)
         await self._announce(notices)
 
+    async def load(self, caller: Caller, operation: str, referral_id: str, permission: str) -> Referral:
+        """A referral for a use case outside this class, after the same checks as every step (refusals audited)."""
+        return await self._load(caller, operation, referral_id, permission)
+
+    def role_agency(self, role: str) -> str:
+        """The agency the active policy says a role belongs to ("" for an undeclared role)."""
+        declared = self._policy.current.roles.get(role)
+        return declared.agency if declared is not None else ""
+
     async def _load(self, caller: Caller, operation: str, referral_id: str, permission: str,
                     violations: Sequence[FieldViolation] = ()) -> Referral:
         await self._guarded(caller, operation, referral_id, permission,

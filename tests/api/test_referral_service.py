@@ -15,7 +15,9 @@ from hub_helpers import SCREENING, error_reason, field_violations, rich_status, 
 
 from agency_stubs.cast import KAI_ALLOCATED_TEAM, KAI_ALLOCATED_WORKER, KAI_MERCER, NOAH_FENWICK
 from gateway.api.tls import client_credentials
+from gateway.audit import decode_entry
 from gateway.demo.partnership import Partnership
+from gateway.domain import AuditEvent, AuditKind
 from gateway.generated.mash.gateway.v1 import common_pb2
 from gateway.generated.mash.gateway.v1 import hub_service_pb2 as hub_pb
 from gateway.generated.mash.gateway.v1 import referral_service_pb2 as ref_pb
@@ -297,6 +299,12 @@ async def test_a_linked_query_about_an_unrated_referral_is_refused(partnership: 
     assert set(field_violations(caught.value)) == {"case_reference"}
 
 
+def _content(answers: Any) -> list[tuple[str, int, list[str]]]:
+    # Pseudonyms are fresh per request, so only their presence is compared.
+    return sorted((a.agency, a.status, [re.sub(r"pn:\w+:[0-9a-f]+", "pn:…", str(r)) for r in a.records])
+                  for a in answers)
+
+
 async def _decided(police: Client, manager: Client, decision: str = "s47_strategy_discussion") -> str:
     rid = (await police.call("SubmitReferral", notification(NOAH_FENWICK))).referral.referral_id
     await manager.call("RateReferral", ref_pb.RateReferralRequest(referral_id=rid, rating="amber"))
@@ -316,12 +324,7 @@ async def test_the_receivers_package_is_what_a_direct_query_by_that_role_release
         subject=subject(NOAH_FENWICK), purpose="s47_enquiry", legal_basis="children_act_1989_s47",
         agreement="mash-isa-2026", case_reference=rid)
 
-    def content(answers: Any) -> list[tuple[str, int, list[str]]]:
-        # Pseudonyms are fresh per request, so only their presence is compared.
-        return sorted((a.agency, a.status, [re.sub(r"pn:\w+:[0-9a-f]+", "pn:…", str(r)) for r in a.records])
-                      for a in answers)
-
-    assert content(package.answers) == content(direct.answers)
+    assert _content(package.answers) == _content(direct.answers)
     assert any(a.records for a in package.answers)
 
 
@@ -338,3 +341,95 @@ async def test_only_the_receiving_role_gets_the_package_and_only_after_a_decisio
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await csc.call("GetPertinentInformation", ref_pb.GetPertinentInformationRequest(referral_id=undecided))
     assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+
+
+# -- previewing the package (MASH staff see what a decision's receiving role would get)
+
+async def _events(partnership: Partnership) -> list[AuditEvent]:
+    assert partnership.gateway is not None
+    return [decode_entry(r.data).event for r in await partnership.gateway.deps.audit.store.scan(0, 10_000)]
+
+
+async def test_a_proposed_decisions_preview_is_the_package_its_receiver_then_gets(
+        partnership: Partnership, police: Client, manager: Client, csc: Client) -> None:
+    """Before deciding, the manager previews s47: the same answers the social worker fetches after the decision,
+    and the preview is audited under the manager's user, as the receiving role, marked as a preview."""
+    rid = (await police.call("SubmitReferral", notification(NOAH_FENWICK))).referral.referral_id
+    await manager.call("RateReferral", ref_pb.RateReferralRequest(referral_id=rid, rating="amber"))
+    preview = await manager.call("PreviewPertinentInformation", ref_pb.PreviewPertinentInformationRequest(
+        referral_id=rid, decision="s47_strategy_discussion"))
+    assert (preview.decision, preview.receiving_role, preview.purpose) == (
+        "s47_strategy_discussion", "social_worker", "s47_enquiry")
+    assert any(a.records for a in preview.answers)
+
+    await _decided_from_rated(manager, rid)
+    package = await csc.call("GetPertinentInformation", ref_pb.GetPertinentInformationRequest(referral_id=rid))
+    assert _content(preview.answers) == _content(package.answers)
+    recorded = await manager.call("PreviewPertinentInformation",
+                                  ref_pb.PreviewPertinentInformationRequest(referral_id=rid))
+    assert recorded.decision == "s47_strategy_discussion", "no decision given previews the recorded one"
+
+    previews = [e for e in await _events(partnership) if e.request_id == preview.request_id]
+    assert previews, "the preview's answers are audited"
+    assert {(e.kind, e.user, e.role, e.details.get("preview_by_role"), e.case_reference) for e in previews} == {
+        (AuditKind.DISCLOSURE, "mash.manager.1", "social_worker", "mash_manager", rid)}
+    assert all(e.caller.endswith("/system/mash-console") for e in previews)
+
+
+async def _decided_from_rated(manager: Client, rid: str) -> None:
+    await manager.call("StartResearch", ref_pb.StartResearchRequest(referral_id=rid))
+    await manager.call("CompleteResearch", ref_pb.CompleteResearchRequest(referral_id=rid))
+    await manager.call("DecideReferral", ref_pb.DecideReferralRequest(
+        referral_id=rid, decision="s47_strategy_discussion", reason="Needs a strategy discussion",
+        receiving_team="Assessment Team 1"))
+
+
+async def test_the_referral_carries_its_decision_time_beside_its_decision_deadline(
+        police: Client, manager: Client) -> None:
+    rid = (await police.call("SubmitReferral", notification(NOAH_FENWICK))).referral.referral_id
+    before = (await manager.call("GetReferral", ref_pb.GetReferralRequest(referral_id=rid))).referral
+    assert not before.HasField("decided_at")
+    await _decided(police, manager)  # a second referral, to show decided_at is per referral
+    await manager.call("RateReferral", ref_pb.RateReferralRequest(referral_id=rid, rating="amber"))
+    await _decided_from_rated(manager, rid)
+    after = (await manager.call("GetReferral", ref_pb.GetReferralRequest(referral_id=rid))).referral
+    assert after.HasField("decided_at")
+    assert after.HasField("decision_due")
+    decided = next(t for t in (await manager.call("GetReferral", ref_pb.GetReferralRequest(referral_id=rid))).history
+                   if t.action == "decide")
+    gap = after.decided_at.ToDatetime() - decided.at.ToDatetime()
+    assert abs(gap.total_seconds()) < 1, "decided_at is the time of the decide step in the history"
+
+
+@pytest.mark.parametrize(("decision", "why"), [
+    ("adopt_a_pet", "is not a decision of this referral's MASH"),
+    ("no_further_action", "sends no pertinent-information package"),
+    ("", "is required: the referral has no decision yet"),
+])
+async def test_a_decision_with_no_package_to_preview_is_invalid_and_audited(
+        partnership: Partnership, police: Client, manager: Client, decision: str, why: str) -> None:
+    rid = (await police.call("SubmitReferral", notification(NOAH_FENWICK))).referral.referral_id
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await manager.call("PreviewPertinentInformation",
+                           ref_pb.PreviewPertinentInformationRequest(referral_id=rid, decision=decision))
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(caught.value) == {"decision": why}
+    refusals = [e for e in await _events(partnership) if e.kind is AuditKind.REFUSAL]
+    assert refusals
+    assert refusals[-1].status == "INVALID_ARGUMENT"
+    assert not decision or decision not in refusals[-1].reason, "the refused text is not copied into the log"
+
+
+async def test_a_role_that_may_not_see_referral_content_may_not_preview(
+        partnership: Partnership, police: Client, manager: Client) -> None:
+    """The police officer's system may submit referrals but not see their content: PERMISSION_DENIED, audited,
+    and no disclosure is made."""
+    rid = (await police.call("SubmitReferral", notification(NOAH_FENWICK))).referral.referral_id
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await police.call("PreviewPertinentInformation", ref_pb.PreviewPertinentInformationRequest(
+            referral_id=rid, decision="s47_strategy_discussion"))
+    assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert error_reason(caught.value) == "WORKFLOW_PERMISSION"
+    events = await _events(partnership)
+    assert not [e for e in events if e.details.get("preview_by_role")]
+    assert events[-1].kind is AuditKind.REFUSAL

@@ -38,6 +38,7 @@ PEOPLE = {
     "reviewer.hana": ["health_designated_professional"],
     "nobody.ned": ["social_worker"],
     "multi.max": ["auditor", "mash_manager"],
+    "locked.lou": ["auditor"],  # only for the sign-in lockout test
 }
 # Every identifier the run puts through the console: none may appear in a URL or the access log.
 IDENTIFIERS = tuple(v for member in (cast.KAI_MERCER, cast.NOAH_FENWICK)

@@ -55,9 +55,9 @@ def check_accessible(page: Page) -> None:
     assert violations == [], f"{page.url}: {violations}"
 
 
-def shot(page: Page, name: str) -> None:
+def shot(page: Page, name: str, *, full_page: bool = True) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
 
 
 def test_sign_in_shows_the_person_and_role_and_sign_out_ends_the_session(open_page: Any, world: World) -> None:
@@ -84,6 +84,29 @@ def test_a_wrong_password_is_refused(open_page: Any, world: World) -> None:
     page = sign_in(open_page(), world, "dpo.ada", "not the password at all")
     assert "wrong" in page.locator("#sign-in-error").inner_text()
     assert page.locator("#signed-in-user").count() == 0
+
+
+def test_repeated_wrong_passwords_lock_the_account_with_a_clear_message_logged_without_identifiers(
+        open_page: Any, world: World) -> None:
+    """Five wrong passwords lock the account (from any address) for 30 s: even the right password is then
+    refused with 429 and how long to wait; the console's log says an account was locked, not which."""
+    page = open_page()
+    for _ in range(5):
+        sign_in(page, world, "locked.lou", "not the password at all")
+        assert "wrong" in page.locator("#sign-in-error").inner_text()
+    page.goto(world.base + "/sign-in")
+    page.get_by_label("User id").fill("locked.lou")
+    page.get_by_label("Password").fill(PASSWORD)
+    with page.expect_navigation() as navigation:
+        page.get_by_role("button", name="Sign in").click()
+    assert navigation.value.status == 429
+    assert page.locator("#sign-in-error").inner_text().startswith("Too many failed sign-ins. Try again in ")
+    assert page.locator("#signed-in-user").count() == 0
+    check_accessible(page)
+    log = wait_for_log(world.console_log, "sign-in locked: account")
+    (line,) = [ln for ln in log.splitlines() if "sign-in locked" in ln]
+    assert "locked.lou" not in line
+    assert "127.0.0.1" not in line
 
 
 def test_a_person_without_a_role_of_the_console_is_refused(open_page: Any, world: World) -> None:
@@ -278,6 +301,27 @@ def test_ig_officer_sees_the_policy_activation_history_from_the_audit_log(open_p
     shot(page, "policy-history")
 
 
+def test_ig_officer_sees_the_policy_test_results_with_file_and_line(open_page: Any, world: World) -> None:
+    """The gateway runs the active policy's own tests: every case passes, each with its expectation, outcome
+    and file:line."""
+    page = sign_in(open_page(), world, "ig.ian")
+    page.goto(world.base + "/policy")
+    with page.expect_navigation():
+        page.get_by_role("link", name="Policy test results").click()
+    passed = int(page.locator("#tests-passed").inner_text())
+    assert passed > 10
+    assert page.locator("#tests-failed").inner_text() == "0"
+    assert page.locator("#tests-version-warning").count() == 0
+    rows = page.locator("#policy-tests tbody tr")
+    assert rows.count() == passed
+    first = rows.first.locator("td").all_inner_texts()
+    assert first[0] == "pass"
+    assert re.fullmatch(r"tests/[\w/]+\.yaml:\d+", first[5]), first
+    assert first[3] == first[4], "expected and got agree for a passing case"
+    check_accessible(page)
+    shot(page, "policy-tests", full_page=False)  # the summary and the first cases; the whole list is long
+
+
 def test_ig_officer_asks_for_a_release_and_a_gateway_without_a_release_store_says_so(open_page: Any,
                                                                                      world: World) -> None:
     """The development gateway keeps no release store: the page says so plainly instead of failing."""
@@ -309,10 +353,27 @@ def test_mash_manager_sees_the_queue_opens_a_referral_and_rates_it(open_page: An
     assert page.locator("#referral-state").inner_text() == "rated"
     check_accessible(page)
     shot(page, "referral")
-    for step, state in (("Start research", "researching"), ("Research complete", "researching")):
-        with page.expect_navigation():
-            page.get_by_role("button", name=step).click()
-        assert page.locator("#referral-state").inner_text() == state, page.locator("main").inner_text()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Start research").click()
+    assert page.locator("#referral-state").inner_text() == "researching", page.locator("main").inner_text()
+    # Research beside the package the social worker would get for a section 47 strategy discussion.
+    page.get_by_label("Decision to preview").select_option("s47_strategy_discussion")
+    page.get_by_label("Research purpose").select_option("safeguarding_screening")
+    page.get_by_label("Legal basis").select_option("dpa_2018_sch1_para18")
+    page.get_by_label("Agreement").select_option("mash-isa-2026")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Research and compare").click()
+    assert page.locator("#compare").count() == 1, page.locator("main").inner_text()
+    headers = page.locator("#compare > thead > tr > th").all_inner_texts()
+    assert headers == ["Agency", "Research answer (mash_manager)", "Package to social_worker"]
+    agencies = page.locator("#compare > tbody > tr > th").all_inner_texts()
+    assert {"health", "police", "csc"} <= set(agencies), agencies
+    assert page.locator("#compare > tbody > tr").first.locator("section.answer").count() == 2, "both sides answered"
+    check_accessible(page)
+    shot(page, "referral-compare")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Research complete").click()
+    assert page.locator("#referral-state").inner_text() == "researching", page.locator("main").inner_text()
     decisions = page.locator("#decision option").evaluate_all("options => options.map(o => o.value)")
     assert "early_help" in decisions, decisions  # the workflow's decisions, from the gateway
     page.get_by_label("Decision", exact=True).select_option("early_help")
@@ -321,19 +382,25 @@ def test_mash_manager_sees_the_queue_opens_a_referral_and_rates_it(open_page: An
     with page.expect_navigation():
         page.get_by_role("button", name="Record the decision").click()
     assert page.locator("#referral-state").inner_text() == "decided", page.locator("main").inner_text()
+    assert page.locator("#decided-at").inner_text().startswith("(recorded ")
+    assert "after its deadline" not in page.locator("#decided-at").inner_text()
     history = page.locator("main table tbody tr").all_inner_texts()
     assert any("manager.mo" in row for row in history)
 
 
-def test_mash_manager_sees_research_deadline_compliance_by_rating(open_page: Any, world: World) -> None:
-    """The referral rated red above, researched at once, counts as on time for red."""
+def test_mash_manager_sees_research_and_decision_deadline_compliance_by_rating(open_page: Any,
+                                                                             world: World) -> None:
+    """The referral rated red above, researched and decided at once, counts as on time for red twice."""
     page = sign_in(open_page(), world, "manager.mo")
     page.goto(world.base + "/referrals")
     with page.expect_navigation():
-        page.get_by_role("link", name="Research deadlines by rating").click()
+        page.get_by_role("link", name="Research and decision deadlines by rating").click()
     rows = page.locator("#compliance tbody tr").all_inner_texts()
     assert any(row.split()[:2] == ["red", "1"] for row in rows), rows
     assert page.locator("#compliance-chart svg rect").count() >= 4
+    decided = page.locator("#decision-compliance tbody tr").all_inner_texts()
+    assert any(row.split()[:2] == ["red", "1"] for row in decided), decided
+    assert page.locator("#decision-compliance-chart svg rect").count() >= 4
     check_accessible(page)
     shot(page, "referral-compliance")
 

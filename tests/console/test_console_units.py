@@ -1,9 +1,11 @@
-"""The console's parts that need no browser: password hashes, the accounts file, sessions, the CLI and charts."""
+"""The console's parts that need no browser: password hashes, the accounts file, sessions, the sign-in throttle,
+the CLI, charts and deadline counts."""
 
 from __future__ import annotations
 
 import io
 import json
+import logging
 import stat
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -14,7 +16,10 @@ from gateway.cli.main import main
 from gateway.console.accounts import AccountError, Accounts, add_user, hash_password, verify_password
 from gateway.console.charts import Series, bar_chart, duration, series
 from gateway.console.sessions import SessionStore
+from gateway.console.throttle import SignInThrottle, wait_message
+from gateway.console.views_work import deadline_counts
 from gateway.generated.mash.gateway.v1 import audit_service_pb2 as audit_pb
+from gateway.generated.mash.gateway.v1 import referral_service_pb2 as referral_pb
 
 
 def test_password_hashes_are_salted_scrypt_and_verify_only_the_right_password() -> None:
@@ -125,6 +130,17 @@ def test_plain_http_cookies_are_refused_off_loopback(tmp_path: Path, capsys: pyt
     assert "loopback" in capsys.readouterr().err
 
 
+def test_oidc_needs_its_client_id_secret_file_and_redirect_uri(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["console", "serve", "--bound-role", "auditor", "--accounts", str(tmp_path / "none.json"),
+            "--oidc-issuer", "https://idp.example"]
+    assert main(base) == 2
+    assert "--oidc-client-id" in capsys.readouterr().err
+    assert main([*base, "--oidc-client-id", "c", "--oidc-redirect-uri", "https://console.example/oidc/callback",
+                 "--oidc-client-secret-file", str(tmp_path / "missing")]) == 2
+    assert "cannot read the OIDC client secret" in capsys.readouterr().err
+
+
 def _entry(agency: str, day: date) -> audit_pb.AuditEntry:
     e = audit_pb.AuditEntry(agency=agency)
     e.occurred_at.FromDatetime(datetime(day.year, day.month, day.day, 12, tzinfo=UTC))
@@ -153,3 +169,102 @@ def test_durations_read_as_people_say_them() -> None:
     assert duration(timedelta(seconds=45)) == "45 s"
     assert duration(timedelta(minutes=200)) == "3 h 20 min"
     assert duration(timedelta(days=2, hours=3)) == "2 d 3 h"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_account_is_locked_after_five_failures_and_each_further_failure_doubles_the_lockout() -> None:
+    clock = FakeClock()
+    throttle = SignInThrottle(clock=clock)
+    for _ in range(4):
+        throttle.failed("dpo.ada", "10.0.0.1")
+        assert throttle.wait("dpo.ada", "10.0.0.1") == 0, "four failures lock nothing"
+    throttle.failed("dpo.ada", "10.0.0.1")
+    assert throttle.wait("dpo.ada", "10.0.0.2") == 30, "the account is locked from any address"
+    assert throttle.wait("ig.ian", "10.0.0.1") == 0, "another account from the same address is not"
+    clock.now += 30
+    assert throttle.wait("dpo.ada", "10.0.0.1") == 0
+    throttle.failed("dpo.ada", "10.0.0.1")
+    assert throttle.wait("dpo.ada", "10.0.0.1") == 60
+    for _ in range(10):
+        throttle.failed("dpo.ada", "10.0.0.1")
+    assert throttle.wait("dpo.ada", "10.0.0.1") == 15 * 60, "the lockout is capped at 15 minutes"
+
+
+def test_a_success_clears_the_accounts_failures_and_old_failures_fall_out_of_the_window() -> None:
+    clock = FakeClock()
+    throttle = SignInThrottle(clock=clock)
+    for _ in range(4):
+        throttle.failed("dpo.ada", "10.0.0.1")
+    throttle.succeeded("dpo.ada")
+    throttle.failed("dpo.ada", "10.0.0.1")
+    assert throttle.wait("dpo.ada", "10.0.0.1") == 0
+    for _ in range(3):
+        throttle.failed("dpo.ada", "10.0.0.1")
+    clock.now += 16 * 60  # the window is 15 minutes
+    throttle.failed("dpo.ada", "10.0.0.1")
+    assert throttle.wait("dpo.ada", "10.0.0.1") == 0
+
+
+def test_one_address_guessing_many_accounts_is_locked_and_a_success_does_not_unlock_it() -> None:
+    clock = FakeClock()
+    throttle = SignInThrottle(clock=clock)
+    for n in range(20):
+        throttle.failed(f"user{n}", "10.0.0.9")
+    throttle.succeeded("user0")
+    assert throttle.wait("somebody.else", "10.0.0.9") == 30
+    assert throttle.wait("somebody.else", "10.0.0.8") == 0
+
+
+def test_the_lockout_log_line_names_no_account_or_address(caplog: pytest.LogCaptureFixture) -> None:
+    throttle = SignInThrottle(clock=FakeClock())
+    with caplog.at_level(logging.WARNING, logger="gateway.console.signin"):
+        for _ in range(5):
+            throttle.failed("dpo.ada", "192.0.2.77")
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith("sign-in locked: account ")
+    assert "dpo.ada" not in line
+    assert "192.0.2.77" not in line
+
+
+def test_the_throttle_remembers_a_bounded_number_of_keys() -> None:
+    throttle = SignInThrottle(clock=FakeClock(), max_keys=3)
+    for n in range(10):
+        throttle.failed(f"user{n}", f"10.0.0.{n}")
+    assert all(len(records) <= 3 for records in throttle._records.values())
+
+
+def test_the_wait_is_said_in_seconds_then_whole_minutes() -> None:
+    assert wait_message(12.2) == "Too many failed sign-ins. Try again in 13 seconds."
+    assert wait_message(60) == "Too many failed sign-ins. Try again in 1 minute."
+    assert wait_message(61) == "Too many failed sign-ins. Try again in 2 minutes."
+
+
+def _referral(rating: str, due: datetime | None, done: datetime | None) -> referral_pb.Referral:
+    r = referral_pb.Referral(rating=rating)
+    if due is not None:
+        r.decision_due.FromDatetime(due)
+    if done is not None:
+        r.decided_at.FromDatetime(done)
+    return r
+
+
+def test_decision_deadlines_are_counted_met_missed_and_running_per_rating() -> None:
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    hour = timedelta(hours=1)
+    referrals = [
+        _referral("red", now - hour, now - 2 * hour),  # decided before its deadline
+        _referral("red", now - 2 * hour, now - hour),  # decided after it
+        _referral("red", now - hour, None),  # not decided, deadline passed
+        _referral("green", now + hour, None),  # still running
+        _referral("amber", None, None),  # no deadline yet: left out
+        _referral("", now, now),  # unrated: left out
+    ]
+    assert deadline_counts(referrals, now, "decision") == [("red", (1, 2, 0)), ("green", (0, 0, 1))]
+    assert deadline_counts(referrals, now, "research") == [], "research deadlines are read from their own fields"

@@ -920,3 +920,123 @@ class ReleaseApproval(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReleaseApproval: _TypeAlias = ReleaseApproval  # noqa: Y015
+
+@_typing.final
+class RunPolicyTestsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunPolicyTestsRequest: _TypeAlias = RunPolicyTestsRequest  # noqa: Y015
+
+@_typing.final
+class RunPolicyTestsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    TESTS_VERSION_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
+    PASSED_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    UNREADABLE_FIELD_NUMBER: _builtins.int
+    policy_version: _builtins.str
+    """The active policy the cases ran against."""
+    tests_version: _builtins.str
+    """The version of the policy directory the cases were read from. It differs from policy_version when the
+    directory has been edited since the active policy was loaded (its tests may then not be the active ones).
+    """
+    passed: _builtins.int
+    failed: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___PolicyTestCaseResult]:
+        """Every case in file and line order."""
+
+    @_builtins.property
+    def unreadable(self) -> _containers.RepeatedCompositeFieldContainer[Global___PolicyFinding]:
+        """Cases that could not be read at all (file:line and why); they count as failures when a policy loads."""
+
+    def __init__(
+        self,
+        *,
+        policy_version: _builtins.str = ...,
+        tests_version: _builtins.str = ...,
+        results: _abc.Iterable[Global___PolicyTestCaseResult] | None = ...,
+        passed: _builtins.int = ...,
+        failed: _builtins.int = ...,
+        unreadable: _abc.Iterable[Global___PolicyFinding] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["failed", b"failed", "passed", b"passed", "policy_version", b"policy_version", "results", b"results", "tests_version", b"tests_version", "unreadable", b"unreadable"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunPolicyTestsResponse: _TypeAlias = RunPolicyTestsResponse  # noqa: Y015
+
+@_typing.final
+class PolicyTestCaseResult(_message.Message):
+    """One policy test case and its outcome."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    FILE_FIELD_NUMBER: _builtins.int
+    LINE_FIELD_NUMBER: _builtins.int
+    PASSED_FIELD_NUMBER: _builtins.int
+    EXPECTED_FIELD_NUMBER: _builtins.int
+    GOT_FIELD_NUMBER: _builtins.int
+    PROBLEMS_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    AGENCY_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """"access" (a role, purpose, agency and category expect a level) or "deadline" (a workflow deadline)."""
+    name: _builtins.str
+    file: _builtins.str
+    """The test file, relative to the policy directory (e.g. "tests/reviews.yaml"), and the case's line."""
+    line: _builtins.int
+    passed: _builtins.bool
+    expected: _builtins.str
+    """What was expected and what the policy gives, in words ("PERTINENT", "2026-03-02T17:00:00+00:00")."""
+    got: _builtins.str
+    role: _builtins.str
+    """The cell an access case asks about; empty for deadline cases."""
+    purpose: _builtins.str
+    agency: _builtins.str
+    category: _builtins.str
+    @_builtins.property
+    def problems(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Why it failed, one line each; empty when it passed."""
+
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        name: _builtins.str = ...,
+        file: _builtins.str = ...,
+        line: _builtins.int = ...,
+        passed: _builtins.bool = ...,
+        expected: _builtins.str = ...,
+        got: _builtins.str = ...,
+        problems: _abc.Iterable[_builtins.str] | None = ...,
+        role: _builtins.str = ...,
+        purpose: _builtins.str = ...,
+        agency: _builtins.str = ...,
+        category: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "category", b"category", "expected", b"expected", "file", b"file", "got", b"got", "kind", b"kind", "line", b"line", "name", b"name", "passed", b"passed", "problems", b"problems", "purpose", b"purpose", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PolicyTestCaseResult: _TypeAlias = PolicyTestCaseResult  # noqa: Y015

@@ -66,6 +66,11 @@ class PolicyServiceStub:
                 request_serializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetPolicyReleaseRequest.SerializeToString,
                 response_deserializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetPolicyReleaseResponse.FromString,
                 _registered_method=True)
+        self.RunPolicyTests = channel.unary_unary(
+                '/mash.gateway.v1.PolicyService/RunPolicyTests',
+                request_serializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.RunPolicyTestsRequest.SerializeToString,
+                response_deserializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.RunPolicyTestsResponse.FromString,
+                _registered_method=True)
 
 
 class PolicyServiceServicer:
@@ -123,6 +128,16 @@ class PolicyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunPolicyTests(self, request, context):
+        """Runs the policy tests shipped with the active policy (its directory's tests/*.yaml access cases and
+        tests/workflow/*.yaml deadline cases) against the active snapshot and returns every case's outcome.
+        Only for certificates bound to policy_admin or auditor (a caller of a certificate bound to several roles
+        asserts one of them). Holds no personal data; a refused call is audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PolicyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -155,6 +170,11 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     servicer.GetPolicyRelease,
                     request_deserializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetPolicyReleaseRequest.FromString,
                     response_serializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetPolicyReleaseResponse.SerializeToString,
+            ),
+            'RunPolicyTests': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunPolicyTests,
+                    request_deserializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.RunPolicyTestsRequest.FromString,
+                    response_serializer=mash_dot_gateway_dot_v1_dot_policy__service__pb2.RunPolicyTestsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -321,6 +341,33 @@ class PolicyService:
             '/mash.gateway.v1.PolicyService/GetPolicyRelease',
             mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetPolicyReleaseRequest.SerializeToString,
             mash_dot_gateway_dot_v1_dot_policy__service__pb2.GetPolicyReleaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunPolicyTests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mash.gateway.v1.PolicyService/RunPolicyTests',
+            mash_dot_gateway_dot_v1_dot_policy__service__pb2.RunPolicyTestsRequest.SerializeToString,
+            mash_dot_gateway_dot_v1_dot_policy__service__pb2.RunPolicyTestsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -59,6 +59,12 @@ class PolicyServiceStub:
     whether it still has to. Only for certificates bound to policy_admin; FAILED_PRECONDITION when the
     gateway has no release store configured.
     """
+    RunPolicyTests: _grpc.UnaryUnaryMultiCallable[_policy_service_pb2.RunPolicyTestsRequest, _policy_service_pb2.RunPolicyTestsResponse]
+    """Runs the policy tests shipped with the active policy (its directory's tests/*.yaml access cases and
+    tests/workflow/*.yaml deadline cases) against the active snapshot and returns every case's outcome.
+    Only for certificates bound to policy_admin or auditor (a caller of a certificate bound to several roles
+    asserts one of them). Holds no personal data; a refused call is audited.
+    """
 
 @_typing.type_check_only
 class PolicyServiceAsyncStub(PolicyServiceStub):
@@ -90,6 +96,12 @@ class PolicyServiceAsyncStub(PolicyServiceStub):
     change marked wider (▲) or narrower (▼), and for each agency whose access widens, who has approved and
     whether it still has to. Only for certificates bound to policy_admin; FAILED_PRECONDITION when the
     gateway has no release store configured.
+    """
+    RunPolicyTests: _aio.UnaryUnaryMultiCallable[_policy_service_pb2.RunPolicyTestsRequest, _policy_service_pb2.RunPolicyTestsResponse]  # type: ignore[assignment]
+    """Runs the policy tests shipped with the active policy (its directory's tests/*.yaml access cases and
+    tests/workflow/*.yaml deadline cases) against the active snapshot and returns every case's outcome.
+    Only for certificates bound to policy_admin or auditor (a caller of a certificate bound to several roles
+    asserts one of them). Holds no personal data; a refused call is audited.
     """
 
 class PolicyServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -155,6 +167,18 @@ class PolicyServiceServicer(metaclass=_abc_1.ABCMeta):
         change marked wider (▲) or narrower (▼), and for each agency whose access widens, who has approved and
         whether it still has to. Only for certificates bound to policy_admin; FAILED_PRECONDITION when the
         gateway has no release store configured.
+        """
+
+    @_abc_1.abstractmethod
+    def RunPolicyTests(
+        self,
+        request: _policy_service_pb2.RunPolicyTestsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_policy_service_pb2.RunPolicyTestsResponse, _abc.Awaitable[_policy_service_pb2.RunPolicyTestsResponse]]:
+        """Runs the policy tests shipped with the active policy (its directory's tests/*.yaml access cases and
+        tests/workflow/*.yaml deadline cases) against the active snapshot and returns every case's outcome.
+        Only for certificates bound to policy_admin or auditor (a caller of a certificate bound to several roles
+        asserts one of them). Holds no personal data; a refused call is audited.
         """
 
 def add_PolicyServiceServicer_to_server(servicer: PolicyServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -133,6 +133,7 @@ class Referral(_message.Message):
     HOUSEHOLD_FIELD_NUMBER: _builtins.int
     CONCERN_FIELD_NUMBER: _builtins.int
     DECISION_REASON_FIELD_NUMBER: _builtins.int
+    DECIDED_AT_FIELD_NUMBER: _builtins.int
     referral_id: _builtins.str
     mash: _builtins.str
     """Which MASH, as named in workflow.yaml (e.g. "children", "adults")."""
@@ -175,6 +176,10 @@ class Referral(_message.Message):
     def subject(self) -> _common_pb2.SubjectIdentifiers: ...
     @_builtins.property
     def household(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.SubjectIdentifiers]: ...
+    @_builtins.property
+    def decided_at(self) -> _timestamp_pb2.Timestamp:
+        """When the decision was recorded; unset until then. Compare with decision_due for the decision deadline."""
+
     def __init__(
         self,
         *,
@@ -205,10 +210,11 @@ class Referral(_message.Message):
         household: _abc.Iterable[_common_pb2.SubjectIdentifiers] | None = ...,
         concern: _builtins.str = ...,
         decision_reason: _builtins.str = ...,
+        decided_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["decision_due", b"decision_due", "due", b"due", "received_at", b"received_at", "research_completed_at", b"research_completed_at", "research_due", b"research_due", "subject", b"subject"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decided_at", b"decided_at", "decision_due", b"decision_due", "due", b"due", "received_at", b"received_at", "research_completed_at", b"research_completed_at", "research_due", b"research_due", "subject", b"subject"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agencies_answered", b"agencies_answered", "borough", b"borough", "categories", b"categories", "concern", b"concern", "content_visible", b"content_visible", "decision", b"decision", "decision_due", b"decision_due", "decision_reason", b"decision_reason", "due", b"due", "household", b"household", "mash", b"mash", "merged_into", b"merged_into", "overdue", b"overdue", "rating", b"rating", "received_at", b"received_at", "referral_id", b"referral_id", "referrer", b"referrer", "research_completed_at", b"research_completed_at", "research_due", b"research_due", "routing", b"routing", "screening", b"screening", "source_agency", b"source_agency", "state", b"state", "subject", b"subject", "team", b"team", "version", b"version", "worker", b"worker"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agencies_answered", b"agencies_answered", "borough", b"borough", "categories", b"categories", "concern", b"concern", "content_visible", b"content_visible", "decided_at", b"decided_at", "decision", b"decision", "decision_due", b"decision_due", "decision_reason", b"decision_reason", "due", b"due", "household", b"household", "mash", b"mash", "merged_into", b"merged_into", "overdue", b"overdue", "rating", b"rating", "received_at", b"received_at", "referral_id", b"referral_id", "referrer", b"referrer", "research_completed_at", b"research_completed_at", "research_due", b"research_due", "routing", b"routing", "screening", b"screening", "source_agency", b"source_agency", "state", b"state", "subject", b"subject", "team", b"team", "version", b"version", "worker", b"worker"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1016,3 +1022,62 @@ class AcknowledgeNotificationsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AcknowledgeNotificationsResponse: _TypeAlias = AcknowledgeNotificationsResponse  # noqa: Y015
+
+@_typing.final
+class PreviewPertinentInformationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFERRAL_ID_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    referral_id: _builtins.str
+    decision: _builtins.str
+    """A decision of the referral's MASH (workflow.yaml); empty means the decision already recorded."""
+    def __init__(
+        self,
+        *,
+        referral_id: _builtins.str = ...,
+        decision: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "referral_id", b"referral_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PreviewPertinentInformationRequest: _TypeAlias = PreviewPertinentInformationRequest  # noqa: Y015
+
+@_typing.final
+class PreviewPertinentInformationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    RECEIVING_ROLE_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    ANSWERS_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    policy_version: _builtins.str
+    decision: _builtins.str
+    """The decision previewed, the role that would receive its package and the package's purpose."""
+    receiving_role: _builtins.str
+    purpose: _builtins.str
+    @_builtins.property
+    def answers(self) -> _containers.RepeatedCompositeFieldContainer[_hub_service_pb2.AgencyAnswer]: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        policy_version: _builtins.str = ...,
+        decision: _builtins.str = ...,
+        receiving_role: _builtins.str = ...,
+        purpose: _builtins.str = ...,
+        answers: _abc.Iterable[_hub_service_pb2.AgencyAnswer] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answers", b"answers", "decision", b"decision", "policy_version", b"policy_version", "purpose", b"purpose", "receiving_role", b"receiving_role", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PreviewPertinentInformationResponse: _TypeAlias = PreviewPertinentInformationResponse  # noqa: Y015

@@ -117,6 +117,11 @@ class ReferralServiceStub:
                 request_serializer=mash_dot_gateway_dot_v1_dot_referral__service__pb2.PurgeReferralsRequest.SerializeToString,
                 response_deserializer=mash_dot_gateway_dot_v1_dot_referral__service__pb2.PurgeReferralsResponse.FromString,
                 _registered_method=True)
+        self.PreviewPertinentInformation = channel.unary_unary(
+                '/mash.gateway.v1.ReferralService/PreviewPertinentInformation',
+                request_serializer=mash_dot_gateway_dot_v1_dot_referral__service__pb2.PreviewPertinentInformationRequest.SerializeToString,
+                response_deserializer=mash_dot_gateway_dot_v1_dot_referral__service__pb2.PreviewPertinentInformationResponse.FromString,
+                _registered_method=True)
 
 
 class ReferralServiceServicer:
@@ -240,6 +245,17 @@ class ReferralServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PreviewPertinentInformation(self, request, context):
+        """For MASH staff who may see a referral's content: the pertinent-information package that the receiving
+        role of a decision (the one recorded, or one proposed) would get, gathered and redacted exactly as
+        GetPertinentInformation gathers it for that role. Audited as a disclosure to the caller (role: the
+        receiving role; details: preview_by_role). Opens no owner review: parts that need one are shown as
+        the receiving role would first get them, before any reviewer approves.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReferralServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -322,6 +338,11 @@ def add_ReferralServiceServicer_to_server(servicer, server):
                     servicer.PurgeReferrals,
                     request_deserializer=mash_dot_gateway_dot_v1_dot_referral__service__pb2.PurgeReferralsRequest.FromString,
                     response_serializer=mash_dot_gateway_dot_v1_dot_referral__service__pb2.PurgeReferralsResponse.SerializeToString,
+            ),
+            'PreviewPertinentInformation': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreviewPertinentInformation,
+                    request_deserializer=mash_dot_gateway_dot_v1_dot_referral__service__pb2.PreviewPertinentInformationRequest.FromString,
+                    response_serializer=mash_dot_gateway_dot_v1_dot_referral__service__pb2.PreviewPertinentInformationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -759,6 +780,33 @@ class ReferralService:
             '/mash.gateway.v1.ReferralService/PurgeReferrals',
             mash_dot_gateway_dot_v1_dot_referral__service__pb2.PurgeReferralsRequest.SerializeToString,
             mash_dot_gateway_dot_v1_dot_referral__service__pb2.PurgeReferralsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreviewPertinentInformation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mash.gateway.v1.ReferralService/PreviewPertinentInformation',
+            mash_dot_gateway_dot_v1_dot_referral__service__pb2.PreviewPertinentInformationRequest.SerializeToString,
+            mash_dot_gateway_dot_v1_dot_referral__service__pb2.PreviewPertinentInformationResponse.FromString,
             options,
             channel_credentials,
             insecure,

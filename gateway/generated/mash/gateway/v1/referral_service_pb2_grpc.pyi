@@ -74,6 +74,13 @@ class ReferralServiceStub:
     """Deletes, with their histories, referrals closed, withdrawn or merged longer ago than the retention in
     workflow.yaml. Without `confirm` it is a dry run that deletes nothing. Either way it is audited.
     """
+    PreviewPertinentInformation: _grpc.UnaryUnaryMultiCallable[_referral_service_pb2.PreviewPertinentInformationRequest, _referral_service_pb2.PreviewPertinentInformationResponse]
+    """For MASH staff who may see a referral's content: the pertinent-information package that the receiving
+    role of a decision (the one recorded, or one proposed) would get, gathered and redacted exactly as
+    GetPertinentInformation gathers it for that role. Audited as a disclosure to the caller (role: the
+    receiving role; details: preview_by_role). Opens no owner review: parts that need one are shown as
+    the receiving role would first get them, before any reviewer approves.
+    """
 
 @_typing.type_check_only
 class ReferralServiceAsyncStub(ReferralServiceStub):
@@ -120,6 +127,13 @@ class ReferralServiceAsyncStub(ReferralServiceStub):
     PurgeReferrals: _aio.UnaryUnaryMultiCallable[_referral_service_pb2.PurgeReferralsRequest, _referral_service_pb2.PurgeReferralsResponse]  # type: ignore[assignment]
     """Deletes, with their histories, referrals closed, withdrawn or merged longer ago than the retention in
     workflow.yaml. Without `confirm` it is a dry run that deletes nothing. Either way it is audited.
+    """
+    PreviewPertinentInformation: _aio.UnaryUnaryMultiCallable[_referral_service_pb2.PreviewPertinentInformationRequest, _referral_service_pb2.PreviewPertinentInformationResponse]  # type: ignore[assignment]
+    """For MASH staff who may see a referral's content: the pertinent-information package that the receiving
+    role of a decision (the one recorded, or one proposed) would get, gathered and redacted exactly as
+    GetPertinentInformation gathers it for that role. Audited as a disclosure to the caller (role: the
+    receiving role; details: preview_by_role). Opens no owner review: parts that need one are shown as
+    the receiving role would first get them, before any reviewer approves.
     """
 
 class ReferralServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -260,6 +274,19 @@ class ReferralServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_referral_service_pb2.PurgeReferralsResponse, _abc.Awaitable[_referral_service_pb2.PurgeReferralsResponse]]:
         """Deletes, with their histories, referrals closed, withdrawn or merged longer ago than the retention in
         workflow.yaml. Without `confirm` it is a dry run that deletes nothing. Either way it is audited.
+        """
+
+    @_abc_1.abstractmethod
+    def PreviewPertinentInformation(
+        self,
+        request: _referral_service_pb2.PreviewPertinentInformationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_referral_service_pb2.PreviewPertinentInformationResponse, _abc.Awaitable[_referral_service_pb2.PreviewPertinentInformationResponse]]:
+        """For MASH staff who may see a referral's content: the pertinent-information package that the receiving
+        role of a decision (the one recorded, or one proposed) would get, gathered and redacted exactly as
+        GetPertinentInformation gathers it for that role. Audited as a disclosure to the caller (role: the
+        receiving role; details: preview_by_role). Opens no owner review: parts that need one are shown as
+        the receiving role would first get them, before any reviewer approves.
         """
 
 def add_ReferralServiceServicer_to_server(servicer: ReferralServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
