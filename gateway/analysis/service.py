@@ -142,6 +142,23 @@ def area_of(policy: PolicyView, agency: str) -> str:
     return str(find(agency)) if callable(find) else ""
 
 
+def area_refusal(policy: PolicyView, agreement: str, requester: str, agency: str) -> str:
+    """Why `requester` may not ask `agency` under `agreement` because they serve different areas, or ""."""
+    refuse = getattr(policy, "area_refusal", None)
+    return str(refuse(agreement, requester, agency)) if callable(refuse) else ""
+
+
+def within_areas(policy: PolicyView, caller: Caller, agreement: str,
+                 plans: Sequence[AgencyPlan]) -> tuple[tuple[AgencyPlan, str], ...]:
+    """Each plan with the area rule applied: an agency of another area than the requester's, under an agreement
+    that is not cross-area, is planned as withheld (like an agency that is not a party), with the reason."""
+    out = []
+    for plan in plans:
+        why = area_refusal(policy, agreement, caller.agency, plan.agency)
+        out.append((replace(plan, content={}, existence=(), review={}, asked=False) if why else plan, why))
+    return tuple(out)
+
+
 def declared_areas(policy: PolicyView) -> tuple[str, ...]:
     return tuple(sorted(getattr(policy, "areas", None) or ()))
 
@@ -216,19 +233,23 @@ class AnalysisService:
         plans = plan_request(request.policy, role=caller.role, purpose=request.command.purpose,
                              agreement=request.command.agreement, categories=request.command.categories,
                              routing=routing)
-        answered = await asyncio.gather(*(self._describe_one(request, plan) for plan in plans))
+        answered = await asyncio.gather(*(self._describe_one(request, plan, why) for plan, why in
+                                          within_areas(request.policy, caller, request.command.agreement, plans)))
         receipts = await self._audit.append([event for _, event in answered])
         parts = tuple(replace(part, receipt=r) for (part, _), r in zip(answered, receipts, strict=True))
         log.info("person described", request_id=request.request_id,
                  statuses={p.agency: p.status.value for p in parts})
         return person_view(request.request_id, request.policy.version, parts)
 
-    async def _describe_one(self, request: AdmittedRequest, plan: AgencyPlan) -> tuple[AgencyPart, AuditEvent]:
+    async def _describe_one(self, request: AdmittedRequest, plan: AgencyPlan,
+                            area_refused: str) -> tuple[AgencyPart, AuditEvent]:
         event = replace(request.base_event, agency=plan.agency, level=plan.level.name,
                         deciding_rules=plan.rules, occurred_at=self._clock.now())
         area = area_of(request.policy, plan.agency)
         try:
             part = await self._ask_one(request, plan, area)
+            if area_refused:
+                part = replace(part, detail=area_refused)
         except Exception as exc:  # a fault of ours withholds this agency's part, not the rest
             log.error("internal error while summarising an agency", request_id=request.request_id,
                       agency=plan.agency, error_type=type(exc).__name__)
@@ -295,7 +316,9 @@ class AnalysisService:
         plans = plan_request(request.policy, role=caller.role, purpose=request.command.purpose,
                              agreement=request.command.agreement, categories=())
         key_id = self._active_key() if self._active_key is not None else ""
-        gathered = await asyncio.gather(*(self._cohort(request, plan, start, end, key_id) for plan in plans))
+        gathered = await asyncio.gather(*(
+            self._cohort(request, plan, start, end, key_id, why)
+            for plan, why in within_areas(request.policy, caller, request.command.agreement, plans)))
         rows: list[CohortRow] = []
         left_out: list[tuple[str, str]] = []
         counted: list[str] = []
@@ -325,8 +348,10 @@ class AnalysisService:
         return replace(picture, receipt=receipt)
 
     async def _cohort(self, request: AdmittedRequest, plan: AgencyPlan, start: date, end: date,
-                      key_id: str) -> tuple[list[CohortRow], str]:
+                      key_id: str, area_refused: str) -> tuple[list[CohortRow], str]:
         """(rows, "") or ([], why the agency is left out)."""
+        if area_refused:
+            return [], area_refused
         if not plan.content:
             return [], "policy allows no counts from this agency for this role, purpose and agreement"
         if not key_id:
