@@ -335,7 +335,7 @@ class AnalysisService:
         picture = Picture(request.request_id, request.policy.version, start, end, shown_areas, shown_total,
                           tuple(counted), tuple(left_out))
         released = _released(picture)
-        event = replace(request.base_event, occurred_at=self._clock.now(), status="OK", level="AGGREGATE",
+        event = replace(request.base_event, occurred_at=self._clock.now(), status="OK", level="",
                         categories=tuple(sorted({c for p in plans if p.agency in counted for c in p.content})),
                         deciding_rules=tuple(r for p in plans if p.agency in counted for r in p.rules),
                         payload_digest=digest(released),
