@@ -217,6 +217,7 @@ class AnalysisService:
         self._features: dict[str, tuple[float, frozenset[int]]] = {}
 
     async def _summarises(self, agency: str, remaining: float) -> bool:
+        """Whether the agency's node lists FEATURE_SUMMARISE in Describe (asked again after FEATURES_FOR)."""
         seen = self._features.get(agency)
         if seen is None or time.monotonic() - seen[0] > FEATURES_FOR:
             features = await self._transport.features(agency, timeout=max(0.001, min(remaining, 1.0)))
@@ -228,6 +229,8 @@ class AnalysisService:
     # -- one person ----------------------------------------------------------------------------------------
 
     async def describe_person(self, caller: Caller, command: QueryCommand, *, timeout: float | None) -> PersonView:
+        """One person's counts and dates from each agency policy and the locator let us ask, every agency's
+        part audited before the answer; a refusal is audited and raised (see `Admission.admit`)."""
         request = await self._admission.admit(caller, command, timeout)
         routing = None if self._router is None else await self._router.route(request.command.subject)
         plans = plan_request(request.policy, role=caller.role, purpose=request.command.purpose,
@@ -307,6 +310,8 @@ class AnalysisService:
 
     async def partnership_picture(self, caller: Caller, command: PictureCommand, *,
                                   timeout: float | None) -> Picture:
+        """Suppressed counts per area over the period, people linked by locator token in memory only; one audit
+        entry of what was released; a refusal is audited and raised."""
         query = QueryCommand(request_id=command.request_id, subject=SubjectIdentifiers(), purpose=command.purpose,
                              legal_basis=command.legal_basis, agreement=command.agreement,
                              case_reference=command.case_reference)
