@@ -22,7 +22,7 @@ from agency_stubs import World, build_world
 from agency_stubs.cast import DEAN_ASHBY, JODIE_MERCER, CastMember
 from agency_stubs.dataset import PersonEntry
 from agency_stubs.locator_enrolment import enrol_running_node
-from gateway.api.tls import channel_credentials
+from gateway.api.tls import channel_credentials, client_credentials
 from gateway.audit import decode_entry
 from gateway.demo.partnership import Partnership
 from gateway.domain import AuditEvent, AuditKind
@@ -86,8 +86,6 @@ async def analysing(tmp_path: Path, policy_dir: Path, world: World, *,
         for agency in enrolling:
             channel = partnership.channel(channel_credentials(partnership.pki.ca_cert, *partnership.pki.node(agency)))
             await enrol_running_node(partnership.nodes[agency], channel)
-        from gateway.api.tls import client_credentials
-
         channel = partnership.channel(client_credentials(partnership.pki, "hub", "analysis-console"))
         yield Analyst(partnership, analysis_grpc.AnalysisServiceStub(channel))
 
