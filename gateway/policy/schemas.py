@@ -140,3 +140,4 @@ class PolicyTestEntry(Entry):
     disclosed_on: Day | None = None
     agreement: Text = ""
     review: Annotated[DisclosureLevel, BeforeValidator(_level)] | None = None
+    requester: Text = ""  # the asking certificate's agency; the role's agency when not given

@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 from policy_helpers import SHIPPED, edit
 
+from gateway.cli.main import main
+from gateway.cli.policy_cmd import CLEAN, UNANSWERABLE
 from gateway.errors import Finding, PolicyError
-from gateway.policy import PolicySnapshot, is_blocking, lint, load_snapshot
+from gateway.policy import PolicySnapshot, is_blocking, lint, load_snapshot, load_test_cases, run_suite
 from gateway.policy.agreements import agreement_refusal
 from gateway.policy.diff import CHANGED, NARROWER, WIDER, diff_settings, diff_snapshots
+from gateway.policy.release import required_approvals
 from gateway.policy.sources import content_hash
 from tests.two_boroughs import CAMDEN_AGREEMENT, HACKNEY_AGREEMENT, PAN_AGREEMENT, add_two_boroughs
 
@@ -225,3 +228,118 @@ def test_areas_added_and_removed_are_vocabulary_changes(shipped: PolicySnapshot,
     _, removed = diff_snapshots(two, shipped)
     assert {(c.kind, c.name, c.added) for c in removed if c.kind == "areas"} == {
         ("areas", "camden", False), ("areas", "hackney", False)}
+
+
+# -- policy tests and explain ------------------------------------------------------------------------------
+
+CASES = f"""\
+tests:
+  - name: Camden's hub sees Camden's child protection plans under Camden's agreement
+    role: mash_manager
+    requester: hub_camden
+    purpose: s47_enquiry
+    agency: csc
+    category: csc.cp_plan
+    agreement: {CAMDEN_AGREEMENT}
+    expect: FULL
+  - name: Camden's hub sees Hackney's plans only under the pan-London agreement
+    role: mash_manager
+    requester: hub_camden
+    purpose: s47_enquiry
+    agency: csc_hackney
+    category: csc_hackney.cp_plan
+    agreement: {PAN_AGREEMENT}
+    expect: FULL
+  - name: Hackney's hub may not ask Camden under Hackney's agreement
+    role: mash_manager
+    requester: hub_hackney
+    purpose: s47_enquiry
+    agency: csc
+    category: csc.cp_plan
+    agreement: {HACKNEY_AGREEMENT}
+    expect: NONE
+"""
+
+
+def test_policy_test_cases_may_name_the_requester(boroughs: Path) -> None:
+    """A case with `requester` is judged as that agency's certificate asking, area rule included."""
+    (boroughs / "tests" / "areas.yaml").write_text(CASES)
+    suite = load_test_cases(boroughs)
+    assert not suite.findings
+    results = [r for r in run_suite(load_snapshot(boroughs), suite, today=TODAY) if r.case.file == "tests/areas.yaml"]
+    assert [r.case.requester for r in results] == ["hub_camden", "hub_camden", "hub_hackney"]
+    assert all(r.passed for r in results), [r.problems for r in results]
+
+
+def test_a_policy_test_expecting_cross_area_access_without_a_cross_area_agreement_fails(boroughs: Path) -> None:
+    """The case fails naming the area rule, exactly as the gateway would withhold the agency."""
+    edit(boroughs / AGREEMENTS, "parties: [police, health, csc_hackney, hub, hub_hackney]",
+         "parties: [police, health, csc_hackney, hub, hub_hackney, csc]")
+    edit(boroughs / AGREEMENTS, "categories: [police, health, csc_hackney]",
+         "categories: [police, health, csc_hackney, csc]")
+    (boroughs / "tests" / "areas.yaml").write_text(CASES.replace("expect: NONE", "expect: FULL"))
+    suite = load_test_cases(boroughs)
+    [result] = [r for r in run_suite(load_snapshot(boroughs), suite, today=TODAY) if r.case.requester == "hub_hackney"]
+    assert result.problems == (
+        f"expected FULL, got NONE (agreement {HACKNEY_AGREEMENT} is not a cross-area agreement: "
+        "hub_hackney (hackney) may not ask csc (camden) under it)",)
+
+
+def test_a_policy_test_naming_an_undeclared_requester_is_reported(boroughs: Path) -> None:
+    (boroughs / "tests" / "areas.yaml").write_text(CASES.replace("requester: hub_camden", "requester: hub_camdn"))
+    suite = load_test_cases(boroughs)
+    results = [r for r in run_suite(load_snapshot(boroughs), suite, today=TODAY) if r.case.requester == "hub_camdn"]
+    assert results
+    assert all(r.problems == ("undeclared agency 'hub_camdn' (did you mean 'hub_camden'?)",) for r in results)
+
+
+def explain(capsys: pytest.CaptureFixture[str], directory: Path, *argv: str) -> tuple[int, str]:
+    code = main(["policy", "explain", str(directory), "--role", "mash_manager", "--purpose", "s47_enquiry",
+                 "--agency", "csc_hackney", "--category", "csc_hackney.cp_plan", "--date", "2026-11-26", *argv])
+    return code, capsys.readouterr().out
+
+
+def test_explain_takes_the_requester_and_reproduces_the_area_rule(
+    boroughs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--requester hub_camden` under a non-cross-area agreement listing Hackney gives NONE and says why."""
+    edit(boroughs / AGREEMENTS, "parties: [police, health, csc_hackney, hub, hub_hackney]",
+         "parties: [police, health, csc_hackney, hub, hub_hackney, hub_camden]")
+    code, out = explain(capsys, boroughs, "--agreement", HACKNEY_AGREEMENT, "--requester", "hub_camden")
+    assert code == CLEAN
+    assert f"mash_manager of hub_camden asking csc_hackney about csc_hackney.cp_plan for s47_enquiry under " \
+           f"{HACKNEY_AGREEMENT} on 2026-11-26: NONE" in " ".join(out.split())
+    assert "hub_camden (camden) may not ask csc_hackney (hackney)" in " ".join(out.split())
+    code, out = explain(capsys, boroughs, "--agreement", PAN_AGREEMENT, "--requester", "hub_camden")
+    assert code == CLEAN
+    assert f"under {PAN_AGREEMENT} on 2026-11-26: FULL" in out
+
+
+def test_explain_defaults_the_requester_to_the_roles_agency(boroughs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --requester the role's agency (the partnership-wide hub) asks: no area applies."""
+    code, out = explain(capsys, boroughs, "--agreement", HACKNEY_AGREEMENT)
+    assert code == CLEAN
+    assert f"mash_manager asking csc_hackney about csc_hackney.cp_plan for s47_enquiry under {HACKNEY_AGREEMENT}" \
+           in out
+    assert "FULL" in out
+
+
+def test_explain_with_an_undeclared_requester_is_unanswerable(
+    boroughs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = explain(capsys, boroughs, "--agreement", PAN_AGREEMENT, "--requester", "hub_hackny")
+    assert code == UNANSWERABLE
+    assert "undeclared agency 'hub_hackny' (did you mean 'hub_hackney'?)" in out
+
+
+def test_turning_an_agreement_cross_area_needs_its_record_holding_parties_approval(
+    boroughs: Path, two: PolicySnapshot
+) -> None:
+    """A release making the pan agreement cross-area again is a widening each party holding records signs."""
+    edit(boroughs / AGREEMENTS, "    cross_area: true\n", "    cross_area: false\n")
+    edit(boroughs / AGREEMENTS, "parties: [police, csc, csc_hackney, hub, hub_camden, hub_hackney]",
+         "parties: [police, csc, hub, hub_camden]")
+    approvals, _ = required_approvals(load_snapshot(boroughs), two)
+    owed = {agency for agency, lines in approvals.items()
+            if f"▲ agreement {PAN_AGREEMENT}: cross_area False -> True" in lines}
+    assert owed == {"police", "csc", "csc_hackney"}
