@@ -136,33 +136,6 @@ class Picture:
     receipt: AuditReceipt | None = None
 
 
-def area_of(policy: PolicyView, agency: str) -> str:
-    """The area an agency serves ("" for a partnership-wide agency, or a policy without areas)."""
-    find = getattr(policy, "area_of", None)
-    return str(find(agency)) if callable(find) else ""
-
-
-def area_refusal(policy: PolicyView, agreement: str, requester: str, agency: str) -> str:
-    """Why `requester` may not ask `agency` under `agreement` because they serve different areas, or ""."""
-    refuse = getattr(policy, "area_refusal", None)
-    return str(refuse(agreement, requester, agency)) if callable(refuse) else ""
-
-
-def within_areas(policy: PolicyView, caller: Caller, agreement: str,
-                 plans: Sequence[AgencyPlan]) -> tuple[tuple[AgencyPlan, str], ...]:
-    """Each plan with the area rule applied: an agency of another area than the requester's, under an agreement
-    that is not cross-area, is planned as withheld (like an agency that is not a party), with the reason."""
-    out = []
-    for plan in plans:
-        why = area_refusal(policy, agreement, caller.agency, plan.agency)
-        out.append((replace(plan, content={}, existence=(), review={}, asked=False) if why else plan, why))
-    return tuple(out)
-
-
-def declared_areas(policy: PolicyView) -> tuple[str, ...]:
-    return tuple(sorted(getattr(policy, "areas", None) or ()))
-
-
 def digest(document: object) -> str:
     encoded = json.dumps(document, ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=str).encode()
     return "sha256:" + hashlib.sha256(encoded).hexdigest()
@@ -235,24 +208,22 @@ class AnalysisService:
         routing = None if self._router is None else await self._router.route(request.command.subject)
         plans = plan_request(request.policy, role=caller.role, purpose=request.command.purpose,
                              agreement=request.command.agreement, categories=request.command.categories,
-                             routing=routing)
-        answered = await asyncio.gather(*(self._describe_one(request, plan, why) for plan, why in
-                                          within_areas(request.policy, caller, request.command.agreement, plans)))
+                             requester=caller.agency, routing=routing)
+        answered = await asyncio.gather(*(self._describe_one(request, plan) for plan in plans))
         receipts = await self._audit.append([event for _, event in answered])
         parts = tuple(replace(part, receipt=r) for (part, _), r in zip(answered, receipts, strict=True))
         log.info("person described", request_id=request.request_id,
                  statuses={p.agency: p.status.value for p in parts})
         return person_view(request.request_id, request.policy.version, parts)
 
-    async def _describe_one(self, request: AdmittedRequest, plan: AgencyPlan,
-                            area_refused: str) -> tuple[AgencyPart, AuditEvent]:
+    async def _describe_one(self, request: AdmittedRequest, plan: AgencyPlan) -> tuple[AgencyPart, AuditEvent]:
         event = replace(request.base_event, agency=plan.agency, level=plan.level.name,
                         deciding_rules=plan.rules, occurred_at=self._clock.now())
-        area = area_of(request.policy, plan.agency)
+        area = request.policy.area_of(plan.agency)
+        if request.policy.areas:  # the answering agency's area, as a query's entries record it
+            event = replace(event, details={**event.details, "area": area})
         try:
             part = await self._ask_one(request, plan, area)
-            if area_refused:
-                part = replace(part, detail=area_refused)
         except Exception as exc:  # a fault of ours withholds this agency's part, not the rest
             log.error("internal error while summarising an agency", request_id=request.request_id,
                       agency=plan.agency, error_type=type(exc).__name__)
@@ -266,8 +237,9 @@ class AnalysisService:
                           detail="not known to this agency in the categories this caller may see")
         if plan.level <= DisclosureLevel.NONE:
             return replace(base, status=SummaryStatus.WITHHELD, level=DisclosureLevel.NONE,
-                           detail="policy allows nothing from this agency for this role, purpose and agreement"
-                           if plan.requested else "none of this agency's categories was requested")
+                           detail=plan.refusal or ("policy allows nothing from this agency for this role, purpose "
+                                                   "and agreement" if plan.requested
+                                                   else "none of this agency's categories was requested"))
         remaining = request.deadline - asyncio.get_running_loop().time()
         if not plan.asked:  # the locator: this node holds no token of the subject and never hears of it
             await asyncio.sleep(max(0.0, min(plan.hold, remaining)))
@@ -319,11 +291,9 @@ class AnalysisService:
                                               about_subject=False)
         start, end = iso_date(command.period_start), iso_date(command.period_end)
         plans = plan_request(request.policy, role=caller.role, purpose=request.command.purpose,
-                             agreement=request.command.agreement, categories=())
+                             agreement=request.command.agreement, categories=(), requester=caller.agency)
         key_id = self._active_key() if self._active_key is not None else ""
-        gathered = await asyncio.gather(*(
-            self._cohort(request, plan, start, end, key_id, why)
-            for plan, why in within_areas(request.policy, caller, request.command.agreement, plans)))
+        gathered = await asyncio.gather(*(self._cohort(request, plan, start, end, key_id) for plan in plans))
         rows: list[CohortRow] = []
         left_out: list[tuple[str, str]] = []
         counted: list[str] = []
@@ -335,7 +305,7 @@ class AnalysisService:
                 rows += got
         people = link(rows)
         del rows  # the linked rows live no longer than the count
-        areas = declared_areas(request.policy) or tuple(sorted({a for p in people for a in p.areas})) or ("",)
+        areas = tuple(sorted(request.policy.areas)) or ("",)
         shown_areas, shown_total = suppress(count(people, areas))
         picture = Picture(request.request_id, request.policy.version, start, end, shown_areas, shown_total,
                           tuple(counted), tuple(left_out))
@@ -353,10 +323,10 @@ class AnalysisService:
         return replace(picture, receipt=receipt)
 
     async def _cohort(self, request: AdmittedRequest, plan: AgencyPlan, start: date, end: date,
-                      key_id: str, area_refused: str) -> tuple[list[CohortRow], str]:
+                      key_id: str) -> tuple[list[CohortRow], str]:
         """(rows, "") or ([], why the agency is left out)."""
-        if area_refused:
-            return [], area_refused
+        if plan.refusal:
+            return [], plan.refusal
         if not plan.content:
             return [], "policy allows no counts from this agency for this role, purpose and agreement"
         if not key_id:
