@@ -4,7 +4,8 @@
 line mapping each node name to its address, then serves until stdin closes or SIGTERM. A node name may
 be a borough agency of the bench's many-borough partnership (`police_b07`, see `bench.boroughs`): it then
 serves the home agency's records under its own agency and category names, with its own certificate, so
-many nodes of one agency can share a process.
+many nodes of one agency can share a process. With `--boroughs N` the nodes are those of the pan-London
+partnership (`agency_stubs.london`: `csc_camden`, `police`), each serving its own borough's records.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import random
 import signal
 import sys
 from collections.abc import Collection
-from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -26,6 +26,7 @@ import grpc.aio
 
 from agency_stubs.dataset import AgencyDataset
 from agency_stubs.holding import policy_dataset, seeded_records
+from agency_stubs.london import as_agency, build_london
 from agency_stubs.node import AgencyNodeServicer
 from agency_stubs.world import DEFAULT_SEED, build_world
 from bench.boroughs import home_agency
@@ -42,17 +43,7 @@ GATEWAY_IDENTITY = f"spiffe://{DEFAULT_TRUST_DOMAIN}/gateway"
 
 def borough_dataset(dataset: AgencyDataset, name: str) -> AgencyDataset:
     """`dataset` as the node of borough agency `name` holds it: agency and category names moved there."""
-    if name == dataset.agency:
-        return dataset
-    home = dataset.agency
-
-    def moved(category: str) -> str:
-        return name + category[len(home):] if category.split(".", 1)[0] == home else category
-
-    persons = [replace(p, records=tuple(replace(r, agency=name, category=moved(r.category)) for r in p.records))
-               for p in dataset.persons.values()]
-    catalogue = [replace(spec, category=moved(spec.category)) for spec in dataset.catalogue]
-    return AgencyDataset(name, persons, mash_contact=replace(dataset.mash_contact, agency=name), catalogue=catalogue)
+    return as_agency(dataset, name, dataset.area)
 
 
 class JitteredNode(AgencyNodeServicer):
@@ -77,12 +68,15 @@ class JitteredNode(AgencyNodeServicer):
 
 async def _serve(args: argparse.Namespace) -> None:
     pki = PkiLayout(args.pki)
-    world = build_world(DEFAULT_SEED, args.people)
+    world = (build_london(DEFAULT_SEED, args.boroughs, args.people // args.boroughs) if args.boroughs
+             else build_world(DEFAULT_SEED, args.people))
     servers: list[grpc.aio.Server] = []
     addresses: dict[str, str] = {}
     seeded: PolicySnapshot | None = None
     for name in args.agencies.split(","):
-        if home_agency(name) in world.datasets:
+        if name in world.datasets:  # a pan-London partnership's agency (`csc_camden`), or one of the six
+            dataset = world.datasets[name]
+        elif home_agency(name) in world.datasets:
             dataset = borough_dataset(world.dataset(home_agency(name)), name)
         else:  # an agency the synthetic world does not generate (adult social care): its seeded records file
             seeded = seeded or load_snapshot(POLICY_DIR)
@@ -111,7 +105,10 @@ def main() -> None:
     parser.add_argument("--agencies", required=True, help="comma-separated node names, e.g. police,health@b02")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
     parser.add_argument("--jitter", type=float, default=0.0, help="± seconds around --latency")
-    parser.add_argument("--people", type=int, default=2000)
+    parser.add_argument("--people", type=int, default=2000, help="people in the world (all boroughs together)")
+    parser.add_argument("--boroughs", type=int, default=0,
+                        help="serve the pan-London world of the first N boroughs (agency_stubs.london): node "
+                             "names are its agencies, e.g. csc_camden, police")
     args = parser.parse_args()
     configure_logging("warning", io.StringIO())  # per-lookup logging would measure the console, not the node
     with contextlib.suppress(KeyboardInterrupt):
