@@ -97,6 +97,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     explain.add_argument("--category", required=True)
     explain.add_argument("--agreement", help="the agreement the request cites: also check it allows the request")
     explain.add_argument(
+        "--requester",
+        help="the agency whose certificate asks, e.g. a borough's hub (default: the role's own agency)",
+    )
+    explain.add_argument(
         "--date",
         type=date.fromisoformat,
         default=None,
@@ -257,6 +261,10 @@ def run_explain(args: argparse.Namespace) -> int:
     matching = loaded.matching_lines(args.role, args.purpose, args.agency, args.category)
     refusal = ""
     on = args.date or datetime.now(UTC).date()
+    requester = args.requester or loaded.roles[args.role].agency
+    if args.requester is not None and args.requester not in loaded.agencies:
+        console.print(loaded.vocabulary.unknown("agency", args.requester, loaded.agencies), markup=False)
+        return UNANSWERABLE
     if args.agreement is not None:
         if args.agreement not in loaded.agreements:
             console.print(loaded.vocabulary.unknown("agreement", args.agreement, loaded.agreements), markup=False)
@@ -264,7 +272,7 @@ def run_explain(args: argparse.Namespace) -> int:
         refusal = agreement_refusal(
             loaded,
             args.agreement,
-            requester=loaded.roles[args.role].agency,
+            requester=requester,
             purpose=args.purpose,
             agency=args.agency,
             category=args.category,
@@ -272,8 +280,9 @@ def run_explain(args: argparse.Namespace) -> int:
         )
     level = DisclosureLevel.NONE if refusal else decision.level
     under = f" under {args.agreement} on {on.isoformat()}" if args.agreement else ""
+    asking = f"{args.role} of {requester}" if args.requester else args.role
     console.print(
-        f"{args.role} asking {args.agency} about {args.category} for {args.purpose}{under}: "
+        f"{asking} asking {args.agency} about {args.category} for {args.purpose}{under}: "
         f"[bold {_STYLE[level]}]{level.name}[/]"
     )
     if refusal:

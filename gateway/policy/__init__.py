@@ -24,6 +24,7 @@ from gateway.policy.sources import content_hash
 from gateway.policy.vocabulary import (
     Agency,
     Agreement,
+    Area,
     FieldCategory,
     LegalBasis,
     Purpose,
@@ -35,6 +36,7 @@ from gateway.policy.vocabulary import (
 __all__ = [
     "Agency",
     "Agreement",
+    "Area",
     "Decision",
     "Effect",
     "FieldCategory",

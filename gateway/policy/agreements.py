@@ -24,6 +24,8 @@ def agreement_refusal(snapshot: PolicySnapshot, agreement_id: str, *, requester:
         return f"requesting organisation {requester!r} is not a party to agreement {agreement_id!r}"
     if agency not in agreement.parties:
         return f"{agency!r} is not a party to agreement {agreement_id!r}, so it is not asked"
+    if crossing := snapshot.area_refusal(agreement_id, requester, agency):
+        return f"{crossing}, so it is not asked"
     if not any(snapshot.category_within(category, c) for c in agreement.categories):
         return f"agreement {agreement_id!r} does not cover category {category!r}"
     return ""

@@ -64,6 +64,7 @@ def lint(snapshot: PolicySnapshot, today: date, *, redaction_gaps: bool = True) 
         + _unassertable_roles(snapshot)
         + _purposes_without_basis(snapshot)
         + _agreement_expiry(snapshot, today)
+        + _agreements_spanning_areas(snapshot)
         + _review_lines(snapshot)
     )
     return sorted(found, key=lambda f: (f.file, f.line, f.message))
@@ -373,6 +374,25 @@ def _agreement_expiry(snapshot: PolicySnapshot, today: date) -> list[Finding]:
         if within:
             found.append(where.finding(f"agreement {agreement.name!r} expires on {ends}, within {within[0].days} "
                                        "days; renew it or requests citing it will be refused", WARNING))
+    return found
+
+
+def _agreements_spanning_areas(snapshot: PolicySnapshot) -> list[Finding]:
+    """An error for each agreement not marked `cross_area: true` whose parties serve more than one area.
+
+    The gateway never lets one area's party ask another area's under such an agreement, so its text would
+    promise sharing that never happens; the signatories must say which of the two they meant.
+    """
+    vocab = snapshot.vocabulary
+    found = []
+    for agreement in vocab.agreements.values():
+        if agreement.cross_area:
+            continue
+        areas = sorted({snapshot.area_of(p) for p in agreement.parties} - {""})
+        if len(areas) > 1:
+            found.append(vocab.where("agreement", agreement.name).finding(
+                f"agreement {agreement.name!r} has parties in {len(areas)} areas ({', '.join(areas)}) but is not "
+                "a cross-area agreement; mark it `cross_area: true` or keep its parties to one area"))
     return found
 
 

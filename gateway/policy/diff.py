@@ -80,8 +80,8 @@ _OPERATOR_RANK = {
 class PolicyChange:
     """A change outside the access matrix (bindings, agreements, roles, purposes, categories, redaction)."""
 
-    area: str  # "binding", "agreement", "role", "purpose", "category", "redaction"
-    subject: str  # the certificate, agreement, role, purpose, category or agency concerned
+    area: str  # "binding", "agreement", "agency", "area", "role", "purpose", "category", "redaction"
+    subject: str  # the certificate, agreement, agency, area, role, purpose or category concerned
     change: str  # what changed, as a sentence fragment an IG officer can read
     direction: str  # WIDER, NARROWER, or CHANGED when neither can be said in general
 
@@ -205,8 +205,27 @@ def _agreement_changes(old_snapshot: PolicySnapshot, new_snapshot: PolicySnapsho
                         WIDER if wider else NARROWER,
                     )
                 )
+        # A cross-area agreement lets a party in one area ask parties in every other area under it.
+        found += _flag("agreement", name, "cross_area", a.cross_area, b.cross_area, True)
         if a.title != b.title:
             found.append(PolicyChange("agreement", name, "title changed", CHANGED))
+    return found
+
+
+def _agency_area_changes(old: Vocabulary, new: Vocabulary) -> list[PolicyChange]:
+    """An agency moving between areas, or to or from serving the whole partnership."""
+    found: list[PolicyChange] = []
+    for name in sorted(set(old.agencies) & set(new.agencies)):
+        before, after = old.agencies[name].area, new.agencies[name].area
+        if before == after:
+            continue
+        # Without an area an agency asks, and is asked by, every area: losing it widens, gaining it narrows.
+        # Moving to another area reaches agencies it could not reach before, so it is flagged for review.
+        direction = NARROWER if not before else WIDER
+        found.append(PolicyChange("agency", name, f"area {before or '-'} -> {after or '-'}", direction))
+    for name in sorted(set(old.areas) & set(new.areas)):
+        if old.areas[name].title != new.areas[name].title:
+            found.append(PolicyChange("area", name, "title changed", CHANGED))
     return found
 
 
@@ -345,12 +364,13 @@ def _safeguarding_changes(old: RedactionRules, new: RedactionRules) -> list[Poli
 
 
 def diff_settings(old: PolicySnapshot, new: PolicySnapshot) -> list[PolicyChange]:
-    """Every change outside the access matrix: bindings, agreements, role and purpose attributes,
-    category protection and fields, and redaction rules, each marked wider, narrower or changed."""
+    """Every change outside the access matrix: bindings, agreements, agencies' areas, role and purpose
+    attributes, category protection and fields, and redaction rules, each marked wider, narrower or changed."""
     a, b = old.vocabulary, new.vocabulary
     return (
         _binding_changes(a, b)
         + _agreement_changes(old, new)
+        + _agency_area_changes(a, b)
         + _role_changes(a, b)
         + _purpose_changes(a, b)
         + _category_changes(a, b)
@@ -399,6 +419,7 @@ def diff_snapshots(old: PolicySnapshot, new: PolicySnapshot) -> tuple[list[Level
                 )
     vocab_changes: list[VocabularyChange] = []
     for kind in (
+        "areas",
         "agencies",
         "roles",
         "purposes",

@@ -44,6 +44,7 @@ class PolicyTestCase:
     on: date | None = None
     agreement: str = ""  # the agreement the request cites; "" judges the policy lines alone
     review: DisclosureLevel = DisclosureLevel.NONE  # the level a reviewer's approval may release
+    requester: str = ""  # the asking certificate's agency (a borough's hub); "" means the role's own agency
 
     @property
     def where(self) -> str:
@@ -127,6 +128,7 @@ def _parse_case(item: object, rel: str, line: int, findings: list[Finding]) -> P
         entry.disclosed_on,
         entry.agreement,
         entry.review or DisclosureLevel.NONE,
+        entry.requester,
     )
 
 
@@ -148,6 +150,8 @@ def run_case(
     on = case.on or today or datetime.now(UTC).date()
     if case.agreement and case.agreement not in snapshot.agreements:
         return PolicyTestResult(case, (undeclared("agreement", case.agreement, snapshot.agreements),))
+    if case.requester and case.requester not in snapshot.agencies:
+        return PolicyTestResult(case, (undeclared("agency", case.requester, snapshot.agencies),))
     decision = snapshot.decide(case.role, case.purpose, case.agency, case.category)
     level = decision.level
     refusal = _agreement_refusal(snapshot, case, on) if case.agreement else ""
@@ -169,7 +173,7 @@ def run_case(
 def _agreement_refusal(snapshot: PolicySnapshot, case: PolicyTestCase, on: date) -> str:
     """Why a request citing the case's agreement gets nothing, as the gateway would refuse it; "" if it would not."""
     agreement = snapshot.agreements[case.agreement]
-    requester = snapshot.roles[case.role].agency
+    requester = _requester(snapshot, case)
     if not agreement.in_force(on):
         return f"agreement {agreement.name!r} is not in force on {on.isoformat()}"
     if not any(snapshot.purpose_within(case.purpose, p) for p in agreement.purposes):
@@ -177,9 +181,16 @@ def _agreement_refusal(snapshot: PolicySnapshot, case: PolicyTestCase, on: date)
     for party in (requester, case.agency):
         if party not in agreement.parties:
             return f"{party} is not a party to agreement {agreement.name!r}"
+    if crossing := snapshot.area_refusal(agreement.name, requester, case.agency):
+        return crossing
     if not snapshot.agreement_allows(agreement.name, case.agency, case.category, case.purpose, on):
         return f"agreement {agreement.name!r} does not cover category {case.category!r}"
     return ""
+
+
+def _requester(snapshot: PolicySnapshot, case: PolicyTestCase) -> str:
+    """The agency whose certificate asks: the case's `requester`, else the role's own agency."""
+    return case.requester or snapshot.roles[case.role].agency
 
 
 def _check_fields(
@@ -213,7 +224,7 @@ def _check_fields(
         agency=case.agency,
         level=level,
         role=case.role,
-        requester_agency=role.agency,
+        requester_agency=_requester(snapshot, case),
         inside_mash=role.inside_mash,
         disclosure_date=on,
     )

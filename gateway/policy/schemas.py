@@ -55,9 +55,14 @@ def entry_findings(exc: ValidationError, raw: LineDict, file: str, subject: str,
     return found
 
 
+class AreaEntry(Entry):
+    title: Text
+
+
 class AgencyEntry(Entry):
     title: Text
     holds_records: bool
+    area: OptionalText = ""  # the area (borough) it serves; "" serves the whole partnership
     review_hours: Annotated[int, Field(gt=0)] = 72
     escalate_after_hours: Annotated[int, Field(ge=0)] = 0
 
@@ -114,6 +119,7 @@ class AgreementEntry(Entry):
     categories: Annotated[Names, Field(min_length=1)]
     valid_from: Day
     valid_until: Day
+    cross_area: bool = False  # parties in one area may ask parties in another under it
 
 
 class SampleRecord(Entry):
@@ -134,3 +140,4 @@ class PolicyTestEntry(Entry):
     disclosed_on: Day | None = None
     agreement: Text = ""
     review: Annotated[DisclosureLevel, BeforeValidator(_level)] | None = None
+    requester: Text = ""  # the asking certificate's agency; the role's agency when not given

@@ -19,6 +19,7 @@ from gateway.policy.sources import SourceError, content_hash, read_tree, tree_ha
 from gateway.policy.vocabulary import (
     Agency,
     Agreement,
+    Area,
     FieldCategory,
     LegalBasis,
     Purpose,
@@ -101,6 +102,32 @@ class PolicySnapshot:
     @property
     def bindings(self) -> Mapping[str, frozenset[str]]:
         return self.vocabulary.bindings
+
+    @property
+    def areas(self) -> Mapping[str, Area]:
+        return self.vocabulary.areas
+
+    def area_of(self, agency: str) -> str:
+        """The area `agency` serves; "" when it serves the whole partnership or is not declared."""
+        found = self.vocabulary.agencies.get(agency)
+        return found.area if found is not None else ""
+
+    def area_refusal(self, agreement: str, requester: str, agency: str) -> str:
+        """Why `requester` may not ask `agency` under `agreement` because they serve different areas, or "".
+
+        An agency of one area answers another area's requester only under a cross-area agreement; an agency
+        without an area (or a requester without one, or not declared at all) is not limited by area.
+        """
+        asking, answering = self.area_of(requester), self.area_of(agency)
+        if not asking or not answering or asking == answering:
+            return ""
+        cited = self.vocabulary.agreements.get(agreement)
+        if cited is None or cited.cross_area:
+            return ""
+        return (
+            f"agreement {agreement} is not a cross-area agreement: "
+            f"{requester} ({asking}) may not ask {agency} ({answering}) under it"
+        )
 
     # -- decisions (hot path) ---------------------------------------------------------------------
     def decide(self, role: str, purpose: str, agency: str, category: str) -> Decision:

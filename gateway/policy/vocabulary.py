@@ -19,6 +19,7 @@ from gateway.errors import Finding
 from gateway.policy.schemas import (
     AgencyEntry,
     AgreementEntry,
+    AreaEntry,
     CategoryEntry,
     Entry,
     FieldCategoryEntry,
@@ -47,6 +48,14 @@ MAX_HIERARCHY_DEPTH = 8
 
 
 @dataclass(frozen=True, slots=True)
+class Area:
+    """An area of the partnership (a borough) that some agencies serve alone."""
+
+    name: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
 class Agency:
     """A partner organisation; `holds_records` is false for the hub, which only asks."""
 
@@ -55,6 +64,7 @@ class Agency:
     holds_records: bool
     review_hours: int = 72  # how long its reviewers have to decide a review outside a rated referral
     escalate_after_hours: int = 0  # when a pending review also goes to escalation reviewers; 0: never
+    area: str = ""  # the area it serves; "" for an agency that serves the whole partnership
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +142,7 @@ class Agreement:
     categories: frozenset[str]
     valid_from: date
     valid_until: date
+    cross_area: bool = False  # a party in one area may ask a party in another under it
 
     def in_force(self, on: date) -> bool:
         return self.valid_from <= on <= self.valid_until
@@ -151,6 +162,8 @@ class Vocabulary:
     bindings: Mapping[str, frozenset[str]]
     declared_at: Mapping[tuple[str, str], Location]  # (kind, name) -> where it was declared
     malformed: frozenset[tuple[str, str]] = frozenset()  # (kind, name) declared by an entry with errors
+    # The partnership's areas (boroughs); empty when it declares none (vocabulary/areas.yaml is optional).
+    areas: Mapping[str, Area] = field(default_factory=lambda: MappingProxyType({}))
 
     def unknown(self, kind: str, name: str, known: Iterable[str]) -> str:
         """The finding for a name used but not (well) declared."""
@@ -188,6 +201,9 @@ VOCABULARY_FILES = {
     "agreements": "agreements.yaml",
     "bindings": "bindings.yaml",
 }
+
+AREAS_FILE = "vocabulary/areas.yaml"
+"""The partnership's areas (boroughs); optional: without it no agency names an area and nothing changes."""
 
 
 class _Reader:
@@ -341,8 +357,8 @@ def load_vocabulary(
             findings.append(exc.finding)
             unreadable.append(exc.finding)
             docs[key] = _empty(1)
-
-    agencies = _agencies(reader, docs["agencies"])
+    areas = _areas(reader, directory, findings, unreadable)
+    agencies = _agencies(reader, docs["agencies"], areas)
     legal_bases = _legal_bases(reader, docs["legal_bases"])
     field_categories = _field_categories(reader, docs["field_categories"])
     roles = _roles(reader, docs["roles"], agencies)
@@ -361,16 +377,38 @@ def load_vocabulary(
         bindings=MappingProxyType(bindings),
         declared_at=MappingProxyType(reader.declared_at),
         malformed=frozenset(reader.broken),
+        areas=MappingProxyType(areas),
     )
 
 
-def _agencies(reader: _Reader, doc: LineDict) -> dict[str, Agency]:
+def _areas(reader: _Reader, directory: Path, findings: list[Finding], unreadable: list[Finding]) -> dict[str, Area]:
+    path = directory / AREAS_FILE
+    if not path.exists():
+        return {}
+    try:
+        doc = load_yaml(path, AREAS_FILE)
+    except SourceError as exc:
+        findings.append(exc.finding)
+        unreadable.append(exc.finding)
+        return {}
+    section = reader.section(doc, "areas", AREAS_FILE)
+    entries = reader.entries(section, AREAS_FILE, "area", NAME, AreaEntry)
+    return {name: Area(name, entry.title) for name, entry, _, _ in entries}
+
+
+def _agencies(reader: _Reader, doc: LineDict, areas: Mapping[str, Area]) -> dict[str, Agency]:
     file = VOCABULARY_FILES["agencies"]
     section = reader.section(doc, "agencies", file)
-    return {
-        name: Agency(name, entry.title, entry.holds_records, entry.review_hours, entry.escalate_after_hours)
-        for name, entry, _, _ in reader.entries(section, file, "agency", NAME, AgencyEntry)
-    }
+    result = {}
+    known = reader.known("area", areas)
+    for name, entry, raw, _ in reader.entries(section, file, "agency", NAME, AgencyEntry):
+        if entry.area and entry.area not in known:
+            reader.error(file, raw.line_of("area"), f"agency {name!r}: " + undeclared("area", entry.area, areas)
+                         + ("" if areas else f" ({AREAS_FILE} declares none)"))
+        result[name] = Agency(
+            name, entry.title, entry.holds_records, entry.review_hours, entry.escalate_after_hours, entry.area
+        )
+    return result
 
 
 def _legal_bases(reader: _Reader, doc: LineDict) -> dict[str, LegalBasis]:
@@ -679,6 +717,7 @@ def _agreements(
             frozenset(entry.categories),
             entry.valid_from,
             entry.valid_until,
+            entry.cross_area,
         )
     return result
 

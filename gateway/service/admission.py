@@ -30,6 +30,12 @@ from gateway.service.validation import (
 
 log = structlog.get_logger("gateway.admission")
 
+
+def requester_area(policy: PolicyView, requester: str) -> dict[str, str]:
+    """The audit details naming the requesting agency's area, where the partnership declares areas ("" for a
+    requester serving the whole partnership); none otherwise, so a partnership without areas logs as before."""
+    return {"requester_area": policy.area_of(requester)} if policy.areas else {}
+
 MAX_REASON = 2000
 """Longest refusal reason written to the permanent log; violations are capped upstream, this is the backstop."""
 
@@ -107,7 +113,8 @@ class Admission:
             user=safe["user"], role=safe["role"], purpose=safe["purpose"], legal_basis=safe["legal_basis"],
             agreement=safe["agreement"], case_reference=safe["case_reference"], subject_tokens=tokens,
             sealed_identifiers=sealed, policy_version=policy.version,
-            details={"request_id": INVALID} if bad_request_id else {"request_id": "reused"} if reused else {},
+            details={**({"request_id": INVALID} if bad_request_id else {"request_id": "reused"} if reused else {}),
+                     **requester_area(policy, caller.agency)},
         )
         try:
             if bad_request_id is not None:

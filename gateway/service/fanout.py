@@ -75,6 +75,8 @@ class AgencyFanout:
         """The agency's outcome and audit event; never raises for a fault in one agency's answer."""
         event = replace(request.base_event, agency=plan.agency, level=plan.level.name,
                         deciding_rules=plan.rules, occurred_at=self._clock.now())
+        if request.policy.areas:  # the answering agency's area ("" if partnership-wide); absent without areas
+            event = replace(event, details={**event.details, "area": request.policy.area_of(plan.agency)})
         try:
             return await self._ask(request, plan, event)
         except Exception as exc:
@@ -92,8 +94,8 @@ class AgencyFanout:
         if plan.level <= DisclosureLevel.NONE:
             return finish(event, AgencyOutcome(
                 plan.agency, AnswerStatus.WITHHELD, DisclosureLevel.NONE,
-                detail="policy allows nothing from this agency for this role, purpose and agreement"
-                if plan.requested else "none of this agency's categories was requested",
+                detail=plan.refusal or ("policy allows nothing from this agency for this role, purpose and agreement"
+                                        if plan.requested else "none of this agency's categories was requested"),
             ))
         remaining = request.deadline - asyncio.get_running_loop().time()
         if not plan.asked:  # the locator: this node holds no token of the subject, so it never hears of it

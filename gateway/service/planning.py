@@ -27,6 +27,9 @@ class AgencyPlan:
     # answer is NO_MATCH, exactly as if it had been asked, released no sooner than `hold` seconds.
     asked: bool = True
     hold: float = 0.0
+    # Why nothing is asked of this agency although it is a party, when the areas rule refuses it (the
+    # requester and the agency serve different areas and the agreement is not cross-area); "" otherwise.
+    refusal: str = ""
 
     @property
     def level(self) -> DisclosureLevel:
@@ -78,6 +81,7 @@ def plan_request(
     categories: Sequence[str],
     agencies: Sequence[str] | None = None,
     routing: Routing | None = None,
+    requester: str = "",
 ) -> tuple[AgencyPlan, ...]:
     """One plan per agency (every record holder unless `agencies` narrows it): policy levels capped by the
     agreement, content only for the requested categories (all of them when `categories` is empty).
@@ -88,6 +92,9 @@ def plan_request(
 
     With `routing`, an agency whose node enrolled completely in the locator and holds no matching token
     is planned as not asked (see `route_plans`).
+
+    `requester` is the calling certificate's agency: an agency serving another area than the requester's is
+    planned like a non-party (nothing at all is asked of it) unless the agreement is cross-area.
     """
     cited = policy.agreements[agreement]
     # A category sits under its own agency's root only (the vocabulary enforces it), so each agency's
@@ -108,7 +115,8 @@ def plan_request(
         allowed: dict[str, DisclosureLevel] = {}
         review: dict[str, DisclosureLevel] = {}
         rules: list[str] = []
-        if touched and agency in parties:
+        refusal = policy.area_refusal(agreement, requester, agency) if agency in parties else ""
+        if touched and agency in parties and not refusal:
             own = covered.get(agency, ())
             for category, decision in cells.items():
                 if not any(policy.category_within(category, c) for c in own):
@@ -128,5 +136,6 @@ def plan_request(
             and (not categories or any(policy.category_within(c, w) for w in categories))
         }
         existence = tuple(c for c in allowed if c not in content)
-        plans.append(AgencyPlan(agency, content, existence, tuple(rules), requested=touched, review=review))
+        plans.append(AgencyPlan(agency, content, existence, tuple(rules), requested=touched, review=review,
+                                refusal=refusal if touched else ""))
     return route_plans(plans, routing)

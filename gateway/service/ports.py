@@ -126,6 +126,19 @@ class PolicyView(Protocol):
 
     def category_within(self, category: str, ancestor: str) -> bool: ...
 
+    @property
+    def areas(self) -> Mapping[str, object]:
+        """The partnership's areas (boroughs); empty when it declares none."""
+        ...
+
+    def area_of(self, agency: str) -> str:
+        """The area an agency serves; "" for one serving the whole partnership, or not declared."""
+        ...
+
+    def area_refusal(self, agreement: str, requester: str, agency: str) -> str:
+        """Why `requester` may not ask `agency` under `agreement` because their areas differ, or ""."""
+        ...
+
 
 class PolicySource(Protocol):
     """Holds the active policy snapshot; each request pins one snapshot for its whole life."""

@@ -166,7 +166,7 @@ class QueryService:
         routing = None if self._router is None else await self._router.route(request.command.subject)
         plans = plan_request(request.policy, role=caller.role, purpose=request.command.purpose,
                              agreement=request.command.agreement, categories=request.command.categories,
-                             routing=routing)
+                             routing=routing, requester=caller.agency)
         return request, plans
 
     async def _hold(self, request: AdmittedRequest, plans: tuple[AgencyPlan, ...]) -> dict[str, Review]:

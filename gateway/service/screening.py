@@ -86,7 +86,8 @@ class Screening:
         routing = None if self._router is None else await self._router.route(request.command.subject)
         (plan,) = plan_request(request.policy, role=caller.role, purpose=request.command.purpose,
                                agreement=request.command.agreement, categories=(case_records,),
-                               agencies=(request.policy.open_case_agency_for(subject_kind),), routing=routing)
+                               agencies=(request.policy.open_case_agency_for(subject_kind),), routing=routing,
+                               requester=caller.agency)
         answer = await self._fanout.answer(request, plan)
         (receipt,) = await self._audit.append([answer.event])
         return replace(read_screening(answer.outcome, plan, case_records), request_id=request.request_id,
