@@ -9,11 +9,12 @@ other borough's agencies; under the pan-London agreement it does.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+import grpc
 import pytest
 import pytest_asyncio
 import structlog
@@ -24,14 +25,16 @@ from agency_stubs.locator_enrolment import LocatorEnrolment, enrol_running_node,
 from agency_stubs.london import BOROUGH_KINDS, LondonWorld, as_agency, build_london
 from agency_stubs.london_policy import PAN_LONDON_AGREEMENT, GeneratedPartnership, generate_partnership
 from gateway.api.tls import channel_credentials
+from gateway.audit import decode_entry
 from gateway.demo.partnership import HubClient, Partnership
+from gateway.domain import AuditEvent
 from gateway.generated.mash.gateway.v1 import common_pb2 as common_pb
 from gateway.generated.mash.gateway.v1 import hub_service_pb2 as hub_pb
 
 BOROUGHS = 32
 PEOPLE_PER_BOROUGH = 100
 MATCH = hub_pb.ANSWER_STATUS_MATCH
-S47 = {"purpose": "s47_enquiry", "legal_basis": "children_act_1989_s47"}
+S47: dict[str, Any] = {"purpose": "s47_enquiry", "legal_basis": "children_act_1989_s47"}
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -71,7 +74,7 @@ async def london(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Lond
         yield London(partnership, world, generated, enrolments)
 
 
-def asked(captured: Iterable[dict[str, Any]]) -> set[str]:
+def asked(captured: Iterable[MutableMapping[str, Any]]) -> set[str]:
     """The agencies whose node answered (or rejected) a lookup."""
     return {str(e["agency"]) for e in captured if e.get("event") in {"lookup", "lookup_rejected"}}
 
@@ -112,6 +115,10 @@ async def test_a_child_known_in_two_boroughs_is_asked_of_their_nodes_only(london
     matched = {a.agency for a in response.answers if a.status == MATCH}
     assert set(boroughs) <= matched
     assert all(a.records for a in response.answers if a.agency in boroughs)
+    for answer in response.answers:
+        if answer.agency in boroughs:
+            entry = await audit_event(london, answer.receipt.entry_index)
+            assert (entry.details["requester_area"], entry.details["area"]) == (area(boroughs[0]), area(answer.agency))
 
 
 async def test_a_borough_agreement_does_not_reach_another_boroughs_agencies(london: London) -> None:
@@ -128,9 +135,17 @@ async def test_a_borough_agreement_does_not_reach_another_boroughs_agencies(lond
     assert other not in reached
     assert all(a.endswith(f"_{mash}") or a in ("police", "health", "probation", "asc") for a in reached), reached
     answer = next(a for a in response.answers if a.agency == other)
-    assert answer.status != MATCH
+    assert (answer.status, answer.level) == (hub_pb.ANSWER_STATUS_WITHHELD, common_pb.DISCLOSURE_LEVEL_NONE)
     assert not answer.records
-    assert other in answer.detail or "not a party" in answer.detail or "cross-area" in answer.detail, answer.detail
+    entry = await audit_event(london, answer.receipt.entry_index)
+    assert entry.details["requester_area"] == mash
+    assert entry.details["area"] == area(other)
+
+
+async def audit_event(london: London, index: int) -> AuditEvent:
+    assert london.partnership.gateway is not None
+    rows = await london.partnership.gateway.deps.audit.store.scan(index, 1)
+    return decode_entry(rows[0].data).event
 
 
 async def _plant(london: London, agency: str, entries: list[PersonEntry]) -> None:
@@ -189,3 +204,16 @@ async def test_an_ambiguous_name_and_birth_date_stays_ambiguous(london: London) 
     assert (csc.status, csc.level) == (MATCH, common_pb.DISCLOSURE_LEVEL_EXISTS)
     assert not csc.records
     assert "2 people match these identifiers" in csc.detail
+
+
+async def test_the_pan_london_agreement_refuses_purposes_it_does_not_name(london: London) -> None:
+    """Early help is not a cross-borough purpose: under the pan-London agreement it is refused outright, with
+    the reason, and no node hears of the question."""
+    child, _ = child_known_in_two_boroughs(london.world)
+    with structlog.testing.capture_logs() as captured, pytest.raises(grpc.aio.AioRpcError) as refused:
+        await london.hub("camden").query(subject=subject_of(child), purpose="early_help",
+                                         legal_basis="children_act_2004_s10", agreement=PAN_LONDON_AGREEMENT,
+                                         case_reference="MASH-LDN-0005")
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert f"agreement '{PAN_LONDON_AGREEMENT}' does not cover purpose 'early_help'" in (refused.value.details() or "")
+    assert asked(captured) == set()
