@@ -29,11 +29,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from agency_stubs.locator_enrolment import enrol_running_node
 from agency_stubs.london import LondonWorld, build_london
 from agency_stubs.london_policy import PAN_LONDON_AGREEMENT, generate_partnership
 from bench.bench_locator import _count_lookups, _pct, _run_queries
-from gateway.api.tls import channel_credentials
 from gateway.demo.partnership import Partnership
 from gateway.logs import configure_logging
 
@@ -54,13 +52,7 @@ async def bench_mode(mode: str, policy_dir: Path, world: LondonWorld, seconds: f
             out["start_s"] = round(time.perf_counter() - started, 1)
             if mode != "broadcast":
                 enrolling = time.perf_counter()
-
-                async def enrol(agency: str) -> None:
-                    channel = partnership.channel(channel_credentials(partnership.pki.ca_cert,
-                                                                      *partnership.pki.node(agency)))
-                    await enrol_running_node(partnership.nodes[agency], channel)
-
-                await asyncio.gather(*(enrol(a) for a in partnership.nodes))
+                await partnership.enrol_in_locator()
                 out["enrol_all_s"] = round(time.perf_counter() - enrolling, 1)
             client = partnership.client("hub_camden", "mash-console", user="bench", role="mash_manager")
             for subject in subjects[:20]:  # warm up channels, caches and the hold samples

@@ -8,7 +8,6 @@ other borough's agencies; under the pan-London agreement it does.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -21,10 +20,9 @@ import structlog
 
 from agency_stubs import make_record
 from agency_stubs.dataset import AgencyDataset, PersonEntry
-from agency_stubs.locator_enrolment import LocatorEnrolment, enrol_running_node, person_inputs, settle
+from agency_stubs.locator_enrolment import LocatorEnrolment, person_inputs, settle
 from agency_stubs.london import BOROUGH_KINDS, LondonWorld, as_agency, build_london
 from agency_stubs.london_policy import PAN_LONDON_AGREEMENT, GeneratedPartnership, generate_partnership
-from gateway.api.tls import channel_credentials
 from gateway.audit import decode_entry
 from gateway.demo.partnership import HubClient, Partnership
 from gateway.domain import AuditEvent
@@ -63,14 +61,7 @@ async def london(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Lond
     world = build_london(boroughs=BOROUGHS, people_per_borough=PEOPLE_PER_BOROUGH)
     async with Partnership(tmp / "state", generated.policy_dir, world=world) as partnership:
         assert len(partnership.nodes) == 3 * BOROUGHS + 4  # csc, education, housing per borough; 4 London-wide
-
-        async def enrol(agency: str) -> tuple[str, LocatorEnrolment]:
-            channel = partnership.channel(channel_credentials(partnership.pki.ca_cert,
-                                                              *partnership.pki.node(agency)))
-            enrolment, _ = await enrol_running_node(partnership.nodes[agency], channel)
-            return agency, enrolment
-
-        enrolments = dict(await asyncio.gather(*(enrol(a) for a in partnership.nodes)))
+        enrolments = await partnership.enrol_in_locator()
         yield London(partnership, world, generated, enrolments)
 
 
@@ -80,16 +71,12 @@ def asked(captured: Iterable[MutableMapping[str, Any]]) -> set[str]:
 
 
 def child_known_in_two_boroughs(world: LondonWorld) -> tuple[PersonEntry, list[str]]:
-    """A child whose NHS number two boroughs' children's social care both hold, and those two agencies."""
-    by_nhs: dict[str, list[tuple[str, PersonEntry]]] = {}
-    for agency in world.borough_agencies("csc"):
-        for entry in world.dataset(agency).persons.values():
-            if entry.nhs_number:
-                by_nhs.setdefault(entry.nhs_number, []).append((agency, entry))
-    for known in by_nhs.values():
-        if len(known) == 2:
-            return known[0][1], [agency for agency, _ in known]
-    raise AssertionError("the generated world has no child known to two boroughs' social care")
+    """A child whom two boroughs' agencies hold (social care in both if there is one such), as the MASH would
+    identify them, and those two agencies."""
+    known = [(p, list(agencies)) for p, agencies in world.known_in_several_boroughs() if len(agencies) == 2]
+    assert known, "the generated world has no child known in two boroughs"
+    person, agencies = next(((p, a) for p, a in known if all(x.startswith("csc_") for x in a)), known[0])
+    return PersonEntry("", person.given_name, person.family_name, person.date_of_birth, person.nhs_number), agencies
 
 
 def area(agency: str) -> str:
@@ -102,7 +89,7 @@ def subject_of(entry: PersonEntry, *, nhs: bool = True) -> dict[str, str]:
 
 
 async def test_a_child_known_in_two_boroughs_is_asked_of_their_nodes_only(london: London) -> None:
-    """Under the pan-London agreement, the question about a child known to two boroughs' social care reaches
+    """Under the pan-London agreement, the question about a child known in two boroughs reaches
     exactly the nodes that hold them (counted at all 100 nodes); both boroughs answer with records."""
     child, boroughs = child_known_in_two_boroughs(london.world)
     holders = london.holders(child)
