@@ -21,7 +21,7 @@ from types import MappingProxyType
 from agency_stubs.cast import CAST
 from agency_stubs.catalogue import SIMULATED_AGENCIES
 from agency_stubs.dataset import AgencyDataset, PersonEntry
-from agency_stubs.world import DEFAULT_AS_OF, DEFAULT_SEED, World, _Generator
+from agency_stubs.world import DEFAULT_AS_OF, DEFAULT_SEED, Person, World, _age, _Generator
 from gateway.domain import Record
 
 BOROUGHS: Mapping[str, str] = MappingProxyType({
@@ -118,6 +118,21 @@ class LondonWorld(World):
     def area_at(self, pid: int, day: date) -> str:
         """The borough person `pid` lived in on `day` (the first borough for a day before their history)."""
         return _area_at(self.residence[pid], day)
+
+    def known_in_several_boroughs(self, *, under: int = 18) -> list[tuple[Person, tuple[str, ...]]]:
+        """Generated people younger than `under` whom borough agencies of two or more boroughs hold (matched by
+        NHS number), each with those agencies, in population order."""
+        held: dict[str, list[str]] = {}
+        for agency in self.borough_agencies():
+            for entry in self.datasets[agency].persons.values():
+                if entry.nhs_number:
+                    held.setdefault(entry.nhs_number, []).append(agency)
+        out = []
+        for person in self.people:
+            agencies = held.get(person.nhs_number, [])
+            if len({self.datasets[a].area for a in agencies}) >= 2 and _age(person.date_of_birth, self.as_of) < under:
+                out.append((person, tuple(agencies)))
+        return out
 
     def borough_agencies(self, kind: str | None = None) -> list[str]:
         """Every borough agency (of one kind), borough by borough."""

@@ -249,9 +249,13 @@ def _access_lines(source: Path, target: Path, areas: Sequence[str]) -> None:
             continue
         for area in areas:
             agency = borough_agency(name, area)
-            moved = re.sub(rf"\bagency:{name}\b", f"agency:{agency}", text)
-            moved = re.sub(rf"\bcat:{name}(?=[.,\s]|$)", f"cat:{agency}", moved)
-            (lines_dir / f"{agency}.csv").write_text(moved, encoding="utf-8")
+            (lines_dir / f"{agency}.csv").write_text(move_access_lines(text, name, agency), encoding="utf-8")
+
+
+def move_access_lines(text: str, home: str, agency: str) -> str:
+    """An agency's access lines (`agencies/<home>.csv`) as another agency's: `agency:` and its `cat:` renamed."""
+    moved = re.sub(rf"\bagency:{home}\b", f"agency:{agency}", text)
+    return re.sub(rf"\bcat:{home}(?=[.,\s]|$)", f"cat:{agency}", moved)
 
 
 def _bindings(target: Path, areas: Sequence[str]) -> list[str]:

@@ -95,6 +95,12 @@ def test_some_people_moved_and_are_known_in_several_boroughs(london: LondonWorld
     assert all(a.area != b.area and a.until == b.start for a, b in stretches)
     known = Counter(e.person_ref for a in london.areas for e in london.dataset(f"csc_{a}").persons.values())
     assert any(n >= 2 for n in known.values()), "no child is known to two boroughs' children's social care"
+    several = london.known_in_several_boroughs()
+    assert several, "no child is known in two boroughs"
+    for person, agencies in several:
+        assert len({london.dataset(a).area for a in agencies}) >= 2
+        assert all(any(e.nhs_number == person.nhs_number for e in london.dataset(a).persons.values())
+                   for a in agencies)
 
 
 def test_repeat_victims_and_people_who_switch_roles_exist(london: LondonWorld) -> None:
