@@ -108,6 +108,11 @@ async def _run(args: argparse.Namespace, dataset: AgencyDataset) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["london"]:  # `python -m agency_stubs london ...`: write a pan-London policy directory
+        from agency_stubs.london_policy import main as london_main
+
+        return london_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.tls_dir is not None and not (args.tls_dir / "ca.pem").is_file():
         print(f"no ca.pem in the TLS directory {args.tls_dir}", file=sys.stderr)

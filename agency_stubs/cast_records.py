@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date
+from types import MappingProxyType
 
 from agency_stubs.cast import (
     CAST,
@@ -329,6 +330,12 @@ def _probation() -> dict[CastMember, list[Record]]:
     return {DEAN_ASHBY: [supervision, risk, licence]}
 
 
+# The cast's parts in the records naming several people in different parts (domestic abuse).
+_ROLES: Mapping[CastMember, Mapping[str, str]] = {
+    JODIE_MERCER: {"POL-DA-C0001": "victim", "POL-DA-C0002": "victim"},
+    DEAN_ASHBY: {"POL-DA-C0001": "perpetrator", "POL-DA-C0002": "perpetrator"},
+}
+
 _BUILDERS = {
     "police": _police, "health": _health, "csc": _csc, "education": _education, "housing": _housing,
     "probation": _probation,
@@ -352,6 +359,8 @@ def cast_entries(agency: str, *, holds_nhs_number: bool = True) -> list[PersonEn
                 nhs_number=member.nhs_number if holds_nhs_number else "",
                 postcode=member.postcode,
                 records=tuple(by_member[member]),
+                roles=MappingProxyType({r.record_id: _ROLES[member][r.record_id] for r in by_member[member]
+                                        if r.record_id in _ROLES.get(member, {})}),
             )
         )
     return entries

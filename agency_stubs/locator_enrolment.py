@@ -84,6 +84,11 @@ class LocatorEnrolment:
                 out[data] = token_from_output(oprf.finalize(data, r, evaluated))
         return key_id, out
 
+    def tokens_of(self, entry: PersonEntry) -> tuple[str, tuple[bytes, ...]]:
+        """(key id, tokens) the node enrolled for one person; ("", ()) for a person not (yet) enrolled."""
+        tokens = tuple(t for data in person_inputs(entry) if (t := self._tokens.get(data)) is not None)
+        return (self._key_id, tokens) if tokens else ("", ())
+
     async def sync(self, dataset: AgencyDataset) -> EnrolmentReport:
         """Make the gateway's enrolment of this node equal to `dataset`, then mark it complete."""
         async with self._lock:
@@ -137,6 +142,7 @@ async def enrol_running_node(node: object, channel: grpc.aio.Channel) -> tuple[L
     if agency_pb.FEATURE_LOCATOR_ENROLMENT not in node.servicer.features:
         node.servicer.features = (*node.servicer.features, agency_pb.FEATURE_LOCATOR_ENROLMENT)
     report = await enrolment.sync(node.servicer.dataset)
+    node.servicer.tokens_of = enrolment.tokens_of  # cohort summaries are keyed by the enrolled tokens
 
     def changed(dataset: AgencyDataset) -> None:
         task = asyncio.get_running_loop().create_task(enrolment.sync(dataset))

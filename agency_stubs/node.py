@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import grpc
@@ -18,6 +19,8 @@ from agency_stubs.dataset import (
     AgencyDataset,
     PersonMatchResult,
 )
+from agency_stubs.summary import TokensOf, summarise, summarise_cohort
+from gateway.analysis.convert import person_to_proto, row_to_proto
 from gateway.api.convert import contact_to_proto, kind_to_proto, record_to_proto, subject_from_proto
 from gateway.generated.mash.gateway.v1 import agency_service_pb2 as agency_pb
 from gateway.generated.mash.gateway.v1 import agency_service_pb2_grpc as agency_grpc
@@ -94,7 +97,9 @@ class AgencyNodeServicer(agency_grpc.AgencyServiceServicer):
         self.allowed_callers = frozenset(allowed_callers) if allowed_callers is not None else None
         self.latency = latency
         self._log = logger if logger is not None else structlog.get_logger("agency_stubs.node")
-        self.features: tuple[agency_pb.Feature.ValueType, ...] = (agency_pb.FEATURE_LOOKUP_BATCH,)  # in Describe
+        self.features: tuple[agency_pb.Feature.ValueType, ...] = (  # listed in Describe
+            agency_pb.FEATURE_LOOKUP_BATCH, agency_pb.FEATURE_SUMMARISE)
+        self.tokens_of: TokensOf | None = None  # set once the node enrols in the locator (cohort rows need it)
 
     async def _check_caller(self, context: Any, rpc: str, request_id: str) -> None:
         if self.allowed_callers is None:
@@ -157,6 +162,49 @@ class AgencyNodeServicer(agency_grpc.AgencyServiceServicer):
             agency=dataset.agency, matches=[match_to_proto(m) for m in matches],
             mash_contact=contact_to_proto(dataset.mash_contact),
         )
+
+    async def Summarise(self, request: agency_pb.SummariseRequest, context: Any) -> agency_pb.SummariseResponse:
+        """Counts and dates per category, area and year of each person the subject matches; no records."""
+        await self._check_caller(context, "Summarise", request.request_id)
+        await self._offered(context, "Summarise")
+        lookup = agency_pb.LookupRequest(subject=request.subject, categories=request.categories,
+                                         existence_categories=request.existence_categories)
+        problems = self._problems(lookup)
+        if problems:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problems)
+        dataset = self.dataset
+        people = summarise(dataset, subject_from_proto(request.subject), tuple(request.categories),
+                           tuple(request.existence_categories))
+        self._log.info("summarise", agency=dataset.agency, request_id=request.request_id, purpose=request.purpose,
+                       categories=len(request.categories), matches=len(people))
+        return agency_pb.SummariseResponse(
+            agency=dataset.agency, people=[person_to_proto(p, _METHODS[p.method]) for p in people],
+            mash_contact=contact_to_proto(dataset.mash_contact))
+
+    async def SummariseCohort(
+        self, request: agency_pb.SummariseCohortRequest, context: Any
+    ) -> agency_pb.SummariseCohortResponse:
+        """Per-person counts over a period, keyed by enrolled locator tokens; no records, no identifiers."""
+        await self._check_caller(context, "SummariseCohort", request.request_id)
+        await self._offered(context, "SummariseCohort")
+        dataset = self.dataset
+        problems = [f"categories: {dataset.agency} holds no record category {c!r}"
+                    for c in dataset.unknown_categories(request.categories)]
+        try:
+            start, end = date.fromisoformat(request.period_start), date.fromisoformat(request.period_end)
+        except ValueError:
+            problems.append("period_start, period_end: must be YYYY-MM-DD dates")
+        if problems:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
+        key_id, rows = summarise_cohort(dataset, tuple(request.categories), start, end, self.tokens_of)
+        self._log.info("summarise_cohort", agency=dataset.agency, request_id=request.request_id,
+                       purpose=request.purpose, categories=len(request.categories), rows=len(rows))
+        return agency_pb.SummariseCohortResponse(agency=dataset.agency, key_id=key_id,
+                                                 rows=[row_to_proto(r) for r in rows])
+
+    async def _offered(self, context: Any, rpc: str) -> None:
+        if agency_pb.FEATURE_SUMMARISE not in self.features:  # a node configured as one without summaries
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"this node does not offer {rpc}")
 
     async def Describe(
         self, request: agency_pb.DescribeRequest, context: Any

@@ -128,6 +128,8 @@ class _Generator:
         self.households: list[Household] = []
         self._nhs: set[str] = set()
         self._records: dict[str, dict[int, list[Record]]] = {a: {} for a in SIMULATED_AGENCIES}
+        # A person's part in a record naming several people in different parts (domestic abuse), by record id.
+        self._roles: dict[int, dict[str, str]] = {}
         self._counters: dict[str, int] = {}
 
     # --- population -----------------------------------------------------------------------------------
@@ -503,25 +505,8 @@ class _Generator:
 
     def _domestic_abuse(self, hh: Household, victim: int, perp: int) -> None:
         rng = self.rng
-        risks: list[str] = []
-        for _ in range(rng.choices((1, 2, 3), (60, 28, 12))[0]):
-            when = self._date_within(365 * 2)
-            risk = rng.choices(("standard", "medium", "high"), (45, 35, 20))[0]
-            risks.append(risk)
-            child_present = bool(hh.children) and rng.random() < 0.7
-            record = make_record(
-                "police.domestic_abuse", self._id("police", "DA"), at(when, rng.randrange(24)),
-                f"Domestic abuse incident; DASH {risk}; child present: {'yes' if child_present else 'no'}.",
-                {"incident_date": when.isoformat(), "dash_risk": risk,
-                 "child_present": "yes" if child_present else "no", "location_postcode": hh.postcode,
-                 "perpetrator": self.name(perp),
-                 "narrative": rng.choice(("Verbal argument escalated; victim pushed against a wall.",
-                                          "Victim reports controlling behaviour and threats.",
-                                          "Neighbours reported shouting; both parties intoxicated.",
-                                          "Victim has a bruised cheek and a damaged phone.")),
-                 "officer_in_case": self._staff("Safeguarding Unit", 4)},
-            )
-            self._add(record, victim, perp, *(hh.children if child_present else ()))
+        incidents = rng.choices((1, 2, 3), (60, 28, 12))[0]
+        risks = [self.domestic_abuse_incident(hh, victim, perp) for _ in range(incidents)]
         if "high" in risks or ("medium" in risks and rng.random() < 0.2):
             when = self._date_within(120)
             self._add(make_record(
@@ -544,6 +529,30 @@ class _Generator:
                                    f"{self._postcode()}",
                  "placement_date": placed.isoformat(), "support_worker": self._staff("Refuge support worker", 5)},
             ), victim)
+
+    def domestic_abuse_incident(self, hh: Household, victim: int, perp: int, *, within_days: int = 365 * 2) -> str:
+        """One domestic-abuse incident at `hh`'s address, held by victim, perpetrator and any child present,
+        each with their part; returns its DASH risk."""
+        rng = self.rng
+        when = self._date_within(within_days)
+        risk = rng.choices(("standard", "medium", "high"), (45, 35, 20))[0]
+        child_present = bool(hh.children) and rng.random() < 0.7
+        record = make_record(
+            "police.domestic_abuse", self._id("police", "DA"), at(when, rng.randrange(24)),
+            f"Domestic abuse incident; DASH {risk}; child present: {'yes' if child_present else 'no'}.",
+            {"incident_date": when.isoformat(), "dash_risk": risk,
+             "child_present": "yes" if child_present else "no", "location_postcode": hh.postcode,
+             "perpetrator": self.name(perp),
+             "narrative": rng.choice(("Verbal argument escalated; victim pushed against a wall.",
+                                      "Victim reports controlling behaviour and threats.",
+                                      "Neighbours reported shouting; both parties intoxicated.",
+                                      "Victim has a bruised cheek and a damaged phone.")),
+             "officer_in_case": self._staff("Safeguarding Unit", 4)},
+        )
+        self._add(record, victim, perp, *(hh.children if child_present else ()))
+        self._roles.setdefault(victim, {})[record.record_id] = "victim"
+        self._roles.setdefault(perp, {})[record.record_id] = "perpetrator"
+        return risk
 
     def _arrest(self, pid: int, when: date, offence: str) -> None:
         rng = self.rng
@@ -674,10 +683,24 @@ class _Generator:
 
     # --- datasets ---------------------------------------------------------------------------------------
 
+    @property
+    def roles(self) -> Mapping[int, Mapping[str, str]]:
+        """Each person's parts in domestic-abuse incidents so far, by pid and record id."""
+        return self._roles
+
+    def people_known_to(self, agency: str) -> list[int]:
+        """The pids `agency` holds records about, in the order `dataset` lists them (the cast follows)."""
+        return sorted(self._records[agency])
+
+    def _person_roles(self, pid: int, records: list[Record]) -> Mapping[str, str]:
+        """The person's part in each of `records` that gives one (victim or perpetrator of domestic abuse)."""
+        mine = self._roles.get(pid, {})
+        return MappingProxyType({r.record_id: mine[r.record_id] for r in records if r.record_id in mine})
+
     def dataset(self, agency: str) -> AgencyDataset:
         holds = _HOLDS_NHS[agency]
         entries: list[PersonEntry] = []
-        for n, pid in enumerate(sorted(self._records[agency]), start=1):
+        for n, pid in enumerate(self.people_known_to(agency), start=1):
             p = self.people[pid]
             entries.append(PersonEntry(
                 person_ref=f"{_REF_PREFIX[agency]}-{200000 + n:07d}",
@@ -687,6 +710,7 @@ class _Generator:
                 nhs_number=p.nhs_number if self.rng.random() < holds else "",
                 postcode=p.postcode,
                 records=tuple(self._records[agency][pid]),
+                roles=self._person_roles(pid, self._records[agency][pid]),
             ))
         entries.extend(cast_entries(agency))
         return AgencyDataset(agency, entries)

@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 MODULES = ("bench.bench_gateway", "bench.bench_baseline", "bench.bench_policy", "bench.bench_redaction",
-           "bench.bench_audit", "bench.bench_workflow", "bench.bench_locator")
+           "bench.bench_audit", "bench.bench_workflow", "bench.bench_locator",
+           "bench.bench_london")
 
 
 def main() -> int:

@@ -168,7 +168,7 @@ async def bench_index(max_tokens: int, lookups: int, directory: Path, postgres: 
 
 
 async def _run_queries(client: HubClient, subjects: list[dict[str, str]], seconds: float,
-                       concurrency: int) -> tuple[list[float], float]:
+                       concurrency: int, request: dict[str, Any] = REQUEST) -> tuple[list[float], float]:
     latencies: list[float] = []
     stop_at = time.perf_counter() + seconds
 
@@ -176,7 +176,7 @@ async def _run_queries(client: HubClient, subjects: list[dict[str, str]], second
         i = offset
         while time.perf_counter() < stop_at:
             t0 = time.perf_counter()
-            await client.query(subject=subjects[i % len(subjects)], timeout=10, **REQUEST)
+            await client.query(subject=subjects[i % len(subjects)], timeout=30, **request)
             latencies.append(time.perf_counter() - t0)
             i += 1
 

@@ -7,8 +7,10 @@ agreement coverage, exactly as the original agency had them. The original agenci
 no records, so roles, client bindings and the hub keep their homes. Workflow and policy tests, which speak
 of the original six agencies, are left out.
 
-This exists to measure a gateway broadcasting to 192 nodes (32 boroughs × 6 agencies); it is not a model
-of a real pan-London partnership, which names its boroughs and locates subjects before asking.
+This exists to measure a gateway broadcasting to 192 nodes (32 boroughs × 6 agencies, every agency once per
+borough); it is not a model of a real pan-London partnership. That model, with named boroughs, London-wide
+agencies, borough agreements and the cross-borough agreement, is `agency_stubs.london_policy`, whose
+helpers this layout reuses.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from agency_stubs.london_policy import move_access_lines
 
 VOCABULARY = "vocabulary"
 _SUFFIX = re.compile(r"^(?P<agency>[a-z][a-z0-9_]*?)_b(?P<borough>\d+)$")
@@ -130,7 +134,6 @@ def generate(source: Path, target: Path, boroughs: int) -> list[str]:
     for name in holders:
         text = (source / "agencies" / f"{name}.csv").read_text(encoding="utf-8")
         for b in numbers:
-            moved = re.sub(rf"\bagency:{name}\b", f"agency:{borough_agency(name, b)}", text)
-            moved = re.sub(rf"\bcat:{name}(?=[.,\s]|$)", f"cat:{borough_agency(name, b)}", moved)
+            moved = move_access_lines(text, name, borough_agency(name, b))
             (lines_dir / f"{borough_agency(name, b)}.csv").write_text(moved, encoding="utf-8")
     return borough_names(tuple(holders), boroughs)

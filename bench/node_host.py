@@ -4,7 +4,9 @@
 line mapping each node name to its address, then serves until stdin closes or SIGTERM. A node name may
 be a borough agency of the bench's many-borough partnership (`police_b07`, see `bench.boroughs`): it then
 serves the home agency's records under its own agency and category names, with its own certificate, so
-many nodes of one agency can share a process.
+many nodes of one agency can share a process. With `--boroughs N` the nodes are those of the pan-London
+partnership (`agency_stubs.london`: `csc_camden`, `police`), each serving its own borough's records. With
+`--locator HOST:PORT` every node enrols its people in that gateway's locator with its own certificate.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import random
 import signal
 import sys
 from collections.abc import Collection
-from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -26,7 +27,9 @@ import grpc.aio
 
 from agency_stubs.dataset import AgencyDataset
 from agency_stubs.holding import policy_dataset, seeded_records
-from agency_stubs.node import AgencyNodeServicer
+from agency_stubs.locator_enrolment import keep_enrolled
+from agency_stubs.london import as_agency, build_london
+from agency_stubs.node import AgencyNodeServicer, RunningNode
 from agency_stubs.world import DEFAULT_SEED, build_world
 from bench.boroughs import home_agency
 from gateway.api.tls import server_credentials
@@ -42,17 +45,7 @@ GATEWAY_IDENTITY = f"spiffe://{DEFAULT_TRUST_DOMAIN}/gateway"
 
 def borough_dataset(dataset: AgencyDataset, name: str) -> AgencyDataset:
     """`dataset` as the node of borough agency `name` holds it: agency and category names moved there."""
-    if name == dataset.agency:
-        return dataset
-    home = dataset.agency
-
-    def moved(category: str) -> str:
-        return name + category[len(home):] if category.split(".", 1)[0] == home else category
-
-    persons = [replace(p, records=tuple(replace(r, agency=name, category=moved(r.category)) for r in p.records))
-               for p in dataset.persons.values()]
-    catalogue = [replace(spec, category=moved(spec.category)) for spec in dataset.catalogue]
-    return AgencyDataset(name, persons, mash_contact=replace(dataset.mash_contact, agency=name), catalogue=catalogue)
+    return as_agency(dataset, name, dataset.area)
 
 
 class JitteredNode(AgencyNodeServicer):
@@ -77,12 +70,16 @@ class JitteredNode(AgencyNodeServicer):
 
 async def _serve(args: argparse.Namespace) -> None:
     pki = PkiLayout(args.pki)
-    world = build_world(DEFAULT_SEED, args.people)
+    world = (build_london(DEFAULT_SEED, args.boroughs, args.people // args.boroughs) if args.boroughs
+             else build_world(DEFAULT_SEED, args.people))
     servers: list[grpc.aio.Server] = []
+    enrolling: list[asyncio.Task[None]] = []
     addresses: dict[str, str] = {}
     seeded: PolicySnapshot | None = None
     for name in args.agencies.split(","):
-        if home_agency(name) in world.datasets:
+        if name in world.datasets:  # a pan-London partnership's agency (`csc_camden`), or one of the six
+            dataset = world.datasets[name]
+        elif home_agency(name) in world.datasets:
             dataset = borough_dataset(world.dataset(home_agency(name)), name)
         else:  # an agency the synthetic world does not generate (adult social care): its seeded records file
             seeded = seeded or load_snapshot(POLICY_DIR)
@@ -95,6 +92,9 @@ async def _serve(args: argparse.Namespace) -> None:
         await server.start()
         servers.append(server)
         addresses[name] = f"127.0.0.1:{port}"
+        if args.locator:  # enrol in the gateway's locator once it answers, and stay enrolled
+            node = RunningNode(name, "127.0.0.1", port, server, servicer)
+            enrolling.append(asyncio.create_task(keep_enrolled(node, args.locator, pki.root)))
     print(json.dumps(addresses), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -102,6 +102,9 @@ async def _serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     loop.add_reader(sys.stdin.fileno(), stop.set)  # the harness closing our stdin means "stop"
     await stop.wait()
+    for task in enrolling:
+        task.cancel()
+    await asyncio.gather(*enrolling, return_exceptions=True)
     await asyncio.gather(*(s.stop(0) for s in servers))
 
 
@@ -111,7 +114,13 @@ def main() -> None:
     parser.add_argument("--agencies", required=True, help="comma-separated node names, e.g. police,health@b02")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
     parser.add_argument("--jitter", type=float, default=0.0, help="± seconds around --latency")
-    parser.add_argument("--people", type=int, default=2000)
+    parser.add_argument("--people", type=int, default=2000, help="people in the world (all boroughs together)")
+    parser.add_argument("--locator", metavar="GATEWAY", default=None,
+                        help="enrol every node in the locator of the gateway at GATEWAY (host:port), retrying until "
+                             "it answers")
+    parser.add_argument("--boroughs", type=int, default=0,
+                        help="serve the pan-London world of the first N boroughs (agency_stubs.london): node "
+                             "names are its agencies, e.g. csc_camden, police")
     args = parser.parse_args()
     configure_logging("warning", io.StringIO())  # per-lookup logging would measure the console, not the node
     with contextlib.suppress(KeyboardInterrupt):

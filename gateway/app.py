@@ -17,6 +17,8 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from gateway.agreement_health import AgreementHealth
+from gateway.analysis.service import AnalysisService, open_analysis
+from gateway.analysis.servicer import AnalysisServicer
 from gateway.api.agency_client import GrpcAgencyTransport, NodeCertificateCheck
 from gateway.api.audit_servicer import AuditServicer
 from gateway.api.calls import CallHandlers
@@ -29,6 +31,7 @@ from gateway.audit import AuditLog, AuditReview, IdentifierSealer, load_public_k
 from gateway.audit.checkpoint import load_signer
 from gateway.domain import AuditEvent, AuditKind, Clock, SystemClock
 from gateway.generated.mash.gateway.v1 import (
+    analysis_service_pb2,
     audit_service_pb2,
     hub_service_pb2,
     locator_service_pb2,
@@ -79,6 +82,7 @@ SERVICE_NAMES = (
     referral_service_pb2.DESCRIPTOR.services_by_name["ReferralService"].full_name,
     review_service_pb2.DESCRIPTOR.services_by_name["ReviewService"].full_name,
     locator_service_pb2.DESCRIPTOR.services_by_name["LocatorService"].full_name,
+    analysis_service_pb2.DESCRIPTOR.services_by_name["AnalysisService"].full_name,
 )
 
 
@@ -102,6 +106,7 @@ class Dependencies:
     revocations: RevocationList | None = None
     review_sweeper: ReviewSweeper | None = None
     locator: Locator | None = None  # None without keys/locator.json or with `locator = false`: every node is asked
+    analysis: AnalysisService | None = None  # None when the transport cannot reach nodes' summaries
     resources: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
     """Closes what `open_dependencies` opened, newest first: sweeper, referral store, watcher, transport,
     audit log, audit store."""
@@ -176,6 +181,10 @@ async def open_dependencies(
             max_timeout=settings.max_timeout, audit_margin=settings.audit_margin, review_store=review_store,
             requests=RequestLedger(window=settings.request_id_window),
         )
+        analysis = open_analysis(
+            transport, locator=locator, policy=holder, audit=audit, tokeniser=tokeniser,
+            sealer=IdentifierSealer(keys.sealing), clock=clock, default_timeout=settings.default_timeout,
+            max_timeout=settings.max_timeout, audit_margin=settings.audit_margin)
         review_sweeper = None
         if settings.breach_sweep_interval and query.reviews is not None:
             review_sweeper = ReviewSweeper(query.reviews, interval=settings.breach_sweep_interval)
@@ -187,7 +196,8 @@ async def open_dependencies(
             resources.push_async_callback(watcher.stop)
         deps = Dependencies(policy=holder, audit=audit, transport=transport, query=query, clock=clock,
                             review=review, tokeniser=tokeniser, watcher=watcher, unserved=unserved,
-                            metrics=metrics, revocations=revocations, locator=locator)
+                            metrics=metrics, revocations=revocations, locator=locator,
+                            analysis=analysis)
         await _open_referrals(settings, deps, keys.sealing, resources)
         deps.resources = resources.pop_all()
         return deps
@@ -417,6 +427,9 @@ def build_server(settings: Settings, deps: Dependencies, *, reuse_port: bool = F
         handlers.add(server, locator_service_pb2.DESCRIPTOR.services_by_name["LocatorService"],
                      LocatorServicer(deps.locator, guard.refusals, deps.policy, deps.audit, deps.clock,
                                      trust_domain=settings.trust_domain))
+    if deps.analysis is not None:
+        handlers.add(server, analysis_service_pb2.DESCRIPTOR.services_by_name["AnalysisService"],
+                     AnalysisServicer(deps.analysis))
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if settings.reflection:

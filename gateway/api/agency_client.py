@@ -15,11 +15,13 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 import grpc.aio
 import structlog
 from cryptography import x509
+from google.protobuf.message import Message
 
 from gateway.api.convert import lookup_result_from_proto, lookup_to_proto
 from gateway.errors import AgencyRejected, AgencyTimedOut, AgencyUnavailable
@@ -374,6 +376,24 @@ class GrpcAgencyTransport:
             # The reason names the fault, never the record: it reaches the log, not the caller.
             log.warning("agency answer malformed", agency=agency, request_id=command.request_id, reason=str(exc))
             raise AgencyRejected("malformed answer") from exc
+
+    async def call(self, agency: str, rpc: str, request: Message, *, timeout: float) -> Any:
+        """Another AgencyService method of the node (e.g. Summarise), with the same certificate checks as a
+        lookup; raises AgencyUnavailable, AgencyTimedOut or AgencyRejected as `lookup` does."""
+        node = self._nodes.get(agency)
+        if node is None:
+            raise AgencyUnavailable(f"no endpoint configured for agency {agency!r}")
+        if self._node_check is not None:
+            started = time.monotonic()
+            await self._node_check.check(agency, self._addresses[agency], timeout=timeout)
+            timeout -= time.monotonic() - started
+        try:
+            response = await getattr(node.stub, rpc)(request, timeout=max(0.001, timeout))
+        except grpc.aio.AioRpcError as exc:
+            raise _failure(agency, "", exc.code()) from exc
+        if response is None:  # bytes that are not the answer's message type
+            raise AgencyRejected("malformed answer")
+        return response
 
     async def features(self, agency: str, *, timeout: float = 5.0) -> frozenset[int]:
         """The features the agency's node lists in Describe now; empty if it has no endpoint or cannot answer."""

@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from gateway.demo.london import play_pan_london
 from gateway.demo.partnership import Partnership
 from gateway.demo.referral_day import play_referral_day
 from gateway.demo.story import close_the_books, play
@@ -73,6 +74,7 @@ async def _run(state_dir: Path, policy_dir: Path, audit_store: str, console: Con
         report = await play(partnership, console)
         await close_the_books(partnership, console, report)
     await play_referral_day(state_dir / "referral-day", policy_dir, console, report)
+    await play_pan_london(state_dir / "pan-london", console, report)
     console.rule("[bold]Result")
     table = Table(show_header=True)
     table.add_column("step")

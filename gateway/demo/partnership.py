@@ -6,6 +6,8 @@ agencies, node certificates and client systems are those the policy directory de
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -14,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
+import structlog
 
-from gateway.api.tls import client_credentials, node_server_credentials
+from gateway.api.tls import channel_credentials, client_credentials, node_server_credentials
 from gateway.app import GatewayServer, build_server, open_dependencies
 from gateway.domain import Clock
 from gateway.generated.mash.gateway.v1 import common_pb2, hub_service_pb2, hub_service_pb2_grpc
@@ -27,6 +30,7 @@ from gateway.settings import Settings
 
 if TYPE_CHECKING:
     from agency_stubs import RunningNode, World
+    from agency_stubs.locator_enrolment import LocatorEnrolment
 
 
 @dataclass
@@ -71,6 +75,22 @@ def _query(cls: Any, request: Mapping[str, Any]) -> Any:
     return cls(subject=subject, **fields)
 
 
+class _CountingNodeLog:
+    """A node's logger that also counts, per agency, the lookups the node answered or rejected."""
+
+    def __init__(self, counts: Counter[str]) -> None:
+        self._counts = counts
+        self._log = structlog.get_logger("agency_stubs.node")
+
+    def info(self, event: str, **fields: Any) -> None:
+        if event in ("lookup", "lookup_rejected"):
+            self._counts[str(fields.get("agency", ""))] += 1
+        self._log.info(event, **fields)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._log, name)
+
+
 class Partnership:
     """Starts everything on entry and stops everything on exit; ports are chosen by the OS (port 0)."""
 
@@ -106,6 +126,7 @@ class Partnership:
         self._audit_append_timeout = audit_append_timeout
         self._extra_settings = dict(settings or {})  # further Settings fields, e.g. limits
         self.nodes: dict[str, RunningNode] = {}
+        self.lookups: Counter[str] = Counter()  # lookups each node answered (or rejected), counted at the node
         self.gateway: GatewayServer | None = None
         self.settings: Settings | None = None
         self._channels: list[grpc.aio.Channel] = []
@@ -141,6 +162,7 @@ class Partnership:
                     credentials=node_server_credentials(self.pki, agency),
                     allowed_callers=frozenset({gateway_identity}),
                     latency=self._node_latency.get(agency, 0.0),
+                    logger=_CountingNodeLog(self.lookups),
                 )
             self.settings = Settings(
                 state_dir=self.state_dir, policy_dir=self.policy_dir, pki_dir=self.pki.root,
@@ -192,6 +214,23 @@ class Partnership:
     def client(self, agency: str, system: str, *, user: str, role: str) -> HubClient:
         """A HubClient for the agency system's certificate from `pki init`."""
         return HubClient(self.channel(client_credentials(self.pki, agency, system)), user, role)
+
+    async def enrol_in_locator(self, agencies: Sequence[str] | None = None, *,
+                               concurrency: int = 4) -> dict[str, LocatorEnrolment]:
+        """Enrol the nodes of `agencies` (default: all) in the gateway's locator, each with its own certificate,
+        `concurrency` at a time (so the gateway still answers each node's Describe promptly), and keep each
+        enrolment current as its dataset changes."""
+        from agency_stubs.locator_enrolment import enrol_running_node
+
+        slots = asyncio.Semaphore(concurrency)
+
+        async def enrol(agency: str) -> tuple[str, LocatorEnrolment]:
+            async with slots:
+                channel = self.channel(channel_credentials(self.pki.ca_cert, *self.pki.node(agency)))
+                enrolment, _ = await enrol_running_node(self.nodes[agency], channel)
+                return agency, enrolment
+
+        return dict(await asyncio.gather(*(enrol(a) for a in (self.nodes if agencies is None else agencies))))
 
     async def stop_node(self, agency: str) -> None:
         """Stop one agency node (to show the others still answer)."""

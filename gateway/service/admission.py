@@ -90,11 +90,12 @@ class Admission:
 
     async def admit(
         self, caller: Caller, command: QueryCommand, timeout: float | None, *, extra_check: ExtraCheck | None = None,
-        reused: bool = False,
+        reused: bool = False, about_subject: bool = True,
     ) -> AdmittedRequest:
         """The admitted request; on refusal a refusal entry is written first, then the error is raised.
 
-        `reused` says the request id was already used for a different request, which is refused.
+        `reused` says the request id was already used for a different request, which is refused. A request
+        not `about_subject` (an aggregate) is checked without a subject.
         """
         loop = asyncio.get_running_loop()
         budget = self._default_timeout if timeout is None else min(timeout, self._max_timeout)
@@ -125,7 +126,7 @@ class Admission:
                 raise InvalidRequest([FieldViolation(
                     "request_id", "was already used for a different request; use a new request id")])
             check_caller(policy, caller)
-            check_request(policy, caller, command, now.date())
+            check_request(policy, caller, command, now.date(), about_subject=about_subject)
             if extra_check is not None:
                 extra_check(policy, command)
         except InvalidRequest as exc:

@@ -186,9 +186,11 @@ def _check_categories(policy: PolicyView, categories: tuple[str, ...]) -> list[F
 
 
 def check_request(
-    policy: PolicyView, caller: Caller, command: QueryCommand, today: date
+    policy: PolicyView, caller: Caller, command: QueryCommand, today: date, *, about_subject: bool = True
 ) -> None:
-    """Raise InvalidRequest (all field problems at once) or RequestRefused; return if the request may go on."""
+    """Raise InvalidRequest (all field problems at once) or RequestRefused; return if the request may go on.
+
+    A request that is not `about_subject` (an aggregate over everyone) is checked without its subject."""
     violations: list[FieldViolation] = []
     purpose = policy.purposes.get(command.purpose) if command.purpose else None
     if not command.purpose:
@@ -229,7 +231,8 @@ def check_request(
             "case_reference", "must be 1-64 characters of letters, digits and / _ . -"
         ))
     violations += _check_categories(policy, command.categories)
-    violations += _check_subject(command.subject, today)
+    if about_subject:
+        violations += _check_subject(command.subject, today)
     if violations:
         raise InvalidRequest(violations)
 

@@ -27,7 +27,7 @@ from gateway.testing import FixedClock
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 ENDING = ("adult-safeguarding-isa-2026", "early-help-isa-2026", "housing-partnership-2026",
-          "mash-isa-2026")  # each ends on 2027-12-31
+          "mash-analysis-isa-2026", "mash-isa-2026")  # each ends on 2027-12-31
 DAY = 24 * 3600.0
 
 

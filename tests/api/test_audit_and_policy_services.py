@@ -409,5 +409,6 @@ async def test_policy_version_lists_agreements_expiring_within_sixty_days(
         ("adult-safeguarding-isa-2026", "2027-12-31", 46),
         ("early-help-isa-2026", "2027-12-31", 46),
         ("housing-partnership-2026", "2027-12-31", 46),
+        ("mash-analysis-isa-2026", "2027-12-31", 46),
         ("mash-isa-2026", "2027-12-31", 46),
     ]

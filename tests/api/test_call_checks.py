@@ -13,13 +13,20 @@ from gateway.api.tls import client_credentials
 from gateway.audit import decode_entry
 from gateway.demo.partnership import Partnership
 from gateway.domain import AuditEvent, AuditKind
-from gateway.generated.mash.gateway.v1 import audit_service_pb2, common_pb2, hub_service_pb2, policy_service_pb2
+from gateway.generated.mash.gateway.v1 import (
+    analysis_service_pb2,
+    audit_service_pb2,
+    common_pb2,
+    hub_service_pb2,
+    policy_service_pb2,
+)
 from gateway.generated.mash.gateway.v1 import hub_service_pb2_grpc as hub_grpc
 
 SERVICES = [
     hub_service_pb2.DESCRIPTOR.services_by_name["HubService"],
     audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"],
     policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"],
+    analysis_service_pb2.DESCRIPTOR.services_by_name["AnalysisService"],
 ]
 METHODS = [method for service in SERVICES for method in service.methods]
 

@@ -32,6 +32,7 @@ from gateway.demo.partnership import Partnership
 from gateway.domain import AuditKind
 from gateway.generated.mash.gateway.v1 import (
     agency_service_pb2,
+    analysis_service_pb2,
     audit_service_pb2,
     hub_service_pb2,
     locator_service_pb2,
@@ -44,7 +45,8 @@ from gateway.pki.authority import node_server_name
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAY_SERVICES = [module.DESCRIPTOR.services_by_name[name] for module, name in (
     (hub_service_pb2, "HubService"), (audit_service_pb2, "AuditService"), (policy_service_pb2, "PolicyService"),
-    (referral_service_pb2, "ReferralService"), (review_service_pb2, "ReviewService"))]
+    (referral_service_pb2, "ReferralService"), (review_service_pb2, "ReviewService"),
+    (analysis_service_pb2, "AnalysisService"))]
 GATEWAY_METHODS = [method for service in GATEWAY_SERVICES for method in service.methods]
 NODE_METHODS = list(agency_service_pb2.DESCRIPTOR.services_by_name["AgencyService"].methods)
 LOCATOR_METHODS = list(locator_service_pb2.DESCRIPTOR.services_by_name["LocatorService"].methods)
@@ -52,9 +54,9 @@ REFUSED = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED}
 NEVER = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
 # Each client certificate and the roles it is bound to, plus one role it is not.
 CALLERS = [("police", "case-system"), ("csc", "case-system"), ("hub", "mash-console"), ("hub", "audit-console"),
-           ("hub", "policy-admin")]
+           ("hub", "policy-admin"), ("hub", "analysis-console")]
 ROLES = ["mash_manager", "mash_social_worker", "auditor", "policy_admin", "mash_researcher_police", "police_officer",
-         "social_worker"]
+         "social_worker", "mash_analyst"]
 OPEN_ENDED = {"WatchNotifications"}  # a watch stays open while allowed: ended by a short deadline
 
 

@@ -85,7 +85,7 @@ def test_the_demo_plays_every_step_and_exits_zero(run_name: str, request: pytest
     run: DemoRun = request.getfixturevalue(run_name)
     assert run.result.returncode == 0, run.result.stdout[-4000:] + run.result.stderr[-4000:]
     for step in ("1. A police notification", "2. Screening", "3. A MASH researcher", "4. An operational social",
-                 "5. A housing officer", "6. The audit log"):
+                 "5. A housing officer", "6. The audit log", "13. Pan-London"):
         assert step in run.result.stdout
     assert "checks passed" in run.result.stdout
 

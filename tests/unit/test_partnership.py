@@ -24,7 +24,7 @@ def test_the_shipped_policy_declares_seven_record_holders_in_order_and_its_bound
     assert plan.record_holders == ("police", "health", "csc", "education", "housing", "probation", "asc")
     assert "spiffe://mash.local/agency/hub/system/audit-console" in plan.clients
     assert "spiffe://mash.local/agency/asc/system/case-system" in plan.clients
-    assert len(plan.clients) == 13  # with the health and police review consoles, adult social care, the web console
+    assert len(plan.clients) == 14  # with the review consoles, adult social care, the web and analysis consoles
 
 
 def test_a_policy_whose_vocabulary_has_errors_is_refused(tmp_path: Path, policy_dir: Path) -> None:

@@ -6,7 +6,7 @@ import time
 from collections import Counter
 
 from agency_stubs import CATEGORIES, World, build_world
-from agency_stubs.cast import CAST
+from agency_stubs.cast import CAST, DEAN_ASHBY, JODIE_MERCER, KAI_MERCER
 from agency_stubs.catalogue import SIMULATED_AGENCIES
 from gateway.linkage import is_valid_nhs_number, normalise_postcode
 
@@ -136,3 +136,38 @@ def test_summaries_never_repeat_identifying_or_withheld_field_values(world: Worl
                     assert f.value.lower() not in summary, (record.record_id, f.name)
             for word in set(summary.replace(".", " ").replace(";", " ").split()):
                 assert not any(name in summary for name in by_given.get(word, ())), record.record_id
+
+
+def test_domestic_abuse_records_give_each_adult_their_part(world: World) -> None:
+    """Every domestic-abuse incident names exactly one victim and one perpetrator (two different people in
+    the police dataset); children present have no part; other records give no part."""
+    police = world.dataset("police")
+    parts: dict[str, list[str]] = {}
+    for entry in police.persons.values():
+        for record_id, role in entry.roles.items():
+            assert role in ("victim", "perpetrator"), (entry.person_ref, record_id, role)
+            record = next((r for r in entry.records if r.record_id == record_id), None)
+            assert record is not None, f"{entry.person_ref} has a part in {record_id} but does not hold it"
+            assert record.category == "police.domestic_abuse", record_id
+            parts.setdefault(record_id, []).append(role)
+    incidents = {r.record_id for r in police.records() if r.category == "police.domestic_abuse"}
+    assert set(parts) == incidents, "every domestic-abuse incident should name its victim and perpetrator"
+    assert all(sorted(p) == ["perpetrator", "victim"] for p in parts.values()), \
+        {k: v for k, v in parts.items() if sorted(v) != ["perpetrator", "victim"]}
+    for ds in world.datasets.values():
+        if ds.agency != "police":
+            assert not any(e.roles for e in ds.persons.values()), f"{ds.agency} gives parts in records"
+
+
+def test_generated_world_has_repeat_domestic_abuse_victims_and_the_cast_parts(world: World) -> None:
+    """Some generated victims have two or more incidents; Jodie Mercer is the victim and Dean Ashby the
+    perpetrator of both cast incidents."""
+    police = world.dataset("police")
+    victim_counts = Counter(sum(1 for r in e.roles.values() if r == "victim") for e in police.persons.values())
+    assert sum(n for count, n in victim_counts.items() if count >= 2) > 0
+    jodie = police.persons[JODIE_MERCER.person_refs["police"]]
+    dean = police.persons[DEAN_ASHBY.person_refs["police"]]
+    kai = police.persons[KAI_MERCER.person_refs["police"]]
+    assert dict(jodie.roles) == {"POL-DA-C0001": "victim", "POL-DA-C0002": "victim"}
+    assert dict(dean.roles) == {"POL-DA-C0001": "perpetrator", "POL-DA-C0002": "perpetrator"}
+    assert dict(kai.roles) == {}

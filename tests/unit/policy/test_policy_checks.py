@@ -220,6 +220,7 @@ def test_agreement_expiring_within_sixty_or_thirty_days_is_a_warning_naming_it(t
         "early-help-isa-2026",
         "housing-partnership-2026",
         "adult-safeguarding-isa-2026",
+        "mash-analysis-isa-2026",
     }
     assert all(f"within {within} days" in f.message for f in soon)
     assert all(f.file == "agreements.yaml" and not is_blocking(f) for f in soon)
@@ -246,6 +247,7 @@ def test_expiring_agreements_lists_those_ending_soon_but_not_those_ended() -> No
         "early-help-isa-2026": date(2027, 12, 31),
         "housing-partnership-2026": date(2027, 12, 31),
         "adult-safeguarding-isa-2026": date(2027, 12, 31),
+        "mash-analysis-isa-2026": date(2027, 12, 31),
     }
     assert expiring_agreements(snapshot, date(2026, 11, 26)) == {}
 

@@ -283,8 +283,8 @@ def test_matrix_table_and_csv(capsys: pytest.CaptureFixture[str], tmp_path: Path
     assert code == CLEAN
     rows = list(csv.DictReader(target.open()))
     # assertable roles x citable purposes x record categories (with the adults' MASH: 2 roles, 1 purpose and
-    # adult social care's 4 categories)
-    assert len(rows) == 22 * 6 * 36
+    # adult social care's 4 categories; with analysis: 1 role, 2 purposes)
+    assert len(rows) == 23 * 8 * 36
     cell = next(
         r
         for r in rows

@@ -33,6 +33,8 @@ class _FeatureEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Feature.Value
     """The node enrols the people it holds in the gateway's locator (LocatorService), so the gateway asks it
     only about people whose tokens it enrolled once its enrolment is complete.
     """
+    FEATURE_SUMMARISE: _Feature.ValueType  # 3
+    """The node implements Summarise and SummariseCohort (counts and dates, no records)."""
 
 class Feature(_Feature, metaclass=_FeatureEnumTypeWrapper):
     """Optional capabilities a node offers, listed in its DescribeResponse."""
@@ -44,6 +46,8 @@ FEATURE_LOCATOR_ENROLMENT: Feature.ValueType  # 2
 """The node enrols the people it holds in the gateway's locator (LocatorService), so the gateway asks it
 only about people whose tokens it enrolled once its enrolment is complete.
 """
+FEATURE_SUMMARISE: Feature.ValueType  # 3
+"""The node implements Summarise and SummariseCohort (counts and dates, no records)."""
 Global___Feature: _TypeAlias = Feature  # noqa: Y015
 
 class _MatchMethod:
@@ -332,3 +336,272 @@ class LookupBatchResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LookupBatchResponse: _TypeAlias = LookupBatchResponse  # noqa: Y015
+
+@_typing.final
+class RoleCounts(_message.Message):
+    """A domestic-abuse incident's part for the subject, from the node's own record of who was who."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VICTIM_FIELD_NUMBER: _builtins.int
+    PERPETRATOR_FIELD_NUMBER: _builtins.int
+    victim: _builtins.int
+    """Incidents in which the person was recorded as the victim."""
+    perpetrator: _builtins.int
+    """Incidents in which the person was recorded as the perpetrator."""
+    def __init__(
+        self,
+        *,
+        victim: _builtins.int = ...,
+        perpetrator: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["perpetrator", b"perpetrator", "victim", b"victim"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoleCounts: _TypeAlias = RoleCounts  # noqa: Y015
+
+@_typing.final
+class SummaryCell(_message.Message):
+    """The subject's records of one category that happened in one area in one calendar year."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    AREA_FIELD_NUMBER: _builtins.int
+    YEAR_FIELD_NUMBER: _builtins.int
+    RECORDS_FIELD_NUMBER: _builtins.int
+    FIRST_DATE_FIELD_NUMBER: _builtins.int
+    LAST_DATE_FIELD_NUMBER: _builtins.int
+    ROLES_FIELD_NUMBER: _builtins.int
+    category: _builtins.str
+    area: _builtins.str
+    """The area (borough) where the events happened; empty when the partnership has no areas."""
+    year: _builtins.int
+    records: _builtins.int
+    first_date: _builtins.str
+    """Dates (YYYY-MM-DD) of the first and last record in the cell."""
+    last_date: _builtins.str
+    @_builtins.property
+    def roles(self) -> Global___RoleCounts:
+        """Domestic-abuse incidents among these records by the person's part (zero for other categories)."""
+
+    def __init__(
+        self,
+        *,
+        category: _builtins.str = ...,
+        area: _builtins.str = ...,
+        year: _builtins.int = ...,
+        records: _builtins.int = ...,
+        first_date: _builtins.str = ...,
+        last_date: _builtins.str = ...,
+        roles: Global___RoleCounts | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["roles", b"roles"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["area", b"area", "category", b"category", "first_date", b"first_date", "last_date", b"last_date", "records", b"records", "roles", b"roles", "year", b"year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SummaryCell: _TypeAlias = SummaryCell  # noqa: Y015
+
+@_typing.final
+class SummariseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    CATEGORIES_FIELD_NUMBER: _builtins.int
+    EXISTENCE_CATEGORIES_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    LEGAL_BASIS_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """The analysis request this serves, for the agency's own log."""
+    purpose: _builtins.str
+    legal_basis: _builtins.str
+    @_builtins.property
+    def subject(self) -> _common_pb2.SubjectIdentifiers: ...
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Categories whose counts and dates may be disclosed."""
+
+    @_builtins.property
+    def existence_categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Categories of which only "known or not" may be disclosed."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        subject: _common_pb2.SubjectIdentifiers | None = ...,
+        categories: _abc.Iterable[_builtins.str] | None = ...,
+        existence_categories: _abc.Iterable[_builtins.str] | None = ...,
+        purpose: _builtins.str = ...,
+        legal_basis: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["subject", b"subject"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories", "existence_categories", b"existence_categories", "legal_basis", b"legal_basis", "purpose", b"purpose", "request_id", b"request_id", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SummariseRequest: _TypeAlias = SummariseRequest  # noqa: Y015
+
+@_typing.final
+class PersonSummary(_message.Message):
+    """One person the node matched, as counts and dates only."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METHOD_FIELD_NUMBER: _builtins.int
+    CELLS_FIELD_NUMBER: _builtins.int
+    KNOWN_IN_EXISTENCE_CATEGORIES_FIELD_NUMBER: _builtins.int
+    method: Global___MatchMethod.ValueType
+    known_in_existence_categories: _builtins.bool
+    """True when the person has at least one record in the existence-only categories."""
+    @_builtins.property
+    def cells(self) -> _containers.RepeatedCompositeFieldContainer[Global___SummaryCell]:
+        """One cell per (category, area, year) with at least one record, for the requested categories only."""
+
+    def __init__(
+        self,
+        *,
+        method: Global___MatchMethod.ValueType = ...,
+        cells: _abc.Iterable[Global___SummaryCell] | None = ...,
+        known_in_existence_categories: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cells", b"cells", "known_in_existence_categories", b"known_in_existence_categories", "method", b"method"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PersonSummary: _TypeAlias = PersonSummary  # noqa: Y015
+
+@_typing.final
+class SummariseResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENCY_FIELD_NUMBER: _builtins.int
+    PEOPLE_FIELD_NUMBER: _builtins.int
+    MASH_CONTACT_FIELD_NUMBER: _builtins.int
+    agency: _builtins.str
+    @_builtins.property
+    def people(self) -> _containers.RepeatedCompositeFieldContainer[Global___PersonSummary]:
+        """One entry per matched person; more than one means the identifiers are ambiguous at this agency."""
+
+    @_builtins.property
+    def mash_contact(self) -> _common_pb2.AgencyContact: ...
+    def __init__(
+        self,
+        *,
+        agency: _builtins.str = ...,
+        people: _abc.Iterable[Global___PersonSummary] | None = ...,
+        mash_contact: _common_pb2.AgencyContact | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["mash_contact", b"mash_contact"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "mash_contact", b"mash_contact", "people", b"people"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SummariseResponse: _TypeAlias = SummariseResponse  # noqa: Y015
+
+@_typing.final
+class SummariseCohortRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PERIOD_START_FIELD_NUMBER: _builtins.int
+    PERIOD_END_FIELD_NUMBER: _builtins.int
+    CATEGORIES_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    LEGAL_BASIS_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    period_start: _builtins.str
+    """Only records dated within [period_start, period_end] (YYYY-MM-DD, inclusive) count."""
+    period_end: _builtins.str
+    purpose: _builtins.str
+    legal_basis: _builtins.str
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Categories whose records are counted."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        period_start: _builtins.str = ...,
+        period_end: _builtins.str = ...,
+        categories: _abc.Iterable[_builtins.str] | None = ...,
+        purpose: _builtins.str = ...,
+        legal_basis: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories", "legal_basis", b"legal_basis", "period_end", b"period_end", "period_start", b"period_start", "purpose", b"purpose", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SummariseCohortRequest: _TypeAlias = SummariseCohortRequest  # noqa: Y015
+
+@_typing.final
+class CohortRow(_message.Message):
+    """One person's counts over the period, keyed by locator tokens."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKENS_FIELD_NUMBER: _builtins.int
+    CELLS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tokens(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """The person's locator tokens (16 bytes each) under `SummariseCohortResponse.key_id`: the same tokens the
+        node enrolled. Rows without tokens cannot be linked across agencies and are not counted.
+        """
+
+    @_builtins.property
+    def cells(self) -> _containers.RepeatedCompositeFieldContainer[Global___SummaryCell]:
+        """Records per (category, area, year), with no dates."""
+
+    def __init__(
+        self,
+        *,
+        tokens: _abc.Iterable[_builtins.bytes] | None = ...,
+        cells: _abc.Iterable[Global___SummaryCell] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cells", b"cells", "tokens", b"tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CohortRow: _TypeAlias = CohortRow  # noqa: Y015
+
+@_typing.final
+class SummariseCohortResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENCY_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    agency: _builtins.str
+    key_id: _builtins.str
+    """The locator key id the tokens were computed under; empty when the node has not enrolled."""
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___CohortRow]: ...
+    def __init__(
+        self,
+        *,
+        agency: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+        rows: _abc.Iterable[Global___CohortRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agency", b"agency", "key_id", b"key_id", "rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SummariseCohortResponse: _TypeAlias = SummariseCohortResponse  # noqa: Y015

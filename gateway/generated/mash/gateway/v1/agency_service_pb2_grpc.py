@@ -50,6 +50,16 @@ class AgencyServiceStub:
                 request_serializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.LookupBatchRequest.SerializeToString,
                 response_deserializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.LookupBatchResponse.FromString,
                 _registered_method=True)
+        self.Summarise = channel.unary_unary(
+                '/mash.gateway.v1.AgencyService/Summarise',
+                request_serializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.SummariseRequest.SerializeToString,
+                response_deserializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.SummariseResponse.FromString,
+                _registered_method=True)
+        self.SummariseCohort = channel.unary_unary(
+                '/mash.gateway.v1.AgencyService/SummariseCohort',
+                request_serializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.SummariseCohortRequest.SerializeToString,
+                response_deserializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.SummariseCohortResponse.FromString,
+                _registered_method=True)
 
 
 class AgencyServiceServicer:
@@ -78,6 +88,22 @@ class AgencyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Summarise(self, request, context):
+        """Counts and dates of the subject's records per category, area and year: never a record, never a field.
+        Only called on nodes whose Describe lists FEATURE_SUMMARISE; others are not asked for summaries.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SummariseCohort(self, request, context):
+        """Per-person counts over a period for the partnership's strategic picture, each person keyed by the locator
+        tokens the node enrolled (never an identifier). Only called on nodes whose Describe lists FEATURE_SUMMARISE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgencyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -95,6 +121,16 @@ def add_AgencyServiceServicer_to_server(servicer, server):
                     servicer.LookupBatch,
                     request_deserializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.LookupBatchRequest.FromString,
                     response_serializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.LookupBatchResponse.SerializeToString,
+            ),
+            'Summarise': grpc.unary_unary_rpc_method_handler(
+                    servicer.Summarise,
+                    request_deserializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.SummariseRequest.FromString,
+                    response_serializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.SummariseResponse.SerializeToString,
+            ),
+            'SummariseCohort': grpc.unary_unary_rpc_method_handler(
+                    servicer.SummariseCohort,
+                    request_deserializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.SummariseCohortRequest.FromString,
+                    response_serializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.SummariseCohortResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -179,6 +215,60 @@ class AgencyService:
             '/mash.gateway.v1.AgencyService/LookupBatch',
             mash_dot_gateway_dot_v1_dot_agency__service__pb2.LookupBatchRequest.SerializeToString,
             mash_dot_gateway_dot_v1_dot_agency__service__pb2.LookupBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Summarise(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mash.gateway.v1.AgencyService/Summarise',
+            mash_dot_gateway_dot_v1_dot_agency__service__pb2.SummariseRequest.SerializeToString,
+            mash_dot_gateway_dot_v1_dot_agency__service__pb2.SummariseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SummariseCohort(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mash.gateway.v1.AgencyService/SummariseCohort',
+            mash_dot_gateway_dot_v1_dot_agency__service__pb2.SummariseCohortRequest.SerializeToString,
+            mash_dot_gateway_dot_v1_dot_agency__service__pb2.SummariseCohortResponse.FromString,
             options,
             channel_credentials,
             insecure,

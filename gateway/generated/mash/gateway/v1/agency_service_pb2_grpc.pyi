@@ -41,6 +41,14 @@ class AgencyServiceStub:
     """Several independent lookups in one call; answers come back in request order, one per lookup.
     Only called on nodes whose Describe lists FEATURE_LOOKUP_BATCH; others get one Lookup per lookup.
     """
+    Summarise: _grpc.UnaryUnaryMultiCallable[_agency_service_pb2.SummariseRequest, _agency_service_pb2.SummariseResponse]
+    """Counts and dates of the subject's records per category, area and year: never a record, never a field.
+    Only called on nodes whose Describe lists FEATURE_SUMMARISE; others are not asked for summaries.
+    """
+    SummariseCohort: _grpc.UnaryUnaryMultiCallable[_agency_service_pb2.SummariseCohortRequest, _agency_service_pb2.SummariseCohortResponse]
+    """Per-person counts over a period for the partnership's strategic picture, each person keyed by the locator
+    tokens the node enrolled (never an identifier). Only called on nodes whose Describe lists FEATURE_SUMMARISE.
+    """
 
 @_typing.type_check_only
 class AgencyServiceAsyncStub(AgencyServiceStub):
@@ -54,6 +62,14 @@ class AgencyServiceAsyncStub(AgencyServiceStub):
     LookupBatch: _aio.UnaryUnaryMultiCallable[_agency_service_pb2.LookupBatchRequest, _agency_service_pb2.LookupBatchResponse]  # type: ignore[assignment]
     """Several independent lookups in one call; answers come back in request order, one per lookup.
     Only called on nodes whose Describe lists FEATURE_LOOKUP_BATCH; others get one Lookup per lookup.
+    """
+    Summarise: _aio.UnaryUnaryMultiCallable[_agency_service_pb2.SummariseRequest, _agency_service_pb2.SummariseResponse]  # type: ignore[assignment]
+    """Counts and dates of the subject's records per category, area and year: never a record, never a field.
+    Only called on nodes whose Describe lists FEATURE_SUMMARISE; others are not asked for summaries.
+    """
+    SummariseCohort: _aio.UnaryUnaryMultiCallable[_agency_service_pb2.SummariseCohortRequest, _agency_service_pb2.SummariseCohortResponse]  # type: ignore[assignment]
+    """Per-person counts over a period for the partnership's strategic picture, each person keyed by the locator
+    tokens the node enrolled (never an identifier). Only called on nodes whose Describe lists FEATURE_SUMMARISE.
     """
 
 class AgencyServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -83,6 +99,26 @@ class AgencyServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_agency_service_pb2.LookupBatchResponse, _abc.Awaitable[_agency_service_pb2.LookupBatchResponse]]:
         """Several independent lookups in one call; answers come back in request order, one per lookup.
         Only called on nodes whose Describe lists FEATURE_LOOKUP_BATCH; others get one Lookup per lookup.
+        """
+
+    @_abc_1.abstractmethod
+    def Summarise(
+        self,
+        request: _agency_service_pb2.SummariseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agency_service_pb2.SummariseResponse, _abc.Awaitable[_agency_service_pb2.SummariseResponse]]:
+        """Counts and dates of the subject's records per category, area and year: never a record, never a field.
+        Only called on nodes whose Describe lists FEATURE_SUMMARISE; others are not asked for summaries.
+        """
+
+    @_abc_1.abstractmethod
+    def SummariseCohort(
+        self,
+        request: _agency_service_pb2.SummariseCohortRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agency_service_pb2.SummariseCohortResponse, _abc.Awaitable[_agency_service_pb2.SummariseCohortResponse]]:
+        """Per-person counts over a period for the partnership's strategic picture, each person keyed by the locator
+        tokens the node enrolled (never an identifier). Only called on nodes whose Describe lists FEATURE_SUMMARISE.
         """
 
 def add_AgencyServiceServicer_to_server(servicer: AgencyServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
