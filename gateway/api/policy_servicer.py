@@ -109,7 +109,7 @@ def vocabulary_to_proto(snapshot: PolicySnapshot, today: date) -> policy_pb.GetV
     """Every declared name of `snapshot` (no personal data), lists sorted by name, agreements by end date."""
     response = policy_pb.GetVocabularyResponse(
         policy_version=snapshot.version,
-        agencies=[policy_pb.VocabularyAgency(name=a.name, title=a.title, holds_records=a.holds_records)
+        agencies=[policy_pb.VocabularyAgency(name=a.name, title=a.title, holds_records=a.holds_records, area=a.area)
                   for _, a in sorted(snapshot.agencies.items())],
         roles=[policy_pb.VocabularyRole(name=r.name, agency=r.agency, description=r.description, group=r.group,
                                         reviewer_kind=r.reviews, sees_records=r.sees_records)
@@ -123,8 +123,9 @@ def vocabulary_to_proto(snapshot: PolicySnapshot, today: date) -> policy_pb.GetV
         agreements=[policy_pb.VocabularyAgreement(
             name=a.name, title=a.title, parties=sorted(a.parties), purposes=sorted(a.purposes),
             valid_from=a.valid_from.isoformat(), valid_until=a.valid_until.isoformat(),
-            days_left=(a.valid_until - today).days)
+            days_left=(a.valid_until - today).days, cross_area=a.cross_area)
             for a in sorted(snapshot.agreements.values(), key=lambda a: (a.valid_until, a.name))],
+        areas=[policy_pb.VocabularyArea(name=a.name, title=a.title) for _, a in sorted(snapshot.areas.items())],
     )
     if snapshot.workflow is not None:
         response.mashes.extend(

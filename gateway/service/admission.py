@@ -30,14 +30,15 @@ from gateway.service.validation import (
 
 log = structlog.get_logger("gateway.admission")
 
+MAX_REASON = 2000
+"""Longest refusal reason written to the permanent log; violations are capped upstream, this is the backstop."""
+
 
 def requester_area(policy: PolicyView, requester: str) -> dict[str, str]:
     """The audit details naming the requesting agency's area, where the partnership declares areas ("" for a
     requester serving the whole partnership); none otherwise, so a partnership without areas logs as before."""
     return {"requester_area": policy.area_of(requester)} if policy.areas else {}
 
-MAX_REASON = 2000
-"""Longest refusal reason written to the permanent log; violations are capped upstream, this is the backstop."""
 
 ExtraCheck = Callable[[PolicyView, QueryCommand], None]
 """A use case's own check after the common ones; raises InvalidRequest or RequestRefused."""

@@ -79,9 +79,9 @@ def plan_request(
     purpose: str,
     agreement: str,
     categories: Sequence[str],
+    requester: str,
     agencies: Sequence[str] | None = None,
     routing: Routing | None = None,
-    requester: str = "",
 ) -> tuple[AgencyPlan, ...]:
     """One plan per agency (every record holder unless `agencies` narrows it): policy levels capped by the
     agreement, content only for the requested categories (all of them when `categories` is empty).
@@ -93,8 +93,9 @@ def plan_request(
     With `routing`, an agency whose node enrolled completely in the locator and holds no matching token
     is planned as not asked (see `route_plans`).
 
-    `requester` is the calling certificate's agency: an agency serving another area than the requester's is
-    planned like a non-party (nothing at all is asked of it) unless the agreement is cross-area.
+    `requester` is the calling certificate's agency (required, so no caller can skip the areas rule by
+    omission): an agency serving another area than the requester's is planned like a non-party (nothing at
+    all is asked of it) unless the agreement is cross-area.
     """
     cited = policy.agreements[agreement]
     # A category sits under its own agency's root only (the vocabulary enforces it), so each agency's

@@ -15,6 +15,7 @@ from gateway.errors import Finding, PolicyError
 from gateway.policy import PolicySnapshot, is_blocking, lint, load_snapshot, load_test_cases, run_suite
 from gateway.policy.agreements import agreement_refusal
 from gateway.policy.diff import CHANGED, NARROWER, WIDER, diff_settings, diff_snapshots
+from gateway.policy.release import required_approvals
 from gateway.policy.sources import content_hash
 from tests.two_boroughs import CAMDEN_AGREEMENT, HACKNEY_AGREEMENT, PAN_AGREEMENT, add_two_boroughs
 
@@ -329,3 +330,16 @@ def test_explain_with_an_undeclared_requester_is_unanswerable(
     code, out = explain(capsys, boroughs, "--agreement", PAN_AGREEMENT, "--requester", "hub_hackny")
     assert code == UNANSWERABLE
     assert "undeclared agency 'hub_hackny' (did you mean 'hub_hackney'?)" in out
+
+
+def test_turning_an_agreement_cross_area_needs_its_record_holding_parties_approval(
+    boroughs: Path, two: PolicySnapshot
+) -> None:
+    """A release making the pan agreement cross-area again is a widening each party holding records signs."""
+    edit(boroughs / AGREEMENTS, "    cross_area: true\n", "    cross_area: false\n")
+    edit(boroughs / AGREEMENTS, "parties: [police, csc, csc_hackney, hub, hub_camden, hub_hackney]",
+         "parties: [police, csc, hub, hub_camden]")
+    approvals, _ = required_approvals(load_snapshot(boroughs), two)
+    owed = {agency for agency, lines in approvals.items()
+            if f"▲ agreement {PAN_AGREEMENT}: cross_area False -> True" in lines}
+    assert owed == {"police", "csc", "csc_hackney"}

@@ -93,7 +93,7 @@ def test_malformed_cases_are_findings_at_their_line(tmp_path: Path) -> None:
     assert where[0][1] == "purpose is required"
     assert (12, "expect must be NONE, EXISTS, PERTINENT or FULL") in where
     assert (13, "colour is not a known key (expected one of: name, role, purpose, agency, category, expect, "
-            "record, visible, redacted, withheld, disclosed_on, agreement, review)") in where
+            "record, visible, redacted, withheld, disclosed_on, agreement, review, requester)") in where
 
 
 def test_failures_become_findings_naming_file_line_and_test(

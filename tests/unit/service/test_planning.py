@@ -33,7 +33,7 @@ def test_record_holders_are_the_declared_agencies_that_hold_records_in_declared_
 def test_a_plan_can_be_narrowed_to_chosen_agencies(holder: PolicyHolder) -> None:
     """Given agencies (as a locator would choose them), only those are planned, in the order given."""
     plans = plan_request(holder.current, role="mash_researcher_police", purpose="safeguarding_screening",
-                         agreement="mash-isa-2026", categories=(), agencies=("csc", "police"))
+                         agreement="mash-isa-2026", categories=(), requester="police", agencies=("csc", "police"))
     assert [p.agency for p in plans] == ["csc", "police"]
     assert all(p.level > DisclosureLevel.NONE for p in plans)
 

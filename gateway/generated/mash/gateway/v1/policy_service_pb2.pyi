@@ -348,6 +348,7 @@ class GetVocabularyResponse(_message.Message):
     RECORD_CATEGORIES_FIELD_NUMBER: _builtins.int
     AGREEMENTS_FIELD_NUMBER: _builtins.int
     MASHES_FIELD_NUMBER: _builtins.int
+    AREAS_FIELD_NUMBER: _builtins.int
     policy_version: _builtins.str
     """The snapshot the names come from."""
     @_builtins.property
@@ -368,6 +369,10 @@ class GetVocabularyResponse(_message.Message):
     def mashes(self) -> _containers.RepeatedCompositeFieldContainer[Global___VocabularyMash]:
         """Empty when the policy has no workflow.yaml."""
 
+    @_builtins.property
+    def areas(self) -> _containers.RepeatedCompositeFieldContainer[Global___VocabularyArea]:
+        """The partnership's areas (boroughs), sorted by name; empty when it declares none."""
+
     def __init__(
         self,
         *,
@@ -378,10 +383,11 @@ class GetVocabularyResponse(_message.Message):
         record_categories: _abc.Iterable[Global___VocabularyCategory] | None = ...,
         agreements: _abc.Iterable[Global___VocabularyAgreement] | None = ...,
         mashes: _abc.Iterable[Global___VocabularyMash] | None = ...,
+        areas: _abc.Iterable[Global___VocabularyArea] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agencies", b"agencies", "agreements", b"agreements", "mashes", b"mashes", "policy_version", b"policy_version", "purposes", b"purposes", "record_categories", b"record_categories", "roles", b"roles"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agencies", b"agencies", "agreements", b"agreements", "areas", b"areas", "mashes", b"mashes", "policy_version", b"policy_version", "purposes", b"purposes", "record_categories", b"record_categories", "roles", b"roles"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -394,24 +400,50 @@ class VocabularyAgency(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     TITLE_FIELD_NUMBER: _builtins.int
     HOLDS_RECORDS_FIELD_NUMBER: _builtins.int
+    AREA_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     title: _builtins.str
     holds_records: _builtins.bool
     """False for agencies that hold no records of their own (e.g. the MASH)."""
+    area: _builtins.str
+    """The area the agency serves; empty when it serves the whole partnership."""
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         title: _builtins.str = ...,
         holds_records: _builtins.bool = ...,
+        area: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["holds_records", b"holds_records", "name", b"name", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["area", b"area", "holds_records", b"holds_records", "name", b"name", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VocabularyAgency: _TypeAlias = VocabularyAgency  # noqa: Y015
+
+@_typing.final
+class VocabularyArea(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    title: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        title: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VocabularyArea: _TypeAlias = VocabularyArea  # noqa: Y015
 
 @_typing.final
 class VocabularyRole(_message.Message):
@@ -524,6 +556,7 @@ class VocabularyAgreement(_message.Message):
     VALID_FROM_FIELD_NUMBER: _builtins.int
     VALID_UNTIL_FIELD_NUMBER: _builtins.int
     DAYS_LEFT_FIELD_NUMBER: _builtins.int
+    CROSS_AREA_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     title: _builtins.str
     valid_from: _builtins.str
@@ -531,6 +564,8 @@ class VocabularyAgreement(_message.Message):
     valid_until: _builtins.str
     days_left: _builtins.int
     """Days from today (the gateway's clock) to valid_until; negative once it has ended."""
+    cross_area: _builtins.bool
+    """True when a party in one area may ask a party in another under it; false keeps each area to itself."""
     @_builtins.property
     def parties(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Agency names, sorted."""
@@ -549,10 +584,11 @@ class VocabularyAgreement(_message.Message):
         valid_from: _builtins.str = ...,
         valid_until: _builtins.str = ...,
         days_left: _builtins.int = ...,
+        cross_area: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["days_left", b"days_left", "name", b"name", "parties", b"parties", "purposes", b"purposes", "title", b"title", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cross_area", b"cross_area", "days_left", b"days_left", "name", b"name", "parties", b"parties", "purposes", b"purposes", "title", b"title", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
