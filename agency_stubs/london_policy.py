@@ -9,9 +9,12 @@
   all of London, as in the template;
 - per borough, a copy of each of the template's agreements that the hub is party to (`mash-isa-2026-camden`),
   between that borough's agencies, its hub and the London-wide agencies;
-- `pan-london-isa-2026`, the one cross-area agreement: every borough and London-wide agency, for MASH
+- `pan-london-isa-2026`, the cross-area agreement for cases: every borough and London-wide agency, for MASH
   screening and child protection only (docs/locator.md says why those and not early help, children in
   need assessments or tenancy management);
+- `pan-london-analysis-isa-2026`, the cross-area agreement for analysis (when the template has the analysis
+  agreement `mash-analysis-isa-2026`): the same parties, for the analysis purposes only, so the
+  partnership's analysts can count across boroughs (docs/analysis.md);
 - client bindings: per borough, the hub's MASH console and the borough agencies' systems with the roles
   the template gives them; the London-wide agencies' and the partnership's own (audit, policy admin) as in
   the template.
@@ -45,6 +48,8 @@ TEMPLATE = Path(__file__).resolve().parents[1] / "policies"
 
 HUB = "hub"
 PAN_LONDON_AGREEMENT = "pan-london-isa-2026"
+PAN_LONDON_ANALYSIS_AGREEMENT = "pan-london-analysis-isa-2026"
+ANALYSIS_TEMPLATE = "mash-analysis-isa-2026"
 PAN_LONDON_PURPOSES: tuple[str, ...] = ("safeguarding_screening", "child_protection")
 """What one borough may ask another borough's agencies for: MASH screening and child protection. Not early
 help (consensual, local), not children-in-need assessments (the home borough's own service), not tenancy
@@ -192,18 +197,28 @@ def _agreements(target: Path, areas: Sequence[str], holders: Sequence[str], hubs
                 "parties": list(dict.fromkeys([*map(move, spec["parties"]), *_role_homes(spec["parties"])])),
                 "categories": [move(c) for c in spec["categories"]],
             }
-    template = doc["mash-isa-2026"]
-    london_wide = [p for p in template["parties"] if p not in (*BOROUGH_KINDS, HUB)]
-    out[PAN_LONDON_AGREEMENT] = {
-        "title": "Pan-London MASH information sharing agreement 2026-27 (cross-borough screening and child "
-                 "protection)",
-        "cross_area": True,
-        "parties": [*london_wide, *holders, *hubs, *_role_homes(template["parties"])],
-        "purposes": list(PAN_LONDON_PURPOSES),
-        "categories": [*(c for c in template["categories"] if c not in BOROUGH_KINDS), *holders],
-        "valid_from": template["valid_from"],
-        "valid_until": template["valid_until"],
-    }
+    def london_wide(template: dict[str, Any], title: str, purposes: list[str]) -> dict[str, Any]:
+        """`template` across every borough: its London-wide parties, every borough agency and hub."""
+        return {
+            "title": title,
+            "cross_area": True,
+            "parties": [*(p for p in template["parties"] if p not in (*BOROUGH_KINDS, HUB)), *holders, *hubs,
+                        *_role_homes(template["parties"])],
+            "purposes": purposes,
+            "categories": [*(c for c in template["categories"] if c not in BOROUGH_KINDS), *holders],
+            "valid_from": template["valid_from"],
+            "valid_until": template["valid_until"],
+        }
+
+    out[PAN_LONDON_AGREEMENT] = london_wide(
+        doc["mash-isa-2026"],
+        "Pan-London MASH information sharing agreement 2026-27 (cross-borough screening and child protection)",
+        list(PAN_LONDON_PURPOSES))
+    if ANALYSIS_TEMPLATE in doc:
+        analysis = doc[ANALYSIS_TEMPLATE]
+        out[PAN_LONDON_ANALYSIS_AGREEMENT] = london_wide(
+            analysis, "Pan-London analysis agreement 2026-27 (counts and dates across boroughs)",
+            list(analysis["purposes"]))
     _dump(target / "agreements.yaml", {"agreements": out}, _header(
         "Data-sharing agreements: each borough's copy of the template's, between that borough's agencies, its "
         "MASH\n# and the London-wide agencies; and the one cross-borough agreement, for screening and child "

@@ -15,12 +15,11 @@ from typing import Any
 
 import pytest
 import structlog
-import yaml
 
 from agency_stubs.dataset import PersonEntry
 from agency_stubs.locator_enrolment import enrol_running_node
 from agency_stubs.london import LondonWorld, build_london
-from agency_stubs.london_policy import generate_partnership
+from agency_stubs.london_policy import PAN_LONDON_ANALYSIS_AGREEMENT, generate_partnership
 from gateway.analysis.picture import MEASURES
 from gateway.analysis.suppression import suppress_column
 from gateway.api.tls import channel_credentials, client_credentials
@@ -31,7 +30,6 @@ from gateway.generated.mash.gateway.v1 import common_pb2 as common_pb
 from gateway.linkage import normalise_name
 from gateway.partnership import load_plan
 
-PAN_LONDON_ANALYSIS = "pan-london-analysis-isa-2026"
 PROTECTED = {"sexual_health", "refuge"}  # the analyst's deny: never counted
 PERIOD = (date(2020, 1, 1), date(2026, 11, 1))
 
@@ -41,25 +39,11 @@ def london() -> LondonWorld:
     return build_london(boroughs=3, people_per_borough=300)
 
 
-def add_pan_london_analysis(policy_dir: Path, holders: list[str]) -> None:
-    """The partnership's analysis agreement across boroughs (a board's strategic picture needs every
-    borough), added to the generated policy as its IG officers would sign it."""
-    path = policy_dir / "agreements.yaml"
-    doc = yaml.safe_load(path.read_text())
-    doc["agreements"][PAN_LONDON_ANALYSIS] = {
-        "title": "Pan-London analysis agreement 2026-27", "cross_area": True,
-        "parties": [*holders, "hub"], "purposes": ["safeguarding_analysis", "strategic_safeguarding_analysis"],
-        "categories": holders, "valid_from": date(2026, 1, 1), "valid_until": date(2027, 12, 31),
-    }
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-
-
 @contextlib.asynccontextmanager
 async def boroughs(tmp_path: Path, world: LondonWorld) -> AsyncIterator[tuple[Partnership, Any]]:
     policy_dir = tmp_path / "policy"
     generate_partnership(policy_dir, len(world.areas))
     holders = list(load_plan(policy_dir).record_holders)
-    add_pan_london_analysis(policy_dir, holders)
     async with Partnership(tmp_path / "state", policy_dir, world=world) as partnership:
         for agency in holders:
             channel = partnership.channel(channel_credentials(partnership.pki.ca_cert, *partnership.pki.node(agency)))
@@ -135,7 +119,7 @@ async def test_the_picture_counts_each_borough_and_links_people_across_agencies_
         with structlog.testing.capture_logs() as captured:
             response = await stub.GetPartnershipPicture(analysis_pb.GetPartnershipPictureRequest(
                 purpose="strategic_safeguarding_analysis", legal_basis="dpa_2018_sch1_para4",
-                agreement=PAN_LONDON_ANALYSIS, case_reference="LONDON-BOARD-2026",
+                agreement=PAN_LONDON_ANALYSIS_AGREEMENT, case_reference="LONDON-BOARD-2026",
                 period_start=PERIOD[0].isoformat(), period_end=PERIOD[1].isoformat()), metadata=METADATA, timeout=30)
         assert not [e for e in captured if e.get("event") in {"lookup", "summarise"}]  # counts only, no records
         assert not response.agencies_left_out, response.agencies_left_out
@@ -171,7 +155,7 @@ async def test_one_person_s_boroughs_and_moves_match_their_records(tmp_path: Pat
                     key=lambda p: (len(p.areas), p.nhs_number))
         response = await stub.DescribePerson(analysis_pb.DescribePersonRequest(
             subject=identifiers[mover.nhs_number], purpose="safeguarding_analysis",
-            legal_basis="dpa_2018_sch1_para18", agreement=PAN_LONDON_ANALYSIS, case_reference="MASH-L-1"),
+            legal_basis="dpa_2018_sch1_para18", agreement=PAN_LONDON_ANALYSIS_AGREEMENT, case_reference="MASH-L-1"),
             metadata=METADATA, timeout=30)
         assert {a.area: a.records for a in response.areas} == dict(mover.records_by_area)
         assert (response.domestic_abuse.as_victim, response.domestic_abuse.as_perpetrator) == (

@@ -12,6 +12,7 @@ from agency_stubs.__main__ import main as stubs_main
 from agency_stubs.london import BOROUGH_KINDS
 from agency_stubs.london_policy import (
     PAN_LONDON_AGREEMENT,
+    PAN_LONDON_ANALYSIS_AGREEMENT,
     PAN_LONDON_PURPOSES,
     GeneratedPartnership,
     borough_agreement,
@@ -69,10 +70,14 @@ def test_each_borough_agreement_stays_in_its_borough(snapshot: PolicySnapshot) -
 
 def test_the_pan_london_agreement_is_cross_area_for_screening_and_child_protection_only(
         snapshot: PolicySnapshot) -> None:
-    """pan-london-isa-2026 is the one cross-area agreement: every agency of every borough, screening and child
-    protection only (not early help, children-in-need assessments or tenancy management)."""
-    cross = [name for name, a in snapshot.agreements.items() if a.cross_area]
-    assert cross == [PAN_LONDON_AGREEMENT]
+    """pan-london-isa-2026 is the one cross-area agreement for cases: every agency of every borough, screening
+    and child protection only (not early help, children-in-need assessments or tenancy management); the
+    other cross-area agreement is for analysis purposes only."""
+    cross = sorted(name for name, a in snapshot.agreements.items() if a.cross_area)
+    assert cross == sorted([PAN_LONDON_AGREEMENT, PAN_LONDON_ANALYSIS_AGREEMENT])
+    analysis = snapshot.agreements[PAN_LONDON_ANALYSIS_AGREEMENT]
+    assert set(analysis.purposes) == {"safeguarding_analysis", "strategic_safeguarding_analysis"}
+    assert {f"{k}_{a}" for a in AREAS for k in BOROUGH_KINDS} <= set(analysis.parties)
     agreement = snapshot.agreements[PAN_LONDON_AGREEMENT]
     assert set(agreement.purposes) == set(PAN_LONDON_PURPOSES)
     assert {f"{k}_{a}" for a in AREAS for k in (*BOROUGH_KINDS, "hub")} <= set(agreement.parties)
