@@ -245,9 +245,9 @@ class _SlowReadStore(MemoryStore):
         super().__init__()
         self.release = asyncio.Event()
 
-    async def leaf_hashes(self, start: int) -> list[bytes]:
+    async def leaf_hashes(self, start: int, limit: int | None = None) -> list[bytes]:
         await self.release.wait()
-        return await super().leaf_hashes(start)
+        return await super().leaf_hashes(start, limit)
 
 
 async def test_appends_during_a_catch_up_are_not_counted_twice(event: EventFactory) -> None:
