@@ -242,6 +242,7 @@ async def _open_referrals(settings: Settings, deps: Dependencies, sealing: Keyri
         deps.query.reviews.use_notifier(OutboxNotifier(
             referrals.post, lambda: holder.current, lambda: referrals.workflow.receivers, deps.clock))
         deps.query.reviews.use_referrals(RatedDeadlines(store, lambda: referrals.workflow))
+        resources.push_async_callback(deps.query.reviews.drain)  # notices still being written, before the close
     if settings.breach_sweep_interval:
         deps.sweeper = BreachSweeper(deps.referrals, interval=settings.breach_sweep_interval,
                                      on_overdue=deps.metrics.set_overdue if deps.metrics else None)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import Protocol
+from functools import partial
+from typing import Protocol, TypeVar
 
 import structlog
 
 from gateway.audit.checkpoint import CheckpointSignatureError, CheckpointSigner, PublicKeys, SignedCheckpoint
 from gateway.audit.encoding import EncodingError
-from gateway.audit.merkle import MerkleTree, ProofError
+from gateway.audit.merkle import LeavesDropped, MerkleTree, ProofError
 from gateway.audit.note import Signature
 from gateway.audit.store import CheckpointConflict, DisclosureStore, PendingEntry, StoreError
 from gateway.audit.verify import LogVerifier, checked_leaf
@@ -21,6 +22,10 @@ from gateway.errors import AuditUnavailable, GatewayError
 _log = structlog.get_logger("gateway.audit")
 _TICK = timedelta(microseconds=1)
 _LOAD_BATCH = 5000  # rows per read while loading or catching up
+# The tree keeps its lower levels only for the newest 1,024-2,047 entries: older proofs re-read one block of
+# 1,024 entries from the store, and the log's memory no longer grows 64 bytes with every entry.
+_BLOCK_BITS = 10
+_T = TypeVar("_T")
 
 
 class CheckpointUnavailable(GatewayError):
@@ -43,6 +48,10 @@ class AuditLog:
     column) and checked against the latest stored checkpoint; rows other processes appended are taken in
     the same way before each checkpoint or proof, so several gateways can share one PostgreSQL log. A
     checkpoint is signed only if the latest stored one verifies and is a prefix of the tree being signed.
+
+    The tree is compact: below blocks of 1,024 entries it holds hashes only for the newest entries, and a
+    root or proof that reaches into an older block re-reads that block's stored leaf hashes and checks them
+    against the hash the tree kept for the block before using them.
     """
 
     def __init__(self, store: DisclosureStore, signer: CheckpointSigner | None, clock: Clock,
@@ -57,6 +66,7 @@ class AuditLog:
         self._seen = seen  # the newest checkpoint this log has verified or signed
         self._clock = clock
         self._tree = tree
+        tree.compact(_BLOCK_BITS)
         self._interval = checkpoint_interval
         self._receipts: dict[int, bytes] = {}  # our own receipts not yet contiguous with the tree
         self._tree_lock = asyncio.Lock()
@@ -220,24 +230,42 @@ class AuditLog:
         if size > self._tree.size:
             raise ProofError(f"tree size {size} is larger than the log ({self._tree.size})")
 
+    async def _from_tree(self, answer: Callable[[], _T]) -> _T:
+        """`answer()`, after re-reading any block of entries the compact tree dropped and it needs."""
+        for _attempt in range(16):  # a proof needs at most three blocks; others' reads may evict one meanwhile
+            try:
+                return answer()
+            except LeavesDropped as missing:
+                await self._reload_block(missing.block)
+        raise AuditUnavailable("the audit tree could not keep the entries a proof needs")
+
+    async def _reload_block(self, block: int) -> None:
+        # The stored leaf hashes suffice: the block's hash kept in the tree (computed from the entries' bytes
+        # when they were appended or loaded) authenticates them, and a proof is about leaf hashes only.
+        width = 1 << _BLOCK_BITS
+        try:
+            self._tree.add_block(block, await self.store.leaf_hashes(block * width, width))
+        except (StoreError, ProofError) as exc:
+            raise AuditUnavailable(f"cannot re-read audit entries for a proof: {exc}") from exc
+
     async def root(self, size: int | None = None) -> bytes:
         if size is None:
             await self.sync()
         else:
             await self._covering(size)
-        return self._tree.root(size)
+        return await self._from_tree(lambda: self._tree.root(size))
 
     async def leaf_hash(self, index: int) -> bytes:
         await self._covering(index + 1)
-        return self._tree.leaf(index)
+        return await self._from_tree(lambda: self._tree.leaf(index))
 
     async def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
         await self._covering(tree_size)
-        return self._tree.inclusion_proof(index, tree_size)
+        return await self._from_tree(lambda: self._tree.inclusion_proof(index, tree_size))
 
     async def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
         await self._covering(size2)
-        return self._tree.consistency_proof(size1, size2)
+        return await self._from_tree(lambda: self._tree.consistency_proof(size1, size2))
 
     async def checkpoint(self) -> SignedCheckpoint:
         """Sign and store a checkpoint of the whole log now; timestamps strictly increase.
@@ -256,12 +284,15 @@ class AuditLog:
                     size = await self.sync()
                 except (StoreError, AuditUnavailable) as exc:
                     raise CheckpointUnavailable(f"cannot read the audit store: {exc}") from exc
-                self._check_latest(latest, size)
+                latest_root = None
+                if latest is not None and 0 <= latest.tree_size <= size:
+                    latest_root = await self._from_tree(partial(self._tree.root, latest.tree_size))
+                self._check_latest(latest, latest_root)
                 now = self._clock.now()
                 if latest is not None and now <= latest.timestamp:
                     # Clocks may stall or step back; the next checkpoint must still be strictly later.
                     now = latest.timestamp + _TICK
-                checkpoint = self._signer.sign(size, self._tree.root(size), now)
+                checkpoint = self._signer.sign(size, await self._from_tree(partial(self._tree.root, size)), now)
                 try:
                     await self.store.add_checkpoint(checkpoint)
                 except CheckpointConflict:
@@ -296,8 +327,9 @@ class AuditLog:
             elif isinstance(result, BaseException):
                 _log.error("audit_witness_failed", error_type=type(result).__name__, unexpected=True)
 
-    def _check_latest(self, latest: SignedCheckpoint | None, size: int) -> None:
-        """Raise CheckpointUnavailable unless `latest` is a trustworthy prefix of the tree of `size` entries."""
+    def _check_latest(self, latest: SignedCheckpoint | None, latest_root: bytes | None) -> None:
+        """Raise CheckpointUnavailable unless `latest` is a trustworthy prefix of the tree: `latest_root` is the
+        tree's root at the latest checkpoint's size (None if the tree is smaller than that)."""
         seen = self._seen
         if seen is not None and (latest is None or latest.timestamp < seen.timestamp):
             raise CheckpointUnavailable("refusing to sign: checkpoints this log already saw were removed "
@@ -310,7 +342,7 @@ class AuditLog:
         except CheckpointSignatureError as exc:
             raise CheckpointUnavailable(f"refusing to sign: the latest stored checkpoint does not verify "
                                         f"({exc}); run `mash-gateway audit verify`") from exc
-        if not 0 <= latest.tree_size <= size or self._tree.root(latest.tree_size) != latest.root_hash:
+        if latest_root is None or latest_root != latest.root_hash:
             raise CheckpointUnavailable(
                 f"refusing to sign: the log does not match the latest stored checkpoint (tree size "
                 f"{latest.tree_size}); run `mash-gateway audit verify`")

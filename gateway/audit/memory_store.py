@@ -55,9 +55,9 @@ class MemoryStore:
         self._check()
         return len(self.rows)
 
-    async def leaf_hashes(self, start: int) -> list[bytes]:
+    async def leaf_hashes(self, start: int, limit: int | None = None) -> list[bytes]:
         self._check()
-        return [row.leaf_hash for row, _ in self.rows[start:]]
+        return [row.leaf_hash for row, _ in self.rows[start:None if limit is None else start + limit]]
 
     async def get_entry(self, index: int) -> StoredEntry | None:
         self._check()

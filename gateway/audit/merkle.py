@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
 from gateway.errors import GatewayError
@@ -32,22 +33,54 @@ def _split(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
+class LeavesDropped(LookupError):
+    """A compact tree was asked for hashes inside a block of leaves it no longer holds; `add_block` them."""
+
+    def __init__(self, block: int) -> None:
+        super().__init__(f"the leaves of block {block} are not held in memory")
+        self.block = block
+
+
 class MerkleTree:
     """An append-only RFC 6962 tree holding the hash of every complete aligned subtree, level by level.
 
     Level k stores, concatenated, the hashes of subtrees of 2**k leaves starting at multiples of 2**k, so any
     root or proof for any size up to `size` needs only O(log n) hashing.
+
+    A tree made compact with `compact(bits)` keeps the levels below `bits` only for the newest leaves (the last
+    complete block of 2**bits leaves and the incomplete one after it): the rest of the log costs 64 / 2**bits
+    bytes a leaf instead of 64. An answer that needs hashes inside an older block raises `LeavesDropped`; the
+    caller reads that block's leaves from wherever they are stored, hands them to `add_block` (which checks
+    them against the block's retained hash) and asks again. Every root and proof is unchanged.
     """
 
-    __slots__ = ("_levels",)
+    __slots__ = ("_bits", "_blocks", "_dropped", "_levels")
+
+    _BLOCKS_KEPT = 4  # re-read blocks kept for the next proofs (a proof needs at most three)
 
     def __init__(self, leaf_hashes: Iterable[bytes] = ()) -> None:
         self._levels: list[bytearray] = [bytearray()]
+        self._bits = 0  # 0: every level kept whole
+        self._dropped = 0  # leaves whose lower levels were dropped (a multiple of 2**bits)
+        self._blocks: OrderedDict[int, list[bytes]] = OrderedDict()
         self.extend(leaf_hashes)
 
     @property
     def size(self) -> int:
-        return len(self._levels[0]) // HASH_SIZE
+        return self._dropped + len(self._levels[0]) // HASH_SIZE
+
+    def _offset(self, k: int) -> int:
+        """Index of the first hash level k still holds (levels at or above `bits` are whole)."""
+        return self._dropped >> k if k < self._bits else 0
+
+    def compact(self, bits: int) -> None:
+        """Keep the levels below `bits` only for the newest leaves from now on (see the class docstring)."""
+        if not 1 <= bits <= 30:
+            raise ValueError("block bits must be between 1 and 30")
+        if self._bits and bits != self._bits:
+            raise ValueError("a compact tree keeps its block size")
+        self._bits = bits
+        self._prune()
 
     def append(self, leaf: bytes) -> int:
         """Add one leaf hash; returns its index."""
@@ -74,34 +107,81 @@ class MerkleTree:
         k = 0
         while True:
             below = levels[k]
-            pairs = len(below) // (2 * HASH_SIZE)
+            low = self._offset(k)
+            pairs = (low + len(below) // HASH_SIZE) // 2
             if pairs == 0:
                 break
             if k + 1 == len(levels):
                 levels.append(bytearray())
             above = levels[k + 1]
-            have = len(above) // HASH_SIZE
+            have = self._offset(k + 1) + len(above) // HASH_SIZE
             if have == pairs:
                 # Nothing new at this level means nothing new above it either.
                 break
             view = memoryview(below)
             for i in range(have, pairs):
-                above += sha(_NODE_PREFIX + view[i * 64:(i + 1) * 64]).digest()
+                at = (2 * i - low) * HASH_SIZE
+                above += sha(_NODE_PREFIX + view[at:at + 2 * HASH_SIZE]).digest()
             k += 1
+        if self._bits:
+            self._prune()
+
+    def _prune(self) -> None:
+        # Drop whole blocks below the last complete one, once three are held (so each copy is amortised).
+        bits = self._bits
+        held = len(self._levels[0]) // HASH_SIZE
+        if held < 3 << bits:
+            return
+        drop = ((held >> bits) - 1) << bits
+        for k in range(bits):
+            level = self._levels[k]
+            self._levels[k] = bytearray(memoryview(level)[(drop >> k) * HASH_SIZE:])
+        self._dropped += drop
+
+    def add_block(self, block: int, leaves: Sequence[bytes]) -> None:
+        """Hand back the leaf hashes of a dropped `block`; raises ProofError unless they hash to its retained
+        hash (so stored rows changed after the tree was built are never used in a proof)."""
+        width = 1 << self._bits
+        if not self._bits or not 0 <= block < self._dropped >> self._bits:
+            raise ValueError(f"block {block} was not dropped")
+        if len(leaves) != width or any(len(leaf) != HASH_SIZE for leaf in leaves):
+            raise ProofError(f"block {block} needs {width} leaf hashes of {HASH_SIZE} bytes")
+        levels = [b"".join(leaves)]
+        sha = hashlib.sha256
+        while len(levels[-1]) > HASH_SIZE:
+            view = memoryview(levels[-1])
+            levels.append(b"".join(sha(_NODE_PREFIX + view[at:at + 2 * HASH_SIZE]).digest()
+                                   for at in range(0, len(view), 2 * HASH_SIZE)))
+        top = self._levels[self._bits]
+        if levels[-1] != top[block * HASH_SIZE:(block + 1) * HASH_SIZE]:
+            raise ProofError(f"the leaves given for block {block} do not match the tree")
+        self._blocks[block] = levels
+        self._blocks.move_to_end(block)
+        while len(self._blocks) > self._BLOCKS_KEPT:
+            self._blocks.popitem(last=False)
+
+    def _held(self, k: int, start: int) -> bytes:
+        """The hash at level k of the subtree starting at leaf `start`."""
+        if k >= self._bits or start >= self._dropped:
+            pos = ((start >> k) - self._offset(k)) * HASH_SIZE
+            return bytes(self._levels[k][pos:pos + HASH_SIZE])
+        block = start >> self._bits
+        levels = self._blocks.get(block)
+        if levels is None:
+            raise LeavesDropped(block)
+        pos = ((start - (block << self._bits)) >> k) * HASH_SIZE
+        return levels[k][pos:pos + HASH_SIZE]
 
     def leaf(self, index: int) -> bytes:
         if not 0 <= index < self.size:
             raise ProofError(f"index {index} is outside the tree of size {self.size}")
-        return bytes(self._levels[0][index * HASH_SIZE:(index + 1) * HASH_SIZE])
+        return self._held(0, index)
 
     def _subtree(self, lo: int, hi: int) -> bytes:
         """MTH(D[lo:hi]) for lo < hi, where lo is aligned to the largest power of two within hi - lo."""
         n = hi - lo
         if n & (n - 1) == 0 and lo % n == 0:
-            k = n.bit_length() - 1
-            level = self._levels[k]
-            pos = (lo >> k) * HASH_SIZE
-            return bytes(level[pos:pos + HASH_SIZE])
+            return self._held(n.bit_length() - 1, lo)
         k = _split(n)
         return node_hash(self._subtree(lo, lo + k), self._subtree(lo + k, hi))
 

@@ -295,8 +295,9 @@ class PostgresStore:
         rows = await self._fetch("SELECT coalesce(max(idx) + 1, 0) FROM audit_entries")
         return int(rows[0][0])
 
-    async def leaf_hashes(self, start: int) -> list[bytes]:
-        rows = await self._fetch("SELECT idx, leaf_hash FROM audit_entries WHERE idx >= %s ORDER BY idx", (start,))
+    async def leaf_hashes(self, start: int, limit: int | None = None) -> list[bytes]:
+        rows = await self._fetch("SELECT idx, leaf_hash FROM audit_entries WHERE idx >= %s ORDER BY idx LIMIT %s",
+                                 (start, limit))
         return leaf_hashes_from_rows(rows, start)
 
     async def get_entry(self, index: int) -> StoredEntry | None:

@@ -336,10 +336,10 @@ class SqliteStore:
             return int(conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit_entries").fetchone()[0])
         return await self._read(q)
 
-    async def leaf_hashes(self, start: int) -> list[bytes]:
+    async def leaf_hashes(self, start: int, limit: int | None = None) -> list[bytes]:
         def q(conn: sqlite3.Connection) -> list[bytes]:
-            rows = conn.execute("SELECT idx, leaf_hash FROM audit_entries WHERE idx >= ? ORDER BY idx",
-                                (start,)).fetchall()
+            rows = conn.execute("SELECT idx, leaf_hash FROM audit_entries WHERE idx >= ? ORDER BY idx LIMIT ?",
+                                (start, -1 if limit is None else limit)).fetchall()
             return leaf_hashes_from_rows(rows, start)
         return await self._read(q)
 

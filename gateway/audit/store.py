@@ -173,8 +173,8 @@ class DisclosureStore(Protocol):
         """How many entries the log holds."""
         ...
 
-    async def leaf_hashes(self, start: int) -> list[bytes]:
-        """Stored leaf hashes of entries `start`, `start + 1`, … to the end, without gaps."""
+    async def leaf_hashes(self, start: int, limit: int | None = None) -> list[bytes]:
+        """Stored leaf hashes of entries `start`, `start + 1`, … to the end (or `limit` of them), without gaps."""
         ...
 
     async def get_entry(self, index: int) -> StoredEntry | None:

@@ -10,6 +10,7 @@ every node is asked, as without a locator.
 from __future__ import annotations
 
 import statistics
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,9 @@ MAX_EVALUATE_BATCH = 1_000
 MAX_TOKEN_BATCH = 10_000
 _LISTED_VIOLATIONS = 5
 _SAMPLES = 256  # recent lookup times kept per agency, to hold skipped answers as long as real ones take
+# While no node has completed enrolment, routing cannot skip anyone: for this long after an index read said so,
+# questions go to every node without computing tokens or reading the index again.
+UNENROLLED_RECHECK = 1.0
 
 FEATURE_LOCATOR_ENROLMENT = 2  # agency_service.proto Feature value
 
@@ -76,7 +80,7 @@ class Locator:
     def __init__(self, *, keys: LocatorKeys, store: LocatorStore, audit: AuditSink, policy: PolicySource,
                  clock: Clock, limiter: EvaluationLimiter | None = None,
                  features: Callable[[str], Awaitable[frozenset[int]]] | None = None,
-                 hold_skipped: bool = True) -> None:
+                 hold_skipped: bool = True, unenrolled_recheck: float = UNENROLLED_RECHECK) -> None:
         self.keys = keys
         self._store = store
         self._audit = audit
@@ -86,6 +90,8 @@ class Locator:
         self._features = features
         self._hold_skipped = hold_skipped
         self._latencies: dict[str, deque[float]] = {}
+        self._unenrolled_recheck = unenrolled_recheck
+        self._unenrolled_until = 0.0  # monotonic time until which no node is taken to have completed enrolment
 
     # -- routing -----------------------------------------------------------------------------------------
 
@@ -96,8 +102,12 @@ class Locator:
                 for kid in self.keys.key_ids}
 
     async def route(self, subject: SubjectIdentifiers) -> Routing | None:
-        """Which agencies to ask about `subject`; None (ask everyone) if it has no usable identifier or the
-        index cannot be read."""
+        """Which agencies to ask about `subject`; None (ask everyone) if it has no usable identifier, the
+        index cannot be read, or no node has completed enrolment (then the next questions, for
+        `unenrolled_recheck` seconds or until a node completes enrolment here, skip the tokens and the read;
+        a node completing enrolment through another gateway process is taken in after at most that long)."""
+        if time.monotonic() < self._unenrolled_until:
+            return None
         by_key = self.tokens_for(subject)
         if not any(by_key.values()):
             return None
@@ -110,6 +120,10 @@ class Locator:
                 matched |= found.matched
         except LocatorStoreError as exc:
             log.warning("locator index unreadable; asking every node", cause=type(exc.__cause__).__name__)
+            return None
+        if not enrolled:
+            # Nobody can be skipped, whatever matched: the same plans as asking everyone.
+            self._unenrolled_until = time.monotonic() + self._unenrolled_recheck
             return None
         hold = {a: self._hold(a) for a in enrolled - matched} if self._hold_skipped else {}
         return Routing(frozenset(enrolled), frozenset(matched), hold)
@@ -176,6 +190,8 @@ class Locator:
         if complete and self._features is not None and FEATURE_LOCATOR_ENROLMENT not in await self._features(node):
             raise NotEnrolling
         change = await self._store.enrol(node, key_id, tokens, complete=complete, now=self._clock.now())
+        if change.complete:
+            self._unenrolled_until = 0.0  # route by the index again from the next question
         await self._record(node_identity, "Enrol", key_id=key_id, sent=str(len(tokens)), added=str(change.changed),
                            enrolled=str(change.total), complete=str(change.complete).lower())
         return change

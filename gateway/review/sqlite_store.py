@@ -8,14 +8,12 @@ in it, and none of their reviews is stored.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from functools import partial
 from typing import TypeVar
 
-from gateway.locked_sqlite import LockedConnection, open_connection
+from gateway.locked_sqlite import GroupCommit, LockedConnection, open_connection
 from gateway.review.model import Review, ReviewStoreError
 from gateway.review.store import COLUMNS, ORDER, PENDING, SCHEMA, SELECT, from_row, settle, to_row
 from gateway.workflow.store import format_time
@@ -27,19 +25,9 @@ _INSERT = f"INSERT INTO reviews ({SELECT}) VALUES ({', '.join('?' for _ in COLUM
 _Rows = list[tuple[str, str, str, str, str, str]]
 
 
-class _Create:
-    """A create waiting for the next group commit."""
-
-    __slots__ = ("future", "rows")
-
-    def __init__(self, rows: _Rows, future: asyncio.Future[None]) -> None:
-        self.rows = rows
-        self.future = future
-
-
-def _insert_group(conn: sqlite3.Connection, *, group: Sequence[_Rows]) -> list[bool]:
-    """Insert each create's rows under its own savepoint, then commit once; which creates were inserted."""
-    inserted = []
+def _insert_group(conn: sqlite3.Connection, group: list[_Rows]) -> list[ReviewStoreError | None]:
+    """Insert each create's rows under its own savepoint, then commit once; per create, None if inserted."""
+    inserted: list[ReviewStoreError | None] = []
     conn.execute("BEGIN IMMEDIATE")
     for rows in group:
         conn.execute("SAVEPOINT one_create")
@@ -47,9 +35,9 @@ def _insert_group(conn: sqlite3.Connection, *, group: Sequence[_Rows]) -> list[b
             conn.executemany(_INSERT, rows)
         except sqlite3.IntegrityError:
             conn.execute("ROLLBACK TO one_create")
-            inserted.append(False)
+            inserted.append(ReviewStoreError("a review with that id already exists"))
         else:
-            inserted.append(True)
+            inserted.append(None)
         conn.execute("RELEASE one_create")
     conn.execute("COMMIT")
     return inserted
@@ -60,9 +48,12 @@ class SqliteReviewStore:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._db = LockedConnection(conn, ReviewStoreError, "review store")
-        self._waiting: list[_Create] = []
-        self._committer: asyncio.Task[None] | None = None
-        self.commits = 0  # group commits of creates so far (for tests and benchmarks)
+        self._creates: GroupCommit[_Rows, None] = GroupCommit(self._db, _insert_group)
+
+    @property
+    def commits(self) -> int:
+        """Group commits of creates so far (for tests and benchmarks)."""
+        return self._creates.commits
 
     @classmethod
     async def open(cls, url: str) -> SqliteReviewStore:
@@ -73,33 +64,7 @@ class SqliteReviewStore:
         return await self._db.run(work)
 
     async def create(self, reviews: Sequence[Review]) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Create([to_row(r) for r in reviews], future))
-        if self._committer is None:
-            self._committer = asyncio.create_task(self._commit_waiting())
-        # Shielded: a caller that gives up does not take the commit (and the others' creates) with it.
-        await asyncio.shield(future)
-
-    async def _commit_waiting(self) -> None:
-        """Commit the waiting creates, a group at a time, until none waits."""
-        group: list[_Create] = []
-        try:
-            while self._waiting:
-                group, self._waiting = self._waiting, []
-                try:
-                    inserted = await self._run(partial(_insert_group, group=[w.rows for w in group]))
-                except Exception as exc:  # the transaction was rolled back: no create in it is stored
-                    for waiting in group:
-                        _settle(waiting.future, ReviewStoreError(f"{exc}"), cause=exc)
-                    continue
-                self.commits += 1
-                for waiting, ok in zip(group, inserted, strict=True):
-                    _settle(waiting.future, None if ok else ReviewStoreError("a review with that id already exists"))
-        finally:
-            self._committer = None
-            for waiting in (*group, *self._waiting):  # cancelled mid-commit: nobody is told it is stored
-                _settle(waiting.future, ReviewStoreError("the review store stopped before the commit"))
-            self._waiting = []
+        await self._creates.submit([to_row(r) for r in reviews])
 
     async def get(self, review_id: str) -> Review | None:
         rows = await self._run(lambda c: c.execute(
@@ -134,16 +99,6 @@ class SqliteReviewStore:
         return settle(decided, changed, winner)
 
     async def close(self) -> None:
-        if self._committer is not None:  # the creates already waiting are committed (or failed) first
-            await asyncio.shield(self._committer)
+        await self._creates.close()  # the creates already waiting are committed (or failed) first
         await self._db.close()
 
-
-def _settle(future: asyncio.Future[None], error: Exception | None, *, cause: BaseException | None = None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        error.__cause__ = cause
-        future.set_exception(error)

@@ -8,6 +8,7 @@ import json
 import traceback
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 import structlog
 
@@ -73,10 +74,11 @@ class AgencyFanout:
 
     async def answer(self, request: AdmittedRequest, plan: AgencyPlan) -> AgencyAnswer:
         """The agency's outcome and audit event; never raises for a fault in one agency's answer."""
-        event = replace(request.base_event, agency=plan.agency, level=plan.level.name,
-                        deciding_rules=plan.rules, occurred_at=self._clock.now())
+        # The request's event with this agency's part, made once when the outcome is known (see `finish`).
+        base = request.base_event
         if request.policy.areas:  # the answering agency's area ("" if partnership-wide); absent without areas
-            event = replace(event, details={**event.details, "area": request.policy.area_of(plan.agency)})
+            base = replace(base, details={**base.details, "area": request.policy.area_of(plan.agency)})
+        event = _AgencyEvent(base, plan.agency, plan.rules, self._clock.now())
         try:
             return await self._ask(request, plan, event)
         except Exception as exc:
@@ -90,7 +92,7 @@ class AgencyFanout:
                 detail="the gateway could not process this agency's answer; nothing from it was disclosed",
             ))
 
-    async def _ask(self, request: AdmittedRequest, plan: AgencyPlan, event: AuditEvent) -> AgencyAnswer:
+    async def _ask(self, request: AdmittedRequest, plan: AgencyPlan, event: _AgencyEvent) -> AgencyAnswer:
         if plan.level <= DisclosureLevel.NONE:
             return finish(event, AgencyOutcome(
                 plan.agency, AnswerStatus.WITHHELD, DisclosureLevel.NONE,
@@ -100,9 +102,10 @@ class AgencyFanout:
         remaining = request.deadline - asyncio.get_running_loop().time()
         if not plan.asked:  # the locator: this node holds no token of the subject, so it never hears of it
             await asyncio.sleep(max(0.0, min(plan.hold, remaining)))
-            return finish(replace(event, details={**event.details, "locator": "not asked"}), AgencyOutcome(
+            return finish(event, AgencyOutcome(
                 plan.agency, AnswerStatus.NO_MATCH, plan.level,
-                detail="no records in the categories this caller may see"))
+                detail="no records in the categories this caller may see"),
+                details={**event.base.details, "locator": "not asked"})
         command = LookupCommand(
             request_id=request.request_id, subject=request.command.subject,
             categories=tuple(plan.content), existence_categories=plan.existence,
@@ -162,17 +165,18 @@ class AgencyFanout:
         return await asyncio.to_thread(self._disclose, request, plan, records, event, result.contact)
 
     def _disclose(
-        self, request: AdmittedRequest, plan: AgencyPlan, records: list[Record], event: AuditEvent,
+        self, request: AdmittedRequest, plan: AgencyPlan, records: list[Record], event: _AgencyEvent,
         contact: AgencyContact,
     ) -> AgencyAnswer:
         disclosed, manifest = self._redact(request, plan, records)
         return finish(
-            replace(event, manifest=manifest),
+            event,
             AgencyOutcome(
                 plan.agency, AnswerStatus.MATCH, plan.level, records=disclosed, contact=contact,
                 categories=tuple(sorted({r.category for r in disclosed})),
                 detail="" if disclosed else "known to this agency; contact them for more",
             ),
+            manifest=manifest,
         )
 
     def _redact(
@@ -208,13 +212,27 @@ class AgencyFanout:
         return redactor
 
 
-def finish(event: AuditEvent, outcome: AgencyOutcome) -> AgencyAnswer:
-    """Pair an outcome with its audit entry, which records the digest of exactly what is released."""
-    event = replace(
-        event, status=outcome.status.value, level=outcome.level.name, categories=outcome.categories,
-        payload_digest=payload_digest(outcome), reason=outcome.detail,
-    )
-    return AgencyAnswer(outcome, event)
+@dataclass(frozen=True, slots=True)
+class _AgencyEvent:
+    """What one agency's audit event takes from the request (`base`) and from asking it, before the outcome."""
+
+    base: AuditEvent
+    agency: str
+    deciding_rules: tuple[str, ...]
+    occurred_at: datetime
+
+
+def finish(event: _AgencyEvent, outcome: AgencyOutcome, **changes: Any) -> AgencyAnswer:
+    """Pair an outcome with its audit entry, which records the digest of exactly what is released.
+
+    The entry is the request's event with this agency's part, the outcome and `changes` (a manifest, details),
+    built in one step: events are immutable, and each copy of one costs as much as building it.
+    """
+    return AgencyAnswer(outcome, replace(
+        event.base, agency=event.agency, deciding_rules=event.deciding_rules, occurred_at=event.occurred_at,
+        status=outcome.status.value, level=outcome.level.name, categories=outcome.categories,
+        payload_digest=payload_digest(outcome), reason=outcome.detail, **changes,
+    ))
 
 
 def payload_digest(outcome: AgencyOutcome) -> str:

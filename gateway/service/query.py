@@ -107,8 +107,8 @@ class QueryService:
         # The reviews' "requested" entries go first in the answers' own append: one commit, same order.
         appended = await self._audit.append([*opened.steps, *(a.event for a in answers)])
         receipts = appended[len(opened.steps):]
-        if opened.reviews and self.reviews is not None:
-            await self.reviews.announce(opened)
+        if self.reviews is not None:
+            self.reviews.announce_soon(opened)  # after the append; the answer does not wait for the notice
         outcomes = tuple(replace(a.outcome, receipt=r) for a, r in zip(answers, receipts, strict=True))
         log.info("query answered", request_id=request.request_id,
                  statuses={o.agency: o.status.value for o in outcomes})

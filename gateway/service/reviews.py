@@ -123,6 +123,7 @@ class ReviewDesk:
         self._notifier: ReviewNotifier = notifier or LogNotifier()
         self._referrals: ReferralDeadlines | None = None
         self._decided = asyncio.Condition()  # wakes outcome watchers in this process
+        self._telling: set[asyncio.Task[None]] = set()  # notices `announce_soon` is still writing
 
     def use_notifier(self, notifier: ReviewNotifier) -> None:
         """Send notices through `notifier` from now on (the gateway's referral outbox, once it is open)."""
@@ -146,6 +147,21 @@ class ReviewDesk:
         """Tell the owning agencies' reviewers of the reviews; only once their "requested" entries are audited."""
         for review in opened.reviews.values():
             await self._tell(review, ReviewEvent.REQUESTED)
+
+    def announce_soon(self, opened: Opened) -> None:
+        """`announce` without keeping the caller waiting for the notices' commit. A notice that cannot be
+        written is only logged, never the caller's error (see `_tell`), so an answer need not wait for its
+        fsync; `drain` waits for the notices still being written (before the outbox closes)."""
+        if not opened.reviews:
+            return
+        task = asyncio.create_task(self.announce(opened))
+        self._telling.add(task)
+        task.add_done_callback(self._telling.discard)
+
+    async def drain(self) -> None:
+        """Wait until every notice `announce_soon` started is written (or its failure logged)."""
+        while self._telling:
+            await asyncio.gather(*self._telling, return_exceptions=True)
 
     async def store_reviews(self, request: AdmittedRequest, plans: Sequence[AgencyPlan]) -> Opened:
         """One pending review per agency that holds records in a category under review, durably stored; the

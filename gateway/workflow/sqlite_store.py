@@ -1,4 +1,8 @@
-"""The SQLite referral store (the default and the demo's): WAL, one connection, calls run off the event loop."""
+"""The SQLite referral store (the default and the demo's): WAL, one connection, calls run off the event loop.
+
+Notices posted on their own (reviewers' notices, one per query that opens a review) are group-committed: posts
+that arrive while a commit is under way share the next transaction, each returning only once it is committed.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from gateway.locked_sqlite import LockedConnection, open_connection
+from gateway.locked_sqlite import GroupCommit, LockedConnection, open_connection
 from gateway.workflow.referral import Notification, Referral, Transition, VersionConflict
 from gateway.workflow.schema import OUTBOX_REVIEW_COLUMN, SQLITE
 from gateway.workflow.sealing import ContentSealer
@@ -54,6 +58,12 @@ class SqliteReferralStore:
     def __init__(self, conn: sqlite3.Connection, sealer: ContentSealer) -> None:
         self._sealer = sealer
         self._db = LockedConnection(conn, ReferralStoreError, "referral store")
+        self._posts: GroupCommit[list[tuple[Any, ...]], None] = GroupCommit(self._db, _post_group)
+
+    @property
+    def post_commits(self) -> int:
+        """Transactions that committed posted notices so far (for tests and benchmarks)."""
+        return self._posts.commits
 
     @classmethod
     async def open(cls, url: str, sealer: ContentSealer) -> SqliteReferralStore:
@@ -149,15 +159,8 @@ class SqliteReferralStore:
         return await self._run(work)
 
     async def post(self, notifications: Sequence[Notification]) -> None:
-        notices = [outbox_row(n) for n in notifications]
-
-        def work(conn: sqlite3.Connection) -> None:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(_OUTBOX, notices)
-            conn.execute("COMMIT")
-
-        if notices:
-            await self._run(work)
+        if notifications:
+            await self._posts.submit([outbox_row(n) for n in notifications])
 
     async def notifications(self, recipient: str, *, after: int, limit: int) -> list[Notification]:
         rows = await self._run(lambda conn: conn.execute(
@@ -184,4 +187,13 @@ class SqliteReferralStore:
         return int(rows[0][0]) if rows else 0
 
     async def close(self) -> None:
+        await self._posts.close()  # the posts already waiting are committed (or failed) first
         await self._db.close()
+
+
+def _post_group(conn: sqlite3.Connection, group: list[list[tuple[Any, ...]]]) -> list[None]:
+    """Every waiting post's notices, in the order posted, in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(_OUTBOX, [row for rows in group for row in rows])
+    conn.execute("COMMIT")
+    return [None] * len(group)

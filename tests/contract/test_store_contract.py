@@ -63,6 +63,8 @@ async def test_entries_survive_reopening(backend: Backend, event: EventFactory) 
     again = await backend.open()
     assert await again.leaf_hashes(0) == [r.leaf_hash for r in receipts]
     assert await again.leaf_hashes(3) == [r.leaf_hash for r in receipts[3:]]
+    assert await again.leaf_hashes(1, 2) == [r.leaf_hash for r in receipts[1:3]], "a limit reads only that many"
+    assert await again.leaf_hashes(4, 10) == [receipts[4].leaf_hash]
 
 
 async def test_scan_returns_rows_in_index_order(backend: Backend, event: EventFactory) -> None:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 import structlog
 
+from gateway.audit import log as log_module
 from gateway.audit.checkpoint import CheckpointSigner, PublicKeys
 from gateway.audit.encoding import encode_event, entry_bytes
 from gateway.audit.log import AuditLog, CheckpointUnavailable
@@ -244,9 +245,9 @@ class _SlowReadStore(MemoryStore):
         super().__init__()
         self.release = asyncio.Event()
 
-    async def leaf_hashes(self, start: int) -> list[bytes]:
+    async def leaf_hashes(self, start: int, limit: int | None = None) -> list[bytes]:
         await self.release.wait()
-        return await super().leaf_hashes(start)
+        return await super().leaf_hashes(start, limit)
 
 
 async def test_appends_during_a_catch_up_are_not_counted_twice(event: EventFactory) -> None:
@@ -308,3 +309,45 @@ async def test_a_log_checkpointed_in_the_old_format_opens_verifies_and_continues
     assert report.ok, report.summary()
     store.checkpoint_rows[0] = dataclasses.replace(stored[0], timestamp=datetime(2020, 1, 1, tzinfo=UTC))
     assert not (await verify_store(store, signer.public_keys)).ok, "an old-format checkpoint still binds its time"
+
+
+async def test_proofs_reaching_into_entries_the_tree_dropped_reread_them_and_verify(
+        event: EventFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The log's tree keeps lower levels only for its newest entries; receipts, checkpoints and proofs over
+    older entries re-read those entries from the store and verify exactly as before."""
+    monkeypatch.setattr(log_module, "_BLOCK_BITS", 2)
+    log, store, _ = await _log()
+    receipts = [r for i in range(0, 40, 5) for r in await log.append([event(j) for j in range(i, i + 5)])]
+    early = await log.checkpoint()  # 40 entries
+    receipts += await log.append([event(i) for i in range(40, 63)])
+    late = await log.checkpoint()
+    assert log._tree._dropped > early.tree_size, "the tree should have dropped the early blocks"
+    full = MerkleTree(await MemoryStore.leaf_hashes(store, 0))
+    assert late.root_hash == full.root()
+    assert early.root_hash == full.root(40)
+    for receipt in receipts:
+        for cp in (early, late):
+            if receipt.index < cp.tree_size:
+                proof = await log.inclusion_proof(receipt.index, cp.tree_size)
+                verify_inclusion(receipt.index, cp.tree_size, receipt.leaf_hash, proof, cp.root_hash)
+        assert await log.leaf_hash(receipt.index) == receipt.leaf_hash
+    for size1 in range(1, 64, 7):
+        proof = await log.consistency_proof(size1, late.tree_size)
+        verify_consistency(size1, late.tree_size, full.root(size1), late.root_hash, proof)
+    assert await log.root(21) == full.root(21)
+
+
+async def test_a_stored_entry_changed_after_open_is_never_used_in_a_proof(
+        event: EventFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If a stored entry in a dropped block was rewritten (with a matching leaf hash column), the re-read
+    block does not match the tree: the proof is refused as AuditUnavailable instead of proving the new bytes."""
+    monkeypatch.setattr(log_module, "_BLOCK_BITS", 2)
+    log, store, _ = await _log()
+    await log.append([event(i) for i in range(30)])
+    row, meta = store.rows[1]
+    forged = entry_bytes(1, encode_event(event(99)))
+    store.rows[1] = (dataclasses.replace(row, data=forged, leaf_hash=leaf_hash(forged)), meta)
+    with pytest.raises(AuditUnavailable, match="re-read"):
+        await log.inclusion_proof(1, 30)
+    # Proofs over the newest entries, still held in memory, are unaffected.
+    await log.inclusion_proof(29, 30)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 
 from gateway.audit.merkle import (
     EMPTY_ROOT,
+    LeavesDropped,
     MerkleTree,
     ProofError,
     leaf_hash,
@@ -158,3 +161,77 @@ def test_inclusion_proof_at_a_million_entries_takes_under_a_millisecond() -> Non
         timings.append(time.perf_counter() - started)
         verify_inclusion(index, size, tree.leaf(index), proof, root)
     assert statistics.median(timings) < 0.001
+
+
+def _answer(tree: MerkleTree, leaves: list[bytes], ask: Callable[[], Any], width: int = 4) -> Any:
+    """`ask()` on a compact tree of `width`-leaf blocks, handing back each dropped block it asks for."""
+    for _ in range(8):
+        try:
+            return ask()
+        except LeavesDropped as missing:
+            tree.add_block(missing.block, leaves[missing.block * width:(missing.block + 1) * width])
+    raise AssertionError("the compact tree kept asking for blocks")
+
+
+def test_a_compact_tree_gives_the_same_roots_and_proofs_as_a_full_one() -> None:
+    """With blocks of 4 leaves dropped as it grows, every root, leaf and proof up to 60 leaves equals the full
+    tree's, once the blocks it asks for are handed back."""
+    leaves = [leaf_hash(i.to_bytes(4, "big")) for i in range(60)]
+    full = MerkleTree(leaves)
+    compact = MerkleTree()
+    compact.compact(2)
+    for leaf in leaves:
+        compact.append(leaf)
+    assert compact.size == 60
+    assert compact.root() == full.root()
+    for size in range(1, 61):
+        assert _answer(compact, leaves, partial(compact.root, size)) == full.root(size)
+        for index in range(size):
+            assert _answer(compact, leaves, partial(compact.inclusion_proof, index, size)) == \
+                full.inclusion_proof(index, size), f"inclusion proof of {index} in {size}"
+        for size1 in range(1, size + 1):
+            assert _answer(compact, leaves, partial(compact.consistency_proof, size1, size)) == \
+                full.consistency_proof(size1, size), f"consistency proof {size1} -> {size}"
+    assert [_answer(compact, leaves, partial(compact.leaf, i)) for i in range(60)] == leaves
+
+
+def test_a_compact_tree_matches_the_published_roots_when_built_in_one_go() -> None:
+    """Compacting a tree built from the RFC 6962 leaves leaves its published roots unchanged."""
+    leaves = [leaf_hash(d) for d in LEAVES]
+    tree = MerkleTree(leaves)
+    tree.compact(1)
+    for size in range(9):
+        assert _answer(tree, leaves, partial(tree.root, size), 2).hex() == ROOTS["root_by_tree_size_hex"][size]
+
+
+def test_a_compact_tree_holds_its_lower_levels_only_for_the_newest_blocks() -> None:
+    """The compact tree's memory does not grow with every leaf: below the block level it holds at most three
+    blocks' worth of hashes, and it asks for an old block's leaves instead of keeping them."""
+    tree = MerkleTree()
+    tree.compact(4)
+    tree.extend(leaf_hash(i.to_bytes(4, "big")) for i in range(10_000))
+    assert tree.size == 10_000
+    assert sum(len(level) for level in tree._levels) < 3 * 16 * 64 + 10_000 // 16 * 64
+    with pytest.raises(LeavesDropped) as dropped:
+        tree.inclusion_proof(5, 10_000)
+    assert dropped.value.block == 0
+    # The newest leaves are still held, so their proofs need nothing from the store.
+    tree.inclusion_proof(9_999, 10_000)
+
+
+def test_a_compact_tree_refuses_leaves_that_do_not_match_the_dropped_block() -> None:
+    """Leaves handed back for a dropped block must hash to the hash the tree kept for it (no proof is ever
+    made from stored rows changed after the tree was built)."""
+    leaves = [leaf_hash(i.to_bytes(4, "big")) for i in range(32)]
+    tree = MerkleTree(leaves)
+    tree.compact(2)
+    altered = list(leaves[:4])
+    altered[1] = leaf_hash(b"changed")
+    with pytest.raises(ProofError, match="do not match"):
+        tree.add_block(0, altered)
+    with pytest.raises(ProofError, match="needs 4 leaf hashes"):
+        tree.add_block(0, leaves[:3])
+    with pytest.raises(ValueError, match="not dropped"):
+        tree.add_block(7, leaves[28:32])
+    with pytest.raises(LeavesDropped):
+        tree.leaf(1)

@@ -156,6 +156,7 @@ async def test_a_query_marks_health_pending_review_and_fetches_nothing_under_rev
         ("requested", "health", ("health.mental_health",))]
     disclosure = next(e for e in world.sink.events if e.kind is AuditKind.DISCLOSURE and e.agency == "health")
     assert disclosure.details["review_id"] == health.review_id
+    await world.desk.drain()  # the answer does not wait for the reviewers' notice
     assert world.notices.sent == [(health.review_id, ReviewEvent.REQUESTED)]
 
 
@@ -658,6 +659,8 @@ async def test_a_querys_review_request_is_audited_in_the_answers_append_before_i
         assert steps[0] == "requested"
         assert "answered" in steps[1:]  # health's answer naming the review, after the request
         assert noticed_before == 0
+        assert made.service.reviews is not None
+        await made.service.reviews.drain()
         assert [event for _, event in made.notices.sent] == [ReviewEvent.REQUESTED]
         (health,) = [a for a in result.answers if a.agency == "health"]
         requested_at = len(sink.events) - len(steps)
@@ -677,3 +680,40 @@ async def test_an_audit_failure_after_the_review_is_stored_releases_nothing_and_
         assert made.notices.sent == []
     finally:
         await made.store.close()
+
+
+class HeldNotices(Notices):
+    """Notices that are written only once `release` is set (a slow outbox commit)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def notify(self, review: Review, event: ReviewEvent) -> None:
+        await self.release.wait()
+        await super().notify(review, event)
+
+
+async def test_a_query_is_answered_without_waiting_for_its_reviewers_notice_which_drain_completes(
+        holder: PolicyHolder, keys: dict[str, Keyring], tmp_path: Path) -> None:
+    """The reviewers' notice is written after the append but off the answer's path: with the notice held, the
+    query is still answered (its review stored and audited), and `drain` returns once the notice is written."""
+    made = await make_world(holder, keys, tmp_path)
+    notices = HeldNotices()
+    made.service = QueryService(
+        policy=holder, transport=made.transport, audit=made.sink, tokeniser=SubjectTokeniser(keys["token"]),
+        sealer=IdentifierSealer(keys["sealing"]), pseudonym_keys=keys["pseudonym"], clock=made.clock,
+        review_store=made.store, review_notifier=notices,
+    )
+    desk = made.service.reviews
+    assert desk is not None
+    result = await asyncio.wait_for(made.service.query(RESEARCHER, SCREENING, timeout=5), 5)
+    (health,) = [a for a in result.answers if a.agency == "health"]
+    assert health.review_id, "the answer should name the review"
+    assert notices.sent == [], "the notice was held, so nothing should have been written yet"
+    draining = asyncio.ensure_future(desk.drain())
+    await asyncio.sleep(0.01)
+    assert not draining.done(), "drain must wait for the held notice"
+    notices.release.set()
+    await asyncio.wait_for(draining, 5)
+    assert notices.sent == [(health.review_id, ReviewEvent.REQUESTED)]
