@@ -5,7 +5,7 @@ and the closed-loop clients (`bench.load_client`) each run in separate processes
 same certificates. For every node latency, rounds alternate which of the two is measured first, so load
 from elsewhere on the machine falls on both; the figure that matters is the ratio gateway / broker.
 
-`python -m bench.bench_baseline` runs the default matrix (6 nodes; latency 0 and 3 ± 1 ms; concurrency
+`python -m bench.bench_baseline` runs the default matrix (one node per record holder, 7; latency 0 and 3 ± 1 ms; concurrency
 1, 16, 64; two rounds of 4 s); `--full` runs three rounds of 8 s; `--soak 300` runs one steady load instead.
 Prints a table and one JSON line; `--out FILE` also writes the JSON.
 """
@@ -143,8 +143,8 @@ def _wait_listening(proc: Proc, port: int, timeout: float = 120.0, sockets: int 
 
 
 def node_names(count: int) -> list[str]:
-    """Six agencies' nodes per borough; one borough is just the six agency names (the shipped policy), more
-    are the borough agencies of `bench.boroughs` (``police_b07``)."""
+    """One node per record holder of the shipped policy per borough; one borough is just the holders' names
+    (the shipped policy), more are the borough agencies of `bench.boroughs` (``police_b07``)."""
     if count % len(AGENCIES):
         raise ValueError(f"node count must be a multiple of {len(AGENCIES)}")
     boroughs = count // len(AGENCIES)
@@ -154,7 +154,7 @@ def node_names(count: int) -> list[str]:
 
 
 def policy_dir(tmp: Path, nodes: int) -> Path:
-    """The shipped policy for six nodes; for more, a generated many-borough partnership (made once)."""
+    """The shipped policy for one node per record holder; for more, a generated many-borough partnership (made once)."""
     if nodes == len(AGENCIES):
         return ROOT / "policies"
     target = tmp / f"policies-{nodes}"
@@ -187,7 +187,7 @@ def partnership(tmp: Path, *, nodes: int, latency: float, jitter: float, gateway
     try:
         names = node_names(nodes)
         endpoints: dict[str, str] = {}
-        for agency in AGENCIES:  # one process per agency; 192 nodes put 32 boroughs in each
+        for agency in AGENCIES:  # one process per agency; 32 boroughs put 32 nodes in each
             hosted = [n for n in names if home_agency(n) == agency]
             proc = _spawn(f"nodes:{agency}", "-m", "bench.node_host", "--pki", str(pki), "--agencies",
                           ",".join(hosted), "--latency", str(latency), "--jitter", str(jitter), stderr=log)
@@ -356,7 +356,9 @@ def machine() -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--nodes", type=int, default=len(AGENCIES), help="6, or 192 (32 boroughs × 6 agencies)")
+    parser.add_argument("--nodes", type=int, default=len(AGENCIES),
+                        help=f"{len(AGENCIES)} (the shipped partnership), or a multiple: {32 * len(AGENCIES)} is 32 "
+                             f"boroughs × {len(AGENCIES)} agencies")
     parser.add_argument("--latency", type=float, nargs="+", default=[0.0, 0.003], help="node latency, seconds")
     parser.add_argument("--jitter", type=float, default=0.001, help="± seconds around a non-zero latency")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])

@@ -81,9 +81,11 @@ async def _serve(args: argparse.Namespace) -> None:
             dataset = world.datasets[name]
         elif home_agency(name) in world.datasets:
             dataset = borough_dataset(world.dataset(home_agency(name)), name)
-        else:  # an agency the synthetic world does not generate (adult social care): its seeded records file
+        else:  # an agency the synthetic world does not generate (adult social care): its seeded records file,
+            # moved to the borough for a bench borough agency (`asc_b01`)
             seeded = seeded or load_snapshot(POLICY_DIR)
-            dataset = policy_dataset(seeded, name, seeded_records(name))
+            home = home_agency(name)
+            dataset = borough_dataset(policy_dataset(seeded, home, seeded_records(home)), name)
         servicer = JitteredNode(dataset, allowed_callers={GATEWAY_IDENTITY}, latency=args.latency,
                                 jitter=args.jitter)
         server = grpc.aio.server()
