@@ -5,8 +5,9 @@ and the closed-loop clients (`bench.load_client`) each run in separate processes
 same certificates. For every node latency, rounds alternate which of the two is measured first, so load
 from elsewhere on the machine falls on both; the figure that matters is the ratio gateway / broker.
 
-`python -m bench.bench_baseline` runs the default matrix (one node per record holder, 7; latency 0 and 3 ± 1 ms; concurrency
-1, 16, 64; two rounds of 4 s); `--full` runs three rounds of 8 s; `--soak 300` runs one steady load instead.
+`python -m bench.bench_baseline` runs the default matrix (one node per record holder, 7; latency 0 and
+3 ± 1 ms; concurrency 1, 16, 64; two rounds of 4 s); `--full` runs three rounds of 8 s; `--soak 300` runs
+one steady load instead.
 Prints a table and one JSON line; `--out FILE` also writes the JSON.
 """
 
