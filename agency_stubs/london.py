@@ -3,11 +3,12 @@ borough's agencies and the London-wide agencies hold about them.
 
 The population and records come from the same generator as the single-area world (`agency_stubs.world`),
 so every record has the catalogue's shape. On top of it, each household has a residence history of one
-to three boroughs; a record of a borough agency (children's social care, education, housing) is held by
-that agency in the borough where its subject lived when it happened (`csc_camden`, category
-`csc_camden.case`), and a record of a London-wide agency (police, health, probation) says in
+to three boroughs; a record of a borough agency (children's social care, education, housing, youth
+offending) is held by that agency in the borough where its subject lived when it happened (`csc_camden`,
+category `csc_camden.case`), and a record of a London-wide agency (police, health, probation) says in
 `PersonEntry.areas` the borough where its subject lived then. Some people are victims of several
-domestic-abuse incidents, and some are the victim in one and the perpetrator in another.
+domestic-abuse incidents, and some are the victim in one and the perpetrator in another. Young people
+arrested at 10-17 are known to the youth offending service (an assessment, and a court order if charged).
 """
 
 from __future__ import annotations
@@ -18,10 +19,16 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from types import MappingProxyType
 
+from agency_stubs import names
 from agency_stubs.cast import CAST
 from agency_stubs.catalogue import SIMULATED_AGENCIES
 from agency_stubs.dataset import AgencyDataset, PersonEntry
+from agency_stubs.records import at, make_record
 from agency_stubs.world import DEFAULT_AS_OF, DEFAULT_SEED, Person, World, _age, _Generator
+from agency_stubs.youth_offending import CATALOGUE as YOS_CATALOGUE
+from agency_stubs.youth_offending import CATEGORIES as YOS_CATEGORIES
+from agency_stubs.youth_offending import MASH_CONTACT as YOS_CONTACT
+from agency_stubs.youth_offending import YOS
 from gateway.domain import Record
 
 BOROUGHS: Mapping[str, str] = MappingProxyType({
@@ -61,8 +68,14 @@ BOROUGHS: Mapping[str, str] = MappingProxyType({
 """The 32 London boroughs by area id, in alphabetical order (the City of London has its own police and is not
 one of them)."""
 
-BOROUGH_KINDS: tuple[str, ...] = ("csc", "education", "housing")
+BOROUGH_KINDS: tuple[str, ...] = ("csc", "education", "housing", YOS)
 """Agencies each borough runs for itself; their records stay in the borough where they were made."""
+
+YOUTH_JUSTICE_AGES = range(10, 18)
+"""The ages at which an arrest is a matter for the youth justice system (the age of criminal responsibility to 17)."""
+
+YOUTH_ARRESTS = 0.1
+"""Share of 10-17 year olds arrested in the last two years."""
 
 LONDON_WIDE: tuple[str, ...] = tuple(a for a in SIMULATED_AGENCIES if a not in BOROUGH_KINDS)
 """Agencies serving all of London (police, health, probation): one node each, every borough's records."""
@@ -154,12 +167,17 @@ def build_london(seed: int = DEFAULT_SEED, boroughs: int = 3, people_per_borough
     _switch_roles(gen, random.Random(f"{seed}:switchers"))
     residence = _residences(gen, areas, random.Random(f"{seed}:residence"))
     cast_area = "hackney" if "hackney" in areas else areas[0]
+    # Young people's arrests and youth offending records come from a stream of their own: every other agency's
+    # records are the same with or without them.
+    youth = _YouthJustice(gen, random.Random(f"{seed}:youth_justice"))
     datasets: dict[str, AgencyDataset] = {}
-    for agency in SIMULATED_AGENCIES:
-        held = gen.dataset(agency)
-        generated = gen.people_known_to(agency)  # the dataset's entries come in pid order, cast last
+    for agency in (*SIMULATED_AGENCIES, YOS):
+        held = youth.dataset() if agency == YOS else gen.dataset(agency)
+        generated = youth.known() if agency == YOS else gen.people_known_to(agency)  # pid order, cast last
+        pid_of = {e.person_ref: pid for e, pid in zip(held.persons.values(), generated, strict=False)}
+        if agency == "police":
+            held = youth.with_arrests(held, pid_of)
         entries = list(held.persons.values())
-        pid_of = {e.person_ref: pid for e, pid in zip(entries, generated, strict=False)}
 
         def area_of(entry: PersonEntry, day: date, pid_of: Mapping[str, int] = pid_of) -> str:
             pid = pid_of.get(entry.person_ref)
@@ -203,6 +221,91 @@ def _residences(gen: _Generator, areas: Sequence[str], rng: random.Random) -> di
         for pid in hh.members:
             out[pid] = tuple(history)
     return out
+
+
+class _YouthJustice:
+    """Arrests of young people (10-17 at the time) and what the youth offending service then holds: an AssetPlus
+    assessment after every such arrest, and a court order it supervises when the young person was charged.
+
+    Some children are arrested (`YOUTH_ARRESTS`); an arrest the world already holds of someone then aged 10-17
+    counts too. The police hold the new arrests on top of their dataset; the records come from `rng` alone."""
+
+    def __init__(self, gen: _Generator, rng: random.Random) -> None:
+        self.gen = gen
+        self.rng = rng
+        self.arrests: dict[int, list[Record]] = {}
+        for pid, records in sorted(gen._records["police"].items()):
+            young = [r for r in records if r.category == "police.arrest" and self.young_at(pid, r)]
+            if young:
+                self.arrests[pid] = young
+        self.new_arrests: dict[int, list[Record]] = {}
+        for hh in gen.households:
+            for pid in hh.children:
+                if gen.age(pid) in YOUTH_JUSTICE_AGES and rng.random() < YOUTH_ARRESTS:
+                    dob = gen.people[pid].date_of_birth
+                    since_tenth = (gen.as_of - dob).days - 365 * 10  # a few days too many: checked below
+                    when = gen.as_of - timedelta(days=1 + rng.randrange(max(1, min(365 * 2, since_tenth))))
+                    if _age(dob, when) not in YOUTH_JUSTICE_AGES:
+                        continue  # ten only today: too young on any day the records cover
+                    record = gen.arrest(when, rng.choice(names.YOUTH_OFFENCES), rng)
+                    self.new_arrests[pid] = [record]
+                    self.arrests.setdefault(pid, []).append(record)
+        self.records: dict[int, list[Record]] = {
+            pid: [r for arrest in sorted(arrests, key=lambda a: a.occurred_at) for r in self.follow_up(arrest)]
+            for pid, arrests in sorted(self.arrests.items())}
+
+    def young_at(self, pid: int, record: Record) -> bool:
+        return _age(self.gen.people[pid].date_of_birth, record.occurred_at.date()) in YOUTH_JUSTICE_AGES
+
+    def follow_up(self, arrest: Record) -> list[Record]:
+        rng, gen = self.rng, self.gen
+        arrested = arrest.occurred_at.date()
+        fields = {f.name: f.value for f in arrest.fields}
+        assessed = gen._past(arrested + timedelta(days=7 + rng.randrange(35)))
+        out = [make_record(
+            f"{YOS}.assessment", gen._id(YOS, "AS"), at(assessed, 9 + rng.randrange(8)),
+            "AssetPlus assessment completed.",
+            {"risk_of_serious_harm": rng.choices(("low", "medium", "high"), (55, 35, 10))[0],
+             "assessed": assessed.isoformat()}, catalogue=YOS_CATEGORIES)]
+        if fields["outcome"] == "Charged and bailed":
+            start = gen._past(arrested + timedelta(days=30 + rng.randrange(90)))
+            order = rng.choice(("Referral order, 6 months", "Referral order, 9 months",
+                                "Youth rehabilitation order, 12 months"))
+            out.append(make_record(
+                f"{YOS}.court_order", gen._id(YOS, "CO"), at(start, 10), f"{order.split(',')[0]} made.",
+                {"order_type": order, "start_date": start.isoformat(), "offence": fields["offence"],
+                 "case_manager": f"{rng.choice(names.STAFF_NAMES)}, YOS case manager, "
+                                 f"020 7946 08{rng.randrange(100):02d}",
+                 "notes": rng.choice(("Attends appointments.", "Missed two appointments; warning given.",
+                                      "Engaging with reparation work.", "Education placement arranged."))},
+                catalogue=YOS_CATEGORIES))
+        return sorted(out, key=lambda r: r.occurred_at)
+
+    def known(self) -> list[int]:
+        return sorted(self.records)
+
+    def dataset(self) -> AgencyDataset:
+        """The youth offending service's dataset, person by person in pid order (the cast is not known to it)."""
+        entries = [self.gen.person_entry(YOS, n, pid, self.records[pid], self.rng)
+                   for n, pid in enumerate(self.known(), start=1)]
+        return AgencyDataset(YOS, entries, mash_contact=YOS_CONTACT, catalogue=YOS_CATALOGUE)
+
+    def with_arrests(self, police: AgencyDataset, pid_of: dict[str, int]) -> AgencyDataset:
+        """`police` holding the new arrests too: on the young person's entry, or on a new one after the rest
+        (`pid_of` learns its pid)."""
+        ref_of = {pid: ref for ref, pid in pid_of.items()}
+        entries = {ref: e for ref, e in police.persons.items()}
+        n = len(pid_of)
+        for pid, records in sorted(self.new_arrests.items()):
+            if pid in ref_of:
+                entry = entries[ref_of[pid]]
+                entries[entry.person_ref] = replace(entry, records=(*entry.records, *records))
+            else:
+                n += 1
+                entry = self.gen.person_entry("police", n, pid, records, self.rng)
+                entries[entry.person_ref] = entry
+                pid_of[entry.person_ref] = pid
+        return AgencyDataset(police.agency, list(entries.values()), mash_contact=police.mash_contact)
 
 
 def _switch_roles(gen: _Generator, rng: random.Random) -> None:

@@ -3,10 +3,11 @@
 `generate_partnership(target, boroughs)` writes, from `policies/` as template:
 
 - `vocabulary/areas.yaml`: the first `boroughs` London boroughs (`agency_stubs.london.BOROUGHS`);
-- per borough, its children's social care, education and housing (`csc_camden`, …: the template's agency
-  with `area: camden`, its record categories renamed `csc_camden.case`, its access lines, redaction rules
-  and MASH contact) and its MASH hub (`hub_camden`); police, health, probation and adult social care serve
-  all of London, as in the template;
+- per borough, its children's social care, education, housing and youth offending service (`csc_camden`,
+  …: the template's agency with `area: camden`, its record categories renamed `csc_camden.case`, its access
+  lines, redaction rules and MASH contact) and its MASH hub (`hub_camden`); police, health, probation and
+  adult social care serve all of London, as in the template. The shipped policy has no youth offending
+  service: it is added to the template as `agency_stubs.youth_offending` declares it;
 - per borough, a copy of each of the template's agreements that the hub is party to (`mash-isa-2026-camden`),
   between that borough's agencies, its hub and the London-wide agencies;
 - `pan-london-isa-2026`, the cross-area agreement for cases: every borough and London-wide agency, for MASH
@@ -19,7 +20,7 @@
   the template gives them; the London-wide agencies' and the partnership's own (audit, policy admin) as in
   the template.
 
-The template agencies `csc`, `education` and `housing` stay declared without records or area: they are the
+The template agencies `csc`, `education`, `housing` and `yos` stay declared without records or area: they are the
 home agencies of practitioner roles (`social_worker`, `school_dsl`), which every borough shares. The
 template's policy tests and workflow speak of its single area and are left out. With `pki`, a CA and a
 certificate for the gateway, every node and every bound client identity are written there as
@@ -42,6 +43,7 @@ import yaml
 
 from agency_stubs.london import BOROUGH_KINDS, BOROUGHS, borough_agency, borough_ids
 from agency_stubs.world import DEFAULT_AS_OF
+from agency_stubs.youth_offending import ACCESS_LINES, YOS, declare_youth_offending_service
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "policies"
 """The shipped single-area policy the London partnership is generated from."""
@@ -113,6 +115,8 @@ def generate_partnership(target: Path, boroughs: int, *, source: Path = TEMPLATE
         raise FileExistsError(f"{target} already exists; refusing to overwrite a policy directory")
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("tests", "workflow.yaml", "agencies"))
     vocab = target / "vocabulary"
+    if YOS not in _load(vocab / "agencies.yaml")["agencies"]:
+        declare_youth_offending_service(target)  # a borough kind: each borough gets its own, as csc
     _dump(vocab / "areas.yaml", {"areas": {a: {"title": BOROUGHS[a]} for a in areas}},
           _header("The London boroughs of this partnership: per-borough agencies serve one of them."))
 
@@ -256,11 +260,11 @@ def _redaction(target: Path, areas: Sequence[str]) -> None:
 def _access_lines(source: Path, target: Path, areas: Sequence[str]) -> None:
     lines_dir = target / "agencies"
     lines_dir.mkdir()
-    for path in sorted((source / "agencies").glob("*.csv")):
-        name = path.stem
-        text = path.read_text(encoding="utf-8")
+    texts = {path.stem: path.read_text(encoding="utf-8") for path in sorted((source / "agencies").glob("*.csv"))}
+    texts.setdefault(YOS, ACCESS_LINES)
+    for name, text in texts.items():
         if name not in BOROUGH_KINDS:
-            (lines_dir / path.name).write_text(text, encoding="utf-8")
+            (lines_dir / f"{name}.csv").write_text(text, encoding="utf-8")
             continue
         for area in areas:
             agency = borough_agency(name, area)

@@ -83,3 +83,7 @@ OFFENCES: tuple[str, ...] = (
     "Possession with intent to supply a class A drug", "Criminal damage", "Robbery", "Harassment",
     "Possession of an offensive weapon", "Driving while disqualified", "Fraud by false representation",
 )
+YOUTH_OFFENCES: tuple[str, ...] = (
+    "Possession of a bladed article", "Robbery", "Theft from a shop", "Common assault", "Criminal damage",
+    "Possession of cannabis", "Theft of a mobile phone", "Possession with intent to supply a class A drug",
+)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
 
-from agency_stubs.catalogue import CATEGORIES
+from agency_stubs.catalogue import CATEGORIES, CategorySpec
 from gateway.domain import Field, Record
 
 
@@ -20,9 +20,12 @@ def make_record(
     occurred_at: datetime,
     summary: str,
     values: Mapping[str, str],
+    *,
+    catalogue: Mapping[str, CategorySpec] = CATEGORIES,
 ) -> Record:
-    """A record of `category` with exactly the catalogue's fields, in catalogue order; KeyError otherwise."""
-    spec = CATEGORIES[category]
+    """A record of `category` with exactly the catalogue's fields, in catalogue order; KeyError otherwise.
+    `catalogue` is the simulated agencies' unless another agency's is given (the youth offending service's)."""
+    spec = catalogue[category]
     missing = [name for name in spec.field_names if name not in values]
     extra = [name for name in values if name not in spec.field_names]
     if missing or extra:

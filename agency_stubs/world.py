@@ -23,9 +23,10 @@ DEFAULT_SEED = 20260101
 DEFAULT_AS_OF = date(2026, 11, 1)
 
 _REF_PREFIX = {"police": "POL", "health": "HLT", "csc": "CSC", "education": "EDU", "housing": "HSG",
-               "probation": "PRB"}
+               "probation": "PRB", "yos": "YOS"}
 # Not every agency records an NHS number; where it holds none, name and date of birth must match instead.
-_HOLDS_NHS = {"police": 0.7, "health": 1.0, "csc": 0.95, "education": 0.9, "housing": 0.6, "probation": 0.8}
+_HOLDS_NHS = {"police": 0.7, "health": 1.0, "csc": 0.95, "education": 0.9, "housing": 0.6, "probation": 0.8,
+              "yos": 0.9}
 
 
 @dataclass(frozen=True, slots=True)
@@ -555,15 +556,19 @@ class _Generator:
         return risk
 
     def _arrest(self, pid: int, when: date, offence: str) -> None:
-        rng = self.rng
-        self._add(make_record(
+        self._add(self.arrest(when, offence), pid)
+
+    def arrest(self, when: date, offence: str, rng: random.Random | None = None) -> Record:
+        """A police arrest record on `when`, its details drawn from `rng` (default: the world's stream)."""
+        rng = rng or self.rng
+        return make_record(
             "police.arrest", self._id("police", "AR"), at(when, rng.randrange(24)), "Arrested.",
             {"arrest_date": when.isoformat(), "offence": offence,
              "bail_conditions": rng.choice(("", "Not to contact the victim directly or indirectly.",
                                             "Curfew 21:00 to 06:00; to reside at the bail address.")),
              "outcome": rng.choice(("Released under investigation", "Charged and bailed", "No further action",
                                     "Cautioned"))},
-        ), pid)
+        )
 
     def _intelligence(self, pid: int, count: int) -> None:
         rng = self.rng
@@ -698,19 +703,23 @@ class _Generator:
         return MappingProxyType({r.record_id: mine[r.record_id] for r in records if r.record_id in mine})
 
     def dataset(self, agency: str) -> AgencyDataset:
-        holds = _HOLDS_NHS[agency]
-        entries: list[PersonEntry] = []
-        for n, pid in enumerate(self.people_known_to(agency), start=1):
-            p = self.people[pid]
-            entries.append(PersonEntry(
-                person_ref=f"{_REF_PREFIX[agency]}-{200000 + n:07d}",
-                given_name=p.given_name,
-                family_name=p.family_name.upper() if agency == "police" else p.family_name,
-                date_of_birth=p.date_of_birth,
-                nhs_number=p.nhs_number if self.rng.random() < holds else "",
-                postcode=p.postcode,
-                records=tuple(self._records[agency][pid]),
-                roles=self._person_roles(pid, self._records[agency][pid]),
-            ))
+        entries = [self.person_entry(agency, n, pid, self._records[agency][pid])
+                   for n, pid in enumerate(self.people_known_to(agency), start=1)]
         entries.extend(cast_entries(agency))
         return AgencyDataset(agency, entries)
+
+    def person_entry(self, agency: str, n: int, pid: int, records: list[Record],
+                     rng: random.Random | None = None) -> PersonEntry:
+        """Agency `agency`'s `n`th person entry, for person `pid` with `records`; whether the agency recorded their
+        NHS number is drawn from `rng` (default: the world's stream)."""
+        p = self.people[pid]
+        return PersonEntry(
+            person_ref=f"{_REF_PREFIX[agency]}-{200000 + n:07d}",
+            given_name=p.given_name,
+            family_name=p.family_name.upper() if agency == "police" else p.family_name,
+            date_of_birth=p.date_of_birth,
+            nhs_number=p.nhs_number if (rng or self.rng).random() < _HOLDS_NHS[agency] else "",
+            postcode=p.postcode,
+            records=tuple(records),
+            roles=self._person_roles(pid, records),
+        )

@@ -1,4 +1,4 @@
-"""Pan-London benchmark: a generated 32-borough partnership (100 agency nodes, each its own endpoint and
+"""Pan-London benchmark: a generated 32-borough partnership (132 agency nodes, each its own endpoint and
 certificate), hub queries with the locator against the same queries broadcast to every node, in one run.
 
 Run with `python -m bench.bench_london`; it prints a table and then one JSON line.
@@ -6,7 +6,7 @@ Run with `python -m bench.bench_london`; it prints a table and then one JSON lin
 The policy comes from `agency_stubs.london_policy.generate_partnership` and the records from
 `agency_stubs.london.build_london` (`--people-per-borough` people in each of `--boroughs` boroughs). The
 nodes and the gateway share this process, as in the locator bench: the broadcast's cost is the gateway
-and 100 nodes answering every query on the same cores, which is what the locator saves. A Camden MASH
+and 132 nodes answering every query on the same cores, which is what the locator saves. A Camden MASH
 manager asks about generated people by NHS number under the pan-London agreement (s47 enquiry), so every
 borough's agencies are in scope. Modes: broadcast (`locator = false`); the locator with skipped answers
 held (the default, docs/locator.md#routing); the locator without holding. Each mode runs at one caller and

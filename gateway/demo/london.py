@@ -51,7 +51,8 @@ async def play_pan_london(state_dir: Path, console: Console, report: StoryReport
     async with Partnership(state_dir, generated.policy_dir, world=world) as partnership:
         await partnership.enrol_in_locator()
         console.print(f"Generated {generated.policy_dir}: boroughs {', '.join(generated.areas)}; "
-                      f"{len(partnership.nodes)} agency nodes (each borough's social care, education and housing, "
+                      f"{len(partnership.nodes)} agency nodes (each borough's social care, education, housing "
+                      "and youth offending service, "
                       "and London-wide police, health, probation and adult social care), each with its own "
                       "certificate, all enrolled in the gateway's locator.")
         person, agencies = next(((p, a) for p, a in world.known_in_several_boroughs()

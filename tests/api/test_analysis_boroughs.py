@@ -18,7 +18,7 @@ import structlog
 
 from agency_stubs.dataset import PersonEntry
 from agency_stubs.locator_enrolment import enrol_running_node
-from agency_stubs.london import LondonWorld, build_london
+from agency_stubs.london import BOROUGH_KINDS, LondonWorld, build_london
 from agency_stubs.london_policy import PAN_LONDON_ANALYSIS_AGREEMENT, generate_partnership
 from gateway.analysis.picture import MEASURES
 from gateway.analysis.suppression import suppress_column
@@ -169,5 +169,5 @@ async def test_one_person_s_boroughs_and_moves_match_their_records(tmp_path: Pat
         assert response.moves == sum(1 for before, after in itertools.pairwise(mains) if before != after)
         for answer in response.agencies:  # a borough agency says which borough it serves; London-wide ones none
             kind, _, area = answer.agency.partition("_")
-            expected = area if kind in {"csc", "education", "housing"} else ""
+            expected = area if kind in BOROUGH_KINDS else ""
             assert answer.area == expected, answer.agency

@@ -1,4 +1,4 @@
-"""A 32-borough London partnership on one machine: a generated policy, 100 agency nodes (each its own endpoint
+"""A 32-borough London partnership on one machine: a generated policy, 132 agency nodes (each its own endpoint
 and certificate, sharing this process), the real gateway over mTLS with the locator on, every node enrolled.
 
 Lookups are counted at every node (each node logs every lookup it answers): a question reaches only the
@@ -60,7 +60,8 @@ async def london(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Lond
     generated = generate_partnership(tmp / "policies", BOROUGHS, pki=tmp / "state" / "pki")
     world = build_london(boroughs=BOROUGHS, people_per_borough=PEOPLE_PER_BOROUGH)
     async with Partnership(tmp / "state", generated.policy_dir, world=world) as partnership:
-        assert len(partnership.nodes) == 3 * BOROUGHS + 4  # csc, education, housing per borough; 4 London-wide
+        # csc, education, housing and yos per borough; police, health, probation, asc London-wide
+        assert len(partnership.nodes) == 4 * BOROUGHS + 4
         enrolments = await partnership.enrol_in_locator()
         yield London(partnership, world, generated, enrolments)
 
@@ -90,7 +91,7 @@ def subject_of(entry: PersonEntry, *, nhs: bool = True) -> dict[str, str]:
 
 async def test_a_child_known_in_two_boroughs_is_asked_of_their_nodes_only(london: London) -> None:
     """Under the pan-London agreement, the question about a child known in two boroughs reaches
-    exactly the nodes that hold them (counted at all 100 nodes); both boroughs answer with records."""
+    exactly the nodes that hold them (counted at all 132 nodes); both boroughs answer with records."""
     child, boroughs = child_known_in_two_boroughs(london.world)
     holders = london.holders(child)
     assert set(boroughs) <= holders
@@ -204,3 +205,19 @@ async def test_the_pan_london_agreement_refuses_purposes_it_does_not_name(london
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert f"agreement '{PAN_LONDON_AGREEMENT}' does not cover purpose 'early_help'" in (refused.value.details() or "")
     assert asked(captured) == set()
+
+
+async def test_a_young_persons_youth_offending_service_answers_with_its_records_and_contact(london: London) -> None:
+    """A young person known to one borough's youth offending service: the question reaches that node (and the
+    others that hold them), which answers with its court order or assessment and its borough's MASH contact."""
+    yos, entry = next((a, e) for a in london.world.borough_agencies("yos")
+                      for e in london.world.dataset(a).persons.values() if e.nhs_number)
+    with structlog.testing.capture_logs() as captured:
+        response = await london.hub(area(yos)).query(
+            subject=subject_of(entry), agreement=PAN_LONDON_AGREEMENT, case_reference="MASH-LDN-0006", **S47)
+    assert asked(captured) == london.holders(entry)
+    answer = next(a for a in response.answers if a.agency == yos)
+    assert answer.status == MATCH
+    assert answer.records, answer.detail
+    assert {r.category for r in answer.records} <= {f"{yos}.court_order", f"{yos}.assessment"}
+    assert (answer.contact.agency, answer.contact.phone) == (yos, "020 7946 0108")

@@ -9,8 +9,19 @@ from itertools import pairwise
 
 import pytest
 
+from agency_stubs import london as london_module
 from agency_stubs.cast import JODIE_MERCER
-from agency_stubs.london import BOROUGH_KINDS, BOROUGHS, LONDON_WIDE, LondonWorld, borough_ids, build_london
+from agency_stubs.dataset import PersonEntry
+from agency_stubs.london import (
+    BOROUGH_KINDS,
+    BOROUGHS,
+    LONDON_WIDE,
+    YOUTH_JUSTICE_AGES,
+    LondonWorld,
+    borough_ids,
+    build_london,
+)
+from agency_stubs.world import _age
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +52,8 @@ def test_same_seed_gives_the_same_london() -> None:
 
 
 def test_every_borough_has_its_own_agencies_and_london_wide_agencies_are_one_node(london: LondonWorld) -> None:
-    """csc/education/housing once per borough, serving that borough; police/health/probation once, serving all."""
+    """csc/education/housing/yos once per borough, serving that borough; police/health/probation once, serving
+    all."""
     expected = {f"{k}_{a}" for a in london.areas for k in BOROUGH_KINDS} | set(LONDON_WIDE)
     assert set(london.datasets) == expected
     for area in london.areas:
@@ -125,3 +137,77 @@ def test_the_cast_lives_in_hackney(london: LondonWorld) -> None:
     jodie = london.dataset("police").persons[refs["police"]]
     assert set(jodie.areas.values()) == {"hackney"}
     assert set(jodie.roles.values()) == {"victim"}
+
+
+def _pid_of(world: LondonWorld, entry: PersonEntry) -> int:
+    """The generated person an entry is about, by name and date of birth (police write family names in capitals)."""
+    found = [p.pid for p in world.people if (p.given_name, p.family_name.upper(), p.date_of_birth)
+             == (entry.given_name, entry.family_name.upper(), entry.date_of_birth)]
+    assert len(found) == 1, f"{entry.person_ref}: {len(found)} generated people match"
+    return found[0]
+
+
+def _young_arrests(world: LondonWorld) -> dict[int, list[tuple[str, str, str]]]:
+    """(date, offence, outcome) of each police arrest of a generated person aged 10-17 at the time, by pid."""
+    cast = {m.person_refs.get("police") for m in world.cast}
+    out: dict[int, list[tuple[str, str, str]]] = {}
+    for entry in world.dataset("police").persons.values():
+        if entry.person_ref in cast:
+            continue
+        for record in entry.records:
+            if record.category == "police.arrest" and _age(entry.date_of_birth, record.occurred_at.date()) in \
+                    YOUTH_JUSTICE_AGES:
+                values = {f.name: f.value for f in record.fields}
+                out.setdefault(_pid_of(world, entry), []).append(
+                    (values["arrest_date"], values["offence"], values["outcome"]))
+    return out
+
+
+def test_young_people_arrested_at_10_to_17_are_known_to_the_youth_offending_service_where_they_lived(
+        london: LondonWorld) -> None:
+    """Every arrest of someone aged 10-17 at the time is followed by an AssetPlus assessment, and a charge by a
+    court order for that offence, held by the youth offending service of the borough they lived in then; the
+    service holds nobody else and nothing from before the arrest."""
+    arrests = _young_arrests(london)
+    assert len(arrests) >= 20, f"only {len(arrests)} young people were arrested: too few to test"
+    held: dict[int, list[tuple[str, str, dict[str, str]]]] = {}
+    for agency in london.borough_agencies("yos"):
+        dataset = london.dataset(agency)
+        assert dataset.mash_contact.team == "YOS MASH officer"
+        for entry in dataset.persons.values():
+            pid = _pid_of(london, entry)
+            for record in entry.records:
+                day = record.occurred_at.date()
+                assert london.area_at(pid, day) == dataset.area, (agency, entry.person_ref, record.record_id)
+                held.setdefault(pid, []).append((record.category.split(".", 1)[1], day.isoformat(),
+                                                 {f.name: f.value for f in record.fields}))
+    assert set(held) == set(arrests), "the youth offending service holds someone not arrested at 10-17, or misses one"
+    for pid, records in held.items():
+        first_arrest = min(day for day, _, _ in arrests[pid])
+        assert all(day >= first_arrest for _, day, _ in records), (pid, records)
+        assessments = [r for r in records if r[0] == "assessment"]
+        orders = [r for r in records if r[0] == "court_order"]
+        assert len(assessments) == len(arrests[pid])
+        charged = [offence for _, offence, outcome in arrests[pid] if outcome == "Charged and bailed"]
+        assert sorted(fields["offence"] for _, _, fields in orders) == sorted(charged)
+    assert any(r[0] == "court_order" for records in held.values() for r in records), "no court order at all"
+
+
+def test_the_youth_offending_service_leaves_the_rest_of_the_world_as_it_was(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The youth justice records come from a stream of their own: with no new arrests of young people, every
+    other agency's dataset is the same, and only the police gain arrests from it."""
+    with_arrests = build_london(7, 3, 100)
+    monkeypatch.setattr(london_module, "YOUTH_ARRESTS", 0.0)
+    without = build_london(7, 3, 100)
+    for agency, dataset in with_arrests.datasets.items():
+        if agency == "police" or agency.startswith("yos_"):
+            continue
+        assert dataset.persons == without.dataset(agency).persons, agency
+    before, after = without.dataset("police").persons, with_arrests.dataset("police").persons
+    assert set(before) <= set(after)
+    for ref, entry in before.items():
+        assert after[ref].records[:len(entry.records)] == entry.records, ref
+        assert all(r.category == "police.arrest" for r in after[ref].records[len(entry.records):]), ref
+    added = sum(len(e.records) for e in after.values()) - sum(len(e.records) for e in before.values())
+    assert added > 0, "no young person was arrested"
