@@ -347,7 +347,8 @@ class GrpcAgencyTransport:
             stubs[agency] = agency_grpc.AgencyServiceStub(channel)
         return cls(stubs, channels, coalesce=coalesce, addresses=endpoints, node_check=node_check)
 
-    async def lookup(self, agency: str, command: LookupCommand, *, timeout: float) -> LookupResult:
+    async def _checked_node(self, agency: str, timeout: float) -> tuple[_NodeCalls, float]:
+        """The agency's node once its certificate checks pass, and what is left of `timeout` after them."""
         node = self._nodes.get(agency)
         if node is None:
             raise AgencyUnavailable(f"no endpoint configured for agency {agency!r}")
@@ -355,6 +356,10 @@ class GrpcAgencyTransport:
             started = time.monotonic()
             await self._node_check.check(agency, self._addresses[agency], timeout=timeout)
             timeout -= time.monotonic() - started
+        return node, timeout
+
+    async def lookup(self, agency: str, command: LookupCommand, *, timeout: float) -> LookupResult:
+        node, timeout = await self._checked_node(agency, timeout)
         request = lookup_to_proto(command)
         deadline = asyncio.get_running_loop().time() + timeout
         if self._coalesce and await node.batching(timeout):
@@ -380,13 +385,7 @@ class GrpcAgencyTransport:
     async def call(self, agency: str, rpc: str, request: Message, *, timeout: float) -> Any:
         """Another AgencyService method of the node (e.g. Summarise), with the same certificate checks as a
         lookup; raises AgencyUnavailable, AgencyTimedOut or AgencyRejected as `lookup` does."""
-        node = self._nodes.get(agency)
-        if node is None:
-            raise AgencyUnavailable(f"no endpoint configured for agency {agency!r}")
-        if self._node_check is not None:
-            started = time.monotonic()
-            await self._node_check.check(agency, self._addresses[agency], timeout=timeout)
-            timeout -= time.monotonic() - started
+        node, timeout = await self._checked_node(agency, timeout)
         try:
             response = await getattr(node.stub, rpc)(request, timeout=max(0.001, timeout))
         except grpc.aio.AioRpcError as exc:
