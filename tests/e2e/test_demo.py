@@ -66,16 +66,29 @@ def _stored_entries(run: DemoRun) -> list[bytes]:
         return [bytes(row[0]) for row in conn.execute("SELECT data FROM audit_entries ORDER BY idx")]
 
 
+_WORD = re.compile(r"[\w-]+")
+
+
 def _scan_for_personal_data(texts: list[str], world: World) -> list[str]:
-    """Synthetic NHS numbers, dates of birth, postcodes and names found in `texts` (word-bounded)."""
+    r"""Synthetic NHS numbers, dates of birth, postcodes and names found in `texts`, as whole words only.
+
+    A value counts where it stands from the start of a word to the end of a word (what
+    `(?<![\w-])value(?![\w-])` matches), found by looking up every run of up to as many words as the longest
+    value has in a set: linear in the text, where a search per value grew with the audit log times the
+    population (the pan-London step writes an entry per node).
+    """
     people = list(world.people)
-    values = {p.nhs_number for p in people} | {p.date_of_birth for p in people} | {p.postcode for p in people}
+    values = {p.nhs_number for p in people} | {str(p.date_of_birth) for p in people} | {p.postcode for p in people}
     values |= {f"{p.given_name} {p.family_name}" for p in people} | {p.family_name for p in people}
+    values.discard("")
+    longest = max(len(_WORD.findall(value)) for value in values)
     found = []
     for text in texts:
-        for value in values:
-            if value and re.search(rf"(?<![\w-]){re.escape(str(value))}(?![\w-])", text):
-                found.append(str(value))
+        words = [m.span() for m in _WORD.finditer(text)]
+        for i, (start, _) in enumerate(words):
+            for _, end in words[i:i + longest]:
+                if text[start:end] in values:
+                    found.append(text[start:end])
     return found
 
 
