@@ -40,6 +40,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up.add_argument("--listen", default="127.0.0.1:8443",
                     help="gateway address (default: 127.0.0.1:8443; port 0 picks a free one)")
     up.add_argument("--people", type=int, default=2000, help="size of the simulated population")
+    up.add_argument("--policy-releases", type=Path, metavar="DIR",
+                    help="a policy release store (`policy propose|approve|release`) for the gateway, so the "
+                         "console's release page and GetPolicyRelease show its proposals; needs "
+                         "--policy-signers. The gateway still activates --policy-dir as it changes "
+                         "(development policy mode). Default: no release store")
+    up.add_argument("--policy-signers", type=Path, metavar="FILE",
+                    help="JSON file of the policy administrators' and IG officers' public keys that sign the "
+                         "releases of --policy-releases")
     up.set_defaults(func=run_up)
     down = dev_sub.add_parser("down", help="stop the partnership `dev up` started")
     _state_arg(down)
@@ -80,15 +88,23 @@ def _wait_for(popen: subprocess.Popen[bytes], log_path: Path, found: str) -> str
     raise RuntimeError(f"did not start within {_START_TIMEOUT:.0f} s; see {log_path}")
 
 
-def _gateway_toml(state_dir: Path, policy_dir: Path, listen: str, endpoints: dict[str, str]) -> str:
+def _relative(path: Path, state_dir: Path) -> str:
+    """`path` as a TOML string relative to the state directory (where `gateway.toml` is written)."""
+    return json.dumps(os.path.relpath(path.resolve(), state_dir.resolve()))
+
+
+def _gateway_toml(state_dir: Path, policy_dir: Path, listen: str, endpoints: dict[str, str],
+                  releases: tuple[Path, Path] | None = None) -> str:
     lines = [
         "# Written by `mash-gateway dev up` for the development partnership; paths are relative to this file.",
         "[gateway]",
         'state_dir = "."',
-        f"policy_dir = {json.dumps(os.path.relpath(policy_dir.resolve(), state_dir.resolve()))}",
+        f"policy_dir = {_relative(policy_dir, state_dir)}",
         'pki_dir = "pki"',
         f"listen = {json.dumps(listen)}",
         "reflection = true",
+        *([f"policy_releases = {_relative(releases[0], state_dir)}",
+           f"policy_signers = {_relative(releases[1], state_dir)}"] if releases else []),
         "",
         "[agencies]",
         *(f"{agency} = {json.dumps(address)}" for agency, address in endpoints.items()),
@@ -99,6 +115,11 @@ def _gateway_toml(state_dir: Path, policy_dir: Path, listen: str, endpoints: dic
 def run_up(args: argparse.Namespace) -> int:
     console = Console()
     state_dir: Path = args.state_dir
+    if (args.policy_releases is None) != (args.policy_signers is None):
+        console.print("[red]error:[/red] --policy-releases and --policy-signers go together: the gateway checks "
+                      "the releases' signatures against the signers file")
+        return 2
+    releases = (args.policy_releases, args.policy_signers) if args.policy_releases else None
     if _running(state_dir):
         console.print(f"[red]error:[/red] a partnership from {state_dir} is already running; "
                       f"run `mash-gateway dev down --state-dir {state_dir}` first")
@@ -137,7 +158,7 @@ def run_up(args: argparse.Namespace) -> int:
             except RuntimeError as exc:
                 raise RuntimeError(f"the {agency} node {exc}") from exc
         config = state_dir / "gateway.toml"
-        config.write_text(_gateway_toml(state_dir, args.policy_dir, args.listen, endpoints))
+        config.write_text(_gateway_toml(state_dir, args.policy_dir, args.listen, endpoints, releases))
         log_path = state_dir / "logs" / "gateway.log"
         process, popen = _start("gateway", [sys.executable, "-m", "gateway.cli.main", "serve", "--config",
                                             str(config)], log_path)

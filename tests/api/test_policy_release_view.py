@@ -3,8 +3,6 @@ change ▲ or ▼, and which agencies' IG officers have approved and which still
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import grpc
@@ -16,8 +14,7 @@ from gateway.api.tls import client_credentials
 from gateway.demo.partnership import Partnership
 from gateway.generated.mash.gateway.v1 import policy_service_pb2 as policy_pb
 from gateway.generated.mash.gateway.v1 import policy_service_pb2_grpc as policy_grpc
-from gateway.policy.release import approve, generate_key, load_private_key, propose
-from gateway.policy.snapshot import load_snapshot
+from tests.release_store import ReleaseStore, make_release_store
 
 ADMIN = (("x-mash-user", "ig.officer.1"),)
 WIDER = ("p, role:housing_officer, agency:education, cat:education.attendance, purpose:child_protection, "
@@ -29,27 +26,17 @@ def _stub(partnership: Partnership, agency: str = "hub", system: str = "policy-a
     return policy_grpc.PolicyServiceStub(partnership.channel(client_credentials(partnership.pki, agency, system)))
 
 
-def _store(tmp_path: Path, policy_dir: Path) -> tuple[Path, Path, Path, str]:
+def _store(tmp_path: Path, policy_dir: Path) -> ReleaseStore:
     """A release store holding one proposal that widens education's attendance records for housing officers."""
-    keys, store = tmp_path / "keys", tmp_path / "releases"
-    signers = {"policy_admins": {"alice": generate_key(keys / "alice.key")},
-               "ig_officers": {"education": {"ig-education": generate_key(keys / "ig-education.key")}}}
-    signers_file = tmp_path / "signers.json"
-    signers_file.write_text(json.dumps(signers), encoding="utf-8")
-    edited = tmp_path / "edited"
-    shutil.copytree(policy_dir, edited)
-    with (edited / "agencies" / "education.csv").open("a", encoding="utf-8") as f:
-        f.write(WIDER)
-    version = propose(store, edited, load_snapshot(policy_dir), admin="alice",
-                      key=load_private_key(keys / "alice.key"))
-    return store, signers_file, keys, version
+    return make_release_store(tmp_path, policy_dir, [("education", "", WIDER)], ig_officers=["education"])
 
 
 async def test_a_proposed_release_shows_its_widenings_and_who_still_has_to_approve(
     tmp_path: Path, policy_dir: Path, shared_world: World
 ) -> None:
-    store, signers_file, keys, version = _store(tmp_path, policy_dir)
-    settings = {"policy_releases": store, "policy_signers": signers_file}
+    made = _store(tmp_path, policy_dir)
+    version = made.version
+    settings = {"policy_releases": made.store, "policy_signers": made.signers}
     async with Partnership(tmp_path / "state", policy_dir, world=shared_world, settings=settings) as partnership:
         admin = _stub(partnership)
         before = await admin.GetPolicyRelease(policy_pb.GetPolicyReleaseRequest(release_id=version[:20]),
@@ -66,8 +53,7 @@ async def test_a_proposed_release_shows_its_widenings_and_who_still_has_to_appro
         assert [(a.agency, list(a.approved_by)) for a in before.approvals] == [("education", [])]
         assert list(before.awaiting) == ["education"]
 
-        approve(store, version, agency="education", officer="ig-education",
-                key=load_private_key(keys / "ig-education.key"))
+        made.approve("education")
         after = await admin.GetPolicyRelease(policy_pb.GetPolicyReleaseRequest(release_id=version),
                                              metadata=ADMIN, timeout=30)
         assert [(a.agency, list(a.approved_by)) for a in after.approvals] == [("education", ["ig-education"])]
@@ -97,8 +83,8 @@ async def test_release_requests_are_checked_and_refused_plainly(partnership: Par
 
 
 async def test_an_unknown_release_is_not_found(tmp_path: Path, policy_dir: Path, shared_world: World) -> None:
-    store, signers_file, _, _ = _store(tmp_path, policy_dir)
-    settings = {"policy_releases": store, "policy_signers": signers_file}
+    made = _store(tmp_path, policy_dir)
+    settings = {"policy_releases": made.store, "policy_signers": made.signers}
     async with Partnership(tmp_path / "state", policy_dir, world=shared_world, settings=settings) as partnership:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await _stub(partnership).GetPolicyRelease(

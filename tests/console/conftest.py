@@ -3,7 +3,9 @@
 Everything is module-scoped and started once (module, not session: the Playwright sync API runs an event
 loop of its own, which must be gone before any asyncio test of another module starts). The partnership is
 seeded over the gateway's own API (a researcher's query, a refused query, a police notification) so each
-group's pages have something to show.
+group's pages have something to show. The gateway keeps a real policy release store holding one proposal
+that widens a line of education's and of housing's policy and narrows one of probation's, approved so far by
+education's IG officer only.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pytest
 from agency_stubs import cast
 from gateway.console.accounts import add_user
 from gateway.console.demo import CONSOLE_ROLES, seed
+from tests.release_store import make_release_store
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("MASH_CHROMIUM", "/usr/bin/chromium"))
@@ -40,6 +43,15 @@ PEOPLE = {
     "multi.max": ["auditor", "mash_manager"],
     "locked.lou": ["auditor"],  # only for the sign-in lockout test
 }
+# The proposed release: (agency, line of the shipped policy, what it becomes; no line for a new one).
+RELEASE_EDITS = (
+    ("education", "", "p, role:housing_officer, agency:education, cat:education.attendance, "
+                      "purpose:child_protection, PERTINENT, allow\n"),
+    ("housing", "p, role:social_worker, agency:housing, cat:housing, purpose:child_protection, PERTINENT",
+     "p, role:social_worker, agency:housing, cat:housing, purpose:child_protection, FULL"),
+    ("probation", "p, role:police_officer, agency:probation, cat:probation, purpose:child_protection, PERTINENT",
+     "p, role:police_officer, agency:probation, cat:probation, purpose:child_protection, EXISTS"),
+)
 # Every identifier the run puts through the console: none may appear in a URL or the access log.
 IDENTIFIERS = tuple(v for member in (cast.KAI_MERCER, cast.NOAH_FENWICK)
                     for v in (member.nhs_number, member.given_name, member.family_name, member.date_of_birth))
@@ -60,16 +72,22 @@ class World:
     base: str = ""
     console_log: Path = field(default_factory=Path)
     referral_id: str = ""
+    release_id: str = ""
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     state = tmp_path_factory.mktemp("console")
-    up = cli("dev", "up", "--state-dir", str(state / "dev"), "--listen", "127.0.0.1:0", "--people", "200")
+    releases = make_release_store(state / "release", ROOT / "policies", RELEASE_EDITS,
+                                  ig_officers=["education", "housing"])
+    releases.approve("education")
+    up = cli("dev", "up", "--state-dir", str(state / "dev"), "--listen", "127.0.0.1:0", "--people", "200",
+             "--policy-releases", str(releases.store), "--policy-signers", str(releases.signers))
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         run = json.loads((state / "dev" / "dev.json").read_text())
-        world = World(gateway=run["gateway"], pki=state / "dev" / "pki", state=state)
+        world = World(gateway=run["gateway"], pki=state / "dev" / "pki", state=state,
+                      release_id=releases.version)
         world.referral_id = asyncio.run(seed(world.gateway, world.pki))
         accounts = state / "accounts.json"
         for user, roles in PEOPLE.items():

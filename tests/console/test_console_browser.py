@@ -322,16 +322,46 @@ def test_ig_officer_sees_the_policy_test_results_with_file_and_line(open_page: A
     shot(page, "policy-tests", full_page=False)  # the summary and the first cases; the whole list is long
 
 
-def test_ig_officer_asks_for_a_release_and_a_gateway_without_a_release_store_says_so(open_page: Any,
-                                                                                     world: World) -> None:
-    """The development gateway keeps no release store: the page says so plainly instead of failing."""
+def test_ig_officer_opens_a_proposed_release_and_sees_its_changes_and_who_still_has_to_approve(
+        open_page: Any, world: World) -> None:
+    """Asked for by a prefix of its id, the proposal shows its proposer, its ▲ and ▼ changes against the
+    serving policy, education's IG officer's approval and housing still to approve."""
+    page = sign_in(open_page(), world, "ig.ian")
+    page.goto(world.base + "/policy")
+    with page.expect_navigation():
+        page.get_by_role("link", name="A proposed release").click()
+    check_accessible(page)
+    page.get_by_label("Release id").fill(world.release_id.removeprefix("sha256:")[:12])
+    with page.expect_navigation():
+        page.get_by_role("button", name="Show the release").click()
+    main = page.locator("main").inner_text()
+    assert page.locator("#release-id-shown").inner_text() == world.release_id, main
+    assert "alice" in page.locator("dl.facts").inner_text()
+    changes = [row.split("\t") for row in page.locator("#changes tbody tr").all_inner_texts()]
+    wider = {(c[2], c[3]) for c in changes if c[0].startswith("▲")}
+    narrower = {(c[2], c[3]) for c in changes if c[0].startswith("▼")}
+    assert {agency for agency, _ in wider} == {"education", "housing"}, changes
+    assert any("housing_officer" in text for agency, text in wider if agency == "education"), changes
+    assert any("social_worker" in text for agency, text in wider if agency == "housing"), changes
+    assert {agency for agency, _ in narrower} == {"probation"}, changes
+    assert all("police_officer" in text for _, text in narrower), changes
+    rows = [row.split("\t") for row in page.locator("#approvals tbody tr").all_inner_texts()]
+    approvals = {row[0]: row[2] for row in rows}
+    assert approvals == {"education": "ig-education", "housing": "nobody yet"}, approvals
+    assert page.locator("#awaiting").inner_text() == "Still to approve: housing"
+    check_accessible(page)
+    shot(page, "policy-release")
+
+
+def test_a_release_id_the_store_does_not_hold_is_refused_plainly(open_page: Any, world: World) -> None:
     page = sign_in(open_page(), world, "ig.ian")
     page.goto(world.base + "/policy/release")
-    check_accessible(page)
     page.get_by_label("Release id").fill("0123456789abcdef")
     with page.expect_navigation():
         page.get_by_role("button", name="Show the release").click()
-    assert "no policy release store" in page.locator("main").inner_text()
+    assert "no release has that id" in page.locator("main").inner_text()
+    assert page.locator("#release-id-shown").count() == 0
+    check_accessible(page)
 
 
 def test_mash_manager_sees_the_queue_opens_a_referral_and_rates_it(open_page: Any, world: World) -> None:

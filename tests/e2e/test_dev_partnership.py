@@ -42,6 +42,7 @@ def test_dev_up_starts_every_agency_of_the_policy_and_dev_down_stops_them(tmp_pa
         config = tomllib.loads((state / "gateway.toml").read_text())
         assert list(config["agencies"]) == list(load_plan(ROOT / "policies").record_holders)
         assert "asc" in config["agencies"]  # adult social care, served from its seeded records
+        assert "policy_releases" not in config["gateway"], "no release store unless asked for"
         again = cli("dev", "up", "--state-dir", str(state))
         assert again.returncode == 2
         assert "already running" in " ".join(again.stdout.split())
@@ -76,4 +77,12 @@ def test_dev_up_refuses_a_broken_policy_before_starting_anything(tmp_path: Path)
     """A policy directory whose vocabulary cannot be read starts no process."""
     up = cli("dev", "up", "--state-dir", str(tmp_path / "dev"), "--policy-dir", str(tmp_path / "missing"))
     assert up.returncode == 2
+    assert not (tmp_path / "dev" / "dev.json").exists()
+
+
+def test_dev_up_refuses_a_release_store_without_its_signers_before_starting_anything(tmp_path: Path) -> None:
+    """The gateway checks a release's signatures against the signers file, so the two come together."""
+    up = cli("dev", "up", "--state-dir", str(tmp_path / "dev"), "--policy-releases", str(tmp_path / "releases"))
+    assert up.returncode == 2
+    assert "--policy-signers" in " ".join(up.stdout.split())
     assert not (tmp_path / "dev" / "dev.json").exists()
