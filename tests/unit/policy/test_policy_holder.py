@@ -142,10 +142,17 @@ def test_first_load_refuses_a_broken_policy(policy_copy: PolicyCopy) -> None:
     assert any(f.file == "tests/zz_failing.yaml" for f in caught.value.findings)
 
 
-async def test_concurrent_decisions_through_100_reloads_match_their_snapshot(
+RELOADS = 20
+
+
+async def test_concurrent_decisions_through_reloads_match_their_snapshot(
     policy_copy: PolicyCopy, recorder: Recorder
 ) -> None:
-    """While 100 reloads alternate two policies, every decision matches the snapshot it was made under."""
+    """While 20 reloads alternate two policies, every decision matches the snapshot it was made under.
+
+    Each reload validates the whole policy in a worker thread while the readers run; the readers pause after
+    every few decisions so the validation is not starved of the GIL (100 reloads took minutes in a full run).
+    """
     narrow, wide = policy_copy(), widened(policy_copy)
     expected = {content_hash(narrow): DisclosureLevel.EXISTS, content_hash(wide): DisclosureLevel.PERTINENT}
     holder = PolicyHolder.from_directory(narrow, on_event=recorder)
@@ -167,7 +174,7 @@ async def test_concurrent_decisions_through_100_reloads_match_their_snapshot(
         while not stop.is_set():
             for _ in range(20):
                 decide_once()
-            time.sleep(0.0005)  # leave the GIL to the reload being validated
+            time.sleep(0.002)  # leave the GIL to the reload being validated
 
     async def task_reader() -> None:
         while not stop.is_set():
@@ -179,7 +186,7 @@ async def test_concurrent_decisions_through_100_reloads_match_their_snapshot(
         t.start()
     tasks = [asyncio.create_task(task_reader()) for _ in range(4)]
     try:
-        for i in range(100):
+        for i in range(RELOADS):
             outcome = await holder.reload(wide if i % 2 == 0 else narrow)
             assert outcome.activated, outcome.findings
     finally:
@@ -190,7 +197,7 @@ async def test_concurrent_decisions_through_100_reloads_match_their_snapshot(
     assert wrong == []
     assert seen == set(expected)
     assert counts["decisions"] > 100
-    assert [e.kind for e in recorder.events] == [AuditKind.POLICY_ACTIVATION] * 100
+    assert [e.kind for e in recorder.events] == [AuditKind.POLICY_ACTIVATION] * RELOADS
 
 
 async def test_watcher_reloads_a_settled_change_once(policy_copy: PolicyCopy, recorder: Recorder) -> None:
