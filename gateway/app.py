@@ -175,6 +175,8 @@ async def open_dependencies(
         lookups = transport if locator is None else TimedTransport(transport, locator.observe)
         query = QueryService(
             policy=holder, transport=MeteredTransport(lookups, metrics) if metrics else lookups, router=locator,
+            # The wrappers above hide the gRPC transport's occupancy counter: hand it over explicitly.
+            occupancy=transport.occupancy if isinstance(transport, GrpcAgencyTransport) else None,
             audit=MeteredAuditSink(audit, metrics) if metrics else audit,
             tokeniser=tokeniser, sealer=IdentifierSealer(keys.sealing),
             pseudonym_keys=keys.pseudonym, clock=clock, default_timeout=settings.default_timeout,

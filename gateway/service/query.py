@@ -61,11 +61,12 @@ class QueryService:
         review_store: ReviewStore | None = None,
         review_notifier: ReviewNotifier | None = None,
         router: Router | None = None,
+        occupancy: Occupancy | None = None,
     ) -> None:
         self._audit = audit
-        # The transport may coalesce lookups while several requests are in progress; it learns how many here.
-        occupancy = getattr(transport, "occupancy", None)
-        self._occupancy = occupancy if isinstance(occupancy, Occupancy) else Occupancy()
+        # Requests in progress are counted here; a transport that coalesces lookups under load (the gRPC one)
+        # must be given the same counter, or it sees an idle gateway and never waits for company.
+        self._occupancy = occupancy or Occupancy()
         self._router = router  # the locator: without it every agency's node is asked
         self._requests = requests or RequestLedger()
         self._admission = Admission(

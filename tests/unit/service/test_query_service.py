@@ -368,8 +368,8 @@ async def test_when_several_people_match_no_records_are_released(
 async def test_the_transport_learns_how_many_queries_are_in_progress(
     holder: PolicyHolder, keys: dict[str, Keyring]
 ) -> None:
-    """A transport offering an occupancy counter sees each query counted while it is answered (so it may
-    coalesce lookups under load) and uncounted after it, refused or not."""
+    """The occupancy counter given to the service (and to a transport that coalesces lookups under load)
+    counts each query while it is answered and uncounts it after, refused or not."""
     seen: list[int] = []
     occupancy = Occupancy()
 
@@ -378,10 +378,10 @@ async def test_the_transport_learns_how_many_queries_are_in_progress(
         return nobody(agency, command)
 
     transport = FakeAgencyTransport(counting)
-    transport.occupancy = occupancy  # type: ignore[attr-defined]
     service = QueryService(
         policy=holder, transport=transport, audit=RecordingAuditSink(), tokeniser=SubjectTokeniser(keys["token"]),
         sealer=IdentifierSealer(keys["sealing"]), pseudonym_keys=keys["pseudonym"], clock=FixedClock(),
+        occupancy=occupancy,
     )
     await service.query(POLICE_RESEARCHER, SCREENING, timeout=5)
     assert seen
