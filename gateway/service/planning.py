@@ -140,3 +140,32 @@ def plan_request(
         plans.append(AgencyPlan(agency, content, existence, tuple(rules), requested=touched, review=review,
                                 refusal=refusal if touched else ""))
     return route_plans(plans, routing)
+
+
+class PlanMemo:
+    """`plan_request` for the hub query path, remembered per policy snapshot.
+
+    Planning is a pure function of the snapshot and (role, purpose, agreement, categories, requester), and
+    a busy gateway asks the same few combinations again and again; the locator's routing, which differs
+    per subject, is applied afresh to every request (`route_plans`). The memo holds only the snapshot it
+    was last asked about: a new snapshot (a policy reload) starts it empty, so no plan outlives its policy.
+    At most `size` combinations are kept; beyond that the memo starts again.
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._policy: PolicyView | None = None
+        self._plans: dict[tuple[str, str, str, tuple[str, ...], str], tuple[AgencyPlan, ...]] = {}
+
+    def plan(self, policy: PolicyView, *, role: str, purpose: str, agreement: str, categories: Sequence[str],
+             requester: str, routing: Routing | None = None) -> tuple[AgencyPlan, ...]:
+        if policy is not self._policy:
+            self._policy, self._plans = policy, {}
+        key = (role, purpose, agreement, tuple(categories), requester)
+        plans = self._plans.get(key)
+        if plans is None:
+            if len(self._plans) >= self._size:
+                self._plans.clear()
+            plans = self._plans[key] = plan_request(policy, role=role, purpose=purpose, agreement=agreement,
+                                                    categories=categories, requester=requester)
+        return route_plans(plans, routing)

@@ -17,7 +17,7 @@ from gateway.review.store import ReviewStore
 from gateway.service.admission import Admission, AdmittedRequest
 from gateway.service.fanout import AgencyAnswer, AgencyFanout, AgencyOutcome
 from gateway.service.occupancy import Occupancy
-from gateway.service.planning import AgencyPlan, Router, plan_request
+from gateway.service.planning import AgencyPlan, PlanMemo, Router
 from gateway.service.ports import AgencyTransport, AuditSink, PolicySource
 from gateway.service.request_ids import RequestLedger
 from gateway.service.reviews import Opened, ReviewDesk, ReviewNotifier
@@ -68,6 +68,7 @@ class QueryService:
         # must be given the same counter, or it sees an idle gateway and never waits for company.
         self._occupancy = occupancy or Occupancy()
         self._router = router  # the locator: without it every agency's node is asked
+        self._plans = PlanMemo()
         self._requests = requests or RequestLedger()
         self._admission = Admission(
             policy=policy, audit=audit, tokeniser=tokeniser, sealer=sealer, clock=clock,
@@ -165,9 +166,9 @@ class QueryService:
     ) -> tuple[AdmittedRequest, tuple[AgencyPlan, ...]]:
         request = await self._admission.admit(caller, command, timeout, reused=reused)
         routing = None if self._router is None else await self._router.route(request.command.subject)
-        plans = plan_request(request.policy, role=caller.role, purpose=request.command.purpose,
-                             agreement=request.command.agreement, categories=request.command.categories,
-                             routing=routing, requester=caller.agency)
+        plans = self._plans.plan(request.policy, role=caller.role, purpose=request.command.purpose,
+                                 agreement=request.command.agreement, categories=request.command.categories,
+                                 routing=routing, requester=caller.agency)
         return request, plans
 
     async def _hold(self, request: AdmittedRequest, plans: tuple[AgencyPlan, ...]) -> dict[str, Review]:

@@ -10,7 +10,7 @@ from service_helpers import make_service
 from gateway.domain import AgencyContact, DisclosureLevel, SubjectIdentifiers
 from gateway.keyring import Keyring
 from gateway.policy import PolicyHolder
-from gateway.service.planning import plan_request, record_holders
+from gateway.service.planning import PlanMemo, Routing, plan_request, record_holders
 from gateway.service.ports import LookupCommand, LookupResult
 from gateway.service.query import Caller, QueryCommand
 from gateway.testing import FixedClock
@@ -55,3 +55,41 @@ async def test_the_fan_out_follows_the_vocabularys_order_not_a_fixed_list(
     assert [o.agency for o in result.answers] == ["probation", "police", "health", "csc", "education", "housing",
                                                   "asc"]
     assert [a for a, _, _ in transport.calls] == [o.agency for o in result.answers]
+
+
+def test_remembered_plans_equal_fresh_ones_and_routing_applies_per_request(holder: PolicyHolder) -> None:
+    """The query path's memo gives exactly what planning gives, for each combination it is asked; the
+    locator's routing, which differs per subject, is applied to every request afresh."""
+    memo = PlanMemo()
+    asks = [
+        dict(role="mash_researcher_police", purpose="safeguarding_screening", agreement="mash-isa-2026",
+             categories=(), requester="police"),
+        dict(role="mash_researcher_police", purpose="safeguarding_screening", agreement="mash-isa-2026",
+             categories=("health",), requester="police"),
+        dict(role="mash_researcher_health", purpose="safeguarding_screening", agreement="mash-isa-2026",
+             categories=(), requester="health"),
+    ]
+    for _ in range(2):
+        for ask in asks:
+            assert memo.plan(holder.current, **ask) == plan_request(holder.current, **ask)  # type: ignore[arg-type]
+    only_police = Routing(enrolled=frozenset({"police", "health"}), matched=frozenset({"police"}),
+                          hold={"health": 0.25})
+    routed = {p.agency: p for p in memo.plan(holder.current, **asks[0], routing=only_police)}  # type: ignore[arg-type]
+    assert routed["police"].asked and not routed["health"].asked and routed["health"].hold == 0.25
+    unrouted = memo.plan(holder.current, **asks[0])  # type: ignore[arg-type]
+    assert all(p.asked for p in unrouted), "one request's routing must not stick to the remembered plans"
+
+
+def test_a_new_policy_snapshot_is_planned_afresh(tmp_path: Path, policy_dir: Path, holder: PolicyHolder) -> None:
+    """After a reload the memo plans under the new snapshot: nothing planned under the old one is reused."""
+    copy = tmp_path / "policies"
+    shutil.copytree(policy_dir, copy)
+    agencies = copy / "vocabulary" / "agencies.yaml"
+    probation = "  probation:\n    title: Probation\n    holds_records: true\n"
+    agencies.write_text(agencies.read_text().replace(probation, "").replace("agencies:\n", "agencies:\n" + probation))
+    reordered = PolicyHolder.from_directory(copy, clock=FixedClock())
+    memo = PlanMemo()
+    ask = dict(role="mash_researcher_police", purpose="safeguarding_screening", agreement="mash-isa-2026",
+               categories=(), requester="police")
+    assert memo.plan(holder.current, **ask)[0].agency == "police"  # type: ignore[arg-type]
+    assert memo.plan(reordered.current, **ask)[0].agency == "probation"  # type: ignore[arg-type]

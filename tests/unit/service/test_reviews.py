@@ -610,15 +610,15 @@ async def test_a_category_the_requester_may_not_know_of_is_never_asked_about(
         world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     """Where policy gives NONE without review, asking the node would tell the requester more than they may know:
     the gateway does not ask, and the review is created from the policy alone."""
-    import gateway.service.query as query_module
+    import gateway.service.planning as planning_module
 
-    original = query_module.plan_request
+    original = planning_module.plan_request
 
     def without_existence(*args: object, **kwargs: object) -> tuple[AgencyPlan, ...]:
         return tuple(replace(p, existence=tuple(c for c in p.existence if c != "health.mental_health"))
                      for p in original(*args, **kwargs))  # type: ignore[arg-type]
 
-    monkeypatch.setattr(query_module, "plan_request", without_existence)
+    monkeypatch.setattr(planning_module, "plan_request", without_existence)
     world.transport._handler = node_holding(_attendance_only())  # type: ignore[attr-defined]
     review_id = await world.held()
     assert review_id
