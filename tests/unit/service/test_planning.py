@@ -75,7 +75,9 @@ def test_remembered_plans_equal_fresh_ones_and_routing_applies_per_request(holde
     only_police = Routing(enrolled=frozenset({"police", "health"}), matched=frozenset({"police"}),
                           hold={"health": 0.25})
     routed = {p.agency: p for p in memo.plan(holder.current, **asks[0], routing=only_police)}  # type: ignore[arg-type]
-    assert routed["police"].asked and not routed["health"].asked and routed["health"].hold == 0.25
+    assert routed["police"].asked
+    assert not routed["health"].asked
+    assert routed["health"].hold == 0.25
     unrouted = memo.plan(holder.current, **asks[0])  # type: ignore[arg-type]
     assert all(p.asked for p in unrouted), "one request's routing must not stick to the remembered plans"
 
