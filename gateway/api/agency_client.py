@@ -2,7 +2,8 @@
 
 Lookups bound for a node that offers LookupBatch (it says so in Describe) are coalesced when the gateway
 is busy: while other requests are in progress, or a call to that node is in flight, new lookups wait a
-moment and leave together in one batch call (see `_NodeCalls`); a lone caller's lookups never wait. Each
+moment and leave together in one batch call (see `_NodeCalls`); a lone caller's lookups never wait. When
+the event loop itself runs late, lookups also wait for requests the gateway has not started yet. Each
 lookup keeps its own future and its own deadline, and an answer is handed only to the lookup at its
 position in the batch, after checking that it echoes that lookup's request id.
 """
@@ -29,7 +30,7 @@ from gateway.generated.mash.gateway.v1 import agency_service_pb2 as agency_pb
 from gateway.generated.mash.gateway.v1 import agency_service_pb2_grpc as agency_grpc
 from gateway.pki.authority import PkiLayout, node_server_name
 from gateway.pki.revocation import RevocationList
-from gateway.service.occupancy import Occupancy
+from gateway.service.occupancy import LoopLag, Occupancy
 from gateway.service.ports import LookupCommand, LookupResult
 
 log = structlog.get_logger("gateway.transport")
@@ -48,6 +49,8 @@ STALLED = 0.2  # seconds after which a call in flight no longer holds back the l
 LINGER_PER_REQUEST = 0.003  # seconds a lookup may wait for each other request the gateway is answering
 MAX_LINGER = 0.04  # the longest a lookup waits for company before it leaves
 LINGER_SHARE = 0.25  # and at most this share of the time it has before its deadline
+BUSY_GAPS = 3.0  # while the event loop runs late: wait up to this many of the node's recent gaps between lookups
+BUSY_MAX_LINGER = 1.0  # and never longer than this (nor than LINGER_SHARE of its own time)
 RENEGOTIATE = 60.0  # seconds a node's Describe answer (batching or not) is trusted before asking again
 DESCRIBE_WAIT = 1.0  # at most this long a lookup waits for a first Describe before going alone
 
@@ -75,16 +78,25 @@ class _NodeCalls:
     A lookup leaves at once when the gateway is answering no other request (nothing could join it). While
     other requests are in progress, it waits a moment for their lookups to this node to join it: until as
     many lookups wait as requests are in progress, or `LINGER_PER_REQUEST` per other request has passed
-    (at most `MAX_LINGER`, and at most `LINGER_SHARE` of the time before its own deadline). While a call
+    (at most `MAX_LINGER`, and at most `LINGER_SHARE` of the time before its own deadline). While the
+    event loop runs late (`LoopLag.saturated`: the gateway has more to do than it can, so requests queue
+    before it even starts them), it waits instead for `BUSY_GAPS` of the node's recent gaps between
+    lookups (at most `BUSY_MAX_LINGER`, and the same share of its time), whoever is in progress: then the
+    lookups of requests not yet started join too, and a partnership of many nodes, each asked once per
+    request, still gets batches. While a call
     to the node is in flight, lookups queue behind it and leave together when it returns, or once it has
     been out for `STALLED` seconds, so a hung node holds nobody back longer than that. Each lookup keeps
     its own deadline throughout, and a batch's answers go only to the lookups they echo.
     """
 
-    def __init__(self, agency: str, stub: agency_grpc.AgencyServiceAsyncStub, occupancy: Occupancy) -> None:
+    def __init__(self, agency: str, stub: agency_grpc.AgencyServiceAsyncStub, occupancy: Occupancy,
+                 lag: LoopLag) -> None:
         self.agency = agency
         self.stub = stub
         self._occupancy = occupancy
+        self._lag = lag
+        self._gap = 0.0  # smoothed time between lookups to this node
+        self._last = 0.0  # event-loop time of the latest lookup to it
         self._describe: asyncio.Task[bool] | None = None
         self._asked_at = 0.0
         self._waiting: list[_Waiting] = []
@@ -114,7 +126,11 @@ class _NodeCalls:
 
     async def submit(self, request: agency_pb.LookupRequest, deadline: float) -> agency_pb.LookupResponse | None:
         loop = asyncio.get_running_loop()
-        waiting = _Waiting(request, deadline, loop.create_future(), loop.time())
+        now = loop.time()
+        if self._last:
+            self._gap += (min(now - self._last, 10.0) - self._gap) * 0.2
+        self._last = now
+        waiting = _Waiting(request, deadline, loop.create_future(), now)
         self._waiting.append(waiting)
         self._schedule(loop)
         # One timer per lookup (cheaper than wait_for): at its deadline the lookup fails, wherever it is.
@@ -138,10 +154,19 @@ class _NodeCalls:
             self._timer = loop.call_at(fresh[0] + STALLED, self._schedule, loop)
             return
         others = self._occupancy.active - 1
-        if others <= 0 or len(self._waiting) > others:
-            self._send(loop)  # nobody else could join, or everyone who could has
+        if others <= 0 or len(self._waiting) >= MAX_BATCH:
+            self._send(loop)  # nobody else could join, or the batch is full
             return
-        linger = min(MAX_LINGER, others * LINGER_PER_REQUEST)
+        if self._lag.saturated:
+            # The gateway has more work than it can do at once, and requests it has not yet started wait for
+            # it: the next lookups to this node (about `_gap` apart lately) are worth waiting for, since each
+            # call not made gives its cost back to every caller.
+            linger = min(BUSY_MAX_LINGER, BUSY_GAPS * self._gap)
+        elif len(self._waiting) > others:
+            self._send(loop)  # everyone in progress who could join has
+            return
+        else:
+            linger = min(MAX_LINGER, others * LINGER_PER_REQUEST)
         # Never more than a share of any waiting lookup's own time: it must leave with time to be answered.
         leave = min(w.queued + min(linger, (w.deadline - w.queued) * LINGER_SHARE) for w in self._waiting)
         if leave <= now:
@@ -307,7 +332,8 @@ class GrpcAgencyTransport:
                  *, coalesce: bool = True, addresses: Mapping[str, str] | None = None,
                  node_check: NodeCertificateCheck | None = None) -> None:
         self.occupancy = Occupancy()  # requests in progress, counted by the query service (see _NodeCalls)
-        self._nodes = {agency: _NodeCalls(agency, stub, self.occupancy) for agency, stub in stubs.items()}
+        self.lag = LoopLag()  # how late the event loop runs, probed while the transport is in use
+        self._nodes = {agency: _NodeCalls(agency, stub, self.occupancy, self.lag) for agency, stub in stubs.items()}
         self._channels = channels
         self._coalesce = coalesce
         self._addresses = dict(addresses or {})
@@ -361,8 +387,10 @@ class GrpcAgencyTransport:
     async def lookup(self, agency: str, command: LookupCommand, *, timeout: float) -> LookupResult:
         node, timeout = await self._checked_node(agency, timeout)
         request = lookup_to_proto(command)
-        deadline = asyncio.get_running_loop().time() + timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         if self._coalesce and await node.batching(timeout):
+            self.lag.start(loop)
             response = await node.submit(request, deadline)
         else:
             try:
@@ -406,6 +434,7 @@ class GrpcAgencyTransport:
         return frozenset(described.features)
 
     async def close(self) -> None:
+        self.lag.stop()
         for node in self._nodes.values():
             await node.close()
         for channel in self._channels:

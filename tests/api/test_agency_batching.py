@@ -248,14 +248,52 @@ async def test_a_lone_request_never_waits_for_company(
     monkeypatch.setattr(agency_client, "MAX_LINGER", 30.0)
     monkeypatch.setattr(agency_client, "LINGER_PER_REQUEST", 30.0)
     monkeypatch.setattr(agency_client, "LINGER_SHARE", 1.0)
+    monkeypatch.setattr(agency_client, "BUSY_MAX_LINGER", 30.0)
     async with make_rig(latency=0.0) as rig:
         await rig.transport.lookup("police", command(shared_world, 11), timeout=5)
         rig.transport.occupancy.active = 1
+        rig.transport.lag.threshold = -1.0  # even a gateway that counts as busy
         result = await rig.transport.lookup("police", command(shared_world, 1), timeout=2)
     assert rig.node.batch_sizes == []
     assert rig.node.single_calls == 2
     assert {r.record_id for m in result.matches for r in m.records} == expected_record_ids(
         shared_world, command(shared_world, 1))
+
+
+async def test_a_busy_gateway_waits_for_lookups_of_requests_it_has_not_started_yet(
+    make_rig: Callable[..., Any], shared_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the event loop runs late, requests the gateway has not started yet will ask the node soon: a
+    lookup waits for them (a few of the node's recent gaps between lookups) rather than leaving once the
+    requests in progress have joined. Four lookups arriving 20 ms apart, with one other request in progress,
+    leave as one batch; each caller gets its own subject's records."""
+    monkeypatch.setattr(agency_client, "BUSY_GAPS", 1_000.0)
+    monkeypatch.setattr(agency_client, "BUSY_MAX_LINGER", 0.5)
+    monkeypatch.setattr(agency_client, "MAX_LINGER", 30.0)  # not busy: only the others' arrival releases them
+    monkeypatch.setattr(agency_client, "LINGER_PER_REQUEST", 30.0)
+    async with make_rig(latency=0.0) as rig:
+        await rig.transport.lookup("police", command(shared_world, 11), timeout=5)  # negotiates LookupBatch
+        rig.transport.occupancy.active = 2
+        rig.transport.lag.threshold = -1.0  # the loop counts as late
+        commands = [command(shared_world, n) for n in range(4)]
+        tasks = []
+        for cmd in commands:
+            tasks.append(asyncio.create_task(rig.transport.lookup("police", cmd, timeout=5)))
+            await asyncio.sleep(0.02)
+        results = await asyncio.gather(*tasks)
+        assert rig.node.batch_sizes == [4]
+        # Not busy: the same lookups leave as soon as the one other request in progress could have joined.
+        rig.transport.lag.threshold = 10.0
+        tasks = []
+        for cmd in commands:
+            tasks.append(asyncio.create_task(rig.transport.lookup("police", cmd, timeout=5)))
+            await asyncio.sleep(0.02)
+        await asyncio.gather(*tasks)
+    assert rig.node.batch_sizes[1:] == [2, 2]
+    for cmd, result in zip(commands, results, strict=True):
+        got = {r.record_id for m in result.matches for r in m.records}
+        assert got == expected_record_ids(shared_world, cmd)
+        assert got
 
 
 async def test_a_lingering_lookup_leaves_in_time_to_be_answered_before_its_deadline(
