@@ -6,6 +6,7 @@ category disclosed beyond its readers); warnings are reported but do not.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from itertools import product
@@ -146,21 +147,41 @@ def _review_lines(snapshot: PolicySnapshot) -> list[Finding]:
     return found
 
 
-def _covered(snapshot: PolicySnapshot) -> dict[tuple[str, str, str], frozenset[str]]:
-    """(requesting agency, purpose, category) triples some agreement covers, each with the agreements that do."""
+@dataclass(frozen=True, slots=True)
+class _Coverage:
+    """One agreement's reach: its parties, and every concrete purpose and party category under it."""
+
+    name: str
+    parties: frozenset[str]
+    purposes: frozenset[str]
+
+
+def _covered(snapshot: PolicySnapshot) -> Callable[[str, str, str], frozenset[str]]:
+    """The agreements covering a (requesting agency, purpose, category) triple, as a lookup.
+
+    Indexed by category rather than by triple: an agreement among many parties (a pan-London one) covers
+    parties × purposes × categories triples, millions of them at 32 boroughs, where the agreements covering
+    any one category are a handful.
+    """
     index, vocab = snapshot.index, snapshot.vocabulary
-    covered: dict[tuple[str, str, str], set[str]] = {}
+    by_category: dict[str, list[_Coverage]] = {}
     for agreement in vocab.agreements.values():
-        purposes = {d for p in agreement.purposes for d in index.purpose_descendants.get(p, ())}
+        reach = _Coverage(agreement.name, frozenset(agreement.parties),
+                          frozenset(d for p in agreement.purposes for d in index.purpose_descendants.get(p, ())))
         categories = {
             d
             for c in agreement.categories
             for d in index.category_descendants.get(c, ())
             if vocab.record_categories[d].agency in agreement.parties
         }
-        for triple in product(agreement.parties, purposes, categories):
-            covered.setdefault(triple, set()).add(agreement.name)
-    return {triple: frozenset(names) for triple, names in covered.items()}
+        for category in categories:
+            by_category.setdefault(category, []).append(reach)
+
+    def names(agency: str, purpose: str, category: str) -> frozenset[str]:
+        return frozenset(a.name for a in by_category.get(category, ())
+                         if agency in a.parties and purpose in a.purposes)
+
+    return names
 
 
 def _beyond_agreements(snapshot: PolicySnapshot, today: date) -> list[Finding]:
@@ -178,7 +199,7 @@ def _beyond_agreements(snapshot: PolicySnapshot, today: date) -> list[Finding]:
             continue
         if vocab.record_categories[category].group:
             continue
-        names = covered.get((vocab.roles[role].agency, purpose, category), frozenset())
+        names = covered(vocab.roles[role].agency, purpose, category)
         if any(vocab.agreements[n].valid_until >= today for n in names):
             continue
         for line in cell[1]:
