@@ -168,6 +168,8 @@ async def open_dependencies(
             metrics.watch(policy_version=lambda: holder.version, last_checkpoint=lambda: _checkpoint_time(audit),
                           clock=clock)
             metrics.watch_agreements(lambda: _agreement_ends(holder), clock)
+            if isinstance(transport, GrpcAgencyTransport):
+                metrics.watch_load(transport.occupancy, transport.lag)
         tokeniser = SubjectTokeniser(keys.subject_token)
         review_store = await open_review_store(settings.review_store_url)
         resources.push_async_callback(review_store.close)

@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 from gateway.agreement_health import standings
 from gateway.domain import AuditEvent, AuditReceipt, Clock
 from gateway.errors import AgencyRejected, AgencyTimedOut, AgencyUnavailable
+from gateway.service.occupancy import LoopLag, Occupancy
 from gateway.service.ports import AgencyTransport, AuditSink, LookupCommand, LookupResult
 from gateway.settings import SettingsError
 
@@ -58,6 +59,11 @@ class GatewayMetrics:
               clock: Clock) -> None:
         """Report the active policy version, audit appends in flight and checkpoint age at every scrape."""
         self.registry.register(_StateCollector(self, policy_version, last_checkpoint, clock))
+
+    def watch_load(self, occupancy: Occupancy, lag: LoopLag) -> None:
+        """Report the requests in progress and how late the event loop runs, at every scrape: the two signals
+        the agency transport coalesces lookups by (docs/agency-nodes.md, "When batches form")."""
+        self.registry.register(_LoadCollector(occupancy, lag))
 
     def watch_agreements(self, agreements: Callable[[], Mapping[str, date]], clock: Clock) -> None:
         """Report every agreement's days left and how many end within 30 and 60 days, worked out at every
@@ -111,6 +117,19 @@ class _StateCollector(Collector):
             age = (self._clock.now() - checkpoint).total_seconds()
             yield GaugeMetricFamily("mash_gateway_checkpoint_age_seconds",
                                     "Seconds since the newest signed checkpoint this process has seen.", value=age)
+
+
+class _LoadCollector(Collector):
+    def __init__(self, occupancy: Occupancy, lag: LoopLag) -> None:
+        self._occupancy = occupancy
+        self._lag = lag
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily("mash_gateway_requests_in_progress", "Hub requests this process is answering now.",
+                                value=self._occupancy.active)
+        yield GaugeMetricFamily("mash_gateway_event_loop_lag_seconds", "How late the event loop runs a timer, "
+                                "smoothed over about the last half second (above 0.005: saturated).",
+                                value=self._lag.lag)
 
 
 class _AgreementCollector(Collector):

@@ -60,6 +60,8 @@ async def test_a_hub_query_is_counted_per_rpc_and_per_agency(metered: Partnershi
             1 + review_checks.get(agency, 0))
     assert samples[("mash_gateway_audit_append_duration_seconds_count", ())] >= 1
     assert samples[("mash_gateway_audit_appends_waiting", ())] == 0
+    assert samples[("mash_gateway_requests_in_progress", ())] == 0  # the query was answered before the scrape
+    assert 0 <= samples[("mash_gateway_event_loop_lag_seconds", ())] < 1
 
 
 async def test_a_refused_call_is_counted_under_its_status_code(metered: Partnership) -> None:
