@@ -63,6 +63,7 @@ from gateway.service.query import QueryService
 from gateway.service.request_ids import RequestLedger
 from gateway.settings import Settings, SettingsError
 from gateway.tasks import cancel
+from gateway.tracing import TracedTransport, Tracing
 from gateway.witness import WitnessClient, WitnessConfig
 from gateway.workflow.package import PertinentInformation
 from gateway.workflow.policy import WorkflowPolicy, keeps_workflow
@@ -107,6 +108,7 @@ class Dependencies:
     review_sweeper: ReviewSweeper | None = None
     locator: Locator | None = None  # None without keys/locator.json or with `locator = false`: every node is asked
     analysis: AnalysisService | None = None  # None when the transport cannot reach nodes' summaries
+    tracing: Tracing | None = None  # None unless `tracing_endpoint` is set
     resources: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
     """Closes what `open_dependencies` opened, newest first: sweeper, referral store, watcher, transport,
     audit log, audit store."""
@@ -175,6 +177,11 @@ async def open_dependencies(
         resources.push_async_callback(review_store.close)
         locator = await _open_locator(settings, keys.locator, transport, holder, audit, clock, resources)
         lookups = transport if locator is None else TimedTransport(transport, locator.observe)
+        tracing = None
+        if settings.tracing_endpoint:
+            tracing = Tracing.open(settings.tracing_endpoint)
+            resources.push_async_callback(asyncio.to_thread, tracing.shutdown)
+            lookups = TracedTransport(lookups, tracing)
         query = QueryService(
             policy=holder, transport=MeteredTransport(lookups, metrics) if metrics else lookups, router=locator,
             # The wrappers above hide the gRPC transport's occupancy counter: hand it over explicitly.
@@ -201,7 +208,7 @@ async def open_dependencies(
         deps = Dependencies(policy=holder, audit=audit, transport=transport, query=query, clock=clock,
                             review=review, tokeniser=tokeniser, watcher=watcher, unserved=unserved,
                             metrics=metrics, revocations=revocations, locator=locator,
-                            analysis=analysis)
+                            analysis=analysis, tracing=tracing)
         await _open_referrals(settings, deps, keys.sealing, resources)
         deps.resources = resources.pop_all()
         return deps
@@ -412,7 +419,8 @@ def build_server(settings: Settings, deps: Dependencies, *, reuse_port: bool = F
         user_burst=settings.user_burst, user_concurrency=settings.user_concurrency,
         audit_window=settings.limit_audit_window,
     )
-    handlers = CallHandlers(guard.refusals, deps.metrics, limiter=CallLimiter(limits), revocations=deps.revocations)
+    handlers = CallHandlers(guard.refusals, deps.metrics, limiter=CallLimiter(limits), revocations=deps.revocations,
+                            tracing=deps.tracing)
     handlers.add(server, hub_service_pb2.DESCRIPTOR.services_by_name["HubService"],
                  HubServicer(deps.query, ResearchLink(deps.referrals, deps.clock)))
     handlers.add(server, audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"],

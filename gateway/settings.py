@@ -49,6 +49,13 @@ def _check_witness(value: WitnessEndpoint) -> WitnessEndpoint:
     return value
 
 
+def _check_tracing_endpoint(value: str) -> str:
+    if value and not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL of an OTLP/HTTP traces endpoint "
+                         "(for example http://127.0.0.1:4318/v1/traces), or empty for no tracing")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything a gateway process needs to know; no process-wide globals."""
@@ -80,6 +87,8 @@ class Settings:
     # Witnesses asked to cosign every checkpoint: [{ url = "http://…", vkey = "name+id+key" }, …]
     witnesses: Sequence[Annotated[WitnessEndpoint, AfterValidator(_check_witness)]] = ()
     metrics_listen: str = ""  # host:port for the Prometheus /metrics endpoint; empty = no metrics
+    # OTLP/HTTP traces endpoint (http://collector:4318/v1/traces): a span per RPC and per agency call; empty = off
+    tracing_endpoint: Annotated[str, AfterValidator(_check_tracing_endpoint)] = ""
     crl_file: Path | None = None  # revocation list (PEM or DER) of the CA, reread when it changes
     identity_rate: Rate = 0.0  # calls per second per client certificate; 0 = no limit
     identity_burst: Count = 0  # calls a certificate may make at once above its rate (at least 1)

@@ -18,6 +18,7 @@ import structlog
 from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
+from opentelemetry.trace import Status, StatusCode
 
 from gateway.api.errors import errors_as_status
 from gateway.api.identity import caller_from_context, peer_certificate
@@ -26,6 +27,7 @@ from gateway.pki.revocation import RevocationList
 from gateway.service.access import Refusals
 from gateway.service.limits import CallLimiter, Limits
 from gateway.service.validation import Caller
+from gateway.tracing import Tracing
 
 if TYPE_CHECKING:
     from gateway.metrics import GatewayMetrics
@@ -68,9 +70,11 @@ class CallHandlers:
     """Registers servicers so each call is checked and refused in one place before any servicer method runs."""
 
     def __init__(self, refusals: Refusals, metrics: GatewayMetrics | None = None, *,
-                 limiter: CallLimiter | None = None, revocations: RevocationList | None = None) -> None:
+                 limiter: CallLimiter | None = None, revocations: RevocationList | None = None,
+                 tracing: Tracing | None = None) -> None:
         self._refusals = refusals
         self._metrics = metrics
+        self._tracing = tracing
         self._limiter = limiter or CallLimiter(Limits())
         self._revocations = revocations
 
@@ -80,6 +84,22 @@ class CallHandlers:
         code = context.code()
         name = code.name if isinstance(code, grpc.StatusCode) else ("UNKNOWN" if failed else "OK")
         self._metrics.observe_rpc(rpc, name, time.perf_counter() - started)
+
+    @contextlib.asynccontextmanager
+    async def _span(self, rpc: str, context: Context) -> AsyncIterator[None]:
+        """The RPC's server span when tracing is on, ended with the call's status code."""
+        if self._tracing is None:
+            yield
+            return
+        with self._tracing.rpc(rpc) as span:
+            try:
+                yield
+            finally:
+                code = context.code()
+                name = code.name if isinstance(code, grpc.StatusCode) else "OK"
+                span.set_attribute("rpc.grpc.status_code", name)
+                if name != "OK":
+                    span.set_status(Status(StatusCode.ERROR, name))
 
     @contextlib.asynccontextmanager
     async def _begin(self, request: object, context: Context, service: ServiceDescriptor,
@@ -133,7 +153,8 @@ class CallHandlers:
         async def handle(request: Any, context: Context) -> Message:
             started, failed = time.perf_counter(), True
             try:
-                async with errors_as_status(context), self._begin(request, context, service, rpc) as call:
+                async with self._span(rpc, context), errors_as_status(context), \
+                        self._begin(request, context, service, rpc) as call:
                     response = await implementation(request, call)
                     failed = False
                     return response
@@ -149,7 +170,8 @@ class CallHandlers:
         async def handle(request: Any, context: Context) -> AsyncIterator[Message]:
             started, failed = time.perf_counter(), True
             try:
-                async with errors_as_status(context), self._begin(request, context, service, rpc) as call:
+                async with self._span(rpc, context), errors_as_status(context), \
+                        self._begin(request, context, service, rpc) as call:
                     async for response in implementation(request, call):
                         yield response
                     failed = False

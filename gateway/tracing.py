@@ -1,0 +1,81 @@
+"""Optional OpenTelemetry tracing, off unless `tracing_endpoint` is set: a server span per RPC and a client
+span per agency call inside it, exported in batches over OTLP/HTTP.
+
+Spans carry RPC names, agency names, request ids, outcomes and counts — never identifiers, names or record
+content, as for logs and metrics. The provider is the gateway's own (no process-wide global is set), so
+tracing one gateway in a process never traces another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from gateway.errors import AgencyRejected, AgencyTimedOut, AgencyUnavailable
+from gateway.service.ports import AgencyTransport, LookupCommand, LookupResult
+
+SERVICE_NAME = "mash-gateway"
+
+
+@dataclass(frozen=True, slots=True)
+class Tracing:
+    """The gateway's tracer and the provider behind it (flushed and shut down when the gateway stops)."""
+
+    provider: TracerProvider
+    tracer: trace.Tracer
+
+    @classmethod
+    def open(cls, endpoint: str, *, exporter: SpanExporter | None = None) -> Tracing:
+        """Export to the OTLP/HTTP traces `endpoint` (or to `exporter`), in batches off the event loop."""
+        provider = TracerProvider(resource=Resource.create({"service.name": SERVICE_NAME}))
+        provider.add_span_processor(BatchSpanProcessor(exporter or OTLPSpanExporter(endpoint=endpoint, timeout=5)))
+        return cls(provider, provider.get_tracer("gateway"))
+
+    def shutdown(self) -> None:
+        """Send what is buffered (waiting at most a few seconds for the collector), then stop."""
+        self.provider.shutdown()
+
+    @contextlib.contextmanager
+    def rpc(self, method: str) -> Iterator[trace.Span]:
+        """The server span of one RPC; agency calls made while it is current become its children."""
+        # Exceptions are not recorded on spans: their messages may quote what a caller or a node sent.
+        with self.tracer.start_as_current_span(method, kind=SpanKind.SERVER, record_exception=False,
+                                               set_status_on_exception=False, attributes={
+            "rpc.system": "grpc", "rpc.method": method,
+        }) as span:
+            yield span
+
+
+class TracedTransport:
+    """An AgencyTransport that records each lookup as a client span named after the agency's node."""
+
+    def __init__(self, inner: AgencyTransport, tracing: Tracing) -> None:
+        self._inner = inner
+        self._tracer = tracing.tracer
+
+    async def lookup(self, agency: str, command: LookupCommand, *, timeout: float) -> LookupResult:
+        with self._tracer.start_as_current_span("AgencyService/Lookup", kind=SpanKind.CLIENT, record_exception=False,
+                                                set_status_on_exception=False, attributes={
+                                                    "rpc.system": "grpc", "mash.agency": agency,
+                                                    "mash.request_id": command.request_id}) as span:
+            try:
+                result = await self._inner.lookup(agency, command, timeout=timeout)
+            except (AgencyTimedOut, AgencyUnavailable, AgencyRejected) as exc:
+                outcome = {AgencyTimedOut: "timed_out", AgencyUnavailable: "unavailable"}.get(type(exc), "rejected")
+                span.set_attribute("mash.outcome", outcome)
+                span.set_status(Status(StatusCode.ERROR, outcome))
+                raise
+            span.set_attribute("mash.outcome", "ok")
+            span.set_attribute("mash.matches", len(result.matches))
+            return result
+
+    async def close(self) -> None:
+        await self._inner.close()
