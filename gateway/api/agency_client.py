@@ -83,10 +83,10 @@ class _NodeCalls:
     before it even starts them), it waits instead for `BUSY_GAPS` of the node's recent gaps between
     lookups (at most `BUSY_MAX_LINGER`, and the same share of its time), whoever is in progress: then the
     lookups of requests not yet started join too, and a partnership of many nodes, each asked once per
-    request, still gets batches. While a call
-    to the node is in flight, lookups queue behind it and leave together when it returns, or once it has
-    been out for `STALLED` seconds, so a hung node holds nobody back longer than that. Each lookup keeps
-    its own deadline throughout, and a batch's answers go only to the lookups they echo.
+    request, still gets batches. While a call to the node is in flight, lookups queue behind it and leave
+    together when it returns, or once it has been out for `STALLED` seconds, so a hung node holds nobody
+    back longer than that. Each lookup keeps its own deadline throughout, and a batch's answers go only to
+    the lookups they echo.
     """
 
     def __init__(self, agency: str, stub: agency_grpc.AgencyServiceAsyncStub, occupancy: Occupancy,

@@ -149,7 +149,7 @@ def _review_lines(snapshot: PolicySnapshot) -> list[Finding]:
 
 @dataclass(frozen=True, slots=True)
 class _Coverage:
-    """One agreement's reach: its parties, and every concrete purpose and party category under it."""
+    """One agreement's reach beside its categories: its parties, and every purpose under its purposes."""
 
     name: str
     parties: frozenset[str]
