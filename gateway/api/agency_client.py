@@ -50,7 +50,7 @@ LINGER_PER_REQUEST = 0.003  # seconds a lookup may wait for each other request t
 MAX_LINGER = 0.04  # the longest a lookup waits for company before it leaves
 LINGER_SHARE = 0.25  # and at most this share of the time it has before its deadline
 BUSY_GAPS = 3.0  # while the event loop runs late: wait up to this many of the node's recent gaps between lookups
-BUSY_MAX_LINGER = 1.0  # and never longer than this (nor than LINGER_SHARE of its own time)
+BUSY_MAX_LINGER = 1.0  # at most this, and not at all for a node whose recent gaps are longer than this
 RENEGOTIATE = 60.0  # seconds a node's Describe answer (batching or not) is trusted before asking again
 DESCRIBE_WAIT = 1.0  # at most this long a lookup waits for a first Describe before going alone
 
@@ -81,7 +81,8 @@ class _NodeCalls:
     (at most `MAX_LINGER`, and at most `LINGER_SHARE` of the time before its own deadline). While the
     event loop runs late (`LoopLag.saturated`: the gateway has more to do than it can, so requests queue
     before it even starts them), it waits instead for `BUSY_GAPS` of the node's recent gaps between
-    lookups (at most `BUSY_MAX_LINGER`, and the same share of its time), whoever is in progress: then the
+    lookups (at most `BUSY_MAX_LINGER`, and not at all for a node asked more rarely than that; at most the
+    same share of its time), whoever is in progress: then the
     lookups of requests not yet started join too, and a partnership of many nodes, each asked once per
     request, still gets batches. While a call to the node is in flight, lookups queue behind it and leave
     together when it returns, or once it has been out for `STALLED` seconds, so a hung node holds nobody
@@ -128,7 +129,8 @@ class _NodeCalls:
         loop = asyncio.get_running_loop()
         now = loop.time()
         if self._last:
-            self._gap += (min(now - self._last, 10.0) - self._gap) * 0.2
+            gap = min(now - self._last, 10.0)
+            self._gap = gap if self._gap == 0.0 else self._gap + (gap - self._gap) * 0.2
         self._last = now
         waiting = _Waiting(request, deadline, loop.create_future(), now)
         self._waiting.append(waiting)
@@ -157,10 +159,11 @@ class _NodeCalls:
         if others <= 0 or len(self._waiting) >= MAX_BATCH:
             self._send(loop)  # nobody else could join, or the batch is full
             return
-        if self._lag.saturated:
+        if self._lag.saturated and self._gap <= BUSY_MAX_LINGER:
             # The gateway has more work than it can do at once, and requests it has not yet started wait for
             # it: the next lookups to this node (about `_gap` apart lately) are worth waiting for, since each
-            # call not made gives its cost back to every caller.
+            # call not made gives its cost back to every caller. A node asked more rarely than the longest
+            # wait is not waited for: nobody would be likely to join.
             linger = min(BUSY_MAX_LINGER, BUSY_GAPS * self._gap)
         elif len(self._waiting) > others:
             self._send(loop)  # everyone in progress who could join has

@@ -266,9 +266,10 @@ async def test_a_busy_gateway_waits_for_lookups_of_requests_it_has_not_started_y
     """While the event loop runs late, requests the gateway has not started yet will ask the node soon: a
     lookup waits for them (a few of the node's recent gaps between lookups) rather than leaving once the
     requests in progress have joined. Four lookups arriving 20 ms apart, with one other request in progress,
-    leave as one batch; each caller gets its own subject's records."""
-    monkeypatch.setattr(agency_client, "BUSY_GAPS", 1_000.0)
-    monkeypatch.setattr(agency_client, "BUSY_MAX_LINGER", 0.5)
+    leave as one batch; each caller gets its own subject's records. A node asked too rarely for anyone to
+    join within the longest wait is not waited for."""
+    monkeypatch.setattr(agency_client, "BUSY_GAPS", 20.0)  # 20 gaps of 20-50 ms: everyone within 0.4-1 s
+    monkeypatch.setattr(agency_client, "BUSY_MAX_LINGER", 10.0)
     monkeypatch.setattr(agency_client, "MAX_LINGER", 30.0)  # not busy: only the others' arrival releases them
     monkeypatch.setattr(agency_client, "LINGER_PER_REQUEST", 30.0)
     async with make_rig(latency=0.0) as rig:
@@ -290,6 +291,17 @@ async def test_a_busy_gateway_waits_for_lookups_of_requests_it_has_not_started_y
             await asyncio.sleep(0.02)
         await asyncio.gather(*tasks)
     assert rig.node.batch_sizes[1:] == [2, 2]
+    # Busy again, but the node is asked so rarely (1.2 s apart) that nobody would join within the 1 s wait.
+    monkeypatch.setattr(agency_client, "BUSY_MAX_LINGER", 1.0)
+    async with make_rig(latency=0.0) as rig:
+        await rig.transport.lookup("police", command(shared_world, 11), timeout=5)
+        rig.transport.occupancy.active = 2
+        rig.transport.lag.threshold = -1.0
+        monkeypatch.setattr(agency_client, "LINGER_PER_REQUEST", 0.0)  # not busy: leaves at once
+        await asyncio.sleep(1.2)  # the node's gap between lookups: longer than the longest wait
+        started = asyncio.get_running_loop().time()
+        await rig.transport.lookup("police", command(shared_world, 1), timeout=5)
+        assert asyncio.get_running_loop().time() - started < 0.5, "a lookup to a rarely asked node waited"
     for cmd, result in zip(commands, results, strict=True):
         got = {r.record_id for m in result.matches for r in m.records}
         assert got == expected_record_ids(shared_world, cmd)
