@@ -11,16 +11,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from gateway.errors import AgencyRejected, AgencyTimedOut, AgencyUnavailable
 from gateway.service.ports import AgencyTransport, LookupCommand, LookupResult
+
+if TYPE_CHECKING:  # the SDK and the exporter load only when tracing is switched on (about 0.1 s at start-up)
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 SERVICE_NAME = "mash-gateway"
 
@@ -35,6 +36,11 @@ class Tracing:
     @classmethod
     def open(cls, endpoint: str, *, exporter: SpanExporter | None = None) -> Tracing:
         """Export to the OTLP/HTTP traces `endpoint` (or to `exporter`), in batches off the event loop."""
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
         provider = TracerProvider(resource=Resource.create({"service.name": SERVICE_NAME}))
         provider.add_span_processor(BatchSpanProcessor(exporter or OTLPSpanExporter(endpoint=endpoint, timeout=5)))
         return cls(provider, provider.get_tracer("gateway"))

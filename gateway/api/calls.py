@@ -27,10 +27,10 @@ from gateway.pki.revocation import RevocationList
 from gateway.service.access import Refusals
 from gateway.service.limits import CallLimiter, Limits
 from gateway.service.validation import Caller
-from gateway.tracing import Tracing
 
 if TYPE_CHECKING:
     from gateway.metrics import GatewayMetrics
+    from gateway.tracing import Tracing
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
