@@ -376,6 +376,9 @@ def main() -> int:
                         help="connections each load client spreads its callers over (use several with --workers)")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
+    if args.nodes <= 0 or args.nodes % len(AGENCIES):
+        parser.error(f"--nodes must be a positive multiple of {len(AGENCIES)} (the shipped policy's record holders), "
+                     f"not {args.nodes}")
     if args.full:
         args.rounds, args.seconds = 3, 8.0
     configure_logging("warning", io.StringIO())
