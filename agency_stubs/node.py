@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -98,7 +98,7 @@ class AgencyNodeServicer(agency_grpc.AgencyServiceServicer):
         self.latency = latency
         self._log = logger if logger is not None else structlog.get_logger("agency_stubs.node")
         self.features: tuple[agency_pb.Feature.ValueType, ...] = (  # listed in Describe
-            agency_pb.FEATURE_LOOKUP_BATCH, agency_pb.FEATURE_SUMMARISE)
+            agency_pb.FEATURE_LOOKUP_BATCH, agency_pb.FEATURE_LOOKUP_STREAM, agency_pb.FEATURE_SUMMARISE)
         self.tokens_of: TokensOf | None = None  # set once the node enrols in the locator (cohort rows need it)
 
     async def _check_caller(self, context: Any, rpc: str, request_id: str) -> None:
@@ -125,8 +125,41 @@ class AgencyNodeServicer(agency_grpc.AgencyServiceServicer):
         self, request: agency_pb.LookupBatchRequest, context: Any
     ) -> agency_pb.LookupBatchResponse:
         await self._check_caller(context, "LookupBatch", "")
-        if self.latency > 0:  # one round trip for the whole batch: that is what batching saves
+        await self._wait(request)
+        return self._answer_batch(request)
+
+    async def LookupStream(  # type: ignore[override]  # answers with context.write, not by yielding
+        self, requests: AsyncIterator[agency_pb.LookupStreamRequest], context: Any
+    ) -> None:
+        """Each batch answered as LookupBatch answers it, under its tag, as soon as it is ready (so not
+        necessarily in order)."""
+        await self._check_caller(context, "LookupStream", "")
+        if agency_pb.FEATURE_LOOKUP_STREAM not in self.features:  # a node configured as one without streams
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this node does not offer LookupStream")
+        loop = asyncio.get_running_loop()
+        writing = asyncio.Lock()  # one write at a time on a call
+        answering: set[asyncio.Task[None]] = set()
+
+        async def answer(message: agency_pb.LookupStreamRequest) -> None:
+            await self._wait(message.batch)
+            response = agency_pb.LookupStreamResponse(tag=message.tag, batch=self._answer_batch(message.batch))
+            async with writing:
+                await context.write(response)
+
+        async for message in requests:
+            if message is _UNDECODABLE:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a LookupStream request is not a valid message")
+            task = loop.create_task(answer(message))  # side by side, as separate calls would be: none waits
+            answering.add(task)                       # for another
+            task.add_done_callback(answering.discard)
+        await asyncio.gather(*answering)
+
+    async def _wait(self, batch: agency_pb.LookupBatchRequest) -> None:
+        """The node's simulated latency: one round trip per batch, which is what batching saves."""
+        if self.latency > 0:
             await asyncio.sleep(self.latency)
+
+    def _answer_batch(self, request: agency_pb.LookupBatchRequest) -> agency_pb.LookupBatchResponse:
         results = []
         for lookup in request.lookups:
             problems = self._problems(lookup)
@@ -238,18 +271,23 @@ class _UndecodableRequests(grpc.aio.ServerInterceptor):
     async def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = await continuation(details)
         method: str = details.method
-        if (handler is None or handler.unary_unary is None or handler.request_deserializer is None
-                or not method.startswith(f"/{SERVICE_NAME}/")):
+        if handler is None or handler.request_deserializer is None or not method.startswith(f"/{SERVICE_NAME}/"):
             return handler
-        parse, answer = handler.request_deserializer, handler.unary_unary
-        rpc = method.rsplit("/", 1)[-1]
-        servicer = self._servicer
+        parse = handler.request_deserializer
 
         def lenient(data: bytes) -> Any:
             try:
                 return parse(data)
             except Exception:
                 return _UNDECODABLE
+
+        if handler.stream_stream is not None:  # LookupStream refuses an undecodable message itself
+            return handler._replace(request_deserializer=lenient)
+        if handler.unary_unary is None:
+            return handler
+        answer = handler.unary_unary
+        rpc = method.rsplit("/", 1)[-1]
+        servicer = self._servicer
 
         async def checked(request: Any, context: Any) -> Any:
             if request is _UNDECODABLE:

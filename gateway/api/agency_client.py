@@ -6,12 +6,16 @@ moment and leave together in one batch call (see `_NodeCalls`); a lone caller's 
 the event loop itself runs late, lookups also wait for requests the gateway has not started yet. Each
 lookup keeps its own future and its own deadline, and an answer is handed only to the lookup at its
 position in the batch, after checking that it echoes that lookup's request id.
+
+A node that offers LookupStream gets the same batches (a lone lookup is a batch of one) as tagged messages
+on one long-lived call (`_LookupStream`), which costs both sides less per batch than a call of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -42,6 +46,7 @@ _REJECTED = {
     grpc.StatusCode.RESOURCE_EXHAUSTED,  # also: the answer was larger than the gateway accepts
 }
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
+_COALESCING = frozenset({agency_pb.FEATURE_LOOKUP_BATCH, agency_pb.FEATURE_LOOKUP_STREAM})
 
 MAX_BATCH = 64  # lookups in one batch call
 MAX_IN_FLIGHT = 1  # fresh calls to one node at a time; lookups arriving meanwhile form the next batch
@@ -53,6 +58,110 @@ BUSY_GAPS = 3.0  # while the event loop runs late: wait up to this many of the n
 BUSY_MAX_LINGER = 1.0  # at most this, and not at all for a node whose recent gaps are longer than this
 RENEGOTIATE = 60.0  # seconds a node's Describe answer (batching or not) is trusted before asking again
 DESCRIBE_WAIT = 1.0  # at most this long a lookup waits for a first Describe before going alone
+
+
+class _StreamFailed(Exception):
+    """A batch on a LookupStream call got no answer: the call ended (`code`), or the batch's time ran out."""
+
+    def __init__(self, code: grpc.StatusCode) -> None:
+        super().__init__(code.name)
+        self.code = code
+
+
+class _LookupStream:
+    """One open LookupStream call to a node: batches go out tagged, and each answer goes to its tag's batch.
+
+    An answer for a tag not in flight (its batch's time ran out, or the node made the tag up) is dropped.
+    When the call ends, every batch still in flight fails with the call's status (UNAVAILABLE if the node
+    closed it normally with batches unanswered); a message that does not decode ends the call, failing them
+    as INTERNAL (a malformed answer), since it cannot be told which batch it was meant for. The next batch
+    opens a new call.
+    """
+
+    def __init__(self, agency: str, stub: agency_grpc.AgencyServiceAsyncStub) -> None:
+        self.agency = agency
+        self._call: Any = stub.LookupStream()
+        self._pending: dict[int, asyncio.Future[agency_pb.LookupBatchResponse]] = {}
+        self._tags = itertools.count(1)
+        self._writing = asyncio.Lock()  # grpc allows one write at a time on a call
+        self._retired = False
+        self.ended = False
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def exchange(self, batch: agency_pb.LookupBatchRequest, timeout: float) -> agency_pb.LookupBatchResponse:
+        """The node's answer to `batch`; raises _StreamFailed as a unary call raises AioRpcError."""
+        if self.ended:
+            raise _StreamFailed(grpc.StatusCode.UNAVAILABLE)
+        loop = asyncio.get_running_loop()
+        tag = next(self._tags)
+        answer: asyncio.Future[agency_pb.LookupBatchResponse] = loop.create_future()
+        self._pending[tag] = answer
+        expiry = loop.call_later(timeout, _fail_batch, answer, grpc.StatusCode.DEADLINE_EXCEEDED)
+        try:
+            message = agency_pb.LookupStreamRequest(tag=tag, batch=batch, timeout_ms=max(1, int(timeout * 1000)))
+            try:
+                # A node that stops reading fills the call's flow-control window, and writes then wait: not
+                # past the batch's own time, and a call that cannot be written to is of no further use.
+                async with asyncio.timeout(timeout), self._writing:
+                    await self._call.write(message)
+            except TimeoutError as exc:
+                log.warning("agency stream not accepting lookups; closing it", agency=self.agency)
+                self.close()
+                raise _StreamFailed(grpc.StatusCode.DEADLINE_EXCEEDED) from exc
+            except grpc.aio.AioRpcError as exc:
+                raise _StreamFailed(exc.code()) from exc
+            except (asyncio.InvalidStateError, grpc.aio.UsageError) as exc:  # the call has just ended
+                raise _StreamFailed(grpc.StatusCode.UNAVAILABLE) from exc
+            return await answer
+        finally:
+            expiry.cancel()
+            self._pending.pop(tag, None)
+            if self._retired and not self._pending:
+                self.close()
+
+    async def _read(self) -> None:
+        code = grpc.StatusCode.UNAVAILABLE  # the node closed the call normally, but batches are unanswered
+        try:
+            while True:
+                message = await self._call.read()
+                if message is grpc.aio.EOF:
+                    break
+                if message is None:  # bytes that are not a LookupStreamResponse: whose answer, nobody can say
+                    log.warning("agency stream answer undecodable", agency=self.agency, in_flight=len(self._pending))
+                    code = grpc.StatusCode.INTERNAL
+                    break
+                answer = self._pending.get(message.tag)
+                if answer is None:
+                    log.warning("agency stream answer for no batch in flight", agency=self.agency)
+                elif not answer.done():
+                    answer.set_result(message.batch)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+        finally:
+            self.ended = True
+            self._call.cancel()
+            for answer in self._pending.values():
+                _fail_batch(answer, code)
+
+    def retire(self) -> None:
+        """Send nothing more; close once the batches in flight are answered."""
+        self._retired = True
+        if not self._pending:
+            self.close()
+
+    def close(self) -> None:
+        self.ended = True
+        self._call.cancel()
+        self._reader.cancel()
+        for answer in self._pending.values():
+            _fail_batch(answer, grpc.StatusCode.CANCELLED)
+
+
+def _fail_batch(answer: asyncio.Future[agency_pb.LookupBatchResponse], code: grpc.StatusCode) -> None:
+    if not answer.done():
+        answer.set_exception(_StreamFailed(code))
 
 
 def _failure(agency: str, request_id: str, code: grpc.StatusCode) -> Exception:
@@ -98,15 +207,19 @@ class _NodeCalls:
         self._lag = lag
         self._gap = 0.0  # smoothed time between lookups to this node
         self._last = 0.0  # event-loop time of the latest lookup to it
-        self._describe: asyncio.Task[bool] | None = None
+        self._describe: asyncio.Task[frozenset[int]] | None = None
         self._asked_at = 0.0
+        self._features: frozenset[int] = frozenset()  # as the latest Describe listed them
+        self._stream: _LookupStream | None = None
+        self._stream_refused = False  # the node listed LookupStream but answered UNIMPLEMENTED
         self._waiting: list[_Waiting] = []
         self._sent_at: list[float] = []  # start times of the calls in flight, oldest first
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def batching(self, remaining: float) -> bool:
-        """Whether the node offers LookupBatch; never waits longer than DESCRIBE_WAIT or `remaining`."""
+        """Whether the node offers LookupBatch or LookupStream; never waits longer than DESCRIBE_WAIT or
+        `remaining`."""
         loop = asyncio.get_running_loop()
         if self._describe is None or (self._describe.done() and loop.time() - self._asked_at > RENEGOTIATE):
             self._asked_at = loop.time()
@@ -116,14 +229,17 @@ class _NodeCalls:
                 await asyncio.wait_for(asyncio.shield(self._describe), min(remaining, DESCRIBE_WAIT))
             if not self._describe.done():
                 return False
-        return not self._describe.cancelled() and self._describe.result()
+        return not self._describe.cancelled() and bool(self._describe.result() & _COALESCING)
 
-    async def _ask_features(self) -> bool:
+    async def _ask_features(self) -> frozenset[int]:
         try:
             described = await self.stub.Describe(agency_pb.DescribeRequest(), timeout=10.0)
         except Exception:  # an older node (UNIMPLEMENTED), an unreachable one, a closed channel
-            return False  # one lookup per call until the next Describe
-        return agency_pb.FEATURE_LOOKUP_BATCH in described.features
+            features: frozenset[int] = frozenset()  # one lookup per call until the next Describe
+        else:
+            features = frozenset(described.features)
+        self._features, self._stream_refused = features, False
+        return features
 
     async def submit(self, request: agency_pb.LookupRequest, deadline: float) -> agency_pb.LookupResponse | None:
         loop = asyncio.get_running_loop()
@@ -195,13 +311,43 @@ class _NodeCalls:
         try:
             # The call lives as long as its longest-waiting lookup; each lookup still times out on its own.
             timeout = max(0.001, max(w.deadline for w in batch) - loop.time())
-            if len(batch) == 1:
-                await self._call_one(batch[0], timeout)
+            if agency_pb.FEATURE_LOOKUP_STREAM in self._features and not self._stream_refused:
+                await self._call_stream(batch, timeout)
             else:
-                await self._call_batch(batch, timeout)
+                if self._stream is not None:  # the node no longer offers it
+                    self._stream.retire()
+                    self._stream = None
+                await self._call_unary(batch, timeout)
         finally:
             self._sent_at.remove(started)
             self._schedule(loop)  # those queued behind it leave now, or when their lingering is over
+
+    async def _call_unary(self, batch: list[_Waiting], timeout: float) -> None:
+        if len(batch) == 1:
+            await self._call_one(batch[0], timeout)
+        elif agency_pb.FEATURE_LOOKUP_BATCH in self._features:
+            await self._call_batch(batch, timeout)
+        else:  # a node that offers only LookupStream, and has just refused it
+            await asyncio.gather(*(self._call_one(w, timeout) for w in batch))
+
+    async def _call_stream(self, batch: list[_Waiting], timeout: float) -> None:
+        if self._stream is None or self._stream.ended:
+            self._stream = _LookupStream(self.agency, self.stub)
+        request = agency_pb.LookupBatchRequest(lookups=[w.request for w in batch])
+        try:
+            response = await self._stream.exchange(request, timeout)
+        except _StreamFailed as exc:
+            if exc.code == grpc.StatusCode.UNIMPLEMENTED:
+                # Listed in Describe but not implemented: nothing reached the node, so the batch goes the older
+                # way, and so does every batch until the next Describe.
+                log.warning("agency node lists LookupStream but does not implement it", agency=self.agency)
+                self._stream_refused = True
+                await self._call_unary(batch, timeout)
+                return
+            for w in batch:
+                _settle(w, error=_failure(self.agency, w.request.request_id, exc.code))
+            return
+        self._settle_batch(batch, response)
 
     async def _call_one(self, waiting: _Waiting, timeout: float) -> None:
         try:
@@ -219,6 +365,10 @@ class _NodeCalls:
             for w in batch:
                 _settle(w, error=_failure(self.agency, w.request.request_id, exc.code()))
             return
+        self._settle_batch(batch, response)
+
+    def _settle_batch(self, batch: list[_Waiting], response: agency_pb.LookupBatchResponse | None) -> None:
+        """Hand each lookup of `batch` its own result from the node's `response`, or a refusal."""
         if response is None:
             # Undecodable bytes (bad wire format, invalid UTF-8): rejected like an undecodable single answer.
             log.warning("agency batch answer undecodable", agency=self.agency, asked=len(batch))
@@ -250,6 +400,8 @@ class _NodeCalls:
             task.cancel()
         if self._describe is not None:
             self._describe.cancel()
+        if self._stream is not None:
+            self._stream.close()
         for w in self._waiting:
             w.answer.cancel()
 

@@ -1,5 +1,8 @@
 """Coalesced lookups over real mTLS: concurrent lookups to one node share calls, yet every caller gets only its
-own answer within its own deadline, and nodes without LookupBatch keep working."""
+own answer within its own deadline, and nodes without LookupBatch keep working.
+
+Every test runs twice: against a node offering LookupBatch (each batch a call of its own) and against one
+offering LookupStream (each batch a message on one open call), since the rules must hold for both."""
 
 from __future__ import annotations
 
@@ -30,20 +33,31 @@ GATEWAY_IDENTITY = f"spiffe://{DEFAULT_TRUST_DOMAIN}/gateway"
 
 
 class CountingNode(AgencyNodeServicer):
-    """The stub police node, counting how its lookups arrive."""
+    """The stub police node, counting how its lookups arrive: alone (a Lookup call, or a batch of one on a
+    stream) or together (a LookupBatch call, or a batch on a stream)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.single_calls = 0
         self.batch_sizes: list[int] = []
+        self.streams = 0
+        self.lookup_calls = 0  # Lookup calls alone
 
     async def Lookup(self, request: agency_pb.LookupRequest, context: Any) -> agency_pb.LookupResponse:
+        self.lookup_calls += 1
         self.single_calls += 1
         return await super().Lookup(request, context)
 
-    async def LookupBatch(self, request: agency_pb.LookupBatchRequest, context: Any) -> agency_pb.LookupBatchResponse:
-        self.batch_sizes.append(len(request.lookups))
-        return await super().LookupBatch(request, context)
+    async def LookupStream(self, requests: Any, context: Any) -> None:
+        self.streams += 1
+        await super().LookupStream(requests, context)
+
+    def _answer_batch(self, request: agency_pb.LookupBatchRequest) -> agency_pb.LookupBatchResponse:
+        if len(request.lookups) == 1:
+            self.single_calls += 1
+        else:
+            self.batch_sizes.append(len(request.lookups))
+        return super()._answer_batch(request)
 
 
 class OlderNode(CountingNode):
@@ -63,9 +77,8 @@ class OlderNode(CountingNode):
 class ShufflingNode(CountingNode):
     """A faulty node that answers a batch in the wrong order."""
 
-    async def LookupBatch(self, request: agency_pb.LookupBatchRequest, context: Any) -> agency_pb.LookupBatchResponse:
-        response = await super().LookupBatch(request, context)
-        results = list(response.results)
+    def _answer_batch(self, request: agency_pb.LookupBatchRequest) -> agency_pb.LookupBatchResponse:
+        results = list(super()._answer_batch(request).results)
         return agency_pb.LookupBatchResponse(results=results[1:] + results[:1])
 
 
@@ -82,11 +95,19 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PkiLayout:
     return PkiLayout(root)
 
 
-@pytest.fixture
-def make_rig(pki: PkiLayout, shared_world: World) -> Callable[..., Any]:
+BATCH_CALLS = (agency_pb.FEATURE_LOOKUP_BATCH,)
+STREAM = (agency_pb.FEATURE_LOOKUP_BATCH, agency_pb.FEATURE_LOOKUP_STREAM)
+
+
+@pytest.fixture(params=[BATCH_CALLS, STREAM], ids=["batch-calls", "stream"])
+def make_rig(request: pytest.FixtureRequest, pki: PkiLayout, shared_world: World) -> Callable[..., Any]:
+    features = request.param
+
     @contextlib.asynccontextmanager
     async def start(node_class: type[CountingNode] = CountingNode, latency: float = 0.3) -> AsyncIterator[Rig]:
         node = node_class(shared_world.dataset("police"), allowed_callers={GATEWAY_IDENTITY}, latency=latency)
+        if node.features:  # an older node lists none whichever way its successors batch
+            node.features = features
         server = grpc.aio.server()
         agency_grpc.add_AgencyServiceServicer_to_server(node, server)
         port = server.add_secure_port("127.0.0.1:0", node_server_credentials(pki, "police"))
@@ -215,10 +236,10 @@ class HangingNode(CountingNode):
             await asyncio.sleep(60)
         return await super().Lookup(request, context)
 
-    async def LookupBatch(self, request: agency_pb.LookupBatchRequest, context: Any) -> agency_pb.LookupBatchResponse:
-        if any(lookup.request_id == "req-hang" for lookup in request.lookups):
+    async def _wait(self, batch: agency_pb.LookupBatchRequest) -> None:
+        if any(lookup.request_id == "req-hang" for lookup in batch.lookups):
             await asyncio.sleep(60)
-        return await super().LookupBatch(request, context)
+        await super()._wait(batch)
 
 
 async def test_while_other_requests_are_in_progress_lookups_leave_together_each_with_its_own_answer(

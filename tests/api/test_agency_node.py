@@ -113,6 +113,58 @@ async def test_describe_lists_the_agency_catalogue(stub: agency_grpc.AgencyServi
     assert reply.mash_contact.agency == "police"
 
 
+async def test_lookup_stream_answers_each_batch_under_its_tag_as_lookup_batch_would(
+    stub: agency_grpc.AgencyServiceAsyncStub
+) -> None:
+    """Two batches on one LookupStream call come back under their own tags, each with one result per lookup
+    in the batch's order; a bad lookup is refused in its result alone."""
+    dean = agency_pb.LookupRequest(request_id="req-dean", subject=_subject(DEAN_ASHBY),
+                                   categories=["police.domestic_abuse"])
+    bad = agency_pb.LookupRequest(request_id="req-bad", subject=_subject(KAI_MERCER), categories=["csc.case"])
+    call: Any = stub.LookupStream()
+    await call.write(agency_pb.LookupStreamRequest(tag=7, batch=agency_pb.LookupBatchRequest(lookups=[dean]),
+                                                   timeout_ms=5000))
+    await call.write(agency_pb.LookupStreamRequest(tag=3, batch=agency_pb.LookupBatchRequest(lookups=[bad, dean]),
+                                                   timeout_ms=5000))
+    answers = {m.tag: m.batch for m in [await call.read(), await call.read()]}
+    await call.done_writing()
+    assert await call.code() is grpc.StatusCode.OK
+    assert set(answers) == {7, 3}
+    (alone,) = answers[7].results
+    assert alone.request_id == "req-dean"
+    assert alone.error_code == 0
+    assert {r.category for r in alone.response.matches[0].records} == {"police.domestic_abuse"}
+    refused, answered = answers[3].results
+    assert (refused.request_id, refused.error_code) == ("req-bad", grpc.StatusCode.INVALID_ARGUMENT.value[0])
+    assert "csc.case" in refused.error_message
+    assert answered.request_id == "req-dean"
+    assert answered.response == alone.response
+
+
+async def test_lookup_stream_refuses_a_caller_outside_allowed_callers_and_an_undecodable_message(
+    pki: PkiLayout, police: RunningNode
+) -> None:
+    """LookupStream checks the caller when the call opens (PERMISSION_DENIED for an agency system's
+    certificate) and ends the call with INVALID_ARGUMENT on bytes that are not a LookupStreamRequest."""
+    garbage = b"\x0a\x10\x01"
+    for client, code in ((pki.client("police", "case-system"), grpc.StatusCode.PERMISSION_DENIED),
+                         (pki.gateway(), grpc.StatusCode.INVALID_ARGUMENT)):
+        channel = _channel(pki, police, client)
+        try:
+            call = channel.stream_stream("/mash.gateway.v1.AgencyService/LookupStream",
+                                         request_serializer=lambda b: b, response_deserializer=lambda b: b)()
+
+            async def send_garbage(call: Any = call) -> None:
+                await call.write(garbage)
+                await call.read()
+
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await send_garbage()
+            assert info.value.code() is code
+        finally:
+            await channel.close()
+
+
 @pytest.mark.parametrize(
     ("request_kwargs", "expected"),
     [

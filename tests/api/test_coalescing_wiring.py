@@ -31,7 +31,7 @@ async def test_the_transport_counts_the_queries_the_gateway_is_answering(
     with the locator on (the default) and with metrics on, both of which wrap the transport."""
     seen: list[int] = []
     transports: list[GrpcAgencyTransport] = []
-    lookup, batch = AgencyNodeServicer.Lookup, AgencyNodeServicer.LookupBatch
+    lookup, batch = AgencyNodeServicer.Lookup, AgencyNodeServicer._answer_batch
 
     def note(servicer: AgencyNodeServicer) -> None:
         if servicer.dataset.agency == "police":
@@ -41,12 +41,12 @@ async def test_the_transport_counts_the_queries_the_gateway_is_answering(
         note(self)
         return await lookup(self, request, context)
 
-    async def counting_batch(self: AgencyNodeServicer, request: agency_pb.LookupBatchRequest, context: Any) -> Any:
-        note(self)
-        return await batch(self, request, context)
+    def counting_batch(self: AgencyNodeServicer, request: agency_pb.LookupBatchRequest) -> Any:
+        note(self)  # a LookupBatch call, or a batch on LookupStream
+        return batch(self, request)
 
     monkeypatch.setattr(AgencyNodeServicer, "Lookup", counting_lookup)
-    monkeypatch.setattr(AgencyNodeServicer, "LookupBatch", counting_batch)
+    monkeypatch.setattr(AgencyNodeServicer, "_answer_batch", counting_batch)
     async with Partnership(tmp_path / "state", policy_dir, world=shared_world, metrics_listen=metrics_listen,
                            node_latency={"police": 0.3}) as running:
         assert running.gateway is not None

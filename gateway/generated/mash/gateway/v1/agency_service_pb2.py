@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from gateway.generated.mash.gateway.v1 import common_pb2 as mash_dot_gateway_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$mash/gateway/v1/agency_service.proto\x12\x0fmash.gateway.v1\x1a\x1cmash/gateway/v1/common.proto\"\xb1\x01\n\rLookupRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x34\n\x07subject\x18\x02 \x01(\x0b\x32#.mash.gateway.v1.SubjectIdentifiers\x12\x12\n\ncategories\x18\x03 \x03(\t\x12\x1c\n\x14\x65xistence_categories\x18\x04 \x03(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\x13\n\x0blegal_basis\x18\x06 \x01(\t\"\xa0\x01\n\x0bPersonMatch\x12\x12\n\nperson_ref\x18\x01 \x01(\t\x12,\n\x06method\x18\x02 \x01(\x0e\x32\x1c.mash.gateway.v1.MatchMethod\x12(\n\x07records\x18\x03 \x03(\x0b\x32\x17.mash.gateway.v1.Record\x12%\n\x1dknown_in_existence_categories\x18\x04 \x01(\x08\"\x85\x01\n\x0eLookupResponse\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12-\n\x07matches\x18\x02 \x03(\x0b\x32\x1c.mash.gateway.v1.PersonMatch\x12\x34\n\x0cmash_contact\x18\x03 \x01(\x0b\x32\x1e.mash.gateway.v1.AgencyContact\"\x11\n\x0f\x44\x65scribeRequest\"|\n\x0eRecordCategory\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.mash.gateway.v1.RecordKind\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x18\n\x10\x66ield_categories\x18\x04 \x03(\t\"\xc0\x01\n\x10\x44\x65scribeResponse\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12:\n\x11record_categories\x18\x02 \x03(\x0b\x32\x1f.mash.gateway.v1.RecordCategory\x12\x34\n\x0cmash_contact\x18\x03 \x01(\x0b\x32\x1e.mash.gateway.v1.AgencyContact\x12*\n\x08\x66\x65\x61tures\x18\x04 \x03(\x0e\x32\x18.mash.gateway.v1.Feature\"E\n\x12LookupBatchRequest\x12/\n\x07lookups\x18\x01 \x03(\x0b\x32\x1e.mash.gateway.v1.LookupRequest\"\x85\x01\n\x11LookupBatchResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x31\n\x08response\x18\x02 \x01(\x0b\x32\x1f.mash.gateway.v1.LookupResponse\x12\x12\n\nerror_code\x18\x03 \x01(\x05\x12\x15\n\rerror_message\x18\x04 \x01(\t\"J\n\x13LookupBatchResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".mash.gateway.v1.LookupBatchResult\"1\n\nRoleCounts\x12\x0e\n\x06victim\x18\x01 \x01(\r\x12\x13\n\x0bperpetrator\x18\x02 \x01(\r\"\x9f\x01\n\x0bSummaryCell\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12\x0c\n\x04\x61rea\x18\x02 \x01(\t\x12\x0c\n\x04year\x18\x03 \x01(\x05\x12\x0f\n\x07records\x18\x04 \x01(\r\x12\x12\n\nfirst_date\x18\x05 \x01(\t\x12\x11\n\tlast_date\x18\x06 \x01(\t\x12*\n\x05roles\x18\x07 \x01(\x0b\x32\x1b.mash.gateway.v1.RoleCounts\"\xb4\x01\n\x10SummariseRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x34\n\x07subject\x18\x02 \x01(\x0b\x32#.mash.gateway.v1.SubjectIdentifiers\x12\x12\n\ncategories\x18\x03 \x03(\t\x12\x1c\n\x14\x65xistence_categories\x18\x04 \x03(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\x13\n\x0blegal_basis\x18\x06 \x01(\t\"\x91\x01\n\rPersonSummary\x12,\n\x06method\x18\x01 \x01(\x0e\x32\x1c.mash.gateway.v1.MatchMethod\x12+\n\x05\x63\x65lls\x18\x02 \x03(\x0b\x32\x1c.mash.gateway.v1.SummaryCell\x12%\n\x1dknown_in_existence_categories\x18\x03 \x01(\x08\"\x89\x01\n\x11SummariseResponse\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12.\n\x06people\x18\x02 \x03(\x0b\x32\x1e.mash.gateway.v1.PersonSummary\x12\x34\n\x0cmash_contact\x18\x03 \x01(\x0b\x32\x1e.mash.gateway.v1.AgencyContact\"\x90\x01\n\x16SummariseCohortRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x14\n\x0cperiod_start\x18\x02 \x01(\t\x12\x12\n\nperiod_end\x18\x03 \x01(\t\x12\x12\n\ncategories\x18\x04 \x03(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\x13\n\x0blegal_basis\x18\x06 \x01(\t\"H\n\tCohortRow\x12\x0e\n\x06tokens\x18\x01 \x03(\x0c\x12+\n\x05\x63\x65lls\x18\x02 \x03(\x0b\x32\x1c.mash.gateway.v1.SummaryCell\"c\n\x17SummariseCohortResponse\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12(\n\x04rows\x18\x03 \x03(\x0b\x32\x1a.mash.gateway.v1.CohortRow*r\n\x07\x46\x65\x61ture\x12\x17\n\x13\x46\x45\x41TURE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46\x45\x41TURE_LOOKUP_BATCH\x10\x01\x12\x1d\n\x19\x46\x45\x41TURE_LOCATOR_ENROLMENT\x10\x02\x12\x15\n\x11\x46\x45\x41TURE_SUMMARISE\x10\x03*q\n\x0bMatchMethod\x12\x1c\n\x18MATCH_METHOD_UNSPECIFIED\x10\x00\x12\x1b\n\x17MATCH_METHOD_NHS_NUMBER\x10\x01\x12\'\n#MATCH_METHOD_NAME_AND_DATE_OF_BIRTH\x10\x02\x32\xbf\x03\n\rAgencyService\x12I\n\x06Lookup\x12\x1e.mash.gateway.v1.LookupRequest\x1a\x1f.mash.gateway.v1.LookupResponse\x12O\n\x08\x44\x65scribe\x12 .mash.gateway.v1.DescribeRequest\x1a!.mash.gateway.v1.DescribeResponse\x12X\n\x0bLookupBatch\x12#.mash.gateway.v1.LookupBatchRequest\x1a$.mash.gateway.v1.LookupBatchResponse\x12R\n\tSummarise\x12!.mash.gateway.v1.SummariseRequest\x1a\".mash.gateway.v1.SummariseResponse\x12\x64\n\x0fSummariseCohort\x12\'.mash.gateway.v1.SummariseCohortRequest\x1a(.mash.gateway.v1.SummariseCohortResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$mash/gateway/v1/agency_service.proto\x12\x0fmash.gateway.v1\x1a\x1cmash/gateway/v1/common.proto\"\xb1\x01\n\rLookupRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x34\n\x07subject\x18\x02 \x01(\x0b\x32#.mash.gateway.v1.SubjectIdentifiers\x12\x12\n\ncategories\x18\x03 \x03(\t\x12\x1c\n\x14\x65xistence_categories\x18\x04 \x03(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\x13\n\x0blegal_basis\x18\x06 \x01(\t\"\xa0\x01\n\x0bPersonMatch\x12\x12\n\nperson_ref\x18\x01 \x01(\t\x12,\n\x06method\x18\x02 \x01(\x0e\x32\x1c.mash.gateway.v1.MatchMethod\x12(\n\x07records\x18\x03 \x03(\x0b\x32\x17.mash.gateway.v1.Record\x12%\n\x1dknown_in_existence_categories\x18\x04 \x01(\x08\"\x85\x01\n\x0eLookupResponse\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12-\n\x07matches\x18\x02 \x03(\x0b\x32\x1c.mash.gateway.v1.PersonMatch\x12\x34\n\x0cmash_contact\x18\x03 \x01(\x0b\x32\x1e.mash.gateway.v1.AgencyContact\"\x11\n\x0f\x44\x65scribeRequest\"|\n\x0eRecordCategory\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.mash.gateway.v1.RecordKind\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x18\n\x10\x66ield_categories\x18\x04 \x03(\t\"\xc0\x01\n\x10\x44\x65scribeResponse\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12:\n\x11record_categories\x18\x02 \x03(\x0b\x32\x1f.mash.gateway.v1.RecordCategory\x12\x34\n\x0cmash_contact\x18\x03 \x01(\x0b\x32\x1e.mash.gateway.v1.AgencyContact\x12*\n\x08\x66\x65\x61tures\x18\x04 \x03(\x0e\x32\x18.mash.gateway.v1.Feature\"E\n\x12LookupBatchRequest\x12/\n\x07lookups\x18\x01 \x03(\x0b\x32\x1e.mash.gateway.v1.LookupRequest\"\x85\x01\n\x11LookupBatchResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x31\n\x08response\x18\x02 \x01(\x0b\x32\x1f.mash.gateway.v1.LookupResponse\x12\x12\n\nerror_code\x18\x03 \x01(\x05\x12\x15\n\rerror_message\x18\x04 \x01(\t\"J\n\x13LookupBatchResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".mash.gateway.v1.LookupBatchResult\"j\n\x13LookupStreamRequest\x12\x0b\n\x03tag\x18\x01 \x01(\x04\x12\x32\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32#.mash.gateway.v1.LookupBatchRequest\x12\x12\n\ntimeout_ms\x18\x03 \x01(\r\"X\n\x14LookupStreamResponse\x12\x0b\n\x03tag\x18\x01 \x01(\x04\x12\x33\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32$.mash.gateway.v1.LookupBatchResponse\"1\n\nRoleCounts\x12\x0e\n\x06victim\x18\x01 \x01(\r\x12\x13\n\x0bperpetrator\x18\x02 \x01(\r\"\x9f\x01\n\x0bSummaryCell\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12\x0c\n\x04\x61rea\x18\x02 \x01(\t\x12\x0c\n\x04year\x18\x03 \x01(\x05\x12\x0f\n\x07records\x18\x04 \x01(\r\x12\x12\n\nfirst_date\x18\x05 \x01(\t\x12\x11\n\tlast_date\x18\x06 \x01(\t\x12*\n\x05roles\x18\x07 \x01(\x0b\x32\x1b.mash.gateway.v1.RoleCounts\"\xb4\x01\n\x10SummariseRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x34\n\x07subject\x18\x02 \x01(\x0b\x32#.mash.gateway.v1.SubjectIdentifiers\x12\x12\n\ncategories\x18\x03 \x03(\t\x12\x1c\n\x14\x65xistence_categories\x18\x04 \x03(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\x13\n\x0blegal_basis\x18\x06 \x01(\t\"\x91\x01\n\rPersonSummary\x12,\n\x06method\x18\x01 \x01(\x0e\x32\x1c.mash.gateway.v1.MatchMethod\x12+\n\x05\x63\x65lls\x18\x02 \x03(\x0b\x32\x1c.mash.gateway.v1.SummaryCell\x12%\n\x1dknown_in_existence_categories\x18\x03 \x01(\x08\"\x89\x01\n\x11SummariseResponse\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12.\n\x06people\x18\x02 \x03(\x0b\x32\x1e.mash.gateway.v1.PersonSummary\x12\x34\n\x0cmash_contact\x18\x03 \x01(\x0b\x32\x1e.mash.gateway.v1.AgencyContact\"\x90\x01\n\x16SummariseCohortRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x14\n\x0cperiod_start\x18\x02 \x01(\t\x12\x12\n\nperiod_end\x18\x03 \x01(\t\x12\x12\n\ncategories\x18\x04 \x03(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\x13\n\x0blegal_basis\x18\x06 \x01(\t\"H\n\tCohortRow\x12\x0e\n\x06tokens\x18\x01 \x03(\x0c\x12+\n\x05\x63\x65lls\x18\x02 \x03(\x0b\x32\x1c.mash.gateway.v1.SummaryCell\"c\n\x17SummariseCohortResponse\x12\x0e\n\x06\x61gency\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12(\n\x04rows\x18\x03 \x03(\x0b\x32\x1a.mash.gateway.v1.CohortRow*\x8d\x01\n\x07\x46\x65\x61ture\x12\x17\n\x13\x46\x45\x41TURE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46\x45\x41TURE_LOOKUP_BATCH\x10\x01\x12\x1d\n\x19\x46\x45\x41TURE_LOCATOR_ENROLMENT\x10\x02\x12\x15\n\x11\x46\x45\x41TURE_SUMMARISE\x10\x03\x12\x19\n\x15\x46\x45\x41TURE_LOOKUP_STREAM\x10\x04*q\n\x0bMatchMethod\x12\x1c\n\x18MATCH_METHOD_UNSPECIFIED\x10\x00\x12\x1b\n\x17MATCH_METHOD_NHS_NUMBER\x10\x01\x12\'\n#MATCH_METHOD_NAME_AND_DATE_OF_BIRTH\x10\x02\x32\xa0\x04\n\rAgencyService\x12I\n\x06Lookup\x12\x1e.mash.gateway.v1.LookupRequest\x1a\x1f.mash.gateway.v1.LookupResponse\x12O\n\x08\x44\x65scribe\x12 .mash.gateway.v1.DescribeRequest\x1a!.mash.gateway.v1.DescribeResponse\x12X\n\x0bLookupBatch\x12#.mash.gateway.v1.LookupBatchRequest\x1a$.mash.gateway.v1.LookupBatchResponse\x12_\n\x0cLookupStream\x12$.mash.gateway.v1.LookupStreamRequest\x1a%.mash.gateway.v1.LookupStreamResponse(\x01\x30\x01\x12R\n\tSummarise\x12!.mash.gateway.v1.SummariseRequest\x1a\".mash.gateway.v1.SummariseResponse\x12\x64\n\x0fSummariseCohort\x12\'.mash.gateway.v1.SummariseCohortRequest\x1a(.mash.gateway.v1.SummariseCohortResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mash.gateway.v1.agency_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FEATURE']._serialized_start=2195
-  _globals['_FEATURE']._serialized_end=2309
-  _globals['_MATCHMETHOD']._serialized_start=2311
-  _globals['_MATCHMETHOD']._serialized_end=2424
+  _globals['_FEATURE']._serialized_start=2394
+  _globals['_FEATURE']._serialized_end=2535
+  _globals['_MATCHMETHOD']._serialized_start=2537
+  _globals['_MATCHMETHOD']._serialized_end=2650
   _globals['_LOOKUPREQUEST']._serialized_start=88
   _globals['_LOOKUPREQUEST']._serialized_end=265
   _globals['_PERSONMATCH']._serialized_start=268
@@ -54,22 +54,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOOKUPBATCHRESULT']._serialized_end=1111
   _globals['_LOOKUPBATCHRESPONSE']._serialized_start=1113
   _globals['_LOOKUPBATCHRESPONSE']._serialized_end=1187
-  _globals['_ROLECOUNTS']._serialized_start=1189
-  _globals['_ROLECOUNTS']._serialized_end=1238
-  _globals['_SUMMARYCELL']._serialized_start=1241
-  _globals['_SUMMARYCELL']._serialized_end=1400
-  _globals['_SUMMARISEREQUEST']._serialized_start=1403
-  _globals['_SUMMARISEREQUEST']._serialized_end=1583
-  _globals['_PERSONSUMMARY']._serialized_start=1586
-  _globals['_PERSONSUMMARY']._serialized_end=1731
-  _globals['_SUMMARISERESPONSE']._serialized_start=1734
-  _globals['_SUMMARISERESPONSE']._serialized_end=1871
-  _globals['_SUMMARISECOHORTREQUEST']._serialized_start=1874
-  _globals['_SUMMARISECOHORTREQUEST']._serialized_end=2018
-  _globals['_COHORTROW']._serialized_start=2020
-  _globals['_COHORTROW']._serialized_end=2092
-  _globals['_SUMMARISECOHORTRESPONSE']._serialized_start=2094
-  _globals['_SUMMARISECOHORTRESPONSE']._serialized_end=2193
-  _globals['_AGENCYSERVICE']._serialized_start=2427
-  _globals['_AGENCYSERVICE']._serialized_end=2874
+  _globals['_LOOKUPSTREAMREQUEST']._serialized_start=1189
+  _globals['_LOOKUPSTREAMREQUEST']._serialized_end=1295
+  _globals['_LOOKUPSTREAMRESPONSE']._serialized_start=1297
+  _globals['_LOOKUPSTREAMRESPONSE']._serialized_end=1385
+  _globals['_ROLECOUNTS']._serialized_start=1387
+  _globals['_ROLECOUNTS']._serialized_end=1436
+  _globals['_SUMMARYCELL']._serialized_start=1439
+  _globals['_SUMMARYCELL']._serialized_end=1598
+  _globals['_SUMMARISEREQUEST']._serialized_start=1601
+  _globals['_SUMMARISEREQUEST']._serialized_end=1781
+  _globals['_PERSONSUMMARY']._serialized_start=1784
+  _globals['_PERSONSUMMARY']._serialized_end=1929
+  _globals['_SUMMARISERESPONSE']._serialized_start=1932
+  _globals['_SUMMARISERESPONSE']._serialized_end=2069
+  _globals['_SUMMARISECOHORTREQUEST']._serialized_start=2072
+  _globals['_SUMMARISECOHORTREQUEST']._serialized_end=2216
+  _globals['_COHORTROW']._serialized_start=2218
+  _globals['_COHORTROW']._serialized_end=2290
+  _globals['_SUMMARISECOHORTRESPONSE']._serialized_start=2292
+  _globals['_SUMMARISECOHORTRESPONSE']._serialized_end=2391
+  _globals['_AGENCYSERVICE']._serialized_start=2653
+  _globals['_AGENCYSERVICE']._serialized_end=3197
 # @@protoc_insertion_point(module_scope)

@@ -35,6 +35,8 @@ class _FeatureEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Feature.Value
     """
     FEATURE_SUMMARISE: _Feature.ValueType  # 3
     """The node implements Summarise and SummariseCohort (counts and dates, no records)."""
+    FEATURE_LOOKUP_STREAM: _Feature.ValueType  # 4
+    """The node implements LookupStream; the gateway then sends all its lookups to the node on one open call."""
 
 class Feature(_Feature, metaclass=_FeatureEnumTypeWrapper):
     """Optional capabilities a node offers, listed in its DescribeResponse."""
@@ -48,6 +50,8 @@ only about people whose tokens it enrolled once its enrolment is complete.
 """
 FEATURE_SUMMARISE: Feature.ValueType  # 3
 """The node implements Summarise and SummariseCohort (counts and dates, no records)."""
+FEATURE_LOOKUP_STREAM: Feature.ValueType  # 4
+"""The node implements LookupStream; the gateway then sends all its lookups to the node on one open call."""
 Global___Feature: _TypeAlias = Feature  # noqa: Y015
 
 class _MatchMethod:
@@ -336,6 +340,66 @@ class LookupBatchResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LookupBatchResponse: _TypeAlias = LookupBatchResponse  # noqa: Y015
+
+@_typing.final
+class LookupStreamRequest(_message.Message):
+    """One batch of lookups on a LookupStream call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TAG_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
+    TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    tag: _builtins.int
+    """Chosen by the gateway; no two batches in flight on one call share a tag. The answer echoes it."""
+    timeout_ms: _builtins.int
+    """How long the gateway waits for this batch's answer, in milliseconds; a later answer is discarded, so a
+    node may drop work it cannot finish in time.
+    """
+    @_builtins.property
+    def batch(self) -> Global___LookupBatchRequest: ...
+    def __init__(
+        self,
+        *,
+        tag: _builtins.int = ...,
+        batch: Global___LookupBatchRequest | None = ...,
+        timeout_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "tag", b"tag", "timeout_ms", b"timeout_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LookupStreamRequest: _TypeAlias = LookupStreamRequest  # noqa: Y015
+
+@_typing.final
+class LookupStreamResponse(_message.Message):
+    """The answer to one batch on a LookupStream call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TAG_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
+    tag: _builtins.int
+    """The tag of the LookupStreamRequest this answers."""
+    @_builtins.property
+    def batch(self) -> Global___LookupBatchResponse:
+        """As LookupBatch answers the batch: one result per lookup, in the batch's order."""
+
+    def __init__(
+        self,
+        *,
+        tag: _builtins.int = ...,
+        batch: Global___LookupBatchResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "tag", b"tag"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LookupStreamResponse: _TypeAlias = LookupStreamResponse  # noqa: Y015
 
 @_typing.final
 class RoleCounts(_message.Message):

@@ -50,6 +50,11 @@ class AgencyServiceStub:
                 request_serializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.LookupBatchRequest.SerializeToString,
                 response_deserializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.LookupBatchResponse.FromString,
                 _registered_method=True)
+        self.LookupStream = channel.stream_stream(
+                '/mash.gateway.v1.AgencyService/LookupStream',
+                request_serializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.LookupStreamRequest.SerializeToString,
+                response_deserializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.LookupStreamResponse.FromString,
+                _registered_method=True)
         self.Summarise = channel.unary_unary(
                 '/mash.gateway.v1.AgencyService/Summarise',
                 request_serializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.SummariseRequest.SerializeToString,
@@ -88,6 +93,16 @@ class AgencyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LookupStream(self, request_iterator, context):
+        """One long-lived call carrying many batches: each request message is a batch with a tag the gateway chose,
+        and the node answers each with one response message echoing that tag, as LookupBatch would answer the
+        batch. Answers may come in any order. Only opened to nodes whose Describe lists FEATURE_LOOKUP_STREAM;
+        others get LookupBatch or Lookup calls.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Summarise(self, request, context):
         """Counts and dates of the subject's records per category, area and year: never a record, never a field.
         Only called on nodes whose Describe lists FEATURE_SUMMARISE; others are not asked for summaries.
@@ -121,6 +136,11 @@ def add_AgencyServiceServicer_to_server(servicer, server):
                     servicer.LookupBatch,
                     request_deserializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.LookupBatchRequest.FromString,
                     response_serializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.LookupBatchResponse.SerializeToString,
+            ),
+            'LookupStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.LookupStream,
+                    request_deserializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.LookupStreamRequest.FromString,
+                    response_serializer=mash_dot_gateway_dot_v1_dot_agency__service__pb2.LookupStreamResponse.SerializeToString,
             ),
             'Summarise': grpc.unary_unary_rpc_method_handler(
                     servicer.Summarise,
@@ -215,6 +235,33 @@ class AgencyService:
             '/mash.gateway.v1.AgencyService/LookupBatch',
             mash_dot_gateway_dot_v1_dot_agency__service__pb2.LookupBatchRequest.SerializeToString,
             mash_dot_gateway_dot_v1_dot_agency__service__pb2.LookupBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LookupStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/mash.gateway.v1.AgencyService/LookupStream',
+            mash_dot_gateway_dot_v1_dot_agency__service__pb2.LookupStreamRequest.SerializeToString,
+            mash_dot_gateway_dot_v1_dot_agency__service__pb2.LookupStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

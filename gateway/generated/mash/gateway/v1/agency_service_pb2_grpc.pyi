@@ -41,6 +41,12 @@ class AgencyServiceStub:
     """Several independent lookups in one call; answers come back in request order, one per lookup.
     Only called on nodes whose Describe lists FEATURE_LOOKUP_BATCH; others get one Lookup per lookup.
     """
+    LookupStream: _grpc.StreamStreamMultiCallable[_agency_service_pb2.LookupStreamRequest, _agency_service_pb2.LookupStreamResponse]
+    """One long-lived call carrying many batches: each request message is a batch with a tag the gateway chose,
+    and the node answers each with one response message echoing that tag, as LookupBatch would answer the
+    batch. Answers may come in any order. Only opened to nodes whose Describe lists FEATURE_LOOKUP_STREAM;
+    others get LookupBatch or Lookup calls.
+    """
     Summarise: _grpc.UnaryUnaryMultiCallable[_agency_service_pb2.SummariseRequest, _agency_service_pb2.SummariseResponse]
     """Counts and dates of the subject's records per category, area and year: never a record, never a field.
     Only called on nodes whose Describe lists FEATURE_SUMMARISE; others are not asked for summaries.
@@ -62,6 +68,12 @@ class AgencyServiceAsyncStub(AgencyServiceStub):
     LookupBatch: _aio.UnaryUnaryMultiCallable[_agency_service_pb2.LookupBatchRequest, _agency_service_pb2.LookupBatchResponse]  # type: ignore[assignment]
     """Several independent lookups in one call; answers come back in request order, one per lookup.
     Only called on nodes whose Describe lists FEATURE_LOOKUP_BATCH; others get one Lookup per lookup.
+    """
+    LookupStream: _aio.StreamStreamMultiCallable[_agency_service_pb2.LookupStreamRequest, _agency_service_pb2.LookupStreamResponse]  # type: ignore[assignment]
+    """One long-lived call carrying many batches: each request message is a batch with a tag the gateway chose,
+    and the node answers each with one response message echoing that tag, as LookupBatch would answer the
+    batch. Answers may come in any order. Only opened to nodes whose Describe lists FEATURE_LOOKUP_STREAM;
+    others get LookupBatch or Lookup calls.
     """
     Summarise: _aio.UnaryUnaryMultiCallable[_agency_service_pb2.SummariseRequest, _agency_service_pb2.SummariseResponse]  # type: ignore[assignment]
     """Counts and dates of the subject's records per category, area and year: never a record, never a field.
@@ -99,6 +111,18 @@ class AgencyServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_agency_service_pb2.LookupBatchResponse, _abc.Awaitable[_agency_service_pb2.LookupBatchResponse]]:
         """Several independent lookups in one call; answers come back in request order, one per lookup.
         Only called on nodes whose Describe lists FEATURE_LOOKUP_BATCH; others get one Lookup per lookup.
+        """
+
+    @_abc_1.abstractmethod
+    def LookupStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_agency_service_pb2.LookupStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_agency_service_pb2.LookupStreamResponse], _abc.AsyncIterator[_agency_service_pb2.LookupStreamResponse]]:
+        """One long-lived call carrying many batches: each request message is a batch with a tag the gateway chose,
+        and the node answers each with one response message echoing that tag, as LookupBatch would answer the
+        batch. Answers may come in any order. Only opened to nodes whose Describe lists FEATURE_LOOKUP_STREAM;
+        others get LookupBatch or Lookup calls.
         """
 
     @_abc_1.abstractmethod
