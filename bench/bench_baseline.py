@@ -176,11 +176,12 @@ class Running:
 @contextlib.contextmanager
 def partnership(tmp: Path, *, nodes: int, latency: float, jitter: float, gateway: bool,
                 audit_store: str = "", log: IO[str] | None = None, workers: int = 1,
-                postgres: str = "") -> Iterator[Running]:
+                postgres: str = "", node_calls: str = "stream") -> Iterator[Running]:
     """Start the nodes (one process per agency), the gateway and the broker; stop them all on exit.
 
     With `postgres` (a server URL) the gateway's audit, review and referral stores live in a fresh schema
-    there, dropped afterwards; `workers` > 1 runs `serve --workers` (which needs that).
+    there, dropped afterwards; `workers` > 1 runs `serve --workers` (which needs that). `node_calls` "batch"
+    starts nodes that do not offer LookupStream.
     """
     pki = tmp / "pki"
     started: list[Proc] = []
@@ -191,7 +192,8 @@ def partnership(tmp: Path, *, nodes: int, latency: float, jitter: float, gateway
         for agency in AGENCIES:  # one process per agency; 32 boroughs put 32 nodes in each
             hosted = [n for n in names if home_agency(n) == agency]
             proc = _spawn(f"nodes:{agency}", "-m", "bench.node_host", "--pki", str(pki), "--agencies",
-                          ",".join(hosted), "--latency", str(latency), "--jitter", str(jitter), stderr=log)
+                          ",".join(hosted), "--latency", str(latency), "--jitter", str(jitter),
+                          "--calls", node_calls, stderr=log)
             started.append(proc)
         for proc in started:
             endpoints.update(json.loads(_first_line(proc)))
@@ -275,12 +277,13 @@ def measure(server: Proc, pki: Path, target: str, concurrency: int, seconds: flo
 
 def run_matrix(args: argparse.Namespace, tmp: Path, log: IO[str]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for workers, latency in [(w, lat) for w in args.workers for lat in args.latency]:
+    for workers, latency, calls in [(w, lat, c) for w in args.workers for lat in args.latency
+                                    for c in args.node_calls]:
         jitter = args.jitter if latency > 0 else 0.0
         gateway = True
         with partnership(tmp, nodes=args.nodes, latency=latency, jitter=jitter, gateway=gateway,
                          audit_store=args.audit_store, log=log, workers=workers,
-                         postgres=args.postgres) as running:
+                         postgres=args.postgres, node_calls=calls) as running:
             targets = ["gateway", "bare"] if gateway else ["bare"]
             runs: dict[tuple[int, str], list[dict[str, Any]]] = {}
             for round_no in range(args.rounds):
@@ -290,7 +293,7 @@ def run_matrix(args: argparse.Namespace, tmp: Path, log: IO[str]) -> list[dict[s
                         result = measure(running.servers[target], tmp / "pki", running.addresses[target],
                                          concurrency, args.seconds, args.channels)
                         runs.setdefault((concurrency, target), []).append(result)
-                        print(f"  workers {workers}, latency {latency * 1000:g} ms, round {round_no + 1}, "
+                        print(f"  workers {workers}, latency {latency * 1000:g} ms, {calls}, round {round_no + 1}, "
                               f"concurrency {concurrency}, {target}: {result['queries_per_s']} q/s, "
                               f"p50 {result['p50_ms']} ms",
                               file=sys.stderr, flush=True)
@@ -300,7 +303,7 @@ def run_matrix(args: argparse.Namespace, tmp: Path, log: IO[str]) -> list[dict[s
                                        "audit_store": "postgresql" if args.postgres else
                                        (args.audit_store.split(":", 1)[0] or "sqlite"),
                                        "latency_ms": latency * 1000, "jitter_ms": jitter * 1000,
-                                       "concurrency": concurrency}
+                                       "node_calls": calls, "concurrency": concurrency}
                 for target in targets:
                     rs = runs[(concurrency, target)]
                     row[target] = {
@@ -372,6 +375,9 @@ def main() -> int:
                         help="PostgreSQL server URL: the gateway's stores go in a fresh schema there, dropped after")
     parser.add_argument("--workers", type=int, nargs="+", default=[1],
                         help="gateway processes on one port (serve --workers); more than 1 needs --postgres")
+    parser.add_argument("--node-calls", nargs="+", choices=["stream", "batch"], default=["stream"],
+                        help="how the gateway reaches the nodes: one LookupStream call each (stream), or a call "
+                             "per batch as to nodes without LookupStream (batch); several run one after another")
     parser.add_argument("--channels", type=int, default=1,
                         help="connections each load client spreads its callers over (use several with --workers)")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
@@ -403,18 +409,20 @@ def main() -> int:
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
     table = Table(title="Gateway and bare broker, same nodes, same run (median of rounds)")
-    for column in ("nodes", "workers", "latency ms", "conc.", "gateway q/s", "bare q/s", "ratio", "p50 gw / bare ms",
-                   "p99 gw / bare ms", "CPU ms/q gw / bare", "peak RSS MiB gw / bare"):
+    for column in ("nodes", "workers", "latency ms", "node calls", "conc.", "gateway q/s", "bare q/s", "ratio",
+                   "p50 gw / bare ms", "p99 gw / bare ms", "CPU ms/q gw / bare", "peak RSS MiB gw / bare"):
         table.add_column(column, justify="right")
     for r in rows:
         g, b = r.get("gateway"), r["bare"]
         if g is None:
-            table.add_row(str(r["nodes"]), str(r["workers"]), f"{r['latency_ms']:g}", str(r["concurrency"]), "-",
+            table.add_row(str(r["nodes"]), str(r["workers"]), f"{r['latency_ms']:g}", r["node_calls"],
+                          str(r["concurrency"]), "-",
                           f"{statistics.median(b['queries_per_s']):.1f}", "-", f"- / {b['p50_ms']}",
                           f"- / {b['p99_ms']}", f"- / {b['cpu_ms_per_query']}", f"- / {b['peak_rss_mib']}")
             continue
-        table.add_row(str(r["nodes"]), str(r["workers"]), f"{r['latency_ms']:g}", str(r["concurrency"]),
-                      f"{statistics.median(g['queries_per_s']):.1f}", f"{statistics.median(b['queries_per_s']):.1f}",
+        table.add_row(str(r["nodes"]), str(r["workers"]), f"{r['latency_ms']:g}", r["node_calls"],
+                      str(r["concurrency"]), f"{statistics.median(g['queries_per_s']):.1f}",
+                      f"{statistics.median(b['queries_per_s']):.1f}",
                       str(r["ratio"]), f"{g['p50_ms']} / {b['p50_ms']}", f"{g['p99_ms']} / {b['p99_ms']}",
                       f"{g['cpu_ms_per_query']} / {b['cpu_ms_per_query']}",
                       f"{g['peak_rss_mib']} / {b['peak_rss_mib']}")

@@ -33,6 +33,7 @@ from agency_stubs.node import AgencyNodeServicer, RunningNode
 from agency_stubs.world import DEFAULT_SEED, build_world
 from bench.boroughs import home_agency
 from gateway.api.tls import server_credentials
+from gateway.generated.mash.gateway.v1 import agency_service_pb2 as agency_pb
 from gateway.generated.mash.gateway.v1 import agency_service_pb2_grpc as agency_grpc
 from gateway.logs import configure_logging
 from gateway.pki import DEFAULT_TRUST_DOMAIN, PkiLayout
@@ -88,6 +89,8 @@ async def _serve(args: argparse.Namespace) -> None:
             dataset = borough_dataset(policy_dataset(seeded, home, seeded_records(home)), name)
         servicer = JitteredNode(dataset, allowed_callers={GATEWAY_IDENTITY}, latency=args.latency,
                                 jitter=args.jitter)
+        if args.calls == "batch":  # a node from before LookupStream: a call of its own per batch
+            servicer.features = tuple(f for f in servicer.features if f != agency_pb.FEATURE_LOOKUP_STREAM)
         server = grpc.aio.server()
         agency_grpc.add_AgencyServiceServicer_to_server(servicer, server)
         port = server.add_secure_port("127.0.0.1:0", server_credentials(pki.ca_cert, *pki.node(name)))
@@ -116,6 +119,8 @@ def main() -> None:
     parser.add_argument("--agencies", required=True, help="comma-separated node names, e.g. police,health@b02")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
     parser.add_argument("--jitter", type=float, default=0.0, help="± seconds around --latency")
+    parser.add_argument("--calls", choices=["stream", "batch"], default="stream",
+                        help="offer LookupStream (stream), or only LookupBatch calls (batch)")
     parser.add_argument("--people", type=int, default=2000, help="people in the world (all boroughs together)")
     parser.add_argument("--locator", metavar="GATEWAY", default=None,
                         help="enrol every node in the locator of the gateway at GATEWAY (host:port), retrying until "
