@@ -58,6 +58,7 @@ BUSY_GAPS = 3.0  # while the event loop runs late: wait up to this many of the n
 BUSY_MAX_LINGER = 1.0  # at most this, and not at all for a node whose recent gaps are longer than this
 RENEGOTIATE = 60.0  # seconds a node's Describe answer (batching or not) is trusted before asking again
 DESCRIBE_WAIT = 1.0  # at most this long a lookup waits for a first Describe before going alone
+STREAM_IDLE = 20.0  # seconds without a batch after which a LookupStream call is closed (see _LookupStream)
 
 
 class _StreamFailed(Exception):
@@ -75,7 +76,10 @@ class _LookupStream:
     When the call ends, every batch still in flight fails with the call's status (UNAVAILABLE if the node
     closed it normally with batches unanswered); a message that does not decode ends the call, failing them
     as INTERNAL (a malformed answer), since it cannot be told which batch it was meant for. The next batch
-    opens a new call.
+    opens a new call. So does the first batch after `STREAM_IDLE` seconds without one: the call is closed
+    when idle, so the channel's keepalive pings (every 30 s while a call is open) do not reach a node that
+    has sent nothing for minutes, which a gRPC server with default settings may take for abuse
+    (`too_many_pings`) and answer by closing the connection.
     """
 
     def __init__(self, agency: str, stub: agency_grpc.AgencyServiceAsyncStub) -> None:
@@ -86,35 +90,52 @@ class _LookupStream:
         self._writing = asyncio.Lock()  # grpc allows one write at a time on a call
         self._retired = False
         self.ended = False
-        self._reader = asyncio.get_running_loop().create_task(self._read())
+        loop = asyncio.get_running_loop()
+        self._reader = loop.create_task(self._read())
+        self._used = loop.time()
+        self._idle = loop.call_later(STREAM_IDLE, self._close_if_idle)
+
+    def _close_if_idle(self) -> None:
+        loop = asyncio.get_running_loop()
+        now, quiet_until = loop.time(), self._used + STREAM_IDLE
+        if self._pending:  # a batch still out: not idle, whenever it was sent
+            self._idle = loop.call_at(now + STREAM_IDLE, self._close_if_idle)
+        elif now < quiet_until:
+            self._idle = loop.call_at(quiet_until, self._close_if_idle)
+        else:
+            self.close()
 
     async def exchange(self, batch: agency_pb.LookupBatchRequest, timeout: float) -> agency_pb.LookupBatchResponse:
         """The node's answer to `batch`; raises _StreamFailed as a unary call raises AioRpcError."""
         if self.ended:
             raise _StreamFailed(grpc.StatusCode.UNAVAILABLE)
-        loop = asyncio.get_running_loop()
         tag = next(self._tags)
+        loop = asyncio.get_running_loop()
+        self._used = loop.time()
         answer: asyncio.Future[agency_pb.LookupBatchResponse] = loop.create_future()
         self._pending[tag] = answer
-        expiry = loop.call_later(timeout, _fail_batch, answer, grpc.StatusCode.DEADLINE_EXCEEDED)
+        written = False
         try:
-            message = agency_pb.LookupStreamRequest(tag=tag, batch=batch, timeout_ms=max(1, int(timeout * 1000)))
-            try:
-                # A node that stops reading fills the call's flow-control window, and writes then wait: not
-                # past the batch's own time, and a call that cannot be written to is of no further use.
-                async with asyncio.timeout(timeout), self._writing:
+            message = agency_pb.LookupStreamRequest(tag=tag, batch=batch,
+                                                    timeout_ms=min(2**32 - 1, max(1, int(timeout * 1000))))
+            # One timer for the batch's whole time. A node that stops reading fills the call's flow-control
+            # window, and writes then wait: not past the batch's time, and a call that cannot be written to
+            # is of no further use.
+            async with asyncio.timeout(timeout):
+                async with self._writing:
                     await self._call.write(message)
-            except TimeoutError as exc:
+                written = True
+                return await answer
+        except TimeoutError as exc:
+            if not written:
                 log.warning("agency stream not accepting lookups; closing it", agency=self.agency)
                 self.close()
-                raise _StreamFailed(grpc.StatusCode.DEADLINE_EXCEEDED) from exc
-            except grpc.aio.AioRpcError as exc:
-                raise _StreamFailed(exc.code()) from exc
-            except (asyncio.InvalidStateError, grpc.aio.UsageError) as exc:  # the call has just ended
-                raise _StreamFailed(grpc.StatusCode.UNAVAILABLE) from exc
-            return await answer
+            raise _StreamFailed(grpc.StatusCode.DEADLINE_EXCEEDED) from exc
+        except grpc.aio.AioRpcError as exc:
+            raise _StreamFailed(exc.code()) from exc
+        except (asyncio.InvalidStateError, grpc.aio.UsageError) as exc:  # the call has just ended
+            raise _StreamFailed(grpc.StatusCode.UNAVAILABLE) from exc
         finally:
-            expiry.cancel()
             self._pending.pop(tag, None)
             if self._retired and not self._pending:
                 self.close()
@@ -153,6 +174,7 @@ class _LookupStream:
 
     def close(self) -> None:
         self.ended = True
+        self._idle.cancel()
         self._call.cancel()
         self._reader.cancel()
         for answer in self._pending.values():

@@ -267,3 +267,31 @@ async def test_a_node_that_never_reads_costs_each_lookup_no_more_than_its_deadli
         await asyncio.sleep(0.1)
         assert not transport._nodes["police"]._tasks, "calls to the deaf node are still waiting"
     assert node.streams >= 1
+
+
+async def test_a_call_idle_for_a_while_is_closed_and_the_next_lookup_opens_a_new_one(
+    serve: Callable[..., Any], shared_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call with no batch for STREAM_IDLE seconds is closed (so keepalive pings never reach a node with
+    nothing to answer); a call in use is not, and the first lookup after the quiet spell is answered on a
+    new call."""
+    monkeypatch.setattr(agency_client, "STREAM_IDLE", 0.3)
+    ended = asyncio.Event()
+
+    class WatchedNode(CountingNode):
+        async def LookupStream(self, requests: Any, context: Any) -> None:
+            try:
+                await super().LookupStream(requests, context)
+            finally:
+                ended.set()
+
+    async with serve(WatchedNode) as (node, transport):
+        for n in range(5):  # busy for longer than STREAM_IDLE: one call throughout
+            await transport.lookup("police", command(shared_world, n), timeout=5)
+            await asyncio.sleep(0.1)
+        assert node.streams == 1
+        assert not ended.is_set()
+        await asyncio.wait_for(ended.wait(), 2)  # then quiet: closed
+        result = await transport.lookup("police", command(shared_world, 5), timeout=5)
+    assert node.streams == 2
+    assert records(result) == expected_record_ids(shared_world, command(shared_world, 5))
