@@ -295,3 +295,33 @@ async def test_a_call_idle_for_a_while_is_closed_and_the_next_lookup_opens_a_new
         result = await transport.lookup("police", command(shared_world, 5), timeout=5)
     assert node.streams == 2
     assert records(result) == expected_record_ids(shared_world, command(shared_world, 5))
+
+
+async def test_an_oversized_message_on_the_stream_is_refused_unread_and_the_call_is_replaced(
+    serve: Callable[..., Any], shared_world: World
+) -> None:
+    """A message larger than the gateway accepts ends the call before it is decoded: the batch in flight is
+    REJECTED, and the next lookup gets a new call and its answer."""
+    calls = 0
+
+    async def oversized_once(requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[bytes]:
+        nonlocal calls
+        calls += 1
+        async for raw in requests:
+            message = agency_pb.LookupStreamRequest.FromString(raw)
+            if calls == 1:
+                yield agency_pb.LookupStreamResponse(tag=message.tag, batch=agency_pb.LookupBatchResponse(results=[
+                    agency_pb.LookupBatchResult(request_id=lookup.request_id,
+                                                error_message="x" * (agency_client.DEFAULT_MAX_ANSWER_BYTES + 1))
+                    for lookup in message.batch.lookups])).SerializeToString()
+            else:
+                yield agency_pb.LookupStreamResponse(tag=message.tag, batch=agency_pb.LookupBatchResponse(results=[
+                    agency_pb.LookupBatchResult(request_id=lookup.request_id, response=agency_pb.LookupResponse(
+                        agency="police")) for lookup in message.batch.lookups])).SerializeToString()
+
+    async with serve(raw_stream=oversized_once) as (_, transport):
+        with pytest.raises(AgencyRejected):
+            await transport.lookup("police", command(shared_world, 7), timeout=5)
+        result = await transport.lookup("police", command(shared_world, 8), timeout=5)
+    assert calls == 2
+    assert result.matches == ()
