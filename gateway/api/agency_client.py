@@ -160,6 +160,9 @@ class _LookupStream:
             code = exc.code()
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED
+        except Exception as exc:  # nothing else is expected; the batches in flight fail rather than hang
+            log.error("agency stream reader failed", agency=self.agency, error_type=type(exc).__name__)
+            code = grpc.StatusCode.INTERNAL
         finally:
             self.ended = True
             self._call.cancel()

@@ -193,26 +193,39 @@ async def test_a_node_listing_the_stream_without_the_method_is_asked_the_older_w
         assert records(result) == expected_record_ids(shared_world, command(shared_world, n))
 
 
-async def test_an_undecodable_message_on_the_stream_rejects_its_batch_and_the_call_is_replaced(
-    serve: Callable[..., Any], shared_world: World
+def _undecodable(message: agency_pb.LookupStreamRequest) -> bytes:
+    return b"\x0a\x10\x01"  # field 1 said to be 16 bytes long, cut short: no message parses it
+
+
+def _oversized(message: agency_pb.LookupStreamRequest) -> bytes:
+    return agency_pb.LookupStreamResponse(tag=message.tag, batch=agency_pb.LookupBatchResponse(results=[
+        agency_pb.LookupBatchResult(request_id=lookup.request_id,
+                                    error_message="x" * (agency_client.DEFAULT_MAX_ANSWER_BYTES + 1))
+        for lookup in message.batch.lookups])).SerializeToString()
+
+
+@pytest.mark.parametrize("hostile", [_undecodable, _oversized], ids=["undecodable", "oversized"])
+async def test_a_message_that_cannot_be_read_rejects_the_batches_in_flight_and_the_call_is_replaced(
+    serve: Callable[..., Any], shared_world: World, hostile: Callable[[agency_pb.LookupStreamRequest], bytes]
 ) -> None:
-    """Bytes that are not a LookupStreamResponse cannot be told apart by tag: the batches in flight are
-    REJECTED (never handed garbage), and the next lookup gets a new call and its answer."""
+    """Bytes that are not a LookupStreamResponse cannot be told apart by tag, and a message larger than the
+    gateway accepts is refused before it is decoded: either ends the call, the batch in flight is REJECTED
+    (never handed garbage), and the next lookup gets a new call and its answer."""
     calls = 0
 
-    async def garbage_once(requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[bytes]:
+    async def hostile_once(requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[bytes]:
         nonlocal calls
         calls += 1
         async for raw in requests:
             message = agency_pb.LookupStreamRequest.FromString(raw)
             if calls == 1:
-                yield b"\x0a\x10\x01"  # field 1 said to be 16 bytes long, cut short: no message parses it
+                yield hostile(message)
             else:
                 yield agency_pb.LookupStreamResponse(tag=message.tag, batch=agency_pb.LookupBatchResponse(results=[
                     agency_pb.LookupBatchResult(request_id=lookup.request_id, response=agency_pb.LookupResponse(
                         agency="police")) for lookup in message.batch.lookups])).SerializeToString()
 
-    async with serve(raw_stream=garbage_once) as (_, transport):
+    async with serve(raw_stream=hostile_once) as (_, transport):
         with pytest.raises(AgencyRejected):
             await transport.lookup("police", command(shared_world, 7), timeout=5)
         result = await transport.lookup("police", command(shared_world, 8), timeout=5)
@@ -220,21 +233,26 @@ async def test_an_undecodable_message_on_the_stream_rejects_its_batch_and_the_ca
     assert result.matches == ()
 
 
+class WatchedNode(CountingNode):
+    """Sets `ended` when its LookupStream handler returns."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ended = asyncio.Event()
+
+    async def LookupStream(self, requests: Any, context: Any) -> None:
+        try:
+            await super().LookupStream(requests, context)
+        finally:
+            self.ended.set()
+
+
 async def test_closing_the_transport_ends_the_call(serve: Callable[..., Any], shared_world: World) -> None:
     """The gateway's shutdown ends its open call, so the node's handler returns."""
-    ended = asyncio.Event()
-
-    class WatchedNode(CountingNode):
-        async def LookupStream(self, requests: Any, context: Any) -> None:
-            try:
-                await super().LookupStream(requests, context)
-            finally:
-                ended.set()
-
-    async with serve(WatchedNode) as (_, transport):
+    async with serve(WatchedNode) as (node, transport):
         await transport.lookup("police", command(shared_world, 9), timeout=5)
         await transport.close()
-        await asyncio.wait_for(ended.wait(), 5)
+        await asyncio.wait_for(node.ended.wait(), 5)
 
 
 def _fields(cmd: Any) -> tuple[Any, ...]:
@@ -276,52 +294,14 @@ async def test_a_call_idle_for_a_while_is_closed_and_the_next_lookup_opens_a_new
     nothing to answer); a call in use is not, and the first lookup after the quiet spell is answered on a
     new call."""
     monkeypatch.setattr(agency_client, "STREAM_IDLE", 0.3)
-    ended = asyncio.Event()
-
-    class WatchedNode(CountingNode):
-        async def LookupStream(self, requests: Any, context: Any) -> None:
-            try:
-                await super().LookupStream(requests, context)
-            finally:
-                ended.set()
-
     async with serve(WatchedNode) as (node, transport):
         for n in range(5):  # busy for longer than STREAM_IDLE: one call throughout
             await transport.lookup("police", command(shared_world, n), timeout=5)
             await asyncio.sleep(0.1)
         assert node.streams == 1
-        assert not ended.is_set()
-        await asyncio.wait_for(ended.wait(), 2)  # then quiet: closed
+        assert not node.ended.is_set()
+        await asyncio.wait_for(node.ended.wait(), 2)  # then quiet: closed
         result = await transport.lookup("police", command(shared_world, 5), timeout=5)
     assert node.streams == 2
     assert records(result) == expected_record_ids(shared_world, command(shared_world, 5))
 
-
-async def test_an_oversized_message_on_the_stream_is_refused_unread_and_the_call_is_replaced(
-    serve: Callable[..., Any], shared_world: World
-) -> None:
-    """A message larger than the gateway accepts ends the call before it is decoded: the batch in flight is
-    REJECTED, and the next lookup gets a new call and its answer."""
-    calls = 0
-
-    async def oversized_once(requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[bytes]:
-        nonlocal calls
-        calls += 1
-        async for raw in requests:
-            message = agency_pb.LookupStreamRequest.FromString(raw)
-            if calls == 1:
-                yield agency_pb.LookupStreamResponse(tag=message.tag, batch=agency_pb.LookupBatchResponse(results=[
-                    agency_pb.LookupBatchResult(request_id=lookup.request_id,
-                                                error_message="x" * (agency_client.DEFAULT_MAX_ANSWER_BYTES + 1))
-                    for lookup in message.batch.lookups])).SerializeToString()
-            else:
-                yield agency_pb.LookupStreamResponse(tag=message.tag, batch=agency_pb.LookupBatchResponse(results=[
-                    agency_pb.LookupBatchResult(request_id=lookup.request_id, response=agency_pb.LookupResponse(
-                        agency="police")) for lookup in message.batch.lookups])).SerializeToString()
-
-    async with serve(raw_stream=oversized_once) as (_, transport):
-        with pytest.raises(AgencyRejected):
-            await transport.lookup("police", command(shared_world, 7), timeout=5)
-        result = await transport.lookup("police", command(shared_world, 8), timeout=5)
-    assert calls == 2
-    assert result.matches == ()
