@@ -192,8 +192,11 @@ async def open_dependencies(
             max_timeout=settings.max_timeout, audit_margin=settings.audit_margin, review_store=review_store,
             requests=RequestLedger(window=settings.request_id_window),
         )
+        summaries: object = transport
+        if tracing is not None and callable(getattr(transport, "call", None)):
+            summaries = TracedTransport(transport, tracing)  # a span per Summarise and SummariseCohort call
         analysis = open_analysis(
-            transport, locator=locator, policy=holder, audit=audit, tokeniser=tokeniser,
+            summaries, locator=locator, policy=holder, audit=audit, tokeniser=tokeniser,
             sealer=IdentifierSealer(keys.sealing), clock=clock, default_timeout=settings.default_timeout,
             max_timeout=settings.max_timeout, audit_margin=settings.audit_margin)
         review_sweeper = None

@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from google.protobuf.message import Message
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from gateway.errors import AgencyRejected, AgencyTimedOut, AgencyUnavailable
-from gateway.service.ports import AgencyTransport, LookupCommand, LookupResult
+from gateway.service.ports import LookupCommand, LookupResult
 
 if TYPE_CHECKING:  # the SDK and the exporter load only when tracing is switched on (about 0.1 s at start-up)
     from opentelemetry.sdk.trace import TracerProvider
@@ -61,27 +62,41 @@ class Tracing:
 
 
 class TracedTransport:
-    """An AgencyTransport that records each lookup as a client span named after the agency's node."""
+    """An AgencyTransport that records each call to an agency's node as a client span: every lookup and, when
+    the inner transport reaches nodes' other methods (`call`, as the gRPC transport does), every summary."""
 
-    def __init__(self, inner: AgencyTransport, tracing: Tracing) -> None:
+    def __init__(self, inner: Any, tracing: Tracing) -> None:
         self._inner = inner
         self._tracer = tracing.tracer
 
-    async def lookup(self, agency: str, command: LookupCommand, *, timeout: float) -> LookupResult:
-        with self._tracer.start_as_current_span("AgencyService/Lookup", kind=SpanKind.CLIENT, record_exception=False,
+    @contextlib.contextmanager
+    def _span(self, rpc: str, agency: str, request_id: str) -> Iterator[Span]:
+        with self._tracer.start_as_current_span(f"AgencyService/{rpc}", kind=SpanKind.CLIENT, record_exception=False,
                                                 set_status_on_exception=False, attributes={
                                                     "rpc.system": "grpc", "mash.agency": agency,
-                                                    "mash.request_id": command.request_id}) as span:
+                                                    "mash.request_id": request_id}) as span:
             try:
-                result = await self._inner.lookup(agency, command, timeout=timeout)
+                yield span
             except (AgencyTimedOut, AgencyUnavailable, AgencyRejected) as exc:
                 outcome = {AgencyTimedOut: "timed_out", AgencyUnavailable: "unavailable"}.get(type(exc), "rejected")
                 span.set_attribute("mash.outcome", outcome)
                 span.set_status(Status(StatusCode.ERROR, outcome))
                 raise
             span.set_attribute("mash.outcome", "ok")
+
+    async def lookup(self, agency: str, command: LookupCommand, *, timeout: float) -> LookupResult:
+        with self._span("Lookup", agency, command.request_id) as span:
+            result: LookupResult = await self._inner.lookup(agency, command, timeout=timeout)
             span.set_attribute("mash.matches", len(result.matches))
             return result
+
+    async def call(self, agency: str, rpc: str, request: Message, *, timeout: float) -> Any:
+        with self._span(rpc, agency, str(getattr(request, "request_id", ""))):
+            return await self._inner.call(agency, rpc, request, timeout=timeout)
+
+    async def features(self, agency: str, *, timeout: float = 5.0) -> frozenset[int]:
+        features: frozenset[int] = await self._inner.features(agency, timeout=timeout)
+        return features
 
     async def close(self) -> None:
         await self._inner.close()

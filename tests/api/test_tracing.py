@@ -16,7 +16,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from agency_stubs import World
 from agency_stubs.cast import KAI_MERCER
+from gateway.api.tls import client_credentials
 from gateway.demo.partnership import Partnership
+from gateway.generated.mash.gateway.v1 import analysis_service_pb2 as analysis_pb
+from gateway.generated.mash.gateway.v1 import analysis_service_pb2_grpc as analysis_grpc
 from gateway.generated.mash.gateway.v1 import hub_service_pb2 as hub_pb
 from gateway.settings import Settings, SettingsError
 
@@ -44,6 +47,10 @@ def collector() -> Iterator[tuple[str, list[bytes]]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+ANALYSIS = {"purpose": "safeguarding_analysis", "legal_basis": "dpa_2018_sch1_para18",
+            "agreement": "mash-analysis-isa-2026", "case_reference": "MASH-2026-0100"}
 
 
 def spans(bodies: list[bytes]) -> list[Any]:
@@ -80,6 +87,33 @@ async def test_a_traced_query_has_its_server_span_and_a_child_span_per_agency_ca
     assert {attribute(s, "mash.agency") for s in calls} == asked
     assert all(s.trace_id == server.trace_id and s.parent_span_id == server.span_id for s in calls)
     assert all(attribute(s, "mash.outcome") == "ok" for s in calls)
+    assert {attribute(s, "mash.request_id") for s in calls} == {response.request_id}
+    raw = b"".join(bodies)
+    for value in (KAI_MERCER.nhs_number, KAI_MERCER.family_name, KAI_MERCER.given_name, KAI_MERCER.date_of_birth):
+        assert value.encode() not in raw, "an identifier of the subject reached the trace collector"
+
+
+async def test_an_analysis_request_has_a_child_span_per_summary_call(
+    tmp_path: Path, policy_dir: Path, shared_world: World
+) -> None:
+    """DescribePerson's calls to the nodes (Summarise) are traced like lookups: a client span per agency inside
+    the request's server span, and nothing of the subject reaches the collector."""
+    with collector() as (url, bodies):
+        async with Partnership(tmp_path / "state", policy_dir, world=shared_world,
+                               settings={"tracing_endpoint": url}) as running:
+            assert running.gateway is not None
+            tracing = running.gateway.deps.tracing
+            assert tracing is not None
+            channel = running.channel(client_credentials(running.pki, "hub", "analysis-console"))
+            response = await analysis_grpc.AnalysisServiceStub(channel).DescribePerson(
+                analysis_pb.DescribePersonRequest(subject=subject(KAI_MERCER), **ANALYSIS),
+                metadata=(("x-mash-user", "analyst.one"), ("x-mash-role", "mash_analyst")), timeout=10)
+            assert await asyncio.to_thread(tracing.provider.force_flush, 10_000)
+        exported = spans(bodies)
+    (server,) = [s for s in exported if s.name == "DescribePerson"]
+    calls = [s for s in exported if s.name == "AgencyService/Summarise"]
+    assert {attribute(s, "mash.agency") for s in calls} >= {"police", "csc"}
+    assert all(s.trace_id == server.trace_id and s.parent_span_id == server.span_id for s in calls)
     assert {attribute(s, "mash.request_id") for s in calls} == {response.request_id}
     raw = b"".join(bodies)
     for value in (KAI_MERCER.nhs_number, KAI_MERCER.family_name, KAI_MERCER.given_name, KAI_MERCER.date_of_birth):
