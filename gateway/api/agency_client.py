@@ -164,6 +164,8 @@ class _LookupStream:
             log.error("agency stream reader failed", agency=self.agency, error_type=type(exc).__name__)
             code = grpc.StatusCode.INTERNAL
         finally:
+            if not self.ended:  # the node, the network or a bad message ended it, not the gateway
+                log.info("agency stream ended", agency=self.agency, code=code.name, in_flight=len(self._pending))
             self.ended = True
             self._call.cancel()
             for answer in self._pending.values():

@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
+from structlog.testing import capture_logs
 
 from agency_stubs import World
 from gateway.api import agency_client
@@ -165,13 +166,15 @@ class FailingOnceNode(CountingNode):
 async def test_a_call_that_ends_fails_its_batches_and_the_next_lookup_opens_a_new_one(
     serve: Callable[..., Any], shared_world: World
 ) -> None:
-    """The node ending the call fails the batch in flight as unavailable (as a failed call would); the next
-    lookup opens a new call and is answered."""
+    """The node ending the call fails the batch in flight as unavailable (as a failed call would) and is
+    logged with its status; the next lookup opens a new call and is answered."""
     async with serve(FailingOnceNode) as (node, transport):
-        with pytest.raises(AgencyUnavailable):
+        with capture_logs() as logged, pytest.raises(AgencyUnavailable):
             await transport.lookup("police", command(shared_world, 3), timeout=5)
         result = await transport.lookup("police", command(shared_world, 4), timeout=5)
     assert node.streams == 2
+    (ended,) = [e for e in logged if e["event"] == "agency stream ended"]
+    assert (ended["agency"], ended["code"], ended["in_flight"]) == ("police", "UNAVAILABLE", 1)
     assert records(result) == expected_record_ids(shared_world, command(shared_world, 4))
 
 
