@@ -42,11 +42,16 @@ class CountingNode(AgencyNodeServicer):
         self.batch_sizes: list[int] = []
         self.streams = 0
         self.lookup_calls = 0  # Lookup calls alone
+        self.batch_calls = 0  # LookupBatch calls alone
 
     async def Lookup(self, request: agency_pb.LookupRequest, context: Any) -> agency_pb.LookupResponse:
         self.lookup_calls += 1
         self.single_calls += 1
         return await super().Lookup(request, context)
+
+    async def LookupBatch(self, request: agency_pb.LookupBatchRequest, context: Any) -> agency_pb.LookupBatchResponse:
+        self.batch_calls += 1
+        return await super().LookupBatch(request, context)
 
     async def LookupStream(self, requests: Any, context: Any) -> None:
         self.streams += 1

@@ -82,6 +82,7 @@ async def test_every_lookup_to_a_streaming_node_travels_on_one_call(
         commands = [command(shared_world, n) for n in range(12)]
         results = await asyncio.gather(*(transport.lookup("police", c, timeout=5) for c in commands))
     assert node.streams == 1
+    assert (node.lookup_calls, node.batch_calls) == (0, 0)
     assert max(node.batch_sizes) > 1  # the side-by-side lookups still left together
     for cmd, result in zip(commands, results, strict=True):
         assert records(result) == expected_record_ids(shared_world, cmd)
