@@ -220,10 +220,11 @@ class _NodeCalls:
     lookups (at most `BUSY_MAX_LINGER`, and not at all for a node asked more rarely than that; at most the
     same share of its time), whoever is in progress: then the
     lookups of requests not yet started join too, and a partnership of many nodes, each asked once per
-    request, still gets batches. While a call to the node is in flight, lookups queue behind it and leave
-    together when it returns, or once it has been out for `STALLED` seconds, so a hung node holds nobody
-    back longer than that. Each lookup keeps its own deadline throughout, and a batch's answers go only to
-    the lookups they echo.
+    request, still gets batches. While other requests are in progress and a call to the node is in flight,
+    lookups queue behind it and leave together when it returns, or once it has been out for `STALLED`
+    seconds, so a hung node holds nobody back longer than that; a lone request's lookups never queue (its
+    second lookup to a node, such as owner review's existence check, leaves beside the first). Each lookup
+    keeps its own deadline throughout, and a batch's answers go only to the lookups they echo.
     """
 
     def __init__(self, agency: str, stub: agency_grpc.AgencyServiceAsyncStub, occupancy: Occupancy,
@@ -292,15 +293,20 @@ class _NodeCalls:
             self._timer = None
         if not self._waiting:
             return
+        others = self._occupancy.active - 1
+        if others <= 0:
+            # Nobody else could join: leave at once, even beside a call in flight (one request may ask a node
+            # twice, as owner review's existence checks do, and the second must not wait a round trip).
+            self._send(loop)
+            return
         now = loop.time()
         fresh = [t for t in self._sent_at if now - t < STALLED]
         if len(fresh) >= MAX_IN_FLIGHT:
             # Behind a call in flight: leave when it returns (`_call` looks again), or once it is stalled.
             self._timer = loop.call_at(fresh[0] + STALLED, self._schedule, loop)
             return
-        others = self._occupancy.active - 1
-        if others <= 0 or len(self._waiting) >= MAX_BATCH:
-            self._send(loop)  # nobody else could join, or the batch is full
+        if len(self._waiting) >= MAX_BATCH:
+            self._send(loop)  # the batch is full
             return
         if self._lag.saturated and self._gap <= BUSY_MAX_LINGER:
             # The gateway has more work than it can do at once, and requests it has not yet started wait for

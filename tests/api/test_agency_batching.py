@@ -151,7 +151,9 @@ def _police_nhs_numbers(world: World) -> list[str]:
 
 
 async def occupy(rig: Rig, world: World) -> list[asyncio.Task[Any]]:
-    """Fill every in-flight slot to the node, so the lookups that follow wait and leave as one batch."""
+    """With several requests in progress, fill every in-flight slot to the node, so the lookups that follow
+    wait and leave as one batch."""
+    rig.transport.occupancy.active = 8  # as the query service counts them; a lone request never waits
     tasks = [asyncio.create_task(rig.transport.lookup("police", command(world, 11 - n), timeout=5))
              for n in range(MAX_IN_FLIGHT)]
     await asyncio.sleep(0.05)
@@ -166,8 +168,10 @@ def expected_record_ids(world: World, cmd: LookupCommand) -> set[str]:
 async def test_concurrent_lookups_are_coalesced_and_each_caller_gets_its_own_answer(
     make_rig: Callable[..., Any], shared_world: World
 ) -> None:
-    """Twelve concurrent lookups reach a slow node in fewer calls; each answer holds exactly its subject's records."""
+    """Twelve concurrent lookups (twelve requests in progress) reach a slow node in fewer calls; each answer holds
+    exactly its subject's records."""
     async with make_rig() as rig:
+        rig.transport.occupancy.active = 12
         commands = [command(shared_world, n) for n in range(12)]
         results = await asyncio.gather(*(rig.transport.lookup("police", c, timeout=5) for c in commands))
     assert rig.node.single_calls + len(rig.node.batch_sizes) < 12
@@ -284,6 +288,28 @@ async def test_a_lone_request_never_waits_for_company(
     assert rig.node.single_calls == 2
     assert {r.record_id for m in result.matches for r in m.records} == expected_record_ids(
         shared_world, command(shared_world, 1))
+
+
+async def test_a_lone_request_asking_a_node_twice_waits_one_round_trip_not_two(
+    make_rig: Callable[..., Any], shared_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One request in progress asks the node a second time while its first lookup is out (as owner review's
+    existence checks do): the second leaves at once beside the first, so both are answered within one of the
+    node's round trips (0.3 s), not one after the other."""
+    monkeypatch.setattr(agency_client, "STALLED", 10.0)  # a call in flight would hold the second throughout
+    async with make_rig(latency=0.3) as rig:
+        await rig.transport.lookup("police", command(shared_world, 11), timeout=5)  # negotiates the features
+        rig.transport.occupancy.active = 1
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        first = asyncio.create_task(rig.transport.lookup("police", command(shared_world, 1), timeout=5))
+        await asyncio.sleep(0.05)  # the first is in flight
+        second = await rig.transport.lookup("police", command(shared_world, 2), timeout=5)
+        answered = await first
+        assert loop.time() - started < 0.5, "the second lookup waited for the first to return"
+    for n, result in ((1, answered), (2, second)):
+        assert {r.record_id for m in result.matches for r in m.records} == expected_record_ids(
+            shared_world, command(shared_world, n))
 
 
 async def test_a_busy_gateway_waits_for_lookups_of_requests_it_has_not_started_yet(

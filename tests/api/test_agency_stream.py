@@ -79,6 +79,7 @@ async def test_every_lookup_to_a_streaming_node_travels_on_one_call(
         for n in range(3):
             assert records(await transport.lookup("police", command(shared_world, n), timeout=5)) == (
                 expected_record_ids(shared_world, command(shared_world, n)))
+        transport.occupancy.active = 12  # twelve requests in progress, so their lookups may wait for each other
         commands = [command(shared_world, n) for n in range(12)]
         results = await asyncio.gather(*(transport.lookup("police", c, timeout=5) for c in commands))
     assert node.streams == 1
