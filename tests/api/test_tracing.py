@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -65,21 +65,34 @@ def attribute(span: Any, key: str) -> str:
     return next(a.value.string_value for a in span.attributes if a.key == key)
 
 
+@contextlib.asynccontextmanager
+async def traced(tmp_path: Path, policy_dir: Path, world: World) -> AsyncIterator[tuple[Partnership, list[bytes]]]:
+    """A partnership whose gateway exports traces to a collector stand-in; every span is flushed on exit."""
+    with collector() as (url, bodies):
+        async with Partnership(tmp_path / "state", policy_dir, world=world,
+                               settings={"tracing_endpoint": url}) as running:
+            assert running.gateway is not None
+            tracing = running.gateway.deps.tracing
+            assert tracing is not None
+            yield running, bodies
+            assert await asyncio.to_thread(tracing.provider.force_flush, 10_000)
+
+
+def assert_no_identifiers(bodies: list[bytes]) -> None:
+    raw = b"".join(bodies)
+    for value in (KAI_MERCER.nhs_number, KAI_MERCER.family_name, KAI_MERCER.given_name, KAI_MERCER.date_of_birth):
+        assert value.encode() not in raw, "an identifier of the subject reached the trace collector"
+
+
 async def test_a_traced_query_has_its_server_span_and_a_child_span_per_agency_call(
     tmp_path: Path, policy_dir: Path, shared_world: World
 ) -> None:
     """With `tracing_endpoint` set, one hub query exports a server span for Query and, inside its trace, one
     client span per agency call naming the agency; nothing of the subject reaches the collector."""
-    with collector() as (url, bodies):
-        async with Partnership(tmp_path / "state", policy_dir, world=shared_world,
-                               settings={"tracing_endpoint": url}) as running:
-            assert running.gateway is not None
-            tracing = running.gateway.deps.tracing
-            assert tracing is not None
-            client = running.client("police", "case-system", user="researcher.police", role="mash_researcher_police")
-            response = await client.query(subject=subject(KAI_MERCER), **SCREENING)
-            assert await asyncio.to_thread(tracing.provider.force_flush, 10_000)
-        exported = spans(bodies)
+    async with traced(tmp_path, policy_dir, shared_world) as (running, bodies):
+        client = running.client("police", "case-system", user="researcher.police", role="mash_researcher_police")
+        response = await client.query(subject=subject(KAI_MERCER), **SCREENING)
+    exported = spans(bodies)
     (server,) = [s for s in exported if s.name == "Query"]
     assert attribute(server, "rpc.grpc.status_code") == "OK"
     calls = [s for s in exported if s.name == "AgencyService/Lookup"]
@@ -88,9 +101,7 @@ async def test_a_traced_query_has_its_server_span_and_a_child_span_per_agency_ca
     assert all(s.trace_id == server.trace_id and s.parent_span_id == server.span_id for s in calls)
     assert all(attribute(s, "mash.outcome") == "ok" for s in calls)
     assert {attribute(s, "mash.request_id") for s in calls} == {response.request_id}
-    raw = b"".join(bodies)
-    for value in (KAI_MERCER.nhs_number, KAI_MERCER.family_name, KAI_MERCER.given_name, KAI_MERCER.date_of_birth):
-        assert value.encode() not in raw, "an identifier of the subject reached the trace collector"
+    assert_no_identifiers(bodies)
 
 
 async def test_an_analysis_request_has_a_child_span_per_summary_call(
@@ -98,26 +109,18 @@ async def test_an_analysis_request_has_a_child_span_per_summary_call(
 ) -> None:
     """DescribePerson's calls to the nodes (Summarise) are traced like lookups: a client span per agency inside
     the request's server span, and nothing of the subject reaches the collector."""
-    with collector() as (url, bodies):
-        async with Partnership(tmp_path / "state", policy_dir, world=shared_world,
-                               settings={"tracing_endpoint": url}) as running:
-            assert running.gateway is not None
-            tracing = running.gateway.deps.tracing
-            assert tracing is not None
-            channel = running.channel(client_credentials(running.pki, "hub", "analysis-console"))
-            response = await analysis_grpc.AnalysisServiceStub(channel).DescribePerson(
-                analysis_pb.DescribePersonRequest(subject=subject(KAI_MERCER), **ANALYSIS),
-                metadata=(("x-mash-user", "analyst.one"), ("x-mash-role", "mash_analyst")), timeout=10)
-            assert await asyncio.to_thread(tracing.provider.force_flush, 10_000)
-        exported = spans(bodies)
+    async with traced(tmp_path, policy_dir, shared_world) as (running, bodies):
+        channel = running.channel(client_credentials(running.pki, "hub", "analysis-console"))
+        response = await analysis_grpc.AnalysisServiceStub(channel).DescribePerson(
+            analysis_pb.DescribePersonRequest(subject=subject(KAI_MERCER), **ANALYSIS),
+            metadata=(("x-mash-user", "analyst.one"), ("x-mash-role", "mash_analyst")), timeout=10)
+    exported = spans(bodies)
     (server,) = [s for s in exported if s.name == "DescribePerson"]
     calls = [s for s in exported if s.name == "AgencyService/Summarise"]
     assert {attribute(s, "mash.agency") for s in calls} >= {"police", "csc"}
     assert all(s.trace_id == server.trace_id and s.parent_span_id == server.span_id for s in calls)
     assert {attribute(s, "mash.request_id") for s in calls} == {response.request_id}
-    raw = b"".join(bodies)
-    for value in (KAI_MERCER.nhs_number, KAI_MERCER.family_name, KAI_MERCER.given_name, KAI_MERCER.date_of_birth):
-        assert value.encode() not in raw, "an identifier of the subject reached the trace collector"
+    assert_no_identifiers(bodies)
 
 
 async def test_tracing_is_off_unless_an_endpoint_is_set(tmp_path: Path, policy_dir: Path, shared_world: World) -> None:
