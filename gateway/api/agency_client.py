@@ -377,8 +377,7 @@ class _NodeCalls:
                 self._stream_refused = True
                 await self._call_unary(batch, timeout)
                 return
-            for w in batch:
-                _settle(w, error=_failure(self.agency, w.request.request_id, exc.code))
+            self._fail(batch, exc.code)
             return
         self._settle_batch(batch, response)
 
@@ -395,10 +394,14 @@ class _NodeCalls:
         try:
             response = await self.stub.LookupBatch(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
-            for w in batch:
-                _settle(w, error=_failure(self.agency, w.request.request_id, exc.code()))
+            self._fail(batch, exc.code())
             return
         self._settle_batch(batch, response)
+
+    def _fail(self, batch: list[_Waiting], code: grpc.StatusCode) -> None:
+        """Every lookup of `batch` failed as its call (or its stream) did, with `code`."""
+        for w in batch:
+            _settle(w, error=_failure(self.agency, w.request.request_id, code))
 
     def _settle_batch(self, batch: list[_Waiting], response: agency_pb.LookupBatchResponse | None) -> None:
         """Hand each lookup of `batch` its own result from the node's `response`, or a refusal."""

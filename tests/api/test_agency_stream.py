@@ -22,7 +22,7 @@ from gateway.errors import AgencyRejected, AgencyTimedOut, AgencyUnavailable
 from gateway.generated.mash.gateway.v1 import agency_service_pb2 as agency_pb
 from gateway.generated.mash.gateway.v1 import agency_service_pb2_grpc as agency_grpc
 from gateway.pki import DEFAULT_TRUST_DOMAIN, PkiLayout, init_pki
-from tests.api.test_agency_batching import GATEWAY_IDENTITY, CountingNode, command, expected_record_ids
+from tests.api.test_agency_batching import GATEWAY_IDENTITY, CountingNode, _fields, command, expected_record_ids
 
 STREAMING = (agency_pb.FEATURE_LOOKUP_BATCH, agency_pb.FEATURE_LOOKUP_STREAM)
 
@@ -259,9 +259,6 @@ async def test_closing_the_transport_ends_the_call(serve: Callable[..., Any], sh
         await transport.close()
         await asyncio.wait_for(node.ended.wait(), 5)
 
-
-def _fields(cmd: Any) -> tuple[Any, ...]:
-    return (cmd.subject, cmd.categories, cmd.existence_categories, cmd.purpose, cmd.legal_basis)
 
 
 class DeafNode(CountingNode):
