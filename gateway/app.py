@@ -394,7 +394,8 @@ class GatewayServer:
             self.deps.review_sweeper.start()
         await self._audit_health.start()
         await self.agreement_health.start()
-        log.info("gateway serving", port=self.port, policy_version=self.deps.policy.current.version)
+        log.info("gateway serving", port=self.port, policy_version=self.deps.policy.current.version,
+                 event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0])
 
     async def stop(self, grace: float | None = 1.0) -> None:
         await self._audit_health.stop()

@@ -84,6 +84,8 @@ class Settings:
     policy_signers: Path | None = None  # JSON file of the policy administrators' and IG officers' public keys
     require_all_agencies: bool = False  # HubService health NOT_SERVING while a record holder has no endpoint
     log_level: LogLevel = "info"
+    # "auto": uvloop where it is installed (a dependency on Linux and macOS), else asyncio's own loop
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
     # Witnesses asked to cosign every checkpoint: [{ url = "http://…", vkey = "name+id+key" }, …]
     witnesses: Sequence[Annotated[WitnessEndpoint, AfterValidator(_check_witness)]] = ()
     metrics_listen: str = ""  # host:port for the Prometheus /metrics endpoint; empty = no metrics

@@ -68,6 +68,7 @@ def test_serve_logs_json_answers_health_reloads_on_sighup_and_stops_on_sigterm(
     assert process.stderr is not None
     started = _read_until(process.stderr, "gateway serving")
     assert started["level"] == "info"
+    assert started["event_loop"] == "uvloop"  # the default ("auto") where uvloop is installed
     port = started["port"]
 
     channel = grpc.secure_channel(f"127.0.0.1:{port}", client_credentials(pki, "police", "case-system"),

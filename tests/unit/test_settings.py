@@ -80,6 +80,13 @@ def test_timeouts_must_be_positive_and_the_log_level_known(tmp_path: Path) -> No
     assert f"{path}:6: [gateway] log_level must be one of" in str(caught.value)
 
 
+def test_an_unknown_event_loop_is_refused_up_front(tmp_path: Path) -> None:
+    path = _write(tmp_path, _REQUIRED + 'event_loop = "trio"\n')
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_toml(path)
+    assert f"{path}:5: [gateway] event_loop must be one of" in str(caught.value)
+
+
 def test_an_agency_address_that_is_not_text_is_named_at_its_line(tmp_path: Path) -> None:
     """An agency endpoint written as a bare number points at its line in [agencies]."""
     path = _write(tmp_path, _REQUIRED + '[agencies]\npolice = "127.0.0.1:7001"\nhealth = 7002\n')
