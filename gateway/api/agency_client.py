@@ -50,6 +50,7 @@ _COALESCING = frozenset({agency_pb.FEATURE_LOOKUP_BATCH, agency_pb.FEATURE_LOOKU
 
 MAX_BATCH = 64  # lookups in one batch call
 MAX_IN_FLIGHT = 1  # fresh calls to one node at a time; lookups arriving meanwhile form the next batch
+LONE_TURNS = 3  # turns of the event loop a lone request's lookup waits for the same request's next one
 STALLED = 0.2  # seconds after which a call in flight no longer holds back the lookups queued behind it
 LINGER_PER_REQUEST = 0.003  # seconds a lookup may wait for each other request the gateway is answering
 MAX_LINGER = 0.04  # the longest a lookup waits for company before it leaves
@@ -211,7 +212,8 @@ class _Waiting:
 class _NodeCalls:
     """The lookups bound for one node, sent alone or coalesced into batches, adapting to load.
 
-    A lookup leaves at once when the gateway is answering no other request (nothing could join it). While
+    A lookup leaves at once when the gateway is answering no other request (nothing could join it), but for
+    `LONE_TURNS` turns of the event loop in which that request's own further lookups to the node join it. While
     other requests are in progress, it waits a moment for their lookups to this node to join it: until as
     many lookups wait as requests are in progress, or `LINGER_PER_REQUEST` per other request has passed
     (at most `MAX_LINGER`, and at most `LINGER_SHARE` of the time before its own deadline). While the
@@ -242,7 +244,7 @@ class _NodeCalls:
         self._stream_refused = False  # the node listed LookupStream but answered UNIMPLEMENTED
         self._waiting: list[_Waiting] = []
         self._sent_at: list[float] = []  # start times of the calls in flight, oldest first
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def batching(self, remaining: float) -> bool:
@@ -295,9 +297,11 @@ class _NodeCalls:
             return
         others = self._occupancy.active - 1
         if others <= 0:
-            # Nobody else could join: leave at once, even beside a call in flight (one request may ask a node
-            # twice, as owner review's existence checks do, and the second must not wait a round trip).
-            self._send(loop)
+            # Nobody else could join, but this request may ask the node again within a few turns of the loop
+            # (owner review's existence check starts beside the main lookup, a task or two later): those join
+            # this batch, one message instead of two. Then it leaves, even beside a call in flight, so the
+            # second lookup never waits a round trip.
+            self._timer = loop.call_soon(self._lone_turn, loop, LONE_TURNS)
             return
         now = loop.time()
         fresh = [t for t in self._sent_at if now - t < STALLED]
@@ -325,6 +329,13 @@ class _NodeCalls:
             self._send(loop)
         else:
             self._timer = loop.call_at(leave, self._schedule, loop)
+
+    def _lone_turn(self, loop: asyncio.AbstractEventLoop, turns: int) -> None:
+        if turns > 1:
+            self._timer = loop.call_soon(self._lone_turn, loop, turns - 1)
+        else:
+            self._timer = None
+            self._send(loop)
 
     def _send(self, loop: asyncio.AbstractEventLoop) -> None:
         while self._waiting:

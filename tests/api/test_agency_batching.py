@@ -290,6 +290,24 @@ async def test_a_lone_request_never_waits_for_company(
         shared_world, command(shared_world, 1))
 
 
+async def test_a_lone_requests_lookups_to_a_node_a_turn_of_the_loop_apart_leave_as_one_batch(
+    make_rig: Callable[..., Any], shared_world: World
+) -> None:
+    """One request asking the node twice in quick succession (its lookup, then owner review's existence check
+    a task later) sends one message of two lookups, and each gets its own answer."""
+    async with make_rig(latency=0.0) as rig:
+        await rig.transport.lookup("police", command(shared_world, 11), timeout=5)  # negotiates the features
+        rig.transport.occupancy.active = 1
+        first = asyncio.create_task(rig.transport.lookup("police", command(shared_world, 1), timeout=5))
+        await asyncio.sleep(0)  # a turn of the loop: the first lookup is waiting to leave
+        second = await rig.transport.lookup("police", command(shared_world, 2), timeout=5)
+        answered = await first
+    assert rig.node.batch_sizes == [2]
+    for n, result in ((1, answered), (2, second)):
+        assert {r.record_id for m in result.matches for r in m.records} == expected_record_ids(
+            shared_world, command(shared_world, n))
+
+
 async def test_a_lone_request_asking_a_node_twice_waits_one_round_trip_not_two(
     make_rig: Callable[..., Any], shared_world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -268,3 +268,22 @@ async def test_no_review_when_health_holds_nothing_under_review(partnership: Par
     assert not health.HasField("review")
     reviewer = Client(partnership, "health", "review-console", "dp.1", "health_designated_professional")
     assert list((await reviewer.call("ListReviews", review_pb.ListReviewsRequest())).reviews) == []
+
+
+async def test_a_lone_query_asks_health_its_lookup_and_review_existence_check_in_one_message(
+    partnership: Partnership, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With nobody else asking, owner review's existence check does not cost health a second message: it
+    leaves with the query's own lookup, one batch of two on health's stream."""
+    servicer = partnership.nodes["health"].servicer
+    sizes: list[int] = []
+    answer_batch = servicer._answer_batch
+
+    def counting(request: Any) -> Any:
+        sizes.append(len(request.lookups))
+        return answer_batch(request)
+
+    monkeypatch.setattr(servicer, "_answer_batch", counting)
+    health = await held(partnership)
+    assert health.review.state == hub_pb.REVIEW_STATE_PENDING_REVIEW
+    assert sizes == [2], f"health heard the query in {len(sizes)} messages of {sizes} lookups"
