@@ -142,7 +142,8 @@ class AuditLog:
         except EncodingError as exc:
             raise AuditUnavailable(f"cannot encode an audit event: {exc}") from exc
         try:
-            receipts = await asyncio.wait_for(self.store.append(pending), self._append_timeout)
+            async with asyncio.timeout(self._append_timeout):  # no task of its own, unlike wait_for
+                receipts = await self.store.append(pending)
             if len(receipts) != len(events):
                 raise AuditUnavailable("the audit store returned the wrong number of receipts")
         except TimeoutError as exc:
