@@ -124,8 +124,16 @@ def main() -> None:
     parser.add_argument("--pki", type=Path, required=True)
     parser.add_argument("--listen", required=True)
     parser.add_argument("--endpoints", required=True, help="JSON object: node name -> address")
+    parser.add_argument("--event-loop", choices=["asyncio", "uvloop"], default="asyncio",
+                        help="asyncio's own loop (the bare broker of the issue), or uvloop as the gateway uses")
+    args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(parser.parse_args()))
+        if args.event_loop == "uvloop":
+            import uvloop
+
+            uvloop.run(_serve(args))
+        else:
+            asyncio.run(_serve(args))
 
 
 if __name__ == "__main__":

@@ -176,7 +176,7 @@ class Running:
 @contextlib.contextmanager
 def partnership(tmp: Path, *, nodes: int, latency: float, jitter: float, gateway: bool,
                 audit_store: str = "", log: IO[str] | None = None, workers: int = 1,
-                postgres: str = "", node_calls: str = "stream") -> Iterator[Running]:
+                postgres: str = "", node_calls: str = "stream", broker_loop: str = "asyncio") -> Iterator[Running]:
     """Start the nodes (one process per agency), the gateway and the broker; stop them all on exit.
 
     With `postgres` (a server URL) the gateway's audit, review and referral stores live in a fresh schema
@@ -200,7 +200,8 @@ def partnership(tmp: Path, *, nodes: int, latency: float, jitter: float, gateway
         running = Running({}, {})
         broker_port = _free_port()
         broker = _spawn("bare broker", "-m", "bench.bare_broker", "--pki", str(pki), "--listen",
-                        f"127.0.0.1:{broker_port}", "--endpoints", json.dumps(endpoints), stderr=log)
+                        f"127.0.0.1:{broker_port}", "--endpoints", json.dumps(endpoints),
+                        "--event-loop", broker_loop, stderr=log)
         started.append(broker)
         _first_line(broker)
         running.servers["bare"], running.addresses["bare"] = broker, f"127.0.0.1:{broker_port}"
@@ -283,7 +284,7 @@ def run_matrix(args: argparse.Namespace, tmp: Path, log: IO[str]) -> list[dict[s
         gateway = True
         with partnership(tmp, nodes=args.nodes, latency=latency, jitter=jitter, gateway=gateway,
                          audit_store=args.audit_store, log=log, workers=workers,
-                         postgres=args.postgres, node_calls=calls) as running:
+                         postgres=args.postgres, node_calls=calls, broker_loop=args.broker_loop) as running:
             targets = ["gateway", "bare"] if gateway else ["bare"]
             runs: dict[tuple[int, str], list[dict[str, Any]]] = {}
             for round_no in range(args.rounds):
@@ -303,7 +304,8 @@ def run_matrix(args: argparse.Namespace, tmp: Path, log: IO[str]) -> list[dict[s
                                        "audit_store": "postgresql" if args.postgres else
                                        (args.audit_store.split(":", 1)[0] or "sqlite"),
                                        "latency_ms": latency * 1000, "jitter_ms": jitter * 1000,
-                                       "node_calls": calls, "concurrency": concurrency}
+                                       "node_calls": calls, "broker_loop": args.broker_loop,
+                                       "concurrency": concurrency}
                 for target in targets:
                     rs = runs[(concurrency, target)]
                     row[target] = {
@@ -378,6 +380,8 @@ def main() -> int:
     parser.add_argument("--node-calls", nargs="+", choices=["stream", "batch"], default=["stream"],
                         help="how the gateway reaches the nodes: one LookupStream call each (stream), or a call "
                              "per batch as to nodes without LookupStream (batch); several run one after another")
+    parser.add_argument("--broker-loop", choices=["asyncio", "uvloop"], default="asyncio",
+                        help="the bare broker's event loop (the gateway runs on uvloop where installed)")
     parser.add_argument("--channels", type=int, default=1,
                         help="connections each load client spreads its callers over (use several with --workers)")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
