@@ -7,7 +7,8 @@ from elsewhere on the machine falls on both; the figure that matters is the rati
 
 `python -m bench.bench_baseline` runs the default matrix (one node per record holder, 7; latency 0 and
 3 ± 1 ms; concurrency 1, 16, 64; two rounds of 4 s); `--full` runs three rounds of 8 s; `--soak 300` runs
-one steady load instead.
+one steady load instead. `--pin` gives the server under test half the CPUs and the nodes and clients the
+other half, as a deployment would (agency nodes run on their agencies' own machines).
 Prints a table and one JSON line; `--out FILE` also writes the JSON.
 """
 
@@ -26,7 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -100,9 +101,19 @@ class Proc:
                 self.popen.wait()
 
 
-def _spawn(name: str, *argv: str, stderr: IO[str] | None = None) -> Proc:
+# With `--pin`: the CPUs of the servers under test (gateway, broker) and of everything else (nodes, clients).
+PINNED: dict[str, set[int]] = {}
+
+
+def _pin(role: str) -> Callable[[], None] | None:
+    """A pre-exec hook that keeps a child (and every thread it starts) on its role's CPUs, if pinning is on."""
+    cpus = PINNED.get(role)
+    return None if cpus is None else lambda: os.sched_setaffinity(0, cpus)
+
+
+def _spawn(name: str, *argv: str, stderr: IO[str] | None = None, role: str = "rest") -> Proc:
     popen = subprocess.Popen([sys.executable, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=stderr, text=True, cwd=ROOT)
+                             stderr=stderr, text=True, cwd=ROOT, preexec_fn=_pin(role))
     return Proc(name, popen)
 
 
@@ -201,7 +212,7 @@ def partnership(tmp: Path, *, nodes: int, latency: float, jitter: float, gateway
         broker_port = _free_port()
         broker = _spawn("bare broker", "-m", "bench.bare_broker", "--pki", str(pki), "--listen",
                         f"127.0.0.1:{broker_port}", "--endpoints", json.dumps(endpoints),
-                        "--event-loop", broker_loop, stderr=log)
+                        "--event-loop", broker_loop, stderr=log, role="server")
         started.append(broker)
         _first_line(broker)
         running.servers["bare"], running.addresses["bare"] = broker, f"127.0.0.1:{broker_port}"
@@ -224,7 +235,7 @@ def partnership(tmp: Path, *, nodes: int, latency: float, jitter: float, gateway
                 "[agencies]", *(f'"{name}" = "{address}"' for name, address in endpoints.items()), "",
             ]))
             gw = _spawn("gateway", "-m", "gateway.cli.main", "serve", "--config", str(config),
-                        *(["--workers", str(workers)] if workers > 1 else []), stderr=log)
+                        *(["--workers", str(workers)] if workers > 1 else []), stderr=log, role="server")
             started.append(gw)
             _wait_listening(gw, port, sockets=workers)
             running.servers["gateway"], running.addresses["gateway"] = gw, f"127.0.0.1:{port}"
@@ -258,7 +269,7 @@ def load(pki: Path, target: str, concurrency: int, seconds: float, channels: int
     out = subprocess.run(
         [sys.executable, "-m", "bench.load_client", "--pki", str(pki), "--target", target,
          "--concurrency", str(concurrency), "--seconds", str(seconds), "--channels", str(channels)],
-        capture_output=True, text=True, cwd=ROOT, check=False,
+        capture_output=True, text=True, cwd=ROOT, check=False, preexec_fn=_pin("rest"),
     )
     if out.returncode != 0:
         raise RuntimeError(f"load client failed: {out.stderr.strip()[-2000:]}")
@@ -304,7 +315,7 @@ def run_matrix(args: argparse.Namespace, tmp: Path, log: IO[str]) -> list[dict[s
                                        "audit_store": "postgresql" if args.postgres else
                                        (args.audit_store.split(":", 1)[0] or "sqlite"),
                                        "latency_ms": latency * 1000, "jitter_ms": jitter * 1000,
-                                       "node_calls": calls, "broker_loop": args.broker_loop,
+                                       "node_calls": calls, "broker_loop": args.broker_loop, "pinned": args.pin,
                                        "concurrency": concurrency}
                 for target in targets:
                     rs = runs[(concurrency, target)]
@@ -382,6 +393,9 @@ def main() -> int:
                              "per batch as to nodes without LookupStream (batch); several run one after another")
     parser.add_argument("--broker-loop", choices=["asyncio", "uvloop"], default="asyncio",
                         help="the bare broker's event loop (the gateway runs on uvloop where installed)")
+    parser.add_argument("--pin", action="store_true",
+                        help="the gateway and the broker on the first half of the CPUs, nodes and clients on the "
+                             "rest, as if the server had a machine of its own (Linux)")
     parser.add_argument("--channels", type=int, default=1,
                         help="connections each load client spreads its callers over (use several with --workers)")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
@@ -391,6 +405,12 @@ def main() -> int:
                      f"not {args.nodes}")
     if args.full:
         args.rounds, args.seconds = 3, 8.0
+    if args.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            parser.error("--pin needs at least two CPUs")
+        half = len(cpus) // 2
+        PINNED.update(server=set(cpus[:half]), rest=set(cpus[half:]))
     configure_logging("warning", io.StringIO())
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
