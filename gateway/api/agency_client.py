@@ -1,8 +1,9 @@
 """The AgencyTransport adapter over grpc.aio: one channel per agency node, deadlines carried through.
 
 Lookups bound for a node that offers LookupBatch (it says so in Describe) are coalesced when the gateway
-is busy: while other requests are in progress, or a call to that node is in flight, new lookups wait a
-moment and leave together in one batch call (see `_NodeCalls`); a lone caller's lookups never wait. When
+is busy: while other requests are in progress new lookups wait a moment, or for the call to that node in
+flight, and leave together in one batch call (see `_NodeCalls`); a lone caller's lookups wait only a few
+turns of the event loop, for its own other lookups to the node. When
 the event loop itself runs late, lookups also wait for requests the gateway has not started yet. Each
 lookup keeps its own future and its own deadline, and an answer is handed only to the lookup at its
 position in the batch, after checking that it echoes that lookup's request id.
@@ -224,8 +225,8 @@ class _NodeCalls:
     lookups of requests not yet started join too, and a partnership of many nodes, each asked once per
     request, still gets batches. While other requests are in progress and a call to the node is in flight,
     lookups queue behind it and leave together when it returns, or once it has been out for `STALLED`
-    seconds, so a hung node holds nobody back longer than that; a lone request's lookups never queue (its
-    second lookup to a node, such as owner review's existence check, leaves beside the first). Each lookup
+    seconds, so a hung node holds nobody back longer than that; a lone request's lookups never queue behind
+    a call in flight (one it starts after its first batch has left goes beside it). Each lookup
     keeps its own deadline throughout, and a batch's answers go only to the lookups they echo.
     """
 
