@@ -15,6 +15,7 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 from gateway.agreement_health import standings
+from gateway.audit.store import PendingEntry
 from gateway.domain import AuditEvent, AuditReceipt, Clock
 from gateway.errors import AgencyRejected, AgencyTimedOut, AgencyUnavailable
 from gateway.service.occupancy import LoopLag, Occupancy
@@ -199,7 +200,10 @@ class MeteredAuditSink:
         self._inner = inner
         self._metrics = metrics
 
-    async def append(self, events: Sequence[AuditEvent]) -> list[AuditReceipt]:
+    def prepare(self, event: AuditEvent) -> AuditEvent | PendingEntry:
+        return self._inner.prepare(event)
+
+    async def append(self, events: Sequence[AuditEvent | PendingEntry]) -> list[AuditReceipt]:
         started = time.perf_counter()
         self._metrics.audit_appends_waiting += 1
         try:

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from gateway.audit.store import PendingEntry
 from gateway.domain import AuditEvent, AuditReceipt
 from gateway.errors import AuditUnavailable
 from gateway.service.ports import LookupCommand, LookupResult
@@ -55,9 +56,16 @@ class RecordingAuditSink:
         self.events: list[AuditEvent] = []
         self.fail = False
 
-    async def append(self, events: Sequence[AuditEvent]) -> list[AuditReceipt]:
+    @staticmethod
+    def prepare(event: AuditEvent) -> AuditEvent | PendingEntry:
+        return event  # kept as the event, so tests read what was logged
+
+    async def append(self, events: Sequence[AuditEvent | PendingEntry]) -> list[AuditReceipt]:
         if self.fail:
             raise AuditUnavailable("audit store is down (test)")
         start = len(self.events)
-        self.events.extend(events)
+        for event in events:
+            if not isinstance(event, AuditEvent):
+                raise TypeError("RecordingAuditSink records events; its prepare() hands them back unencoded")
+            self.events.append(event)
         return [AuditReceipt(start + i, bytes(32)) for i in range(len(events))]

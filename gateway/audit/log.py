@@ -130,15 +130,26 @@ class AuditLog:
         """Entries in the in-memory tree (may trail the store until the next `sync`)."""
         return self._tree.size
 
-    async def append(self, events: Sequence[AuditEvent]) -> list[AuditReceipt]:
-        """Durably store `events` in order; returns their receipts only after the commit.
+    @staticmethod
+    def prepare(event: AuditEvent) -> AuditEvent | PendingEntry:
+        """`event` encoded for `append` now, while the caller has time (a query encodes each agency's entry as
+        its answer arrives, not after the last); an event that cannot be encoded comes back as it is, and
+        `append` refuses it."""
+        try:
+            return PendingEntry.from_event(event)
+        except EncodingError:
+            return event
+
+    async def append(self, events: Sequence[AuditEvent | PendingEntry]) -> list[AuditReceipt]:
+        """Durably store `events` (or entries from `prepare`) in order; returns their receipts only after the
+        commit.
 
         Raises AuditUnavailable if the store did not take them, in which case none of them counts as logged.
         """
         if not events:
             return []
         try:
-            pending = [PendingEntry.from_event(event) for event in events]
+            pending = [e if isinstance(e, PendingEntry) else PendingEntry.from_event(e) for e in events]
         except EncodingError as exc:
             raise AuditUnavailable(f"cannot encode an audit event: {exc}") from exc
         try:

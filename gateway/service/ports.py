@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
 
+from gateway.audit.store import PendingEntry
 from gateway.domain import AgencyContact, AuditEvent, AuditReceipt, DisclosureLevel, Record, SubjectIdentifiers
 from gateway.redaction import RedactionRules
 
@@ -54,7 +55,13 @@ class AgencyTransport(Protocol):
 class AuditSink(Protocol):
     """Where audit events go; returns only once they are durably stored (else AuditUnavailable)."""
 
-    async def append(self, events: Sequence[AuditEvent]) -> list[AuditReceipt]: ...
+    def prepare(self, event: AuditEvent) -> AuditEvent | PendingEntry:
+        """`event` made ready for `append` ahead of time (encoded, where the sink encodes), so that work is not
+        on the append's path. Never raises: an event that cannot be encoded comes back as it is, for `append`
+        to refuse."""
+        ...
+
+    async def append(self, events: Sequence[AuditEvent | PendingEntry]) -> list[AuditReceipt]: ...
 
 
 class DecisionView(Protocol):

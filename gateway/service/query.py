@@ -9,7 +9,8 @@ from dataclasses import dataclass, replace
 import structlog
 
 from gateway.audit.sealing import IdentifierSealer
-from gateway.domain import Clock
+from gateway.audit.store import PendingEntry
+from gateway.domain import AuditEvent, Clock
 from gateway.keyring import Keyring
 from gateway.linkage import SubjectTokeniser
 from gateway.review.model import Review
@@ -102,12 +103,16 @@ class QueryService:
 
     async def _answer(self, caller: Caller, command: QueryCommand, timeout: float | None, reused: bool) -> QueryResult:
         request, plans = await self._admit(caller, command, timeout, reused)
-        # The review is stored while the agencies answer: it costs the caller no deadline.
-        opened, fetched = await asyncio.gather(
-            self._open(request, plans), asyncio.gather(*(self._fanout.answer(request, plan) for plan in plans)))
-        answers = [_pending(a, opened.reviews) for a in fetched]
+        # The reviews are stored while the agencies answer: it costs the caller no deadline.
+        opening = asyncio.ensure_future(self._open(request, plans))
+        try:
+            prepared = await asyncio.gather(*(self._prepared(request, plan, opening) for plan in plans))
+            opened = await opening
+        finally:
+            opening.cancel()  # a no-op once it is done; otherwise the answers failed or were cancelled
+        answers = [answer for answer, _ in prepared]
         # The reviews' "requested" entries go first in the answers' own append: one commit, same order.
-        appended = await self._audit.append([*opened.steps, *(a.event for a in answers)])
+        appended = await self._audit.append([*opened.steps, *(entry for _, entry in prepared)])
         receipts = appended[len(opened.steps):]
         if self.reviews is not None:
             self.reviews.announce_soon(opened)  # after the append; the answer does not wait for the notice
@@ -115,6 +120,18 @@ class QueryService:
         log.info("query answered", request_id=request.request_id,
                  statuses={o.agency: o.status.value for o in outcomes})
         return QueryResult(request.request_id, request.policy.version, outcomes)
+
+    async def _prepared(self, request: AdmittedRequest, plan: AgencyPlan,
+                        opening: asyncio.Future[Opened]) -> tuple[AgencyAnswer, AuditEvent | PendingEntry]:
+        """One agency's answer, marked if it is under review, with its audit entry encoded as the answer arrives
+        (while slower agencies are still answering), not after the slowest one."""
+        answer = await self._fanout.answer(request, plan)
+        entry = self._audit.prepare(answer.event)
+        opened = await asyncio.shield(opening)  # the reviews are often known only after most answers
+        if answer.outcome.agency in opened.reviews:  # rare: encoded again with the review's marks
+            answer = _pending(answer, opened.reviews)
+            entry = self._audit.prepare(answer.event)
+        return answer, entry
 
     async def stream(
         self, caller: Caller, command: QueryCommand, *, timeout: float | None,

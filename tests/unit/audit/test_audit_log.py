@@ -71,6 +71,31 @@ async def test_event_that_is_not_valid_unicode_fails_closed(event: EventFactory)
     assert await store.size() == 0
 
 
+async def test_an_entry_prepared_ahead_is_stored_exactly_as_its_event_would_be(event: EventFactory) -> None:
+    """`prepare` encodes an event before its append; appending the prepared entry beside plain events stores
+    the same bytes, in the same order, as appending the events themselves."""
+    log, store, _ = await _log()
+    events = [event(i) for i in range(3)]
+    prepared = log.prepare(events[1])
+    assert prepared == PendingEntry.from_event(events[1])
+    receipts = await log.append([events[0], prepared, events[2]])
+    for receipt, ev in zip(receipts, events, strict=True):
+        assert receipt.leaf_hash == leaf_hash(entry_bytes(receipt.index, encode_event(ev)))
+    stored = [e.data for e in await store.scan(0, 10)]
+    assert stored == [entry_bytes(i, encode_event(ev)) for i, ev in enumerate(events)]
+
+
+async def test_an_event_that_cannot_be_prepared_is_refused_at_its_append(event: EventFactory) -> None:
+    """`prepare` never raises: an unencodable event comes back unchanged, and its append fails closed with
+    nothing stored, as if it had never been prepared."""
+    log, store, _ = await _log()
+    bad = event(1, occurred_at=datetime(2026, 1, 1))  # a naive timestamp cannot be encoded
+    assert log.prepare(bad) is bad
+    with pytest.raises(AuditUnavailable, match="encode"):
+        await log.append([log.prepare(event(0)), log.prepare(bad)])
+    assert await store.size() == 0
+
+
 async def test_concurrent_appends_get_distinct_contiguous_indices(event: EventFactory) -> None:
     """Many concurrent appenders never share or skip an index."""
     log, _, _ = await _log()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -11,7 +12,7 @@ from service_helpers import make_service
 
 from agency_stubs import make_record
 from gateway.audit import IdentifierSealer
-from gateway.domain import AgencyContact, AnswerStatus, AuditKind, DisclosureLevel, SubjectIdentifiers
+from gateway.domain import AgencyContact, AnswerStatus, AuditEvent, AuditKind, DisclosureLevel, SubjectIdentifiers
 from gateway.errors import AgencyUnavailable, AuditUnavailable, InvalidRequest, RequestRefused
 from gateway.keyring import Keyring
 from gateway.linkage import SubjectTokeniser
@@ -363,6 +364,48 @@ async def test_when_several_people_match_no_records_are_released(
     assert police.contact is not None
     assert "2 people match" in police.detail
     assert next(e for e in sink.events if e.agency == "police").level == "EXISTS"
+
+
+class PreparingSink(RecordingAuditSink):
+    """Notes which agencies' entries were prepared (encoded ahead of the append) by the time of each note."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prepared: list[str] = []
+
+    def prepare(self, event: AuditEvent) -> AuditEvent:
+        self.prepared.append(event.agency)
+        return event
+
+
+async def test_each_agencys_entry_is_prepared_as_its_answer_arrives_not_after_the_slowest(
+    holder: PolicyHolder, keys: dict[str, Keyring]
+) -> None:
+    """While police has not answered yet, every other agency's audit entry is already encoded, so the append
+    after the slowest answer has only that answer's entry left to encode. Nothing is released early: the
+    answers and their receipts come back together, after the one append."""
+    release = asyncio.Event()
+    prepared_before_police: list[str] = []
+    sink = PreparingSink()
+
+    async def police_last(agency: str, command: LookupCommand) -> LookupResult:
+        if agency == "police":
+            await release.wait()
+        return nobody(agency, command)
+
+    service, _, _ = make_service(holder, keys, police_last, sink)  # type: ignore[arg-type]
+    query = asyncio.ensure_future(service.query(POLICE_RESEARCHER, SCREENING, timeout=5))
+    for _ in range(50):  # let the other agencies answer
+        await asyncio.sleep(0)
+    prepared_before_police[:] = sink.prepared
+    assert sink.events == []  # nothing appended (so nothing released) while police is still out
+    release.set()
+    result = await query
+    holders = [a.agency for a in result.answers]
+    assert sorted(prepared_before_police) == sorted(a for a in holders if a != "police")
+    assert sorted(sink.prepared) == sorted(holders)
+    assert [e.agency for e in sink.events] == holders
+    assert all(a.receipt is not None for a in result.answers)
 
 
 async def test_the_transport_learns_how_many_queries_are_in_progress(
