@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -44,6 +45,29 @@ ExtraCheck = Callable[[PolicyView, QueryCommand], None]
 """A use case's own check after the common ones; raises InvalidRequest or RequestRefused."""
 
 
+class BaseEvent:
+    """The audit event every answer to a request starts from, made when it is first needed (once, whichever
+    thread asks first). A query's lookups thus leave before its subject's identifiers are tokenised and
+    sealed, work that is only needed for the audit entries and is done while the agencies answer."""
+
+    __slots__ = ("_event", "_lock", "_make")
+
+    def __init__(self, make: Callable[[], AuditEvent] | AuditEvent) -> None:
+        self._event: AuditEvent | None = make if isinstance(make, AuditEvent) else None
+        self._make = None if isinstance(make, AuditEvent) else make
+        self._lock = threading.Lock()  # a large answer is redacted (and its entry made) on a worker thread
+
+    def get(self) -> AuditEvent:
+        event = self._event
+        if event is None:
+            with self._lock:
+                if self._event is None:
+                    assert self._make is not None
+                    self._event, self._make = self._make(), None
+                event = self._event
+        return event
+
+
 @dataclass(frozen=True, slots=True)
 class AdmittedRequest:
     """A validated request pinned to one policy snapshot, with the audit entry every answer starts from."""
@@ -53,7 +77,11 @@ class AdmittedRequest:
     policy: PolicyView
     today: date
     deadline: float  # event-loop time by which every agency call must be done
-    base_event: AuditEvent = field(repr=False)
+    base: BaseEvent = field(repr=False)
+
+    @property
+    def base_event(self) -> AuditEvent:
+        return self.base.get()
 
     @property
     def request_id(self) -> str:
@@ -107,18 +135,23 @@ class Admission:
         except InvalidRequest as exc:
             request_id, bad_request_id = new_request_id(), exc
         command = replace(command, request_id=request_id)
-        # Bounded work (identifiers have length limits): cheaper here than a hand-off to a thread.
-        tokens, sealed = self._identify(command, request_id)
-        safe = auditable(policy, caller, command)
-        base = AuditEvent(
-            kind=AuditKind.DISCLOSURE, occurred_at=now, request_id=request_id, caller=caller.identity,
-            user=safe["user"], role=safe["role"], purpose=safe["purpose"], legal_basis=safe["legal_basis"],
-            agreement=safe["agreement"], case_reference=safe["case_reference"], subject_tokens=tokens,
-            sealed_identifiers=sealed, policy_version=policy.version,
-            details={**({"request_id": INVALID} if bad_request_id else {"request_id": "reused"} if reused else {}),
-                     **requester_area(policy, caller.agency),
-                     **({"preview_by_role": caller.previewed_by} if caller.previewed_by else {})},
-        )
+
+        def base_event() -> AuditEvent:
+            # Bounded work (identifiers have length limits): cheaper on the loop than a hand-off to a thread.
+            tokens, sealed = self._identify(command, request_id)
+            safe = auditable(policy, caller, command)
+            return AuditEvent(
+                kind=AuditKind.DISCLOSURE, occurred_at=now, request_id=request_id, caller=caller.identity,
+                user=safe["user"], role=safe["role"], purpose=safe["purpose"], legal_basis=safe["legal_basis"],
+                agreement=safe["agreement"], case_reference=safe["case_reference"], subject_tokens=tokens,
+                sealed_identifiers=sealed, policy_version=policy.version,
+                details={**({"request_id": INVALID} if bad_request_id else {"request_id": "reused"} if reused
+                            else {}),
+                         **requester_area(policy, caller.agency),
+                         **({"preview_by_role": caller.previewed_by} if caller.previewed_by else {})},
+            )
+
+        base = BaseEvent(base_event)
         try:
             if bad_request_id is not None:
                 raise bad_request_id
@@ -130,10 +163,10 @@ class Admission:
             if extra_check is not None:
                 extra_check(policy, command)
         except InvalidRequest as exc:
-            await self._refuse(base, "INVALID_ARGUMENT", str(exc))
+            await self._refuse(base.get(), "INVALID_ARGUMENT", str(exc))
             raise
         except RequestRefused as exc:
-            await self._refuse(base, "PERMISSION_DENIED", f"{exc.code}: {exc.reason}")
+            await self._refuse(base.get(), "PERMISSION_DENIED", f"{exc.code}: {exc.reason}")
             raise
         return AdmittedRequest(caller, command, policy, now.date(), deadline, base)
 

@@ -75,10 +75,7 @@ class AgencyFanout:
     async def answer(self, request: AdmittedRequest, plan: AgencyPlan) -> AgencyAnswer:
         """The agency's outcome and audit event; never raises for a fault in one agency's answer."""
         # The request's event with this agency's part, made once when the outcome is known (see `finish`).
-        base = request.base_event
-        if request.policy.areas:  # the answering agency's area ("" if partnership-wide); absent without areas
-            base = replace(base, details={**base.details, "area": request.policy.area_of(plan.agency)})
-        event = _AgencyEvent(base, plan.agency, plan.rules, self._clock.now())
+        event = _AgencyEvent(request, plan.agency, plan.rules, self._clock.now())
         try:
             return await self._ask(request, plan, event)
         except Exception as exc:
@@ -214,12 +211,23 @@ class AgencyFanout:
 
 @dataclass(frozen=True, slots=True)
 class _AgencyEvent:
-    """What one agency's audit event takes from the request (`base`) and from asking it, before the outcome."""
+    """What one agency's audit event takes from the request and from asking it, before the outcome."""
 
-    base: AuditEvent
+    request: AdmittedRequest
     agency: str
     deciding_rules: tuple[str, ...]
     occurred_at: datetime
+
+    @property
+    def base(self) -> AuditEvent:
+        """The request's event, with the answering agency's area ("" if partnership-wide) where the
+        partnership declares areas. Read only once the outcome is known: the request's own event is made on
+        first use (see `BaseEvent`), and for an agency that was asked that is after its lookup has left."""
+        request = self.request
+        base = request.base_event
+        if request.policy.areas:
+            base = replace(base, details={**base.details, "area": request.policy.area_of(self.agency)})
+        return base
 
 
 def finish(event: _AgencyEvent, outcome: AgencyOutcome, **changes: Any) -> AgencyAnswer:

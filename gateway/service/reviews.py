@@ -27,7 +27,7 @@ from gateway.errors import FieldViolation, GatewayError, InvalidRequest
 from gateway.review.model import Review, ReviewAlreadyDecided, ReviewNotFound, ReviewState
 from gateway.review.store import ReviewStore
 from gateway.service.access import audited_user
-from gateway.service.admission import AdmittedRequest, requester_area
+from gateway.service.admission import AdmittedRequest, BaseEvent, requester_area
 from gateway.service.fanout import AgencyFanout, AgencyOutcome
 from gateway.service.planning import AgencyPlan
 from gateway.service.ports import AuditSink, PolicySource, PolicyView
@@ -397,7 +397,7 @@ class ReviewDesk:
             details={"review_id": review.review_id, "step": step, **requester_area(policy, review.requester_agency)},
         )
         deadline = asyncio.get_running_loop().time() + _FETCH_TIMEOUT
-        return AdmittedRequest(caller, command, policy, now.date(), deadline, base)
+        return AdmittedRequest(caller, command, policy, now.date(), deadline, BaseEvent(base))
 
     def _unseal(self, review: Review) -> SubjectIdentifiers:
         if not review.sealed_identifiers:

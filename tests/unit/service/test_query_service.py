@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -17,6 +19,7 @@ from gateway.errors import AgencyUnavailable, AuditUnavailable, InvalidRequest, 
 from gateway.keyring import Keyring
 from gateway.linkage import SubjectTokeniser
 from gateway.policy import PolicyHolder
+from gateway.service.admission import BaseEvent
 from gateway.service.occupancy import Occupancy
 from gateway.service.ports import LookupCommand, LookupResult, PersonMatch
 from gateway.service.query import Caller, QueryCommand, QueryService, ScreenResult
@@ -364,6 +367,54 @@ async def test_when_several_people_match_no_records_are_released(
     assert police.contact is not None
     assert "2 people match" in police.detail
     assert next(e for e in sink.events if e.agency == "police").level == "EXISTS"
+
+
+async def test_a_querys_lookups_leave_before_its_identifiers_are_sealed_and_tokenised(
+    holder: PolicyHolder, keys: dict[str, Keyring]
+) -> None:
+    """Tokens and the sealed identifiers are needed only for the audit entries, so they are made after every
+    lookup has been handed to the transport (while the agencies answer), and every entry still carries them."""
+    asked_when_sealed: list[int] = []
+
+    class WatchedSealer(IdentifierSealer):
+        def seal(self, subject: SubjectIdentifiers, *, aad: bytes) -> str:
+            asked_when_sealed.append(len(transport.calls))
+            return super().seal(subject, aad=aad)
+
+    async def answering_later(agency: str, command: LookupCommand) -> LookupResult:
+        await asyncio.sleep(0)  # as over the network: the answer comes on a later turn of the loop
+        return nobody(agency, command)
+
+    transport = FakeAgencyTransport(answering_later)
+    sink = RecordingAuditSink()
+    service = QueryService(
+        policy=holder, transport=transport, audit=sink, tokeniser=SubjectTokeniser(keys["token"]),
+        sealer=WatchedSealer(keys["sealing"]), pseudonym_keys=keys["pseudonym"], clock=FixedClock(),
+    )
+    result = await service.query(POLICE_RESEARCHER, SCREENING, timeout=5)
+    assert asked_when_sealed == [len(result.answers)]  # sealed once, after all seven lookups left
+    sealed = {e.sealed_identifiers for e in sink.events}
+    assert len(sealed) == 1
+    assert next(iter(sealed)).startswith("k1:")
+    assert all(e.subject_tokens for e in sink.events)
+
+
+def test_a_requests_base_event_is_made_once_whichever_thread_asks_first() -> None:
+    """A large answer's entry is made on a worker thread; threads asking at once share one event (one seal)."""
+    made: list[int] = []
+    event = AuditEvent(kind=AuditKind.DISCLOSURE, occurred_at=datetime(2026, 9, 1, tzinfo=UTC), request_id="r")
+
+    def make() -> AuditEvent:
+        made.append(1)
+        time.sleep(0.01)
+        return event
+
+    base = BaseEvent(make)
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda _: base.get(), range(8)))
+    assert made == [1]
+    assert all(g is event for g in got)
+    assert BaseEvent(event).get() is event
 
 
 class PreparingSink(RecordingAuditSink):
