@@ -93,7 +93,8 @@ class AdmittedRequest:
 
 
 class Admission:
-    """Validates requests; identifier normalisation and sealing run off the event loop, on bounded input."""
+    """Validates requests. The subject's identifiers are tokenised and sealed (bounded work, on the event loop)
+    only when the request's audit event is first needed (see `BaseEvent`)."""
 
     def __init__(
         self,
