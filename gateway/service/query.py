@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import structlog
 
@@ -105,11 +106,18 @@ class QueryService:
         request, plans = await self._admit(caller, command, timeout, reused)
         # The reviews are stored while the agencies answer: it costs the caller no deadline.
         opening = asyncio.ensure_future(self._open(request, plans))
+        answering = asyncio.gather(*(self._prepared(request, plan, opening) for plan in plans))
         try:
-            prepared = await asyncio.gather(*(self._prepared(request, plan, opening) for plan in plans))
+            # A review step that fails ends the request at once, not when an agency answers or times out.
+            await asyncio.wait((opening, answering), return_when=asyncio.FIRST_EXCEPTION)
             opened = await opening
+            prepared = await answering
         finally:
-            opening.cancel()  # a no-op once it is done; otherwise the answers failed or were cancelled
+            opening.cancel()  # no-ops once they are done; otherwise the request failed or was cancelled
+            if not answering.done():
+                # A cancelled gather ends with CancelledError as its exception, which nobody is left to read.
+                answering.add_done_callback(_read_outcome)
+                answering.cancel()
         answers = [answer for answer, _ in prepared]
         # The reviews' "requested" entries go first in the answers' own append: one commit, same order.
         appended = await self._audit.append([*opened.steps, *(entry for _, entry in prepared)])
@@ -200,6 +208,11 @@ class QueryService:
     def _no_reviews(request: AdmittedRequest) -> bool:
         """A preview (MASH staff seeing what a receiving role would get) asks no owner for a review."""
         return bool(request.caller.previewed_by)
+
+
+def _read_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _pending(answer: AgencyAnswer, held: dict[str, Review]) -> AgencyAnswer:

@@ -133,6 +133,31 @@ def asked(world: World, agency: str) -> list[LookupCommand]:
     return [command for a, command, _ in world.transport.calls if a == agency]
 
 
+async def test_a_review_that_cannot_be_stored_fails_the_query_at_once_with_nothing_released(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The review is stored while the agencies answer; if that fails the caller hears so straight away (not
+    when the agencies have answered or the deadline has passed), nothing is audited as disclosed, and the
+    lookups still out are abandoned."""
+    async def store_down(reviews: Sequence[Review]) -> None:
+        raise AuditUnavailable("review store down (test)")
+
+    monkeypatch.setattr(world.store, "create", store_down)
+    hanging = asyncio.Event()
+
+    async def only_the_review_check_answers(agency: str, command: LookupCommand) -> LookupResult:
+        if not command.categories and command.existence_categories == ("health.mental_health",):
+            return node(agency, command)  # the review's own check: health holds mental-health records
+        await hanging.wait()  # every main lookup is still out
+        raise AssertionError("unreachable")
+
+    world.transport._handler = only_the_review_check_answers  # type: ignore[attr-defined]
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(AuditUnavailable, match="review store down"):
+        await world.service.query(RESEARCHER, SCREENING, timeout=20)
+    assert asyncio.get_running_loop().time() - started < 5  # not the 20 s deadline
+    assert world.sink.events == []
+
+
 async def test_a_query_marks_health_pending_review_and_fetches_nothing_under_review(world: World) -> None:
     """Health's answer carries a review id and deadline; the node is never asked for the category under review."""
     result = await world.service.query(RESEARCHER, SCREENING, timeout=5)
