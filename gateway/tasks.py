@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import structlog
 
@@ -18,6 +19,13 @@ async def cancel(task: asyncio.Task[None] | None) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def read_outcome(future: asyncio.Future[Any]) -> None:
+    """A done callback for a future nobody may await any more (left behind when its caller stopped early):
+    reads its exception, so asyncio does not log it as never retrieved."""
+    if not future.cancelled():
+        future.exception()
 
 
 class Sweeper:

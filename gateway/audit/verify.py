@@ -15,13 +15,13 @@ import hashlib
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from gateway.audit.checkpoint import CheckpointSignatureError, PublicKeys, SignedCheckpoint
 from gateway.audit.encoding import SCHEMA_VERSION
 from gateway.audit.merkle import MerkleTree
 from gateway.audit.note import NoteError, Signature, Verifier, note_text, parse_signature_lines, verify_signature
 from gateway.audit.store import DisclosureStore, StoredEntry, StoreError
+from gateway.tasks import read_outcome
 
 _MAX_PROBLEMS = 100
 _BATCH = 5000
@@ -352,11 +352,6 @@ def witnessed_heads(cosignatures: Iterable[tuple[int, bytes, str]], origin: str 
     return sorted(head for head, who in signers.items() if len(who) >= quorum)
 
 
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
 async def verify_store(store: DisclosureStore, keys: PublicKeys, *, batch: int = _BATCH,
                        up_to: int | None = None, trusted: Sequence[SignedCheckpoint] = (),
                        require_coverage: bool = True, witnesses: Sequence[Verifier] = (),
@@ -404,7 +399,7 @@ async def verify_store(store: DisclosureStore, keys: PublicKeys, *, batch: int =
             while rows := await scan(start):
                 compared = asyncio.ensure_future(store.metadata_mismatches(rows[0].index, rows[-1].index + 1))
                 # Retrieved here too, so a comparison left behind when verification stops early is not logged.
-                compared.add_done_callback(_retrieve)
+                compared.add_done_callback(read_outcome)
                 await ready.put((rows, compared))
                 start = rows[-1].index + 1
         except Exception as exc:  # handed to the consumer, which raises it as before

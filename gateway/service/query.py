@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any
 
 import structlog
 
@@ -25,6 +24,7 @@ from gateway.service.request_ids import RequestLedger
 from gateway.service.reviews import Opened, ReviewDesk, ReviewNotifier
 from gateway.service.screening import Screening, ScreenOutcome, ScreenResult
 from gateway.service.validation import Caller, QueryCommand
+from gateway.tasks import read_outcome
 
 __all__ = ["AgencyOutcome", "Caller", "QueryCommand", "QueryResult", "QueryService", "ScreenOutcome",
            "ScreenResult"]
@@ -116,7 +116,7 @@ class QueryService:
             opening.cancel()  # no-ops once they are done; otherwise the request failed or was cancelled
             if not answering.done():
                 # A cancelled gather ends with CancelledError as its exception, which nobody is left to read.
-                answering.add_done_callback(_read_outcome)
+                answering.add_done_callback(read_outcome)
                 answering.cancel()
         answers = [answer for answer, _ in prepared]
         # The reviews' "requested" entries go first in the answers' own append: one commit, same order.
@@ -208,11 +208,6 @@ class QueryService:
     def _no_reviews(request: AdmittedRequest) -> bool:
         """A preview (MASH staff seeing what a receiving role would get) asks no owner for a review."""
         return bool(request.caller.previewed_by)
-
-
-def _read_outcome(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 def _pending(answer: AgencyAnswer, held: dict[str, Review]) -> AgencyAnswer:
