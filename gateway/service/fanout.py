@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -101,8 +102,7 @@ class AgencyFanout:
             await asyncio.sleep(max(0.0, min(plan.hold, remaining)))
             return finish(event, AgencyOutcome(
                 plan.agency, AnswerStatus.NO_MATCH, plan.level,
-                detail="no records in the categories this caller may see"),
-                details={**event.base.details, "locator": "not asked"})
+                detail="no records in the categories this caller may see"), details={"locator": "not asked"})
         command = LookupCommand(
             request_id=request.request_id, subject=request.command.subject,
             categories=tuple(plan.content), existence_categories=plan.existence,
@@ -218,26 +218,25 @@ class _AgencyEvent:
     deciding_rules: tuple[str, ...]
     occurred_at: datetime
 
-    @property
-    def base(self) -> AuditEvent:
-        """The request's event, with the answering agency's area ("" if partnership-wide) where the
-        partnership declares areas. Read only once the outcome is known: the request's own event is made on
-        first use (see `BaseEvent`), and for an agency that was asked that is after its lookup has left."""
-        request = self.request
-        base = request.base_event
-        if request.policy.areas:
-            base = replace(base, details={**base.details, "area": request.policy.area_of(self.agency)})
-        return base
 
 
-def finish(event: _AgencyEvent, outcome: AgencyOutcome, **changes: Any) -> AgencyAnswer:
+def finish(event: _AgencyEvent, outcome: AgencyOutcome, *, details: Mapping[str, str] | None = None,
+           **changes: Any) -> AgencyAnswer:
     """Pair an outcome with its audit entry, which records the digest of exactly what is released.
 
-    The entry is the request's event with this agency's part, the outcome and `changes` (a manifest, details),
-    built in one step: events are immutable, and each copy of one costs as much as building it.
+    The entry is the request's event with this agency's part (its area, where the partnership declares
+    areas: "" if partnership-wide), the outcome, `details` added to the request's and `changes` (a
+    manifest), built in one step: events are immutable, and each copy of one costs as much as building it.
+    The request's own event is read here, once the outcome is known: it is made on first use (see
+    `BaseEvent`), which for an agency that was asked is after its lookup has left.
     """
+    request = event.request
+    base = request.base_event
+    if request.policy.areas or details:
+        area = {"area": request.policy.area_of(event.agency)} if request.policy.areas else {}
+        changes["details"] = {**base.details, **area, **(details or {})}
     return AgencyAnswer(outcome, replace(
-        event.base, agency=event.agency, deciding_rules=event.deciding_rules, occurred_at=event.occurred_at,
+        base, agency=event.agency, deciding_rules=event.deciding_rules, occurred_at=event.occurred_at,
         status=outcome.status.value, level=outcome.level.name, categories=outcome.categories,
         payload_digest=payload_digest(outcome), reason=outcome.detail, **changes,
     ))
