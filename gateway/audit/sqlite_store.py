@@ -4,6 +4,13 @@ Concurrent appends queue up for the writer thread, which takes everything waitin
 transaction (one fsync), so throughput grows with concurrency while each caller still returns only after
 its own entries are durable. Reads run on a small thread pool with their own connections (WAL lets them
 proceed while the writer commits), so the event loop never blocks on SQLite.
+
+An append commits only the entries themselves (`audit_entries`: index, leaf hash, bytes). Their copies for
+searching (`audit_entry_meta`'s filter columns and the `audit_subject_tokens` rows) are filed afterwards by the
+same writer, in a transaction of their own, when it has nothing else to do and some have gathered, after a
+quiet moment, or before any search or verification reads them; each of those first files whatever is missing.
+So an append writes the log's few pages, not a leaf of every index, before its fsync. Copies lost with the
+process are rebuilt from the entries' bytes (`EntryMeta.from_entry`) by the next filing.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
+
+import structlog
 
 from gateway.audit.checkpoint import SignedCheckpoint
 from gateway.audit.encoding import EncodingError, entry_bytes, format_timestamp
@@ -38,6 +47,7 @@ from gateway.audit.store import (
     TOKENS,
     CheckpointConflict,
     EntryFilter,
+    EntryMeta,
     PendingEntry,
     StoredEntry,
     StoreError,
@@ -47,8 +57,13 @@ from gateway.audit.store import (
 from gateway.domain import AuditReceipt
 
 T = TypeVar("T")
+_log = structlog.get_logger("gateway.audit")
 _MAX_BATCH = 4096  # entries per group commit; bounds transaction size under a burst
 _WAL_ATTEMPTS = 500  # about five seconds of retries
+_FILE_AFTER = 64  # entries whose copies wait before the writer, if nothing else is queued, files them
+_FILE_AT_MOST = 4096  # entries whose copies may wait while appends keep the writer busy
+_FILE_WHEN_QUIET = 0.25  # seconds without work after which the writer files whatever copies wait
+_META_INSERT = "INSERT INTO audit_entry_meta VALUES (?,?,?,?,?,?,?,?,?)"
 
 
 def _mismatch_sql() -> str:
@@ -62,13 +77,15 @@ def _mismatch_sql() -> str:
     """
     doc = "CAST(e.data AS TEXT)"
     path = f"'$.event.{TOKENS}'"
-    columns = [f"+e.{column} IS NOT json_extract({doc}, '$.event.{name}')" for name, column in META_COLUMNS]
+    # A missing copy row reads as NULLs here, which differ from every field the event has.
+    columns = [f"+m.{column} IS NOT json_extract({doc}, '$.event.{name}')" for name, column in META_COLUMNS]
     tokens = (f"CASE WHEN coalesce(json_type({doc}, {path}), 'array') <> 'array' THEN 1 "  # noqa: S608
               "ELSE (SELECT count(t.idx) <> count(j.key) OR count(DISTINCT t.token) <> "
               "(SELECT count(*) FROM audit_subject_tokens s WHERE s.idx = e.idx) "
               f"FROM json_each(CASE WHEN json_type({doc}, {path}) = 'array' THEN {doc} -> {path} END) j "
               "LEFT JOIN audit_subject_tokens t ON t.token = j.value AND t.idx = e.idx AND j.type = 'text') END")
     return (f"SELECT e.idx, {', '.join(columns)}, {tokens} FROM audit_entries e "  # noqa: S608 (fixed text)
+            "LEFT JOIN audit_entry_meta m ON m.idx = e.idx "
             f"WHERE e.idx >= ? AND e.idx < ? AND CASE WHEN json_valid({doc}) THEN "
             f"CASE WHEN json_type({doc}, '$.event') = 'object' THEN {' OR '.join(columns)} OR {tokens} END END "
             "ORDER BY e.idx")
@@ -141,6 +158,47 @@ def _migrate(conn: sqlite3.Connection) -> None:
         raise
 
 
+def _meta_row(index: int, meta: EntryMeta) -> tuple[object, ...]:
+    return (index, meta.occurred_at, meta.kind, meta.agency, meta.purpose, meta.role, meta.user,
+            meta.case_reference, meta.status)
+
+
+def _index_bounds(conn: sqlite3.Connection) -> tuple[int, int]:
+    """(first index without a copy row, end of the log): copies are filed in index order."""
+    (first,) = conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit_entry_meta").fetchone()
+    (end,) = conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit_entries").fetchone()
+    return int(first), int(end)
+
+
+def file_copies(conn: sqlite3.Connection, known: Sequence[tuple[int, EntryMeta]] = ()) -> int:
+    """File the search copies of every committed entry after the last one filed, in one transaction; return
+    how many. `known` are copies kept from the appends; any others are read back from the entries' bytes (an
+    entry committed by another process, or before a restart). Safe from several processes at once."""
+    first, end = _index_bounds(conn)
+    if first >= end:
+        return 0
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        first, end = _index_bounds(conn)  # again under the write lock
+        metas = {index: meta for index, meta in known if first <= index < end}
+        if len(metas) < end - first:
+            for index, data in conn.execute("SELECT idx, data FROM audit_entries WHERE idx >= ? AND idx < ?",
+                                            (first, end)).fetchall():
+                if index not in metas:
+                    metas[index] = EntryMeta.from_entry(as_bytes(data))
+        ordered = sorted(metas.items())
+        conn.executemany(_META_INSERT, [_meta_row(index, meta) for index, meta in ordered])
+        conn.executemany("INSERT OR IGNORE INTO audit_subject_tokens VALUES (?,?)",
+                         [(token, index) for index, meta in ordered for token in meta.subject_tokens])
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        raise
+    return len(ordered)
+
+
 class _Append:
     __slots__ = ("entries", "future", "loop")
 
@@ -188,6 +246,7 @@ class SqliteStore:
         self._reader_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="audit-sqlite-reader")
         self._closed = False
+        self._unfiled: list[tuple[int, EntryMeta]] = []  # copies of committed entries not yet filed (writer thread)
         self._thread.start()
 
     @classmethod
@@ -198,6 +257,7 @@ class SqliteStore:
             conn = _connect(path)
             try:
                 _migrate(conn)
+                file_copies(conn)  # copies a stopped process had not filed yet
             except BaseException:
                 conn.close()
                 raise
@@ -214,7 +274,11 @@ class SqliteStore:
     def _writer_loop(self) -> None:
         conn = self._writer_conn
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=_FILE_WHEN_QUIET) if self._unfiled else self._queue.get()
+            except queue.Empty:
+                self._file_waiting(conn)
+                continue
             if item is None:
                 break
             batch: list[_Append] = []
@@ -250,30 +314,45 @@ class SqliteStore:
                     _resolve(call.loop, call.future, result, None)
             if stop:
                 break
+            waiting = len(self._unfiled)
+            if waiting >= _FILE_AT_MOST or (waiting >= _FILE_AFTER and self._queue.empty()):
+                self._file_waiting(conn)
+        self._file_waiting(conn)
         conn.close()
+
+    def _file(self, conn: sqlite3.Connection) -> None:
+        """File every missing copy, using those kept from appends (writer thread)."""
+        file_copies(conn, self._unfiled)
+        self._unfiled.clear()
+
+    def _file_waiting(self, conn: sqlite3.Connection) -> None:
+        """`_file`, but a failure only leaves the copies for the next try (or, past `_FILE_AT_MOST` of them, for
+        rebuilding from the entries' bytes): the entries themselves are committed already."""
+        try:
+            self._file(conn)
+        except sqlite3.Error as exc:
+            _log.warning("audit_copies_not_filed", error_type=type(exc).__name__, waiting=len(self._unfiled))
+            if len(self._unfiled) >= _FILE_AT_MOST:
+                self._unfiled.clear()
 
     def _commit_appends(self, conn: sqlite3.Connection, batch: list[_Append]) -> None:
         try:
             conn.execute("BEGIN IMMEDIATE")
             (next_index,) = conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit_entries").fetchone()
             rows = []
-            tokens: list[tuple[str, int]] = []
+            copies: list[tuple[int, EntryMeta]] = []
             results: list[list[AuditReceipt]] = []
             for request in batch:
                 receipts = []
                 for pending in request.entries:
                     data = entry_bytes(next_index, pending.event_json)
                     digest = leaf_hash(data)
-                    m = pending.meta
-                    rows.append((next_index, digest, data, m.occurred_at, m.kind, m.agency, m.purpose, m.role,
-                                 m.user, m.case_reference, m.status))
-                    tokens.extend((token, next_index) for token in m.subject_tokens)
+                    rows.append((next_index, digest, data))
+                    copies.append((next_index, pending.meta))
                     receipts.append(AuditReceipt(next_index, digest))
                     next_index += 1
                 results.append(receipts)
-            conn.executemany("INSERT INTO audit_entries VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
-            if tokens:
-                conn.executemany("INSERT OR IGNORE INTO audit_subject_tokens VALUES (?,?)", tokens)
+            conn.executemany("INSERT INTO audit_entries VALUES (?,?,?)", rows)
             conn.execute("COMMIT")
         except BaseException as exc:
             with contextlib.suppress(sqlite3.Error):
@@ -283,6 +362,7 @@ class SqliteStore:
             for request in batch:
                 _resolve(request.loop, request.future, None, error)
             return
+        self._unfiled.extend(copies)
         for request, receipts in zip(batch, results, strict=True):
             _resolve(request.loop, request.future, receipts, None)
 
@@ -357,6 +437,13 @@ class SqliteStore:
             return [StoredEntry(i, as_bytes(h), as_bytes(d)) for i, h, d in rows]
         return await self._read(q)
 
+    async def update_copies(self) -> None:
+        """File the search copies of every entry committed so far (searches and verification do this first)."""
+        try:
+            await self._write(self._file)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot file the SQLite audit store's search copies: {exc}") from exc
+
     def _filter_sql(self, where: EntryFilter, start: int, before: int | None) -> tuple[str, list[Any]]:
         clauses, params = filter_clauses(where, start, "?", before)
         if where.subject_tokens:
@@ -369,9 +456,11 @@ class SqliteStore:
     async def find(self, where: EntryFilter, *, start: int, limit: int, before: int | None = None,
                    newest_first: bool = False) -> list[StoredEntry]:
         condition, params = self._filter_sql(where, start, before)
-        sql = (f"SELECT idx, leaf_hash, data FROM audit_entries WHERE {condition} "  # noqa: S608
-               f"ORDER BY idx {'DESC' if newest_first else 'ASC'} LIMIT ?")
+        order = "DESC" if newest_first else "ASC"
+        sql = (f"SELECT idx, leaf_hash, data FROM audit_entries WHERE idx IN (SELECT idx FROM audit_entry_meta "  # noqa: S608
+               f"WHERE {condition} ORDER BY idx {order} LIMIT ?) ORDER BY idx {order}")
         params.append(limit)
+        await self.update_copies()
 
         def q(conn: sqlite3.Connection) -> list[StoredEntry]:
             return [StoredEntry(i, as_bytes(h), as_bytes(d)) for i, h, d in conn.execute(sql, params).fetchall()]
@@ -379,13 +468,16 @@ class SqliteStore:
 
     async def count(self, where: EntryFilter, *, before: int | None = None) -> int:
         condition, params = self._filter_sql(where, 0, before)
-        sql = f"SELECT count(*) FROM audit_entries WHERE {condition}"  # noqa: S608
+        sql = f"SELECT count(*) FROM audit_entry_meta WHERE {condition}"  # noqa: S608
+        await self.update_copies()
 
         def q(conn: sqlite3.Connection) -> int:
             return int(conn.execute(sql, params).fetchone()[0])
         return await self._read(q)
 
     async def metadata_mismatches(self, start: int, end: int) -> dict[int, tuple[str, ...]]:
+        await self.update_copies()
+
         def q(conn: sqlite3.Connection) -> dict[int, tuple[str, ...]]:
             return {row[0]: tuple(name for name, differs in zip(MISMATCH_NAMES, row[1:], strict=True) if differs)
                     for row in conn.execute(_MISMATCH_SQL, (start, end))}
@@ -433,8 +525,7 @@ class SqliteStore:
             conn.execute("BEGIN IMMEDIATE")
             # Written and removed in one committed transaction: the commit really reaches the disk (a full
             # file system or page limit shows), and no reader ever sees the row.
-            conn.execute("INSERT INTO audit_entries VALUES (-1, x'', zeroblob(?), '', '', '', '', '', '', '', '')",
-                         (PROBE_BYTES,))
+            conn.execute("INSERT INTO audit_entries VALUES (-1, x'', zeroblob(?))", (PROBE_BYTES,))
             conn.execute("DELETE FROM audit_entries WHERE idx = -1")
             conn.execute("COMMIT")
 

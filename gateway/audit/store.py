@@ -77,6 +77,22 @@ class EntryMeta:
                 raise EncodingError(f"audit event {name} must not contain NUL characters")
         return meta
 
+    @classmethod
+    def from_entry(cls, data: bytes) -> EntryMeta:
+        """The filter columns read back from stored entry bytes, for a store that fills its copies after the
+        entries' own commit and has lost the originals (a restart). A field the bytes lack, or hold as anything
+        but text, comes back empty, so that verification, comparing the copies with the bytes, names it."""
+        try:
+            doc = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            doc = None
+        event = doc.get("event") if isinstance(doc, dict) else None
+        fields = event if isinstance(event, dict) else {}
+        text = {name: value if isinstance(value := fields.get(name), str) else "" for name in META_FIELDS}
+        tokens = fields.get(TOKENS)
+        listed = tokens if isinstance(tokens, list) and all(isinstance(t, str) for t in tokens) else []
+        return cls(**text, subject_tokens=tuple(dict.fromkeys(listed)))
+
 
 META_FIELDS = ("occurred_at", "kind", "agency", "purpose", "role", "user", "case_reference", "status")
 """The copied filter fields of the entry's event JSON and of `EntryMeta`, in the order `metadata_mismatches`

@@ -45,7 +45,8 @@ def postgres_schema() -> Iterator[str]:
 def _make_backend(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if kind == "sqlite":
         path = tmp_path / "audit.sqlite"
-        return Backend("sqlite", f"sqlite:///{path}", sqlite_sql(path))
+        return Backend("sqlite", f"sqlite:///{path}", sqlite_sql(path), copies="audit_entry_meta",
+                       migrations=("initial", "subject_token_index", "cosignatures", "entry_meta"))
     if kind == "postgres":
         url = postgres_url(request.getfixturevalue("postgres_schema"))
         return Backend("postgres", url, postgres_sql(url))

@@ -13,6 +13,7 @@ import psycopg
 
 from gateway.audit.backends import open_store
 from gateway.audit.memory_store import MemoryStore
+from gateway.audit.sqlite_store import SqliteStore
 from gateway.audit.store import DisclosureStore
 from gateway.domain import AuditEvent, AuditKind
 
@@ -28,11 +29,20 @@ class Backend:
     sql: Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]] | None
     opened: list[DisclosureStore] = field(default_factory=list)
     shared: MemoryStore | None = None
+    copies: str = "audit_entries"  # the table holding the filter columns
+    migrations: tuple[str, ...] = ("initial", "subject_token_index", "cosignatures")
 
     async def open(self) -> DisclosureStore:
         store: DisclosureStore = self.shared if self.shared is not None else await open_store(self.url)
         self.opened.append(store)
         return store
+
+    async def file_copies(self) -> None:
+        """Have every open handle file its entries' search copies now, so raw SQL finds their rows (SQLite files
+        them after the entries' commit; the other stores write them with the entries)."""
+        for store in self.opened:
+            if isinstance(store, SqliteStore):
+                await store.update_copies()
 
 
 def postgres_url(schema: str) -> str:

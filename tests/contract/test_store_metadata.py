@@ -27,6 +27,7 @@ _TARGET = 3  # the entry each test damages
 async def _stored(backend: Backend, events: list[AuditEvent]) -> DisclosureStore:
     store = await backend.open()
     await store.append([PendingEntry.from_event(e) for e in events])
+    await backend.file_copies()  # so the raw SQL below finds the copy rows it damages
     return store
 
 
@@ -42,7 +43,7 @@ def _set_column(backend: Backend, index: int, field: str, value: str) -> None:
         changes: dict[str, Any] = {field: value}
         _set_meta(backend, index, lambda meta: dataclasses.replace(meta, **changes))
     else:
-        backend.sql(f"UPDATE audit_entries SET {_COLUMN[field]} = ? WHERE idx = ?", (value, index))  # noqa: S608
+        backend.sql(f"UPDATE {backend.copies} SET {_COLUMN[field]} = ? WHERE idx = ?", (value, index))  # noqa: S608
 
 
 def _drop_token(backend: Backend, index: int, token: str) -> None:
@@ -105,6 +106,7 @@ async def test_each_tampered_column_or_token_row_fails_verification(
     await log.append(events)
     await log.checkpoint()
     keys = PublicKeys({"cp1": signer.public_key})
+    await backend.file_copies()
     _tamper(backend, how, events[_TARGET])
     report = await verify_store(store, keys, batch=3)
     assert not report.ok
@@ -206,7 +208,7 @@ async def test_values_of_another_json_type_never_match_a_text_column(sql_backend
                                                                              b'"subject_tokens":' + token_json)
         assert b'"user":5' in forged[index]
         assert token_json in forged[index]
-        sql("UPDATE audit_entries SET user_id = '5' WHERE idx = ?", (index,))
+        sql(f"UPDATE {sql_backend.copies} SET user_id = '5' WHERE idx = ?", (index,))  # noqa: S608
         sql("DELETE FROM audit_subject_tokens WHERE idx = ?", (index,))
         sql("INSERT INTO audit_subject_tokens (token, idx) VALUES (?, ?)", (token_row, index))
         _forge(sql, index, forged[index])
@@ -229,3 +231,23 @@ async def test_an_entry_missing_a_field_differs_in_that_field(sql_backend: Backe
     assert await store.metadata_mismatches(0, 2) == {1: ("role", TOKENS)}
     sql("DELETE FROM audit_subject_tokens WHERE idx = 1", ())
     assert await store.metadata_mismatches(0, 2) == {1: ("role",)}
+
+
+def test_copies_read_back_from_entry_bytes_equal_those_made_from_the_event(event: EventFactory) -> None:
+    """`EntryMeta.from_entry` (how SQLite rebuilds copies it lost) gives exactly `EntryMeta.from_event`'s copies,
+    awkward text and repeated tokens included."""
+    awkward = 'quote " backslash \\ newline \n é ☃ \u2028 😀'
+    for i, e in enumerate([event(0), event(1, user=awkward, case_reference=awkward, role="", status=""),
+                           event(2, subject_tokens=("tok-a", "tok-a", "tok-b")), event(3, subject_tokens=())]):
+        assert EntryMeta.from_entry(entry_bytes(i, encode_event(e))) == EntryMeta.from_event(e)
+
+
+@pytest.mark.parametrize("data", [b"\xff not utf-8", b"not json", b"[1,2]", b'{"event":[1]}',
+                                  b'{"event":{"user":5,"agency":"police","subject_tokens":["t",7]}}'])
+def test_copies_read_back_from_bytes_that_are_not_an_entry_are_empty_where_they_cannot_be_read(data: bytes) -> None:
+    """Unreadable bytes give empty copies, and a field of another type an empty one, which the comparison with
+    the same bytes then reports (or leaves to the rest of verification, for bytes that are no entry at all)."""
+    meta = EntryMeta.from_entry(data)
+    assert meta.user == ""
+    assert meta.subject_tokens == ()
+    assert meta.agency == ("police" if b"police" in data else "")

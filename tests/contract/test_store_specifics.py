@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -14,12 +15,16 @@ import psycopg
 import pytest
 from store_backends import POSTGRES_URL, postgres_url
 
+from gateway.audit import sqlite_store
 from gateway.audit.backends import open_store
 from gateway.audit.checkpoint import CheckpointSigner, PublicKeys
+from gateway.audit.encoding import entry_bytes
 from gateway.audit.log import AuditLog, CheckpointUnavailable
+from gateway.audit.merkle import leaf_hash
+from gateway.audit.migrations import MIGRATIONS_TABLE, load_migrations
 from gateway.audit.postgres_store import PostgresStore
 from gateway.audit.sqlite_store import SqliteStore, path_from_url
-from gateway.audit.store import PendingEntry, StoreUnavailable, StoreUrlError
+from gateway.audit.store import EntryFilter, PendingEntry, StoreUnavailable, StoreUrlError
 from gateway.audit.verify import verify_store
 from gateway.domain import AuditEvent
 from gateway.errors import AuditUnavailable
@@ -217,3 +222,150 @@ async def test_concurrent_first_opens_of_a_new_sqlite_file_all_succeed(tmp_path:
             if not isinstance(store, BaseException):
                 await store.close()
         assert [s for s in stores if isinstance(s, BaseException)] == []
+
+
+# -- SQLite: the search copies are filed after the entries' commit --------------------------------------------
+
+
+def _rows(path: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def _copies(path: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    return (_rows(path, "SELECT * FROM audit_entry_meta ORDER BY idx"),
+            _rows(path, "SELECT idx, token FROM audit_subject_tokens ORDER BY idx, token"))
+
+
+def _expected_copies(events: list[AuditEvent]) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    metas = [PendingEntry.from_event(e).meta for e in events]
+    return ([(i, m.occurred_at, m.kind, m.agency, m.purpose, m.role, m.user, m.case_reference, m.status)
+             for i, m in enumerate(metas)],
+            sorted((i, t) for i, m in enumerate(metas) for t in m.subject_tokens))
+
+
+async def _eventually(check: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "the writer did not file the copies in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_sqlite_append_commits_only_the_entries_and_a_search_files_their_copies_first(
+        tmp_path: Path, event: EventFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An append's transaction holds the entries alone (its fsync covers no index pages); the filter columns and
+    token rows follow, and a search, count or verification files them before it reads, so none is missed."""
+    monkeypatch.setattr(sqlite_store, "_FILE_WHEN_QUIET", 3600.0)  # only the search may file them here
+    path = tmp_path / "a.sqlite"
+    store = await SqliteStore.open(path)
+    try:
+        events = [event(i) for i in range(5)]
+        await store.append([PendingEntry.from_event(e) for e in events])
+        assert _rows(path, "SELECT count(*) FROM audit_entries") == [(5,)]
+        assert _copies(path) == ([], [])
+        found = await store.find(EntryFilter(agency="police"), start=0, limit=10)
+        assert [e.index for e in found] == [i for i, e in enumerate(events) if e.agency == "police"]
+        assert _copies(path) == _expected_copies(events)
+        await store.append([PendingEntry.from_event(event(5))])
+        assert await store.count(EntryFilter(subject_tokens=frozenset(event(5).subject_tokens))) >= 1
+        assert _copies(path) == _expected_copies([*events, event(5)])
+    finally:
+        await store.close()
+
+
+async def test_sqlite_writer_files_copies_once_enough_wait_or_after_a_quiet_moment(
+        tmp_path: Path, event: EventFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With nothing else queued the writer files the copies once `_FILE_AFTER` entries wait; fewer are filed
+    after `_FILE_WHEN_QUIET` seconds without work."""
+    monkeypatch.setattr(sqlite_store, "_FILE_WHEN_QUIET", 3600.0)
+    path = tmp_path / "a.sqlite"
+    store = await SqliteStore.open(path)
+    try:
+        events = [event(i) for i in range(sqlite_store._FILE_AFTER)]
+        await store.append([PendingEntry.from_event(e) for e in events])
+        await _eventually(lambda: _copies(path) == _expected_copies(events))
+    finally:
+        await store.close()
+    monkeypatch.setattr(sqlite_store, "_FILE_WHEN_QUIET", 0.05)
+    store = await SqliteStore.open(path)
+    try:
+        more = [*events, event(len(events))]
+        await store.append([PendingEntry.from_event(more[-1])])
+        await _eventually(lambda: _copies(path) == _expected_copies(more))
+    finally:
+        await store.close()
+
+
+async def test_sqlite_copies_lost_with_the_process_are_rebuilt_from_the_entries(
+        tmp_path: Path, event: EventFactory) -> None:
+    """Entries committed by a process that stopped before filing their copies get them, equal to the originals,
+    when the store is next opened; the log then verifies and searches find them."""
+    path = tmp_path / "a.sqlite"
+    signer = CheckpointSigner.generate("cp1")
+    store = await SqliteStore.open(path)
+    events = [event(i, details={"note": "é \u2028 \x07"}) for i in range(12)]
+    log = await AuditLog.open(store, signer, FixedClock(), checkpoint_interval=None)
+    await log.append(events)
+    await log.checkpoint()
+    await store.close()
+    assert _copies(path) == _expected_copies(events)  # closing files them
+    with sqlite3.connect(path) as conn:  # as if the process had died before filing the last seven
+        conn.execute("DELETE FROM audit_entry_meta WHERE idx >= 5")
+        conn.execute("DELETE FROM audit_subject_tokens WHERE idx >= 5")
+    store = await SqliteStore.open(path)
+    try:
+        assert _copies(path) == _expected_copies(events)
+        assert (await verify_store(store, PublicKeys({"cp1": signer.public_key}))).ok
+        assert len(await store.find(EntryFilter(user="user-1"), start=0, limit=100)) == 4
+    finally:
+        await store.close()
+
+
+async def test_sqlite_copies_filed_by_another_handle_are_not_filed_twice(
+        tmp_path: Path, event: EventFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second process (here a second handle) filing copies of entries the first still keeps does not make the
+    first fail or file them again."""
+    monkeypatch.setattr(sqlite_store, "_FILE_WHEN_QUIET", 3600.0)
+    path = tmp_path / "a.sqlite"
+    first, second = await SqliteStore.open(path), await SqliteStore.open(path)
+    try:
+        events = [event(i) for i in range(6)]
+        await first.append([PendingEntry.from_event(e) for e in events[:4]])
+        await second.update_copies()  # read back from the bytes
+        await first.append([PendingEntry.from_event(e) for e in events[4:]])
+        await first.update_copies()  # files 4 and 5, skips what the second filed
+        assert _copies(path) == _expected_copies(events)
+        assert await first.metadata_mismatches(0, 6) == {}
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_sqlite_store_of_the_earlier_layout_keeps_its_copies_when_migrated(
+        tmp_path: Path, event: EventFactory) -> None:
+    """A log written when the filter columns lived in audit_entries opens with every copy moved over unchanged,
+    verifies, and is searchable."""
+    path = tmp_path / "old.sqlite"
+    events = [event(i) for i in range(7)]
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"CREATE TABLE {MIGRATIONS_TABLE} (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                     "applied_at TEXT NOT NULL)")
+        for migration in load_migrations("sqlite")[:3]:
+            conn.executescript(migration.sql)
+            conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} VALUES (?, ?, ?)",  # noqa: S608
+                         (migration.version, migration.name, "2026-11-01T00:00:00.000000Z"))
+        for i, e in enumerate(events):
+            pending = PendingEntry.from_event(e)
+            data, m = entry_bytes(i, pending.event_json), pending.meta
+            conn.execute("INSERT INTO audit_entries VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                         (i, leaf_hash(data), data, m.occurred_at, m.kind, m.agency, m.purpose, m.role, m.user,
+                          m.case_reference, m.status))
+            conn.executemany("INSERT INTO audit_subject_tokens VALUES (?,?)", [(t, i) for t in m.subject_tokens])
+    store = await SqliteStore.open(path)
+    try:
+        assert _copies(path) == _expected_copies(events)
+        assert [c[1] for c in _rows(path, "PRAGMA table_info(audit_entries)")] == ["idx", "leaf_hash", "data"]
+        assert await store.metadata_mismatches(0, 7) == {}
+        assert await store.count(EntryFilter(case_reference="CASE-1")) == 2
+    finally:
+        await store.close()
