@@ -135,7 +135,8 @@ class QueryService:
         (while slower agencies are still answering), not after the slowest one."""
         answer = await self._fanout.answer(request, plan)
         entry = self._audit.prepare(answer.event)
-        opened = await asyncio.shield(opening)  # the reviews are often known only after most answers
+        # The reviews are often known only after most answers (shielded: this task may be cancelled alone).
+        opened = opening.result() if opening.done() else await asyncio.shield(opening)
         if answer.outcome.agency in opened.reviews:  # rare: encoded again with the review's marks
             answer = _pending(answer, opened.reviews)
             entry = self._audit.prepare(answer.event)

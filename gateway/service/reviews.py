@@ -32,6 +32,7 @@ from gateway.service.fanout import AgencyFanout, AgencyOutcome
 from gateway.service.planning import AgencyPlan
 from gateway.service.ports import AuditSink, PolicySource, PolicyView
 from gateway.service.validation import Caller, QueryCommand
+from gateway.tasks import together
 
 log = structlog.get_logger("gateway.reviews")
 
@@ -175,7 +176,7 @@ class ReviewDesk:
         candidates = [plan for plan in plans if plan.review]
         if not candidates:
             return Opened({})
-        held = await asyncio.gather(*(self._held(request, plan) for plan in candidates))
+        held = await together([self._held(request, plan) for plan in candidates])
         if not any(held):
             return Opened({})
         rating, due = await self._rated_deadline(request, now)
@@ -210,8 +211,8 @@ class ReviewDesk:
         knowable = [c for c in plan.review if c in plan.content or c in plan.existence]
         if not plan.asked:  # the locator: the node holds no token of the subject, so it never hears of it
             return tuple(c for c in plan.review if c not in knowable)
-        answers = await asyncio.gather(*(
-            self._fanout.answer(request, AgencyPlan(plan.agency, {}, (c,), ())) for c in knowable))
+        answers = await together([
+            self._fanout.answer(request, AgencyPlan(plan.agency, {}, (c,), ())) for c in knowable])
         held = {c for c, a in zip(knowable, answers, strict=True)
                 if a.outcome.status is AnswerStatus.MATCH and not a.outcome.ambiguous}
         return tuple(c for c in plan.review if c in held or c not in knowable)
