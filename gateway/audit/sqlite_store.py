@@ -9,8 +9,10 @@ An append commits only the entries themselves (`audit_entries`: index, leaf hash
 searching (`audit_entry_meta`'s filter columns and the `audit_subject_tokens` rows) are filed afterwards by the
 same writer, in a transaction of their own, when it has nothing else to do and some have gathered, after a
 quiet moment, or before any search or verification reads them; each of those first files whatever is missing.
-So an append writes the log's few pages, not a leaf of every index, before its fsync. Copies lost with the
-process are rebuilt from the entries' bytes (`EntryMeta.from_entry`) by the next filing.
+So an append writes the log's few pages, not a leaf of every index, before its fsync. A mark
+(`audit_copies_filed`) says how far filing has gone; copies lost with the process are rebuilt from the
+entries' bytes (`EntryMeta.from_entry`) by the next filing, and bytes that cannot give them give empty ones,
+which verification reports. A copy row missing below the mark is reported too.
 """
 
 from __future__ import annotations
@@ -63,7 +65,13 @@ _WAL_ATTEMPTS = 500  # about five seconds of retries
 _FILE_AFTER = 64  # entries whose copies wait before the writer, if nothing else is queued, files them
 _FILE_AT_MOST = 4096  # entries whose copies may wait while appends keep the writer busy
 _FILE_WHEN_QUIET = 0.25  # seconds without work after which the writer files whatever copies wait
-_META_INSERT = "INSERT INTO audit_entry_meta VALUES (?,?,?,?,?,?,?,?,?)"
+_FILE_CHUNK = 4096  # entries read back from their bytes at a time when lost copies are rebuilt
+_FILE_BACKOFF_MAX = 30.0  # seconds, the longest the writer waits before filing again after a failure
+# OR REPLACE: a filing writes the rows of the entries from its mark on, which have none unless one was left
+# by a deleted entry or put there by hand (at an index the log had not reached): the entry's own replaces it.
+_META_INSERT = "INSERT OR REPLACE INTO audit_entry_meta VALUES (?,?,?,?,?,?,?,?,?)"
+_LOG_END = "(SELECT coalesce(max(idx) + 1, 0) FROM audit_entries)"
+_EMPTY_META = EntryMeta("", "", "", "", "", "", "", "", ())
 
 
 def _mismatch_sql() -> str:
@@ -77,8 +85,9 @@ def _mismatch_sql() -> str:
     """
     doc = "CAST(e.data AS TEXT)"
     path = f"'$.event.{TOKENS}'"
-    # A missing copy row reads as NULLs here, which differ from every field the event has.
-    columns = [f"+m.{column} IS NOT json_extract({doc}, '$.event.{name}')" for name, column in META_COLUMNS]
+    # An entry without a copy row differs in every field, whatever its event holds.
+    columns = [f"(m.idx IS NULL OR +m.{column} IS NOT json_extract({doc}, '$.event.{name}'))"
+               for name, column in META_COLUMNS]
     tokens = (f"CASE WHEN coalesce(json_type({doc}, {path}), 'array') <> 'array' THEN 1 "  # noqa: S608
               "ELSE (SELECT count(t.idx) <> count(j.key) OR count(DISTINCT t.token) <> "
               "(SELECT count(*) FROM audit_subject_tokens s WHERE s.idx = e.idx) "
@@ -163,40 +172,58 @@ def _meta_row(index: int, meta: EntryMeta) -> tuple[object, ...]:
             meta.case_reference, meta.status)
 
 
-def _index_bounds(conn: sqlite3.Connection) -> tuple[int, int]:
-    """(first index without a copy row, end of the log): copies are filed in index order."""
-    (first,) = conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit_entry_meta").fetchone()
-    (end,) = conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit_entries").fetchone()
-    return int(first), int(end)
+def _filing_state(conn: sqlite3.Connection) -> tuple[int, int]:
+    """(the mark: the copies of every entry below it are filed; the end of the log). Copies are filed in index
+    order and the mark, not the copy rows, says how far: a row put in by hand past the end would skip
+    entries."""
+    (end,) = conn.execute(f"SELECT {_LOG_END}").fetchone()
+    mark = conn.execute("SELECT upto FROM audit_copies_filed WHERE id = 0").fetchone()
+    return int(mark[0]) if mark else 0, int(end)
+
+
+def _read_back(data: object) -> EntryMeta:
+    """An entry's copies from its stored bytes; a value that is not bytes at all (tampered) gives empty ones."""
+    try:
+        return EntryMeta.from_entry(as_bytes(data))
+    except (TypeError, ValueError):
+        return _EMPTY_META
 
 
 def file_copies(conn: sqlite3.Connection, known: Sequence[tuple[int, EntryMeta]] = ()) -> int:
     """File the search copies of every committed entry after the last one filed, in one transaction; return
     how many. `known` are copies kept from the appends; any others are read back from the entries' bytes (an
     entry committed by another process, or before a restart). Safe from several processes at once."""
-    first, end = _index_bounds(conn)
-    if first >= end:
+    mark, end = _filing_state(conn)
+    if mark == end:
         return 0
     conn.execute("BEGIN IMMEDIATE")
     try:
-        first, end = _index_bounds(conn)  # again under the write lock
-        metas = {index: meta for index, meta in known if first <= index < end}
-        if len(metas) < end - first:
-            for index, data in conn.execute("SELECT idx, data FROM audit_entries WHERE idx >= ? AND idx < ?",
-                                            (first, end)).fetchall():
-                if index not in metas:
-                    metas[index] = EntryMeta.from_entry(as_bytes(data))
-        ordered = sorted(metas.items())
-        conn.executemany(_META_INSERT, [_meta_row(index, meta) for index, meta in ordered])
-        conn.executemany("INSERT OR IGNORE INTO audit_subject_tokens VALUES (?,?)",
-                         [(token, index) for index, meta in ordered for token in meta.subject_tokens])
+        mark, end = _filing_state(conn)  # again under the write lock
+        first = min(mark, end)  # a log shorter than its mark (its newest entries deleted) is filed from its end
+        kept = {index: meta for index, meta in known if first <= index < end}
+        filed = 0
+        for start in range(first, end, _FILE_CHUNK):
+            stop = min(end, start + _FILE_CHUNK)
+            metas = {index: kept[index] for index in range(start, stop) if index in kept}
+            if len(metas) < stop - start:
+                for index, data in conn.execute("SELECT idx, data FROM audit_entries WHERE idx >= ? AND idx < ?",
+                                                (start, stop)).fetchall():
+                    metas.setdefault(index, _read_back(data))
+            ordered = sorted(metas.items())
+            conn.executemany(_META_INSERT, [_meta_row(index, meta) for index, meta in ordered])
+            # Rows from before (a deleted entry's, or put in by hand) must not speak for these entries.
+            conn.execute("DELETE FROM audit_subject_tokens WHERE idx >= ? AND idx < ?", (start, stop))
+            conn.executemany("INSERT OR IGNORE INTO audit_subject_tokens VALUES (?,?)",
+                             [(token, index) for index, meta in ordered for token in meta.subject_tokens])
+            filed += len(ordered)
+        conn.execute("INSERT OR REPLACE INTO audit_copies_filed VALUES (0, ?)", (end,))
         conn.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(sqlite3.Error):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
         raise
-    return len(ordered)
+    return filed
 
 
 class _Append:
@@ -247,6 +274,9 @@ class SqliteStore:
         self._pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="audit-sqlite-reader")
         self._closed = False
         self._unfiled: list[tuple[int, EntryMeta]] = []  # copies of committed entries not yet filed (writer thread)
+        self._file_retry_at = 0.0  # monotonic time before which the writer does not try filing again
+        self._file_backoff = 0.0
+        self._stopped = False  # the writer thread has ended
         self._thread.start()
 
     @classmethod
@@ -257,10 +287,13 @@ class SqliteStore:
             conn = _connect(path)
             try:
                 _migrate(conn)
-                file_copies(conn)  # copies a stopped process had not filed yet
             except BaseException:
                 conn.close()
                 raise
+            try:
+                file_copies(conn)  # copies a stopped process had not filed yet
+            except Exception as exc:  # the entries are intact: searches try again, and say so if they cannot
+                _log.warning("audit_copies_not_filed", error_type=type(exc).__name__)
             return conn
 
         try:
@@ -273,6 +306,24 @@ class SqliteStore:
 
     def _writer_loop(self) -> None:
         conn = self._writer_conn
+        try:
+            self._write_until_closed(conn)
+        except Exception as exc:  # a fault of ours: say so (by type only) and refuse what follows
+            _log.error("audit_writer_stopped", error_type=type(exc).__name__, unexpected=True)
+        finally:
+            # Normally the queue is empty here; after an unexpected error, nobody may wait for ever.
+            self._stopped = True
+            error = StoreUnavailable("the SQLite audit store's writer has stopped")
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    _resolve(item.loop, item.future, None, error)
+            conn.close()
+
+    def _write_until_closed(self, conn: sqlite3.Connection) -> None:
         while True:
             try:
                 item = self._queue.get(timeout=_FILE_WHEN_QUIET) if self._unfiled else self._queue.get()
@@ -317,23 +368,30 @@ class SqliteStore:
             waiting = len(self._unfiled)
             if waiting >= _FILE_AT_MOST or (waiting >= _FILE_AFTER and self._queue.empty()):
                 self._file_waiting(conn)
-        self._file_waiting(conn)
-        conn.close()
+        self._file_waiting(conn, closing=True)
 
     def _file(self, conn: sqlite3.Connection) -> None:
         """File every missing copy, using those kept from appends (writer thread)."""
         file_copies(conn, self._unfiled)
         self._unfiled.clear()
 
-    def _file_waiting(self, conn: sqlite3.Connection) -> None:
-        """`_file`, but a failure only leaves the copies for the next try (or, past `_FILE_AT_MOST` of them, for
-        rebuilding from the entries' bytes): the entries themselves are committed already."""
+    def _file_waiting(self, conn: sqlite3.Connection, *, closing: bool = False) -> None:
+        """`_file`, but a failure only leaves the copies for a later try (or, past `_FILE_AT_MOST` of them, for
+        rebuilding from the entries' bytes): the entries themselves are committed already. After a failure
+        the writer waits before trying again (doubling, up to `_FILE_BACKOFF_MAX`); searches still try."""
+        if not closing and time.monotonic() < self._file_retry_at:
+            return
         try:
             self._file(conn)
-        except sqlite3.Error as exc:
-            _log.warning("audit_copies_not_filed", error_type=type(exc).__name__, waiting=len(self._unfiled))
+        except Exception as exc:
+            self._file_backoff = min(_FILE_BACKOFF_MAX, max(_FILE_WHEN_QUIET, 2 * self._file_backoff))
+            self._file_retry_at = time.monotonic() + self._file_backoff
+            _log.warning("audit_copies_not_filed", error_type=type(exc).__name__, waiting=len(self._unfiled),
+                         retry_in=self._file_backoff)
             if len(self._unfiled) >= _FILE_AT_MOST:
                 self._unfiled.clear()
+        else:
+            self._file_backoff = 0.0
 
     def _commit_appends(self, conn: sqlite3.Connection, batch: list[_Append]) -> None:
         try:
@@ -367,7 +425,7 @@ class SqliteStore:
             _resolve(request.loop, request.future, receipts, None)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._closed:
+        if self._closed or self._stopped:
             raise StoreUnavailable("the SQLite audit store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
@@ -402,7 +460,7 @@ class SqliteStore:
     # -- the port ------------------------------------------------------------------------------------
 
     async def append(self, entries: Sequence[PendingEntry]) -> list[AuditReceipt]:
-        if self._closed or not self._thread.is_alive():
+        if self._closed or self._stopped:
             raise StoreUnavailable("the SQLite audit store is closed")
         if not entries:
             return []
@@ -441,7 +499,9 @@ class SqliteStore:
         """File the search copies of every entry committed so far (searches and verification do this first)."""
         try:
             await self._write(self._file)
-        except sqlite3.Error as exc:
+        except StoreError:
+            raise
+        except Exception as exc:
             raise StoreUnavailable(f"cannot file the SQLite audit store's search copies: {exc}") from exc
 
     def _filter_sql(self, where: EntryFilter, start: int, before: int | None) -> tuple[str, list[Any]]:
@@ -451,6 +511,7 @@ class SqliteStore:
             marks = ",".join("?" * len(tokens))
             clauses.append(f"idx IN (SELECT idx FROM audit_subject_tokens WHERE token IN ({marks}))")  # noqa: S608
             params.extend(tokens)
+        clauses.append(f"idx < {_LOG_END}")  # a copy row past the log's end answers for no entry
         return " AND ".join(clauses), params
 
     async def find(self, where: EntryFilter, *, start: int, limit: int, before: int | None = None,
@@ -527,6 +588,8 @@ class SqliteStore:
             # file system or page limit shows), and no reader ever sees the row.
             conn.execute("INSERT INTO audit_entries VALUES (-1, x'', zeroblob(?))", (PROBE_BYTES,))
             conn.execute("DELETE FROM audit_entries WHERE idx = -1")
+            conn.execute(_META_INSERT, _meta_row(-1, _EMPTY_META))  # the copies' table and indexes too
+            conn.execute("DELETE FROM audit_entry_meta WHERE idx = -1")
             conn.execute("COMMIT")
 
         try:

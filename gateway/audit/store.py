@@ -88,10 +88,23 @@ class EntryMeta:
             doc = None
         event = doc.get("event") if isinstance(doc, dict) else None
         fields = event if isinstance(event, dict) else {}
-        text = {name: value if isinstance(value := fields.get(name), str) else "" for name in META_FIELDS}
+        text = {name: value if isinstance(value := fields.get(name), str) and _storable(value) else ""
+                for name in META_FIELDS}
         tokens = fields.get(TOKENS)
-        listed = tokens if isinstance(tokens, list) and all(isinstance(t, str) for t in tokens) else []
+        listed = tokens if isinstance(tokens, list) and all(_storable(t) for t in tokens) else []
         return cls(**text, subject_tokens=tuple(dict.fromkeys(listed)))
+
+
+def _storable(value: object) -> bool:
+    """Text a SQL text column can hold: a str with no NUL that encodes as UTF-8 (JSON may carry a lone
+    surrogate escape, which does not)."""
+    if not isinstance(value, str) or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 META_FIELDS = ("occurred_at", "kind", "agency", "purpose", "role", "user", "case_reference", "status")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import structlog
 from store_backends import POSTGRES_URL, postgres_url
 
 from gateway.audit import sqlite_store
@@ -24,7 +25,7 @@ from gateway.audit.merkle import leaf_hash
 from gateway.audit.migrations import MIGRATIONS_TABLE, load_migrations
 from gateway.audit.postgres_store import PostgresStore
 from gateway.audit.sqlite_store import SqliteStore, path_from_url
-from gateway.audit.store import EntryFilter, PendingEntry, StoreUnavailable, StoreUrlError
+from gateway.audit.store import META_FIELDS, EntryFilter, PendingEntry, StoreUnavailable, StoreUrlError
 from gateway.audit.verify import verify_store
 from gateway.domain import AuditEvent
 from gateway.errors import AuditUnavailable
@@ -244,6 +245,15 @@ def _expected_copies(events: list[AuditEvent]) -> tuple[list[tuple[object, ...]]
             sorted((i, t) for i, m in enumerate(metas) for t in m.subject_tokens))
 
 
+def _unfile(path: Path, index: int) -> None:
+    """Put the file as a process leaves it that stopped after committing entries `index`… but before filing
+    their copies: no copy rows for them, and the filing mark at `index`."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM audit_entry_meta WHERE idx >= ?", (index,))
+        conn.execute("DELETE FROM audit_subject_tokens WHERE idx >= ?", (index,))
+        conn.execute("UPDATE audit_copies_filed SET upto = ?", (index,))
+
+
 async def _eventually(check: Callable[[], bool], seconds: float = 10.0) -> None:
     deadline = asyncio.get_running_loop().time() + seconds
     while not check():
@@ -309,9 +319,7 @@ async def test_sqlite_copies_lost_with_the_process_are_rebuilt_from_the_entries(
     await log.checkpoint()
     await store.close()
     assert _copies(path) == _expected_copies(events)  # closing files them
-    with sqlite3.connect(path) as conn:  # as if the process had died before filing the last seven
-        conn.execute("DELETE FROM audit_entry_meta WHERE idx >= 5")
-        conn.execute("DELETE FROM audit_subject_tokens WHERE idx >= 5")
+    _unfile(path, 5)  # as if the process had died before filing the last seven
     store = await SqliteStore.open(path)
     try:
         assert _copies(path) == _expected_copies(events)
@@ -361,11 +369,163 @@ async def test_sqlite_store_of_the_earlier_layout_keeps_its_copies_when_migrated
                          (i, leaf_hash(data), data, m.occurred_at, m.kind, m.agency, m.purpose, m.role, m.user,
                           m.case_reference, m.status))
             conn.executemany("INSERT INTO audit_subject_tokens VALUES (?,?)", [(t, i) for t in m.subject_tokens])
+        # A copy the old layout already held wrong (changed after its entry was written) must stay wrong, so
+        # that verification still sees it: the migration moves the copies, it does not rebuild them.
+        conn.execute("UPDATE audit_entries SET user_id = 'tampered' WHERE idx = 2")
     store = await SqliteStore.open(path)
     try:
-        assert _copies(path) == _expected_copies(events)
+        rows, tokens = _copies(path)
+        expected_rows, expected_tokens = _expected_copies(events)
+        assert rows[2][6] == "tampered"
+        assert (rows[:2] + rows[3:], tokens) == (expected_rows[:2] + expected_rows[3:], expected_tokens)
         assert [c[1] for c in _rows(path, "PRAGMA table_info(audit_entries)")] == ["idx", "leaf_hash", "data"]
-        assert await store.metadata_mismatches(0, 7) == {}
+        assert await store.metadata_mismatches(0, 7) == {2: ("user",)}
         assert await store.count(EntryFilter(case_reference="CASE-1")) == 2
+    finally:
+        await store.close()
+
+
+def _forge(path: Path, index: int, data: object) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE audit_entries SET data = ? WHERE idx = ?", (data, index))
+
+
+async def _closed_with(path: Path, events: list[AuditEvent]) -> None:
+    store = await SqliteStore.open(path)
+    await store.append([PendingEntry.from_event(e) for e in events])
+    await store.close()
+
+
+@pytest.mark.parametrize("forged", [
+    entry_bytes(1, b'{"agency":"\\ud800","user":"x"}'),  # a lone surrogate: JSON allows it, SQL text does not
+    1.5,  # not bytes at all
+    b"\xff\xfe",
+])
+async def test_sqlite_copies_read_back_from_damaged_bytes_do_not_stop_the_store(
+        tmp_path: Path, event: EventFactory, forged: object) -> None:
+    """Rebuilding the copies of a damaged entry (a tamperer's, never the gateway's) files empty ones where the
+    bytes cannot give them: the store still opens, searches and appends, and the entry is reported."""
+    path = tmp_path / "a.sqlite"
+    await _closed_with(path, [event(i) for i in range(3)])
+    _forge(path, 1, forged)
+    _unfile(path, 1)  # as if they had never been filed
+    store = await SqliteStore.open(path)
+    try:
+        assert _rows(path, "SELECT agency FROM audit_entry_meta WHERE idx = 1") == [("",)]
+        assert await store.count(EntryFilter()) == 3
+        await store.append([PendingEntry.from_event(event(3))])
+        assert await store.count(EntryFilter(user=event(3).user)) >= 1
+        mismatches = await store.metadata_mismatches(0, 4)
+        assert set(mismatches) <= {1}
+        if isinstance(forged, bytes) and forged.startswith(b"{"):
+            assert mismatches[1][:2] == ("occurred_at", "kind")
+            assert "agency" in mismatches[1]
+    finally:
+        await store.close()
+
+
+async def test_sqlite_copy_rows_past_the_end_of_the_log_neither_count_nor_stop_filing(
+        tmp_path: Path, event: EventFactory) -> None:
+    """A planted copy row at an index the log has not reached is not counted or listed, later entries are still
+    filed and found, and once the log reaches that index the entry's own copy replaces it."""
+    path = tmp_path / "a.sqlite"
+    events = [event(i, agency="police") for i in range(3)]
+    await _closed_with(path, events)
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO audit_entry_meta VALUES (5, '2020-01-01T00:00:00.000000Z', 'disclosure', "
+                     "'police', 'p', 'r', 'u', 'c', 's')")
+    store = await SqliteStore.open(path)
+    try:
+        assert await store.count(EntryFilter(agency="police")) == 3
+        more = [event(i, agency="police") for i in range(3, 7)]
+        await store.append([PendingEntry.from_event(e) for e in more])
+        assert await store.count(EntryFilter(agency="police")) == 7
+        newest = await store.find(EntryFilter(agency="police"), start=0, limit=3, newest_first=True)
+        assert [e.index for e in newest] == [6, 5, 4]
+        assert _copies(path) == _expected_copies([*events, *more])
+        assert await store.metadata_mismatches(0, 7) == {}
+    finally:
+        await store.close()
+
+
+async def test_sqlite_entry_without_a_copy_row_is_reported_in_every_field(tmp_path: Path, event: EventFactory) -> None:
+    """A copy row deleted from the middle of the log is reported, even for an entry whose event lacks the
+    fields (a missing row must not compare equal to a missing field)."""
+    path = tmp_path / "a.sqlite"
+    await _closed_with(path, [event(i) for i in range(4)])
+    _forge(path, 1, entry_bytes(1, b"{}"))
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM audit_entry_meta WHERE idx IN (1, 2)")
+    store = await SqliteStore.open(path)
+    try:
+        mismatches = await store.metadata_mismatches(0, 4)
+        assert set(mismatches) == {1, 2}
+        assert mismatches[1][:len(META_FIELDS)] == META_FIELDS
+        assert mismatches[2][:len(META_FIELDS)] == META_FIELDS
+    finally:
+        await store.close()
+
+
+async def test_sqlite_writer_that_stops_unexpectedly_fails_every_later_call_instead_of_hanging(
+        tmp_path: Path, event: EventFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should the writer thread ever end on an error of its own, appends and searches are refused at once."""
+    def broken(self: SqliteStore, conn: sqlite3.Connection, *, closing: bool = False) -> None:
+        raise RuntimeError("a bug in the writer (test)")
+
+    monkeypatch.setattr(SqliteStore, "_file_waiting", broken)
+    monkeypatch.setattr(sqlite_store, "_FILE_WHEN_QUIET", 0.01)
+    store = await SqliteStore.open(tmp_path / "a.sqlite")
+    try:
+        await store.append([PendingEntry.from_event(event(0))])  # durable; the filing after it kills the writer
+        await _eventually(lambda: store._stopped)
+        with pytest.raises(StoreUnavailable):
+            await asyncio.wait_for(store.count(EntryFilter()), 5)
+        with pytest.raises(StoreUnavailable):
+            await asyncio.wait_for(store.append([PendingEntry.from_event(event(1))]), 5)
+    finally:
+        await store.close()
+
+
+async def test_sqlite_filing_that_keeps_failing_backs_off_and_searches_say_so(
+        tmp_path: Path, event: EventFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A filing that fails is retried with growing waits (not every quarter second, each with a warning), a
+    search meanwhile is StoreUnavailable rather than an incomplete answer, and filing resumes once it can."""
+    def failing(conn: sqlite3.Connection, known: object = ()) -> int:
+        raise sqlite3.OperationalError("disk I/O error (test)")
+
+    path = tmp_path / "a.sqlite"
+    monkeypatch.setattr(sqlite_store, "_FILE_WHEN_QUIET", 0.01)
+    store = await SqliteStore.open(path)
+    try:
+        monkeypatch.setattr(sqlite_store, "file_copies", failing)
+        with structlog.testing.capture_logs() as logs:
+            await store.append([PendingEntry.from_event(event(0))])
+            await asyncio.sleep(0.6)
+        tries = [entry for entry in logs if entry["event"] == "audit_copies_not_filed"]
+        assert 2 <= len(tries) <= 8  # every 0.01 s would be about 60
+        assert [t["retry_in"] for t in tries] == sorted(t["retry_in"] for t in tries)
+        with pytest.raises(StoreUnavailable, match="search copies"):
+            await store.count(EntryFilter())
+        monkeypatch.undo()
+        assert await store.count(EntryFilter()) == 1
+        assert _copies(path) == _expected_copies([event(0)])
+    finally:
+        await store.close()
+
+
+async def test_sqlite_log_shorter_than_its_filing_mark_files_its_new_entries(
+        tmp_path: Path, event: EventFactory) -> None:
+    """If the newest entries are deleted (verification reports that against the checkpoints), entries appended
+    afterwards at those indices are still filed and found."""
+    path = tmp_path / "a.sqlite"
+    await _closed_with(path, [event(i) for i in range(5)])
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM audit_entries WHERE idx >= 2")
+    store = await SqliteStore.open(path)
+    try:
+        fresh = [event(10 + i, case_reference="CASE-NEW") for i in range(2)]
+        await store.append([PendingEntry.from_event(e) for e in fresh])
+        assert [e.index for e in await store.find(EntryFilter(case_reference="CASE-NEW"), start=0, limit=10)] == [2, 3]
+        assert await store.metadata_mismatches(0, 4) == {}
     finally:
         await store.close()

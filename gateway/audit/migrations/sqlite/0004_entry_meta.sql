@@ -2,6 +2,7 @@
 -- fills (with the subject-token rows) in its own transaction after the entries' commit. An append then
 -- writes only the log's own pages before its fsync, not a leaf of every index; searches and verification
 -- bring the copies up to date first. A missing row is reported by verification like a changed one.
+-- (audit_entries is rebuilt rather than altered with DROP COLUMN, which older SQLite libraries lack.)
 CREATE TABLE audit_entry_meta (
     idx            INTEGER PRIMARY KEY,
     occurred_at    TEXT NOT NULL,
@@ -15,18 +16,20 @@ CREATE TABLE audit_entry_meta (
 );
 INSERT INTO audit_entry_meta
     SELECT idx, occurred_at, kind, agency, purpose, role, user_id, case_reference, status FROM audit_entries;
-DROP INDEX audit_entries_occurred_at;
-DROP INDEX audit_entries_case_reference;
-DROP INDEX audit_entries_user_id;
-DROP INDEX audit_entries_agency_purpose;
-ALTER TABLE audit_entries DROP COLUMN occurred_at;
-ALTER TABLE audit_entries DROP COLUMN kind;
-ALTER TABLE audit_entries DROP COLUMN agency;
-ALTER TABLE audit_entries DROP COLUMN purpose;
-ALTER TABLE audit_entries DROP COLUMN role;
-ALTER TABLE audit_entries DROP COLUMN user_id;
-ALTER TABLE audit_entries DROP COLUMN case_reference;
-ALTER TABLE audit_entries DROP COLUMN status;
+CREATE TABLE audit_entries_log (
+    idx       INTEGER PRIMARY KEY,
+    leaf_hash BLOB NOT NULL,
+    data      BLOB NOT NULL
+);
+INSERT INTO audit_entries_log SELECT idx, leaf_hash, data FROM audit_entries;
+DROP TABLE audit_entries;
+ALTER TABLE audit_entries_log RENAME TO audit_entries;
+-- Where filing stands: the copies of every entry below `upto` have been filed.
+CREATE TABLE audit_copies_filed (
+    id   INTEGER PRIMARY KEY CHECK (id = 0),
+    upto INTEGER NOT NULL
+);
+INSERT INTO audit_copies_filed SELECT 0, coalesce(max(idx) + 1, 0) FROM audit_entries;
 CREATE INDEX audit_entry_meta_occurred_at ON audit_entry_meta (occurred_at);
 CREATE INDEX audit_entry_meta_case_reference ON audit_entry_meta (case_reference);
 CREATE INDEX audit_entry_meta_user_id ON audit_entry_meta (user_id);
