@@ -72,6 +72,9 @@ _FILE_BACKOFF_MAX = 30.0  # seconds, the longest the writer waits before filing 
 _META_INSERT = "INSERT OR REPLACE INTO audit_entry_meta VALUES (?,?,?,?,?,?,?,?,?)"
 _LOG_END = "(SELECT coalesce(max(idx) + 1, 0) FROM audit_entries)"
 _EMPTY_META = EntryMeta("", "", "", "", "", "", "", "", ())
+# An entry's bytes as bytes whatever a tamperer stored there: text that is not UTF-8, or a number (which
+# `as_bytes` would take for a length), would otherwise fail the read before verification could report it.
+_DATA = "CAST(data AS BLOB)"
 
 
 def _mismatch_sql() -> str:
@@ -182,11 +185,8 @@ def _filing_state(conn: sqlite3.Connection) -> tuple[int, int]:
 
 
 def _read_back(data: object) -> EntryMeta:
-    """An entry's copies from its stored bytes; a value that is not bytes at all (tampered) gives empty ones."""
-    try:
-        return EntryMeta.from_entry(as_bytes(data))
-    except (TypeError, ValueError):
-        return _EMPTY_META
+    """An entry's copies from its stored bytes (read as `_DATA`); anything else (a NULL) gives empty ones."""
+    return EntryMeta.from_entry(data) if isinstance(data, bytes) else _EMPTY_META
 
 
 def file_copies(conn: sqlite3.Connection, known: Sequence[tuple[int, EntryMeta]] = ()) -> int:
@@ -206,8 +206,8 @@ def file_copies(conn: sqlite3.Connection, known: Sequence[tuple[int, EntryMeta]]
             stop = min(end, start + _FILE_CHUNK)
             metas = {index: kept[index] for index in range(start, stop) if index in kept}
             if len(metas) < stop - start:
-                for index, data in conn.execute("SELECT idx, data FROM audit_entries WHERE idx >= ? AND idx < ?",
-                                                (start, stop)).fetchall():
+                for index, data in conn.execute(f"SELECT idx, {_DATA} FROM audit_entries "  # noqa: S608
+                                                "WHERE idx >= ? AND idx < ?", (start, stop)).fetchall():
                     metas.setdefault(index, _read_back(data))
             ordered = sorted(metas.items())
             conn.executemany(_META_INSERT, [_meta_row(index, meta) for index, meta in ordered])
@@ -277,6 +277,7 @@ class SqliteStore:
         self._file_retry_at = 0.0  # monotonic time before which the writer does not try filing again
         self._file_backoff = 0.0
         self._stopped = False  # the writer thread has ended
+        self._queue_lock = threading.Lock()  # makes "still open?" and "queued" one step (see `_enqueue`)
         self._thread.start()
 
     @classmethod
@@ -311,8 +312,10 @@ class SqliteStore:
         except Exception as exc:  # a fault of ours: say so (by type only) and refuse what follows
             _log.error("audit_writer_stopped", error_type=type(exc).__name__, unexpected=True)
         finally:
-            # Normally the queue is empty here; after an unexpected error, nobody may wait for ever.
-            self._stopped = True
+            # Normally the queue is empty here; after an unexpected error, nobody may wait for ever. Under the
+            # lock, so that nothing is queued after this drain (`_enqueue` sees the flag).
+            with self._queue_lock:
+                self._stopped = True
             error = StoreUnavailable("the SQLite audit store's writer has stopped")
             while True:
                 try:
@@ -374,12 +377,15 @@ class SqliteStore:
         """File every missing copy, using those kept from appends (writer thread)."""
         file_copies(conn, self._unfiled)
         self._unfiled.clear()
+        self._file_backoff, self._file_retry_at = 0.0, 0.0
 
     def _file_waiting(self, conn: sqlite3.Connection, *, closing: bool = False) -> None:
         """`_file`, but a failure only leaves the copies for a later try (or, past `_FILE_AT_MOST` of them, for
         rebuilding from the entries' bytes): the entries themselves are committed already. After a failure
         the writer waits before trying again (doubling, up to `_FILE_BACKOFF_MAX`); searches still try."""
         if not closing and time.monotonic() < self._file_retry_at:
+            if len(self._unfiled) >= _FILE_AT_MOST:
+                self._unfiled.clear()  # read back from the entries' bytes when filing works again
             return
         try:
             self._file(conn)
@@ -390,8 +396,6 @@ class SqliteStore:
                          retry_in=self._file_backoff)
             if len(self._unfiled) >= _FILE_AT_MOST:
                 self._unfiled.clear()
-        else:
-            self._file_backoff = 0.0
 
     def _commit_appends(self, conn: sqlite3.Connection, batch: list[_Append]) -> None:
         try:
@@ -424,12 +428,18 @@ class SqliteStore:
         for request, receipts in zip(batch, results, strict=True):
             _resolve(request.loop, request.future, receipts, None)
 
+    def _enqueue(self, item: _Append | _Call) -> None:
+        """Queue `item` for the writer, or refuse it if the store is closed or its writer has stopped: checked
+        and queued under one lock, so nothing is queued behind the writer's last item and left waiting."""
+        with self._queue_lock:
+            if self._closed or self._stopped:
+                raise StoreUnavailable("the SQLite audit store is closed")
+            self._queue.put(item)
+
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._closed or self._stopped:
-            raise StoreUnavailable("the SQLite audit store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Call(fn, future, loop))
+        self._enqueue(_Call(fn, future, loop))
         return await future
 
     # -- readers -------------------------------------------------------------------------------------
@@ -466,7 +476,7 @@ class SqliteStore:
             return []
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[AuditReceipt]] = loop.create_future()
-        self._queue.put(_Append(list(entries), future, loop))
+        self._enqueue(_Append(list(entries), future, loop))
         return await future
 
     async def size(self) -> int:
@@ -483,14 +493,14 @@ class SqliteStore:
 
     async def get_entry(self, index: int) -> StoredEntry | None:
         def q(conn: sqlite3.Connection) -> StoredEntry | None:
-            row = conn.execute("SELECT idx, leaf_hash, data FROM audit_entries WHERE idx = ?",
+            row = conn.execute(f"SELECT idx, leaf_hash, {_DATA} FROM audit_entries WHERE idx = ?",  # noqa: S608
                                (index,)).fetchone()
             return None if row is None else StoredEntry(row[0], as_bytes(row[1]), as_bytes(row[2]))
         return await self._read(q)
 
     async def scan(self, start: int, limit: int) -> list[StoredEntry]:
         def q(conn: sqlite3.Connection) -> list[StoredEntry]:
-            rows = conn.execute("SELECT idx, leaf_hash, data FROM audit_entries WHERE idx >= ? "
+            rows = conn.execute(f"SELECT idx, leaf_hash, {_DATA} FROM audit_entries WHERE idx >= ? "  # noqa: S608
                                 "ORDER BY idx LIMIT ?", (start, limit)).fetchall()
             return [StoredEntry(i, as_bytes(h), as_bytes(d)) for i, h, d in rows]
         return await self._read(q)
@@ -518,7 +528,7 @@ class SqliteStore:
                    newest_first: bool = False) -> list[StoredEntry]:
         condition, params = self._filter_sql(where, start, before)
         order = "DESC" if newest_first else "ASC"
-        sql = (f"SELECT idx, leaf_hash, data FROM audit_entries WHERE idx IN (SELECT idx FROM audit_entry_meta "  # noqa: S608
+        sql = (f"SELECT idx, leaf_hash, {_DATA} FROM audit_entries WHERE idx IN (SELECT idx FROM audit_entry_meta "  # noqa: S608
                f"WHERE {condition} ORDER BY idx {order} LIMIT ?) ORDER BY idx {order}")
         params.append(limit)
         await self.update_copies()
@@ -615,10 +625,11 @@ class SqliteStore:
         return await self._read(q)
 
     async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(None)
+        with self._queue_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)  # the writer's last item: `_enqueue` queues nothing after it
         await asyncio.to_thread(self._thread.join)
         await asyncio.to_thread(self._pool.shutdown, True)
         with self._reader_lock:

@@ -46,7 +46,8 @@ def _make_backend(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> 
     if kind == "sqlite":
         path = tmp_path / "audit.sqlite"
         return Backend("sqlite", f"sqlite:///{path}", sqlite_sql(path), copies="audit_entry_meta",
-                       migrations=("initial", "subject_token_index", "cosignatures", "entry_meta"))
+                       migrations=("initial", "subject_token_index", "cosignatures", "entry_meta",
+                                   "copies_filed_mark"))
     if kind == "postgres":
         url = postgres_url(request.getfixturevalue("postgres_schema"))
         return Backend("postgres", url, postgres_sql(url))

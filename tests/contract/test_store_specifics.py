@@ -399,7 +399,9 @@ async def _closed_with(path: Path, events: list[AuditEvent]) -> None:
 @pytest.mark.parametrize("forged", [
     entry_bytes(1, b'{"agency":"\\ud800","user":"x"}'),  # a lone surrogate: JSON allows it, SQL text does not
     1.5,  # not bytes at all
+    10**15,  # a number that must not be taken for a length
     b"\xff\xfe",
+    "text",  # replaced below by text that is not UTF-8
 ])
 async def test_sqlite_copies_read_back_from_damaged_bytes_do_not_stop_the_store(
         tmp_path: Path, event: EventFactory, forged: object) -> None:
@@ -407,7 +409,11 @@ async def test_sqlite_copies_read_back_from_damaged_bytes_do_not_stop_the_store(
     bytes cannot give them: the store still opens, searches and appends, and the entry is reported."""
     path = tmp_path / "a.sqlite"
     await _closed_with(path, [event(i) for i in range(3)])
-    _forge(path, 1, forged)
+    if forged == "text":
+        with sqlite3.connect(path) as conn:
+            conn.execute("UPDATE audit_entries SET data = CAST(x'ff7b' AS TEXT) WHERE idx = 1")
+    else:
+        _forge(path, 1, forged)
     _unfile(path, 1)  # as if they had never been filed
     store = await SqliteStore.open(path)
     try:
@@ -416,10 +422,13 @@ async def test_sqlite_copies_read_back_from_damaged_bytes_do_not_stop_the_store(
         await store.append([PendingEntry.from_event(event(3))])
         assert await store.count(EntryFilter(user=event(3).user)) >= 1
         mismatches = await store.metadata_mismatches(0, 4)
-        assert set(mismatches) <= {1}
-        if isinstance(forged, bytes) and forged.startswith(b"{"):
+        if isinstance(forged, bytes) and forged.startswith(b"{"):  # JSON with an event: its copies differ
+            assert set(mismatches) == {1}
             assert mismatches[1][:2] == ("occurred_at", "kind")
             assert "agency" in mismatches[1]
+        else:  # no entry at all: left to the rest of verification, which names it
+            assert mismatches == {}
+            assert (await store.get_entry(1)) is not None
     finally:
         await store.close()
 
@@ -527,5 +536,37 @@ async def test_sqlite_log_shorter_than_its_filing_mark_files_its_new_entries(
         await store.append([PendingEntry.from_event(e) for e in fresh])
         assert [e.index for e in await store.find(EntryFilter(case_reference="CASE-NEW"), start=0, limit=10)] == [2, 3]
         assert await store.metadata_mismatches(0, 4) == {}
+    finally:
+        await store.close()
+
+
+async def test_sqlite_store_migrated_before_the_filing_mark_gets_one_that_covers_its_copies(
+        tmp_path: Path, event: EventFactory) -> None:
+    """A file at migration 4 (copies in their own table, no mark yet) gets a mark after its last copy row:
+    its filed copies are kept, and the entries after them are filed."""
+    path = tmp_path / "v4.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"CREATE TABLE {MIGRATIONS_TABLE} (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                     "applied_at TEXT NOT NULL)")
+        for migration in load_migrations("sqlite")[:4]:
+            conn.executescript(migration.sql)
+            conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} VALUES (?, ?, ?)",  # noqa: S608
+                         (migration.version, migration.name, "2026-11-29T00:00:00.000000Z"))
+        events = [event(i) for i in range(5)]
+        for i, e in enumerate(events):
+            pending = PendingEntry.from_event(e)
+            data = entry_bytes(i, pending.event_json)
+            conn.execute("INSERT INTO audit_entries VALUES (?,?,?)", (i, leaf_hash(data), data))
+            if i < 3:  # the copies of the first three were filed
+                m = pending.meta
+                conn.execute("INSERT INTO audit_entry_meta VALUES (?,?,?,?,?,?,?,?,?)",
+                             (i, m.occurred_at, m.kind, m.agency, m.purpose, m.role, m.user, m.case_reference,
+                              m.status))
+                conn.executemany("INSERT INTO audit_subject_tokens VALUES (?,?)", [(t, i) for t in m.subject_tokens])
+    store = await SqliteStore.open(path)
+    try:
+        assert _rows(path, "SELECT upto FROM audit_copies_filed") == [(5,)]
+        assert _copies(path) == _expected_copies(events)
+        assert await store.metadata_mismatches(0, 5) == {}
     finally:
         await store.close()

@@ -24,12 +24,6 @@ CREATE TABLE audit_entries_log (
 INSERT INTO audit_entries_log SELECT idx, leaf_hash, data FROM audit_entries;
 DROP TABLE audit_entries;
 ALTER TABLE audit_entries_log RENAME TO audit_entries;
--- Where filing stands: the copies of every entry below `upto` have been filed.
-CREATE TABLE audit_copies_filed (
-    id   INTEGER PRIMARY KEY CHECK (id = 0),
-    upto INTEGER NOT NULL
-);
-INSERT INTO audit_copies_filed SELECT 0, coalesce(max(idx) + 1, 0) FROM audit_entries;
 CREATE INDEX audit_entry_meta_occurred_at ON audit_entry_meta (occurred_at);
 CREATE INDEX audit_entry_meta_case_reference ON audit_entry_meta (case_reference);
 CREATE INDEX audit_entry_meta_user_id ON audit_entry_meta (user_id);
