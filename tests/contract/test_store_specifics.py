@@ -349,19 +349,26 @@ async def test_sqlite_copies_filed_by_another_handle_are_not_filed_twice(
         await second.close()
 
 
+def _at_migration(path: Path, version: int) -> sqlite3.Connection:
+    """A new file with the SQLite migrations up to `version` applied and recorded, as an older gateway left it
+    (use as a context manager: it commits on leaving)."""
+    conn = sqlite3.connect(path)
+    conn.execute(f"CREATE TABLE {MIGRATIONS_TABLE} (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                 "applied_at TEXT NOT NULL)")
+    for migration in load_migrations("sqlite")[:version]:
+        conn.executescript(migration.sql)
+        conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} VALUES (?, ?, ?)",  # noqa: S608
+                     (migration.version, migration.name, "2026-11-01T00:00:00.000000Z"))
+    return conn
+
+
 async def test_sqlite_store_of_the_earlier_layout_keeps_its_copies_when_migrated(
         tmp_path: Path, event: EventFactory) -> None:
     """A log written when the filter columns lived in audit_entries opens with every copy moved over unchanged,
     verifies, and is searchable."""
     path = tmp_path / "old.sqlite"
     events = [event(i) for i in range(7)]
-    with sqlite3.connect(path) as conn:
-        conn.execute(f"CREATE TABLE {MIGRATIONS_TABLE} (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-                     "applied_at TEXT NOT NULL)")
-        for migration in load_migrations("sqlite")[:3]:
-            conn.executescript(migration.sql)
-            conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} VALUES (?, ?, ?)",  # noqa: S608
-                         (migration.version, migration.name, "2026-11-01T00:00:00.000000Z"))
+    with _at_migration(path, 3) as conn:
         for i, e in enumerate(events):
             pending = PendingEntry.from_event(e)
             data, m = entry_bytes(i, pending.event_json), pending.meta
@@ -545,13 +552,7 @@ async def test_sqlite_store_migrated_before_the_filing_mark_gets_one_that_covers
     """A file at migration 4 (copies in their own table, no mark yet) gets a mark after its last copy row:
     its filed copies are kept, and the entries after them are filed."""
     path = tmp_path / "v4.sqlite"
-    with sqlite3.connect(path) as conn:
-        conn.execute(f"CREATE TABLE {MIGRATIONS_TABLE} (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-                     "applied_at TEXT NOT NULL)")
-        for migration in load_migrations("sqlite")[:4]:
-            conn.executescript(migration.sql)
-            conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} VALUES (?, ?, ?)",  # noqa: S608
-                         (migration.version, migration.name, "2026-11-29T00:00:00.000000Z"))
+    with _at_migration(path, 4) as conn:
         events = [event(i) for i in range(5)]
         for i, e in enumerate(events):
             pending = PendingEntry.from_event(e)
