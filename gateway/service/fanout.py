@@ -219,7 +219,6 @@ class _AgencyEvent:
     occurred_at: datetime
 
 
-
 def finish(event: _AgencyEvent, outcome: AgencyOutcome, *, details: Mapping[str, str] | None = None,
            **changes: Any) -> AgencyAnswer:
     """Pair an outcome with its audit entry, which records the digest of exactly what is released.
